@@ -1,0 +1,329 @@
+"""Typed, frozen settings: explicit arguments > ``XHUB_*`` environment > config file > defaults.
+
+The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/config.toml``::
+
+    home = "/data/xhub"               # XHUB_HOME: data home of the embedded default
+    log_level = "INFO"                # XHUB_LOG_LEVEL
+
+    [s3]                              # XHUB_S3_<FIELD>, e.g. XHUB_S3_ENDPOINT_URL
+    endpoint_url = "https://s3.eu-west-1.amazonaws.com"
+    region = "eu-west-1"
+
+    [s3.buckets.scratch]              # per-bucket override: fields not given inherit [s3]
+    endpoint_url = "http://127.0.0.1:8333"
+    access_key_id = "admin"
+    secret_access_key = "secret"
+    addressing_style = "path"
+
+    [executor]                        # XHUB_EXECUTOR_<FIELD>
+    backend = "local"
+    workers = 4
+
+When no S3 credential is configured, the standard ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` and
+``AWS_ENDPOINT_URL`` variables are used, so existing AWS set-ups keep working.
+
+Example:
+    >>> s = Settings.load(env={"XHUB_S3_REGION": "eu-west-1"}, config_file=None)
+    >>> s.s3.region
+    'eu-west-1'
+    >>> s.replace(executor=ExecutorSettings(workers=8)).executor.workers
+    8
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from xtremehub.errors import ConfigError
+
+__all__ = [
+    "ExecutorSettings",
+    "S3Settings",
+    "Settings",
+    "default_config_path",
+    "default_settings",
+    "use_process_settings",
+]
+
+AddressingStyle = Literal["auto", "path", "virtual"]
+StartMethod = Literal["fork", "forkserver", "spawn"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Settings:
+    """How to reach an S3-compatible store (AWS, MinIO, Ceph, SeaweedFS)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    addressing_style: AddressingStyle = "auto"
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    max_retries: int = 3
+    multipart_threshold: int = 64 * 1024 * 1024
+    multipart_chunksize: int = 16 * 1024 * 1024
+    max_concurrency: int = 32
+
+    def __post_init__(self) -> None:
+        if self.addressing_style not in ("auto", "path", "virtual"):
+            raise ConfigError(f"s3.addressing_style must be auto, path or virtual, not {self.addressing_style!r}")
+        for name in ("connect_timeout", "read_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"s3.{name} must be > 0")
+        if self.max_retries < 0 or self.max_concurrency < 1:
+            raise ConfigError("s3.max_retries must be >= 0 and s3.max_concurrency >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorSettings:
+    """Defaults for :class:`xtremehub.FunctionExecutor`."""
+
+    backend: str = "local"
+    workers: int | None = None  # None: one per CPU core
+    retries: int = 0
+    start_method: StartMethod = "fork" if os.name == "posix" else "spawn"
+    progress: bool | None = None  # None: only on a TTY
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"executor.workers must be >= 1, not {self.workers}")
+        if self.retries < 0:
+            raise ConfigError(f"executor.retries must be >= 0, not {self.retries}")
+        if self.start_method not in ("fork", "forkserver", "spawn"):
+            raise ConfigError(f"executor.start_method must be fork, forkserver or spawn, not {self.start_method!r}")
+
+
+def _default_home() -> Path:
+    return Path("~/.xtremehub").expanduser()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """All XtremeHub settings; immutable, passed explicitly.
+
+    Build with :meth:`load` (file + environment + overrides) or directly.
+    """
+
+    home: Path = field(default_factory=_default_home)
+    log_level: str = "WARNING"
+    s3: S3Settings = field(default_factory=S3Settings)
+    buckets: Mapping[str, S3Settings] = field(default_factory=dict)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        # A read-only view keeps the frozen promise for the per-bucket table too.
+        object.__setattr__(self, "buckets", types.MappingProxyType(dict(self.buckets)))
+
+    def s3_for(self, bucket: str) -> S3Settings:
+        """S3 settings for one bucket: its override if any, else the global ``[s3]`` table."""
+        return self.buckets.get(bucket, self.s3)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # mappingproxy is not picklable; rebuild from a plain dict.
+        return (_rebuild_settings, (self.home, self.log_level, self.s3, dict(self.buckets), self.executor))
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config_file: Path | str | None | Literal["default"] = "default",
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Read settings: ``overrides`` > ``XHUB_*`` in ``env`` > config file > ``AWS_*`` > defaults.
+
+        Args:
+            config_file: a TOML file, ``None`` for none, or ``"default"`` for
+                ``$XHUB_CONFIG`` / ``~/.config/xtremehub/config.toml`` (if it exists).
+            env: environment to read (default ``os.environ``).
+            overrides: top-level fields (``home``, ``log_level``) or whole sections
+                given as objects or dicts (``s3={"region": "x"}``).
+        """
+        env = os.environ if env is None else env
+        raw: dict[str, Any] = {}
+        path = default_config_path(env) if config_file == "default" else config_file
+        if path is not None and (config_file != "default" or Path(path).exists()):
+            raw = _read_toml(Path(path))
+        _apply_aws_env(raw, env)
+        _apply_xhub_env(raw, env)
+        for key, value in overrides.items():
+            if dataclasses.is_dataclass(value):
+                raw[key] = value
+            elif isinstance(value, Mapping) and isinstance(raw.get(key), dict):
+                raw[key] = {**raw[key], **value}
+            else:
+                raw[key] = value
+        return _build_settings(raw, source=str(path) if path else "<arguments>")
+
+
+def _rebuild_settings(
+    home: Path, log_level: str, s3: S3Settings, buckets: dict[str, S3Settings], executor: ExecutorSettings
+) -> Settings:
+    return Settings(home=home, log_level=log_level, s3=s3, buckets=buckets, executor=executor)
+
+
+def default_config_path(env: Mapping[str, str] | None = None) -> Path:
+    """``$XHUB_CONFIG`` or ``~/.config/xtremehub/config.toml``."""
+    env = os.environ if env is None else env
+    if env.get("XHUB_CONFIG"):
+        return Path(env["XHUB_CONFIG"]).expanduser()
+    base = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else Path("~/.config").expanduser()
+    return base / "xtremehub" / "config.toml"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+
+
+_AWS_ENV = {
+    "AWS_ENDPOINT_URL_S3": "endpoint_url",
+    "AWS_ENDPOINT_URL": "endpoint_url",
+    "AWS_REGION": "region",
+    "AWS_DEFAULT_REGION": "region",
+    "AWS_ACCESS_KEY_ID": "access_key_id",
+    "AWS_SECRET_ACCESS_KEY": "secret_access_key",
+    "AWS_SESSION_TOKEN": "session_token",
+}
+
+
+def _apply_aws_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    s3 = raw.setdefault("s3", {})
+    for var, name in _AWS_ENV.items():
+        if env.get(var) and name not in s3:
+            s3[name] = env[var]
+
+
+_SECTIONS: dict[str, type[Any]] = {"s3": S3Settings, "executor": ExecutorSettings}
+
+
+def _apply_xhub_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    for top in ("home", "log_level"):
+        if f"XHUB_{top.upper()}" in env:
+            raw[top] = env[f"XHUB_{top.upper()}"]
+    for section, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            var = f"XHUB_{section.upper()}_{f.name.upper()}"
+            if var in env:
+                raw.setdefault(section, {})[f.name] = env[var]
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn a TOML/env value into the field's declared type, with a clear error."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {**globals(), "typing": typing})  # noqa: S307 - our own annotations
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, not {value!r}")
+        return value
+    try:
+        if annotation is bool:
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ValueError(value)
+                return lowered in ("1", "true", "yes", "on")
+            return bool(value)
+        if annotation in (int, float, str):
+            return annotation(value)
+        if annotation is Path:
+            return Path(str(value)).expanduser()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: cannot read {value!r} as {annotation.__name__}") from exc
+    return value
+
+
+def _build_section(cls: type[Any], raw: Any, where: str, base: Any = None) -> Any:
+    if isinstance(raw, cls):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table, not {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - known - {"buckets"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items() if k in known}
+    if base is not None:
+        return dataclasses.replace(base, **values)
+    return cls(**values)
+
+
+def _build_settings(raw: Mapping[str, Any], source: str) -> Settings:
+    known = {f.name for f in dataclasses.fields(Settings)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
+    kwargs: dict[str, Any] = {}
+    if "home" in raw:
+        kwargs["home"] = _coerce(raw["home"], Path, "home")
+    if "log_level" in raw:
+        kwargs["log_level"] = str(raw["log_level"]).upper()
+    s3_raw = raw.get("s3", {})
+    s3 = _build_section(S3Settings, s3_raw, "s3")
+    kwargs["s3"] = s3
+    buckets_raw: Mapping[str, Any] = {}
+    if isinstance(s3_raw, Mapping):
+        buckets_raw = s3_raw.get("buckets", {})
+    buckets_raw = {**buckets_raw, **raw.get("buckets", {})}
+    kwargs["buckets"] = {
+        name: _build_section(S3Settings, table, f"s3.buckets.{name}", base=s3) for name, table in buckets_raw.items()
+    }
+    if "executor" in raw:
+        kwargs["executor"] = _build_section(ExecutorSettings, raw["executor"], "executor")
+    return Settings(**kwargs)
+
+
+_process_settings: Settings | None = None
+_loaded: tuple[tuple[tuple[str, str], ...], Settings] | None = None
+
+
+def use_process_settings(settings: Settings | None) -> None:
+    """Make ``settings`` this process's default (called once by worker bootstrap code).
+
+    A worker started by an executor receives its executor's settings this way, so
+    store URLs resolve on the worker exactly as on the client.
+    """
+    global _process_settings
+    _process_settings = settings
+
+
+def default_settings() -> Settings:
+    """This process's settings: those given to :func:`use_process_settings`, else
+    :meth:`Settings.load` (re-read when ``XHUB_*``/``AWS_*`` variables change)."""
+    global _loaded
+    if _process_settings is not None:
+        return _process_settings
+    snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("XHUB_", "AWS_"))))
+    if _loaded is None or _loaded[0] != snapshot:
+        _loaded = (snapshot, Settings.load())
+    return _loaded[1]

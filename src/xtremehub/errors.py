@@ -1,0 +1,157 @@
+"""One error hierarchy for XtremeHub.
+
+Every error raised on purpose by XtremeHub derives from :class:`XHubError`, and
+most also derive from the builtin exception a Python user would reach for, so
+``except FileNotFoundError`` keeps working on a missing S3 key::
+
+    XHubError
+    ├── ConfigError                 (ValueError)   bad setting, file or env variable
+    ├── PluginNotFound              (ValueError)   unknown backend/format name
+    ├── MissingDependency           (ImportError)  optional extra not installed
+    ├── StorageError                (OSError)
+    │   ├── ObjectNotFound          (FileNotFoundError)
+    │   │   └── BucketNotFound
+    │   ├── AccessDenied            (PermissionError)
+    │   ├── InvalidRange            (ValueError)
+    │   ├── UnsupportedURL          (ValueError)
+    │   └── StorageUnavailable      (ConnectionError)  timeouts, refused, 5xx
+    └── ComputeError
+        ├── TaskError                               remote failure without a picklable exception
+        ├── WorkerDied                              worker process killed / out of memory
+        ├── TaskTimeout             (TimeoutError)  task ran past its time limit
+        └── ExecutorClosed          (RuntimeError)
+
+Vendor errors (obstore, OS) are translated at one boundary per backend and
+chained with ``raise ... from exc``; messages name the URL, key and byte range.
+
+Example:
+    >>> from xtremehub.errors import ObjectNotFound
+    >>> err = ObjectNotFound("mem://b/k", detail="no such key")
+    >>> isinstance(err, FileNotFoundError), str(err)
+    (True, 'mem://b/k: no such key')
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AccessDenied",
+    "BucketNotFound",
+    "ComputeError",
+    "ConfigError",
+    "ExecutorClosed",
+    "InvalidRange",
+    "MissingDependency",
+    "ObjectNotFound",
+    "PluginNotFound",
+    "StorageError",
+    "StorageUnavailable",
+    "TaskError",
+    "TaskTimeout",
+    "UnsupportedURL",
+    "WorkerDied",
+    "XHubError",
+]
+
+
+class XHubError(Exception):
+    """Base class of every error XtremeHub raises on purpose."""
+
+
+class ConfigError(XHubError, ValueError):
+    """A setting, config file or ``XHUB_*`` variable is invalid."""
+
+
+class PluginNotFound(XHubError, ValueError):
+    """A plugin name (backend, store scheme, format) is not registered."""
+
+
+class MissingDependency(XHubError, ImportError):
+    """An optional dependency is not installed; the message names the extra."""
+
+
+class StorageError(XHubError, OSError):
+    """An object-storage operation failed.
+
+    Attributes:
+        url: the object (or bucket/prefix) URL the operation was about.
+    """
+
+    default_detail = "storage operation failed"
+
+    def __init__(self, url: str, detail: str | None = None) -> None:
+        self.url = url
+        self.detail = detail or self.default_detail
+        super().__init__(f"{url}: {self.detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # OSError pickles its args positionally; keep our two fields instead.
+        return (type(self), (self.url, self.detail))
+
+
+class ObjectNotFound(StorageError, FileNotFoundError):
+    """The object does not exist."""
+
+    default_detail = "object not found"
+
+
+class BucketNotFound(ObjectNotFound):
+    """The bucket (or local root directory) does not exist."""
+
+    default_detail = "bucket not found"
+
+
+class AccessDenied(StorageError, PermissionError):
+    """The credentials do not allow the operation."""
+
+    default_detail = "access denied"
+
+
+class InvalidRange(StorageError, ValueError):
+    """A byte range starts past the end of the object or is malformed."""
+
+    default_detail = "invalid byte range"
+
+
+class UnsupportedURL(StorageError, ValueError):
+    """The URL scheme has no registered store, or the URL is malformed."""
+
+    default_detail = "unsupported URL"
+
+
+class StorageUnavailable(StorageError, ConnectionError):
+    """The store could not be reached after bounded retries (timeout, refused, 5xx)."""
+
+    default_detail = "storage unavailable"
+
+
+class ComputeError(XHubError):
+    """A task or executor failed."""
+
+
+class TaskError(ComputeError):
+    """A task raised an exception that could not be sent back as itself.
+
+    Attributes:
+        type_name: qualified name of the remote exception type.
+        remote_traceback: the traceback text printed on the worker.
+    """
+
+    def __init__(self, message: str, type_name: str = "", remote_traceback: str = "") -> None:
+        self.type_name = type_name
+        self.remote_traceback = remote_traceback
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.args[0], self.type_name, self.remote_traceback))
+
+
+class WorkerDied(ComputeError):
+    """The process running a task died (killed, crashed, out of memory)."""
+
+
+class TaskTimeout(ComputeError, TimeoutError):
+    """A task ran longer than its time limit and was stopped."""
+
+
+class ExecutorClosed(ComputeError, RuntimeError):
+    """Work was submitted to an executor that is closed."""

@@ -1,0 +1,286 @@
+"""S3-compatible store (AWS, MinIO, Ceph, SeaweedFS) on boto3.
+
+boto3 was chosen over obstore and s3fs by ``bench/storage_ranged_get.py`` (see
+``bench/README.md``): ranged-GET throughput was within noise of obstore and
+ahead of s3fs, and unlike obstore's tokio runtime, a boto3 client can be
+re-created safely in forked worker processes.
+
+Vendor errors are translated here, in :func:`translate`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from xtremehub.config import S3Settings
+from xtremehub.errors import (
+    AccessDenied,
+    BucketNotFound,
+    InvalidRange,
+    MissingDependency,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+)
+from xtremehub.storage.base import ObjectInfo, PutSource, Store
+from xtremehub.storage.chunks import iter_chunks
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3Store", "translate"]
+
+# S3 error codes -> our errors (like s3fs's table, but to our hierarchy).
+_CODES: dict[str, type[StorageError]] = {
+    "NoSuchKey": ObjectNotFound,
+    "404": ObjectNotFound,
+    "NotFound": ObjectNotFound,
+    "NoSuchBucket": BucketNotFound,
+    "AccessDenied": AccessDenied,
+    "403": AccessDenied,
+    "Forbidden": AccessDenied,
+    "InvalidAccessKeyId": AccessDenied,
+    "SignatureDoesNotMatch": AccessDenied,
+    "AllAccessDisabled": AccessDenied,
+    "InvalidRange": InvalidRange,
+    "416": InvalidRange,
+    "SlowDown": StorageUnavailable,
+    "ServiceUnavailable": StorageUnavailable,
+    "InternalError": StorageUnavailable,
+    "503": StorageUnavailable,
+    "500": StorageUnavailable,
+}
+
+
+def translate(exc: BaseException, url: str) -> StorageError:
+    """Map a botocore/boto3 exception to our hierarchy (the one vendor boundary)."""
+    from botocore import exceptions as bex
+
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, bex.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+        cls = _CODES.get(code) or _CODES.get(status) or StorageError
+        message = err.get("Message") or code or status
+        return cls(url, f"{message} (S3 {code or status})")
+    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
+        return AccessDenied(url, f"no S3 credentials: set XHUB_S3_ACCESS_KEY_ID/XHUB_S3_SECRET_ACCESS_KEY ({exc})")
+    if isinstance(
+        exc,
+        bex.EndpointConnectionError
+        | bex.ConnectTimeoutError
+        | bex.ReadTimeoutError
+        | bex.ConnectionClosedError
+        | bex.ResponseStreamingError,
+    ):
+        return StorageUnavailable(url, f"unreachable after retries: {exc}")
+    if isinstance(exc, bex.BotoCoreError | OSError):
+        return StorageError(url, f"{type(exc).__name__}: {exc}")
+    raise exc
+
+
+@functools.lru_cache(maxsize=64)
+def _client(settings: S3Settings, pid: int) -> S3Client:
+    # One client per settings per process: boto3 clients are thread-safe but must
+    # not cross a fork (their connection pools would be shared), hence ``pid``.
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as exc:  # pragma: no cover - boto3 is a core dependency
+        raise MissingDependency("S3 support needs boto3: pip install xtremehub") from exc
+    config = Config(
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
+        retries={"max_attempts": settings.max_retries + 1, "mode": "standard"},
+        max_pool_connections=max(settings.max_concurrency, 10),
+        s3={"addressing_style": settings.addressing_style},
+        signature_version="s3v4",
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=settings.endpoint_url,
+        region_name=settings.region or "us-east-1",
+        aws_access_key_id=settings.access_key_id,
+        aws_secret_access_key=settings.secret_access_key,
+        aws_session_token=settings.session_token,
+        config=config,
+    )
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only file object over an iterator of byte chunks (for multipart upload)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+class S3Store(Store):
+    """One bucket of an S3-compatible service.
+
+    Example:
+        >>> from xtremehub.config import S3Settings
+        >>> S3Store("reads", S3Settings(endpoint_url="http://127.0.0.1:8333")).url("a/b.fq.gz")
+        's3://reads/a/b.fq.gz'
+    """
+
+    def __init__(self, bucket: str, settings: S3Settings) -> None:
+        self.bucket = bucket
+        self.settings = settings
+        self.max_concurrency = settings.max_concurrency
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.bucket!r}, endpoint={self.settings.endpoint_url!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, S3Store) and (other.bucket, other.settings) == (self.bucket, self.settings)
+
+    def __hash__(self) -> int:
+        return hash(("s3", self.bucket, self.settings))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Never pickle credentials: a worker resolves the store from its own configuration.
+        from xtremehub.storage.registry import resolve_s3_store
+
+        return (resolve_s3_store, (self.bucket,))
+
+    @property
+    def client(self) -> S3Client:
+        return _client(self.settings, os.getpid())
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def create_bucket(self) -> None:
+        """Create the bucket (idempotent); for tests and first-time set-up."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.create_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise translate(exc, f"s3://{self.bucket}/") from exc
+
+    def get(self, key: str) -> bytes:
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            return body.read()
+        except Exception as exc:
+            raise translate(exc, self.url(key)) from exc
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+            return resp["Body"].read()
+        except Exception as exc:
+            err = translate(exc, self.url(key))
+            if isinstance(err, InvalidRange):
+                size = self.head(key).size
+                if start == size:
+                    return b""  # S3 answers 416 for a range starting at the end; we say "empty"
+                raise InvalidRange(
+                    self.url(key), f"bytes [{start}, {end}) start past the end (size {size})"
+                ) from exc
+            raise err from exc
+
+    def put(self, key: str, data: PutSource) -> ObjectInfo:
+        from boto3.s3.transfer import TransferConfig
+
+        url = self.url(key)
+        try:
+            if isinstance(data, bytes | bytearray | memoryview) and len(data) < self.settings.multipart_threshold:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))
+            else:
+                fileobj: Any
+                if isinstance(data, bytes | bytearray | memoryview):
+                    fileobj = io.BytesIO(data)
+                elif hasattr(data, "read"):
+                    fileobj = data
+                else:
+                    fileobj = io.BufferedReader(_ChunkReader(iter_chunks(data)), buffer_size=1 << 20)
+                config = TransferConfig(
+                    multipart_threshold=self.settings.multipart_threshold,
+                    multipart_chunksize=self.settings.multipart_chunksize,
+                    max_concurrency=min(self.settings.max_concurrency, 8),
+                    use_threads=True,
+                )
+                self.client.upload_fileobj(fileobj, self.bucket, key, Config=config)
+        except Exception as exc:
+            raise translate(exc, url) from exc
+        return self.head(key)
+
+    def head(self, key: str) -> ObjectInfo:
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise translate(exc, self.url(key)) from exc
+        return ObjectInfo(
+            url=self.url(key),
+            key=key,
+            size=int(resp["ContentLength"]),
+            etag=str(resp.get("ETag", "")).strip('"') or None,
+            mtime=resp.get("LastModified"),
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    yield ObjectInfo(
+                        url=self.url(key),
+                        key=key,
+                        size=int(item["Size"]),
+                        etag=str(item.get("ETag", "")).strip('"') or None,
+                        mtime=item.get("LastModified"),
+                    )
+        except Exception as exc:
+            raise translate(exc, self.url(prefix)) from exc
+
+    def delete(self, key: str) -> None:
+        self.head(key)  # S3 deletes missing keys silently; our contract says ObjectNotFound
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except Exception as exc:
+            raise translate(exc, self.url(key)) from exc
+
+    def copy(self, src: str, dst: str) -> ObjectInfo:
+        from boto3.s3.transfer import TransferConfig
+
+        try:
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": src},
+                self.bucket,
+                dst,
+                Config=TransferConfig(multipart_threshold=self.settings.multipart_threshold),
+            )
+        except Exception as exc:
+            raise translate(exc, self.url(src)) from exc
+        return self.head(dst)

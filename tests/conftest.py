@@ -1,0 +1,47 @@
+"""Shared fixtures: real servers on free loopback ports, test data from ../shared/testdata."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xtremehub.config import Settings
+from xtremehub.storage._s3 import S3Store
+from xtremehub.testing.seaweedfs import SeaweedFS
+
+TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[SeaweedFS]:
+    """A real SeaweedFS S3 server for the whole session."""
+    with SeaweedFS.start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_settings(seaweedfs: SeaweedFS) -> Settings:
+    return seaweedfs.settings()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweedfs: SeaweedFS, s3_settings: Settings) -> str:
+    """One bucket for the session (SeaweedFS makes a collection per bucket: keep them few)."""
+    S3Store("xhub-test", s3_settings.s3).create_bucket()
+    return "xhub-test"
+
+
+@pytest.fixture
+def s3_root(s3_bucket: str) -> str:
+    """A unique, empty prefix in the session bucket."""
+    return f"s3://{s3_bucket}/{uuid.uuid4().hex[:12]}/"
+
+
+@pytest.fixture
+def testdata() -> Path:
+    if not TESTDATA.is_dir():
+        pytest.skip(f"shared test data not found at {TESTDATA}")
+    return TESTDATA
