@@ -210,6 +210,8 @@ _AWS_ENV = {
 
 def _apply_aws_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
     s3 = raw.setdefault("s3", {})
+    if not isinstance(s3, dict):
+        return  # not a table: _build_section reports it as a ConfigError
     for var, name in _AWS_ENV.items():
         if env.get(var) and name not in s3:
             s3[name] = env[var]
@@ -226,7 +228,10 @@ def _apply_xhub_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         for f in dataclasses.fields(cls):
             var = f"XHUB_{section.upper()}_{f.name.upper()}"
             if var in env:
-                raw.setdefault(section, {})[f.name] = env[var]
+                table = raw.setdefault(section, {})
+                if not isinstance(table, dict):
+                    raise ConfigError(f"{section} must be a table, not {table!r}")
+                table[f.name] = env[var]
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
@@ -245,6 +250,10 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
         if value not in args:
             raise ConfigError(f"{where} must be one of {', '.join(map(str, args))}, not {value!r}")
         return value
+    if (annotation in (int, float) and isinstance(value, bool)) or (
+        annotation is int and isinstance(value, float) and not value.is_integer()
+    ):  # int(True) == 1 and int(2.5) == 2 would silently accept a wrong value
+        raise ConfigError(f"{where}: cannot read {value!r} as {annotation.__name__}")
     try:
         if annotation is bool:
             if isinstance(value, str):
@@ -269,12 +278,15 @@ def _build_section(cls: type[Any], raw: Any, where: str, base: Any = None) -> An
         raise ConfigError(f"{where} must be a table, not {raw!r}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(raw) - known - {"buckets"}
+    unknown = set(raw) - known - ({"buckets"} if where == "s3" else set())
     if unknown:
         raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items() if k in known}
     if base is not None:
-        return dataclasses.replace(base, **values)
+        try:
+            return dataclasses.replace(base, **values)
+        except ConfigError as exc:  # name the bucket table, not just the field
+            raise ConfigError(f"{where}: {exc}") from exc
     return cls(**values)
 
 
@@ -291,10 +303,12 @@ def _build_settings(raw: Mapping[str, Any], source: str) -> Settings:
     s3_raw = raw.get("s3", {})
     s3 = _build_section(S3Settings, s3_raw, "s3")
     kwargs["s3"] = s3
-    buckets_raw: Mapping[str, Any] = {}
-    if isinstance(s3_raw, Mapping):
-        buckets_raw = s3_raw.get("buckets", {})
-    buckets_raw = {**buckets_raw, **raw.get("buckets", {})}
+    buckets_raw: dict[str, Any] = {}
+    s3_buckets = s3_raw.get("buckets", {}) if isinstance(s3_raw, Mapping) else {}
+    for where, table in (("s3.buckets", s3_buckets), ("buckets", raw.get("buckets", {}))):
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"{where} must be a table of per-bucket tables, not {table!r}")
+        buckets_raw.update(table)
     kwargs["buckets"] = {
         name: _build_section(S3Settings, table, f"s3.buckets.{name}", base=s3) for name, table in buckets_raw.items()
     }

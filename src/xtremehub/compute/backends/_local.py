@@ -1,0 +1,425 @@
+"""The embedded default backend: a pool of worker processes on this machine.
+
+Workers start once per executor and are reused across jobs. One dispatcher
+thread owns all bookkeeping: it feeds workers adaptive batches of calls
+(large batches while much is pending, down to single calls near the end, as
+guided self-scheduling does), collects outcomes, and watches each worker's
+process sentinel, so a worker that dies (killed, crashed, out of memory) turns
+its running call into a :class:`~xtremehub.errors.WorkerDied` error and is
+replaced; the calls queued behind it are re-queued without penalty. A call that
+runs past its job's time limit has its worker killed and is reported as
+:class:`~xtremehub.errors.TaskTimeout`.
+
+Wire protocol (parent → worker, pickled tuples over a pipe):
+``("jobs", {job_id: cloudpickled_function})``, ``("calls", [(job_id, call_id)],
+pickled_calls)``, ``("forget", [job_id])``, ``("stop",)``; worker → parent:
+pickled ``list[Outcome]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import multiprocessing as mp
+import multiprocessing.connection as mpc
+import os
+import pickle
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
+from xtremehub.compute.task import Call, Outcome, dumps, run_call
+from xtremehub.config import Settings, use_process_settings
+from xtremehub.errors import ExecutorClosed, TaskTimeout, WorkerDied
+
+__all__ = ["LocalBackend"]
+
+log = logging.getLogger(__name__)
+
+_PREFETCH_LIMIT = 64 * 1024  # never queue a large message behind a busy worker
+_FLUSH_SECONDS = 0.005  # a worker batches outcomes of fast calls for at most this long
+
+
+# ---------------------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------------------
+def _worker_main(conn: mpc.Connection, settings: Settings, name: str) -> None:
+    """Entry point of a worker process: run calls until told to stop or the parent goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
+    use_process_settings(settings)
+    funcs: dict[str, Callable[..., Any] | BaseException] = {}
+    while True:
+        try:
+            message = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return  # parent is gone
+        kind = message[0]
+        if kind == "calls":
+            _run_batch(conn, funcs, message[1], message[2], name)
+        elif kind == "jobs":
+            for job_id, blob in message[1].items():
+                try:
+                    funcs[job_id] = cloudpickle.loads(blob)
+                except BaseException as exc:  # noqa: BLE001 - reported per call
+                    funcs[job_id] = exc
+        elif kind == "forget":
+            for job_id in message[1]:
+                funcs.pop(job_id, None)
+        elif kind == "stop":
+            return
+
+
+def _run_batch(
+    conn: mpc.Connection,
+    funcs: dict[str, Callable[..., Any] | BaseException],
+    ids: list[tuple[str, int]],
+    blob: bytes,
+    name: str,
+) -> None:
+    try:
+        calls: list[Call] = pickle.loads(blob)
+    except BaseException as exc:  # noqa: BLE001 - arguments that cannot be rebuilt here
+        calls = []
+        failed = [_failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids]
+        conn.send_bytes(pickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL))
+    pending: list[Outcome] = []
+    last_flush = time.monotonic()
+    for call in calls:
+        func = funcs.get(call.job_id)
+        if isinstance(func, BaseException) or func is None:
+            reason = "the function could not be unpickled" if func else "unknown job"
+            pending.append(_failed_outcome(call.job_id, call.call_id, func or KeyError(call.job_id), reason, name))
+        else:
+            pending.append(run_call(func, call, name))
+        now = time.monotonic()
+        if now - last_flush >= _FLUSH_SECONDS:
+            conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
+            pending, last_flush = [], now
+    if pending:
+        conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, name: str) -> Outcome:
+    now = time.time()
+    try:
+        payload = dumps(exc)
+    except Exception:
+        payload = b""
+    return Outcome(
+        job_id,
+        call_id,
+        False,
+        payload,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+        error_message=f"{reason}: {exc}",
+        remote_traceback=f"{reason}: {type(exc).__name__}: {exc}\n",
+        start=now,
+        end=now,
+        worker=name,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class _Worker:
+    process: Any  # multiprocessing.process.BaseProcess
+    conn: mpc.Connection
+    name: str
+    inflight: deque[Call] = field(default_factory=deque)
+    jobs: set[str] = field(default_factory=set)
+    head_since: float = 0.0
+    last_batch: int = 1
+    kill_reason: BaseException | None = None
+
+
+class LocalBackend(Backend):
+    """Worker processes on this machine (the default backend).
+
+    Args:
+        workers: number of worker processes (default: CPU cores).
+        start_method: ``fork`` (default on Linux, fastest), ``forkserver`` or ``spawn``.
+        max_batch: largest number of calls sent to a worker in one message.
+    """
+
+    name = "local"
+    enforces_timeouts = True
+
+    def __init__(self, workers: int | None = None, start_method: str | None = None, max_batch: int = 256) -> None:
+        self._n = workers or os.cpu_count() or 1
+        self._start_method = start_method
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._pending: deque[Call] = deque()
+        self._jobs: dict[str, Job] = {}
+        self._workers: list[_Worker] = []
+        self._closing = False
+        self._drain = True
+        self._thread: threading.Thread | None = None
+        self._names = itertools.count()
+        self._report: ReportFn | None = None
+        self._started: StartedFn | None = None
+        self._settings: Settings | None = None
+        self._wake_r, self._wake_w = -1, -1
+
+    @property
+    def workers(self) -> int:
+        return self._n
+
+    def start(self, settings: Settings, report: ReportFn, started: StartedFn) -> None:
+        self._settings = settings
+        self._report, self._started = report, started
+        method = self._start_method or settings.executor.start_method
+        self._ctx = mp.get_context(method)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+        for _ in range(self._n):
+            self._workers.append(self._spawn())
+        self._thread = threading.Thread(target=self._loop, name="xhub-local-dispatcher", daemon=True)
+        self._thread.start()
+        log.debug("local backend started %d %s workers", self._n, method)
+
+    def _spawn(self) -> _Worker:
+        assert self._settings is not None
+        parent_conn, child_conn = self._ctx.Pipe(duplex=True)
+        index = next(self._names)
+        process = self._ctx.Process(
+            target=_worker_main, args=(child_conn, self._settings, f"local-{index}"), name=f"xhub-worker-{index}"
+        )
+        process.start()
+        child_conn.close()
+        return _Worker(process, parent_conn, f"local-{index}-pid{process.pid}")
+
+    def submit(self, job: Job, calls: Sequence[Call]) -> None:
+        with self._lock:
+            if self._closing:
+                raise ExecutorClosed("the local backend is shut down")
+            self._jobs[job.job_id] = job
+            self._pending.extend(calls)
+        self._wake()
+
+    def forget(self, job_id: str) -> None:
+        """Drop a finished job's function from the workers' caches."""
+        with self._lock:
+            self._jobs.pop(job_id, None)
+            for w in self._workers:
+                w.jobs.discard(job_id)
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._drain = wait
+        self._wake()
+        if self._thread is not None:
+            self._thread.join()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    # -- the dispatcher thread ------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    busy = bool(self._pending) or any(w.inflight for w in self._workers)
+                    if self._closing and (not busy or not self._drain):
+                        break
+                self._dispatch()
+                handles: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
+                for w in self._workers:
+                    handles[w.conn] = ("conn", w)
+                    handles[w.process.sentinel] = ("dead", w)
+                ready = mpc.wait(list(handles), timeout=self._next_deadline())
+                for handle in ready:
+                    kind, worker = handles[handle]
+                    if kind == "wake":
+                        with contextlib.suppress(BlockingIOError, OSError):
+                            while os.read(self._wake_r, 4096):
+                                pass
+                    elif worker is not None and worker in self._workers:
+                        if kind == "conn":
+                            self._receive(worker)
+                        else:
+                            self._on_death(worker)
+                self._check_timeouts()
+        except BaseException:  # pragma: no cover - a bug here must not hang users
+            log.exception("local backend dispatcher crashed")
+            raise
+        finally:
+            self._stop_workers()
+
+    def _receive(self, w: _Worker) -> None:
+        try:
+            outcomes: list[Outcome] = pickle.loads(w.conn.recv_bytes())
+        except (EOFError, OSError):
+            self._on_death(w)
+            return
+        assert self._report is not None
+        reports: list[tuple[Call, Outcome | BaseException]] = []
+        for outcome in outcomes:
+            call = w.inflight.popleft() if w.inflight else None
+            if call is None or (call.job_id, call.call_id) != (outcome.job_id, outcome.call_id):
+                log.error("out-of-order outcome %s/%s from %s", outcome.job_id, outcome.call_id, w.name)
+                if call is not None:
+                    w.inflight.appendleft(call)
+                continue
+            reports.append((call, outcome))
+        self._report(reports)
+        w.head_since = time.monotonic()
+        if w.inflight and self._started is not None:
+            self._started(w.inflight[0])
+
+    def _on_death(self, w: _Worker) -> None:
+        # Outcomes the worker sent before dying are still valid: take them first.
+        assert self._report is not None
+        reports: list[tuple[Call, Outcome | BaseException]] = []
+        with contextlib.suppress(EOFError, OSError):
+            while w.conn.poll():
+                outcomes: list[Outcome] = pickle.loads(w.conn.recv_bytes())
+                for outcome in outcomes:
+                    if w.inflight and (w.inflight[0].job_id, w.inflight[0].call_id) == (outcome.job_id, outcome.call_id):
+                        reports.append((w.inflight.popleft(), outcome))
+        w.process.join(timeout=5)
+        code = w.process.exitcode
+        w.conn.close()
+        self._workers.remove(w)
+        if w.inflight:
+            culprit = w.inflight.popleft()
+            error = w.kill_reason or WorkerDied(
+                f"worker {w.name} died ({_describe_exit(code)}) while running call "
+                f"{culprit.job_id}/{culprit.call_id:05d}"
+            )
+            with self._lock:
+                self._pending.extendleft(reversed(w.inflight))  # innocent bystanders go back first
+            w.inflight.clear()
+            reports.append((culprit, error))
+        self._report(reports)
+        log.warning("worker %s exited (%s)", w.name, _describe_exit(code))
+        if not self._closing or self._drain:
+            self._workers.append(self._spawn())
+
+    def _next_deadline(self) -> float | None:
+        deadlines = []
+        now = time.monotonic()
+        for w in self._workers:
+            if w.inflight and w.kill_reason is None:
+                job = self._jobs.get(w.inflight[0].job_id)
+                if job is not None and job.timeout is not None:
+                    deadlines.append(w.head_since + job.timeout - now)
+        return max(0.0, min(deadlines)) + 0.01 if deadlines else None
+
+    def _check_timeouts(self) -> None:
+        now = time.monotonic()
+        for w in self._workers:
+            if not w.inflight or w.kill_reason is not None:
+                continue
+            call = w.inflight[0]
+            job = self._jobs.get(call.job_id)
+            if job is not None and job.timeout is not None and now - w.head_since > job.timeout:
+                w.kill_reason = TaskTimeout(
+                    f"call {call.job_id}/{call.call_id:05d} ran longer than its {job.timeout:g}s limit "
+                    f"on {w.name}; the worker was stopped"
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    w.process.kill()
+
+    def _dispatch(self) -> None:
+        with self._lock:
+            for w in self._workers:
+                while self._pending and w.kill_reason is None and self._accepts(w):
+                    head_job = self._jobs.get(self._pending[0].job_id)
+                    size = 1 if head_job is not None and head_job.timeout is not None else self._batch_size(head_job)
+                    batch = [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
+                    if not self._send(w, batch):
+                        self._pending.extendleft(reversed(batch))
+                        break
+
+    def _accepts(self, w: _Worker) -> bool:
+        """Keep about two batches queued at each worker so it never waits for the dispatcher."""
+        if not w.inflight:
+            return True
+        head_job = self._jobs.get(self._pending[0].job_id)
+        if head_job is not None and head_job.timeout is not None:
+            return False  # a timed call is never queued behind another one
+        return len(w.inflight) < 2 * w.last_batch
+
+    def _batch_size(self, job: Job | None) -> int:
+        chunksize = job.extra.get("chunksize") if job is not None else None
+        if chunksize:
+            return int(chunksize)
+        return max(1, min(self._max_batch, math.ceil(len(self._pending) / (len(self._workers) * 4))))
+
+    def _send(self, w: _Worker, batch: list[Call]) -> bool:
+        new_jobs = {c.job_id for c in batch} - w.jobs
+        try:
+            blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            blob = bytes(cloudpickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        if w.inflight and len(blob) > _PREFETCH_LIMIT:
+            return False  # wait until the worker is idle rather than block on a full pipe
+        try:
+            if new_jobs:
+                jobs = {job_id: self._jobs[job_id].func_bytes for job_id in new_jobs}
+                w.conn.send_bytes(pickle.dumps(("jobs", jobs), protocol=pickle.HIGHEST_PROTOCOL))
+                w.jobs |= new_jobs
+            ids = [(c.job_id, c.call_id) for c in batch]
+            w.conn.send_bytes(pickle.dumps(("calls", ids, blob), protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, EOFError):
+            return False  # the worker is dying; its sentinel will tell us
+        if not w.inflight:
+            w.head_since = time.monotonic()
+            if self._started is not None:
+                self._started(batch[0])
+        w.inflight.extend(batch)
+        w.last_batch = len(batch)
+        return True
+
+    def _stop_workers(self) -> None:
+        for w in self._workers:
+            with contextlib.suppress(OSError, EOFError):
+                w.conn.send_bytes(pickle.dumps(("stop",)))
+        deadline = time.monotonic() + 5
+        for w in self._workers:
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join()
+            w.conn.close()
+        leftovers = list(self._pending) + [c for w in self._workers for c in w.inflight]
+        self._pending.clear()
+        self._workers.clear()
+        if self._report is not None and leftovers:
+            self._report(
+                [(c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed")) for c in leftovers]
+            )
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = ": possibly out of memory" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"

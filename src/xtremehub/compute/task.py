@@ -1,0 +1,131 @@
+"""What travels between the executor and its workers: calls, outcomes, and how a call runs.
+
+A :class:`Call` is one function invocation (positional and keyword arguments,
+already expanded Lithops-style from one ``iterdata`` item). A worker runs it
+with :func:`run_call` and answers with an :class:`Outcome`: the pickled result,
+or the pickled exception plus the remote traceback text, plus timings.
+"""
+
+from __future__ import annotations
+
+import pickle
+import resource
+import socket
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+__all__ = ["Call", "Outcome", "dumps", "expand_args", "run_call"]
+
+HOST = socket.gethostname()
+
+
+@dataclass(slots=True)
+class Call:
+    """One invocation of a job's function."""
+
+    job_id: str
+    call_id: int
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    attempt: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Call, (self.job_id, self.call_id, self.args, self.kwargs, self.attempt))
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a worker reports for one call (always picklable with plain pickle)."""
+
+    job_id: str
+    call_id: int
+    ok: bool
+    payload: bytes  # pickled result, or pickled exception (may be b"" if unpicklable)
+    error_type: str = ""
+    error_message: str = ""
+    remote_traceback: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    worker: str = ""
+    host: str = HOST
+    cpu_user: float = 0.0
+    cpu_system: float = 0.0
+    peak_rss: int = 0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A flat tuple pickles several times faster than the slots dataclass state.
+        return (Outcome, tuple(getattr(self, f) for f in self.__slots__))  # type: ignore[attr-defined]
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle with the fast standard pickler, falling back to cloudpickle (lambdas, closures)."""
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def expand_args(item: Any, extra_args: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Lithops's calling convention for one ``iterdata`` item.
+
+    A dict becomes keyword arguments, a tuple or list positional arguments,
+    anything else a single positional argument; ``extra_args`` (tuple or dict)
+    is appended.
+
+    Example:
+        >>> expand_args({"x": 1}, {"y": 2})
+        ((), {'x': 1, 'y': 2})
+        >>> expand_args((1, 2), (3,))
+        ((1, 2, 3), {})
+        >>> expand_args("a")
+        (('a',), {})
+    """
+    if isinstance(item, dict):
+        args: tuple[Any, ...] = ()
+        kwargs = dict(item)
+    elif isinstance(item, tuple | list):
+        args, kwargs = tuple(item), {}
+    else:
+        args, kwargs = (item,), {}
+    if extra_args is not None:
+        if isinstance(extra_args, dict):
+            kwargs.update(extra_args)
+        elif isinstance(extra_args, tuple | list):
+            args += tuple(extra_args)
+        else:
+            args += (extra_args,)
+    return args, kwargs
+
+
+def run_call(func: Callable[..., Any], call: Call, worker: str) -> Outcome:
+    """Run one call, never raising: any failure becomes an error :class:`Outcome`."""
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.time()
+    outcome = Outcome(call.job_id, call.call_id, True, b"", start=start, worker=worker)
+    try:
+        result = func(*call.args, **call.kwargs)
+        try:
+            outcome.payload = dumps(result)
+        except Exception as exc:  # the result cannot travel back
+            raise TypeError(f"the result of call {call.call_id} cannot be pickled: {exc}") from exc
+    except BaseException as exc:  # noqa: BLE001 - everything a task raises is reported, even SystemExit
+        outcome.ok = False
+        outcome.error_type = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        outcome.error_message = str(exc)
+        outcome.remote_traceback = traceback.format_exc()
+        try:
+            outcome.payload = dumps(exc)
+            pickle.loads(outcome.payload)  # must also come back to life on the other side
+        except Exception:
+            outcome.payload = b""
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    outcome.end = time.time()
+    outcome.cpu_user = usage1.ru_utime - usage0.ru_utime
+    outcome.cpu_system = usage1.ru_stime - usage0.ru_stime
+    outcome.peak_rss = usage1.ru_maxrss * 1024  # Linux reports KiB
+    return outcome

@@ -1,0 +1,77 @@
+"""The executor conformance suite on the local process-pool backend, plus local specifics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from xtremehub import FunctionExecutor
+from xtremehub.compute import create_backend, known_backends
+from xtremehub.config import Settings
+from xtremehub.errors import PluginNotFound
+from xtremehub.testing.executor import ExecutorTests, square
+
+
+class TestLocalExecutor(ExecutorTests):
+    @pytest.fixture
+    def make_executor(self) -> Any:
+        def make(**kwargs: Any) -> FunctionExecutor:
+            kwargs.setdefault("workers", 2)
+            return FunctionExecutor("local", **kwargs)
+
+        return make
+
+
+@pytest.mark.s3
+class TestLocalExecutorOnS3Objects(TestLocalExecutor):
+    """Object partitioning with the data in a real S3 server; workers resolve it from settings."""
+
+    @pytest.fixture
+    def make_executor(self, s3_settings: Settings) -> Any:
+        def make(**kwargs: Any) -> FunctionExecutor:
+            kwargs.setdefault("workers", 2)
+            return FunctionExecutor("local", settings=s3_settings, **kwargs)
+
+        return make
+
+    @pytest.fixture
+    def object_root(self, s3_root: str, s3_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> str:
+        from xtremehub.config import use_process_settings
+
+        use_process_settings(s3_settings)  # so this test process writes to the same server
+        return s3_root
+
+
+@pytest.fixture(autouse=True)
+def _reset_process_settings() -> Any:
+    from xtremehub.config import use_process_settings
+
+    yield
+    use_process_settings(None)
+
+
+def test_unknown_backend_lists_valid_ones() -> None:
+    with pytest.raises(PluginNotFound, match="valid: local"):
+        FunctionExecutor("quantum")
+    assert "local" in known_backends()
+
+
+def test_backend_instance_is_accepted() -> None:
+    backend = create_backend("local", workers=1)
+    with FunctionExecutor(backend) as fexec:
+        assert fexec.backend is backend
+        assert fexec.call_async(square, 4).result(timeout=60) == 16
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_other_start_methods(method: str) -> None:
+    with FunctionExecutor("local", workers=1, start_method=method) as fexec:
+        assert fexec.get_result(fexec.map(square, [1, 2, 3])) == [1, 4, 9]
+
+
+def test_workers_are_reused_across_jobs() -> None:
+    with FunctionExecutor(workers=2) as fexec:
+        first = {f.stats["worker"] for f in fexec.map(square, range(20)) if f.result(timeout=60) is not None}
+        second = {f.stats["worker"] for f in fexec.map(square, range(20)) if f.result(timeout=60) is not None}
+        assert len(first | second) <= 2

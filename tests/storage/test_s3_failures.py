@@ -1,0 +1,320 @@
+"""S3 beyond the happy path, against a real SeaweedFS server: multipart, permissions, outages, cross-store copy."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import pickle
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from xtremehub import config, storage
+from xtremehub.config import S3Settings, Settings
+from xtremehub.errors import AccessDenied, StorageError, StorageUnavailable, XHubError
+from xtremehub.storage._memory import MemoryStore
+from xtremehub.storage._s3 import S3Store
+from xtremehub.testing.seaweedfs import ADMIN_KEY, ADMIN_SECRET, SeaweedFS, free_port
+
+pytestmark = pytest.mark.s3
+
+MiB = 1024 * 1024
+SIZE = 12 * MiB + 12345  # three 5 MiB parts, the last one short
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def big() -> bytes:
+    return random.Random(20240611).randbytes(SIZE)
+
+
+@pytest.fixture
+def multipart_settings(s3_settings: Settings) -> Settings:
+    """Multipart from 5 MiB on, in 5 MiB parts (the S3 minimum part size)."""
+    s3 = dataclasses.replace(s3_settings.s3, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    return s3_settings.replace(s3=s3)
+
+
+# --------------------------------------------------------------------------- multipart upload
+
+
+def _as_bytes(data: bytes, tmp_path: Path) -> object:
+    return data
+
+
+def _as_chunks(data: bytes, tmp_path: Path) -> object:
+    return (data[i : i + MiB] for i in range(0, len(data), MiB))
+
+
+def _check_upload(url: str, data: bytes, settings: Settings, info: storage.ObjectInfo) -> None:
+    assert info.size == len(data)
+    assert info.url == url
+    assert storage.head(url, settings=settings).size == len(data)
+    assert sha256(storage.get(url, settings=settings)) == sha256(data)
+    # An S3 multipart ETag is "<md5 of part md5s>-<number of parts>"; a single PUT's is the plain md5.
+    assert info.etag is not None
+    assert info.etag.endswith("-3"), f"expected a 3-part multipart upload, got ETag {info.etag!r}"
+
+
+@pytest.mark.parametrize("make_source", [_as_bytes, _as_chunks], ids=["bytes", "chunk-iterable"])
+def test_multipart_upload_from_bytes_and_chunks(
+    s3_root: str,
+    multipart_settings: Settings,
+    big: bytes,
+    tmp_path: Path,
+    make_source: Callable[[bytes, Path], object],
+) -> None:
+    url = f"{s3_root}big.bin"
+    info = storage.put(url, make_source(big, tmp_path), settings=multipart_settings)  # type: ignore[arg-type]
+    _check_upload(url, big, multipart_settings, info)
+
+
+def test_multipart_upload_from_file_objects(
+    s3_root: str, multipart_settings: Settings, big: bytes, tmp_path: Path
+) -> None:
+    url = f"{s3_root}from-bytesio.bin"
+    _check_upload(url, big, multipart_settings, storage.put(url, io.BytesIO(big), settings=multipart_settings))
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(big)
+    url = f"{s3_root}from-file.bin"
+    with path.open("rb") as fh:
+        info = storage.put(url, fh, settings=multipart_settings)
+        assert not fh.closed  # the caller's file stays the caller's
+    _check_upload(url, big, multipart_settings, info)
+
+
+def test_below_the_threshold_is_a_single_put(s3_root: str, multipart_settings: Settings, big: bytes) -> None:
+    small = big[: 5 * MiB - 1]
+    url = f"{s3_root}small.bin"
+    info = storage.put(url, small, settings=multipart_settings)
+    assert info.size == len(small)
+    assert info.etag == hashlib.md5(small).hexdigest()  # noqa: S324 - that is what S3 uses
+    assert sha256(storage.get(url, settings=multipart_settings)) == sha256(small)
+
+
+def test_open_seek_and_read_across_part_boundaries(s3_root: str, multipart_settings: Settings, big: bytes) -> None:
+    url = f"{s3_root}seekable.bin"
+    storage.put(url, big, settings=multipart_settings)
+    middle = SIZE // 2
+    with storage.open(url, block_size=MiB, settings=multipart_settings) as fh:
+        assert fh.seekable()
+        assert fh.seek(middle - 1000) == middle - 1000
+        assert fh.read(2000) == big[middle - 1000 : middle + 1000]
+        assert fh.tell() == middle + 1000
+        # straddle the first part boundary, which is not a block boundary here
+        fh.seek(5 * MiB - 7)
+        assert fh.read(3 * MiB) == big[5 * MiB - 7 : 8 * MiB - 7]
+        fh.seek(-100, io.SEEK_END)
+        assert fh.read() == big[-100:]
+        assert fh.read(10) == b""
+        fh.seek(0)
+        assert sha256(fh.read()) == sha256(big)
+    assert storage.get_range(url, middle, middle + 10, settings=multipart_settings) == big[middle : middle + 10]
+    assert storage.get_ranges(url, [(0, 4), (SIZE - 4, SIZE + 100)], settings=multipart_settings) == [
+        big[:4],
+        big[-4:],
+    ]
+
+
+# --------------------------------------------------------------------------- permissions
+
+
+def test_read_only_identity_can_read_and_list_but_not_write(
+    seaweedfs: SeaweedFS, s3_settings: Settings, s3_root: str
+) -> None:
+    url = f"{s3_root}readable.txt"
+    storage.put(url, b"written by admin", settings=s3_settings)
+    reader = seaweedfs.settings(read_only=True)
+
+    assert storage.get(url, settings=reader) == b"written by admin"
+    assert storage.head(url, settings=reader).size == len(b"written by admin")
+    assert [i.url for i in storage.list(s3_root, settings=reader)] == [url]
+
+    target = f"{s3_root}forbidden.txt"
+    with pytest.raises(AccessDenied) as excinfo:
+        storage.put(target, b"nope", settings=reader)
+    err = excinfo.value
+    assert isinstance(err, PermissionError)
+    assert isinstance(err, XHubError)
+    assert err.url == target
+    assert target in str(err)
+    assert not storage.exists(target, settings=s3_settings)  # nothing was written
+
+    with pytest.raises(AccessDenied) as excinfo:
+        storage.delete(url, settings=reader)
+    assert excinfo.value.url == url
+    assert storage.get(url, settings=s3_settings) == b"written by admin"  # still there
+
+
+def test_read_only_identity_cannot_multipart_upload(seaweedfs: SeaweedFS, s3_root: str, big: bytes) -> None:
+    reader = seaweedfs.settings(read_only=True)
+    reader = reader.replace(
+        s3=dataclasses.replace(reader.s3, multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    )
+    target = f"{s3_root}forbidden-multipart.bin"
+    with pytest.raises(AccessDenied) as excinfo:
+        storage.put(target, (big[i : i + MiB] for i in range(0, len(big), MiB)), settings=reader)
+    assert excinfo.value.url == target
+    assert target in str(excinfo.value)
+
+
+def test_wrong_secret_key_is_access_denied(s3_settings: Settings, s3_root: str) -> None:
+    url = f"{s3_root}secret.txt"
+    storage.put(url, b"data", settings=s3_settings)
+    wrong = s3_settings.replace(s3=dataclasses.replace(s3_settings.s3, secret_access_key="not-the-secret"))
+
+    for operation in (
+        lambda: storage.get(url, settings=wrong),
+        lambda: storage.head(url, settings=wrong),  # HEAD has no error body: 403 alone
+        lambda: storage.put(url, b"overwrite", settings=wrong),
+        lambda: list(storage.list(s3_root, settings=wrong)),
+    ):
+        with pytest.raises(AccessDenied) as excinfo:
+            operation()
+        assert isinstance(excinfo.value, PermissionError)
+        assert excinfo.value.url.startswith(s3_root)
+        assert s3_root in str(excinfo.value)
+    assert storage.get(url, settings=s3_settings) == b"data"
+
+
+# --------------------------------------------------------------------------- outages
+
+
+def _assert_unavailable(operation: Callable[[], object], url_prefix: str, limit: float) -> float:
+    started = time.monotonic()
+    with pytest.raises(StorageUnavailable) as excinfo:
+        operation()
+    elapsed = time.monotonic() - started
+    err = excinfo.value
+    assert isinstance(err, ConnectionError)
+    assert isinstance(err, StorageError)
+    assert err.url.startswith(url_prefix)
+    assert err.url in str(err)
+    assert elapsed < limit, f"gave up only after {elapsed:.1f}s"
+    return elapsed
+
+
+@pytest.mark.slow
+def test_server_stopped_mid_test_is_storage_unavailable() -> None:
+    server = SeaweedFS.start()  # a private server: stopping the session one would break other tests
+    try:
+        settings = server.settings(timeout=2.0, max_retries=1)
+        bucket = "xhub-outage"
+        S3Store(bucket, settings.s3).create_bucket()
+        url = f"s3://{bucket}/dir/object.bin"
+        data = b"0123456789" * 1000
+        storage.put(url, data, settings=settings)
+        assert storage.get(url, settings=settings) == data
+        assert storage.get_range(url, 10, 20, settings=settings) == data[10:20]
+        assert [i.key for i in storage.list(f"s3://{bucket}/dir/", settings=settings)] == ["dir/object.bin"]
+
+        server.stop()
+        assert server.process.poll() is not None
+
+        operations: list[tuple[str, Callable[[], object]]] = [
+            ("get", lambda: storage.get(url, settings=settings)),
+            ("get_range", lambda: storage.get_range(url, 10, 20, settings=settings)),
+            ("head", lambda: storage.head(url, settings=settings)),
+            ("list", lambda: list(storage.list(f"s3://{bucket}/dir/", settings=settings))),
+        ]
+        for name, operation in operations:
+            prefix = f"s3://{bucket}/dir/" if name == "list" else url
+            _assert_unavailable(operation, prefix, limit=30.0)
+    finally:
+        server.stop()
+
+
+def test_nothing_listening_is_storage_unavailable_quickly() -> None:
+    port = free_port()
+    settings = Settings(
+        s3=S3Settings(
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region="us-east-1",
+            access_key_id=ADMIN_KEY,
+            secret_access_key=ADMIN_SECRET,
+            addressing_style="path",
+            connect_timeout=1.0,
+            read_timeout=2.0,
+            max_retries=1,
+        )
+    )
+    url = "s3://nowhere/key.bin"
+    _assert_unavailable(lambda: storage.get(url, settings=settings), url, limit=10.0)
+    _assert_unavailable(lambda: storage.put(url, b"x", settings=settings), url, limit=10.0)
+    _assert_unavailable(lambda: list(storage.list("s3://nowhere/", settings=settings)), "s3://nowhere/", limit=10.0)
+
+
+# --------------------------------------------------------------------------- cross-store copy
+
+
+def test_copy_from_s3_to_a_local_path(s3_root: str, s3_settings: Settings, big: bytes, tmp_path: Path) -> None:
+    src = f"{s3_root}to-local.bin"
+    data = big[: 6 * MiB + 3]
+    storage.put(src, data, settings=s3_settings)
+    dst = tmp_path / "sub" / "copy.bin"
+    info = storage.copy(src, str(dst), settings=s3_settings)
+    assert info.size == len(data)
+    assert sha256(dst.read_bytes()) == sha256(data)
+
+
+def test_copy_from_memory_to_s3(s3_root: str, multipart_settings: Settings, big: bytes) -> None:
+    bucket = f"xhub-copy-{uuid.uuid4().hex[:8]}"
+    MemoryStore(bucket).create_bucket()
+    src = f"mem://{bucket}/source.bin"
+    storage.put(src, big)
+    dst = f"{s3_root}from-memory.bin"
+    info = storage.copy(src, dst, settings=multipart_settings)  # streamed, multipart at this size
+    assert info.url == dst
+    assert info.size == len(big)
+    assert sha256(storage.get(dst, settings=multipart_settings)) == sha256(big)
+
+
+def test_copy_within_s3_is_server_side_and_equal(s3_root: str, s3_settings: Settings) -> None:
+    src, dst = f"{s3_root}a.txt", f"{s3_root}b/a-copy.txt"
+    storage.put(src, b"same bytes", settings=s3_settings)
+    assert storage.copy(src, dst, settings=s3_settings).size == len(b"same bytes")
+    assert storage.get(dst, settings=s3_settings) == b"same bytes"
+
+
+# --------------------------------------------------------------------------- pickling without credentials
+
+
+@pytest.fixture
+def no_process_settings() -> Iterator[None]:
+    config.use_process_settings(None)
+    try:
+        yield
+    finally:
+        config.use_process_settings(None)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_s3_store_pickles_without_credentials(
+    s3_settings: Settings, s3_bucket: str, s3_root: str, protocol: int, no_process_settings: None
+) -> None:
+    secret = "pickle-must-not-carry-this-" + uuid.uuid4().hex
+    token = "session-token-" + uuid.uuid4().hex
+    s3 = dataclasses.replace(s3_settings.s3, secret_access_key=secret, session_token=token)
+    payload = pickle.dumps(S3Store(s3_bucket, s3), protocol=protocol)
+    assert secret.encode() not in payload
+    assert token.encode() not in payload
+    assert ADMIN_SECRET.encode() not in pickle.dumps(S3Store(s3_bucket, s3_settings.s3), protocol=protocol)
+
+    # The receiving side resolves the store from its own configuration.
+    config.use_process_settings(s3_settings)
+    store = pickle.loads(payload)
+    assert isinstance(store, S3Store)
+    assert store.bucket == s3_bucket
+    assert store.settings == s3_settings.s3
+    key = s3_root.removeprefix(f"s3://{s3_bucket}/") + "pickled.txt"
+    store.put(key, b"works after unpickling")
+    assert storage.get(f"{s3_root}pickled.txt", settings=s3_settings) == b"works after unpickling"
