@@ -148,7 +148,11 @@ def test_xhub_home_env_becomes_a_path() -> None:
 @pytest.mark.parametrize(
     ("env", "field", "expected"),
     [
-        ({"AWS_ENDPOINT_URL_S3": "http://s3-only", "AWS_ENDPOINT_URL": "http://generic"}, "endpoint_url", "http://s3-only"),
+        (
+            {"AWS_ENDPOINT_URL_S3": "http://s3-only", "AWS_ENDPOINT_URL": "http://generic"},
+            "endpoint_url",
+            "http://s3-only",
+        ),
         ({"AWS_ENDPOINT_URL": "http://generic"}, "endpoint_url", "http://generic"),
         ({"AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "us-west-2"}, "region", "eu-west-1"),
         ({"AWS_DEFAULT_REGION": "us-west-2"}, "region", "us-west-2"),
@@ -258,7 +262,7 @@ def test_s3_store_resolution_uses_the_bucket_override(toml_file: Path) -> None:
     ("text", "needle"),
     [
         ('[s3.buckets.scratch]\nendpoint = "x"\n', "s3.buckets.scratch"),  # unknown key
-        ("[s3.buckets.scratch]\nmax_retries = \"lots\"\n", "s3.buckets.scratch.max_retries"),
+        ('[s3.buckets.scratch]\nmax_retries = "lots"\n', "s3.buckets.scratch.max_retries"),
         ('[s3.buckets.scratch]\naddressing_style = "sideways"\n', "s3.buckets.scratch.addressing_style"),
         ("[s3.buckets.scratch]\nconnect_timeout = -1\n", "s3.buckets.scratch"),
         ("[s3.buckets]\nscratch = 5\n", "s3.buckets.scratch"),
@@ -371,7 +375,7 @@ def test_bad_env_values_raise_config_error_naming_the_field(var: str, value: str
         ("[s3]\nmax_retries = true\n", "s3.max_retries", "True"),  # bool is not an int
         ("[s3]\nmax_retries = 2.5\n", "s3.max_retries", "2.5"),  # would silently truncate
         ("[s3]\nconnect_timeout = false\n", "s3.connect_timeout", "False"),
-        ("[s3]\nread_timeout = \"soon\"\n", "s3.read_timeout", "soon"),
+        ('[s3]\nread_timeout = "soon"\n', "s3.read_timeout", "soon"),
         ('[executor]\nstart_method = "clone"\n', "executor.start_method", "clone"),
     ],
 )
@@ -648,7 +652,8 @@ def test_default_detail(cls: type[StorageError], default: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", [StorageError, ObjectNotFound, BucketNotFound, AccessDenied, InvalidRange, UnsupportedURL, StorageUnavailable]
+    "cls",
+    [StorageError, ObjectNotFound, BucketNotFound, AccessDenied, InvalidRange, UnsupportedURL, StorageUnavailable],
 )
 @pytest.mark.parametrize("protocol", [0, 2, pickle.HIGHEST_PROTOCOL])
 def test_storage_errors_pickle_round_trip(cls: type[StorageError], protocol: int) -> None:

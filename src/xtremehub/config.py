@@ -126,6 +126,9 @@ class Settings:
         # A read-only view keeps the frozen promise for the per-bucket table too.
         object.__setattr__(self, "buckets", types.MappingProxyType(dict(self.buckets)))
 
+    def __hash__(self) -> int:
+        return hash((self.home, self.log_level, self.s3, tuple(sorted(self.buckets.items())), self.executor))
+
     def s3_for(self, bucket: str) -> S3Settings:
         """S3 settings for one bucket: its override if any, else the global ``[s3]`` table."""
         return self.buckets.get(bucket, self.s3)
@@ -142,7 +145,7 @@ class Settings:
     def load(
         cls,
         *,
-        config_file: Path | str | None | Literal["default"] = "default",
+        config_file: Path | str | Literal["default"] | None = "default",
         env: Mapping[str, str] | None = None,
         **overrides: Any,
     ) -> Settings:
@@ -241,9 +244,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):
-        if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("", "none", "null"))
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], where)
     if origin is Literal:
@@ -280,7 +283,9 @@ def _build_section(cls: type[Any], raw: Any, where: str, base: Any = None) -> An
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = set(raw) - known - ({"buckets"} if where == "s3" else set())
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{where}: unknown setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}"
+        )
     values = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in raw.items() if k in known}
     if base is not None:
         try:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,3 +78,28 @@ def test_workers_are_reused_across_jobs() -> None:
         first = {f.stats["worker"] for f in fexec.map(square, range(20)) if f.result(timeout=60) is not None}
         second = {f.stats["worker"] for f in fexec.map(square, range(20)) if f.result(timeout=60) is not None}
         assert len(first | second) <= 2
+
+
+def test_interpreter_exits_with_an_unclosed_executor(tmp_path: Path) -> None:
+    script = tmp_path / "leave.py"
+    script.write_text(
+        "from xtremehub import FunctionExecutor\n"
+        "fexec = FunctionExecutor(workers=2)\n"
+        "print(fexec.get_result(fexec.map(abs, [-1, -2])))\n"
+        "raise SystemExit(3)  # no close(), no context manager\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert "[1, 2]" in result.stdout
+
+
+def test_worker_settings_come_from_the_executor(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "custom-home")
+    with FunctionExecutor(workers=1, settings=settings) as fexec:
+        assert fexec.call_async(_worker_home, None).result(timeout=60) == str(tmp_path / "custom-home")
+
+
+def _worker_home(_: object) -> str:
+    from xtremehub.config import default_settings
+
+    return str(default_settings().home)

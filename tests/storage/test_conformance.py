@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from xtremehub.config import Settings
 from xtremehub import storage
+from xtremehub.config import Settings
 from xtremehub.storage._memory import MemoryStore
 from xtremehub.testing.storage import BucketStoreTests, StoreTests
 

@@ -91,6 +91,7 @@ class FunctionExecutor:
         self._futures: list[ResponseFuture] = []
         self._returned: set[int] = set()
         self._signal = Signal()
+        self._errors = 0  # failed calls so far; lets waiters skip scanning for exceptions
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -138,14 +139,14 @@ class FunctionExecutor:
         now = time.time()
         futures = FuturesList()
         calls = []
+        for i, (args, kwargs) in enumerate(arg_sets):
+            future = ResponseFuture(job.job_id, i, self._signal, produce_output=produce_output)
+            future._mark_queued(now)
+            call = Call(job.job_id, i, args, kwargs)
+            self._tracked[(job.job_id, i)] = _Tracked(job, call, future)
+            futures.append(future)
+            calls.append(call)
         with self._lock:
-            for i, (args, kwargs) in enumerate(arg_sets):
-                future = ResponseFuture(job.job_id, i, self._signal, produce_output=produce_output)
-                future._mark_queued(now)
-                call = Call(job.job_id, i, args, kwargs)
-                self._tracked[(job.job_id, i)] = _Tracked(job, call, future)
-                futures.append(future)
-                calls.append(call)
             self._futures.extend(futures)
         if calls:
             self._backend.submit(job, calls)
@@ -241,7 +242,7 @@ class FunctionExecutor:
                 with self._lock:
                     self._tracked[(job.job_id, index)] = _Tracked(job, call, reducer)
                 self._backend.submit(job, [call])
-            except BaseException as exc:  # noqa: BLE001 - e.g. the executor was closed meanwhile
+            except BaseException as exc:
                 self._finish(reducer._fail(exc, 0))
 
         if not inputs:
@@ -325,8 +326,10 @@ class FunctionExecutor:
             del self._tracked[(call.job_id, call.call_id)]
             if isinstance(result, BaseException):
                 callbacks += tracked.future._fail(result, tracked.attempts)
+                self._errors += 1
             else:
                 callbacks += tracked.future._resolve(result, tracked.attempts)
+                self._errors += not result.ok
             settled.append(tracked.future)
         if settled:
             self._finish(callbacks)
@@ -361,12 +364,24 @@ class FunctionExecutor:
         deadline = None if timeout is None else time.monotonic() + timeout
         show = self.progress if show_progressbar is None else show_progressbar
 
+        # Amortised O(1) predicate: calls mostly finish in submission order, so a cursor
+        # over the futures skips the finished prefix once instead of rescanning it on
+        # every wake-up; failures are noticed through the executor's error counter.
+        cursor = [0]
+        errors_seen = [-1]
+
         def finished() -> bool:
             if return_when == ANY_COMPLETED:
                 return any(f.done() for f in futures)
-            if throw_except and any(f._exception is not None for f in futures):
-                return True  # no point waiting for the rest: get_result will raise
-            return all(f.done() for f in futures)
+            if throw_except and errors_seen[0] != self._errors:
+                errors_seen[0] = self._errors
+                if any(f._exception is not None for f in futures):
+                    return True  # no point waiting for the rest: the caller will raise
+            i = cursor[0]
+            while i < len(futures) and futures[i].done():
+                i += 1
+            cursor[0] = i
+            return i == len(futures)
 
         with progress_bar(len(futures), "xhub", enabled=show and return_when != ALWAYS) as bar:
             while return_when != ALWAYS:
@@ -402,7 +417,7 @@ class FunctionExecutor:
         futures = self._select(fs)
         if fs is None:
             futures = [f for f in futures if f.produce_output and id(f) not in self._returned]
-        done, not_done = self.wait(futures, throw_except, ALL_COMPLETED, timeout, show_progressbar)
+        _, not_done = self.wait(futures, throw_except, ALL_COMPLETED, timeout, show_progressbar)
         if not_done:
             raise cf.TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
         self._returned.update(id(f) for f in futures)

@@ -78,7 +78,7 @@ class ObjectPart:
         probe = pos - len(delim)
         while probe < self.size:
             block = store.get_range(key, max(0, probe), min(self.size, probe + _SCAN))
-            found = block.find(delim, 0 if probe >= 0 else 0)
+            found = block.find(delim)
             if found >= 0:
                 return max(0, probe) + found + len(delim)
             probe += max(1, len(block) - len(delim) + 1)

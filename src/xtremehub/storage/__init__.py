@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import builtins
 import io
 import os
 from collections.abc import Iterator, Sequence
@@ -62,7 +63,7 @@ def get_range(url: URL, start: int, end: int, *, settings: Settings | None = Non
 
 def get_ranges(
     url: URL, ranges: Sequence[ByteRange | tuple[int, int]], *, settings: Settings | None = None
-) -> list[bytes]:
+) -> builtins.list[bytes]:  # plain ``list`` is this module's function
     """Many byte ranges of one object, fetched concurrently, in input order."""
     store, key = open_store(url, settings)
     return store.get_ranges(key, ranges)
@@ -90,7 +91,7 @@ def delete(url: URL, *, settings: Settings | None = None) -> None:
     store.delete(key)
 
 
-def list(prefix_url: URL, *, settings: Settings | None = None) -> Iterator[ObjectInfo]:  # noqa: A001
+def list(prefix_url: URL, *, settings: Settings | None = None) -> Iterator[ObjectInfo]:
     """Objects under a URL prefix, lazily (``s3://bucket/dir/``, ``/data/dir/``)."""
     store, prefix = open_store(prefix_url, settings)
     if str(prefix_url).endswith("/") and prefix and not prefix.endswith("/"):
@@ -108,7 +109,7 @@ def copy(src_url: URL, dst_url: URL, *, settings: Settings | None = None) -> Obj
         return dst.put(dst_key, fh)
 
 
-def open(url: URL, *, block_size: int = 4 * 1024 * 1024, settings: Settings | None = None) -> io.BufferedReader:  # noqa: A001
+def open(url: URL, *, block_size: int = 4 * 1024 * 1024, settings: Settings | None = None) -> io.BufferedReader:
     """A read-only, seekable file object backed by range reads."""
     store, key = open_store(url, settings)
     return store.open(key, block_size=block_size)

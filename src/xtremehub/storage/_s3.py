@@ -78,7 +78,8 @@ def translate(exc: BaseException, url: str) -> StorageError:
         | bex.ConnectTimeoutError
         | bex.ReadTimeoutError
         | bex.ConnectionClosedError
-        | bex.ResponseStreamingError,
+        | bex.ResponseStreamingError
+        | bex.HTTPClientError,
     ):
         return StorageUnavailable(url, f"unreachable after retries: {exc}")
     if isinstance(exc, bex.BotoCoreError | OSError):
@@ -204,9 +205,7 @@ class S3Store(Store):
                 size = self.head(key).size
                 if start == size:
                     return b""  # S3 answers 416 for a range starting at the end; we say "empty"
-                raise InvalidRange(
-                    self.url(key), f"bytes [{start}, {end}) start past the end (size {size})"
-                ) from exc
+                raise InvalidRange(self.url(key), f"bytes [{start}, {end}) start past the end (size {size})") from exc
             raise err from exc
 
     def put(self, key: str, data: PutSource) -> ObjectInfo:

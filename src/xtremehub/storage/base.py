@@ -12,6 +12,7 @@ past it is clipped (as HTTP range requests are).
 
 from __future__ import annotations
 
+import builtins
 import io
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
@@ -145,7 +146,7 @@ class Store(ABC):
             return b""
         return self._get_range(key, rng.start, rng.end)
 
-    def get_ranges(self, key: str, ranges: Sequence[ByteRange | tuple[int, int]]) -> list[bytes]:
+    def get_ranges(self, key: str, ranges: Sequence[ByteRange | tuple[int, int]]) -> builtins.list[bytes]:
         """Many ranges of one object at once, fetched concurrently; results in input order."""
         norm = [r if isinstance(r, ByteRange) else ByteRange(*r) for r in ranges]
         if len(norm) <= 1:

@@ -92,7 +92,7 @@ def exit_hard(code: int) -> None:
     os._exit(code)
 
 
-def with_id(x: int, id: int) -> tuple[int, int]:  # noqa: A002 - Lithops's parameter name
+def with_id(x: int, id: int) -> tuple[int, int]:
     return (id, x)
 
 
@@ -224,7 +224,7 @@ class ExecutorTests:
 
     def test_get_result_raises_and_throw_except_false(self, fexec: FunctionExecutor) -> None:
         futures = fexec.map(fail_with_value_error, [1])
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="bad input 1"):
             fexec.get_result(futures)
         assert fexec.get_result(futures, throw_except=False) == [None]
 

@@ -153,9 +153,7 @@ class SeaweedFS:
             f"-s3.config={root / 's3.json'}",
         ]
         logfile = open(root / "weed.log", "wb")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            args, stdout=logfile, stderr=subprocess.STDOUT, cwd=root, start_new_session=True
-        )
+        process = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
         logfile.close()
         server = cls(ports["s3"], root, process, owns)
         try:
@@ -173,7 +171,7 @@ class SeaweedFS:
                 tail = (self.data_dir / "weed.log").read_text(errors="replace")[-2000:]
                 raise StorageUnavailable(self.endpoint_url, f"weed exited early:\n{tail}")
             try:
-                urllib.request.urlopen(self.endpoint_url + "/status", timeout=1)
+                urllib.request.urlopen(self.endpoint_url + "/status", timeout=1)  # noqa: S310 - our http URL
                 return
             except urllib.error.HTTPError:
                 return  # any HTTP answer (403 for anonymous) means S3 is serving
@@ -186,7 +184,7 @@ class SeaweedFS:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=2)  # weed often ignores SIGTERM; do not wait long
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()

@@ -21,6 +21,7 @@ import gzip
 import io
 import os
 import zlib
+from collections.abc import Callable
 
 import pytest
 
@@ -71,7 +72,7 @@ class StoreTests:
 
     def test_put_rejects_non_bytes_chunks(self, root: str, settings: Settings) -> None:
         with pytest.raises(TypeError, match="expected bytes"):
-            storage.put(root + "bad", iter(["text"]), settings=settings)  # type: ignore[list-item]
+            storage.put(root + "bad", iter(["text"]), settings=settings)  # type: ignore[arg-type]
 
     # -- head / exists ---------------------------------------------------------------
     def test_head(self, root: str, settings: Settings) -> None:
@@ -90,7 +91,7 @@ class StoreTests:
     @pytest.mark.parametrize("op", ["get", "head", "get_range", "delete", "open"])
     def test_missing_key_is_object_not_found(self, root: str, settings: Settings, op: str) -> None:
         url = root + "does/not/exist.txt"
-        call = {
+        call: Callable[[], object] = {
             "get": lambda: storage.get(url, settings=settings),
             "head": lambda: storage.head(url, settings=settings),
             "get_range": lambda: storage.get_range(url, 0, 4, settings=settings),
@@ -207,4 +208,3 @@ class BucketStoreTests(StoreTests):
         assert "bucket" in str(info.value).lower()
         with pytest.raises(ObjectNotFound):  # BucketNotFound or ObjectNotFound, both FileNotFoundError
             storage.get(missing_bucket_root + "k", settings=settings)
-

@@ -18,6 +18,7 @@ pickled ``list[Outcome]``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import logging
@@ -27,6 +28,7 @@ import multiprocessing.connection as mpc
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -47,6 +49,7 @@ log = logging.getLogger(__name__)
 
 _PREFETCH_LIMIT = 64 * 1024  # never queue a large message behind a busy worker
 _FLUSH_SECONDS = 0.005  # a worker batches outcomes of fast calls for at most this long
+_MIN_BATCH_SECONDS = 0.002  # smallest amount of work worth one message to a worker
 
 
 # ---------------------------------------------------------------------------------------
@@ -69,13 +72,18 @@ def _worker_main(conn: mpc.Connection, settings: Settings, name: str) -> None:
             for job_id, blob in message[1].items():
                 try:
                     funcs[job_id] = cloudpickle.loads(blob)
-                except BaseException as exc:  # noqa: BLE001 - reported per call
+                except BaseException as exc:
                     funcs[job_id] = exc
         elif kind == "forget":
             for job_id in message[1]:
                 funcs.pop(job_id, None)
         elif kind == "stop":
-            return
+            # An idle worker has nothing to clean up; skipping interpreter teardown halves
+            # executor close time. Flush what the user's functions printed first.
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(0)
 
 
 def _run_batch(
@@ -87,19 +95,23 @@ def _run_batch(
 ) -> None:
     try:
         calls: list[Call] = pickle.loads(blob)
-    except BaseException as exc:  # noqa: BLE001 - arguments that cannot be rebuilt here
+    except BaseException as exc:
         calls = []
-        failed = [_failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids]
+        failed = [
+            _failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids
+        ]
         conn.send_bytes(pickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL))
     pending: list[Outcome] = []
     last_flush = time.monotonic()
+    usage = None
     for call in calls:
         func = funcs.get(call.job_id)
         if isinstance(func, BaseException) or func is None:
             reason = "the function could not be unpickled" if func else "unknown job"
             pending.append(_failed_outcome(call.job_id, call.call_id, func or KeyError(call.job_id), reason, name))
         else:
-            pending.append(run_call(func, call, name))
+            outcome, usage = run_call(func, call, name, usage)
+            pending.append(outcome)
         now = time.monotonic()
         if now - last_flush >= _FLUSH_SECONDS:
             conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
@@ -162,8 +174,10 @@ class LocalBackend(Backend):
         self._lock = threading.Lock()
         self._pending: deque[Call] = deque()
         self._jobs: dict[str, Job] = {}
+        self._call_seconds: dict[str, float] = {}
         self._workers: list[_Worker] = []
         self._closing = False
+        self._stopped = False
         self._drain = True
         self._thread: threading.Thread | None = None
         self._names = itertools.count()
@@ -188,13 +202,16 @@ class LocalBackend(Backend):
             self._workers.append(self._spawn())
         self._thread = threading.Thread(target=self._loop, name="xhub-local-dispatcher", daemon=True)
         self._thread.start()
+        # An executor the user never closed (or an exception unwinding past it) must not
+        # leave the interpreter waiting at exit for workers that wait for work.
+        atexit.register(self._at_exit)
         log.debug("local backend started %d %s workers", self._n, method)
 
     def _spawn(self) -> _Worker:
         assert self._settings is not None
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         index = next(self._names)
-        process = self._ctx.Process(
+        process = self._ctx.Process(  # type: ignore[attr-defined]
             target=_worker_main, args=(child_conn, self._settings, f"local-{index}"), name=f"xhub-worker-{index}"
         )
         process.start()
@@ -207,12 +224,16 @@ class LocalBackend(Backend):
                 raise ExecutorClosed("the local backend is shut down")
             self._jobs[job.job_id] = job
             self._pending.extend(calls)
+        # Hand idle workers their first batch from this thread: waiting for the dispatcher
+        # thread would cost up to a GIL switch interval (5 ms) while the caller keeps running.
+        self._dispatch()
         self._wake()
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job's function from the workers' caches."""
         with self._lock:
             self._jobs.pop(job_id, None)
+            self._call_seconds.pop(job_id, None)
             for w in self._workers:
                 w.jobs.discard(job_id)
         self._wake()
@@ -220,6 +241,9 @@ class LocalBackend(Backend):
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
+
+    def _at_exit(self) -> None:
+        self.shutdown(wait=False)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
@@ -230,6 +254,7 @@ class LocalBackend(Backend):
         self._wake()
         if self._thread is not None:
             self._thread.join()
+            atexit.unregister(self._at_exit)
         for fd in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -275,13 +300,23 @@ class LocalBackend(Backend):
         assert self._report is not None
         reports: list[tuple[Call, Outcome | BaseException]] = []
         for outcome in outcomes:
-            call = w.inflight.popleft() if w.inflight else None
-            if call is None or (call.job_id, call.call_id) != (outcome.job_id, outcome.call_id):
-                log.error("out-of-order outcome %s/%s from %s", outcome.job_id, outcome.call_id, w.name)
-                if call is not None:
-                    w.inflight.appendleft(call)
+            head = w.inflight[0] if w.inflight else None
+            if head is not None and (head.job_id, head.call_id) == (outcome.job_id, outcome.call_id):
+                reports.append((w.inflight.popleft(), outcome))  # the normal case: answers come in order
                 continue
-            reports.append((call, outcome))
+            # Defensive: never drop an answer (its future would wait forever).
+            match = next((c for c in w.inflight if (c.job_id, c.call_id) == (outcome.job_id, outcome.call_id)), None)
+            if match is None:
+                log.error("unexpected outcome %s/%s from %s", outcome.job_id, outcome.call_id, w.name)
+                continue
+            w.inflight.remove(match)
+            reports.append((match, outcome))
+        if outcomes:
+            # Running mean of call durations per job, for batch sizing.
+            job_id = outcomes[0].job_id
+            mean = sum(o.end - o.start for o in outcomes) / len(outcomes)
+            old = self._call_seconds.get(job_id)
+            self._call_seconds[job_id] = mean if old is None else (old + mean) / 2
         self._report(reports)
         w.head_since = time.monotonic()
         if w.inflight and self._started is not None:
@@ -295,26 +330,32 @@ class LocalBackend(Backend):
             while w.conn.poll():
                 outcomes: list[Outcome] = pickle.loads(w.conn.recv_bytes())
                 for outcome in outcomes:
-                    if w.inflight and (w.inflight[0].job_id, w.inflight[0].call_id) == (outcome.job_id, outcome.call_id):
+                    if w.inflight and (w.inflight[0].job_id, w.inflight[0].call_id) == (
+                        outcome.job_id,
+                        outcome.call_id,
+                    ):
                         reports.append((w.inflight.popleft(), outcome))
         w.process.join(timeout=5)
         code = w.process.exitcode
-        w.conn.close()
-        self._workers.remove(w)
-        if w.inflight:
-            culprit = w.inflight.popleft()
+        with self._lock:  # submitters dispatch too: take the worker out before looking at its calls
+            self._workers.remove(w)
+            w.conn.close()
+            inflight = list(w.inflight)
+            w.inflight.clear()
+            self._pending.extendleft(reversed(inflight[1:]))  # innocent bystanders go back first
+        if inflight:
+            culprit = inflight[0]
             error = w.kill_reason or WorkerDied(
                 f"worker {w.name} died ({_describe_exit(code)}) while running call "
                 f"{culprit.job_id}/{culprit.call_id:05d}"
             )
-            with self._lock:
-                self._pending.extendleft(reversed(w.inflight))  # innocent bystanders go back first
-            w.inflight.clear()
             reports.append((culprit, error))
-        self._report(reports)
         log.warning("worker %s exited (%s)", w.name, _describe_exit(code))
         if not self._closing or self._drain:
-            self._workers.append(self._spawn())
+            replacement = self._spawn()
+            with self._lock:
+                self._workers.append(replacement)
+        self._report(reports)
 
     def _next_deadline(self) -> float | None:
         deadlines = []
@@ -343,6 +384,8 @@ class LocalBackend(Backend):
 
     def _dispatch(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             for w in self._workers:
                 while self._pending and w.kill_reason is None and self._accepts(w):
                     head_job = self._jobs.get(self._pending[0].job_id)
@@ -365,7 +408,12 @@ class LocalBackend(Backend):
         chunksize = job.extra.get("chunksize") if job is not None else None
         if chunksize:
             return int(chunksize)
-        return max(1, min(self._max_batch, math.ceil(len(self._pending) / (len(self._workers) * 4))))
+        guided = math.ceil(len(self._pending) / (len(self._workers) * 4))
+        # Very short calls: a batch should hold ~_MIN_BATCH_SECONDS of work, or the
+        # round trips to the dispatcher cost more than the calls themselves.
+        mean = self._call_seconds.get(job.job_id) if job is not None else None
+        floor = 1 if mean is None else int(_MIN_BATCH_SECONDS / max(mean, 1e-6))
+        return max(1, min(self._max_batch, max(guided, floor)))
 
     def _send(self, w: _Worker, batch: list[Call]) -> bool:
         new_jobs = {c.job_id for c in batch} - w.jobs
@@ -375,6 +423,13 @@ class LocalBackend(Backend):
             blob = bytes(cloudpickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
         if w.inflight and len(blob) > _PREFETCH_LIMIT:
             return False  # wait until the worker is idle rather than block on a full pipe
+        # Record the calls as in flight *before* sending: the worker may answer before
+        # this thread runs again, and the dispatcher thread matches answers to inflight.
+        was_idle = not w.inflight
+        w.inflight.extend(batch)
+        w.last_batch = len(batch)
+        if was_idle:
+            w.head_since = time.monotonic()
         try:
             if new_jobs:
                 jobs = {job_id: self._jobs[job_id].func_bytes for job_id in new_jobs}
@@ -383,16 +438,16 @@ class LocalBackend(Backend):
             ids = [(c.job_id, c.call_id) for c in batch]
             w.conn.send_bytes(pickle.dumps(("calls", ids, blob), protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, EOFError):
-            return False  # the worker is dying; its sentinel will tell us
-        if not w.inflight:
-            w.head_since = time.monotonic()
-            if self._started is not None:
-                self._started(batch[0])
-        w.inflight.extend(batch)
-        w.last_batch = len(batch)
+            for _ in batch:  # never delivered: the dying worker only answers for earlier calls
+                w.inflight.pop()
+            return False  # its sentinel will tell the dispatcher
+        if was_idle and self._started is not None:
+            self._started(batch[0])
         return True
 
     def _stop_workers(self) -> None:
+        with self._lock:
+            self._stopped = True  # from now on nobody dispatches
         for w in self._workers:
             with contextlib.suppress(OSError, EOFError):
                 w.conn.send_bytes(pickle.dumps(("stop",)))
@@ -403,12 +458,16 @@ class LocalBackend(Backend):
                 w.process.kill()
                 w.process.join()
             w.conn.close()
-        leftovers = list(self._pending) + [c for w in self._workers for c in w.inflight]
-        self._pending.clear()
-        self._workers.clear()
+        with self._lock:
+            leftovers = list(self._pending) + [c for w in self._workers for c in w.inflight]
+            self._pending.clear()
+            self._workers.clear()
         if self._report is not None and leftovers:
             self._report(
-                [(c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed")) for c in leftovers]
+                [
+                    (c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed"))
+                    for c in leftovers
+                ]
             )
 
 

@@ -1,0 +1,83 @@
+"""The ``xhub`` command line: one module per command group.
+
+Example:
+    >>> from click.testing import CliRunner
+    >>> result = CliRunner().invoke(cli, ["--help"])
+    >>> "storage" in result.output and "demo" in result.output
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xtremehub import __version__
+from xtremehub.config import Settings
+from xtremehub.errors import XHubError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="xhub")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config file (default: $XHUB_CONFIG or ~/.config/xtremehub/config.toml).",
+)
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), help="Data home (default: $XHUB_HOME or ~/.xtremehub)."
+)
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose: int) -> None:
+    """XtremeHub: near-data processing of extreme scientific data.
+
+    Settings come from options, then XHUB_* environment variables, then the
+    config file. Storage URLs: local paths, file://, s3://bucket/key, mem://.
+    """
+    overrides: dict[str, Any] = {}
+    if home is not None:
+        overrides["home"] = home
+    if verbose:
+        overrides["log_level"] = "DEBUG" if verbose > 1 else "INFO"
+    settings = Settings.load(config_file=config_file if config_file is not None else "default", **overrides)
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level, logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = settings
+
+
+def _register() -> None:
+    from xtremehub.cli.demo import demo
+    from xtremehub.cli.storage import storage_group
+
+    cli.add_command(storage_group)
+    cli.add_command(demo)
+
+
+_register()
+
+
+def main() -> None:
+    """Console entry point: XtremeHub errors become one clear line and exit code 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except XHubError as exc:
+        click.echo(f"xhub: error: {exc}", err=True)
+        sys.exit(1)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

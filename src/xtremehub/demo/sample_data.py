@@ -1,0 +1,104 @@
+"""A reproducible synthetic variant table (CSV), big enough to be worth partitioning.
+
+Each row is one variant call: ``sample,chrom,pos,ref,alt,qual,depth``. The
+generator is seeded, so the same size gives the same bytes on every machine;
+it records row counts and per-chromosome totals in a manifest beside the data,
+which the demo uses to check its parallel answer.
+
+Example:
+    >>> import tempfile
+    >>> ds = ensure_sample_dataset(tempfile.mkdtemp(), size_mb=1)
+    >>> ds.manifest["rows"] >= 10_000
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xtremehub import storage
+
+__all__ = ["CHROMOSOMES", "HEADER", "SampleDataset", "ensure_sample_dataset"]
+
+HEADER = b"sample,chrom,pos,ref,alt,qual,depth\n"
+CHROMOSOMES = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY"]
+_BASES = "ACGT"
+_VERSION = 2
+
+
+@dataclass(frozen=True)
+class SampleDataset:
+    """Where the sample data lives and what the generator recorded about it."""
+
+    url: str
+    manifest_url: str
+    manifest: dict[str, Any]
+
+
+def ensure_sample_dataset(
+    home: str | Path, *, size_mb: int = 256, seed: int = 20261122, on_progress: Callable[[int], None] | None = None
+) -> SampleDataset:
+    """Generate ``variants-<size>MB.csv`` under ``home/sample`` unless it already exists."""
+    base = f"{Path(home).expanduser()}/sample/"
+    url = f"{base}variants-{size_mb}MB.csv"
+    manifest_url = url + ".manifest.json"
+    if storage.exists(manifest_url) and storage.exists(url):
+        manifest = json.loads(storage.get(manifest_url))
+        if manifest.get("version") == _VERSION and storage.head(url).size == manifest["bytes"]:
+            return SampleDataset(url, manifest_url, manifest)
+    manifest = _generate(url, size_mb * 1024 * 1024, seed, on_progress)
+    storage.put(manifest_url, json.dumps(manifest, indent=1).encode())
+    return SampleDataset(url, manifest_url, manifest)
+
+
+def _generate(url: str, target: int, seed: int, on_progress: Callable[[int], None] | None) -> dict[str, Any]:
+    rng = np.random.default_rng(seed)
+    chroms = np.array(CHROMOSOMES)
+    bases = np.array(list(_BASES))
+    per_chrom = np.zeros(len(CHROMOSOMES), dtype=np.int64)
+    stats = {"rows": 0, "high_quality": 0, "bytes": len(HEADER)}
+
+    def block(n: int) -> bytes:
+        # Column-wise generation: ~20x faster than a Python loop per row.
+        chrom = np.minimum(rng.exponential(1 / 0.12, n).astype(np.int64), len(CHROMOSOMES) - 1)
+        qual = np.round(rng.gamma(4.0, 9.0, n), 1)
+        ref = rng.integers(0, 4, n)
+        alt = (ref + rng.integers(1, 4, n)) % 4
+        columns = [
+            np.char.add("S", np.char.zfill(rng.integers(0, 1000, n).astype("U4"), 4)).tolist(),
+            chroms[chrom].tolist(),
+            rng.integers(1, 250_000_000, n).astype("U9").tolist(),
+            bases[ref].tolist(),
+            bases[alt].tolist(),
+            qual.astype("U8").tolist(),
+            rng.integers(5, 120, n).astype("U3").tolist(),
+        ]
+        per_chrom[:] += np.bincount(chrom, minlength=len(CHROMOSOMES))
+        stats["rows"] += n
+        stats["high_quality"] += int((qual >= 30.0).sum())
+        return ("\n".join(map(",".join, zip(*columns, strict=True))) + "\n").encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield HEADER
+        while stats["bytes"] < target:
+            data = block(100_000)
+            stats["bytes"] += len(data)
+            if on_progress is not None:
+                on_progress(len(data))
+            yield data
+
+    storage.put(url, chunks())
+    return {
+        "version": _VERSION,
+        "seed": seed,
+        "format": "csv",
+        "header": HEADER.decode().strip(),
+        **stats,
+        "per_chrom": dict(zip(CHROMOSOMES, per_chrom.tolist(), strict=True)),
+    }

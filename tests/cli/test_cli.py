@@ -1,0 +1,97 @@
+"""The ``xhub`` command line, through click's runner and once as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from xtremehub import storage
+from xtremehub.cli import cli
+from xtremehub.testing.seaweedfs import SeaweedFS
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("XHUB_CONFIG", str(tmp_path / "no-config.toml"))
+    monkeypatch.setenv("XHUB_HOME", str(tmp_path / "home"))
+    return CliRunner()
+
+
+def test_help_lists_command_groups(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for word in ("storage", "demo", "--config", "--home", "XHUB_"):
+        assert word in result.output
+    sub = runner.invoke(cli, ["storage", "--help"])
+    for command in ("ls", "put", "get", "cat", "rm", "stat"):
+        assert command in sub.output
+
+
+def test_storage_roundtrip_local(runner: CliRunner, tmp_path: Path) -> None:
+    src = tmp_path / "input.txt"
+    src.write_bytes(b"hello\nworld\n")
+    dest_root = f"{tmp_path}/store/"
+    assert runner.invoke(cli, ["storage", "put", str(src), dest_root + "a/input.txt"]).exit_code == 0
+    listed = runner.invoke(cli, ["storage", "ls", "-l", dest_root])
+    assert dest_root + "a/input.txt" in listed.output
+    assert "12" in listed.output
+    cat = runner.invoke(cli, ["storage", "cat", dest_root + "a/input.txt", "--range", "6-11"])
+    assert cat.output == "world"
+    out = tmp_path / "out.txt"
+    assert runner.invoke(cli, ["storage", "get", dest_root + "a/input.txt", str(out)]).exit_code == 0
+    assert out.read_bytes() == b"hello\nworld\n"
+    stat = runner.invoke(cli, ["storage", "stat", dest_root + "a/input.txt"])
+    assert "size:  12" in stat.output
+    assert runner.invoke(cli, ["storage", "rm", "-r", dest_root]).exit_code == 0
+    assert not storage.exists(dest_root + "a/input.txt")
+
+
+def test_bad_range_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    result = runner.invoke(cli, ["storage", "cat", str(tmp_path / "f"), "--range", "abc"])
+    assert result.exit_code == 2
+    assert "START-END" in result.output
+
+
+def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["--home", str(tmp_path / "h"), "demo", "--size-mb", "2", "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "FAILED" not in result.output
+    assert result.output.count(": OK") == 4
+    assert "partitions" in result.output
+    assert (tmp_path / "h" / "sample" / "variants-2MB.csv").exists()
+
+
+def _xhub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("xhub")
+    return subprocess.run(
+        [str(exe), *args], check=False, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}
+    )
+
+
+def test_missing_object_is_one_clear_line(tmp_path: Path) -> None:
+    result = _xhub("storage", "cat", str(tmp_path / "nope.txt"))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("xhub: error:")
+    assert "nope.txt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.s3
+def test_cli_against_real_s3(seaweedfs: SeaweedFS, s3_root: str, tmp_path: Path) -> None:
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(100_000))
+    env = {**seaweedfs.env(), "XHUB_CONFIG": str(tmp_path / "none.toml")}
+    put = _xhub("storage", "put", str(src), s3_root + "data.bin", env=env)
+    assert put.returncode == 0, put.stderr
+    ls = _xhub("storage", "ls", s3_root, env=env)
+    assert ls.stdout.strip() == s3_root + "data.bin"
+    out = tmp_path / "back.bin"
+    get = _xhub("storage", "get", s3_root + "data.bin", str(out), env=env)
+    assert get.returncode == 0, get.stderr
+    assert out.read_bytes() == src.read_bytes()
