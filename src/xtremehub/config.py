@@ -74,6 +74,7 @@ class S3Settings:
     multipart_threshold: int = 64 * 1024 * 1024
     multipart_chunksize: int = 16 * 1024 * 1024
     max_concurrency: int = 32
+    list_page_size: int = 1000  # keys per LIST request (S3 caps it at 1000)
 
     def __post_init__(self) -> None:
         if self.addressing_style not in ("auto", "path", "virtual"):

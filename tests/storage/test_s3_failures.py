@@ -315,3 +315,20 @@ def test_s3_store_pickles_without_credentials(
     key = s3_root.removeprefix(f"s3://{s3_bucket}/") + "pickled.txt"
     store.put(key, b"works after unpickling")
     assert storage.get(f"{s3_root}pickled.txt", settings=s3_settings) == b"works after unpickling"
+
+
+def test_list_follows_pagination(s3_settings: Settings, s3_root: str) -> None:
+    """Listings longer than one page are fetched lazily, page after page, in key order."""
+    small_pages = s3_settings.replace(s3=dataclasses.replace(s3_settings.s3, list_page_size=3))
+    names = [f"k{i:02d}" for i in range(11)]
+    for name in names:
+        storage.put(s3_root + name, name.encode(), settings=s3_settings)
+    store = storage.open_store(s3_root, small_pages)[0]
+    requests: list[object] = []
+    store.client.meta.events.register("before-call.s3.ListObjectsV2", lambda **kw: requests.append(kw))  # type: ignore[attr-defined]
+    listed = storage.list(s3_root, settings=small_pages)
+    first = next(listed)
+    assert first.key.endswith("k00")
+    assert len(requests) == 1  # lazy: one page fetched so far
+    assert [first.key.rsplit("/", 1)[1]] + [i.key.rsplit("/", 1)[1] for i in listed] == names
+    assert len(requests) == 4  # 11 keys in pages of 3

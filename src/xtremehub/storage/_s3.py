@@ -250,7 +250,10 @@ class S3Store(Store):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         paginator = self.client.get_paginator("list_objects_v2")
         try:
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            pages = paginator.paginate(
+                Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.settings.list_page_size}
+            )
+            for page in pages:
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     yield ObjectInfo(
