@@ -15,13 +15,19 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── InvalidRange            (ValueError)
     │   ├── UnsupportedURL          (ValueError)
     │   └── StorageUnavailable      (ConnectionError)  timeouts, refused, 5xx
-    └── ComputeError
-        ├── TaskError                               remote failure without a picklable exception
-        ├── WorkerDied                              worker process killed / out of memory
-        ├── TaskTimeout             (TimeoutError)  task ran past its time limit
-        └── ExecutorClosed          (RuntimeError)
+    ├── ComputeError
+    │   ├── TaskError                               remote failure without a picklable exception
+    │   ├── WorkerDied                              worker process killed / out of memory
+    │   ├── TaskTimeout             (TimeoutError)  task ran past its time limit
+    │   └── ExecutorClosed          (RuntimeError)
+    └── ConnectorError
+        ├── CorruptData             (ValueError)   bad compression or structure, names offset
+        │   ├── TruncatedData
+        │   └── MalformedRecord
+        ├── StaleIndex                             object changed since preprocess()
+        └── NotPreprocessed
 
-Vendor errors (obstore, OS) are translated at one boundary per backend and
+Vendor errors (botocore, zlib, indexed_gzip, OS) are translated at one boundary per backend and
 chained with ``raise ... from exc``; messages name the URL, key and byte range.
 
 Example:
@@ -38,15 +44,21 @@ __all__ = [
     "BucketNotFound",
     "ComputeError",
     "ConfigError",
+    "ConnectorError",
+    "CorruptData",
     "ExecutorClosed",
     "InvalidRange",
+    "MalformedRecord",
     "MissingDependency",
+    "NotPreprocessed",
     "ObjectNotFound",
     "PluginNotFound",
+    "StaleIndex",
     "StorageError",
     "StorageUnavailable",
     "TaskError",
     "TaskTimeout",
+    "TruncatedData",
     "UnsupportedURL",
     "WorkerDied",
     "XHubError",
@@ -155,3 +167,40 @@ class TaskTimeout(ComputeError, TimeoutError):
 
 class ExecutorClosed(ComputeError, RuntimeError):
     """Work was submitted to an executor that is closed."""
+
+
+class ConnectorError(XHubError):
+    """A connector could not index, partition or read an object."""
+
+
+class CorruptData(ConnectorError, ValueError):
+    """The object's bytes are not valid for its format (bad compression, malformed record).
+
+    Attributes:
+        url: the object.
+        offset: where the problem was found (see ``offset_kind``).
+        offset_kind: ``"compressed"`` or ``"uncompressed"`` byte offset, or ``"record"`` number.
+    """
+
+    def __init__(self, url: str, offset: int, detail: str, offset_kind: str = "compressed") -> None:
+        self.url, self.offset, self.detail, self.offset_kind = url, offset, detail, offset_kind
+        super().__init__(f"{url}: {detail} (at {offset_kind} offset {offset})")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.url, self.offset, self.detail, self.offset_kind))
+
+
+class TruncatedData(CorruptData):
+    """The object ends before its format says it should."""
+
+
+class MalformedRecord(CorruptData):
+    """A record (FASTQ, FASTA, VCF line ...) breaks its format's structure."""
+
+
+class StaleIndex(ConnectorError):
+    """The object changed since its index was built; run ``preprocess()`` again."""
+
+
+class NotPreprocessed(ConnectorError):
+    """``partition()`` needs an index: run ``preprocess()`` first."""

@@ -1,0 +1,24 @@
+"""Connectors: cloud-aware indexing and on-the-fly partitioning of scientific files.
+
+Example:
+    >>> from xtremehub.connectors import CloudObject, known_formats
+    >>> "fastq_gzip" in known_formats()
+    True
+"""
+
+from __future__ import annotations
+
+from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
+from xtremehub.connectors.cloudobject import CloudObject
+from xtremehub.connectors.registry import format_class, known_formats, register_format
+
+__all__ = [
+    "CloudObject",
+    "DataSlice",
+    "Format",
+    "Index",
+    "Strategy",
+    "format_class",
+    "known_formats",
+    "register_format",
+]

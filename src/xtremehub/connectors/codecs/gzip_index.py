@@ -1,0 +1,210 @@
+"""Gzip random access: checkpoints built with indexed_gzip, resumed with zlib.
+
+A checkpoint is a position in the compressed stream where decompression can
+restart: a bit offset (deflate blocks are not byte-aligned), the uncompressed
+offset it corresponds to, and the 32 KiB of output that precede it (the
+"window" that back-references may reach into), stored zlib-compressed. Every
+gzip member start is a checkpoint too (no window needed), so single-member,
+multi-member (pigz, concatenated) and BGZF files are all handled the same way.
+
+The index is built by indexed_gzip (zran) in one sequential pass; we read its
+documented export format (``GZIDX``). To resume at bit offset ``8*B + s`` we
+shift the compressed bytes by ``s`` bits (NumPy) and run a raw-deflate
+``zlib.decompressobj`` preset with the window, then continue member by member.
+
+Example:
+    >>> import gzip, io
+    >>> text = b"".join(b"line %d\\n" % i for i in range(200_000))
+    >>> points = build_checkpoints(io.BytesIO(gzip.compress(text)), "mem://x", spacing=256 * 1024)
+    >>> len(points) > 3, points[0].uncompressed
+    (True, 0)
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+
+from xtremehub.connectors.codecs.source import RangeSource
+from xtremehub.errors import CorruptData, TruncatedData
+
+__all__ = ["Checkpoint", "build_checkpoints", "inflate_from"]
+
+_GZIP_MAGIC = b"\x1f\x8b\x08"
+WINDOW = 32768
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """Where decompression can resume (see the module docstring)."""
+
+    bit_offset: int
+    uncompressed: int
+    window: bytes = b""  # zlib-compressed; empty at member starts
+
+    @property
+    def byte_offset(self) -> int:
+        return self.bit_offset // 8
+
+
+def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> list[Checkpoint]:
+    """One pass over a gzip file: checkpoints about every ``spacing`` uncompressed bytes.
+
+    Raises:
+        CorruptData: invalid gzip data (names the object).
+        TruncatedData: the file ends inside a member.
+    """
+    import indexed_gzip
+
+    spacing = max(spacing, 2 * WINDOW)  # zran needs spacing > window
+    try:
+        with indexed_gzip.IndexedGzipFile(fileobj=fileobj, spacing=spacing, readbuf_size=1 << 20) as igz:
+            igz.build_full_index()
+            buf = io.BytesIO()
+            igz.export_index(fileobj=buf)
+    except indexed_gzip.ZranError as exc:
+        text = str(exc)
+        cls = TruncatedData if "EOF" in text or "truncat" in text.lower() else CorruptData
+        raise cls(url, _tell(fileobj), f"not a readable gzip file ({text})") from exc
+    except (EOFError, zlib.error) as exc:
+        raise TruncatedData(url, _tell(fileobj), f"gzip data ends early ({exc})") from exc
+    return _parse_gzidx(buf.getvalue(), url)
+
+
+def _tell(fileobj: BinaryIO) -> int:
+    try:
+        return fileobj.tell()
+    except (OSError, ValueError):
+        return -1
+
+
+def _parse_gzidx(blob: bytes, url: str) -> list[Checkpoint]:
+    # indexed_gzip export format v1: magic, version, flags, then
+    # <QQIII> compressed size, uncompressed size, spacing, window size, npoints,
+    # then per point <QQBB> compressed offset, uncompressed offset, bits, has-window,
+    # then the windows of the points that have one, window-size bytes each.
+    if blob[:5] != b"GZIDX" or blob[5] != 1:
+        raise CorruptData(url, 0, "unexpected indexed_gzip index format")
+    _csize, _usize, _spacing, wsize, npoints = struct.unpack_from("<QQIII", blob, 7)
+    offset = 7 + 28
+    raw_points = []
+    for _ in range(npoints):
+        raw_points.append(struct.unpack_from("<QQBB", blob, offset))
+        offset += 18
+    points = []
+    for cmp_offset, uncmp, bits, has_window in raw_points:
+        window = b""
+        if has_window:
+            window = zlib.compress(blob[offset : offset + wsize], 6)
+            offset += wsize
+        points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
+    # zran adds a final point at the end of the data; it is not a place to start from.
+    return [p for p in points if p.uncompressed < _usize] or points[:1]
+
+
+def _shifted(chunks: Iterator[bytes], shift: int) -> Iterator[bytes]:
+    """Re-align a bit stream that starts ``shift`` bits into its first byte."""
+    if shift == 0:
+        yield from chunks
+        return
+    carry = b""
+    for chunk in chunks:
+        data = carry + chunk
+        if len(data) < 2:
+            carry = data
+            continue
+        a = np.frombuffer(data, dtype=np.uint8).astype(np.uint16)
+        yield (((a[:-1] >> shift) | (a[1:] << (8 - shift))) & 0xFF).astype(np.uint8).tobytes()
+        carry = data[-1:]
+    if carry:
+        yield bytes([carry[0] >> shift])
+
+
+def _chunks(src: RangeSource) -> Iterator[bytes]:
+    while block := src.read():
+        yield block
+
+
+def inflate_from(src: RangeSource, point: Checkpoint) -> Iterator[bytes]:
+    """Decompressed bytes from ``point`` to the end of the object (lazily).
+
+    ``src`` must start at ``point.byte_offset``. Raises :class:`CorruptData` or
+    :class:`TruncatedData` naming the object and the compressed offset.
+    """
+    start_byte, shift = divmod(point.bit_offset, 8)
+    if not point.window and shift == 0 and src.peek(start_byte, 3) == _GZIP_MAGIC:
+        yield from _inflate_members(src, start_byte)
+        return
+    window = zlib.decompress(point.window) if point.window else b""
+    dec = zlib.decompressobj(-15, zdict=window) if window else zlib.decompressobj(-15)
+    fed = 0
+    try:
+        for chunk in _shifted(_chunks(src), shift):
+            fed += len(chunk)
+            out = dec.decompress(chunk)
+            if out:
+                yield out
+            if dec.eof:
+                break
+    except zlib.error as exc:
+        raise CorruptData(src.url, start_byte + fed, f"corrupt deflate data ({exc})") from exc
+    if not dec.eof:
+        raise TruncatedData(src.url, src.size, "gzip member ends before its end-of-stream marker")
+    out = dec.flush()
+    if out:
+        yield out
+    # Where did this member's deflate data end? Only to within 8 bits (we fed whole
+    # shifted bytes), so try both possible trailer positions and keep the one
+    # followed by another gzip member or by the end of the object.
+    consumed = fed - len(dec.unused_data)
+    lo = point.bit_offset + 8 * (consumed - 1)
+    candidates = sorted({-(-(lo + 1) // 8), -(-(lo + 8) // 8)})
+    for trailer in candidates:
+        nxt = trailer + 8
+        if nxt >= src.size:
+            return
+        if src.peek(nxt, 3) == _GZIP_MAGIC:
+            src.seek(nxt)
+            yield from _inflate_members(src, nxt)
+            return
+    raise CorruptData(src.url, candidates[0], "no gzip member follows the end of a deflate stream")
+
+
+def _inflate_members(src: RangeSource, pos: int) -> Iterator[bytes]:
+    """Plain gzip decoding of consecutive members starting at byte ``pos``."""
+    src.seek(pos)
+    data = b""
+    member_start = pos
+    while True:
+        dec = zlib.decompressobj(31)
+        try:
+            while not dec.eof:
+                if not data:
+                    data = src.read()
+                    if not data:
+                        raise TruncatedData(src.url, src.size, f"gzip member starting at {member_start} is cut short")
+                out = dec.decompress(data)
+                data = b""
+                if out:
+                    yield out
+        except zlib.error as exc:
+            raise CorruptData(src.url, member_start, f"corrupt gzip member ({exc})") from exc
+        data = dec.unused_data
+        member_start = src.pos - len(data)
+        while len(data) < 3:
+            more = src.read()
+            if not more:
+                break
+            data += more
+        if not data:
+            return
+        if not data.startswith(b"\x1f\x8b"):
+            if data.strip(b"\x00") == b"" and src.pos >= src.size:
+                return  # zero padding after the last member
+            raise CorruptData(src.url, member_start, "garbage after a gzip member")

@@ -1,0 +1,1 @@
+"""Built-in formats, one subpackage per domain (genomics, later imaging, geo, text)."""

@@ -1,0 +1,1 @@
+"""Genomics formats: FASTQ.gz (later FASTA, VCF)."""
