@@ -59,10 +59,12 @@ def test_bad_range_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(cli, ["--home", str(tmp_path / "h"), "demo", "--size-mb", "2", "--workers", "2"])
+    args = ["--home", str(tmp_path / "h"), "demo", "--size-mb", "2", "--fastq-mb", "3", "--workers", "2"]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4
+    assert result.output.count(": OK") == 4 + 5
+    assert "FASTQ.gz connector" in result.output
     assert "partitions" in result.output
     assert (tmp_path / "h" / "sample" / "variants-2MB.csv").exists()
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from xtremehub import storage
 
-__all__ = ["CHROMOSOMES", "HEADER", "SampleDataset", "ensure_sample_dataset"]
+__all__ = ["CHROMOSOMES", "HEADER", "SampleDataset", "ensure_sample_dataset", "ensure_sample_fastq", "write_fastq_gz"]
 
 HEADER = b"sample,chrom,pos,ref,alt,qual,depth\n"
 CHROMOSOMES = [f"chr{i}" for i in range(1, 23)] + ["chrX", "chrY"]
@@ -102,3 +102,56 @@ def _generate(url: str, target: int, seed: int, on_progress: Callable[[int], Non
         **stats,
         "per_chrom": dict(zip(CHROMOSOMES, per_chrom.tolist(), strict=True)),
     }
+
+
+def ensure_sample_fastq(home: str | Path, *, size_mb: int = 64, seed: int = 7) -> SampleDataset:
+    """A reproducible single-member FASTQ.gz of ``size_mb`` MiB (uncompressed) in ``home/sample``.
+
+    150 bp reads with a realistic quality alphabet; the manifest records reads,
+    bases, G+C count and the sum of quality scores, so results can be checked.
+    """
+    base = f"{Path(home).expanduser()}/sample/"
+    url = f"{base}reads-{size_mb}MiB.fastq.gz"
+    manifest_url = url + ".manifest.json"
+    if storage.exists(manifest_url) and storage.exists(url):
+        manifest = json.loads(storage.get(manifest_url))
+        if manifest.get("version") == _VERSION and storage.head(url).size == manifest["compressed_bytes"]:
+            return SampleDataset(url, manifest_url, manifest)
+    Path(url).parent.mkdir(parents=True, exist_ok=True)
+    stats = write_fastq_gz(Path(url), size_mb, seed)
+    manifest = {
+        "version": _VERSION,
+        "seed": seed,
+        "format": "fastq.gz",
+        **stats,
+        "compressed_bytes": storage.head(url).size,
+    }
+    storage.put(manifest_url, json.dumps(manifest, indent=1).encode())
+    return SampleDataset(url, manifest_url, manifest)
+
+
+def write_fastq_gz(path: Path, size_mb: int, seed: int = 7) -> dict[str, int]:
+    """Write synthetic 150 bp reads (gzip level 6, one member) and return their totals."""
+    import gzip
+
+    rng = np.random.default_rng(seed)
+    bases = np.frombuffer(b"ACGT", dtype=np.uint8)
+    quals = np.frombuffer(b"#-7<AFJ", dtype=np.uint8)
+    totals = {"reads": 0, "bases": 0, "gc": 0, "quality_sum": 0, "bytes": 0}
+    with gzip.open(path, "wb", compresslevel=6) as fh:
+        while totals["bytes"] < size_mb * 1024 * 1024:
+            n = 20_000
+            seq = bases[rng.integers(0, 4, (n, 150))]
+            qual = quals[np.minimum(rng.geometric(0.35, (n, 150)) - 1, 6)][:, ::-1]
+            first = totals["reads"]
+            block = b"".join(
+                b"@SIM:%d:FCX:1:%d length=150\n%s\n+\n%s\n" % (first + i, i, seq[i].tobytes(), qual[i].tobytes())
+                for i in range(n)
+            )
+            fh.write(block)
+            totals["reads"] += n
+            totals["bases"] += seq.size
+            totals["gc"] += int(((seq == ord("G")) | (seq == ord("C"))).sum())
+            totals["quality_sum"] += int(qual.sum()) - 33 * qual.size
+            totals["bytes"] += len(block)
+    return totals

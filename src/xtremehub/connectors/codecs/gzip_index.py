@@ -16,8 +16,8 @@ Example:
     >>> import gzip, io
     >>> text = b"".join(b"line %d\\n" % i for i in range(200_000))
     >>> points = build_checkpoints(io.BytesIO(gzip.compress(text)), "mem://x", spacing=256 * 1024)
-    >>> len(points) > 3, points[0].uncompressed
-    (True, 0)
+    >>> len(points) > 3, points[0].uncompressed, points[-1].uncompressed == len(text)
+    (True, 0, True)
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class Checkpoint:
 
 def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> list[Checkpoint]:
     """One pass over a gzip file: checkpoints about every ``spacing`` uncompressed bytes.
+
+    The last element is an end marker: its ``uncompressed`` is the total size.
 
     Raises:
         CorruptData: invalid gzip data (names the object).
@@ -104,8 +106,9 @@ def _parse_gzidx(blob: bytes, url: str) -> list[Checkpoint]:
             window = zlib.compress(blob[offset : offset + wsize], 6)
             offset += wsize
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
-    # zran adds a final point at the end of the data; it is not a place to start from.
-    return [p for p in points if p.uncompressed < _usize] or points[:1]
+    # zran adds a final point at the end of the data; we keep exactly one end marker.
+    starts = [p for p in points if p.uncompressed < _usize] or points[:1]
+    return [*starts, Checkpoint(_csize * 8, _usize)]
 
 
 def _shifted(chunks: Iterator[bytes], shift: int) -> Iterator[bytes]:

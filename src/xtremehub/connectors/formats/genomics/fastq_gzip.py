@@ -27,8 +27,8 @@ from xtremehub import storage
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
 from xtremehub.connectors.codecs.source import RangeSource
-from xtremehub.connectors.formats.genomics.fastq_records import FastqRecords, RecordBlock
-from xtremehub.errors import ConfigError, TruncatedData
+from xtremehub.connectors.formats.genomics.fastq_records import FastqRecords, RecordBlock, first_record_start
+from xtremehub.errors import ConfigError, MalformedRecord, TruncatedData
 
 if TYPE_CHECKING:
     from xtremehub.compute import FunctionExecutor
@@ -142,42 +142,41 @@ class FASTQGZip(Format):
         self.spacing = spacing
 
     def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+        """Checkpoints in one sequential pass (indexed_gzip), then records counted and
+        validated per checkpoint span in parallel (map), and stitched together (reduce)."""
         with storage.open(co.url, settings=co.settings) as fh:
             head = fh.read(18)
             fh.seek(0)
-            points = build_checkpoints(fh, co.url, spacing=self.spacing)
+            marks = build_checkpoints(fh, co.url, spacing=self.spacing)
+        points, end_mark = marks[:-1], marks[-1]
+        spans = [
+            _Span(co.url, co.size, p, nxt.uncompressed, min(co.size, nxt.byte_offset + _END_MARGIN), k == 0)
+            for k, (p, nxt) in enumerate(itertools.pairwise(marks))
+        ]
+        results = _run_spans(spans, executor, co)
+        rec_number, rec_start, cum = [], [], 0
+        total = sum(r["count"] for r in results)
+        for k, point in enumerate(points):
+            if k > 0 and results[k - 1]["start_at_end"]:
+                rec_number.append(cum - 1)
+                rec_start.append(point.uncompressed)
+            else:
+                later = next((r["first_start"] for r in results[k:] if r["count"]), None)
+                rec_number.append(cum if later is not None else total)
+                rec_start.append(later if later is not None else end_mark.uncompressed)
+            cum += results[k]["count"]
         bgzf = len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC"
-        # One sequential pass counts and validates every record and finds, for each
-        # checkpoint, the first record starting at or after it.
-        src = RangeSource(co.url, co.size, 0, co.size)
-        records = FastqRecords(co.url)
-        rec_number: list[int] = []
-        rec_start: list[int] = []
-        uncompressed = 0
-        first_name = b""
-        for chunk in inflate_from(src, Checkpoint(0, 0)):
-            uncompressed += len(chunk)
-            for block in records.feed(chunk):
-                if not first_name and len(block.data):
-                    first_name = block.data[1 : block.data.index(b"\n")].split(b" ")[0]
-                _assign(points, block.starts, block.first_record, rec_number, rec_start)
-        for block in records.finish():
-            _assign(points, block.starts, block.first_record, rec_number, rec_start)
-        while len(rec_number) < len(points):
-            rec_number.append(records.records)
-            rec_start.append(uncompressed)
         members = sum(1 for p in points if not p.window and p.bit_offset % 8 == 0)
         attributes = {
-            "num_reads": records.records,
-            "num_bases": records.bases,
-            "uncompressed_size": uncompressed,
+            "num_reads": total,
+            "num_bases": sum(r["bases"] for r in results),
+            "uncompressed_size": end_mark.uncompressed,
             "compressed_size": co.size,
             "gzip_flavour": "bgzf" if bgzf else ("multi-member" if members > 1 else "single-member"),
             "checkpoints": len(points),
             "spacing": self.spacing,
-            "first_read": first_name.decode(errors="replace"),
+            "first_read": results[0]["first_name"] if results else "",
         }
-        blob = b"".join(p.window for p in points)
         data = {
             "bit_offset": [p.bit_offset for p in points],
             "uncompressed": [p.uncompressed for p in points],
@@ -185,22 +184,78 @@ class FASTQGZip(Format):
             "record_number": rec_number,
             "record_start": rec_start,
         }
-        return Index(self.name, self.index_version, {}, attributes, data, blob)
+        return Index(self.name, self.index_version, {}, attributes, data, b"".join(p.window for p in points))
 
 
-def _assign(
-    points: list[Checkpoint], starts: Any, first_record: int, rec_number: list[int], rec_start: list[int]
-) -> None:
-    """For checkpoints not yet assigned whose offset <= the last start here, record the first record at/after."""
-    import numpy as np
+@dataclass(frozen=True)
+class _Span:
+    """The uncompressed bytes between two checkpoints, for the parallel record scan."""
 
-    if not len(starts):
-        return
-    last = int(starts[-1])
-    while len(rec_number) < len(points) and points[len(rec_number)].uncompressed <= last:
-        i = int(np.searchsorted(starts, points[len(rec_number)].uncompressed))
-        rec_number.append(first_record + i)
-        rec_start.append(int(starts[i]))
+    url: str
+    object_size: int
+    checkpoint: Checkpoint
+    end: int  # uncompressed offset of the next checkpoint
+    planned_end: int
+    first: bool
+
+
+def _run_spans(spans: list[_Span], executor: FunctionExecutor | None, co: CloudObject) -> list[dict[str, Any]]:
+    if len(spans) <= 1:
+        return [scan_span(s) for s in spans]
+    if executor is not None:
+        return list(executor.get_result(executor.map(scan_span, spans)))
+    from xtremehub.compute import FunctionExecutor
+
+    with FunctionExecutor(settings=co.settings, progress=False) as fexec:
+        return list(fexec.get_result(fexec.map(scan_span, spans)))
+
+
+def scan_span(span: _Span) -> dict[str, Any]:
+    """Map step of preprocessing: records whose start lies in ``(checkpoint, end]``
+    (``[0, end]`` for the first span): count, bases, first start, and whether one
+    starts exactly at ``end`` (that one is the next checkpoint's first record)."""
+    src = RangeSource(span.url, span.object_size, span.checkpoint.byte_offset, span.planned_end)
+    stream = inflate_from(src, span.checkpoint)
+    base = span.checkpoint.uncompressed
+    out: dict[str, Any] = {"count": 0, "bases": 0, "first_start": None, "start_at_end": False, "first_name": ""}
+    try:
+        buf, rel = b"", 0 if span.first else -1
+        while rel < 0:
+            chunk = next(stream, None)
+            if chunk is None:
+                rel = first_record_start(buf + b"\n") if buf else -1
+                if rel < 0:
+                    return out  # no record starts after this checkpoint
+                break
+            buf += chunk
+            rel = first_record_start(buf)
+            if rel < 0 and len(buf) > span.end - base + (1 << 20):
+                raise MalformedRecord(span.url, base, "no FASTQ record header found near this offset", "uncompressed")
+        if base + rel > span.end:
+            return out
+        records = FastqRecords(span.url, base + rel)
+        pending = [buf[rel:]]
+        done = False
+        while not done:
+            chunk = pending.pop() if pending else next(stream, None)
+            blocks = records.feed(chunk) if chunk is not None else records.finish()
+            for block in blocks:
+                owned = block.starts <= span.end
+                n = int(owned.sum())
+                if n and out["first_start"] is None:
+                    out["first_start"] = int(block.starts[0])
+                    if span.first:
+                        out["first_name"] = block.data[1 : block.data.index(b"\n")].split(b" ")[0].decode()
+                out["count"] += n
+                out["bases"] += int(block.seq_lengths[owned].sum())
+                out["start_at_end"] = out["start_at_end"] or bool((block.starts == span.end).any())
+                if n < len(block.starts):
+                    done = True
+            if chunk is None:
+                done = True
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+    return out
 
 
 # -- partition strategies -------------------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 
 from xtremehub.errors import MalformedRecord, TruncatedData
 
-__all__ = ["FastqRecords", "RecordBlock"]
+__all__ = ["FastqRecords", "RecordBlock", "first_record_start"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class RecordBlock:
     starts: np.ndarray  # absolute uncompressed offsets of the records' '@' lines
     bases: int
     first_record: int
+    seq_lengths: np.ndarray  # bases of each record
 
 
 class FastqRecords:
@@ -79,7 +80,7 @@ class FastqRecords:
             i = int(np.argmax(bad))
             self._raise(arr, starts4[i], seq_len[i], qual_len[i], self.records + i)
         end = int(ends[-1]) + 1
-        block = RecordBlock(buf[:end], self.offset + starts4[:, 0], int(seq_len.sum()), self.records)
+        block = RecordBlock(buf[:end], self.offset + starts4[:, 0], int(seq_len.sum()), self.records, seq_len)
         n = len(starts4)
         self.records += n
         self.bases += block.bases
@@ -96,3 +97,26 @@ class FastqRecords:
         else:
             detail = f"FASTQ record {record} has {seq_len} bases but {qual_len} quality values"
         raise MalformedRecord(self.url, at, detail, "uncompressed")
+
+
+def first_record_start(data: bytes, after: int = 0) -> int:
+    """Offset of the first FASTQ record starting at a line start > ``after`` in ``data``, or -1.
+
+    A header is a line starting with ``@`` whose second next line starts with ``+``;
+    a quality line starting with ``@`` is never taken for one, because two lines
+    below it comes a sequence line, which cannot start with ``+``.
+
+    Example:
+        >>> first_record_start(b"II\\n@@@\\n@r2\\nAC\\n+\\nII\\n")   # '@@@' is a quality line
+        7
+    """
+    pos = data.find(b"\n", after) + 1
+    while 0 < pos < len(data):
+        line2 = data.find(b"\n", pos)
+        line3 = data.find(b"\n", line2 + 1) if line2 >= 0 else -1
+        if line3 < 0 or line3 + 1 >= len(data):
+            return -1
+        if data[pos : pos + 1] == b"@" and data[line3 + 1 : line3 + 2] == b"+":
+            return pos
+        pos = line2 + 1
+    return -1
