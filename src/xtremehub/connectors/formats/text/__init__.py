@@ -1,0 +1,1 @@
+"""Text formats: plain text and CSV, newline-aligned byte partitions."""
