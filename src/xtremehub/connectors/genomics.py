@@ -8,6 +8,14 @@ Example:
 
 from __future__ import annotations
 
+from xtremehub.connectors.formats.genomics.fasta import (
+    FASTA,
+    FaiEntry,
+    FASTASlice,
+    partition_bases,
+    partition_sequences,
+    read_fai,
+)
 from xtremehub.connectors.formats.genomics.fastq_gzip import (
     FASTQGZip,
     FASTQGZipSlice,
@@ -17,9 +25,15 @@ from xtremehub.connectors.formats.genomics.fastq_gzip import (
 )
 
 __all__ = [
+    "FASTA",
+    "FASTASlice",
     "FASTQGZip",
     "FASTQGZipSlice",
+    "FaiEntry",
+    "partition_bases",
     "partition_bytes_per_batch",
     "partition_reads_batches",
     "partition_reads_per_batch",
+    "partition_sequences",
+    "read_fai",
 ]

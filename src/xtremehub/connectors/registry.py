@@ -21,6 +21,7 @@ __all__ = ["format_class", "known_formats", "register_format"]
 
 _REGISTRY: dict[str, str | type[Format]] = {
     "fastq_gzip": "xtremehub.connectors.formats.genomics.fastq_gzip:FASTQGZip",
+    "fasta": "xtremehub.connectors.formats.genomics.fasta:FASTA",
     "text": "xtremehub.connectors.formats.text.text:Text",
     "csv": "xtremehub.connectors.formats.text.text:CSV",
 }

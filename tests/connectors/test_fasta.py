@@ -1,0 +1,113 @@
+"""FASTA connector: faidx-compatible index and slices, against FACTS, pysam and ce.fa.fai."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pysam
+import pytest
+
+from xtremehub import storage
+from xtremehub.config import Settings, use_process_settings
+from xtremehub.connectors import CloudObject
+from xtremehub.connectors.formats.genomics import fasta as fasta_module
+from xtremehub.connectors.genomics import FASTA, partition_bases, partition_sequences, read_fai
+from xtremehub.errors import MalformedRecord
+
+FILES = ["ce.fa", "ex1.fa", "test.fa"]
+
+
+@pytest.fixture
+def facts(testdata: Path) -> dict[str, Any]:
+    return json.loads((testdata / "FACTS.json").read_text())
+
+
+def _copy(testdata: Path, tmp_path: Path, name: str) -> str:
+    target = tmp_path / name
+    shutil.copy(testdata / "fasta" / name, target)
+    return str(target)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_index_matches_facts_and_pysam(testdata: Path, tmp_path: Path, facts: dict[str, Any], name: str) -> None:
+    url = _copy(testdata, tmp_path, name)
+    co = CloudObject.from_path(FASTA, url).preprocess()
+    fact = facts[f"fasta/{name}"]
+    assert co["num_sequences"] == fact["sequences"]
+    assert co["total_length"] == fact["total_length"]
+    pysam.faidx(url)  # writes url.fai, the reference
+    assert co.format.fai_text(co) == Path(url + ".fai").read_text()
+
+
+def test_fai_equals_the_shipped_one_and_roundtrips(testdata: Path, tmp_path: Path) -> None:
+    url = _copy(testdata, tmp_path, "ce.fa")
+    co = CloudObject.from_path(FASTA, url).preprocess()
+    assert co.format.fai_text(co) == (testdata / "fasta" / "ce.fa.fai").read_text()
+    written = co.format.write_fai(co, str(tmp_path / "out.fai"))
+    assert read_fai(written) == FASTA.entries(co)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_slices_rebuild_every_sequence(testdata: Path, tmp_path: Path, name: str) -> None:
+    url = _copy(testdata, tmp_path, name)
+    co = CloudObject.from_path(FASTA, url).preprocess()
+    with pysam.FastaFile(url) as ref:
+        truth = {n: ref.fetch(n) for n in ref.references}
+    for strategy, params in [
+        (partition_sequences, {"num_batches": 1}),
+        (partition_sequences, {"num_batches": 3}),
+        (partition_bases, {"num_slices": 7}),
+        (partition_bases, {"bases_per_slice": 997}),
+    ]:
+        pieces: dict[str, list[tuple[int, str]]] = {}
+        for s in co.partition(strategy, **params):
+            for seq_name, start, bases in s.get():
+                pieces.setdefault(seq_name, []).append((start, bases))
+        rebuilt = {n: "".join(b for _, b in sorted(p)) for n, p in pieces.items()}
+        assert rebuilt == truth, (strategy.__name__, params)
+
+
+def test_fetch_check_and_slice_metadata(testdata: Path, tmp_path: Path, facts: dict[str, Any]) -> None:
+    url = _copy(testdata, tmp_path, "ce.fa")
+    co = CloudObject.from_path(FASTA, url).preprocess()
+    first = co.partition(partition_bases, bases_per_slice=20)[0]
+    assert first.get() == [("CHROMOSOME_I", 0, facts["fasta/ce.fa"]["fetch_check"]["CHROMOSOME_I:1-20"])]
+    middle = co.partition(partition_bases, bases_per_slice=100_000)[3]
+    name, start, bases = middle.get()[0]
+    assert (name, start, len(bases)) == ("CHROMOSOME_I", 300_000, 100_000)
+
+
+def test_parallel_index_with_small_chunks_equals_sequential(
+    testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xtremehub import FunctionExecutor
+
+    url = _copy(testdata, tmp_path, "test.fa")
+    expected = CloudObject.from_path(FASTA, url).preprocess().format.fai_text(CloudObject.from_path(FASTA, url))
+    monkeypatch.setattr(fasta_module, "_CHUNK", 1000)  # headers and lines straddle chunk edges
+    with FunctionExecutor(workers=2) as fexec:
+        co = CloudObject.from_path(FASTA, url).preprocess(fexec, force=True)
+    assert co.format.fai_text(co) == expected
+
+
+@pytest.mark.s3
+def test_fasta_on_s3(testdata: Path, s3_root: str, s3_settings: Settings) -> None:
+    use_process_settings(s3_settings)
+    try:
+        url = s3_root + "ex1.fa"
+        storage.put(url, (testdata / "fasta" / "ex1.fa").read_bytes())
+        co = CloudObject.from_path(FASTA, url).preprocess()
+        assert [(e.name, e.length) for e in FASTA.entries(co)] == [("chr1", 1575), ("chr2", 1584)]
+        assert sum(len(b) for s in co.partition(partition_bases, num_slices=5) for _, _, b in s.get()) == 3159
+    finally:
+        use_process_settings(None)
+
+
+def test_not_fasta(tmp_path: Path) -> None:
+    url = str(tmp_path / "x.fa")
+    Path(url).write_text("ACGT\n>late header\nACGT\n")
+    with pytest.raises(MalformedRecord, match="before the first FASTA header"):
+        CloudObject.from_path(FASTA, url).preprocess()
