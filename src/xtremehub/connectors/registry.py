@@ -22,6 +22,7 @@ __all__ = ["format_class", "known_formats", "register_format"]
 _REGISTRY: dict[str, str | type[Format]] = {
     "fastq_gzip": "xtremehub.connectors.formats.genomics.fastq_gzip:FASTQGZip",
     "fasta": "xtremehub.connectors.formats.genomics.fasta:FASTA",
+    "vcf": "xtremehub.connectors.formats.genomics.vcf:VCF",
     "text": "xtremehub.connectors.formats.text.text:Text",
     "csv": "xtremehub.connectors.formats.text.text:CSV",
 }

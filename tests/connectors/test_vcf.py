@@ -1,0 +1,90 @@
+"""VCF connector (plain and BGZF) against FACTS, pysam and tabix region fetches."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pysam
+import pytest
+
+from xtremehub import storage
+from xtremehub.config import Settings, use_process_settings
+from xtremehub.connectors import CloudObject
+from xtremehub.connectors.genomics import VCF, partition_by_region, partition_records
+from xtremehub.errors import MalformedRecord
+
+FILES = ["ex1.vcf.gz", "test.vcf.gz", "index.vcf"]
+SPACING = 65536
+
+
+@pytest.fixture
+def facts(testdata: Path) -> dict[str, Any]:
+    return json.loads((testdata / "FACTS.json").read_text())
+
+
+def _body(path: Path) -> list[bytes]:
+    raw = path.read_bytes()
+    text = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    return [line + b"\n" for line in text.split(b"\n") if line and not line.startswith(b"#")]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_counts_and_every_partition(testdata: Path, tmp_path: Path, facts: dict[str, Any], name: str) -> None:
+    path = testdata / "vcf" / name
+    co = CloudObject.from_path(VCF, str(path), metadata_url=str(tmp_path / "i"), spacing=SPACING).preprocess()
+    fact = facts[f"vcf/{name}"]
+    assert co["num_variants"] == fact["variants"]
+    assert co["per_contig"] == fact["per_chrom"]
+    assert len(co["samples"]) == fact["samples"]
+    assert len(co["header_contigs"]) == fact["header_contigs"]
+    assert co["meta_header_lines"] == fact["meta_header_lines"]
+    body = _body(path)
+    for n in (1, 2, 3, 7, fact["variants"] + 3):
+        slices = co.partition(partition_records, num_batches=n)
+        assert b"".join(s.get() for s in slices) == b"".join(body), n
+    header = co.partition(partition_records, num_batches=2)[1].header()
+    assert header.count(b"\n") == fact["meta_header_lines"] + 1
+    with pysam.VariantFile(str(path)) as vf:
+        assert sum(1 for _ in vf) == co["num_variants"]
+
+
+@pytest.mark.parametrize("name", ["ex1.vcf.gz", "test.vcf.gz"])
+def test_regions_match_tabix(testdata: Path, tmp_path: Path, name: str) -> None:
+    path = testdata / "vcf" / name
+    co = CloudObject.from_path(VCF, str(path), metadata_url=str(tmp_path / "i"), spacing=SPACING).preprocess()
+    with pysam.TabixFile(str(path)) as tbx:
+        contigs = list(tbx.contigs)
+        regions = [(c, 1, 10**9) for c in contigs] + [(contigs[0], 10_000, 12_000), (contigs[-1], 1, 50_000_000)]
+        for region, s in zip(regions, co.partition(partition_by_region, regions=regions), strict=True):
+            expected = [line + "\n" for line in tbx.fetch(region[0], region[1] - 1, region[2])]
+            assert s.get().decode() == "".join(expected), region
+
+
+@pytest.mark.s3
+def test_vcf_on_s3(testdata: Path, s3_root: str, s3_settings: Settings, facts: dict[str, Any]) -> None:
+    use_process_settings(s3_settings)
+    try:
+        url = s3_root + "test.vcf.gz"
+        storage.put(url, (testdata / "vcf" / "test.vcf.gz").read_bytes())
+        co = CloudObject.from_path(VCF, url, spacing=SPACING).preprocess()
+        slices = co.partition(partition_records, num_batches=4)
+        assert sum(len(s.records()) for s in slices) == facts["vcf/test.vcf.gz"]["variants"]
+    finally:
+        use_process_settings(None)
+
+
+def test_not_a_vcf(tmp_path: Path) -> None:
+    url = str(tmp_path / "x.vcf")
+    Path(url).write_text("chr1\t1\t.\tA\tC\n")
+    with pytest.raises(MalformedRecord, match="not a VCF"):
+        CloudObject.from_path(VCF, url).preprocess()
+
+
+def test_bad_position(tmp_path: Path) -> None:
+    url = str(tmp_path / "x.vcf")
+    Path(url).write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\nchr1\tten\t.\tA\tC\n")
+    with pytest.raises(MalformedRecord, match="POS"):
+        CloudObject.from_path(VCF, url).preprocess()
