@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,36 @@ def test_not_fasta(tmp_path: Path) -> None:
     Path(url).write_text("ACGT\n>late header\nACGT\n")
     with pytest.raises(MalformedRecord, match="before the first FASTA header"):
         CloudObject.from_path(FASTA, url).preprocess()
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_bgzip_fasta_matches_samtools_faidx(testdata: Path, tmp_path: Path, name: str) -> None:
+    plain = _copy(testdata, tmp_path, name)
+    bgz = str(tmp_path / (name + ".gz"))
+    pysam.tabix_compress(plain, bgz)
+    pysam.faidx(bgz)  # writes .fai and .gzi beside the bgzip file, the reference
+    co = CloudObject.from_path(FASTA, bgz, spacing=65536).preprocess()
+    assert co["compressed"] is True
+    assert co.format.fai_text(co) == Path(bgz + ".fai").read_text()
+    with pysam.FastaFile(bgz) as ref:
+        truth = {n: ref.fetch(n) for n in ref.references}
+    pieces: dict[str, list[tuple[int, str]]] = {}
+    for s in co.partition(partition_bases, num_slices=9):
+        assert len(pickle.dumps(s)) < 200_000  # a few checkpoints, never the whole index
+        for seq_name, start, bases in s.get():
+            pieces.setdefault(seq_name, []).append((start, bases))
+    assert {n: "".join(b for _, b in sorted(p)) for n, p in pieces.items()} == truth
+
+
+def test_single_member_gzip_fasta(testdata: Path, tmp_path: Path) -> None:
+    plain = (testdata / "fasta" / "ce.fa").read_bytes()
+    url = str(tmp_path / "ce.fa.gz")
+    Path(url).write_bytes(gzip.compress(plain))
+    co = CloudObject.from_path(FASTA, url, spacing=65536).preprocess()
+    assert co.format.fai_text(co) == (testdata / "fasta" / "ce.fa.fai").read_text()
+    got = {}
+    for s in co.partition(partition_sequences, num_batches=3):
+        for seq_name, _, bases in s.get():
+            got[seq_name] = bases
+    with pysam.FastaFile(str(testdata / "fasta" / "ce.fa")) as ref:
+        assert got == {n: ref.fetch(n) for n in ref.references}

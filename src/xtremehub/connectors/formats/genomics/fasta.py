@@ -22,6 +22,8 @@ Example:
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
+from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
+from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import ConfigError, MalformedRecord
 
 if TYPE_CHECKING:
@@ -62,6 +66,9 @@ class FASTASlice(DataSlice):
 
     url: str
     pieces: tuple[tuple[FaiEntry, int, int], ...]
+    object_size: int = 0
+    #: for compressed files: per piece, the checkpoint to start from and the planned end
+    starts: tuple[tuple[Checkpoint, int], ...] = ()
 
     @property
     def num_bases(self) -> int:
@@ -70,9 +77,28 @@ class FASTASlice(DataSlice):
     def _ranges(self) -> list[tuple[int, int]]:
         return [(e.byte_at(a), e.byte_at(b - 1) + 1) for e, a, b in self.pieces]
 
+    def _read_compressed(self, a: int, b: int, point: Checkpoint, planned: int) -> bytes:
+        stream = inflate_from(RangeSource(self.url, self.object_size, point.byte_offset, planned), point)
+        pos, out = point.uncompressed, []
+        for chunk in stream:
+            lo, hi = max(a - pos, 0), min(b - pos, len(chunk))
+            if hi > lo:
+                out.append(chunk[lo:hi])
+            pos += len(chunk)
+            if pos >= b:
+                break
+        getattr(stream, "close", lambda: None)()
+        return b"".join(out)
+
     def get(self) -> list[tuple[str, int, str]]:
-        store, key = storage.open_store(self.url)
-        raw = store.get_ranges(key, self._ranges())
+        if self.starts:
+            raw = [
+                self._read_compressed(a, b, point, planned)
+                for (a, b), (point, planned) in zip(self._ranges(), self.starts, strict=True)
+            ]
+        else:
+            store, key = storage.open_store(self.url)
+            raw = store.get_ranges(key, self._ranges())
         return [
             (e.name, a, data.replace(b"\n", b"").replace(b"\r", b"").decode())
             for (e, a, _), data in zip(self.pieces, raw, strict=True)
@@ -84,63 +110,111 @@ class FASTASlice(DataSlice):
             yield f">{name}:{start + 1}-{start + len(seq)}\n{seq}\n".encode()
 
 
-def scan_chunk(url: str, start: int, end: int, size: int) -> dict[str, Any]:
-    """Map step: headers starting in ``[start, end)`` and newline counts up to each."""
-    store, key = storage.open_store(url)
-    lo = max(0, start - 1)
-    data = store.get_range(key, lo, min(size, end + _LOOKAHEAD))
-    own = end - lo  # bytes of data that belong to this chunk (plus one before)
+def _scan_data(
+    url: str, data: bytes, lo: int, own: tuple[int, int], counted: tuple[int, int], at_eof: bool
+) -> dict[str, Any]:
+    """Headers whose ``>`` lies in ``own`` (absolute, half-open) and newline counts within
+    ``counted``; ``data`` starts at absolute offset ``lo`` and reaches past ``own``."""
     headers = []
-    pos = data.find(b">", start - lo)
-    while 0 <= pos < own:
-        if (pos == 0 and start == 0) or data[pos - 1 : pos] == b"\n":
+    pos = data.find(b">", own[0] - lo)
+    while 0 <= pos < own[1] - lo:
+        if lo + pos == 0 or (pos > 0 and data[pos - 1 : pos] == b"\n"):
             line_end = data.find(b"\n", pos)
             if line_end < 0:
                 line_end = len(data)
             first_end = data.find(b"\n", line_end + 1)
             if first_end < 0:
-                first_end = len(data) if lo + len(data) >= size else -1
-            if first_end < 0:
-                raise MalformedRecord(url, lo + pos, "FASTA header and first line longer than 1 MiB", "uncompressed")
+                if not at_eof:
+                    raise MalformedRecord(
+                        url, lo + pos, "FASTA header and first line longer than 1 MiB", "uncompressed"
+                    )
+                first_end = len(data)
             line = data[line_end + 1 : first_end]
             headers.append(
                 {
                     "at": lo + pos,
                     "name": data[pos + 1 : line_end].split()[0].decode() if line_end > pos + 1 else "",
                     "seq_start": lo + line_end + 1,
-                    "newlines_before": data.count(b"\n", start - lo, pos),
+                    "newlines_before": data.count(b"\n", counted[0] - lo, pos),
                     "linebases": len(line.rstrip(b"\r")),
                     "linewidth": len(line) + 1,
                 }
             )
         pos = data.find(b">", pos + 1)
-    return {"headers": headers, "newlines": data.count(b"\n", start - lo, own)}
+    return {"headers": headers, "newlines": data.count(b"\n", counted[0] - lo, counted[1] - lo)}
+
+
+def scan_chunk(url: str, start: int, end: int, size: int) -> dict[str, Any]:
+    """Map step (plain FASTA): headers starting in ``[start, end)``, newlines counted there."""
+    store, key = storage.open_store(url)
+    lo = max(0, start - 1)
+    data = store.get_range(key, lo, min(size, end + _LOOKAHEAD))
+    return _scan_data(url, data, lo, (start, end), (start, end), lo + len(data) >= size)
+
+
+def scan_gz_span(url: str, size: int, point: Checkpoint, end: int, planned: int, first: bool) -> dict[str, Any]:
+    """Map step (bgzip FASTA): the span ``(checkpoint, end]`` of the uncompressed text."""
+    src = RangeSource(url, size, point.byte_offset, planned)
+    stream = inflate_from(src, point)
+    parts, have, base = [], 0, point.uncompressed
+    at_eof = True
+    for chunk in stream:
+        parts.append(chunk)
+        have += len(chunk)
+        if base + have >= end + _LOOKAHEAD:
+            at_eof = False
+            break
+    getattr(stream, "close", lambda: None)()
+    data = b"".join(parts)
+    own_start = base if first else base + 1
+    return _scan_data(url, data, base, (own_start, end + 1), (base, end), at_eof)
 
 
 class FASTA(Format):
-    """Plain FASTA (bgzip-compressed FASTA: next release)."""
+    """FASTA, plain or bgzip/gzip-compressed (offsets in the index are uncompressed, as in faidx).
+
+    Options: ``spacing`` (uncompressed bytes between gzip checkpoints, compressed files only).
+    """
 
     name = "fasta"
-    index_version = 1
+    index_version = 2
+
+    def __init__(self, spacing: int = 4 * 1024 * 1024, **options: Any) -> None:
+        super().__init__(spacing=spacing, **options)
+        self.spacing = spacing
 
     def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
-        args = [(co.url, a, min(co.size, a + _CHUNK), co.size) for a in range(0, co.size, _CHUNK)]
-        if executor is not None and len(args) > 1:
-            results = executor.get_result(executor.map(scan_chunk, args))
+        gz = storage.get_range(co.url, 0, 2, settings=co.settings) == b"\x1f\x8b"
+        marks: list[Checkpoint] = []
+        if gz:
+            with storage.open(co.url, settings=co.settings) as fh:
+                marks = build_checkpoints(fh, co.url, spacing=self.spacing)
+            func: Any = scan_gz_span
+            args: list[tuple[Any, ...]] = [
+                (co.url, co.size, p, nxt.uncompressed, min(co.size, nxt.byte_offset + 4096), k == 0)
+                for k, (p, nxt) in enumerate(itertools.pairwise(marks))
+            ]
+            text_size = marks[-1].uncompressed
         else:
-            results = [scan_chunk(*a) for a in args]
+            func = scan_chunk
+            args = [(co.url, a, min(co.size, a + _CHUNK), co.size) for a in range(0, co.size, _CHUNK)]
+            text_size = co.size
+        if executor is not None and len(args) > 1:
+            results = executor.get_result(executor.map(func, args))
+        else:
+            results = [func(*a) for a in args]
         heads, newlines = [], 0
         for r in results:
             for h in r["headers"]:
                 heads.append({**h, "newlines_before": newlines + h["newlines_before"]})
             newlines += r["newlines"]
-        if co.size and not heads:
+        if text_size and not heads:
             raise MalformedRecord(co.url, 0, "no FASTA header ('>') found", "uncompressed")
         if heads and heads[0]["at"] != 0:
             raise MalformedRecord(co.url, 0, "data before the first FASTA header", "uncompressed")
         entries = []
         for i, h in enumerate(heads):
-            region_end = heads[i + 1]["at"] if i + 1 < len(heads) else co.size
+            region_end = heads[i + 1]["at"] if i + 1 < len(heads) else text_size
             nl_end = heads[i + 1]["newlines_before"] if i + 1 < len(heads) else newlines
             seq_newlines = nl_end - h["newlines_before"] - 1  # minus the header line's own
             length = max(0, region_end - h["seq_start"] - seq_newlines)
@@ -153,7 +227,16 @@ class FASTA(Format):
             "total_length": sum(e[1] for e in entries),
             "names": names if len(names) <= 1000 else names[:1000],
         }
-        return Index(self.name, self.index_version, {}, attributes, {"fai": entries})
+        attributes["compressed"] = gz
+        points = marks[:-1]
+        data = {
+            "fai": entries,
+            "gz": gz,
+            "bit_offset": [p.bit_offset for p in points],
+            "uncompressed": [p.uncompressed for p in points],
+            "window_len": [len(p.window) for p in points],
+        }
+        return Index(self.name, self.index_version, {}, attributes, data, b"".join(p.window for p in points))
 
     @staticmethod
     def entries(co: CloudObject) -> list[FaiEntry]:
@@ -181,6 +264,22 @@ def read_fai(url: str) -> list[FaiEntry]:
     return out
 
 
+def _make_slice(co: CloudObject, pieces: list[tuple[FaiEntry, int, int]]) -> FASTASlice:
+    d = co.index.data
+    if not d.get("gz"):
+        return FASTASlice(co.url, tuple(pieces), co.size)
+    offsets = d["uncompressed"]
+    starts = []
+    for e, a, b in pieces:
+        k = max(0, bisect.bisect_right(offsets, e.byte_at(a)) - 1)
+        nxt = bisect.bisect_right(offsets, e.byte_at(b - 1))
+        planned = co.size if nxt >= len(offsets) else min(co.size, d["bit_offset"][nxt] // 8 + 4096)
+        w0 = sum(d["window_len"][:k])
+        point = Checkpoint(d["bit_offset"][k], offsets[k], co.index.blob[w0 : w0 + d["window_len"][k]])
+        starts.append((point, planned))
+    return FASTASlice(co.url, tuple(pieces), co.size, tuple(starts))
+
+
 def partition_sequences(co: CloudObject, num_batches: int) -> list[FASTASlice]:
     """Whole sequences in ``num_batches`` contiguous groups balanced by bases."""
     if num_batches < 1:
@@ -194,10 +293,10 @@ def partition_sequences(co: CloudObject, num_batches: int) -> list[FASTASlice]:
         group.append((e, 0, e.length))
         acc += e.length
         if len(slices) < num_batches - 1 and acc >= target * (len(slices) + 1):
-            slices.append(FASTASlice(co.url, tuple(group)))
+            slices.append(_make_slice(co, group))
             group = []
     if group:
-        slices.append(FASTASlice(co.url, tuple(group)))
+        slices.append(_make_slice(co, group))
     return slices
 
 
@@ -221,10 +320,10 @@ def partition_bases(
             pos += take
             room -= take
             if room == 0:
-                slices.append(FASTASlice(co.url, tuple(pieces)))
+                slices.append(_make_slice(co, pieces))
                 pieces, room = [], step
     if pieces:
-        slices.append(FASTASlice(co.url, tuple(pieces)))
+        slices.append(_make_slice(co, pieces))
     return slices
 
 
