@@ -122,8 +122,9 @@ def _shifted(chunks: Iterator[bytes], shift: int) -> Iterator[bytes]:
         if len(data) < 2:
             carry = data
             continue
-        a = np.frombuffer(data, dtype=np.uint8).astype(np.uint16)
-        yield (((a[:-1] >> shift) | (a[1:] << (8 - shift))) & 0xFF).astype(np.uint8).tobytes()
+        a = np.frombuffer(data, dtype=np.uint8)
+        # uint8 arithmetic drops the bits shifted out, which is exactly the re-alignment
+        yield ((a[:-1] >> shift) | (a[1:] << (8 - shift))).tobytes()
         carry = data[-1:]
     if carry:
         yield bytes([carry[0] >> shift])
