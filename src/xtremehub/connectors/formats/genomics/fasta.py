@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
+from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable, table_data
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import ConfigError, MalformedRecord
@@ -228,15 +229,9 @@ class FASTA(Format):
             "names": names if len(names) <= 1000 else names[:1000],
         }
         attributes["compressed"] = gz
-        points = marks[:-1]
-        data = {
-            "fai": entries,
-            "gz": gz,
-            "bit_offset": [p.bit_offset for p in points],
-            "uncompressed": [p.uncompressed for p in points],
-            "window_len": [len(p.window) for p in points],
-        }
-        return Index(self.name, self.index_version, {}, attributes, data, b"".join(p.window for p in points))
+        table, blob = table_data(marks[:-1])
+        data: dict[str, Any] = {"fai": entries, "gz": gz, **table}
+        return Index(self.name, self.index_version, {}, attributes, data, blob)
 
     @staticmethod
     def entries(co: CloudObject) -> list[FaiEntry]:
@@ -268,15 +263,13 @@ def _make_slice(co: CloudObject, pieces: list[tuple[FaiEntry, int, int]]) -> FAS
     d = co.index.data
     if not d.get("gz"):
         return FASTASlice(co.url, tuple(pieces), co.size)
-    offsets = d["uncompressed"]
+    table = CheckpointTable.from_data(d, co.index.blob)
     starts = []
     for e, a, b in pieces:
-        k = max(0, bisect.bisect_right(offsets, e.byte_at(a)) - 1)
-        nxt = bisect.bisect_right(offsets, e.byte_at(b - 1))
-        planned = co.size if nxt >= len(offsets) else min(co.size, d["bit_offset"][nxt] // 8 + 4096)
-        w0 = sum(d["window_len"][:k])
-        point = Checkpoint(d["bit_offset"][k], offsets[k], co.index.blob[w0 : w0 + d["window_len"][k]])
-        starts.append((point, planned))
+        k = table.at_or_before(e.byte_at(a))
+        nxt = bisect.bisect_right(table.uncompressed, e.byte_at(b - 1))
+        planned = co.size if nxt >= len(table) else min(co.size, table.byte_offset(nxt) + 4096)
+        starts.append((table.checkpoint(k), planned))
     return FASTASlice(co.url, tuple(pieces), co.size, tuple(starts))
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
+from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable, stitch_spans, table_data
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.connectors.formats.genomics.fastq_records import FastqRecords, RecordBlock, first_record_start
@@ -154,17 +155,8 @@ class FASTQGZip(Format):
             for k, (p, nxt) in enumerate(itertools.pairwise(marks))
         ]
         results = _run_spans(spans, executor, co)
-        rec_number, rec_start, cum = [], [], 0
+        rec_number, rec_start, _ = stitch_spans(points, results, end_mark.uncompressed)
         total = sum(r["count"] for r in results)
-        for k, point in enumerate(points):
-            if k > 0 and results[k - 1]["start_at_end"]:
-                rec_number.append(cum - 1)
-                rec_start.append(point.uncompressed)
-            else:
-                later = next((r["first_start"] for r in results[k:] if r["count"]), None)
-                rec_number.append(cum if later is not None else total)
-                rec_start.append(later if later is not None else end_mark.uncompressed)
-            cum += results[k]["count"]
         bgzf = len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC"
         members = sum(1 for p in points if not p.window and p.bit_offset % 8 == 0)
         attributes = {
@@ -177,14 +169,9 @@ class FASTQGZip(Format):
             "spacing": self.spacing,
             "first_read": results[0]["first_name"] if results else "",
         }
-        data = {
-            "bit_offset": [p.bit_offset for p in points],
-            "uncompressed": [p.uncompressed for p in points],
-            "window_len": [len(p.window) for p in points],
-            "record_number": rec_number,
-            "record_start": rec_start,
-        }
-        return Index(self.name, self.index_version, {}, attributes, data, b"".join(p.window for p in points))
+        data, blob = table_data(points)
+        data.update(record_number=rec_number, record_start=rec_start)
+        return Index(self.name, self.index_version, {}, attributes, dict(data), blob)
 
 
 @dataclass(frozen=True)
@@ -217,7 +204,7 @@ def scan_span(span: _Span) -> dict[str, Any]:
     src = RangeSource(span.url, span.object_size, span.checkpoint.byte_offset, span.planned_end)
     stream = inflate_from(src, span.checkpoint)
     base = span.checkpoint.uncompressed
-    out: dict[str, Any] = {"count": 0, "bases": 0, "first_start": None, "start_at_end": False, "first_name": ""}
+    out: dict[str, Any] = {"count": 0, "bases": 0, "first_start": None, "at_end": False, "first_name": ""}
     try:
         buf, rel = b"", 0 if span.first else -1
         while rel < 0:
@@ -248,7 +235,7 @@ def scan_span(span: _Span) -> dict[str, Any]:
                         out["first_name"] = block.data[1 : block.data.index(b"\n")].split(b" ")[0].decode()
                 out["count"] += n
                 out["bases"] += int(block.seq_lengths[owned].sum())
-                out["start_at_end"] = out["start_at_end"] or bool((block.starts == span.end).any())
+                out["at_end"] = out["at_end"] or bool((block.starts == span.end).any())
                 if n < len(block.starts):
                     done = True
             if chunk is None:
@@ -261,25 +248,19 @@ def scan_span(span: _Span) -> dict[str, Any]:
 # -- partition strategies -------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Points:
-    bit_offset: list[int]
-    uncompressed: list[int]
+    """Checkpoints plus, for each, the first record at or after it."""
+
+    table: CheckpointTable
     record_number: list[int]
     record_start: list[int]
-    window_slices: list[tuple[int, int]]
-    blob: bytes
 
     @classmethod
     def of(cls, co: CloudObject) -> _Points:
         d = co.index.data
-        offsets, pos = [], 0
-        for n in d["window_len"]:
-            offsets.append((pos, pos + n))
-            pos += n
-        return cls(d["bit_offset"], d["uncompressed"], d["record_number"], d["record_start"], offsets, co.index.blob)
+        return cls(CheckpointTable.from_data(d, co.index.blob), d["record_number"], d["record_start"])
 
     def checkpoint(self, k: int) -> Checkpoint:
-        a, b = self.window_slices[k]
-        return Checkpoint(self.bit_offset[k], self.uncompressed[k], self.blob[a:b])
+        return self.table.checkpoint(k)
 
 
 def _slices_for(co: CloudObject, boundaries: list[int]) -> list[FASTQGZipSlice]:
@@ -297,7 +278,7 @@ def _slices_for(co: CloudObject, boundaries: list[int]) -> list[FASTQGZipSlice]:
         # record past checkpoint e (the first whose record number is >= end): plan to
         # fetch up to checkpoint e plus a small margin; the source fetches more on demand.
         e = bisect.bisect_left(pts.record_number, end)
-        planned = co.size if e >= len(pts.bit_offset) else min(co.size, pts.bit_offset[e] // 8 + _END_MARGIN)
+        planned = co.size if e >= len(pts.table) else min(co.size, pts.table.byte_offset(e) + _END_MARGIN)
         out.append(
             FASTQGZipSlice(
                 co.url,
@@ -307,7 +288,7 @@ def _slices_for(co: CloudObject, boundaries: list[int]) -> list[FASTQGZipSlice]:
                 first - pts.record_number[k],
                 first,
                 end - first,
-                max(planned, pts.bit_offset[k] // 8 + 1),
+                max(planned, pts.table.byte_offset(k) + 1),
             )
         )
     return out

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
+from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable, stitch_spans, table_data
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import ConfigError, MalformedRecord
@@ -184,18 +185,7 @@ class VCF(Format):
         for r in results:
             for c, n in r["per_contig"].items():
                 per_contig[c] = per_contig.get(c, 0) + n
-        rec_number, rec_start, first_key, cum = [], [], [], 0
-        for k, point in enumerate(points):
-            if k > 0 and results[k - 1]["at_end"]:
-                rec_number.append(cum - 1)
-                rec_start.append(point.uncompressed)
-                first_key.append(results[k - 1]["last_key"])
-            else:
-                nxt = next((r for r in results[k:] if r["count"]), None)
-                rec_number.append(cum if nxt else total)
-                rec_start.append(nxt["first_start"] if nxt else marks[-1].uncompressed)
-                first_key.append(nxt["first_key"] if nxt else None)
-            cum += results[k]["count"]
+        rec_number, rec_start, first_key = stitch_spans(points, results, marks[-1].uncompressed)
         samples = header_lines[-1].split("\t")[9:] if header_lines and header_lines[-1].startswith("#CHROM") else []
         contigs = [
             line.split("ID=", 1)[1].split(",")[0].rstrip(">")
@@ -213,18 +203,17 @@ class VCF(Format):
             "compressed": gz,
             "checkpoints": len(points),
         }
-        data = {
+        table, blob = table_data(points)
+        data: dict[str, Any] = {
+            **table,
             "gz": gz,
             "body_start": body_start,
-            "bit_offset": [p.bit_offset for p in points],
-            "uncompressed": [p.uncompressed for p in points],
-            "window_len": [len(p.window) for p in points],
             "record_number": rec_number,
             "record_start": rec_start,
             "first_key": first_key,
             "contig_order": list(per_contig),
         }
-        return Index(self.name, self.index_version, {}, attributes, data, b"".join(p.window for p in points))
+        return Index(self.name, self.index_version, {}, attributes, data, blob)
 
     @staticmethod
     def _header(co: CloudObject, gz: bool) -> tuple[list[str], int]:
@@ -242,16 +231,6 @@ class VCF(Format):
         return lines, body_start
 
 
-@dataclass(frozen=True)
-class _Points:
-    co: CloudObject
-
-    def checkpoint(self, k: int) -> Checkpoint:
-        d = self.co.index.data
-        a = sum(d["window_len"][:k])
-        return Checkpoint(d["bit_offset"][k], d["uncompressed"][k], self.co.index.blob[a : a + d["window_len"][k]])
-
-
 def _slice(co: CloudObject, first: int, end: int, region: tuple[str, int, int] | None = None) -> VCFSlice:
     d = co.index.data
     numbers = d["record_number"]
@@ -262,7 +241,7 @@ def _slice(co: CloudObject, first: int, end: int, region: tuple[str, int, int] |
         co.url,
         co.size,
         d["gz"],
-        _Points(co).checkpoint(k),
+        CheckpointTable.from_data(d, co.index.blob).checkpoint(k),
         max(d["record_start"][k], d["body_start"]),
         first - numbers[k],
         first,
