@@ -41,17 +41,26 @@ class SampleDataset:
     manifest: dict[str, Any]
 
 
+def _cached(url: str, size_field: str) -> SampleDataset | None:
+    """The dataset at ``url`` if it and its manifest exist and agree (same version and size)."""
+    manifest_url = url + ".manifest.json"
+    if not (storage.exists(manifest_url) and storage.exists(url)):
+        return None
+    manifest = json.loads(storage.get(manifest_url))
+    if manifest.get("version") != _VERSION or storage.head(url).size != manifest[size_field]:
+        return None
+    return SampleDataset(url, manifest_url, manifest)
+
+
 def ensure_sample_dataset(
     home: str | Path, *, size_mb: int = 256, seed: int = 20261122, on_progress: Callable[[int], None] | None = None
 ) -> SampleDataset:
     """Generate ``variants-<size>MB.csv`` under ``home/sample`` unless it already exists."""
-    base = f"{Path(home).expanduser()}/sample/"
-    url = f"{base}variants-{size_mb}MB.csv"
+    url = f"{Path(home).expanduser()}/sample/variants-{size_mb}MB.csv"
     manifest_url = url + ".manifest.json"
-    if storage.exists(manifest_url) and storage.exists(url):
-        manifest = json.loads(storage.get(manifest_url))
-        if manifest.get("version") == _VERSION and storage.head(url).size == manifest["bytes"]:
-            return SampleDataset(url, manifest_url, manifest)
+    cached = _cached(url, "bytes")
+    if cached is not None:
+        return cached
     manifest = _generate(url, size_mb * 1024 * 1024, seed, on_progress)
     storage.put(manifest_url, json.dumps(manifest, indent=1).encode())
     return SampleDataset(url, manifest_url, manifest)
@@ -110,13 +119,11 @@ def ensure_sample_fastq(home: str | Path, *, size_mb: int = 64, seed: int = 7) -
     150 bp reads with a realistic quality alphabet; the manifest records reads,
     bases, G+C count and the sum of quality scores, so results can be checked.
     """
-    base = f"{Path(home).expanduser()}/sample/"
-    url = f"{base}reads-{size_mb}MiB.fastq.gz"
+    url = f"{Path(home).expanduser()}/sample/reads-{size_mb}MiB.fastq.gz"
     manifest_url = url + ".manifest.json"
-    if storage.exists(manifest_url) and storage.exists(url):
-        manifest = json.loads(storage.get(manifest_url))
-        if manifest.get("version") == _VERSION and storage.head(url).size == manifest["compressed_bytes"]:
-            return SampleDataset(url, manifest_url, manifest)
+    cached = _cached(url, "compressed_bytes")
+    if cached is not None:
+        return cached
     Path(url).parent.mkdir(parents=True, exist_ok=True)
     stats = write_fastq_gz(Path(url), size_mb, seed)
     manifest = {
