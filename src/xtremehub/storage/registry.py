@@ -19,15 +19,13 @@ Example:
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from xtremehub.config import Settings, default_settings
-from xtremehub.errors import ConfigError, MissingDependency, UnsupportedURL
+from xtremehub.errors import UnsupportedURL
+from xtremehub.plugins import Registry
 from xtremehub.storage.base import Store
 
 __all__ = ["StoreFactory", "known_schemes", "open_store", "register_store", "resolve_s3_store", "split_url"]
@@ -35,18 +33,15 @@ __all__ = ["StoreFactory", "known_schemes", "open_store", "register_store", "res
 StoreFactory = Callable[[str, Settings], Store]
 
 
-@dataclass(frozen=True)
-class _Entry:
-    target: str | StoreFactory
-    install_hint: str = ""
-
-
-_REGISTRY: dict[str, _Entry] = {
-    "file": _Entry("xtremehub.storage.registry:_local_factory"),
-    "mem": _Entry("xtremehub.storage.registry:_memory_factory"),
-    "s3": _Entry("xtremehub.storage.registry:_s3_factory", "pip install xtremehub (boto3)"),
-}
-_ENTRY_POINTS_LOADED = False
+STORES: Registry[StoreFactory] = Registry(
+    "storage scheme",
+    "xtremehub.stores",
+    {
+        "file": "xtremehub.storage.registry:_local_factory",
+        "mem": "xtremehub.storage.registry:_memory_factory",
+        "s3": ("xtremehub.storage.registry:_s3_factory", "pip install xtremehub (boto3)"),
+    },
+)
 
 
 def register_store(scheme: str, factory: StoreFactory | str, *, install_hint: str = "") -> None:
@@ -55,24 +50,11 @@ def register_store(scheme: str, factory: StoreFactory | str, *, install_hint: st
     ``factory`` is a callable ``(location, settings) -> Store`` or a dotted path
     ``"package.module:callable"`` imported on first use.
     """
-    if scheme in _REGISTRY:
-        raise ConfigError(f"storage scheme {scheme!r} is already registered")
-    _REGISTRY[scheme] = _Entry(factory, install_hint)
+    STORES.register(scheme, factory, install_hint=install_hint)
 
 
 def known_schemes() -> list[str]:
-    _load_entry_points()
-    return sorted(_REGISTRY)
-
-
-def _load_entry_points() -> None:
-    global _ENTRY_POINTS_LOADED
-    if _ENTRY_POINTS_LOADED:
-        return
-    _ENTRY_POINTS_LOADED = True
-    for ep in entry_points(group="xtremehub.stores"):
-        if ep.name not in _REGISTRY:
-            _REGISTRY[ep.name] = _Entry(ep.value)
+    return STORES.names()
 
 
 def split_url(url: str) -> tuple[str, str, str]:
@@ -100,25 +82,10 @@ def open_store(url: str | os.PathLike[str], settings: Settings | None = None) ->
     """The store holding ``url`` and the key of ``url`` in it."""
     url = os.fspath(url)
     scheme, location, key = split_url(url)
-    _load_entry_points()
-    entry = _REGISTRY.get(scheme)
-    if entry is None:
+    if scheme not in STORES:
         raise UnsupportedURL(url, f"unknown scheme {scheme!r}; known: {', '.join(known_schemes())}")
-    factory = _load_factory(scheme, entry)
+    factory = STORES.load(scheme)
     return factory(location, settings or default_settings()), key
-
-
-def _load_factory(scheme: str, entry: _Entry) -> StoreFactory:
-    if callable(entry.target):
-        return entry.target
-    module_name, _, attr = entry.target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        hint = entry.install_hint or f"install the package providing {module_name}"
-        raise MissingDependency(f"storage scheme {scheme!r} needs {exc.name}: {hint}") from exc
-    factory: StoreFactory = getattr(module, attr)
-    return factory
 
 
 def _local_factory(location: str, settings: Settings) -> Store:
