@@ -240,8 +240,6 @@ def _apply_xhub_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:
     """Turn a TOML/env value into the field's declared type, with a clear error."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {**globals(), "typing": typing})  # noqa: S307 - our own annotations
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (types.UnionType, typing.Union):

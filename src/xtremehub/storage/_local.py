@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -113,7 +114,7 @@ class LocalStore(Store):
             st = self._path(key).stat()
         except OSError as exc:
             raise self._translate(key, exc) from exc
-        if not os.path.isfile(self._path(key)):
+        if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(self.url(key), "is a directory, not an object")
         return self._info(key, st)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import io
 import os
-import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -154,7 +153,6 @@ class S3Store(Store):
         self.bucket = bucket
         self.settings = settings
         self.max_concurrency = settings.max_concurrency
-        self._local = threading.local()
 
     def __repr__(self) -> str:
         return f"S3Store({self.bucket!r}, endpoint={self.settings.endpoint_url!r})"

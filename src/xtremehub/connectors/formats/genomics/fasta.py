@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -259,18 +259,22 @@ def read_fai(url: str) -> list[FaiEntry]:
     return out
 
 
-def _make_slice(co: CloudObject, pieces: list[tuple[FaiEntry, int, int]]) -> FASTASlice:
+def _slice_maker(co: CloudObject) -> Callable[[list[tuple[FaiEntry, int, int]]], FASTASlice]:
+    """Builds slices; for compressed files each piece gets the checkpoint it starts from."""
     d = co.index.data
     if not d.get("gz"):
-        return FASTASlice(co.url, tuple(pieces), co.size)
+        return lambda pieces: FASTASlice(co.url, tuple(pieces), co.size)
     table = CheckpointTable.from_data(d, co.index.blob)
-    starts = []
-    for e, a, b in pieces:
-        k = table.at_or_before(e.byte_at(a))
-        nxt = bisect.bisect_right(table.uncompressed, e.byte_at(b - 1))
-        planned = co.size if nxt >= len(table) else min(co.size, table.byte_offset(nxt) + 4096)
-        starts.append((table.checkpoint(k), planned))
-    return FASTASlice(co.url, tuple(pieces), co.size, tuple(starts))
+
+    def make(pieces: list[tuple[FaiEntry, int, int]]) -> FASTASlice:
+        starts = []
+        for e, a, b in pieces:
+            nxt = bisect.bisect_right(table.uncompressed, e.byte_at(b - 1))
+            planned = co.size if nxt >= len(table) else min(co.size, table.byte_offset(nxt) + 4096)
+            starts.append((table.checkpoint(table.at_or_before(e.byte_at(a))), planned))
+        return FASTASlice(co.url, tuple(pieces), co.size, tuple(starts))
+
+    return make
 
 
 def partition_sequences(co: CloudObject, num_batches: int) -> list[FASTASlice]:
@@ -278,6 +282,7 @@ def partition_sequences(co: CloudObject, num_batches: int) -> list[FASTASlice]:
     if num_batches < 1:
         raise ConfigError("num_batches must be >= 1")
     entries = FASTA.entries(co)
+    make_slice = _slice_maker(co)
     target = sum(e.length for e in entries) / num_batches
     slices: list[FASTASlice] = []
     group: list[tuple[FaiEntry, int, int]] = []
@@ -286,10 +291,10 @@ def partition_sequences(co: CloudObject, num_batches: int) -> list[FASTASlice]:
         group.append((e, 0, e.length))
         acc += e.length
         if len(slices) < num_batches - 1 and acc >= target * (len(slices) + 1):
-            slices.append(_make_slice(co, group))
+            slices.append(make_slice(group))
             group = []
     if group:
-        slices.append(_make_slice(co, group))
+        slices.append(make_slice(group))
     return slices
 
 
@@ -304,6 +309,7 @@ def partition_bases(
     step = bases_per_slice if bases_per_slice is not None else math.ceil(total / max(1, num_slices or 1))
     if step < 1:
         raise ConfigError("bases_per_slice must be >= 1")
+    make_slice = _slice_maker(co)
     slices, pieces, room = [], [], step
     for e in entries:
         pos = 0
@@ -313,10 +319,10 @@ def partition_bases(
             pos += take
             room -= take
             if room == 0:
-                slices.append(_make_slice(co, pieces))
+                slices.append(make_slice(pieces))
                 pieces, room = [], step
     if pieces:
-        slices.append(_make_slice(co, pieces))
+        slices.append(make_slice(pieces))
     return slices
 
 

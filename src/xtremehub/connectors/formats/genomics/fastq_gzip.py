@@ -263,17 +263,14 @@ class _Points:
         return self.table.checkpoint(k)
 
 
-def _slices_for(co: CloudObject, boundaries: list[int]) -> list[FASTQGZipSlice]:
-    """Slices for consecutive record-number boundaries ``[b0=0, b1, ..., bn=total]``."""
-    pts = _Points.of(co)
-    # Checkpoints whose first record is the same as the next one's carry no new record:
-    # the slice starts from the latest checkpoint at or before its first record.
+def _slices_for(co: CloudObject, pts: _Points, boundaries: list[int]) -> list[FASTQGZipSlice]:
+    """Slices for consecutive record-number boundaries ``[b0=0, b1, ..., bn=total]``; each
+    starts from the latest checkpoint at or before its first record."""
     out = []
     for first, end in itertools.pairwise(boundaries):
         if end <= first:
             continue
-        k = bisect.bisect_right(pts.record_number, first) - 1
-        k = max(k, 0)
+        k = max(0, bisect.bisect_right(pts.record_number, first) - 1)
         # The slice's last record ends where record `end` starts, which is at most one
         # record past checkpoint e (the first whose record number is >= end): plan to
         # fetch up to checkpoint e plus a small margin; the source fetches more on demand.
@@ -312,7 +309,7 @@ def partition_reads_batches(co: CloudObject, num_batches: int) -> list[FASTQGZip
         choice = snapped if snapped is not None and abs(snapped - ideal) <= step / 4 else ideal
         bounds.append(max(choice, bounds[-1]))
     bounds.append(total)
-    return _slices_for(co, bounds)
+    return _slices_for(co, pts, bounds)
 
 
 def partition_reads_per_batch(co: CloudObject, reads_per_batch: int) -> list[FASTQGZipSlice]:
@@ -320,7 +317,7 @@ def partition_reads_per_batch(co: CloudObject, reads_per_batch: int) -> list[FAS
     if reads_per_batch < 1:
         raise ConfigError("reads_per_batch must be >= 1")
     total = int(co["num_reads"])
-    return _slices_for(co, [*range(0, total, reads_per_batch), total])
+    return _slices_for(co, _Points.of(co), [*range(0, total, reads_per_batch), total])
 
 
 def partition_bytes_per_batch(co: CloudObject, bytes_per_batch: int) -> list[FASTQGZipSlice]:
@@ -336,7 +333,7 @@ def partition_bytes_per_batch(co: CloudObject, bytes_per_batch: int) -> list[FAS
             next_cut = pts.record_start[k] + bytes_per_batch
     if bounds[-1] != total:
         bounds.append(total)
-    return _slices_for(co, bounds)
+    return _slices_for(co, pts, bounds)
 
 
 _STRATEGIES: dict[str, Strategy] = {

@@ -231,7 +231,9 @@ class VCF(Format):
         return lines, body_start
 
 
-def _slice(co: CloudObject, first: int, end: int, region: tuple[str, int, int] | None = None) -> VCFSlice:
+def _slice(
+    co: CloudObject, table: CheckpointTable, first: int, end: int, region: tuple[str, int, int] | None = None
+) -> VCFSlice:
     d = co.index.data
     numbers = d["record_number"]
     k = max(0, bisect.bisect_right(numbers, first) - 1)
@@ -241,7 +243,7 @@ def _slice(co: CloudObject, first: int, end: int, region: tuple[str, int, int] |
         co.url,
         co.size,
         d["gz"],
-        CheckpointTable.from_data(d, co.index.blob).checkpoint(k),
+        table.checkpoint(k),
         max(d["record_start"][k], d["body_start"]),
         first - numbers[k],
         first,
@@ -258,7 +260,8 @@ def partition_records(co: CloudObject, num_batches: int) -> list[VCFSlice]:
         raise ConfigError("num_batches must be >= 1")
     total = int(co["num_variants"])
     bounds = sorted({round(i * total / num_batches) for i in range(num_batches + 1)})
-    return [_slice(co, a, b) for a, b in itertools.pairwise(bounds) if b > a]
+    table = CheckpointTable.from_data(co.index.data, co.index.blob)
+    return [_slice(co, table, a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def partition_by_region(co: CloudObject, regions: list[tuple[str, int, int]]) -> list[VCFSlice]:
@@ -267,6 +270,7 @@ def partition_by_region(co: CloudObject, regions: list[tuple[str, int, int]]) ->
     order = {c: i for i, c in enumerate(d["contig_order"])}
     keys = [(order.get(k[0], len(order)), k[1]) if k is not None else (len(order) + 1, 0) for k in d["first_key"]]
     total = int(co["num_variants"])
+    table = CheckpointTable.from_data(d, co.index.blob)
     out = []
     for contig, start, end in regions:
         if contig not in order:
@@ -276,7 +280,7 @@ def partition_by_region(co: CloudObject, regions: list[tuple[str, int, int]]) ->
         first = d["record_number"][lo]
         # records of the region end before the checkpoint after `hi` (its first key is past the end)
         last = total if hi + 1 >= len(keys) else d["record_number"][min(hi + 1, len(keys) - 1)]
-        out.append(_slice(co, first, max(first, last), (contig, start, end)))
+        out.append(_slice(co, table, first, max(first, last), (contig, start, end)))
     return out
 
 
