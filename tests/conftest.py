@@ -45,3 +45,15 @@ def testdata() -> Path:
     if not TESTDATA.is_dir():
         pytest.skip(f"shared test data not found at {TESTDATA}")
     return TESTDATA
+
+
+@pytest.fixture
+def s3_default(s3_settings: Settings) -> Iterator[Settings]:
+    """Make the S3 test server this process's default store settings for one test."""
+    from xtremehub.config import use_process_settings
+
+    use_process_settings(s3_settings)
+    try:
+        yield s3_settings
+    finally:
+        use_process_settings(None)

@@ -13,7 +13,7 @@ import pysam
 import pytest
 
 from xtremehub import storage
-from xtremehub.config import Settings, use_process_settings
+from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.formats.genomics import fasta as fasta_module
 from xtremehub.connectors.genomics import FASTA, partition_bases, partition_sequences, read_fai
@@ -96,16 +96,12 @@ def test_parallel_index_with_small_chunks_equals_sequential(
 
 
 @pytest.mark.s3
-def test_fasta_on_s3(testdata: Path, s3_root: str, s3_settings: Settings) -> None:
-    use_process_settings(s3_settings)
-    try:
-        url = s3_root + "ex1.fa"
-        storage.put(url, (testdata / "fasta" / "ex1.fa").read_bytes())
-        co = CloudObject.from_path(FASTA, url).preprocess()
-        assert [(e.name, e.length) for e in FASTA.entries(co)] == [("chr1", 1575), ("chr2", 1584)]
-        assert sum(len(b) for s in co.partition(partition_bases, num_slices=5) for _, _, b in s.get()) == 3159
-    finally:
-        use_process_settings(None)
+def test_fasta_on_s3(testdata: Path, s3_root: str, s3_default: Settings) -> None:
+    url = s3_root + "ex1.fa"
+    storage.put(url, (testdata / "fasta" / "ex1.fa").read_bytes())
+    co = CloudObject.from_path(FASTA, url).preprocess()
+    assert [(e.name, e.length) for e in FASTA.entries(co)] == [("chr1", 1575), ("chr2", 1584)]
+    assert sum(len(b) for s in co.partition(partition_bases, num_slices=5) for _, _, b in s.get()) == 3159
 
 
 def test_not_fasta(tmp_path: Path) -> None:

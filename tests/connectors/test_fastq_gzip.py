@@ -15,7 +15,6 @@ import pysam
 import pytest
 
 from xtremehub import FunctionExecutor, storage
-from xtremehub.config import Settings, use_process_settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.genomics import (
     FASTQGZip,
@@ -49,8 +48,7 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         yield place
         return
     s3_root = request.getfixturevalue("s3_root")
-    settings: Settings = request.getfixturevalue("s3_settings")
-    use_process_settings(settings)
+    request.getfixturevalue("s3_default")  # workers and this process resolve s3:// to the test server
 
     def place_s3(path: Path) -> str:
         url = s3_root + path.name
@@ -58,7 +56,6 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         return url
 
     yield place_s3
-    use_process_settings(None)
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from xtremehub import FunctionExecutor, storage
-from xtremehub.config import Settings, use_process_settings
+from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.text import CSV, CSVSlice, Text, partition_chunk_size, partition_num_chunks
 from xtremehub.errors import ConfigError, StaleIndex
@@ -76,20 +76,16 @@ def _row_count(data_slice: CSVSlice) -> int:
 
 
 @pytest.mark.s3
-def test_csv_on_s3(s3_root: str, s3_settings: Settings, tmp_path: Path) -> None:
+def test_csv_on_s3(s3_root: str, s3_default: Settings, tmp_path: Path) -> None:
     local, rows = _csv_file(tmp_path)
     url = s3_root + "t.csv"
-    use_process_settings(s3_settings)
-    try:
-        storage.put(url, Path(local).read_bytes())
-        co = CloudObject.from_path(CSV, url).preprocess()
-        assert co.metadata_url == s3_root + ".xhub/t.csv.csv.xhidx"
-        assert [r for s in co.partition(partition_num_chunks, num_chunks=4) for r in s.rows()] == rows
-        storage.put(url, Path(local).read_bytes() + b"1000,extra,0\n")
-        with pytest.raises(StaleIndex):
-            CloudObject.from_path(CSV, url).partition(partition_num_chunks, num_chunks=2)
-    finally:
-        use_process_settings(None)
+    storage.put(url, Path(local).read_bytes())
+    co = CloudObject.from_path(CSV, url).preprocess()
+    assert co.metadata_url == s3_root + ".xhub/t.csv.csv.xhidx"
+    assert [r for s in co.partition(partition_num_chunks, num_chunks=4) for r in s.rows()] == rows
+    storage.put(url, Path(local).read_bytes() + b"1000,extra,0\n")
+    with pytest.raises(StaleIndex):
+        CloudObject.from_path(CSV, url).partition(partition_num_chunks, num_chunks=2)
 
 
 def test_bad_parameters(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pysam
 import pytest
 
 from xtremehub import storage
-from xtremehub.config import Settings, use_process_settings
+from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.genomics import VCF, partition_by_region, partition_records
 from xtremehub.errors import MalformedRecord
@@ -64,16 +64,12 @@ def test_regions_match_tabix(testdata: Path, tmp_path: Path, name: str) -> None:
 
 
 @pytest.mark.s3
-def test_vcf_on_s3(testdata: Path, s3_root: str, s3_settings: Settings, facts: dict[str, Any]) -> None:
-    use_process_settings(s3_settings)
-    try:
-        url = s3_root + "test.vcf.gz"
-        storage.put(url, (testdata / "vcf" / "test.vcf.gz").read_bytes())
-        co = CloudObject.from_path(VCF, url, spacing=SPACING).preprocess()
-        slices = co.partition(partition_records, num_batches=4)
-        assert sum(len(s.records()) for s in slices) == facts["vcf/test.vcf.gz"]["variants"]
-    finally:
-        use_process_settings(None)
+def test_vcf_on_s3(testdata: Path, s3_root: str, s3_default: Settings, facts: dict[str, Any]) -> None:
+    url = s3_root + "test.vcf.gz"
+    storage.put(url, (testdata / "vcf" / "test.vcf.gz").read_bytes())
+    co = CloudObject.from_path(VCF, url, spacing=SPACING).preprocess()
+    slices = co.partition(partition_records, num_batches=4)
+    assert sum(len(s.records()) for s in slices) == facts["vcf/test.vcf.gz"]["variants"]
 
 
 def test_not_a_vcf(tmp_path: Path) -> None:
