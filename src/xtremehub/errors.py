@@ -26,6 +26,19 @@ most also derive from the builtin exception a Python user would reach for, so
         │   └── MalformedRecord
         ├── StaleIndex                             object changed since preprocess()
         └── NotPreprocessed
+    └── StreamError
+        ├── ScopeNotFound           (LookupError)
+        ├── StreamNotFound          (LookupError)
+        ├── SegmentNotFound         (LookupError)
+        ├── AlreadyExists           (FileExistsError)  scope, stream, reader group
+        ├── SegmentSealed                              append to a sealed segment / stream
+        ├── SegmentTruncated        (LookupError)  read below the truncation point
+        ├── ConditionalCheckFailed                 expected offset differs
+        ├── EventTooLarge           (ValueError)   event over 8 MiB
+        ├── TransactionFailed                      commit after abort/timeout
+        ├── DataDirLocked           (RuntimeError) another process owns the data directory
+        ├── BackPressure            (TimeoutError) memory and disk budgets exhausted
+        └── ProtocolError           (ValueError)   malformed frame on the wire
 
 Vendor errors (botocore, zlib, indexed_gzip, OS) are translated at one boundary per backend and
 chained with ``raise ... from exc``; messages name the URL, key and byte range.
@@ -41,11 +54,16 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDenied",
+    "AlreadyExists",
+    "BackPressure",
     "BucketNotFound",
     "ComputeError",
+    "ConditionalCheckFailed",
     "ConfigError",
     "ConnectorError",
     "CorruptData",
+    "DataDirLocked",
+    "EventTooLarge",
     "ExecutorClosed",
     "InvalidRange",
     "MalformedRecord",
@@ -53,11 +71,19 @@ __all__ = [
     "NotPreprocessed",
     "ObjectNotFound",
     "PluginNotFound",
+    "ProtocolError",
+    "ScopeNotFound",
+    "SegmentNotFound",
+    "SegmentSealed",
+    "SegmentTruncated",
     "StaleIndex",
     "StorageError",
     "StorageUnavailable",
+    "StreamError",
+    "StreamNotFound",
     "TaskError",
     "TaskTimeout",
+    "TransactionFailed",
     "TruncatedData",
     "UnsupportedURL",
     "WorkerDied",
@@ -204,3 +230,61 @@ class StaleIndex(ConnectorError):
 
 class NotPreprocessed(ConnectorError):
     """``partition()`` needs an index: run ``preprocess()`` first."""
+
+
+# --- streams ------------------------------------------------------------------------------
+
+
+class StreamError(XHubError):
+    """The stream store refused or could not complete an operation."""
+
+
+class ScopeNotFound(StreamError, LookupError):
+    """No such scope."""
+
+
+class StreamNotFound(StreamError, LookupError):
+    """No such stream in the scope."""
+
+
+class SegmentNotFound(StreamError, LookupError):
+    """No such segment (never created, or deleted)."""
+
+
+class AlreadyExists(StreamError, FileExistsError):
+    """A scope, stream or reader group with this name exists."""
+
+
+class SegmentSealed(StreamError):
+    """The segment (or stream) is sealed: no more appends."""
+
+
+class SegmentTruncated(StreamError, LookupError):
+    """The requested offset is below the segment's truncation point."""
+
+
+class ConditionalCheckFailed(StreamError):
+    """A conditional append found the segment at a different offset than expected."""
+
+
+class EventTooLarge(StreamError, ValueError):
+    """An event is larger than the maximum event size (8 MiB)."""
+
+
+class TransactionFailed(StreamError):
+    """A transaction could not be committed (aborted, timed out, or its stream was sealed)."""
+
+
+class DataDirLocked(StreamError, RuntimeError):
+    """Another process owns this data directory."""
+
+
+class BackPressure(StreamError, TimeoutError):
+    """Memory and disk budgets are exhausted while LTS is unreachable; nothing was written.
+
+    Retry later: the store accepts appends again as soon as the backlog moves to LTS.
+    """
+
+
+class ProtocolError(StreamError, ValueError):
+    """A malformed or unexpected frame on the stream server's wire protocol."""

@@ -1,0 +1,1 @@
+"""Tiered stream store with Pravega semantics (embedded or as a server)."""
