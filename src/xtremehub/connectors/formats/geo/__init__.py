@@ -1,0 +1,1 @@
+"""Geospatial formats: point clouds (LAS, LAZ, COPC) and rasters (Cloud-Optimized GeoTIFF)."""
