@@ -83,3 +83,15 @@ def test_bad_stat(testdata: Path, tmp_path: Path) -> None:
         terrain_model(co, resolution=10.0, stat="mean")
     with pytest.raises(ConfigError, match="resolution must be > 0"):
         terrain_model(co, resolution=0)
+
+
+@pytest.mark.timeout(120)
+def test_workers_forked_after_parent_decompressed(testdata: Path, tmp_path: Path) -> None:
+    """Reading slices in the parent first must not wedge forked workers (no thread pool crosses a fork)."""
+    path = testdata / "las" / "lone-star.copc.laz"
+    co = CloudObject.from_path(LAS, str(path), metadata_url=str(tmp_path / "i")).preprocess()
+    slices = co.partition(partition_points, num_batches=5)
+    assert sum(len(s.get()) for s in slices) == co["point_count"]
+    with FunctionExecutor(workers=2, progress=False) as fexec:
+        model = terrain_model(co, fexec, resolution=2.0, slices=slices)
+    np.testing.assert_array_equal(model.values, _reference(path, 2.0, "min"))

@@ -21,7 +21,9 @@ Example:
 
 from __future__ import annotations
 
+import io
 import logging
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -117,34 +119,40 @@ class PointCloudSlice(DataSlice):
                 raise TruncatedData(self.url, a + len(blob), f"short read of [{a}, {b}): the object was truncated")
         return b"".join(blobs)
 
-    def _decode(self, raw: bytes, batch: Sequence[tuple[int, int, int]], selection: Any) -> np.ndarray[Any, Any]:
+    def _decompress(self, raw: bytes, batch: Sequence[tuple[int, int, int]], selection: Any) -> np.ndarray[Any, Any]:
+        """lazrs's sequential decompressor over the batch's chunks, given their own chunk table.
+
+        The single-threaded decompressor is used on purpose: lazrs's parallel entry points run
+        on a rayon thread pool, which deadlocks in worker processes forked after the parent used it.
+        """
         record = int(self.header.point_format.size)
-        total = sum(n for _, _, n in batch)
-        if not self.compressed:
-            return np.frombuffer(raw, dtype=np.uint8, count=total * record)
-        out = np.zeros(total * record, dtype=np.uint8)
-        table = [(n, size) for _, size, n in batch]
-        try:
-            lazrs.decompress_points_with_chunk_table(raw, self.laszip_vlr, out, table, selection.to_lazrs())
-        except lazrs.LazrsError as exc:
-            self._locate_bad_chunk(raw, batch, selection)
-            raise CorruptData(self.url, batch[0][0], f"LAZ chunks do not decompress ({exc})") from exc
+        stream = io.BytesIO()
+        stream.write(struct.pack("<q", 8 + len(raw)))  # where the chunk table below starts
+        stream.write(raw)
+        lazrs.write_chunk_table(stream, [(n, size) for _, size, n in batch], lazrs.LazVlr(self.laszip_vlr))
+        stream.seek(0)
+        out = np.zeros(sum(n for _, _, n in batch) * record, dtype=np.uint8)
+        lazrs.LasZipDecompressor(stream, self.laszip_vlr, selection.to_lazrs()).decompress_many(out)
         return out
 
-    def _locate_bad_chunk(self, raw: bytes, batch: Sequence[tuple[int, int, int]], selection: Any) -> None:
-        """Decompress chunk by chunk to name the first bad one in the error."""
-        pos = 0
+    def _decode(self, raw: bytes, batch: Sequence[tuple[int, int, int]], selection: Any) -> np.ndarray[Any, Any]:
         record = int(self.header.point_format.size)
-        for off, size, n in batch:
-            out = np.zeros(n * record, dtype=np.uint8)
-            try:
-                lazrs.decompress_points_with_chunk_table(
-                    raw[pos : pos + size], self.laszip_vlr, out, [(n, size)], selection.to_lazrs()
-                )
-            except lazrs.LazrsError as exc:
-                cls = TruncatedData if "fill whole buffer" in str(exc) else CorruptData
-                raise cls(self.url, off, f"LAZ chunk of {n} points, {size} bytes does not decompress ({exc})") from exc
-            pos += size
+        if not self.compressed:
+            return np.frombuffer(raw, dtype=np.uint8, count=sum(n for _, _, n in batch) * record)
+        try:
+            return self._decompress(raw, batch, selection)
+        except lazrs.LazrsError as exc:
+            pos = 0
+            for off, size, n in batch:  # decompress chunk by chunk to name the first bad one
+                try:
+                    self._decompress(raw[pos : pos + size], [(off, size, n)], selection)
+                except lazrs.LazrsError as bad:
+                    cls = TruncatedData if "fill whole buffer" in str(bad) else CorruptData
+                    raise cls(
+                        self.url, off, f"LAZ chunk of {n} points, {size} bytes does not decompress ({bad})"
+                    ) from bad
+                pos += size
+            raise CorruptData(self.url, batch[0][0], f"LAZ chunks do not decompress ({exc})") from exc
 
     def iter_records(
         self, selection: laspy.DecompressionSelection | None = None
