@@ -61,6 +61,7 @@ def plot_telemetry(
     """Write the timeline and histogram PNGs of ``rows`` (see :func:`plot_paths`); returns their paths."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from xtremehub import storage
 
@@ -104,6 +105,7 @@ def plot_telemetry(
     ax.hist(durations, bins=max(1, min(50, len(durations))), range=(lo, hi), color="C0", edgecolor="white")
     ax.set_xlabel("call duration (s)")
     ax.set_ylabel("calls")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if durations:
         mean = sum(durations) / len(durations)
         ax.axvline(mean, color="C3", linestyle="--", label=f"mean {mean:.3g}s")

@@ -55,7 +55,7 @@ class TaskTelemetry:
         job_id: the job (one ``map``, ``call_async`` or reduce step): ``<executor id>-M<n>``.
         call_id: index of the call in its job.
         backend: compute backend name (``local``, ``ray``, ``dask``, ``lithops``).
-        worker: the worker that ran the call (for ``local``: ``local-<n>-pid<pid>``); ``""`` if unknown.
+        worker: the worker that ran the call (for ``local``: ``local-<n>``); ``""`` if unknown.
         host: host name of that worker; ``""`` if unknown.
         status: ``"success"`` or ``"error"`` (after all retries).
         error_type: qualified exception type of a failure (``builtins.ValueError``), else ``""``.
