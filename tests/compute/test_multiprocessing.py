@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from xtremehub import multiprocessing as xmp
-from xtremehub.compute import known_backends, register_backend
+from xtremehub.compute import register_backend
+from xtremehub.compute.backends import BACKENDS as REGISTRY
 from xtremehub.compute.backends._local import LocalBackend
 from xtremehub.errors import ExecutorClosed
 from xtremehub.testing.mp_tasks import (
@@ -270,10 +271,12 @@ class _NoSharingBackend(LocalBackend):
     supports_shared_state = False
 
 
-def test_capability_is_declared_not_probed() -> None:
+def test_capability_is_declared_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert xmp.supports_shared_state("local") is LocalBackend.supports_shared_state is True
-    if "local-no-sharing" not in known_backends():
-        register_backend("local-no-sharing", _NoSharingBackend)
+    assert xmp.supports_shared_state(_NoSharingBackend()) is False
+    # registered for this test only (the registry is per process, and doctests list its names)
+    monkeypatch.setattr(REGISTRY, "_entries", dict(REGISTRY._entries))
+    register_backend("local-no-sharing", _NoSharingBackend)
     ctx = xmp.get_context("local-no-sharing")
     assert not ctx.supports_shared_state
     with pytest.raises(NotImplementedError, match=r"'local-no-sharing' backend.*fexec\.map"):

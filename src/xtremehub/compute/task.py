@@ -124,7 +124,8 @@ def run_call(
     usage after this call is returned for the next one.
     """
     usage0 = resource.getrusage(resource.RUSAGE_SELF) if before is None else before
-    io0 = iostats.snapshot()
+    io = iostats.COUNTERS
+    read0, written0 = io.read, io.written
     reset_peak_rss()
     start = time.time()
     ok, error_type, error_message, remote_tb = True, "", "", ""
@@ -145,7 +146,6 @@ def run_call(
         except Exception:
             payload = b""
     usage1 = resource.getrusage(resource.RUSAGE_SELF)
-    io1 = iostats.snapshot()
     outcome = Outcome(
         call.job_id,
         call.call_id,
@@ -161,33 +161,41 @@ def run_call(
         usage1.ru_utime - usage0.ru_utime,
         usage1.ru_stime - usage0.ru_stime,
         usage1.ru_maxrss * _MAXRSS_UNIT,
-        io1.bytes_read - io0.bytes_read,
-        io1.bytes_written - io0.bytes_written,
+        io.read - read0,
+        io.written - written0,
         call.attempt,
     )
     return outcome, usage1
 
 
-_clear_refs = [-1, -1]  # (pid, fd of /proc/<pid>/clear_refs); reopened after a fork
+_clear_refs: list[int | None] = [None]  # fd of /proc/self/clear_refs (-1: unavailable); None: not opened yet
+
+
+def _forget_clear_refs() -> None:
+    _clear_refs[0] = None  # a forked child must open its own (/proc/self was resolved at open time)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clear_refs)
 
 
 def reset_peak_rss() -> bool:
     """Reset this process's peak-RSS high-water mark (Linux), so ``ru_maxrss`` becomes the next call's peak.
 
-    Costs one ``write`` (under a microsecond). Returns ``False`` where the OS does
+    Costs one ``write`` (about a microsecond). Returns ``False`` where the OS does
     not allow it; then ``peak_rss`` is the process's peak so far, an upper bound.
     """
-    pid = os.getpid()
-    if _clear_refs[0] != pid:
+    fd = _clear_refs[0]
+    if fd is None:
         try:
             fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
         except OSError:
             fd = -1
-        _clear_refs[:] = [pid, fd]
-    if _clear_refs[1] < 0:
+        _clear_refs[0] = fd
+    if fd < 0:
         return False
     try:
-        os.write(_clear_refs[1], b"5")
+        os.write(fd, b"5")
     except OSError:
         return False
     return True
