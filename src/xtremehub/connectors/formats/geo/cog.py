@@ -74,7 +74,7 @@ class COG(Format):
 
     def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
         store, key = storage.open_store(co.url, co.settings)
-        reader = HeaderReader(lambda a, b: store.get_range(key, a, b), co.size, co.url, block_size=self.header_block)
+        reader = HeaderReader(store, key, co.size, block_size=self.header_block)
         with parse_tiff(reader, co.url, co.size) as tif:
             n_levels = len(tif.series[0].levels) if tif.series else 0
             if n_levels == 0:

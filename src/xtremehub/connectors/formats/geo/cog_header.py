@@ -3,33 +3,35 @@
 Preprocessing parses the TIFF structure with tifffile through a :class:`HeaderReader`, a
 seekable file object that fetches aligned blocks on demand (so only header blocks travel,
 never tile data) and records the exact byte ranges tifffile read. Those few KiB are kept
-in the index; a slice carries them and a worker re-opens the TIFF from them with a
-:class:`SparseFile`, which gives tifffile its decoders (compression, predictor, JPEG tables,
-colour space) without another request.
+in the index; a slice carries them and a worker re-opens the TIFF from them (``offline``),
+which gives tifffile its decoders (compression, predictor, JPEG tables, colour space)
+without another request.
 
 Example:
-    >>> data = b"0123456789" * 10
-    >>> reader = HeaderReader(lambda a, b: data[a:b], len(data), "mem://x", block_size=16)
+    >>> from xtremehub.storage import open_store
+    >>> store, key = open_store("mem://hdr/x")
+    >>> _ = store.put(key, b"0123456789" * 10)
+    >>> reader = HeaderReader(store, key, 100, block_size=16)
     >>> _ = reader.seek(20)
     >>> reader.read(4), reader.read(2), reader.fetched
     (b'0123', b'45', 16)
     >>> segments = reader.segments()
     >>> segments
     [(20, b'012345')]
-    >>> sparse = SparseFile(segments, len(data), "mem://x")
-    >>> _ = sparse.seek(21)
-    >>> sparse.read(2)
-    b'12'
+    >>> replay = HeaderReader(store, key, 100, known=segments, offline=True)
+    >>> _ = replay.seek(21)
+    >>> replay.read(2), replay.fetched
+    (b'12', 0)
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from xtremehub.errors import CorruptData, TruncatedData
+from xtremehub.storage import RangeReader, Store
 
-__all__ = ["HeaderReader", "SparseFile", "merge_ranges"]
+__all__ = ["HeaderReader", "merge_ranges"]
 
 DEFAULT_BLOCK = 16 * 1024  # GDAL also starts with 16 KiB: a COG's IFDs normally fit in it
 MIN_FETCH = 4096
@@ -51,63 +53,31 @@ def merge_ranges(ranges: Sequence[tuple[int, int]], gap: int = 0) -> list[tuple[
     return merged
 
 
-class _SeekableRaw(io.RawIOBase):
-    """Position bookkeeping shared by the two readers."""
-
-    def __init__(self, size: int, url: str) -> None:
-        super().__init__()
-        self._size, self._pos, self.name = size, 0, url
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        if base + offset < 0:
-            raise ValueError(f"{self.name}: negative seek position {base + offset}")
-        self._pos = base + offset
-        return self._pos
-
-    def _bytes_at(self, start: int, end: int) -> bytes:
-        raise NotImplementedError
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        end = min(self._pos + len(buffer), self._size)
-        if end <= self._pos:
-            return 0
-        data = self._bytes_at(self._pos, end)
-        memoryview(buffer)[: len(data)] = data
-        self._pos += len(data)
-        return len(data)
-
-
-class HeaderReader(_SeekableRaw):
-    """Reads through ``fetch(start, end)``, recording what was asked for.
+class HeaderReader(RangeReader):
+    """A seekable reader of one object that records the byte ranges read, fetching little.
 
     The first read fetches ``block_size`` bytes (the IFDs of a COG are there); a later read
     outside what was fetched fetches ``min_fetch`` bytes or more from where it starts (an IFD
     elsewhere, a tile-offset array, the first bytes of a JPEG tile). ``fetched`` counts the
-    bytes transferred; :meth:`segments` returns the merged ranges the parser read, with their bytes.
+    bytes transferred; :meth:`segments` returns the merged ranges read, with their bytes.
+    With ``known`` segments and ``offline=True`` it serves only those and fetches nothing
+    (a worker re-opening the header kept in the index).
     """
 
     def __init__(
         self,
-        fetch: Callable[[int, int], bytes],
+        store: Store,
+        key: str,
         size: int,
-        url: str,
         *,
         block_size: int = DEFAULT_BLOCK,
         min_fetch: int = MIN_FETCH,
+        known: Sequence[tuple[int, bytes]] = (),
+        offline: bool = False,
     ) -> None:
-        super().__init__(size, url)
-        self._fetch, self._block, self._min = fetch, block_size, min_fetch
-        self._have: list[tuple[int, bytes]] = []
+        super().__init__(store, key, size=size)
+        self._block, self._min, self._offline = block_size, min_fetch, offline
+        self._have: list[tuple[int, bytes]] = list(known)
         self._asked: list[tuple[int, int]] = []
         self.fetched = 0
 
@@ -116,33 +86,33 @@ class HeaderReader(_SeekableRaw):
         for offset, data in self._have:
             if offset <= start and end <= offset + len(data):
                 return data[start - offset : end - offset]
-        hi = min(self._size, max(end, start + (self._min if self._have else self._block)))
-        data = self._fetch(start, hi)
+        if self._offline:
+            raise CorruptData(
+                self.name, start, f"TIFF header bytes [{start}, {end}) are not in the index; run preprocess() again"
+            )
+        hi = min(self.size, max(end, start + (self._min if self._have else self._block)))
+        data = self._store.get_range(self._key, start, hi)
         if len(data) < end - start:
             raise TruncatedData(self.name, start + len(data), "the object ended while reading the TIFF header")
         self.fetched += len(data)
         self._have.append((start, data))
         return data[: end - start]
 
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        end = min(self.tell() + len(buffer), self.size)
+        if end <= self.tell():
+            return 0
+        data = self._bytes_at(self.tell(), end)
+        memoryview(buffer)[: len(data)] = data
+        self.seek(end)
+        return len(data)
+
+    def readall(self) -> bytes:
+        return self.read(max(0, self.size - self.tell())) or b""
+
     def segments(self) -> list[tuple[int, bytes]]:
-        """The merged byte ranges the parser read, with their content."""
+        """The merged byte ranges read so far, with their content."""
         asked = self._asked
         out = [(a, self._bytes_at(a, b)) for a, b in merge_ranges(asked)]
         self._asked = asked
         return out
-
-
-class SparseFile(_SeekableRaw):
-    """A file of ``size`` bytes of which only ``segments`` are known; reading elsewhere is an error."""
-
-    def __init__(self, segments: Sequence[tuple[int, bytes]], size: int, url: str) -> None:
-        super().__init__(size, url)
-        self._segments = sorted(segments)
-
-    def _bytes_at(self, start: int, end: int) -> bytes:
-        for offset, data in self._segments:
-            if offset <= start and end <= offset + len(data):
-                return data[start - offset : end - offset]
-        raise CorruptData(
-            self.name, start, f"TIFF header bytes [{start}, {end}) are not in the index; run preprocess() again"
-        )

@@ -44,9 +44,10 @@ import numpy as np
 from xtremehub import storage
 from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.formats.geo.cog_georef import GeoReference
-from xtremehub.connectors.formats.geo.cog_header import SparseFile, merge_ranges
+from xtremehub.connectors.formats.geo.cog_header import HeaderReader, merge_ranges
 from xtremehub.connectors.formats.geo.cog_layout import IndexView, Level, open_level, parse_tiff
 from xtremehub.errors import ConfigError, CorruptData, TruncatedData
+from xtremehub.storage import Store
 
 if TYPE_CHECKING:
     from xtremehub.connectors.cloudobject import CloudObject
@@ -113,9 +114,8 @@ class COGSlice(DataSlice):
         """The byte ranges requested: blocks sorted by offset, adjacent ones merged."""
         return merge_ranges([(off, off + n) for _, off, n in self.blocks if n > 0], self.coalesce_gap)
 
-    def _fetch(self) -> tuple[dict[int, bytes], int]:
+    def _fetch(self, store: Store, key: str) -> tuple[dict[int, bytes], int]:
         ranges = self.ranges()
-        store, key = storage.open_store(self.url)
         parts = store.get_ranges(key, ranges) if ranges else []
         starts = [a for a, _ in ranges]
         out: dict[int, bytes] = {}
@@ -140,11 +140,13 @@ class COGSlice(DataSlice):
         return f"level {lv.level} {kind} {seg} (row {row}, col {col})"
 
     def get(self) -> RasterWindow:
-        raw, fetched = self._fetch()
+        store, key = storage.open_store(self.url)
+        raw, fetched = self._fetch(store, key)
         lv = self.level
         fill = self.nodata if self.nodata is not None else 0
         out = np.full((lv.bands, self.height, self.width), fill, dtype=np.dtype(lv.dtype))
-        with parse_tiff(SparseFile(self.header, self.object_size, self.url), self.url, self.object_size) as tif:
+        header = HeaderReader(store, key, self.object_size, known=self.header, offline=True)
+        with parse_tiff(header, self.url, self.object_size) as tif:
             page = open_level(tif, lv.level)
             decode, tables = page.decode, page.jpegtables
             offsets = {seg: off for seg, off, _ in self.blocks}
