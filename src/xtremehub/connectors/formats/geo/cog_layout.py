@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xtremehub.connectors.formats.geo.cog_georef import GeoReference
-from xtremehub.errors import ConfigError, CorruptData, MissingDependency, TruncatedData
+from xtremehub.errors import ConfigError, CorruptData, MissingDependency
 
 if TYPE_CHECKING:
     import tifffile
 
     from xtremehub.connectors.cloudobject import CloudObject
+
+_MAGICS = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF, both byte orders
 
 __all__ = ["IndexView", "Level", "level_of", "open_level", "parse_tiff", "tifffile_module"]
 
@@ -109,9 +111,13 @@ def open_level(tif: tifffile.TiffFile, level: int) -> tifffile.TiffPage:
 def parse_tiff(fh: Any, url: str, size: int) -> Any:
     """Open ``fh`` with tifffile, turning its parse errors into :class:`CorruptData`."""
     tifffile = tifffile_module()
+    head = fh.read(4)
+    fh.seek(0)
+    if head not in _MAGICS:
+        raise CorruptData(url, 0, f"not a TIFF: bad byte-order mark / magic number {head!r}", "uncompressed")
     try:
         return tifffile.TiffFile(fh, name=url, _useframes=False)
-    except (CorruptData, TruncatedData):
+    except CorruptData:
         raise
     except (tifffile.TiffFileError, ValueError, OSError, EOFError) as exc:
         pos = fh.tell() if hasattr(fh, "tell") else 0
