@@ -6,6 +6,7 @@ import pickle
 import shutil
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -335,3 +336,49 @@ def test_changed_object_and_bad_parameters(testdata: Path, tmp_path: Path) -> No
         fh.write(b"\0" * 10)
     with pytest.raises(StaleIndex):
         co.partition("grid")
+
+
+# --- TIFF variants written with tifffile ------------------------------------------------
+
+VARIANTS: list[dict[str, Any]] = [
+    {"tile": (32, 48), "planarconfig": "separate", "photometric": "minisblack", "compression": "zlib", "predictor": 2},
+    {"tile": (16, 16), "bigtiff": True, "byteorder": ">", "compression": "lzw", "photometric": "rgb"},
+    {"rowsperstrip": 7, "compression": "zlib", "photometric": "rgb"},
+    {"tile": (64, 64), "compression": "zstd", "photometric": "rgb", "dtype": "float32"},
+]
+
+
+@pytest.mark.parametrize("options", VARIANTS, ids=["separate-predictor", "bigtiff-bigendian-lzw", "strips", "float"])
+def test_tiff_variants_rebuild_exactly(tmp_path: Path, options: dict[str, Any]) -> None:
+    options = dict(options)
+    dtype = options.pop("dtype", "uint16")
+    bigtiff, byteorder = options.pop("bigtiff", False), options.pop("byteorder", "<")
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 60000, size=(3, 100, 130)).astype(dtype)
+    separate = options.get("planarconfig") == "separate"
+    path = tmp_path / "v.tif"
+    with tifffile.TiffWriter(path, bigtiff=bigtiff, byteorder=byteorder) as tif:
+        tif.write(pixels if separate else np.moveaxis(pixels, 0, -1), metadata=None, **options)
+    co = CloudObject.from_path(COG, str(path)).preprocess()
+    assert co["bands"] == 3
+    assert co["tiled"] == ("tile" in options)
+    for grid in [{"n_rows": 2, "n_cols": 3}, {"window_tiles": 1}]:
+        slices = co.partition("grid", **grid)
+        assert np.array_equal(_assemble(slices, pixels.shape, pixels.dtype), pixels)
+
+
+def test_empty_tiles_are_filled_with_nodata(tmp_path: Path) -> None:
+    path = tmp_path / "n.tif"
+    pixels = np.arange(64 * 64, dtype="int16").reshape(64, 64) + 1
+    tifffile.imwrite(path, pixels, tile=(32, 32), extratags=[(42113, "s", 0, "-9999", False)])
+    co = CloudObject.from_path(COG, str(path)).preprocess()
+    assert co["nodata"] == -9999
+    (whole,) = co.partition("grid")
+    # a sparse COG stores absent tiles with byte count 0: make tile 1 absent
+    sparse = replace(whole, blocks=tuple((s, o, 0 if s == 1 else n) for s, o, n in whole.blocks))
+    window = sparse.get()
+    assert (window.data[0, :32, 32:] == -9999).all()
+    expected = pixels.copy()
+    expected[:32, 32:] = -9999
+    assert np.array_equal(window.data[0], expected)
+    assert window.bytes_fetched == whole.byte_count - whole.blocks[1][2]
