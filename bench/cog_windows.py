@@ -25,13 +25,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from seaweed_object import object_on_seaweedfs
 from xtremehub import FunctionExecutor, storage
-from xtremehub.config import use_process_settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.formats.geo.cog_write import geotiff_tags
 from xtremehub.connectors.raster import COG, COGSlice, GeoReference, ndvi, partition_grid
-from xtremehub.storage._s3 import S3Store
-from xtremehub.testing.seaweedfs import SeaweedFS
 
 MiB = 1024 * 1024
 TILE = 512
@@ -104,14 +102,7 @@ def main() -> None:
     base_ndvi = float(np.median([b[2] for b in base]))
     truth = base[0][1]
 
-    with SeaweedFS.start() as server:
-        settings = server.settings(timeout=120)
-        use_process_settings(settings)
-        S3Store("bench", settings.s3).create_bucket()
-        url = "s3://bench/scene.tif"
-        with local.open("rb") as fh:
-            storage.put(url, fh, settings=settings)
-
+    with object_on_seaweedfs(local, "scene.tif") as (url, settings):
         t0 = time.perf_counter()
         co = CloudObject.from_path(COG, url, settings=settings).preprocess(force=True)
         ours_pre = time.perf_counter() - t0
@@ -133,7 +124,6 @@ def main() -> None:
                 t0 = time.perf_counter()
                 ndvi(co, red=0, nir=1, executor=fexec, n_rows=args.grid, n_cols=args.grid)
                 ndvis.append(time.perf_counter() - t0)
-        use_process_settings(None)
     ours_read, ours_ndvi = float(np.median(reads)), float(np.median(ndvis))
     sums = np.sum([r[0] for r in results], axis=0).tolist()
     assert sums == truth, (sums, truth)

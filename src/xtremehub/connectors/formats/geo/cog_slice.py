@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import logging
 from collections.abc import Iterator, Sequence
@@ -57,6 +58,20 @@ __all__ = ["COGSlice", "RasterWindow", "partition_grid", "partition_strips"]
 log = logging.getLogger(__name__)
 
 _DECODE_THREADS = 4
+_THREADED_FROM = 4  # blocks per window from which decoding uses threads
+
+
+@functools.lru_cache(maxsize=16)
+def _decoder(url: str, size: int, level: int, header: tuple[tuple[int, bytes], ...]) -> tuple[Any, bytes | None]:
+    """tifffile's decode function (and JPEG tables) for ``level``, from the header bytes in the slice.
+
+    Cached per process: the windows of one object that a worker evaluates share one parse.
+    """
+    store, key = storage.open_store(url)
+    reader = HeaderReader(store, key, size, known=header, offline=True)
+    with parse_tiff(reader, url, size) as tif:
+        page = open_level(tif, level)
+        return page.decode, page.jpegtables
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,27 +160,24 @@ class COGSlice(DataSlice):
         lv = self.level
         fill = self.nodata if self.nodata is not None else 0
         out = np.full((lv.bands, self.height, self.width), fill, dtype=np.dtype(lv.dtype))
-        header = HeaderReader(store, key, self.object_size, known=self.header, offline=True)
-        with parse_tiff(header, self.url, self.object_size) as tif:
-            page = open_level(tif, lv.level)
-            decode, tables = page.decode, page.jpegtables
-            offsets = {seg: off for seg, off, _ in self.blocks}
+        decode, tables = _decoder(self.url, self.object_size, lv.level, self.header)
+        offsets = {seg: off for seg, off, _ in self.blocks}
 
-            def one(seg: int) -> tuple[int, Any, Any]:
-                try:
-                    array, where, _ = decode(raw[seg], seg, jpegtables=tables)
-                except Exception as exc:  # imagecodecs, zlib and tifffile raise many types
-                    raise CorruptData(
-                        self.url, offsets[seg], f"{self._name(seg)} cannot be decoded ({lv.compression}): {exc}"
-                    ) from exc
-                return seg, array, where
+        def one(seg: int) -> tuple[int, Any, Any]:
+            try:
+                array, where, _ = decode(raw[seg], seg, jpegtables=tables)
+            except Exception as exc:  # imagecodecs, zlib and tifffile raise many types
+                raise CorruptData(
+                    self.url, offsets[seg], f"{self._name(seg)} cannot be decoded ({lv.compression}): {exc}"
+                ) from exc
+            return seg, array, where
 
-            segs = sorted(raw)
-            if len(segs) > 1:
-                with ThreadPoolExecutor(min(_DECODE_THREADS, len(segs)), thread_name_prefix="xhub-cog") as pool:
-                    decoded = list(pool.map(one, segs))
-            else:
-                decoded = [one(s) for s in segs]
+        segs = sorted(raw)
+        if len(segs) >= _THREADED_FROM:  # decoders release the GIL; threads cost ~1 ms each to start
+            with ThreadPoolExecutor(min(_DECODE_THREADS, len(segs)), thread_name_prefix="xhub-cog") as pool:
+                decoded = list(pool.map(one, segs))
+        else:
+            decoded = [one(s) for s in segs]
         for _, array, (plane, _, top, left, _) in decoded:
             self._place(out, array, plane, top, left)
         return RasterWindow(out, self.georef, lv.level, self.row, self.col, self.nodata, fetched)
