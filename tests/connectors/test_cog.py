@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 import shutil
 import threading
@@ -19,11 +20,13 @@ from xtremehub.connectors import CloudObject
 from xtremehub.connectors.raster import (
     COG,
     COGSlice,
+    GeoReference,
     NormalizedDifference,
     band_math,
     ndvi,
     partition_grid,
     partition_strips,
+    write_cog,
 )
 from xtremehub.errors import ConfigError, CorruptData, StaleIndex, TruncatedData
 from xtremehub.storage import Store
@@ -226,8 +229,8 @@ def _window_sum(piece: COGSlice) -> int:
     return int(piece.get().data.sum(dtype=np.int64))
 
 
-def test_band_math_in_parallel_written_as_geotiff_and_png(testdata: Path, tmp_path: Path) -> None:
-    url = _local(testdata, tmp_path, "cogeo.tif")
+def test_band_math_in_parallel_written_as_geotiff_and_png(where: Any, testdata: Path, tmp_path: Path) -> None:
+    url = where(testdata / "cog" / "cogeo.tif")
     co = CloudObject.from_path(COG, url).preprocess()
     rgb = tifffile.imread(testdata / "cog" / "cogeo.tif").astype(np.float32)
     green, red = rgb[..., 1], rgb[..., 0]
@@ -244,13 +247,13 @@ def test_band_math_in_parallel_written_as_geotiff_and_png(testdata: Path, tmp_pa
     np.testing.assert_allclose(brightness.data, overview.mean(axis=2), rtol=1e-6)
     assert brightness.georef.transform == pytest.approx(co.partition("grid", level=2)[0].get().transform)
 
-    out = result.to_cog(str(tmp_path / "ndvi.tif"), tile=256)
+    out = result.to_cog(url.rsplit("/", 1)[0] + "/ndvi.tif", tile=256)  # beside the source, local or S3
     back = CloudObject.from_path(COG, out).preprocess()
     assert (back["epsg"], back["width"], back["height"], back["dtype"]) == (3857, 1024, 1024, "float32")
     assert back["transform"] == pytest.approx(co["transform"], rel=1e-12)
     assert back["overviews"] == [2, 4]
     assert back["tiled"]
-    with tifffile.TiffFile(out) as tif:
+    with tifffile.TiffFile(io.BytesIO(storage.get(out))) as tif:
         np.testing.assert_array_equal(tif.pages[0].asarray(), result.data)
         assert tif.geotiff_metadata["ProjectedCSTypeGeoKey"] == 3857
     png = result.to_png(str(tmp_path / "ndvi.png"), title="NDVI-like (G-R)/(G+R)")
@@ -271,6 +274,25 @@ def test_window_to_file_is_a_georeferenced_tiff(testdata: Path, tmp_path: Path) 
     assert back["transform"] == pytest.approx(list(window.transform or ()), rel=1e-12)
     assert back["epsg"] == 32621
     assert b"".join(piece.iter_chunks()) == window.data.tobytes()
+
+
+@pytest.mark.parametrize(
+    "georef",
+    [
+        GeoReference((0.001, 0.0002, -3.5, 0.0001, -0.001, 40.2), epsg=4326),  # rotated, geographic
+        GeoReference((5.0, 0.0, 1000.0, 0.0, -5.0, 2000.0)),  # no CRS
+    ],
+)
+def test_written_georeferencing_reads_back(tmp_path: Path, georef: GeoReference) -> None:
+    pixels = np.arange(70 * 90, dtype="float32").reshape(70, 90)
+    sized = replace(georef, width=90, height=70)
+    url = write_cog(str(tmp_path / "g.tif"), pixels, sized, nodata=-1.5, tile=32)
+    co = CloudObject.from_path(COG, url).preprocess()
+    assert co["transform"] == pytest.approx(list(georef.transform or ()), rel=1e-12)
+    assert (co["epsg"], co["nodata"]) == (georef.epsg, -1.5)
+    (window,) = [s.get() for s in co.partition("grid", n_rows=2, n_cols=2)][3:]
+    assert window.transform == pytest.approx(sized.window(window.row, window.col).transform, rel=1e-12)
+    assert np.array_equal(window.data[0], pixels[window.row :, window.col :])
 
 
 def test_normalized_difference_checks_bands() -> None:
