@@ -94,6 +94,7 @@ def test_index_matches_facts(testdata: Path, tmp_path: Path, facts: dict[str, An
             assert (lv["block_width"], lv["block_height"]) == (tile_w, tile_h)
         assert lv["blocks"][0] * lv["blocks"][1] == n_blocks
     assert co["cloud_optimized"] == (name != "nocog.tif")
+    assert co["internal_mask"] == (name == "cogeo.tif")
     if name == "nocog.tif":  # the negative control: indexed by strip, reported as not a COG
         assert co["cog_problems"][:2] == ["not tiled", "no overviews"]
         assert co["block_size"] == [fact["blocksize"][0], fact["blocksize"][1]]
@@ -161,6 +162,24 @@ def test_windows_rebuild_every_level_exactly(where: Any, testdata: Path, facts: 
     if name == "cog.tif":  # FACTS: pixel sum of the smallest overview
         smallest = co.partition("grid", level=co["num_levels"] - 1, n_rows=2, n_cols=2)
         assert sum(int(s.get().data.sum(dtype=np.int64)) for s in smallest) == 58815656
+
+
+def test_internal_mask_windows_match_tifffile(where: Any, testdata: Path) -> None:
+    co = CloudObject.from_path(COG, where(testdata / "cog" / "cogeo.tif")).preprocess()
+    with tifffile.TiffFile(testdata / "cog" / "cogeo.tif") as tif:
+        truth = [np.asarray(level.asarray()) != 0 for level in tif.series[1].levels]
+    for k, lv in enumerate(co["levels"]):
+        valid = np.zeros((lv["height"], lv["width"]), dtype=np.int32)
+        for s in co.partition("grid", level=k, n_rows=2, n_cols=2):
+            w = s.get()
+            assert w.mask is not None
+            assert w.mask.shape == w.data.shape[1:]
+            assert w.bytes_fetched == s.byte_count > sum(n for _, _, n in s.blocks)  # the mask tiles too
+            valid[w.row : w.row + w.mask.shape[0], w.col : w.col + w.mask.shape[1]] += w.mask
+        assert np.array_equal(valid, truth[k])
+    assert int(valid.sum()) == truth[-1].size  # FACTS: every pixel valid (smallest level here)
+    (whole,) = co.partition("grid", n_rows=1, n_cols=1)
+    assert int(whole.get().mask.sum()) == 1_048_576  # FACTS: the mask marks all 1,048,576 pixels valid
 
 
 def test_nocog_is_read_by_strips(where: Any, testdata: Path, facts: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -44,6 +45,7 @@ __all__ = ["COG"]
 log = logging.getLogger(__name__)
 
 _GDAL_NODATA = 42113
+_MASK_BIT = 4  # NewSubfileType: transparency mask
 _SMALL_SIDE = 512  # rio-cogeo asks for overviews only above this size
 
 
@@ -81,8 +83,10 @@ class COG(Format):
                 raise CorruptData(co.url, 0, "the TIFF holds no image", "uncompressed")
             pages = [open_level(tif, k) for k in range(n_levels)]
             levels = [level_of(k, p) for k, p in enumerate(pages)]
+            masks = _masks_of(tif, levels)
             arrays = []
-            for lv, page in zip(levels, pages, strict=True):
+            mask_pages = [tif.pages[m.page] for m in masks if m]
+            for lv, page in zip([*levels, *(m for m in masks if m)], [*pages, *mask_pages], strict=True):
                 _ = page.decode  # builds the decoder: reads every tag it needs (JPEG tables ...)
                 offsets = np.asarray(page.dataoffsets, dtype="<u8")
                 counts = np.asarray(page.databytecounts, dtype="<u8")
@@ -101,7 +105,7 @@ class COG(Format):
             raw_keys = {code: pages[0].tags.valueof(code) for code in (34735, 34736, 34737)}
             nodata_tag = pages[0].tags.valueof(_GDAL_NODATA)
             segments = reader.segments()
-        nonempty = [int(a[a > 0].min()) for a in arrays[::2] if (a > 0).any()]
+        nonempty = [int(a[a > 0].min()) for a in arrays[: 2 * len(levels) : 2] if (a > 0).any()]
         problems = _problems(levels, all_pages, min(nonempty) if nonempty else co.size)
         full = levels[0]
         georef = georeference_from_tags(geo, full.width, full.height, raw_keys)
@@ -118,6 +122,7 @@ class COG(Format):
             "tiled": full.tiled,
             "block_size": [full.block_height, full.block_width],
             "num_levels": len(levels),
+            "internal_mask": any(masks),
             "overviews": [round(full.width / lv.width) for lv in levels[1:]],
             "levels": [lv.to_json() for lv in levels],
             "num_blocks": sum(lv.num_segments for lv in levels),
@@ -141,10 +146,25 @@ class COG(Format):
         data = {
             "header": [[offset, len(chunk)] for offset, chunk in segments],
             "levels": [lv.to_json() for lv in levels],
+            "masks": [m.to_json() if m else None for m in masks],
             "georef": georef.to_json(),
             "nodata": nodata,
         }
         return Index(self.name, self.index_version, {}, attributes, data, blob)
+
+
+def _masks_of(tif: Any, levels: list[Level]) -> list[Level | None]:
+    """Per image level, the internal (GDAL) mask of the same size, if any: NewSubfileType bit 4."""
+    found: dict[tuple[int, int], Level] = {}
+    for index, page in enumerate(tif.pages):
+        if int(page.subfiletype) & _MASK_BIT:
+            lv = level_of(-1, page, index)
+            found.setdefault((lv.height, lv.width), lv)
+    out: list[Level | None] = []
+    for lv in levels:
+        mask = found.get((lv.height, lv.width))
+        out.append(replace(mask, level=lv.level) if mask else None)
+    return out
 
 
 def _check_extent(url: str, size: int, lv: Level, offsets: np.ndarray, counts: np.ndarray) -> None:

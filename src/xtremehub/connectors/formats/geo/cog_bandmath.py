@@ -2,8 +2,8 @@
 
 Each window (a :class:`~.cog_slice.COGSlice`) is evaluated on a worker with
 ``executor.map``; the results are placed into one ``(rows, cols)`` float32 array (NaN where
-a band is nodata or the formula is undefined), which can be written as a tiled GeoTIFF with
-the source's georeferencing or drawn as a PNG with a colour bar.
+a band is nodata, the internal mask says invalid, or the formula is undefined), which can be
+written as a tiled GeoTIFF with the source's georeferencing or drawn as a PNG with a colour bar.
 
 Example:
     >>> import numpy as np, tifffile, io
@@ -96,6 +96,8 @@ def evaluate_window(piece: COGSlice, func: BandFunction) -> tuple[int, int, np.n
     if window.nodata is not None:
         invalid = (window.data == window.nodata).any(axis=0)
         bands[:, invalid] = np.nan
+    if window.mask is not None:
+        bands[:, ~window.mask] = np.nan
     result = np.asarray(func(bands), dtype=np.float32)
     if result.shape != bands.shape[1:]:
         raise ConfigError(f"band function returned shape {result.shape}, expected {bands.shape[1:]}")

@@ -53,6 +53,8 @@ class Level:
     compression: str
     predictor: int
     ifd_offset: int
+    #: top-level page index of an internal mask (its ``level`` is the image level it masks); -1 for images
+    page: int = -1
 
     @property
     def blocks_down(self) -> int:
@@ -81,7 +83,7 @@ class Level:
         return cls(**{k: v for k, v in d.items() if k != "blocks"})
 
 
-def level_of(k: int, page: tifffile.TiffPage) -> Level:
+def level_of(k: int, page: tifffile.TiffPage, index: int = -1) -> Level:
     tiled = bool(page.is_tiled)
     return Level(
         level=k,
@@ -96,11 +98,16 @@ def level_of(k: int, page: tifffile.TiffPage) -> Level:
         compression=str(getattr(page.compression, "name", page.compression)),
         predictor=int(page.predictor),
         ifd_offset=int(page.offset),
+        page=index,
     )
 
 
-def open_level(tif: tifffile.TiffFile, level: int) -> tifffile.TiffPage:
-    """The first page of resolution ``level`` of the first image series (0 = full resolution)."""
+def open_level(tif: tifffile.TiffFile, level: int, mask_page: int = -1) -> tifffile.TiffPage:
+    """The first page of resolution ``level`` of the first image series (0 = full resolution),
+    or the top-level page ``mask_page`` (an internal mask)."""
+    if mask_page >= 0:
+        found = tif.pages[mask_page]
+        return found  # type: ignore[return-value]
     levels = tif.series[0].levels
     if not 0 <= level < len(levels):
         raise ConfigError(f"{tif.filehandle.name}: level {level} does not exist (the image has {len(levels)})")
@@ -133,6 +140,8 @@ class IndexView:
     tables: tuple[tuple[np.ndarray, np.ndarray], ...]
     georef: GeoReference
     nodata: float | int | None
+    #: per image level, its internal mask (or None) and the mask's block table
+    masks: tuple[tuple[Level, tuple[np.ndarray, np.ndarray]] | None, ...] = ()
 
     @classmethod
     def of(cls, co: CloudObject) -> IndexView:
@@ -143,15 +152,24 @@ class IndexView:
             header.append((int(offset), bytes(blob[pos : pos + length])))
             pos += length
         levels = tuple(Level.from_json(d) for d in index.data["levels"])
-        tables = []
-        for lv in levels:
+        masks_json = index.data.get("masks") or [None] * len(levels)
+        tables, masks = [], []
+        for lv in [*levels, *(Level.from_json(m) for m in masks_json if m)]:
             n = lv.num_segments * 8
             offsets = np.frombuffer(blob, dtype="<u8", count=lv.num_segments, offset=pos)
             counts = np.frombuffer(blob, dtype="<u8", count=lv.num_segments, offset=pos + n)
             tables.append((offsets, counts))
             pos += 2 * n
+        mask_tables = iter(tables[len(levels) :])
+        for m in masks_json:
+            masks.append((Level.from_json(m), next(mask_tables)) if m else None)
         return cls(
-            levels, tuple(header), tuple(tables), GeoReference.from_json(index.data["georef"]), index.data["nodata"]
+            levels,
+            tuple(header),
+            tuple(tables[: len(levels)]),
+            GeoReference.from_json(index.data["georef"]),
+            index.data["nodata"],
+            tuple(masks),
         )
 
     def level(self, k: int) -> Level:

@@ -62,16 +62,25 @@ _THREADED_FROM = 4  # blocks per window from which decoding uses threads
 
 
 @functools.lru_cache(maxsize=16)
-def _decoder(url: str, size: int, level: int, header: tuple[tuple[int, bytes], ...]) -> tuple[Any, bytes | None]:
-    """tifffile's decode function (and JPEG tables) for ``level``, from the header bytes in the slice.
-
-    Cached per process: the windows of one object that a worker evaluates share one parse.
+def _decoder(
+    url: str, size: int, level: int, mask_page: int, header: tuple[tuple[int, bytes], ...]
+) -> tuple[Any, bytes | None]:
+    """tifffile's decode function (and JPEG tables) for ``level`` (or a mask page), from the header
+    bytes in the slice. Cached per process: the windows of one object a worker evaluates share one parse.
     """
     store, key = storage.open_store(url)
     reader = HeaderReader(store, key, size, known=header, offline=True)
     with parse_tiff(reader, url, size) as tif:
-        page = open_level(tif, level)
+        page = open_level(tif, level, mask_page)
         return page.decode, page.jpegtables
+
+
+def _name(lv: Level, seg: int) -> str:
+    """How an error names a block: level, tile or strip, index, row and column."""
+    per_plane = lv.blocks_down * lv.blocks_across
+    row, col = divmod(seg % per_plane, lv.blocks_across)
+    kind = ("mask " if lv.page >= 0 else "") + ("tile" if lv.tiled else "strip")
+    return f"level {lv.level} {kind} {seg} (row {row}, col {col})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +97,8 @@ class RasterWindow:
     col: int
     nodata: float | int | None = None
     bytes_fetched: int = 0
+    #: ``(rows, cols)``, True where valid, from the TIFF's internal mask; None without one
+    mask: np.ndarray | None = None
 
     @property
     def transform(self) -> tuple[float, float, float, float, float, float] | None:
@@ -119,22 +130,28 @@ class COGSlice(DataSlice):
     georef: GeoReference
     nodata: float | int | None = None
     coalesce_gap: int = 0
+    #: the level's internal mask (GDAL's per-dataset mask) and its blocks covering the window
+    mask: Level | None = None
+    mask_blocks: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def byte_count(self) -> int:
-        """Sum of the byte counts of the window's blocks (what ``get()`` should fetch)."""
-        return sum(count for _, _, count in self.blocks)
+        """Sum of the byte counts of the window's blocks and mask blocks (what ``get()`` fetches)."""
+        return sum(count for _, _, count in (*self.blocks, *self.mask_blocks))
 
-    def ranges(self) -> list[tuple[int, int]]:
-        """The byte ranges requested: blocks sorted by offset, adjacent ones merged."""
-        return merge_ranges([(off, off + n) for _, off, n in self.blocks if n > 0], self.coalesce_gap)
+    def ranges(self, blocks: Sequence[tuple[int, int, int]] | None = None) -> list[tuple[int, int]]:
+        """The byte ranges requested for ``blocks`` (default: the image's): sorted, adjacent ones merged."""
+        blocks = self.blocks if blocks is None else blocks
+        return merge_ranges([(off, off + n) for _, off, n in blocks if n > 0], self.coalesce_gap)
 
-    def _fetch(self, store: Store, key: str) -> tuple[dict[int, bytes], int]:
-        ranges = self.ranges()
+    def _fetch(
+        self, store: Store, key: str, lv: Level, blocks: Sequence[tuple[int, int, int]]
+    ) -> tuple[dict[int, bytes], int]:
+        ranges = self.ranges(blocks)
         parts = store.get_ranges(key, ranges) if ranges else []
         starts = [a for a, _ in ranges]
         out: dict[int, bytes] = {}
-        for seg, off, n in self.blocks:
+        for seg, off, n in blocks:
             if n == 0:
                 continue
             k = bisect.bisect_right(starts, off) - 1
@@ -142,54 +159,58 @@ class COGSlice(DataSlice):
             lo = off - starts[k]
             if lo + n > len(part):
                 raise TruncatedData(
-                    self.url, off, f"{self._name(seg)}: the object ends inside the block", "uncompressed"
+                    self.url, off, f"{_name(lv, seg)}: the object ends inside the block", "uncompressed"
                 )
             out[seg] = part[lo : lo + n]
         return out, sum(len(p) for p in parts)
 
-    def _name(self, seg: int) -> str:
-        lv = self.level
-        per_plane = lv.blocks_down * lv.blocks_across
-        row, col = divmod(seg % per_plane, lv.blocks_across)
-        kind = "tile" if lv.tiled else "strip"
-        return f"level {lv.level} {kind} {seg} (row {row}, col {col})"
+    def _read(self, store: Store, key: str, lv: Level, blocks: Sequence[tuple[int, int, int]], out: np.ndarray) -> int:
+        """Fetch, decode and place ``blocks`` of ``lv`` into ``out``; returns the bytes fetched."""
+        raw, fetched = self._fetch(store, key, lv, blocks)
+        decode, tables = _decoder(self.url, self.object_size, lv.level, lv.page, self.header)
+        offsets = {seg: off for seg, off, _ in blocks}
 
-    def get(self) -> RasterWindow:
-        store, key = storage.open_store(self.url)
-        raw, fetched = self._fetch(store, key)
-        lv = self.level
-        fill = self.nodata if self.nodata is not None else 0
-        out = np.full((lv.bands, self.height, self.width), fill, dtype=np.dtype(lv.dtype))
-        decode, tables = _decoder(self.url, self.object_size, lv.level, self.header)
-        offsets = {seg: off for seg, off, _ in self.blocks}
-
-        def one(seg: int) -> tuple[int, Any, Any]:
+        def one(seg: int) -> tuple[Any, Any]:
             try:
                 array, where, _ = decode(raw[seg], seg, jpegtables=tables)
             except Exception as exc:  # imagecodecs, zlib and tifffile raise many types
                 raise CorruptData(
-                    self.url, offsets[seg], f"{self._name(seg)} cannot be decoded ({lv.compression}): {exc}"
+                    self.url, offsets[seg], f"{_name(lv, seg)} cannot be decoded ({lv.compression}): {exc}"
                 ) from exc
-            return seg, array, where
+            return array, where
 
         segs = sorted(raw)
         if len(segs) >= _THREADED_FROM:  # decoders release the GIL; threads cost ~1 ms each to start
             with ThreadPoolExecutor(min(_DECODE_THREADS, len(segs)), thread_name_prefix="xhub-cog") as pool:
                 decoded = list(pool.map(one, segs))
         else:
-            decoded = [one(s) for s in segs]
-        for _, array, (plane, _, top, left, _) in decoded:
-            self._place(out, array, plane, top, left)
-        return RasterWindow(out, self.georef, lv.level, self.row, self.col, self.nodata, fetched)
+            decoded = [one(seg) for seg in segs]
+        for array, (plane, _, top, left, _) in decoded:
+            self._place(out, array, plane if lv.planar_separate else -1, top, left)
+        return fetched
+
+    def get(self) -> RasterWindow:
+        store, key = storage.open_store(self.url)
+        lv = self.level
+        fill = self.nodata if self.nodata is not None else 0
+        out = np.full((lv.bands, self.height, self.width), fill, dtype=np.dtype(lv.dtype))
+        fetched = self._read(store, key, lv, self.blocks, out)
+        mask = None
+        if self.mask is not None:
+            valid = np.zeros((1, self.height, self.width), dtype=np.uint8)
+            fetched += self._read(store, key, self.mask, self.mask_blocks, valid)
+            mask = valid[0] != 0
+        return RasterWindow(out, self.georef, lv.level, self.row, self.col, self.nodata, fetched, mask)
 
     def _place(self, out: np.ndarray, array: np.ndarray, plane: int, top: int, left: int) -> None:
-        """Copy the part of a decoded block ``(depth, rows, cols, samples)`` that lies in the window."""
+        """Copy the part of a decoded block ``(depth, rows, cols, samples)`` that lies in the window
+        (into band ``plane``, or all bands for ``-1``)."""
         r0, r1 = max(top, self.row), min(top + array.shape[1], self.row + self.height)
         c0, c1 = max(left, self.col), min(left + array.shape[2], self.col + self.width)
         if r1 <= r0 or c1 <= c0:
             return
         piece = array[0, r0 - top : r1 - top, c0 - left : c1 - left, :]
-        bands = slice(plane, plane + 1) if self.level.planar_separate else slice(None)
+        bands = slice(plane, plane + 1) if plane >= 0 else slice(None)
         out[bands, r0 - self.row : r1 - self.row, c0 - self.col : c1 - self.col] = np.moveaxis(piece, -1, 0)
 
     def iter_chunks(self) -> Iterator[bytes]:
@@ -248,6 +269,7 @@ def partition_grid(
     cols = _groups(lv.blocks_across, n_cols, across, "column")
     offsets, counts = view.tables[level]
     georef = view.georef.at_level(lv.width, lv.height)
+    mask = view.masks[level] if view.masks else None
     slices = []
     for r0, r1 in rows:
         for c0, c1 in cols:
@@ -269,9 +291,22 @@ def partition_grid(
                     georef.window(top, left, height, width),
                     view.nodata,
                     coalesce_gap,
+                    mask[0] if mask else None,
+                    _mask_blocks(mask, top, left, height, width) if mask else (),
                 )
             )
     return slices
+
+
+def _mask_blocks(
+    mask: tuple[Level, tuple[np.ndarray, np.ndarray]], top: int, left: int, height: int, width: int
+) -> tuple[tuple[int, int, int], ...]:
+    """The mask blocks that cover a window (masks may be tiled differently from their image)."""
+    lv, (offsets, counts) = mask
+    rows = range(top // lv.block_height, (top + height - 1) // lv.block_height + 1)
+    cols = range(left // lv.block_width, (left + width - 1) // lv.block_width + 1)
+    segs = [s for r in rows for c in cols for s in lv.segments_at(r, c)]
+    return tuple((s, int(offsets[s]), int(counts[s])) for s in segs)
 
 
 def partition_strips(
