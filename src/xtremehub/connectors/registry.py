@@ -25,6 +25,7 @@ FORMATS: Registry[type[Format]] = Registry(
         "vcf": "xtremehub.connectors.formats.genomics.vcf:VCF",
         "text": "xtremehub.connectors.formats.text.text:Text",
         "csv": "xtremehub.connectors.formats.text.text:CSV",
+        "cog": "xtremehub.connectors.formats.geo.cog:COG",
     },
 )
 

@@ -1,0 +1,1 @@
+"""Geospatial formats: Cloud-Optimized GeoTIFF (cog*), point clouds (las*)."""
