@@ -25,6 +25,7 @@ FORMATS: Registry[type[Format]] = Registry(
         "vcf": "xtremehub.connectors.formats.genomics.vcf:VCF",
         "text": "xtremehub.connectors.formats.text.text:Text",
         "csv": "xtremehub.connectors.formats.text.text:CSV",
+        "imzml": "xtremehub.connectors.formats.imaging.imzml:ImzML",
     },
 )
 
