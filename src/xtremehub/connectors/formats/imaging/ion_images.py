@@ -61,9 +61,14 @@ def window_sums(mz: Array, intensities: Array, lows: Array, highs: Array) -> Arr
         mz, intensities = mz[order], intensities[order]
     a = np.searchsorted(mz, lows, side="left")
     b = np.searchsorted(mz, highs, side="right")
-    cum = np.zeros(len(intensities) + 1)
-    np.cumsum(intensities, dtype=np.float64, out=cum[1:])
-    return np.where(b > a, cum[b] - cum[a], 0.0)
+    # Sum each window on its own (not as differences of a cumulative sum, which would
+    # swamp small windows): reduceat over [a0, b0, a1, b1, ...], keeping the even entries.
+    padded = np.zeros(len(intensities) + 1)
+    padded[:-1] = intensities
+    bounds = np.empty(2 * len(a), dtype=np.intp)
+    bounds[0::2], bounds[1::2] = a, b
+    sums = np.add.reduceat(padded, bounds)[0::2] if len(bounds) else np.zeros(0)
+    return np.where(b > a, sums, 0.0)
 
 
 def _spectra_values(batch: Spectra, lows: Array, highs: Array) -> Array:
