@@ -130,7 +130,9 @@ class IonImages:
         for ax in axes.flat[len(picks) :]:
             ax.set_axis_off()
         for ax, k in zip(axes.flat, picks, strict=False):
-            shown = ax.imshow(self.images[k], cmap=cmap, origin="upper", interpolation="nearest")
+            height, width = self.images[k].shape
+            extent = (0.5, width + 0.5, height + 0.5, 0.5)  # axes in the file's 1-based pixel coordinates
+            shown = ax.imshow(self.images[k], cmap=cmap, origin="upper", interpolation="nearest", extent=extent)
             ax.set_title(f"m/z {self.mz_values[k]:.4f} ± {self.ppm:g} ppm", fontsize=9)
             ax.set_xlabel("x")
             ax.set_ylabel("y")
