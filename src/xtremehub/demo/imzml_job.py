@@ -3,7 +3,7 @@
 Example:
     >>> import tempfile
     >>> from xtremehub.config import Settings
-    >>> report = run_imzml_demo(Settings(home=tempfile.mkdtemp()), width=8, height=6, n_mz=500, workers=1)
+    >>> report = run_imzml_demo(Settings(home=tempfile.mkdtemp()), width=8, height=6, workers=1)
     >>> report.ok, report.summary().splitlines()[0]
     (True, 'XtremeHub demo: imzML connector (ion images over pixel tiles, in place)')
 """
@@ -59,7 +59,8 @@ class ImzmlReport:
 def _write_dataset(home: Path, width: int, height: int, n_mz: int) -> SyntheticImzML:
     folder = home / "sample" / "imzml"
     folder.mkdir(parents=True, exist_ok=True)
-    return write_synthetic_imzml(str(folder / f"synthetic-{width}x{height}x{n_mz}"), width=width, height=height, n_mz=n_mz)
+    stem = folder / f"synthetic-{width}x{height}x{n_mz}"
+    return write_synthetic_imzml(str(stem), width=width, height=height, n_mz=n_mz)
 
 
 def run_imzml_demo(
