@@ -1,8 +1,8 @@
 """Streaming imzML (XML) parsing into a compact columnar NumPy table, one row per spectrum.
 
 The ``.imzML`` file is read as a stream from storage (ranged reads, constant memory)
-with the standard library's ``ElementTree.iterparse``; each ``<spectrum>`` element is
-reduced to one row and dropped at once, so a multi-gigabyte XML never sits in memory.
+with the standard library's expat parser (callbacks only, no element tree); each
+``<spectrum>`` becomes one row at its end tag, so a multi-gigabyte XML never sits in memory.
 
 A row holds the pixel coordinates, then for the m/z and the intensity array its
 offset in the ``.ibd``, its length (values), its encoded length (bytes) and a dtype
@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import logging
-import xml.etree.ElementTree as ET
 from array import array
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -59,6 +58,7 @@ _FILE_PARAMS = {
     "IMS:1000031": "processed",
 }
 _PIXELS = {"IMS:1000042": "max_x", "IMS:1000043": "max_y"}
+_READ_BLOCK = 1 << 20
 _TRUNCATION_CODES = {
     expat.errors.codes[name]
     for name in (expat.errors.XML_ERROR_NO_ELEMENTS, expat.errors.XML_ERROR_UNCLOSED_TOKEN)
@@ -99,22 +99,6 @@ class ImzMLHeader:
     notes: list[str] = field(default_factory=list)
 
 
-def _local(tag: str) -> str:
-    return tag.rpartition("}")[2]
-
-
-def _params(elem: ET.Element, groups: dict[str, dict[str, str]]) -> dict[str, str]:
-    """Accession -> value of the element's own cvParams and of the groups it references."""
-    out: dict[str, str] = {}
-    for child in elem:
-        name = _local(child.tag)
-        if name == "referenceableParamGroupRef":
-            out.update(groups.get(child.get("ref", ""), {}))
-        elif name == "cvParam":
-            out[child.get("accession", "")] = child.get("value", "")
-    return out
-
-
 def _normalise_uuid(value: str) -> str | None:
     """32 lowercase hex digits, or ``None`` for a placeholder (wrong length, all zeros, not hex)."""
     hexed = value.strip().strip("{}").replace("-", "").lower()
@@ -124,74 +108,59 @@ def _normalise_uuid(value: str) -> str | None:
 
 
 class _Builder:
-    """Turns ``<spectrum>`` elements into rows of growing typed columns."""
+    """Collects spectra into growing typed columns, one row per ``<spectrum>``."""
 
-    def __init__(self, url: str, groups: dict[str, dict[str, str]]) -> None:
-        self.url, self.groups = url, groups
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.columns = {name: array("q") for name in _INT_COLUMNS}
         self.mz_dtype, self.int_dtype = array("B"), array("B")
 
     def __len__(self) -> int:
         return len(self.mz_dtype)
 
-    def _fail(self, detail: str) -> MalformedRecord:
+    def fail(self, detail: str) -> MalformedRecord:
         return MalformedRecord(self.url, len(self), f"spectrum {len(self)}: {detail}", "record")
 
     def _int(self, params: dict[str, str], accession: str, what: str) -> int:
         if accession not in params:
-            raise self._fail(f"{what} ({accession}) is missing")
+            raise self.fail(f"{what} ({accession}) is missing")
         try:
             return int(float(params[accession]))
         except ValueError:
-            raise self._fail(f"{what} ({accession}) is {params[accession]!r}, not a number") from None
+            raise self.fail(f"{what} ({accession}) is {params[accession]!r}, not a number") from None
 
-    def add(self, spectrum: ET.Element) -> None:
-        coords = [0, 0, 1]
-        found = [False, False]
-        arrays: dict[str, tuple[int, int, int, int]] = {}
-        for elem in spectrum.iter():
-            name = _local(elem.tag)
-            if name in ("cvParam", "userParam"):
-                axis = _POSITION.get(elem.get("accession", "")) if name == "cvParam" else None
-                if axis is None and name == "userParam":
-                    axis = {"position x": 0, "position y": 1, "position z": 2}.get(elem.get("name", ""))
-                if axis is not None:
-                    try:
-                        coords[axis] = int(float(elem.get("value", "")))
-                    except ValueError:
-                        raise self._fail(f"position {'xyz'[axis]} is {elem.get('value')!r}, not a number") from None
-                    if axis < 2:
-                        found[axis] = True
-            elif name == "binaryDataArray":
-                params = _params(elem, self.groups)
-                kind = "mz" if _MZ in params else "int" if _INTENSITY in params else None
-                if kind is None:
-                    continue  # other arrays (e.g. noise) are not indexed
-                for acc, what in _COMPRESSIONS.items():
-                    if acc in params:
-                        raise self._fail(f"{what}-compressed arrays are not supported (only 'no compression')")
-                dtype = next((code for acc, code in _DTYPE_ACCESSIONS.items() if acc in params), None)
-                if dtype is None:
-                    raise self._fail(f"the {kind} array declares no data type")
-                offset = self._int(params, _OFFSET, f"{kind} external offset")
-                length = self._int(params, _LENGTH, f"{kind} external array length")
-                encoded = self._int(params, _ENCODED, f"{kind} external encoded length")
-                itemsize = np.dtype(DTYPES[dtype]).itemsize
-                if encoded != length * itemsize or offset < 0 or length < 0:
-                    raise self._fail(
-                        f"{kind} array: encoded length {encoded} != {length} values x {itemsize} bytes "
-                        f"(offset {offset})"
-                    )
-                arrays[kind] = (offset, length, encoded, dtype)
-        if not all(found):
-            raise self._fail("position x or y is missing")
+    def array(self, params: dict[str, str]) -> tuple[str, tuple[int, int, int, int]] | None:
+        """A ``<binaryDataArray>``'s kind and (offset, length, encoded length, dtype code)."""
+        kind = "mz" if _MZ in params else "int" if _INTENSITY in params else None
+        if kind is None:
+            return None  # other arrays (e.g. noise) are not indexed
+        for acc, what in _COMPRESSIONS.items():
+            if acc in params:
+                raise self.fail(f"{what}-compressed arrays are not supported (only 'no compression')")
+        dtype = next((code for acc, code in _DTYPE_ACCESSIONS.items() if acc in params), None)
+        if dtype is None:
+            raise self.fail(f"the {kind} array declares no data type")
+        offset = self._int(params, _OFFSET, f"{kind} external offset")
+        length = self._int(params, _LENGTH, f"{kind} external array length")
+        encoded = self._int(params, _ENCODED, f"{kind} external encoded length")
+        itemsize = np.dtype(DTYPES[dtype]).itemsize
+        if encoded != length * itemsize or offset < 0 or length < 0:
+            raise self.fail(
+                f"{kind} array: encoded length {encoded} != {length} values x {itemsize} bytes (offset {offset})"
+            )
+        return kind, (offset, length, encoded, dtype)
+
+    def add(self, coords: list[int | None], arrays: dict[str, tuple[int, int, int, int]]) -> None:
+        if coords[0] is None or coords[1] is None:
+            raise self.fail("position x or y is missing")
         for kind in ("mz", "int"):
             if kind not in arrays:
-                raise self._fail(f"no {'m/z' if kind == 'mz' else 'intensity'} array")
+                raise self.fail(f"no {'m/z' if kind == 'mz' else 'intensity'} array")
         mz, it = arrays["mz"], arrays["int"]
         if mz[1] != it[1]:
-            raise self._fail(f"m/z array has {mz[1]} values but the intensity array {it[1]}")
-        for name, value in zip(_INT_COLUMNS, (*coords, *mz[:3], *it[:3]), strict=True):
+            raise self.fail(f"m/z array has {mz[1]} values but the intensity array {it[1]}")
+        z = 1 if coords[2] is None else coords[2]
+        for name, value in zip(_INT_COLUMNS, (coords[0], coords[1], z, *mz[:3], *it[:3]), strict=True):
             self.columns[name].append(value)
         self.mz_dtype.append(mz[3])
         self.int_dtype.append(it[3])
@@ -218,59 +187,99 @@ def _file_params(header: ImzMLHeader, params: dict[str, str]) -> None:
             setattr(header, key, params[acc].strip().lower() or None)
 
 
+class _Handler:
+    """expat callbacks: a stack of parameter dicts, one per element whose cvParams matter."""
+
+    _COLLECTS = frozenset({"referenceableParamGroup", "fileContent", "scanSettings", "binaryDataArray", "spectrum"})
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.header = ImzMLHeader()
+        self.builder = _Builder(url)
+        self.groups: dict[str, dict[str, str]] = {}
+        self.stack: list[dict[str, str]] = []
+        self.root: str | None = None
+        self.coords: list[int | None] = [None, None, None]
+        self.arrays: dict[str, tuple[int, int, int, int]] = {}
+
+    def _position(self, axis: int, value: str) -> None:
+        try:
+            self.coords[axis] = int(float(value))
+        except ValueError:
+            raise self.builder.fail(f"position {'xyz'[axis]} is {value!r}, not a number") from None
+
+    def start(self, tag: str, attrs: dict[str, str]) -> None:
+        name = tag.rpartition(" ")[2]
+        if name == "cvParam":
+            accession = attrs.get("accession", "")
+            if self.stack:
+                self.stack[-1][accession] = attrs.get("value", "")
+            if accession in _POSITION and self.stack:
+                self._position(_POSITION[accession], attrs.get("value", ""))
+        elif name == "referenceableParamGroupRef":
+            if self.stack:
+                self.stack[-1].update(self.groups.get(attrs.get("ref", ""), {}))
+        elif name == "userParam":
+            axis = {"position x": 0, "position y": 1, "position z": 2}.get(attrs.get("name", ""))
+            if axis is not None and self.stack:
+                self._position(axis, attrs.get("value", ""))
+        elif name in self._COLLECTS:
+            params: dict[str, str] = {}
+            if name == "referenceableParamGroup":
+                self.groups[attrs.get("id", "")] = params
+            elif name == "spectrum":
+                self.coords, self.arrays = [None, None, None], {}
+            self.stack.append(params)
+        elif name == "spectrumList":
+            count = attrs.get("count", "")
+            self.header.declared_spectra = int(count) if count.isdigit() else None
+        elif self.root is None:
+            self.root = name
+            if name not in ("mzML", "indexedmzML"):
+                raise MalformedRecord(self.url, 1, f"root element is <{name}>, not <mzML>: not an imzML file", "line")
+
+    def end(self, tag: str) -> None:
+        name = tag.rpartition(" ")[2]
+        if name not in self._COLLECTS:
+            return
+        params = self.stack.pop()
+        if name == "binaryDataArray":
+            found = self.builder.array(params)
+            if found is not None:
+                self.arrays[found[0]] = found[1]
+        elif name == "spectrum":
+            self.builder.add(self.coords, self.arrays)
+        elif name == "fileContent":
+            _file_params(self.header, params)
+        elif name == "scanSettings":
+            for acc, key in _PIXELS.items():
+                if params.get(acc, "").strip().isdigit():
+                    setattr(self.header, key, int(params[acc]))
+
+
 def parse_imzml(fh: IO[bytes], url: str) -> tuple[ImzMLHeader, np.ndarray[Any, np.dtype[np.void]]]:
     """Parse an imzML stream: the dataset header and one :data:`ROW_DTYPE` row per spectrum.
 
     Raises :class:`MalformedRecord` (bad XML, missing fields; the offset is a line number
     for XML errors, a spectrum number otherwise) or :class:`TruncatedData` (XML ends early).
     """
-    header = ImzMLHeader()
-    groups: dict[str, dict[str, str]] = {}
-    builder = _Builder(url, groups)
-    parents: list[ET.Element] = []
-    root_seen = False
-    in_spectrum = 0
+    handler = _Handler(url)
+    # expat (the parser under ElementTree) without building elements: only callbacks. It never
+    # fetches external entities and (>= 2.4, bundled with CPython) bounds entity amplification.
+    parser = expat.ParserCreate(namespace_separator=" ")
+    parser.StartElementHandler = handler.start
+    parser.EndElementHandler = handler.end
     try:
-        # Untrusted XML: ElementTree never fetches external entities, and expat >= 2.4 (bundled
-        # with every supported CPython) bounds entity amplification ("billion laughs").
-        for event, elem in ET.iterparse(fh, events=("start", "end")):  # noqa: S314
-            name = _local(elem.tag)
-            if event == "start":
-                if not root_seen:
-                    root_seen = True
-                    if name not in ("mzML", "indexedmzML"):
-                        raise MalformedRecord(
-                            url, 1, f"root element is <{name}>, not <mzML>: not an imzML file", "line"
-                        )
-                if name == "spectrumList":
-                    count = elem.get("count")
-                    header.declared_spectra = int(count) if count and count.isdigit() else None
-                elif name == "spectrum":
-                    in_spectrum += 1
-                parents.append(elem)
-                continue
-            parents.pop()
-            if name == "spectrum":
-                in_spectrum -= 1
-                builder.add(elem)
-                if parents:
-                    parents[-1].remove(elem)  # constant memory: forget the parsed spectrum
-            elif in_spectrum:
-                continue
-            elif name == "referenceableParamGroup":
-                groups[elem.get("id", "")] = _params(elem, groups)
-            elif name == "fileContent":
-                _file_params(header, _params(elem, groups))
-            elif name == "scanSettings":
-                for acc, key in _PIXELS.items():
-                    value = _params(elem, groups).get(acc, "")
-                    if value.strip().isdigit():
-                        setattr(header, key, int(value))
-    except ET.ParseError as exc:
-        line, column = exc.position
+        for block in iter(lambda: fh.read(_READ_BLOCK), b""):
+            parser.Parse(block, False)
+        parser.Parse(b"", True)
+    except expat.ExpatError as exc:
+        line, column = exc.lineno, exc.offset
         kind = TruncatedData if exc.code in _TRUNCATION_CODES else MalformedRecord
-        raise kind(url, line, f"XML is not well-formed at line {line}, column {column}: {exc}", "line") from exc
-    if not root_seen:
+        detail = f"XML is not well-formed at line {line}, column {column}: {expat.errors.messages[exc.code]}"
+        raise kind(url, line, detail, "line") from exc
+    header, builder = handler.header, handler.builder
+    if handler.root is None:
         raise TruncatedData(url, 0, "empty file: not an imzML file", "line")
     if header.declared_spectra is None and not len(builder):
         raise MalformedRecord(url, 0, "no <spectrumList>: not an imzML file", "record")

@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from xtremehub.connectors.base import Strategy
     from xtremehub.connectors.cloudobject import CloudObject
 
-__all__ = ["IonImages", "assemble_ion_images", "ion_images", "slice_ion_values", "window_sums", "windows"]
+__all__ = [
+    "IonImages",
+    "assemble_ion_images",
+    "batch_ion_values",
+    "ion_images",
+    "slice_ion_values",
+    "window_sums",
+    "windows",
+]
 
 Array = np.ndarray[Any, Any]
 
@@ -71,8 +79,8 @@ def window_sums(mz: Array, intensities: Array, lows: Array, highs: Array) -> Arr
     return np.where(b > a, sums, 0.0)
 
 
-def _spectra_values(batch: Spectra, lows: Array, highs: Array) -> Array:
-    """(targets, spectra) summed intensities of a batch."""
+def batch_ion_values(batch: Spectra, lows: Array, highs: Array) -> Array:
+    """(targets, spectra) summed intensities of a batch inside the windows ``[lows, highs]``."""
     out = np.zeros((len(lows), len(batch)))
     if not len(batch):
         return out
@@ -99,7 +107,7 @@ def slice_ion_values(data_slice: ImzMLSlice, mz_values: Sequence[float], ppm: fl
     """Map step: the slice's pixel coordinates (n, 3) and values (targets, n)."""
     lows, highs = windows(mz_values, ppm)
     batch = data_slice.get()
-    return batch.coords, _spectra_values(batch, lows, highs)
+    return batch.coords, batch_ion_values(batch, lows, highs)
 
 
 @dataclass(frozen=True, eq=False)
