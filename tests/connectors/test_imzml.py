@@ -218,3 +218,27 @@ def test_synthetic_data_reads_the_same_in_pyimzml(tmp_path: Path, mode: str) -> 
     co = CloudObject.from_path(ImzML, ds.imzml_url).preprocess()
     assert (co["mode"], co["num_spectra"], co["grid"], co["checksum"]) == (mode, 20, [5, 4], "sha1 verified")
     _check_slices(co.partition(partition_tiles, tiles=(2, 2)), ds.imzml_url)
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_ion_windows_include_both_ends_exactly(testdata: Path, tmp_path: Path, name: str) -> None:
+    """ppm 0 on m/z values present in the data: exactly those points, as pyimzML's bisection finds them."""
+    path = testdata / "imzml" / f"{name}.imzML"
+    co = CloudObject.from_path(ImzML, str(path), metadata_url=str(tmp_path / "i")).preprocess()
+    with pyimzml(path) as p:
+        mz, ints = map(np.asarray, p.getspectrum(0))
+        x, y, _ = p.coordinates[0]
+    picks = np.flatnonzero(ints > 0)[[5, -5]].tolist()
+    assert len(set(mz[picks].tolist())) == len(picks)  # distinct m/z values, each present once
+    targets = [float(mz[k]) for k in picks]
+    got = ion_images(co, targets, 0.0, strategy="spectra", num_batches=2)
+    np.testing.assert_array_equal(got.images[:, y - 1, x - 1], ints[picks])
+    # pyimzML's getionimage adds a spectrum's first intensity when the window lies below its m/z
+    # range (its _bisect_spectrum returns (0, 0)), so compare with a masked sum over its spectra instead
+    expected = np.zeros_like(got.images)
+    with pyimzml(path) as p:
+        for i, (px, py, _) in enumerate(p.coordinates):
+            smz, sints = map(np.asarray, p.getspectrum(i))
+            for k, t in enumerate(targets):
+                expected[k, py - 1, px - 1] = sints[(smz >= t) & (smz <= t)].sum(dtype=np.float64)
+    np.testing.assert_array_equal(got.images, expected)

@@ -96,13 +96,16 @@ class Spectra:
         return np.where(np.diff(self.offsets) > 0, sums, 0.0)
 
 
-def _concat(views: list[Array], dtype: Any) -> Array:
-    out = np.empty(sum(len(v) for v in views), dtype=dtype)
-    pos = 0
-    for v in views:
-        out[pos : pos + len(v)] = v
-        pos += len(v)
-    return out
+def _gather(bufs: list[Array], where: list[tuple[int, int, int]], codes: list[int]) -> Array:
+    """Concatenate arrays found at ``(part, offset, nbytes)`` of the fetched parts, decoded."""
+    dtypes = {DTYPES[c] for c in codes}
+    if len(dtypes) == 1:  # the usual case: one byte-level concatenation, then a view
+        (dtype,) = dtypes
+        views = [bufs[p][a : a + n] for p, a, n in where]
+        return (np.concatenate(views) if views else np.zeros(0, np.uint8)).view(dtype)
+    common = np.result_type(*dtypes)
+    pieces = [bufs[p][a : a + n].view(DTYPES[c]).astype(common) for (p, a, n), c in zip(where, codes, strict=True)]
+    return np.concatenate(pieces)
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,9 +141,10 @@ class ImzMLSlice(DataSlice):
         """Bytes this slice reads from the ``.ibd``."""
         return sum(b for _, b, _ in set(self._spans()))
 
-    def _fetch(self) -> tuple[dict[tuple[int, int], Array], int]:
-        spans = sorted(set(self._spans()))
-        parts, where = plan_parts([(o, b) for o, b, _ in spans], self.part_size)
+    def _fetch(self) -> tuple[list[Array], dict[tuple[int, int], tuple[int, int, int]], int]:
+        """Fetch the slice's arrays: the parts (uint8) and, per (offset, bytes), where it lies."""
+        spans = sorted({(o, b) for o, b, _ in self._spans()})
+        parts, where = plan_parts(spans, self.part_size)
         store, key = open_store(self.ibd_url)
         data = store.get_ranges(key, parts) if parts else []
         for (start, end), got in zip(parts, data, strict=True):
@@ -148,31 +152,30 @@ class ImzMLSlice(DataSlice):
                 raise TruncatedData(
                     self.ibd_url, start + len(got), f"the .ibd ends before byte {end} (bytes [{start}, {end}) wanted)"
                 )
-        decoded = {
-            (o, b): np.frombuffer(data[p], dtype=DTYPES[code], count=b // np.dtype(DTYPES[code]).itemsize, offset=at)
-            for (o, b, code), (p, at) in zip(spans, where, strict=True)
-        }
-        return decoded, sum(e - s for s, e in parts)
+        located = {(o, b): (p, at, b) for (o, b), (p, at) in zip(spans, where, strict=True)}
+        return [np.frombuffer(d, dtype=np.uint8) for d in data], located, sum(e - s for s, e in parts)
 
     def get(self) -> Spectra:
         """Fetch the slice's arrays (concurrent, coalesced ranged reads) and decode them."""
-        arrays, fetched = self._fetch()
+        bufs, located, fetched = self._fetch()
         r = self.rows
-        ints = [arrays[(o, b)] for o, b in zip(r["int_offset"].tolist(), r["int_bytes"].tolist(), strict=True)]
         offsets = np.zeros(len(r) + 1, dtype=np.int64)
         np.cumsum(r["int_length"], out=offsets[1:])
-        int_dtype = np.result_type(*(DTYPES[c] for c in set(r["int_dtype"].tolist()))) if len(r) else np.float32
-        if self.continuous:
-            mz = arrays[(int(r["mz_offset"][0]), int(r["mz_bytes"][0]))] if len(r) else np.zeros(0)
+        spots = [located[k] for k in zip(r["int_offset"].tolist(), r["int_bytes"].tolist(), strict=True)]
+        intensities = _gather(bufs, spots, r["int_dtype"].tolist()) if len(r) else np.zeros(0, np.float32)
+        if self.continuous and len(r):
+            mz = _gather(bufs, [located[(int(r["mz_offset"][0]), int(r["mz_bytes"][0]))]], [int(r["mz_dtype"][0])])
+        elif len(r):
+            spots = [located[k] for k in zip(r["mz_offset"].tolist(), r["mz_bytes"].tolist(), strict=True)]
+            mz = _gather(bufs, spots, r["mz_dtype"].tolist())
         else:
-            views = [arrays[(o, b)] for o, b in zip(r["mz_offset"].tolist(), r["mz_bytes"].tolist(), strict=True)]
-            mz_dtype = np.result_type(*(DTYPES[c] for c in set(r["mz_dtype"].tolist()))) if len(r) else np.float64
-            mz = _concat(views, mz_dtype)
+            mz = np.zeros(0)
         coords = np.stack([r["x"], r["y"], r["z"]], axis=1) if len(r) else np.zeros((0, 3), dtype=np.int32)
-        return Spectra(self.indices, coords, mz, _concat(ints, int_dtype), offsets, self.continuous, fetched)
+        return Spectra(self.indices, coords, mz, intensities, offsets, self.continuous, fetched)
 
     def iter_chunks(self) -> Iterator[bytes]:
         """The raw (little-endian) bytes of the slice's arrays, in ``.ibd`` order."""
-        arrays, _ = self._fetch()
-        for key in sorted(arrays):
-            yield arrays[key].tobytes()
+        bufs, located, _ = self._fetch()
+        for key in sorted(located):
+            p, at, nbytes = located[key]
+            yield bufs[p][at : at + nbytes].tobytes()

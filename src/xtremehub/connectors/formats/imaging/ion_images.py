@@ -69,14 +69,22 @@ def window_sums(mz: Array, intensities: Array, lows: Array, highs: Array) -> Arr
         mz, intensities = mz[order], intensities[order]
     a = np.searchsorted(mz, lows, side="left")
     b = np.searchsorted(mz, highs, side="right")
-    # Sum each window on its own (not as differences of a cumulative sum, which would
-    # swamp small windows): reduceat over [a0, b0, a1, b1, ...], keeping the even entries.
-    padded = np.zeros(len(intensities) + 1)
-    padded[:-1] = intensities
+    return _range_sums(intensities, a, b)
+
+
+def _range_sums(values: Array, a: Array, b: Array) -> Array:
+    """``values[a[k]:b[k]].sum()`` for every k, in float64, 0 for empty ranges.
+
+    Each range is summed on its own (differences of a cumulative sum would swamp small
+    windows next to large totals): reduceat over ``[a0, b0, a1, b1, ...]``, even entries kept.
+    """
+    if not len(a):
+        return np.zeros(0)
+    padded = np.zeros(len(values) + 1)
+    padded[:-1] = values
     bounds = np.empty(2 * len(a), dtype=np.intp)
     bounds[0::2], bounds[1::2] = a, b
-    sums = np.add.reduceat(padded, bounds)[0::2] if len(bounds) else np.zeros(0)
-    return np.where(b > a, sums, 0.0)
+    return np.where(b > a, np.add.reduceat(padded, bounds)[0::2], 0.0)
 
 
 def batch_ion_values(batch: Spectra, lows: Array, highs: Array) -> Array:
@@ -98,9 +106,39 @@ def batch_ion_values(batch: Spectra, lows: Array, highs: Array) -> Array:
             if b[k] > a[k]:
                 out[k] = matrix[:, a[k] : b[k]].sum(axis=1, dtype=np.float64)
         return out
+    fast = _processed_float32(batch, lows, highs)
+    if fast is not None:
+        return fast
     for i in range(len(batch)):
         out[:, i] = window_sums(*batch.spectrum(i), lows, highs)
     return out
+
+
+def _processed_float32(batch: Spectra, lows: Array, highs: Array) -> Array | None:
+    """All windows of all spectra in a few vectorised calls (float32 m/z, sorted, >= 0), else ``None``.
+
+    The bit pattern of a non-negative float32 orders like the float, so ``(spectrum << 32) |
+    bits(m/z)`` is one sorted int64 key over the batch: a single ``searchsorted`` finds every
+    window of every spectrum. Bounds are rounded inwards to float32, so the comparisons are
+    exactly those of :func:`window_sums`.
+    """
+    mz = batch.mz
+    if mz.dtype != np.float32 or not len(mz) or not mz.min() >= 0:
+        return None
+    lengths = np.diff(batch.offsets)
+    n = len(batch)
+    key = np.repeat(np.arange(n, dtype=np.int64) << 32, lengths) | mz.view(np.int32)
+    if not (key[1:] >= key[:-1]).all():
+        return None  # some spectrum is not sorted by m/z
+    lo32 = np.maximum(lows, 0).astype(np.float32)
+    lo32 = np.where(lo32.astype(np.float64) < lows, np.nextafter(lo32, np.float32(np.inf)), lo32)
+    hi32 = highs.astype(np.float32)
+    hi32 = np.where(hi32.astype(np.float64) > highs, np.nextafter(hi32, np.float32(-np.inf)), hi32)
+    seg = (np.arange(n, dtype=np.int64) << 32)[:, None]
+    a = np.searchsorted(key, (seg | lo32.view(np.int32).astype(np.int64)).ravel(), side="left")
+    b = np.searchsorted(key, (seg | np.maximum(hi32, 0).view(np.int32).astype(np.int64)).ravel(), side="right")
+    b = np.where(hi32 < 0, a.reshape(n, -1), b.reshape(n, -1)).ravel()
+    return _range_sums(batch.intensities, a, b).reshape(n, len(lows)).T.copy()
 
 
 def slice_ion_values(data_slice: ImzMLSlice, mz_values: Sequence[float], ppm: float) -> tuple[Array, Array]:
