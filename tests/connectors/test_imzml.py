@@ -242,3 +242,50 @@ def test_ion_windows_include_both_ends_exactly(testdata: Path, tmp_path: Path, n
             for k, t in enumerate(targets):
                 expected[k, py - 1, px - 1] = sints[(smz >= t) & (smz <= t)].sum(dtype=np.float64)
     np.testing.assert_array_equal(got.images, expected)
+
+
+def _array_xml(kind: str, dtype_acc: str, offset: int, length: int, itemsize: int) -> str:
+    return (
+        f'<binaryDataArray><cvParam accession="{kind}"/><cvParam accession="{dtype_acc}"/>'
+        f'<cvParam accession="MS:1000576"/><cvParam accession="IMS:1000102" value="{offset}"/>'
+        f'<cvParam accession="IMS:1000103" value="{length}"/>'
+        f'<cvParam accession="IMS:1000104" value="{length * itemsize}"/><binary/></binaryDataArray>'
+    )
+
+
+def test_inline_params_and_mixed_dtypes(tmp_path: Path) -> None:
+    """Arrays described inline (no param groups), float32 and float64 intensities in one slice."""
+    mz = np.array([100.0, 200.0, 300.0], dtype="<f8")
+    first, second = np.array([1, 2, 3], dtype="<f4"), np.array([4.5, 5.5, 6.5], dtype="<f8")
+    ibd = bytes(range(16)) + mz.tobytes() + first.tobytes() + mz.tobytes() + second.tobytes()
+    spectra = []
+    offsets = [(16, 40), (52, 76)]
+    int_types = [("MS:1000521", 4), ("MS:1000523", 8)]
+    for n, ((mz_at, int_at), (int_acc, size)) in enumerate(zip(offsets, int_types, strict=True)):
+        spectra.append(
+            f'<spectrum index="{n}"><scanList><scan><userParam name="position x" value="{n + 1}"/>'
+            f'<userParam name="position y" value="1"/><userParam name="position z" value="2"/></scan></scanList>'
+            f"<binaryDataArrayList>{_array_xml('MS:1000514', 'MS:1000523', mz_at, 3, 8)}"
+            f"{_array_xml('MS:1000515', int_acc, int_at, 3, size)}</binaryDataArrayList></spectrum>"
+        )
+    xml = (
+        '<mzML xmlns="http://psi.hupo.org/ms/mzml"><fileDescription><fileContent>'
+        '<cvParam accession="IMS:1000031"/>'
+        '<cvParam accession="IMS:1000080" value="{00010203-0405-0607-0809-0a0b0c0d0e0f}"/>'
+        f'</fileContent></fileDescription><run><spectrumList count="2">{"".join(spectra)}</spectrumList></run></mzML>'
+    )
+    (tmp_path / "m.imzML").write_text(xml)
+    (tmp_path / "m.ibd").write_bytes(ibd)
+    co = CloudObject.from_path(ImzML, str(tmp_path / "m.imzML")).preprocess()
+    assert co["intensity_dtypes"] == ["<f4", "<f8"]
+    assert co["z_values"] == [2]
+    batch = co.partition(partition_spectra, num_batches=1)[0].get()
+    assert batch.coords.tolist() == [[1, 1, 2], [2, 1, 2]]
+    assert batch.intensities.dtype == np.float64
+    np.testing.assert_array_equal(batch.intensities, [1, 2, 3, 4.5, 5.5, 6.5])
+    np.testing.assert_array_equal(batch.spectrum(1)[0], mz)
+    images = ion_images(co, [200.0], 1.0, z=2).images
+    np.testing.assert_array_equal(images, [[[2.0, 5.5]]])
+    tiles = [s.get() for s in co.partition(partition_tiles, tile_width=1)]  # pyimzML needs param groups
+    assert [t.indices.tolist() for t in tiles] == [[0], [1]]
+    np.testing.assert_array_equal(tiles[1].intensities, second)
