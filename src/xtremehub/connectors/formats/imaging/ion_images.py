@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,22 @@ def windows(mz_values: Sequence[float], ppm: float) -> tuple[Array, Array]:
     return targets - tol, targets + tol
 
 
+def _bounds_as(dtype: np.dtype[Any], lows: Array, highs: Array) -> tuple[Array, Array]:
+    """Window bounds in the m/z array's own float dtype, rounded inwards, so that searching
+    with them (no conversion of the m/z array) compares exactly as float64 bounds would."""
+    if dtype.kind != "f" or dtype.itemsize >= 8:
+        return lows, highs
+    lo = lows.astype(dtype)
+    lo = np.where(lo.astype(np.float64) < lows, np.nextafter(lo, dtype.type(np.inf)), lo)
+    hi = highs.astype(dtype)
+    hi = np.where(hi.astype(np.float64) > highs, np.nextafter(hi, dtype.type(-np.inf)), hi)
+    return lo, hi
+
+
+def _is_sorted(mz: Array) -> bool:
+    return len(mz) < 2 or bool((mz[1:] >= mz[:-1]).all())
+
+
 def window_sums(mz: Array, intensities: Array, lows: Array, highs: Array) -> Array:
     """Summed intensities of one spectrum inside each window ``[low, high]`` (float64).
 
@@ -64,12 +81,11 @@ def window_sums(mz: Array, intensities: Array, lows: Array, highs: Array) -> Arr
         ...             np.array([1.5, 0.0]), np.array([3.0, 0.5])).tolist()
         [50.0, 0.0]
     """
-    if len(mz) > 1 and not (mz[1:] >= mz[:-1]).all():
+    if not _is_sorted(mz):
         order = np.argsort(mz, kind="stable")
         mz, intensities = mz[order], intensities[order]
-    a = np.searchsorted(mz, lows, side="left")
-    b = np.searchsorted(mz, highs, side="right")
-    return _range_sums(intensities, a, b)
+    lo, hi = _bounds_as(mz.dtype, lows, highs)
+    return _range_sums(intensities, np.searchsorted(mz, lo, "left"), np.searchsorted(mz, hi, "right"))
 
 
 def _range_sums(values: Array, a: Array, b: Array) -> Array:
@@ -80,11 +96,11 @@ def _range_sums(values: Array, a: Array, b: Array) -> Array:
     """
     if not len(a):
         return np.zeros(0)
-    padded = np.zeros(len(values) + 1)
+    padded = np.zeros(len(values) + 1, dtype=values.dtype)
     padded[:-1] = values
     bounds = np.empty(2 * len(a), dtype=np.intp)
     bounds[0::2], bounds[1::2] = a, b
-    return np.where(b > a, np.add.reduceat(padded, bounds)[0::2], 0.0)
+    return np.where(b > a, np.add.reduceat(padded, bounds, dtype=np.float64)[0::2], 0.0)
 
 
 def batch_ion_values(batch: Spectra, lows: Array, highs: Array) -> Array:
@@ -92,53 +108,36 @@ def batch_ion_values(batch: Spectra, lows: Array, highs: Array) -> Array:
     out = np.zeros((len(lows), len(batch)))
     if not len(batch):
         return out
+    mz = batch.mz
     if batch.continuous:
-        mz = batch.mz
-        if len(mz) > 1 and not (mz[1:] >= mz[:-1]).all():
+        matrix = batch.intensity_matrix()
+        if not _is_sorted(mz):
             order = np.argsort(mz, kind="stable")
-            matrix = batch.intensity_matrix()[:, order]
-            mz = mz[order]
-        else:
-            matrix = batch.intensity_matrix()
-        a = np.searchsorted(mz, lows, side="left")
-        b = np.searchsorted(mz, highs, side="right")
+            matrix, mz = matrix[:, order], mz[order]
+        lo, hi = _bounds_as(mz.dtype, lows, highs)
+        a, b = np.searchsorted(mz, lo, "left"), np.searchsorted(mz, hi, "right")
         for k in range(len(lows)):
             if b[k] > a[k]:
                 out[k] = matrix[:, a[k] : b[k]].sum(axis=1, dtype=np.float64)
         return out
-    fast = _processed_float32(batch, lows, highs)
-    if fast is not None:
-        return fast
-    for i in range(len(batch)):
-        out[:, i] = window_sums(*batch.spectrum(i), lows, highs)
-    return out
-
-
-def _processed_float32(batch: Spectra, lows: Array, highs: Array) -> Array | None:
-    """All windows of all spectra in a few vectorised calls (float32 m/z, sorted, >= 0), else ``None``.
-
-    The bit pattern of a non-negative float32 orders like the float, so ``(spectrum << 32) |
-    bits(m/z)`` is one sorted int64 key over the batch: a single ``searchsorted`` finds every
-    window of every spectrum. Bounds are rounded inwards to float32, so the comparisons are
-    exactly those of :func:`window_sums`.
-    """
-    mz = batch.mz
-    if mz.dtype != np.float32 or not len(mz) or not mz.min() >= 0:
-        return None
-    lengths = np.diff(batch.offsets)
-    n = len(batch)
-    key = np.repeat(np.arange(n, dtype=np.int64) << 32, lengths) | mz.view(np.int32)
-    if not (key[1:] >= key[:-1]).all():
-        return None  # some spectrum is not sorted by m/z
-    lo32 = np.maximum(lows, 0).astype(np.float32)
-    lo32 = np.where(lo32.astype(np.float64) < lows, np.nextafter(lo32, np.float32(np.inf)), lo32)
-    hi32 = highs.astype(np.float32)
-    hi32 = np.where(hi32.astype(np.float64) > highs, np.nextafter(hi32, np.float32(-np.inf)), hi32)
-    seg = (np.arange(n, dtype=np.int64) << 32)[:, None]
-    a = np.searchsorted(key, (seg | lo32.view(np.int32).astype(np.int64)).ravel(), side="left")
-    b = np.searchsorted(key, (seg | np.maximum(hi32, 0).view(np.int32).astype(np.int64)).ravel(), side="right")
-    b = np.where(hi32 < 0, a.reshape(n, -1), b.reshape(n, -1)).ravel()
-    return _range_sums(batch.intensities, a, b).reshape(n, len(lows)).T.copy()
+    starts = batch.offsets[:-1]
+    breaks = np.flatnonzero(mz[1:] < mz[:-1]) + 1  # descents are allowed only where a spectrum starts
+    if not np.isin(breaks, starts).all():
+        for i in range(len(batch)):
+            out[:, i] = window_sums(*batch.spectrum(i), lows, highs)
+        return out
+    # Every spectrum sorted: locate its windows (two binary searches, no copy), then sum
+    # all windows of the batch in one reduceat.
+    lo, hi = _bounds_as(mz.dtype, lows, highs)
+    a = np.empty((len(batch), len(lows)), dtype=np.intp)
+    b = np.empty_like(a)
+    for i, (start, end) in enumerate(itertools.pairwise(batch.offsets.tolist())):
+        spectrum = mz[start:end]
+        a[i] = np.searchsorted(spectrum, lo, "left")
+        b[i] = np.searchsorted(spectrum, hi, "right")
+    a += starts[:, None]
+    b += starts[:, None]
+    return _range_sums(batch.intensities, a.ravel(), b.ravel()).reshape(len(batch), len(lows)).T.copy()
 
 
 def slice_ion_values(data_slice: ImzMLSlice, mz_values: Sequence[float], ppm: float) -> tuple[Array, Array]:
