@@ -12,7 +12,7 @@
 4. Checks that both give the same images; prints the speed ratio, bytes fetched by all
    slices / .ibd size and index size / data size.
 
-Run:  .venv/bin/python bench/imzml_ion_images.py [--gb 1.0] [--workers 2] [--slices 16] [--quick]
+Run:  .venv/bin/python bench/imzml_ion_images.py [--gb 1.0] [--workers 2] [--slices 32] [--quick]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--targets", type=int, default=100)
     parser.add_argument("--ppm", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--slices", type=int, default=16)
+    parser.add_argument("--slices", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="a 0.25 GB dataset (shared, loaded machines)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "imzml-bench")
     args = parser.parse_args()
