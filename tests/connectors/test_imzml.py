@@ -289,3 +289,26 @@ def test_inline_params_and_mixed_dtypes(tmp_path: Path) -> None:
     tiles = [s.get() for s in co.partition(partition_tiles, tile_width=1)]  # pyimzML needs param groups
     assert [t.indices.tolist() for t in tiles] == [[0], [1]]
     np.testing.assert_array_equal(tiles[1].intensities, second)
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_window_sums_on_unsorted_spectra(continuous: bool) -> None:
+    """Spectra not sorted by m/z take the sorting path and still sum every point in each window."""
+    from xtremehub.connectors.formats.imaging.ion_images import batch_ion_values, windows
+
+    rng = np.random.default_rng(3)
+    mz = rng.uniform(100, 200, 3 * 50).astype(np.float32)
+    ints = rng.uniform(0, 10, 3 * 50).astype(np.float32)
+    if continuous:
+        mz = mz[:50]
+    offsets = np.array([0, 50, 100, 150])
+    batch = Spectra(np.arange(3), np.ones((3, 3), dtype=np.int32), mz, ints, offsets, continuous)
+    targets = [120.0, 150.0, 199.0]
+    lows, highs = windows(targets, 20_000)
+    got = batch_ion_values(batch, lows, highs)
+    for i in range(3):
+        smz, sints = batch.spectrum(i)
+        for k in range(3):
+            inside = (smz.astype(np.float64) >= lows[k]) & (smz.astype(np.float64) <= highs[k])
+            assert got[k, i] == pytest.approx(sints[inside].sum(dtype=np.float64), rel=1e-12)
+    assert got.any()
