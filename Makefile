@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-executor: $(VENV)/.installed-bench
 
 bench-cog: $(VENV)/.installed-bench
 	$(BIN)/python bench/cog_windows.py
+
+bench-imzml: $(VENV)/.installed-bench
+	$(BIN)/python bench/imzml_ion_images.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

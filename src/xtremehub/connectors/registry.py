@@ -26,6 +26,7 @@ FORMATS: Registry[type[Format]] = Registry(
         "text": "xtremehub.connectors.formats.text.text:Text",
         "csv": "xtremehub.connectors.formats.text.text:CSV",
         "cog": "xtremehub.connectors.formats.geo.cog:COG",
+        "imzml": "xtremehub.connectors.formats.imaging.imzml:ImzML",
     },
 )
 
