@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-laz clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench-storage: $(VENV)/.installed-bench
 
 bench-executor: $(VENV)/.installed-bench
 	$(BIN)/python bench/executor_overhead.py
+
+bench-cog: $(VENV)/.installed-bench
+	$(BIN)/python bench/cog_windows.py
+
+bench-imzml: $(VENV)/.installed-bench
+	$(BIN)/python bench/imzml_ion_images.py
 
 bench-laz: $(VENV)/.installed-bench
 	$(BIN)/python bench/laz_dtm.py

@@ -1,5 +1,9 @@
 """Executor overhead: ours (local backend) vs multiprocessing.Pool vs Lithops localhost, one run.
 
+Also measured in the same run: ``xtremehub.multiprocessing.Pool.map`` (the
+standard-library API on our executor, column ``xmp.Pool``) against the standard
+library's ``Pool.map``.
+
 Scenarios: 1,000 no-op tasks, and 100 tasks that sleep 10 ms. Each measurement
 includes starting and stopping the executor/pool (that is what a user pays for
 one job), with 2 worker processes for all three. Ours and the pool run
@@ -7,7 +11,8 @@ one job), with 2 worker processes for all three. Ours and the pool run
 (about 0.3 s per task) runs once. These 2-core machines are noisy, so both the
 median and the best round are printed; the ratio uses medians.
 
-Run:  .venv/bin/python bench/executor_overhead.py [--rounds 7] [--lithops-noop-tasks 1000]
+Run:  .venv/bin/python bench/executor_overhead.py [--rounds 7] [--lithops-noop-tasks 1000] [--quick]
+      (--quick: 5 rounds, no Lithops)
 Targets (issue 2): ours <= 2x multiprocessing.Pool on 1,000 no-ops; >= 50x faster than Lithops.
 """
 
@@ -23,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xtremehub import FunctionExecutor
+from xtremehub import multiprocessing as xmp
 
 WORKERS = 2
 
@@ -54,6 +60,15 @@ def run_ours(func: Callable[[int], int], n: int) -> float:
     return elapsed
 
 
+def run_xmp_pool(func: Callable[[int], int], n: int) -> float:
+    t0 = time.perf_counter()
+    with xmp.Pool(WORKERS) as pool:
+        result = pool.map(func, range(n))
+    elapsed = time.perf_counter() - t0
+    assert result == list(range(n))
+    return elapsed
+
+
 def run_lithops(func: Callable[[int], int], n: int) -> float:
     import lithops
 
@@ -75,23 +90,28 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--lithops-noop-tasks", type=int, default=1000, help="fewer is faster; rates are per task")
     parser.add_argument("--no-lithops", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="5 rounds, no Lithops")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.no_lithops = 5, True
     logging.getLogger("lithops").setLevel(logging.WARNING)
 
     scenarios = [("1000 no-op tasks", noop, 1000, args.lithops_noop_tasks), ("100 tasks of 10 ms", sleep10, 100, 100)]
     print(f"workers {WORKERS}; rounds {args.rounds} (median); each time includes executor start and stop")
     print(
         f"{'scenario':<20} {'Pool':>9} {'ours':>9} {'ours/Pool':>10} {'best Pool':>10} {'best ours':>10} "
-        f"{'Lithops':>10} {'Lithops/ours':>13}"
+        f"{'Lithops':>10} {'Lithops/ours':>13} {'xmp.Pool':>9} {'xmp/Pool':>9}"
     )
     for name, func, n, n_lithops in scenarios:
         run_pool(func, min(n, 50))  # warm imports and the page cache
         run_ours(func, min(n, 50))
-        pool_t, ours_t = [], []
+        run_xmp_pool(func, min(n, 50))
+        pool_t, ours_t, xmp_t = [], [], []
         for _ in range(args.rounds):
             pool_t.append(run_pool(func, n))
             ours_t.append(run_ours(func, n))
-        pool, ours = statistics.median(pool_t), statistics.median(ours_t)
+            xmp_t.append(run_xmp_pool(func, n))
+        pool, ours, xmp_pool = statistics.median(pool_t), statistics.median(ours_t), statistics.median(xmp_t)
         if args.no_lithops:
             lithops_s, ratio = "-", "-"
         else:
@@ -99,7 +119,8 @@ def main() -> None:
             lithops_s, ratio = f"{lt:9.2f}s", f"{lt / ours:12.0f}x"
         print(
             f"{name:<20} {pool * 1e3:7.1f}ms {ours * 1e3:7.1f}ms {ours / pool:9.2f}x "
-            f"{min(pool_t) * 1e3:8.1f}ms {min(ours_t) * 1e3:8.1f}ms {lithops_s:>10} {ratio:>13}"
+            f"{min(pool_t) * 1e3:8.1f}ms {min(ours_t) * 1e3:8.1f}ms {lithops_s:>10} {ratio:>13} "
+            f"{xmp_pool * 1e3:7.1f}ms {xmp_pool / pool:8.2f}x"
         )
 
 

@@ -23,14 +23,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from seaweed_object import object_on_seaweedfs
 from xtremehub import FunctionExecutor, storage
-from xtremehub.config import use_process_settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.connectors.genomics import FASTQGZip, FASTQGZipSlice, partition_reads_batches
 from xtremehub.demo.sample_data import write_fastq_gz
-from xtremehub.storage._s3 import S3Store
-from xtremehub.testing.seaweedfs import SeaweedFS
 
 MiB = 1024 * 1024
 
@@ -89,14 +87,7 @@ def main() -> None:
     base_scan = time.perf_counter() - t0
     uncompressed = None
 
-    with SeaweedFS.start() as server:
-        settings = server.settings(timeout=120)
-        use_process_settings(settings)
-        S3Store("bench", settings.s3).create_bucket()
-        url = "s3://bench/reads.fastq.gz"
-        with local.open("rb") as fh:
-            storage.put(url, fh, settings=settings)
-
+    with object_on_seaweedfs(local, "reads.fastq.gz") as (url, settings):
         t0 = time.perf_counter()
         co = CloudObject.from_path(FASTQGZip, url, settings=settings).preprocess(force=True)
         ours_pre = time.perf_counter() - t0
@@ -116,7 +107,6 @@ def main() -> None:
         fetched = sum(r[2] for r in results)
 
         base_pre = static_partition_baseline(local, args.slices, reads, "s3://bench/", settings)
-        use_process_settings(None)
 
     base_tp = uncompressed / base_scan / MiB
     ours_tp = uncompressed / ours_scan / MiB

@@ -19,6 +19,9 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     backend = "local"
     workers = 4
 
+    [telemetry]                       # XHUB_TELEMETRY_<FIELD>
+    dir = "s3://bucket/telemetry/"    # XHUB_TELEMETRY_DIR: one JSON-lines object per job
+
 When no S3 credential is configured, the standard ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` and
 ``AWS_ENDPOINT_URL`` variables are used, so existing AWS set-ups keep working.
@@ -49,6 +52,7 @@ __all__ = [
     "ExecutorSettings",
     "S3Settings",
     "Settings",
+    "TelemetrySettings",
     "default_config_path",
     "default_settings",
     "use_process_settings",
@@ -105,6 +109,18 @@ class ExecutorSettings:
             raise ConfigError(f"executor.start_method must be fork, forkserver or spawn, not {self.start_method!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class TelemetrySettings:
+    """Where task telemetry goes (see ``docs/telemetry.md``).
+
+    ``dir``: a local directory or storage URL prefix; when set, every job's task
+    records are written there as ``<job_id>.jsonl``. ``None`` (default): kept in
+    memory only (``fexec.job_summary()``).
+    """
+
+    dir: str | None = None
+
+
 def _default_home() -> Path:
     return Path("~/.xtremehub").expanduser()
 
@@ -121,6 +137,7 @@ class Settings:
     s3: S3Settings = field(default_factory=S3Settings)
     buckets: Mapping[str, S3Settings] = field(default_factory=dict)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -128,7 +145,9 @@ class Settings:
         object.__setattr__(self, "buckets", types.MappingProxyType(dict(self.buckets)))
 
     def __hash__(self) -> int:
-        return hash((self.home, self.log_level, self.s3, tuple(sorted(self.buckets.items())), self.executor))
+        return hash(
+            (self.home, self.log_level, self.s3, tuple(sorted(self.buckets.items())), self.executor, self.telemetry)
+        )
 
     def s3_for(self, bucket: str) -> S3Settings:
         """S3 settings for one bucket: its override if any, else the global ``[s3]`` table."""
@@ -140,7 +159,10 @@ class Settings:
 
     def __reduce__(self) -> tuple[object, ...]:
         # mappingproxy is not picklable; rebuild from a plain dict.
-        return (_rebuild_settings, (self.home, self.log_level, self.s3, dict(self.buckets), self.executor))
+        return (
+            _rebuild_settings,
+            (self.home, self.log_level, self.s3, dict(self.buckets), self.executor, self.telemetry),
+        )
 
     @classmethod
     def load(
@@ -177,9 +199,21 @@ class Settings:
 
 
 def _rebuild_settings(
-    home: Path, log_level: str, s3: S3Settings, buckets: dict[str, S3Settings], executor: ExecutorSettings
+    home: Path,
+    log_level: str,
+    s3: S3Settings,
+    buckets: dict[str, S3Settings],
+    executor: ExecutorSettings,
+    telemetry: TelemetrySettings | None = None,
 ) -> Settings:
-    return Settings(home=home, log_level=log_level, s3=s3, buckets=buckets, executor=executor)
+    return Settings(
+        home=home,
+        log_level=log_level,
+        s3=s3,
+        buckets=buckets,
+        executor=executor,
+        telemetry=telemetry or TelemetrySettings(),
+    )
 
 
 def default_config_path(env: Mapping[str, str] | None = None) -> Path:
@@ -221,7 +255,7 @@ def _apply_aws_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             s3[name] = env[var]
 
 
-_SECTIONS: dict[str, type[Any]] = {"s3": S3Settings, "executor": ExecutorSettings}
+_SECTIONS: dict[str, type[Any]] = {"s3": S3Settings, "executor": ExecutorSettings, "telemetry": TelemetrySettings}
 
 
 def _apply_xhub_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -318,6 +352,8 @@ def _build_settings(raw: Mapping[str, Any], source: str) -> Settings:
     }
     if "executor" in raw:
         kwargs["executor"] = _build_section(ExecutorSettings, raw["executor"], "executor")
+    if "telemetry" in raw:
+        kwargs["telemetry"] = _build_section(TelemetrySettings, raw["telemetry"], "telemetry")
     return Settings(**kwargs)
 
 

@@ -20,12 +20,12 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── WorkerDied                              worker process killed / out of memory
     │   ├── TaskTimeout             (TimeoutError)  task ran past its time limit
     │   └── ExecutorClosed          (RuntimeError)
-    └── ConnectorError
-        ├── CorruptData             (ValueError)   bad compression or structure, names offset
-        │   ├── TruncatedData
-        │   └── MalformedRecord
-        ├── StaleIndex                             object changed since preprocess()
-        └── NotPreprocessed
+    ├── ConnectorError
+    │   ├── CorruptData             (ValueError)   bad compression or structure, names offset
+    │   │   ├── TruncatedData
+    │   │   └── MalformedRecord
+    │   ├── StaleIndex                             object changed since preprocess()
+    │   └── NotPreprocessed
     └── StreamError
         ├── ScopeNotFound           (LookupError)
         ├── StreamNotFound          (LookupError)

@@ -67,6 +67,11 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert "FASTQ.gz connector" in result.output
     assert "partitions" in result.output
     assert (tmp_path / "h" / "sample" / "variants-2MB.csv").exists()
+    for kind in ("timeline", "histogram"):  # telemetry of the main job: plots and the per-job table
+        png = tmp_path / "h" / "plots" / f"demo_{kind}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert str(png) in result.output
+    assert "fexec.job_summary()" in result.output
 
 
 def _xhub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

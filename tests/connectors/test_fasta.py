@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 import pickle
 import shutil
 from pathlib import Path
@@ -20,11 +19,6 @@ from xtremehub.connectors.genomics import FASTA, partition_bases, partition_sequ
 from xtremehub.errors import MalformedRecord
 
 FILES = ["ce.fa", "ex1.fa", "test.fa"]
-
-
-@pytest.fixture
-def facts(testdata: Path) -> dict[str, Any]:
-    return json.loads((testdata / "FACTS.json").read_text())
 
 
 def _copy(testdata: Path, tmp_path: Path, name: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import json
 import pickle
 import shutil
 import zlib
@@ -27,35 +26,6 @@ from xtremehub.errors import CorruptData, MalformedRecord, NotPreprocessed, Stal
 
 FILES = ["Illimina1.8.fq.gz", "sample.fastq.bgz", "multimember_pigz.fastq.gz", "multiblock.fastq.gz"]
 SPACING = 64 * 1024  # small checkpoints spacing: these files are small
-
-
-@pytest.fixture
-def facts(testdata: Path) -> dict[str, Any]:
-    return json.loads((testdata / "FACTS.json").read_text())
-
-
-@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
-def where(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """A function that places a file in the store under test and returns its URL."""
-    if request.param == "local":
-
-        def place(path: Path) -> str:
-            target = tmp_path / "data" / path.name
-            target.parent.mkdir(exist_ok=True)
-            shutil.copy(path, target)
-            return str(target)
-
-        yield place
-        return
-    s3_root = request.getfixturevalue("s3_root")
-    request.getfixturevalue("s3_default")  # workers and this process resolve s3:// to the test server
-
-    def place_s3(path: Path) -> str:
-        url = s3_root + path.name
-        storage.put(url, path.read_bytes())
-        return url
-
-    yield place_s3
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,6 @@ from xtremehub.errors import MalformedRecord
 
 FILES = ["ex1.vcf.gz", "test.vcf.gz", "index.vcf"]
 SPACING = 65536
-
-
-@pytest.fixture
-def facts(testdata: Path) -> dict[str, Any]:
-    return json.loads((testdata / "FACTS.json").read_text())
 
 
 def _body(path: Path) -> list[bytes]:

@@ -28,7 +28,9 @@ from xtremehub.compute.backends import Backend, Job, create_backend
 from xtremehub.compute.futures import ALL_COMPLETED, ALWAYS, ANY_COMPLETED, FuturesList, ResponseFuture, Signal
 from xtremehub.compute.partitioner import ObjectPart, partition_objects
 from xtremehub.compute.progress import progress_bar, wants_progress
+from xtremehub.compute.summary import JobSummary
 from xtremehub.compute.task import Call, Outcome, expand_args
+from xtremehub.compute.telemetry import TelemetryWriter
 from xtremehub.config import Settings, default_settings
 from xtremehub.errors import ConfigError, ExecutorClosed
 
@@ -58,6 +60,9 @@ class FunctionExecutor:
         progress: show progress bars (``None``: only on a TTY).
         backend_options: passed to the backend's constructor.
     """
+
+    #: Created on first use when ``settings.telemetry.dir`` is set.
+    _telemetry_writer: TelemetryWriter | None = None
 
     def __init__(
         self,
@@ -114,6 +119,8 @@ class FunctionExecutor:
         self._closed = True
         if self._started:
             self._backend.shutdown(wait=wait)
+        if self._telemetry_writer is not None:
+            self._telemetry_writer.close()
 
     def __enter__(self) -> FunctionExecutor:
         return self
@@ -140,7 +147,9 @@ class FunctionExecutor:
         futures = FuturesList()
         calls = []
         for i, (args, kwargs) in enumerate(arg_sets):
-            future = ResponseFuture(job.job_id, i, self._signal, produce_output=produce_output)
+            future = ResponseFuture(
+                job.job_id, i, self._signal, produce_output=produce_output, backend=self._backend.name
+            )
             future._mark_queued(now)
             call = Call(job.job_id, i, args, kwargs)
             self._tracked[(job.job_id, i)] = _Tracked(job, call, future)
@@ -148,6 +157,7 @@ class FunctionExecutor:
             calls.append(call)
         with self._lock:
             self._futures.extend(futures)
+        self._write_telemetry_of(job.job_id, futures)
         if calls:
             self._backend.submit(job, calls)
         log.debug("job %s: %d calls submitted to %s", job.job_id, len(calls), self._backend.name)
@@ -221,10 +231,11 @@ class FunctionExecutor:
 
     def _chain_reduce(self, job: Job, index: int, inputs: list[ResponseFuture]) -> ResponseFuture:
         """A future that becomes a reduce call once all ``inputs`` succeed."""
-        reducer = ResponseFuture(job.job_id, index, self._signal)
+        reducer = ResponseFuture(job.job_id, index, self._signal, backend=self._backend.name)
         reducer._mark_queued(time.time())
         with self._lock:
             self._futures.append(reducer)
+        self._write_telemetry_of(job.job_id, [reducer])
         remaining = [len(inputs)]
         lock = threading.Lock()
 
@@ -423,6 +434,61 @@ class FunctionExecutor:
         self._returned.update(id(f) for f in futures)
         results = [f.result(throw_except=throw_except) for f in futures]
         return results[0] if single else results
+
+    # -- telemetry ---------------------------------------------------------------------------
+    def job_summary(self, fs: ResponseFuture | Sequence[ResponseFuture] | None = None) -> JobSummary:
+        """Telemetry of finished calls (default: all of this executor's) as a table.
+
+        ``str()`` of the result shows per-job aggregates (tasks, failures, durations,
+        CPU, bytes read/written, peak RSS); ``.to_pandas()`` gives one row per call.
+        Calls still running are left out.
+
+        Example:
+            >>> from xtremehub import FunctionExecutor
+            >>> with FunctionExecutor(workers=1) as fexec:
+            ...     _ = fexec.get_result(fexec.map(abs, [-1, -2]))
+            ...     summary = fexec.job_summary()
+            >>> len(summary), summary.jobs()[0].tasks, summary[0].status, summary[0].schema
+            (2, 2, 'success', '1')
+        """
+        rows = [t for t in (f.telemetry for f in self._select(fs)) if t is not None]
+        return JobSummary(rows)
+
+    def plot(
+        self,
+        dst: str | os.PathLike[str] = ".",
+        fs: ResponseFuture | Sequence[ResponseFuture] | None = None,
+        *,
+        figsize: tuple[float, float] = (10.0, 6.0),
+    ) -> tuple[str, str]:
+        """Write a timeline and a histogram of call durations as PNGs, like Lithops's ``plot``.
+
+        ``dst`` is a directory (files ``<executor_id>_timeline.png`` and
+        ``<executor_id>_histogram.png``) or a path prefix (``<dst>_timeline.png``, ...),
+        local or any storage URL. Returns the two paths.
+        """
+        from xtremehub.compute.plots import plot_telemetry
+
+        summary = self.job_summary(fs)
+        return plot_telemetry(summary.rows, dst, name=self.executor_id, settings=self.settings, figsize=figsize)
+
+    def _write_telemetry_of(self, job_id: str, futures: Sequence[ResponseFuture]) -> None:
+        """With ``settings.telemetry.dir`` set, have the job's records written there once it is done."""
+        if self.settings.telemetry.dir is None or not futures:
+            return
+        with self._lock:
+            if self._telemetry_writer is None:
+                self._telemetry_writer = TelemetryWriter(self.settings.telemetry.dir, self.settings)
+            writer = self._telemetry_writer
+        writer.expect(job_id, len(futures))
+
+        def record(future: ResponseFuture) -> None:
+            telemetry = future.telemetry
+            if telemetry is not None:
+                writer.record(telemetry)
+
+        for f in futures:
+            f.add_done_callback(record)
 
     def _select(self, fs: ResponseFuture | Sequence[ResponseFuture] | None) -> list[ResponseFuture]:
         if fs is None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xtremehub.compute.task import Outcome
+from xtremehub.compute.telemetry import TaskTelemetry
 from xtremehub.errors import TaskError
 
 __all__ = ["ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "FuturesList", "ResponseFuture", "Signal"]
@@ -43,7 +44,9 @@ class ResponseFuture:
 
     ``stats`` holds what the worker reported: ``submit``, ``start``, ``end``
     (epoch seconds), ``worker``, ``host``, ``attempts``, ``cpu_user``,
-    ``cpu_system``, ``peak_rss``, ``result_size``.
+    ``cpu_system``, ``peak_rss``, ``bytes_read``, ``bytes_written``, ``result_size``.
+    ``telemetry`` gives the same as a versioned
+    :class:`~xtremehub.compute.telemetry.TaskTelemetry` record once the call is done.
     """
 
     __slots__ = (
@@ -55,14 +58,18 @@ class ResponseFuture:
         "_state",
         "_submit",
         "_value",
+        "backend",
         "call_id",
         "job_id",
         "produce_output",
     )
 
-    def __init__(self, job_id: str, call_id: int, signal: Signal, *, produce_output: bool = True) -> None:
+    def __init__(
+        self, job_id: str, call_id: int, signal: Signal, *, produce_output: bool = True, backend: str = ""
+    ) -> None:
         self.job_id = job_id
         self.call_id = call_id
+        self.backend = backend
         self.produce_output = produce_output
         self._signal = signal
         self._state = _NEW
@@ -124,19 +131,30 @@ class ResponseFuture:
         stats: dict[str, Any] = {"attempts": self._attempts}
         if self._submit is not None:
             stats["submit"] = self._submit
-        o = self._outcome
-        if o is not None:
-            stats.update(
-                start=o.start,
-                end=o.end,
-                worker=o.worker,
-                host=o.host,
-                cpu_user=o.cpu_user,
-                cpu_system=o.cpu_system,
-                peak_rss=o.peak_rss,
-                result_size=len(o.payload) if o.ok else 0,
-            )
+        if self._outcome is not None:
+            stats.update(_worker_figures(self._outcome))
         return stats
+
+    @property
+    def telemetry(self) -> TaskTelemetry | None:
+        """This call's telemetry record, or ``None`` while it is not done."""
+        if not self.done():
+            return None
+        o, exc = self._outcome, self._exception
+        if o is not None and not o.ok:
+            error_type = o.error_type
+        else:  # o is None: never answered (worker died, executor closed, a reducer's input failed)
+            error_type = "" if exc is None else f"{type(exc).__module__}.{type(exc).__qualname__}"
+        return TaskTelemetry(
+            job_id=self.job_id,
+            call_id=self.call_id,
+            backend=self.backend,
+            status="success" if exc is None else "error",
+            error_type=error_type,
+            submit=self._submit,
+            attempts=self._attempts if o is None else max(self._attempts, o.attempt + 1),
+            **({} if o is None else _worker_figures(o)),
+        )
 
     # -- called by the executor (one thread at a time per future) ----------------------
     def _mark_queued(self, submit_time: float) -> None:
@@ -168,6 +186,22 @@ class ResponseFuture:
             self._state = _SUCCESS if exc is None else _ERROR
             callbacks, self._callbacks = self._callbacks, []
         return [functools.partial(fn, self) for fn in callbacks]
+
+
+def _worker_figures(o: Outcome) -> dict[str, Any]:
+    """What the worker measured, by ``stats``/``TaskTelemetry`` field name."""
+    return {
+        "start": o.start,
+        "end": o.end,
+        "worker": o.worker,
+        "host": o.host,
+        "cpu_user": o.cpu_user,
+        "cpu_system": o.cpu_system,
+        "peak_rss": o.peak_rss,
+        "bytes_read": o.bytes_read,
+        "bytes_written": o.bytes_written,
+        "result_size": len(o.payload) if o.ok else 0,
+    }
 
 
 def remote_exception(outcome: Outcome, call_key: str) -> BaseException:

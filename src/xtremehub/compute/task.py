@@ -3,14 +3,20 @@
 A :class:`Call` is one function invocation (positional and keyword arguments,
 already expanded Lithops-style from one ``iterdata`` item). A worker runs it
 with :func:`run_call` and answers with an :class:`Outcome`: the pickled result,
-or the pickled exception plus the remote traceback text, plus timings.
+or the pickled exception plus the remote traceback text, plus the call's
+telemetry measured on the worker: timings, CPU time, the peak resident set size
+of the call, and the bytes it moved through the storage layer. Every backend
+runs calls through :func:`run_call`, so every backend reports the same figures
+(see :class:`~xtremehub.compute.telemetry.TaskTelemetry`).
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import resource
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -19,9 +25,13 @@ from typing import Any, NamedTuple
 
 import cloudpickle
 
-__all__ = ["Call", "Outcome", "dumps", "expand_args", "run_call"]
+from xtremehub.storage import iostats
+
+__all__ = ["Call", "Outcome", "dumps", "expand_args", "reset_peak_rss", "run_call"]
 
 HOST = socket.gethostname()
+# ru_maxrss is in KiB on Linux, in bytes on macOS.
+_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
 
 
 @dataclass(slots=True)
@@ -58,7 +68,10 @@ class Outcome(NamedTuple):
     host: str = HOST
     cpu_user: float = 0.0
     cpu_system: float = 0.0
-    peak_rss: int = 0
+    peak_rss: int = 0  # bytes; the call's own peak where the OS lets us reset the high-water mark
+    bytes_read: int = 0  # through the storage layer, during the call
+    bytes_written: int = 0
+    attempt: int = 0  # 0 for the first run, n for the n-th retry
 
 
 def dumps(obj: Any) -> bytes:
@@ -111,6 +124,9 @@ def run_call(
     usage after this call is returned for the next one.
     """
     usage0 = resource.getrusage(resource.RUSAGE_SELF) if before is None else before
+    io = iostats.COUNTERS
+    read0, written0 = io.read, io.written
+    reset_peak_rss()
     start = time.time()
     ok, error_type, error_message, remote_tb = True, "", "", ""
     try:
@@ -144,6 +160,42 @@ def run_call(
         HOST,
         usage1.ru_utime - usage0.ru_utime,
         usage1.ru_stime - usage0.ru_stime,
-        usage1.ru_maxrss * 1024,  # Linux reports KiB
+        usage1.ru_maxrss * _MAXRSS_UNIT,
+        io.read - read0,
+        io.written - written0,
+        call.attempt,
     )
     return outcome, usage1
+
+
+_clear_refs: list[int | None] = [None]  # fd of /proc/self/clear_refs (-1: unavailable); None: not opened yet
+
+
+def _forget_clear_refs() -> None:
+    _clear_refs[0] = None  # a forked child must open its own (/proc/self was resolved at open time)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_clear_refs)
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS high-water mark (Linux), so ``ru_maxrss`` becomes the next call's peak.
+
+    Costs one ``write`` (about a microsecond). Returns ``False`` where the OS does
+    not allow it; then ``peak_rss`` is the process's peak so far, an upper bound.
+    """
+    fd = _clear_refs[0]
+    if fd is None:
+        try:
+            fd = os.open("/proc/self/clear_refs", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        _clear_refs[0] = fd
+    if fd < 0:
+        return False
+    try:
+        os.write(fd, b"5")
+    except OSError:
+        return False
+    return True

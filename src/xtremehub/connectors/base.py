@@ -94,6 +94,10 @@ class Format(ABC):
     def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
         """Read the object (possibly in parallel on ``executor``) and describe it."""
 
+    def companion_identity(self, co: CloudObject) -> dict[str, Any]:
+        """Identity of companion objects the index also depends on (imzML's ``.ibd``); none by default."""
+        return {}
+
 
 class DataSlice(ABC):
     """A lazily evaluated part of an object; small and picklable."""

@@ -84,7 +84,12 @@ class CloudObject:
 
     def identity(self) -> dict[str, Any]:
         """What must not change for an index to stay valid."""
-        return {"size": self.info.size, "etag": self.info.etag, "format": self.format.name}
+        return {
+            "size": self.info.size,
+            "etag": self.info.etag,
+            "format": self.format.name,
+            **self.format.companion_identity(self),
+        }
 
     # -- preprocessing -------------------------------------------------------------------
     def preprocess(self, executor: FunctionExecutor | None = None, *, force: bool = False) -> CloudObject:

@@ -25,6 +25,8 @@ FORMATS: Registry[type[Format]] = Registry(
         "vcf": "xtremehub.connectors.formats.genomics.vcf:VCF",
         "text": "xtremehub.connectors.formats.text.text:Text",
         "csv": "xtremehub.connectors.formats.text.text:CSV",
+        "cog": "xtremehub.connectors.formats.geo.cog:COG",
+        "imzml": "xtremehub.connectors.formats.imaging.imzml:ImzML",
         "las": "xtremehub.connectors.formats.geo.las:LAS",
         "copc": "xtremehub.connectors.formats.geo.las:COPC",
     },

@@ -60,6 +60,8 @@ class DemoReport:
     seconds: float
     generated_seconds: float
     checks: dict[str, bool] = field(default_factory=dict)
+    telemetry: str = ""  # str(fexec.job_summary()) of the job
+    plots: tuple[str, ...] = ()  # fexec.plot() PNGs
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,10 @@ class DemoReport:
         ]
         for name, passed in self.checks.items():
             lines.append(f"  check        {name}: {'OK' if passed else 'FAILED'}")
+        if self.telemetry:
+            lines.append("  telemetry    per job (fexec.job_summary()):")
+            lines += [f"    {line}" for line in self.telemetry.splitlines()]
+        lines += [f"  plot         {path}" for path in self.plots]
         return "\n".join(lines)
 
 
@@ -110,6 +116,8 @@ def run_demo(
         result = fexec.get_result(reducer)[0]
         seconds = time.perf_counter() - start
         n_workers = fexec.backend.workers
+        telemetry = str(fexec.job_summary())
+        plots = fexec.plot(settings.home / "plots" / "demo")
     manifest = dataset.manifest
     checks = {
         "row count matches the generator": result["rows"] == manifest["rows"],
@@ -118,5 +126,13 @@ def run_demo(
         "partitions cover every byte once": result["bytes"] == manifest["bytes"],
     }
     return DemoReport(
-        dataset, result, n_workers, result["partitions"], seconds, generated if generated > 1 else 0.0, checks
+        dataset,
+        result,
+        n_workers,
+        result["partitions"],
+        seconds,
+        generated if generated > 1 else 0.0,
+        checks,
+        telemetry,
+        plots,
     )

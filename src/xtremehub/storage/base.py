@@ -19,9 +19,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from xtremehub.errors import InvalidRange
+from xtremehub.storage.iostats import counted
 
 __all__ = ["ByteRange", "ObjectInfo", "PutSource", "RangeReader", "Store"]
 
@@ -83,6 +84,13 @@ class Store(ABC):
     supports_writes: bool = True
     #: Concurrency used by :meth:`get_ranges`.
     max_concurrency: int = 16
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # The one place where every store's traffic is counted (task telemetry).
+        super().__init_subclass__(**kwargs)
+        for name, kind in (("get", "read"), ("_get_range", "read"), ("put", "write")):
+            if name in cls.__dict__:
+                setattr(cls, name, counted(cls.__dict__[name], kind))
 
     @abstractmethod
     def url(self, key: str) -> str:

@@ -96,6 +96,10 @@ def with_id(x: int, id: int) -> tuple[int, int]:
     return (id, x)
 
 
+def read_size(url: str) -> int:
+    return len(storage.get(url))
+
+
 def line_records(obj: ObjectPart) -> list[str]:
     return obj.data_stream.read().decode().splitlines()
 
@@ -302,6 +306,24 @@ class ExecutorTests:
         assert stats["worker"]
         assert stats["host"]
         assert stats["attempts"] == 1
+
+    def test_task_telemetry(self, fexec: FunctionExecutor, object_root: str) -> None:
+        url = object_root + "telemetry.bin"
+        storage.put(url, b"t" * 300_000)
+        future = fexec.call_async(read_size, url)
+        assert future.result(timeout=60) == 300_000
+        t = future.telemetry
+        assert t is not None
+        assert t.schema == "1"
+        assert t.backend == fexec.backend.name
+        assert t.status == "success"
+        assert t.bytes_read >= 300_000  # counted on the worker, through the storage layer
+        assert t.start is not None
+        assert t.end is not None
+        assert t.start <= t.end
+        assert t.attempts == 1
+        assert t.result_size > 0
+        assert len(fexec.job_summary([future])) == 1
 
     # -- object partitioning --------------------------------------------------------------
     @pytest.fixture

@@ -166,6 +166,7 @@ class LocalBackend(Backend):
 
     name = "local"
     enforces_timeouts = True
+    supports_shared_state = True  # workers are our children: they reach a manager with our authkey
 
     def __init__(self, workers: int | None = None, start_method: str | None = None, max_batch: int = 256) -> None:
         self._n = workers or os.cpu_count() or 1

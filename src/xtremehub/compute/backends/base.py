@@ -52,6 +52,10 @@ class Backend(ABC):
     name: str = ""
     #: Whether a call that exceeds ``Job.timeout`` is stopped (else it is only reported late).
     enforces_timeouts: bool = False
+    #: Whether calls may use proxies of a ``multiprocessing`` manager run by the client
+    #: (``xtremehub.multiprocessing`` Queue, Lock, Value, Array, Manager): only when workers
+    #: are children of the client that can reach it and share its authentication key.
+    supports_shared_state: bool = False
 
     @abstractmethod
     def start(self, settings: Settings, report: ReportFn, started: StartedFn) -> None:

@@ -1,1 +1,1 @@
-"""Geospatial formats: point clouds (LAS, LAZ, COPC) and rasters (Cloud-Optimized GeoTIFF)."""
+"""Geospatial formats: Cloud-Optimized GeoTIFF (cog*), point clouds (las*)."""

@@ -1,0 +1,1 @@
+"""Imaging formats: imzML mass-spectrometry imaging (later COG)."""

@@ -1,0 +1,340 @@
+"""``Pool``: the standard library's process pool API, run by a :class:`~xtremehub.FunctionExecutor`.
+
+Any compute backend works (``local``, ``ray``, ``dask``, ``lithops``); the
+pool's "processes" are the backend's workers. Differences from
+:class:`multiprocessing.pool.Pool`, all deliberate:
+
+- the iterable of ``map``/``imap`` is read to the end when the call is made (no
+  infinite iterators); ``chunksize`` is passed to the executor as its batch size;
+- ``maxtasksperchild`` is not supported (workers are reused, as the executor's are);
+- results carry telemetry: ``pool.executor.job_summary()``.
+
+Example:
+    >>> from xtremehub.multiprocessing import Pool
+    >>> with Pool(2) as pool:
+    ...     pool.map(abs, [-1, -2, 3])
+    ...     sorted(pool.imap_unordered(abs, [-4, 5]))
+    ...     pool.apply(divmod, (7, 2))
+    [1, 2, 3]
+    [4, 5]
+    (3, 1)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from xtremehub.compute.backends import Backend
+from xtremehub.compute.executor import FunctionExecutor
+from xtremehub.compute.futures import ResponseFuture
+from xtremehub.config import Settings
+
+__all__ = ["AsyncResult", "IMapIterator", "Pool"]
+
+_RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+_init_lock = threading.Lock()
+_initialized: set[str] = set()  # pool tokens whose initializer ran in this process (no __globals__)
+
+
+class PoolFunction:
+    """What the executor runs: the user's function, preceded once per worker process by the initializer.
+
+    The initializer and the function travel in one pickle, so that a function
+    pickled by value (defined in ``__main__``) sees the globals the initializer
+    set. The "ran already" mark lives in the initializer's globals, so it is
+    per process for importable functions and per unpickled copy otherwise.
+    """
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        token: str = "",
+    ) -> None:
+        self.func, self.initializer, self.initargs, self.token = func, initializer, tuple(initargs), token
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.initializer is not None:
+            self._initialize(self.initializer)
+        return self.func(*args, **kwargs)
+
+    def _initialize(self, initializer: Callable[..., Any]) -> None:
+        namespace = getattr(initializer, "__globals__", None)
+        mark = f"__xhub_pool_initialized_{self.token}"
+        with _init_lock:
+            if isinstance(namespace, dict):
+                if not namespace.get(mark):
+                    initializer(*self.initargs)
+                    namespace[mark] = True
+            elif self.token not in _initialized:
+                initializer(*self.initargs)
+                _initialized.add(self.token)
+
+
+def _raise_timeout(exc: cf.TimeoutError) -> multiprocessing.TimeoutError:
+    return multiprocessing.TimeoutError(str(exc))
+
+
+class AsyncResult:
+    """The result of ``apply_async``/``map_async``/``starmap_async`` (as in the standard library)."""
+
+    def __init__(
+        self,
+        futures: list[ResponseFuture],
+        *,
+        single: bool,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> None:
+        self._futures, self._single = futures, single
+        self._callback, self._error_callback = callback, error_callback
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._remaining = len(futures)
+        if not futures:
+            self._complete()
+        for f in futures:
+            f.add_done_callback(self._on_done)
+
+    def _on_done(self, _: ResponseFuture) -> None:
+        with self._lock:
+            self._remaining -= 1
+            last = self._remaining == 0
+        if last:
+            self._complete()
+
+    def _complete(self) -> None:
+        try:
+            error = self._first_exception()
+            if error is not None:
+                if self._error_callback is not None:
+                    self._error_callback(error)
+            elif self._callback is not None:
+                self._callback(self._value())
+        finally:
+            self._event.set()
+
+    def _first_exception(self) -> BaseException | None:
+        return next((e for e in (f.exception() for f in self._futures) if e is not None), None)
+
+    def _value(self) -> Any:
+        values = [f.result() for f in self._futures]
+        return values[0] if self._single else values
+
+    def ready(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._event.wait(timeout)
+
+    def successful(self) -> bool:
+        """Whether the call(s) succeeded; ``ValueError`` if not ready yet (as in the standard library)."""
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._first_exception() is None
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The result (a list for the ``map`` family); re-raises a call's exception.
+
+        Raises :class:`multiprocessing.TimeoutError` if not ready after ``timeout`` seconds.
+        """
+        self.wait(timeout)
+        if not self.ready():
+            raise multiprocessing.TimeoutError(f"result not ready after {timeout}s")
+        error = self._first_exception()
+        if error is not None:
+            raise error
+        return self._value()
+
+
+class IMapIterator(Iterator[Any]):
+    """Results of ``imap`` (in order) or ``imap_unordered`` (as they complete); ``next(timeout)`` too."""
+
+    def __init__(self, futures: list[ResponseFuture], *, ordered: bool) -> None:
+        self._futures, self._ordered, self._index = futures, ordered, 0
+        self._done: queue.SimpleQueue[ResponseFuture] = queue.SimpleQueue()
+        if not ordered:
+            for f in futures:
+                f.add_done_callback(self._done.put)
+
+    def __iter__(self) -> IMapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        if self._index >= len(self._futures):
+            raise StopIteration
+        if self._ordered:
+            future = self._futures[self._index]
+            try:
+                future.exception(timeout)
+            except cf.TimeoutError as exc:
+                raise _raise_timeout(exc) from None
+        else:
+            try:
+                future = self._done.get(timeout=timeout)
+            except queue.Empty:
+                raise multiprocessing.TimeoutError(f"no result within {timeout}s") from None
+        self._index += 1
+        return future.result()
+
+
+class Pool:
+    """A pool of workers on any backend, with the standard library's methods.
+
+    Args:
+        processes: number of workers (default: the backend's default, e.g. CPU cores).
+        initializer: called as ``initializer(*initargs)`` once in each worker process
+            before its first task of this pool.
+        initargs: arguments of ``initializer``.
+        maxtasksperchild: only ``None`` is supported (workers are reused).
+        backend: compute backend name or instance (default: ``settings.executor.backend``).
+        settings: explicit settings (default: ``XHUB_*`` environment and config file).
+        backend_options: passed to the backend's constructor.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., Any] | None = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: int | None = None,
+        *,
+        backend: str | Backend | None = None,
+        settings: Settings | None = None,
+        **backend_options: Any,
+    ) -> None:
+        if processes is not None and processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if maxtasksperchild is not None:
+            raise NotImplementedError(
+                "maxtasksperchild is not supported: xtremehub workers are reused across tasks; "
+                "use the standard library's Pool for worker recycling"
+            )
+        self._executor = FunctionExecutor(
+            backend, workers=processes, settings=settings, progress=False, **backend_options
+        )
+        self._processes = processes or self._executor.backend.workers
+        self._initializer, self._initargs = initializer, tuple(initargs)
+        self._token = uuid.uuid4().hex
+        self._state = _RUN
+
+    def __repr__(self) -> str:
+        backend = self._executor.backend.name
+        return f"<xtremehub.multiprocessing.Pool state={self._state} pool_size={self._processes} backend={backend}>"
+
+    @property
+    def executor(self) -> FunctionExecutor:
+        """The executor behind the pool (for ``job_summary()``, ``plot()``)."""
+        return self._executor
+
+    # -- submitting -----------------------------------------------------------------------
+    def _check_running(self) -> None:
+        if self._state != _RUN:
+            raise ValueError("Pool not running")
+
+    def _function(self, func: Callable[..., Any]) -> PoolFunction:
+        if not callable(func):
+            raise TypeError(f"expected a callable, got {type(func).__name__}")
+        return PoolFunction(func, self._initializer, self._initargs, self._token)
+
+    def _map(
+        self, func: Callable[..., Any], items: Iterable[Any], star: bool, chunksize: int | None
+    ) -> list[ResponseFuture]:
+        self._check_running()
+        if chunksize is not None and chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize}")
+        arg_sets = [tuple(item) for item in items] if star else [(item,) for item in items]
+        return list(self._executor.map(self._function(func), arg_sets, chunksize=chunksize))
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> AsyncResult:
+        self._check_running()
+        future = self._executor.call_async(self._function(func), tuple(args), dict(kwds) if kwds else None)
+        return AsyncResult([future], single=True, callback=callback, error_callback=error_callback)
+
+    def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
+        return self.apply_async(func, args, kwds).get()
+
+    def map_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> AsyncResult:
+        futures = self._map(func, iterable, False, chunksize)
+        return AsyncResult(futures, single=False, callback=callback, error_callback=error_callback)
+
+    def map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None) -> list[Any]:
+        return self.map_async(func, iterable, chunksize).get()  # type: ignore[no-any-return]
+
+    def starmap_async(
+        self,
+        func: Callable[..., Any],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callable[[Any], object] | None = None,
+        error_callback: Callable[[BaseException], object] | None = None,
+    ) -> AsyncResult:
+        futures = self._map(func, iterable, True, chunksize)
+        return AsyncResult(futures, single=False, callback=callback, error_callback=error_callback)
+
+    def starmap(
+        self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: int | None = None
+    ) -> list[Any]:
+        return self.starmap_async(func, iterable, chunksize).get()  # type: ignore[no-any-return]
+
+    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+        """Results in input order, each as soon as it and those before it are done."""
+        return IMapIterator(self._map(func, iterable, False, chunksize if chunksize > 1 else None), ordered=True)
+
+    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
+        """Results in completion order."""
+        return IMapIterator(self._map(func, iterable, False, chunksize if chunksize > 1 else None), ordered=False)
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def close(self) -> None:
+        """No more tasks; those submitted still run (``join`` waits for them)."""
+        if self._state == _RUN:
+            self._state = _CLOSE
+
+    def terminate(self) -> None:
+        """Stop the workers now; unfinished tasks fail with :class:`~xtremehub.errors.ExecutorClosed`."""
+        self._state = _TERMINATE
+        self._executor.close(wait=False)
+
+    def join(self) -> None:
+        """Wait for the workers to finish (after ``close`` or ``terminate``)."""
+        if self._state == _RUN:
+            raise ValueError("Pool is still running")
+        self._executor.close(wait=True)
+
+    def __enter__(self) -> Pool:
+        self._check_running()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.terminate()  # as the standard library's Pool does

@@ -1,0 +1,306 @@
+"""``xtremehub.multiprocessing`` on every backend in BACKENDS (the same tests, unchanged).
+
+To run them on another backend, add its name to BACKENDS (one line); its marker
+(ray, dask, lithops) is applied automatically. Task functions live in
+:mod:`xtremehub.testing.mp_tasks` so workers of any backend can import them, and
+nothing relies on state inherited through fork.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as std_mp
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xtremehub import multiprocessing as xmp
+from xtremehub.compute import register_backend
+from xtremehub.compute.backends import BACKENDS as REGISTRY
+from xtremehub.compute.backends._local import LocalBackend
+from xtremehub.errors import ExecutorClosed
+from xtremehub.testing.mp_tasks import (
+    FileWritingProcess,
+    add,
+    cube,
+    exit_with,
+    fail_on,
+    fill_slot,
+    increment,
+    initialized_value,
+    put_square,
+    record_init,
+    sleep_and_return,
+)
+
+BACKENDS = ["local"]
+
+
+@pytest.fixture(params=[pytest.param(b, marks=[getattr(pytest.mark, b)] if b != "local" else []) for b in BACKENDS])
+def ctx(request: pytest.FixtureRequest) -> Iterator[xmp.Context]:
+    context = xmp.get_context(request.param)
+    yield context
+    context.shutdown()
+
+
+@pytest.fixture
+def pool(ctx: xmp.Context) -> Iterator[xmp.Pool]:
+    with ctx.Pool(2) as p:
+        yield p
+
+
+# -- Pool -------------------------------------------------------------------------------
+def test_map_family_matches_builtins(pool: xmp.Pool) -> None:
+    data = list(range(-5, 30))
+    assert pool.map(cube, data) == [cube(x) for x in data]
+    assert pool.map(cube, data, chunksize=4) == [cube(x) for x in data]
+    assert pool.map(cube, []) == []
+    pairs = [(i, 2 * i) for i in range(12)]
+    assert pool.starmap(add, pairs) == [add(*p) for p in pairs]
+    assert pool.apply(add, (1, 2), {"c": 3}) == 6
+    assert list(pool.imap(cube, data)) == [cube(x) for x in data]
+    assert list(pool.imap(cube, data, chunksize=5)) == [cube(x) for x in data]
+    assert sorted(pool.imap_unordered(cube, data)) == sorted(cube(x) for x in data)
+    # tuples are single arguments for map (as in the standard library), not unpacked
+    assert pool.map(len, [(1, 2), (3,), ()]) == [2, 1, 0]
+
+
+def test_imap_unordered_yields_in_completion_order(pool: xmp.Pool) -> None:
+    # A worker may have fast items queued behind the slow one, but the other worker's come first.
+    items = [("slow", 1.5)] + [(f"fast{i}", 0.0) for i in range(10)]
+    order = list(pool.imap_unordered(_sleep_pair, items))
+    assert sorted(order) == sorted(name for name, _ in items)
+    assert order[0] != "slow"
+    assert list(pool.imap(_sleep_pair, items)) == [name for name, _ in items]
+
+
+def _sleep_pair(item: tuple[str, float]) -> str:
+    return sleep_and_return(*item)  # type: ignore[no-any-return]
+
+
+def test_async_results(pool: xmp.Pool) -> None:
+    got: list[Any] = []
+    errors: list[BaseException] = []
+    r = pool.map_async(cube, range(5), callback=got.append, error_callback=errors.append)
+    assert r.get(timeout=60) == [0, 1, 8, 27, 64]
+    assert r.ready()
+    assert r.successful()
+    assert got == [[0, 1, 8, 27, 64]]
+    assert errors == []
+    s = pool.starmap_async(add, [(1, 1), (2, 2)])
+    assert s.get(timeout=60) == [2, 4]
+    a = pool.apply_async(sleep_and_return, ("late", 1.0), callback=got.append)
+    with pytest.raises(ValueError, match="not ready"):
+        a.successful()
+    with pytest.raises(std_mp.TimeoutError):
+        a.get(timeout=0.05)
+    a.wait(timeout=60)
+    assert a.ready()
+    assert a.get() == "late"
+    assert got[-1] == "late"
+
+
+def test_errors_propagate_with_their_type(pool: xmp.Pool) -> None:
+    with pytest.raises(ValueError, match="bad item 3"):
+        pool.starmap(fail_on, [(i, 3) for i in range(6)])
+    errors: list[BaseException] = []
+    r = pool.starmap_async(fail_on, [(i, 1) for i in range(3)], error_callback=errors.append)
+    r.wait(timeout=60)
+    assert not r.successful()
+    assert len(errors) == 1
+    assert isinstance(errors[0], ValueError)
+    with pytest.raises(ValueError, match="bad item 1"):
+        r.get()
+    results = pool.imap(_fail_on_two, range(4))
+    assert next(results) == 0
+    assert next(results) == 1
+    with pytest.raises(ValueError, match="bad item 2"):
+        next(results)
+    assert list(results) == [3]  # like the standard library, the iterator goes on after an error
+
+
+def _fail_on_two(x: int) -> int:
+    return fail_on(x, 2)
+
+
+def test_imap_next_timeout(pool: xmp.Pool) -> None:
+    results = pool.imap(_sleep_pair, [("a", 1.0)])
+    with pytest.raises(std_mp.TimeoutError):
+        results.next(timeout=0.05)
+    assert results.next(timeout=60) == "a"
+    with pytest.raises(StopIteration):
+        next(results)
+
+
+def test_initializer_runs_once_per_worker_process(ctx: xmp.Context, tmp_path: Path) -> None:
+    with ctx.Pool(2, initializer=record_init, initargs=(str(tmp_path), "ready")) as p:
+        first = p.map(initialized_value, range(40))
+        second = p.map(initialized_value, range(40))  # a second job on the same workers
+    assert {value for _, value in first + second} == {"ready"}
+    pids = {pid for pid, _ in first + second}
+    inits = list(tmp_path.iterdir())
+    assert 1 <= len(pids) <= 2
+    assert len(inits) == len(pids)  # once per worker process, not per task or per job
+    assert {int(f.name.split("-")[1]) for f in inits} == pids
+
+
+def test_close_join_terminate(ctx: xmp.Context) -> None:
+    p = ctx.Pool(2)
+    pending = p.apply_async(sleep_and_return, ("done", 0.5))
+    with pytest.raises(ValueError, match="still running"):
+        p.join()
+    p.close()
+    with pytest.raises(ValueError, match="Pool not running"):
+        p.map(cube, [1])
+    p.join()  # waits for the submitted task
+    assert pending.ready()
+    assert pending.get() == "done"
+
+    q = ctx.Pool(1)
+    stuck = q.apply_async(sleep_and_return, ("never", 60))
+    time.sleep(0.3)
+    q.terminate()
+    q.join()
+    with pytest.raises(ExecutorClosed):
+        stuck.get(timeout=30)
+
+
+def test_pool_arguments_like_the_standard_library(ctx: xmp.Context) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ctx.Pool(0)
+    with pytest.raises(TypeError, match="initializer must be a callable"):
+        ctx.Pool(1, initializer=42)  # type: ignore[arg-type]
+    with pytest.raises(NotImplementedError, match="maxtasksperchild"):
+        ctx.Pool(1, maxtasksperchild=10)
+
+
+def test_pool_telemetry(pool: xmp.Pool) -> None:
+    pool.map(cube, range(8))
+    summary = pool.executor.job_summary()
+    assert [j.tasks for j in summary.jobs()] == [8]
+    assert {r.status for r in summary} == {"success"}
+
+
+# -- Process ------------------------------------------------------------------------------
+def test_process_lifecycle_and_exit_codes(ctx: xmp.Context, capfd: pytest.CaptureFixture[str]) -> None:
+    p = ctx.Process(target=sleep_and_return, args=(None, 1.0), name="sleeper")
+    assert p.name == "sleeper"
+    assert p.exitcode is None
+    assert not p.is_alive()
+    p.start()
+    assert p.is_alive()
+    p.join(timeout=0.05)
+    assert p.is_alive()
+    assert p.exitcode is None
+    p.join()
+    assert not p.is_alive()
+    assert p.exitcode == 0
+    with pytest.raises(AssertionError, match="twice"):
+        p.start()
+
+    codes = {}
+    for arg in (3, None, "message"):
+        q = ctx.Process(target=exit_with, args=(arg,))
+        q.start()
+        q.join()
+        codes[arg] = q.exitcode
+    assert codes == {3: 3, None: 0, "message": 1}
+
+    failing = ctx.Process(target=fail_on, args=(1, 1))
+    failing.start()
+    failing.join()
+    assert failing.exitcode == 1
+    err = capfd.readouterr().err
+    assert f"Process {failing.name}:" in err
+    assert "ValueError: bad item 1" in err
+
+
+def test_process_subclass_and_terminate(ctx: xmp.Context, tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    p = FileWritingProcess(str(out), "written remotely", backend=ctx.backend, settings=ctx.settings)
+    p.start()
+    p.join()
+    assert p.exitcode == 0
+    assert out.read_text() == "written remotely"
+
+    long = ctx.Process(target=sleep_and_return, args=(None, 60), daemon=True)
+    long.start()
+    time.sleep(0.3)
+    long.terminate()
+    long.join(timeout=30)
+    assert not long.is_alive()
+    assert long.exitcode == -15
+
+
+# -- shared state ----------------------------------------------------------------------------
+def test_shared_state_where_supported(ctx: xmp.Context) -> None:
+    if not ctx.supports_shared_state:
+        for make in (ctx.Queue, ctx.Lock, ctx.Manager, lambda: ctx.Value("i", 0), lambda: ctx.Array("i", 3)):
+            with pytest.raises(NotImplementedError, match=r"fexec\.map"):
+                make()
+        return
+    queue = ctx.Queue()
+    counter = ctx.Value("i", 0)
+    array = ctx.Array("i", 6)
+    with ctx.Pool(2) as p:
+        p.starmap(put_square, [(queue, i) for i in range(5)])
+        p.starmap(increment, [(counter, 25)] * 4)
+        p.starmap(fill_slot, [(array, i) for i in range(6)])
+    assert sorted(queue.get(timeout=30) for _ in range(5)) == [0, 1, 4, 9, 16]
+    assert counter.value == 100  # the lock made the 100 increments atomic
+    assert array[:] == [0, 10, 20, 30, 40, 50]
+    assert len(array) == 6
+    with ctx.Manager() as manager:
+        shared = manager.dict()
+        procs = [ctx.Process(target=shared.__setitem__, args=(f"k{i}", i)) for i in range(3)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        assert dict(shared) == {"k0": 0, "k1": 1, "k2": 2}
+
+
+class _NoSharingBackend(LocalBackend):
+    """A backend that declares no shared state (as distributed ones do)."""
+
+    name = "local-no-sharing"
+    supports_shared_state = False
+
+
+def test_capability_is_declared_not_probed(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert xmp.supports_shared_state("local") is LocalBackend.supports_shared_state is True
+    assert xmp.supports_shared_state(_NoSharingBackend()) is False
+    # registered for this test only (the registry is per process, and doctests list its names)
+    monkeypatch.setattr(REGISTRY, "_entries", dict(REGISTRY._entries))
+    register_backend("local-no-sharing", _NoSharingBackend)
+    ctx = xmp.get_context("local-no-sharing")
+    assert not ctx.supports_shared_state
+    with pytest.raises(NotImplementedError, match=r"'local-no-sharing' backend.*fexec\.map"):
+        ctx.Queue()
+    with ctx.Pool(1) as p:  # pools and processes still work there
+        assert p.map(cube, [2]) == [8]
+
+
+# -- an unmodified standard-library script -----------------------------------------------------
+def test_stdlib_script_gives_identical_results(tmp_path: Path) -> None:
+    script = Path(__file__).with_name("stdlib_style_pool.py").read_text()
+    assert script.count("\nimport multiprocessing\n") == 1
+    ours = tmp_path / "ours.py"
+    ours.write_text(script.replace("\nimport multiprocessing\n", "\nfrom xtremehub import multiprocessing\n"))
+    theirs = tmp_path / "theirs.py"
+    theirs.write_text(script)
+    outputs = []
+    for path in (theirs, ours):
+        run = subprocess.run(
+            [sys.executable, str(path)], capture_output=True, text=True, timeout=240, check=False, cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr
+        outputs.append(run.stdout)
+    assert outputs[0] == outputs[1]
+    assert "map [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in outputs[0]
+    assert "value 100" in outputs[0]
+    assert outputs[0].count("\n") == 10  # every line printed
