@@ -104,14 +104,18 @@ class PointCloudSlice(DataSlice):
             yield batch
 
     def _fetch(self, batch: Sequence[tuple[int, int, int]]) -> bytes:
-        parts: list[tuple[int, int]] = []
+        """The batch's bytes: adjacent chunks merged into one range, long ranges cut into concurrent parts."""
+        merged: list[list[int]] = []
         for off, nbytes, _ in batch:
-            end = off + nbytes
-            if end > self.object_size:
+            if off + nbytes > self.object_size:
                 raise TruncatedData(
-                    self.url, off, f"points at [{off}, {end}) run past the object end {self.object_size}"
+                    self.url, off, f"points at [{off}, {off + nbytes}) run past the object end {self.object_size}"
                 )
-            parts.extend((a, min(a + _PART, end)) for a in range(off, end, _PART))
+            if merged and merged[-1][1] == off:
+                merged[-1][1] = off + nbytes
+            else:
+                merged.append([off, off + nbytes])
+        parts = [(a, min(a + _PART, end)) for start, end in merged for a in range(start, end, _PART)]
         store, key = open_store(self.url)
         blobs = store.get_ranges(key, parts)
         for (a, b), blob in zip(parts, blobs, strict=True):
