@@ -29,15 +29,19 @@ def demo(
     """Run the main job: generate sample data in the data home once, process it in parallel, verify.
 
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
-    part 2 indexes a FASTQ.gz once and computes read statistics over slices of it.
+    part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
+    part 3 indexes a generated imzML image and renders an ion image from slices of it.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
+    from xtremehub.demo.imzml_job import run_imzml_demo
 
     click.echo(f"data home: {settings.home}", err=True)
     report = run_demo(settings, size_mb=size_mb, partitions=partitions, workers=workers, progress=progress)
     click.echo(report.summary())
     fastq = run_fastq_demo(settings, size_mb=fastq_mb, workers=workers, progress=progress)
     click.echo(fastq.summary())
-    if not (report.ok and fastq.ok):
+    imzml = run_imzml_demo(settings, workers=workers, progress=progress)
+    click.echo(imzml.summary())
+    if not (report.ok and fastq.ok and imzml.ok):
         sys.exit(1)
