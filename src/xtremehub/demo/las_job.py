@@ -6,10 +6,11 @@ chunks are spatially coherent as in real surveys. :func:`run_las_demo` indexes i
 the terrain model over its slices on the executor and writes a PNG with a colour bar.
 
 Example:
-    >>> import tempfile, pathlib
+    >>> import tempfile
+    >>> from xtremehub.config import Settings
     >>> from xtremehub.demo.las_job import run_las_demo
     >>> with tempfile.TemporaryDirectory() as tmp:
-    ...     report = run_las_demo(pathlib.Path(tmp), points=60_000, resolution=50.0, workers=1)
+    ...     report = run_las_demo(Settings(home=tmp), points=60_000, resolution=50.0, workers=1, progress=False)
     ...     report.ok, report.points
     (True, 60000)
 """
@@ -106,16 +107,16 @@ class LasReport:
 
 
 def run_las_demo(
-    workdir: Path,
+    settings: Settings,
     *,
     points: int = 1_000_000,
     resolution: float = 10.0,
     slices: int = 8,
     workers: int | None = None,
-    settings: Settings | None = None,
-    progress: bool | None = False,
+    progress: bool | None = None,
 ) -> LasReport:
-    """Generate (once) a LAZ under ``workdir``, preprocess it, compute the DTM and write ``dtm.png``."""
+    """Generate (once) a LAZ under ``settings.home/sample/las``, index it, compute the DTM, write ``dtm.png``."""
+    workdir = Path(settings.home).expanduser() / "sample" / "las"
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"terrain-{points}.laz"
     if not path.exists():
