@@ -133,6 +133,14 @@ class SegmentStoreTests:
         for i, r in enumerate(results):
             assert data[r.offset : r.offset + r.length] == _payload(i, 100 + i)
 
+    def test_mixed_async_and_sync_appends_keep_order(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        futures = [store.append_async("s", b"a%03d;" % i) for i in range(50)]
+        sync = store.append("s", b"sync;")
+        assert sync.offset == 250
+        assert [f.result(timeout=60).offset for f in futures] == [5 * i for i in range(50)]
+        assert _read_all(store, "s") == b"".join(b"a%03d;" % i for i in range(50)) + b"sync;"
+
     def test_threads_keep_their_own_order(self, store: SegmentStoreContract) -> None:
         store.create_segment("s")
         n_threads, per_thread = 4, 50
