@@ -4,12 +4,12 @@ Subclass :class:`SegmentStoreTests` and provide ``make_store``: a callable that 
 store under test. Calling it again after the previous store was closed must reopen the
 *same* store (same data directory and LTS): that is how the suite tests durability across
 restarts. Tiering should be quick in the store under test (``tiering_interval`` well under a
-second) so that the LTS tests finish in seconds::
+second, ``lts_flush_delay=0``) so that the LTS tests finish in seconds::
 
     class TestEmbedded(SegmentStoreTests):
         @pytest.fixture
         def make_store(self, tmp_path) -> Callable[[], SegmentStoreContract]:
-            config = SegmentStoreConfig(data_dir=tmp_path, tiering_interval=0.05)
+            config = SegmentStoreConfig(data_dir=tmp_path, tiering_interval=0.05, lts_flush_delay=0)
             return lambda: SegmentStore(config)
 """
 

@@ -447,6 +447,9 @@ class SegmentStore(SegmentStoreContract):
                     runs.append((seg, run))
         return runs
 
+    def untiered_bytes(self) -> int:
+        return self._state.untiered
+
     def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None:
         """The bytes of a run, or None when the run changed meanwhile (truncated, deleted, tiered)."""
         with self._lock:
@@ -639,6 +642,8 @@ class SegmentStore(SegmentStoreContract):
                 self._cache.add(ext, op.data)
                 done.append((op, AppendResult(op.segment, offset, len(op.data))))
             self._cond.notify_all()
+        if state.untiered >= self.config.lts_chunk_size:
+            self._tierer.wake()
         self._release_budget(sum(len(op.data) for op in batch))
         for op, outcome in done:
             if isinstance(outcome, BaseException):
