@@ -161,15 +161,7 @@ class SegmentStore(SegmentStoreContract):
     def _replay(state: StoreState, record: Record) -> None:
         if record.rtype == RecordType.APPEND:
             rec = decode_append(record.payload)
-            state.apply_append(
-                rec.name,
-                rec.writer_id,
-                rec.event_number,
-                rec.offset,
-                file_id=record.file_id,
-                pos=record.pos + rec.data_at,
-                length=rec.length,
-            )
+            state.apply_append(rec.name, rec.offset, rec.events, file_id=record.file_id, pos=record.pos + rec.data_at)
             return
         body = decode_control(record.payload)
         if record.rtype == RecordType.CREATE:
@@ -576,14 +568,15 @@ class SegmentStore(SegmentStoreContract):
         self._failed = exc
         self._wake_all()
 
-    def _commit_appends(self, batch: list[_Append]) -> None:
+    def _validate(
+        self, batch: list[_Append]
+    ) -> tuple[dict[str, list[tuple[_Append, int]]], list[tuple[_Append, AppendResult | BaseException]]]:
+        """Accepted appends per segment (with their offsets, in order) and the refused or duplicate ones."""
         state = self._state  # only the holder of _commit_lock mutates it: reads need no lock
         shadow_len: dict[str, int] = {}
         shadow_writers: dict[tuple[str, str], list[int]] = {}
-        accepted: list[tuple[_Append, int, int, int]] = []  # op, segment offset, record start (relative), data_at
-        pieces: list[bytes | memoryview] = []
+        accepted: dict[str, list[tuple[_Append, int]]] = {}
         done: list[tuple[_Append, AppendResult | BaseException]] = []
-        rel = start = 0
         for op in batch:
             seg = state.segments.get(op.segment)
             if seg is None:
@@ -598,49 +591,51 @@ class SegmentStore(SegmentStoreContract):
                 if last is not None and op.event_number <= last[0]:
                     done.append((op, AppendResult(op.segment, last[1], len(op.data), duplicate=True)))
                     continue
-                shadow_writers[(op.segment, op.writer_id)] = [op.event_number, length]
             if op.expected_offset is not None and op.expected_offset != length:
-                done.append(
-                    (
-                        op,
-                        ConditionalCheckFailed(
-                            f"segment {op.segment!r}: expected offset {op.expected_offset}, length is {length}"
-                        ),
-                    )
-                )
+                message = f"segment {op.segment!r}: expected offset {op.expected_offset}, length is {length}"
+                done.append((op, ConditionalCheckFailed(message)))
                 continue
-            record, data_at = encode_append(op.segment, op.writer_id, op.event_number, length, op.data)
-            accepted.append((op, length, rel, data_at))
-            pieces.extend(record)
-            rel += data_at + len(op.data)
+            if op.writer_id is not None and op.event_number is not None:
+                shadow_writers[(op.segment, op.writer_id)] = [op.event_number, length]
+            accepted.setdefault(op.segment, []).append((op, length))
             shadow_len[op.segment] = length + len(op.data)
+        return accepted, done
+
+    def _commit_appends(self, batch: list[_Append]) -> None:
+        """One group commit: one APPEND record per segment, one writev, one fdatasync."""
+        accepted, done = self._validate(batch)
+        records: list[tuple[str, int, int, list[tuple[_Append, int]]]] = []  # segment, start (relative), data_at, ops
+        pieces: list[bytes | memoryview] = []
+        rel = start = 0
+        for segment, ops in accepted.items():
+            record, data_at = encode_append(
+                segment, ops[0][1], [(op.writer_id, op.event_number, op.data) for op, _ in ops]
+            )
+            records.append((segment, rel, data_at, ops))
+            pieces.extend(record)
+            rel += data_at + sum(len(op.data) for op, _ in ops)
         if pieces:
+            error: BaseException | None = None
             if self._failed is not None:
-                error: BaseException = StoreClosed(f"segment store stopped after a disk error: {self._failed}")
-                done.extend((op, error) for op, *_ in accepted)
-                accepted = []
+                error = StoreClosed(f"segment store stopped after a disk error: {self._failed}")
             else:
                 try:
                     start = self._wal.write(pieces)
                     self._wal.sync()
                 except OSError as exc:
                     self._disk_failed(exc)
-                    done.extend((op, exc) for op, *_ in accepted)
-                    accepted = []
+                    error = exc
+            if error is not None:
+                done.extend((op, error) for *_, ops in records for op, _ in ops)
+                records = []
+        state = self._state
         with self._cond:
             file_id = self._wal.current
-            for op, offset, rel_pos, data_at in accepted:
-                ext = state.apply_append(
-                    op.segment,
-                    op.writer_id,
-                    op.event_number,
-                    offset,
-                    file_id=file_id,
-                    pos=start + rel_pos + data_at,
-                    length=len(op.data),
-                )
-                self._cache.add(ext, op.data)
-                done.append((op, AppendResult(op.segment, offset, len(op.data))))
+            for segment, rel_pos, data_at, ops in records:
+                events = [(op.writer_id, op.event_number, len(op.data)) for op, _ in ops]
+                ext = state.apply_append(segment, ops[0][1], events, file_id=file_id, pos=start + rel_pos + data_at)
+                self._cache.add(ext, ops[0][0].data if len(ops) == 1 else b"".join(op.data for op, _ in ops))
+                done.extend((op, AppendResult(segment, offset, len(op.data))) for op, offset in ops)
             self._cond.notify_all()
         if state.untiered >= self.config.lts_chunk_size:
             self._tierer.wake()
