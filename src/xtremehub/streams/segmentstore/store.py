@@ -492,7 +492,7 @@ class SegmentStore(SegmentStoreContract):
                     self._release_budget(len(op.data))
                 raise StoreClosed(f"segment store {self.config.data_dir} is closed")
             self._pending.append(op)
-            if not lead:
+            if not lead and len(self._pending) == 1:  # the commit thread waits only on an empty queue
                 self._pending_cond.notify()
         if lead and self._commit_lock.acquire(blocking=False):
             try:
