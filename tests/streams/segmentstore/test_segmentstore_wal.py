@@ -52,7 +52,7 @@ def test_second_process_gets_data_dir_locked(tmp_path: Path) -> None:
 
 
 def _newest_wal(data_dir: Path) -> Path:
-    return max((data_dir / "wal").glob("wal-*.log"))
+    return max(p for p in (data_dir / "wal").glob("wal-*.log") if p.stat().st_size)  # not a prepared empty file
 
 
 def _write_events(data_dir: Path, n: int) -> list[int]:

@@ -80,8 +80,6 @@ __all__ = ["SegmentStore"]
 
 log = logging.getLogger(__name__)
 
-_ROLL = "roll"
-
 
 @dataclass(slots=True)
 class _Append:
@@ -147,7 +145,7 @@ class SegmentStore(SegmentStoreContract):
         for file_id in state.refs:
             self._wal.check_complete(file_id)
         self._wal.roll(state.checkpoint())
-        self._delete_unreferenced(state)
+        self._delete_unreferenced(state)  # no reader or writer runs yet
         log.info(
             "segment store %s: %d segments recovered from %d WAL records (%d bytes untiered)",
             self.config.data_dir,
@@ -178,13 +176,22 @@ class SegmentStore(SegmentStoreContract):
         elif record.rtype == RecordType.TIERED:
             state.apply_tiered(body["name"], body["cid"], body["offset"], body["length"], body["key"])
 
-    def _delete_unreferenced(self, state: StoreState) -> None:
-        """Remove WAL files before the current one that hold no untiered bytes."""
-        for file_id in self._wal.file_ids():
-            if file_id < self._wal.current and file_id not in state.refs:
-                with self._lock:
-                    self._wal.delete(file_id)
-                log.debug("WAL file %d deleted (all its bytes are in LTS)", file_id)
+    def _delete_unreferenced(self, state: StoreState) -> int:
+        """Remove WAL files before the current one that hold no untiered bytes; returns how many.
+
+        No roll is needed first: recovery replays the current file's checkpoint and the records
+        after it (including the durable TIERED records that released these files), and reads
+        only the files the resulting state refers to.
+        """
+        with self._lock:  # readers pread under this lock, only from referenced files
+            current, refs = self._wal.current, set(state.refs)
+            victims = [f for f in self._wal.file_ids() if f < current and f not in refs]
+            for file_id in victims:
+                self._wal.forget(file_id)
+        for file_id in victims:  # unlinking a large file is slow: outside the lock
+            self._wal.path(file_id).unlink(missing_ok=True)
+            log.debug("WAL file %d deleted (all its bytes are in LTS)", file_id)
+        return len(victims)
 
     # ------------------------------------------------------------------ public API
     def create_segment(self, name: str) -> bool:
@@ -463,14 +470,10 @@ class SegmentStore(SegmentStoreContract):
         body = {"name": seg.name, "cid": seg.cid, "offset": offset, "length": length, "key": key}
         return bool(self._control(RecordType.TIERED, body))
 
-    def reclaimable_wal(self) -> bool:
-        with self._lock:
-            refs = set(self._state.refs)
-            current = self._wal.current
-        return any(f < current and f not in refs for f in self._wal.file_ids())
-
-    def roll_wal(self) -> None:
-        self._control(_ROLL, {})
+    def reclaim_wal(self) -> int:
+        deleted = self._delete_unreferenced(self._state)
+        self._wal.prepare_next()  # so that the next roll does not wait for a directory fsync
+        return deleted
 
     def lts_changed(self) -> None:
         self._wake_all()
@@ -657,9 +660,6 @@ class SegmentStore(SegmentStoreContract):
 
     def _commit_control(self, op: _Control) -> Any:
         state, body = self._state, op.body
-        if op.kind == _ROLL:
-            self._roll()
-            return None
         if op.kind == RecordType.CREATE:
             if body["name"] in state.segments:
                 return False
@@ -743,4 +743,4 @@ class SegmentStore(SegmentStoreContract):
 
     def _roll(self) -> None:
         self._wal.roll(self._state.checkpoint())
-        self._delete_unreferenced(self._state)
+        self._tierer.wake()  # reclaims WAL files and prepares the next one, off the commit path

@@ -169,6 +169,7 @@ class WalFiles:
         self.fsync = fsync
         directory.mkdir(parents=True, exist_ok=True)
         self._fds: dict[int, int] = {}
+        self._prepared = 0  # id of a next file already created with a durable directory entry
         self.current = 0
         self.size = 0
 
@@ -206,7 +207,8 @@ class WalFiles:
             records, good_end = _scan(file_id, data)
             if not records or records[0].rtype != RecordType.CHECKPOINT:
                 # A roll interrupted before its checkpoint was durable: the previous file is complete.
-                log.warning("WAL %s has no valid checkpoint (interrupted roll): removed", path)
+                if data:
+                    log.warning("WAL %s has no valid checkpoint (interrupted roll): removed", path)
                 path.unlink()
                 ids.pop()
                 continue
@@ -231,12 +233,14 @@ class WalFiles:
         new_id = self.current + 1
         path = self.path(new_id)
         record = encode_control(RecordType.CHECKPOINT, checkpoint)
+        entry_durable = self._prepared == new_id
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
             os.write(fd, record)
             if self.fsync:
                 os.fsync(fd)
-                self._sync_dir()
+                if not entry_durable:
+                    self._sync_dir()
         except BaseException:
             os.close(fd)
             raise
@@ -282,13 +286,28 @@ class WalFiles:
             raise CorruptData(str(self.path(file_id)), pos, f"WAL file ends before {length} appended bytes")
         return data
 
-    def delete(self, file_id: int) -> None:
+    def forget(self, file_id: int) -> None:
+        """Close an older file before it is deleted (the caller unlinks it)."""
         if file_id == self.current:
             raise ValueError("the current WAL file cannot be deleted")
         fd = self._fds.pop(file_id, None)
         if fd is not None:
             os.close(fd)
-        self.path(file_id).unlink(missing_ok=True)
+
+    def prepare_next(self) -> None:
+        """Create the next file, empty, and make its directory entry durable ahead of the roll.
+
+        Safe from another thread than the writer's. An empty newest file is what an
+        interrupted roll leaves, so recovery removes it like one.
+        """
+        next_id = self.current + 1
+        if self._prepared == next_id:
+            return
+        fd = os.open(self.path(next_id), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+        if self.fsync:
+            self._sync_dir()
+        self._prepared = next_id
 
     def close(self) -> None:
         for fd in self._fds.values():
