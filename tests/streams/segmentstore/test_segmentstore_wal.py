@@ -201,3 +201,19 @@ def test_small_backlogs_wait_for_half_a_chunk_or_a_seal(tmp_path: Path) -> None:
         store.seal("b")  # sealed: nothing more will come, tier it now
         wait_until(lambda: store.info("b").tiered_length == 10_000, what="sealed segment tiered")
         assert sorted(c.stat().st_size for c in (tmp_path / "lts").rglob("*.chunk")) == [10_000, 50_000]
+
+
+def test_done_callback_may_append_synchronously(tmp_path: Path) -> None:
+    """A future's callback runs in the committing thread; appending from it must not deadlock."""
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path)) as store:
+        store.create_segment("s")
+        offsets: list[int] = []
+        futures = [store.append_async("s", b"a") for _ in range(20)]
+        for future in futures:
+            future.add_done_callback(lambda f: offsets.append(store.append("s", b"b", timeout=30).offset))
+        for future in futures:
+            future.result(timeout=60)
+        wait_until(lambda: len(offsets) == 20, what="callback appends")
+        data = store.read("s", 0, 100).data
+        assert sorted(data) == sorted(b"a" * 20 + b"b" * 20)
+        assert all(data[o : o + 1] == b"b" for o in offsets)

@@ -4,10 +4,11 @@ Changes are committed in order by one holder of a commit lock at a time. Operati
 queued with a future; the committer takes all queued appends (up to ``group_commit_bytes``),
 validates them (sealed, conditional offset, writer dedup), writes their records with one
 ``writev`` and one ``fdatasync``, then applies them to the in-memory state and resolves the
-futures: an acknowledged append is on disk. The committer is a background thread, or (leader
-/ follower group commit) a caller of a synchronous :meth:`SegmentStore.append` that finds no
-commit running: it commits its own append and everything queued before it, which saves two
-thread hand-offs per append. Control operations (create, seal, merge, truncate, delete,
+futures: an acknowledged append is on disk. The committer is a background thread (for
+``append_async``), or the caller of a synchronous operation itself (leader / follower group
+commit): it waits for the running commit, if any, then commits what is still queued up to and
+including its own operation, so a thread that is awake anyway does the work instead of waking
+the commit thread. Control operations (create, seal, merge, truncate, delete,
 tiered, roll) are committed one at a time in the same order. A background
 :class:`~xtremehub.streams.segmentstore.tiering.Tierer` moves WAL bytes to LTS chunks; WAL
 files whose bytes are all in LTS are deleted.
@@ -123,7 +124,8 @@ class SegmentStore(SegmentStoreContract):
         # own operation and everything queued before it, saving two thread hand-offs).
         self._pending: collections.deque[_Append | _Control] = collections.deque()
         self._pending_cond = threading.Condition(threading.Lock())
-        self._commit_lock = threading.Lock()
+        # Re-entrant: a future's done-callback, run by the committing thread, may append again.
+        self._commit_lock = threading.RLock()
         self._stopping = False
         # Back-pressure accounting has its own lock: admission must not wait behind a group commit.
         self._budget = threading.Condition(threading.Lock())
@@ -497,12 +499,12 @@ class SegmentStore(SegmentStoreContract):
             self._pending.append(op)
             if not lead and len(self._pending) == 1:  # the commit thread waits only on an empty queue
                 self._pending_cond.notify()
-        if lead and self._commit_lock.acquire(blocking=False):
-            try:
+        if lead:
+            # Wait for the running commit (if any), then commit what is still queued up to our own
+            # operation: a caller already awake does the work, instead of waking the commit thread.
+            with self._commit_lock:
                 while not op.future.done() and self._drain_once():
                     pass
-            finally:
-                self._commit_lock.release()
         with self._pending_cond:  # whatever is left (ours if the lock was busy) goes to the commit thread
             if self._pending:
                 self._pending_cond.notify()
