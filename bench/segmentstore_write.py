@@ -22,6 +22,7 @@ Run:  .venv/bin/python bench/segmentstore_write.py [--quick] [--dir /tmp/segstor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import shutil
@@ -34,7 +35,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from xtremehub import storage
-from xtremehub.errors import BackPressure
+from xtremehub.errors import BackPressure, BucketNotFound
 from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
 
 KiB = 1024
@@ -134,8 +135,9 @@ class OursMemLTS(Ours):
 
     def close(self) -> None:
         super().close()
-        for info in list(storage.list(self.url)):
-            storage.delete(info.url)
+        with contextlib.suppress(BucketNotFound):  # nothing was tiered in a short run
+            for info in list(storage.list(self.url)):
+                storage.delete(info.url)
 
 
 Target = Callable[[Path, int], Naive | Batched | Ours]
