@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ bench-imzml: $(VENV)/.installed-bench
 
 bench-laz: $(VENV)/.installed-bench
 	$(BIN)/python bench/laz_dtm.py
+
+bench-streams-store: $(VENV)/.installed-bench
+	$(BIN)/python bench/segmentstore_write.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
