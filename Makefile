@@ -12,8 +12,9 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade "pip>=24"
 
 # Re-install whenever the dependency declarations change.
+# The demo also reads point clouds and rasters: the `geo` extra.
 $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install --quiet -c constraints.txt -e .
+	$(PIP) install --quiet -c constraints.txt -e '.[geo]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python

@@ -63,12 +63,16 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4 + 5 + 4
+    assert result.output.count(": OK") == 4 + 5 + 4 + 2
     assert "FASTQ.gz connector" in result.output
     assert "imzML connector" in result.output
     ion_png = tmp_path / "h" / "sample" / "imzml" / "ion-images.png"
     assert ion_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(ion_png) in result.output
+    assert "terrain model" in result.output
+    dtm_png = next((tmp_path / "h" / "sample" / "las").glob("*.png"))
+    assert dtm_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert str(dtm_png) in result.output
     assert "partitions" in result.output
     assert (tmp_path / "h" / "sample" / "variants-2MB.csv").exists()
     for kind in ("timeline", "histogram"):  # telemetry of the main job: plots and the per-job table

@@ -30,11 +30,13 @@ def demo(
 
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
     part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
-    part 3 indexes a generated imzML image and renders an ion image from slices of it.
+    part 3 indexes a generated imzML image and renders an ion image from slices of it;
+    part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
     from xtremehub.demo.imzml_job import run_imzml_demo
+    from xtremehub.demo.las_job import run_las_demo
 
     click.echo(f"data home: {settings.home}", err=True)
     report = run_demo(settings, size_mb=size_mb, partitions=partitions, workers=workers, progress=progress)
@@ -43,5 +45,7 @@ def demo(
     click.echo(fastq.summary())
     imzml = run_imzml_demo(settings, workers=workers, progress=progress)
     click.echo(imzml.summary())
-    if not (report.ok and fastq.ok and imzml.ok):
+    las = run_las_demo(settings, workers=workers, progress=progress)
+    click.echo(las.summary())
+    if not (report.ok and fastq.ok and imzml.ok and las.ok):
         sys.exit(1)
