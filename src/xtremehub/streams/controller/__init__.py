@@ -1,0 +1,37 @@
+"""The stream controller: scopes, streams, segments, scaling, transactions, reader groups, retention."""
+
+from xtremehub.streams.controller.contract import ControllerContract
+from xtremehub.streams.controller.model import (
+    MAX_EVENT_SIZE,
+    ReaderAssignment,
+    ReaderGroupConfig,
+    ReaderGroupSegment,
+    ReaderGroupState,
+    RetentionPolicy,
+    ScalingPolicy,
+    SegmentRange,
+    StreamConfig,
+    StreamCut,
+    StreamInfo,
+    SuccessorInfo,
+    TxnInfo,
+    TxnSegment,
+)
+
+__all__ = [
+    "MAX_EVENT_SIZE",
+    "ControllerContract",
+    "ReaderAssignment",
+    "ReaderGroupConfig",
+    "ReaderGroupSegment",
+    "ReaderGroupState",
+    "RetentionPolicy",
+    "ScalingPolicy",
+    "SegmentRange",
+    "StreamConfig",
+    "StreamCut",
+    "StreamInfo",
+    "SuccessorInfo",
+    "TxnInfo",
+    "TxnSegment",
+]
