@@ -100,7 +100,7 @@ def latency(manager: StreamManager, rate: float, seconds: float) -> tuple[tuple[
     reader = group.create_reader("r", sync_interval=1.0)
     api_lat: list[float] = []
     writer = manager.create_writer("bench", "lat-api")
-    producer = threading.Thread(target=produce, args=(lambda b: writer.write_event(b),))
+    producer = threading.Thread(target=produce, args=(writer.write_event,))
     producer.start()
     while len(api_lat) < count:
         event = reader.read_next(timeout=5.0)
