@@ -67,6 +67,7 @@ __all__ = [
     "DataDirLocked",
     "EventTooLarge",
     "ExecutorClosed",
+    "InvalidOffset",
     "InvalidRange",
     "InvalidStreamArgument",
     "MalformedRecord",
@@ -83,6 +84,7 @@ __all__ = [
     "StaleIndex",
     "StorageError",
     "StorageUnavailable",
+    "StoreClosed",
     "StreamError",
     "StreamNotFound",
     "TaskError",
@@ -292,6 +294,17 @@ class BackPressure(StreamError, TimeoutError):
 
 class ProtocolError(StreamError, ValueError):
     """A malformed or unexpected frame on the stream server's wire protocol."""
+
+
+# --- streams: segment store ----------------------------------------------------------------
+
+
+class InvalidOffset(StreamError, ValueError):
+    """An offset past the end of a segment (read, truncate) or otherwise out of range."""
+
+
+class StoreClosed(StreamError, RuntimeError):
+    """The segment store is closed, or stopped accepting writes after a local disk failure."""
 
 
 # --- streams: controller and client API (streamapi) -----------------------------------------
