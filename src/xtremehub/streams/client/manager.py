@@ -23,7 +23,7 @@ import importlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from xtremehub.errors import InvalidStreamArgument, MissingDependency
 from xtremehub.streams.client.bytestream import ByteStream
@@ -94,15 +94,18 @@ class StreamManager:
         """Controller and segment store in this process, data under ``path``, LTS at the ``lts`` URL.
 
         ``maintenance_interval`` paces the background task doing auto-scaling, retention,
-        transaction timeouts and reader timeouts. Another process using ``path`` gets
-        ``DataDirLocked``.
+        transaction timeouts and reader timeouts; ``store_options`` are fields of
+        :class:`~xtremehub.streams.segmentstore.SegmentStoreConfig` (budgets, settings ...).
+        Another process using ``path`` gets ``DataDirLocked``.
         """
         from xtremehub.streams.controller import Controller
-        from xtremehub.streams.segmentstore import SegmentStore
+        from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
 
         root = Path(path)
         root.mkdir(parents=True, exist_ok=True)
-        store = SegmentStore(root / "segments", lts=lts, **store_options)  # type: ignore[arg-type]
+        options: dict[str, Any] = dict(store_options)
+        config = SegmentStoreConfig(data_dir=root / "segments", lts_url=lts or "", **options)
+        store = SegmentStore(config)
         try:
             controller = Controller(store, root / "controller.db")
         except BaseException:

@@ -3,9 +3,9 @@
 Example:
     >>> import tempfile, pathlib
     >>> from xtremehub.streams.controller import Controller, ScalingPolicy, StreamConfig
-    >>> from xtremehub.streams.segmentstore import SegmentStore
+    >>> from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
     >>> path = pathlib.Path(tempfile.mkdtemp())
-    >>> store = SegmentStore(path / "segments")
+    >>> store = SegmentStore(SegmentStoreConfig(data_dir=path / "segments"))
     >>> ctl = Controller(store, path / "controller.db")
     >>> ctl.create_scope("demo"), ctl.create_stream("demo", "events", StreamConfig(ScalingPolicy.fixed(2)))
     (True, True)

@@ -56,32 +56,15 @@ class ReaderGroupOps:
     _clock: Callable[[], float]
 
     # provided by StreamOps
-    def _require_scope(self, scope: str) -> None:
-        raise NotImplementedError
-
-    def _stream_row(self, scope: str, stream: str) -> tuple[str, int, int, int, str, float]:
-        raise NotImplementedError
-
-    def _segment(self, scope: str, stream: str, number: int) -> SegmentRange:
-        raise NotImplementedError
-
-    def _ancestors(self, scope: str, stream: str, numbers: Iterable[int]) -> set[int]:
-        raise NotImplementedError
-
-    def _predecessors(self, scope: str, stream: str, number: int) -> list[int]:
-        raise NotImplementedError
-
-    def _successor_numbers(self, scope: str, stream: str, number: int) -> list[int]:
-        raise NotImplementedError
-
-    def _validate_cut(self, scope: str, stream: str, cut: StreamCut) -> dict[int, int]:
-        raise NotImplementedError
-
-    def get_head_cut(self, scope: str, stream: str) -> StreamCut:
-        raise NotImplementedError
-
-    def get_tail_cut(self, scope: str, stream: str) -> StreamCut:
-        raise NotImplementedError
+    _require_scope: Callable[[str], None]
+    _stream_row: Callable[[str, str], tuple[str, int, int, int, str, float]]
+    _segment: Callable[[str, str, int], SegmentRange]
+    _ancestors: Callable[[str, str, Iterable[int]], set[int]]
+    _predecessors: Callable[[str, str, int], list[int]]
+    _successor_numbers: Callable[[str, str, int], list[int]]
+    _validate_cut: Callable[[str, str, StreamCut], dict[int, int]]
+    get_head_cut: Callable[[str, str], StreamCut]
+    get_tail_cut: Callable[[str, str], StreamCut]
 
     # -- helpers --------------------------------------------------------------------------
     def _group_config(self, scope: str, group: str) -> ReaderGroupConfig:

@@ -57,6 +57,7 @@ class StreamOps:
     _store: SegmentStoreContract
     _lock: threading.RLock
     _clock: Callable[[], float]
+    _abort_open_transactions: Callable[[str, str], None]  # provided by TxnOps
 
     # -- helpers --------------------------------------------------------------------------
     def _require_scope(self, scope: str) -> None:
@@ -219,9 +220,6 @@ class StreamOps:
             with self._db.transaction() as cur:
                 cur.execute("UPDATE streams SET sealed = 1 WHERE scope = ? AND name = ?", (scope, stream))
             self._seal_segments(scope, stream, active)
-
-    def _abort_open_transactions(self, scope: str, stream: str) -> None:
-        raise NotImplementedError  # provided by the transaction mixin
 
     def delete_stream(self, scope: str, stream: str) -> None:
         with self._lock:

@@ -41,14 +41,10 @@ class TxnOps:
     _lock: threading.RLock
     _clock: Callable[[], float]
 
-    def _stream_row(self, scope: str, stream: str) -> tuple[str, int, int, int, str, float]:
-        raise NotImplementedError  # provided by StreamOps
-
-    def _active(self, scope: str, stream: str) -> list[SegmentRange]:
-        raise NotImplementedError  # provided by StreamOps
-
-    def _segment(self, scope: str, stream: str, number: int) -> SegmentRange:
-        raise NotImplementedError  # provided by StreamOps
+    # provided by StreamOps
+    _stream_row: Callable[[str, str], tuple[str, int, int, int, str, float]]
+    _active: Callable[[str, str], list[SegmentRange]]
+    _segment: Callable[[str, str, int], SegmentRange]
 
     def _txn(self, txn_id: str) -> TxnInfo:
         rows = self._db.query("SELECT scope, stream, state, lease_deadline, segments FROM txns WHERE id = ?", (txn_id,))
