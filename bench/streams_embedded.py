@@ -21,6 +21,7 @@ import struct
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,9 +68,10 @@ def throughput(
     def raw(i: int, running: Callable[[], bool]) -> int:
         count = 0
         frame = encode_event(payload, f"k{i}")
+        writer_id = uuid.uuid4().hex  # fresh per round: a reused id would make every append a duplicate
         while running():
             segment = raw_segments[(i + count) % SEGMENTS]
-            manager.store.append(segment, frame, writer_id=f"raw-{tag}-{i}", event_number=count)
+            manager.store.append(segment, frame, writer_id=writer_id, event_number=count)
             count += 1
         return count
 
