@@ -362,6 +362,33 @@ class StreamStoreTests:
         assert len(cuts) == 1
         assert cuts[0].stream == stream
 
+    def test_group_over_two_streams_and_segment_slices(self, manager: StreamManager) -> None:
+        scope, first = self._stream(manager, ScalingPolicy.fixed(2))
+        other_scope, second = _names()
+        manager.create_scope(other_scope)
+        manager.create_stream(other_scope, second)
+        with manager.create_writer(scope, first) as w1, manager.create_writer(other_scope, second) as w2:
+            for i in range(10):
+                w1.write_event(f"a{i}".encode(), routing_key="same")
+                w2.write_event(f"b{i}".encode())
+        group = manager.create_reader_group("g", scope, [first, f"{other_scope}/{second}"])
+        reader = group.create_reader("r", sync_interval=0.05)
+        got: list[EventRead] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 20 and time.monotonic() < deadline:
+            piece = reader.get_segment_slice(timeout=0.2)
+            if piece is not None:
+                events = list(piece)
+                assert {e.position.segment for e in events} == {piece.segment}
+                got += events
+        reader.reader_offline()
+        assert sorted(e.data for e in got) == sorted(
+            [f"a{i}".encode() for i in range(10)] + [f"b{i}".encode() for i in range(10)]
+        )
+        assert [e.data for e in got if e.stream == first] == [f"a{i}".encode() for i in range(10)]
+        assert {e.scope for e in got if e.stream == second} == {other_scope}
+        assert len(group.stream_cuts()) == 2
+
     def test_silent_reader_times_out_and_its_segments_move(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
         group = manager.create_reader_group("g", scope, [stream], reader_timeout=0.2)
