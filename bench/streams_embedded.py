@@ -151,15 +151,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 round of 1 s per cell instead of 3 rounds of 2 s")
     parser.add_argument("--dir", help="data directory (default: a fresh /tmp/streamapi-bench-*)")
+    parser.add_argument(
+        "--no-fsync", action="store_true", help="store without fsync: isolates the CPU cost of the client layer"
+    )
     args = parser.parse_args()
     seconds, rounds = (1.0, 1) if args.quick else (2.0, 3)
     root = Path(args.dir or tempfile.mkdtemp(prefix="streamapi-bench-"))
     try:
-        with StreamManager.embedded(root / "data", maintenance_interval=3600) as manager:
+        with StreamManager.embedded(root / "data", maintenance_interval=3600, fsync=not args.no_fsync) as manager:
             manager.create_scope("bench")
-            print(
-                f"durable write throughput (median of {rounds} x {seconds:.0f} s, {SEGMENTS} segments, data in {root})"
-            )
+            kind = "write throughput WITHOUT fsync" if args.no_fsync else "durable write throughput"
+            print(f"{kind} (median of {rounds} x {seconds:.0f} s, {SEGMENTS} segments, data in {root})")
             print(f"{'event':>7} {'writers':>7} {'API ev/s':>10} {'API MiB/s':>9} {'store ev/s':>10} {'API/store':>9}")
             for size in (1024, 100 * 1024):
                 for writers in (1, 4, 16):
