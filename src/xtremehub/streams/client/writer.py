@@ -189,7 +189,8 @@ class EventStreamWriter:
         pending.sent = self._store.append_async(
             segment, pending.frame, writer_id=self.writer_id, event_number=pending.number
         )
-        pending.sent.add_done_callback(lambda sent: self._acknowledged(pending, sent))
+        if self.config.max_in_flight:  # without events in flight the caller settles its own future
+            pending.sent.add_done_callback(lambda sent: self._acknowledged(pending, sent))
         counts = self._traffic.setdefault(segment, [0, 0])
         counts[0] += 1
         counts[1] += len(pending.frame)
