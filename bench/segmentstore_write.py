@@ -10,6 +10,9 @@ Every append is durable when it returns (fsync'd), for ours and the baselines al
 1. Throughput: 1 KiB and 100 KiB events, 1, 4 and 16 writer threads (one segment per writer).
 2. Ack latency at a video-like load: S streams of 30 fps frames of ~500 KB (about 15 MB/s per
    stream), one paced writer thread per stream; p50/p95/p99 of the time an append takes.
+3. LTS-outage buffering: with LTS unreachable, one 15 MB/s stream ingests until back pressure;
+   seconds of ingestion with the memory budget only vs memory + disk budget (the seed platform
+   reports 77 s vs 292 s, 3.8x, for M = 1.5 GB and D = 5 GB; here M and D are scaled down 100x).
 
 Run:  .venv/bin/python bench/segmentstore_write.py [--quick] [--dir /tmp/segstore-bench]
 """
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 
+from xtremehub.errors import BackPressure
 from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
 
 KiB = 1024
@@ -190,6 +194,37 @@ def video_latency(base: Path, target: Target, streams: int, seconds: float, fram
     return [x for per in latencies for x in per]
 
 
+def outage_buffering(base: Path, memory: int, disk: int, limit: float) -> float:
+    """Seconds a paced 15 MB/s stream (30 fps x 500 KB) ingests while LTS is unreachable."""
+    root = _fresh(base)
+    (root / "no-lts").write_bytes(b"")  # a file where the LTS directory should be: every tiering attempt fails
+    config = SegmentStoreConfig(
+        data_dir=root / "store",
+        lts_url=str(root / "no-lts" / "lts"),
+        memory_budget=memory,
+        disk_budget=disk,
+        lts_retry_initial=0.05,
+        lts_retry_max=0.2,
+    )
+    payload = os.urandom(500_000)
+    with SegmentStore(config) as store:
+        store.create_segment("video")
+        started = due = last_ok = time.monotonic()
+        try:
+            while last_ok - started < limit:
+                pause = due - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                store.append("video", payload, timeout=0.5)
+                last_ok = time.monotonic()
+                due += 1 / 30
+        except BackPressure:
+            pass
+        elapsed = last_ok - started  # until the last accepted frame (not counting the refused one's wait)
+    shutil.rmtree(root, ignore_errors=True)
+    return elapsed
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -198,6 +233,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs (about a minute in all)")
     parser.add_argument("--dir", type=Path, default=Path("/tmp/segstore-bench"), help="scratch directory (local disk)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the latency and outage parts")
     parser.add_argument("--streams", type=int, nargs="+", default=None, help="video streams (default 2 4, quick: 4)")
     args = parser.parse_args()
     seconds = 1.5 if args.quick else 5.0
@@ -211,7 +247,7 @@ def main() -> None:
         header = ["event", "writers", *NAMES, "ours/naive", "ours/batched"]
         print("| " + " | ".join(header) + " |")
         print("|---|---:|" + "---:|" * (len(header) - 2))
-        for size in (1 * KiB, 100 * KiB):
+        for size in () if args.skip_throughput else (1 * KiB, 100 * KiB):
             for writers in (1, 4, 16):
                 rates = {t.name: throughput(base, t, size, writers, seconds) for t in TARGETS}  # type: ignore[attr-defined]
                 cells = [f"{rates[n]:,.0f} ({rates[n] * size / MB:,.1f} MB/s)" for n in NAMES]
@@ -238,6 +274,15 @@ def main() -> None:
                 f"{n}/{b} {p95[n] / p95[b]:.2f}x" for n in ("ours", "ours-wal") for b in ("naive", "batched")
             )
             print(f"\np95 ratios: {ratios}")
+        memory, disk = 15 * MB, 50 * MB
+        print(f"\n## LTS outage at 15 MB/s: seconds until back pressure (M = {memory // MB} MB, D = {disk // MB} MB)\n")
+        mem_only = outage_buffering(base, memory, 0, 60)
+        mem_disk = outage_buffering(base, memory, disk, 60)
+        print("| budgets | seconds of ingestion | expected (budget / rate) |")
+        print("|---|---:|---:|")
+        print(f"| memory only | {mem_only:.1f} | {memory / 15e6:.1f} |")
+        print(f"| memory + disk | {mem_disk:.1f} | {(memory + disk) / 15e6:.1f} |")
+        print(f"\nratio memory+disk / memory only: {mem_disk / mem_only:.2f}x (seed platform: 3.8x)")
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

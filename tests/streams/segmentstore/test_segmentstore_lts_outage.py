@@ -44,6 +44,7 @@ def test_lts_outage_buffers_throttles_and_recovers(tmp_path: Path) -> None:
             memory_budget=MEMORY,
             disk_budget=DISK,
             tiering_interval=0.05,
+            lts_flush_delay=0.0,
             lts_chunk_size=64 * 1024,
             wal_file_size=128 * 1024,
             lts_retry_initial=0.1,
