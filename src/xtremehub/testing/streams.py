@@ -432,8 +432,10 @@ class StreamStoreTests:
             cut = manager.get_tail_cut(scope, stream)
             for i in range(20, 25):
                 writer.write_event(str(i).encode(), routing_key=str(i))
+        early = manager.create_reader_group("early", scope, [stream])  # positioned before the cut
         manager.truncate_stream(scope, stream, cut)
         assert manager.get_head_cut(scope, stream) == cut
+        assert sorted(int(e.data) for e in read_events(early, 5)) == list(range(20, 25))
         assert old.name not in manager.store.list_segments(f"{scope}/{stream}/")
         events = read_events(manager.create_reader_group("g", scope, [stream]), 5)
         assert sorted(int(e.data) for e in events) == list(range(20, 25))
