@@ -339,6 +339,10 @@ class StreamStoreTests:
         b.read_next(timeout=0.05)
         assert len(b.segments) == 4
         assert group.state().readers == ("b",)
+        assert manager.list_reader_groups(scope) == ["g"]
+        manager.delete_reader_group("g", scope)
+        with pytest.raises(ReaderGroupNotFound):
+            group.state()
 
     def test_reader_resumes_from_last_position_after_crash(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
