@@ -478,11 +478,16 @@ class StreamStoreTests:
     def test_seal_and_delete(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
         writer = manager.create_writer(scope, stream)
+        pipelined = manager.create_writer(scope, stream, max_in_flight=4)
         writer.write_event(b"before", routing_key="k")
         manager.seal_stream(scope, stream)
         assert manager.get_stream(scope, stream).sealed
         with pytest.raises(SegmentSealed):
-            writer.write_event(b"after", routing_key="k").result()
+            writer.write_event(b"after", routing_key="k")  # a synchronous writer raises the refusal
+        future = pipelined.write_event(b"after", routing_key="k")  # one in flight: the future carries it
+        with pytest.raises(SegmentSealed):
+            pipelined.flush()
+        assert isinstance(future.exception(timeout=10), SegmentSealed)
         with pytest.raises(SegmentSealed):
             manager.create_writer(scope, stream)
         events = read_events(manager.create_reader_group("g", scope, [stream]), 1)
