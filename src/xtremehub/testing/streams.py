@@ -169,6 +169,21 @@ class StreamStoreTests:
             assert (event.position.segment, event.position.offset) == (pointer.segment, pointer.offset)
         assert by_data[b"no key"].routing_key is None
 
+    def test_read_next_polls_or_waits_for_the_live_tail(self, manager: StreamManager) -> None:
+        scope, stream = self._stream(manager)
+        group = manager.create_reader_group("g", scope, [stream], start="tail")
+        reader = group.create_reader("r", sync_interval=0.05)
+        assert reader.read_next(timeout=0) is None
+        writer = manager.create_writer(scope, stream)
+        late = threading.Timer(0.3, lambda: writer.write_event(b"live"))
+        late.start()
+        event = reader.read_next()  # no timeout: waits as long as it takes
+        late.join()
+        assert event is not None
+        assert event.data == b"live"
+        reader.reader_offline()
+        writer.close()
+
     def test_order_per_key_with_concurrent_writers_across_manual_scaling(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
         writers, per_writer, keys = 4, 150, 6
