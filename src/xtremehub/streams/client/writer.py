@@ -148,6 +148,8 @@ class EventStreamWriter:
         """
         frame = encode_event(data, routing_key)
         point = key_point(routing_key) if routing_key is not None else random.random()
+        if not self.config.max_in_flight:
+            return self._write_now(frame, point)
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
@@ -160,8 +162,21 @@ class EventStreamWriter:
             self._maybe_report()
             if len(self._pending) > self.config.max_in_flight:
                 self._drain(keep=self.config.max_in_flight)
-        if not self.config.max_in_flight:
-            pending.future.result()  # raises the refusal, if any
+        return pending.future
+
+    def _write_now(self, frame: bytes, point: float) -> Future[EventPointer]:
+        """The synchronous path: one durable append (re-routed and retried as needed), then return."""
+        with self._lock:
+            if self._closed:
+                raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
+            pending = _Pending(self._next_number, frame, point, Future())
+            self._next_number += 1
+            result = self._append_with_retries(pending, time.monotonic() + self.config.retry_timeout)
+            counts = self._traffic.setdefault(result.segment, [0, 0])
+            counts[0] += 1
+            counts[1] += len(frame)
+            self._maybe_report()
+        _settle(pending.future, result)
         return pending.future
 
     def flush(self) -> None:
