@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 #: Two neighbours merge when their summed rate is below this fraction of the target.
 MERGE_FRACTION = 0.5
+#: Shortest span rates are measured over: writers report traffic every 0.5 s, so a shorter window
+#: would often hold no report at all and make a busy segment look cold.
+MIN_TRAFFIC_SPAN = 1.0
 
 
 class Controller(StreamOps, TxnOps, ReaderGroupOps, ControllerContract):
@@ -102,7 +105,8 @@ class Controller(StreamOps, TxnOps, ReaderGroupOps, ControllerContract):
     def _rate(self, segment: str, policy: ScalingPolicy, now: float) -> float:
         samples = self._traffic.get(segment, ())
         index = 1 if policy.kind == "event_rate" else 2
-        return sum(s[index] for s in samples if s[0] >= now - policy.window) / policy.window
+        span = max(policy.window, MIN_TRAFFIC_SPAN)
+        return sum(s[index] for s in samples if s[0] >= now - span) / span
 
     def _auto_scale(self, scope: str, stream: str, policy: ScalingPolicy, now: float) -> None:
         if self._db.query(
@@ -117,7 +121,7 @@ class Controller(StreamOps, TxnOps, ReaderGroupOps, ControllerContract):
             )
         }
         active = self._active(scope, stream)
-        settled = max(policy.window, policy.cooldown)
+        settled = max(policy.window, policy.cooldown, MIN_TRAFFIC_SPAN)
         eligible = {s.number: self._rate(s.name, policy, now) for s in active if now - created[s.number] >= settled}
         hot = [s for s in active if eligible.get(s.number, 0.0) > policy.target_rate]
         if hot:

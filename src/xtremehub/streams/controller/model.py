@@ -55,7 +55,8 @@ class ScalingPolicy:
     ``target_rate`` is per segment (events/s or bytes/s). A segment above it for a whole
     ``window`` splits into ``scale_factor`` parts; two neighbours both under a quarter of it
     merge; never below ``min_segments``, and a segment waits ``cooldown`` seconds after it was
-    created before it scales again.
+    created before it scales again. Rates come from writers' traffic reports (every 0.5 s), so
+    they are measured over at least one second whatever ``window`` says.
     """
 
     kind: ScalingKind = "fixed"
