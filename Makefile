@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store bench-streams clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ bench-imzml: $(VENV)/.installed-bench
 
 bench-laz: $(VENV)/.installed-bench
 	$(BIN)/python bench/laz_dtm.py
+
+bench-streams: $(VENV)/.installed-bench
+	$(BIN)/python bench/streams_embedded.py
 
 bench-streams-store: $(VENV)/.installed-bench
 	$(BIN)/python bench/segmentstore_write.py

@@ -38,7 +38,9 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── TransactionFailed                      commit after abort/timeout
         ├── DataDirLocked           (RuntimeError) another process owns the data directory
         ├── BackPressure            (TimeoutError) memory and disk budgets exhausted
-        └── ProtocolError           (ValueError)   malformed frame on the wire
+        ├── ProtocolError           (ValueError)   malformed frame on the wire
+        ├── InvalidStreamArgument   (ValueError)   bad name, policy, cut or position
+        └── ReaderGroupNotFound     (LookupError)
 
 Vendor errors (botocore, zlib, indexed_gzip, OS) are translated at one boundary per backend and
 chained with ``raise ... from exc``; messages name the URL, key and byte range.
@@ -67,12 +69,14 @@ __all__ = [
     "ExecutorClosed",
     "InvalidOffset",
     "InvalidRange",
+    "InvalidStreamArgument",
     "MalformedRecord",
     "MissingDependency",
     "NotPreprocessed",
     "ObjectNotFound",
     "PluginNotFound",
     "ProtocolError",
+    "ReaderGroupNotFound",
     "ScopeNotFound",
     "SegmentNotFound",
     "SegmentSealed",
@@ -301,3 +305,14 @@ class InvalidOffset(StreamError, ValueError):
 
 class StoreClosed(StreamError, RuntimeError):
     """The segment store is closed, or stopped accepting writes after a local disk failure."""
+
+
+# --- streams: controller and client API (streamapi) -----------------------------------------
+
+
+class InvalidStreamArgument(StreamError, ValueError):
+    """A bad scope/stream/reader-group name, scaling or retention policy, stream cut or position."""
+
+
+class ReaderGroupNotFound(StreamError, LookupError):
+    """No such reader group in the scope."""

@@ -1,0 +1,39 @@
+"""The stream controller: scopes, streams, segments, scaling, transactions, reader groups, retention."""
+
+from xtremehub.streams.controller._controller import Controller
+from xtremehub.streams.controller.contract import ControllerContract
+from xtremehub.streams.controller.model import (
+    MAX_EVENT_SIZE,
+    ReaderAssignment,
+    ReaderGroupConfig,
+    ReaderGroupSegment,
+    ReaderGroupState,
+    RetentionPolicy,
+    ScalingPolicy,
+    SegmentRange,
+    StreamConfig,
+    StreamCut,
+    StreamInfo,
+    SuccessorInfo,
+    TxnInfo,
+    TxnSegment,
+)
+
+__all__ = [
+    "MAX_EVENT_SIZE",
+    "Controller",
+    "ControllerContract",
+    "ReaderAssignment",
+    "ReaderGroupConfig",
+    "ReaderGroupSegment",
+    "ReaderGroupState",
+    "RetentionPolicy",
+    "ScalingPolicy",
+    "SegmentRange",
+    "StreamConfig",
+    "StreamCut",
+    "StreamInfo",
+    "SuccessorInfo",
+    "TxnInfo",
+    "TxnSegment",
+]
