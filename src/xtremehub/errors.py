@@ -68,6 +68,7 @@ __all__ = [
     "DataDirLocked",
     "EventTooLarge",
     "ExecutorClosed",
+    "InvalidOffset",
     "InvalidRange",
     "InvalidStreamArgument",
     "MalformedRecord",
@@ -85,6 +86,7 @@ __all__ = [
     "StaleIndex",
     "StorageError",
     "StorageUnavailable",
+    "StoreClosed",
     "StreamError",
     "StreamNotFound",
     "TaskError",
@@ -305,6 +307,17 @@ class InvalidStreamArgument(StreamError, ValueError):
 
 class ReaderGroupNotFound(StreamError, LookupError):
     """No such reader group in the scope."""
+
+
+# --- streams: segment store ----------------------------------------------------------------
+
+
+class InvalidOffset(StreamError, ValueError):
+    """An offset past the end of a segment (read, truncate) or otherwise out of range."""
+
+
+class StoreClosed(StreamError, RuntimeError):
+    """The segment store is closed, or stopped accepting writes after a local disk failure."""
 
 
 # --- streams: server and remote client (server) ---------------------------------------------

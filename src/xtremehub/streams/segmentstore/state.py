@@ -1,0 +1,258 @@
+"""The store's state machine: segments, where their bytes live, and the writers' event numbers.
+
+The same ``apply_*`` methods run live (after a record is durable) and at recovery (replaying
+the WAL), so the state rebuilt after a crash is the state that was acknowledged. A segment's
+bytes are a list of *extents*, each either in a WAL file (``file_id``, position) or in an LTS
+chunk object (``key``, position); tiering replaces WAL extents by one LTS extent, merge moves
+the source's extents to the end of the target.
+
+Example:
+    >>> state = StoreState()
+    >>> state.apply_create("s", "c1")
+    >>> ext = state.apply_append("s", "w", 1, 0, file_id=1, pos=100, length=5)
+    >>> seg = state.get("s")
+    >>> seg.length, seg.writers, state.untiered, dict(state.refs)
+    (5, {'w': [1, 0]}, 5, {1: 1})
+    >>> state.apply_tiered("s", "c1", 0, 5, "segments/s/c1/0.chunk")
+    (True, [Extent(0+5 wal=1@100)])
+    >>> state.untiered, seg.tiered_length
+    (0, 5)
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from typing import Any
+
+from xtremehub.errors import SegmentNotFound
+
+__all__ = ["Extent", "Segment", "StoreState"]
+
+
+class Extent:
+    """A run of a segment's bytes: ``[offset, offset + length)``, in a WAL file or an LTS object."""
+
+    __slots__ = ("data", "file_id", "key", "length", "offset", "pos")
+
+    def __init__(
+        self, offset: int, length: int, *, file_id: int = -1, pos: int = 0, key: str = "", data: bytes | None = None
+    ) -> None:
+        self.offset = offset
+        self.length = length
+        #: WAL file id (-1 for an LTS extent) and position of the first byte in the file or object.
+        self.file_id = file_id
+        self.pos = pos
+        #: LTS object key ("" for a WAL extent).
+        self.key = key
+        #: Cached bytes (tail cache) or None.
+        self.data = data
+
+    @property
+    def in_wal(self) -> bool:
+        return self.file_id >= 0
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+    def to_json(self) -> list[Any]:
+        return [self.offset, self.length, self.file_id, self.pos, self.key]
+
+    @classmethod
+    def from_json(cls, item: list[Any]) -> Extent:
+        offset, length, file_id, pos, key = item
+        return cls(int(offset), int(length), file_id=int(file_id), pos=int(pos), key=str(key))
+
+    def __repr__(self) -> str:
+        where = f"wal={self.file_id}@{self.pos}" if self.in_wal else f"lts={self.key}@{self.pos}"
+        return f"Extent({self.offset}+{self.length} {where})"
+
+
+class Segment:
+    """One segment's durable state."""
+
+    __slots__ = ("cid", "extents", "length", "merged", "name", "sealed", "start", "starts", "writers")
+
+    def __init__(self, name: str, cid: str) -> None:
+        self.name = name
+        #: Creation id: distinguishes a re-created segment's LTS objects from a deleted one's.
+        self.cid = cid
+        self.start = 0
+        self.length = 0
+        self.sealed = False
+        #: writer id -> [last event number, offset of that event]
+        self.writers: dict[str, list[int]] = {}
+        #: source segment -> target offset, for idempotent merge retries
+        self.merged: dict[str, int] = {}
+        self.extents: list[Extent] = []
+        self.starts: list[int] = []
+
+    @property
+    def tiered_length(self) -> int:
+        """End of the leading run of bytes that are in LTS."""
+        for ext in self.extents:
+            if ext.in_wal:
+                return ext.offset
+        return self.length
+
+    def add_extent(self, ext: Extent) -> None:
+        self.extents.append(ext)
+        self.starts.append(ext.offset)
+
+    def find(self, offset: int) -> int:
+        """Index of the extent holding ``offset`` (``len(extents)`` when past the end)."""
+        i = bisect.bisect_right(self.starts, offset) - 1
+        return max(i, 0) if self.extents and offset < self.length else len(self.extents)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cid": self.cid,
+            "start": self.start,
+            "length": self.length,
+            "sealed": self.sealed,
+            "writers": self.writers,
+            "merged": self.merged,
+            "extents": [e.to_json() for e in self.extents],
+        }
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Segment:
+        seg = cls(body["name"], body["cid"])
+        seg.start, seg.length, seg.sealed = int(body["start"]), int(body["length"]), bool(body["sealed"])
+        seg.writers = {k: [int(v[0]), int(v[1])] for k, v in body["writers"].items()}
+        seg.merged = {k: int(v) for k, v in body["merged"].items()}
+        for item in body["extents"]:
+            seg.add_extent(Extent.from_json(item))
+        return seg
+
+
+class StoreState:
+    """All segments, WAL file reference counts and the untiered byte count."""
+
+    def __init__(self) -> None:
+        self.segments: dict[str, Segment] = {}
+        #: WAL file id -> number of extents whose bytes are in it
+        self.refs: Counter[int] = Counter()
+        #: bytes appended but not yet in LTS
+        self.untiered = 0
+
+    def get(self, name: str) -> Segment:
+        seg = self.segments.get(name)
+        if seg is None:
+            raise SegmentNotFound(f"segment {name!r} does not exist")
+        return seg
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def checkpoint(self) -> dict[str, Any]:
+        return {"segments": [seg.to_json() for seg in self.segments.values()]}
+
+    @classmethod
+    def from_checkpoint(cls, body: dict[str, Any]) -> StoreState:
+        state = cls()
+        for item in body["segments"]:
+            seg = Segment.from_json(item)
+            state.segments[seg.name] = seg
+            for ext in seg.extents:
+                state._count(ext, +1)
+        return state
+
+    def _count(self, ext: Extent, sign: int) -> None:
+        if ext.in_wal:
+            self.refs[ext.file_id] += sign
+            if self.refs[ext.file_id] <= 0:
+                del self.refs[ext.file_id]
+            self.untiered += sign * ext.length
+
+    # -- transitions ----------------------------------------------------------------------
+    def apply_create(self, name: str, cid: str) -> None:
+        self.segments[name] = Segment(name, cid)
+
+    def apply_append(
+        self,
+        name: str,
+        writer_id: str | None,
+        event_number: int | None,
+        offset: int,
+        *,
+        file_id: int,
+        pos: int,
+        length: int,
+        data: bytes | None = None,
+    ) -> Extent:
+        seg = self.get(name)
+        assert offset == seg.length, f"append to {name} at {offset}, length is {seg.length}"
+        ext = Extent(offset, length, file_id=file_id, pos=pos, data=data)
+        if length:
+            seg.add_extent(ext)
+            self._count(ext, +1)
+        seg.length += length
+        if writer_id is not None and event_number is not None:
+            seg.writers[writer_id] = [event_number, offset]
+        return ext
+
+    def apply_seal(self, name: str) -> int:
+        seg = self.get(name)
+        seg.sealed = True
+        return seg.length
+
+    def apply_merge(self, target: str, source: str) -> int:
+        """Move the source's bytes to the end of the target; returns their target offset."""
+        tgt, src = self.get(target), self.get(source)
+        delta = tgt.length - src.start
+        for ext in src.extents:
+            ext.offset += delta  # the extent objects move (cached bytes stay attached)
+            tgt.add_extent(ext)
+        at = tgt.length
+        tgt.length += src.length - src.start
+        tgt.merged[source] = at
+        del self.segments[source]
+        return at
+
+    def apply_truncate(self, name: str, offset: int) -> list[Extent]:
+        """Drop extents wholly below ``offset``; returns them."""
+        seg = self.get(name)
+        if offset <= seg.start:
+            return []
+        seg.start = offset
+        keep = 0
+        while keep < len(seg.extents) and seg.extents[keep].end <= offset:
+            keep += 1
+        dropped = seg.extents[:keep]
+        del seg.extents[:keep], seg.starts[:keep]
+        for ext in dropped:
+            self._count(ext, -1)
+        return dropped
+
+    def apply_delete(self, name: str) -> Segment:
+        seg = self.segments.pop(name)
+        for ext in seg.extents:
+            self._count(ext, -1)
+        return seg
+
+    def apply_tiered(self, name: str, cid: str, offset: int, length: int, key: str) -> tuple[bool, list[Extent]]:
+        """Replace the WAL extents ``[offset, offset + length)`` by one LTS extent.
+
+        A no-op (returns ``(False, [])``) when the segment was deleted, re-created, merged away
+        or truncated into that range since the chunk was written.
+        """
+        seg = self.segments.get(name)
+        if seg is None or seg.cid != cid or seg.start > offset:
+            return False, []
+        i = seg.find(offset)
+        j, covered = i, offset
+        while j < len(seg.extents) and covered < offset + length:
+            ext = seg.extents[j]
+            if not ext.in_wal or ext.offset != covered:
+                return False, []
+            covered = ext.end
+            j += 1
+        if covered != offset + length or i >= len(seg.extents) or seg.extents[i].offset != offset:
+            return False, []
+        replaced = seg.extents[i:j]
+        seg.extents[i:j] = [Extent(offset, length, key=key, pos=0)]
+        seg.starts[i:j] = [offset]
+        for ext in replaced:
+            self._count(ext, -1)
+        return True, replaced

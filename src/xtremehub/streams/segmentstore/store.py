@@ -1,0 +1,695 @@
+"""The embedded segment store: durable WAL with group commit, tail cache, tiering to LTS.
+
+One commit thread owns every change. Appends are queued with a future; the thread takes all
+queued appends (up to ``group_commit_bytes``), validates them (sealed, conditional offset,
+writer dedup), writes their records with one ``writev`` and one ``fdatasync``, then applies
+them to the in-memory state and resolves the futures: an acknowledged append is on disk.
+Control operations (create, seal, merge, truncate, delete, tiered, roll) are committed one
+at a time in the same order. A background :class:`~xtremehub.streams.segmentstore.tiering.Tierer`
+moves WAL bytes to LTS chunks; WAL files whose bytes are all in LTS are deleted.
+
+Example:
+    >>> import tempfile
+    >>> store = SegmentStore(SegmentStoreConfig(data_dir=tempfile.mkdtemp()))
+    >>> store.create_segment("scope/stream/0")
+    True
+    >>> store.append("scope/stream/0", b"hello ", writer_id="w1", event_number=1)
+    AppendResult(segment='scope/stream/0', offset=0, length=6, duplicate=False)
+    >>> store.append("scope/stream/0", b"hello ", writer_id="w1", event_number=1).duplicate
+    True
+    >>> _ = store.append("scope/stream/0", b"world")
+    >>> store.read("scope/stream/0", 0, 100).data
+    b'hello world'
+    >>> store.seal("scope/stream/0")
+    11
+    >>> store.close()
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from xtremehub.errors import (
+    BackPressure,
+    ConditionalCheckFailed,
+    EventTooLarge,
+    InvalidOffset,
+    ObjectNotFound,
+    SegmentNotFound,
+    SegmentSealed,
+    SegmentTruncated,
+    StoreClosed,
+)
+from xtremehub.streams.segmentstore.cache import TailCache
+from xtremehub.streams.segmentstore.config import SegmentStoreConfig
+from xtremehub.streams.segmentstore.contract import (
+    AppendResult,
+    ReadResult,
+    SegmentInfo,
+    SegmentStoreContract,
+    StoreStats,
+)
+from xtremehub.streams.segmentstore.lock import DataDirLock
+from xtremehub.streams.segmentstore.lts import ChunkStore
+from xtremehub.streams.segmentstore.state import Extent, Segment, StoreState
+from xtremehub.streams.segmentstore.tiering import Tierer
+from xtremehub.streams.segmentstore.wal import (
+    Record,
+    RecordType,
+    WalFiles,
+    decode_append,
+    decode_control,
+    encode_append,
+    encode_control,
+)
+
+__all__ = ["SegmentStore"]
+
+log = logging.getLogger(__name__)
+
+_ROLL = "roll"
+
+
+@dataclass(slots=True)
+class _Append:
+    segment: str
+    data: bytes
+    writer_id: str | None
+    event_number: int | None
+    expected_offset: int | None
+    future: Future[AppendResult] = field(default_factory=Future)
+
+
+@dataclass(slots=True)
+class _Control:
+    kind: RecordType | str
+    body: dict[str, Any]
+    future: Future[Any] = field(default_factory=Future)
+
+
+_STOP = object()
+
+
+class SegmentStore(SegmentStoreContract):
+    """Named append-only segments in one data directory (see the module docstring).
+
+    Raises :class:`~xtremehub.errors.DataDirLocked` when another process (or another store
+    in this process) owns ``config.data_dir``.
+    """
+
+    def __init__(self, config: SegmentStoreConfig) -> None:
+        self.config = config
+        self._dirlock = DataDirLock.acquire(config.data_dir)
+        try:
+            self._lock = threading.RLock()
+            self._cond = threading.Condition(self._lock)
+            self._cache = TailCache(config.memory_budget)
+            self._wal = WalFiles(config.wal_dir, fsync=config.fsync)
+            self._state = self._recover()
+            self.chunks = ChunkStore(config.lts_url, config.settings, part_size=config.lts_read_part_size)
+        except BaseException:
+            self._dirlock.release()
+            raise
+        self._queue: queue.SimpleQueue[_Append | _Control | object] = queue.SimpleQueue()
+        self._reserved = 0  # bytes admitted but not yet committed
+        self._throttled = 0  # appends waiting for budget now
+        self._closed = False
+        self._failed: BaseException | None = None
+        self._committer = threading.Thread(target=self._commit_loop, name="xhub-segstore-commit", daemon=True)
+        self._committer.start()
+        self._tierer = Tierer(self, config)
+        self._tierer.start()
+
+    # ------------------------------------------------------------------ recovery
+    def _recover(self) -> StoreState:
+        checkpoint, records = self._wal.recover()
+        state = StoreState() if checkpoint is None else StoreState.from_checkpoint(checkpoint)
+        for record in records:
+            self._replay(state, record)
+        for file_id in state.refs:
+            self._wal.check_complete(file_id)
+        self._wal.roll(state.checkpoint())
+        self._delete_unreferenced(state)
+        log.info(
+            "segment store %s: %d segments recovered from %d WAL records (%d bytes untiered)",
+            self.config.data_dir,
+            len(state.segments),
+            len(records),
+            state.untiered,
+        )
+        return state
+
+    @staticmethod
+    def _replay(state: StoreState, record: Record) -> None:
+        if record.rtype == RecordType.APPEND:
+            rec = decode_append(record.payload)
+            state.apply_append(
+                rec.name,
+                rec.writer_id,
+                rec.event_number,
+                rec.offset,
+                file_id=record.file_id,
+                pos=record.pos + rec.data_at,
+                length=rec.length,
+            )
+            return
+        body = decode_control(record.payload)
+        if record.rtype == RecordType.CREATE:
+            state.apply_create(body["name"], body["cid"])
+        elif record.rtype == RecordType.SEAL:
+            state.apply_seal(body["name"])
+        elif record.rtype == RecordType.MERGE:
+            state.apply_seal(body["source"])
+            state.apply_merge(body["target"], body["source"])
+        elif record.rtype == RecordType.TRUNCATE:
+            state.apply_truncate(body["name"], body["offset"])
+        elif record.rtype == RecordType.DELETE:
+            state.apply_delete(body["name"])
+        elif record.rtype == RecordType.TIERED:
+            state.apply_tiered(body["name"], body["cid"], body["offset"], body["length"], body["key"])
+
+    def _delete_unreferenced(self, state: StoreState) -> None:
+        """Remove WAL files before the current one that hold no untiered bytes."""
+        for file_id in self._wal.file_ids():
+            if file_id < self._wal.current and file_id not in state.refs:
+                with self._lock:
+                    self._wal.delete(file_id)
+                log.debug("WAL file %d deleted (all its bytes are in LTS)", file_id)
+
+    # ------------------------------------------------------------------ public API
+    def create_segment(self, name: str) -> bool:
+        if not name:
+            raise InvalidOffset("a segment name must not be empty")
+        return bool(self._control(RecordType.CREATE, {"name": name}))
+
+    def append(
+        self,
+        segment: str,
+        data: bytes,
+        *,
+        writer_id: str | None = None,
+        event_number: int | None = None,
+        expected_offset: int | None = None,
+        timeout: float | None = None,
+    ) -> AppendResult:
+        future = self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout)
+        return future.result()
+
+    def append_async(
+        self,
+        segment: str,
+        data: bytes,
+        *,
+        writer_id: str | None = None,
+        event_number: int | None = None,
+        expected_offset: int | None = None,
+    ) -> Future[AppendResult]:
+        """Queue an append; the future resolves once it is durable.
+
+        Returns at once unless the budgets are exhausted (LTS down): then it blocks like
+        :meth:`append` and raises :class:`~xtremehub.errors.BackPressure` after
+        ``config.backpressure_timeout``.
+        """
+        return self._submit_append(segment, data, writer_id, event_number, expected_offset, None)
+
+    def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
+        if max_length <= 0:
+            raise InvalidOffset(f"segment {segment!r}: max_length must be > 0, not {max_length}")
+        deadline = time.monotonic() + wait
+        lts_pieces: list[tuple[str, int, int]] = []
+        with self._cond:
+            while True:
+                self._check_open()
+                seg = self._state.get(segment)
+                if offset < seg.start:
+                    raise self._truncated(segment, offset, seg.start)
+                if offset > seg.length:
+                    raise InvalidOffset(f"segment {segment!r}: offset {offset} is past its length {seg.length}")
+                if offset < seg.length:
+                    break
+                if seg.sealed:
+                    return ReadResult(segment, offset, b"", end_of_segment=True)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return ReadResult(segment, offset, b"")
+                self._cond.wait(remaining)
+            pieces, lts_pieces, end = self._collect(seg, offset, min(seg.length, offset + max_length))
+            at_end = seg.sealed and end == seg.length
+            cid = seg.cid
+        if lts_pieces:
+            try:
+                data = self.chunks.read(lts_pieces)
+            except ObjectNotFound:
+                with self._lock:  # deleted or truncated while we read: say which
+                    seg = self._state.get(segment)
+                    if seg.cid != cid:
+                        raise SegmentNotFound(f"segment {segment!r} was deleted while reading") from None
+                    if offset < seg.start:
+                        raise self._truncated(segment, offset, seg.start) from None
+                raise
+            return ReadResult(segment, offset, data, end_of_segment=at_end)
+        return ReadResult(segment, offset, b"".join(pieces), end_of_segment=at_end)
+
+    @staticmethod
+    def _truncated(segment: str, offset: int, start: int) -> SegmentTruncated:
+        return SegmentTruncated(f"segment {segment!r}: offset {offset} is below its start {start}")
+
+    def _collect(self, seg: Segment, offset: int, end: int) -> tuple[list[bytes], list[tuple[str, int, int]], int]:
+        """Bytes ``[offset, end)`` from cache/WAL, or the LTS pieces for them (never both); returns where it stopped."""
+        local: list[bytes] = []
+        remote: list[tuple[str, int, int]] = []
+        pos, i = offset, seg.find(offset)
+        while pos < end and i < len(seg.extents):
+            ext = seg.extents[i]
+            skip, n = pos - ext.offset, min(ext.end, end) - pos
+            if ext.in_wal:
+                if remote:
+                    break
+                if ext.data is not None:
+                    local.append(ext.data[skip : skip + n] if skip or n < ext.length else ext.data)
+                else:
+                    local.append(self._wal.pread(ext.file_id, ext.pos + skip, n))
+            else:
+                if local:
+                    break
+                remote.append((ext.key, ext.pos + skip, ext.pos + skip + n))
+            pos += n
+            i += 1
+        return local, remote, pos
+
+    def info(self, segment: str) -> SegmentInfo:
+        with self._lock:
+            self._check_open()
+            seg = self._state.get(segment)
+            return SegmentInfo(seg.name, seg.start, seg.length, seg.sealed, seg.tiered_length)
+
+    def writer_event_number(self, segment: str, writer_id: str) -> int | None:
+        with self._lock:
+            self._check_open()
+            last = self._state.get(segment).writers.get(writer_id)
+            return None if last is None else last[0]
+
+    def seal(self, segment: str) -> int:
+        return int(self._control(RecordType.SEAL, {"name": segment}))
+
+    def merge(self, target: str, source: str) -> int:
+        return int(self._control(RecordType.MERGE, {"target": target, "source": source}))
+
+    def truncate(self, segment: str, offset: int) -> None:
+        self._control(RecordType.TRUNCATE, {"name": segment, "offset": offset})
+
+    def delete(self, segment: str) -> None:
+        self._control(RecordType.DELETE, {"name": segment})
+
+    def list_segments(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            self._check_open()
+            return sorted(name for name in self._state.segments if name.startswith(prefix))
+
+    def stats(self) -> StoreStats:
+        with self._lock:
+            untiered = self._state.untiered
+            cache = self._cache.bytes
+            throttled = self._throttled > 0
+        return StoreStats(
+            cache_bytes=cache,
+            spill_bytes=max(0, untiered - cache),
+            wal_bytes=self._wal.total_bytes(),
+            untiered_bytes=untiered,
+            lts_available=self._tierer.lts_available,
+            throttled=throttled,
+        )
+
+    def close(self) -> None:
+        """Commit what is queued, stop tiering, release the data directory."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._cond.notify_all()
+        self._tierer.stop()
+        self._queue.put(_STOP)
+        self._committer.join()
+        self.chunks.close()
+        with self._lock:
+            self._cache.clear()
+            self._wal.close()
+        self._dirlock.release()
+
+    def __enter__(self) -> SegmentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SegmentStore({str(self.config.data_dir)!r}, lts={self.config.lts_url!r})"
+
+    # ------------------------------------------------------------------ submission
+    def _check_open(self) -> None:
+        if self._failed is not None:
+            raise StoreClosed(f"segment store {self.config.data_dir} stopped after a disk error: {self._failed}")
+        if self._closed:
+            raise StoreClosed(f"segment store {self.config.data_dir} is closed")
+
+    def _submit_append(
+        self,
+        segment: str,
+        data: bytes,
+        writer_id: str | None,
+        event_number: int | None,
+        expected_offset: int | None,
+        timeout: float | None,
+    ) -> Future[AppendResult]:
+        data = bytes(data)
+        if len(data) > self.config.max_append_size:
+            raise EventTooLarge(
+                f"segment {segment!r}: append of {len(data)} bytes exceeds the maximum of {self.config.max_append_size}"
+            )
+        if (writer_id is None) != (event_number is None):
+            raise InvalidOffset(f"segment {segment!r}: writer_id and event_number must be given together")
+        self._admit(segment, len(data), self.config.backpressure_timeout if timeout is None else timeout)
+        op = _Append(segment, data, writer_id, event_number, expected_offset)
+        self._queue.put(op)
+        return op.future
+
+    def _admit(self, segment: str, size: int, timeout: float | None) -> None:
+        """Reserve ``size`` bytes of the backlog budget, waiting while it is exhausted."""
+        budget = self.config.backlog_budget
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            self._check_open()
+            while self._state.untiered + self._reserved + size > budget and self._state.untiered + self._reserved > 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise BackPressure(
+                        f"segment {segment!r}: {self._state.untiered + self._reserved} bytes wait for LTS "
+                        f"(budget {budget} = memory {self.config.memory_budget} + disk {self.config.disk_budget}); "
+                        f"nothing was written, retry later"
+                    )
+                self._throttled += 1
+                try:
+                    self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+                finally:
+                    self._throttled -= 1
+                self._check_open()
+            self._reserved += size
+
+    def _control(self, kind: RecordType | str, body: dict[str, Any]) -> Any:
+        with self._lock:
+            self._check_open()
+        op = _Control(kind, body)
+        self._queue.put(op)
+        return op.future.result()
+
+    # ------------------------------------------------------------------ TieringHost
+    def untiered_runs(self, max_bytes: int) -> list[tuple[Segment, list[Extent]]]:
+        """For each segment, its first run of contiguous WAL extents (up to ``max_bytes``)."""
+        runs = []
+        with self._lock:
+            for seg in self._state.segments.values():
+                run: list[Extent] = []
+                size = 0
+                for ext in seg.extents:
+                    if ext.in_wal and (not run or (ext.offset == run[-1].end and size + ext.length <= max_bytes)):
+                        run.append(ext)
+                        size += ext.length
+                    elif run:
+                        break
+                if run:
+                    runs.append((seg, run))
+        return runs
+
+    def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None:
+        """The bytes of a run, or None when the run changed meanwhile (truncated, deleted, tiered)."""
+        with self._lock:
+            current = self._state.segments.get(seg.name)
+            if current is not seg or not run or seg.start > run[0].offset:
+                return None
+            parts = []
+            for ext in run:
+                if not ext.in_wal:
+                    return None
+                parts.append(ext.data if ext.data is not None else self._wal.pread(ext.file_id, ext.pos, ext.length))
+            return b"".join(parts)
+
+    def lts_chunks(self, seg: Segment) -> list[list[Any]]:
+        with self._lock:
+            return [[e.offset, e.length, e.key] for e in seg.extents if not e.in_wal]
+
+    def commit_tiered(self, seg: Segment, offset: int, length: int, key: str) -> bool:
+        body = {"name": seg.name, "cid": seg.cid, "offset": offset, "length": length, "key": key}
+        return bool(self._control(RecordType.TIERED, body))
+
+    def reclaimable_wal(self) -> bool:
+        with self._lock:
+            refs = set(self._state.refs)
+            current = self._wal.current
+        return any(f < current and f not in refs for f in self._wal.file_ids())
+
+    def roll_wal(self) -> None:
+        self._control(_ROLL, {})
+
+    def lts_changed(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    # ------------------------------------------------------------------ commit thread
+    def _commit_loop(self) -> None:
+        carry: object = None
+        while True:
+            op = carry if carry is not None else self._queue.get()
+            carry = None
+            if op is _STOP:
+                break
+            if isinstance(op, _Control):
+                self._run(op.future, functools.partial(self._commit_control, op))
+                continue
+            assert isinstance(op, _Append)
+            batch = [op]
+            size = len(op.data)
+            deadline = time.monotonic() + self.config.group_commit_delay
+            while size < self.config.group_commit_bytes:
+                try:
+                    delay = deadline - time.monotonic()
+                    nxt = self._queue.get(timeout=delay) if delay > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(nxt, _Append):
+                    carry = nxt
+                    break
+                batch.append(nxt)
+                size += len(nxt.data)
+            self._commit_appends(batch)
+        self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                op = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(op, (_Append, _Control)) and not op.future.done():
+                op.future.set_exception(StoreClosed(f"segment store {self.config.data_dir} is closed"))
+
+    def _run(self, future: Future[Any], work: Callable[[], Any]) -> None:
+        if self._failed is not None:
+            future.set_exception(StoreClosed(f"segment store stopped after a disk error: {self._failed}"))
+            return
+        try:
+            result = work()
+        except OSError as exc:
+            self._disk_failed(exc)
+            future.set_exception(exc)
+        except Exception as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _disk_failed(self, exc: BaseException) -> None:
+        # A failed write may have left part of a record in the WAL: anything written after it
+        # would be cut at recovery, so the store must stop accepting changes.
+        log.error("segment store %s: WAL write failed, refusing further changes: %s", self.config.data_dir, exc)
+        with self._cond:
+            self._failed = exc
+            self._cond.notify_all()
+
+    def _commit_appends(self, batch: list[_Append]) -> None:
+        state = self._state  # only this thread mutates it: reads need no lock
+        shadow_len: dict[str, int] = {}
+        shadow_writers: dict[tuple[str, str], list[int]] = {}
+        accepted: list[tuple[_Append, int, int, int]] = []  # op, segment offset, record start (relative), data_at
+        pieces: list[bytes | memoryview] = []
+        done: list[tuple[_Append, AppendResult | BaseException]] = []
+        rel = start = 0
+        for op in batch:
+            seg = state.segments.get(op.segment)
+            if seg is None:
+                done.append((op, SegmentNotFound(f"segment {op.segment!r} does not exist")))
+                continue
+            if seg.sealed:
+                done.append((op, SegmentSealed(f"segment {op.segment!r} is sealed")))
+                continue
+            length = shadow_len.get(op.segment, seg.length)
+            if op.writer_id is not None and op.event_number is not None:
+                last = shadow_writers.get((op.segment, op.writer_id)) or seg.writers.get(op.writer_id)
+                if last is not None and op.event_number <= last[0]:
+                    done.append((op, AppendResult(op.segment, last[1], len(op.data), duplicate=True)))
+                    continue
+                shadow_writers[(op.segment, op.writer_id)] = [op.event_number, length]
+            if op.expected_offset is not None and op.expected_offset != length:
+                done.append(
+                    (
+                        op,
+                        ConditionalCheckFailed(
+                            f"segment {op.segment!r}: expected offset {op.expected_offset}, length is {length}"
+                        ),
+                    )
+                )
+                continue
+            record, data_at = encode_append(op.segment, op.writer_id, op.event_number, length, op.data)
+            accepted.append((op, length, rel, data_at))
+            pieces.extend(record)
+            rel += sum(len(p) for p in record)
+            shadow_len[op.segment] = length + len(op.data)
+        if pieces:
+            if self._failed is not None:
+                error: BaseException = StoreClosed(f"segment store stopped after a disk error: {self._failed}")
+                done.extend((op, error) for op, *_ in accepted)
+                accepted = []
+            else:
+                try:
+                    start = self._wal.write(pieces)
+                    self._wal.sync()
+                except OSError as exc:
+                    self._disk_failed(exc)
+                    done.extend((op, exc) for op, *_ in accepted)
+                    accepted = []
+        with self._cond:
+            file_id = self._wal.current
+            for op, offset, rel_pos, data_at in accepted:
+                ext = state.apply_append(
+                    op.segment,
+                    op.writer_id,
+                    op.event_number,
+                    offset,
+                    file_id=file_id,
+                    pos=start + rel_pos + data_at,
+                    length=len(op.data),
+                )
+                self._cache.add(ext, op.data)
+                done.append((op, AppendResult(op.segment, offset, len(op.data))))
+            self._reserved -= sum(len(op.data) for op in batch)
+            self._cond.notify_all()
+        for op, outcome in done:
+            if isinstance(outcome, BaseException):
+                op.future.set_exception(outcome)
+            else:
+                op.future.set_result(outcome)
+        if self._failed is None and self._wal.size >= self.config.wal_file_size:
+            try:
+                self._roll()
+            except OSError as exc:
+                self._disk_failed(exc)
+
+    def _write_control(self, rtype: RecordType, body: dict[str, Any]) -> None:
+        self._wal.write([encode_control(rtype, body)])
+        self._wal.sync()
+
+    def _commit_control(self, op: _Control) -> Any:
+        state, body = self._state, op.body
+        if op.kind == _ROLL:
+            self._roll()
+            return None
+        if op.kind == RecordType.CREATE:
+            if body["name"] in state.segments:
+                return False
+            body = {"name": body["name"], "cid": uuid.uuid4().hex[:12]}
+            self._write_control(RecordType.CREATE, body)
+            with self._cond:
+                state.apply_create(body["name"], body["cid"])
+            return True
+        if op.kind == RecordType.SEAL:
+            seg = state.get(body["name"])
+            if not seg.sealed:
+                self._write_control(RecordType.SEAL, body)
+                with self._cond:
+                    state.apply_seal(seg.name)
+                    self._cond.notify_all()
+            return seg.length
+        if op.kind == RecordType.MERGE:
+            return self._commit_merge(body["target"], body["source"])
+        if op.kind == RecordType.TRUNCATE:
+            seg = state.get(body["name"])
+            offset = int(body["offset"])
+            if offset < 0 or offset > seg.length:
+                raise InvalidOffset(f"segment {seg.name!r}: cannot truncate at {offset}, length is {seg.length}")
+            if offset > seg.start:
+                self._write_control(RecordType.TRUNCATE, {"name": seg.name, "offset": offset})
+                with self._cond:
+                    dropped = state.apply_truncate(seg.name, offset)
+                    self._forget(dropped)
+            return None
+        if op.kind == RecordType.DELETE:
+            seg = state.get(body["name"])
+            self._write_control(RecordType.DELETE, body)
+            with self._cond:
+                state.apply_delete(seg.name)
+                self._forget(seg.extents)
+                self._cond.notify_all()
+            self._tierer.delete_later([self.chunks.metadata_key(seg.name, seg.cid)])
+            return None
+        if op.kind == RecordType.TIERED:
+            self._write_control(RecordType.TIERED, body)
+            with self._cond:
+                applied, replaced = state.apply_tiered(
+                    body["name"], body["cid"], body["offset"], body["length"], body["key"]
+                )
+                for ext in replaced:
+                    self._cache.drop(ext)
+                self._cond.notify_all()  # the backlog shrank: throttled appends may go
+            return applied
+        raise ValueError(f"unknown control operation {op.kind!r}")
+
+    def _commit_merge(self, target: str, source: str) -> int:
+        state = self._state
+        tgt = state.get(target)
+        if source not in state.segments:
+            if source in tgt.merged:
+                return tgt.merged[source]  # a retry after the merge committed
+            raise SegmentNotFound(f"merge source segment {source!r} does not exist")
+        if tgt.sealed:
+            raise SegmentSealed(f"merge target segment {target!r} is sealed")
+        if source == target:
+            raise InvalidOffset(f"cannot merge segment {target!r} into itself")
+        src = state.segments[source]
+        if src.start > 0:
+            raise InvalidOffset(f"merge source segment {source!r} was truncated (start {src.start}): cannot merge it")
+        self._write_control(RecordType.MERGE, {"target": target, "source": source})
+        with self._cond:
+            state.apply_seal(source)
+            offset = state.apply_merge(target, source)
+            self._cond.notify_all()
+        self._tierer.delete_later([self.chunks.metadata_key(src.name, src.cid)])
+        return offset
+
+    def _forget(self, extents: list[Extent]) -> None:
+        """Drop cached bytes of removed extents and schedule their LTS chunks for deletion."""
+        for ext in extents:
+            self._cache.drop(ext)
+        keys = [ext.key for ext in extents if not ext.in_wal]
+        if keys:
+            self._tierer.delete_later(keys)
+
+    def _roll(self) -> None:
+        self._wal.roll(self._state.checkpoint())
+        self._delete_unreferenced(self._state)

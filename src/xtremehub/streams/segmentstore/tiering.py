@@ -1,0 +1,142 @@
+"""Tiering: a background thread moves WAL bytes to LTS chunk objects.
+
+Each pass takes, for every segment, its first run of untiered (WAL) bytes up to
+``lts_chunk_size``, writes it as one chunk object, rewrites the segment's LTS metadata
+object, and commits a ``TIERED`` WAL record that points the segment at the chunk. When some
+WAL files no longer hold untiered bytes, the WAL is rolled (a fresh checkpoint) and those
+files are deleted. LTS failures (unreachable store, timeouts) are retried with exponential
+backoff; meanwhile appends keep landing in memory and the WAL, within the store's budgets.
+
+A crash between writing a chunk and committing its ``TIERED`` record leaves the bytes in the
+WAL; the next pass writes the same chunk key again (same bytes), so tiering is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from xtremehub.errors import StorageError, StoreClosed
+from xtremehub.streams.segmentstore.config import SegmentStoreConfig
+from xtremehub.streams.segmentstore.lts import ChunkStore
+from xtremehub.streams.segmentstore.state import Extent, Segment
+
+__all__ = ["Tierer", "TieringHost"]
+
+log = logging.getLogger(__name__)
+
+
+class TieringHost(Protocol):
+    """What the tierer needs from the store."""
+
+    chunks: ChunkStore
+
+    def untiered_runs(self, max_bytes: int) -> list[tuple[Segment, list[Extent]]]: ...
+
+    def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None: ...
+
+    def lts_chunks(self, seg: Segment) -> list[list[Any]]: ...
+
+    def commit_tiered(self, seg: Segment, offset: int, length: int, key: str) -> bool: ...
+
+    def reclaimable_wal(self) -> bool: ...
+
+    def roll_wal(self) -> None: ...
+
+    def lts_changed(self) -> None: ...
+
+
+class Tierer:
+    """The tiering thread of one store."""
+
+    def __init__(self, host: TieringHost, config: SegmentStoreConfig) -> None:
+        self.host = host
+        self.config = config
+        self.lts_available = True
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._deletes: list[str] = []
+        self._deletes_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="xhub-segstore-tier", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def delete_later(self, keys: Iterable[str]) -> None:
+        """Delete LTS objects in the background (retried while LTS is down)."""
+        with self._deletes_lock:
+            self._deletes.extend(keys)
+        self._wake.set()
+
+    def _loop(self) -> None:
+        backoff = self.config.lts_retry_initial
+        while not self._stop.is_set():
+            try:
+                self.tier_once()
+            except (StorageError, OSError) as exc:  # LTS unreachable or failing: keep the backlog, retry
+                if self.lts_available:
+                    log.warning("LTS %s unavailable, buffering locally: %s", self.config.lts_url, exc)
+                self.lts_available = False
+                self.host.lts_changed()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.config.lts_retry_max)
+                continue
+            except StoreClosed:
+                return
+            if not self.lts_available:
+                log.warning("LTS %s reachable again", self.config.lts_url)
+            self.lts_available = True
+            backoff = self.config.lts_retry_initial
+            self._wake.wait(self.config.tiering_interval)
+            self._wake.clear()
+
+    def tier_once(self) -> int:
+        """One pass: tier every segment's backlog and reclaim WAL files; returns bytes tiered."""
+        self._run_deletes()
+        total = 0
+        while not self._stop.is_set():
+            runs = self.host.untiered_runs(self.config.lts_chunk_size)
+            if not runs:
+                break
+            moved = sum(self._tier_run(seg, run) for seg, run in runs)
+            if moved == 0:
+                break
+            total += moved
+        if total and self.host.reclaimable_wal():
+            self.host.roll_wal()
+        return total
+
+    def _tier_run(self, seg: Segment, run: list[Extent]) -> int:
+        data = self.host.run_bytes(seg, run)
+        if data is None:
+            return 0
+        offset = run[0].offset
+        key = self.host.chunks.chunk_key(seg.name, seg.cid, offset)
+        self.host.chunks.put_chunk(key, data)
+        chunks = [c for c in self.host.lts_chunks(seg) if c[0] != offset] + [[offset, len(data), key]]
+        self.host.chunks.put_metadata(seg.name, seg.cid, sorted(chunks))
+        if not self.host.commit_tiered(seg, offset, len(data), key):
+            self.delete_later([key])  # the segment was deleted, merged or truncated meanwhile
+            return 0
+        return len(data)
+
+    def _run_deletes(self) -> None:
+        with self._deletes_lock:
+            keys, self._deletes = self._deletes, []
+        for i, key in enumerate(keys):
+            try:
+                self.host.chunks.delete(key)
+            except BaseException:
+                with self._deletes_lock:
+                    self._deletes.extend(keys[i:])
+                raise

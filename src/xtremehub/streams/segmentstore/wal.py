@@ -1,0 +1,278 @@
+"""The write-ahead log: append-only local files of checksummed records.
+
+Every change to the store (create, append, seal, merge, truncate, delete, tiered) is one
+record. A record is a 9-byte header ``crc32 | payload length | type`` followed by the
+payload; the CRC covers length, type and payload, so a torn or partially written tail is
+detected at recovery and cut off. Files are named ``wal-<id>.log``; each one starts with a
+``CHECKPOINT`` record holding the full store state, so recovery replays only the newest file
+(older files are still read for the appended bytes they hold until those are tiered).
+
+Example:
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> wal = WalFiles(Path(tempfile.mkdtemp()), fsync=False)
+    >>> wal.roll({"segments": []})
+    1
+    >>> pieces, data_at = encode_append("s", None, None, 0, b"hello")
+    >>> start = wal.write(pieces)
+    >>> wal.pread(1, start + data_at, 5)
+    b'hello'
+    >>> checkpoint, records = wal.recover()
+    >>> checkpoint, [r.rtype for r in records]
+    ({'segments': []}, [<RecordType.APPEND: 2>])
+    >>> wal.close()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from xtremehub.errors import CorruptData
+
+__all__ = ["AppendRecord", "Record", "RecordType", "WalFiles", "decode_append", "encode_append", "encode_control"]
+
+log = logging.getLogger(__name__)
+
+HEADER = struct.Struct("<IIB")  # crc32, payload length, record type
+LENGTH_TYPE = struct.Struct("<IB")
+APPEND_FIXED = struct.Struct("<HHqQ")  # name length, writer id length, event number (-1: none), offset
+MAX_PAYLOAD = 1 << 30
+IOV_MAX = 512
+
+
+class RecordType(IntEnum):
+    CHECKPOINT = 1
+    APPEND = 2
+    CREATE = 3
+    SEAL = 4
+    MERGE = 5
+    TRUNCATE = 6
+    DELETE = 7
+    TIERED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One valid record found at recovery: ``payload`` excludes the header."""
+
+    file_id: int
+    pos: int
+    rtype: RecordType
+    payload: memoryview
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRecord:
+    name: str
+    writer_id: str | None
+    event_number: int | None
+    offset: int
+    #: Position of the appended bytes relative to the record start, and their length.
+    data_at: int
+    length: int
+
+
+def _crc(payload_len: int, rtype: int, pieces: Sequence[bytes | memoryview]) -> int:
+    crc = zlib.crc32(LENGTH_TYPE.pack(payload_len, rtype))
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    return crc
+
+
+def encode_append(
+    name: str, writer_id: str | None, event_number: int | None, offset: int, data: bytes | memoryview
+) -> tuple[list[bytes | memoryview], int]:
+    """The pieces of an ``APPEND`` record (written with one writev) and where its data starts."""
+    bname = name.encode()
+    bwid = b"" if writer_id is None else writer_id.encode()
+    prefix = APPEND_FIXED.pack(len(bname), len(bwid), -1 if event_number is None else event_number, offset)
+    prefix += bname + bwid
+    payload_len = len(prefix) + len(data)
+    header = HEADER.pack(_crc(payload_len, RecordType.APPEND, (prefix, data)), payload_len, RecordType.APPEND)
+    return [header + prefix, data], HEADER.size + len(prefix)
+
+
+def decode_append(payload: memoryview) -> AppendRecord:
+    name_len, wid_len, event_number, offset = APPEND_FIXED.unpack_from(payload)
+    at = APPEND_FIXED.size
+    name = bytes(payload[at : at + name_len]).decode()
+    at += name_len
+    writer_id = bytes(payload[at : at + wid_len]).decode() if wid_len else None
+    at += wid_len
+    return AppendRecord(
+        name, writer_id, None if event_number < 0 else event_number, offset, HEADER.size + at, len(payload) - at
+    )
+
+
+def encode_control(rtype: RecordType, body: dict[str, Any]) -> bytes:
+    """A control record (everything but appends) with a JSON payload."""
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return HEADER.pack(_crc(len(payload), rtype, (payload,)), len(payload), rtype) + payload
+
+
+def decode_control(payload: memoryview) -> dict[str, Any]:
+    body = json.loads(bytes(payload))
+    assert isinstance(body, dict)
+    return body
+
+
+def _scan(file_id: int, data: bytes) -> tuple[list[Record], int]:
+    """Valid records from the start of ``data`` and the end of the last valid one."""
+    view = memoryview(data)
+    records: list[Record] = []
+    pos = 0
+    while pos + HEADER.size <= len(data):
+        crc, length, rtype = HEADER.unpack_from(data, pos)
+        end = pos + HEADER.size + length
+        if length > MAX_PAYLOAD or end > len(data) or rtype not in RecordType._value2member_map_:
+            break
+        payload = view[pos + HEADER.size : end]
+        if _crc(length, rtype, (payload,)) != crc:
+            break
+        records.append(Record(file_id, pos, RecordType(rtype), payload))
+        pos = end
+    return records, pos
+
+
+class WalFiles:
+    """The WAL directory: the current file (appended to) and older files (read by position).
+
+    Not thread-safe: the store's commit thread writes; reads happen under the store lock.
+    """
+
+    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+        self.directory = directory
+        self.fsync = fsync
+        directory.mkdir(parents=True, exist_ok=True)
+        self._fds: dict[int, int] = {}
+        self.current = 0
+        self.size = 0
+
+    def path(self, file_id: int) -> Path:
+        return self.directory / f"wal-{file_id:08d}.log"
+
+    def file_ids(self) -> list[int]:
+        ids = []
+        for entry in self.directory.iterdir():
+            name = entry.name
+            if name.startswith("wal-") and name.endswith(".log") and name[4:-4].isdigit():
+                ids.append(int(name[4:-4]))
+        return sorted(ids)
+
+    def total_bytes(self) -> int:
+        """Bytes of all WAL files on disk."""
+        return sum(self.path(i).stat().st_size for i in self.file_ids())
+
+    # -- recovery -------------------------------------------------------------------------
+    def recover(self) -> tuple[dict[str, Any] | None, list[Record]]:
+        """The newest checkpoint and the records after it; cuts a torn tail off the newest file.
+
+        A newest file without a valid checkpoint is an interrupted roll: it is removed and the
+        previous file (complete, since a roll happens after its last fsync) is used.
+        """
+        ids = self.file_ids()
+        while ids:
+            file_id = ids[-1]
+            path = self.path(file_id)
+            data = path.read_bytes()
+            records, good_end = _scan(file_id, data)
+            if not records or records[0].rtype != RecordType.CHECKPOINT:
+                # A roll interrupted before its checkpoint was durable: the previous file is complete.
+                log.warning("WAL %s has no valid checkpoint (interrupted roll): removed", path)
+                path.unlink()
+                ids.pop()
+                continue
+            if good_end < len(data):
+                log.warning("WAL %s: torn tail of %d bytes at offset %d cut off", path, len(data) - good_end, good_end)
+                with open(path, "r+b") as fh:
+                    fh.truncate(good_end)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            self.current, self.size = file_id, good_end
+            return decode_control(records[0].payload), records[1:]
+        return None, []
+
+    def check_complete(self, file_id: int) -> None:
+        """Raise :class:`CorruptData` when an older WAL file is missing (its data is referenced)."""
+        if not self.path(file_id).exists():
+            raise CorruptData(str(self.path(file_id)), 0, "WAL file referenced by the checkpoint is missing")
+
+    # -- writing --------------------------------------------------------------------------
+    def roll(self, checkpoint: dict[str, Any]) -> int:
+        """Start a new file whose first record is ``checkpoint``; returns its id."""
+        new_id = self.current + 1
+        path = self.path(new_id)
+        record = encode_control(RecordType.CHECKPOINT, checkpoint)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, record)
+            if self.fsync:
+                os.fsync(fd)
+                self._sync_dir()
+        except BaseException:
+            os.close(fd)
+            raise
+        old = self._fds.pop(self.current, None)
+        if old is not None:
+            os.close(old)
+        self._fds[new_id] = fd
+        self.current, self.size = new_id, len(record)
+        return new_id
+
+    def write(self, pieces: Sequence[bytes | memoryview]) -> int:
+        """Append records to the current file (not yet durable: call :meth:`sync`); returns their start."""
+        fd = self._fds[self.current]
+        start = self.size
+        for i in range(0, len(pieces), IOV_MAX):
+            chunk = pieces[i : i + IOV_MAX]
+            want = sum(len(p) for p in chunk)
+            written = os.writev(fd, chunk)
+            if written != want:  # short write (disk full, signal): finish it piece by piece
+                rest = b"".join(bytes(p) for p in chunk)[written:]
+                while rest:
+                    rest = rest[os.write(fd, rest) :]
+        self.size = start + sum(len(p) for p in pieces)
+        return start
+
+    def sync(self) -> None:
+        if self.fsync:
+            os.fdatasync(self._fds[self.current])
+
+    def _sync_dir(self) -> None:
+        dfd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    # -- reading and removal --------------------------------------------------------------
+    def pread(self, file_id: int, pos: int, length: int) -> bytes:
+        fd = self._fds.get(file_id)
+        if fd is None:
+            fd = self._fds[file_id] = os.open(self.path(file_id), os.O_RDONLY)
+        data = os.pread(fd, length, pos)
+        if len(data) != length:
+            raise CorruptData(str(self.path(file_id)), pos, f"WAL file ends before {length} appended bytes")
+        return data
+
+    def delete(self, file_id: int) -> None:
+        if file_id == self.current:
+            raise ValueError("the current WAL file cannot be deleted")
+        fd = self._fds.pop(file_id, None)
+        if fd is not None:
+            os.close(fd)
+        self.path(file_id).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
