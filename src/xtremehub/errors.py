@@ -298,17 +298,6 @@ class ProtocolError(StreamError, ValueError):
     """A malformed or unexpected frame on the stream server's wire protocol."""
 
 
-# --- streams: controller and client API (streamapi) -----------------------------------------
-
-
-class InvalidStreamArgument(StreamError, ValueError):
-    """A bad scope/stream/reader-group name, scaling or retention policy, stream cut or position."""
-
-
-class ReaderGroupNotFound(StreamError, LookupError):
-    """No such reader group in the scope."""
-
-
 # --- streams: segment store ----------------------------------------------------------------
 
 
@@ -318,6 +307,17 @@ class InvalidOffset(StreamError, ValueError):
 
 class StoreClosed(StreamError, RuntimeError):
     """The segment store is closed, or stopped accepting writes after a local disk failure."""
+
+
+# --- streams: controller and client API (streamapi) -----------------------------------------
+
+
+class InvalidStreamArgument(StreamError, ValueError):
+    """A bad scope/stream/reader-group name, scaling or retention policy, stream cut or position."""
+
+
+class ReaderGroupNotFound(StreamError, LookupError):
+    """No such reader group in the scope."""
 
 
 # --- streams: server and remote client (server) ---------------------------------------------

@@ -58,9 +58,11 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 def _register() -> None:
     from xtremehub.cli.demo import demo
     from xtremehub.cli.storage import storage_group
+    from xtremehub.cli.streams import streams_group
 
     cli.add_command(storage_group)
     cli.add_command(demo)
+    cli.add_command(streams_group)
 
 
 _register()

@@ -1,1 +1,46 @@
-"""Tiered stream store with Pravega semantics (embedded or as a server)."""
+"""Tiered stream store with Pravega semantics (embedded or as a server).
+
+The public API: :class:`StreamManager` and the policies and values it takes and returns.
+"""
+
+from xtremehub.streams.client import (
+    ByteStream,
+    EventPointer,
+    EventPosition,
+    EventRead,
+    EventStreamReader,
+    EventStreamWriter,
+    ReaderGroup,
+    SegmentSlice,
+    StreamManager,
+    Transaction,
+    TransactionalEventStreamWriter,
+)
+from xtremehub.streams.controller.model import (
+    MAX_EVENT_SIZE,
+    RetentionPolicy,
+    ScalingPolicy,
+    StreamConfig,
+    StreamCut,
+    StreamInfo,
+)
+
+__all__ = [
+    "MAX_EVENT_SIZE",
+    "ByteStream",
+    "EventPointer",
+    "EventPosition",
+    "EventRead",
+    "EventStreamReader",
+    "EventStreamWriter",
+    "ReaderGroup",
+    "RetentionPolicy",
+    "ScalingPolicy",
+    "SegmentSlice",
+    "StreamConfig",
+    "StreamCut",
+    "StreamInfo",
+    "StreamManager",
+    "Transaction",
+    "TransactionalEventStreamWriter",
+]

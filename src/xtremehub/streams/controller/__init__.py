@@ -1,5 +1,6 @@
 """The stream controller: scopes, streams, segments, scaling, transactions, reader groups, retention."""
 
+from xtremehub.streams.controller._controller import Controller
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import (
     MAX_EVENT_SIZE,
@@ -20,6 +21,7 @@ from xtremehub.streams.controller.model import (
 
 __all__ = [
     "MAX_EVENT_SIZE",
+    "Controller",
     "ControllerContract",
     "ReaderAssignment",
     "ReaderGroupConfig",

@@ -175,3 +175,7 @@ class ControllerContract(ABC):
     @abstractmethod
     def run_maintenance(self) -> None:
         """One round of auto-scaling, transaction lease expiry, retention and reader timeouts."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release local resources (a database, a connection). Not a remote operation."""

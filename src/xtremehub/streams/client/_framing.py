@@ -1,0 +1,88 @@
+"""Event framing inside segments, and routing keys hashed onto the key space ``[0, 1)``.
+
+A frame is ``payload length (u32) | key length (u16, 0xFFFF = no key) | key (UTF-8) | payload``,
+big-endian. The segment store never looks inside; readers cut frames back out.
+
+Example:
+    >>> frame = encode_event(b"hello", "sensor-7")
+    >>> decoder = EventDecoder("s/st/0.#epoch.0", 0)
+    >>> decoder.feed(frame + encode_event(b"", None)[:3])
+    >>> decoder.next_event()
+    (0, 19, 'sensor-7', b'hello')
+    >>> decoder.next_event() is None
+    True
+    >>> 0.0 <= key_point("sensor-7") < 1.0, key_point("sensor-7") == key_point("sensor-7")
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+from xtremehub.errors import CorruptData, EventTooLarge, InvalidStreamArgument
+from xtremehub.streams.controller.model import MAX_EVENT_SIZE
+
+__all__ = ["HEADER", "EventDecoder", "encode_event", "key_point"]
+
+HEADER = struct.Struct(">IH")
+_NO_KEY = 0xFFFF
+
+
+def key_point(routing_key: str) -> float:
+    """A stable position of ``routing_key`` in ``[0, 1)`` (BLAKE2b, the same in every process)."""
+    digest = hashlib.blake2b(routing_key.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+def encode_event(data: bytes, routing_key: str | None) -> bytes:
+    """One framed event; ``EventTooLarge`` past 8 MiB of payload."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidStreamArgument(f"event data must be bytes, not {type(data).__name__}")
+    if len(data) > MAX_EVENT_SIZE:
+        raise EventTooLarge(f"event of {len(data)} bytes is larger than the maximum of {MAX_EVENT_SIZE} bytes")
+    if routing_key is None:
+        return HEADER.pack(len(data), _NO_KEY) + bytes(data)
+    key = routing_key.encode("utf-8")
+    if len(key) >= _NO_KEY:
+        raise InvalidStreamArgument(f"routing key of {len(key)} bytes is too long (max {_NO_KEY - 1})")
+    return HEADER.pack(len(data), len(key)) + key + bytes(data)
+
+
+class EventDecoder:
+    """Cuts frames out of the bytes of one segment read from ``offset`` on."""
+
+    def __init__(self, segment: str, offset: int) -> None:
+        self.segment = segment
+        #: Segment offset of the first byte not yet returned as part of an event.
+        self.offset = offset
+        self._buf = bytearray()
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> None:
+        """Add the next bytes of the segment."""
+        self._buf += data
+
+    def next_event(self) -> tuple[int, int, str | None, bytes] | None:
+        """``(offset, next offset, routing key, payload)`` of the next whole event, or None."""
+        if len(self._buf) < HEADER.size:
+            return None
+        size, key_len = HEADER.unpack_from(self._buf)
+        if size > MAX_EVENT_SIZE:
+            raise CorruptData(
+                self.segment, self.offset, f"frame claims {size} bytes, over the 8 MiB maximum", "segment"
+            )
+        key_bytes = 0 if key_len == _NO_KEY else key_len
+        total = HEADER.size + key_bytes + size
+        if len(self._buf) < total:
+            return None
+        key = None if key_len == _NO_KEY else bytes(self._buf[HEADER.size : HEADER.size + key_len]).decode("utf-8")
+        payload = bytes(self._buf[HEADER.size + key_bytes : total])
+        del self._buf[:total]
+        start = self.offset
+        self.offset += total
+        return start, self.offset, key, payload
