@@ -80,12 +80,14 @@ def parse_tcp_url(url: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def connect(url: str | Connection, config: ClientConfig | None = None) -> tuple[Connection, bool]:
-    """A connection for a proxy: a new one for a URL (the proxy owns it) or a shared one."""
+def connect(
+    url: str | Connection, config: ClientConfig | None = None, own: bool | None = None
+) -> tuple[Connection, bool]:
+    """A proxy's connection and whether the proxy closes it (by default: when it opened it)."""
     if isinstance(url, Connection):
-        return url, False
+        return url, bool(own)
     host, port = parse_tcp_url(url)
-    return Connection(host, port, config), True
+    return Connection(host, port, config), own is None or own
 
 
 class _Pending:

@@ -49,8 +49,10 @@ class RemoteController(ControllerContract):
         controller.create_scope("sensors")
     """
 
-    def __init__(self, url: str | Connection, config: ClientConfig | None = None) -> None:
-        self.connection, self._owns = connect(url, config)
+    def __init__(
+        self, url: str | Connection, config: ClientConfig | None = None, *, own_connection: bool | None = None
+    ) -> None:
+        self.connection, self._owns = connect(url, config, own_connection)
 
     def _call(self, method: str, *args: Any) -> Any:
         retriable = method not in CONTROLLER_NOT_RETRIABLE

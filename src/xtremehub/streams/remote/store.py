@@ -51,8 +51,10 @@ class RemoteSegmentStore(SegmentStoreContract):
         store.append("s/st/0.#epoch.0", b"event", writer_id="w1", event_number=1)
     """
 
-    def __init__(self, url: str | Connection, config: ClientConfig | None = None) -> None:
-        self.connection, self._owns = connect(url, config)
+    def __init__(
+        self, url: str | Connection, config: ClientConfig | None = None, *, own_connection: bool | None = None
+    ) -> None:
+        self.connection, self._owns = connect(url, config, own_connection)
 
     def _call(self, method: str, *args: Any) -> Any:
         return remote_call(self.connection, STORE_TARGET, method, list(args), retriable=method in STORE_RETRIABLE)
