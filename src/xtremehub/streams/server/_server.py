@@ -131,7 +131,12 @@ class StreamServer:
         self._waits.shutdown(wait=True, cancel_futures=True)
         log.info("stream server on %s stopped", self.url)
 
-    async def serve_until_signal(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    async def serve_until_signal(
+        self,
+        signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+        *,
+        on_started: Callable[[StreamServer], None] | None = None,
+    ) -> None:
         """Start, serve until one of ``signals`` arrives, then shut down gracefully."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -139,6 +144,8 @@ class StreamServer:
             loop.add_signal_handler(sig, stop.set)
         try:
             await self.start()
+            if on_started is not None:
+                on_started(self)
             await stop.wait()
             log.info("stream server: signal received, shutting down")
         finally:
