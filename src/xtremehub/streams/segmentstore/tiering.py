@@ -81,6 +81,10 @@ class Tierer:
     def _loop(self) -> None:
         backoff = self.config.lts_retry_initial
         while not self._stop.is_set():
+            self._wake.wait(self.config.tiering_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.tier_once()
             except (StorageError, OSError) as exc:  # LTS unreachable or failing: keep the backlog, retry
@@ -97,8 +101,6 @@ class Tierer:
                 log.warning("LTS %s reachable again", self.config.lts_url)
             self.lts_available = True
             backoff = self.config.lts_retry_initial
-            self._wake.wait(self.config.tiering_interval)
-            self._wake.clear()
 
     def tier_once(self) -> int:
         """One pass: tier every segment's backlog and reclaim WAL files; returns bytes tiered."""

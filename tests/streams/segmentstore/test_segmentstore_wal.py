@@ -1,0 +1,183 @@
+"""Embedded store specifics: data-directory lock, torn WAL tails, WAL reclaim, budgets and config."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xtremehub.errors import BackPressure, ConfigError, CorruptData, DataDirLocked, EventTooLarge, StoreClosed
+from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
+from xtremehub.streams.segmentstore.wal import WalFiles
+from xtremehub.testing.segmentstore import wait_until
+
+SLOW_TIERING = {"tiering_interval": 3600.0}  # no tiering pass during the test: bytes stay in the WAL
+
+OPEN_IN_CHILD = """
+import sys
+from xtremehub.errors import DataDirLocked
+from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
+try:
+    SegmentStore(SegmentStoreConfig(data_dir=sys.argv[1])).close()
+except DataDirLocked as exc:
+    print("locked:", exc)
+    sys.exit(3)
+print("opened")
+"""
+
+
+def _open_in_child(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", OPEN_IN_CHILD, str(data_dir)], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_second_process_gets_data_dir_locked(tmp_path: Path) -> None:
+    store = SegmentStore(SegmentStoreConfig(data_dir=tmp_path))
+    try:
+        child = _open_in_child(tmp_path)
+        assert child.returncode == 3, child.stderr
+        assert f"owned by process {os.getpid()}" in child.stdout
+        with pytest.raises(DataDirLocked, match=str(tmp_path)):
+            SegmentStore(SegmentStoreConfig(data_dir=tmp_path))  # a second store in this process too
+    finally:
+        store.close()
+    child = _open_in_child(tmp_path)
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.strip() == "opened"
+
+
+def _newest_wal(data_dir: Path) -> Path:
+    return max((data_dir / "wal").glob("wal-*.log"))
+
+
+def _write_events(data_dir: Path, n: int) -> list[int]:
+    with SegmentStore(SegmentStoreConfig(data_dir=data_dir, **SLOW_TIERING)) as store:  # type: ignore[arg-type]
+        store.create_segment("s")
+        return [store.append("s", b"event-%03d;" % i, writer_id="w", event_number=i).offset for i in range(n)]
+
+
+def _damage_cut(path: Path) -> None:
+    os.truncate(path, path.stat().st_size - 3)
+
+
+def _damage_flip(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _damage_header(path: Path) -> None:
+    # keep only 4 bytes of the last record (its header is 9 bytes, payload 30): a write torn in its header
+    os.truncate(path, path.stat().st_size - (9 + 30) + 4)
+
+
+@pytest.mark.parametrize("damage", [_damage_cut, _damage_flip, _damage_header], ids=["cut", "flipped", "header"])
+def test_torn_last_record_is_cut_at_recovery(tmp_path: Path, damage: object) -> None:
+    offsets = _write_events(tmp_path, 10)
+    wal = _newest_wal(tmp_path)
+    size_before = wal.stat().st_size
+    damage(wal)  # type: ignore[operator]
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING)) as store:  # type: ignore[arg-type]
+        assert store.info("s").length == offsets[9]  # the torn 10th event is gone, nothing else
+        assert store.read("s", 0, 1000).data == b"".join(b"event-%03d;" % i for i in range(9))
+        assert store.writer_event_number("s", "w") == 8
+        assert store.append("s", b"event-009;", writer_id="w", event_number=9).offset == offsets[9]
+    assert wal.stat().st_size < size_before  # the damaged tail was cut off the file itself
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING)) as store:  # type: ignore[arg-type]
+        assert store.read("s", 0, 1000).data == b"".join(b"event-%03d;" % i for i in range(10))
+
+
+def test_garbage_after_the_last_record_is_cut(tmp_path: Path) -> None:
+    _write_events(tmp_path, 5)
+    with open(_newest_wal(tmp_path), "ab") as fh:
+        fh.write(os.urandom(1000))
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING)) as store:  # type: ignore[arg-type]
+        assert store.read("s", 0, 1000).data == b"".join(b"event-%03d;" % i for i in range(5))
+
+
+def test_interrupted_roll_falls_back_to_the_previous_file(tmp_path: Path) -> None:
+    _write_events(tmp_path, 5)
+    newest = _newest_wal(tmp_path)
+    number = int(newest.name[4:-4]) + 1
+    (newest.parent / f"wal-{number:08d}.log").write_bytes(b"\x01\x02\x03")  # a checkpoint torn while rolling
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING)) as store:  # type: ignore[arg-type]
+        assert store.read("s", 0, 1000).data == b"".join(b"event-%03d;" % i for i in range(5))
+
+
+def test_wal_files_are_deleted_once_tiered(tmp_path: Path) -> None:
+    config = SegmentStoreConfig(data_dir=tmp_path, wal_file_size=64 * 1024, tiering_interval=0.05)
+    with SegmentStore(config) as store:
+        store.create_segment("s")
+        for i in range(100):
+            store.append("s", bytes([i]) * 10_000)
+        wait_until(lambda: store.stats().untiered_bytes == 0, what="backlog tiered")
+        wait_until(lambda: len(list(config.wal_dir.glob("wal-*.log"))) <= 2, what="WAL files reclaimed")
+        assert store.stats().wal_bytes < 200_000
+        assert store.read("s", 0, 2_000_000).data == b"".join(bytes([i]) * 10_000 for i in range(100))
+        chunks = list((tmp_path / "lts").rglob("*.chunk"))
+        assert sum(c.stat().st_size for c in chunks) == 1_000_000
+
+
+def test_backlog_budget_throttles_then_raises_back_pressure(tmp_path: Path) -> None:
+    # an LTS that cannot be written (a file where the LTS directory should be): everything stays local
+    (tmp_path / "not-a-dir").write_bytes(b"")
+    config = SegmentStoreConfig(
+        data_dir=tmp_path / "data",
+        lts_url=str(tmp_path / "not-a-dir" / "lts"),
+        memory_budget=30_000,
+        disk_budget=50_000,
+        tiering_interval=0.02,
+        lts_retry_initial=0.01,
+        lts_retry_max=0.05,
+    )
+    with SegmentStore(config) as store:
+        store.create_segment("s")
+        accepted = 0
+        for _ in range(8):  # 80 kB fit the budgets
+            store.append("s", b"x" * 10_000, timeout=0.2)
+            accepted += 10_000
+        with pytest.raises(BackPressure, match="nothing was written"):
+            store.append("s", b"x" * 10_000, timeout=0.2)
+        assert store.info("s").length == accepted
+        stats = store.stats()
+        assert not stats.lts_available
+        assert stats.untiered_bytes == accepted
+        assert stats.cache_bytes <= 30_000
+        assert stats.spill_bytes >= 50_000
+    with SegmentStore(config) as store:  # nothing acknowledged was lost
+        assert store.read("s", 0, 1_000_000).data == b"x" * 80_000
+
+
+def test_closed_store_refuses_work(tmp_path: Path) -> None:
+    store = SegmentStore(SegmentStoreConfig(data_dir=tmp_path))
+    store.create_segment("s")
+    store.close()
+    store.close()  # idempotent
+    with pytest.raises(StoreClosed):
+        store.append("s", b"x")
+    with pytest.raises(StoreClosed):
+        store.read("s", 0, 1)
+
+
+def test_bad_config_and_oversize_append(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="wal_file_size"):
+        SegmentStoreConfig(data_dir=tmp_path, wal_file_size=0)
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path, max_append_size=100)) as store:
+        store.create_segment("s")
+        with pytest.raises(EventTooLarge, match="101 bytes"):
+            store.append("s", b"x" * 101)
+
+
+def test_missing_wal_file_is_reported(tmp_path: Path) -> None:
+    _write_events(tmp_path, 3)
+    with SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING)) as store:  # type: ignore[arg-type]
+        store.append("s", b"more")  # rolled at open: this lands in a newer file than the first events
+    ids = WalFiles(tmp_path / "wal").file_ids()
+    assert len(ids) >= 2
+    (tmp_path / "wal" / f"wal-{ids[0]:08d}.log").unlink()
+    with pytest.raises(CorruptData, match="missing"):
+        SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING))  # type: ignore[arg-type]
