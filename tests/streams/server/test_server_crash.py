@@ -21,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from xtremehub.errors import StreamError
 from xtremehub.streams import EventPointer, ScalingPolicy, StreamManager
-from xtremehub.streams.remote import ClientConfig
 
 
 class ServerProcess:

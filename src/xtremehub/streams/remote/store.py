@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import Any
 
-from xtremehub.errors import ProtocolError
+from xtremehub.errors import EventTooLarge, ProtocolError
 from xtremehub.streams.remote.connection import ClientConfig, Connection, connect
 from xtremehub.streams.segmentstore.contract import (
     AppendResult,
@@ -14,12 +14,16 @@ from xtremehub.streams.segmentstore.contract import (
     SegmentStoreContract,
     StoreStats,
 )
-from xtremehub.streams.wire import STORE_TARGET, MessageType
+from xtremehub.streams.wire import DEFAULT_MAX_FRAME, STORE_TARGET, MessageType
 
 __all__ = ["STORE_RETRIABLE", "RemoteSegmentStore", "remote_call"]
 
 #: Store methods a reconnecting client may safely send again (idempotent or read-only).
 STORE_RETRIABLE = frozenset({"info", "writer_event_number", "seal", "merge", "truncate", "list_segments", "stats"})
+
+
+#: Room for the frame header and the other APPEND fields (segment names are short).
+APPEND_OVERHEAD = 64 * 1024
 
 
 def remote_call(conn: Connection, target: str, method: str, args: list[Any], *, retriable: bool) -> Any:
@@ -92,6 +96,13 @@ class RemoteSegmentStore(SegmentStoreContract):
             offset, length, duplicate = self.connection.codec.decode(payload)
             return AppendResult(segment, offset, length, duplicate)
 
+        limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
+        if len(data) > limit:
+            failed: Future[AppendResult] = Future()
+            failed.set_exception(
+                EventTooLarge(f"segment {segment!r}: append of {len(data)} bytes exceeds the server's frame limit")
+            )
+            return failed
         payload = self.connection.codec.encode([segment, bytes(data), writer_id, event_number, expected_offset])
         # A re-sent append is exactly-once only when the store can recognise it (writer id + number).
         retriable = writer_id is not None and event_number is not None
