@@ -112,6 +112,8 @@ class Connection:
         self._reader: threading.Thread | None = None
         self._pending: dict[int, _Pending] = {}
         self._next_id = 1
+        self._outbox: list[bytes] = []
+        self._sending = False
         self._closed = False
         self.server_info: dict[str, Any] = {}
         with self._lock:
@@ -133,14 +135,31 @@ class Connection:
             self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
             pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable)
             self._pending[rid] = pending
-            sock = self._sock
-            assert sock is not None
-            try:
-                sock.sendall(pending.frame)
-            except OSError:
-                # The reader thread sees the broken socket too, re-sends or fails this request.
-                _shutdown(sock)
+            self._outbox.append(pending.frame)
+            if self._sending:  # the thread sending now takes our frame along
+                return pending.future
+            self._sending = True
+        self._send_outbox()
         return pending.future
+
+    def _send_outbox(self) -> None:
+        """Send queued frames, many per system call when threads send concurrently (in request order)."""
+        while True:
+            with self._lock:
+                sock = self._sock
+                if not self._outbox or sock is None:
+                    self._outbox.clear()
+                    self._sending = False
+                    return
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+            # Outside the lock, so other threads queue their frames meanwhile. Only this thread
+            # writes to this socket now; a reconnect writes to its new socket only.
+            try:
+                sock.sendall(data)
+            except OSError:
+                # The reader thread sees the broken socket too, re-sends or fails these requests.
+                _shutdown(sock)
 
     def call(self, msg_type: MessageType, payload: bytes, decode: Decoder, *, retriable: bool) -> Any:
         """:meth:`request` and wait for the answer."""
@@ -154,8 +173,9 @@ class Connection:
             self._closed = True
             sock = self._sock
             if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.sendall(encode_frame(MessageType.GOODBYE, 0, b""))
+                if not self._sending:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(encode_frame(MessageType.GOODBYE, 0, b""))
                 _shutdown(sock)
         reader = self._reader
         if reader is not None and reader is not threading.current_thread():
@@ -273,6 +293,7 @@ class Connection:
                     log.info("%s: reconnected, re-sending %d requests", self.url, len(self._pending))
                     self._sock = sock
                     resumed = True
+                    self._outbox.clear()
                     try:
                         for rid in sorted(self._pending):
                             sock.sendall(self._pending[rid].frame)
