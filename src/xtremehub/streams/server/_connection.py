@@ -11,8 +11,10 @@ with a wait in a second pool so they never starve the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -75,6 +77,9 @@ class ClientConnection:
         self._stopping = False
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
+        self._settle_lock = threading.Lock()
+        self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+        self._settle_scheduled = False
         self.peer = str(writer.get_extra_info("peername"))
 
     @property
@@ -185,10 +190,35 @@ class ClientConnection:
         segment, data, writer_id, event_number, expected_offset = _fields(request, 5, "APPEND")
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
+        done: asyncio.Future[Any] = self._loop.create_future()
         future: Future[AppendResult] = self._store.append_async(
             segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
         )
-        return asyncio.wrap_future(future, loop=self._loop)
+        future.add_done_callback(lambda f: self._completed(done, f))
+        return done
+
+    def _completed(self, done: asyncio.Future[Any], future: Future[Any]) -> None:
+        """From the store's commit thread: hand a finished append to the loop, one wake-up per batch."""
+        with self._settle_lock:
+            self._settle_queue.append((done, future))
+            if self._settle_scheduled:
+                return
+            self._settle_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        with self._settle_lock:
+            batch, self._settle_queue = self._settle_queue, []
+            self._settle_scheduled = False
+        for done, future in batch:
+            if done.done():
+                continue
+            exc = future.exception()
+            if exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(future.result())
 
     def _read(self, request: Any) -> asyncio.Future[Any]:
         segment, offset, max_length, wait = _fields(request, 4, "READ")
