@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-streams bench-streams-server clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-streams bench-streams-store bench-streams-server clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-executor: $(VENV)/.installed-bench
 
 bench-streams: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_embedded.py
+
+bench-streams-store: $(VENV)/.installed-bench
+	$(BIN)/python bench/segmentstore_write.py
 
 bench-streams-server: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_server.py

@@ -111,8 +111,14 @@ class SeaweedFS:
         }
 
     @classmethod
-    def start(cls, data_dir: Path | None = None, *, ready_timeout: float = 60.0) -> SeaweedFS:
-        """Start a server on free loopback ports and wait until S3 answers."""
+    def start(
+        cls, data_dir: Path | None = None, *, ready_timeout: float = 60.0, s3_port: int | None = None
+    ) -> SeaweedFS:
+        """Start a server on free loopback ports and wait until S3 answers.
+
+        Give the ``data_dir`` and ``s3_port`` of a stopped server to restart it with its data
+        at the same endpoint (outage tests).
+        """
         owns = data_dir is None
         root = Path(tempfile.mkdtemp(prefix="xhub-seaweedfs-")) if data_dir is None else data_dir
         root.mkdir(parents=True, exist_ok=True)
@@ -130,6 +136,8 @@ class SeaweedFS:
         ]
         (root / "s3.json").write_text(json.dumps({"identities": identities}))
         ports = {name: free_port() for name in ("master", "volume", "filer", "s3")}
+        if s3_port is not None:
+            ports["s3"] = s3_port
         args = [
             weed_binary(),
             "server",

@@ -4,12 +4,12 @@ Subclass :class:`SegmentStoreTests` and provide ``make_store``: a callable that 
 store under test. Calling it again after the previous store was closed must reopen the
 *same* store (same data directory and LTS): that is how the suite tests durability across
 restarts. Tiering should be quick in the store under test (``tiering_interval`` well under a
-second) so that the LTS tests finish in seconds::
+second, ``lts_flush_delay=0``) so that the LTS tests finish in seconds::
 
     class TestEmbedded(SegmentStoreTests):
         @pytest.fixture
         def make_store(self, tmp_path) -> Callable[[], SegmentStoreContract]:
-            config = SegmentStoreConfig(data_dir=tmp_path, tiering_interval=0.05)
+            config = SegmentStoreConfig(data_dir=tmp_path, tiering_interval=0.05, lts_flush_delay=0)
             return lambda: SegmentStore(config)
 """
 
@@ -132,6 +132,14 @@ class SegmentStoreTests:
         data = _read_all(store, "s")
         for i, r in enumerate(results):
             assert data[r.offset : r.offset + r.length] == _payload(i, 100 + i)
+
+    def test_mixed_async_and_sync_appends_keep_order(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        futures = [store.append_async("s", b"a%03d;" % i) for i in range(50)]
+        sync = store.append("s", b"sync;")
+        assert sync.offset == 250
+        assert [f.result(timeout=60).offset for f in futures] == [5 * i for i in range(50)]
+        assert _read_all(store, "s") == b"".join(b"a%03d;" % i for i in range(50)) + b"sync;"
 
     def test_threads_keep_their_own_order(self, store: SegmentStoreContract) -> None:
         store.create_segment("s")

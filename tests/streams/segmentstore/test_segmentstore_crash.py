@@ -25,7 +25,7 @@ import pytest
 from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
 
 FRAME = struct.Struct(">IQ")
-CONFIG = {"tiering_interval": 0.02, "lts_chunk_size": 64 * 1024, "wal_file_size": 128 * 1024}
+CONFIG = {"tiering_interval": 0.02, "lts_flush_delay": 0.0, "lts_chunk_size": 64 * 1024, "wal_file_size": 128 * 1024}
 
 CHILD = """
 import collections, json, random, struct, sys

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,7 +110,7 @@ def test_interrupted_roll_falls_back_to_the_previous_file(tmp_path: Path) -> Non
 
 
 def test_wal_files_are_deleted_once_tiered(tmp_path: Path) -> None:
-    config = SegmentStoreConfig(data_dir=tmp_path, wal_file_size=64 * 1024, tiering_interval=0.05)
+    config = SegmentStoreConfig(data_dir=tmp_path, wal_file_size=64 * 1024, tiering_interval=0.05, lts_flush_delay=0)
     with SegmentStore(config) as store:
         store.create_segment("s")
         for i in range(100):
@@ -181,3 +182,21 @@ def test_missing_wal_file_is_reported(tmp_path: Path) -> None:
     (tmp_path / "wal" / f"wal-{ids[0]:08d}.log").unlink()
     with pytest.raises(CorruptData, match="missing"):
         SegmentStore(SegmentStoreConfig(data_dir=tmp_path, **SLOW_TIERING))  # type: ignore[arg-type]
+
+
+def test_small_backlogs_wait_for_half_a_chunk_or_a_seal(tmp_path: Path) -> None:
+    config = SegmentStoreConfig(data_dir=tmp_path, tiering_interval=0.02, lts_flush_delay=3600, lts_chunk_size=100_000)
+    with SegmentStore(config) as store:
+        store.create_segment("a")
+        store.create_segment("b")
+        store.append("a", b"a" * 10_000)
+        store.append("b", b"b" * 10_000)
+        time.sleep(0.3)  # many tiering passes: none may write a 10 kB chunk
+        assert store.info("a").tiered_length == 0
+        assert not list((tmp_path / "lts").rglob("*.chunk"))
+        store.append("a", b"a" * 40_000)  # half a chunk: due
+        wait_until(lambda: store.info("a").tiered_length == 50_000, what="half a chunk tiered")
+        assert store.info("b").tiered_length == 0
+        store.seal("b")  # sealed: nothing more will come, tier it now
+        wait_until(lambda: store.info("b").tiered_length == 10_000, what="sealed segment tiered")
+        assert sorted(c.stat().st_size for c in (tmp_path / "lts").rglob("*.chunk")) == [10_000, 50_000]

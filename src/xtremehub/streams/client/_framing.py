@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 
@@ -29,6 +30,7 @@ HEADER = struct.Struct(">IH")
 _NO_KEY = 0xFFFF
 
 
+@functools.lru_cache(maxsize=65536)
 def key_point(routing_key: str) -> float:
     """A stable position of ``routing_key`` in ``[0, 1)`` (BLAKE2b, the same in every process)."""
     digest = hashlib.blake2b(routing_key.encode("utf-8"), digest_size=8).digest()
@@ -42,11 +44,11 @@ def encode_event(data: bytes, routing_key: str | None) -> bytes:
     if len(data) > MAX_EVENT_SIZE:
         raise EventTooLarge(f"event of {len(data)} bytes is larger than the maximum of {MAX_EVENT_SIZE} bytes")
     if routing_key is None:
-        return HEADER.pack(len(data), _NO_KEY) + bytes(data)
+        return b"".join((HEADER.pack(len(data), _NO_KEY), data))
     key = routing_key.encode("utf-8")
     if len(key) >= _NO_KEY:
         raise InvalidStreamArgument(f"routing key of {len(key)} bytes is too long (max {_NO_KEY - 1})")
-    return HEADER.pack(len(data), len(key)) + key + bytes(data)
+    return b"".join((HEADER.pack(len(data), len(key)), key, data))
 
 
 class EventDecoder:

@@ -15,12 +15,13 @@ order of each key is kept.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import random
 import threading
 import time
 import uuid
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, InvalidStateError, wait
 from dataclasses import dataclass, field
 
 from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFound, SegmentSealed, StreamError
@@ -62,6 +63,12 @@ class EventPointer:
     segment: str
     offset: int
     length: int
+
+
+def _settle(future: Future[EventPointer], result: AppendResult) -> None:
+    """Resolve a writer's future once (the acknowledgement callback and the drain may race)."""
+    with contextlib.suppress(InvalidStateError):
+        future.set_result(EventPointer(result.segment, result.offset, result.length))
 
 
 class Router:
@@ -118,6 +125,7 @@ class EventStreamWriter:
         self._lock = threading.RLock()
         self._pending: list[_Pending] = []
         self._closed = False
+        self._recovering = threading.Event()
         self._traffic: dict[str, list[int]] = {}
         self._last_report = time.monotonic()
         self._router = Router(controller.get_active_segments(scope, stream))
@@ -181,9 +189,29 @@ class EventStreamWriter:
         pending.sent = self._store.append_async(
             segment, pending.frame, writer_id=self.writer_id, event_number=pending.number
         )
+        if self.config.max_in_flight:  # without events in flight the caller settles its own future
+            pending.sent.add_done_callback(lambda sent: self._acknowledged(pending, sent))
         counts = self._traffic.setdefault(segment, [0, 0])
         counts[0] += 1
         counts[1] += len(pending.frame)
+
+    def _acknowledged(self, pending: _Pending, sent: Future[AppendResult]) -> None:
+        """Store callback (on the store's thread: never block here): resolve, or start a re-send."""
+        if not sent.cancelled() and sent.exception() is None:
+            _settle(pending.future, sent.result())
+        elif not self._recovering.is_set():
+            self._recovering.set()
+            threading.Thread(target=self._recover, name=f"xhub-writer-{self.writer_id}-resend", daemon=True).start()
+
+    def _recover(self) -> None:
+        """Re-send refused events even when the application only waits on its futures."""
+        try:
+            with self._lock:
+                self._drain()
+        except Exception:  # the futures carry the failures; keep the thread quiet
+            log.debug("writer %s: background re-send failed", self.writer_id, exc_info=True)
+        finally:
+            self._recovering.clear()
 
     def _drain(self, keep: int = 0) -> None:
         """Settle the oldest pending events until at most ``keep`` remain, re-sending refused ones in order."""
@@ -200,7 +228,7 @@ class EventStreamWriter:
                 head.future.set_exception(exc)
                 continue
             self._pending.pop(0)
-            head.future.set_result(EventPointer(result.segment, result.offset, result.length))
+            _settle(head.future, result)
 
     def _resend_all(self, cause: BaseException) -> None:
         """Wait for everything in flight, then re-send every refused event synchronously, in order."""
@@ -222,7 +250,7 @@ class EventStreamWriter:
             except StreamError as exc:
                 p.future.set_exception(exc)
                 continue
-            p.future.set_result(EventPointer(result.segment, result.offset, result.length))
+            _settle(p.future, result)
         self._pending = remaining
 
     def _append_with_retries(self, p: _Pending, deadline: float) -> AppendResult:

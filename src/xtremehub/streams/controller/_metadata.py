@@ -166,17 +166,28 @@ class Metadata:
         self._conn.executescript(_SCHEMA)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Cursor]:
-        """An atomic, durable read-write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``)."""
+    def transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Cursor]:
+        """An atomic read-write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``).
+
+        ``durable=False`` skips the fsync of this commit (``synchronous=NORMAL``): it survives a
+        process crash but may be lost, whole, with the last moments before a power loss. Used
+        for reader heartbeats and positions, where losing the latest means re-reading a little.
+        """
         with self._lock:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            if not durable:
+                cur.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield cur
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    yield cur
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+                cur.execute("COMMIT")
+            finally:
+                if not durable:
+                    cur.execute("PRAGMA synchronous=FULL")
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of a read-only query."""

@@ -154,7 +154,7 @@ class ReaderGroupOps:
         check_name("reader", reader)
         with self._lock:
             self._group_config(scope, group)
-            with self._db.transaction() as cur:
+            with self._db.transaction(durable=False) as cur:
                 cur.execute(
                     "INSERT OR REPLACE INTO rg_readers VALUES (?, ?, ?, ?)", (scope, group, reader, self._clock())
                 )

@@ -62,6 +62,10 @@ class SegmentStoreConfig:
     lts_chunk_size: int = 16 * MiB
     #: Seconds between tiering passes.
     tiering_interval: float = 1.0
+    #: A segment's untiered bytes go to LTS once they fill half a chunk, or are this many seconds
+    #: old, or at once when the segment is sealed or the backlog passes half the memory budget
+    #: (so slow segments do not make many tiny chunk objects).
+    lts_flush_delay: float = 5.0
     #: Backoff after an LTS failure: first delay and cap (doubles in between).
     lts_retry_initial: float = 0.5
     lts_retry_max: float = 30.0
@@ -82,7 +86,7 @@ class SegmentStoreConfig:
         for name in ("wal_file_size", "group_commit_bytes", "max_append_size", "lts_chunk_size", "lts_read_part_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"segment store {name} must be > 0, not {getattr(self, name)}")
-        for name in ("group_commit_delay", "tiering_interval", "lts_retry_initial", "lts_retry_max"):
+        for name in ("group_commit_delay", "tiering_interval", "lts_flush_delay", "lts_retry_initial", "lts_retry_max"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"segment store {name} must be >= 0, not {getattr(self, name)}")
 

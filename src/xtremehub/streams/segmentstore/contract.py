@@ -44,7 +44,8 @@ class AppendResult:
     segment: str
     offset: int
     length: int
-    #: True when the append was recognised as a retry of an already stored event number.
+    #: True when the append was recognised as a retry of an already stored event number;
+    #: ``offset`` is then the offset of that writer's last stored event (nothing was written).
     duplicate: bool = False
 
 
@@ -119,14 +120,21 @@ class SegmentStoreContract(ABC):
         event_number: int | None = None,
         expected_offset: int | None = None,
     ) -> Future[AppendResult]:
-        """Like :meth:`append` but returns at once; concurrent appends share one fsync."""
+        """Like :meth:`append` but returns at once; concurrent appends share one fsync.
+
+        Appends queued by one thread are applied in the order it queued them (also when it
+        mixes ``append_async`` and ``append``). Under back pressure (both budgets exhausted)
+        the call itself blocks, and raises ``BackPressure`` after the store's configured timeout.
+        """
 
     @abstractmethod
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         """Read up to ``max_length`` bytes at ``offset`` from cache, local disk or LTS.
 
         At the tail, waits up to ``wait`` seconds for new data (empty ``data`` when none came).
-        Raises ``SegmentTruncated`` below the start offset, ``SegmentNotFound``.
+        May return fewer bytes than available (one read is served from one tier): read again
+        at ``offset + len(data)``. Raises ``SegmentTruncated`` below the start offset,
+        ``InvalidOffset`` past the length, ``SegmentNotFound``.
         """
 
     @abstractmethod
@@ -146,12 +154,17 @@ class SegmentStoreContract(ABC):
         """Atomically append all of sealed ``source`` to ``target`` and delete ``source``.
 
         Returns the target offset at which the source's bytes start. Idempotent for a source
-        that was already merged into the target (after a crash and retry).
+        that was already merged into the target (after a crash and retry). An unsealed source
+        is sealed by the merge itself (same atomic step); a truncated source is refused
+        (``InvalidOffset``), a sealed target raises ``SegmentSealed``.
         """
 
     @abstractmethod
     def truncate(self, segment: str, offset: int) -> None:
-        """Drop everything before ``offset`` (retention, stream-cut truncation)."""
+        """Drop everything before ``offset`` (retention, stream-cut truncation).
+
+        A no-op below the current start; ``InvalidOffset`` past the length.
+        """
 
     @abstractmethod
     def delete(self, segment: str) -> None:

@@ -1,12 +1,16 @@
 """The embedded segment store: durable WAL with group commit, tail cache, tiering to LTS.
 
-One commit thread owns every change. Appends are queued with a future; the thread takes all
-queued appends (up to ``group_commit_bytes``), validates them (sealed, conditional offset,
-writer dedup), writes their records with one ``writev`` and one ``fdatasync``, then applies
-them to the in-memory state and resolves the futures: an acknowledged append is on disk.
-Control operations (create, seal, merge, truncate, delete, tiered, roll) are committed one
-at a time in the same order. A background :class:`~xtremehub.streams.segmentstore.tiering.Tierer`
-moves WAL bytes to LTS chunks; WAL files whose bytes are all in LTS are deleted.
+Changes are committed in order by one holder of a commit lock at a time. Operations are
+queued with a future; the committer takes all queued appends (up to ``group_commit_bytes``),
+validates them (sealed, conditional offset, writer dedup), writes their records with one
+``writev`` and one ``fdatasync``, then applies them to the in-memory state and resolves the
+futures: an acknowledged append is on disk. The committer is a background thread, or (leader
+/ follower group commit) a caller of a synchronous :meth:`SegmentStore.append` that finds no
+commit running: it commits its own append and everything queued before it, which saves two
+thread hand-offs per append. Control operations (create, seal, merge, truncate, delete,
+tiered, roll) are committed one at a time in the same order. A background
+:class:`~xtremehub.streams.segmentstore.tiering.Tierer` moves WAL bytes to LTS chunks; WAL
+files whose bytes are all in LTS are deleted.
 
 Example:
     >>> import tempfile
@@ -27,9 +31,9 @@ Example:
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
-import queue
 import threading
 import time
 import uuid
@@ -96,9 +100,6 @@ class _Control:
     future: Future[Any] = field(default_factory=Future)
 
 
-_STOP = object()
-
-
 class SegmentStore(SegmentStoreContract):
     """Named append-only segments in one data directory (see the module docstring).
 
@@ -119,7 +120,15 @@ class SegmentStore(SegmentStoreContract):
         except BaseException:
             self._dirlock.release()
             raise
-        self._queue: queue.SimpleQueue[_Append | _Control | object] = queue.SimpleQueue()
+        # Queued operations, committed in order by whoever holds ``_commit_lock``: the commit
+        # thread, or a caller of a synchronous operation that finds it free (it then commits its
+        # own operation and everything queued before it, saving two thread hand-offs).
+        self._pending: collections.deque[_Append | _Control] = collections.deque()
+        self._pending_cond = threading.Condition(threading.Lock())
+        self._commit_lock = threading.Lock()
+        self._stopping = False
+        # Back-pressure accounting has its own lock: admission must not wait behind a group commit.
+        self._budget = threading.Condition(threading.Lock())
         self._reserved = 0  # bytes admitted but not yet committed
         self._throttled = 0  # appends waiting for budget now
         self._closed = False
@@ -201,8 +210,8 @@ class SegmentStore(SegmentStoreContract):
         expected_offset: int | None = None,
         timeout: float | None = None,
     ) -> AppendResult:
-        future = self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout)
-        return future.result()
+        op = self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout, lead=True)
+        return op.future.result()
 
     def append_async(
         self,
@@ -219,7 +228,7 @@ class SegmentStore(SegmentStoreContract):
         :meth:`append` and raises :class:`~xtremehub.errors.BackPressure` after
         ``config.backpressure_timeout``.
         """
-        return self._submit_append(segment, data, writer_id, event_number, expected_offset, None)
+        return self._submit_append(segment, data, writer_id, event_number, expected_offset, None, lead=False).future
 
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         if max_length <= 0:
@@ -335,12 +344,14 @@ class SegmentStore(SegmentStoreContract):
             if self._closed:
                 return
             self._closed = True
-            self._cond.notify_all()
+        self._wake_all()
         self._tierer.stop()
-        self._queue.put(_STOP)
+        with self._pending_cond:
+            self._stopping = True
+            self._pending_cond.notify_all()
         self._committer.join()
         self.chunks.close()
-        with self._lock:
+        with self._commit_lock, self._lock:  # a caller may still be committing its own operation
             self._cache.clear()
             self._wal.close()
         self._dirlock.release()
@@ -369,7 +380,9 @@ class SegmentStore(SegmentStoreContract):
         event_number: int | None,
         expected_offset: int | None,
         timeout: float | None,
-    ) -> Future[AppendResult]:
+        *,
+        lead: bool,
+    ) -> _Append:
         data = bytes(data)
         if len(data) > self.config.max_append_size:
             raise EventTooLarge(
@@ -379,14 +392,14 @@ class SegmentStore(SegmentStoreContract):
             raise InvalidOffset(f"segment {segment!r}: writer_id and event_number must be given together")
         self._admit(segment, len(data), self.config.backpressure_timeout if timeout is None else timeout)
         op = _Append(segment, data, writer_id, event_number, expected_offset)
-        self._queue.put(op)
-        return op.future
+        self._enqueue(op, lead=lead)
+        return op
 
     def _admit(self, segment: str, size: int, timeout: float | None) -> None:
         """Reserve ``size`` bytes of the backlog budget, waiting while it is exhausted."""
         budget = self.config.backlog_budget
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
+        with self._budget:
             self._check_open()
             while self._state.untiered + self._reserved + size > budget and self._state.untiered + self._reserved > 0:
                 remaining = None if deadline is None else deadline - time.monotonic()
@@ -398,17 +411,22 @@ class SegmentStore(SegmentStoreContract):
                     )
                 self._throttled += 1
                 try:
-                    self._cond.wait(0.5 if remaining is None else min(remaining, 0.5))
+                    self._budget.wait(0.5 if remaining is None else min(remaining, 0.5))
                 finally:
                     self._throttled -= 1
                 self._check_open()
             self._reserved += size
 
+    def _release_budget(self, size: int) -> None:
+        with self._budget:
+            self._reserved -= size
+            self._budget.notify_all()
+
     def _control(self, kind: RecordType | str, body: dict[str, Any]) -> Any:
         with self._lock:
             self._check_open()
         op = _Control(kind, body)
-        self._queue.put(op)
+        self._enqueue(op, lead=True)
         return op.future.result()
 
     # ------------------------------------------------------------------ TieringHost
@@ -428,6 +446,9 @@ class SegmentStore(SegmentStoreContract):
                 if run:
                     runs.append((seg, run))
         return runs
+
+    def untiered_bytes(self) -> int:
+        return self._state.untiered
 
     def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None:
         """The bytes of a run, or None when the run changed meanwhile (truncated, deleted, tiered)."""
@@ -460,46 +481,79 @@ class SegmentStore(SegmentStoreContract):
         self._control(_ROLL, {})
 
     def lts_changed(self) -> None:
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        """Wake tail readers and throttled writers (close, failure, LTS state change)."""
         with self._cond:
             self._cond.notify_all()
+        with self._budget:
+            self._budget.notify_all()
 
     # ------------------------------------------------------------------ commit thread
-    def _commit_loop(self) -> None:
-        carry: object = None
-        while True:
-            op = carry if carry is not None else self._queue.get()
-            carry = None
-            if op is _STOP:
-                break
-            if isinstance(op, _Control):
-                self._run(op.future, functools.partial(self._commit_control, op))
-                continue
-            assert isinstance(op, _Append)
-            batch = [op]
-            size = len(op.data)
-            deadline = time.monotonic() + self.config.group_commit_delay
-            while size < self.config.group_commit_bytes:
-                try:
-                    delay = deadline - time.monotonic()
-                    nxt = self._queue.get(timeout=delay) if delay > 0 else self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if not isinstance(nxt, _Append):
-                    carry = nxt
-                    break
-                batch.append(nxt)
-                size += len(nxt.data)
-            self._commit_appends(batch)
-        self._fail_pending()
-
-    def _fail_pending(self) -> None:
-        while True:
+    def _enqueue(self, op: _Append | _Control, *, lead: bool) -> None:
+        """Queue ``op``; with ``lead``, commit it in this thread when no commit is running."""
+        lead = lead and self.config.group_commit_delay == 0
+        with self._pending_cond:
+            if self._stopping:
+                if isinstance(op, _Append):
+                    self._release_budget(len(op.data))
+                raise StoreClosed(f"segment store {self.config.data_dir} is closed")
+            self._pending.append(op)
+            if not lead:
+                self._pending_cond.notify()
+        if lead and self._commit_lock.acquire(blocking=False):
             try:
-                op = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if isinstance(op, (_Append, _Control)) and not op.future.done():
-                op.future.set_exception(StoreClosed(f"segment store {self.config.data_dir} is closed"))
+                while not op.future.done() and self._drain_once():
+                    pass
+            finally:
+                self._commit_lock.release()
+        with self._pending_cond:  # whatever is left (ours if the lock was busy) goes to the commit thread
+            if self._pending:
+                self._pending_cond.notify()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._pending_cond:
+                while not self._pending and not self._stopping:
+                    self._pending_cond.wait()
+                if not self._pending:
+                    return  # stopping, and everything queued is committed
+            if self.config.group_commit_delay > 0:
+                time.sleep(self.config.group_commit_delay)
+            with self._commit_lock:
+                while self._drain_once():
+                    pass
+
+    def _drain_once(self) -> bool:
+        """Commit the next batch of queued operations (caller holds ``_commit_lock``); False when none."""
+        with self._pending_cond:
+            if not self._pending:
+                return False
+            first = self._pending.popleft()
+            batch: list[_Append] = []
+            if isinstance(first, _Append):
+                batch.append(first)
+                size = len(first.data)
+                while self._pending and size < self.config.group_commit_bytes:
+                    nxt = self._pending[0]
+                    if not isinstance(nxt, _Append):
+                        break
+                    self._pending.popleft()
+                    batch.append(nxt)
+                    size += len(nxt.data)
+        if isinstance(first, _Control):
+            self._run(first.future, functools.partial(self._commit_control, first))
+            return True
+        try:
+            self._commit_appends(batch)
+        except BaseException as exc:  # a bug, not a disk error: do not leave callers waiting forever
+            log.exception("segment store %s: group commit failed", self.config.data_dir)
+            for op in batch:
+                if not op.future.done():
+                    op.future.set_exception(exc)
+            raise
+        return True
 
     def _run(self, future: Future[Any], work: Callable[[], Any]) -> None:
         if self._failed is not None:
@@ -519,12 +573,11 @@ class SegmentStore(SegmentStoreContract):
         # A failed write may have left part of a record in the WAL: anything written after it
         # would be cut at recovery, so the store must stop accepting changes.
         log.error("segment store %s: WAL write failed, refusing further changes: %s", self.config.data_dir, exc)
-        with self._cond:
-            self._failed = exc
-            self._cond.notify_all()
+        self._failed = exc
+        self._wake_all()
 
     def _commit_appends(self, batch: list[_Append]) -> None:
-        state = self._state  # only this thread mutates it: reads need no lock
+        state = self._state  # only the holder of _commit_lock mutates it: reads need no lock
         shadow_len: dict[str, int] = {}
         shadow_writers: dict[tuple[str, str], list[int]] = {}
         accepted: list[tuple[_Append, int, int, int]] = []  # op, segment offset, record start (relative), data_at
@@ -559,7 +612,7 @@ class SegmentStore(SegmentStoreContract):
             record, data_at = encode_append(op.segment, op.writer_id, op.event_number, length, op.data)
             accepted.append((op, length, rel, data_at))
             pieces.extend(record)
-            rel += sum(len(p) for p in record)
+            rel += data_at + len(op.data)
             shadow_len[op.segment] = length + len(op.data)
         if pieces:
             if self._failed is not None:
@@ -588,8 +641,10 @@ class SegmentStore(SegmentStoreContract):
                 )
                 self._cache.add(ext, op.data)
                 done.append((op, AppendResult(op.segment, offset, len(op.data))))
-            self._reserved -= sum(len(op.data) for op in batch)
             self._cond.notify_all()
+        if state.untiered >= self.config.lts_chunk_size:
+            self._tierer.wake()
+        self._release_budget(sum(len(op.data) for op in batch))
         for op, outcome in done:
             if isinstance(outcome, BaseException):
                 op.future.set_exception(outcome)
@@ -656,7 +711,8 @@ class SegmentStore(SegmentStoreContract):
                 )
                 for ext in replaced:
                     self._cache.drop(ext)
-                self._cond.notify_all()  # the backlog shrank: throttled appends may go
+            with self._budget:
+                self._budget.notify_all()  # the backlog shrank: throttled appends may go
             return applied
         raise ValueError(f"unknown control operation {op.kind!r}")
 

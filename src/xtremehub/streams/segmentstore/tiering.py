@@ -1,7 +1,9 @@
 """Tiering: a background thread moves WAL bytes to LTS chunk objects.
 
 Each pass takes, for every segment, its first run of untiered (WAL) bytes up to
-``lts_chunk_size``, writes it as one chunk object, rewrites the segment's LTS metadata
+``lts_chunk_size`` (once it fills half a chunk, is ``lts_flush_delay`` old, the segment is
+sealed, or the backlog presses on the memory budget), writes it as one chunk object (several
+segments upload concurrently), rewrites the segment's LTS metadata
 object, and commits a ``TIERED`` WAL record that points the segment at the chunk. When some
 WAL files no longer hold untiered bytes, the WAL is rolled (a fresh checkpoint) and those
 files are deleted. LTS failures (unreachable store, timeouts) are retried with exponential
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from xtremehub.errors import StorageError, StoreClosed
@@ -34,6 +38,8 @@ class TieringHost(Protocol):
     chunks: ChunkStore
 
     def untiered_runs(self, max_bytes: int) -> list[tuple[Segment, list[Extent]]]: ...
+
+    def untiered_bytes(self) -> int: ...
 
     def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None: ...
 
@@ -60,6 +66,9 @@ class Tierer:
         self._deletes: list[str] = []
         self._deletes_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="xhub-segstore-tier", daemon=True)
+        self._uploads = ThreadPoolExecutor(4, thread_name_prefix="xhub-segstore-upload")
+        #: (segment, creation id, run offset) -> when that untiered run was first seen
+        self._first_seen: dict[tuple[str, str, int], float] = {}
 
     def start(self) -> None:
         self._thread.start()
@@ -68,6 +77,7 @@ class Tierer:
         self._stop.set()
         self._wake.set()
         self._thread.join()
+        self._uploads.shutdown(wait=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -107,16 +117,35 @@ class Tierer:
         self._run_deletes()
         total = 0
         while not self._stop.is_set():
-            runs = self.host.untiered_runs(self.config.lts_chunk_size)
+            runs = self._due(self.host.untiered_runs(self.config.lts_chunk_size))
             if not runs:
                 break
-            moved = sum(self._tier_run(seg, run) for seg, run in runs)
+            moved = sum(self._uploads.map(lambda r: self._tier_run(*r), runs))  # segments upload concurrently
             if moved == 0:
                 break
             total += moved
         if total and self.host.reclaimable_wal():
             self.host.roll_wal()
         return total
+
+    def _due(self, runs: list[tuple[Segment, list[Extent]]]) -> list[tuple[Segment, list[Extent]]]:
+        """The runs to tier now (see ``SegmentStoreConfig.lts_flush_delay``)."""
+        now = time.monotonic()
+        pressure = self.host.untiered_bytes() * 2 >= self.config.memory_budget
+        seen, due = {}, []
+        for seg, run in runs:
+            key = (seg.name, seg.cid, run[0].offset)
+            seen[key] = self._first_seen.get(key, now)
+            size = run[-1].end - run[0].offset
+            if (
+                pressure
+                or seg.sealed
+                or size * 2 >= self.config.lts_chunk_size
+                or now - seen[key] >= self.config.lts_flush_delay
+            ):
+                due.append((seg, run))
+        self._first_seen = seen
+        return due
 
     def _tier_run(self, seg: Segment, run: list[Extent]) -> int:
         data = self.host.run_bytes(seg, run)

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -170,7 +171,11 @@ class WalFiles:
 
     def total_bytes(self) -> int:
         """Bytes of all WAL files on disk."""
-        return sum(self.path(i).stat().st_size for i in self.file_ids())
+        total = 0
+        for file_id in self.file_ids():
+            with contextlib.suppress(FileNotFoundError):  # deleted since listed
+                total += self.path(file_id).stat().st_size
+        return total
 
     # -- recovery -------------------------------------------------------------------------
     def recover(self) -> tuple[dict[str, Any] | None, list[Record]]:
@@ -221,9 +226,8 @@ class WalFiles:
         except BaseException:
             os.close(fd)
             raise
-        old = self._fds.pop(self.current, None)
-        if old is not None:
-            os.close(old)
+        # The previous file's descriptor stays open for readers (closed when the file is deleted,
+        # under the store lock): closing it here could pull it from under a concurrent pread.
         self._fds[new_id] = fd
         self.current, self.size = new_id, len(record)
         return new_id

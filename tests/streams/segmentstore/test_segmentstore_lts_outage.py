@@ -1,0 +1,110 @@
+"""LTS outage: the S3 server stops while appending; ingestion goes on within the budgets, throttles
+past them (nothing written, nothing lost), and the backlog reaches LTS once the server is back."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from xtremehub.errors import BackPressure
+from xtremehub.storage._s3 import S3Store
+from xtremehub.streams.segmentstore import AppendResult, SegmentStore, SegmentStoreConfig
+from xtremehub.testing.seaweedfs import SeaweedFS
+from xtremehub.testing.segmentstore import wait_until
+
+pytestmark = [pytest.mark.s3, pytest.mark.slow]
+
+EVENT = 10_000
+MEMORY, DISK = 300_000, 600_000
+
+
+def _event(i: int) -> bytes:
+    return i.to_bytes(4, "big") * (EVENT // 4)
+
+
+def _read_all(store: SegmentStore, segment: str) -> bytes:
+    data = b""
+    while chunk := store.read(segment, len(data), 1 << 20).data:
+        data += chunk
+    return data
+
+
+def test_lts_outage_buffers_throttles_and_recovers(tmp_path: Path) -> None:
+    weed_dir = tmp_path / "weed"
+    server = SeaweedFS.start(weed_dir)  # private: stopping the session server would break other tests
+    try:
+        settings = server.settings(timeout=2.0, max_retries=0)
+        S3Store("xhub-outage", settings.s3).create_bucket()
+        config = SegmentStoreConfig(
+            data_dir=tmp_path / "data",
+            lts_url="s3://xhub-outage/lts/",
+            settings=settings,
+            memory_budget=MEMORY,
+            disk_budget=DISK,
+            tiering_interval=0.05,
+            lts_flush_delay=0.0,
+            lts_chunk_size=64 * 1024,
+            wal_file_size=128 * 1024,
+            lts_retry_initial=0.1,
+            lts_retry_max=0.5,
+        )
+        with SegmentStore(config) as store:
+            store.create_segment("video")
+            n = 0
+            for _ in range(20):
+                store.append("video", _event(n))
+                n += 1
+            wait_until(lambda: store.stats().untiered_bytes == 0, what="tiering while LTS is up")
+            port = server.s3_port
+
+            server.stop()
+            # ingestion continues: memory first, then the local spill tier, up to both budgets
+            while n * EVENT < 20 * EVENT + MEMORY + DISK:
+                store.append("video", _event(n), timeout=5)
+                n += 1
+            stats = store.stats()
+            assert stats.untiered_bytes == MEMORY + DISK
+            assert stats.cache_bytes <= MEMORY
+            assert stats.spill_bytes >= DISK
+            wait_until(lambda: not store.stats().lts_available, what="LTS reported unavailable")
+
+            # past both budgets: back pressure after the timeout, nothing written
+            length = store.info("video").length
+            with pytest.raises(BackPressure, match="nothing was written"):
+                store.append("video", _event(n), timeout=0.3)
+            assert store.info("video").length == length
+
+            # a writer blocked by back pressure is visible in stats, and goes on once LTS is back
+            outcome: list[AppendResult | BaseException] = []
+
+            def blocked_append() -> None:
+                try:
+                    outcome.append(store.append("video", _event(n), timeout=120))
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            writer = threading.Thread(target=blocked_append)
+            writer.start()
+            wait_until(lambda: store.stats().throttled, what="throttled writer")
+            peak_wal = store.stats().wal_bytes
+            assert peak_wal >= MEMORY + DISK
+
+            server = SeaweedFS.start(weed_dir, s3_port=port)
+            writer.join(timeout=120)
+            assert not writer.is_alive()
+            assert isinstance(outcome[0], AppendResult), outcome
+            assert outcome[0].offset == length
+            n += 1
+
+            wait_until(lambda: store.stats().untiered_bytes == 0, timeout=120, what="backlog tiered after the outage")
+            wait_until(lambda: store.stats().lts_available, what="LTS reported available")
+            wait_until(lambda: store.stats().wal_bytes < peak_wal // 4, what="WAL reclaimed")
+            assert store.info("video").tiered_length == n * EVENT
+            assert _read_all(store, "video") == b"".join(_event(i) for i in range(n))
+        # and from LTS alone after a restart (the WAL holds no data any more)
+        with SegmentStore(config) as store:
+            assert _read_all(store, "video") == b"".join(_event(i) for i in range(n))
+    finally:
+        server.stop()
