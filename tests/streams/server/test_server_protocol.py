@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from server_test_store import DictSegmentStore
 
 from xtremehub.errors import (
     ConditionalCheckFailed,
@@ -280,3 +281,31 @@ def test_raw_frames_from_the_real_encoder(dict_server: StreamServer, raw: Callab
     conn = raw()
     conn.sock.sendall(encode_frame(MessageType.CALL, 11, CODEC.encode(["store", "create_segment", ["r/x"], {}])))
     assert conn.recv() == (MessageType.RESULT, 11, True)
+
+
+class BlockingAppends(DictSegmentStore):
+    """A store under back pressure: ``append_async`` blocks until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def append_async(self, segment, data, **kwargs):  # type: ignore[no-untyped-def]
+        self.release.wait(30)
+        return super().append_async(segment, data, **kwargs)
+
+
+def test_a_store_blocking_appends_does_not_block_other_requests() -> None:
+    store = BlockingAppends()
+    store.create_segment("bp/s")
+    with serve_background(store) as server:
+        client = RemoteSegmentStore(server.url)
+        pending = client.append_async("bp/s", b"later", writer_id="w", event_number=1)
+        # Reads and calls are still answered while the append is held up by back pressure.
+        assert client.info("bp/s").length == 0
+        assert client.read("bp/s", 0, 10).data == b""
+        assert not pending.done()
+        store.release.set()
+        assert pending.result(10).offset == 0
+        assert client.read("bp/s", 0, 10).data == b"later"
+        client.close()

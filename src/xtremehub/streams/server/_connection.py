@@ -2,10 +2,11 @@
 
 Requests run concurrently (pipelining): the read loop never waits for a request to finish,
 only for a free slot when the connection has ``max_in_flight`` requests running, and for the
-socket to drain when the client does not read its answers. Appends go straight to the store's
-``append_async`` in arrival order (so one writer's events stay in order and concurrent
-appends of every client share one group commit); other calls run in a thread pool, tail reads
-with a wait in a second pool so they never starve the others.
+socket to drain when the client does not read its answers. Appends go to the store's
+``append_async`` in arrival order through one feeder thread (so one writer's events stay in
+order, concurrent appends of every client share one group commit, and a store blocking under
+back pressure holds up appends only); other calls run in a thread pool, tail reads with a
+wait in a second pool so they never starve the others.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class ClientConnection:
         config: ServerConfig,
         calls: ThreadPoolExecutor,
         waits: ThreadPoolExecutor,
+        appender: ThreadPoolExecutor,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -70,6 +72,7 @@ class ClientConnection:
         self._config = config
         self._calls = calls
         self._waits = waits
+        self._appender = appender
         self._loop = asyncio.get_running_loop()
         self._slots = asyncio.Semaphore(config.max_in_flight)
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -191,10 +194,20 @@ class ClientConnection:
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
         done: asyncio.Future[Any] = self._loop.create_future()
-        future: Future[AppendResult] = self._store.append_async(
-            segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
-        )
-        future.add_done_callback(lambda f: self._completed(done, f))
+
+        def feed() -> None:
+            # One feeder thread for the whole server: appends reach the store in arrival order,
+            # and a store blocking under back pressure blocks appends only, not the event loop.
+            try:
+                future: Future[AppendResult] = self._store.append_async(
+                    segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
+                )
+            except Exception as exc:
+                future = Future()
+                future.set_exception(exc)
+            future.add_done_callback(lambda f: self._completed(done, f))
+
+        self._appender.submit(feed)
         return done
 
     def _completed(self, done: asyncio.Future[Any], future: Future[Any]) -> None:

@@ -73,6 +73,7 @@ class StreamServer:
         self._codec = WireCodec.default()
         self._calls = ThreadPoolExecutor(self.config.call_threads, thread_name_prefix="xhub-stream-call")
         self._waits = ThreadPoolExecutor(self.config.wait_threads, thread_name_prefix="xhub-stream-wait")
+        self._appender = ThreadPoolExecutor(1, thread_name_prefix="xhub-stream-append")
         self._server: asyncio.Server | None = None
         self._connections: dict[ClientConnection, asyncio.Task[None]] = {}
         self.port = 0
@@ -104,6 +105,7 @@ class StreamServer:
             config=self.config,
             calls=self._calls,
             waits=self._waits,
+            appender=self._appender,
         )
         task = asyncio.current_task()
         assert task is not None
@@ -129,6 +131,7 @@ class StreamServer:
             await self._server.wait_closed()
         self._calls.shutdown(wait=True, cancel_futures=True)
         self._waits.shutdown(wait=True, cancel_futures=True)
+        self._appender.shutdown(wait=True)
         log.info("stream server on %s stopped", self.url)
 
     async def serve_until_signal(
