@@ -31,3 +31,21 @@ class TestStreamsThroughServer(StreamStoreTests):
             assert isinstance(manager.controller, RemoteController)
             assert isinstance(manager.store, RemoteSegmentStore)
             yield manager
+
+
+def test_cli_commands_through_the_server(served: StreamServer) -> None:
+    from click.testing import CliRunner
+
+    from xtremehub.cli.streams import streams_group
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(streams_group, ["--url", served.url, *args], obj=None)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "created lab/frames" in run("create", "lab/frames", "--segments", "2")
+    assert run("list") == "lab/frames\n"
+    run("write", "lab/frames", "--key", "cam-1", "one", "two", "three")
+    assert run("tail", "lab/frames", "--timeout", "1").splitlines() == ["one", "two", "three"]
+    with StreamManager(served.url) as manager:
+        assert manager.get_stream("lab", "frames").active_segments[0].name.startswith("lab/frames/")
