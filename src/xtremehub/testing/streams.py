@@ -169,6 +169,21 @@ class StreamStoreTests:
             assert (event.position.segment, event.position.offset) == (pointer.segment, pointer.offset)
         assert by_data[b"no key"].routing_key is None
 
+    def test_read_next_polls_or_waits_for_the_live_tail(self, manager: StreamManager) -> None:
+        scope, stream = self._stream(manager)
+        group = manager.create_reader_group("g", scope, [stream], start="tail")
+        reader = group.create_reader("r", sync_interval=0.05)
+        assert reader.read_next(timeout=0) is None
+        writer = manager.create_writer(scope, stream)
+        late = threading.Timer(0.3, lambda: writer.write_event(b"live"))
+        late.start()
+        event = reader.read_next()  # no timeout: waits as long as it takes
+        late.join()
+        assert event is not None
+        assert event.data == b"live"
+        reader.reader_offline()
+        writer.close()
+
     def test_order_per_key_with_concurrent_writers_across_manual_scaling(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
         writers, per_writer, keys = 4, 150, 6
@@ -339,6 +354,10 @@ class StreamStoreTests:
         b.read_next(timeout=0.05)
         assert len(b.segments) == 4
         assert group.state().readers == ("b",)
+        assert manager.list_reader_groups(scope) == ["g"]
+        manager.delete_reader_group("g", scope)
+        with pytest.raises(ReaderGroupNotFound):
+            group.state()
 
     def test_reader_resumes_from_last_position_after_crash(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
@@ -474,11 +493,16 @@ class StreamStoreTests:
     def test_seal_and_delete(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
         writer = manager.create_writer(scope, stream)
+        pipelined = manager.create_writer(scope, stream, max_in_flight=4)
         writer.write_event(b"before", routing_key="k")
         manager.seal_stream(scope, stream)
         assert manager.get_stream(scope, stream).sealed
         with pytest.raises(SegmentSealed):
-            writer.write_event(b"after", routing_key="k").result()
+            writer.write_event(b"after", routing_key="k")  # a synchronous writer raises the refusal
+        future = pipelined.write_event(b"after", routing_key="k")  # one in flight: the future carries it
+        with pytest.raises(SegmentSealed):
+            pipelined.flush()
+        assert isinstance(future.exception(timeout=10), SegmentSealed)
         with pytest.raises(SegmentSealed):
             manager.create_writer(scope, stream)
         events = read_events(manager.create_reader_group("g", scope, [stream]), 1)

@@ -221,6 +221,10 @@ class StreamManager:
         """An existing reader group (``ReaderGroupNotFound`` otherwise)."""
         return ReaderGroup(self.controller, self.store, scope, name)
 
+    def list_reader_groups(self, scope: str) -> list[str]:
+        """Reader group names in ``scope``."""
+        return self.controller.list_reader_groups(scope)
+
     def delete_reader_group(self, name: str, scope: str) -> None:
         """Delete a reader group."""
         self.controller.delete_reader_group(scope, name)

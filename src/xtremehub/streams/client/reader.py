@@ -11,6 +11,7 @@ read again from the last reported positions: at-least-once delivery. Each event 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,13 +101,14 @@ class EventStreamReader:
         return {name: c.delivered for name, c in self._cursors.items()}
 
     def read_next(self, timeout: float | None = None) -> EventRead | None:
-        """The next event of any owned segment, or None when none came within ``timeout`` seconds.
+        """The next event of any owned segment, or None when none came within ``timeout`` seconds
+        (``None``: wait as long as it takes; 0: only what is available now).
 
         Calling it marks every event returned before as processed (reported at the next sync).
         """
         if self._offline:
             raise StreamError(f"reader {self.name} of group {self.scope}/{self.group} is offline")
-        deadline = time.monotonic() + (timeout if timeout is not None else 0.0)
+        deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
         while True:
             if time.monotonic() >= self._next_sync or self._completed:
                 self._sync()

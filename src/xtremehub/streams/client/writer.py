@@ -142,8 +142,9 @@ class EventStreamWriter:
     def write_event(self, data: bytes, routing_key: str | None = None) -> Future[EventPointer]:
         """Write one event; the returned future resolves once it is durable.
 
-        With ``max_in_flight`` = 0 (the default) the future is already resolved on return.
-        Raises ``EventTooLarge`` past 8 MiB, ``SegmentSealed`` when the stream is sealed.
+        With ``max_in_flight`` = 0 (the default) the event is durable on return and a refusal is
+        raised here; otherwise it is set on the future. Raises ``EventTooLarge`` past 8 MiB,
+        ``SegmentSealed`` when the stream is sealed.
         """
         frame = encode_event(data, routing_key)
         point = key_point(routing_key) if routing_key is not None else random.random()
@@ -159,13 +160,18 @@ class EventStreamWriter:
             self._maybe_report()
             if len(self._pending) > self.config.max_in_flight:
                 self._drain(keep=self.config.max_in_flight)
+        if not self.config.max_in_flight:
+            pending.future.result()  # raises the refusal, if any
         return pending.future
 
     def flush(self) -> None:
-        """Block until every event written so far is durable (or raise the first failure)."""
+        """Block until every event written so far is durable; raises the first refusal among them."""
         with self._lock:
+            futures = [p.future for p in self._pending]
             self._drain()
             self._report()
+        for future in futures:
+            future.result()
 
     def close(self) -> None:
         """Flush and stop accepting events."""
@@ -247,7 +253,7 @@ class EventStreamWriter:
                 continue
             try:
                 result = self._append_with_retries(p, deadline)
-            except StreamError as exc:
+            except (StreamError, ConnectionError) as exc:
                 p.future.set_exception(exc)
                 continue
             _settle(p.future, result)

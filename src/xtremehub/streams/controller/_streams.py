@@ -146,6 +146,8 @@ class StreamOps:
             if cur.execute("SELECT 1 FROM streams WHERE scope = ? LIMIT 1", (scope,)).fetchall():
                 raise InvalidStreamArgument(f"scope {scope!r} still has streams; delete them first")
             cur.execute("DELETE FROM reader_groups WHERE scope = ?", (scope,))
+            cur.execute("DELETE FROM rg_segments WHERE scope = ?", (scope,))
+            cur.execute("DELETE FROM rg_readers WHERE scope = ?", (scope,))
             cur.execute("DELETE FROM scopes WHERE name = ?", (scope,))
             return cur.rowcount == 1
 
