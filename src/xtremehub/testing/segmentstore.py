@@ -193,6 +193,16 @@ class SegmentStoreTests:
         assert store.append("s", b"def", expected_offset=3).offset == 3
         assert _read_all(store, "s") == b"abcdef"
 
+    def test_refused_conditional_append_does_not_count_as_written(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        refused = store.append_async("s", b"x", writer_id="w", event_number=1, expected_offset=99)
+        retried = store.append_async("s", b"x", writer_id="w", event_number=1, expected_offset=0)
+        with pytest.raises(ConditionalCheckFailed):
+            refused.result(timeout=60)
+        assert not retried.result(timeout=60).duplicate
+        assert store.writer_event_number("s", "w") == 1
+        assert _read_all(store, "s") == b"x"
+
     def test_duplicate_event_numbers_are_not_written_again(self, store: SegmentStoreContract) -> None:
         store.create_segment("s")
         assert store.writer_event_number("s", "w1") is None

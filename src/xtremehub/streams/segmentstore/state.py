@@ -9,7 +9,7 @@ the source's extents to the end of the target.
 Example:
     >>> state = StoreState()
     >>> state.apply_create("s", "c1")
-    >>> ext = state.apply_append("s", "w", 1, 0, file_id=1, pos=100, length=5)
+    >>> ext = state.apply_append("s", 0, [("w", 1, 5)], file_id=1, pos=100)
     >>> seg = state.get("s")
     >>> seg.length, seg.writers, state.untiered, dict(state.refs)
     (5, {'w': [1, 0]}, 5, {1: 1})
@@ -172,24 +172,25 @@ class StoreState:
     def apply_append(
         self,
         name: str,
-        writer_id: str | None,
-        event_number: int | None,
         offset: int,
+        events: list[tuple[str | None, int | None, int]],
         *,
         file_id: int,
         pos: int,
-        length: int,
-        data: bytes | None = None,
     ) -> Extent:
+        """Appends of one record: ``(writer id, event number, length)`` each, contiguous from ``offset``."""
         seg = self.get(name)
         assert offset == seg.length, f"append to {name} at {offset}, length is {seg.length}"
-        ext = Extent(offset, length, file_id=file_id, pos=pos, data=data)
-        if length:
+        at = offset
+        for writer_id, event_number, length in events:
+            if writer_id is not None and event_number is not None:
+                seg.writers[writer_id] = [event_number, at]
+            at += length
+        ext = Extent(offset, at - offset, file_id=file_id, pos=pos)
+        if ext.length:
             seg.add_extent(ext)
             self._count(ext, +1)
-        seg.length += length
-        if writer_id is not None and event_number is not None:
-            seg.writers[writer_id] = [event_number, offset]
+        seg.length = at
         return ext
 
     def apply_seal(self, name: str) -> int:

@@ -4,10 +4,11 @@ Each pass takes, for every segment, its first run of untiered (WAL) bytes up to
 ``lts_chunk_size`` (once it fills half a chunk, is ``lts_flush_delay`` old, the segment is
 sealed, or the backlog presses on the memory budget), writes it as one chunk object (several
 segments upload concurrently), rewrites the segment's LTS metadata
-object, and commits a ``TIERED`` WAL record that points the segment at the chunk. When some
-WAL files no longer hold untiered bytes, the WAL is rolled (a fresh checkpoint) and those
-files are deleted. LTS failures (unreachable store, timeouts) are retried with exponential
-backoff; meanwhile appends keep landing in memory and the WAL, within the store's budgets.
+object, and commits a ``TIERED`` WAL record that points the segment at the chunk. WAL files
+that no longer hold untiered bytes are deleted (and the next WAL file is created ahead of
+time, so that a roll does not wait for a directory fsync). LTS failures (unreachable store,
+timeouts) are retried with exponential backoff; meanwhile appends keep landing in memory and
+the WAL, within the store's budgets.
 
 A crash between writing a chunk and committing its ``TIERED`` record leaves the bytes in the
 WAL; the next pass writes the same chunk key again (same bytes), so tiering is idempotent.
@@ -47,9 +48,7 @@ class TieringHost(Protocol):
 
     def commit_tiered(self, seg: Segment, offset: int, length: int, key: str) -> bool: ...
 
-    def reclaimable_wal(self) -> bool: ...
-
-    def roll_wal(self) -> None: ...
+    def reclaim_wal(self) -> int: ...
 
     def lts_changed(self) -> None: ...
 
@@ -114,6 +113,7 @@ class Tierer:
 
     def tier_once(self) -> int:
         """One pass: tier every segment's backlog and reclaim WAL files; returns bytes tiered."""
+        self.host.reclaim_wal()  # local work first: it must go on while LTS is down
         self._run_deletes()
         total = 0
         while not self._stop.is_set():
@@ -124,8 +124,7 @@ class Tierer:
             if moved == 0:
                 break
             total += moved
-        if total and self.host.reclaimable_wal():
-            self.host.roll_wal()
+        self.host.reclaim_wal()
         return total
 
     def _due(self, runs: list[tuple[Segment, list[Extent]]]) -> list[tuple[Segment, list[Extent]]]:

@@ -13,7 +13,7 @@ Example:
     >>> wal = WalFiles(Path(tempfile.mkdtemp()), fsync=False)
     >>> wal.roll({"segments": []})
     1
-    >>> pieces, data_at = encode_append("s", None, None, 0, b"hello")
+    >>> pieces, data_at = encode_append("s", 0, [(None, None, b"hel"), ("w1", 7, b"lo")])
     >>> start = wal.write(pieces)
     >>> wal.pread(1, start + data_at, 5)
     b'hello'
@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("<IIB")  # crc32, payload length, record type
 LENGTH_TYPE = struct.Struct("<IB")
-APPEND_FIXED = struct.Struct("<HHqQ")  # name length, writer id length, event number (-1: none), offset
+APPEND_FIXED = struct.Struct("<HIQ")  # name length, number of events, segment offset of the first byte
+APPEND_EVENT = struct.Struct("<HqQ")  # writer id length, event number (-1: none), length
 MAX_PAYLOAD = 1 << 30
 IOV_MAX = 512
 
@@ -73,11 +74,13 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class AppendRecord:
+    """The appends of one group commit to one segment: one record, contiguous bytes."""
+
     name: str
-    writer_id: str | None
-    event_number: int | None
     offset: int
-    #: Position of the appended bytes relative to the record start, and their length.
+    #: (writer id, event number, length) of each append, in order
+    events: list[tuple[str | None, int | None, int]]
+    #: Position of the appended bytes relative to the record start, and their total length.
     data_at: int
     length: int
 
@@ -90,28 +93,39 @@ def _crc(payload_len: int, rtype: int, pieces: Sequence[bytes | memoryview]) -> 
 
 
 def encode_append(
-    name: str, writer_id: str | None, event_number: int | None, offset: int, data: bytes | memoryview
+    name: str, offset: int, events: Sequence[tuple[str | None, int | None, bytes]]
 ) -> tuple[list[bytes | memoryview], int]:
-    """The pieces of an ``APPEND`` record (written with one writev) and where its data starts."""
+    """The pieces of an ``APPEND`` record (written with writev) and where its data starts.
+
+    ``events`` are ``(writer id, event number, data)``; their bytes follow each other in the
+    record, so they become one contiguous run of the segment.
+    """
     bname = name.encode()
-    bwid = b"" if writer_id is None else writer_id.encode()
-    prefix = APPEND_FIXED.pack(len(bname), len(bwid), -1 if event_number is None else event_number, offset)
-    prefix += bname + bwid
-    payload_len = len(prefix) + len(data)
-    header = HEADER.pack(_crc(payload_len, RecordType.APPEND, (prefix, data)), payload_len, RecordType.APPEND)
-    return [header + prefix, data], HEADER.size + len(prefix)
+    parts = [APPEND_FIXED.pack(len(bname), len(events), offset), bname]
+    for writer_id, event_number, data in events:
+        bwid = b"" if writer_id is None else writer_id.encode()
+        parts.append(APPEND_EVENT.pack(len(bwid), -1 if event_number is None else event_number, len(data)))
+        parts.append(bwid)
+    prefix = b"".join(parts)
+    datas = [data for _, _, data in events]
+    payload_len = len(prefix) + sum(len(d) for d in datas)
+    header = HEADER.pack(_crc(payload_len, RecordType.APPEND, (prefix, *datas)), payload_len, RecordType.APPEND)
+    return [header + prefix, *datas], HEADER.size + len(prefix)
 
 
 def decode_append(payload: memoryview) -> AppendRecord:
-    name_len, wid_len, event_number, offset = APPEND_FIXED.unpack_from(payload)
+    name_len, count, offset = APPEND_FIXED.unpack_from(payload)
     at = APPEND_FIXED.size
     name = bytes(payload[at : at + name_len]).decode()
     at += name_len
-    writer_id = bytes(payload[at : at + wid_len]).decode() if wid_len else None
-    at += wid_len
-    return AppendRecord(
-        name, writer_id, None if event_number < 0 else event_number, offset, HEADER.size + at, len(payload) - at
-    )
+    events: list[tuple[str | None, int | None, int]] = []
+    for _ in range(count):
+        wid_len, event_number, length = APPEND_EVENT.unpack_from(payload, at)
+        at += APPEND_EVENT.size
+        writer_id = bytes(payload[at : at + wid_len]).decode() if wid_len else None
+        at += wid_len
+        events.append((writer_id, None if event_number < 0 else event_number, length))
+    return AppendRecord(name, offset, events, HEADER.size + at, len(payload) - at)
 
 
 def encode_control(rtype: RecordType, body: dict[str, Any]) -> bytes:
@@ -155,6 +169,7 @@ class WalFiles:
         self.fsync = fsync
         directory.mkdir(parents=True, exist_ok=True)
         self._fds: dict[int, int] = {}
+        self._prepared = 0  # id of a next file already created with a durable directory entry
         self.current = 0
         self.size = 0
 
@@ -192,7 +207,8 @@ class WalFiles:
             records, good_end = _scan(file_id, data)
             if not records or records[0].rtype != RecordType.CHECKPOINT:
                 # A roll interrupted before its checkpoint was durable: the previous file is complete.
-                log.warning("WAL %s has no valid checkpoint (interrupted roll): removed", path)
+                if data:
+                    log.warning("WAL %s has no valid checkpoint (interrupted roll): removed", path)
                 path.unlink()
                 ids.pop()
                 continue
@@ -217,12 +233,14 @@ class WalFiles:
         new_id = self.current + 1
         path = self.path(new_id)
         record = encode_control(RecordType.CHECKPOINT, checkpoint)
+        entry_durable = self._prepared == new_id
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
             os.write(fd, record)
             if self.fsync:
                 os.fsync(fd)
-                self._sync_dir()
+                if not entry_durable:
+                    self._sync_dir()
         except BaseException:
             os.close(fd)
             raise
@@ -268,13 +286,28 @@ class WalFiles:
             raise CorruptData(str(self.path(file_id)), pos, f"WAL file ends before {length} appended bytes")
         return data
 
-    def delete(self, file_id: int) -> None:
+    def forget(self, file_id: int) -> None:
+        """Close an older file before it is deleted (the caller unlinks it)."""
         if file_id == self.current:
             raise ValueError("the current WAL file cannot be deleted")
         fd = self._fds.pop(file_id, None)
         if fd is not None:
             os.close(fd)
-        self.path(file_id).unlink(missing_ok=True)
+
+    def prepare_next(self) -> None:
+        """Create the next file, empty, and make its directory entry durable ahead of the roll.
+
+        Safe from another thread than the writer's. An empty newest file is what an
+        interrupted roll leaves, so recovery removes it like one.
+        """
+        next_id = self.current + 1
+        if self._prepared == next_id:
+            return
+        fd = os.open(self.path(next_id), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.close(fd)
+        if self.fsync:
+            self._sync_dir()
+        self._prepared = next_id
 
     def close(self) -> None:
         for fd in self._fds.values():
