@@ -80,6 +80,9 @@ class ClientConnection:
         self._stopping = False
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
+        self._feed_lock = threading.Lock()
+        self._feed_queue: list[tuple[asyncio.Future[Any], tuple[Any, ...]]] = []
+        self._feed_scheduled = False
         self._settle_lock = threading.Lock()
         self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any]]] = []
         self._settle_scheduled = False
@@ -194,21 +197,35 @@ class ClientConnection:
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
         done: asyncio.Future[Any] = self._loop.create_future()
-
-        def feed() -> None:
-            # One feeder thread for the whole server: appends reach the store in arrival order,
-            # and a store blocking under back pressure blocks appends only, not the event loop.
-            try:
-                future: Future[AppendResult] = self._store.append_async(
-                    segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
-                )
-            except Exception as exc:
-                future = Future()
-                future.set_exception(exc)
-            future.add_done_callback(lambda f: self._completed(done, f))
-
-        self._appender.submit(feed)
+        with self._feed_lock:
+            self._feed_queue.append((done, (segment, data, writer_id, event_number, expected_offset)))
+            if self._feed_scheduled:
+                return done
+            self._feed_scheduled = True
+        self._appender.submit(self._feed)
         return done
+
+    def _feed(self) -> None:
+        """On the server's one feeder thread: pass queued appends to the store in arrival order.
+
+        A store blocking under back pressure blocks appends only, not the event loop; appends
+        queued while the feeder runs are taken in the same pass (one thread wake-up for many).
+        """
+        while True:
+            with self._feed_lock:
+                batch, self._feed_queue = self._feed_queue, []
+                if not batch:
+                    self._feed_scheduled = False
+                    return
+            for done, (segment, data, writer_id, event_number, expected_offset) in batch:
+                try:
+                    future: Future[AppendResult] = self._store.append_async(
+                        segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
+                    )
+                except Exception as exc:
+                    future = Future()
+                    future.set_exception(exc)
+                future.add_done_callback(functools.partial(self._completed, done))
 
     def _completed(self, done: asyncio.Future[Any], future: Future[Any]) -> None:
         """From the store's commit thread: hand a finished append to the loop, one wake-up per batch."""
