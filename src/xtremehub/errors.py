@@ -40,7 +40,8 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── BackPressure            (TimeoutError) memory and disk budgets exhausted
         ├── ProtocolError           (ValueError)   malformed frame on the wire
         ├── InvalidStreamArgument   (ValueError)   bad name, policy, cut or position
-        └── ReaderGroupNotFound     (LookupError)
+        ├── ReaderGroupNotFound     (LookupError)
+        └── ServerUnavailable       (ConnectionError)  stream server unreachable
 
 Vendor errors (botocore, zlib, indexed_gzip, OS) are translated at one boundary per backend and
 chained with ``raise ... from exc``; messages name the URL, key and byte range.
@@ -81,6 +82,7 @@ __all__ = [
     "SegmentNotFound",
     "SegmentSealed",
     "SegmentTruncated",
+    "ServerUnavailable",
     "StaleIndex",
     "StorageError",
     "StorageUnavailable",
@@ -316,3 +318,10 @@ class InvalidStreamArgument(StreamError, ValueError):
 
 class ReaderGroupNotFound(StreamError, LookupError):
     """No such reader group in the scope."""
+
+
+# --- streams: server and remote client (server) ---------------------------------------------
+
+
+class ServerUnavailable(StreamError, ConnectionError):
+    """The stream server cannot be reached (refused, closed, or not back within the reconnect timeout)."""

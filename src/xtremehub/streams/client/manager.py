@@ -46,7 +46,7 @@ __all__ = ["StreamManager"]
 log = logging.getLogger(__name__)
 
 #: Module and function that open a remote connection: ``connect(url) -> (controller, store)``.
-REMOTE_CONNECT = "xtremehub.streams.server.client:connect"
+REMOTE_CONNECT = "xtremehub.streams.remote:connect_server"
 
 Start = Literal["head", "tail"] | StreamCut | Sequence[StreamCut]
 

@@ -1,0 +1,83 @@
+"""``xhub streams serve``: run the stream server on a data directory.
+
+The server owns the data directory (the embedded store and controller of
+``StreamManager.embedded``) and serves them to many clients over TCP until SIGTERM or SIGINT,
+then shuts down gracefully: it stops accepting, answers the requests already running and
+closes the store. ``--port 0`` picks a free port; the first line printed names the URL.
+
+Attached to the ``xhub streams`` group by ``streams_group.add_command(serve)``; also runnable
+alone as ``python -m xtremehub.cli.streams_serve``.
+
+Example:
+    >>> from click.testing import CliRunner
+    >>> "--lts" in CliRunner().invoke(serve, ["--help"]).output
+    True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from xtremehub.config import Settings
+from xtremehub.streams import StreamManager
+from xtremehub.streams.server import ServerConfig, StreamServer
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Data directory (default: the group's).")
+@click.option("--lts", help="Long-term storage URL: a directory, file://, s3://bucket/prefix (default: under --data).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=9090, show_default=True, help="TCP port; 0 picks a free one.")
+@click.option(
+    "--maintenance-interval",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Seconds between scaling, retention and timeout rounds.",
+)
+@click.option(
+    "--shutdown-grace", type=float, default=10.0, show_default=True, help="Seconds shutdown waits for running requests."
+)
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    data: Path | None,
+    lts: str | None,
+    host: str,
+    port: int,
+    maintenance_interval: float,
+    shutdown_grace: float,
+) -> None:
+    """Serve the stream store in DATA to clients at tcp://HOST:PORT (StreamManager("tcp://...")."""
+    group = ctx.find_object(dict) or {}
+    if data is None:
+        data = group.get("data") or Settings.load(config_file=None).home / "streams"
+    lts = lts or group.get("lts")
+    manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval)
+    try:
+        server = StreamServer(
+            manager.store, manager.controller, ServerConfig(host=host, port=port, shutdown_grace=shutdown_grace)
+        )
+
+        def started(srv: StreamServer) -> None:
+            click.echo(f"xhub streams: serving {data} on {srv.url}")
+            sys.stdout.flush()
+
+        asyncio.run(server.serve_until_signal(on_started=started))
+    finally:
+        manager.close()
+    log.info("stream store in %s closed", data)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve.main(prog_name="xhub streams serve")

@@ -1,0 +1,330 @@
+"""A pipelined, self-healing client connection to the stream server.
+
+Any number of threads send requests on one TCP connection; each request gets a request id and
+a :class:`concurrent.futures.Future` that a reader thread resolves when the answer with that
+id arrives (answers may come in any order). When the connection is lost (server killed,
+restarted, network cut), the reader thread reconnects with backoff for up to
+``reconnect_timeout`` seconds and re-sends, in their original order and before any new
+request, every pending request that is safe to repeat: reads, lookups, idempotent calls and
+appends that carry a writer id and event number (the store recognises a re-sent event it
+already stored and acknowledges it as a duplicate, so retries are exactly-once). Other
+pending requests fail with :class:`~xtremehub.errors.ServerUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from xtremehub import __version__
+from xtremehub.errors import ProtocolError, ServerUnavailable
+from xtremehub.streams.wire import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    MAGIC,
+    SUPPORTED_VERSIONS,
+    MessageType,
+    WireCodec,
+    decode_error,
+    decode_header,
+    encode_frame,
+)
+
+__all__ = ["ClientConfig", "Connection", "connect", "parse_tcp_url"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: Turns an answer (its type and payload) into the request's result.
+Decoder = Callable[[MessageType | int, bytes], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientConfig:
+    """How the client connects; ``auth_*`` and ``ssl`` are sent/used as the server asks.
+
+    Example:
+        >>> ClientConfig().reconnect_timeout
+        30.0
+    """
+
+    connect_timeout: float = 5.0
+    #: How long to keep reconnecting while requests that can be re-sent are pending.
+    reconnect_timeout: float = 30.0
+    auth_scheme: str = "none"
+    auth_token: str = ""
+    ssl: ssl.SSLContext | None = None
+    max_frame: int = DEFAULT_MAX_FRAME
+
+
+def parse_tcp_url(url: str) -> tuple[str, int]:
+    """``tcp://host:port`` -> (host, port); ``ValueError`` for anything else.
+
+    Example:
+        >>> parse_tcp_url("tcp://127.0.0.1:9090")
+        ('127.0.0.1', 9090)
+    """
+    if not url.startswith("tcp://"):
+        raise ValueError(f"stream server URL must look like tcp://host:port, got {url!r}")
+    host, sep, port = url[len("tcp://") :].rstrip("/").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"stream server URL must look like tcp://host:port, got {url!r}")
+    return host.strip("[]"), int(port)
+
+
+def connect(
+    url: str | Connection, config: ClientConfig | None = None, own: bool | None = None
+) -> tuple[Connection, bool]:
+    """A proxy's connection and whether the proxy closes it (by default: when it opened it)."""
+    if isinstance(url, Connection):
+        return url, bool(own)
+    host, port = parse_tcp_url(url)
+    return Connection(host, port, config), own is None or own
+
+
+class _Pending:
+    __slots__ = ("decode", "frame", "future", "retriable")
+
+    def __init__(self, frame: bytes, decode: Decoder, retriable: bool) -> None:
+        self.frame = frame
+        self.decode = decode
+        self.retriable = retriable
+        self.future: Future[Any] = Future()
+
+
+class Connection:
+    """One logical connection to a stream server, surviving server restarts."""
+
+    def __init__(self, host: str, port: int, config: ClientConfig | None = None) -> None:
+        self.host, self.port = host, port
+        self.config = config or ClientConfig()
+        self.codec = WireCodec.default()
+        self._lock = threading.Lock()  # guards _sock, _pending, _next_id and every send
+        self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._next_id = 1
+        self._outbox: list[bytes] = []
+        self._sending = False
+        self._closed = False
+        self.server_info: dict[str, Any] = {}
+        with self._lock:
+            self._ensure_connected(retry=False)
+
+    @property
+    def url(self) -> str:
+        """``tcp://host:port``."""
+        return f"tcp://{self.host}:{self.port}"
+
+    # -- requests --------------------------------------------------------------------------
+    def request(self, msg_type: MessageType, payload: bytes, decode: Decoder, *, retriable: bool) -> Future[Any]:
+        """Send one request; the future resolves with ``decode(answer type, answer payload)``."""
+        with self._lock:
+            if self._closed:
+                raise ServerUnavailable(f"{self.url}: client closed")
+            self._ensure_connected(retry=retriable)
+            rid = self._next_id
+            self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
+            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable)
+            self._pending[rid] = pending
+            self._outbox.append(pending.frame)
+            if self._sending:  # the thread sending now takes our frame along
+                return pending.future
+            self._sending = True
+        self._send_outbox()
+        return pending.future
+
+    def _send_outbox(self) -> None:
+        """Send queued frames, many per system call when threads send concurrently (in request order)."""
+        while True:
+            with self._lock:
+                sock = self._sock
+                if not self._outbox or sock is None:
+                    self._outbox.clear()
+                    self._sending = False
+                    return
+                data = b"".join(self._outbox)
+                self._outbox.clear()
+            # Outside the lock, so other threads queue their frames meanwhile. Only this thread
+            # writes to this socket now; a reconnect writes to its new socket only.
+            try:
+                sock.sendall(data)
+            except OSError:
+                # The reader thread sees the broken socket too, re-sends or fails these requests.
+                _shutdown(sock)
+
+    def call(self, msg_type: MessageType, payload: bytes, decode: Decoder, *, retriable: bool) -> Any:
+        """:meth:`request` and wait for the answer."""
+        return self.request(msg_type, payload, decode, retriable=retriable).result()
+
+    def close(self) -> None:
+        """Say GOODBYE, close the socket, fail what is still pending."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            sock = self._sock
+            if sock is not None:
+                if not self._sending:
+                    with contextlib.suppress(OSError):
+                        sock.sendall(encode_frame(MessageType.GOODBYE, 0, b""))
+                _shutdown(sock)
+        reader = self._reader
+        if reader is not None and reader is not threading.current_thread():
+            reader.join()
+        with self._lock:
+            left = self._take_pending(lambda p: True)
+        _fail(left, ServerUnavailable(f"{self.url}: client closed"))
+
+    # -- connecting ------------------------------------------------------------------------
+    def _ensure_connected(self, *, retry: bool) -> None:
+        """Under the lock: connect (and start a reader) when there is no socket."""
+        if self._sock is not None:
+            return
+        deadline = time.monotonic() + (self.config.reconnect_timeout if retry else 0.0)
+        self._sock = self._connect_until(deadline)
+        self._reader = threading.Thread(target=self._read_loop, name=f"xhub-stream-client-{self.port}", daemon=True)
+        self._reader.start()
+
+    def _connect_until(self, deadline: float) -> socket.socket:
+        delay = 0.05
+        while True:
+            try:
+                return self._connect_once()
+            except (OSError, ProtocolError) as exc:
+                if isinstance(exc, ProtocolError) or time.monotonic() + delay > deadline:
+                    if isinstance(exc, ProtocolError):
+                        raise
+                    raise ServerUnavailable(f"{self.url}: cannot connect: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def _connect_once(self) -> socket.socket:
+        sock = socket.create_connection((self.host, self.port), timeout=self.config.connect_timeout)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.config.ssl is not None:
+                sock = self.config.ssl.wrap_socket(sock, server_hostname=self.host)
+            hello = {
+                "magic": MAGIC.decode(),
+                "versions": list(SUPPORTED_VERSIONS),
+                "client": f"xtremehub/{__version__}",
+                "auth": {"scheme": self.config.auth_scheme, "token": self.config.auth_token},
+            }
+            sock.sendall(encode_frame(MessageType.HELLO, 0, self.codec.encode(hello)))
+            msg_type, _, payload = self._recv_frame(sock)
+            if msg_type == MessageType.ERROR:
+                raise decode_error(self.codec.decode(payload))
+            if msg_type != MessageType.HELLO_OK:
+                raise ProtocolError(f"{self.url}: expected HELLO_OK, got message type {int(msg_type)}")
+            self.server_info = self.codec.decode(payload)
+            sock.settimeout(None)
+        except BaseException:
+            sock.close()
+            raise
+        log.debug("connected to %s (%s)", self.url, self.server_info.get("server"))
+        return sock
+
+    def _recv_frame(self, sock: socket.socket) -> tuple[MessageType | int, int, bytes]:
+        header = decode_header(_recv_exactly(sock, HEADER_SIZE), max_frame=self.config.max_frame)
+        return header.type, header.request_id, _recv_exactly(sock, header.payload_length)
+
+    # -- answers ---------------------------------------------------------------------------
+    def _read_loop(self) -> None:
+        while True:
+            with self._lock:
+                sock = self._sock
+            if sock is None:
+                return
+            try:
+                while True:
+                    msg_type, rid, payload = self._recv_frame(sock)
+                    if msg_type == MessageType.GOODBYE:
+                        log.info("%s: server said GOODBYE", self.url)
+                        break
+                    self._resolve(msg_type, rid, payload)
+            except (OSError, ProtocolError, EOFError) as exc:
+                log.debug("%s: connection lost: %r", self.url, exc)
+            if not self._recover(sock):
+                return
+
+    def _resolve(self, msg_type: MessageType | int, rid: int, payload: bytes) -> None:
+        with self._lock:
+            pending = self._pending.pop(rid, None)
+        if pending is None:
+            if msg_type == MessageType.ERROR:
+                log.warning("%s: error frame for no request: %r", self.url, self.codec.decode(payload))
+            return
+        try:
+            if msg_type == MessageType.ERROR:
+                pending.future.set_exception(decode_error(self.codec.decode(payload)))
+            else:
+                pending.future.set_result(pending.decode(msg_type, payload))
+        except Exception as exc:  # a bad answer fails this request only
+            if not pending.future.done():
+                pending.future.set_exception(exc)
+
+    def _recover(self, old: socket.socket) -> bool:
+        """Reconnect and re-send what can be re-sent; False when this reader thread should end."""
+        lost: Exception = ServerUnavailable(f"{self.url}: connection lost")
+        with self._lock:
+            old.close()
+            if self._sock is old:
+                self._sock = None
+            failed = self._take_pending(lambda p: not p.retriable)
+            resumed = False
+            if self._closed or not self._pending:
+                failed += self._take_pending(lambda p: True)
+            else:
+                try:
+                    sock = self._connect_until(time.monotonic() + self.config.reconnect_timeout)
+                except (ServerUnavailable, ProtocolError) as exc:
+                    lost = exc
+                    failed += self._take_pending(lambda p: True)
+                else:
+                    log.info("%s: reconnected, re-sending %d requests", self.url, len(self._pending))
+                    self._sock = sock
+                    resumed = True
+                    self._outbox.clear()
+                    try:
+                        for rid in sorted(self._pending):
+                            sock.sendall(self._pending[rid].frame)
+                    except OSError:
+                        _shutdown(sock)
+        _fail(failed, lost)
+        return resumed
+
+    def _take_pending(self, which: Callable[[_Pending], bool]) -> list[Future[Any]]:
+        """Under the lock: remove the pending requests ``which`` selects, return their futures."""
+        return [self._pending.pop(rid).future for rid in [r for r, p in self._pending.items() if which(p)]]
+
+
+def _fail(futures: list[Future[Any]], exc: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:])
+        if n == 0:
+            raise EOFError("connection closed by the server")
+        got += n
+    return bytes(buf)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)

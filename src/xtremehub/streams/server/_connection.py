@@ -1,0 +1,346 @@
+"""One client connection on the stream server: read frames, run requests, write answers.
+
+Requests run concurrently (pipelining): the read loop never waits for a request to finish,
+only for a free slot when the connection has ``max_in_flight`` requests running, and for the
+socket to drain when the client does not read its answers. Appends go to the store's
+``append_async`` in arrival order through one feeder thread (so one writer's events stay in
+order, concurrent appends of every client share one group commit, and a store blocking under
+back pressure holds up appends only); other calls run in a thread pool, tail reads with a
+wait in a second pool so they never starve the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from xtremehub import __version__
+from xtremehub.errors import ProtocolError
+from xtremehub.streams.segmentstore.contract import AppendResult, ReadResult, SegmentStoreContract
+from xtremehub.streams.server.dispatch import Dispatcher
+from xtremehub.streams.wire import (
+    HEADER_SIZE,
+    MAGIC,
+    SUPPORTED_VERSIONS,
+    FrameHeader,
+    MessageType,
+    WireCodec,
+    decode_header,
+    encode_error,
+    encode_frame,
+)
+
+if TYPE_CHECKING:
+    from xtremehub.streams.server._server import ServerConfig
+
+__all__ = ["ClientConnection"]
+
+log = logging.getLogger(__name__)
+
+#: A long-poll read is split in slices this long so shutdown never waits for a whole wait.
+_WAIT_SLICE = 0.5
+
+
+class ClientConnection:
+    """The protocol state of one connected client."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        store: SegmentStoreContract,
+        dispatcher: Dispatcher,
+        codec: WireCodec,
+        config: ServerConfig,
+        calls: ThreadPoolExecutor,
+        waits: ThreadPoolExecutor,
+        appender: ThreadPoolExecutor,
+    ) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._store = store
+        self._dispatcher = dispatcher
+        self._codec = codec
+        self._config = config
+        self._calls = calls
+        self._waits = waits
+        self._appender = appender
+        self._loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(config.max_in_flight)
+        self._in_flight: set[asyncio.Future[Any]] = set()
+        self._version: int | None = None
+        self._stopping = False
+        self._outbox: list[bytes] = []
+        self._flush_scheduled = False
+        self._feed_lock = threading.Lock()
+        self._feed_queue: list[tuple[asyncio.Future[Any], tuple[Any, ...]]] = []
+        self._feed_scheduled = False
+        self._settle_lock = threading.Lock()
+        self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+        self._settle_scheduled = False
+        self.peer = str(writer.get_extra_info("peername"))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests of this connection still running."""
+        return len(self._in_flight)
+
+    # -- read loop -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Serve frames until EOF, lost framing or :meth:`stop_reading`."""
+        try:
+            while not self._stopping:
+                try:
+                    raw = await self._reader.readexactly(HEADER_SIZE)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                try:
+                    header = decode_header(raw, max_frame=self._config.max_frame)
+                except ProtocolError as exc:
+                    # The length is garbage: the next frame cannot be found, so answer and hang up.
+                    log.warning("client %s: %s; closing the connection", self.peer, exc)
+                    self._send_error(int.from_bytes(raw[8:12], "big"), exc, fatal=True)
+                    return
+                try:
+                    payload = await self._reader.readexactly(header.payload_length)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                if not await self._handle(header, payload):
+                    return
+                await self._writer.drain()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await self._finish()
+
+    def stop_reading(self) -> None:
+        """Take no new request (shutdown); running ones still get their answers."""
+        self._stopping = True
+        self._reader.feed_eof()
+
+    async def _handle(self, header: FrameHeader, payload: bytes) -> bool:
+        """Handle one frame; False when the connection must close."""
+        rid = header.request_id
+        if header.version not in SUPPORTED_VERSIONS:
+            self._send_error(rid, ProtocolError(f"frame version {header.version} not supported"))
+            return True
+        if header.type == MessageType.HELLO:
+            return self._hello(rid, payload)
+        if self._version is None:
+            self._send_error(rid, ProtocolError(f"expected HELLO before message type {int(header.type)}"))
+            return True
+        if header.type == MessageType.GOODBYE:
+            return False
+        if header.type == MessageType.PING:
+            self._send(MessageType.PONG, rid, payload)
+            return True
+        handler = self._handlers.get(header.type)
+        if handler is None:
+            self._send_error(rid, ProtocolError(f"unknown message type {int(header.type)}"))
+            return True
+        try:
+            request = self._codec.decode(payload)
+        except ProtocolError as exc:
+            self._send_error(rid, exc)
+            return True
+        await self._slots.acquire()
+        try:
+            future = handler(self, request)
+        except Exception as exc:
+            self._slots.release()
+            self._send_error(rid, exc)
+            return True
+        self._in_flight.add(future)
+        future.add_done_callback(lambda f: self._answer(rid, f))
+        return True
+
+    def _hello(self, rid: int, payload: bytes) -> bool:
+        try:
+            hello = self._codec.decode(payload)
+            if not isinstance(hello, dict) or hello.get("magic") != MAGIC.decode():
+                raise ProtocolError("HELLO without the XHUB magic: not an XtremeHub stream client")
+            offered = hello.get("versions")
+            common = [v for v in SUPPORTED_VERSIONS if isinstance(offered, list) and v in offered]
+            if not common:
+                raise ProtocolError(f"no common protocol version: client {offered!r:.60}, server {SUPPORTED_VERSIONS}")
+            auth = hello.get("auth") or {}
+            check = self._config.authenticate
+            if check is not None and not check(str(auth.get("scheme", "none")), str(auth.get("token", ""))):
+                raise ProtocolError("authentication refused")
+        except ProtocolError as exc:
+            log.warning("client %s: %s", self.peer, exc)
+            self._send_error(rid, exc, fatal=True)
+            return False
+        self._version = max(common)
+        answer = {
+            "magic": MAGIC.decode(),
+            "version": self._version,
+            "server": f"xtremehub/{__version__}",
+            "max_frame": self._config.max_frame,
+            "auth": "none" if self._config.authenticate is None else "token",
+        }
+        self._send(MessageType.HELLO_OK, rid, self._codec.encode(answer))
+        log.debug("client %s: HELLO (%s), protocol %d", self.peer, hello.get("client"), self._version)
+        return True
+
+    # -- requests --------------------------------------------------------------------------
+    def _append(self, request: Any) -> asyncio.Future[Any]:
+        segment, data, writer_id, event_number, expected_offset = _fields(request, 5, "APPEND")
+        if not isinstance(segment, str) or not isinstance(data, bytes):
+            raise ProtocolError("APPEND: segment must be a string and data bytes")
+        done: asyncio.Future[Any] = self._loop.create_future()
+        with self._feed_lock:
+            self._feed_queue.append((done, (segment, data, writer_id, event_number, expected_offset)))
+            if self._feed_scheduled:
+                return done
+            self._feed_scheduled = True
+        self._appender.submit(self._feed)
+        return done
+
+    def _feed(self) -> None:
+        """On the server's one feeder thread: pass queued appends to the store in arrival order.
+
+        A store blocking under back pressure blocks appends only, not the event loop; appends
+        queued while the feeder runs are taken in the same pass (one thread wake-up for many).
+        """
+        while True:
+            with self._feed_lock:
+                batch, self._feed_queue = self._feed_queue, []
+                if not batch:
+                    self._feed_scheduled = False
+                    return
+            for done, (segment, data, writer_id, event_number, expected_offset) in batch:
+                try:
+                    future: Future[AppendResult] = self._store.append_async(
+                        segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
+                    )
+                except Exception as exc:
+                    future = Future()
+                    future.set_exception(exc)
+                future.add_done_callback(functools.partial(self._completed, done))
+
+    def _completed(self, done: asyncio.Future[Any], future: Future[Any]) -> None:
+        """From the store's commit thread: hand a finished append to the loop, one wake-up per batch."""
+        with self._settle_lock:
+            self._settle_queue.append((done, future))
+            if self._settle_scheduled:
+                return
+            self._settle_scheduled = True
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(self._settle)
+
+    def _settle(self) -> None:
+        with self._settle_lock:
+            batch, self._settle_queue = self._settle_queue, []
+            self._settle_scheduled = False
+        for done, future in batch:
+            if done.done():
+                continue
+            exc = future.exception()
+            if exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(future.result())
+
+    def _read(self, request: Any) -> asyncio.Future[Any]:
+        segment, offset, max_length, wait = _fields(request, 4, "READ")
+        if not isinstance(segment, str) or not isinstance(offset, int) or not isinstance(max_length, int):
+            raise ProtocolError("READ: segment must be a string, offset and max_length integers")
+        max_length = min(max_length, self._config.max_frame // 2)
+        wait = min(float(wait or 0.0), self._config.max_read_wait)
+        if wait <= 0:
+            return self._loop.run_in_executor(self._calls, self._store.read, segment, offset, max_length)
+        return asyncio.ensure_future(self._long_poll(segment, offset, max_length, wait))
+
+    async def _long_poll(self, segment: str, offset: int, max_length: int, wait: float) -> ReadResult:
+        deadline = time.monotonic() + wait
+        while True:
+            left = deadline - time.monotonic()
+            step = max(0.0, min(left, _WAIT_SLICE))
+            read = functools.partial(self._store.read, segment, offset, max_length, wait=step)
+            result = await self._loop.run_in_executor(self._waits, read)
+            if result.data or result.end_of_segment or left <= _WAIT_SLICE or self._stopping:
+                return result
+
+    def _call(self, request: Any) -> asyncio.Future[Any]:
+        target, method, args, kwargs = _fields(request, 4, "CALL")
+        bound = self._dispatcher.check(target, method, args, kwargs)
+        return self._loop.run_in_executor(self._calls, lambda: bound(*args, **kwargs))
+
+    _handlers: ClassVar[dict[MessageType | int, Callable[[ClientConnection, Any], asyncio.Future[Any]]]] = {
+        MessageType.APPEND: _append,
+        MessageType.READ: _read,
+        MessageType.CALL: _call,
+    }
+
+    # -- answers ---------------------------------------------------------------------------
+    def _answer(self, rid: int, future: asyncio.Future[Any]) -> None:
+        self._in_flight.discard(future)
+        self._slots.release()
+        if future.cancelled():
+            self._send_error(rid, ProtocolError("request cancelled by server shutdown"))
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._send_error(rid, exc)
+            return
+        result = future.result()
+        if isinstance(result, AppendResult):
+            self._send(MessageType.APPENDED, rid, self._codec.encode([result.offset, result.length, result.duplicate]))
+        elif isinstance(result, ReadResult):
+            self._send(MessageType.DATA, rid, self._codec.encode([result.offset, result.data, result.end_of_segment]))
+        else:
+            try:
+                self._send(MessageType.RESULT, rid, self._codec.encode(result))
+            except TypeError as err:
+                log.exception("cannot encode the result of request %d", rid)
+                self._send_error(rid, err)
+
+    def _send(self, msg_type: MessageType, rid: int, payload: bytes) -> None:
+        # Answers produced in one loop turn (a group commit resolves many appends at once) leave
+        # in one write: one system call and, with TCP_NODELAY, few packets.
+        if self._writer.is_closing():
+            return
+        self._outbox.append(encode_frame(msg_type, rid, payload))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._outbox and not self._writer.is_closing():
+            self._writer.writelines(self._outbox)
+        self._outbox.clear()
+
+    def _send_error(self, rid: int, exc: BaseException, *, fatal: bool = False) -> None:
+        if not isinstance(exc, ProtocolError):
+            log.debug("request %d of %s failed: %r", rid, self.peer, exc)
+        body = encode_error(exc)
+        self._send(MessageType.ERROR, rid, self._codec.encode({**body, "fatal": fatal}))
+
+    async def _finish(self) -> None:
+        """Let running requests answer, then close the socket."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=self._config.shutdown_grace)
+        try:
+            if self._stopping and not self._writer.is_closing():
+                self._send(MessageType.GOODBYE, 0, b"")
+            self._flush()
+            self._writer.close()
+            await self._writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+
+
+def _fields(request: Any, count: int, what: str) -> list[Any]:
+    if not isinstance(request, list) or len(request) != count:
+        raise ProtocolError(f"{what}: payload must be an array of {count} fields")
+    return request
