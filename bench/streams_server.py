@@ -150,7 +150,7 @@ class Paced:
 # -- ours -----------------------------------------------------------------------------------
 @contextmanager
 def ours_server(tmp: Path) -> Iterator[str]:
-    cmd = [sys.executable, "-m", "xtremehub.cli.streams_serve", "--data", str(tmp / "data")]
+    cmd = [sys.executable, "-m", "xtremehub.streams.server", "--data", str(tmp / "data")]
     cmd += ["--lts", str(tmp / "lts"), "--port", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:

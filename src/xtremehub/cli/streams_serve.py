@@ -6,7 +6,7 @@ then shuts down gracefully: it stops accepting, answers the requests already run
 closes the store. ``--port 0`` picks a free port; the first line printed names the URL.
 
 Attached to the ``xhub streams`` group by ``streams_group.add_command(serve)``; also runnable
-alone as ``python -m xtremehub.cli.streams_serve``.
+alone as ``python -m xtremehub.streams.server``.
 
 Example:
     >>> from click.testing import CliRunner
@@ -76,8 +76,3 @@ def serve(
     finally:
         manager.close()
     log.info("stream store in %s closed", data)
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    serve.main(prog_name="xhub streams serve")

@@ -25,7 +25,7 @@ from xtremehub.streams import EventPointer, ScalingPolicy, StreamManager
 
 
 class ServerProcess:
-    """``python -m xtremehub.cli.streams_serve`` on a data directory, restartable on the same port."""
+    """``python -m xtremehub.streams.server`` on a data directory, restartable on the same port."""
 
     def __init__(self, data: Path) -> None:
         self.data = data
@@ -34,7 +34,7 @@ class ServerProcess:
         self.log = (data.parent / "server.log").open("a")
 
     def start(self) -> str:
-        cmd = [sys.executable, "-m", "xtremehub.cli.streams_serve", "--data", str(self.data)]
+        cmd = [sys.executable, "-m", "xtremehub.streams.server", "--data", str(self.data)]
         cmd += ["--port", str(self.port), "--maintenance-interval", "3600"]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None
