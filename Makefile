@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ bench-storage: $(VENV)/.installed-bench
 
 bench-executor: $(VENV)/.installed-bench
 	$(BIN)/python bench/executor_overhead.py
+
+bench-backends: $(VENV)/.installed-bench
+	$(BIN)/python bench/backends_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
