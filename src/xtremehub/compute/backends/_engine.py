@@ -175,6 +175,10 @@ class EngineBackend(Backend):
     def workers(self) -> int:
         return self._n or 1
 
+    def _batch_size(self, calls: int) -> int:
+        """Calls per engine task when the user gave no ``chunksize`` (engines with costly tasks batch)."""
+        return 1
+
     # -- what a concrete engine provides ---------------------------------------------------
     @abstractmethod
     def _connect(self, settings: Settings) -> int:
@@ -211,7 +215,7 @@ class EngineBackend(Backend):
 
     def submit(self, job: Job, calls: Sequence[Call]) -> None:
         assert self._shipped is not None, "start() first"
-        size = 1 if job.timeout is not None else max(1, int(job.extra.get("chunksize") or 1))
+        size = 1 if job.timeout is not None else max(1, int(job.extra.get("chunksize") or self._batch_size(len(calls))))
         batches = [list(calls[i : i + size]) for i in range(0, len(calls), size)]
         deadline = None if job.timeout is None else time.monotonic() + job.timeout + self.timeout_grace
         with self._lock:
