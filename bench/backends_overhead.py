@@ -7,13 +7,17 @@ two scenarios run ``--rounds`` times, interleaved, direct then ours:
 * no-op tasks (1,000 on Ray and Dask; Lithops: 20, it costs ~0.3 s per task),
 * tasks that sleep 10 ms (100 on Ray and Dask; Lithops: 10).
 
+By default our Lithops backend runs several calls per activation (about two activations
+per worker) while a plain Lithops map makes one activation per item; ``lithops-1`` runs
+ours with one call per activation, which isolates the cost of our layer.
+
 Direct means plain Ray tasks (``ray.get([f.remote(i) ...])``), plain Dask futures
 (``client.gather(client.map(f, ...))``) and a plain ``lithops.FunctionExecutor.map``;
 ours means ``FunctionExecutor(<engine>)`` created on the running engine, ``map`` and
 ``get_result``. The median time of the rounds is reported with the best, and
 ours/direct ratios of the medians. Target (issue 5): ours adds at most 20 %.
 
-Run:  .venv/bin/python bench/backends_overhead.py [--quick] [--rounds 5] [--engines ray,dask,lithops]
+Run:  .venv/bin/python bench/backends_overhead.py [--quick] [--rounds 5] [--engines ray,dask,lithops,lithops-1]
 """
 
 from __future__ import annotations
@@ -38,6 +42,11 @@ def sleep10(x: int) -> int:
     time.sleep(0.01)
     return x
 
+
+LITHOPS_CONFIG = {
+    "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
+    "localhost": {"worker_processes": 2, "runtime": sys.executable},
+}
 
 Runner = Callable[[Callable[[int], int], int], float]
 
@@ -98,11 +107,7 @@ def dask_engine() -> Iterator[tuple[Runner, Runner]]:
 def lithops_engine() -> Iterator[tuple[Runner, Runner]]:
     import lithops
 
-    config = {
-        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-        "localhost": {"worker_processes": 2, "runtime": sys.executable},
-    }
-    lexec = lithops.FunctionExecutor(config=config)
+    lexec = lithops.FunctionExecutor(config=LITHOPS_CONFIG)
 
     def direct(func: Callable[[int], int], n: int) -> float:
         return timed(lambda: lexec.get_result(lexec.map(func, range(n)), show_progressbar=False), n)
@@ -113,20 +118,30 @@ def lithops_engine() -> Iterator[tuple[Runner, Runner]]:
         lexec.clean()
 
 
-ENGINES = {"ray": ray_engine, "dask": dask_engine, "lithops": lithops_engine}
+@contextlib.contextmanager
+def lithops_unbatched() -> Iterator[tuple[Runner, Runner]]:
+    """Lithops again, ours with one call per activation (as plain Lithops): the cost of our layer alone."""
+    with lithops_engine() as (direct, _):
+        import lithops
+
+        yield direct, ours(lithops.FunctionExecutor(config=LITHOPS_CONFIG), calls_per_activation=1)
+
+
+ENGINES = {"ray": ray_engine, "dask": dask_engine, "lithops": lithops_engine, "lithops-1": lithops_unbatched}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer tasks and rounds (a few minutes in all)")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--engines", default="ray,dask,lithops")
+    parser.add_argument("--engines", default="ray,dask,lithops,lithops-1")
     args = parser.parse_args()
     rounds = args.rounds or (3 if args.quick else 5)
     counts = {
         "ray": (300, 50) if args.quick else (1000, 100),
         "dask": (300, 50) if args.quick else (1000, 100),
         "lithops": (10, 6) if args.quick else (20, 10),
+        "lithops-1": (10, 6) if args.quick else (20, 10),
     }
     print(f"rounds: {rounds} (median and best); ratio = ours / direct on medians; target <= 1.20")
     print(f"{'engine':8} {'scenario':18} {'direct med':>10} {'best':>8} {'ours med':>10} {'best':>8} {'ratio':>7}")

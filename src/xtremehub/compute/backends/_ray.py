@@ -19,6 +19,7 @@ Example (needs the ``ray`` extra)::
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Hashable
@@ -36,6 +37,14 @@ from xtremehub.errors import ComputeError, ExecutorClosed, WorkerDied
 __all__ = ["RayBackend"]
 
 log = logging.getLogger(__name__)
+
+_SWEEP_SECONDS = 0.005  # how long a poll gathers finished tasks before handing them over
+
+
+@functools.cache
+def _remote_run_remote() -> Any:
+    """The Ray remote function, made once per process (Ray exports it to workers once per session)."""
+    return ray.remote(max_retries=0)(run_remote)
 
 
 class RayBackend(EngineBackend):
@@ -83,7 +92,7 @@ class RayBackend(EngineBackend):
             log.info("connected to Ray (%s)", self._address or "new local instance")
         elif self._address not in (None, "auto"):
             log.warning("Ray is already connected; ignoring address %r", self._address)
-        self._remote = ray.remote(**self._task_options)(run_remote)
+        self._remote = _remote_run_remote().options(**self._task_options)
         self._settings_ref = None
         return int(ray.cluster_resources().get("CPU", 1))
 
@@ -96,10 +105,19 @@ class RayBackend(EngineBackend):
         return [self._remote.remote("ray", self._settings_ref, job.job_id, func_ref, batch) for batch in batches]
 
     def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
-        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+        # Collect in sweeps (everything finished within a few ms) rather than one task per
+        # wake-up: ray.wait costs O(in flight), so per-task wake-ups would cost O(n^2).
+        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=min(timeout, _SWEEP_SECONDS))
+        if not ready and timeout > _SWEEP_SECONDS:
+            ready, _ = ray.wait(handles, num_returns=1, timeout=timeout - _SWEEP_SECONDS)
+            if ready:
+                ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0)
         if not ready:
             return []
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0)  # everything finished by now
+        try:
+            return list(zip(ready, ray.get(ready), strict=True))  # one round trip for the sweep
+        except (RayError, GetTimeoutError):
+            pass  # some task failed: take them one by one
         done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
         for ref in ready:
             try:
