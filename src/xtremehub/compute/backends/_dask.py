@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import queue
+import time
 from collections.abc import Hashable
 from typing import Any
 
@@ -46,6 +46,8 @@ from xtremehub.errors import ComputeError, ExecutorClosed, WorkerDied
 __all__ = ["DaskBackend"]
 
 log = logging.getLogger(__name__)
+
+_SWEEP_SECONDS = 0.005  # how often a poll looks at the futures' states
 
 #: Scheduler settings of a LocalCluster started here (see the module docstring).
 _OWN_CLUSTER_CONFIG = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
@@ -77,7 +79,6 @@ class DaskBackend(EngineBackend):
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
         self._owns_client = False
-        self._finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         self._futures: dict[str, Future[Any]] = {}
         self._keys = itertools.count()
 
@@ -121,20 +122,19 @@ class DaskBackend(EngineBackend):
         )
         for key, future in zip(keys, futures, strict=True):
             self._futures[key] = future
-            future.add_done_callback(self._finished.put)
         return list(keys)
 
     def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
-        try:
-            first = self._finished.get(timeout=timeout)
-        except queue.Empty:
-            return []
-        finished = [first]
+        # A future's state is kept current by the client's event loop: sweeping the states is
+        # far cheaper than a done-callback per future (a coroutine and a thread hop each).
+        end = time.monotonic() + timeout
         while True:
-            try:
-                finished.append(self._finished.get_nowait())
-            except queue.Empty:
+            finished = [f for f in (self._futures.get(str(h)) for h in handles) if f is not None and f.done()]
+            if finished or time.monotonic() >= end:
                 break
+            time.sleep(min(_SWEEP_SECONDS, max(0.0, end - time.monotonic())))
+        if not finished:
+            return []
         assert self._client is not None
         done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
         ok = [f for f in finished if f.status == "finished"]
