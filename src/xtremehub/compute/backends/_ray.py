@@ -19,9 +19,11 @@ Example (needs the ``ray`` extra)::
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import logging
 import os
+import queue
 from collections.abc import Hashable
 from typing import Any
 
@@ -37,8 +39,6 @@ from xtremehub.errors import ComputeError, ExecutorClosed, WorkerDied
 __all__ = ["RayBackend"]
 
 log = logging.getLogger(__name__)
-
-_SWEEP_SECONDS = 0.005  # how long a poll gathers finished tasks before handing them over
 
 
 @functools.cache
@@ -76,6 +76,7 @@ class RayBackend(EngineBackend):
         self._owns_connection = False
         self._remote: Any = None
         self._settings_ref: Any = None
+        self._finished: queue.SimpleQueue[tuple[Any, cf.Future[Any]]] = queue.SimpleQueue()
 
     def _connect(self, settings: Settings) -> int:
         if not ray.is_initialized():
@@ -102,27 +103,32 @@ class RayBackend(EngineBackend):
         func_ref = job.extra.get("_ray_func")
         if func_ref is None:
             func_ref = job.extra["_ray_func"] = ray.put(job.func_bytes)
-        return [self._remote.remote("ray", self._settings_ref, job.job_id, func_ref, batch) for batch in batches]
+        refs = [self._remote.remote("ray", self._settings_ref, job.job_id, func_ref, batch) for batch in batches]
+        for ref in refs:
+            future = ref.future()
+            future.add_done_callback(functools.partial(self._arrived, ref))
+        return list(refs)
+
+    def _arrived(self, ref: Any, future: cf.Future[Any]) -> None:
+        self._finished.put((ref, future))
 
     def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
-        # Collect in sweeps (everything finished within a few ms) rather than one task per
-        # wake-up: ray.wait costs O(in flight), so per-task wake-ups would cost O(n^2).
-        ready, _ = ray.wait(handles, num_returns=len(handles), timeout=min(timeout, _SWEEP_SECONDS))
-        if not ready and timeout > _SWEEP_SECONDS:
-            ready, _ = ray.wait(handles, num_returns=1, timeout=timeout - _SWEEP_SECONDS)
-            if ready:
-                ready, _ = ray.wait(handles, num_returns=len(handles), timeout=0)
-        if not ready:
-            return []
+        # Ray calls back when each result is ready (no ray.wait over everything in flight,
+        # which costs O(in flight) per poll): take what has arrived, in one batch.
         try:
-            return list(zip(ready, ray.get(ready), strict=True))  # one round trip for the sweep
-        except (RayError, GetTimeoutError):
-            pass  # some task failed: take them one by one
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
-        for ref in ready:
+            arrived = [self._finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while True:
             try:
-                done.append((ref, ray.get(ref)))
-            except (RayError, GetTimeoutError) as exc:
+                arrived.append(self._finished.get_nowait())
+            except queue.Empty:
+                break
+        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        for ref, future in arrived:
+            try:
+                done.append((ref, future.result(timeout=0)))
+            except (RayError, GetTimeoutError, cf.CancelledError) as exc:
                 done.append((ref, exc))
         return done
 
