@@ -23,6 +23,7 @@ import concurrent.futures as cf
 import functools
 import logging
 import os
+import pickle
 import queue
 from collections.abc import Hashable
 from typing import Any
@@ -44,7 +45,16 @@ log = logging.getLogger(__name__)
 @functools.cache
 def _remote_run_remote() -> Any:
     """The Ray remote function, made once per process (Ray exports it to workers once per session)."""
-    return ray.remote(max_retries=0)(run_remote)
+    return ray.remote(max_retries=0)(_run_packed)
+
+
+def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call]) -> list[Outcome]:
+    """The worker side: :func:`run_remote` with the job's shared arguments unpacked."""
+    settings, job_id = pickle.loads(head)
+    return run_remote("ray", settings, job_id, func_bytes, calls)
+
+
+_INLINE_LIMIT = 64 * 1024  # Ray inlines arguments up to 100 KiB in the task spec
 
 
 class RayBackend(EngineBackend):
@@ -75,7 +85,6 @@ class RayBackend(EngineBackend):
         self._task_options = {"num_cpus": 1, **(task_options or {}), "max_retries": 0}
         self._owns_connection = False
         self._remote: Any = None
-        self._settings_ref: Any = None
         self._finished: queue.SimpleQueue[tuple[Any, cf.Future[Any]]] = queue.SimpleQueue()
 
     def _connect(self, settings: Settings) -> int:
@@ -94,16 +103,19 @@ class RayBackend(EngineBackend):
         elif self._address not in (None, "auto"):
             log.warning("Ray is already connected; ignoring address %r", self._address)
         self._remote = _remote_run_remote().options(**self._task_options)
-        self._settings_ref = None
         return int(ray.cluster_resources().get("CPU", 1))
 
     def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
-        if self._settings_ref is None:
-            self._settings_ref = ray.put(settings)
-        func_ref = job.extra.get("_ray_func")
-        if func_ref is None:
-            func_ref = job.extra["_ray_func"] = ray.put(job.func_bytes)
-        refs = [self._remote.remote("ray", self._settings_ref, job.job_id, func_ref, batch) for batch in batches]
+        # What every task of the job shares is pickled once into bytes that travel inside the
+        # task spec (Ray serializes each argument of each task separately, ~30 us apiece);
+        # a large function (big closure) goes to the object store once instead.
+        head = job.extra.get("_ray_head")
+        if head is None:
+            func: Any = job.func_bytes
+            if len(func) > _INLINE_LIMIT:
+                func = ray.put(func)
+            head = job.extra["_ray_head"] = (pickle.dumps((settings, job.job_id), protocol=5), func)
+        refs = [self._remote.remote(head[0], head[1], batch) for batch in batches]
         for ref in refs:
             future = ref.future()
             future.add_done_callback(functools.partial(self._arrived, ref))
