@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,9 @@ bench-streams-store: $(VENV)/.installed-bench
 
 bench-streams-server: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_server.py
+
+bench-backends: $(VENV)/.installed-bench
+	$(BIN)/python bench/backends_overhead.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

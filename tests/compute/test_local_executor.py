@@ -55,7 +55,7 @@ def _reset_process_settings() -> Any:
 
 
 def test_unknown_backend_lists_valid_ones() -> None:
-    with pytest.raises(PluginNotFound, match="valid: local"):
+    with pytest.raises(PluginNotFound, match="valid: dask, lithops, local, ray"):
         FunctionExecutor("quantum")
     assert "local" in known_backends()
 

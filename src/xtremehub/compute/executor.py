@@ -52,8 +52,9 @@ class FunctionExecutor:
     """Run Python functions in parallel on a compute backend.
 
     Args:
-        backend: a registered name (``"local"``, the default) or a
-            :class:`~xtremehub.compute.backends.Backend` instance.
+        backend: a registered name (``"local"``, the default, ``"ray"``, ``"dask"``,
+            ``"lithops"``), a :class:`~xtremehub.compute.backends.Backend` instance, or an
+            engine's client object (a ``distributed.Client``, a ``lithops.FunctionExecutor``).
         workers: worker count for backends that take one (default: settings, then CPU cores).
         retries: how many times a failed call is retried (default: ``settings.executor.retries``).
         settings: explicit settings (default: ``XHUB_*`` environment and config file).
@@ -66,7 +67,7 @@ class FunctionExecutor:
 
     def __init__(
         self,
-        backend: str | Backend | None = None,
+        backend: str | Backend | object | None = None,
         *,
         workers: int | None = None,
         retries: int | None = None,

@@ -115,8 +115,12 @@ def part_meta(obj: ObjectPart) -> tuple[str, int, int, tuple[int, int]]:
 class ExecutorTests:
     """The behaviour of :class:`xtremehub.FunctionExecutor` that every backend shares."""
 
-    #: Whether the backend can stop a running call at its time limit.
+    #: Whether the backend can stop a running call at its time limit (else it only reports
+    #: :class:`TaskTimeout` at the limit and the call runs on to its end).
     supports_kill: bool = True
+    #: Whether a dead worker's signal or exit code appears in :class:`WorkerDied` (Ray and Dask
+    #: only learn that the worker is gone).
+    reports_exit_cause: bool = True
 
     @pytest.fixture
     def make_executor(self) -> Factory:
@@ -256,29 +260,31 @@ class ExecutorTests:
     def test_killed_worker_is_an_error_not_a_hang(self, fexec: FunctionExecutor) -> None:
         others = fexec.map(sleep_then, [(0.2, i) for i in range(4)])
         victim = fexec.call_async(kill_self, None)
-        with pytest.raises(WorkerDied, match="SIGKILL") as info:
+        with pytest.raises(WorkerDied, match="SIGKILL" if self.reports_exit_cause else "died") as info:
             victim.result(timeout=60)
         assert victim.call_key in str(info.value)
         assert fexec.get_result(others, timeout=60) == [0, 1, 2, 3]
         assert fexec.call_async(square, 9).result(timeout=60) == 81  # the pool recovered
 
     def test_worker_exit_is_an_error(self, fexec: FunctionExecutor) -> None:
-        with pytest.raises(WorkerDied, match="exit code 3"):
-            fexec.call_async(exit_hard, 3).result(timeout=60)
+        future = fexec.call_async(exit_hard, 3)
+        with pytest.raises(WorkerDied, match="exit code 3" if self.reports_exit_cause else "died") as info:
+            future.result(timeout=60)
+        assert future.call_key in str(info.value)
 
     def test_retries_recover_a_killed_worker(self, executor_factory: Factory, tmp_path: Path) -> None:
         fexec = executor_factory(retries=2)
         assert fexec.call_async(kill_until_marker, str(tmp_path / "k")).result(timeout=60) == "survived"
 
     def test_call_timeout_stops_the_call(self, fexec: FunctionExecutor) -> None:
-        if not self.supports_kill:
-            pytest.skip("this backend cannot stop a running call")
+        # A call the backend cannot stop keeps its worker busy until it returns: keep it short.
+        seconds = 60.0 if self.supports_kill else 6.0
         t0 = time.monotonic()
-        future = fexec.map(sleep_then, [(60.0, 1)], timeout=1.0)[0]
+        future = fexec.map(sleep_then, [(seconds, 1)], timeout=1.0)[0]
         with pytest.raises(TaskTimeout, match="1s limit"):
             future.result(timeout=60)
-        assert time.monotonic() - t0 < 20
-        assert fexec.map(square, [3], timeout=5.0)[0].result(timeout=60) == 9
+        assert time.monotonic() - t0 < min(20, seconds - 1)  # reported at the limit, not when the call returns
+        assert fexec.map(square, [3], timeout=30.0)[0].result(timeout=60) == 9
 
     def test_invalid_timeout(self, fexec: FunctionExecutor) -> None:
         with pytest.raises(ConfigError, match="timeout"):

@@ -7,7 +7,11 @@ Example:
     >>> create_backend("quantum")
     Traceback (most recent call last):
     ...
-    xtremehub.errors.PluginNotFound: unknown compute backend 'quantum'; valid: local
+    xtremehub.errors.PluginNotFound: unknown compute backend 'quantum'; valid: dask, lithops, local, ray
+
+An engine's own client object picks its backend: ``create_backend(dask_client)`` is
+``create_backend("dask", client=dask_client)``, and a ``lithops.FunctionExecutor``
+or a Lithops config given as ``executor``/``config`` works the same way.
 """
 
 from __future__ import annotations
@@ -25,8 +29,18 @@ BackendFactory = Callable[..., Backend]
 
 
 BACKENDS: Registry[BackendFactory] = Registry(
-    "compute backend", "xtremehub.backends", {"local": "xtremehub.compute.backends._local:LocalBackend"}
+    "compute backend",
+    "xtremehub.backends",
+    {
+        "local": "xtremehub.compute.backends._local:LocalBackend",
+        "ray": ("xtremehub.compute.backends._ray:RayBackend", "pip install 'xtremehub[ray]'"),
+        "dask": ("xtremehub.compute.backends._dask:DaskBackend", "pip install 'xtremehub[dask]'"),
+        "lithops": ("xtremehub.compute.backends._lithops:LithopsBackend", "pip install 'xtremehub[lithops]'"),
+    },
 )
+
+#: Engine objects accepted in place of a backend name: (module prefix of the type, backend, option name).
+_ENGINE_OBJECTS = (("distributed.", "dask", "client"), ("lithops.", "lithops", "executor"))
 
 
 def register_backend(name: str, factory: BackendFactory | str, *, install_hint: str = "") -> None:
@@ -38,8 +52,14 @@ def known_backends() -> list[str]:
     return BACKENDS.names()
 
 
-def create_backend(backend: str | Backend, **options: Any) -> Backend:
-    """A backend instance from a registered name, or ``backend`` itself if it already is one."""
+def create_backend(backend: str | Backend | object, **options: Any) -> Backend:
+    """A backend instance from a registered name, an engine's client object, or ``backend`` itself."""
+    if not isinstance(backend, str | Backend):
+        module = type(backend).__module__ + "."
+        for prefix, name, option in _ENGINE_OBJECTS:
+            if module.startswith(prefix):
+                return BACKENDS.load(name)(**{option: backend}, **options)
+        raise ConfigError(f"cannot run calls on a {type(backend).__name__}; give a backend name or instance")
     if isinstance(backend, Backend):
         if options:
             raise ConfigError(f"backend options {sorted(options)} cannot be applied to an existing backend instance")

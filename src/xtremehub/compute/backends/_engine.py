@@ -1,0 +1,318 @@
+"""What the Ray, Dask and Lithops backends share: the worker entry point and the parent-side bookkeeping.
+
+Worker side: :func:`run_remote` is the one function an engine runs. It receives
+the job's cloudpickled function (unpickled once per job and process), a batch of
+:class:`~xtremehub.compute.task.Call` objects and the executor's settings with
+every secret stripped (:func:`ship_settings`); credentials are filled in from the
+worker's own ``XHUB_*``/``AWS_*`` environment and config file
+(:func:`worker_settings`), so ``s3://`` URLs resolve on the worker exactly as on
+the client and no secret is ever pickled. Each call runs through
+:func:`~xtremehub.compute.task.run_call`, so every backend reports the same
+:class:`~xtremehub.compute.task.Outcome` (result or exception, remote traceback,
+timings and resource use).
+
+Parent side: :class:`EngineBackend` cuts submitted calls into engine tasks
+(one call per task, or ``chunksize`` calls), keeps the in-flight table, watches
+per-call time limits, and runs one collector thread that asks the engine which
+tasks finished and reports every call exactly once. A concrete backend only
+says how to connect, launch a batch, poll for finished tasks, cancel one, and
+translate the engine's own errors.
+
+Example:
+    >>> from xtremehub.config import S3Settings, Settings
+    >>> s = Settings(s3=S3Settings(endpoint_url="http://s3:8333", access_key_id="k", secret_access_key="x"))
+    >>> shipped = ship_settings(s)
+    >>> shipped.s3.endpoint_url, shipped.s3.access_key_id, shipped.s3.secret_access_key
+    ('http://s3:8333', None, None)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import os
+import threading
+import time
+from abc import abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import cloudpickle
+
+from xtremehub.compute.backends._local import _failed_outcome
+from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
+from xtremehub.compute.task import Call, Outcome, run_call
+from xtremehub.config import S3Settings, Settings, use_process_settings
+from xtremehub.errors import ExecutorClosed, TaskTimeout
+
+__all__ = ["EngineBackend", "run_remote", "ship_settings", "worker_settings"]
+
+log = logging.getLogger(__name__)
+
+_SECRETS = ("access_key_id", "secret_access_key", "session_token")
+_FUNCTION_CACHE = 16  # jobs whose unpickled function a worker process keeps
+
+
+# ---------------------------------------------------------------------------------------
+# settings: shipped without secrets, completed on the worker
+# ---------------------------------------------------------------------------------------
+def _strip(section: S3Settings) -> S3Settings:
+    return dataclasses.replace(section, access_key_id=None, secret_access_key=None, session_token=None)
+
+
+def ship_settings(settings: Settings) -> Settings:
+    """``settings`` without any S3 credential: what travels to remote workers."""
+    return settings.replace(s3=_strip(settings.s3), buckets={b: _strip(s) for b, s in settings.buckets.items()})
+
+
+def _fill(section: S3Settings, source: S3Settings) -> S3Settings:
+    if any(getattr(section, name) is not None for name in _SECRETS):
+        return section  # credentials came with the settings (a backend that ships them): keep them
+    return dataclasses.replace(
+        section,
+        access_key_id=source.access_key_id,
+        secret_access_key=source.secret_access_key,
+        session_token=source.session_token,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def worker_settings(shipped: Settings) -> Settings:
+    """The shipped settings completed with this process's own credentials (env and config file).
+
+    Example:
+        >>> from xtremehub.config import Settings
+        >>> worker_settings(Settings()).s3.endpoint_url is None
+        True
+    """
+    local = Settings.load()
+    return shipped.replace(
+        s3=_fill(shipped.s3, local.s3),
+        buckets={b: _fill(s, local.s3_for(b)) for b, s in shipped.buckets.items()},
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# worker side
+# ---------------------------------------------------------------------------------------
+_functions: OrderedDict[str, Callable[..., Any]] = OrderedDict()
+_functions_lock = threading.Lock()  # Dask runs several tasks per process in threads
+
+
+def _function(job_id: str, func_bytes: bytes) -> Callable[..., Any]:
+    with _functions_lock:
+        func = _functions.get(job_id)
+        if func is None:
+            func = cloudpickle.loads(func_bytes)
+            _functions[job_id] = func
+            while len(_functions) > _FUNCTION_CACHE:
+                _functions.popitem(last=False)
+        return func
+
+
+def run_remote(engine: str, settings: Settings, job_id: str, func_bytes: bytes, calls: list[Call]) -> list[Outcome]:
+    """Run a batch of calls on an engine's worker; never raises (failures become error outcomes).
+
+    Example:
+        >>> import cloudpickle
+        >>> from xtremehub.config import Settings
+        >>> [o.ok for o in run_remote("doc", Settings(), "j", cloudpickle.dumps(abs), [Call("j", 0, (-2,), {})])]
+        [True]
+    """
+    worker = f"{engine}-pid{os.getpid()}"
+    try:
+        use_process_settings(worker_settings(settings))
+        func = _function(job_id, func_bytes)
+    except BaseException as exc:
+        reason = "the worker could not load the function or its settings"
+        return [_failed_outcome(c.job_id, c.call_id, exc, reason, worker) for c in calls]
+    outcomes = []
+    usage = None
+    for call in calls:
+        outcome, usage = run_call(func, call, worker, usage)
+        outcomes.append(outcome)
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------
+# parent side
+# ---------------------------------------------------------------------------------------
+@dataclass(eq=False, slots=True)
+class _Flight:
+    job: Job
+    calls: list[Call]
+    deadline: float | None
+
+
+class EngineBackend(Backend):
+    """Parent-side machinery shared by the distributed-engine backends.
+
+    Subclasses implement :meth:`_connect`, :meth:`_launch`, :meth:`_poll`,
+    :meth:`_cancel`, :meth:`_disconnect` and :meth:`_translate`.
+    """
+
+    #: Longest a collector poll blocks, in seconds (bounds how late a deadline is noticed).
+    poll_seconds: float = 0.05
+    #: Extra seconds past a call's limit before the parent gives up on the engine's own enforcement.
+    timeout_grace: float = 0.0
+
+    def __init__(self, workers: int | None = None) -> None:
+        self._n = workers or 0
+        self._lock = threading.Lock()
+        self._inflight: dict[Hashable, _Flight] = {}
+        self._closing = False
+        self._drain = True
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._report: ReportFn | None = None
+        self._shipped: Settings | None = None
+
+    @property
+    def workers(self) -> int:
+        return self._n or 1
+
+    def _batch_size(self, calls: int) -> int:
+        """Calls per engine task when the user gave no ``chunksize`` (engines with costly tasks batch)."""
+        return 1
+
+    # -- what a concrete engine provides ---------------------------------------------------
+    @abstractmethod
+    def _connect(self, settings: Settings) -> int:
+        """Start or attach to the engine; returns how many calls it runs at once."""
+
+    @abstractmethod
+    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+        """Hand batches to the engine (each runs :func:`run_remote`); one handle per batch."""
+
+    @abstractmethod
+    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+        """Finished handles with their outcomes or the engine's error; waits at most ``timeout``."""
+
+    @abstractmethod
+    def _cancel(self, handles: list[Hashable], force: bool) -> None:
+        """Stop tasks if the engine can (``force``: even running ones)."""
+
+    @abstractmethod
+    def _disconnect(self) -> None:
+        """Release what :meth:`_connect` acquired (never a cluster the user brought)."""
+
+    @abstractmethod
+    def _translate(self, exc: BaseException, call: Call, job: Job) -> BaseException:
+        """The engine's error for a whole task, as XtremeHub's error for one of its calls."""
+
+    # -- the Backend contract ----------------------------------------------------------------
+    def start(self, settings: Settings, report: ReportFn, started: StartedFn) -> None:
+        self._report = report
+        self._shipped = ship_settings(settings)
+        self._n = self._connect(settings) or self._n
+        self._thread = threading.Thread(target=self._loop, name=f"xhub-{self.name}-collector", daemon=True)
+        self._thread.start()
+        log.debug("%s backend started (%d workers)", self.name, self.workers)
+
+    def submit(self, job: Job, calls: Sequence[Call]) -> None:
+        assert self._shipped is not None, "start() first"
+        size = 1 if job.timeout is not None else max(1, int(job.extra.get("chunksize") or self._batch_size(len(calls))))
+        batches = [list(calls[i : i + size]) for i in range(0, len(calls), size)]
+        deadline = None if job.timeout is None else time.monotonic() + job.timeout + self.timeout_grace
+        with self._lock:
+            if self._closing:
+                raise ExecutorClosed(f"the {self.name} backend is shut down")
+            # Launch under the lock: the collector must not see a handle before its calls.
+            handles = self._launch(job, batches, self._shipped)
+            for handle, batch in zip(handles, batches, strict=True):
+                self._inflight[handle] = _Flight(job, batch, deadline)
+        self._wake.set()
+
+    def shutdown(self, wait: bool = True) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._drain = wait
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._disconnect()
+
+    # -- the collector thread ----------------------------------------------------------------
+    def _loop(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closing and (not self._inflight or not self._drain):
+                        break
+                    handles = list(self._inflight)
+                    deadlines = [f.deadline for f in self._inflight.values() if f.deadline is not None]
+                if not handles:
+                    self._wake.wait(self.poll_seconds)
+                    self._wake.clear()
+                    continue
+                wait = self.poll_seconds
+                if deadlines:
+                    wait = max(0.0, min(wait, min(deadlines) - time.monotonic()))
+                self._deliver(self._poll(handles, wait))
+                self._expire()
+        except BaseException:  # pragma: no cover - a bug here must not hang users
+            log.exception("%s backend collector crashed", self.name)
+            raise
+        finally:
+            self._abandon()
+
+    def _deliver(self, finished: list[tuple[Hashable, list[Outcome] | BaseException]]) -> None:
+        assert self._report is not None
+        reports: list[tuple[Call, Outcome | BaseException]] = []
+        with self._lock:
+            flights = [(self._inflight.pop(h, None), result) for h, result in finished]
+        for flight, result in flights:
+            if flight is None:
+                continue  # already reported (its deadline passed)
+            if isinstance(result, BaseException):
+                reports += [(call, self._translate(result, call, flight.job)) for call in flight.calls]
+            else:
+                reports += list(zip(flight.calls, result, strict=True))
+        if reports:
+            self._report(reports)
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [h for h, f in self._inflight.items() if f.deadline is not None and now >= f.deadline]
+            flights = [self._inflight.pop(h) for h in late]
+        if not late:
+            return
+        assert self._report is not None
+        self._cancel(late, force=True)
+        verb = "was stopped" if self.enforces_timeouts else f"was abandoned ({self.name} cannot stop a running task)"
+        self._report(
+            [
+                (
+                    call,
+                    TaskTimeout(
+                        f"call {call.job_id}/{call.call_id:05d} ran longer than its {f.job.timeout:g}s limit; it {verb}"
+                    ),
+                )
+                for f in flights
+                for call in f.calls
+            ]
+        )
+
+    def _abandon(self) -> None:
+        with self._lock:
+            leftovers = list(self._inflight.items())
+            self._inflight.clear()
+        if not leftovers:
+            return
+        with contextlib.suppress(Exception):
+            self._cancel([h for h, _ in leftovers], force=False)
+        if self._report is not None:
+            self._report(
+                [
+                    (c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed"))
+                    for _, flight in leftovers
+                    for c in flight.calls
+                ]
+            )
