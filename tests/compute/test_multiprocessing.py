@@ -37,7 +37,9 @@ from xtremehub.testing.mp_tasks import (
     sleep_and_return,
 )
 
-BACKENDS = ["local"]
+BACKENDS = ["local", "dask"]
+#: Engines started once per session (tests/compute/conftest.py) instead of one per pool.
+ENGINE_FIXTURES = {"dask": ("client", "dask_client")}
 
 
 @pytest.fixture(params=[pytest.param(b, marks=[getattr(pytest.mark, b)] if b != "local" else []) for b in BACKENDS])
@@ -48,8 +50,12 @@ def ctx(request: pytest.FixtureRequest) -> Iterator[xmp.Context]:
 
 
 @pytest.fixture
-def pool(ctx: xmp.Context) -> Iterator[xmp.Pool]:
-    with ctx.Pool(2) as p:
+def pool(ctx: xmp.Context, request: pytest.FixtureRequest) -> Iterator[xmp.Pool]:
+    options = {}
+    if ctx.backend in ENGINE_FIXTURES:
+        option, fixture = ENGINE_FIXTURES[ctx.backend]
+        options[option] = request.getfixturevalue(fixture)
+    with ctx.Pool(2, **options) as p:
         yield p
 
 

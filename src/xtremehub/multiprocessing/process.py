@@ -159,7 +159,9 @@ class Process:
         if exc is None:
             return 0
         if isinstance(exc, SystemExit):
-            code = exc.code
+            # ``code`` is set by SystemExit.__init__; an exception rebuilt by another pickler (tblib,
+            # installed by dask.distributed on import) may carry it only in ``args``.
+            code = exc.code if exc.code is not None or not exc.args else exc.args[0]
             return 0 if code is None else code if isinstance(code, int) else 1
         return 1
 
