@@ -15,6 +15,10 @@ from xtremehub.testing.seaweedfs import SeaweedFS
 TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 
 
+# The conftest files hold fixtures, not doctests: with --doctest-modules pytest would import each
+# one again as a module named "conftest", which clashes once two directories have one.
+collect_ignore_glob = ["conftest.py", "*/conftest.py", "*/*/conftest.py"]
+
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A real SeaweedFS S3 server for the whole session."""
