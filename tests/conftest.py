@@ -19,6 +19,7 @@ TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 # one again as a module named "conftest", which clashes once two directories have one.
 collect_ignore_glob = ["conftest.py", "*/conftest.py", "*/*/conftest.py"]
 
+
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A real SeaweedFS S3 server for the whole session."""
