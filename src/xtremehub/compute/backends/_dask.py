@@ -41,7 +41,7 @@ from xtremehub.compute.backends._engine import EngineBackend, run_remote
 from xtremehub.compute.backends.base import Job
 from xtremehub.compute.task import Call, Outcome
 from xtremehub.config import Settings
-from xtremehub.errors import ComputeError, ExecutorClosed, WorkerDied
+from xtremehub.errors import ExecutorClosed
 
 __all__ = ["DaskBackend"]
 
@@ -64,6 +64,9 @@ class DaskBackend(EngineBackend):
     """
 
     name = "dask"
+    label = "Dask"
+    died_errors = (KilledWorker,)
+    cancelled_errors = (ExecutorClosed,)
     enforces_timeouts = False
 
     def __init__(
@@ -163,14 +166,3 @@ class DaskBackend(EngineBackend):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
-
-    def _translate(self, exc: BaseException, call: Call, job: Job) -> BaseException:
-        key = f"{call.job_id}/{call.call_id:05d}"
-        if isinstance(exc, KilledWorker):
-            error: BaseException = WorkerDied(f"the Dask worker running call {key} died ({exc})")
-        elif isinstance(exc, ExecutorClosed):
-            error = ExecutorClosed(f"call {key} was cancelled on Dask")
-        else:
-            error = ComputeError(f"Dask could not run call {key}: {type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        return error

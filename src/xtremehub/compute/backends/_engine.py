@@ -47,7 +47,7 @@ from xtremehub.compute.backends._local import _failed_outcome
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
 from xtremehub.compute.task import Call, Outcome, run_call
 from xtremehub.config import S3Settings, Settings, use_process_settings
-from xtremehub.errors import ExecutorClosed, TaskTimeout
+from xtremehub.errors import ComputeError, ExecutorClosed, TaskTimeout, WorkerDied
 
 __all__ = ["EngineBackend", "run_remote", "ship_settings", "worker_settings"]
 
@@ -152,8 +152,16 @@ class EngineBackend(Backend):
     """Parent-side machinery shared by the distributed-engine backends.
 
     Subclasses implement :meth:`_connect`, :meth:`_launch`, :meth:`_poll`,
-    :meth:`_cancel`, :meth:`_disconnect` and :meth:`_translate`.
+    :meth:`_cancel` and :meth:`_disconnect`, and declare which of their engine's errors
+    mean a dead worker or a cancelled task (or override :meth:`_engine_error`).
     """
+
+    #: The engine's name in messages ("Ray", "Dask", ...).
+    label: str = ""
+    #: Engine errors that mean the worker running the task died.
+    died_errors: tuple[type[BaseException], ...] = ()
+    #: Engine errors that mean the task was cancelled.
+    cancelled_errors: tuple[type[BaseException], ...] = ()
 
     #: Longest a collector poll blocks, in seconds (bounds how late a deadline is noticed).
     poll_seconds: float = 0.05
@@ -200,9 +208,22 @@ class EngineBackend(Backend):
     def _disconnect(self) -> None:
         """Release what :meth:`_connect` acquired (never a cluster the user brought)."""
 
-    @abstractmethod
+    def _engine_error(self, exc: BaseException, key: str, job: Job) -> BaseException | None:
+        """XtremeHub's error for an engine error it recognises, else None (a generic ComputeError)."""
+        if isinstance(exc, self.died_errors):
+            return WorkerDied(f"the {self.label} worker running call {key} died ({exc})")
+        if isinstance(exc, self.cancelled_errors):
+            return ExecutorClosed(f"call {key} was cancelled on {self.label}")
+        return None
+
     def _translate(self, exc: BaseException, call: Call, job: Job) -> BaseException:
         """The engine's error for a whole task, as XtremeHub's error for one of its calls."""
+        key = f"{call.job_id}/{call.call_id:05d}"
+        error = self._engine_error(exc, key, job)
+        if error is None:
+            error = ComputeError(f"{self.label} could not run call {key}: {type(exc).__name__}: {exc}")
+        error.__cause__ = exc
+        return error
 
     # -- the Backend contract ----------------------------------------------------------------
     def start(self, settings: Settings, report: ReportFn, started: StartedFn) -> None:

@@ -59,6 +59,7 @@ class LithopsBackend(EngineBackend):
     """
 
     name = "lithops"
+    label = "Lithops"
     enforces_timeouts = True
     poll_seconds = 0.05
     #: Lithops kills a function at its limit itself; the parent only steps in if it never reports.
@@ -135,21 +136,15 @@ class LithopsBackend(EngineBackend):
                 log.debug("Lithops clean-up failed: %s", exc)
         self._lexec = None
 
-    def _translate(self, exc: BaseException, call: Call, job: Job) -> BaseException:
-        key = f"{call.job_id}/{call.call_id:05d}"
-        message = str(exc)
+    def _engine_error(self, exc: BaseException, key: str, job: Job) -> BaseException | None:
+        message = str(exc)  # Lithops reports limits and deaths only in its messages
         if isinstance(exc, TimeoutError) and "maximum time" in message:
-            error: BaseException = TaskTimeout(
-                f"call {key} ran longer than its {job.timeout:g}s limit on Lithops; it was stopped"
-            )
-        elif "SIGKILL" in message:
-            error = WorkerDied(f"the Lithops function running call {key} was killed by SIGKILL ({message})")
-        elif (m := _EXIT_CODE.search(message)) is not None:
-            error = WorkerDied(f"the Lithops function running call {key} died (exit code {m.group(1)})")
-        else:
-            error = ComputeError(f"Lithops could not run call {key}: {type(exc).__name__}: {message}")
-        error.__cause__ = exc
-        return error
+            return TaskTimeout(f"call {key} ran longer than its {job.timeout:g}s limit on Lithops; it was stopped")
+        if "SIGKILL" in message:
+            return WorkerDied(f"the Lithops function running call {key} was killed by SIGKILL ({message})")
+        if (m := _EXIT_CODE.search(message)) is not None:
+            return WorkerDied(f"the Lithops function running call {key} died (exit code {m.group(1)})")
+        return None
 
 
 def _finished(future: Any) -> bool:

@@ -35,7 +35,6 @@ from xtremehub.compute.backends._engine import EngineBackend, run_remote
 from xtremehub.compute.backends.base import Job
 from xtremehub.compute.task import Call, Outcome
 from xtremehub.config import Settings
-from xtremehub.errors import ComputeError, ExecutorClosed, WorkerDied
 
 __all__ = ["RayBackend"]
 
@@ -69,6 +68,9 @@ class RayBackend(EngineBackend):
     """
 
     name = "ray"
+    label = "Ray"
+    died_errors = (WorkerCrashedError,)
+    cancelled_errors = (TaskCancelledError,)
     enforces_timeouts = True
 
     def __init__(
@@ -155,14 +157,3 @@ class RayBackend(EngineBackend):
         if self._owns_connection:
             ray.shutdown()
             self._owns_connection = False
-
-    def _translate(self, exc: BaseException, call: Call, job: Job) -> BaseException:
-        key = f"{call.job_id}/{call.call_id:05d}"
-        if isinstance(exc, WorkerCrashedError):
-            error: BaseException = WorkerDied(f"the Ray worker running call {key} died ({exc})")
-        elif isinstance(exc, TaskCancelledError):
-            error = ExecutorClosed(f"call {key} was cancelled on Ray")
-        else:
-            error = ComputeError(f"Ray could not run call {key}: {type(exc).__name__}: {exc}")
-        error.__cause__ = exc
-        return error
