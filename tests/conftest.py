@@ -17,7 +17,7 @@ TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
 
 # The conftest files hold fixtures, not doctests: with --doctest-modules pytest would import each
 # one again as a module named "conftest", which clashes once two directories have one.
-collect_ignore_glob = ["conftest.py", "*/conftest.py", "*/*/conftest.py"]
+collect_ignore_glob = ["*conftest.py"]  # fnmatch: "*" also matches "/", so every level
 
 
 @pytest.fixture(scope="session")
