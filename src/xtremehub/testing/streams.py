@@ -20,7 +20,9 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import Future
+from typing import TypeVar
 
 import pytest
 
@@ -45,9 +47,11 @@ from xtremehub.streams import (
     StreamManager,
 )
 from xtremehub.streams.client.writer import WriterConfig
-from xtremehub.streams.segmentstore.contract import AppendResult, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentStoreContract
 
 __all__ = ["FlakyAcks", "StreamStoreTests", "read_events"]
+
+T = TypeVar("T")
 
 
 def read_events(group: ReaderGroup, count: int, *, reader: str = "r", timeout: float = 20.0) -> list[EventRead]:
@@ -65,10 +69,11 @@ def read_events(group: ReaderGroup, count: int, *, reader: str = "r", timeout: f
 
 
 class FlakyAcks:
-    """Wraps a segment store; every ``every``-th append is stored but its acknowledgement is lost.
+    """Wraps a segment store; every ``every``-th append (or batch) is stored but its acknowledgement is lost.
 
     The writer sees a ``ConnectionError`` as after a dropped connection and must re-send the
-    same event number, which the store must recognise as a duplicate.
+    same event numbers, which the store must recognise as duplicates. ``lost`` counts the
+    events whose acknowledgement was lost.
     """
 
     def __init__(self, inner: SegmentStoreContract, every: int = 3) -> None:
@@ -82,13 +87,18 @@ class FlakyAcks:
         return self.append_async(segment, data, **kwargs).result()
 
     def append_async(self, segment: str, data: bytes, **kwargs: object) -> Future[AppendResult]:
+        return self._maybe_lose(self._inner.append_async(segment, data, **kwargs), 1)  # type: ignore[arg-type]
+
+    def append_many(self, segment: str, events: Sequence[bytes], **kwargs: object) -> Future[list[AppendOutcome]]:
+        return self._maybe_lose(self._inner.append_many(segment, events, **kwargs), len(events))  # type: ignore[arg-type]
+
+    def _maybe_lose(self, inner: Future[T], events: int) -> Future[T]:
         self._count += 1
-        inner: Future[AppendResult] = self._inner.append_async(segment, data, **kwargs)  # type: ignore[arg-type]
         if self._count % self._every:
             return inner
         inner.result()  # stored ...
-        self.lost += 1
-        failed: Future[AppendResult] = Future()
+        self.lost += events
+        failed: Future[T] = Future()
         failed.set_exception(ConnectionError("acknowledgement lost (simulated dropped connection)"))
         return failed  # ... but the writer never hears of it
 

@@ -10,12 +10,21 @@ write finds that segment sealed (the stream scaled), the writer waits for every 
 asks the controller for the new active segments and re-sends, in event-number order, exactly
 the events that were refused; readers read a successor only after its predecessors, so the
 order of each key is kept.
+
+Batching (with events in flight, ``max_in_flight`` > 0): an event for a segment with no batch
+in flight is sent at once, alone, so a lone writer waits for nothing; events arriving while a
+batch is in flight queue up per segment and leave together, as one ``append_many`` (one
+APPEND_BATCH frame, one group commit, one WAL record), as soon as that batch is acknowledged
+or the queue reaches ``batch_bytes``. Event numbers are given when a batch leaves, so the
+events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
+keeps its own future and its own outcome.
 """
 
 from __future__ import annotations
 
 import bisect
 import contextlib
+import functools
 import logging
 import random
 import threading
@@ -28,7 +37,7 @@ from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFoun
 from xtremehub.streams.client._framing import encode_event, key_point
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import SegmentRange
-from xtremehub.streams.segmentstore.contract import AppendResult, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentStoreContract
 
 __all__ = ["EventPointer", "EventStreamWriter", "Router", "WriterConfig"]
 
@@ -36,6 +45,12 @@ log = logging.getLogger(__name__)
 
 #: Errors after which the same append is sent again (same event number, so at most once stored).
 RETRYABLE = (ConnectionError, BackPressure)
+#: Errors after which a batch's events are re-sent (re-routed first when their segment is gone).
+_RESEND = (SegmentSealed, SegmentNotFound, *RETRYABLE)
+#: Batches of one segment in flight before further events for it queue up to be coalesced.
+_BATCHES_IN_FLIGHT = 1
+#: Seconds the background sender waits for work before it ends (started again when needed).
+_SENDER_IDLE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +59,22 @@ class WriterConfig:
 
     ``max_in_flight`` = 0 makes :meth:`EventStreamWriter.write_event` return only once the event is
     durable; above 0 it returns at once and blocks only when that many events await acknowledgement.
-    ``retry_timeout`` bounds retries of connection errors and back pressure.
+    ``retry_timeout`` bounds retries of connection errors and back pressure. Events waiting
+    for a segment's batch in flight leave together in batches of up to ``batch_bytes`` bytes
+    and ``batch_events`` events (1 disables batching: one append per event).
     """
 
     max_in_flight: int = 0
     retry_timeout: float = 60.0
     report_interval: float = 0.5
+    batch_bytes: int = 1 << 20
+    batch_events: int = 4096
 
     def __post_init__(self) -> None:
         if self.max_in_flight < 0 or self.retry_timeout < 0 or self.report_interval <= 0:
             raise InvalidStreamArgument(f"writer config: bad values {self}")
+        if self.batch_bytes < 1 or self.batch_events < 1:
+            raise InvalidStreamArgument(f"writer config: batch_bytes and batch_events must be >= 1, not {self}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +111,59 @@ class Router:
 
 @dataclass(slots=True)
 class _Pending:
-    number: int
     frame: bytes
     point: float
     future: Future[EventPointer]
+    #: Event number, given when the event is sent (-1 before).
+    number: int = -1
     segment: str = ""
-    sent: Future[AppendResult] | None = field(default=None, repr=False)
+    #: The batch that carries this event (None while queued) and the event's place in it.
+    sent: Future[list[AppendOutcome]] | None = field(default=None, repr=False)
+    index: int = 0
+
+    def error(self) -> BaseException | None:
+        """Why the sent event was refused (None when stored); call once ``sent`` is done."""
+        assert self.sent is not None
+        exc = self.sent.exception()
+        if exc is not None:
+            return exc
+        outcome = self.sent.result()[self.index]
+        return outcome if isinstance(outcome, Exception) else None
+
+    def result(self) -> AppendResult:
+        """Wait for the event's acknowledgement; raises why it was refused."""
+        assert self.sent is not None
+        outcome = self.sent.result()[self.index]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+class _Lane:
+    """One segment's events waiting to be sent, and its batches in flight (guarded by the writer lock)."""
+
+    __slots__ = ("blocked", "flights", "queued", "queued_bytes", "segment")
+
+    def __init__(self, segment: str) -> None:
+        self.segment = segment
+        self.queued: list[_Pending] = []
+        self.queued_bytes = 0
+        self.flights: list[Future[list[AppendOutcome]]] = []
+        #: A batch was refused in a way that re-sends it: later events wait for that re-send (order).
+        self.blocked = False
+
+    def busy(self) -> bool:
+        """True while ``_BATCHES_IN_FLIGHT`` batches are unanswered or a refused batch awaits its re-send."""
+        live = []
+        for flight in self.flights:
+            if not flight.done():
+                live.append(flight)
+            elif not self.blocked:
+                exc = flight.exception()
+                refused = [exc] if exc is not None else [o for o in flight.result() if isinstance(o, Exception)]
+                self.blocked = any(isinstance(e, _RESEND) for e in refused)
+        self.flights = live
+        return self.blocked or len(live) >= _BATCHES_IN_FLIGHT
 
 
 class EventStreamWriter:
@@ -124,7 +192,17 @@ class EventStreamWriter:
         self._controller, self._store = controller, store
         self._lock = threading.RLock()
         self._pending: list[_Pending] = []
+        self._lanes: dict[str, _Lane] = {}
         self._closed = False
+        #: Set (without the lock) when a batch was refused: the next call settles it first.
+        self._failure = False
+        #: Set (without the lock) when a batch was answered: queued events may leave now.
+        self._ready = False
+        # The background sender sends queued events when no caller is active (see _send_loop).
+        self._wake = threading.Condition(threading.Lock())
+        self._wake_flag = False
+        self._sender: threading.Thread | None = None
+        self._stop_sender = False
         self._recovering = threading.Event()
         self._traffic: dict[str, list[int]] = {}
         self._last_report = time.monotonic()
@@ -136,7 +214,11 @@ class EventStreamWriter:
 
     @property
     def next_event_number(self) -> int:
-        """The number the next event will carry (resumes after a restart with the same writer id)."""
+        """The number the next event sent will carry (resumes after a restart with the same writer id).
+
+        Numbers are given when events leave the writer, so events still queued for a batch
+        (``max_in_flight`` > 0) take the next ones.
+        """
         return self._next_number
 
     def write_event(self, data: bytes, routing_key: str | None = None) -> Future[EventPointer]:
@@ -153,12 +235,13 @@ class EventStreamWriter:
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            if any(p.sent is not None and p.sent.done() and p.sent.exception() is not None for p in self._pending):
+            if self._failure:
                 self._drain()
-            pending = _Pending(self._next_number, frame, point, Future())
-            self._next_number += 1
-            self._send(pending)
+            if self._ready:
+                self._pump()
+            pending = _Pending(frame, point, Future())
             self._pending.append(pending)
+            self._queue(pending)
             self._maybe_report()
             if len(self._pending) > self.config.max_in_flight:
                 self._drain(keep=self.config.max_in_flight)
@@ -169,7 +252,7 @@ class EventStreamWriter:
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            pending = _Pending(self._next_number, frame, point, Future())
+            pending = _Pending(frame, point, Future(), self._next_number)
             self._next_number += 1
             result = self._append_with_retries(pending, time.monotonic() + self.config.retry_timeout)
             counts = self._traffic.setdefault(result.segment, [0, 0])
@@ -196,6 +279,12 @@ class EventStreamWriter:
                     self.flush()
                 finally:
                     self._closed = True
+        with self._wake:
+            self._stop_sender = True
+            self._wake.notify()
+            sender = self._sender
+        if sender is not None and sender is not threading.current_thread():
+            sender.join()
 
     def __enter__(self) -> EventStreamWriter:
         return self
@@ -204,25 +293,107 @@ class EventStreamWriter:
         self.close()
 
     # -- internals ------------------------------------------------------------------------
-    def _send(self, pending: _Pending) -> None:
+    def _queue(self, pending: _Pending) -> None:
+        """Route an event to its segment's lane; send the lane now unless a batch of it is in flight."""
         segment = self._router.pick(pending.point).name
         pending.segment = segment
-        pending.sent = self._store.append_async(
-            segment, pending.frame, writer_id=self.writer_id, event_number=pending.number
-        )
-        if self.config.max_in_flight:  # without events in flight the caller settles its own future
-            pending.sent.add_done_callback(lambda sent: self._acknowledged(pending, sent))
+        lane = self._lanes.get(segment)
+        if lane is None:
+            lane = self._lanes[segment] = _Lane(segment)
+        lane.queued.append(pending)
+        lane.queued_bytes += len(pending.frame)
         counts = self._traffic.setdefault(segment, [0, 0])
         counts[0] += 1
         counts[1] += len(pending.frame)
+        full = lane.queued_bytes >= self.config.batch_bytes or len(lane.queued) >= self.config.batch_events
+        if not lane.busy() or (full and not lane.blocked):
+            self._send_lane(lane)
+        elif len(lane.queued) == 1:
+            self._ensure_sender()  # someone must send it once the lane's batch is answered
 
-    def _acknowledged(self, pending: _Pending, sent: Future[AppendResult]) -> None:
-        """Store callback (on the store's thread: never block here): resolve, or start a re-send."""
-        if not sent.cancelled() and sent.exception() is None:
-            _settle(pending.future, sent.result())
-        elif not self._recovering.is_set():
-            self._recovering.set()
-            threading.Thread(target=self._recover, name=f"xhub-writer-{self.writer_id}-resend", daemon=True).start()
+    def _pump(self) -> None:
+        """Send the queued events of every lane whose batches were answered (under the lock)."""
+        self._ready = False
+        for lane in self._lanes.values():
+            if lane.queued and not lane.busy():
+                self._send_lane(lane)
+
+    def _send_lane(self, lane: _Lane) -> None:
+        """Send a lane's queued events as batches (numbered now, consecutively)."""
+        while lane.queued:
+            size, count = 0, 0
+            for p in lane.queued:
+                if count and (size + len(p.frame) > self.config.batch_bytes or count >= self.config.batch_events):
+                    break
+                size += len(p.frame)
+                count += 1
+            batch, lane.queued = lane.queued[:count], lane.queued[count:]
+            lane.queued_bytes -= size
+            first = self._next_number
+            self._next_number += count
+            for i, p in enumerate(batch):
+                p.number, p.index = first + i, i
+            try:
+                sent = self._store.append_many(
+                    lane.segment, [p.frame for p in batch], writer_id=self.writer_id, first_event_number=first
+                )
+            except Exception as exc:  # refused at once (back pressure, closed store): settled like a refused batch
+                sent = Future()
+                sent.set_exception(exc)
+            for p in batch:
+                p.sent = sent
+            lane.flights.append(sent)
+            sent.add_done_callback(functools.partial(self._answered, batch))
+
+    def _answered(self, batch: list[_Pending], sent: Future[list[AppendOutcome]]) -> None:
+        """Store callback (on the store's or connection's thread: never block, never take the writer lock)."""
+        failed = sent.exception() is not None
+        if not failed:
+            for p, outcome in zip(batch, sent.result(), strict=True):
+                if isinstance(outcome, Exception):
+                    failed = True
+                else:
+                    _settle(p.future, outcome)
+        if failed:
+            self._failure = True
+            if not self._recovering.is_set():
+                self._recovering.set()
+                threading.Thread(target=self._recover, name=f"xhub-writer-{self.writer_id}-resend", daemon=True).start()
+        self._ready = True
+        with self._wake:
+            self._wake_flag = True
+            self._wake.notify()
+
+    def _ensure_sender(self) -> None:
+        with self._wake:
+            if self._sender is None and not self._stop_sender:
+                self._sender = threading.Thread(
+                    target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
+                )
+                self._sender.start()
+
+    def _send_loop(self) -> None:
+        """Send queued events when batches are answered while the application is not calling the writer.
+
+        An application that writes and then only waits on its futures still gets every event
+        sent; one that keeps writing sends them itself (``write_event`` pumps first).
+        """
+        while True:
+            with self._wake:
+                if not self._wake_flag and not self._stop_sender:
+                    self._wake.wait(_SENDER_IDLE)
+                woken, self._wake_flag = self._wake_flag, False
+                if self._stop_sender:
+                    self._sender = None
+                    return
+            with self._lock:
+                if self._ready:
+                    self._pump()
+                if not woken and not any(lane.queued for lane in self._lanes.values()):
+                    with self._wake:
+                        if not self._wake_flag:
+                            self._sender = None
+                            return
 
     def _recover(self) -> None:
         """Re-send refused events even when the application only waits on its futures."""
@@ -238,10 +409,13 @@ class EventStreamWriter:
         """Settle the oldest pending events until at most ``keep`` remain, re-sending refused ones in order."""
         while len(self._pending) > keep:
             head = self._pending[0]
-            assert head.sent is not None
+            if head.sent is None:  # still queued: everything sent before it in its lane was answered
+                self._pump()
+                if head.sent is None:
+                    self._send_lane(self._lanes[head.segment])
             try:
-                result = head.sent.result()
-            except (SegmentSealed, SegmentNotFound, *RETRYABLE) as exc:
+                result = head.result()
+            except _RESEND as exc:
                 self._resend_all(exc)
                 continue
             except StreamError as exc:
@@ -252,20 +426,26 @@ class EventStreamWriter:
             _settle(head.future, result)
 
     def _resend_all(self, cause: BaseException) -> None:
-        """Wait for everything in flight, then re-send every refused event synchronously, in order."""
-        wait([p.sent for p in self._pending if p.sent is not None])
+        """Wait for everything in flight, then re-send every refused or queued event synchronously, in order."""
+        self._failure = False
+        wait({p.sent for p in self._pending if p.sent is not None})
+        for lane in self._lanes.values():
+            lane.queued, lane.queued_bytes, lane.blocked = [], 0, False
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)
         remaining: list[_Pending] = []
         for p in self._pending:
-            assert p.sent is not None
-            error = p.sent.exception()
-            if error is None:
-                remaining.append(p)
-                continue
-            if not isinstance(error, (SegmentSealed, SegmentNotFound, *RETRYABLE)):
-                p.future.set_exception(error)
-                continue
+            if p.sent is not None:
+                error = p.error()
+                if error is None:
+                    remaining.append(p)
+                    continue
+                if not isinstance(error, _RESEND):
+                    p.future.set_exception(error)
+                    continue
+            else:
+                p.number = self._next_number
+                self._next_number += 1
             try:
                 result = self._append_with_retries(p, deadline)
             except (StreamError, ConnectionError) as exc:

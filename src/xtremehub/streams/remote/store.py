@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from xtremehub.errors import EventTooLarge, ProtocolError
+from xtremehub.errors import EventTooLarge, InvalidOffset, ProtocolError
 from xtremehub.streams.remote.connection import ClientConfig, Connection, connect
 from xtremehub.streams.segmentstore.contract import (
+    AppendOutcome,
     AppendResult,
     ReadResult,
     SegmentInfo,
     SegmentStoreContract,
     StoreStats,
+    when_all,
 )
-from xtremehub.streams.wire import DEFAULT_MAX_FRAME, STORE_TARGET, MessageType
+from xtremehub.streams.wire import DEFAULT_MAX_FRAME, MAX_BATCH_EVENTS, STORE_TARGET, MessageType, decode_error
 
 __all__ = ["STORE_RETRIABLE", "RemoteSegmentStore", "remote_call"]
 
@@ -24,6 +27,8 @@ STORE_RETRIABLE = frozenset({"info", "writer_event_number", "seal", "merge", "tr
 
 #: Room for the frame header and the other APPEND fields (segment names are short).
 APPEND_OVERHEAD = 64 * 1024
+#: MessagePack framing of one event inside an APPEND_BATCH (bin 32 header).
+_BATCH_EVENT_OVERHEAD = 5
 
 
 def remote_call(conn: Connection, target: str, method: str, args: list[Any], *, retriable: bool) -> Any:
@@ -99,14 +104,89 @@ class RemoteSegmentStore(SegmentStoreContract):
         limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
         if len(data) > limit:
             failed: Future[AppendResult] = Future()
-            failed.set_exception(
-                EventTooLarge(f"segment {segment!r}: append of {len(data)} bytes exceeds the server's frame limit")
-            )
+            failed.set_exception(self._too_large(segment, len(data)))
             return failed
         payload = self.connection.codec.encode([segment, bytes(data), writer_id, event_number, expected_offset])
         # A re-sent append is exactly-once only when the store can recognise it (writer id + number).
         retriable = writer_id is not None and event_number is not None
         return self.connection.request(MessageType.APPEND, payload, decode, retriable=retriable)
+
+    def append_many(
+        self,
+        segment: str,
+        events: Sequence[bytes],
+        *,
+        writer_id: str | None = None,
+        first_event_number: int | None = None,
+    ) -> Future[list[AppendOutcome]]:
+        """One APPEND_BATCH request (several when the events exceed a frame), answered per event.
+
+        A server speaking only protocol version 1 gets one APPEND per event instead. An event
+        over the frame limit is refused alone (``EventTooLarge``), the others still go.
+        """
+        if (writer_id is None) != (first_event_number is None):
+            raise InvalidOffset(f"segment {segment!r}: writer_id and first_event_number must be given together")
+        if int(self.connection.server_info.get("version", 1)) < 2:
+            return super().append_many(segment, events, writer_id=writer_id, first_event_number=first_event_number)
+        limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
+        parts: list[Future[list[AppendOutcome]]] = []
+        start, size = 0, 0
+        for i, data in enumerate(events):
+            length = len(data) + _BATCH_EVENT_OVERHEAD
+            if len(data) > limit:
+                parts += self._batch_requests(segment, events, start, i, writer_id, first_event_number)
+                refused: Future[list[AppendOutcome]] = Future()
+                refused.set_result([self._too_large(segment, len(data))])
+                parts.append(refused)
+                start, size = i + 1, 0
+            elif size + length > limit or i - start >= MAX_BATCH_EVENTS:
+                parts += self._batch_requests(segment, events, start, i, writer_id, first_event_number)
+                start, size = i, length
+            else:
+                size += length
+        parts += self._batch_requests(segment, events, start, len(events), writer_id, first_event_number)
+        return parts[0] if len(parts) == 1 else when_all(parts, _concatenate)
+
+    def _batch_requests(
+        self,
+        segment: str,
+        events: Sequence[bytes],
+        start: int,
+        end: int,
+        writer_id: str | None,
+        first_event_number: int | None,
+    ) -> list[Future[list[AppendOutcome]]]:
+        """The APPEND_BATCH request of ``events[start:end]`` (none when empty)."""
+        if start >= end:
+            return []
+        count = end - start
+        codec = self.connection.codec
+
+        def decode(msg_type: MessageType | int, payload: bytes) -> list[AppendOutcome]:
+            if msg_type != MessageType.APPENDED_BATCH:
+                raise ProtocolError(f"expected APPENDED_BATCH, got message type {int(msg_type)}")
+            offsets, duplicates, errors = codec.decode(payload)
+            if len(offsets) != count:
+                raise ProtocolError(f"APPENDED_BATCH with {len(offsets)} outcomes for {count} events")
+            dup = set(duplicates)
+            out: list[AppendOutcome] = []
+            for i, offset in enumerate(offsets):
+                error = errors.get(i)
+                if error is not None:
+                    out.append(decode_error(error))
+                else:
+                    out.append(AppendResult(segment, offset, len(events[start + i]), i in dup))
+            return out
+
+        number = None if first_event_number is None else first_event_number + start
+        batch = [bytes(data) for data in events[start:end]]
+        payload = codec.encode([segment, writer_id, number, batch])
+        # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
+        return [self.connection.request(MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None)]
+
+    @staticmethod
+    def _too_large(segment: str, size: int) -> EventTooLarge:
+        return EventTooLarge(f"segment {segment!r}: append of {size} bytes exceeds the server's frame limit")
 
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         def decode(msg_type: MessageType | int, payload: bytes) -> ReadResult:
@@ -150,3 +230,8 @@ class RemoteSegmentStore(SegmentStoreContract):
         """Close the connection (when this proxy opened it); the server's store stays open."""
         if self._owns:
             self.connection.close()
+
+
+def _concatenate(parts: Sequence[Future[list[AppendOutcome]]]) -> list[AppendOutcome]:
+    """The outcomes of several partial batches, in order; raises as the first part that failed."""
+    return [outcome for part in parts for outcome in part.result()]

@@ -30,11 +30,25 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
-__all__ = ["AppendResult", "ReadResult", "SegmentInfo", "SegmentStoreContract", "StoreStats"]
+from xtremehub.errors import InvalidOffset
+
+__all__ = [
+    "AppendOutcome",
+    "AppendResult",
+    "ReadResult",
+    "SegmentInfo",
+    "SegmentStoreContract",
+    "StoreStats",
+    "gather_outcomes",
+    "when_all",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +61,13 @@ class AppendResult:
     #: True when the append was recognised as a retry of an already stored event number;
     #: ``offset`` is then the offset of that writer's last stored event (nothing was written).
     duplicate: bool = False
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: One event's outcome in :meth:`SegmentStoreContract.append_many`: where it landed, or why not.
+AppendOutcome = AppendResult | Exception
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +148,48 @@ class SegmentStoreContract(ABC):
         the call itself blocks, and raises ``BackPressure`` after the store's configured timeout.
         """
 
+    def append_many(
+        self,
+        segment: str,
+        events: Sequence[bytes],
+        *,
+        writer_id: str | None = None,
+        first_event_number: int | None = None,
+    ) -> Future[list[AppendOutcome]]:
+        """Append several events to one segment as one unit; one future for all of them.
+
+        Event ``i`` carries event number ``first_event_number + i`` (with ``writer_id``), so the
+        outcome of each event is exactly what ``append_async`` of the events one after the other
+        would give: an :class:`AppendResult` (``duplicate=True`` for a number already stored,
+        e.g. the stored prefix of a re-sent batch) or the error refusing that event
+        (``EventTooLarge``, ``SegmentSealed``...), in event order. The future itself raises only
+        when the batch as a whole could not be handed over (store closed, connection lost,
+        ``BackPressure``). Implementations commit the events together (the embedded store: in
+        one group commit, as one WAL record); this default queues them one by one.
+
+        Example:
+            >>> import tempfile
+            >>> from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
+            >>> with SegmentStore(SegmentStoreConfig(data_dir=tempfile.mkdtemp())) as store:
+            ...     _ = store.create_segment("s")
+            ...     first = store.append_many("s", [b"ab", b"cde"], writer_id="w", first_event_number=1).result()
+            ...     again = store.append_many("s", [b"cde", b"f"], writer_id="w", first_event_number=2).result()
+            >>> [(r.offset, r.length, r.duplicate) for r in first + again]
+            [(0, 2, False), (2, 3, False), (2, 3, True), (5, 1, False)]
+        """
+        if (writer_id is None) != (first_event_number is None):
+            raise InvalidOffset(f"segment {segment!r}: writer_id and first_event_number must be given together")
+        futures: list[Future[AppendResult]] = []
+        for i, data in enumerate(events):
+            number = None if first_event_number is None else first_event_number + i
+            try:
+                futures.append(self.append_async(segment, data, writer_id=writer_id, event_number=number))
+            except Exception as exc:  # refused at once (too large): that event's outcome
+                refused: Future[AppendResult] = Future()
+                refused.set_exception(exc)
+                futures.append(refused)
+        return gather_outcomes(futures)
+
     @abstractmethod
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         """Read up to ``max_length`` bytes at ``offset`` from cache, local disk or LTS.
@@ -181,3 +244,59 @@ class SegmentStoreContract(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush, stop background tiering and release the data directory lock."""
+
+
+def when_all(futures: Sequence[Future[T]], combine: Callable[[Sequence[Future[T]]], R]) -> Future[R]:
+    """A future resolving to ``combine(futures)`` once all are done (failing if ``combine`` raises).
+
+    Example:
+        >>> a: Future[int] = Future()
+        >>> total = when_all([a], lambda done: sum(f.result() for f in done))
+        >>> a.set_result(2)
+        >>> total.result()
+        2
+    """
+    combined: Future[R] = Future()
+    left = [len(futures)]
+    lock = threading.Lock()
+
+    def finish() -> None:
+        try:
+            value = combine(futures)
+        except Exception as exc:
+            combined.set_exception(exc)
+        else:
+            combined.set_result(value)
+
+    def one_done(_: Future[T]) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        finish()
+
+    if not futures:
+        finish()
+    for future in futures:
+        future.add_done_callback(one_done)
+    return combined
+
+
+def gather_outcomes(futures: Sequence[Future[AppendResult]]) -> Future[list[AppendOutcome]]:
+    """One future resolving, once all ``futures`` are done, to their results or errors in order.
+
+    Example:
+        >>> done: Future[AppendResult] = Future()
+        >>> both = gather_outcomes([done])
+        >>> done.set_result(AppendResult("s", 0, 1))
+        >>> both.result()
+        [AppendResult(segment='s', offset=0, length=1, duplicate=False)]
+    """
+    return when_all(futures, lambda done: [_outcome(f) for f in done])
+
+
+def _outcome(future: Future[AppendResult]) -> AppendOutcome:
+    exc = future.exception()
+    if exc is None:
+        return future.result()
+    return exc if isinstance(exc, Exception) else RuntimeError(f"append interrupted: {exc!r}")

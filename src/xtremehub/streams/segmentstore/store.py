@@ -38,7 +38,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +57,7 @@ from xtremehub.errors import (
 from xtremehub.streams.segmentstore.cache import TailCache
 from xtremehub.streams.segmentstore.config import SegmentStoreConfig
 from xtremehub.streams.segmentstore.contract import (
+    AppendOutcome,
     AppendResult,
     ReadResult,
     SegmentInfo,
@@ -82,6 +83,49 @@ __all__ = ["SegmentStore"]
 log = logging.getLogger(__name__)
 
 
+class _BatchOutcomes:
+    """The outcomes of one :meth:`SegmentStore.append_many`; its future resolves with the last one.
+
+    Only the holder of the commit lock settles events (and the submitting thread, before the
+    batch is queued, for events refused at once), so no lock is needed.
+    """
+
+    __slots__ = ("future", "left", "outcomes")
+
+    def __init__(self, count: int) -> None:
+        self.future: Future[list[AppendOutcome]] = Future()
+        self.outcomes: list[AppendOutcome | None] = [None] * count
+        self.left = count
+        if not count:
+            self.future.set_result([])
+
+    def settle(self, index: int, outcome: AppendOutcome) -> None:
+        self.outcomes[index] = outcome
+        self.left -= 1
+        if not self.left:
+            self.future.set_result([o for o in self.outcomes if o is not None])
+
+
+class _EventSlot:
+    """Stands in for the future of one event of a batch: what the group commit settles."""
+
+    __slots__ = ("batch", "index")
+
+    def __init__(self, batch: _BatchOutcomes, index: int) -> None:
+        self.batch, self.index = batch, index
+
+    def done(self) -> bool:
+        return self.batch.outcomes[self.index] is not None
+
+    def set_result(self, result: AppendResult) -> None:
+        self.batch.settle(self.index, result)
+
+    def set_exception(self, exc: BaseException | None) -> None:
+        self.batch.settle(
+            self.index, exc if isinstance(exc, Exception) else StoreClosed(f"append interrupted: {exc!r}")
+        )
+
+
 @dataclass(slots=True)
 class _Append:
     segment: str
@@ -89,7 +133,9 @@ class _Append:
     writer_id: str | None
     event_number: int | None
     expected_offset: int | None
-    future: Future[AppendResult] = field(default_factory=Future)
+    future: Future[AppendResult] | _EventSlot = field(default_factory=Future)
+    #: True for every event of an ``append_many`` batch but its last: the batch is committed whole.
+    more: bool = False
 
 
 @dataclass(slots=True)
@@ -211,8 +257,7 @@ class SegmentStore(SegmentStoreContract):
         expected_offset: int | None = None,
         timeout: float | None = None,
     ) -> AppendResult:
-        op = self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout, lead=True)
-        return op.future.result()
+        return self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout, lead=True).result()
 
     def append_async(
         self,
@@ -229,7 +274,41 @@ class SegmentStore(SegmentStoreContract):
         :meth:`append` and raises :class:`~xtremehub.errors.BackPressure` after
         ``config.backpressure_timeout``.
         """
-        return self._submit_append(segment, data, writer_id, event_number, expected_offset, None, lead=False).future
+        return self._submit_append(segment, data, writer_id, event_number, expected_offset, None, lead=False)
+
+    def append_many(
+        self,
+        segment: str,
+        events: Sequence[bytes],
+        *,
+        writer_id: str | None = None,
+        first_event_number: int | None = None,
+    ) -> Future[list[AppendOutcome]]:
+        """Queue several events for one segment; they are committed in one group commit, as one WAL record.
+
+        Per-event outcomes as :meth:`SegmentStoreContract.append_many` describes (a too large
+        event is refused alone, numbers already stored are duplicates). Admission to the
+        backlog budget is for the whole batch: under back pressure the call blocks, then raises
+        :class:`~xtremehub.errors.BackPressure` after ``config.backpressure_timeout``.
+        """
+        if (writer_id is None) != (first_event_number is None):
+            raise InvalidOffset(f"segment {segment!r}: writer_id and first_event_number must be given together")
+        batch = _BatchOutcomes(len(events))
+        ops: list[_Append] = []
+        size = 0
+        for i, data in enumerate(events):
+            slot = _EventSlot(batch, i)
+            if len(data) > self.config.max_append_size:
+                slot.set_exception(self._too_large(segment, len(data)))
+                continue
+            number = None if first_event_number is None else first_event_number + i
+            ops.append(_Append(segment, bytes(data), writer_id, number, None, slot, more=True))
+            size += len(data)
+        if ops:
+            ops[-1].more = False
+            self._admit(segment, size, self.config.backpressure_timeout)
+            self._enqueue_batch(ops, size)
+        return batch.future
 
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         if max_length <= 0:
@@ -383,18 +462,32 @@ class SegmentStore(SegmentStoreContract):
         timeout: float | None,
         *,
         lead: bool,
-    ) -> _Append:
+    ) -> Future[AppendResult]:
         data = bytes(data)
         if len(data) > self.config.max_append_size:
-            raise EventTooLarge(
-                f"segment {segment!r}: append of {len(data)} bytes exceeds the maximum of {self.config.max_append_size}"
-            )
+            raise self._too_large(segment, len(data))
         if (writer_id is None) != (event_number is None):
             raise InvalidOffset(f"segment {segment!r}: writer_id and event_number must be given together")
         self._admit(segment, len(data), self.config.backpressure_timeout if timeout is None else timeout)
-        op = _Append(segment, data, writer_id, event_number, expected_offset)
-        self._enqueue(op, lead=lead)
-        return op
+        future: Future[AppendResult] = Future()
+        self._enqueue(_Append(segment, data, writer_id, event_number, expected_offset, future), lead=lead)
+        return future
+
+    def _too_large(self, segment: str, size: int) -> EventTooLarge:
+        return EventTooLarge(
+            f"segment {segment!r}: append of {size} bytes exceeds the maximum of {self.config.max_append_size}"
+        )
+
+    def _enqueue_batch(self, ops: list[_Append], size: int) -> None:
+        """Queue the events of one batch together, for the commit thread (``size`` bytes admitted)."""
+        with self._pending_cond:
+            if self._stopping:
+                self._release_budget(size)
+                raise StoreClosed(f"segment store {self.config.data_dir} is closed")
+            wake = not self._pending  # the commit thread waits only on an empty queue
+            self._pending.extend(ops)
+            if wake:
+                self._pending_cond.notify()
 
     def _admit(self, segment: str, size: int, timeout: float | None) -> None:
         """Reserve ``size`` bytes of the backlog budget, waiting while it is exhausted."""
@@ -532,7 +625,7 @@ class SegmentStore(SegmentStoreContract):
             if isinstance(first, _Append):
                 batch.append(first)
                 size = len(first.data)
-                while self._pending and size < self.config.group_commit_bytes:
+                while self._pending and (size < self.config.group_commit_bytes or batch[-1].more):
                     nxt = self._pending[0]
                     if not isinstance(nxt, _Append):
                         break

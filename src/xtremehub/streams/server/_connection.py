@@ -3,10 +3,11 @@
 Requests run concurrently (pipelining): the read loop never waits for a request to finish,
 only for a free slot when the connection has ``max_in_flight`` requests running, and for the
 socket to drain when the client does not read its answers. Appends go to the store's
-``append_async`` in arrival order through one feeder thread (so one writer's events stay in
-order, concurrent appends of every client share one group commit, and a store blocking under
-back pressure holds up appends only); other calls run in a thread pool, tail reads with a
-wait in a second pool so they never starve the others.
+``append_async`` (APPEND) or ``append_many`` (APPEND_BATCH: the whole batch in one call, so
+one group commit and one WAL record) in arrival order through one feeder thread (so one
+writer's events stay in order, concurrent appends of every client share one group commit, and
+a store blocking under back pressure holds up appends only); other calls run in a thread
+pool, tail reads with a wait in a second pool so they never starve the others.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from xtremehub import __version__
 from xtremehub.errors import ProtocolError
-from xtremehub.streams.segmentstore.contract import AppendResult, ReadResult, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, ReadResult, SegmentStoreContract
 from xtremehub.streams.server.dispatch import Dispatcher
 from xtremehub.streams.wire import (
     HEADER_SIZE,
     MAGIC,
+    MAX_BATCH_EVENTS,
+    MESSAGE_VERSION,
     SUPPORTED_VERSIONS,
     FrameHeader,
     MessageType,
@@ -46,6 +49,34 @@ log = logging.getLogger(__name__)
 
 #: A long-poll read is split in slices this long so shutdown never waits for a whole wait.
 _WAIT_SLICE = 0.5
+
+
+class _BatchAnswer:
+    """The per-event outcomes of one APPEND_BATCH, answered as one APPENDED_BATCH."""
+
+    __slots__ = ("outcomes",)
+
+    def __init__(self, outcomes: list[AppendOutcome]) -> None:
+        self.outcomes = outcomes
+
+    def payload(self) -> list[Any]:
+        """``[offsets, duplicate indexes, {index: error}]``; a refused event's offset is -1."""
+        offsets: list[int] = []
+        duplicates: list[int] = []
+        errors: dict[int, dict[str, str]] = {}
+        for i, outcome in enumerate(self.outcomes):
+            if isinstance(outcome, AppendResult):
+                offsets.append(outcome.offset)
+                if outcome.duplicate:
+                    duplicates.append(i)
+            else:
+                offsets.append(-1)
+                errors[i] = encode_error(outcome)
+        return [offsets, duplicates, errors]
+
+
+#: Queued for the feeder: the loop future to resolve, the store call, and how to wrap its result.
+_FeedItem = tuple[asyncio.Future[Any], Callable[[], Future[Any]], Callable[[Any], Any] | None]
 
 
 class ClientConnection:
@@ -81,10 +112,10 @@ class ClientConnection:
         self._outbox: list[bytes] = []
         self._flush_scheduled = False
         self._feed_lock = threading.Lock()
-        self._feed_queue: list[tuple[asyncio.Future[Any], tuple[Any, ...]]] = []
+        self._feed_queue: list[_FeedItem] = []
         self._feed_scheduled = False
         self._settle_lock = threading.Lock()
-        self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any]]] = []
+        self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any], Callable[[Any], Any] | None]] = []
         self._settle_scheduled = False
         self.peer = str(writer.get_extra_info("peername"))
 
@@ -146,6 +177,11 @@ class ClientConnection:
         if handler is None:
             self._send_error(rid, ProtocolError(f"unknown message type {int(header.type)}"))
             return True
+        needs = MESSAGE_VERSION.get(header.type, 1)  # type: ignore[call-overload]
+        if needs > self._version or header.version > self._version:
+            message = f"message type {int(header.type)} (frame version {header.version}) needs protocol version "
+            self._send_error(rid, ProtocolError(f"{message}{max(needs, header.version)}; negotiated {self._version}"))
+            return True
         try:
             request = self._codec.decode(payload)
         except ProtocolError as exc:
@@ -196,9 +232,36 @@ class ClientConnection:
         segment, data, writer_id, event_number, expected_offset = _fields(request, 5, "APPEND")
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
+        call = functools.partial(
+            self._store.append_async,
+            segment,
+            data,
+            writer_id=writer_id,
+            event_number=event_number,
+            expected_offset=expected_offset,
+        )
+        return self._queue_append(call, None)
+
+    def _append_batch(self, request: Any) -> asyncio.Future[Any]:
+        segment, writer_id, first_event_number, events = _fields(request, 4, "APPEND_BATCH")
+        if not isinstance(segment, str) or not isinstance(events, list) or not events:
+            raise ProtocolError("APPEND_BATCH: segment must be a string and events a non-empty array")
+        if len(events) > MAX_BATCH_EVENTS:
+            raise ProtocolError(f"APPEND_BATCH: {len(events)} events, more than the limit of {MAX_BATCH_EVENTS}")
+        if not all(type(event) is bytes for event in events):
+            raise ProtocolError("APPEND_BATCH: every event must be bytes")
+        numbered = isinstance(writer_id, str) and type(first_event_number) is int and first_event_number >= 0
+        if not numbered and (writer_id, first_event_number) != (None, None):
+            raise ProtocolError("APPEND_BATCH: writer_id (a string) and first_event_number (>= 0) go together")
+        call = functools.partial(
+            self._store.append_many, segment, events, writer_id=writer_id, first_event_number=first_event_number
+        )
+        return self._queue_append(call, _BatchAnswer)
+
+    def _queue_append(self, call: Callable[[], Future[Any]], wrap: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
         done: asyncio.Future[Any] = self._loop.create_future()
         with self._feed_lock:
-            self._feed_queue.append((done, (segment, data, writer_id, event_number, expected_offset)))
+            self._feed_queue.append((done, call, wrap))
             if self._feed_scheduled:
                 return done
             self._feed_scheduled = True
@@ -217,20 +280,18 @@ class ClientConnection:
                 if not batch:
                     self._feed_scheduled = False
                     return
-            for done, (segment, data, writer_id, event_number, expected_offset) in batch:
+            for done, call, wrap in batch:
                 try:
-                    future: Future[AppendResult] = self._store.append_async(
-                        segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset
-                    )
+                    future = call()
                 except Exception as exc:
                     future = Future()
                     future.set_exception(exc)
-                future.add_done_callback(functools.partial(self._completed, done))
+                future.add_done_callback(functools.partial(self._completed, done, wrap))
 
-    def _completed(self, done: asyncio.Future[Any], future: Future[Any]) -> None:
+    def _completed(self, done: asyncio.Future[Any], wrap: Callable[[Any], Any] | None, future: Future[Any]) -> None:
         """From the store's commit thread: hand a finished append to the loop, one wake-up per batch."""
         with self._settle_lock:
-            self._settle_queue.append((done, future))
+            self._settle_queue.append((done, future, wrap))
             if self._settle_scheduled:
                 return
             self._settle_scheduled = True
@@ -241,14 +302,14 @@ class ClientConnection:
         with self._settle_lock:
             batch, self._settle_queue = self._settle_queue, []
             self._settle_scheduled = False
-        for done, future in batch:
+        for done, future, wrap in batch:
             if done.done():
                 continue
             exc = future.exception()
             if exc is not None:
                 done.set_exception(exc)
             else:
-                done.set_result(future.result())
+                done.set_result(future.result() if wrap is None else wrap(future.result()))
 
     def _read(self, request: Any) -> asyncio.Future[Any]:
         segment, offset, max_length, wait = _fields(request, 4, "READ")
@@ -277,6 +338,7 @@ class ClientConnection:
 
     _handlers: ClassVar[dict[MessageType | int, Callable[[ClientConnection, Any], asyncio.Future[Any]]]] = {
         MessageType.APPEND: _append,
+        MessageType.APPEND_BATCH: _append_batch,
         MessageType.READ: _read,
         MessageType.CALL: _call,
     }
@@ -295,6 +357,8 @@ class ClientConnection:
         result = future.result()
         if isinstance(result, AppendResult):
             self._send(MessageType.APPENDED, rid, self._codec.encode([result.offset, result.length, result.duplicate]))
+        elif isinstance(result, _BatchAnswer):
+            self._send(MessageType.APPENDED_BATCH, rid, self._codec.encode(result.payload()))
         elif isinstance(result, ReadResult):
             self._send(MessageType.DATA, rid, self._codec.encode([result.offset, result.data, result.end_of_segment]))
         else:

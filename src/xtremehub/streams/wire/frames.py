@@ -33,6 +33,8 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "HEADER_SIZE",
     "MAGIC",
+    "MAX_BATCH_EVENTS",
+    "MESSAGE_VERSION",
     "PROTOCOL_VERSION",
     "STORE_TARGET",
     "SUPPORTED_VERSIONS",
@@ -42,10 +44,12 @@ __all__ = [
     "encode_frame",
 ]
 
-#: Version of the frame layout and message set this code speaks.
-PROTOCOL_VERSION = 1
-#: Versions this code can negotiate in HELLO (newest first).
-SUPPORTED_VERSIONS = (1,)
+#: Version of the frame layout and message set this code speaks (2: adds APPEND_BATCH).
+PROTOCOL_VERSION = 2
+#: Versions this code can negotiate in HELLO (newest first); version 1 peers keep working.
+SUPPORTED_VERSIONS = (2, 1)
+#: Most events one APPEND_BATCH may carry (a client splits larger batches).
+MAX_BATCH_EVENTS = 65536
 #: First bytes of every HELLO payload, so a stray client (HTTP, Redis...) is told apart at once.
 MAGIC = b"XHUB"
 #: Largest frame accepted by default: an 8 MiB event, its framing and room for a large read.
@@ -75,12 +79,18 @@ class MessageType(IntEnum):
     #: Hot path: segment read (with long-poll wait at the tail), answered by DATA.
     READ = 0x22
     DATA = 0x23
+    #: Hot path (version 2): many events of one writer to one segment, answered by APPENDED_BATCH.
+    APPEND_BATCH = 0x24
+    APPENDED_BATCH = 0x25
     PING = 0x30
     PONG = 0x31
     ERROR = 0x7F
 
 
 _KNOWN_TYPES = frozenset(int(t) for t in MessageType)
+#: The protocol version that introduced a message type (1 when not listed). A frame carries the
+#: version of its message, so a version 1 peer never sees a version 2 frame it did not ask for.
+MESSAGE_VERSION: dict[MessageType, int] = {MessageType.APPEND_BATCH: 2, MessageType.APPENDED_BATCH: 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +105,9 @@ class FrameHeader:
 
 
 def encode_frame(msg_type: MessageType, request_id: int, payload: bytes, *, flags: int = 0) -> bytes:
-    """One frame: header and payload."""
-    return _HEADER.pack(_AFTER_LENGTH + len(payload), PROTOCOL_VERSION, msg_type, flags, request_id) + payload
+    """One frame: header (version: the one that introduced ``msg_type``) and payload."""
+    version = MESSAGE_VERSION.get(msg_type, 1)
+    return _HEADER.pack(_AFTER_LENGTH + len(payload), version, msg_type, flags, request_id) + payload
 
 
 def decode_header(raw: bytes, *, max_frame: int = DEFAULT_MAX_FRAME) -> FrameHeader:
