@@ -30,6 +30,7 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future, InvalidStateError, wait
 from dataclasses import dataclass, field
 
@@ -88,6 +89,8 @@ class EventPointer:
 
 def _settle(future: Future[EventPointer], result: AppendResult) -> None:
     """Resolve a writer's future once (the acknowledgement callback and the drain may race)."""
+    if future.done():  # the common case for the drain: cheaper than the InvalidStateError path
+        return
     with contextlib.suppress(InvalidStateError):
         future.set_result(EventPointer(result.segment, result.offset, result.length))
 
@@ -148,22 +151,26 @@ class _Lane:
         self.segment = segment
         self.queued: list[_Pending] = []
         self.queued_bytes = 0
-        self.flights: list[Future[list[AppendOutcome]]] = []
+        self.flights: list[_Flight] = []
         #: A batch was refused in a way that re-sends it: later events wait for that re-send (order).
         self.blocked = False
 
     def busy(self) -> bool:
         """True while ``_BATCHES_IN_FLIGHT`` batches are unanswered or a refused batch awaits its re-send."""
-        live = []
-        for flight in self.flights:
-            if not flight.done():
-                live.append(flight)
-            elif not self.blocked:
-                exc = flight.exception()
-                refused = [exc] if exc is not None else [o for o in flight.result() if isinstance(o, Exception)]
-                self.blocked = any(isinstance(e, _RESEND) for e in refused)
-        self.flights = live
-        return self.blocked or len(live) >= _BATCHES_IN_FLIGHT
+        flights = self.flights
+        while flights and flights[0].answered:
+            del flights[0]
+        return self.blocked or len(flights) >= _BATCHES_IN_FLIGHT
+
+
+class _Flight:
+    """One batch sent; ``answered`` is set by its callback once its events are settled or marked refused."""
+
+    __slots__ = ("answered", "events", "lane")
+
+    def __init__(self, lane: _Lane, events: list[_Pending]) -> None:
+        self.lane, self.events = lane, events
+        self.answered = False
 
 
 class EventStreamWriter:
@@ -196,11 +203,16 @@ class EventStreamWriter:
         self._closed = False
         #: Set (without the lock) when a batch was refused: the next call settles it first.
         self._failure = False
-        #: Set (without the lock) when a batch was answered: queued events may leave now.
+        self._queued = 0  # events in lanes, not sent yet
+        # Answers arrive on the store's (or connection's) thread, which never takes the writer lock:
+        # it sets _ready and wakes the caller waiting in _drain, or, when no call of the application
+        # is running (_callers == 0), the background sender, which sends what queued up meanwhile.
+        self._signal = threading.Lock()
+        self._answer_cond = threading.Condition(self._signal)
+        self._idle_cond = threading.Condition(self._signal)
         self._ready = False
-        # The background sender sends queued events when no caller is active (see _send_loop).
-        self._wake = threading.Condition(threading.Lock())
-        self._wake_flag = False
+        self._callers = 0
+        self._unanswered = 0  # batches sent whose callback has not finished
         self._sender: threading.Thread | None = None
         self._stop_sender = False
         self._recovering = threading.Event()
@@ -232,7 +244,7 @@ class EventStreamWriter:
         point = key_point(routing_key) if routing_key is not None else random.random()
         if not self.config.max_in_flight:
             return self._write_now(frame, point)
-        with self._lock:
+        with self._lock, self._calling():
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
             if self._failure:
@@ -264,7 +276,7 @@ class EventStreamWriter:
 
     def flush(self) -> None:
         """Block until every event written so far is durable; raises the first refusal among them."""
-        with self._lock:
+        with self._lock, self._calling():
             futures = [p.future for p in self._pending]
             self._drain()
             self._report()
@@ -279,9 +291,9 @@ class EventStreamWriter:
                     self.flush()
                 finally:
                     self._closed = True
-        with self._wake:
+        with self._signal:
             self._stop_sender = True
-            self._wake.notify()
+            self._idle_cond.notify()
             sender = self._sender
         if sender is not None and sender is not threading.current_thread():
             sender.join()
@@ -293,6 +305,25 @@ class EventStreamWriter:
         self.close()
 
     # -- internals ------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _calling(self) -> Iterator[None]:
+        """Mark a call of the application (under the writer lock): answers wake it, not the sender."""
+        with self._signal:
+            self._callers += 1
+        try:
+            yield
+        finally:
+            with self._signal:
+                self._callers -= 1
+                if not self._callers and self._queued:
+                    if self._sender is None and not self._stop_sender:
+                        self._sender = threading.Thread(
+                            target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
+                        )
+                        self._sender.start()
+                    elif self._ready:
+                        self._idle_cond.notify()
+
     def _queue(self, pending: _Pending) -> None:
         """Route an event to its segment's lane; send the lane now unless a batch of it is in flight."""
         segment = self._router.pick(pending.point).name
@@ -302,21 +333,22 @@ class EventStreamWriter:
             lane = self._lanes[segment] = _Lane(segment)
         lane.queued.append(pending)
         lane.queued_bytes += len(pending.frame)
+        self._queued += 1
         counts = self._traffic.setdefault(segment, [0, 0])
         counts[0] += 1
         counts[1] += len(pending.frame)
         full = lane.queued_bytes >= self.config.batch_bytes or len(lane.queued) >= self.config.batch_events
         if not lane.busy() or (full and not lane.blocked):
             self._send_lane(lane)
-        elif len(lane.queued) == 1:
-            self._ensure_sender()  # someone must send it once the lane's batch is answered
 
     def _pump(self) -> None:
         """Send the queued events of every lane whose batches were answered (under the lock)."""
-        self._ready = False
-        for lane in self._lanes.values():
-            if lane.queued and not lane.busy():
-                self._send_lane(lane)
+        with self._signal:
+            self._ready = False
+        if self._queued:
+            for lane in self._lanes.values():
+                if lane.queued and not lane.busy():
+                    self._send_lane(lane)
 
     def _send_lane(self, lane: _Lane) -> None:
         """Send a lane's queued events as batches (numbered now, consecutively)."""
@@ -329,10 +361,15 @@ class EventStreamWriter:
                 count += 1
             batch, lane.queued = lane.queued[:count], lane.queued[count:]
             lane.queued_bytes -= size
+            self._queued -= count
             first = self._next_number
             self._next_number += count
             for i, p in enumerate(batch):
                 p.number, p.index = first + i, i
+            flight = _Flight(lane, batch)
+            lane.flights.append(flight)
+            with self._signal:
+                self._unanswered += 1
             try:
                 sent = self._store.append_many(
                     lane.segment, [p.frame for p in batch], writer_id=self.writer_id, first_event_number=first
@@ -342,63 +379,68 @@ class EventStreamWriter:
                 sent.set_exception(exc)
             for p in batch:
                 p.sent = sent
-            lane.flights.append(sent)
-            sent.add_done_callback(functools.partial(self._answered, batch))
+            sent.add_done_callback(functools.partial(self._answered, flight))
 
-    def _answered(self, batch: list[_Pending], sent: Future[list[AppendOutcome]]) -> None:
+    def _answered(self, flight: _Flight, sent: Future[list[AppendOutcome]]) -> None:
         """Store callback (on the store's or connection's thread: never block, never take the writer lock)."""
-        failed = sent.exception() is not None
-        if not failed:
-            for p, outcome in zip(batch, sent.result(), strict=True):
+        exc = sent.exception()
+        refused: list[BaseException] = [] if exc is None else [exc]
+        if exc is None:
+            for p, outcome in zip(flight.events, sent.result(), strict=True):
                 if isinstance(outcome, Exception):
-                    failed = True
+                    refused.append(outcome)
                 else:
                     _settle(p.future, outcome)
-        if failed:
+        if any(isinstance(e, _RESEND) for e in refused):
+            flight.lane.blocked = True  # before ``answered``: the lane sends nothing more until the re-send
+        flight.answered = True
+        if refused:
             self._failure = True
             if not self._recovering.is_set():
                 self._recovering.set()
                 threading.Thread(target=self._recover, name=f"xhub-writer-{self.writer_id}-resend", daemon=True).start()
-        self._ready = True
-        with self._wake:
-            self._wake_flag = True
-            self._wake.notify()
-
-    def _ensure_sender(self) -> None:
-        with self._wake:
-            if self._sender is None and not self._stop_sender:
-                self._sender = threading.Thread(
-                    target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
-                )
-                self._sender.start()
+        with self._signal:
+            self._unanswered -= 1
+            self._ready = True
+            if self._callers:
+                self._answer_cond.notify_all()
+            else:
+                self._idle_cond.notify()
 
     def _send_loop(self) -> None:
         """Send queued events when batches are answered while the application is not calling the writer.
 
         An application that writes and then only waits on its futures still gets every event
-        sent; one that keeps writing sends them itself (``write_event`` pumps first).
+        sent; one that keeps writing sends them itself (``write_event`` pumps first). Ends after
+        ``_SENDER_IDLE`` seconds without work (started again when needed).
         """
         while True:
-            with self._wake:
-                if not self._wake_flag and not self._stop_sender:
-                    self._wake.wait(_SENDER_IDLE)
-                woken, self._wake_flag = self._wake_flag, False
+            with self._signal:
+                while not self._stop_sender and not (self._ready and not self._callers):
+                    if not self._idle_cond.wait(_SENDER_IDLE) and not self._queued:
+                        self._sender = None
+                        return
                 if self._stop_sender:
                     self._sender = None
                     return
-            with self._lock:
+            with self._lock, self._calling():
                 if self._ready:
                     self._pump()
-                if not woken and not any(lane.queued for lane in self._lanes.values()):
-                    with self._wake:
-                        if not self._wake_flag:
-                            self._sender = None
-                            return
+
+    def _wait_answer(self, head: _Pending) -> None:
+        """Wait until ``head``'s batch is answered, sending what other answers let go meanwhile."""
+        assert head.sent is not None
+        while not head.sent.done():
+            with self._signal:
+                while not self._ready and not head.sent.done():
+                    self._answer_cond.wait()
+            if self._ready:
+                self._pump()
 
     def _recover(self) -> None:
         """Re-send refused events even when the application only waits on its futures."""
         try:
-            with self._lock:
+            with self._lock, self._calling():
                 self._drain()
         except Exception:  # the futures carry the failures; keep the thread quiet
             log.debug("writer %s: background re-send failed", self.writer_id, exc_info=True)
@@ -413,6 +455,7 @@ class EventStreamWriter:
                 self._pump()
                 if head.sent is None:
                     self._send_lane(self._lanes[head.segment])
+            self._wait_answer(head)
             try:
                 result = head.result()
             except _RESEND as exc:
@@ -429,8 +472,12 @@ class EventStreamWriter:
         """Wait for everything in flight, then re-send every refused or queued event synchronously, in order."""
         self._failure = False
         wait({p.sent for p in self._pending if p.sent is not None})
+        with self._signal:  # let every callback finish: none may mark a lane after the reset below
+            while self._unanswered:
+                self._answer_cond.wait()
         for lane in self._lanes.values():
-            lane.queued, lane.queued_bytes, lane.blocked = [], 0, False
+            lane.queued, lane.queued_bytes, lane.blocked, lane.flights = [], 0, False, []
+        self._queued = 0
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)
         remaining: list[_Pending] = []
