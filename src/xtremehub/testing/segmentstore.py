@@ -20,6 +20,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
 
 import pytest
 
@@ -32,7 +34,7 @@ from xtremehub.errors import (
     SegmentTruncated,
     StreamError,
 )
-from xtremehub.streams.segmentstore.contract import SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentStoreContract
 
 __all__ = ["MakeStore", "SegmentStoreTests", "wait_until"]
 
@@ -50,6 +52,14 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str =
 
 def _payload(i: int, size: int) -> bytes:
     return random.Random(i).randbytes(size)
+
+
+def _stored(outcomes: list[AppendOutcome]) -> list[AppendResult]:
+    """The outcomes of a batch, all of which must be stored (fails the test on a refused event)."""
+    for outcome in outcomes:
+        if not isinstance(outcome, AppendResult):
+            raise AssertionError(f"event refused: {outcome!r}")
+    return outcomes  # type: ignore[return-value]
 
 
 def _read_all(store: SegmentStoreContract, segment: str, offset: int = 0) -> bytes:
@@ -237,6 +247,90 @@ class SegmentStoreTests:
             assert _read_all(store, "s") == b"e1e2e3e4e5e6"
         finally:
             store.close()
+
+    # -- batched appends (append_many) ---------------------------------------------------
+    def test_append_many_keeps_order_and_offsets(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        store.append("s", b"head")
+        events = [_payload(i, 5 + 31 * i) for i in range(40)]
+        outcomes = _stored(store.append_many("s", events, writer_id="w", first_event_number=10).result(timeout=60))
+        assert [(o.offset, o.length, o.duplicate) for o in outcomes] == [
+            (4 + sum(len(e) for e in events[:i]), len(e), False) for i, e in enumerate(events)
+        ]
+        assert store.writer_event_number("s", "w") == 49
+        plain = _stored(store.append_many("s", [b"x", b"y"]).result(timeout=60))  # no writer id: no dedup
+        assert [o.offset for o in plain] == [4 + sum(map(len, events)), 5 + sum(map(len, events))]
+        assert _read_all(store, "s") == b"head" + b"".join(events) + b"xy"
+        assert store.append_many("s", []).result(timeout=60) == []
+
+    def test_append_many_sent_twice_is_stored_once(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        events = [b"a1", b"b22", b"c333"]
+        first = _stored(store.append_many("s", events, writer_id="w", first_event_number=1).result(timeout=60))
+        again = store.append_many("s", events, writer_id="w", first_event_number=1).result(timeout=60)
+        assert not any(o.duplicate for o in first)
+        assert all(isinstance(o, AppendResult) and o.duplicate for o in again)
+        assert _read_all(store, "s") == b"a1b22c333"
+
+    def test_append_many_overlapping_a_stored_prefix_stores_the_rest(
+        self, store: SegmentStoreContract, make_store: MakeStore
+    ) -> None:
+        store.create_segment("s")
+        store.append_many("s", [b"e1", b"e2", b"e3"], writer_id="w", first_event_number=1).result(timeout=60)
+        store = self._restart(store, make_store)  # the writer's numbers are durable with the data
+        try:
+            retry = store.append_many("s", [b"e2", b"e3", b"e4", b"e5"], writer_id="w", first_event_number=2)
+            outcomes = _stored(retry.result(timeout=60))
+            assert [o.duplicate for o in outcomes] == [True, True, False, False]
+            assert [o.offset for o in outcomes[2:]] == [6, 8]
+            assert store.writer_event_number("s", "w") == 5
+            assert _read_all(store, "s") == b"e1e2e3e4e5"
+        finally:
+            store.close()
+
+    def test_append_many_refuses_oversize_events_alone(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        events = [b"first", b"\1" * (10 * 1024 * 1024), b"middle", b"\2" * (64 * 1024 * 1024), b"last"]
+        outcomes = store.append_many("s", events, writer_id="w", first_event_number=1).result(timeout=120)
+        assert [type(o).__name__ for o in outcomes] == [
+            "AppendResult",
+            "EventTooLarge",
+            "AppendResult",
+            "EventTooLarge",
+            "AppendResult",
+        ]
+        assert "'s'" in str(outcomes[1])
+        assert [o.offset for o in outcomes if isinstance(o, AppendResult)] == [0, 5, 11]
+        assert store.writer_event_number("s", "w") == 5  # the stored events keep their own numbers
+        assert _read_all(store, "s") == b"firstmiddlelast"
+
+    def test_append_many_to_sealed_or_missing_segment_refuses_every_event(self, store: SegmentStoreContract) -> None:
+        store.create_segment("s")
+        store.append("s", b"12345")
+        store.seal("s")
+        sealed = store.append_many("s", [b"a", b"b"], writer_id="w", first_event_number=1).result(timeout=60)
+        assert [type(o) for o in sealed] == [SegmentSealed, SegmentSealed]
+        missing = store.append_many("nope", [b"a"], writer_id="w", first_event_number=1).result(timeout=60)
+        assert isinstance(missing[0], SegmentNotFound)
+        assert store.info("s").length == 5
+        with pytest.raises(InvalidOffset, match="together"):
+            store.append_many("s", [b"a"], writer_id="w")
+
+    def test_append_many_batches_interleave_in_order(self, store: SegmentStoreContract) -> None:
+        for name in ("a", "b"):
+            store.create_segment(name)
+        futures: list[Future[Any]] = []
+        for i in range(30):
+            events = [b"%d.%d;" % (i, j) for j in range(i % 5 + 1)]
+            futures.append(store.append_many("ab"[i % 2], events, writer_id="w", first_event_number=100 * i))
+            futures.append(store.append_async("ab"[i % 2], b"s%d;" % i))
+        for future in futures:
+            future.result(timeout=60)
+        for k, name in enumerate("ab"):
+            expected = b"".join(
+                b"".join(b"%d.%d;" % (i, j) for j in range(i % 5 + 1)) + b"s%d;" % i for i in range(k, 30, 2)
+            )
+            assert _read_all(store, name) == expected
 
     def test_everything_survives_restart(self, store: SegmentStoreContract, make_store: MakeStore) -> None:
         for name in ("a", "b", "c"):

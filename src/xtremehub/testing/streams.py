@@ -15,6 +15,7 @@ The tests drive background duties (auto-scaling, retention, timeouts) by calling
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -49,7 +50,7 @@ from xtremehub.streams import (
 from xtremehub.streams.client.writer import WriterConfig
 from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentStoreContract
 
-__all__ = ["FlakyAcks", "StreamStoreTests", "read_events"]
+__all__ = ["FlakyAcks", "HeldAcks", "StreamStoreTests", "read_events"]
 
 T = TypeVar("T")
 
@@ -101,6 +102,51 @@ class FlakyAcks:
         failed: Future[T] = Future()
         failed.set_exception(ConnectionError("acknowledgement lost (simulated dropped connection)"))
         return failed  # ... but the writer never hears of it
+
+
+class HeldAcks:
+    """Wraps a segment store; batches are stored at once but acknowledged only after :meth:`release`.
+
+    Lets a test hold a writer's batch in flight, deterministically, while it queues more
+    events (which must then leave together) or changes the stream under it. ``batches``
+    records the size of every ``append_many``.
+    """
+
+    def __init__(self, inner: SegmentStoreContract) -> None:
+        self._inner = inner
+        self._lock = threading.Lock()
+        self._held: list[tuple[Future[list[AppendOutcome]], Future[list[AppendOutcome]]]] = []
+        self._released = False
+        self.batches: list[int] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def append_many(self, segment: str, events: Sequence[bytes], **kwargs: object) -> Future[list[AppendOutcome]]:
+        inner: Future[list[AppendOutcome]] = self._inner.append_many(segment, events, **kwargs)  # type: ignore[arg-type]
+        with self._lock:
+            self.batches.append(len(events))
+            if self._released:
+                return inner
+            outer: Future[list[AppendOutcome]] = Future()
+            self._held.append((inner, outer))
+            return outer
+
+    def release(self) -> None:
+        """Deliver the held acknowledgements and stop holding new ones."""
+        with self._lock:
+            self._released = True
+            held, self._held = self._held, []
+        for inner, outer in held:
+            inner.add_done_callback(functools.partial(_copy_outcome, outer))
+
+
+def _copy_outcome(outer: Future[T], inner: Future[T]) -> None:
+    exc = inner.exception()
+    if exc is not None:
+        outer.set_exception(exc)
+    else:
+        outer.set_result(inner.result())
 
 
 def _names() -> tuple[str, str]:
@@ -287,6 +333,47 @@ class StreamStoreTests:
         events = read_events(group, 30)
         assert sorted(int(e.data) for e in events) == list(range(30))
         assert read_events_or_none(group) is None
+
+    # -- batching -------------------------------------------------------------------------
+    def test_events_queued_behind_a_batch_in_flight_leave_together(self, manager: StreamManager) -> None:
+        scope, stream = self._stream(manager, ScalingPolicy.fixed(1))
+        held = HeldAcks(manager.store)
+        config = WriterConfig(max_in_flight=100)
+        writer = EventStreamWriter(manager.controller, held, scope, stream, writer_id="w-held", config=config)  # type: ignore[arg-type]
+        futures = [writer.write_event(b"e0", routing_key="k")]
+        assert held.batches == [1]  # nothing in flight: the first event leaves at once, alone
+        futures += [writer.write_event(b"e%d" % i, routing_key="k") for i in range(1, 10)]
+        assert held.batches == [1]  # queued behind the unanswered batch
+        held.release()
+        # No flush: the answer alone makes the queued events leave, as one batch.
+        pointers = [f.result(timeout=30) for f in futures]
+        assert held.batches == [1, 9]
+        assert [p.offset for p in pointers] == sorted(p.offset for p in pointers)
+        assert len({p.offset for p in pointers}) == 10
+        writer.close()
+        events = read_events(manager.create_reader_group("g", scope, [stream]), 10)
+        assert [e.data for e in events] == [b"e%d" % i for i in range(10)]
+
+    def test_batch_refused_by_a_sealed_segment_is_rerouted_in_order(self, manager: StreamManager) -> None:
+        scope, stream = self._stream(manager, ScalingPolicy.fixed(1))
+        held = HeldAcks(manager.store)
+        config = WriterConfig(max_in_flight=100, batch_events=4)
+        writer = EventStreamWriter(manager.controller, held, scope, stream, writer_id="w-seal", config=config)  # type: ignore[arg-type]
+        keys = [f"key{i % 3}" for i in range(20)]
+        futures = [writer.write_event(b"0:%d" % i, routing_key=keys[i]) for i in range(20)]
+        assert held.batches == [1, 4, 4, 4, 4]  # full batches leave at once; 3 events wait behind them
+        (old,) = manager.get_stream(scope, stream).active_segments
+        manager.controller.scale_stream(scope, stream, [old.name], [(0.0, 0.5), (0.5, 1.0)])
+        held.release()  # the queued events now go to the sealed segment, are refused, re-routed
+        futures += [writer.write_event(b"0:%d" % i, routing_key=f"key{i % 3}") for i in range(20, 30)]
+        pointers = [f.result(timeout=30) for f in futures]
+        writer.close()
+        assert pointers[0].segment == old.name
+        successors = {s.name for s in manager.get_stream(scope, stream).active_segments}
+        assert {p.segment for p in pointers[:17]} == {old.name}  # stored before the seal
+        assert {p.segment for p in pointers[17:]} <= successors  # refused by the sealed segment, re-routed
+        events = read_events(manager.create_reader_group("g", scope, [stream]), 30)
+        self._assert_per_key_order(events, 1, 30)
 
     def test_restarted_writer_resumes_numbering_and_resends_are_dropped(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager)

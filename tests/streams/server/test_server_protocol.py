@@ -21,24 +21,29 @@ from xtremehub.errors import (
     ServerUnavailable,
 )
 from xtremehub.streams.remote import ClientConfig, RemoteSegmentStore
+from xtremehub.streams.segmentstore.contract import AppendResult
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
-from xtremehub.streams.wire import HEADER_SIZE, MessageType, WireCodec, decode_header, encode_frame
+from xtremehub.streams.wire import HEADER_SIZE, MAX_BATCH_EVENTS, MessageType, WireCodec, decode_header, encode_frame
 
 CODEC = WireCodec.default()
 HELLO = CODEC.encode({"magic": "XHUB", "versions": [1], "client": "raw-test", "auth": {"scheme": "none", "token": ""}})
+HELLO_V2 = CODEC.encode({"magic": "XHUB", "versions": [2, 1], "client": "raw-test", "auth": {}})
 
 
 class RawClient:
     """A bare socket speaking frames by hand, to send what a real client never would."""
 
-    def __init__(self, server: StreamServer, *, hello: bool = True) -> None:
+    def __init__(self, server: StreamServer, *, hello: bool = True, hello_payload: bytes = HELLO) -> None:
         self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         if hello:
-            self.send(MessageType.HELLO, 1, HELLO)
-            assert self.recv()[0] == MessageType.HELLO_OK
+            self.send(MessageType.HELLO, 1, hello_payload)
+            answer = self.recv()
+            assert answer[0] == MessageType.HELLO_OK
+            assert isinstance(answer[2], dict)
+            self.version = answer[2]["version"]
 
-    def send(self, msg_type: int, rid: int, payload: bytes) -> None:
-        self.sock.sendall(struct.pack(">IBBHI", 8 + len(payload), 1, msg_type, 0, rid) + payload)
+    def send(self, msg_type: int, rid: int, payload: bytes, *, version: int = 1) -> None:
+        self.sock.sendall(struct.pack(">IBBHI", 8 + len(payload), version, msg_type, 0, rid) + payload)
 
     def recv(self) -> tuple[int, int, object]:
         raw = self._exactly(HEADER_SIZE)
@@ -71,8 +76,8 @@ def raw(dict_server: StreamServer) -> Iterator[Callable[..., RawClient]]:
     """RawClient factory for the test's server; closes every socket afterwards."""
     made: list[RawClient] = []
 
-    def make(*, hello: bool = True) -> RawClient:
-        made.append(RawClient(dict_server, hello=hello))
+    def make(*, hello: bool = True, hello_payload: bytes = HELLO) -> RawClient:
+        made.append(RawClient(dict_server, hello=hello, hello_payload=hello_payload))
         return made[-1]
 
     yield make
@@ -309,3 +314,89 @@ def test_a_store_blocking_appends_does_not_block_other_requests() -> None:
         assert pending.result(10).offset == 0
         assert client.read("bp/s", 0, 10).data == b"later"
         client.close()
+
+
+# -- APPEND_BATCH (protocol version 2) -------------------------------------------------------
+def test_append_batch_on_the_wire(
+    dict_server: StreamServer, dict_store: DictSegmentStore, raw: Callable[..., RawClient]
+) -> None:
+    conn = raw(hello_payload=HELLO_V2)
+    assert conn.version == 2
+    dict_store.create_segment("s/b")
+    batch = CODEC.encode(["s/b", "w", 1, [b"a", b"bb", b"ccc"]])
+    conn.send(MessageType.APPEND_BATCH, 5, batch, version=2)
+    assert conn.recv() == (MessageType.APPENDED_BATCH, 5, [[0, 1, 3], [], {}])
+    conn.send(MessageType.APPEND_BATCH, 6, batch, version=2)  # a retry: every event is a duplicate
+    answer = conn.recv()
+    assert answer[:2] == (MessageType.APPENDED_BATCH, 6)
+    assert answer[2][1:] == [[0, 1, 2], {}]  # type: ignore[index]
+    assert bytes(dict_store.data["s/b"]) == b"abbccc"
+    dict_store.seal("s/b")
+    conn.send(MessageType.APPEND_BATCH, 7, CODEC.encode(["s/b", None, None, [b"x", b"y"]]), version=2)
+    kind, rid, body = conn.recv()
+    assert (kind, rid) == (MessageType.APPENDED_BATCH, 7)
+    offsets, duplicates, errors = body  # type: ignore[misc]
+    assert (offsets, duplicates) == ([-1, -1], [])
+    assert [errors[i]["error"] for i in (0, 1)] == ["SegmentSealed", "SegmentSealed"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (CODEC.encode(["s/b", "w", 1]), "array of 4 fields"),
+        (CODEC.encode(["s/b", "w", 1, b"not a list"]), "non-empty array"),
+        (CODEC.encode(["s/b", "w", 1, []]), "non-empty array"),
+        (CODEC.encode([7, "w", 1, [b"a"]]), "segment must be a string"),
+        (CODEC.encode(["s/b", "w", 1, [b"a", "text"]]), "must be bytes"),
+        (CODEC.encode(["s/b", "w", None, [b"a"]]), "go together"),
+        (CODEC.encode(["s/b", None, 3, [b"a"]]), "go together"),
+        (CODEC.encode(["s/b", "w", -1, [b"a"]]), "go together"),
+        (CODEC.encode(["s/b", "w", 1, [b""] * (MAX_BATCH_EVENTS + 1)]), "more than the limit"),
+        (b"\xc1\xc1", "bad payload"),
+    ],
+)
+def test_malformed_append_batch_gets_an_error_and_the_connection_survives(
+    dict_server: StreamServer,
+    dict_store: DictSegmentStore,
+    raw: Callable[..., RawClient],
+    payload: bytes,
+    message: str,
+) -> None:
+    dict_store.create_segment("s/b")
+    conn = raw(hello_payload=HELLO_V2)
+    conn.send(MessageType.APPEND_BATCH, 9, payload, version=2)
+    kind, rid, body = conn.recv()
+    assert (kind, rid) == (MessageType.ERROR, 9)
+    assert isinstance(body, dict)
+    assert body["error"] == "ProtocolError"
+    assert message in str(body["message"])
+    assert body["fatal"] is False
+    assert conn.ping_works()
+    assert dict_store.data["s/b"] == bytearray()  # nothing was written
+
+
+def test_append_batch_needs_protocol_version_2(dict_server: StreamServer, raw: Callable[..., RawClient]) -> None:
+    conn = raw()  # offers version 1 only, like an older client
+    assert conn.version == 1
+    for version in (1, 2):
+        conn.send(MessageType.APPEND_BATCH, 3, CODEC.encode(["s/b", None, None, [b"a"]]), version=version)
+        body = _error(conn.recv())
+        assert "needs protocol version 2; negotiated 1" in str(body["message"])
+    assert conn.ping_works()
+
+
+def test_version_2_client_falls_back_to_append_on_a_version_1_server(
+    dict_server: StreamServer, dict_store: DictSegmentStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("xtremehub.streams.server._connection.SUPPORTED_VERSIONS", (1,))
+    store = RemoteSegmentStore(dict_server.url)
+    try:
+        assert store.connection.server_info["version"] == 1
+        store.create_segment("s/old")
+        outcomes = store.append_many("s/old", [b"ab", b"c"], writer_id="w", first_event_number=1).result(timeout=30)
+        assert outcomes == [AppendResult("s/old", 0, 2), AppendResult("s/old", 2, 1)]
+        store.seal("s/old")
+        refused = store.append_many("s/old", [b"d"], writer_id="w", first_event_number=3).result(timeout=30)
+        assert isinstance(refused[0], SegmentSealed)
+    finally:
+        store.close()
