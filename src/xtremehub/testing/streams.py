@@ -48,7 +48,7 @@ from xtremehub.streams import (
     StreamManager,
 )
 from xtremehub.streams.client.writer import WriterConfig
-from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentBatch, SegmentStoreContract
 
 __all__ = ["FlakyAcks", "HeldAcks", "StreamStoreTests", "read_events"]
 
@@ -90,13 +90,22 @@ class FlakyAcks:
     def append_async(self, segment: str, data: bytes, **kwargs: object) -> Future[AppendResult]:
         return self._maybe_lose(self._inner.append_async(segment, data, **kwargs), 1)  # type: ignore[arg-type]
 
-    def append_many(self, segment: str, events: Sequence[bytes], **kwargs: object) -> Future[list[AppendOutcome]]:
-        return self._maybe_lose(self._inner.append_many(segment, events, **kwargs), len(events))  # type: ignore[arg-type]
+    def append_batches(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+    ) -> list[Future[list[AppendOutcome]]]:
+        self._count += 1
+        inner = self._inner.append_batches(batches, writer_id=writer_id)
+        if self._count % self._every:
+            return inner
+        return [self._lose(f, len(b.events)) for f, b in zip(inner, batches, strict=True)]
 
     def _maybe_lose(self, inner: Future[T], events: int) -> Future[T]:
         self._count += 1
         if self._count % self._every:
             return inner
+        return self._lose(inner, events)
+
+    def _lose(self, inner: Future[T], events: int) -> Future[T]:
         inner.result()  # stored ...
         self.lost += events
         failed: Future[T] = Future()
@@ -109,7 +118,7 @@ class HeldAcks:
 
     Lets a test hold a writer's batch in flight, deterministically, while it queues more
     events (which must then leave together) or changes the stream under it. ``batches``
-    records the size of every ``append_many``.
+    records the size of every batch given to ``append_batches``.
     """
 
     def __init__(self, inner: SegmentStoreContract) -> None:
@@ -122,14 +131,16 @@ class HeldAcks:
     def __getattr__(self, name: str) -> object:
         return getattr(self._inner, name)
 
-    def append_many(self, segment: str, events: Sequence[bytes], **kwargs: object) -> Future[list[AppendOutcome]]:
-        inner: Future[list[AppendOutcome]] = self._inner.append_many(segment, events, **kwargs)  # type: ignore[arg-type]
+    def append_batches(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+    ) -> list[Future[list[AppendOutcome]]]:
+        inner = self._inner.append_batches(batches, writer_id=writer_id)
         with self._lock:
-            self.batches.append(len(events))
+            self.batches.extend(len(b.events) for b in batches)
             if self._released:
                 return inner
-            outer: Future[list[AppendOutcome]] = Future()
-            self._held.append((inner, outer))
+            outer: list[Future[list[AppendOutcome]]] = [Future() for _ in inner]
+            self._held.extend(zip(inner, outer, strict=True))
             return outer
 
     def release(self) -> None:

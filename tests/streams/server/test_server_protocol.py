@@ -322,20 +322,22 @@ def test_append_batch_on_the_wire(
 ) -> None:
     conn = raw(hello_payload=HELLO_V2)
     assert conn.version == 2
-    dict_store.create_segment("s/b")
-    batch = CODEC.encode(["s/b", "w", 1, [b"a", b"bb", b"ccc"]])
+    for name in ("s/b", "s/c"):
+        dict_store.create_segment(name)
+    batch = CODEC.encode(["w", [["s/b", 1, [b"a", b"bb", b"ccc"]], ["s/c", 4, [b"d"]], ["s/b", 5, [b"e"]]]])
     conn.send(MessageType.APPEND_BATCH, 5, batch, version=2)
-    assert conn.recv() == (MessageType.APPENDED_BATCH, 5, [[0, 1, 3], [], {}])
+    assert conn.recv() == (MessageType.APPENDED_BATCH, 5, [[[0, 1, 3], [], {}], [[0], [], {}], [[6], [], {}]])
     conn.send(MessageType.APPEND_BATCH, 6, batch, version=2)  # a retry: every event is a duplicate
     answer = conn.recv()
     assert answer[:2] == (MessageType.APPENDED_BATCH, 6)
-    assert answer[2][1:] == [[0, 1, 2], {}]  # type: ignore[index]
-    assert bytes(dict_store.data["s/b"]) == b"abbccc"
+    assert [part[1:] for part in answer[2]] == [[[0, 1, 2], {}], [[0], {}], [[0], {}]]  # type: ignore[union-attr]
+    assert bytes(dict_store.data["s/b"]) == b"abbccce"
+    assert bytes(dict_store.data["s/c"]) == b"d"
     dict_store.seal("s/b")
-    conn.send(MessageType.APPEND_BATCH, 7, CODEC.encode(["s/b", None, None, [b"x", b"y"]]), version=2)
+    conn.send(MessageType.APPEND_BATCH, 7, CODEC.encode([None, [["s/b", None, [b"x", b"y"]]]]), version=2)
     kind, rid, body = conn.recv()
     assert (kind, rid) == (MessageType.APPENDED_BATCH, 7)
-    offsets, duplicates, errors = body  # type: ignore[misc]
+    ((offsets, duplicates, errors),) = body  # type: ignore[misc]
     assert (offsets, duplicates) == ([-1, -1], [])
     assert [errors[i]["error"] for i in (0, 1)] == ["SegmentSealed", "SegmentSealed"]
 
@@ -343,15 +345,18 @@ def test_append_batch_on_the_wire(
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (CODEC.encode(["s/b", "w", 1]), "array of 4 fields"),
-        (CODEC.encode(["s/b", "w", 1, b"not a list"]), "non-empty array"),
-        (CODEC.encode(["s/b", "w", 1, []]), "non-empty array"),
-        (CODEC.encode([7, "w", 1, [b"a"]]), "segment must be a string"),
-        (CODEC.encode(["s/b", "w", 1, [b"a", "text"]]), "must be bytes"),
-        (CODEC.encode(["s/b", "w", None, [b"a"]]), "go together"),
-        (CODEC.encode(["s/b", None, 3, [b"a"]]), "go together"),
-        (CODEC.encode(["s/b", "w", -1, [b"a"]]), "go together"),
-        (CODEC.encode(["s/b", "w", 1, [b""] * (MAX_BATCH_EVENTS + 1)]), "more than the limit"),
+        (CODEC.encode(["w", [["s/b", 1, [b"a"]]], 3]), "array of 2 fields"),
+        (CODEC.encode([7, [["s/b", 1, [b"a"]]]]), "writer_id must be a string"),
+        (CODEC.encode(["w", []]), "batches must be a non-empty array"),
+        (CODEC.encode(["w", [["s/b", 1]]]), "array of 3 fields"),
+        (CODEC.encode(["w", [["s/b", 1, b"not a list"]]]), "non-empty array"),
+        (CODEC.encode(["w", [["s/b", 1, []]]]), "non-empty array"),
+        (CODEC.encode(["w", [[7, 1, [b"a"]]]]), "segment must be a string"),
+        (CODEC.encode(["w", [["s/b", 1, [b"a", "text"]]]]), "must be bytes"),
+        (CODEC.encode(["w", [["s/b", None, [b"a"]]]]), "go together"),
+        (CODEC.encode([None, [["s/b", 3, [b"a"]]]]), "go together"),
+        (CODEC.encode(["w", [["s/b", -1, [b"a"]]]]), "go together"),
+        (CODEC.encode(["w", [["s/b", 1, [b""] * (MAX_BATCH_EVENTS // 2)]] * 3]), "more than the limit"),
         (b"\xc1\xc1", "bad payload"),
     ],
 )
@@ -379,7 +384,7 @@ def test_append_batch_needs_protocol_version_2(dict_server: StreamServer, raw: C
     conn = raw()  # offers version 1 only, like an older client
     assert conn.version == 1
     for version in (1, 2):
-        conn.send(MessageType.APPEND_BATCH, 3, CODEC.encode(["s/b", None, None, [b"a"]]), version=version)
+        conn.send(MessageType.APPEND_BATCH, 3, CODEC.encode([None, [["s/b", None, [b"a"]]]]), version=version)
         body = _error(conn.recv())
         assert "needs protocol version 2; negotiated 1" in str(body["message"])
     assert conn.ping_works()

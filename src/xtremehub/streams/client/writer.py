@@ -13,8 +13,9 @@ order of each key is kept.
 
 Batching (with events in flight, ``max_in_flight`` > 0): an event for a segment with no batch
 in flight is sent at once, alone, so a lone writer waits for nothing; events arriving while a
-batch is in flight queue up per segment and leave together, as one ``append_many`` (one
-APPEND_BATCH frame, one group commit, one WAL record), as soon as that batch is acknowledged
+batch is in flight queue up per segment and leave together, as one ``append_batches`` call with
+the other segments' ready batches (one APPEND_BATCH frame, one group commit, one WAL record
+per segment), as soon as that batch is acknowledged
 or the queue reaches ``batch_bytes``. Event numbers are given when a batch leaves, so the
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
 keeps its own future and its own outcome.
@@ -38,7 +39,7 @@ from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFoun
 from xtremehub.streams.client._framing import encode_event, key_point
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import SegmentRange
-from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentBatch, SegmentStoreContract
 
 __all__ = ["EventPointer", "EventStreamWriter", "Router", "WriterConfig"]
 
@@ -339,45 +340,52 @@ class EventStreamWriter:
         counts[1] += len(pending.frame)
         full = lane.queued_bytes >= self.config.batch_bytes or len(lane.queued) >= self.config.batch_events
         if not lane.busy() or (full and not lane.blocked):
-            self._send_lane(lane)
+            self._send_lanes([lane])
 
     def _pump(self) -> None:
         """Send the queued events of every lane whose batches were answered (under the lock)."""
         with self._signal:
             self._ready = False
         if self._queued:
-            for lane in self._lanes.values():
-                if lane.queued and not lane.busy():
-                    self._send_lane(lane)
+            self._send_lanes([lane for lane in self._lanes.values() if lane.queued and not lane.busy()])
 
-    def _send_lane(self, lane: _Lane) -> None:
-        """Send a lane's queued events as batches (numbered now, consecutively)."""
-        while lane.queued:
-            size, count = 0, 0
-            for p in lane.queued:
-                if count and (size + len(p.frame) > self.config.batch_bytes or count >= self.config.batch_events):
-                    break
-                size += len(p.frame)
-                count += 1
-            batch, lane.queued = lane.queued[:count], lane.queued[count:]
-            lane.queued_bytes -= size
-            self._queued -= count
-            first = self._next_number
-            self._next_number += count
-            for i, p in enumerate(batch):
-                p.number, p.index = first + i, i
-            flight = _Flight(lane, batch)
-            lane.flights.append(flight)
-            with self._signal:
-                self._unanswered += 1
-            try:
-                sent = self._store.append_many(
-                    lane.segment, [p.frame for p in batch], writer_id=self.writer_id, first_event_number=first
-                )
-            except Exception as exc:  # refused at once (back pressure, closed store): settled like a refused batch
-                sent = Future()
-                sent.set_exception(exc)
-            for p in batch:
+    def _send_lanes(self, lanes: list[_Lane]) -> None:
+        """Send the queued events of ``lanes`` in one store call, as batches numbered now, consecutively."""
+        batches: list[SegmentBatch] = []
+        flights: list[_Flight] = []
+        for lane in lanes:
+            while lane.queued:
+                size, count = 0, 0
+                for p in lane.queued:
+                    if count and (size + len(p.frame) > self.config.batch_bytes or count >= self.config.batch_events):
+                        break
+                    size += len(p.frame)
+                    count += 1
+                events, lane.queued = lane.queued[:count], lane.queued[count:]
+                lane.queued_bytes -= size
+                self._queued -= count
+                first = self._next_number
+                self._next_number += count
+                for i, p in enumerate(events):
+                    p.number, p.index = first + i, i
+                flight = _Flight(lane, events)
+                lane.flights.append(flight)
+                flights.append(flight)
+                batches.append(SegmentBatch(lane.segment, [p.frame for p in events], first))
+        if not batches:
+            return
+        with self._signal:
+            self._unanswered += len(flights)
+        try:
+            answers = self._store.append_batches(batches, writer_id=self.writer_id)
+        except Exception as exc:  # refused at once (back pressure, closed store): settled like refused batches
+            answers = []
+            for _ in flights:
+                refused: Future[list[AppendOutcome]] = Future()
+                refused.set_exception(exc)
+                answers.append(refused)
+        for flight, sent in zip(flights, answers, strict=True):
+            for p in flight.events:
                 p.sent = sent
             sent.add_done_callback(functools.partial(self._answered, flight))
 
@@ -454,7 +462,7 @@ class EventStreamWriter:
             if head.sent is None:  # still queued: everything sent before it in its lane was answered
                 self._pump()
                 if head.sent is None:
-                    self._send_lane(self._lanes[head.segment])
+                    self._send_lanes([self._lanes[head.segment]])
             self._wait_answer(head)
             try:
                 result = head.result()

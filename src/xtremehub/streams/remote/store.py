@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from xtremehub.errors import EventTooLarge, InvalidOffset, ProtocolError
+from xtremehub.errors import EventTooLarge, ProtocolError
 from xtremehub.streams.remote.connection import ClientConfig, Connection, connect
 from xtremehub.streams.segmentstore.contract import (
     AppendOutcome,
     AppendResult,
     ReadResult,
+    SegmentBatch,
     SegmentInfo,
     SegmentStoreContract,
     StoreStats,
+    check_batches,
     when_all,
 )
 from xtremehub.streams.wire import DEFAULT_MAX_FRAME, MAX_BATCH_EVENTS, STORE_TARGET, MessageType, decode_error
@@ -111,78 +114,81 @@ class RemoteSegmentStore(SegmentStoreContract):
         retriable = writer_id is not None and event_number is not None
         return self.connection.request(MessageType.APPEND, payload, decode, retriable=retriable)
 
-    def append_many(
-        self,
-        segment: str,
-        events: Sequence[bytes],
-        *,
-        writer_id: str | None = None,
-        first_event_number: int | None = None,
-    ) -> Future[list[AppendOutcome]]:
-        """One APPEND_BATCH request (several when the events exceed a frame), answered per event.
+    def append_batches(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+    ) -> list[Future[list[AppendOutcome]]]:
+        """One APPEND_BATCH frame for all batches (more when they exceed a frame), answered per event.
 
         A server speaking only protocol version 1 gets one APPEND per event instead. An event
         over the frame limit is refused alone (``EventTooLarge``), the others still go.
         """
-        if (writer_id is None) != (first_event_number is None):
-            raise InvalidOffset(f"segment {segment!r}: writer_id and first_event_number must be given together")
+        check_batches(batches, writer_id)
         if int(self.connection.server_info.get("version", 1)) < 2:
-            return super().append_many(segment, events, writer_id=writer_id, first_event_number=first_event_number)
+            return super().append_batches(batches, writer_id=writer_id)
         limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
-        parts: list[Future[list[AppendOutcome]]] = []
-        start, size = 0, 0
-        for i, data in enumerate(events):
-            length = len(data) + _BATCH_EVENT_OVERHEAD
-            if len(data) > limit:
-                parts += self._batch_requests(segment, events, start, i, writer_id, first_event_number)
-                refused: Future[list[AppendOutcome]] = Future()
-                refused.set_result([self._too_large(segment, len(data))])
-                parts.append(refused)
-                start, size = i + 1, 0
-            elif size + length > limit or i - start >= MAX_BATCH_EVENTS:
-                parts += self._batch_requests(segment, events, start, i, writer_id, first_event_number)
-                start, size = i, length
-            else:
-                size += length
-        parts += self._batch_requests(segment, events, start, len(events), writer_id, first_event_number)
-        return parts[0] if len(parts) == 1 else when_all(parts, _concatenate)
+        pieces: list[list[Future[list[AppendOutcome]]]] = [[] for _ in batches]
+        frame: list[tuple[int, list[Any]]] = []  # (batch index, [segment, first number, events])
+        size = count = 0
 
-    def _batch_requests(
-        self,
-        segment: str,
-        events: Sequence[bytes],
-        start: int,
-        end: int,
-        writer_id: str | None,
-        first_event_number: int | None,
-    ) -> list[Future[list[AppendOutcome]]]:
-        """The APPEND_BATCH request of ``events[start:end]`` (none when empty)."""
-        if start >= end:
-            return []
-        count = end - start
+        def send() -> None:
+            nonlocal size, count
+            if frame:
+                request = self._send_batches(writer_id, [part for _, part in frame])
+                for k, (index, _) in enumerate(frame):
+                    pieces[index].append(when_all([request], functools.partial(_nth_batch, k)))
+            frame.clear()
+            size = count = 0
+
+        for index, batch in enumerate(batches):
+            part: list[Any] | None = None
+            for i, data in enumerate(batch.events):
+                if len(data) > limit:
+                    send()  # the refusal must come after the events before it
+                    part = None
+                    refused: Future[list[AppendOutcome]] = Future()
+                    refused.set_result([self._too_large(batch.segment, len(data))])
+                    pieces[index].append(refused)
+                    continue
+                if size + len(data) + _BATCH_EVENT_OVERHEAD > limit or count >= MAX_BATCH_EVENTS:
+                    send()
+                    part = None
+                if part is None:
+                    first = None if batch.first_event_number is None else batch.first_event_number + i
+                    part = [batch.segment, first, []]
+                    frame.append((index, part))
+                    size += len(batch.segment) + _BATCH_EVENT_OVERHEAD
+                part[2].append(bytes(data))
+                size += len(data) + _BATCH_EVENT_OVERHEAD
+                count += 1
+        send()
+        return [p[0] if len(p) == 1 else when_all(p, _concatenate) for p in pieces]
+
+    def _send_batches(self, writer_id: str | None, parts: list[list[Any]]) -> Future[list[list[AppendOutcome]]]:
+        """Send one APPEND_BATCH of ``[segment, first event number, events]`` parts."""
         codec = self.connection.codec
 
-        def decode(msg_type: MessageType | int, payload: bytes) -> list[AppendOutcome]:
+        def decode(msg_type: MessageType | int, payload: bytes) -> list[list[AppendOutcome]]:
             if msg_type != MessageType.APPENDED_BATCH:
                 raise ProtocolError(f"expected APPENDED_BATCH, got message type {int(msg_type)}")
-            offsets, duplicates, errors = codec.decode(payload)
-            if len(offsets) != count:
-                raise ProtocolError(f"APPENDED_BATCH with {len(offsets)} outcomes for {count} events")
-            dup = set(duplicates)
-            out: list[AppendOutcome] = []
-            for i, offset in enumerate(offsets):
-                error = errors.get(i)
-                if error is not None:
-                    out.append(decode_error(error))
-                else:
-                    out.append(AppendResult(segment, offset, len(events[start + i]), i in dup))
+            answer = codec.decode(payload)
+            if not isinstance(answer, list) or len(answer) != len(parts):
+                raise ProtocolError(f"APPENDED_BATCH does not answer the {len(parts)} batches sent")
+            out: list[list[AppendOutcome]] = []
+            for (segment, _, events), (offsets, duplicates, errors) in zip(parts, answer, strict=True):
+                if len(offsets) != len(events):
+                    raise ProtocolError(f"APPENDED_BATCH with {len(offsets)} outcomes for {len(events)} events")
+                dup = set(duplicates)
+                out.append(
+                    [
+                        decode_error(errors[i]) if i in errors else AppendResult(segment, at, len(events[i]), i in dup)
+                        for i, at in enumerate(offsets)
+                    ]
+                )
             return out
 
-        number = None if first_event_number is None else first_event_number + start
-        batch = [bytes(data) for data in events[start:end]]
-        payload = codec.encode([segment, writer_id, number, batch])
+        payload = codec.encode([writer_id, parts])
         # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
-        return [self.connection.request(MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None)]
+        return self.connection.request(MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None)
 
     @staticmethod
     def _too_large(segment: str, size: int) -> EventTooLarge:
@@ -230,6 +236,10 @@ class RemoteSegmentStore(SegmentStoreContract):
         """Close the connection (when this proxy opened it); the server's store stays open."""
         if self._owns:
             self.connection.close()
+
+
+def _nth_batch(k: int, done: Sequence[Future[list[list[AppendOutcome]]]]) -> list[AppendOutcome]:
+    return done[0].result()[k]
 
 
 def _concatenate(parts: Sequence[Future[list[AppendOutcome]]]) -> list[AppendOutcome]:

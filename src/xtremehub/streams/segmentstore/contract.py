@@ -43,9 +43,11 @@ __all__ = [
     "AppendOutcome",
     "AppendResult",
     "ReadResult",
+    "SegmentBatch",
     "SegmentInfo",
     "SegmentStoreContract",
     "StoreStats",
+    "check_batches",
     "gather_outcomes",
     "when_all",
 ]
@@ -65,6 +67,19 @@ class AppendResult:
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentBatch:
+    """Events for one segment in :meth:`SegmentStoreContract.append_batches`.
+
+    With a writer id, event ``i`` carries number ``first_event_number + i``.
+    """
+
+    segment: str
+    events: Sequence[bytes]
+    first_event_number: int | None = None
+
 
 #: One event's outcome in :meth:`SegmentStoreContract.append_many`: where it landed, or why not.
 AppendOutcome = AppendResult | Exception
@@ -163,9 +178,9 @@ class SegmentStoreContract(ABC):
         would give: an :class:`AppendResult` (``duplicate=True`` for a number already stored,
         e.g. the stored prefix of a re-sent batch) or the error refusing that event
         (``EventTooLarge``, ``SegmentSealed``...), in event order. The future itself raises only
-        when the batch as a whole could not be handed over (store closed, connection lost,
-        ``BackPressure``). Implementations commit the events together (the embedded store: in
-        one group commit, as one WAL record); this default queues them one by one.
+        when the batch as a whole could not be handed over (connection lost); the call raises
+        like ``append_async`` (``BackPressure`` after the store's timeout, ``StoreClosed``).
+        The same as :meth:`append_batches` with one batch.
 
         Example:
             >>> import tempfile
@@ -177,18 +192,32 @@ class SegmentStoreContract(ABC):
             >>> [(r.offset, r.length, r.duplicate) for r in first + again]
             [(0, 2, False), (2, 3, False), (2, 3, True), (5, 1, False)]
         """
-        if (writer_id is None) != (first_event_number is None):
-            raise InvalidOffset(f"segment {segment!r}: writer_id and first_event_number must be given together")
-        futures: list[Future[AppendResult]] = []
-        for i, data in enumerate(events):
-            number = None if first_event_number is None else first_event_number + i
-            try:
-                futures.append(self.append_async(segment, data, writer_id=writer_id, event_number=number))
-            except Exception as exc:  # refused at once (too large): that event's outcome
-                refused: Future[AppendResult] = Future()
-                refused.set_exception(exc)
-                futures.append(refused)
-        return gather_outcomes(futures)
+        return self.append_batches([SegmentBatch(segment, events, first_event_number)], writer_id=writer_id)[0]
+
+    def append_batches(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+    ) -> list[Future[list[AppendOutcome]]]:
+        """Several :meth:`append_many` of one writer at once, to one or more segments; a future per batch.
+
+        Batches are applied in the order given (two batches to the same segment keep their
+        order). Implementations hand them over together: the embedded store commits them in one
+        group commit (one WAL record per segment), the remote store sends them in one
+        APPEND_BATCH frame. This default queues their events one by one with ``append_async``.
+        """
+        check_batches(batches, writer_id)
+        results: list[Future[list[AppendOutcome]]] = []
+        for batch in batches:
+            futures: list[Future[AppendResult]] = []
+            for i, data in enumerate(batch.events):
+                number = None if batch.first_event_number is None else batch.first_event_number + i
+                try:
+                    futures.append(self.append_async(batch.segment, data, writer_id=writer_id, event_number=number))
+                except Exception as exc:  # refused at once (too large): that event's outcome
+                    refused: Future[AppendResult] = Future()
+                    refused.set_exception(exc)
+                    futures.append(refused)
+            results.append(gather_outcomes(futures))
+        return results
 
     @abstractmethod
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
@@ -244,6 +273,13 @@ class SegmentStoreContract(ABC):
     @abstractmethod
     def close(self) -> None:
         """Flush, stop background tiering and release the data directory lock."""
+
+
+def check_batches(batches: Sequence[SegmentBatch], writer_id: str | None) -> None:
+    """``InvalidOffset`` unless every batch has a first event number exactly when there is a writer id."""
+    for batch in batches:
+        if (writer_id is None) != (batch.first_event_number is None):
+            raise InvalidOffset(f"segment {batch.segment!r}: writer_id and first_event_number must be given together")
 
 
 def when_all(futures: Sequence[Future[T]], combine: Callable[[Sequence[Future[T]]], R]) -> Future[R]:

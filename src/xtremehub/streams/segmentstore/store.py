@@ -60,9 +60,11 @@ from xtremehub.streams.segmentstore.contract import (
     AppendOutcome,
     AppendResult,
     ReadResult,
+    SegmentBatch,
     SegmentInfo,
     SegmentStoreContract,
     StoreStats,
+    check_batches,
 )
 from xtremehub.streams.segmentstore.lock import DataDirLock
 from xtremehub.streams.segmentstore.lts import ChunkStore
@@ -276,39 +278,38 @@ class SegmentStore(SegmentStoreContract):
         """
         return self._submit_append(segment, data, writer_id, event_number, expected_offset, None, lead=False)
 
-    def append_many(
-        self,
-        segment: str,
-        events: Sequence[bytes],
-        *,
-        writer_id: str | None = None,
-        first_event_number: int | None = None,
-    ) -> Future[list[AppendOutcome]]:
-        """Queue several events for one segment; they are committed in one group commit, as one WAL record.
+    def append_batches(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+    ) -> list[Future[list[AppendOutcome]]]:
+        """Queue the events of several batches together: they are committed in one group commit.
 
-        Per-event outcomes as :meth:`SegmentStoreContract.append_many` describes (a too large
-        event is refused alone, numbers already stored are duplicates). Admission to the
-        backlog budget is for the whole batch: under back pressure the call blocks, then raises
-        :class:`~xtremehub.errors.BackPressure` after ``config.backpressure_timeout``.
+        One WAL record per segment; per-event outcomes as :meth:`SegmentStoreContract.append_many`
+        describes (a too large event is refused alone, numbers already stored are duplicates).
+        Admission to the backlog budget is for all the events at once: under back pressure the
+        call blocks, then raises :class:`~xtremehub.errors.BackPressure` after
+        ``config.backpressure_timeout``.
         """
-        if (writer_id is None) != (first_event_number is None):
-            raise InvalidOffset(f"segment {segment!r}: writer_id and first_event_number must be given together")
-        batch = _BatchOutcomes(len(events))
+        check_batches(batches, writer_id)
+        results: list[Future[list[AppendOutcome]]] = []
         ops: list[_Append] = []
         size = 0
-        for i, data in enumerate(events):
-            slot = _EventSlot(batch, i)
-            if len(data) > self.config.max_append_size:
-                slot.set_exception(self._too_large(segment, len(data)))
-                continue
-            number = None if first_event_number is None else first_event_number + i
-            ops.append(_Append(segment, bytes(data), writer_id, number, None, slot, more=True))
-            size += len(data)
+        for batch in batches:
+            outcomes = _BatchOutcomes(len(batch.events))
+            results.append(outcomes.future)
+            first = batch.first_event_number
+            for i, data in enumerate(batch.events):
+                slot = _EventSlot(outcomes, i)
+                if len(data) > self.config.max_append_size:
+                    slot.set_exception(self._too_large(batch.segment, len(data)))
+                    continue
+                number = None if first is None else first + i
+                ops.append(_Append(batch.segment, bytes(data), writer_id, number, None, slot, more=True))
+                size += len(data)
         if ops:
             ops[-1].more = False
-            self._admit(segment, size, self.config.backpressure_timeout)
+            self._admit(ops[0].segment, size, self.config.backpressure_timeout)
             self._enqueue_batch(ops, size)
-        return batch.future
+        return results
 
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         if max_length <= 0:

@@ -24,7 +24,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from xtremehub import __version__
 from xtremehub.errors import ProtocolError
-from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, ReadResult, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import (
+    AppendOutcome,
+    AppendResult,
+    ReadResult,
+    SegmentBatch,
+    SegmentStoreContract,
+    when_all,
+)
 from xtremehub.streams.server.dispatch import Dispatcher
 from xtremehub.streams.wire import (
     HEADER_SIZE,
@@ -52,27 +59,30 @@ _WAIT_SLICE = 0.5
 
 
 class _BatchAnswer:
-    """The per-event outcomes of one APPEND_BATCH, answered as one APPENDED_BATCH."""
+    """The per-event outcomes of one APPEND_BATCH (one list per segment batch), answered as one APPENDED_BATCH."""
 
-    __slots__ = ("outcomes",)
+    __slots__ = ("batches",)
 
-    def __init__(self, outcomes: list[AppendOutcome]) -> None:
-        self.outcomes = outcomes
+    def __init__(self, batches: list[list[AppendOutcome]]) -> None:
+        self.batches = batches
 
-    def payload(self) -> list[Any]:
-        """``[offsets, duplicate indexes, {index: error}]``; a refused event's offset is -1."""
-        offsets: list[int] = []
-        duplicates: list[int] = []
-        errors: dict[int, dict[str, str]] = {}
-        for i, outcome in enumerate(self.outcomes):
-            if isinstance(outcome, AppendResult):
-                offsets.append(outcome.offset)
-                if outcome.duplicate:
-                    duplicates.append(i)
-            else:
-                offsets.append(-1)
-                errors[i] = encode_error(outcome)
-        return [offsets, duplicates, errors]
+    def payload(self) -> list[list[Any]]:
+        """Per batch ``[offsets, duplicate indexes, {index: error}]``; a refused event's offset is -1."""
+        answer: list[list[Any]] = []
+        for outcomes in self.batches:
+            offsets: list[int] = []
+            duplicates: list[int] = []
+            errors: dict[int, dict[str, str]] = {}
+            for i, outcome in enumerate(outcomes):
+                if isinstance(outcome, AppendResult):
+                    offsets.append(outcome.offset)
+                    if outcome.duplicate:
+                        duplicates.append(i)
+                else:
+                    offsets.append(-1)
+                    errors[i] = encode_error(outcome)
+            answer.append([offsets, duplicates, errors])
+        return answer
 
 
 #: Queued for the feeder: the loop future to resolve, the store call, and how to wrap its result.
@@ -243,20 +253,38 @@ class ClientConnection:
         return self._queue_append(call, None)
 
     def _append_batch(self, request: Any) -> asyncio.Future[Any]:
-        segment, writer_id, first_event_number, events = _fields(request, 4, "APPEND_BATCH")
-        if not isinstance(segment, str) or not isinstance(events, list) or not events:
-            raise ProtocolError("APPEND_BATCH: segment must be a string and events a non-empty array")
-        if len(events) > MAX_BATCH_EVENTS:
-            raise ProtocolError(f"APPEND_BATCH: {len(events)} events, more than the limit of {MAX_BATCH_EVENTS}")
-        if not all(type(event) is bytes for event in events):
-            raise ProtocolError("APPEND_BATCH: every event must be bytes")
-        numbered = isinstance(writer_id, str) and type(first_event_number) is int and first_event_number >= 0
-        if not numbered and (writer_id, first_event_number) != (None, None):
-            raise ProtocolError("APPEND_BATCH: writer_id (a string) and first_event_number (>= 0) go together")
-        call = functools.partial(
-            self._store.append_many, segment, events, writer_id=writer_id, first_event_number=first_event_number
-        )
-        return self._queue_append(call, _BatchAnswer)
+        writer_id, parts = _fields(request, 2, "APPEND_BATCH")
+        if writer_id is not None and not isinstance(writer_id, str):
+            raise ProtocolError("APPEND_BATCH: writer_id must be a string or nil")
+        if not isinstance(parts, list) or not parts:
+            raise ProtocolError("APPEND_BATCH: batches must be a non-empty array")
+        batches: list[SegmentBatch] = []
+        count = 0
+        for part in parts:
+            segment, first, events = _fields(part, 3, "APPEND_BATCH batch")
+            if not isinstance(segment, str) or not isinstance(events, list) or not events:
+                raise ProtocolError("APPEND_BATCH: segment must be a string and events a non-empty array")
+            if not all(type(event) is bytes for event in events):
+                raise ProtocolError("APPEND_BATCH: every event must be bytes")
+            numbered = type(first) is int and first >= 0
+            if numbered != (writer_id is not None) or (not numbered and first is not None):
+                raise ProtocolError("APPEND_BATCH: writer_id (a string) and first_event_number (>= 0) go together")
+            count += len(events)
+            batches.append(SegmentBatch(segment, events, first))
+        if count > MAX_BATCH_EVENTS:
+            raise ProtocolError(f"APPEND_BATCH: {count} events, more than the limit of {MAX_BATCH_EVENTS}")
+        return self._queue_append(functools.partial(self._append_batches, batches, writer_id), _BatchAnswer)
+
+    def _append_batches(self, batches: list[SegmentBatch], writer_id: str | None) -> Future[list[list[AppendOutcome]]]:
+        """On the feeder thread: all batches in one store call; a batch the store refuses whole fails each event."""
+        try:
+            futures = self._store.append_batches(batches, writer_id=writer_id)
+        except Exception as exc:  # BackPressure, StoreClosed: every event's outcome
+            refused: Future[list[list[AppendOutcome]]] = Future()
+            refused.set_result([[exc] * len(batch.events) for batch in batches])
+            return refused
+        counts = [len(batch.events) for batch in batches]
+        return when_all(futures, lambda done: [_per_event(f, n) for f, n in zip(done, counts, strict=True)])
 
     def _queue_append(self, call: Callable[[], Future[Any]], wrap: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
         done: asyncio.Future[Any] = self._loop.create_future()
@@ -408,3 +436,12 @@ def _fields(request: Any, count: int, what: str) -> list[Any]:
     if not isinstance(request, list) or len(request) != count:
         raise ProtocolError(f"{what}: payload must be an array of {count} fields")
     return request
+
+
+def _per_event(future: Future[list[AppendOutcome]], count: int) -> list[AppendOutcome]:
+    """A batch's outcomes; when the batch failed as a whole, its error for each event."""
+    exc = future.exception()
+    if exc is None:
+        return future.result()
+    error = exc if isinstance(exc, Exception) else ProtocolError(f"append interrupted: {exc!r}")
+    return [error] * count
