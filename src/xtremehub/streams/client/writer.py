@@ -12,11 +12,12 @@ the events that were refused; readers read a successor only after its predecesso
 order of each key is kept.
 
 Batching (with events in flight, ``max_in_flight`` > 0): an event for a segment with no batch
-in flight is sent at once, alone, so a lone writer waits for nothing; events arriving while a
-batch is in flight queue up per segment and leave together, as one ``append_batches`` call with
-the other segments' ready batches (one APPEND_BATCH frame, one group commit, one WAL record
-per segment), as soon as that batch is acknowledged
-or the queue reaches ``batch_bytes``. Event numbers are given when a batch leaves, so the
+in flight is sent at once, alone, so a lone writer waits for nothing. Events arriving while a
+segment's batch is in flight queue up for it and leave as soon as that batch is acknowledged,
+together with the other segments' ready queues, in one ``append_batches`` call (one
+APPEND_BATCH frame, one group commit, one WAL record per segment). A queue of 64 KiB or more
+leaves at once (large events gain little from waiting), and a batch holds at most
+``batch_bytes`` and ``batch_events``. Event numbers are given when a batch leaves, so the
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
 keeps its own future and its own outcome.
 """
@@ -51,6 +52,9 @@ RETRYABLE = (ConnectionError, BackPressure)
 _RESEND = (SegmentSealed, SegmentNotFound, *RETRYABLE)
 #: Batches of one segment in flight before further events for it queue up to be coalesced.
 _BATCHES_IN_FLIGHT = 1
+#: Queued bytes at which a lane sends even while its batch is in flight: past this, coalescing
+#: saves little per byte and keeping the wire busy matters more (large events go one by one).
+_SEND_AT = 64 * 1024
 #: Seconds the background sender waits for work before it ends (started again when needed).
 _SENDER_IDLE = 1.0
 
@@ -338,7 +342,9 @@ class EventStreamWriter:
         counts = self._traffic.setdefault(segment, [0, 0])
         counts[0] += 1
         counts[1] += len(pending.frame)
-        full = lane.queued_bytes >= self.config.batch_bytes or len(lane.queued) >= self.config.batch_events
+        full = (
+            lane.queued_bytes >= min(_SEND_AT, self.config.batch_bytes) or len(lane.queued) >= self.config.batch_events
+        )
         if not lane.busy() or (full and not lane.blocked):
             self._send_lanes([lane])
 
