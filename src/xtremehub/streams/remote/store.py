@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -134,8 +133,8 @@ class RemoteSegmentStore(SegmentStoreContract):
             nonlocal size, count
             if frame:
                 request = self._send_batches(writer_id, [part for _, part in frame])
-                for k, (index, _) in enumerate(frame):
-                    pieces[index].append(when_all([request], functools.partial(_nth_batch, k)))
+                for (index, _), piece in zip(frame, _split(request, len(frame)), strict=True):
+                    pieces[index].append(piece)
             frame.clear()
             size = count = 0
 
@@ -238,8 +237,20 @@ class RemoteSegmentStore(SegmentStoreContract):
             self.connection.close()
 
 
-def _nth_batch(k: int, done: Sequence[Future[list[list[AppendOutcome]]]]) -> list[AppendOutcome]:
-    return done[0].result()[k]
+def _split(request: Future[list[list[AppendOutcome]]], count: int) -> list[Future[list[AppendOutcome]]]:
+    """One future per batch of a request answered with ``count`` batches' outcomes."""
+    parts: list[Future[list[AppendOutcome]]] = [Future() for _ in range(count)]
+
+    def answered(done: Future[list[list[AppendOutcome]]]) -> None:
+        exc = done.exception()
+        for k, part in enumerate(parts):
+            if exc is not None:
+                part.set_exception(exc)
+            else:
+                part.set_result(done.result()[k])
+
+    request.add_done_callback(answered)
+    return parts
 
 
 def _concatenate(parts: Sequence[Future[list[AppendOutcome]]]) -> list[AppendOutcome]:
