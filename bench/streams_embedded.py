@@ -4,6 +4,8 @@ Measures (durable writes: an event counts once ``write_event`` / ``append`` retu
   * write throughput, 1 KiB and 100 KiB events, 1 / 4 / 16 writer threads, through
     ``StreamManager`` writers vs ``SegmentStore.append`` with the same framed bytes, writer ids
     and event numbers (ratio = cost of the client layer: routing, framing, futures, re-routing);
+    plus writers keeping WINDOW events in flight (``max_in_flight``), whose events queued behind
+    a batch in flight are coalesced into one ``append_batches`` (one group commit for many);
   * end-to-end latency writer -> tail reader (p50/p95/p99) at a steady rate, through a writer
     and a reader-group reader vs ``append`` and a tail ``read(wait=...)`` loop on the store.
 
@@ -29,6 +31,7 @@ from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.client._framing import EventDecoder, encode_event
 
 SEGMENTS = 4
+WINDOW = 32
 
 
 def _run_threads(n: int, seconds: float, work: Callable[[int, Callable[[], bool]], int]) -> float:
@@ -50,20 +53,24 @@ def _run_threads(n: int, seconds: float, work: Callable[[int, Callable[[], bool]
 
 def throughput(
     manager: StreamManager, size: int, writers: int, seconds: float, tag: str, rounds: int
-) -> tuple[float, float]:
-    """Median (client API events/s, direct store events/s) over ``rounds`` alternating rounds."""
+) -> tuple[float, float, float]:
+    """Medians (client API, direct store, client API with WINDOW in flight) in events/s over ``rounds`` rounds."""
     payload = b"x" * size
     manager.create_stream("bench", f"api-{tag}", scaling_policy=ScalingPolicy.fixed(SEGMENTS))
     manager.create_stream("bench", f"raw-{tag}", scaling_policy=ScalingPolicy.fixed(SEGMENTS))
+    manager.create_stream("bench", f"win-{tag}", scaling_policy=ScalingPolicy.fixed(SEGMENTS))
     raw_segments = [s.name for s in manager.get_stream("bench", f"raw-{tag}").active_segments]
 
-    def api(i: int, running: Callable[[], bool]) -> int:
+    def api(i: int, running: Callable[[], bool], stream: str = f"api-{tag}", window: int = 0) -> int:
         count = 0
-        with manager.create_writer("bench", f"api-{tag}") as writer:
+        with manager.create_writer("bench", stream, max_in_flight=window) as writer:
             while running():
                 writer.write_event(payload, routing_key=f"k{i}-{count % 8}")
                 count += 1
-        return count
+        return count  # close() flushed: every event counted is durable
+
+    def windowed(i: int, running: Callable[[], bool]) -> int:
+        return api(i, running, f"win-{tag}", WINDOW)
 
     def raw(i: int, running: Callable[[], bool]) -> int:
         count = 0
@@ -75,7 +82,7 @@ def throughput(
             count += 1
         return count
 
-    ours, base = [], []
+    ours, base, win = [], [], []
     for r in range(rounds):  # alternate which goes first: the disk and the other tenants drift
         if r % 2:
             base.append(_run_threads(writers, seconds, raw))
@@ -83,7 +90,8 @@ def throughput(
         else:
             ours.append(_run_threads(writers, seconds, api))
             base.append(_run_threads(writers, seconds, raw))
-    return statistics.median(ours), statistics.median(base)
+        win.append(_run_threads(writers, seconds, windowed))
+    return statistics.median(ours), statistics.median(base), statistics.median(win)
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float, float]:
@@ -162,13 +170,16 @@ def main() -> None:
             manager.create_scope("bench")
             kind = "write throughput WITHOUT fsync" if args.no_fsync else "durable write throughput"
             print(f"{kind} (median of {rounds} x {seconds:.0f} s, {SEGMENTS} segments, data in {root})")
-            print(f"{'event':>7} {'writers':>7} {'API ev/s':>10} {'API MiB/s':>9} {'store ev/s':>10} {'API/store':>9}")
+            print(
+                f"{'event':>7} {'writers':>7} {'API ev/s':>10} {'API MiB/s':>9} {'store ev/s':>10} {'API/store':>9} "
+                f"{f'API {WINDOW} in flight':>17} {'/store':>7}"
+            )
             for size in (1024, 100 * 1024):
                 for writers in (1, 4, 16):
-                    ours, base = throughput(manager, size, writers, seconds, f"{size}-{writers}", rounds)
+                    ours, base, win = throughput(manager, size, writers, seconds, f"{size}-{writers}", rounds)
                     print(
                         f"{size // 1024:>5} K {writers:>7} {ours:>10.0f} {ours * size / 2**20:>9.1f} "
-                        f"{base:>10.0f} {ours / base:>8.2f}x"
+                        f"{base:>10.0f} {ours / base:>8.2f}x {win:>17.0f} {win / base:>6.2f}x"
                     )
             rate = 200.0
             api, raw = latency(manager, rate, 2 * seconds)
