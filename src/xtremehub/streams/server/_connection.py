@@ -3,8 +3,8 @@
 Requests run concurrently (pipelining): the read loop never waits for a request to finish,
 only for a free slot when the connection has ``max_in_flight`` requests running, and for the
 socket to drain when the client does not read its answers. Appends go to the store's
-``append_async`` (APPEND) or ``append_many`` (APPEND_BATCH: the whole batch in one call, so
-one group commit and one WAL record) in arrival order through one feeder thread (so one
+``append_async`` (APPEND) or ``append_batches`` (APPEND_BATCH: the whole frame in one call, so
+one group commit and one WAL record per segment) in arrival order through one feeder thread (so one
 writer's events stay in order, concurrent appends of every client share one group commit, and
 a store blocking under back pressure holds up appends only); other calls run in a thread
 pool, tail reads with a wait in a second pool so they never starve the others.
