@@ -178,9 +178,6 @@ class SegmentStore(SegmentStoreContract):
         # Back-pressure accounting has its own lock: admission must not wait behind a group commit.
         self._budget = threading.Condition(threading.Lock())
         self._reserved = 0  # bytes admitted but not yet committed
-        # Untiered bytes at the last tierer wake-up (or lower since): commits wake the tierer once
-        # per chunk's worth of new bytes, not after every commit while runs are not due yet.
-        self._tier_low = 0
         self._throttled = 0  # appends waiting for budget now
         self._closed = False
         self._failed: BaseException | None = None
@@ -739,9 +736,7 @@ class SegmentStore(SegmentStoreContract):
                 self._cache.add(ext, ops[0][0].data if len(ops) == 1 else b"".join(op.data for op, _ in ops))
                 done.extend((op, AppendResult(segment, offset, len(op.data))) for op, offset in ops)
             self._cond.notify_all()
-        self._tier_low = min(self._tier_low, state.untiered)
-        if state.untiered >= self._tier_low + self.config.lts_chunk_size:  # a chunk's worth more since the last wake
-            self._tier_low = state.untiered
+        if state.untiered >= self.config.lts_chunk_size:
             self._tierer.wake()
         self._release_budget(sum(len(op.data) for op in batch))
         for op, outcome in done:
