@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from xtremehub.config import Settings
 from xtremehub.demo.streams_job import (
     HEADER,
+    SCOPE,
     RecordVerifier,
     StreamsDemoConfig,
+    StreamStats,
     decode_record,
     encode_record,
     percentiles,
+    read_history,
     run_streams_demo,
 )
 from xtremehub.errors import ConfigError, MalformedRecord
+from xtremehub.streams import StreamManager
 
 
 def frames(camera: int, n: int) -> list[bytes]:
@@ -179,3 +185,27 @@ def test_runs_twice_on_the_same_home(tmp_path: Path) -> None:
     summary = report.summary()
     assert summary.count(": OK") == 6
     assert "FAILED" not in summary
+
+
+def test_a_frame_corrupted_in_lts_is_caught_by_the_historical_read(tmp_path: Path) -> None:
+    """Flip one payload byte of the first frame in its LTS chunk: the read back reports that frame, nothing else."""
+    config = StreamsDemoConfig(seconds=0.5, cameras=1, fps=10, frame_bytes=(5000, 5000), sensors=2, sensor_rate=20)
+    report = run_streams_demo(Settings(home=tmp_path), config)
+    assert report.ok, report.summary()
+    chunks = sorted(Path(report.lts_url).glob(f"segments/{quote(f'{SCOPE}/video/', safe='')}*/*/*.chunk"))
+    first = next(c for c in chunks if c.name == f"{0:020d}.chunk" and c.stat().st_size)  # the segment camera-0 uses
+    data = bytearray(first.read_bytes())
+    data[1000] ^= 0x40  # inside frame 0's 5,000-byte payload (event framing and record header take < 50 bytes)
+    first.write_bytes(bytes(data))
+
+    verifier = RecordVerifier("video", "camera", "frame")
+    verifier.expect({0: 5})
+    stats = StreamStats("video")
+    with StreamManager.embedded(report.data_dir, report.lts_url) as manager:
+        read_history(manager, "video", verifier, stats, time.monotonic() + 30, group_name="after-corruption")
+    assert stats.history_events == 5  # the event framing is intact: every frame still arrives ...
+    assert verifier.corrupt == 1  # ... but one fails its checksum
+    assert verifier.missing() == 1
+    assert verifier.duplicates == 0
+    assert verifier.in_order
+    assert "checksum mismatch (source 0, seq 0)" in verifier.problems[0]

@@ -53,11 +53,13 @@ from xtremehub.streams import EventPointer, EventRead, EventStreamReader, Reader
 __all__ = [
     "Record",
     "RecordVerifier",
+    "StreamStats",
     "StreamsDemoConfig",
     "StreamsReport",
     "decode_record",
     "encode_record",
     "percentiles",
+    "read_history",
     "run_streams_demo",
 ]
 
@@ -450,10 +452,21 @@ def _live_reader(
         errors.append(f"live reader of {group.name}: {exc}")
 
 
-def _read_history(
-    manager: StreamManager, stream: str, verifier: RecordVerifier, stats: StreamStats, deadline: float
+def read_history(
+    manager: StreamManager,
+    stream: str,
+    verifier: RecordVerifier,
+    stats: StreamStats,
+    deadline: float,
+    *,
+    group_name: str = "",
 ) -> None:
-    group = manager.create_reader_group(f"history-{stream}", SCOPE, [stream], start="head")
+    """Read the sealed ``stream`` of the demo scope from the head with a new reader group, checking every event.
+
+    Counts go to ``stats`` (``history_*``); ``TimeoutError`` when the end is not reached by
+    ``deadline`` (``time.monotonic()``). ``group_name`` defaults to ``history-<stream>``.
+    """
+    group = manager.create_reader_group(group_name or f"history-{stream}", SCOPE, [stream], start="head")
 
     def on_event(event: EventRead) -> None:
         verifier.observe(event.data, segment=event.position.segment, offset=event.position.offset)
@@ -471,8 +484,10 @@ def _fresh_scope(manager: StreamManager, config: StreamsDemoConfig) -> None:
     """Delete what an earlier run left in the scope, then create the two streams."""
     manager.create_scope(SCOPE)
     for name in manager.list_reader_groups(SCOPE):
+        log.info("streams demo: deleting reader group %s/%s of an earlier run", SCOPE, name)
         manager.delete_reader_group(name, SCOPE)
     for name in manager.list_streams(SCOPE):
+        log.info("streams demo: deleting stream %s/%s of an earlier run", SCOPE, name)
         manager.delete_stream(SCOPE, name)
     manager.create_stream(SCOPE, VIDEO, scaling_policy=ScalingPolicy.fixed(config.video_segments))
     policy = ScalingPolicy.by_event_rate(
@@ -585,12 +600,14 @@ def run_streams_demo(settings: Settings, config: StreamsDemoConfig | None = None
         report.wal_bytes_after, report.untiered_after = after.wal_bytes, after.untiered_bytes
         for stream, verifier, stats in ((VIDEO, video_history, video), (SENSORS, sensor_history, sensors)):
             try:
-                _read_history(manager, stream, verifier, stats, deadline)
+                read_history(manager, stream, verifier, stats, deadline)
             except (StreamError, TimeoutError) as exc:
                 errors.append(f"historical read of {stream}: {exc}")
     histories = (video_history, sensor_history)
     report.problems += video_history.problems + sensor_history.problems
     report.problems += video_history.describe_missing() + sensor_history.describe_missing()
+    for error in write_errors + errors:
+        log.warning("streams demo: %s", error)
     report.problems = (write_errors + errors)[:_MAX_PROBLEMS] + report.problems
     report.checks = {
         "every frame and event written durably": not write_errors
