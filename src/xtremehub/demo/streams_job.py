@@ -47,7 +47,7 @@ from struct import Struct
 import numpy as np
 
 from xtremehub.config import Settings
-from xtremehub.errors import ConfigError, MalformedRecord, StreamError
+from xtremehub.errors import ConfigError, MalformedRecord, XHubError
 from xtremehub.streams import EventPointer, EventRead, EventStreamReader, ReaderGroup, ScalingPolicy, StreamManager
 
 __all__ = [
@@ -517,107 +517,119 @@ def _open(data_dir: Path, lts_url: str) -> StreamManager:
     return StreamManager.embedded(data_dir, lts_url, maintenance_interval=0.25, tiering_interval=0.1)
 
 
+@dataclass
+class _Ingest:
+    """What the ingest phase wrote and found."""
+
+    written_video: dict[int, int] = field(default_factory=dict)
+    written_sensors: dict[int, int] = field(default_factory=dict)
+    write_errors: list[str] = field(default_factory=list)
+    read_errors: list[str] = field(default_factory=list)
+    live_ok: bool = False
+    sealed_at: float = 0.0
+
+
+def _ingest(manager: StreamManager, config: StreamsDemoConfig, report: StreamsReport) -> _Ingest:
+    """Write both streams while a reader group per stream reads at the tail, then seal them."""
+    video, sensors = report.video, report.sensors
+    out = _Ingest()
+    checks = {VIDEO: RecordVerifier(VIDEO, "camera", "frame"), SENSORS: RecordVerifier(SENSORS, "sensor", "event")}
+    frames = _FrameSource(config.frame_bytes)
+    live = [
+        threading.Thread(
+            target=_live_reader,
+            args=(manager.create_reader_group(f"live-{s.name}", SCOPE, [s.name], start="head"), checks[s.name], s),
+            kwargs={"deadline": time.monotonic() + config.timeout, "errors": out.read_errors},
+            name=f"xhub-demo-live-{s.name}",
+            daemon=True,  # never keeps the process alive if the part fails half-way
+        )
+        for s in (video, sensors)
+    ]
+    for thread in live:
+        thread.start()
+    start = time.perf_counter() + 0.05
+
+    def camera(i: int) -> None:
+        try:
+            _write_camera(manager, i, config, frames, start, video, out.written_video)
+        except Exception as exc:  # reported as a failed check, not as a thread traceback
+            out.write_errors.append(f"{VIDEO}: camera {i} writer failed: {exc}")
+
+    def sensor_writer() -> None:
+        try:
+            out.written_sensors.update(_write_sensors(manager, config, start, sensors, out.write_errors))
+        except Exception as exc:  # reported as a failed check, not as a thread traceback
+            out.write_errors.append(f"{SENSORS}: writer failed: {exc}")
+
+    writers = [threading.Thread(target=camera, args=(i,), name=f"xhub-demo-camera-{i}") for i in range(config.cameras)]
+    writers.append(threading.Thread(target=sensor_writer, name="xhub-demo-sensors"))
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    checks[VIDEO].expect(out.written_video)
+    checks[SENSORS].expect(out.written_sensors)
+    video.events, sensors.events = sum(out.written_video.values()), sum(out.written_sensors.values())
+    video.segments_end = len(manager.get_stream(SCOPE, VIDEO).active_segments)
+    sensors.segments_end = len(manager.get_stream(SCOPE, SENSORS).active_segments)
+    for stream in (VIDEO, SENSORS):  # the end of the streams: live readers finish, segments tier at once
+        manager.seal_stream(SCOPE, stream)
+    out.sealed_at = time.perf_counter()
+    for thread in live:
+        thread.join()
+    report.ingest_seconds = time.perf_counter() - start
+    video.bytes, sensors.bytes = checks[VIDEO].bytes, checks[SENSORS].bytes
+    out.live_ok = all(v.exactly_once and v.in_order and v.intact for v in checks.values())
+    for v in checks.values():
+        report.problems += v.problems + v.describe_missing()
+    return out
+
+
 def run_streams_demo(settings: Settings, config: StreamsDemoConfig | None = None) -> StreamsReport:
     """Ingest, read live, tier, reopen and read back both streams; see the module docstring."""
     config = config or StreamsDemoConfig()
     root = Path(settings.home).expanduser() / "streams-demo"
-    data_dir, lts_dir = root / "store", root / "lts"
-    lts_url = f"{lts_dir}/"
+    data_dir, lts_url = root / "store", f"{root / 'lts'}/"
     t_start = time.perf_counter()
     deadline = time.monotonic() + config.timeout
-    video, sensors = StreamStats(VIDEO), StreamStats(SENSORS)
-    report = StreamsReport(config, data_dir, lts_url, video, sensors)
-    video_check = RecordVerifier(VIDEO, "camera", "frame")
-    sensor_check = RecordVerifier(SENSORS, "sensor", "event")
-    write_errors: list[str] = []
-    errors: list[str] = []  # readers
-    frames = _FrameSource(config.frame_bytes)
+    report = StreamsReport(config, data_dir, lts_url, StreamStats(VIDEO), StreamStats(SENSORS))
 
     with _open(data_dir, lts_url) as manager:
         _fresh_scope(manager, config)
-        video.segments_start = len(manager.get_stream(SCOPE, VIDEO).active_segments)
-        sensors.segments_start = len(manager.get_stream(SCOPE, SENSORS).active_segments)
-        live = [
-            threading.Thread(
-                target=_live_reader,
-                args=(manager.create_reader_group(f"live-{s.name}", SCOPE, [s.name], start="head"), v, s),
-                kwargs={"deadline": deadline, "errors": errors},
-                name=f"xhub-demo-live-{s.name}",
-            )
-            for s, v in ((video, video_check), (sensors, sensor_check))
-        ]
-        for thread in live:
-            thread.start()
-        written_video: dict[int, int] = {}
-        written_sensors: dict[int, int] = {}
-        start = time.perf_counter() + 0.05
-
-        def camera(i: int) -> None:
-            try:
-                _write_camera(manager, i, config, frames, start, video, written_video)
-            except Exception as exc:  # reported as a failed check, not as a thread traceback
-                write_errors.append(f"{VIDEO}: camera {i} writer failed: {exc}")
-
-        def sensor_writer() -> None:
-            try:
-                written_sensors.update(_write_sensors(manager, config, start, sensors, write_errors))
-            except Exception as exc:  # reported as a failed check, not as a thread traceback
-                write_errors.append(f"{SENSORS}: writer failed: {exc}")
-
-        writers = [
-            threading.Thread(target=camera, args=(i,), name=f"xhub-demo-camera-{i}") for i in range(config.cameras)
-        ]
-        writers.append(threading.Thread(target=sensor_writer, name="xhub-demo-sensors"))
-        for thread in writers:
-            thread.start()
-        for thread in writers:
-            thread.join()
-        video_check.expect(written_video)
-        sensor_check.expect(written_sensors)
-        video.events = sum(written_video.values())
-        sensors.events = sum(written_sensors.values())
-        video.segments_end = len(manager.get_stream(SCOPE, VIDEO).active_segments)
-        sensors.segments_end = len(manager.get_stream(SCOPE, SENSORS).active_segments)
-        for stream in (VIDEO, SENSORS):  # the end of the streams: live readers finish, segments tier at once
-            manager.seal_stream(SCOPE, stream)
-        sealed_at = time.perf_counter()
-        for thread in live:
-            thread.join()
-        report.ingest_seconds = time.perf_counter() - start
-        video.bytes, sensors.bytes = video_check.bytes, sensor_check.bytes
-        live_ok = all(v.exactly_once and v.in_order and v.intact for v in (video_check, sensor_check))
-        report.problems += video_check.problems + sensor_check.problems
-        report.problems += video_check.describe_missing() + sensor_check.describe_missing()
-        tiered = _wait_tiered(manager, report, sealed_at, deadline)
+        report.video.segments_start = len(manager.get_stream(SCOPE, VIDEO).active_segments)
+        report.sensors.segments_start = len(manager.get_stream(SCOPE, SENSORS).active_segments)
+        ingest = _ingest(manager, config, report)
+        tiered = _wait_tiered(manager, report, ingest.sealed_at, deadline)
 
     # Reopen: the historical read starts from a cold store and reads what LTS holds.
-    video_history = RecordVerifier(VIDEO, "camera", "frame")
-    sensor_history = RecordVerifier(SENSORS, "sensor", "event")
-    video_history.expect(written_video)
-    sensor_history.expect(written_sensors)
+    histories = {VIDEO: RecordVerifier(VIDEO, "camera", "frame"), SENSORS: RecordVerifier(SENSORS, "sensor", "event")}
+    histories[VIDEO].expect(ingest.written_video)
+    histories[SENSORS].expect(ingest.written_sensors)
     with _open(data_dir, lts_url) as manager:
         after = manager.store.stats()
         report.wal_bytes_after, report.untiered_after = after.wal_bytes, after.untiered_bytes
-        for stream, verifier, stats in ((VIDEO, video_history, video), (SENSORS, sensor_history, sensors)):
+        for stats in (report.video, report.sensors):
             try:
-                read_history(manager, stream, verifier, stats, deadline)
-            except (StreamError, TimeoutError) as exc:
-                errors.append(f"historical read of {stream}: {exc}")
-    histories = (video_history, sensor_history)
-    report.problems += video_history.problems + sensor_history.problems
-    report.problems += video_history.describe_missing() + sensor_history.describe_missing()
-    for error in write_errors + errors:
+                read_history(manager, stats.name, histories[stats.name], stats, deadline)
+            except (XHubError, TimeoutError) as exc:
+                ingest.read_errors.append(f"historical read of {stats.name}: {exc}")
+    for v in histories.values():
+        report.problems += v.problems + v.describe_missing()
+    errors = ingest.write_errors + ingest.read_errors
+    for error in errors:
         log.warning("streams demo: %s", error)
-    report.problems = (write_errors + errors)[:_MAX_PROBLEMS] + report.problems
+    report.problems = errors[:_MAX_PROBLEMS] + report.problems
     report.checks = {
-        "every frame and event written durably": not write_errors
-        and video.events == config.cameras * config.frames_per_camera
-        and sensors.events == config.sensor_events,
-        "live readers got each frame and event once, in order, intact": live_ok,
+        "every frame and event written durably": not ingest.write_errors
+        and report.video.events == config.cameras * config.frames_per_camera
+        and report.sensors.events == config.sensor_events,
+        "live readers got each frame and event once, in order, intact": ingest.live_ok,
         "every byte in LTS before the historical read": tiered and report.untiered_after == 0,
-        "historical read: every frame and event exactly once": all(v.exactly_once for v in histories),
-        "historical read: frame numbers increase per camera, sequence per sensor": all(v.in_order for v in histories),
-        "historical read: every checksum matches": all(v.intact for v in histories),
+        "historical read: every frame and event exactly once": all(v.exactly_once for v in histories.values()),
+        "historical read: frame numbers increase per camera, sequence per sensor": all(
+            v.in_order for v in histories.values()
+        ),
+        "historical read: every checksum matches": all(v.intact for v in histories.values()),
     }
     report.seconds = time.perf_counter() - t_start
     return report
