@@ -42,9 +42,9 @@ def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamMa
         if request.param == "embedded":
             yield embedded
         else:
-            with serve_background(embedded.store, embedded.controller, ServerConfig(shutdown_grace=5.0)) as server:
-                with StreamManager(server.url) as remote:
-                    yield remote
+            config = ServerConfig(shutdown_grace=5.0)
+            with serve_background(embedded.store, embedded.controller, config) as server, StreamManager(server.url) as r:
+                yield r
     finally:
         embedded.close()
 
