@@ -43,7 +43,7 @@ def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamMa
             yield embedded
         else:
             config = ServerConfig(shutdown_grace=5.0)
-            with serve_background(embedded.store, embedded.controller, config) as server, StreamManager(server.url) as r:
+            with serve_background(embedded.store, embedded.controller, config) as srv, StreamManager(srv.url) as r:
                 yield r
     finally:
         embedded.close()
