@@ -237,3 +237,22 @@ def test_done_callback_may_append_synchronously(tmp_path: Path) -> None:
         data = store.read("s", 0, 100).data
         assert sorted(data) == sorted(b"a" * 20 + b"b" * 20)
         assert all(data[o : o + 1] == b"b" for o in offsets)
+
+
+def test_lts_garbage_is_part_of_the_checkpoint() -> None:
+    from xtremehub.streams.segmentstore.state import StoreState
+
+    state = StoreState()
+    for name in ("a", "b", "c"):
+        state.apply_create(name, f"cid-{name}")
+        state.apply_append(name, 0, [(None, None, 10)], file_id=1, pos=0)
+        state.apply_tiered(name, f"cid-{name}", 0, 10, f"k-{name}")
+    state.apply_append("b", 10, [(None, None, 10)], file_id=1, pos=10)
+    state.apply_truncate("b", 10)
+    state.apply_merge("a", "c")
+    state.apply_delete("a")  # holds its own chunk and c's
+    restored = StoreState.from_checkpoint(state.checkpoint())
+    assert restored.garbage_keys == {"k-a", "k-b", "k-c"}
+    assert restored.dead_segments == {("a", "cid-a")}
+    assert restored.merged_away == {("c", "cid-c")}
+    assert StoreState.from_checkpoint({"segments": []}).garbage_keys == set()  # older checkpoints

@@ -84,5 +84,12 @@ class ChunkStore:
         with contextlib.suppress(ObjectNotFound):
             self.store.delete(key)
 
+    def delete_segment(self, name: str, cid: str) -> int:
+        """Delete every object of one segment creation (its chunks, also unrecorded ones, and metadata)."""
+        keys = [info.key for info in self.store.list(self._segment_dir(name, cid))]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -488,6 +488,27 @@ class SegmentStore(SegmentStoreContract):
         self._wal.prepare_next()  # so that the next roll does not wait for a directory fsync
         return deleted
 
+    def lts_garbage(self) -> list[tuple[str, str, str]]:
+        """LTS objects to delete: ``("key", key, "")``, ``("dir", name, cid)``, ``("meta", name, cid)``."""
+        with self._lock:
+            state = self._state
+            return (
+                [("key", key, "") for key in sorted(state.garbage_keys)]
+                + [("dir", name, cid) for name, cid in sorted(state.dead_segments)]
+                + [("meta", name, cid) for name, cid in sorted(state.merged_away)]
+            )
+
+    def lts_collected(self, kind: str, a: str, b: str) -> None:
+        """One item of :meth:`lts_garbage` is deleted (the next checkpoint no longer lists it)."""
+        with self._lock:
+            state = self._state
+            if kind == "key":
+                state.garbage_keys.discard(a)
+            elif kind == "dir":
+                state.dead_segments.discard((a, b))
+            else:
+                state.merged_away.discard((a, b))
+
     def lts_changed(self) -> None:
         self._wake_all()
 
@@ -725,7 +746,6 @@ class SegmentStore(SegmentStoreContract):
                 state.apply_delete(seg.name)
                 self._forget(seg.extents)
                 self._cond.notify_all()
-            self._tierer.delete_later([self.chunks.metadata_key(seg.name, seg.cid)])
             return None
         if op.kind == RecordType.TIERED:
             # No fsync of its own: the next group commit's makes it durable, and until then a
@@ -762,16 +782,14 @@ class SegmentStore(SegmentStoreContract):
             state.apply_seal(source)
             offset = state.apply_merge(target, source)
             self._cond.notify_all()
-        self._tierer.delete_later([self.chunks.metadata_key(src.name, src.cid)])
+        self._tierer.wake()  # the source's LTS metadata object goes
         return offset
 
     def _forget(self, extents: list[Extent]) -> None:
-        """Drop cached bytes of removed extents and schedule their LTS chunks for deletion."""
+        """Drop cached bytes of removed extents; the tierer deletes what the state lists as LTS garbage."""
         for ext in extents:
             self._cache.drop(ext)
-        keys = [ext.key for ext in extents if not ext.in_wal]
-        if keys:
-            self._tierer.delete_later(keys)
+        self._tierer.wake()
 
     def _roll(self) -> None:
         self._wal.roll(self._state.checkpoint())

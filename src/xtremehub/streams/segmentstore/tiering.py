@@ -53,6 +53,10 @@ class TieringHost(Protocol):
 
     def reclaim_wal(self) -> int: ...
 
+    def lts_garbage(self) -> list[tuple[str, str, str]]: ...
+
+    def lts_collected(self, kind: str, a: str, b: str) -> None: ...
+
     def lts_changed(self) -> None: ...
 
 
@@ -185,3 +189,12 @@ class Tierer:
                 with self._deletes_lock:
                     self._deletes.extend(keys[i:])
                 raise
+        chunks = self.host.chunks
+        for kind, a, b in self.host.lts_garbage():  # durable: listed in checkpoints until done
+            if kind == "key":
+                chunks.delete(a)
+            elif kind == "dir":
+                chunks.delete_segment(a, b)
+            else:
+                chunks.delete(chunks.metadata_key(a, b))
+            self.host.lts_collected(kind, a, b)
