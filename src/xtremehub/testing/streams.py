@@ -91,10 +91,10 @@ class FlakyAcks:
         return self._maybe_lose(self._inner.append_async(segment, data, **kwargs), 1)  # type: ignore[arg-type]
 
     def append_batches(
-        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
     ) -> list[Future[list[AppendOutcome]]]:
         self._count += 1
-        inner = self._inner.append_batches(batches, writer_id=writer_id)
+        inner = self._inner.append_batches(batches, writer_id=writer_id, timeout=timeout)
         if self._count % self._every:
             return inner
         return [self._lose(f, len(b.events)) for f, b in zip(inner, batches, strict=True)]
@@ -132,9 +132,9 @@ class HeldAcks:
         return getattr(self._inner, name)
 
     def append_batches(
-        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
     ) -> list[Future[list[AppendOutcome]]]:
-        inner = self._inner.append_batches(batches, writer_id=writer_id)
+        inner = self._inner.append_batches(batches, writer_id=writer_id, timeout=timeout)
         with self._lock:
             self.batches.extend(len(b.events) for b in batches)
             if self._released:

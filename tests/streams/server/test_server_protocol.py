@@ -14,6 +14,7 @@ import pytest
 from server_test_store import DictSegmentStore
 
 from xtremehub.errors import (
+    BackPressure,
     ConditionalCheckFailed,
     ProtocolError,
     SegmentNotFound,
@@ -289,13 +290,17 @@ def test_raw_frames_from_the_real_encoder(dict_server: StreamServer, raw: Callab
 
 
 class BlockingAppends(DictSegmentStore):
-    """A store under back pressure: ``append_async`` blocks until released."""
+    """A store under back pressure: ``append_async`` blocks until released (``timeout=0``: raises)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.refused_at_once = 0
 
-    def append_async(self, segment, data, **kwargs):  # type: ignore[no-untyped-def]
+    def append_async(self, segment, data, *, timeout=None, **kwargs):  # type: ignore[no-untyped-def]
+        if timeout == 0 and not self.release.is_set():
+            self.refused_at_once += 1
+            raise BackPressure(f"segment {segment!r}: budgets exhausted")
         self.release.wait(30)
         return super().append_async(segment, data, **kwargs)
 
@@ -306,13 +311,22 @@ def test_a_store_blocking_appends_does_not_block_other_requests() -> None:
     with serve_background(store) as server:
         client = RemoteSegmentStore(server.url)
         pending = client.append_async("bp/s", b"later", writer_id="w", event_number=1)
-        # Reads and calls are still answered while the append is held up by back pressure.
+        queued = client.append_async("bp/s", b"-still", writer_id="w", event_number=2)
+        # Reads and calls are still answered while the appends are held up by back pressure.
         assert client.info("bp/s").length == 0
         assert client.read("bp/s", 0, 10).data == b""
         assert not pending.done()
+        assert not queued.done()
+        # The event loop tried the first append without blocking, then handed it to the feeder
+        # thread; the second queued behind it (in order) without being tried on the loop.
+        assert store.refused_at_once == 1
         store.release.set()
         assert pending.result(10).offset == 0
-        assert client.read("bp/s", 0, 10).data == b"later"
+        assert queued.result(10).offset == len(b"later")
+        assert client.read("bp/s", 0, 20).data == b"later-still"
+        # Once the feeder is idle, appends are queued from the loop again.
+        assert client.append_async("bp/s", b"!", writer_id="w", event_number=3).result(10).offset == 11
+        assert store.refused_at_once == 1
         client.close()
 
 
@@ -405,3 +419,21 @@ def test_version_2_client_falls_back_to_append_on_a_version_1_server(
         assert isinstance(refused[0], SegmentSealed)
     finally:
         store.close()
+
+
+def test_append_batch_under_back_pressure_waits_in_the_feeder_in_order() -> None:
+    store = BlockingAppends()
+    store.create_segment("bp/b")
+    with serve_background(store) as server:
+        client = RemoteSegmentStore(server.url)
+        first = client.append_many("bp/b", [b"a", b"bb"], writer_id="w", first_event_number=1)
+        second = client.append_many("bp/b", [b"c"], writer_id="w", first_event_number=3)
+        assert client.info("bp/b").length == 0  # other requests are answered meanwhile
+        assert not first.done()
+        assert not second.done()
+        assert store.refused_at_once == 1  # tried once from the loop without blocking, then queued
+        store.release.set()
+        assert [o.offset for o in first.result(10)] == [0, 1]  # type: ignore[union-attr]
+        assert [o.offset for o in second.result(10)] == [3]  # type: ignore[union-attr]
+        assert client.read("bp/b", 0, 10).data == b"abbc"
+        client.close()

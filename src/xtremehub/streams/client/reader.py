@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from xtremehub.errors import InvalidStreamArgument, SegmentNotFound, SegmentTruncated, StreamError
@@ -21,14 +22,19 @@ from xtremehub.streams.client._framing import EventDecoder
 from xtremehub.streams.controller._metadata import parse_segment_name
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import ReaderGroupState, StreamCut
-from xtremehub.streams.segmentstore.contract import SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import ReadResult, SegmentStoreContract
 
 __all__ = ["EventPosition", "EventRead", "EventStreamReader", "ReaderGroup", "SegmentSlice"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes asked from the segment store per read.
+#: Bytes asked from the segment store per read at first, and at the tail.
 READ_SIZE = 1 << 20
+#: Largest read: a reader catching up (historical reads, often from LTS) doubles its read size
+#: after every full read up to this, so that one request fetches many LTS parts concurrently.
+MAX_READ_SIZE = 16 << 20
+#: Reads fetched ahead (in the background) per reader, for segments it is catching up on.
+MAX_PREFETCH = 2
 #: Longest single wait on one segment while others may have data.
 POLL_WAIT = 0.05
 
@@ -59,7 +65,10 @@ class _Cursor:
         self.segment = segment
         self.decoder = EventDecoder(segment, offset)
         self.read_offset = offset
+        self.read_size = READ_SIZE
         self.ended = False
+        #: A read of ``(read_offset, read_size)`` started in the background, while catching up.
+        self.prefetch: Future[ReadResult] | None = None
 
     @property
     def delivered(self) -> int:
@@ -89,6 +98,7 @@ class EventStreamReader:
         self._next_sync = 0.0
         self._turn = 0
         self._offline = False
+        self._prefetcher: ThreadPoolExecutor | None = None
         self._sync()
 
     @property
@@ -141,6 +151,8 @@ class EventStreamReader:
         self._controller.reader_offline(self.scope, self.group, self.name, self.positions())
         self._cursors.clear()
         self._offline = True
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Same as :meth:`reader_offline`."""
@@ -199,8 +211,12 @@ class EventStreamReader:
         return None
 
     def _read_into(self, cursor: _Cursor, wait: float) -> None:
+        pending, cursor.prefetch = cursor.prefetch, None
         try:
-            result = self._store.read(cursor.segment, cursor.read_offset, READ_SIZE, wait=wait)
+            if pending is not None:
+                result = pending.result()
+            else:
+                result = self._store.read(cursor.segment, cursor.read_offset, cursor.read_size, wait=wait)
         except SegmentTruncated:
             start = self._store.info(cursor.segment).start_offset
             log.warning(
@@ -215,6 +231,20 @@ class EventStreamReader:
         cursor.decoder.feed(result.data)
         cursor.read_offset += len(result.data)
         cursor.ended = result.end_of_segment
+        # Behind the tail (a full read): read more at once next time, and start that read now,
+        # in the background, while the application works on these events. At the tail: small reads.
+        full = len(result.data) >= cursor.read_size
+        cursor.read_size = min(cursor.read_size * 2, MAX_READ_SIZE) if full else READ_SIZE
+        if full and not cursor.ended:
+            self._prefetch(cursor)
+
+    def _prefetch(self, cursor: _Cursor) -> None:
+        if sum(c.prefetch is not None for c in self._cursors.values()) >= MAX_PREFETCH:
+            return
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(MAX_PREFETCH, thread_name_prefix=f"xhub-reader-{self.name}")
+        read = self._store.read
+        cursor.prefetch = self._prefetcher.submit(read, cursor.segment, cursor.read_offset, cursor.read_size)
 
 
 class SegmentSlice:

@@ -96,7 +96,10 @@ class RemoteSegmentStore(SegmentStoreContract):
         writer_id: str | None = None,
         event_number: int | None = None,
         expected_offset: int | None = None,
+        timeout: float | None = None,
     ) -> Future[AppendResult]:
+        # ``timeout`` has nothing to bound here: the call never blocks, the server applies back
+        # pressure and answers BackPressure after its own timeout.
         def decode(msg_type: MessageType | int, payload: bytes) -> AppendResult:
             if msg_type != MessageType.APPENDED:
                 raise ProtocolError(f"expected APPENDED, got message type {int(msg_type)}")
@@ -114,12 +117,14 @@ class RemoteSegmentStore(SegmentStoreContract):
         return self.connection.request(MessageType.APPEND, payload, decode, retriable=retriable)
 
     def append_batches(
-        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
     ) -> list[Future[list[AppendOutcome]]]:
         """One APPEND_BATCH frame for all batches (more when they exceed a frame), answered per event.
 
         A server speaking only protocol version 1 gets one APPEND per event instead. An event
         over the frame limit is refused alone (``EventTooLarge``), the others still go.
+        ``timeout`` has nothing to bound here (the call never blocks; the server applies back
+        pressure and answers ``BackPressure`` after its own timeout).
         """
         check_batches(batches, writer_id)
         if int(self.connection.server_info.get("version", 1)) < 2:

@@ -37,7 +37,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
-from xtremehub.errors import InvalidOffset
+from xtremehub.errors import BackPressure, InvalidOffset
 
 __all__ = [
     "AppendOutcome",
@@ -155,12 +155,15 @@ class SegmentStoreContract(ABC):
         writer_id: str | None = None,
         event_number: int | None = None,
         expected_offset: int | None = None,
+        timeout: float | None = None,
     ) -> Future[AppendResult]:
         """Like :meth:`append` but returns at once; concurrent appends share one fsync.
 
         Appends queued by one thread are applied in the order it queued them (also when it
         mixes ``append_async`` and ``append``). Under back pressure (both budgets exhausted)
-        the call itself blocks, and raises ``BackPressure`` after the store's configured timeout.
+        the call itself blocks, and raises ``BackPressure`` after ``timeout`` seconds (default:
+        the store's configured timeout; ``0`` raises at once instead of blocking, for callers
+        such as an event loop that must not block).
         """
 
     def append_many(
@@ -170,6 +173,7 @@ class SegmentStoreContract(ABC):
         *,
         writer_id: str | None = None,
         first_event_number: int | None = None,
+        timeout: float | None = None,
     ) -> Future[list[AppendOutcome]]:
         """Append several events to one segment as one unit; one future for all of them.
 
@@ -179,7 +183,7 @@ class SegmentStoreContract(ABC):
         e.g. the stored prefix of a re-sent batch) or the error refusing that event
         (``EventTooLarge``, ``SegmentSealed``...), in event order. The future itself raises only
         when the batch as a whole could not be handed over (connection lost); the call raises
-        like ``append_async`` (``BackPressure`` after the store's timeout, ``StoreClosed``).
+        like ``append_async`` (``BackPressure`` after ``timeout``, ``StoreClosed``).
         The same as :meth:`append_batches` with one batch.
 
         Example:
@@ -192,28 +196,47 @@ class SegmentStoreContract(ABC):
             >>> [(r.offset, r.length, r.duplicate) for r in first + again]
             [(0, 2, False), (2, 3, False), (2, 3, True), (5, 1, False)]
         """
-        return self.append_batches([SegmentBatch(segment, events, first_event_number)], writer_id=writer_id)[0]
+        batch = SegmentBatch(segment, events, first_event_number)
+        return self.append_batches([batch], writer_id=writer_id, timeout=timeout)[0]
 
     def append_batches(
-        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
     ) -> list[Future[list[AppendOutcome]]]:
         """Several :meth:`append_many` of one writer at once, to one or more segments; a future per batch.
 
         Batches are applied in the order given (two batches to the same segment keep their
         order). Implementations hand them over together: the embedded store commits them in one
         group commit (one WAL record per segment), the remote store sends them in one
-        APPEND_BATCH frame. This default queues their events one by one with ``append_async``.
+        APPEND_BATCH frame. ``timeout`` bounds the wait for back pressure as in
+        :meth:`append_async` (``0``: raise ``BackPressure`` at once rather than block). This
+        default queues their events one by one with ``append_async``.
         """
         check_batches(batches, writer_id)
         results: list[Future[list[AppendOutcome]]] = []
+        queued = False
+        refusal: BackPressure | None = None  # once one event is refused, the later ones are too (order)
         for batch in batches:
             futures: list[Future[AppendResult]] = []
             for i, data in enumerate(batch.events):
                 number = None if batch.first_event_number is None else batch.first_event_number + i
+                refused: Future[AppendResult] = Future()
+                if refusal is not None:
+                    refused.set_exception(refusal)
+                    futures.append(refused)
+                    continue
                 try:
-                    futures.append(self.append_async(batch.segment, data, writer_id=writer_id, event_number=number))
+                    future = self.append_async(
+                        batch.segment, data, writer_id=writer_id, event_number=number, timeout=timeout
+                    )
+                    futures.append(future)
+                    queued = True
+                except BackPressure as exc:
+                    if not queued:
+                        raise  # nothing was queued: the whole call is refused, as the embedded store does
+                    refusal = exc
+                    refused.set_exception(exc)
+                    futures.append(refused)
                 except Exception as exc:  # refused at once (too large): that event's outcome
-                    refused: Future[AppendResult] = Future()
                     refused.set_exception(exc)
                     futures.append(refused)
             results.append(gather_outcomes(futures))

@@ -23,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xtremehub import __version__
-from xtremehub.errors import ProtocolError
+from xtremehub.errors import BackPressure, ProtocolError
 from xtremehub.streams.segmentstore.contract import (
     AppendOutcome,
     AppendResult,
@@ -86,7 +86,7 @@ class _BatchAnswer:
 
 
 #: Queued for the feeder: the loop future to resolve, the store call, and how to wrap its result.
-_FeedItem = tuple[asyncio.Future[Any], Callable[[], Future[Any]], Callable[[Any], Any] | None]
+_FeedItem = tuple[asyncio.Future[Any], Callable[..., Future[Any]], Callable[[Any], Any] | None]
 
 
 class ClientConnection:
@@ -275,26 +275,63 @@ class ClientConnection:
             raise ProtocolError(f"APPEND_BATCH: {count} events, more than the limit of {MAX_BATCH_EVENTS}")
         return self._queue_append(functools.partial(self._append_batches, batches, writer_id), _BatchAnswer)
 
-    def _append_batches(self, batches: list[SegmentBatch], writer_id: str | None) -> Future[list[list[AppendOutcome]]]:
-        """On the feeder thread: all batches in one store call; a batch the store refuses whole fails each event."""
+    def _append_batches(
+        self, batches: list[SegmentBatch], writer_id: str | None, *, timeout: float | None = None
+    ) -> Future[list[list[AppendOutcome]]]:
+        """All batches of a frame in one store call; when the store refuses them whole, each event gets the error.
+
+        With ``timeout=0`` (from the event loop) back pressure raises, so that the feeder thread
+        takes the frame and waits.
+        """
         try:
-            futures = self._store.append_batches(batches, writer_id=writer_id)
-        except Exception as exc:  # BackPressure, StoreClosed: every event's outcome
-            refused: Future[list[list[AppendOutcome]]] = Future()
-            refused.set_result([[exc] * len(batch.events) for batch in batches])
-            return refused
+            futures = self._store.append_batches(batches, writer_id=writer_id, timeout=timeout)
+        except BackPressure as exc:
+            if timeout == 0:
+                raise
+            return self._refused(batches, exc)
+        except Exception as exc:  # StoreClosed...: every event's outcome
+            return self._refused(batches, exc)
         counts = [len(batch.events) for batch in batches]
         return when_all(futures, lambda done: [_per_event(f, n) for f, n in zip(done, counts, strict=True)])
 
-    def _queue_append(self, call: Callable[[], Future[Any]], wrap: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
+    @staticmethod
+    def _refused(batches: list[SegmentBatch], exc: BaseException | None) -> Future[list[list[AppendOutcome]]]:
+        error = exc if isinstance(exc, Exception) else ProtocolError(f"append interrupted: {exc!r}")
+        refused: Future[list[list[AppendOutcome]]] = Future()
+        refused.set_result([[error] * len(batch.events) for batch in batches])
+        return refused
+
+    def _queue_append(self, call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
+        """Queue ``call`` (a store append taking ``timeout``) in arrival order; the loop future gets its result."""
         done: asyncio.Future[Any] = self._loop.create_future()
         with self._feed_lock:
+            if not self._feed_scheduled and self._queue_now(done, call, wrap):
+                return done  # the common case: queued without a thread hand-off
             self._feed_queue.append((done, call, wrap))
             if self._feed_scheduled:
                 return done
             self._feed_scheduled = True
         self._appender.submit(self._feed)
         return done
+
+    def _queue_now(
+        self, done: asyncio.Future[Any], call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None
+    ) -> bool:
+        """Queue an append in the store from the event loop when that cannot block.
+
+        False under back pressure (the budgets are exhausted): the append then goes through the
+        feeder thread, which may wait; so do the appends after it while it runs (their order
+        is kept). Called under ``_feed_lock``.
+        """
+        try:
+            future: Future[Any] = call(timeout=0)
+        except BackPressure:
+            return False
+        except Exception as exc:
+            future = Future()
+            future.set_exception(exc)
+        future.add_done_callback(functools.partial(self._completed, done, wrap))
+        return True
 
     def _feed(self) -> None:
         """On the server's one feeder thread: pass queued appends to the store in arrival order.
