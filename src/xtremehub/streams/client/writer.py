@@ -218,6 +218,7 @@ class EventStreamWriter:
         self._ready = False
         self._callers = 0
         self._unanswered = 0  # batches sent whose callback has not finished
+        self._awaited: Future[list[AppendOutcome]] | None = None  # the batch a caller waits for
         self._sender: threading.Thread | None = None
         self._stop_sender = False
         self._recovering = threading.Event()
@@ -417,7 +418,10 @@ class EventStreamWriter:
             self._unanswered -= 1
             self._ready = True
             if self._callers:
-                self._answer_cond.notify_all()
+                # Wake a waiting caller only when it has something to do: its awaited batch is
+                # answered, queued events may leave, or everything is answered (_resend_all).
+                if sent is self._awaited or self._queued or not self._unanswered:
+                    self._answer_cond.notify_all()
             else:
                 self._idle_cond.notify()
 
@@ -446,8 +450,10 @@ class EventStreamWriter:
         assert head.sent is not None
         while not head.sent.done():
             with self._signal:
-                while not self._ready and not head.sent.done():
+                self._awaited = head.sent
+                while not (self._ready and self._queued) and not head.sent.done():
                     self._answer_cond.wait()
+                self._awaited = None
             if self._ready:
                 self._pump()
 
