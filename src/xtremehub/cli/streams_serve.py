@@ -74,7 +74,9 @@ def serve(
     if data is None:
         data = group.get("data") or Settings.load(config_file=None).home / "streams"
     lts = lts or group.get("lts")
-    manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval)
+    settings = group.get("settings") or (ctx.obj if isinstance(ctx.obj, Settings) else None)
+    extra = {} if settings is None else {"settings": settings}  # --config and the environment reach the LTS
+    manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval, **extra)
     try:
         server = StreamServer(
             manager.store, manager.controller, ServerConfig(host=host, port=port, shutdown_grace=shutdown_grace)

@@ -717,15 +717,17 @@ class SegmentStore(SegmentStoreContract):
             if seg is None:
                 done.append((op, SegmentNotFound(f"segment {op.segment!r} does not exist")))
                 continue
-            if seg.sealed:
-                done.append((op, SegmentSealed(f"segment {op.segment!r} is sealed")))
-                continue
             length = shadow_len.get(op.segment, seg.length)
             if op.writer_id is not None and op.event_number is not None:
+                # Duplicates first: a re-sent event the segment holds is acknowledged as such also
+                # once the segment is sealed (else the writer would re-route it: stored twice).
                 last = shadow_writers.get((op.segment, op.writer_id)) or seg.writers.get(op.writer_id)
                 if last is not None and op.event_number <= last[0]:
                     done.append((op, AppendResult(op.segment, last[1], len(op.data), duplicate=True)))
                     continue
+            if seg.sealed:
+                done.append((op, SegmentSealed(f"segment {op.segment!r} is sealed")))
+                continue
             if op.expected_offset is not None and op.expected_offset != length:
                 message = f"segment {op.segment!r}: expected offset {op.expected_offset}, length is {length}"
                 done.append((op, ConditionalCheckFailed(message)))
