@@ -127,7 +127,8 @@ class RemoteSegmentStore(SegmentStoreContract):
         pressure and answers ``BackPressure`` after its own timeout).
         """
         check_batches(batches, writer_id)
-        if int(self.connection.server_info.get("version", 1)) < 2:
+        single = len(batches) == 1 and len(batches[0].events) == 1  # a lone (large) event: the plain APPEND
+        if single or int(self.connection.server_info.get("version", 1)) < 2:
             return super().append_batches(batches, writer_id=writer_id)
         limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
         pieces: list[list[Future[list[AppendOutcome]]]] = [[] for _ in batches]
