@@ -4,11 +4,12 @@ past them (nothing written, nothing lost), and the backlog reaches LTS once the 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from xtremehub.errors import BackPressure
+from xtremehub.errors import BackPressure, StorageUnavailable
 from xtremehub.storage._s3 import S3Store
 from xtremehub.streams.segmentstore import AppendResult, SegmentStore, SegmentStoreConfig
 from xtremehub.testing.seaweedfs import SeaweedFS
@@ -24,11 +25,21 @@ def _event(i: int) -> bytes:
     return i.to_bytes(4, "big") * (EVENT // 4)
 
 
-def _read_all(store: SegmentStore, segment: str) -> bytes:
-    data = b""
-    while chunk := store.read(segment, len(data), 1 << 20).data:
-        data += chunk
-    return data
+def _read_all(store: SegmentStore, segment: str, start: int = 0) -> bytes:
+    """Everything from ``start``; a SeaweedFS that has just restarted may answer a GET with an
+    InternalError for a moment (its volume server is still loading; the test settings allow no
+    retries), so transient ``StorageUnavailable`` errors are retried for a while."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            data = b""
+            while chunk := store.read(segment, start + len(data), 1 << 20).data:
+                data += chunk
+            return data
+        except StorageUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_lts_outage_buffers_throttles_and_recovers(tmp_path: Path) -> None:
@@ -156,8 +167,8 @@ def test_lts_deletes_pending_at_a_restart_are_not_leaked(tmp_path: Path) -> None
             # what is still referenced stayed, and reads the same
             after = _lts_keys(bucket)
             assert {k for k in before if "/source/" in k and k.endswith(".chunk")} <= after
-            assert store.read("target", 0, 1 << 20).data == b"".join(_event(i) for i in range(20)) * 2
-            assert store.read("cut", 15 * EVENT, 1 << 20).data == b"".join(_event(i) for i in range(15, 20))
+            assert _read_all(store, "target") == b"".join(_event(i) for i in range(20)) * 2
+            assert _read_all(store, "cut", 15 * EVENT) == b"".join(_event(i) for i in range(15, 20))
             assert store.stats().untiered_bytes == 0
     finally:
         server.stop()
