@@ -1,0 +1,260 @@
+"""Reader-group checkpoints, embedded and through the stream server.
+
+The application pattern under test (exactly-once): an application keeps the ids of the events it
+processed; when its reader returns a checkpoint marker it stores that state under the
+checkpoint's name. After a crash, the group is reset to the checkpoint and must deliver exactly
+the events the stored state does not hold: none lost, none twice.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xtremehub.errors import (
+    AlreadyExists,
+    CheckpointFailed,
+    CheckpointNotFound,
+    CheckpointTimeout,
+    InvalidStreamArgument,
+    ReaderGroupReset,
+)
+from xtremehub.streams import Checkpoint, EventStreamReader, ReaderGroup, ScalingPolicy, StreamManager
+from xtremehub.streams.server import ServerConfig, serve_background
+
+
+@pytest.fixture(params=["embedded", "server"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamManager]:
+    embedded = StreamManager.embedded(tmp_path / "data", maintenance_interval=3600)
+    try:
+        if request.param == "embedded":
+            yield embedded
+            return
+        with (
+            serve_background(embedded.store, embedded.controller, ServerConfig(shutdown_grace=5.0)) as server,
+            StreamManager(server.url) as remote,
+        ):
+            yield remote
+    finally:
+        embedded.close()
+
+
+def _stream(manager: StreamManager, segments: int) -> tuple[str, str]:
+    scope, stream = f"sc{uuid.uuid4().hex[:8]}", f"st{uuid.uuid4().hex[:8]}"
+    manager.create_scope(scope)
+    manager.create_stream(scope, stream, scaling_policy=ScalingPolicy.fixed(segments))
+    return scope, stream
+
+
+def _write(manager: StreamManager, scope: str, stream: str, ids: range) -> None:
+    with manager.create_writer(scope, stream) as writer:
+        for i in ids:
+            writer.write_event(str(i).encode(), routing_key=str(i % 7))
+
+
+class App:
+    """One application instance: the ids it processed, and its state saved at each checkpoint marker."""
+
+    def __init__(self, reader: EventStreamReader) -> None:
+        self.reader = reader
+        self.processed: list[int] = []
+        self.saved: dict[str, list[int]] = {}
+        self.markers = 0
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def step(self, timeout: float) -> bool:
+        """Process the next event or marker; False when nothing came."""
+        event = self.reader.read_next(timeout)
+        if event is None:
+            return False
+        if event.is_checkpoint:
+            assert event.checkpoint_name is not None
+            assert event.data == b""
+            self.saved[event.checkpoint_name] = list(self.processed)
+            self.markers += 1
+        else:
+            self.processed.append(int(event.data))
+        return True
+
+    def start(self) -> App:
+        def run() -> None:
+            try:
+                while not self._stop.is_set():
+                    self.step(0.02)
+            except BaseException as exc:  # surfaced by stop()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop processing (the reader is left as it is: a crash unless it goes offline)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+        if self._error is not None:
+            raise self._error
+
+
+def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def _drain(group: ReaderGroup, count: int, names: tuple[str, ...] = ("r",)) -> list[int]:
+    """Ids read by new readers of ``group`` until ``count`` came, then check that nothing more comes."""
+    apps = [App(group.create_reader(n, sync_interval=0.02)) for n in names]
+    deadline = time.monotonic() + 30
+    while sum(len(a.processed) for a in apps) < count and time.monotonic() < deadline:
+        for app in apps:
+            app.step(0.02)
+    for app in apps:
+        while app.step(0.2):  # anything beyond the expected count would show up here
+            pass
+        app.reader.reader_offline()
+    return sorted(i for a in apps for i in a.processed)
+
+
+def test_exactly_once_processing_across_a_crash_and_a_reset(manager: StreamManager) -> None:
+    scope, stream = _stream(manager, 3)
+    _write(manager, scope, stream, range(150))
+    group = manager.create_reader_group("g", scope, [stream])
+    apps = [App(group.create_reader(n, sync_interval=0.02)).start() for n in ("a", "b")]
+    _wait(lambda: sum(len(a.processed) for a in apps) >= 30, "30 events processed")
+    checkpoint = group.initiate_checkpoint("cp-1", timeout=30)
+    assert checkpoint.completed
+    assert checkpoint.name == "cp-1"
+    assert [(c.scope, c.stream) for c in checkpoint.stream_cuts] == [(scope, stream)]
+    assert len(checkpoint.stream_cuts[0].positions) == 3
+    _write(manager, scope, stream, range(150, 300))
+    _wait(lambda: sum(len(a.processed) for a in apps) == 300, "all 300 events processed")
+    for app in apps:
+        app.stop()  # and "crash": no reader_offline
+    assert sorted(i for a in apps for i in a.processed) == list(range(300)), "normal operation lost or repeated"
+    assert all(a.markers == 1 for a in apps)
+    state = sorted(i for a in apps for i in a.saved["cp-1"])
+    assert len(state) == len(set(state)), "an event is in the saved state twice"
+    assert 30 <= len(state) <= 150, "the checkpoint completed before 150..299 were written"
+
+    group.reset_to_checkpoint(checkpoint)
+    with pytest.raises(ReaderGroupReset):  # a reader of before the reset cannot carry on
+        apps[0].reader.read_next(timeout=0.1)
+    replay = _drain(group, 300 - len(state), names=("a", "b"))
+    assert sorted(state + replay) == list(range(300)), "lost or duplicated relative to the checkpointed state"
+    assert [c.name for c in group.list_checkpoints()] == ["cp-1"]
+
+
+def test_readers_joining_and_leaving_during_a_checkpoint(manager: StreamManager) -> None:
+    scope, stream = _stream(manager, 6)
+    _write(manager, scope, stream, range(120))
+    group = manager.create_reader_group("g", scope, [stream])
+    a = App(group.create_reader("a", sync_interval=0.01))
+    c = App(group.create_reader("c", sync_interval=0.01))
+    for _ in range(10):
+        a.step(0.05)
+        c.step(0.05)
+    assert len(a.reader.segments) == 3
+    assert len(c.reader.segments) == 3
+    pending = manager.controller.initiate_checkpoint(scope, "g", "cp", 30.0)
+    assert pending.state == "pending"
+    assert pending.waiting == ("a", "c")
+    with pytest.raises(CheckpointFailed, match="in progress"):  # one at a time
+        manager.controller.initiate_checkpoint(scope, "g", "other", 30.0)
+    b = App(group.create_reader("b", sync_interval=0.01))  # joins during the checkpoint: fair share is now 2
+    _wait(lambda: a.step(0.05) and a.markers == 1, "a's marker")
+    assert len(a.reader.segments) == 3, "a reader yet to record its checkpoint gave a segment away"
+    assert b.reader.segments == []
+    c_before = list(c.processed)
+    c.reader.reader_offline()  # leaves without ever returning the marker: hands its positions over
+    assert manager.controller.get_checkpoint(scope, "g", "cp").waiting == ("a",)
+    b.step(0.05)  # takes c's segments and reads past the cut while a has not recorded yet
+    assert len(b.reader.segments) == 3
+    a.step(0.05)  # a's next read records the checkpoint
+    checkpoint = group.get_checkpoint("cp")
+    assert checkpoint.completed
+    state = sorted(a.saved["cp"] + c_before)
+    while a.step(0.05) or b.step(0.05):
+        pass
+    assert sorted(c_before + a.processed + b.processed) == list(range(120))
+    from_checkpoint = manager.create_reader_group("h", scope, [stream], start=checkpoint)
+    replay = _drain(from_checkpoint, 120 - len(state))
+    assert sorted(state + replay) == list(range(120))
+
+
+def test_segment_split_during_a_checkpoint(manager: StreamManager) -> None:
+    scope, stream = _stream(manager, 1)
+    _write(manager, scope, stream, range(10))
+    (old,) = manager.get_stream(scope, stream).active_segments
+    group = manager.create_reader_group("g", scope, [stream])
+    app = App(group.create_reader("a", sync_interval=5.0))
+    for _ in range(5):
+        assert app.step(1.0)
+    manager.controller.initiate_checkpoint(scope, "g", "cp", 30.0)
+    manager.controller.scale_stream(scope, stream, [old.name], [(0.0, 0.5), (0.5, 1.0)])
+    _write(manager, scope, stream, range(10, 30))  # into the successors
+    _wait(lambda: app.step(0.05) and app.markers == 1, "the marker")
+    while app.step(0.2):
+        pass
+    checkpoint = group.get_checkpoint("cp")
+    assert checkpoint.completed
+    assert sorted(app.processed) == list(range(30))
+    state = app.saved["cp"]
+    assert set(state) <= set(range(10)), "an event of a successor came before the marker"
+    replay = _drain(manager.create_reader_group("h", scope, [stream], start=checkpoint), 30 - len(state))
+    assert sorted(state + replay) == list(range(30))
+    app.reader.reader_offline()
+
+
+def test_a_reader_that_never_reads_times_the_checkpoint_out(manager: StreamManager) -> None:
+    scope, stream = _stream(manager, 2)
+    group = manager.create_reader_group("g", scope, [stream])
+    empty = group.initiate_checkpoint("no-readers", timeout=5)  # nobody to wait for
+    assert empty.completed
+    assert [c.offsets for c in empty.stream_cuts] == [c.offsets for c in group.stream_cuts()]
+    with pytest.raises(AlreadyExists):
+        group.initiate_checkpoint("no-readers", timeout=5)
+    idle = group.create_reader("idle", sync_interval=0.01)
+    with pytest.raises(CheckpointTimeout, match="idle"):
+        group.initiate_checkpoint("cp", timeout=0.3)
+    with pytest.raises(CheckpointNotFound):
+        group.get_checkpoint("cp")
+    assert [c.name for c in group.list_checkpoints()] == ["no-readers"]
+    with pytest.raises(CheckpointFailed, match="not completed"):
+        group.reset_to_checkpoint(manager.controller.initiate_checkpoint(scope, "g", "pending", 30.0))
+    assert manager.controller.cancel_checkpoint(scope, "g", "pending")
+    with pytest.raises(InvalidStreamArgument):
+        group.initiate_checkpoint("bad/name")
+    assert group.delete_checkpoint("no-readers")
+    assert group.list_checkpoints() == []
+    idle.reader_offline()
+
+
+def test_checkpoints_survive_a_restart(tmp_path: Path) -> None:
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        scope, stream = _stream(manager, 2)
+        _write(manager, scope, stream, range(40))
+        group = manager.create_reader_group("g", scope, [stream])
+        app = App(group.create_reader("a", sync_interval=0.01)).start()
+        _wait(lambda: len(app.processed) >= 10, "10 events")
+        checkpoint = group.initiate_checkpoint("cp", timeout=30)
+        app.stop()
+        state = app.saved["cp"]
+        text = checkpoint.to_json()
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        group = manager.get_reader_group("g", scope)
+        (again,) = group.list_checkpoints()
+        assert again == checkpoint
+        assert Checkpoint.from_json(text) == checkpoint
+        group.reset_to_checkpoint("cp")
+        replay = _drain(group, 40 - len(state))
+        assert sorted(state + replay) == list(range(40))
