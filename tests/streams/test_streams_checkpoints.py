@@ -8,6 +8,7 @@ the events the stored state does not hold: none lost, none twice.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -60,8 +61,8 @@ def _write(manager: StreamManager, scope: str, stream: str, ids: range) -> None:
 class App:
     """One application instance: the ids it processed, and its state saved at each checkpoint marker."""
 
-    def __init__(self, reader: EventStreamReader) -> None:
-        self.reader = reader
+    def __init__(self, reader: EventStreamReader, *, work: float = 0.0) -> None:
+        self.reader, self.work = reader, work
         self.processed: list[int] = []
         self.saved: dict[str, list[int]] = {}
         self.markers = 0
@@ -80,6 +81,7 @@ class App:
             self.saved[event.checkpoint_name] = list(self.processed)
             self.markers += 1
         else:
+            time.sleep(self.work)  # the application's processing
             self.processed.append(int(event.data))
         return True
 
@@ -113,11 +115,10 @@ def _wait(condition: object, what: str, timeout: float = 30.0) -> None:
 
 def _drain(group: ReaderGroup, count: int, names: tuple[str, ...] = ("r",)) -> list[int]:
     """Ids read by new readers of ``group`` until ``count`` came, then check that nothing more comes."""
-    apps = [App(group.create_reader(n, sync_interval=0.02)) for n in names]
-    deadline = time.monotonic() + 30
-    while sum(len(a.processed) for a in apps) < count and time.monotonic() < deadline:
-        for app in apps:
-            app.step(0.02)
+    apps = [App(group.create_reader(n, sync_interval=0.02)).start() for n in names]
+    _wait(lambda: sum(len(a.processed) for a in apps) >= count, f"{count} events")
+    for app in apps:
+        app.stop()
     for app in apps:
         while app.step(0.2):  # anything beyond the expected count would show up here
             pass
@@ -125,11 +126,21 @@ def _drain(group: ReaderGroup, count: int, names: tuple[str, ...] = ("r",)) -> l
     return sorted(i for a in apps for i in a.processed)
 
 
+def _until_idle(*apps: App) -> None:
+    """Step each app until none of them gets anything more."""
+    busy = True
+    while busy:
+        busy = False
+        for app in apps:
+            while app.step(0.05):
+                busy = True
+
+
 def test_exactly_once_processing_across_a_crash_and_a_reset(manager: StreamManager) -> None:
     scope, stream = _stream(manager, 3)
     _write(manager, scope, stream, range(150))
     group = manager.create_reader_group("g", scope, [stream])
-    apps = [App(group.create_reader(n, sync_interval=0.02)).start() for n in ("a", "b")]
+    apps = [App(group.create_reader(n, sync_interval=0.02), work=0.003).start() for n in ("a", "b")]
     _wait(lambda: sum(len(a.processed) for a in apps) >= 30, "30 events processed")
     checkpoint = group.initiate_checkpoint("cp-1", timeout=30)
     assert checkpoint.completed
@@ -183,8 +194,7 @@ def test_readers_joining_and_leaving_during_a_checkpoint(manager: StreamManager)
     checkpoint = group.get_checkpoint("cp")
     assert checkpoint.completed
     state = sorted(a.saved["cp"] + c_before)
-    while a.step(0.05) or b.step(0.05):
-        pass
+    _until_idle(a, b)
     assert sorted(c_before + a.processed + b.processed) == list(range(120))
     from_checkpoint = manager.create_reader_group("h", scope, [stream], start=checkpoint)
     replay = _drain(from_checkpoint, 120 - len(state))
@@ -203,8 +213,7 @@ def test_segment_split_during_a_checkpoint(manager: StreamManager) -> None:
     manager.controller.scale_stream(scope, stream, [old.name], [(0.0, 0.5), (0.5, 1.0)])
     _write(manager, scope, stream, range(10, 30))  # into the successors
     _wait(lambda: app.step(0.05) and app.markers == 1, "the marker")
-    while app.step(0.2):
-        pass
+    _until_idle(app)
     checkpoint = group.get_checkpoint("cp")
     assert checkpoint.completed
     assert sorted(app.processed) == list(range(30))
@@ -239,18 +248,31 @@ def test_a_reader_that_never_reads_times_the_checkpoint_out(manager: StreamManag
     idle.reader_offline()
 
 
-def test_checkpoints_survive_a_restart(tmp_path: Path) -> None:
-    with StreamManager.embedded(tmp_path / "data") as manager:
+@pytest.mark.parametrize("via", ["embedded", "server"])
+def test_checkpoints_survive_a_restart(tmp_path: Path, via: str) -> None:
+    @contextlib.contextmanager
+    def session() -> Iterator[StreamManager]:
+        with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600) as embedded:
+            if via == "embedded":
+                yield embedded
+                return
+            with (
+                serve_background(embedded.store, embedded.controller, ServerConfig(shutdown_grace=5.0)) as server,
+                StreamManager(server.url) as remote,
+            ):
+                yield remote
+
+    with session() as manager:
         scope, stream = _stream(manager, 2)
         _write(manager, scope, stream, range(40))
         group = manager.create_reader_group("g", scope, [stream])
-        app = App(group.create_reader("a", sync_interval=0.01)).start()
+        app = App(group.create_reader("a", sync_interval=0.01), work=0.003).start()
         _wait(lambda: len(app.processed) >= 10, "10 events")
         checkpoint = group.initiate_checkpoint("cp", timeout=30)
         app.stop()
         state = app.saved["cp"]
         text = checkpoint.to_json()
-    with StreamManager.embedded(tmp_path / "data") as manager:
+    with session() as manager:
         group = manager.get_reader_group("g", scope)
         (again,) = group.list_checkpoints()
         assert again == checkpoint

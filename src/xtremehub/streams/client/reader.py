@@ -146,6 +146,8 @@ class EventStreamReader:
         (``None``: wait as long as it takes; 0: only what is available now).
 
         Calling it marks every event returned before as processed (reported at the next sync).
+        While a checkpoint of the group is pending, it returns the checkpoint's marker
+        (``is_checkpoint``) before any further event; the next call records the checkpoint.
         """
         if self._offline:
             raise StreamError(f"reader {self.name} of group {self.scope}/{self.group} is offline")
