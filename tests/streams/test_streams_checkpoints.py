@@ -29,11 +29,11 @@ from xtremehub.streams import Checkpoint, EventStreamReader, ReaderGroup, Scalin
 from xtremehub.streams.server import ServerConfig, serve_background
 
 
-@pytest.fixture(params=["embedded", "server"])
-def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamManager]:
-    embedded = StreamManager.embedded(tmp_path / "data", maintenance_interval=3600)
-    try:
-        if request.param == "embedded":
+@contextlib.contextmanager
+def _session(path: Path, via: str) -> Iterator[StreamManager]:
+    """An embedded store at ``path``, used in-process or through a stream server on a free port."""
+    with StreamManager.embedded(path, maintenance_interval=3600) as embedded:
+        if via == "embedded":
             yield embedded
             return
         with (
@@ -41,8 +41,12 @@ def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamMa
             StreamManager(server.url) as remote,
         ):
             yield remote
-    finally:
-        embedded.close()
+
+
+@pytest.fixture(params=["embedded", "server"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamManager]:
+    with _session(tmp_path / "data", request.param) as manager:
+        yield manager
 
 
 def _stream(manager: StreamManager, segments: int) -> tuple[str, str]:
@@ -250,19 +254,7 @@ def test_a_reader_that_never_reads_times_the_checkpoint_out(manager: StreamManag
 
 @pytest.mark.parametrize("via", ["embedded", "server"])
 def test_checkpoints_survive_a_restart(tmp_path: Path, via: str) -> None:
-    @contextlib.contextmanager
-    def session() -> Iterator[StreamManager]:
-        with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600) as embedded:
-            if via == "embedded":
-                yield embedded
-                return
-            with (
-                serve_background(embedded.store, embedded.controller, ServerConfig(shutdown_grace=5.0)) as server,
-                StreamManager(server.url) as remote,
-            ):
-                yield remote
-
-    with session() as manager:
+    with _session(tmp_path / "data", via) as manager:
         scope, stream = _stream(manager, 2)
         _write(manager, scope, stream, range(40))
         group = manager.create_reader_group("g", scope, [stream])
@@ -272,7 +264,7 @@ def test_checkpoints_survive_a_restart(tmp_path: Path, via: str) -> None:
         app.stop()
         state = app.saved["cp"]
         text = checkpoint.to_json()
-    with session() as manager:
+    with _session(tmp_path / "data", via) as manager:
         group = manager.get_reader_group("g", scope)
         (again,) = group.list_checkpoints()
         assert again == checkpoint
