@@ -33,7 +33,6 @@ from xtremehub.streams.client.bytestream import ByteStream
 from xtremehub.streams.client.manager import Start, StreamManager
 from xtremehub.streams.client.reader import (
     CHECKPOINT_TIMEOUT,
-    CheckpointWait,
     EventRead,
     EventStreamReader,
     ReaderGroup,
@@ -139,8 +138,7 @@ class AsyncReaderGroup:
 
     async def initiate_checkpoint(self, name: str, timeout: float = CHECKPOINT_TIMEOUT) -> Checkpoint:
         """See :meth:`ReaderGroup.initiate_checkpoint`; waits with ``asyncio.sleep`` (no thread held)."""
-        group = self.sync
-        wait = CheckpointWait(group._controller, group.scope, group.name, name, timeout)
+        wait = self.sync.checkpoint_wait(name, timeout)
         checkpoint = await asyncio.to_thread(wait.start)
         while checkpoint is None:
             await asyncio.sleep(wait.pause())

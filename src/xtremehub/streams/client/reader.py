@@ -415,12 +415,16 @@ class ReaderGroup:
         ``timeout`` seconds, ``CheckpointFailed`` while another checkpoint is in flight, and
         ``AlreadyExists`` when the group has a checkpoint named ``name``.
         """
-        wait = CheckpointWait(self._controller, self.scope, self.name, name, timeout)
+        wait = self.checkpoint_wait(name, timeout)
         checkpoint = wait.start()
         while checkpoint is None:
             time.sleep(wait.pause())
             checkpoint = wait.check()
         return checkpoint
+
+    def checkpoint_wait(self, name: str, timeout: float = CHECKPOINT_TIMEOUT) -> CheckpointWait:
+        """The steps of :meth:`initiate_checkpoint` (start, check, pause), for callers that wait their own way."""
+        return CheckpointWait(self._controller, self.scope, self.name, name, timeout)
 
     def get_checkpoint(self, name: str) -> Checkpoint:
         """A checkpoint of this group (``CheckpointNotFound`` when unknown)."""
