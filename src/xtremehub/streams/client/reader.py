@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
 READ_SIZE = 1 << 20
 #: Longest single wait on one segment while others may have data.
 POLL_WAIT = 0.05
-#: Shortest and longest pause between two looks at a pending checkpoint.
-CHECKPOINT_POLL = (0.01, 0.2)
+#: Shortest and longest pause between two looks at a pending checkpoint (growing by half each time).
+CHECKPOINT_POLL = (0.005, 0.05)
 #: Default seconds every reader has to record a checkpoint.
 CHECKPOINT_TIMEOUT = 30.0
 
@@ -367,7 +367,7 @@ class CheckpointWait:
     def pause(self) -> float:
         """Seconds to wait before the next :meth:`check` (growing, never past the deadline)."""
         pause = min(self._pause, max(self.deadline - time.monotonic(), 0.0))
-        self._pause = min(self._pause * 2, CHECKPOINT_POLL[1])
+        self._pause = min(self._pause * 1.5, CHECKPOINT_POLL[1])
         return pause
 
     def _timeout(self, waiting: tuple[str, ...]) -> CheckpointTimeout:
