@@ -9,11 +9,14 @@ the events the stored state does not hold: none lost, none twice.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import random
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +29,7 @@ from xtremehub.errors import (
     ReaderGroupReset,
 )
 from xtremehub.streams import Checkpoint, EventStreamReader, ReaderGroup, ScalingPolicy, StreamManager
+from xtremehub.streams.client._framing import key_point
 from xtremehub.streams.server import ServerConfig, serve_background
 
 
@@ -272,3 +276,123 @@ def test_checkpoints_survive_a_restart(tmp_path: Path, via: str) -> None:
         group.reset_to_checkpoint("cp")
         replay = _drain(group, 40 - len(state))
         assert sorted(state + replay) == list(range(40))
+
+
+def test_randomised_joins_leaves_and_scaling_keep_every_checkpoint_consistent(tmp_path: Path) -> None:
+    """Readers come and go, segments split and merge, checkpoints are taken back to back; each
+    completed checkpoint's cut must split the events exactly as the readers' markers did."""
+    rng = random.Random(7)
+    total = 1500
+    with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600) as manager:
+        scope, stream = _stream(manager, 3)
+        group = manager.create_reader_group("g", scope, [stream])
+        order = threading.Lock()  # joins, leaves and initiations never overlap: membership is exact
+        seq = itertools.count()
+        lives: list[dict[str, Any]] = []
+        taken: list[tuple[Checkpoint, set[str], int]] = []
+        written, stop = threading.Event(), threading.Event()
+        scales = 0
+
+        def write() -> None:
+            _write(manager, scope, stream, range(total))
+            written.set()
+
+        def scale() -> None:
+            nonlocal scales
+            while not written.is_set():
+                time.sleep(0.05)
+                segs = manager.get_stream(scope, stream).active_segments
+                if len(segs) < 5 and rng.random() < 0.6:
+                    seg = rng.choice(segs)
+                    mid = (seg.key_low + seg.key_high) / 2
+                    halves = [(seg.key_low, mid), (mid, seg.key_high)]
+                    manager.controller.scale_stream(scope, stream, [seg.name], halves)
+                elif len(segs) >= 2:
+                    i = rng.randrange(len(segs) - 1)
+                    manager.controller.scale_stream(
+                        scope, stream, [segs[i].name, segs[i + 1].name], [(segs[i].key_low, segs[i + 1].key_high)]
+                    )
+                scales += 1
+
+        def live(name: str, lifetime: float) -> None:
+            with order:
+                reader = group.create_reader(name, sync_interval=0.1)
+                life: dict[str, Any] = {"name": name, "joined": next(seq), "left": None}
+                lives.append(life)
+            app = App(reader)
+            end = time.monotonic() + lifetime
+            while time.monotonic() < end and not stop.is_set():
+                app.step(0.01)
+            with order:
+                reader.reader_offline()
+                life.update(left=next(seq), processed=app.processed, saved=app.saved)
+
+        def checkpoints() -> None:
+            n = 0
+            while not stop.is_set():
+                with order:
+                    pending = manager.controller.initiate_checkpoint(scope, "g", f"cp{n}", 10.0)
+                    at = next(seq)
+                until = time.monotonic() + 10
+                while time.monotonic() < until:
+                    checkpoint = group.get_checkpoint(pending.name)
+                    if checkpoint.completed:
+                        taken.append((checkpoint, set(pending.waiting), at))
+                        break
+                    time.sleep(0.005)
+                n += 1
+                time.sleep(rng.random() * 0.05)
+
+        helpers = [threading.Thread(target=f) for f in (write, scale, checkpoints)]
+        for t in helpers:
+            t.start()
+        readers: list[threading.Thread] = []
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline or not written.is_set():
+            if sum(t.is_alive() for t in readers) < 3:
+                readers.append(threading.Thread(target=live, args=(f"r{len(readers)}", rng.random() * 0.8)))
+                readers[-1].start()
+            time.sleep(0.02)
+        stop.set()
+        for t in readers + helpers:
+            t.join(30)
+        assert len(taken) >= 5
+        assert len(lives) >= 5
+        assert scales >= 3
+        for checkpoint, waiting, at in taken[:: max(1, len(taken) // 6)]:  # a spread of them: each replay costs
+            state: list[int] = []
+            for life in lives:
+                if life["name"] in waiting:  # online at the start: up to its marker, or all it read before leaving
+                    state += life["saved"].get(checkpoint.name, life["processed"])
+                elif life["left"] < at:  # gone before the start: all it read is before the cut
+                    state += life["processed"]
+            check = manager.create_reader_group(f"v-{checkpoint.name}", scope, [stream], start=checkpoint)
+            reader = check.create_reader("v", sync_interval=0.01)
+            replay = []
+            while (event := reader.read_next(timeout=0.1)) is not None:
+                replay.append(int(event.data))
+            reader.reader_offline()
+            assert sorted(state + replay) == list(range(total)), f"{checkpoint.name} is not a consistent cut"
+
+
+def test_a_segment_read_to_its_end_is_not_read_again_after_reader_offline(manager: StreamManager) -> None:
+    """A reader that goes offline before reporting a segment it finished hands it over at its end."""
+    scope, stream = _stream(manager, 2)
+    first, second = manager.get_stream(scope, stream).active_segments
+    key = next(f"k{i}" for i in range(1000) if first.owns(key_point(f"k{i}")))
+    with manager.create_writer(scope, stream) as writer:
+        for i in range(3):
+            writer.write_event(f"a{i}".encode(), routing_key=key)
+    manager.controller.scale_stream(scope, stream, [first.name], [(first.key_low, first.key_high)])  # seals it
+    group = manager.create_reader_group("g", scope, [stream])
+    reader = group.create_reader("r", sync_interval=3600)
+    assert sorted(reader.segments) == sorted([first.name, second.name])
+    got = [reader.read_next(timeout=5.0) for _ in range(3)]
+    assert [e.data for e in got if e is not None] == [b"a0", b"a1", b"a2"]
+    assert reader.read_next(timeout=0) is None  # finds the end of the first segment, reports it at the next sync
+    assert first.name not in reader.segments
+    assert {s.segment: s.state for s in group.state().segments}[first.name] == "assigned"
+    reader.reader_offline()
+    again = group.create_reader("r2", sync_interval=0.01)
+    assert again.read_next(timeout=0.3) is None, "events of the finished segment were delivered twice"
+    again.reader_offline()

@@ -123,7 +123,7 @@ class EventStreamReader:
         self.sync_interval = sync_interval
         self._controller, self._store = controller, store
         self._cursors: dict[str, _Cursor] = {}
-        self._completed: list[str] = []
+        self._completed: dict[str, int] = {}  # read to their end, not yet reported: segment -> end offset
         self._next_sync = 0.0
         self._turn = 0
         self._offline = False
@@ -183,8 +183,11 @@ class EventStreamReader:
         """Leave the group: owned segments go back to the pool at the positions delivered so far."""
         if self._offline:
             return
-        self._controller.reader_offline(self.scope, self.group, self.name, self.positions())
+        # segments read to their end but not yet reported go back at their end, not re-read
+        positions = {**self._completed, **self.positions()}
+        self._controller.reader_offline(self.scope, self.group, self.name, positions)
         self._cursors.clear()
+        self._completed = {}
         self._offline = True
 
     def close(self) -> None:
@@ -199,14 +202,14 @@ class EventStreamReader:
 
     # -- internals ------------------------------------------------------------------------
     def _sync(self) -> None:
-        completed, self._completed = self._completed, []
+        completed, self._completed = self._completed, {}
         try:
             assignment = self._controller.sync_reader(
                 self.scope,
                 self.group,
                 self.name,
                 self.positions(),
-                completed,
+                list(completed),
                 self._checkpoint_taken,
                 self._generation,
             )
@@ -215,7 +218,7 @@ class EventStreamReader:
             self._offline = True
             raise
         except BaseException:
-            self._completed = completed + self._completed  # report them again at the next sync
+            self._completed = {**completed, **self._completed}  # report them again at the next sync
             raise
         self._generation = assignment.generation
         self._checkpoint_taken = None
@@ -267,7 +270,7 @@ class EventStreamReader:
             if event is not None:
                 return event
             if cursor.ended and cursor.decoder.buffered == 0:
-                self._completed.append(cursor.segment)
+                self._completed[cursor.segment] = cursor.delivered
                 del self._cursors[cursor.segment]
         return None
 
