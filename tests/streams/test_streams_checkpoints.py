@@ -368,8 +368,12 @@ def test_randomised_joins_leaves_and_scaling_keep_every_checkpoint_consistent(tm
                     state += life["processed"]
             check = manager.create_reader_group(f"v-{checkpoint.name}", scope, [stream], start=checkpoint)
             reader = check.create_reader("v", sync_interval=0.01)
-            replay = []
-            while (event := reader.read_next(timeout=0.1)) is not None:
+            replay: list[int] = []
+            until = time.monotonic() + 30
+            while len(replay) < total - len(state) and time.monotonic() < until:
+                if (event := reader.read_next(timeout=0.5)) is not None:
+                    replay.append(int(event.data))
+            while (event := reader.read_next(timeout=0.1)) is not None:  # anything more would be a duplicate
                 replay.append(int(event.data))
             reader.reader_offline()
             assert sorted(state + replay) == list(range(total)), f"{checkpoint.name} is not a consistent cut"
