@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,10 +61,10 @@ def test_bad_range_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     args = ["--home", str(tmp_path / "h"), "demo", "--size-mb", "2", "--fastq-mb", "3", "--workers", "2"]
-    result = runner.invoke(cli, args)
+    result = runner.invoke(cli, [*args, "--stream-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4 + 5 + 4 + 2
+    assert result.output.count(": OK") == 4 + 5 + 4 + 2 + 6
     assert "FASTQ.gz connector" in result.output
     assert "imzML connector" in result.output
     ion_png = tmp_path / "h" / "sample" / "imzml" / "ion-images.png"
@@ -80,6 +81,14 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(png) in result.output
     assert "fexec.job_summary()" in result.output
+    streams = result.output.split("XtremeHub demo: streams", 1)[1]  # the streams part, last
+    assert streams.count(": OK") == 6
+    assert "60 frames" in streams
+    assert "1,000 events" in streams
+    for line in ("write ack", "end to end"):
+        assert re.search(rf"{line} .*video \d+\.\d/\d+\.\d/\d+\.\d ms, sensors \d", streams), streams
+    lts = tmp_path / "h" / "streams-demo" / "lts"
+    assert sum(p.stat().st_size for p in lts.rglob("*.chunk")) > 60 * 200_000  # the frames reached LTS
 
 
 def _xhub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from xtremehub.cli import cli
+from xtremehub.config import Settings
 from xtremehub.errors import ScopeNotFound
+from xtremehub.streams import StreamManager
+from xtremehub.testing.seaweedfs import ADMIN_KEY, ADMIN_SECRET, SeaweedFS
 
 
 @pytest.fixture
@@ -57,3 +62,39 @@ def test_bad_names_and_unknown_streams(run, tmp_path: Path) -> None:  # type: ig
     assert result.exit_code == 1
     assert isinstance(result.exception, ScopeNotFound)
     assert "scope 'lab' does not exist" in str(result.exception)
+
+
+@pytest.mark.s3
+def test_config_file_reaches_an_s3_lts(
+    tmp_path: Path, seaweedfs: SeaweedFS, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``xhub --config FILE streams --lts s3://...``: the S3 endpoint and keys come from FILE alone."""
+    for var in list(os.environ):
+        if var.startswith(("XHUB_S3_", "AWS_")):
+            monkeypatch.delenv(var)
+    monkeypatch.setenv("XHUB_CONFIG", str(tmp_path / "no-config.toml"))
+    config = tmp_path / "xhub.toml"
+    config.write_text(
+        f'[s3]\nendpoint_url = "{seaweedfs.endpoint_url}"\nregion = "us-east-1"\n'
+        f'access_key_id = "{ADMIN_KEY}"\nsecret_access_key = "{ADMIN_SECRET}"\naddressing_style = "path"\n'
+    )
+    lts = f"s3://{s3_bucket}/cli-lts-{tmp_path.name}/"
+    # Events written, sealed and tiered to S3 with explicit settings; the reopened store's WAL
+    # holds no data any more, so reading them back needs the S3 LTS.
+    settings = Settings.load(config_file=str(config))
+    with StreamManager.embedded(tmp_path / "data", lts, settings=settings, tiering_interval=0.05) as m:
+        m.create_scope("lab")
+        m.create_stream("lab", "s")
+        with m.create_writer("lab", "s") as w:
+            for word in ("one", "two"):
+                w.write_event(word.encode())
+        m.seal_stream("lab", "s")
+        names = m.store.list_segments("lab/s/")
+        deadline = time.monotonic() + 30
+        while any(m.store.info(n).tiered_length < m.store.info(n).length for n in names):
+            assert time.monotonic() < deadline, f"not tiered: {names}"
+            time.sleep(0.05)
+    base = ["--config", str(config), "streams", "--data", str(tmp_path / "data"), "--lts", lts]
+    result = CliRunner().invoke(cli, [*base, "tail", "lab/s", "--timeout", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["one", "two"]

@@ -16,6 +16,13 @@ __all__ = ["demo"]
 @click.option("--partitions", type=int, help="Number of partitions (default: 4 per worker, at least 8).")
 @click.option("--workers", type=int, help="Worker processes (default: CPU cores).")
 @click.option("--fastq-mb", default=64, show_default=True, help="Uncompressed size of the generated FASTQ.gz.")
+@click.option(
+    "--stream-seconds",
+    default=3.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds of video frames and sensor events to ingest in the streams part.",
+)
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: only on a terminal).")
 @click.pass_obj
 def demo(
@@ -24,6 +31,7 @@ def demo(
     partitions: int | None,
     workers: int | None,
     fastq_mb: int,
+    stream_seconds: float,
     progress: bool | None,
 ) -> None:
     """Run the main job: generate sample data in the data home once, process it in parallel, verify.
@@ -31,12 +39,16 @@ def demo(
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
     part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
     part 3 indexes a generated imzML image and renders an ion image from slices of it;
-    part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks.
+    part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
+    part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
+    stream store, reads them live and, once tiered to LTS, historically, and prints latency
+    percentiles.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
     from xtremehub.demo.imzml_job import run_imzml_demo
     from xtremehub.demo.las_job import run_las_demo
+    from xtremehub.demo.streams_job import StreamsDemoConfig, run_streams_demo
 
     click.echo(f"data home: {settings.home}", err=True)
     report = run_demo(settings, size_mb=size_mb, partitions=partitions, workers=workers, progress=progress)
@@ -47,5 +59,14 @@ def demo(
     click.echo(imzml.summary())
     las = run_las_demo(settings, workers=workers, progress=progress)
     click.echo(las.summary())
-    if not (report.ok and fastq.ok and imzml.ok and las.ok):
+    # Like `xhub streams serve`: writers, readers, the group commit and tiering share this
+    # process's GIL; 0.5 ms hand-offs instead of Python's default 5 ms cut the latency tail.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        streams = run_streams_demo(settings, StreamsDemoConfig(seconds=stream_seconds))
+    finally:
+        sys.setswitchinterval(switch)
+    click.echo(streams.summary())
+    if not (report.ok and fastq.ok and imzml.ok and las.ok and streams.ok):
         sys.exit(1)

@@ -48,14 +48,19 @@ def streams_group(ctx: click.Context, data: Path | None, lts: str | None, url: s
     settings = ctx.obj if isinstance(ctx.obj, Settings) else None
     if data is None:
         data = (settings.home if settings is not None else Settings.load(config_file=None).home) / "streams"
-    ctx.obj = {"data": data, "lts": lts, "url": url}
+    ctx.obj = {"data": data, "lts": lts, "url": url, "settings": settings}
 
 
 @contextmanager
 def _manager(ctx: click.Context) -> Iterator[StreamManager]:
     opts = ctx.find_object(dict)
     assert opts is not None
-    manager = StreamManager(opts["url"]) if opts["url"] else StreamManager.embedded(opts["data"], opts["lts"])
+    if opts["url"]:
+        manager = StreamManager(opts["url"])
+    elif opts.get("settings") is not None:  # --config and the environment reach the LTS store
+        manager = StreamManager.embedded(opts["data"], opts["lts"], settings=opts["settings"])
+    else:
+        manager = StreamManager.embedded(opts["data"], opts["lts"])
     with manager:
         yield manager
 

@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 @click.option(
     "--shutdown-grace", type=float, default=10.0, show_default=True, help="Seconds shutdown waits for running requests."
 )
+@click.option(
+    "--switch-interval",
+    type=float,
+    default=0.0005,
+    show_default=True,
+    help="Seconds a Python thread may hold the GIL while another waits (sys.setswitchinterval; "
+    "Python's default 0.005 adds up to that much to every hand-off between the event loop, "
+    "the group commit and tiering).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -56,13 +65,18 @@ def serve(
     port: int,
     maintenance_interval: float,
     shutdown_grace: float,
+    switch_interval: float,
 ) -> None:
     """Serve the stream store in DATA to clients at tcp://HOST:PORT (StreamManager("tcp://...")."""
+    if switch_interval > 0:
+        sys.setswitchinterval(switch_interval)  # the process is ours: a server, not a library
     group = ctx.find_object(dict) or {}
     if data is None:
         data = group.get("data") or Settings.load(config_file=None).home / "streams"
     lts = lts or group.get("lts")
-    manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval)
+    settings = group.get("settings") or (ctx.obj if isinstance(ctx.obj, Settings) else None)
+    extra = {} if settings is None else {"settings": settings}  # --config and the environment reach the LTS
+    manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval, **extra)
     try:
         server = StreamServer(
             manager.store, manager.controller, ServerConfig(host=host, port=port, shutdown_grace=shutdown_grace)

@@ -123,7 +123,7 @@ class _ChunkReader(io.RawIOBase):
     def __init__(self, chunks: Iterator[bytes]) -> None:
         super().__init__()
         self._chunks = chunks
-        self._pending = b""
+        self._pending: memoryview = memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -131,7 +131,7 @@ class _ChunkReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while not self._pending:
             try:
-                self._pending = next(self._chunks)
+                self._pending = memoryview(next(self._chunks))
             except StopIteration:
                 return 0
         n = min(len(buffer), len(self._pending))
@@ -210,6 +210,8 @@ class S3Store(Store):
         from boto3.s3.transfer import TransferConfig
 
         url = self.url(key)
+        if isinstance(data, list | tuple) and sum(len(p) for p in data) < self.settings.multipart_threshold:
+            data = b"".join(data)  # pieces of a known, small total: one PUT
         try:
             if isinstance(data, bytes | bytearray | memoryview) and len(data) < self.settings.multipart_threshold:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))

@@ -295,6 +295,27 @@ class StreamStoreTests:
         events = read_events(manager.create_reader_group("g", scope, [stream]), 11)
         assert [int(e.data) for e in events] == list(range(11))
 
+    def test_resends_and_restarts_stay_exactly_once_across_a_scale(self, manager: StreamManager) -> None:
+        from xtremehub.streams.client._framing import encode_event
+
+        scope, stream = self._stream(manager, ScalingPolicy.fixed(1))
+        with manager.create_writer(scope, stream, writer_id="stable") as first:
+            for i in range(5):
+                first.write_event(str(i).encode())
+        old = manager.get_stream(scope, stream).active_segments[0]
+        manager.controller.scale_stream(scope, stream, [old.name], [(0.0, 0.5), (0.5, 1.0)])
+        # A re-sent event that the now sealed segment holds is a duplicate, not "sealed" (which
+        # would make the writer re-route it to a successor: stored twice).
+        again = manager.store.append(old.name, encode_event(b"4", None), writer_id="stable", event_number=4)
+        assert again.duplicate is True
+        # A writer restarted with the same id numbers on after its events in the sealed segment.
+        second = manager.create_writer(scope, stream, writer_id="stable")
+        assert second.next_event_number == 5
+        second.write_event(b"5")
+        second.close()
+        events = read_events(manager.create_reader_group("g", scope, [stream]), 6)
+        assert [int(e.data) for e in events] == list(range(6))
+
     # -- transactions ---------------------------------------------------------------------
     def test_transaction_commit_is_atomic_and_invisible_before(self, manager: StreamManager) -> None:
         scope, stream = self._stream(manager, ScalingPolicy.fixed(2))

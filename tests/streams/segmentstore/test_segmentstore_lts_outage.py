@@ -4,11 +4,12 @@ past them (nothing written, nothing lost), and the backlog reaches LTS once the 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from xtremehub.errors import BackPressure
+from xtremehub.errors import BackPressure, StorageUnavailable
 from xtremehub.storage._s3 import S3Store
 from xtremehub.streams.segmentstore import AppendResult, SegmentStore, SegmentStoreConfig
 from xtremehub.testing.seaweedfs import SeaweedFS
@@ -24,11 +25,21 @@ def _event(i: int) -> bytes:
     return i.to_bytes(4, "big") * (EVENT // 4)
 
 
-def _read_all(store: SegmentStore, segment: str) -> bytes:
-    data = b""
-    while chunk := store.read(segment, len(data), 1 << 20).data:
-        data += chunk
-    return data
+def _read_all(store: SegmentStore, segment: str, start: int = 0) -> bytes:
+    """Everything from ``start``; a SeaweedFS that has just restarted may answer a GET with an
+    InternalError for a moment (its volume server is still loading; the test settings allow no
+    retries), so transient ``StorageUnavailable`` errors are retried for a while."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            data = b""
+            while chunk := store.read(segment, start + len(data), 1 << 20).data:
+                data += chunk
+            return data
+        except StorageUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_lts_outage_buffers_throttles_and_recovers(tmp_path: Path) -> None:
@@ -106,5 +117,58 @@ def test_lts_outage_buffers_throttles_and_recovers(tmp_path: Path) -> None:
         # and from LTS alone after a restart (the WAL holds no data any more)
         with SegmentStore(config) as store:
             assert _read_all(store, "video") == b"".join(_event(i) for i in range(n))
+    finally:
+        server.stop()
+
+
+def _lts_keys(store: S3Store) -> set[str]:
+    return {info.key for info in store.list("lts/")}
+
+
+def test_lts_deletes_pending_at_a_restart_are_not_leaked(tmp_path: Path) -> None:
+    """Deletes that could not reach LTS before the store stopped are done after it restarts."""
+    weed_dir = tmp_path / "weed"
+    server = SeaweedFS.start(weed_dir)
+    try:
+        settings = server.settings(timeout=2.0, max_retries=0)
+        bucket = S3Store("xhub-garbage", settings.s3)
+        bucket.create_bucket()
+        config = SegmentStoreConfig(
+            data_dir=tmp_path / "data",
+            lts_url="s3://xhub-garbage/lts/",
+            settings=settings,
+            tiering_interval=0.05,
+            lts_flush_delay=0.0,
+            lts_chunk_size=64 * 1024,
+            lts_retry_initial=0.1,
+            lts_retry_max=0.5,
+        )
+        with SegmentStore(config) as store:
+            for name in ("gone", "cut", "target", "source"):
+                store.create_segment(name)
+                for i in range(20):
+                    store.append(name, _event(i))
+            wait_until(lambda: store.stats().untiered_bytes == 0, what="everything tiered")
+            before = _lts_keys(bucket)
+            assert any("/gone/" in k for k in before)
+            port = server.s3_port
+            server.stop()
+            store.delete("gone")
+            store.truncate("cut", 15 * EVENT)
+            store.merge("target", "source")
+        # the store stopped with these deletes pending (LTS was down): only its state knows them
+        server = SeaweedFS.start(weed_dir, s3_port=port)
+        assert _lts_keys(bucket) == before
+        with SegmentStore(config) as store:
+            cut_chunks = {k for k in before if "/cut/" in k and k.endswith(".chunk")}
+            wait_until(lambda: not any("/gone/" in k for k in _lts_keys(bucket)), what="deleted segment's objects")
+            wait_until(lambda: not any("/source/" in k and "metadata" in k for k in _lts_keys(bucket)), what="meta")
+            wait_until(lambda: len(cut_chunks & _lts_keys(bucket)) < len(cut_chunks), what="truncated chunks")
+            # what is still referenced stayed, and reads the same
+            after = _lts_keys(bucket)
+            assert {k for k in before if "/source/" in k and k.endswith(".chunk")} <= after
+            assert _read_all(store, "target") == b"".join(_event(i) for i in range(20)) * 2
+            assert _read_all(store, "cut", 15 * EVENT) == b"".join(_event(i) for i in range(15, 20))
+            assert store.stats().untiered_bytes == 0
     finally:
         server.stop()

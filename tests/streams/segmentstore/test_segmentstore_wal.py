@@ -122,6 +122,26 @@ def test_wal_files_are_deleted_once_tiered(tmp_path: Path) -> None:
         assert store.read("s", 0, 2_000_000).data == b"".join(bytes([i]) * 10_000 for i in range(100))
         chunks = list((tmp_path / "lts").rglob("*.chunk"))
         assert sum(c.stat().st_size for c in chunks) == 1_000_000
+    # TIERED records have no fsync of their own: the files they released were deleted only
+    # after a sync, so a reopened store finds every byte (in LTS) from the surviving WAL.
+    with SegmentStore(config) as store:
+        assert store.stats().untiered_bytes == 0
+        assert store.read("s", 0, 2_000_000).data == b"".join(bytes([i]) * 10_000 for i in range(100))
+
+
+def test_wal_file_removal_shrinks_then_unlinks(tmp_path: Path) -> None:
+    wal = WalFiles(tmp_path, fsync=False)
+    wal.roll({"segments": []})
+    wal.roll({"segments": []})
+    old = wal.path(1)
+    with open(old, "ab") as fh:
+        fh.write(os.urandom(10_000))
+    wal.forget(1)
+    wal.remove(1, step=3_000)
+    assert not old.exists()
+    wal.remove(1)  # already gone: nothing to do
+    assert [p.name for p in tmp_path.iterdir()] == [wal.path(2).name]
+    wal.close()
 
 
 def test_backlog_budget_throttles_then_raises_back_pressure(tmp_path: Path) -> None:
@@ -217,3 +237,22 @@ def test_done_callback_may_append_synchronously(tmp_path: Path) -> None:
         data = store.read("s", 0, 100).data
         assert sorted(data) == sorted(b"a" * 20 + b"b" * 20)
         assert all(data[o : o + 1] == b"b" for o in offsets)
+
+
+def test_lts_garbage_is_part_of_the_checkpoint() -> None:
+    from xtremehub.streams.segmentstore.state import StoreState
+
+    state = StoreState()
+    for name in ("a", "b", "c"):
+        state.apply_create(name, f"cid-{name}")
+        state.apply_append(name, 0, [(None, None, 10)], file_id=1, pos=0)
+        state.apply_tiered(name, f"cid-{name}", 0, 10, f"k-{name}")
+    state.apply_append("b", 10, [(None, None, 10)], file_id=1, pos=10)
+    state.apply_truncate("b", 10)
+    state.apply_merge("a", "c")
+    state.apply_delete("a")  # holds its own chunk and c's
+    restored = StoreState.from_checkpoint(state.checkpoint())
+    assert restored.garbage_keys == {"k-a", "k-b", "k-c"}
+    assert restored.dead_segments == {("a", "cid-a")}
+    assert restored.merged_away == {("c", "cid-c")}
+    assert StoreState.from_checkpoint({"segments": []}).garbage_keys == set()  # older checkpoints

@@ -58,7 +58,7 @@ class DictSegmentStore(SegmentStoreContract):
             self.cond.notify_all()
             return AppendResult(segment, offset, len(data))
 
-    def append_async(self, segment, data, *, writer_id=None, event_number=None, expected_offset=None):  # type: ignore[no-untyped-def]
+    def append_async(self, segment, data, *, writer_id=None, event_number=None, expected_offset=None, timeout=None):  # type: ignore[no-untyped-def]
         future: Future[AppendResult] = Future()
         try:
             future.set_result(

@@ -14,6 +14,7 @@ import pytest
 from server_test_store import DictSegmentStore
 
 from xtremehub.errors import (
+    BackPressure,
     ConditionalCheckFailed,
     ProtocolError,
     SegmentNotFound,
@@ -284,13 +285,17 @@ def test_raw_frames_from_the_real_encoder(dict_server: StreamServer, raw: Callab
 
 
 class BlockingAppends(DictSegmentStore):
-    """A store under back pressure: ``append_async`` blocks until released."""
+    """A store under back pressure: ``append_async`` blocks until released (``timeout=0``: raises)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.release = threading.Event()
+        self.refused_at_once = 0
 
-    def append_async(self, segment, data, **kwargs):  # type: ignore[no-untyped-def]
+    def append_async(self, segment, data, *, timeout=None, **kwargs):  # type: ignore[no-untyped-def]
+        if timeout == 0 and not self.release.is_set():
+            self.refused_at_once += 1
+            raise BackPressure(f"segment {segment!r}: budgets exhausted")
         self.release.wait(30)
         return super().append_async(segment, data, **kwargs)
 
@@ -301,11 +306,20 @@ def test_a_store_blocking_appends_does_not_block_other_requests() -> None:
     with serve_background(store) as server:
         client = RemoteSegmentStore(server.url)
         pending = client.append_async("bp/s", b"later", writer_id="w", event_number=1)
-        # Reads and calls are still answered while the append is held up by back pressure.
+        queued = client.append_async("bp/s", b"-still", writer_id="w", event_number=2)
+        # Reads and calls are still answered while the appends are held up by back pressure.
         assert client.info("bp/s").length == 0
         assert client.read("bp/s", 0, 10).data == b""
         assert not pending.done()
+        assert not queued.done()
+        # The event loop tried the first append without blocking, then handed it to the feeder
+        # thread; the second queued behind it (in order) without being tried on the loop.
+        assert store.refused_at_once == 1
         store.release.set()
         assert pending.result(10).offset == 0
-        assert client.read("bp/s", 0, 10).data == b"later"
+        assert queued.result(10).offset == len(b"later")
+        assert client.read("bp/s", 0, 20).data == b"later-still"
+        # Once the feeder is idle, appends are queued from the loop again.
+        assert client.append_async("bp/s", b"!", writer_id="w", event_number=3).result(10).offset == 11
+        assert store.refused_at_once == 1
         client.close()

@@ -20,6 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from xtremehub.errors import (
@@ -36,7 +37,7 @@ from xtremehub.streams.client._framing import EventDecoder
 from xtremehub.streams.controller._metadata import parse_segment_name
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import Checkpoint, ReaderGroupConfig, ReaderGroupState, StreamCut
-from xtremehub.streams.segmentstore.contract import SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import ReadResult, SegmentStoreContract
 
 __all__ = [
     "CheckpointWait",
@@ -50,8 +51,13 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Bytes asked from the segment store per read.
+#: Bytes asked from the segment store per read at first, and at the tail.
 READ_SIZE = 1 << 20
+#: Largest read: a reader catching up (historical reads, often from LTS) doubles its read size
+#: after every full read up to this, so that one request fetches many LTS parts concurrently.
+MAX_READ_SIZE = 16 << 20
+#: Reads fetched ahead (in the background) per reader, for segments it is catching up on.
+MAX_PREFETCH = 2
 #: Longest single wait on one segment while others may have data.
 POLL_WAIT = 0.05
 #: Shortest and longest pause between two looks at a pending checkpoint (growing by half each time).
@@ -97,7 +103,10 @@ class _Cursor:
         self.segment = segment
         self.decoder = EventDecoder(segment, offset)
         self.read_offset = offset
+        self.read_size = READ_SIZE
         self.ended = False
+        #: A read of ``(read_offset, read_size)`` started in the background, while catching up.
+        self.prefetch: Future[ReadResult] | None = None
 
     @property
     def delivered(self) -> int:
@@ -130,6 +139,7 @@ class EventStreamReader:
         self._generation: int | None = None
         self._checkpoint_due: str | None = None  # announced by the controller, marker not returned yet
         self._checkpoint_taken: str | None = None  # marker returned, not yet recorded
+        self._prefetcher: ThreadPoolExecutor | None = None
         self._sync()
 
     @property
@@ -189,6 +199,8 @@ class EventStreamReader:
         self._cursors.clear()
         self._completed = {}
         self._offline = True
+        if self._prefetcher is not None:
+            self._prefetcher.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:
         """Same as :meth:`reader_offline`."""
@@ -216,6 +228,8 @@ class EventStreamReader:
         except ReaderGroupReset:
             self._cursors.clear()
             self._offline = True
+            if self._prefetcher is not None:
+                self._prefetcher.shutdown(wait=False, cancel_futures=True)
             raise
         except BaseException:
             self._completed = {**completed, **self._completed}  # report them again at the next sync
@@ -275,8 +289,12 @@ class EventStreamReader:
         return None
 
     def _read_into(self, cursor: _Cursor, wait: float) -> None:
+        pending, cursor.prefetch = cursor.prefetch, None
         try:
-            result = self._store.read(cursor.segment, cursor.read_offset, READ_SIZE, wait=wait)
+            if pending is not None:
+                result = pending.result()
+            else:
+                result = self._store.read(cursor.segment, cursor.read_offset, cursor.read_size, wait=wait)
         except SegmentTruncated:
             start = self._store.info(cursor.segment).start_offset
             log.warning(
@@ -291,6 +309,20 @@ class EventStreamReader:
         cursor.decoder.feed(result.data)
         cursor.read_offset += len(result.data)
         cursor.ended = result.end_of_segment
+        # Behind the tail (a full read): read more at once next time, and start that read now,
+        # in the background, while the application works on these events. At the tail: small reads.
+        full = len(result.data) >= cursor.read_size
+        cursor.read_size = min(cursor.read_size * 2, MAX_READ_SIZE) if full else READ_SIZE
+        if full and not cursor.ended:
+            self._prefetch(cursor)
+
+    def _prefetch(self, cursor: _Cursor) -> None:
+        if sum(c.prefetch is not None for c in self._cursors.values()) >= MAX_PREFETCH:
+            return
+        if self._prefetcher is None:
+            self._prefetcher = ThreadPoolExecutor(MAX_PREFETCH, thread_name_prefix=f"xhub-reader-{self.name}")
+        read = self._store.read
+        cursor.prefetch = self._prefetcher.submit(read, cursor.segment, cursor.read_offset, cursor.read_size)
 
 
 class SegmentSlice:

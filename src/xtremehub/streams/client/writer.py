@@ -131,7 +131,12 @@ class EventStreamWriter:
         self._router = Router(controller.get_active_segments(scope, stream))
         if not self._router.segments:
             raise SegmentSealed(f"stream {scope}/{stream} is sealed; it has no active segments")
-        last = [store.writer_event_number(s.name, self.writer_id) for s in self._router.segments]
+        names = {s.name for s in self._router.segments}
+        if writer_id is not None:
+            # A writer restarted with its id: its last events may be in segments sealed by a
+            # scale since; numbering must go on after those too, or a re-sent event is new.
+            names.update(n for n in store.list_segments(f"{scope}/{stream}/") if "#txn." not in n)
+        last = [store.writer_event_number(name, self.writer_id) for name in sorted(names)]
         self._next_number = max((n for n in last if n is not None), default=-1) + 1
 
     @property

@@ -89,7 +89,10 @@ class RemoteSegmentStore(SegmentStoreContract):
         writer_id: str | None = None,
         event_number: int | None = None,
         expected_offset: int | None = None,
+        timeout: float | None = None,
     ) -> Future[AppendResult]:
+        # ``timeout`` has nothing to bound here: the call never blocks, the server applies back
+        # pressure and answers BackPressure after its own timeout.
         def decode(msg_type: MessageType | int, payload: bytes) -> AppendResult:
             if msg_type != MessageType.APPENDED:
                 raise ProtocolError(f"expected APPENDED, got message type {int(msg_type)}")

@@ -119,12 +119,15 @@ class SegmentStoreContract(ABC):
         writer_id: str | None = None,
         event_number: int | None = None,
         expected_offset: int | None = None,
+        timeout: float | None = None,
     ) -> Future[AppendResult]:
         """Like :meth:`append` but returns at once; concurrent appends share one fsync.
 
         Appends queued by one thread are applied in the order it queued them (also when it
         mixes ``append_async`` and ``append``). Under back pressure (both budgets exhausted)
-        the call itself blocks, and raises ``BackPressure`` after the store's configured timeout.
+        the call itself blocks, and raises ``BackPressure`` after ``timeout`` seconds (default:
+        the store's configured timeout; ``0`` raises at once instead of blocking, for callers
+        such as an event loop that must not block).
         """
 
     @abstractmethod

@@ -15,7 +15,7 @@ Example:
     >>> key = lts.chunk_key("scope/stream/0.#epoch.0", "c1", 0)
     >>> key
     'prefix/segments/scope%2Fstream%2F0.%23epoch.0/c1/00000000000000000000.chunk'
-    >>> lts.put_chunk(key, b"0123456789")
+    >>> lts.put_chunk(key, [b"01234", b"56789"])
     >>> lts.read([(key, 2, 5), (key, 7, 9)])
     b'23478'
     >>> lts.close()
@@ -62,8 +62,9 @@ class ChunkStore:
     def metadata_key(self, name: str, cid: str) -> str:
         return f"{self._segment_dir(name, cid)}metadata.json"
 
-    def put_chunk(self, key: str, data: bytes) -> None:
-        self.store.put(key, data)
+    def put_chunk(self, key: str, pieces: Sequence[bytes]) -> None:
+        """Write one chunk object from its pieces (the store writes them without joining when it can)."""
+        self.store.put(key, pieces)
 
     def put_metadata(self, name: str, cid: str, chunks: list[list[Any]]) -> None:
         body = {"name": name, "cid": cid, "chunks": [{"offset": c[0], "length": c[1], "key": c[2]} for c in chunks]}
@@ -82,6 +83,13 @@ class ChunkStore:
         """Delete an object; a missing one is fine (deletes are retried)."""
         with contextlib.suppress(ObjectNotFound):
             self.store.delete(key)
+
+    def delete_segment(self, name: str, cid: str) -> int:
+        """Delete every object of one segment creation (its chunks, also unrecorded ones, and metadata)."""
+        keys = [info.key for info in self.store.list(self._segment_dir(name, cid))]
+        for key in keys:
+            self.delete(key)
+        return len(keys)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -137,6 +137,12 @@ class StoreState:
         self.refs: Counter[int] = Counter()
         #: bytes appended but not yet in LTS
         self.untiered = 0
+        #: LTS objects to delete, kept in checkpoints until they are deleted (so that a crash
+        #: does not leak them): chunk keys no extent refers to any more, segments whose whole
+        #: LTS directory goes (deleted), and segments whose metadata object goes (merged away).
+        self.garbage_keys: set[str] = set()
+        self.dead_segments: set[tuple[str, str]] = set()
+        self.merged_away: set[tuple[str, str]] = set()
 
     def get(self, name: str) -> Segment:
         seg = self.segments.get(name)
@@ -146,11 +152,22 @@ class StoreState:
 
     # -- checkpoints ----------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any]:
-        return {"segments": [seg.to_json() for seg in self.segments.values()]}
+        return {
+            "segments": [seg.to_json() for seg in self.segments.values()],
+            "garbage": {
+                "keys": sorted(self.garbage_keys),
+                "dead": sorted(self.dead_segments),
+                "merged": sorted(self.merged_away),
+            },
+        }
 
     @classmethod
     def from_checkpoint(cls, body: dict[str, Any]) -> StoreState:
         state = cls()
+        garbage = body.get("garbage", {})  # absent in checkpoints of older versions
+        state.garbage_keys = set(garbage.get("keys", ()))
+        state.dead_segments = {(str(n), str(c)) for n, c in garbage.get("dead", ())}
+        state.merged_away = {(str(n), str(c)) for n, c in garbage.get("merged", ())}
         for item in body["segments"]:
             seg = Segment.from_json(item)
             state.segments[seg.name] = seg
@@ -209,6 +226,7 @@ class StoreState:
         tgt.length += src.length - src.start
         tgt.merged[source] = at
         del self.segments[source]
+        self.merged_away.add((source, src.cid))
         return at
 
     def apply_truncate(self, name: str, offset: int) -> list[Extent]:
@@ -224,12 +242,16 @@ class StoreState:
         del seg.extents[:keep], seg.starts[:keep]
         for ext in dropped:
             self._count(ext, -1)
+        self.garbage_keys.update(ext.key for ext in dropped if not ext.in_wal)
         return dropped
 
     def apply_delete(self, name: str) -> Segment:
         seg = self.segments.pop(name)
         for ext in seg.extents:
             self._count(ext, -1)
+        # Its own directory, and the chunks of merged sources it holds (in their directories).
+        self.dead_segments.add((name, seg.cid))
+        self.garbage_keys.update(ext.key for ext in seg.extents if not ext.in_wal)
         return seg
 
     def apply_tiered(self, name: str, cid: str, offset: int, length: int, key: str) -> tuple[bool, list[Extent]]:

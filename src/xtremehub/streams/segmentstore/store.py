@@ -178,20 +178,26 @@ class SegmentStore(SegmentStoreContract):
         elif record.rtype == RecordType.TIERED:
             state.apply_tiered(body["name"], body["cid"], body["offset"], body["length"], body["key"])
 
-    def _delete_unreferenced(self, state: StoreState) -> int:
+    def _delete_unreferenced(self, state: StoreState, *, durable_first: bool = False) -> int:
         """Remove WAL files before the current one that hold no untiered bytes; returns how many.
 
         No roll is needed first: recovery replays the current file's checkpoint and the records
-        after it (including the durable TIERED records that released these files), and reads
-        only the files the resulting state refers to.
+        after it (including the TIERED records that released these files), and reads only the
+        files the resulting state refers to. TIERED records are written without an fsync of
+        their own (a lost one only means the chunk is written again), so with ``durable_first``
+        the WAL is synced before any file they released is deleted.
         """
-        with self._lock:  # readers pread under this lock, only from referenced files
+        with self._lock:
             current, refs = self._wal.current, set(state.refs)
             victims = [f for f in self._wal.file_ids() if f < current and f not in refs]
+        if victims and durable_first:
+            with self._commit_lock:
+                self._sync_if_dirty()
+        with self._lock:  # readers pread under this lock, only from referenced files
             for file_id in victims:
                 self._wal.forget(file_id)
-        for file_id in victims:  # unlinking a large file is slow: outside the lock
-            self._wal.path(file_id).unlink(missing_ok=True)
+        for file_id in victims:  # removing a large file is slow: outside the lock
+            self._wal.remove(file_id)
             log.debug("WAL file %d deleted (all its bytes are in LTS)", file_id)
         return len(victims)
 
@@ -222,14 +228,15 @@ class SegmentStore(SegmentStoreContract):
         writer_id: str | None = None,
         event_number: int | None = None,
         expected_offset: int | None = None,
+        timeout: float | None = None,
     ) -> Future[AppendResult]:
         """Queue an append; the future resolves once it is durable.
 
         Returns at once unless the budgets are exhausted (LTS down): then it blocks like
-        :meth:`append` and raises :class:`~xtremehub.errors.BackPressure` after
-        ``config.backpressure_timeout``.
+        :meth:`append` and raises :class:`~xtremehub.errors.BackPressure` after ``timeout``
+        (default ``config.backpressure_timeout``; ``0``: at once, without blocking).
         """
-        return self._submit_append(segment, data, writer_id, event_number, expected_offset, None, lead=False).future
+        return self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout, lead=False).future
 
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         if max_length <= 0:
@@ -451,8 +458,12 @@ class SegmentStore(SegmentStoreContract):
     def untiered_bytes(self) -> int:
         return self._state.untiered
 
-    def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None:
-        """The bytes of a run, or None when the run changed meanwhile (truncated, deleted, tiered)."""
+    def run_bytes(self, seg: Segment, run: list[Extent]) -> list[bytes] | None:
+        """The bytes of a run as pieces, or None when the run changed meanwhile (truncated, deleted, tiered).
+
+        Pieces, not one joined ``bytes``: joining megabytes holds the GIL (and, under the store
+        lock, would hold up group commits); the LTS writes the pieces as they are.
+        """
         with self._lock:
             current = self._state.segments.get(seg.name)
             if current is not seg or not run or seg.start > run[0].offset:
@@ -462,7 +473,7 @@ class SegmentStore(SegmentStoreContract):
                 if not ext.in_wal:
                     return None
                 parts.append(ext.data if ext.data is not None else self._wal.pread(ext.file_id, ext.pos, ext.length))
-            return b"".join(parts)
+            return parts
 
     def lts_chunks(self, seg: Segment) -> list[list[Any]]:
         with self._lock:
@@ -473,9 +484,30 @@ class SegmentStore(SegmentStoreContract):
         return bool(self._control(RecordType.TIERED, body))
 
     def reclaim_wal(self) -> int:
-        deleted = self._delete_unreferenced(self._state)
+        deleted = self._delete_unreferenced(self._state, durable_first=True)
         self._wal.prepare_next()  # so that the next roll does not wait for a directory fsync
         return deleted
+
+    def lts_garbage(self) -> list[tuple[str, str, str]]:
+        """LTS objects to delete: ``("key", key, "")``, ``("dir", name, cid)``, ``("meta", name, cid)``."""
+        with self._lock:
+            state = self._state
+            return (
+                [("key", key, "") for key in sorted(state.garbage_keys)]
+                + [("dir", name, cid) for name, cid in sorted(state.dead_segments)]
+                + [("meta", name, cid) for name, cid in sorted(state.merged_away)]
+            )
+
+    def lts_collected(self, kind: str, a: str, b: str) -> None:
+        """One item of :meth:`lts_garbage` is deleted (the next checkpoint no longer lists it)."""
+        with self._lock:
+            state = self._state
+            if kind == "key":
+                state.garbage_keys.discard(a)
+            elif kind == "dir":
+                state.dead_segments.discard((a, b))
+            else:
+                state.merged_away.discard((a, b))
 
     def lts_changed(self) -> None:
         self._wake_all()
@@ -499,12 +531,16 @@ class SegmentStore(SegmentStoreContract):
             self._pending.append(op)
             if not lead and len(self._pending) == 1:  # the commit thread waits only on an empty queue
                 self._pending_cond.notify()
-        if lead:
-            # Wait for the running commit (if any), then commit what is still queued up to our own
-            # operation: a caller already awake does the work, instead of waking the commit thread.
-            with self._commit_lock:
+        if lead and self._commit_lock.acquire(blocking=False):
+            # No commit is running: commit what is queued up to our own operation in this thread,
+            # instead of waking the commit thread. When one is running, do not wait for its lock:
+            # it commits our operation too (or the commit thread does next), and the lock may be
+            # held long after our operation is durable (by a stream of asynchronous appends).
+            try:
                 while not op.future.done() and self._drain_once():
                     pass
+            finally:
+                self._commit_lock.release()
         with self._pending_cond:  # whatever is left (ours if the lock was busy) goes to the commit thread
             if self._pending:
                 self._pending_cond.notify()
@@ -587,15 +623,17 @@ class SegmentStore(SegmentStoreContract):
             if seg is None:
                 done.append((op, SegmentNotFound(f"segment {op.segment!r} does not exist")))
                 continue
-            if seg.sealed:
-                done.append((op, SegmentSealed(f"segment {op.segment!r} is sealed")))
-                continue
             length = shadow_len.get(op.segment, seg.length)
             if op.writer_id is not None and op.event_number is not None:
+                # Duplicates first: a re-sent event the segment holds is acknowledged as such also
+                # once the segment is sealed (else the writer would re-route it: stored twice).
                 last = shadow_writers.get((op.segment, op.writer_id)) or seg.writers.get(op.writer_id)
                 if last is not None and op.event_number <= last[0]:
                     done.append((op, AppendResult(op.segment, last[1], len(op.data), duplicate=True)))
                     continue
+            if seg.sealed:
+                done.append((op, SegmentSealed(f"segment {op.segment!r} is sealed")))
+                continue
             if op.expected_offset is not None and op.expected_offset != length:
                 message = f"segment {op.segment!r}: expected offset {op.expected_offset}, length is {length}"
                 done.append((op, ConditionalCheckFailed(message)))
@@ -642,8 +680,8 @@ class SegmentStore(SegmentStoreContract):
                 self._cache.add(ext, ops[0][0].data if len(ops) == 1 else b"".join(op.data for op, _ in ops))
                 done.extend((op, AppendResult(segment, offset, len(op.data))) for op, offset in ops)
             self._cond.notify_all()
-        if state.untiered >= self.config.lts_chunk_size:
-            self._tierer.wake()
+        if state.untiered * 2 >= self.config.lts_chunk_size:
+            self._tierer.nudge()
         self._release_budget(sum(len(op.data) for op in batch))
         for op, outcome in done:
             if isinstance(outcome, BaseException):
@@ -656,9 +694,21 @@ class SegmentStore(SegmentStoreContract):
             except OSError as exc:
                 self._disk_failed(exc)
 
-    def _write_control(self, rtype: RecordType, body: dict[str, Any]) -> None:
+    def _write_control(self, rtype: RecordType, body: dict[str, Any], *, sync: bool = True) -> None:
         self._wal.write([encode_control(rtype, body)])
-        self._wal.sync()
+        if sync:
+            self._wal.sync()
+
+    def _sync_if_dirty(self) -> None:
+        """Make every written WAL record durable (caller holds ``_commit_lock``)."""
+        if self._wal.dirty:
+            if self._failed is not None:
+                raise StoreClosed(f"segment store stopped after a disk error: {self._failed}")
+            try:
+                self._wal.sync()
+            except OSError as exc:
+                self._disk_failed(exc)
+                raise StoreClosed(f"segment store stopped after a disk error: {exc}") from exc
 
     def _commit_control(self, op: _Control) -> Any:
         state, body = self._state, op.body
@@ -698,10 +748,12 @@ class SegmentStore(SegmentStoreContract):
                 state.apply_delete(seg.name)
                 self._forget(seg.extents)
                 self._cond.notify_all()
-            self._tierer.delete_later([self.chunks.metadata_key(seg.name, seg.cid)])
             return None
         if op.kind == RecordType.TIERED:
-            self._write_control(RecordType.TIERED, body)
+            # No fsync of its own: the next group commit's makes it durable, and until then a
+            # crash only means the chunk is tiered again (same key, same bytes). WAL files it
+            # releases are deleted only after a sync (see ``_delete_unreferenced``).
+            self._write_control(RecordType.TIERED, body, sync=False)
             with self._cond:
                 applied, replaced = state.apply_tiered(
                     body["name"], body["cid"], body["offset"], body["length"], body["key"]
@@ -732,16 +784,14 @@ class SegmentStore(SegmentStoreContract):
             state.apply_seal(source)
             offset = state.apply_merge(target, source)
             self._cond.notify_all()
-        self._tierer.delete_later([self.chunks.metadata_key(src.name, src.cid)])
+        self._tierer.wake()  # the source's LTS metadata object goes
         return offset
 
     def _forget(self, extents: list[Extent]) -> None:
-        """Drop cached bytes of removed extents and schedule their LTS chunks for deletion."""
+        """Drop cached bytes of removed extents; the tierer deletes what the state lists as LTS garbage."""
         for ext in extents:
             self._cache.drop(ext)
-        keys = [ext.key for ext in extents if not ext.in_wal]
-        if keys:
-            self._tierer.delete_later(keys)
+        self._tierer.wake()
 
     def _roll(self) -> None:
         self._wal.roll(self._state.checkpoint())

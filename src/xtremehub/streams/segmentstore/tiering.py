@@ -32,6 +32,9 @@ __all__ = ["Tierer", "TieringHost"]
 
 log = logging.getLogger(__name__)
 
+#: Shortest time between two tiering passes started by new appends (see :meth:`Tierer.nudge`).
+MIN_NUDGE_GAP = 0.05
+
 
 class TieringHost(Protocol):
     """What the tierer needs from the store."""
@@ -42,13 +45,17 @@ class TieringHost(Protocol):
 
     def untiered_bytes(self) -> int: ...
 
-    def run_bytes(self, seg: Segment, run: list[Extent]) -> bytes | None: ...
+    def run_bytes(self, seg: Segment, run: list[Extent]) -> list[bytes] | None: ...
 
     def lts_chunks(self, seg: Segment) -> list[list[Any]]: ...
 
     def commit_tiered(self, seg: Segment, offset: int, length: int, key: str) -> bool: ...
 
     def reclaim_wal(self) -> int: ...
+
+    def lts_garbage(self) -> list[tuple[str, str, str]]: ...
+
+    def lts_collected(self, kind: str, a: str, b: str) -> None: ...
 
     def lts_changed(self) -> None: ...
 
@@ -68,6 +75,7 @@ class Tierer:
         self._uploads = ThreadPoolExecutor(4, thread_name_prefix="xhub-segstore-upload")
         #: (segment, creation id, run offset) -> when that untiered run was first seen
         self._first_seen: dict[tuple[str, str, int], float] = {}
+        self._last_nudge = 0.0
 
     def start(self) -> None:
         self._thread.start()
@@ -80,6 +88,17 @@ class Tierer:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def nudge(self) -> None:
+        """Wake the tierer for new appends, at most every ``MIN_NUDGE_GAP`` seconds.
+
+        Called after group commits: a pass looks at every segment under the store lock, so it
+        must not run once per commit.
+        """
+        now = time.monotonic()
+        if now - self._last_nudge >= MIN_NUDGE_GAP:
+            self._last_nudge = now
+            self._wake.set()
 
     def delete_later(self, keys: Iterable[str]) -> None:
         """Delete LTS objects in the background (retried while LTS is down)."""
@@ -147,18 +166,18 @@ class Tierer:
         return due
 
     def _tier_run(self, seg: Segment, run: list[Extent]) -> int:
-        data = self.host.run_bytes(seg, run)
-        if data is None:
+        pieces = self.host.run_bytes(seg, run)
+        if pieces is None:
             return 0
-        offset = run[0].offset
+        offset, length = run[0].offset, sum(len(p) for p in pieces)
         key = self.host.chunks.chunk_key(seg.name, seg.cid, offset)
-        self.host.chunks.put_chunk(key, data)
-        chunks = [c for c in self.host.lts_chunks(seg) if c[0] != offset] + [[offset, len(data), key]]
+        self.host.chunks.put_chunk(key, pieces)
+        chunks = [c for c in self.host.lts_chunks(seg) if c[0] != offset] + [[offset, length, key]]
         self.host.chunks.put_metadata(seg.name, seg.cid, sorted(chunks))
-        if not self.host.commit_tiered(seg, offset, len(data), key):
+        if not self.host.commit_tiered(seg, offset, length, key):
             self.delete_later([key])  # the segment was deleted, merged or truncated meanwhile
             return 0
-        return len(data)
+        return length
 
     def _run_deletes(self) -> None:
         with self._deletes_lock:
@@ -170,3 +189,12 @@ class Tierer:
                 with self._deletes_lock:
                     self._deletes.extend(keys[i:])
                 raise
+        chunks = self.host.chunks
+        for kind, a, b in self.host.lts_garbage():  # durable: listed in checkpoints until done
+            if kind == "key":
+                chunks.delete(a)
+            elif kind == "dir":
+                chunks.delete_segment(a, b)
+            else:
+                chunks.delete(chunks.metadata_key(a, b))
+            self.host.lts_collected(kind, a, b)

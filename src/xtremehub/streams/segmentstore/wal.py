@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import struct
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ class WalFiles:
         self._prepared = 0  # id of a next file already created with a durable directory entry
         self.current = 0
         self.size = 0
+        #: Records were written since the last sync (only the current file can be dirty: a roll syncs).
+        self.dirty = False
 
     def path(self, file_id: int) -> Path:
         return self.directory / f"wal-{file_id:08d}.log"
@@ -241,6 +244,7 @@ class WalFiles:
                 os.fsync(fd)
                 if not entry_durable:
                     self._sync_dir()
+            self.dirty = False
         except BaseException:
             os.close(fd)
             raise
@@ -263,11 +267,13 @@ class WalFiles:
                 while rest:
                     rest = rest[os.write(fd, rest) :]
         self.size = start + sum(len(p) for p in pieces)
+        self.dirty = True
         return start
 
     def sync(self) -> None:
         if self.fsync:
             os.fdatasync(self._fds[self.current])
+        self.dirty = False
 
     def _sync_dir(self) -> None:
         dfd = os.open(self.directory, os.O_RDONLY)
@@ -293,6 +299,28 @@ class WalFiles:
         fd = self._fds.pop(file_id, None)
         if fd is not None:
             os.close(fd)
+
+    def remove(self, file_id: int, *, step: int = 4 * 1024 * 1024) -> None:
+        """Delete a file released by :meth:`forget`, shrinking it ``step`` bytes at a time first.
+
+        Unlinking a 64 MiB file frees all its blocks in one filesystem journal transaction,
+        which stalls a concurrent fdatasync of the current file for tens of milliseconds;
+        freeing them in small steps spreads that work between group commits.
+        """
+        path = self.path(file_id)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError:
+            return
+        try:
+            size = os.fstat(fd).st_size
+            while size > step:
+                size -= step
+                os.ftruncate(fd, size)
+                time.sleep(0.001)  # let a waiting group commit's fdatasync go first
+        finally:
+            os.close(fd)
+        path.unlink(missing_ok=True)
 
     def prepare_next(self) -> None:
         """Create the next file, empty, and make its directory entry durable ahead of the roll.

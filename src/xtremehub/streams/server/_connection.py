@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xtremehub import __version__
-from xtremehub.errors import ProtocolError
+from xtremehub.errors import BackPressure, ProtocolError
 from xtremehub.streams.segmentstore.contract import AppendResult, ReadResult, SegmentStoreContract
 from xtremehub.streams.server.dispatch import Dispatcher
 from xtremehub.streams.wire import (
@@ -197,13 +197,41 @@ class ClientConnection:
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
         done: asyncio.Future[Any] = self._loop.create_future()
+        args = (segment, data, writer_id, event_number, expected_offset)
         with self._feed_lock:
-            self._feed_queue.append((done, (segment, data, writer_id, event_number, expected_offset)))
+            if not self._feed_scheduled and self._queue_now(done, args):
+                return done  # the common case: queued without a thread hand-off
+            self._feed_queue.append((done, args))
             if self._feed_scheduled:
                 return done
             self._feed_scheduled = True
         self._appender.submit(self._feed)
         return done
+
+    def _queue_now(self, done: asyncio.Future[Any], args: tuple[Any, ...]) -> bool:
+        """Queue an append in the store from the event loop when that cannot block.
+
+        False under back pressure (the budgets are exhausted): the append then goes through the
+        feeder thread, which may wait; so do the appends after it while it runs (their order
+        is kept). Called under ``_feed_lock``.
+        """
+        segment, data, writer_id, event_number, expected_offset = args
+        try:
+            future: Future[AppendResult] = self._store.append_async(
+                segment,
+                data,
+                writer_id=writer_id,
+                event_number=event_number,
+                expected_offset=expected_offset,
+                timeout=0,
+            )
+        except BackPressure:
+            return False
+        except Exception as exc:
+            future = Future()
+            future.set_exception(exc)
+        future.add_done_callback(functools.partial(self._completed, done))
+        return True
 
     def _feed(self) -> None:
         """On the server's one feeder thread: pass queued appends to the store in arrival order.
