@@ -30,7 +30,7 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── ScopeNotFound           (LookupError)
         ├── StreamNotFound          (LookupError)
         ├── SegmentNotFound         (LookupError)
-        ├── AlreadyExists           (FileExistsError)  scope, stream, reader group
+        ├── AlreadyExists           (FileExistsError)  scope, stream, reader group, checkpoint
         ├── SegmentSealed                              append to a sealed segment / stream
         ├── SegmentTruncated        (LookupError)  read below the truncation point
         ├── ConditionalCheckFailed                 expected offset differs
@@ -41,6 +41,10 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── ProtocolError           (ValueError)   malformed frame on the wire
         ├── InvalidStreamArgument   (ValueError)   bad name, policy, cut or position
         ├── ReaderGroupNotFound     (LookupError)
+        ├── ReaderGroupReset                       the group was reset: recreate the reader
+        ├── CheckpointNotFound      (LookupError)
+        ├── CheckpointFailed                       another in flight, cancelled, not completed
+        │   └── CheckpointTimeout   (TimeoutError) not every reader recorded in time
         └── ServerUnavailable       (ConnectionError)  stream server unreachable
 
 Vendor errors (botocore, zlib, indexed_gzip, OS) are translated at one boundary per backend and
@@ -60,6 +64,9 @@ __all__ = [
     "AlreadyExists",
     "BackPressure",
     "BucketNotFound",
+    "CheckpointFailed",
+    "CheckpointNotFound",
+    "CheckpointTimeout",
     "ComputeError",
     "ConditionalCheckFailed",
     "ConfigError",
@@ -78,6 +85,7 @@ __all__ = [
     "PluginNotFound",
     "ProtocolError",
     "ReaderGroupNotFound",
+    "ReaderGroupReset",
     "ScopeNotFound",
     "SegmentNotFound",
     "SegmentSealed",
@@ -260,7 +268,7 @@ class SegmentNotFound(StreamError, LookupError):
 
 
 class AlreadyExists(StreamError, FileExistsError):
-    """A scope, stream or reader group with this name exists."""
+    """A scope, stream, reader group or checkpoint with this name exists."""
 
 
 class SegmentSealed(StreamError):
@@ -318,6 +326,22 @@ class InvalidStreamArgument(StreamError, ValueError):
 
 class ReaderGroupNotFound(StreamError, LookupError):
     """No such reader group in the scope."""
+
+
+class ReaderGroupReset(StreamError):
+    """The reader group was reset (to a checkpoint or cut) after this reader joined: create a new reader."""
+
+
+class CheckpointNotFound(StreamError, LookupError):
+    """No such checkpoint in the reader group (never initiated, cancelled, or deleted)."""
+
+
+class CheckpointFailed(StreamError):
+    """A checkpoint could not be taken: another one is in flight, it was cancelled, or it is not complete."""
+
+
+class CheckpointTimeout(CheckpointFailed, TimeoutError):
+    """Not every reader of the group recorded the checkpoint in time; the checkpoint was cancelled."""
 
 
 # --- streams: server and remote client (server) ---------------------------------------------

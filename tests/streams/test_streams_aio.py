@@ -44,3 +44,41 @@ def test_async_writers_readers_transactions_and_byte_streams(tmp_path: Path) -> 
             await manager.delete_stream("lab", "s")
 
     asyncio.run(main())
+
+
+def test_async_checkpoint_while_a_reader_coroutine_reads(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await AsyncStreamManager.embedded(tmp_path / "data") as manager:
+            await manager.create_scope("lab")
+            await manager.create_stream("lab", "s")
+            writer = await manager.create_writer("lab", "s")
+            for i in range(20):
+                await writer.write_event(str(i).encode())
+            await writer.close()
+            group = await manager.create_reader_group("g", "lab", ["s"])
+            reader = await group.create_reader("r", sync_interval=0.02)
+            processed: list[int] = []
+            saved: dict[str, list[int]] = {}
+
+            async def consume() -> None:
+                while (event := await reader.read_next(timeout=0.5)) is not None:
+                    if event.is_checkpoint:
+                        assert event.checkpoint_name is not None
+                        saved[event.checkpoint_name] = list(processed)
+                    else:
+                        processed.append(int(event.data))
+
+            checkpoint, _ = await asyncio.gather(group.initiate_checkpoint("cp", timeout=20), consume())
+            assert checkpoint.completed
+            assert processed == list(range(20))
+            assert [c.name for c in await group.list_checkpoints()] == ["cp"]
+            assert (await group.get_checkpoint("cp")).stream_cuts == checkpoint.stream_cuts
+            await reader.reader_offline()
+            await group.reset_to_checkpoint(checkpoint)
+            again = await group.create_reader("r2", sync_interval=0.02)
+            replay = []
+            while (event := await again.read_next(timeout=0.3)) is not None:
+                replay.append(int(event.data))
+            assert sorted(saved["cp"] + replay) == list(range(20))
+
+    asyncio.run(main())

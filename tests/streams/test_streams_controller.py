@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from xtremehub.errors import InvalidStreamArgument, TransactionFailed
+from xtremehub.errors import CheckpointNotFound, InvalidStreamArgument, ReaderGroupReset, TransactionFailed
 from xtremehub.streams.controller import (
     Controller,
     ReaderGroupConfig,
@@ -149,3 +149,49 @@ def test_bad_policies_and_cuts_are_refused(parts: tuple[Controller, SegmentStore
         ctl.truncate_stream("s", "st", type(tail)("s", "st", tail.positions[:1]))
     with pytest.raises(InvalidStreamArgument, match="not a stream cut"):
         type(tail).from_json("{}")
+
+
+def test_checkpoint_through_a_merge_expiry_and_a_restart(
+    parts: tuple[Controller, SegmentStore], clock: Clock, tmp_path: Path
+) -> None:
+    ctl, store = parts
+    ctl.create_stream("s", "st", StreamConfig(ScalingPolicy.fixed(2)))
+    a, b = ctl.get_active_segments("s", "st")
+    store.append(a.name, b"aaaa")
+    store.append(b.name, b"bbbbbb")
+    ctl.create_reader_group("s", "g", ReaderGroupConfig(("s/st",)))
+    assert sorted(ctl.sync_reader("s", "g", "r1", {}, []).owned) == sorted([a.name, b.name])
+    ctl.sync_reader("s", "g", "r1", {a.name: 2, b.name: 3}, [])
+    ctl.initiate_checkpoint("s", "g", "cp", 10.0)
+    (merged,) = ctl.scale_stream("s", "st", [a.name, b.name], [(0.0, 1.0)])
+    # r1 reads a to its end before its marker: a counts at its final length, b where r1 is
+    told = ctl.sync_reader("s", "g", "r1", {b.name: 5}, [a.name])
+    assert told.checkpoint == "cp"
+    assert told.owned == (b.name,)
+    ctl.close()  # a pending checkpoint survives a restart
+    ctl = Controller(store, tmp_path / "controller.db", clock=clock)
+    assert ctl.get_checkpoint("s", "g", "cp").waiting == ("r1",)
+    done = ctl.sync_reader("s", "g", "r1", {b.name: 5}, [], "cp")
+    assert done.checkpoint is None
+    checkpoint = ctl.get_checkpoint("s", "g", "cp")
+    assert checkpoint.completed
+    assert checkpoint.stream_cuts[0].offsets == {a.name: 4, b.name: 5}
+    ctl.sync_reader("s", "g", "r1", {b.name: 6}, [b.name])  # after the cut: the merged segment comes next
+    assert ctl.get_checkpoint("s", "g", "cp").stream_cuts[0].offsets == {a.name: 4, b.name: 5}
+
+    ctl.initiate_checkpoint("s", "g", "late", 5.0)  # r1 never reads again
+    clock.now += 6
+    ctl.run_maintenance()
+    with pytest.raises(CheckpointNotFound):
+        ctl.get_checkpoint("s", "g", "late")
+    generation = ctl.sync_reader("s", "g", "r1", {merged.name: 0}, []).generation
+    ctl.reset_reader_group("s", "g", ReaderGroupConfig(("s/st",), "cut", checkpoint.stream_cuts))
+    with pytest.raises(ReaderGroupReset):
+        ctl.sync_reader("s", "g", "r1", {merged.name: 0}, [], None, generation)
+    fresh = ctl.sync_reader("s", "g", "r2", {}, [])
+    assert fresh.generation == generation + 1
+    assert dict(fresh.acquired) == {a.name: 4, b.name: 5}
+    ctl.delete_reader_group("s", "g")
+    ctl.create_reader_group("s", "g", ReaderGroupConfig(("s/st",)))
+    assert ctl.list_checkpoints("s", "g") == []
+    ctl.close()

@@ -18,6 +18,7 @@ from xtremehub.streams.client import (
 )
 from xtremehub.streams.controller.model import (
     MAX_EVENT_SIZE,
+    Checkpoint,
     RetentionPolicy,
     ScalingPolicy,
     StreamConfig,
@@ -28,6 +29,7 @@ from xtremehub.streams.controller.model import (
 __all__ = [
     "MAX_EVENT_SIZE",
     "ByteStream",
+    "Checkpoint",
     "EventPointer",
     "EventPosition",
     "EventRead",

@@ -31,10 +31,15 @@ from typing import Any
 
 from xtremehub.streams.client.bytestream import ByteStream
 from xtremehub.streams.client.manager import Start, StreamManager
-from xtremehub.streams.client.reader import EventRead, EventStreamReader, ReaderGroup
+from xtremehub.streams.client.reader import (
+    CHECKPOINT_TIMEOUT,
+    EventRead,
+    EventStreamReader,
+    ReaderGroup,
+)
 from xtremehub.streams.client.transactions import Transaction, TransactionalEventStreamWriter
 from xtremehub.streams.client.writer import EventPointer, EventStreamWriter
-from xtremehub.streams.controller.model import RetentionPolicy, ScalingPolicy, StreamCut, StreamInfo
+from xtremehub.streams.controller.model import Checkpoint, RetentionPolicy, ScalingPolicy, StreamCut, StreamInfo
 
 __all__ = [
     "AsyncByteStream",
@@ -130,6 +135,27 @@ class AsyncReaderGroup:
     async def stream_cuts(self) -> list[StreamCut]:
         """The group's positions as stream cuts."""
         return await asyncio.to_thread(self.sync.stream_cuts)
+
+    async def initiate_checkpoint(self, name: str, timeout: float = CHECKPOINT_TIMEOUT) -> Checkpoint:
+        """See :meth:`ReaderGroup.initiate_checkpoint`; waits with ``asyncio.sleep`` (no thread held)."""
+        wait = self.sync.checkpoint_wait(name, timeout)
+        checkpoint = await asyncio.to_thread(wait.start)
+        while checkpoint is None:
+            await asyncio.sleep(wait.pause())
+            checkpoint = await asyncio.to_thread(wait.check)
+        return checkpoint
+
+    async def get_checkpoint(self, name: str) -> Checkpoint:
+        """A checkpoint of this group."""
+        return await asyncio.to_thread(self.sync.get_checkpoint, name)
+
+    async def list_checkpoints(self) -> list[Checkpoint]:
+        """This group's checkpoints, oldest first."""
+        return await asyncio.to_thread(self.sync.list_checkpoints)
+
+    async def reset_to_checkpoint(self, checkpoint: Checkpoint | str) -> None:
+        """Reposition the group at a completed checkpoint (recreate the readers afterwards)."""
+        await asyncio.to_thread(self.sync.reset_to_checkpoint, checkpoint)
 
 
 class AsyncByteStream:

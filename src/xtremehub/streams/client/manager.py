@@ -27,11 +27,12 @@ from typing import Any, Literal
 
 from xtremehub.errors import InvalidStreamArgument, MissingDependency
 from xtremehub.streams.client.bytestream import ByteStream
-from xtremehub.streams.client.reader import ReaderGroup
+from xtremehub.streams.client.reader import ReaderGroup, checkpoint_config
 from xtremehub.streams.client.transactions import TransactionalEventStreamWriter
 from xtremehub.streams.client.writer import EventStreamWriter, WriterConfig
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import (
+    Checkpoint,
     ReaderGroupConfig,
     RetentionPolicy,
     ScalingPolicy,
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 #: Module and function that open a remote connection: ``connect(url) -> (controller, store)``.
 REMOTE_CONNECT = "xtremehub.streams.remote:connect_server"
 
-Start = Literal["head", "tail"] | StreamCut | Sequence[StreamCut]
+Start = Literal["head", "tail"] | StreamCut | Sequence[StreamCut] | Checkpoint
 
 
 class StreamManager:
@@ -203,11 +204,20 @@ class StreamManager:
     ) -> ReaderGroup:
         """A reader group over ``streams`` (names in ``scope``, or ``"other-scope/stream"``).
 
-        ``start``: ``"head"``, ``"tail"``, or stream cuts (one per stream). An existing group is
-        reopened as it is (its positions win over ``start``).
+        ``start``: ``"head"``, ``"tail"``, stream cuts (one per stream), or a completed
+        :class:`~xtremehub.streams.Checkpoint` (then its streams are read, ``streams`` must name
+        the same). An existing group is reopened as it is (its positions win over ``start``; use
+        :meth:`ReaderGroup.reset_to_checkpoint` to move it).
         """
         qualified = tuple(s if "/" in s else f"{scope}/{s}" for s in streams)
-        if isinstance(start, str):
+        if isinstance(start, Checkpoint):
+            config = checkpoint_config(start, reader_timeout)
+            if set(config.streams) != set(qualified):
+                raise InvalidStreamArgument(
+                    f"reader group {scope}/{name}: checkpoint {start.name!r} covers {sorted(config.streams)}, "
+                    f"not {sorted(qualified)}"
+                )
+        elif isinstance(start, str):
             if start not in ("head", "tail"):
                 raise InvalidStreamArgument(f"reader group start {start!r}: use 'head', 'tail' or stream cuts")
             config = ReaderGroupConfig(qualified, start, (), reader_timeout)

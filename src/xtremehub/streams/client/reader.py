@@ -6,6 +6,12 @@ reports those positions to the controller at least every ``sync_interval`` secon
 also its heartbeat and where rebalancing happens). After a crash, the reader's segments are
 read again from the last reported positions: at-least-once delivery. Each event carries its
 :class:`EventPosition`, which an application can store with its results for exactly-once.
+
+Checkpoints give one consistent cut across all readers of a group: after
+:meth:`ReaderGroup.initiate_checkpoint`, each reader returns a *marker* from ``read_next``
+(``event.is_checkpoint``, ``event.checkpoint_name``, no data) before any further event; an
+application stores its state under that name, and :meth:`ReaderGroup.reset_to_checkpoint`
+later repositions the group exactly after what that state holds.
 """
 
 from __future__ import annotations
@@ -17,14 +23,31 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from xtremehub.errors import InvalidStreamArgument, SegmentNotFound, SegmentTruncated, StreamError
+from xtremehub.errors import (
+    CheckpointFailed,
+    CheckpointNotFound,
+    CheckpointTimeout,
+    InvalidStreamArgument,
+    ReaderGroupReset,
+    SegmentNotFound,
+    SegmentTruncated,
+    StreamError,
+)
 from xtremehub.streams.client._framing import EventDecoder
 from xtremehub.streams.controller._metadata import parse_segment_name
 from xtremehub.streams.controller.contract import ControllerContract
-from xtremehub.streams.controller.model import ReaderGroupState, StreamCut
+from xtremehub.streams.controller.model import Checkpoint, ReaderGroupConfig, ReaderGroupState, StreamCut
 from xtremehub.streams.segmentstore.contract import ReadResult, SegmentStoreContract
 
-__all__ = ["EventPosition", "EventRead", "EventStreamReader", "ReaderGroup", "SegmentSlice"]
+__all__ = [
+    "CheckpointWait",
+    "EventPosition",
+    "EventRead",
+    "EventStreamReader",
+    "ReaderGroup",
+    "SegmentSlice",
+    "checkpoint_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +60,10 @@ MAX_READ_SIZE = 16 << 20
 MAX_PREFETCH = 2
 #: Longest single wait on one segment while others may have data.
 POLL_WAIT = 0.05
+#: Shortest and longest pause between two looks at a pending checkpoint (growing by half each time).
+CHECKPOINT_POLL = (0.005, 0.05)
+#: Default seconds every reader has to record a checkpoint.
+CHECKPOINT_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +77,24 @@ class EventPosition:
 
 @dataclass(frozen=True, slots=True)
 class EventRead:
-    """An event returned by a reader."""
+    """An event returned by a reader, or a checkpoint marker (``is_checkpoint``).
+
+    A marker has no data, an empty ``stream`` and position, and the checkpoint's name in
+    ``checkpoint_name``: every event the reader returned before it is before the checkpoint's
+    cut, every later one after it.
+    """
 
     data: bytes
     routing_key: str | None
     scope: str
     stream: str
     position: EventPosition
+    checkpoint_name: str | None = None
+
+    @property
+    def is_checkpoint(self) -> bool:
+        """True for a checkpoint marker (then there is no event)."""
+        return self.checkpoint_name is not None
 
 
 class _Cursor:
@@ -94,10 +132,13 @@ class EventStreamReader:
         self.sync_interval = sync_interval
         self._controller, self._store = controller, store
         self._cursors: dict[str, _Cursor] = {}
-        self._completed: list[str] = []
+        self._completed: dict[str, int] = {}  # read to their end, not yet reported: segment -> end offset
         self._next_sync = 0.0
         self._turn = 0
         self._offline = False
+        self._generation: int | None = None
+        self._checkpoint_due: str | None = None  # announced by the controller, marker not returned yet
+        self._checkpoint_taken: str | None = None  # marker returned, not yet recorded
         self._prefetcher: ThreadPoolExecutor | None = None
         self._sync()
 
@@ -115,13 +156,17 @@ class EventStreamReader:
         (``None``: wait as long as it takes; 0: only what is available now).
 
         Calling it marks every event returned before as processed (reported at the next sync).
+        While a checkpoint of the group is pending, it returns the checkpoint's marker
+        (``is_checkpoint``) before any further event; the next call records the checkpoint.
         """
         if self._offline:
             raise StreamError(f"reader {self.name} of group {self.scope}/{self.group} is offline")
         deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
         while True:
-            if time.monotonic() >= self._next_sync or self._completed:
+            if time.monotonic() >= self._next_sync or self._completed or self._checkpoint_taken:
                 self._sync()
+            if self._checkpoint_due is not None:
+                return self._marker()
             event = self._buffered_event() or self._fetch(wait=0.0)
             if event is not None:
                 return event
@@ -141,15 +186,18 @@ class EventStreamReader:
         first = self.read_next(timeout)
         if first is None:
             return None
-        cursor = self._cursors.get(first.position.segment)
+        cursor = None if first.is_checkpoint else self._cursors.get(first.position.segment)
         return SegmentSlice(self, first, cursor)
 
     def reader_offline(self) -> None:
         """Leave the group: owned segments go back to the pool at the positions delivered so far."""
         if self._offline:
             return
-        self._controller.reader_offline(self.scope, self.group, self.name, self.positions())
+        # segments read to their end but not yet reported go back at their end, not re-read
+        positions = {**self._completed, **self.positions()}
+        self._controller.reader_offline(self.scope, self.group, self.name, positions)
         self._cursors.clear()
+        self._completed = {}
         self._offline = True
         if self._prefetcher is not None:
             self._prefetcher.shutdown(wait=False, cancel_futures=True)
@@ -166,8 +214,30 @@ class EventStreamReader:
 
     # -- internals ------------------------------------------------------------------------
     def _sync(self) -> None:
-        completed, self._completed = self._completed, []
-        assignment = self._controller.sync_reader(self.scope, self.group, self.name, self.positions(), completed)
+        completed, self._completed = self._completed, {}
+        try:
+            assignment = self._controller.sync_reader(
+                self.scope,
+                self.group,
+                self.name,
+                self.positions(),
+                list(completed),
+                self._checkpoint_taken,
+                self._generation,
+            )
+        except ReaderGroupReset:
+            self._cursors.clear()
+            self._offline = True
+            if self._prefetcher is not None:
+                self._prefetcher.shutdown(wait=False, cancel_futures=True)
+            raise
+        except BaseException:
+            self._completed = {**completed, **self._completed}  # report them again at the next sync
+            raise
+        self._generation = assignment.generation
+        self._checkpoint_taken = None
+        if assignment.checkpoint is not None:
+            self._checkpoint_due = assignment.checkpoint
         for name in assignment.released:
             self._cursors.pop(name, None)
         for name, offset in assignment.acquired:
@@ -175,6 +245,14 @@ class EventStreamReader:
         for name in [n for n in self._cursors if n not in assignment.owned]:
             del self._cursors[name]
         self._next_sync = time.monotonic() + self.sync_interval
+
+    def _marker(self) -> EventRead:
+        """Return the due checkpoint's marker; its positions are recorded at the next sync."""
+        name, self._checkpoint_due = self._checkpoint_due, None
+        assert name is not None
+        self._checkpoint_taken = name
+        log.debug("reader %s of group %s/%s at checkpoint %s", self.name, self.scope, self.group, name)
+        return EventRead(b"", None, self.scope, "", EventPosition("", 0, 0), name)
 
     def _event(self, cursor: _Cursor) -> EventRead | None:
         item = cursor.decoder.next_event()
@@ -206,7 +284,7 @@ class EventStreamReader:
             if event is not None:
                 return event
             if cursor.ended and cursor.decoder.buffered == 0:
-                self._completed.append(cursor.segment)
+                self._completed[cursor.segment] = cursor.delivered
                 del self._cursors[cursor.segment]
         return None
 
@@ -263,6 +341,78 @@ class SegmentSlice:
             yield event
 
 
+def checkpoint_config(checkpoint: Checkpoint, reader_timeout: float) -> ReaderGroupConfig:
+    """A group configuration starting at a completed checkpoint's cuts (``CheckpointFailed`` if pending)."""
+    if not isinstance(checkpoint, Checkpoint):
+        raise InvalidStreamArgument(f"not a checkpoint: {checkpoint!r:.80}")
+    if not checkpoint.completed:
+        raise CheckpointFailed(
+            f"checkpoint {checkpoint.name!r} of group {checkpoint.scope}/{checkpoint.group} is not completed "
+            f"(waiting for {', '.join(checkpoint.waiting)}); a group can start only at a completed one"
+        )
+    streams = tuple(f"{c.scope}/{c.stream}" for c in checkpoint.stream_cuts)
+    return ReaderGroupConfig(streams, "cut", checkpoint.stream_cuts, reader_timeout)
+
+
+class CheckpointWait:
+    """One wait for a checkpoint to complete: when to look again and when to give up.
+
+    Shared by the blocking :meth:`ReaderGroup.initiate_checkpoint` and its asyncio variant,
+    which differ only in how they pause between two looks.
+    """
+
+    def __init__(self, controller: ControllerContract, scope: str, group: str, name: str, timeout: float) -> None:
+        if not timeout > 0:
+            raise InvalidStreamArgument(f"checkpoint {name!r}: timeout must be > 0 seconds, got {timeout}")
+        self._controller = controller
+        self.scope, self.group, self.name, self.timeout = scope, group, name, timeout
+        self.deadline = time.monotonic() + timeout
+        self._pause = CHECKPOINT_POLL[0]
+
+    def start(self) -> Checkpoint | None:
+        """Initiate the checkpoint; the checkpoint when already completed (no reader online)."""
+        checkpoint = self._controller.initiate_checkpoint(self.scope, self.group, self.name, self.timeout)
+        return checkpoint if checkpoint.completed else None
+
+    def check(self) -> Checkpoint | None:
+        """The completed checkpoint, or None while pending; past the deadline cancel it and raise
+        :class:`~xtremehub.errors.CheckpointTimeout`."""
+        try:
+            checkpoint = self._controller.get_checkpoint(self.scope, self.group, self.name)
+        except CheckpointNotFound as exc:
+            if time.monotonic() >= self.deadline:
+                raise self._timeout(()) from exc
+            raise CheckpointFailed(
+                f"checkpoint {self.name!r} of group {self.scope}/{self.group} was cancelled before it completed "
+                "(the group was reset, or the checkpoint deleted or expired)"
+            ) from exc
+        if checkpoint.completed:
+            return checkpoint
+        if time.monotonic() < self.deadline:
+            return None
+        if not self._controller.cancel_checkpoint(self.scope, self.group, self.name):
+            try:  # completed (or dropped) between the two calls
+                late = self._controller.get_checkpoint(self.scope, self.group, self.name)
+            except CheckpointNotFound:
+                late = checkpoint
+            if late.completed:
+                return late
+        raise self._timeout(checkpoint.waiting)
+
+    def pause(self) -> float:
+        """Seconds to wait before the next :meth:`check` (growing, never past the deadline)."""
+        pause = min(self._pause, max(self.deadline - time.monotonic(), 0.0))
+        self._pause = min(self._pause * 1.5, CHECKPOINT_POLL[1])
+        return pause
+
+    def _timeout(self, waiting: tuple[str, ...]) -> CheckpointTimeout:
+        who = f"readers {', '.join(waiting)} did not" if waiting else "not every reader did"
+        return CheckpointTimeout(
+            f"checkpoint {self.name!r} of group {self.scope}/{self.group}: {who} record it within "
+            f"{self.timeout:g} s; it was cancelled"
+        )
+
+
 class ReaderGroup:
     """A named group of readers sharing the segments of one or more streams."""
 
@@ -286,9 +436,54 @@ class ReaderGroup:
         return self._controller.get_reader_group(self.scope, self.name)
 
     def stream_cuts(self) -> list[StreamCut]:
-        """The group's last reported positions: one stream cut per stream (a checkpoint)."""
+        """The group's last reported positions: one stream cut per stream (no consistency across readers)."""
         return self._controller.get_reader_group_cuts(self.scope, self.name)
 
+    # -- checkpoints ----------------------------------------------------------------------
+    def initiate_checkpoint(self, name: str, timeout: float = CHECKPOINT_TIMEOUT) -> Checkpoint:
+        """Take a checkpoint and wait until every reader of the group has recorded it.
+
+        Each online reader returns a marker (``event.is_checkpoint``) from its next
+        ``read_next``; the checkpoint completes once each one has called ``read_next`` again
+        (or gone offline). Call this from another thread than the readers'. Raises
+        ``CheckpointTimeout`` (and cancels the checkpoint) when a reader does not read within
+        ``timeout`` seconds, ``CheckpointFailed`` while another checkpoint is in flight, and
+        ``AlreadyExists`` when the group has a checkpoint named ``name``.
+        """
+        wait = self.checkpoint_wait(name, timeout)
+        checkpoint = wait.start()
+        while checkpoint is None:
+            time.sleep(wait.pause())
+            checkpoint = wait.check()
+        return checkpoint
+
+    def checkpoint_wait(self, name: str, timeout: float = CHECKPOINT_TIMEOUT) -> CheckpointWait:
+        """The steps of :meth:`initiate_checkpoint` (start, check, pause), for callers that wait their own way."""
+        return CheckpointWait(self._controller, self.scope, self.name, name, timeout)
+
+    def get_checkpoint(self, name: str) -> Checkpoint:
+        """A checkpoint of this group (``CheckpointNotFound`` when unknown)."""
+        return self._controller.get_checkpoint(self.scope, self.name, name)
+
+    def list_checkpoints(self) -> list[Checkpoint]:
+        """This group's checkpoints, oldest first (durable: they survive restarts)."""
+        return self._controller.list_checkpoints(self.scope, self.name)
+
+    def delete_checkpoint(self, name: str) -> bool:
+        """Forget a checkpoint; False when there was none."""
+        return self._controller.delete_checkpoint(self.scope, self.name, name)
+
+    def reset_to_checkpoint(self, checkpoint: Checkpoint | str) -> None:
+        """Reposition the group exactly at a completed checkpoint (a ``Checkpoint`` or its name here).
+
+        Every reader is dropped (readers created before get ``ReaderGroupReset``): create new
+        ones to read on from the checkpoint's cut.
+        """
+        if isinstance(checkpoint, str):
+            checkpoint = self.get_checkpoint(checkpoint)
+        config = checkpoint_config(checkpoint, self.state().config.reader_timeout)
+        self._controller.reset_reader_group(self.scope, self.name, config)
+
     def delete(self) -> None:
-        """Delete the group and its state."""
+        """Delete the group, its state and its checkpoints."""
         self._controller.delete_reader_group(self.scope, self.name)

@@ -4,6 +4,7 @@ from xtremehub.streams.controller._controller import Controller
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import (
     MAX_EVENT_SIZE,
+    Checkpoint,
     ReaderAssignment,
     ReaderGroupConfig,
     ReaderGroupSegment,
@@ -21,6 +22,7 @@ from xtremehub.streams.controller.model import (
 
 __all__ = [
     "MAX_EVENT_SIZE",
+    "Checkpoint",
     "Controller",
     "ControllerContract",
     "ReaderAssignment",

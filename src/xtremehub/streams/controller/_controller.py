@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from xtremehub.errors import StreamError
+from xtremehub.streams.controller._checkpoints import CheckpointOps
 from xtremehub.streams.controller._metadata import Metadata, config_from_json, segment_name
 from xtremehub.streams.controller._readergroups import ReaderGroupOps
 from xtremehub.streams.controller._streams import StreamOps, even_ranges
@@ -44,7 +45,7 @@ MERGE_FRACTION = 0.5
 MIN_TRAFFIC_SPAN = 1.0
 
 
-class Controller(StreamOps, TxnOps, ReaderGroupOps, ControllerContract):
+class Controller(StreamOps, TxnOps, ReaderGroupOps, CheckpointOps, ControllerContract):
     """Controller operations on durable metadata at ``db_path``, segments in ``store``.
 
     Thread-safe. ``clock`` gives wall-clock seconds (tests may pass their own).
@@ -175,6 +176,7 @@ class Controller(StreamOps, TxnOps, ReaderGroupOps, ControllerContract):
             now = self._clock()
             self._expire_transactions()
             self._expire_readers()
+            self._expire_checkpoints()
             for scope, stream, config, sealed in self._db.query("SELECT scope, name, config, sealed FROM streams"):
                 policies = config_from_json(str(config))
                 try:

@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS rg_segments(
 CREATE TABLE IF NOT EXISTS rg_readers(
     scope TEXT NOT NULL, grp TEXT NOT NULL, reader TEXT NOT NULL, last_seen REAL NOT NULL,
     PRIMARY KEY(scope, grp, reader));
+CREATE TABLE IF NOT EXISTS rg_checkpoints(
+    scope TEXT NOT NULL, grp TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, created REAL NOT NULL,
+    deadline REAL NOT NULL, waiting TEXT NOT NULL, positions TEXT NOT NULL, cuts TEXT NOT NULL,
+    PRIMARY KEY(scope, grp, name));
+CREATE TABLE IF NOT EXISTS rg_generations(
+    scope TEXT NOT NULL, grp TEXT NOT NULL, generation INTEGER NOT NULL, PRIMARY KEY(scope, grp));
 """
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")

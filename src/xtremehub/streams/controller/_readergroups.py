@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 
-from xtremehub.errors import InvalidStreamArgument, ReaderGroupNotFound
+from xtremehub.errors import InvalidStreamArgument, ReaderGroupNotFound, ReaderGroupReset
 from xtremehub.streams.controller._metadata import (
     Metadata,
     check_name,
@@ -66,6 +66,10 @@ class ReaderGroupOps:
     get_head_cut: Callable[[str, str], StreamCut]
     get_tail_cut: Callable[[str, str], StreamCut]
 
+    # provided by CheckpointOps
+    _waiting_checkpoint: Callable[[sqlite3.Cursor, str, str, str], str | None]
+    _checkpoint_positions: Callable[..., None]
+
     # -- helpers --------------------------------------------------------------------------
     def _group_config(self, scope: str, group: str) -> ReaderGroupConfig:
         self._require_scope(scope)
@@ -86,6 +90,30 @@ class ReaderGroupOps:
         return [(str(s), int(o), None if w is None else str(w), str(st)) for s, o, w, st in rows]
 
     # -- groups ---------------------------------------------------------------------------
+    def _start_rows(self, scope: str, group: str, config: ReaderGroupConfig) -> list[tuple[object, ...]]:
+        """The ``rg_segments`` rows of a group positioned at its configured start."""
+        rows: list[tuple[object, ...]] = []
+        cuts = {(c.scope, c.stream): c for c in config.cuts}
+        for qualified in config.streams:
+            s_scope, s_stream = _split_stream(qualified)
+            self._stream_row(s_scope, s_stream)
+            if config.start == "head":
+                cut = self.get_head_cut(s_scope, s_stream)
+            elif config.start == "tail":
+                cut = self.get_tail_cut(s_scope, s_stream)
+            elif (s_scope, s_stream) in cuts:
+                cut = cuts[(s_scope, s_stream)]
+            else:
+                raise InvalidStreamArgument(f"reader group {scope}/{group}: no start cut for stream {qualified}")
+            numbers = self._validate_cut(s_scope, s_stream, cut)
+            for number, offset in numbers.items():
+                name = self._segment(s_scope, s_stream, number).name
+                rows.append((scope, group, name, s_scope, s_stream, number, offset, None, "unassigned"))
+            for number in self._ancestors(s_scope, s_stream, numbers) - set(numbers):
+                name = self._segment(s_scope, s_stream, number).name
+                rows.append((scope, group, name, s_scope, s_stream, number, 0, None, "completed"))
+        return rows
+
     def create_reader_group(self, scope: str, group: str, config: ReaderGroupConfig) -> bool:
         if not isinstance(config, ReaderGroupConfig):
             raise InvalidStreamArgument(f"reader group config must be a ReaderGroupConfig, not {type(config).__name__}")
@@ -94,26 +122,7 @@ class ReaderGroupOps:
             check_name("reader group", group)
             if self._db.query("SELECT 1 FROM reader_groups WHERE scope = ? AND name = ?", (scope, group)):
                 return False
-            rows: list[tuple[object, ...]] = []
-            cuts = {(c.scope, c.stream): c for c in config.cuts}
-            for qualified in config.streams:
-                s_scope, s_stream = _split_stream(qualified)
-                self._stream_row(s_scope, s_stream)
-                if config.start == "head":
-                    cut = self.get_head_cut(s_scope, s_stream)
-                elif config.start == "tail":
-                    cut = self.get_tail_cut(s_scope, s_stream)
-                elif (s_scope, s_stream) in cuts:
-                    cut = cuts[(s_scope, s_stream)]
-                else:
-                    raise InvalidStreamArgument(f"reader group {scope}/{group}: no start cut for stream {qualified}")
-                numbers = self._validate_cut(s_scope, s_stream, cut)
-                for number, offset in numbers.items():
-                    name = self._segment(s_scope, s_stream, number).name
-                    rows.append((scope, group, name, s_scope, s_stream, number, offset, None, "unassigned"))
-                for number in self._ancestors(s_scope, s_stream, numbers) - set(numbers):
-                    name = self._segment(s_scope, s_stream, number).name
-                    rows.append((scope, group, name, s_scope, s_stream, number, 0, None, "completed"))
+            rows = self._start_rows(scope, group, config)
             with self._db.transaction() as cur:
                 cur.execute(
                     "INSERT INTO reader_groups VALUES (?, ?, ?, ?)",
@@ -122,6 +131,31 @@ class ReaderGroupOps:
                 cur.executemany("INSERT INTO rg_segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             return True
 
+    def reset_reader_group(self, scope: str, group: str, config: ReaderGroupConfig) -> None:
+        if not isinstance(config, ReaderGroupConfig):
+            raise InvalidStreamArgument(f"reader group config must be a ReaderGroupConfig, not {type(config).__name__}")
+        with self._lock:
+            self._group_config(scope, group)
+            rows = self._start_rows(scope, group, config)
+            generation = self._generation(scope, group) + 1
+            with self._db.transaction() as cur:
+                cur.execute(
+                    "UPDATE reader_groups SET config = ? WHERE scope = ? AND name = ?",
+                    (group_config_to_json(config), scope, group),
+                )
+                cur.execute("DELETE FROM rg_segments WHERE scope = ? AND grp = ?", (scope, group))
+                cur.execute("DELETE FROM rg_readers WHERE scope = ? AND grp = ?", (scope, group))
+                cur.execute(
+                    "DELETE FROM rg_checkpoints WHERE scope = ? AND grp = ? AND state = 'pending'", (scope, group)
+                )
+                cur.execute("INSERT OR REPLACE INTO rg_generations VALUES (?, ?, ?)", (scope, group, generation))
+                cur.executemany("INSERT INTO rg_segments VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            log.info("reader group %s/%s reset to %s (generation %d)", scope, group, config.start, generation)
+
+    def _generation(self, scope: str, group: str) -> int:
+        rows = self._db.query("SELECT generation FROM rg_generations WHERE scope = ? AND grp = ?", (scope, group))
+        return int(rows[0][0]) if rows else 0
+
     def delete_reader_group(self, scope: str, group: str) -> None:
         with self._lock:
             self._group_config(scope, group)
@@ -129,6 +163,8 @@ class ReaderGroupOps:
                 cur.execute("DELETE FROM reader_groups WHERE scope = ? AND name = ?", (scope, group))
                 cur.execute("DELETE FROM rg_segments WHERE scope = ? AND grp = ?", (scope, group))
                 cur.execute("DELETE FROM rg_readers WHERE scope = ? AND grp = ?", (scope, group))
+                cur.execute("DELETE FROM rg_checkpoints WHERE scope = ? AND grp = ?", (scope, group))
+                cur.execute("DELETE FROM rg_generations WHERE scope = ? AND grp = ?", (scope, group))
 
     def list_reader_groups(self, scope: str) -> list[str]:
         self._require_scope(scope)
@@ -149,12 +185,26 @@ class ReaderGroupOps:
 
     # -- readers --------------------------------------------------------------------------
     def sync_reader(
-        self, scope: str, group: str, reader: str, positions: dict[str, int], completed: list[str]
+        self,
+        scope: str,
+        group: str,
+        reader: str,
+        positions: dict[str, int],
+        completed: list[str],
+        checkpoint: str | None = None,
+        generation: int | None = None,
     ) -> ReaderAssignment:
         check_name("reader", reader)
         with self._lock:
             self._group_config(scope, group)
-            with self._db.transaction(durable=False) as cur:
+            current = self._generation(scope, group)
+            if generation is not None and generation != current:
+                raise ReaderGroupReset(
+                    f"reader {reader} of group {scope}/{group} joined generation {generation}, but the group was "
+                    f"reset since (generation {current}): create a new reader"
+                )
+            durable = checkpoint is not None
+            with self._db.transaction(durable=durable) as cur:
                 cur.execute(
                     "INSERT OR REPLACE INTO rg_readers VALUES (?, ?, ?, ?)", (scope, group, reader, self._clock())
                 )
@@ -163,6 +213,7 @@ class ReaderGroupOps:
                     "AND state = 'assigned'",
                     [(int(off), scope, group, seg, reader) for seg, off in positions.items()],
                 )
+                waiting = self._waiting_checkpoint(cur, scope, group, reader)
                 for seg in completed:
                     cur.execute(
                         "UPDATE rg_segments SET state = 'completed', owner = NULL WHERE scope = ? AND grp = ? "
@@ -170,13 +221,30 @@ class ReaderGroupOps:
                         (scope, group, seg, reader),
                     )
                     if cur.rowcount:
+                        if waiting is not None:  # read to its end before the reader's marker
+                            s_scope, s_stream, number = parse_segment_name(seg)
+                            end = self._final_length(s_scope, s_stream, number)
+                            self._checkpoint_positions(cur, scope, group, reader, {seg: end}, done=False)
                         self._add_ready_successors(cur, scope, group, seg)
-                self._rebalance(cur, scope, group, reader)
+                if checkpoint is not None and checkpoint == waiting:
+                    owned_now = self._owned(cur, scope, group, reader)
+                    self._checkpoint_positions(cur, scope, group, reader, owned_now, done=True)
+                    waiting = None
+                if waiting is None:  # a reader yet to record its checkpoint keeps exactly what it has
+                    self._rebalance(cur, scope, group, reader)
             owned = self._rows(scope, group, "owner = ? AND state = 'assigned'", (reader,))
             names = tuple(name for name, _, _, _ in owned)
             acquired = tuple((name, off) for name, off, _, _ in owned if name not in positions)
             released = tuple(seg for seg in positions if seg not in names)
-            return ReaderAssignment(names, acquired, released)
+            return ReaderAssignment(names, acquired, released, waiting, current)
+
+    @staticmethod
+    def _owned(cur: sqlite3.Cursor, scope: str, group: str, reader: str) -> dict[str, int]:
+        rows = cur.execute(
+            "SELECT segment, offset FROM rg_segments WHERE scope = ? AND grp = ? AND owner = ? AND state = 'assigned'",
+            (scope, group, reader),
+        ).fetchall()
+        return {str(seg): int(off) for seg, off in rows}
 
     def _add_ready_successors(self, cur: sqlite3.Cursor, scope: str, group: str, segment: str) -> None:
         s_scope, s_stream, number = parse_segment_name(segment)
@@ -239,6 +307,8 @@ class ReaderGroupOps:
                     "AND state = 'assigned'",
                     [(int(off), scope, group, seg, reader) for seg, off in (positions or {}).items()],
                 )
+                # a reader yet to record a checkpoint hands its positions over to it
+                self._checkpoint_positions(cur, scope, group, reader, self._owned(cur, scope, group, reader), done=True)
                 cur.execute(
                     "UPDATE rg_segments SET owner = NULL, state = 'unassigned' "
                     "WHERE scope = ? AND grp = ? AND owner = ?",

@@ -148,6 +148,8 @@ class StreamOps:
             cur.execute("DELETE FROM reader_groups WHERE scope = ?", (scope,))
             cur.execute("DELETE FROM rg_segments WHERE scope = ?", (scope,))
             cur.execute("DELETE FROM rg_readers WHERE scope = ?", (scope,))
+            cur.execute("DELETE FROM rg_checkpoints WHERE scope = ?", (scope,))
+            cur.execute("DELETE FROM rg_generations WHERE scope = ?", (scope,))
             cur.execute("DELETE FROM scopes WHERE name = ?", (scope,))
             return cur.rowcount == 1
 

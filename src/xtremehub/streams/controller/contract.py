@@ -24,6 +24,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from xtremehub.streams.controller.model import (
+    Checkpoint,
     ReaderAssignment,
     ReaderGroupConfig,
     ReaderGroupState,
@@ -153,14 +154,32 @@ class ControllerContract(ABC):
         """Readers, segments, owners and positions."""
 
     @abstractmethod
+    def reset_reader_group(self, scope: str, group: str, config: ReaderGroupConfig) -> None:
+        """Reposition a group at ``config``'s start (e.g. the cuts of a checkpoint) and take its new config.
+
+        Every reader is dropped and a pending checkpoint cancelled; completed checkpoints are kept.
+        Readers that joined before get ``ReaderGroupReset`` at their next sync.
+        """
+
+    @abstractmethod
     def sync_reader(
-        self, scope: str, group: str, reader: str, positions: dict[str, int], completed: list[str]
+        self,
+        scope: str,
+        group: str,
+        reader: str,
+        positions: dict[str, int],
+        completed: list[str],
+        checkpoint: str | None = None,
+        generation: int | None = None,
     ) -> ReaderAssignment:
         """A reader's heartbeat: store its positions, mark ``completed`` segments read to the end
         (their successors become readable once all predecessors are), then rebalance.
 
         A reader not yet online joins the group; one that is online again after a crash gets back
-        its segments at their last stored positions.
+        its segments at their last stored positions. ``checkpoint`` names a checkpoint whose marker
+        the reader returned at ``positions`` (recorded now); ``generation`` is the one the reader
+        joined (``ReaderGroupReset`` when the group was reset since; None when joining). A reader
+        that still has to record a checkpoint is not rebalanced.
         """
 
     @abstractmethod
@@ -170,6 +189,31 @@ class ControllerContract(ABC):
     @abstractmethod
     def get_reader_group_cuts(self, scope: str, group: str) -> list[StreamCut]:
         """The group's stored positions as one stream cut per stream (a checkpoint to restart from)."""
+
+    # -- checkpoints ----------------------------------------------------------------------
+    @abstractmethod
+    def initiate_checkpoint(self, scope: str, group: str, name: str, timeout: float) -> Checkpoint:
+        """Start a checkpoint every online reader must record within ``timeout`` seconds.
+
+        ``AlreadyExists`` when the group has a checkpoint of that name; ``CheckpointFailed`` while
+        another one is pending. Completed at once when the group has no online reader.
+        """
+
+    @abstractmethod
+    def get_checkpoint(self, scope: str, group: str, name: str) -> Checkpoint:
+        """A checkpoint's state (``CheckpointNotFound`` when unknown, cancelled or deleted)."""
+
+    @abstractmethod
+    def list_checkpoints(self, scope: str, group: str) -> list[Checkpoint]:
+        """The group's checkpoints, pending and completed, oldest first."""
+
+    @abstractmethod
+    def cancel_checkpoint(self, scope: str, group: str, name: str) -> bool:
+        """Drop a pending checkpoint; False when it is not pending (completed, or gone)."""
+
+    @abstractmethod
+    def delete_checkpoint(self, scope: str, group: str, name: str) -> bool:
+        """Forget a checkpoint, pending or completed; False when there was none."""
 
     # -- background duties ----------------------------------------------------------------
     @abstractmethod

@@ -24,6 +24,7 @@ from xtremehub.errors import InvalidStreamArgument
 
 __all__ = [
     "MAX_EVENT_SIZE",
+    "Checkpoint",
     "ReaderAssignment",
     "ReaderGroupConfig",
     "ReaderGroupSegment",
@@ -46,6 +47,7 @@ ScalingKind = Literal["fixed", "event_rate", "byte_rate"]
 RetentionKind = Literal["none", "time", "size"]
 TxnState = Literal["open", "committing", "committed", "aborted"]
 SegmentState = Literal["unassigned", "assigned", "completed"]
+CheckpointState = Literal["pending", "completed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,9 +290,81 @@ class ReaderAssignment:
     """The controller's answer to a reader's sync: what it owns now, gained and must drop.
 
     ``acquired`` holds ``(segment, offset)`` pairs to start reading; ``released`` names segments
-    taken away (to rebalance) that the reader must stop reading at once.
+    taken away (to rebalance) that the reader must stop reading at once. ``checkpoint`` names a
+    pending checkpoint whose marker the reader must return next (None when it has nothing to
+    record); ``generation`` counts the group's resets (a reader of an older one must be recreated).
     """
 
     owned: tuple[str, ...]
     acquired: tuple[tuple[str, int], ...]
     released: tuple[str, ...]
+    checkpoint: str | None = None
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A reader-group checkpoint: one consistent cut across every reader of the group.
+
+    While ``state`` is ``"pending"``, ``waiting`` names the readers that have not yet returned
+    its marker and ``deadline`` (wall-clock seconds) is when it is cancelled; once
+    ``"completed"``, ``stream_cuts`` holds one cut per stream of the group: every event before
+    it was returned by some reader before that reader's checkpoint marker, none after it.
+
+    Example:
+        >>> cut = StreamCut("s", "st", (("s/st/0.#epoch.0", 42),))
+        >>> cp = Checkpoint("s", "g", "cp-1", "completed", 0.0, 0.0, (), (cut,))
+        >>> Checkpoint.from_json(cp.to_json()) == cp
+        True
+    """
+
+    scope: str
+    group: str
+    name: str
+    state: CheckpointState
+    created: float
+    deadline: float
+    waiting: tuple[str, ...]
+    stream_cuts: tuple[StreamCut, ...]
+
+    def __post_init__(self) -> None:
+        if self.state not in ("pending", "completed"):
+            raise InvalidStreamArgument(f"checkpoint {self.name!r} state: {self.state!r} is not pending or completed")
+
+    @property
+    def completed(self) -> bool:
+        """True once every reader has recorded it (``stream_cuts`` is then set)."""
+        return self.state == "completed"
+
+    def to_json(self) -> str:
+        """A compact text form (for applications storing the checkpoint with their own state)."""
+        return json.dumps(
+            {
+                "scope": self.scope,
+                "group": self.group,
+                "name": self.name,
+                "state": self.state,
+                "created": self.created,
+                "deadline": self.deadline,
+                "waiting": list(self.waiting),
+                "stream_cuts": [c.to_json() for c in self.stream_cuts],
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        """Parse :meth:`to_json` output; ``InvalidStreamArgument`` when it is not one."""
+        try:
+            raw = json.loads(text)
+            return cls(
+                str(raw["scope"]),
+                str(raw["group"]),
+                str(raw["name"]),
+                raw["state"],
+                float(raw["created"]),
+                float(raw["deadline"]),
+                tuple(str(r) for r in raw["waiting"]),
+                tuple(StreamCut.from_json(str(c)) for c in raw["stream_cuts"]),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InvalidStreamArgument(f"not a checkpoint: {text[:80]!r}") from exc

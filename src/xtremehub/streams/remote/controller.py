@@ -6,6 +6,7 @@ from typing import Any
 
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import (
+    Checkpoint,
     ReaderAssignment,
     ReaderGroupConfig,
     ReaderGroupState,
@@ -36,6 +37,8 @@ CONTROLLER_NOT_RETRIABLE = frozenset(
         "create_reader_group",
         "delete_reader_group",
         "reader_offline",
+        "reset_reader_group",
+        "initiate_checkpoint",
     }
 )
 
@@ -159,10 +162,22 @@ class RemoteController(ControllerContract):
         result: ReaderGroupState = self._call("get_reader_group", scope, group)
         return result
 
+    def reset_reader_group(self, scope: str, group: str, config: ReaderGroupConfig) -> None:
+        self._call("reset_reader_group", scope, group, config)
+
     def sync_reader(
-        self, scope: str, group: str, reader: str, positions: dict[str, int], completed: list[str]
+        self,
+        scope: str,
+        group: str,
+        reader: str,
+        positions: dict[str, int],
+        completed: list[str],
+        checkpoint: str | None = None,
+        generation: int | None = None,
     ) -> ReaderAssignment:
-        result: ReaderAssignment = self._call("sync_reader", scope, group, reader, positions, completed)
+        result: ReaderAssignment = self._call(
+            "sync_reader", scope, group, reader, positions, completed, checkpoint, generation
+        )
         return result
 
     def reader_offline(self, scope: str, group: str, reader: str, positions: dict[str, int] | None) -> None:
@@ -170,6 +185,26 @@ class RemoteController(ControllerContract):
 
     def get_reader_group_cuts(self, scope: str, group: str) -> list[StreamCut]:
         result: list[StreamCut] = self._call("get_reader_group_cuts", scope, group)
+        return result
+
+    def initiate_checkpoint(self, scope: str, group: str, name: str, timeout: float) -> Checkpoint:
+        result: Checkpoint = self._call("initiate_checkpoint", scope, group, name, timeout)
+        return result
+
+    def get_checkpoint(self, scope: str, group: str, name: str) -> Checkpoint:
+        result: Checkpoint = self._call("get_checkpoint", scope, group, name)
+        return result
+
+    def list_checkpoints(self, scope: str, group: str) -> list[Checkpoint]:
+        result: list[Checkpoint] = self._call("list_checkpoints", scope, group)
+        return result
+
+    def cancel_checkpoint(self, scope: str, group: str, name: str) -> bool:
+        result: bool = self._call("cancel_checkpoint", scope, group, name)
+        return result
+
+    def delete_checkpoint(self, scope: str, group: str, name: str) -> bool:
+        result: bool = self._call("delete_checkpoint", scope, group, name)
         return result
 
     def run_maintenance(self) -> None:
