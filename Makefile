@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-backends clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,9 @@ bench-laz: $(VENV)/.installed-bench
 
 bench-streams: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_embedded.py
+
+bench-streams-checkpoints: $(VENV)/.installed-bench
+	$(BIN)/python bench/streams_checkpoints.py
 
 bench-streams-historical: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_historical.py
