@@ -132,6 +132,10 @@ class AsyncReaderGroup:
         """Declare a reader gone."""
         await asyncio.to_thread(self.sync.reader_offline, name)
 
+    async def is_fully_read(self) -> bool:
+        """See :meth:`ReaderGroup.is_fully_read`."""
+        return await asyncio.to_thread(self.sync.is_fully_read)
+
     async def stream_cuts(self) -> list[StreamCut]:
         """The group's positions as stream cuts."""
         return await asyncio.to_thread(self.sync.stream_cuts)

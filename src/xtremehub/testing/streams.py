@@ -647,6 +647,40 @@ class StreamStoreTests:
             manager.get_stream(scope, stream)
         assert manager.store.list_segments(f"{scope}/{stream}/") == []
 
+    def test_a_group_that_read_sealed_streams_to_the_end_returns_at_once(self, manager: StreamManager) -> None:
+        scope, stream = self._stream(manager, ScalingPolicy.fixed(2))
+        with manager.create_writer(scope, stream) as writer:
+            for i in range(6):
+                writer.write_event(str(i).encode(), routing_key=str(i % 3))
+        old = manager.get_stream(scope, stream).active_segments[0]
+        manager.controller.scale_stream(scope, stream, [old.name], [(old.key_low, 0.25), (0.25, old.key_high)])
+        with manager.create_writer(scope, stream) as writer:
+            writer.write_event(b"6", routing_key="0")
+        group = manager.create_reader_group("g", scope, [stream])
+        reader = group.create_reader("r", sync_interval=0.05)
+        got = [reader.read_next(timeout=5.0) for _ in range(7)]
+        assert sorted(int(e.data) for e in got if e is not None) == list(range(7))
+        started = time.monotonic()
+        assert reader.read_next(timeout=0.5) is None  # not sealed: waits out the timeout
+        assert time.monotonic() - started >= 0.4
+        assert not group.is_fully_read()
+        manager.seal_stream(scope, stream)
+        started = time.monotonic()
+        assert reader.read_next(timeout=30.0) is None  # sealed and read to the end: at once
+        assert time.monotonic() - started < 15.0
+        assert group.is_fully_read()
+        reader.reader_offline()
+        # a new group from the head is not fully read until it has read everything again
+        again = manager.create_reader_group("g2", scope, [stream])
+        assert not again.is_fully_read()
+        second = again.create_reader("r", sync_interval=0.05)
+        events = []
+        while (event := second.read_next(timeout=30.0)) is not None:
+            events.append(event)
+        assert len(events) == 7
+        assert again.is_fully_read()
+        second.reader_offline()
+
     # -- byte streams ---------------------------------------------------------------------
     def test_byte_stream_write_seek_read_tail_truncate(self, manager: StreamManager) -> None:
         scope, _ = self._stream(manager)

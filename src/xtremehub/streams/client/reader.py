@@ -140,6 +140,8 @@ class EventStreamReader:
         self._checkpoint_due: str | None = None  # announced by the controller, marker not returned yet
         self._checkpoint_taken: str | None = None  # marker returned, not yet recorded
         self._prefetcher: ThreadPoolExecutor | None = None
+        self._end_checked = -math.inf
+        self._at_end = False
         self._sync()
 
     @property
@@ -156,6 +158,8 @@ class EventStreamReader:
         (``None``: wait as long as it takes; 0: only what is available now).
 
         Calling it marks every event returned before as processed (reported at the next sync).
+        Once the group has read every event of its streams and they are all sealed, it returns
+        None at once instead of waiting (:meth:`ReaderGroup.is_fully_read` tells the two apart).
         While a checkpoint of the group is pending, it returns the checkpoint's marker
         (``is_checkpoint``) before any further event; the next call records the checkpoint.
         """
@@ -175,11 +179,21 @@ class EventStreamReader:
                 return None
             wait = min(remaining, max(self._next_sync - time.monotonic(), 0.001))
             if not self._cursors:
+                if self._end_of_streams():
+                    return None  # nothing will ever come: do not wait out the timeout
                 time.sleep(wait)
                 continue
             event = self._fetch(wait=wait if len(self._cursors) == 1 else min(wait, POLL_WAIT))
             if event is not None:
                 return event
+
+    def _end_of_streams(self) -> bool:
+        """The group has read every event of its streams, and they are all sealed (asked once per sync)."""
+        now = time.monotonic()
+        if now >= self._end_checked + self.sync_interval:
+            self._end_checked = now
+            self._at_end = fully_read(self._controller, self.scope, self.group)
+        return self._at_end
 
     def get_segment_slice(self, timeout: float | None = None) -> SegmentSlice | None:
         """The next event and every event already received after it in the same segment."""
@@ -413,6 +427,20 @@ class CheckpointWait:
         )
 
 
+def fully_read(controller: ControllerContract, scope: str, group: str) -> bool:
+    """Whether reader group ``scope/group`` has read every event of its streams, all sealed."""
+    state = controller.get_reader_group(scope, group)
+    if any(seg.state != "completed" for seg in state.segments):
+        return False
+    for qualified in state.config.streams:
+        s_scope, s_stream = qualified.split("/", 1)
+        if not controller.get_stream(s_scope, s_stream).sealed:
+            return False
+    # Sealed, and every segment the group knows is completed: a completed segment's successors
+    # join the group in the same controller transaction, so none is left out.
+    return True
+
+
 class ReaderGroup:
     """A named group of readers sharing the segments of one or more streams."""
 
@@ -434,6 +462,14 @@ class ReaderGroup:
     def state(self) -> ReaderGroupState:
         """Readers, segment owners and positions."""
         return self._controller.get_reader_group(self.scope, self.name)
+
+    def is_fully_read(self) -> bool:
+        """True once every event of the group's streams was read and all of them are sealed.
+
+        Readers of such a group get None from ``read_next`` at once. A stream that is not sealed
+        can always get more events, so its group is never fully read.
+        """
+        return fully_read(self._controller, self.scope, self.name)
 
     def stream_cuts(self) -> list[StreamCut]:
         """The group's last reported positions: one stream cut per stream (no consistency across readers)."""
