@@ -52,39 +52,62 @@ def encode_event(data: bytes, routing_key: str | None) -> bytes:
 
 
 class EventDecoder:
-    """Cuts frames out of the bytes of one segment read from ``offset`` on."""
+    """Cuts frames out of the bytes of one segment read from ``offset`` on.
+
+    Reads are kept as they come (no copy into a growing buffer) and each payload is one slice
+    of them; only the bytes of an event split across reads are joined.
+    """
 
     def __init__(self, segment: str, offset: int) -> None:
         self.segment = segment
         #: Segment offset of the first byte not yet returned as part of an event.
         self.offset = offset
-        self._buf = bytearray()
+        self._carry = b""  # the start of an event whose rest is in later reads
+        self._buf = b""
+        self._pos = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned."""
-        return len(self._buf)
+        return len(self._carry) + len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> None:
         """Add the next bytes of the segment."""
-        self._buf += data
+        if self._pos < len(self._buf):
+            self._carry += self._buf[self._pos :]
+        self._buf, self._pos = bytes(data), 0
 
     def next_event(self) -> tuple[int, int, str | None, bytes] | None:
         """``(offset, next offset, routing key, payload)`` of the next whole event, or None."""
-        if len(self._buf) < HEADER.size:
+        if self._carry:
+            head = self._carry + self._buf[self._pos : self._pos + HEADER.size]
+            total = self._frame_size(head, 0)
+            if total is None or self.buffered < total:
+                return None
+            take = total - len(self._carry)
+            frame, pos = self._carry + self._buf[self._pos : self._pos + take], 0
+            self._carry, self._pos = b"", self._pos + take
+        else:
+            frame, pos = self._buf, self._pos
+            total = self._frame_size(frame, pos)
+            if total is None or len(frame) - pos < total:
+                return None
+            self._pos = pos + total
+        size, key_len = HEADER.unpack_from(frame, pos)
+        at = pos + HEADER.size
+        key = None if key_len == _NO_KEY else frame[at : at + key_len].decode("utf-8")
+        payload = frame[pos + total - size : pos + total]
+        start = self.offset
+        self.offset += total
+        return start, self.offset, key, payload
+
+    def _frame_size(self, buf: bytes, pos: int) -> int | None:
+        """Length of the frame starting at ``pos`` (None while its header is incomplete)."""
+        if len(buf) - pos < HEADER.size:
             return None
-        size, key_len = HEADER.unpack_from(self._buf)
+        size, key_len = HEADER.unpack_from(buf, pos)
         if size > MAX_EVENT_SIZE:
             raise CorruptData(
                 self.segment, self.offset, f"frame claims {size} bytes, over the 8 MiB maximum", "segment"
             )
-        key_bytes = 0 if key_len == _NO_KEY else key_len
-        total = HEADER.size + key_bytes + size
-        if len(self._buf) < total:
-            return None
-        key = None if key_len == _NO_KEY else bytes(self._buf[HEADER.size : HEADER.size + key_len]).decode("utf-8")
-        payload = bytes(self._buf[HEADER.size + key_bytes : total])
-        del self._buf[:total]
-        start = self.offset
-        self.offset += total
-        return start, self.offset, key, payload
+        return int(HEADER.size + (0 if key_len == _NO_KEY else key_len) + size)

@@ -70,7 +70,7 @@ class SegmentStoreConfig:
     lts_retry_initial: float = 0.5
     lts_retry_max: float = 30.0
     #: Concurrent ranged GETs for historical reads, and the size of each range.
-    lts_read_part_size: int = 2 * MiB
+    lts_read_part_size: int = 8 * MiB
     #: Default back-pressure timeout for appends that give none (``None``: wait forever).
     backpressure_timeout: float | None = 30.0
 

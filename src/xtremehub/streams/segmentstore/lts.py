@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 class ChunkStore:
     """Chunk objects of segments in one LTS store (thread-safe)."""
 
-    def __init__(self, url: str, settings: Settings | None = None, *, part_size: int = 2 * 1024 * 1024) -> None:
+    def __init__(self, url: str, settings: Settings | None = None, *, part_size: int = 8 * 1024 * 1024) -> None:
         if not url.endswith("/"):
             url += "/"
         self.url = url
