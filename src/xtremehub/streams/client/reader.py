@@ -326,7 +326,10 @@ class EventStreamReader:
         # Behind the tail (a full read): read more at once next time, and start that read now,
         # in the background, while the application works on these events. At the tail: small reads.
         full = len(result.data) >= cursor.read_size
-        cursor.read_size = min(cursor.read_size * 2, MAX_READ_SIZE) if full else READ_SIZE
+        if full:
+            cursor.read_size = min(cursor.read_size * 2, MAX_READ_SIZE)
+        elif len(result.data) < READ_SIZE:  # at the tail (a read cut short by the store keeps its size)
+            cursor.read_size = READ_SIZE
         if full and not cursor.ended:
             self._prefetch(cursor)
 
