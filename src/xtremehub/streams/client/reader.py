@@ -16,6 +16,8 @@ later repositions the group exactly after what that state holds.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
 import math
 import time
@@ -57,7 +59,9 @@ READ_SIZE = 1 << 20
 #: after every full read up to this, so that one request fetches many LTS parts concurrently.
 MAX_READ_SIZE = 16 << 20
 #: Reads fetched ahead (in the background) per reader, for segments it is catching up on.
-MAX_PREFETCH = 2
+MAX_PREFETCH = 6
+#: Reads fetched ahead of one segment's cursor, each of the cursor's read size.
+PREFETCH_DEPTH = 3
 #: Longest single wait on one segment while others may have data.
 POLL_WAIT = 0.05
 #: Shortest and longest pause between two looks at a pending checkpoint (growing by half each time).
@@ -105,8 +109,8 @@ class _Cursor:
         self.read_offset = offset
         self.read_size = READ_SIZE
         self.ended = False
-        #: A read of ``(read_offset, read_size)`` started in the background, while catching up.
-        self.prefetch: Future[ReadResult] | None = None
+        #: Reads ``(offset, size, future)`` started in the background while catching up, in order.
+        self.ahead: collections.deque[tuple[int, int, Future[ReadResult]]] = collections.deque()
 
     @property
     def delivered(self) -> int:
@@ -303,11 +307,16 @@ class EventStreamReader:
         return None
 
     def _read_into(self, cursor: _Cursor, wait: float) -> None:
-        pending, cursor.prefetch = cursor.prefetch, None
+        result, requested = None, cursor.read_size
+        while cursor.ahead and result is None:
+            at, size, future = cursor.ahead.popleft()
+            if at != cursor.read_offset:
+                future.cancel()  # started after a read that then came back short: not needed
+                continue
+            with contextlib.suppress(Exception):  # failed or stale (the segment changed): read it now
+                result, requested = future.result(), size
         try:
-            if pending is not None:
-                result = pending.result()
-            else:
+            if result is None:
                 result = self._store.read(cursor.segment, cursor.read_offset, cursor.read_size, wait=wait)
         except SegmentTruncated:
             start = self._store.info(cursor.segment).start_offset
@@ -325,21 +334,28 @@ class EventStreamReader:
         cursor.ended = result.end_of_segment
         # Behind the tail (a full read): read more at once next time, and start that read now,
         # in the background, while the application works on these events. At the tail: small reads.
-        full = len(result.data) >= cursor.read_size
+        full = len(result.data) >= requested
         if full:
             cursor.read_size = min(cursor.read_size * 2, MAX_READ_SIZE)
         elif len(result.data) < READ_SIZE:  # at the tail (a read cut short by the store keeps its size)
             cursor.read_size = READ_SIZE
-        if full and not cursor.ended:
+        if not full:
+            while cursor.ahead:  # they assumed this read would be full: misaligned now
+                cursor.ahead.popleft()[2].cancel()
+        elif not cursor.ended:
             self._prefetch(cursor)
 
     def _prefetch(self, cursor: _Cursor) -> None:
-        if sum(c.prefetch is not None for c in self._cursors.values()) >= MAX_PREFETCH:
-            return
+        """Keep up to ``PREFETCH_DEPTH`` reads of this segment (``MAX_PREFETCH`` in all) in flight."""
         if self._prefetcher is None:
             self._prefetcher = ThreadPoolExecutor(MAX_PREFETCH, thread_name_prefix=f"xhub-reader-{self.name}")
-        read = self._store.read
-        cursor.prefetch = self._prefetcher.submit(read, cursor.segment, cursor.read_offset, cursor.read_size)
+        in_flight = sum(len(c.ahead) for c in self._cursors.values())
+        at = cursor.ahead[-1][0] + cursor.ahead[-1][1] if cursor.ahead else cursor.read_offset
+        while len(cursor.ahead) < PREFETCH_DEPTH and in_flight < MAX_PREFETCH:
+            size = cursor.read_size
+            cursor.ahead.append((at, size, self._prefetcher.submit(self._store.read, cursor.segment, at, size)))
+            at += size
+            in_flight += 1
 
 
 class SegmentSlice:
