@@ -145,11 +145,13 @@ def main() -> None:
                 "reader": group_reader(m, size // EVENT),
             }
             times: dict[str, list[float]] = {name: [] for name in readers}
+            cpus: dict[str, list[float]] = {name: [] for name in readers}
             for r in range(rounds):
                 for name, run in readers.items():
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                     got = run()
                     times[name].append(time.perf_counter() - start)
+                    cpus[name].append(time.process_time() - cpu)
                     if name.startswith("direct"):
                         expected = got
                     want = size // EVENT * EVENT if name == "reader" else expected  # events vs framed bytes
@@ -159,12 +161,13 @@ def main() -> None:
         use_process_settings(None)
 
     print(f"\n## historical reads, {size / MiB:.0f} MiB in {SEGMENTS} segments, LTS on SeaweedFS (medians)\n")
-    print("| reader | MB/s | vs the best direct |")
-    print("|---|---:|---:|")
+    print("| reader | MB/s | vs the best direct | client CPU s per GiB |")
+    print("|---|---:|---:|---:|")
     direct = min(statistics.median(v) for k, v in times.items() if k.startswith("direct"))
     for name, values in times.items():
         t = statistics.median(values)
-        print(f"| {name} | {expected / t / 1e6:.0f} | {direct / t:.2f}x |")
+        cpu_per_gib = statistics.median(cpus[name]) / (expected / 2**30)
+        print(f"| {name} | {expected / t / 1e6:.0f} | {direct / t:.2f}x | {cpu_per_gib:.2f} |")
     worst = min(direct / statistics.median(times[n]) for n in ("store", "reader"))
     print(f"\ntarget: ours >= 0.8x of direct: {'met' if worst >= 0.8 else 'NOT met'} (worst {worst:.2f}x)")
 
