@@ -431,7 +431,7 @@ def _read_to_end(
         if event is not None:
             on_event(event)
             last = time.perf_counter()
-        elif all(s.state == "completed" for s in group.state().segments):
+        elif group.is_fully_read():  # read_next also returns None at once then
             return last
     raise TimeoutError(f"reader group {group.scope}/{group.name} did not reach the end of its streams in time")
 

@@ -324,14 +324,23 @@ class ClientConnection:
         is kept). Called under ``_feed_lock``.
         """
         try:
-            future: Future[Any] = call(timeout=0)
+            self._start(done, call, wrap, timeout=0)
         except BackPressure:
             return False
+        return True
+
+    def _start(
+        self, done: asyncio.Future[Any], call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None, **kw: Any
+    ) -> None:
+        """Start a store append and route its outcome to ``done``; with ``timeout=0``, ``BackPressure`` is raised."""
+        try:
+            future: Future[Any] = call(**kw)
         except Exception as exc:
+            if isinstance(exc, BackPressure) and kw.get("timeout") == 0:
+                raise  # from the event loop: the feeder thread takes it and may wait
             future = Future()
             future.set_exception(exc)
         future.add_done_callback(functools.partial(self._completed, done, wrap))
-        return True
 
     def _feed(self) -> None:
         """On the server's one feeder thread: pass queued appends to the store in arrival order.
@@ -346,12 +355,7 @@ class ClientConnection:
                     self._feed_scheduled = False
                     return
             for done, call, wrap in batch:
-                try:
-                    future = call()
-                except Exception as exc:
-                    future = Future()
-                    future.set_exception(exc)
-                future.add_done_callback(functools.partial(self._completed, done, wrap))
+                self._start(done, call, wrap)
 
     def _completed(self, done: asyncio.Future[Any], wrap: Callable[[Any], Any] | None, future: Future[Any]) -> None:
         """From the store's commit thread: hand a finished append to the loop, one wake-up per batch."""
