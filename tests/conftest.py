@@ -1,4 +1,4 @@
-"""Shared fixtures: real servers on free loopback ports, test data from ../shared/testdata."""
+"""Shared fixtures: real servers on free loopback ports, the real test files in tests/data."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from xtremehub.config import Settings
 from xtremehub.storage._s3 import S3Store
 from xtremehub.testing.seaweedfs import SeaweedFS
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+TESTDATA = Path(__file__).resolve().parent / "data"  # copied with SOURCES.md, licences and FACTS
 
 
 # The conftest files hold fixtures, not doctests: with --doctest-modules pytest would import each
@@ -47,8 +47,8 @@ def s3_root(s3_bucket: str) -> str:
 
 @pytest.fixture
 def testdata() -> Path:
-    if not TESTDATA.is_dir():
-        pytest.skip(f"shared test data not found at {TESTDATA}")
+    """The real files under tests/data (see tests/data/SOURCES.md); a missing folder is a failure."""
+    assert TESTDATA.is_dir(), f"test data missing at {TESTDATA}: the repository carries it in tests/data"
     return TESTDATA
 
 
