@@ -5,8 +5,9 @@ The server owns the data directory (the embedded store and controller of
 then shuts down gracefully: it stops accepting, answers the requests already running and
 closes the store. ``--port 0`` picks a free port; the first line printed names the URL.
 
-Attached to the ``xhub streams`` group by ``streams_group.add_command(serve)``; also runnable
-alone as ``python -m xtremehub.streams.server``.
+This module is the server's entry point: ``python -m xtremehub.streams.server`` runs it alone,
+and the CLI attaches it to the ``xhub streams`` group (``streams_group.add_command(serve)``);
+it does not import :mod:`xtremehub.cli` (the CLI calls into the server, not the reverse).
 
 Example:
     >>> from click.testing import CliRunner
