@@ -21,6 +21,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,7 +77,7 @@ def serve(
         data = group.get("data") or Settings.load(config_file=None).home / "streams"
     lts = lts or group.get("lts")
     settings = group.get("settings") or (ctx.obj if isinstance(ctx.obj, Settings) else None)
-    extra = {} if settings is None else {"settings": settings}  # --config and the environment reach the LTS
+    extra: dict[str, Any] = {} if settings is None else {"settings": settings}  # --config and env reach the LTS
     manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval, **extra)
     try:
         server = StreamServer(
