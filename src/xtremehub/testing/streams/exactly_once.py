@@ -29,7 +29,9 @@ class ExactlyOnceTests(StreamSuiteBase):
         for i in range(30):
             writer.write_event(str(i).encode(), routing_key=str(i % 4))
         writer.close()
-        assert flaky.lost >= 10
+        # Every third append call loses its acknowledgement: exact for a synchronous writer (one
+        # call per event); with events in flight the batches (so the calls) depend on timing.
+        assert flaky.lost >= (10 if in_flight == 0 else 1)
         group = manager.create_reader_group("g", scope, [stream])
         events = read_events(group, 30)
         assert sorted(int(e.data) for e in events) == list(range(30))
