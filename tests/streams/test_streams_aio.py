@@ -200,6 +200,30 @@ def test_async_manager_covers_the_admin_calls(tmp_path: Path) -> None:
             await txn.abort()
             assert await txn.state() == "aborted"
             await manager.delete_stream("lab", "s")
+            async with await manager.create_byte_stream("lab", "bytes") as bs:
+                await bs.write(b"0123456789")
+                await bs.flush()
+                assert await bs.tail_offset() == 10
+                await bs.truncate(4)
+                assert await bs.head_offset() == 4
+                assert bs.seek(4) == 4
+                assert bs.tell() == 4
+                assert await bs.read(3) == b"456"
+            await manager.delete_stream("lab", "bytes")
             assert await manager.delete_scope("lab") is True
 
     asyncio.run(main())
+
+
+def test_a_subclass_of_an_async_class_needs_no_mirrors_argument(tmp_path: Path) -> None:
+    class MyManager(AsyncStreamManager):
+        async def scopes(self) -> list[str]:
+            return await self.list_scopes()
+
+    async def main() -> list[str]:
+        async with MyManager(StreamManager.embedded(tmp_path / "data")) as manager:
+            await manager.create_scope("lab")
+            return await manager.scopes()
+
+    assert asyncio.run(main()) == ["lab"]
+    assert aio.MIRRORS[StreamManager] is AsyncStreamManager

@@ -82,10 +82,11 @@ class AsyncMirror(Generic[S]):
     def __init__(self, sync: S) -> None:
         self.sync = sync
 
-    def __init_subclass__(cls, *, mirrors: type, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, mirrors: type | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.mirrors = mirrors
-        MIRRORS[mirrors] = cls
+        if mirrors is not None:  # a user's subclass of an async class mirrors what its base does
+            cls.mirrors = mirrors
+            MIRRORS[mirrors] = cls
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.sync!r})"
