@@ -291,10 +291,17 @@ def test_randomised_joins_leaves_and_scaling_keep_every_checkpoint_consistent(tm
         lives: list[dict[str, Any]] = []
         taken: list[tuple[Checkpoint, set[str], int]] = []
         written, stop = threading.Event(), threading.Event()
+        scaled = threading.Semaphore(0)  # one release per scale: the writer waits for scales between parts
         scales = 0
 
         def write() -> None:
-            _write(manager, scope, stream, range(total))
+            # Event-driven, not timed: every part after the first is written after one more scale, so
+            # the stream is rescaled under the writer however fast the machine writes.
+            parts = 5
+            for part in range(parts):
+                if part:
+                    assert scaled.acquire(timeout=60), "no scale in 60 s"
+                _write(manager, scope, stream, range(part * total // parts, (part + 1) * total // parts))
             written.set()
 
         def scale() -> None:
@@ -312,7 +319,10 @@ def test_randomised_joins_leaves_and_scaling_keep_every_checkpoint_consistent(tm
                     manager.controller.scale_stream(
                         scope, stream, [segs[i].name, segs[i + 1].name], [(segs[i].key_low, segs[i + 1].key_high)]
                     )
+                else:
+                    continue
                 scales += 1
+                scaled.release()
 
         def live(name: str, lifetime: float) -> None:
             with order:
@@ -347,8 +357,11 @@ def test_randomised_joins_leaves_and_scaling_keep_every_checkpoint_consistent(tm
         for t in helpers:
             t.start()
         readers: list[threading.Thread] = []
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline or not written.is_set():
+        give_up = time.monotonic() + 120
+        # Until everything is written and enough checkpoints and reader lives happened (counted,
+        # not timed: a fast machine runs more of them in the same time, a slow one takes longer).
+        while not written.is_set() or len(taken) < 6 or len(lives) < 6:
+            assert time.monotonic() < give_up, f"after 120 s: {len(taken)} checkpoints, {len(lives)} readers"
             if sum(t.is_alive() for t in readers) < 3:
                 readers.append(threading.Thread(target=live, args=(f"r{len(readers)}", rng.random() * 0.8)))
                 readers[-1].start()
@@ -356,9 +369,9 @@ def test_randomised_joins_leaves_and_scaling_keep_every_checkpoint_consistent(tm
         stop.set()
         for t in readers + helpers:
             t.join(30)
-        assert len(taken) >= 5
-        assert len(lives) >= 5
-        assert scales >= 3
+        assert len(taken) >= 6
+        assert len(lives) >= 6
+        assert scales >= 4
         for checkpoint, waiting, at in taken[:: max(1, len(taken) // 6)]:  # a spread of them: each replay costs
             state: list[int] = []
             for life in lives:

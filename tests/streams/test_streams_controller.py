@@ -16,23 +16,16 @@ from xtremehub.streams.controller import (
     StreamConfig,
 )
 from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from xtremehub.testing.streams import ManualClock
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-def parts(tmp_path: Path, clock: Clock) -> Iterator[tuple[Controller, SegmentStore]]:
+def parts(tmp_path: Path, clock: ManualClock) -> Iterator[tuple[Controller, SegmentStore]]:
     store = SegmentStore(SegmentStoreConfig(data_dir=tmp_path / "segments"))
     controller = Controller(store, tmp_path / "controller.db", clock=clock)
     controller.create_scope("s")
@@ -42,7 +35,7 @@ def parts(tmp_path: Path, clock: Clock) -> Iterator[tuple[Controller, SegmentSto
 
 
 def test_byte_rate_split_respects_cooldown_then_cold_segments_merge(
-    parts: tuple[Controller, SegmentStore], clock: Clock
+    parts: tuple[Controller, SegmentStore], clock: ManualClock
 ) -> None:
     ctl, _ = parts
     policy = ScalingPolicy.by_byte_rate(1000, scale_factor=3, min_segments=1, cooldown=10, window=5)
@@ -51,7 +44,7 @@ def test_byte_rate_split_respects_cooldown_then_cold_segments_merge(
     ctl.report_traffic("s", "st", {seg.name: (10, 50_000)})
     ctl.run_maintenance()
     assert ctl.get_stream("s", "st").epoch == 0, "split before the cooldown"
-    clock.now += 11
+    clock.advance(11)
     ctl.report_traffic("s", "st", {seg.name: (10, 50_000)})
     ctl.run_maintenance()
     info = ctl.get_stream("s", "st")
@@ -63,13 +56,13 @@ def test_byte_rate_split_respects_cooldown_then_cold_segments_merge(
     ]
     successors = ctl.get_successors("s", "st", seg.name)
     assert [s.predecessors for s in successors] == [(seg.name,)] * 3
-    clock.now += 1
+    clock.advance(1)
     for new in info.active_segments:
         ctl.report_traffic("s", "st", {new.name: (1, 900_000)})
     ctl.run_maintenance()
     assert ctl.get_stream("s", "st").epoch == 1, "new segments scaled inside their cooldown"
     for _ in range(5):  # no traffic: neighbours merge, one pair per round and cooldown, down to min_segments
-        clock.now += 20
+        clock.advance(20)
         ctl.run_maintenance()
     final = ctl.get_stream("s", "st")
     assert len(final.active_segments) == 1
@@ -95,7 +88,7 @@ def test_successor_of_a_merge_waits_for_all_predecessors(parts: tuple[Controller
     assert ctl.get_reader_group_cuts("s", "g")[0].offsets == {merged.name: 0}
 
 
-def test_scale_validation_and_open_transactions(parts: tuple[Controller, SegmentStore], clock: Clock) -> None:
+def test_scale_validation_and_open_transactions(parts: tuple[Controller, SegmentStore], clock: ManualClock) -> None:
     ctl, _ = parts
     ctl.create_stream("s", "st", StreamConfig(ScalingPolicy.fixed(2)))
     a, _ = ctl.get_active_segments("s", "st")
@@ -106,12 +99,12 @@ def test_scale_validation_and_open_transactions(parts: tuple[Controller, Segment
     txn = ctl.begin_transaction("s", "st", lease=5)
     with pytest.raises(InvalidStreamArgument, match="open transactions"):
         ctl.scale_stream("s", "st", [a.name], [(0.0, 0.25), (0.25, 0.5)])
-    clock.now += 3
+    clock.advance(3)
     ctl.ping_transaction(txn.txn_id, lease=5)
-    clock.now += 3
+    clock.advance(3)
     ctl.run_maintenance()
     assert ctl.get_transaction(txn.txn_id).state == "open", "ping did not extend the lease"
-    clock.now += 3
+    clock.advance(3)
     ctl.run_maintenance()
     assert ctl.get_transaction(txn.txn_id).state == "aborted"
     with pytest.raises(TransactionFailed, match="aborted"):
@@ -120,7 +113,7 @@ def test_scale_validation_and_open_transactions(parts: tuple[Controller, Segment
 
 
 def test_retention_by_time_truncates_at_the_newest_old_enough_cut(
-    parts: tuple[Controller, SegmentStore], clock: Clock
+    parts: tuple[Controller, SegmentStore], clock: ManualClock
 ) -> None:
     ctl, store = parts
     ctl.create_stream("s", "st", StreamConfig(retention=RetentionPolicy.by_time(60, cut_interval=10)))
@@ -128,7 +121,7 @@ def test_retention_by_time_truncates_at_the_newest_old_enough_cut(
     for _ in range(10):  # 100 bytes every 10 s
         store.append(seg.name, b"x" * 100)
         ctl.run_maintenance()
-        clock.now += 10
+        clock.advance(10)
     # cuts at t=0..90 hold 100..1000 bytes; now = 100: the newest cut older than 60 s is t=40 (500 bytes)
     ctl.run_maintenance()
     assert store.info(seg.name).start_offset == 500
@@ -152,7 +145,7 @@ def test_bad_policies_and_cuts_are_refused(parts: tuple[Controller, SegmentStore
 
 
 def test_checkpoint_through_a_merge_expiry_and_a_restart(
-    parts: tuple[Controller, SegmentStore], clock: Clock, tmp_path: Path
+    parts: tuple[Controller, SegmentStore], clock: ManualClock, tmp_path: Path
 ) -> None:
     ctl, store = parts
     ctl.create_stream("s", "st", StreamConfig(ScalingPolicy.fixed(2)))
@@ -180,7 +173,7 @@ def test_checkpoint_through_a_merge_expiry_and_a_restart(
     assert ctl.get_checkpoint("s", "g", "cp").stream_cuts[0].offsets == {a.name: 4, b.name: 5}
 
     ctl.initiate_checkpoint("s", "g", "late", 5.0)  # r1 never reads again
-    clock.now += 6
+    clock.advance(6)
     ctl.run_maintenance()
     with pytest.raises(CheckpointNotFound):
         ctl.get_checkpoint("s", "g", "late")

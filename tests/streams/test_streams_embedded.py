@@ -12,13 +12,13 @@ import pytest
 from xtremehub.errors import DataDirLocked, SegmentSealed
 from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.controller import Controller
-from xtremehub.testing.streams import StreamStoreTests, read_events
+from xtremehub.testing.streams import ManualClock, StreamStoreTests, read_events
 
 
 class TestEmbeddedStreams(StreamStoreTests):
     @pytest.fixture
-    def manager(self, tmp_path: Path) -> Iterator[StreamManager]:
-        with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600) as manager:
+    def manager(self, tmp_path: Path, clock: ManualClock) -> Iterator[StreamManager]:
+        with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600, clock=clock) as manager:
             yield manager
 
 

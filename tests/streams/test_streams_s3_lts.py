@@ -11,15 +11,17 @@ import pytest
 from xtremehub import storage
 from xtremehub.config import Settings
 from xtremehub.streams import ScalingPolicy, StreamManager
-from xtremehub.testing.streams import StreamStoreTests, read_events
+from xtremehub.testing.streams import ManualClock, StreamStoreTests, read_events
 
 pytestmark = pytest.mark.s3
 
 
 class TestStreamsOnS3LTS(StreamStoreTests):
     @pytest.fixture
-    def manager(self, tmp_path: Path, s3_root: str, s3_default: Settings) -> Iterator[StreamManager]:
-        with StreamManager.embedded(tmp_path / "data", lts=s3_root, maintenance_interval=3600) as manager:
+    def manager(
+        self, tmp_path: Path, s3_root: str, s3_default: Settings, clock: ManualClock
+    ) -> Iterator[StreamManager]:
+        with StreamManager.embedded(tmp_path / "data", lts=s3_root, maintenance_interval=3600, clock=clock) as manager:
             yield manager
 
 

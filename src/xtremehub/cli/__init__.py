@@ -59,9 +59,7 @@ def _register() -> None:
     from xtremehub.cli.demo import demo
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
-    from xtremehub.cli.streams_serve import serve
 
-    streams_group.add_command(serve)
     cli.add_command(storage_group)
     cli.add_command(demo)
     cli.add_command(streams_group)

@@ -27,6 +27,7 @@ import click
 
 from xtremehub.config import Settings
 from xtremehub.streams import RetentionPolicy, ScalingPolicy, StreamCut, StreamManager
+from xtremehub.streams.server.command import serve
 
 __all__ = ["streams_group"]
 
@@ -211,3 +212,6 @@ def delete(ctx: click.Context, name: str, yes: bool) -> None:
     with _manager(ctx) as manager:
         manager.delete_stream(scope, stream)
     click.echo(f"deleted {name}")
+
+
+streams_group.add_command(serve)  # the server's own entry point (xtremehub.streams.server.command)

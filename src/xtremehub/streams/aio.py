@@ -1,8 +1,18 @@
 """The asyncio variant of the stream client: the same API, every blocking call awaited.
 
-Each call runs the synchronous client in a worker thread (``asyncio.to_thread``), so the
-event loop never blocks on an fsync or a wait at the tail; durability and ordering are the
-synchronous client's.
+Each async class mirrors one synchronous client class (``AsyncStreamManager`` mirrors
+:class:`~xtremehub.streams.StreamManager`, and so on) and is generated from it by one
+mechanism, :func:`awaited`: ``create_scope = awaited(StreamManager.create_scope)`` is a
+coroutine method with the synchronous method's signature and docstring that runs it in a
+worker thread (``asyncio.to_thread``), so the event loop never blocks on an fsync or a wait
+at the tail; durability and ordering are the synchronous client's. Results that are client
+objects come back wrapped in their async twin (``awaited(..., wrap=AsyncReaderGroup)``).
+``tests/streams/test_streams_aio.py`` fails when a public synchronous method has no twin.
+
+Hand-written are only the calls whose waiting differs: :meth:`AsyncEventStreamWriter.write_event`
+awaits the durability future without holding a thread, :meth:`AsyncReaderGroup.initiate_checkpoint`
+pauses with ``asyncio.sleep``, the constructors are class methods, properties and the
+in-memory :meth:`AsyncByteStream.seek` / :meth:`AsyncByteStream.tell` stay synchronous.
 
 Example:
     >>> import asyncio, tempfile
@@ -25,171 +35,231 @@ Example:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from xtremehub.streams.client.bytestream import ByteStream
-from xtremehub.streams.client.manager import Start, StreamManager
-from xtremehub.streams.client.reader import (
-    CHECKPOINT_TIMEOUT,
-    EventRead,
-    EventStreamReader,
-    ReaderGroup,
-)
+from xtremehub.streams.client.manager import StreamManager
+from xtremehub.streams.client.reader import CHECKPOINT_TIMEOUT, EventStreamReader, ReaderGroup
 from xtremehub.streams.client.transactions import Transaction, TransactionalEventStreamWriter
 from xtremehub.streams.client.writer import EventPointer, EventStreamWriter
-from xtremehub.streams.controller.model import Checkpoint, RetentionPolicy, ScalingPolicy, StreamCut, StreamInfo
+from xtremehub.streams.controller.model import Checkpoint
 
 __all__ = [
+    "MIRRORS",
     "AsyncByteStream",
     "AsyncEventStreamReader",
     "AsyncEventStreamWriter",
+    "AsyncMirror",
     "AsyncReaderGroup",
     "AsyncStreamManager",
     "AsyncTransaction",
     "AsyncTransactionalWriter",
+    "awaited",
 ]
 
+S = TypeVar("S")
+P = ParamSpec("P")
+R = TypeVar("R")
+W = TypeVar("W")
 
-class AsyncEventStreamWriter:
+#: Every async class by the synchronous class it mirrors (filled by :class:`AsyncMirror`).
+MIRRORS: dict[type, type[AsyncMirror[Any]]] = {}
+
+
+class AsyncMirror(Generic[S]):
+    """Base of the async classes: holds the synchronous object as ``sync``.
+
+    A subclass names what it mirrors, ``class AsyncX(AsyncMirror[X], mirrors=X)``, and lists
+    in ``sync_twins`` the public names it deliberately keeps synchronous (no I/O).
+    """
+
+    mirrors: ClassVar[type]
+    sync_twins: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, sync: S) -> None:
+        self.sync = sync
+
+    def __init_subclass__(cls, *, mirrors: type | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if mirrors is not None:  # a user's subclass of an async class mirrors what its base does
+            cls.mirrors = mirrors
+            MIRRORS[mirrors] = cls
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.sync!r})"
+
+
+@overload
+def awaited(
+    method: Callable[Concatenate[S, P], R],
+) -> Callable[Concatenate[AsyncMirror[S], P], Coroutine[Any, Any, R]]: ...
+
+
+@overload
+def awaited(
+    method: Callable[Concatenate[S, P], R], wrap: Callable[[R], W]
+) -> Callable[Concatenate[AsyncMirror[S], P], Coroutine[Any, Any, W]]: ...
+
+
+def awaited(method: Callable[..., Any], wrap: Callable[[Any], Any] | None = None) -> Callable[..., Any]:
+    """The coroutine twin of a synchronous method: runs it on ``self.sync`` in a worker thread.
+
+    Keeps the method's name, docstring and signature (``inspect.signature`` follows
+    ``__wrapped__``); ``wrap`` turns the result into its async twin.
+
+    Example:
+        >>> import asyncio, inspect
+        >>> class Counter:
+        ...     def add(self, n: int) -> int:
+        ...         '''Add n.'''
+        ...         return n + 1
+        >>> class AsyncCounter(AsyncMirror[Counter], mirrors=Counter):
+        ...     add = awaited(Counter.add)
+        >>> asyncio.run(AsyncCounter(Counter()).add(41))
+        42
+        >>> AsyncCounter.add.__doc__, list(inspect.signature(AsyncCounter(Counter()).add).parameters)
+        ('Add n.', ['n'])
+    """
+
+    @functools.wraps(method)
+    async def call(self: AsyncMirror[Any], /, *args: Any, **kwargs: Any) -> Any:
+        result = await asyncio.to_thread(method, self.sync, *args, **kwargs)
+        return result if wrap is None else wrap(result)
+
+    return call
+
+
+class AsyncEventStreamWriter(AsyncMirror[EventStreamWriter], mirrors=EventStreamWriter):
     """Awaitable :class:`~xtremehub.streams.EventStreamWriter`."""
 
-    def __init__(self, writer: EventStreamWriter) -> None:
-        self.sync = writer
+    sync_twins = frozenset({"next_event_number"})
 
     async def write_event(self, data: bytes, routing_key: str | None = None) -> EventPointer:
-        """Write one event and wait until it is durable."""
+        """Write one event and wait until it is durable (the wait holds no thread)."""
         future = await asyncio.to_thread(self.sync.write_event, data, routing_key)
         return await asyncio.wrap_future(future)
 
-    async def flush(self) -> None:
-        """Wait until everything written is durable."""
-        await asyncio.to_thread(self.sync.flush)
+    @property
+    def next_event_number(self) -> int:
+        """See :attr:`EventStreamWriter.next_event_number`."""
+        return self.sync.next_event_number
 
-    async def close(self) -> None:
-        """Flush and close."""
-        await asyncio.to_thread(self.sync.close)
+    flush = awaited(EventStreamWriter.flush)
+    close = awaited(EventStreamWriter.close)
+
+    async def __aenter__(self) -> AsyncEventStreamWriter:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
-class AsyncTransaction:
+class AsyncTransaction(AsyncMirror[Transaction], mirrors=Transaction):
     """Awaitable :class:`~xtremehub.streams.Transaction`."""
 
-    def __init__(self, txn: Transaction) -> None:
-        self.sync = txn
+    sync_twins = frozenset({"txn_id"})
 
-    async def write_event(self, data: bytes, routing_key: str | None = None) -> None:
-        """Add an event to the transaction."""
-        await asyncio.to_thread(self.sync.write_event, data, routing_key)
+    @property
+    def txn_id(self) -> str:
+        """The transaction's id."""
+        return self.sync.txn_id
 
-    async def commit(self) -> None:
-        """Commit atomically."""
-        await asyncio.to_thread(self.sync.commit)
+    state = awaited(Transaction.state)
+    write_event = awaited(Transaction.write_event)
+    flush = awaited(Transaction.flush)
+    ping = awaited(Transaction.ping)
+    commit = awaited(Transaction.commit)
+    abort = awaited(Transaction.abort)
 
-    async def abort(self) -> None:
-        """Abort."""
-        await asyncio.to_thread(self.sync.abort)
 
-
-class AsyncTransactionalWriter:
+class AsyncTransactionalWriter(AsyncMirror[TransactionalEventStreamWriter], mirrors=TransactionalEventStreamWriter):
     """Awaitable :class:`~xtremehub.streams.TransactionalEventStreamWriter`."""
 
-    def __init__(self, writer: TransactionalEventStreamWriter) -> None:
-        self.sync = writer
-
-    async def begin_txn(self, lease: float = 30.0) -> AsyncTransaction:
-        """Open a transaction."""
-        return AsyncTransaction(await asyncio.to_thread(self.sync.begin_txn, lease))
+    begin_txn = awaited(TransactionalEventStreamWriter.begin_txn, AsyncTransaction)
+    get_txn = awaited(TransactionalEventStreamWriter.get_txn, AsyncTransaction)
 
 
-class AsyncEventStreamReader:
+class AsyncEventStreamReader(AsyncMirror[EventStreamReader], mirrors=EventStreamReader):
     """Awaitable :class:`~xtremehub.streams.EventStreamReader`."""
 
-    def __init__(self, reader: EventStreamReader) -> None:
-        self.sync = reader
+    sync_twins = frozenset({"segments"})
 
-    async def read_next(self, timeout: float | None = None) -> EventRead | None:
-        """The next event, or None after ``timeout`` seconds."""
-        return await asyncio.to_thread(self.sync.read_next, timeout)
+    @property
+    def segments(self) -> list[str]:
+        """Segments this reader owns now."""
+        return self.sync.segments
 
-    async def reader_offline(self) -> None:
-        """Leave the group."""
-        await asyncio.to_thread(self.sync.reader_offline)
+    positions = awaited(EventStreamReader.positions)
+    read_next = awaited(EventStreamReader.read_next)
+    get_segment_slice = awaited(EventStreamReader.get_segment_slice)
+    reader_offline = awaited(EventStreamReader.reader_offline)
+    close = awaited(EventStreamReader.close)
+
+    async def __aenter__(self) -> AsyncEventStreamReader:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.reader_offline()
 
 
-class AsyncReaderGroup:
+class AsyncReaderGroup(AsyncMirror[ReaderGroup], mirrors=ReaderGroup):
     """Awaitable :class:`~xtremehub.streams.ReaderGroup`."""
 
-    def __init__(self, group: ReaderGroup) -> None:
-        self.sync = group
-
-    async def create_reader(self, name: str, *, sync_interval: float = 0.5) -> AsyncEventStreamReader:
-        """Join the group as ``name``."""
-        reader = await asyncio.to_thread(self.sync.create_reader, name, sync_interval=sync_interval)
-        return AsyncEventStreamReader(reader)
-
-    async def reader_offline(self, name: str) -> None:
-        """Declare a reader gone."""
-        await asyncio.to_thread(self.sync.reader_offline, name)
-
-    async def is_fully_read(self) -> bool:
-        """See :meth:`ReaderGroup.is_fully_read`."""
-        return await asyncio.to_thread(self.sync.is_fully_read)
-
-    async def stream_cuts(self) -> list[StreamCut]:
-        """The group's positions as stream cuts."""
-        return await asyncio.to_thread(self.sync.stream_cuts)
+    create_reader = awaited(ReaderGroup.create_reader, AsyncEventStreamReader)
+    reader_offline = awaited(ReaderGroup.reader_offline)
+    state = awaited(ReaderGroup.state)
+    is_fully_read = awaited(ReaderGroup.is_fully_read)
+    stream_cuts = awaited(ReaderGroup.stream_cuts)
+    checkpoint_wait = awaited(ReaderGroup.checkpoint_wait)
+    get_checkpoint = awaited(ReaderGroup.get_checkpoint)
+    list_checkpoints = awaited(ReaderGroup.list_checkpoints)
+    delete_checkpoint = awaited(ReaderGroup.delete_checkpoint)
+    reset_to_checkpoint = awaited(ReaderGroup.reset_to_checkpoint)
+    delete = awaited(ReaderGroup.delete)
 
     async def initiate_checkpoint(self, name: str, timeout: float = CHECKPOINT_TIMEOUT) -> Checkpoint:
         """See :meth:`ReaderGroup.initiate_checkpoint`; waits with ``asyncio.sleep`` (no thread held)."""
-        wait = self.sync.checkpoint_wait(name, timeout)
+        wait = await self.checkpoint_wait(name, timeout)
         checkpoint = await asyncio.to_thread(wait.start)
         while checkpoint is None:
             await asyncio.sleep(wait.pause())
             checkpoint = await asyncio.to_thread(wait.check)
         return checkpoint
 
-    async def get_checkpoint(self, name: str) -> Checkpoint:
-        """A checkpoint of this group."""
-        return await asyncio.to_thread(self.sync.get_checkpoint, name)
 
-    async def list_checkpoints(self) -> list[Checkpoint]:
-        """This group's checkpoints, oldest first."""
-        return await asyncio.to_thread(self.sync.list_checkpoints)
-
-    async def reset_to_checkpoint(self, checkpoint: Checkpoint | str) -> None:
-        """Reposition the group at a completed checkpoint (recreate the readers afterwards)."""
-        await asyncio.to_thread(self.sync.reset_to_checkpoint, checkpoint)
-
-
-class AsyncByteStream:
+class AsyncByteStream(AsyncMirror[ByteStream], mirrors=ByteStream):
     """Awaitable :class:`~xtremehub.streams.ByteStream`."""
 
-    def __init__(self, stream: ByteStream) -> None:
-        self.sync = stream
+    sync_twins = frozenset({"seek", "tell"})
 
-    async def write(self, data: bytes) -> int:
-        """Buffer bytes."""
-        return await asyncio.to_thread(self.sync.write, data)
-
-    async def flush(self) -> None:
-        """Append the buffer durably."""
-        await asyncio.to_thread(self.sync.flush)
-
-    async def read(self, size: int = -1, *, wait: float = 0.0) -> bytes:
-        """Read from the current position."""
-        return await asyncio.to_thread(self.sync.read, size, wait=wait)
+    write = awaited(ByteStream.write)
+    flush = awaited(ByteStream.flush)
+    read = awaited(ByteStream.read)
+    head_offset = awaited(ByteStream.head_offset)
+    tail_offset = awaited(ByteStream.tail_offset)
+    truncate = awaited(ByteStream.truncate)
+    close = awaited(ByteStream.close)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         """Move the read position (no I/O unless seeking from the end)."""
         return self.sync.seek(offset, whence)
 
+    def tell(self) -> int:
+        """The read position."""
+        return self.sync.tell()
 
-class AsyncStreamManager:
+    async def __aenter__(self) -> AsyncByteStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+class AsyncStreamManager(AsyncMirror[StreamManager], mirrors=StreamManager):
     """Awaitable :class:`~xtremehub.streams.StreamManager`."""
-
-    def __init__(self, manager: StreamManager) -> None:
-        self.sync = manager
 
     @classmethod
     async def embedded(cls, path: str | Path, lts: str | None = None, **options: Any) -> AsyncStreamManager:
@@ -201,58 +271,26 @@ class AsyncStreamManager:
         """Connect to a stream server (``tcp://host:port``)."""
         return cls(await asyncio.to_thread(StreamManager, url))
 
-    async def create_scope(self, scope: str) -> bool:
-        """Create a scope."""
-        return await asyncio.to_thread(self.sync.create_scope, scope)
-
-    async def create_stream(
-        self,
-        scope: str,
-        stream: str,
-        scaling_policy: ScalingPolicy | None = None,
-        retention_policy: RetentionPolicy | None = None,
-    ) -> bool:
-        """Create a stream."""
-        return await asyncio.to_thread(self.sync.create_stream, scope, stream, scaling_policy, retention_policy)
-
-    async def get_stream(self, scope: str, stream: str) -> StreamInfo:
-        """Describe a stream."""
-        return await asyncio.to_thread(self.sync.get_stream, scope, stream)
-
-    async def seal_stream(self, scope: str, stream: str) -> None:
-        """Seal a stream."""
-        await asyncio.to_thread(self.sync.seal_stream, scope, stream)
-
-    async def delete_stream(self, scope: str, stream: str) -> None:
-        """Delete a stream."""
-        await asyncio.to_thread(self.sync.delete_stream, scope, stream)
-
-    async def create_writer(
-        self, scope: str, stream: str, *, writer_id: str | None = None, max_in_flight: int = 0
-    ) -> AsyncEventStreamWriter:
-        """An awaitable writer."""
-        writer = await asyncio.to_thread(
-            self.sync.create_writer, scope, stream, writer_id=writer_id, max_in_flight=max_in_flight
-        )
-        return AsyncEventStreamWriter(writer)
-
-    async def create_transaction_writer(self, scope: str, stream: str) -> AsyncTransactionalWriter:
-        """An awaitable transactional writer."""
-        return AsyncTransactionalWriter(await asyncio.to_thread(self.sync.create_transaction_writer, scope, stream))
-
-    async def create_reader_group(
-        self, name: str, scope: str, streams: Sequence[str], start: Start = "head"
-    ) -> AsyncReaderGroup:
-        """An awaitable reader group."""
-        return AsyncReaderGroup(await asyncio.to_thread(self.sync.create_reader_group, name, scope, streams, start))
-
-    async def create_byte_stream(self, scope: str, stream: str) -> AsyncByteStream:
-        """An awaitable byte stream."""
-        return AsyncByteStream(await asyncio.to_thread(self.sync.create_byte_stream, scope, stream))
-
-    async def close(self) -> None:
-        """Close the manager."""
-        await asyncio.to_thread(self.sync.close)
+    create_scope = awaited(StreamManager.create_scope)
+    delete_scope = awaited(StreamManager.delete_scope)
+    list_scopes = awaited(StreamManager.list_scopes)
+    create_stream = awaited(StreamManager.create_stream)
+    update_stream = awaited(StreamManager.update_stream)
+    list_streams = awaited(StreamManager.list_streams)
+    get_stream = awaited(StreamManager.get_stream)
+    seal_stream = awaited(StreamManager.seal_stream)
+    delete_stream = awaited(StreamManager.delete_stream)
+    get_head_cut = awaited(StreamManager.get_head_cut)
+    get_tail_cut = awaited(StreamManager.get_tail_cut)
+    truncate_stream = awaited(StreamManager.truncate_stream)
+    create_writer = awaited(StreamManager.create_writer, AsyncEventStreamWriter)
+    create_transaction_writer = awaited(StreamManager.create_transaction_writer, AsyncTransactionalWriter)
+    create_reader_group = awaited(StreamManager.create_reader_group, AsyncReaderGroup)
+    get_reader_group = awaited(StreamManager.get_reader_group, AsyncReaderGroup)
+    list_reader_groups = awaited(StreamManager.list_reader_groups)
+    delete_reader_group = awaited(StreamManager.delete_reader_group)
+    create_byte_stream = awaited(StreamManager.create_byte_stream, AsyncByteStream)
+    close = awaited(StreamManager.close)
 
     async def __aenter__(self) -> AsyncStreamManager:
         return self

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,13 +12,13 @@ import pytest
 from xtremehub.streams import StreamManager
 from xtremehub.streams.remote import RemoteController, RemoteSegmentStore
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
-from xtremehub.testing.streams import StreamStoreTests
+from xtremehub.testing.streams import ManualClock, StreamStoreTests
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[StreamServer]:
-    """A server on a free 127.0.0.1 port over an embedded store and controller in tmp_path."""
-    embedded = StreamManager.embedded(tmp_path / "data", maintenance_interval=3600)
+@contextmanager
+def _serve(data: Path, clock: Callable[[], float]) -> Iterator[StreamServer]:
+    """A server on a free 127.0.0.1 port over an embedded store and controller in ``data``."""
+    embedded = StreamManager.embedded(data, maintenance_interval=3600, clock=clock)
     try:
         with serve_background(embedded.store, embedded.controller, ServerConfig(shutdown_grace=5.0)) as server:
             yield server
@@ -24,10 +26,16 @@ def served(tmp_path: Path) -> Iterator[StreamServer]:
         embedded.close()
 
 
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[StreamServer]:
+    with _serve(tmp_path / "data", time.time) as server:
+        yield server
+
+
 class TestStreamsThroughServer(StreamStoreTests):
     @pytest.fixture
-    def manager(self, served: StreamServer) -> Iterator[StreamManager]:
-        with StreamManager(served.url) as manager:
+    def manager(self, tmp_path: Path, clock: ManualClock) -> Iterator[StreamManager]:
+        with _serve(tmp_path / "data", clock) as served, StreamManager(served.url) as manager:
             assert isinstance(manager.controller, RemoteController)
             assert isinstance(manager.store, RemoteSegmentStore)
             yield manager

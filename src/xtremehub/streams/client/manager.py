@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -90,12 +91,15 @@ class StreamManager:
         lts: str | None = None,
         *,
         maintenance_interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
         **store_options: object,
     ) -> StreamManager:
         """Controller and segment store in this process, data under ``path``, LTS at the ``lts`` URL.
 
         ``maintenance_interval`` paces the background task doing auto-scaling, retention,
-        transaction timeouts and reader timeouts; ``store_options`` are fields of
+        transaction timeouts and reader timeouts; ``clock`` is the controller's time in
+        seconds (leases, timeouts, retention, traffic rates: tests pass a clock they move
+        by hand, such as :class:`xtremehub.testing.streams.ManualClock`); ``store_options`` are fields of
         :class:`~xtremehub.streams.segmentstore.SegmentStoreConfig` (budgets, settings ...).
         Another process using ``path`` gets ``DataDirLocked``.
         """
@@ -108,7 +112,7 @@ class StreamManager:
         config = SegmentStoreConfig(data_dir=root / "segments", lts_url=lts or "", **options)
         store = SegmentStore(config)
         try:
-            controller = Controller(store, root / "controller.db")
+            controller = Controller(store, root / "controller.db", clock=clock)
         except BaseException:
             store.close()
             raise

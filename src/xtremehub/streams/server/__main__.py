@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from xtremehub.cli.streams_serve import serve
+from xtremehub.streams.server.command import serve
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

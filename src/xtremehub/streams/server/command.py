@@ -5,8 +5,9 @@ The server owns the data directory (the embedded store and controller of
 then shuts down gracefully: it stops accepting, answers the requests already running and
 closes the store. ``--port 0`` picks a free port; the first line printed names the URL.
 
-Attached to the ``xhub streams`` group by ``streams_group.add_command(serve)``; also runnable
-alone as ``python -m xtremehub.streams.server``.
+This module is the server's entry point: ``python -m xtremehub.streams.server`` runs it alone,
+and the CLI attaches it to the ``xhub streams`` group (``streams_group.add_command(serve)``);
+it does not import :mod:`xtremehub.cli` (the CLI calls into the server, not the reverse).
 
 Example:
     >>> from click.testing import CliRunner
@@ -20,6 +21,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -75,7 +77,7 @@ def serve(
         data = group.get("data") or Settings.load(config_file=None).home / "streams"
     lts = lts or group.get("lts")
     settings = group.get("settings") or (ctx.obj if isinstance(ctx.obj, Settings) else None)
-    extra = {} if settings is None else {"settings": settings}  # --config and the environment reach the LTS
+    extra: dict[str, Any] = {} if settings is None else {"settings": settings}  # --config and env reach the LTS
     manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval, **extra)
     try:
         server = StreamServer(
