@@ -304,6 +304,25 @@ def test_random_csv_matches_python(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert _all_rows(co, rng.randint(1, 30)) == expected, text
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b"1\r\n\r\n2\r\n", b",\rb\r\n\r\nba", b'a\r\r\n\n\r"x\r\n"\r\n\r\n', b'"",""\r\n\r\n"\r\n\r"\r\r'],
+)
+def test_blank_records_and_crlf_at_every_chunk_boundary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: bytes
+) -> None:
+    """A CRLF split between two scan chunks is one terminator; the blank records around it are skipped."""
+    data = b"h1,h2\r\n" + body
+    path = tmp_path / "blank.csv"
+    path.write_bytes(data)
+    expected = _dict_rows(data)
+    for scan_chunk in range(1, len(body) + 1):
+        monkeypatch.setattr(text_module, "_CSV_SCAN_CHUNK", scan_chunk)
+        co = CloudObject.from_path(CSV, str(path), metadata_url=str(tmp_path / f"{scan_chunk}.idx")).preprocess()
+        assert co["num_rows"] == len(expected), scan_chunk
+        assert _all_rows(co, len(body)) == expected
+
+
 def test_quoted_header_and_other_dialects(tmp_path: Path) -> None:
     data = b"'first\nname';last\r\nAda;'Love;lace'\r\n'x''y';z\r\n"
     path = tmp_path / "semi.csv"
