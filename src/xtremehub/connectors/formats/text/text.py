@@ -233,12 +233,26 @@ class CSV(Text):
     def _records(
         self, co: CloudObject, executor: FunctionExecutor | None, data_start: int, spacing: int
     ) -> RecordIndex:
-        """Map: scan chunks in both quote states; reduce: stitch them in order (or scan serially, exactly)."""
-        args = [
-            (co.url, co.size, a, min(co.size, a + _CSV_SCAN_CHUNK), self.dialect, spacing, data_start, a > data_start)
-            for a in range(data_start, co.size, _CSV_SCAN_CHUNK)
-        ]
-        scans: list[ChunkScan] = _map_or_serial(executor, scan_chunk, args)
+        """Scan chunks, stitch them in order (or scan serially, exactly, if a chunk holds a stray quote).
+
+        On an executor each chunk after the first is scanned for both start states (map);
+        here, one after another, each chunk is scanned for the state the previous one ended in.
+        """
+        ranges = [(a, min(co.size, a + _CSV_SCAN_CHUNK)) for a in range(data_start, co.size, _CSV_SCAN_CHUNK)]
+        common = (self.dialect, spacing, data_start)
+        scans: list[ChunkScan] = []
+        if executor is not None and len(ranges) > 1:
+            args = [(co.url, co.size, a, b, *common, (False, a > data_start)) for a, b in ranges]
+            scans = executor.get_result(executor.map(scan_chunk, args))
+        else:
+            inside = False
+            for a, b in ranges:
+                scans.append(scan_chunk(co.url, co.size, a, b, *common, (inside,)))
+                state = scans[-1].inside if inside else scans[-1].outside
+                assert state is not None
+                if state.stray_quote >= 0:
+                    break
+                inside = state.ends_inside
         records = stitch(scans, data_start, co.size, co.url)
         if records is None:
             log.info("%s: a quote inside an unquoted field; indexing records serially", co.url)
