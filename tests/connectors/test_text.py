@@ -336,6 +336,23 @@ def test_quoted_header_and_other_dialects(tmp_path: Path) -> None:
         assert _all_rows(co, n) == expected
 
 
+@pytest.mark.parametrize(
+    ("data", "columns", "rows"),
+    [
+        (b"", [], []),
+        (b"a,b", ["a", "b"], []),
+        (b"a,b\r\n\r\n", ["a", "b"], []),
+        (b'"a\nb",c\n1,2', ["a\nb", "c"], [{"a\nb": "1", "c": "2"}]),
+    ],
+)
+def test_csv_without_data_records(tmp_path: Path, data: bytes, columns: list[str], rows: list[dict[str, str]]) -> None:
+    path = tmp_path / "small.csv"
+    path.write_bytes(data)
+    co = CloudObject.from_path(CSV, str(path)).preprocess()
+    assert (co["columns"], co["num_rows"]) == (columns, len(rows))
+    assert _all_rows(co, 3) == rows == _dict_rows(data)
+
+
 def test_unclosed_quote_names_the_record(tmp_path: Path) -> None:
     path = tmp_path / "open.csv"
     path.write_bytes(b'a,b\n1,2\n3,"never closed\n4,5\n')
