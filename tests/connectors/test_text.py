@@ -353,6 +353,21 @@ def test_csv_without_data_records(tmp_path: Path, data: bytes, columns: list[str
     assert _all_rows(co, 3) == rows == _dict_rows(data)
 
 
+def test_header_record_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The header record, terminator included, must fit the head read (1 MiB); a CRLF is never split."""
+    path = tmp_path / "head.csv"
+    path.write_bytes(b"abc,def\r\n1,2\r\n")
+    for limit in range(6, 12):
+        monkeypatch.setattr(text_module, "_CSV_HEAD", limit)
+        co = CloudObject.from_path(CSV, str(path), metadata_url=str(tmp_path / f"{limit}.idx"))
+        if limit < 9:
+            with pytest.raises(MalformedRecord, match="header record longer than"):
+                co.preprocess()
+        else:
+            assert co.preprocess()["num_rows"] == 1
+            assert _all_rows(co, 2) == [{"abc": "1", "def": "2"}]
+
+
 def test_unclosed_quote_names_the_record(tmp_path: Path) -> None:
     path = tmp_path / "open.csv"
     path.write_bytes(b'a,b\n1,2\n3,"never closed\n4,5\n')

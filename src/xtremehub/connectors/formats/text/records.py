@@ -6,8 +6,9 @@ Each chunk is therefore scanned speculatively in both states it may start in,
 *outside* quotes and *inside* a quoted field (:func:`scan_block`, vectorised with
 NumPy: one pass of comparisons, no Python loop per byte); :func:`stitch` then
 walks the chunks in order, each time taking the scan of the state the previous
-chunk ended in. The two scans of a chunk differ only in the parity of the quotes
-counted, so the second costs almost nothing.
+chunk ended in. The two scans of a chunk share all their passes over the bytes and
+differ only in the parity of the quotes counted. Without an executor, chunks are
+scanned one after another, each only for the state the previous one ended in.
 
 Records end at ``\\n``, ``\\r\\n`` or a lone ``\\r`` outside quotes, as for a file
 opened with ``newline=""``. Blank records (a terminator right after another) are
@@ -279,17 +280,24 @@ def _patterns(dialect: Dialect) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     return record, unclosed
 
 
-def first_record(head: bytes, dialect: Dialect) -> tuple[bytes, int, bool]:
-    """The first record of ``head`` (without its terminator), where the next starts, and whether it ended.
+def first_record(head: bytes, dialect: Dialect, *, whole: bool) -> tuple[bytes, int] | None:
+    """The first record of ``head`` (without its terminator) and where the next one starts.
+
+    ``None`` if ``head``, the first bytes of a longer object (``whole`` false), may
+    end before the record does; a terminator in its last byte counts as such too
+    (it may be the CR of a CRLF).
 
     Example:
-        >>> first_record(b'a,"b\\nc"\\r\\n1,2\\n', Dialect())
-        (b'a,"b\\nc"', 9, True)
+        >>> first_record(b'a,"b\\nc"\\r\\n1,2\\n', Dialect(), whole=False)
+        (b'a,"b\\nc"', 9)
+        >>> first_record(b'a,"b\\nc', Dialect(), whole=False) is None
+        True
     """
     match = _patterns(dialect)[0].match(head)
     assert match is not None  # every field may be empty: the pattern always matches
-    record = match.group(1)
-    return record, match.end(), match.end() > match.end(1) or match.end() < len(head)
+    if not whole and match.end() >= len(head):
+        return None
+    return match.group(1), match.end()
 
 
 def exact_scan(url: str, size: int, data_start: int, dialect: Dialect, spacing: int) -> RecordIndex:
@@ -300,8 +308,8 @@ def exact_scan(url: str, size: int, data_start: int, dialect: Dialect, spacing: 
 
     Example:
         >>> from xtremehub import storage
-        >>> _ = storage.put("mem://doc/stray.csv", b'5" pipe,"a\\nb"\\n"x"y"z,1\\n')
-        >>> exact_scan("mem://doc/stray.csv", 23, 0, Dialect(), 8)
+        >>> info = storage.put("mem://doc/stray.csv", b'5" pipe,"a\\nb"\\n"x"y"z,1\\n')
+        >>> exact_scan("mem://doc/stray.csv", info.size, 0, Dialect(), 8)
         RecordIndex(num_rows=2, starts=(0, 14))
     """
     pattern, unclosed = _patterns(dialect)

@@ -210,10 +210,11 @@ class CSV(Text):
         self.options.update(delimiter=delimiter, quotechar=quotechar)
 
     def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
-        head = storage.get_range(co.url, 0, min(co.size, _CSV_HEAD), settings=co.settings)
-        header, data_start, ended = first_record(head, self.dialect)
-        if not ended and co.size > len(head):
+        head = storage.get_range(co.url, 0, min(co.size, _CSV_HEAD + 1), settings=co.settings)
+        first = first_record(head, self.dialect, whole=len(head) == co.size)
+        if first is None:
             raise MalformedRecord(co.url, 0, "CSV header record longer than 1 MiB or missing", "uncompressed")
+        header, data_start = first
         spacing = max(1, math.ceil((co.size - data_start) / _CSV_CHECKPOINTS))
         records = self._records(co, executor, data_start, spacing)
         columns = next(csv.reader([header.decode()], delimiter=self.delimiter, quotechar=self.quotechar), [])
