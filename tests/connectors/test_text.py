@@ -370,6 +370,18 @@ def test_header_record_limit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
             assert _all_rows(co, 2) == [{"abc": "1", "def": "2"}]
 
 
+def test_an_index_from_the_line_counting_csv_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, rows = _csv_file(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(CSV, "index_version", 1)  # as the CSV connector that counted physical lines wrote it
+        CloudObject.from_path(CSV, url).preprocess()
+    with pytest.raises(StaleIndex, match="version 1 is outdated"):
+        CloudObject.from_path(CSV, url).partition(partition_num_chunks, num_chunks=2)
+    co = CloudObject.from_path(CSV, url).preprocess()
+    assert co.index.version == 2
+    assert _all_rows(co, 2) == rows
+
+
 def test_unclosed_quote_names_the_record(tmp_path: Path) -> None:
     path = tmp_path / "open.csv"
     path.write_bytes(b'a,b\n1,2\n3,"never closed\n4,5\n')
