@@ -382,6 +382,15 @@ def test_an_index_from_the_line_counting_csv_is_rebuilt(tmp_path: Path, monkeypa
     assert _all_rows(co, 2) == rows
 
 
+def test_slices_to_pandas_keep_quoted_newlines(big_csv: tuple[Path, bytes, list[dict[str, str]]]) -> None:
+    path, _, expected = big_csv
+    co = CloudObject.from_path(CSV, str(path), metadata_url=str(path) + ".pd.idx").preprocess()
+    frames = [s.to_pandas() for s in co.partition(partition_num_chunks, num_chunks=5)]  # type: ignore[attr-defined]
+    assert sum(len(f) for f in frames) == len(expected)
+    texts = [str(t) if t == t else "" for f in frames for t in f["text"]]  # NaN (empty field) != NaN
+    assert texts == [row["text"] for row in expected]
+
+
 def test_unclosed_quote_names_the_record(tmp_path: Path) -> None:
     path = tmp_path / "open.csv"
     path.write_bytes(b'a,b\n1,2\n3,"never closed\n4,5\n')
