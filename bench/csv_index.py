@@ -85,7 +85,7 @@ def main() -> None:
 
         def ours_exact() -> int:
             start = len(b"id,chrom,pos,text,note,value\r\n")
-            return exact_scan(url, size, start, Dialect(), max(1, size // 65536)).num_rows
+            return exact_scan(url, size, start, Dialect(), max(1, size // 16384)).num_rows
 
         def physical_lines() -> int:
             return path.read_bytes().count(b"\n") - 1

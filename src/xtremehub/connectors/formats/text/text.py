@@ -60,8 +60,8 @@ log = logging.getLogger(__name__)
 _COUNT_CHUNK = 64 * 1024 * 1024
 _CSV_SCAN_CHUNK = 16 * 1024 * 1024
 _CSV_HEAD = 1 << 20
-#: Record starts kept in a CSV index at most: partitions cut at a grid of ``data bytes / this``.
-_CSV_CHECKPOINTS = 65536
+#: Record starts a CSV index keeps at most (a 128 KiB blob): slices are cut on a grid of ``data bytes / this``.
+_CSV_CHECKPOINTS = 16384
 _READ_BLOCK = 4 * 1024 * 1024
 
 _T = TypeVar("_T")
