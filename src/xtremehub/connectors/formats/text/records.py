@@ -3,8 +3,8 @@
 A newline inside a quoted field (RFC 4180) does not end a record, so where records
 end depends on everything before: a chunk of the file cannot be read on its own.
 Each chunk is therefore scanned speculatively in both states it may start in,
-*outside* quotes and *inside* a quoted field (:func:`scan_block`, vectorised with
-NumPy: one pass of comparisons, no Python loop per byte); :func:`stitch` then
+*outside* quotes and *inside* a quoted field (:func:`scan_block`: a few NumPy passes
+over the bytes, 1 MiB at a time, no Python loop per byte); :func:`stitch` then
 walks the chunks in order, each time taking the scan of the state the previous
 chunk ended in. The two scans of a chunk share all their passes over the bytes and
 differ only in the parity of the quotes counted. Without an executor, chunks are
