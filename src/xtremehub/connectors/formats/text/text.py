@@ -194,7 +194,14 @@ class CSV(Text):
     Records end at ``\\n``, ``\\r\\n`` or ``\\r`` outside quoted fields, whatever
     ``newline`` says (``"\\n"``, ``"\\r\\n"`` or ``"\\r"``; kept for the line view of
     :class:`TextSlice`). Options: ``delimiter`` (default ``","``) and ``quotechar``
-    (default ``\'"\'``, doubled inside a quoted field), one ASCII character each.
+    (default ``\'"\'``, doubled inside a quoted field), one ASCII character each;
+    otherwise Python's default dialect (no ``escapechar``, no ``skipinitialspace``).
+    A quoted field left open at the end of the object is a :class:`MalformedRecord`.
+
+    Example:
+        >>> fmt = CSV(delimiter=";")
+        >>> fmt.options["delimiter"], fmt.dialect
+        (';', Dialect(delimiter=b';', quote=b\'"\'))
     """
 
     name = "csv"
