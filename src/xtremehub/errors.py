@@ -37,6 +37,8 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── EventTooLarge           (ValueError)   event over 8 MiB
         ├── TransactionFailed                      commit after abort/timeout
         ├── DataDirLocked           (RuntimeError) another process owns the data directory
+        ├── InvalidOffset           (ValueError)   offset past the end of a segment
+        ├── StoreClosed             (RuntimeError) segment store closed or refusing writes
         ├── BackPressure            (TimeoutError) memory and disk budgets exhausted
         ├── ProtocolError           (ValueError)   malformed frame on the wire
         ├── InvalidStreamArgument   (ValueError)   bad name, policy, cut or position

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import io
@@ -16,9 +17,17 @@ import pytest
 
 from xtremehub import config, storage
 from xtremehub.config import S3Settings, Settings
-from xtremehub.errors import AccessDenied, StorageError, StorageUnavailable, XHubError
+from xtremehub.errors import (
+    AccessDenied,
+    BucketNotFound,
+    InvalidRange,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+    XHubError,
+)
 from xtremehub.storage._memory import MemoryStore
-from xtremehub.storage._s3 import S3Store
+from xtremehub.storage._s3 import S3Store, s3_errors
 from xtremehub.testing.seaweedfs import ADMIN_KEY, ADMIN_SECRET, SeaweedFS, free_port
 
 pytestmark = pytest.mark.s3
@@ -332,3 +341,103 @@ def test_list_follows_pagination(s3_settings: Settings, s3_root: str) -> None:
     assert len(requests) == 1  # lazy: one page fetched so far
     assert [first.key.rsplit("/", 1)[1]] + [i.key.rsplit("/", 1)[1] for i in listed] == names
     assert len(requests) == 4  # 11 keys in pages of 3
+
+
+# --------------------------------------------------------------------------- the one translating boundary
+
+
+def test_errors_name_the_range_and_chain_the_vendor_error(s3_settings: Settings, s3_root: str) -> None:
+    from botocore.exceptions import ClientError
+
+    url = f"{s3_root}ranged.bin"
+    storage.put(url, b"0123456789" * 3, settings=s3_settings)
+    wrong = s3_settings.replace(s3=dataclasses.replace(s3_settings.s3, secret_access_key="not-the-secret"))
+    with pytest.raises(AccessDenied) as denied:
+        storage.get_range(url, 10, 20, settings=wrong)
+    assert str(denied.value).startswith(f"{url}: GET bytes [10, 20): ")
+    assert isinstance(denied.value.__cause__, ClientError)
+
+    with pytest.raises(InvalidRange) as past:
+        storage.get_range(url, 31, 40, settings=s3_settings)
+    assert str(past.value) == f"{url}: bytes [31, 40) starts past the end (size 30)"
+    assert isinstance(past.value.__cause__, ClientError)
+    assert storage.get_range(url, 30, 40, settings=s3_settings) == b""  # at the end: empty, as HTTP says
+
+    with pytest.raises(ObjectNotFound) as missing:
+        storage.get(f"{s3_root}never-written", settings=s3_settings)
+    assert str(missing.value).startswith(f"{s3_root}never-written: GET: ")
+    assert isinstance(missing.value.__cause__, ClientError)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("NoSuchKey", ObjectNotFound),
+        ("NoSuchBucket", BucketNotFound),
+        ("SignatureDoesNotMatch", AccessDenied),
+        ("InvalidRange", InvalidRange),
+        ("SlowDown", StorageUnavailable),
+        ("SomethingNew", StorageError),
+    ],
+)
+def test_one_table_maps_s3_codes(code: str, expected: type[StorageError]) -> None:
+    from botocore.exceptions import ClientError
+
+    vendor = ClientError({"Error": {"Code": code, "Message": "said the server"}}, "GetObject")
+    with pytest.raises(expected) as excinfo, s3_errors("s3://b/k", "GET bytes [0, 4)"):
+        raise vendor
+    assert type(excinfo.value) is expected
+    assert str(excinfo.value) == f"s3://b/k: GET bytes [0, 4): said the server (S3 {code})"
+    assert excinfo.value.__cause__ is vendor
+
+
+def test_the_boundary_maps_transport_errors_and_passes_bugs_through() -> None:
+    from boto3.exceptions import S3UploadFailedError
+    from botocore.exceptions import ClientError, NoCredentialsError, ReadTimeoutError
+
+    with pytest.raises(StorageUnavailable, match="unreachable after retries"), s3_errors("s3://b/k"):
+        raise ReadTimeoutError(endpoint_url="http://127.0.0.1:1")
+    with pytest.raises(AccessDenied, match="XHUB_S3_ACCESS_KEY_ID"), s3_errors("s3://b/k"):
+        raise NoCredentialsError()
+    with pytest.raises(AccessDenied, match="s3://b/k: PUT: denied"), s3_errors("s3://b/k", "PUT"):  # noqa: PT012
+        try:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "UploadPart")
+        except ClientError as exc:
+            raise S3UploadFailedError("Failed to upload") from exc
+    with pytest.raises(TypeError, match="a bug"), s3_errors("s3://b/k"):
+        raise TypeError("a bug")
+
+
+def test_every_boto3_call_is_inside_the_boundary() -> None:
+    """``_s3.py`` calls boto3 only inside ``with s3_errors(...)``, and catches broadly nowhere else."""
+    from xtremehub.storage import _s3
+
+    tree = ast.parse(Path(_s3.__file__).read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+    def inside_boundary(node: ast.AST) -> bool:
+        while node in parents:
+            node = parents[node]
+            if isinstance(node, ast.With) and any(
+                isinstance(item.context_expr, ast.Call) and getattr(item.context_expr.func, "id", "") == "s3_errors"
+                for item in node.items
+            ):
+                return True
+        return False
+
+    calls = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr == "client" and getattr(node.value, "id", "") == "self"
+    ]
+    assert len(calls) >= 8
+    outside = [node.lineno for node in calls if not inside_boundary(node)]
+    assert outside == [], f"boto3 called outside s3_errors at lines {outside}"
+    broad = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ExceptHandler)
+        and getattr(node.type, "id", None) in (None, "Exception", "BaseException")
+    ]
+    boundary = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "s3_errors")
+    assert all(boundary.lineno < line <= (boundary.end_lineno or 0) for line in broad), broad

@@ -5,11 +5,13 @@ boto3 was chosen over obstore and s3fs by ``bench/storage_ranged_get.py`` (see
 ahead of s3fs, and unlike obstore's tokio runtime, a boto3 client can be
 re-created safely in forked worker processes.
 
-Vendor errors are translated here, in :func:`translate`, and nowhere else.
+Vendor errors are translated here and nowhere else: every boto3 call runs inside the
+:func:`s3_errors` boundary, which maps them with one table (``_CODES``) and chains them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import os
@@ -26,15 +28,18 @@ from xtremehub.errors import (
     StorageError,
     StorageUnavailable,
 )
-from xtremehub.storage.base import ObjectInfo, PutSource, Store
+from xtremehub.storage.base import ByteRange, ObjectInfo, PutSource, Store
 from xtremehub.storage.chunks import iter_chunks
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3Store", "translate"]
+__all__ = ["S3Store", "s3_errors", "translate"]
 
-# S3 error codes -> our errors (like s3fs's table, but to our hierarchy).
+# The one table of vendor errors -> our errors (like s3fs's, but to our hierarchy). Keys are S3
+# error codes, HTTP statuses (HEAD answers have no body, only a status), and names of botocore
+# exception classes raised before or instead of an HTTP answer (matched along the class's MRO,
+# most specific first).
 _CODES: dict[str, type[StorageError]] = {
     "NoSuchKey": ObjectNotFound,
     "404": ObjectNotFound,
@@ -53,37 +58,83 @@ _CODES: dict[str, type[StorageError]] = {
     "InternalError": StorageUnavailable,
     "503": StorageUnavailable,
     "500": StorageUnavailable,
+    "NoCredentialsError": AccessDenied,
+    "PartialCredentialsError": AccessDenied,
+    "EndpointConnectionError": StorageUnavailable,
+    "ConnectTimeoutError": StorageUnavailable,
+    "HTTPClientError": StorageUnavailable,  # read timeouts, closed connections, broken streams
+    "ConnectionError": StorageUnavailable,  # botocore's (proxy, SSL) and the builtin one
+    "BotoCoreError": StorageError,
+    "OSError": StorageError,  # e.g. reading the caller's file object during an upload
+}
+
+_HINTS: dict[str, str] = {
+    "NoCredentialsError": "set XHUB_S3_ACCESS_KEY_ID/XHUB_S3_SECRET_ACCESS_KEY",
+    "PartialCredentialsError": "set XHUB_S3_ACCESS_KEY_ID/XHUB_S3_SECRET_ACCESS_KEY",
 }
 
 
-def translate(exc: BaseException, url: str) -> StorageError:
-    """Map a botocore/boto3 exception to our hierarchy (the one vendor boundary)."""
-    from botocore import exceptions as bex
+def translate(exc: BaseException, url: str, operation: str = "") -> StorageError | None:
+    """Our error for a botocore/boto3 exception about ``url``, or ``None`` if it is not a storage error.
+
+    ``operation`` (``"GET bytes [0, 10)"``) goes into the message, after the URL.
+
+    Example:
+        >>> from botocore.exceptions import ClientError
+        >>> exc = ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+        >>> err = translate(exc, "s3://b/k", "GET bytes [0, 10)")
+        >>> type(err).__name__, str(err)
+        ('ObjectNotFound', 's3://b/k: GET bytes [0, 10): gone (S3 NoSuchKey)')
+        >>> translate(TypeError("a bug, not a storage error"), "s3://b/k") is None
+        True
+    """
+    from botocore.exceptions import ClientError
 
     if isinstance(exc, StorageError):
         return exc
-    if isinstance(exc, bex.ClientError):
+    where = f"{operation}: " if operation else ""
+    if isinstance(exc, ClientError):  # the service answered
         err = exc.response.get("Error", {})
         code = str(err.get("Code", ""))
         status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
         cls = _CODES.get(code) or _CODES.get(status) or StorageError
-        message = err.get("Message") or code or status
-        return cls(url, f"{message} (S3 {code or status})")
-    if isinstance(exc, bex.NoCredentialsError | bex.PartialCredentialsError):
-        return AccessDenied(url, f"no S3 credentials: set XHUB_S3_ACCESS_KEY_ID/XHUB_S3_SECRET_ACCESS_KEY ({exc})")
-    if isinstance(
-        exc,
-        bex.EndpointConnectionError
-        | bex.ConnectTimeoutError
-        | bex.ReadTimeoutError
-        | bex.ConnectionClosedError
-        | bex.ResponseStreamingError
-        | bex.HTTPClientError,
-    ):
-        return StorageUnavailable(url, f"unreachable after retries: {exc}")
-    if isinstance(exc, bex.BotoCoreError | OSError):
-        return StorageError(url, f"{type(exc).__name__}: {exc}")
-    raise exc
+        return cls(url, f"{where}{err.get('Message') or code or status} (S3 {code or status})")
+    for klass in type(exc).__mro__:
+        if klass.__name__ in _CODES:
+            cls = _CODES[klass.__name__]
+            hint = _HINTS.get(klass.__name__)
+            detail = f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
+            if cls is StorageUnavailable:
+                detail = f"unreachable after retries: {detail}"
+            return cls(url, where + detail)
+    cause = exc.__cause__ or exc.__context__  # boto3 wraps some failures (S3UploadFailedError)
+    return translate(cause, url, operation) if cause is not None else None
+
+
+@contextlib.contextmanager
+def s3_errors(url: str, operation: str = "") -> Iterator[None]:
+    """The one boundary where vendor exceptions become ours, chained with ``raise ... from``.
+
+    Every call into boto3 runs inside it; what :func:`translate` does not know (a bug,
+    ``KeyboardInterrupt``) passes through unchanged.
+
+    Example:
+        >>> from botocore.exceptions import EndpointConnectionError
+        >>> with s3_errors("s3://b/k", "HEAD"):
+        ...     raise EndpointConnectionError(endpoint_url="http://127.0.0.1:1")
+        Traceback (most recent call last):
+        ...
+        xtremehub.errors.StorageUnavailable: s3://b/k: HEAD: unreachable after retries: ...
+    """
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        err = translate(exc, url, operation)
+        if err is None:
+            raise
+        raise err from exc
 
 
 @functools.lru_cache(maxsize=64)
@@ -180,39 +231,36 @@ class S3Store(Store):
         """Create the bucket (idempotent); for tests and first-time set-up."""
         from botocore.exceptions import ClientError
 
-        try:
-            self.client.create_bucket(Bucket=self.bucket)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise translate(exc, f"s3://{self.bucket}/") from exc
+        with s3_errors(f"s3://{self.bucket}/", "CREATE BUCKET"):
+            try:
+                self.client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
     def get(self, key: str) -> bytes:
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
-            return body.read()
-        except Exception as exc:
-            raise translate(exc, self.url(key)) from exc
+        with s3_errors(self.url(key), "GET"):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
+        rng = ByteRange(start, end)
         try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
-            return resp["Body"].read()
-        except Exception as exc:
-            err = translate(exc, self.url(key))
-            if isinstance(err, InvalidRange):
-                size = self.head(key).size
-                if start == size:
-                    return b""  # S3 answers 416 for a range starting at the end; we say "empty"
-                raise InvalidRange(self.url(key), f"bytes [{start}, {end}) start past the end (size {size})") from exc
-            raise err from exc
+            with s3_errors(self.url(key), f"GET {rng}"):
+                return self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")[
+                    "Body"
+                ].read()
+        except InvalidRange as exc:
+            size = self.head(key).size
+            if start == size:
+                return b""  # S3 answers 416 for a range starting at the end; we say "empty"
+            raise InvalidRange(self.url(key), f"{rng} starts past the end (size {size})") from exc.__cause__
 
     def put(self, key: str, data: PutSource) -> ObjectInfo:
         from boto3.s3.transfer import TransferConfig
 
-        url = self.url(key)
         if isinstance(data, list | tuple) and sum(len(p) for p in data) < self.settings.multipart_threshold:
             data = b"".join(data)  # pieces of a known, small total: one PUT
-        try:
+        with s3_errors(self.url(key), "PUT"):
             if isinstance(data, bytes | bytearray | memoryview) and len(data) < self.settings.multipart_threshold:
                 self.client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))
             else:
@@ -230,15 +278,11 @@ class S3Store(Store):
                     use_threads=True,
                 )
                 self.client.upload_fileobj(fileobj, self.bucket, key, Config=config)
-        except Exception as exc:
-            raise translate(exc, url) from exc
         return self.head(key)
 
     def head(self, key: str) -> ObjectInfo:
-        try:
+        with s3_errors(self.url(key), "HEAD"):
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            raise translate(exc, self.url(key)) from exc
         return ObjectInfo(
             url=self.url(key),
             key=key,
@@ -248,9 +292,8 @@ class S3Store(Store):
         )
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
-        paginator = self.client.get_paginator("list_objects_v2")
-        try:
-            pages = paginator.paginate(
+        with s3_errors(self.url(prefix), "LIST"):
+            pages = self.client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=prefix, PaginationConfig={"PageSize": self.settings.list_page_size}
             )
             for page in pages:
@@ -263,26 +306,20 @@ class S3Store(Store):
                         etag=str(item.get("ETag", "")).strip('"') or None,
                         mtime=item.get("LastModified"),
                     )
-        except Exception as exc:
-            raise translate(exc, self.url(prefix)) from exc
 
     def delete(self, key: str) -> None:
         self.head(key)  # S3 deletes missing keys silently; our contract says ObjectNotFound
-        try:
+        with s3_errors(self.url(key), "DELETE"):
             self.client.delete_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
-            raise translate(exc, self.url(key)) from exc
 
     def copy(self, src: str, dst: str) -> ObjectInfo:
         from boto3.s3.transfer import TransferConfig
 
-        try:
+        with s3_errors(self.url(src), f"COPY to {self.url(dst)}"):
             self.client.copy(
                 {"Bucket": self.bucket, "Key": src},
                 self.bucket,
                 dst,
                 Config=TransferConfig(multipart_threshold=self.settings.multipart_threshold),
             )
-        except Exception as exc:
-            raise translate(exc, self.url(src)) from exc
         return self.head(dst)

@@ -80,8 +80,6 @@ class Store(ABC):
     user would type for a key. All methods are thread-safe.
     """
 
-    #: Whether ``put``/``delete``/``copy`` are allowed.
-    supports_writes: bool = True
     #: Concurrency used by :meth:`get_ranges`.
     max_concurrency: int = 16
 

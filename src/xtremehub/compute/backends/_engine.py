@@ -43,8 +43,8 @@ from typing import Any
 
 import cloudpickle
 
-from xtremehub.compute.backends._local import _failed_outcome
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
+from xtremehub.compute.backends.outcomes import failed_outcome
 from xtremehub.compute.task import Call, Outcome, run_call
 from xtremehub.config import S3Settings, Settings, use_process_settings
 from xtremehub.errors import ComputeError, ExecutorClosed, TaskTimeout, WorkerDied
@@ -129,7 +129,7 @@ def run_remote(engine: str, settings: Settings, job_id: str, func_bytes: bytes, 
         func = _function(job_id, func_bytes)
     except BaseException as exc:
         reason = "the worker could not load the function or its settings"
-        return [_failed_outcome(c.job_id, c.call_id, exc, reason, worker) for c in calls]
+        return [failed_outcome(c.job_id, c.call_id, exc, reason, worker) for c in calls]
     outcomes = []
     usage = None
     for call in calls:

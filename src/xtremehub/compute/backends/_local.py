@@ -39,7 +39,8 @@ from typing import Any
 import cloudpickle
 
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
-from xtremehub.compute.task import Call, Outcome, dumps, run_call
+from xtremehub.compute.backends.outcomes import failed_outcome
+from xtremehub.compute.task import Call, Outcome, run_call
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ExecutorClosed, TaskTimeout, WorkerDied
 
@@ -98,7 +99,7 @@ def _run_batch(
     except BaseException as exc:
         calls = []
         failed = [
-            _failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids
+            failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids
         ]
         conn.send_bytes(pickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL))
     pending: list[Outcome] = []
@@ -108,7 +109,7 @@ def _run_batch(
         func = funcs.get(call.job_id)
         if isinstance(func, BaseException) or func is None:
             reason = "the function could not be unpickled" if func else "unknown job"
-            pending.append(_failed_outcome(call.job_id, call.call_id, func or KeyError(call.job_id), reason, name))
+            pending.append(failed_outcome(call.job_id, call.call_id, func or KeyError(call.job_id), reason, name))
         else:
             outcome, usage = run_call(func, call, name, usage)
             pending.append(outcome)
@@ -118,26 +119,6 @@ def _run_batch(
             pending, last_flush = [], now
     if pending:
         conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
-
-
-def _failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, name: str) -> Outcome:
-    now = time.time()
-    try:
-        payload = dumps(exc)
-    except Exception:
-        payload = b""
-    return Outcome(
-        job_id,
-        call_id,
-        False,
-        payload,
-        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        error_message=f"{reason}: {exc}",
-        remote_traceback=f"{reason}: {type(exc).__name__}: {exc}\n",
-        start=now,
-        end=now,
-        worker=name,
-    )
 
 
 # ---------------------------------------------------------------------------------------
