@@ -8,6 +8,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,49 +56,52 @@ class LocalStore(Store):
     def _path(self, key: str) -> Path:
         return self.root / key
 
-    def _translate(self, key: str, exc: OSError) -> StorageError:
-        url = self.url(key)
-        if isinstance(exc, FileNotFoundError | NotADirectoryError) or exc.errno == errno.EISDIR:
-            return ObjectNotFound(url, f"no such file ({exc.strerror})")
-        if isinstance(exc, PermissionError):
-            return AccessDenied(url, f"permission denied ({exc.strerror})")
-        return StorageError(url, f"{type(exc).__name__}: {exc}")
+    @contextmanager
+    def _os_errors(self, key: str) -> Iterator[None]:
+        """The one boundary where ``OSError`` becomes a typed storage error naming the object."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except OSError as exc:
+            url = self.url(key)
+            if isinstance(exc, FileNotFoundError | NotADirectoryError) or exc.errno == errno.EISDIR:
+                raise ObjectNotFound(url, f"no such file ({exc.strerror})") from exc
+            if isinstance(exc, PermissionError):
+                raise AccessDenied(url, f"permission denied ({exc.strerror})") from exc
+            raise StorageError(url, f"{type(exc).__name__}: {exc}") from exc
+
+    @contextmanager
+    def _atomic_file(self, key: str) -> Iterator[str]:
+        """A temporary path beside ``key`` that replaces it on success and is removed on failure."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
+        os.close(fd)
+        try:
+            yield tmp
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def get(self, key: str) -> bytes:
-        try:
+        with self._os_errors(key):
             return self._path(key).read_bytes()
-        except OSError as exc:
-            raise self._translate(key, exc) from exc
 
     def _get_range(self, key: str, start: int, end: int) -> bytes:
-        try:
-            with open(self._path(key), "rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if start > size:
-                    raise InvalidRange(self.url(key), f"bytes [{start}, {end}) start past the end (size {size})")
-                return os.pread(fh.fileno(), end - start, start)
-        except OSError as exc:
-            if isinstance(exc, StorageError):
-                raise
-            raise self._translate(key, exc) from exc
+        with self._os_errors(key), open(self._path(key), "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if start > size:
+                raise InvalidRange(self.url(key), f"bytes [{start}, {end}) start past the end (size {size})")
+            return os.pread(fh.fileno(), end - start, start)
 
     def put(self, key: str, data: PutSource) -> ObjectInfo:
-        path = self._path(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    for chunk in iter_chunks(data):
-                        fh.write(chunk)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise self._translate(key, exc) from exc
+        with self._os_errors(key), self._atomic_file(key) as tmp, open(tmp, "wb") as fh:
+            for chunk in iter_chunks(data):
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
         return self.head(key)
 
     def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
@@ -110,10 +114,8 @@ class LocalStore(Store):
         )
 
     def head(self, key: str) -> ObjectInfo:
-        try:
+        with self._os_errors(key):
             st = self._path(key).stat()
-        except OSError as exc:
-            raise self._translate(key, exc) from exc
         if not stat.S_ISREG(st.st_mode):
             raise ObjectNotFound(self.url(key), "is a directory, not an object")
         return self._info(key, st)
@@ -139,23 +141,10 @@ class LocalStore(Store):
                 yield self._info(key, st)
 
     def delete(self, key: str) -> None:
-        try:
+        with self._os_errors(key):
             self._path(key).unlink()
-        except OSError as exc:
-            raise self._translate(key, exc) from exc
 
     def copy(self, src: str, dst: str) -> ObjectInfo:
-        target = self._path(dst)
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=target.parent)
-            os.close(fd)
-            try:
-                shutil.copyfile(self._path(src), tmp)
-                os.replace(tmp, target)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError as exc:
-            raise self._translate(src, exc) from exc
+        with self._os_errors(src), self._atomic_file(dst) as tmp:
+            shutil.copyfile(self._path(src), tmp)
         return self.head(dst)
