@@ -280,7 +280,8 @@ def spectra_table(co: CloudObject) -> Table:
 
 
 def _make(co: CloudObject, table: Table, indices: np.ndarray[Any, Any]) -> ImzMLSlice:
-    return ImzMLSlice(co.index.data["ibd_url"], table[indices].copy(), indices, co["mode"] == "continuous")
+    continuous = co["mode"] == "continuous"
+    return ImzMLSlice(co.index.data["ibd_url"], table[indices].copy(), indices, continuous, access=co.access)
 
 
 def partition_spectra(
