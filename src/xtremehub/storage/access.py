@@ -45,7 +45,7 @@ from xtremehub.config import S3Settings, Settings, configured_settings, default_
 from xtremehub.storage.base import Store
 from xtremehub.storage.registry import open_store, split_url
 
-__all__ = ["StoreAccess"]
+__all__ = ["PROCESS_DEFAULTS", "StoreAccess"]
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class StoreAccess:
             return default_settings()
         if self._complete:
             return self._settings
-        scheme, bucket, _ = split_url(url)
+        scheme, bucket, _ = split_url(os.fspath(url))
         if scheme != "s3":
             return self._settings
         return _completed(self._settings, bucket, default_settings(), configured_settings())
@@ -99,6 +99,10 @@ class StoreAccess:
         if self._settings is None:
             return "StoreAccess(defaults)"
         return f"StoreAccess(endpoint={self._settings.s3.endpoint_url!r})"
+
+
+#: Read with the reading process's own defaults (what slices built by hand use).
+PROCESS_DEFAULTS = StoreAccess()
 
 
 def _arrived(shipped: Settings | None) -> StoreAccess:

@@ -48,7 +48,7 @@ from xtremehub.connectors.formats.geo.cog_header import HeaderReader, merge_rang
 from xtremehub.connectors.formats.geo.cog_layout import IndexView, Level, open_level, parse_tiff
 from xtremehub.errors import ConfigError, CorruptData, TruncatedData
 from xtremehub.storage import Store
-from xtremehub.storage.access import StoreAccess
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.connectors.cloudobject import CloudObject
@@ -134,7 +134,7 @@ class COGSlice(DataSlice):
     mask: Level | None = None
     mask_blocks: tuple[tuple[int, int, int], ...] = ()
     #: the object's settings (they travel to workers without credentials)
-    access: StoreAccess = StoreAccess()
+    access: StoreAccess = PROCESS_DEFAULTS
 
     @property
     def byte_count(self) -> int:

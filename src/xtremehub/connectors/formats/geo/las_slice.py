@@ -38,7 +38,7 @@ from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.formats.geo.las_layout import parse_header
 from xtremehub.connectors.formats.geo.pointcloud_grid import Grid
 from xtremehub.errors import CorruptData, TruncatedData
-from xtremehub.storage.access import StoreAccess
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 __all__ = ["PointCloudSlice"]
 
@@ -65,7 +65,7 @@ class PointCloudSlice(DataSlice):
     runs: tuple[tuple[int, int, int], ...]
     tile: tuple[Grid, int, int] | None = None
     #: the object's settings (they travel to workers without credentials)
-    access: StoreAccess = StoreAccess()
+    access: StoreAccess = PROCESS_DEFAULTS
 
     @property
     def compressed(self) -> bool:

@@ -24,7 +24,7 @@ import numpy as np
 from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.formats.imaging.imzml_xml import DTYPES
 from xtremehub.errors import TruncatedData
-from xtremehub.storage.access import StoreAccess
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 __all__ = ["PART_SIZE", "ImzMLSlice", "Spectra", "plan_parts"]
 
@@ -122,7 +122,7 @@ class ImzMLSlice(DataSlice):
     continuous: bool
     part_size: int = PART_SIZE
     #: the dataset's settings (they travel to workers without credentials)
-    access: StoreAccess = StoreAccess()
+    access: StoreAccess = PROCESS_DEFAULTS
 
     def __len__(self) -> int:
         return len(self.rows)
