@@ -15,7 +15,7 @@ Example:
     >>> import numpy as np, tifffile, io
     >>> from xtremehub import storage
     >>> from xtremehub.connectors import CloudObject
-    >>> from xtremehub.connectors.formats.geo.cog import COG
+    >>> from xtremehub.connectors.raster import COG
     >>> pixels = np.arange(40 * 50, dtype="uint16").reshape(40, 50)
     >>> buf = io.BytesIO()
     >>> tifffile.imwrite(buf, pixels, tile=(16, 16), compression="zlib")
