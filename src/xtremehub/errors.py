@@ -242,6 +242,14 @@ class MalformedRecord(CorruptData):
     """A record (FASTQ, FASTA, VCF line ...) breaks its format's structure."""
 
 
+class StaleIndex(ConnectorError):
+    """The object changed since its index was built; run ``preprocess()`` again."""
+
+
+class NotPreprocessed(ConnectorError):
+    """``partition()`` needs an index: run ``preprocess()`` first."""
+
+
 class UnsupportedData(ConnectorError, ValueError):
     """The object is valid but uses a variant of its format the connector cannot read
     (for example a LAZ file from LASzip 1.x, which has no chunk table); the message says which.
@@ -257,14 +265,6 @@ class UnsupportedData(ConnectorError, ValueError):
 
     def __reduce__(self) -> tuple[object, ...]:  # raised on workers: must survive pickling
         return (type(self), (self.url, self.offset, self.detail))
-
-
-class StaleIndex(ConnectorError):
-    """The object changed since its index was built; run ``preprocess()`` again."""
-
-
-class NotPreprocessed(ConnectorError):
-    """``partition()`` needs an index: run ``preprocess()`` first."""
 
 
 # --- streams ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import struct
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,7 @@ def test_a_laz_from_laszip_1_2_is_named_as_an_unsupported_version(testdata: Path
     assert "re-compress it with LASzip >= 2.0" in str(info.value)
     assert info.value.url == str(old)
     assert old.read_bytes()[info.value.offset - 54 + 2 :].startswith(b"laszip encoded")  # names the VLR
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # raised on workers too
 
 
 def test_a_laz_whose_writer_stopped_before_the_chunk_table_says_so(testdata: Path, tmp_path: Path) -> None:
