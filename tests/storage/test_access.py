@@ -73,3 +73,17 @@ def test_local_urls_and_process_defaults_need_no_completion(process_settings: In
     assert travelled.settings_for("/tmp/file").s3.access_key_id is None
     _store, key = travelled.open("mem://bucket/k")
     assert key == "k"
+
+
+def test_workers_complete_executor_settings_only_from_the_same_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtremehub.compute.backends._engine import worker_settings
+
+    monkeypatch.delenv("XHUB_CONFIG", raising=False)
+    monkeypatch.setenv("XHUB_S3_ENDPOINT_URL", A)
+    monkeypatch.setenv("XHUB_S3_ACCESS_KEY_ID", "ka")
+    monkeypatch.setenv("XHUB_S3_SECRET_ACCESS_KEY", "ka-secret")
+    same = worker_settings(Settings(s3=_s3(A), log_level="DEBUG"))
+    other = worker_settings(Settings(s3=_s3(B), log_level="DEBUG"))
+    assert same.s3.access_key_id == "ka"
+    assert other.s3.endpoint_url == B
+    assert other.s3.access_key_id is None  # A's key stays away from B

@@ -67,6 +67,8 @@ def ship_settings(settings: Settings) -> Settings:
 def _fill(section: S3Settings, source: S3Settings) -> S3Settings:
     if section.has_credentials:
         return section  # credentials came with the settings (a backend that ships them): keep them
+    if source.endpoint_url is not None and source.endpoint_url != section.endpoint_url:
+        return section  # a key configured for another endpoint is never sent to this one
     return dataclasses.replace(
         section,
         access_key_id=source.access_key_id,
