@@ -39,6 +39,39 @@ def s3_bucket(seaweedfs: SeaweedFS, s3_settings: Settings) -> str:
     return "xhub-test"
 
 
+#: A second S3 endpoint with credentials of its own (settings that must reach every read).
+SECOND_ADMIN = ("xhub-second-admin", "xhub-second-secret")
+SECOND_BUCKET = "xhub-second"
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_second() -> Iterator[SeaweedFS]:
+    """A second SeaweedFS server, its own credentials and bucket (:data:`SECOND_BUCKET`)."""
+    with SeaweedFS.start(admin=SECOND_ADMIN) as server:
+        S3Store(SECOND_BUCKET, server.settings().s3).create_bucket()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def second_endpoint_config(seaweedfs_second: SeaweedFS, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A worker config file (``XHUB_CONFIG``) giving the second endpoint's bucket its credentials.
+
+    Engines start with it, as a real cluster's workers are configured; the test process
+    itself never reads it.
+    """
+    s3 = seaweedfs_second.settings().s3
+    path = tmp_path_factory.mktemp("worker-config") / "config.toml"
+    path.write_text(
+        f"[s3.buckets.{SECOND_BUCKET}]\n"
+        f'endpoint_url = "{s3.endpoint_url}"\n'
+        'region = "us-east-1"\n'
+        'addressing_style = "path"\n'
+        f'access_key_id = "{SECOND_ADMIN[0]}"\n'
+        f'secret_access_key = "{SECOND_ADMIN[1]}"\n'
+    )
+    return path
+
+
 @pytest.fixture
 def s3_root(s3_bucket: str) -> str:
     """A unique, empty prefix in the session bucket."""

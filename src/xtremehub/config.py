@@ -53,10 +53,13 @@ __all__ = [
     "S3Settings",
     "Settings",
     "TelemetrySettings",
+    "configured_settings",
     "default_config_path",
     "default_settings",
     "use_process_settings",
 ]
+
+_SECRETS = ("access_key_id", "secret_access_key", "session_token")
 
 AddressingStyle = Literal["auto", "path", "virtual"]
 StartMethod = Literal["fork", "forkserver", "spawn"]
@@ -79,6 +82,15 @@ class S3Settings:
     multipart_chunksize: int = 16 * 1024 * 1024
     max_concurrency: int = 32
     list_page_size: int = 1000  # keys per LIST request (S3 caps it at 1000)
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether an access key, secret or session token is set."""
+        return any(getattr(self, name) is not None for name in _SECRETS)
+
+    def without_secrets(self) -> S3Settings:
+        """A copy with no credential: what may travel to other processes."""
+        return dataclasses.replace(self, access_key_id=None, secret_access_key=None, session_token=None)
 
     def __post_init__(self) -> None:
         if self.addressing_style not in ("auto", "path", "virtual"):
@@ -156,6 +168,18 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+    def without_secrets(self) -> Settings:
+        """A copy with every S3 credential removed (global and per bucket): what travels to workers.
+
+        Example:
+            >>> s = Settings(s3=S3Settings(endpoint_url="http://s3:8333", secret_access_key="x"))
+            >>> s.without_secrets().s3.secret_access_key is None, s.without_secrets().s3.endpoint_url
+            (True, 'http://s3:8333')
+        """
+        return self.replace(
+            s3=self.s3.without_secrets(), buckets={b: s.without_secrets() for b, s in self.buckets.items()}
+        )
 
     def __reduce__(self) -> tuple[object, ...]:
         # mappingproxy is not picklable; rebuild from a plain dict.
@@ -373,10 +397,19 @@ def use_process_settings(settings: Settings | None) -> None:
 
 def default_settings() -> Settings:
     """This process's settings: those given to :func:`use_process_settings`, else
-    :meth:`Settings.load` (re-read when ``XHUB_*``/``AWS_*`` variables change)."""
-    global _loaded
+    :func:`configured_settings`."""
     if _process_settings is not None:
         return _process_settings
+    return configured_settings()
+
+
+def configured_settings() -> Settings:
+    """What this process's own configuration says (:meth:`Settings.load`), whatever
+    :func:`use_process_settings` installed; re-read when ``XHUB_*``/``AWS_*`` variables change.
+
+    Workers look up credentials here that their executor did not ship.
+    """
+    global _loaded
     snapshot = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("XHUB_", "AWS_"))))
     if _loaded is None or _loaded[0] != snapshot:
         _loaded = (snapshot, Settings.load())

@@ -24,6 +24,7 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── CorruptData             (ValueError)   bad compression or structure, names offset
     │   │   ├── TruncatedData
     │   │   └── MalformedRecord
+    │   ├── UnsupportedData         (ValueError)   valid, but a variant the connector cannot read
     │   ├── StaleIndex                             object changed since preprocess()
     │   └── NotPreprocessed
     └── StreamError
@@ -103,6 +104,7 @@ __all__ = [
     "TaskTimeout",
     "TransactionFailed",
     "TruncatedData",
+    "UnsupportedData",
     "UnsupportedURL",
     "WorkerDied",
     "XHubError",
@@ -248,6 +250,23 @@ class StaleIndex(ConnectorError):
 
 class NotPreprocessed(ConnectorError):
     """``partition()`` needs an index: run ``preprocess()`` first."""
+
+
+class UnsupportedData(ConnectorError, ValueError):
+    """The object is valid but uses a variant of its format the connector cannot read
+    (for example a LAZ file from LASzip 1.x, which has no chunk table); the message says which.
+
+    Attributes:
+        url: the object.
+        offset: where the variant is declared (byte offset).
+    """
+
+    def __init__(self, url: str, offset: int, detail: str) -> None:
+        self.url, self.offset, self.detail = url, offset, detail
+        super().__init__(f"{url}: {detail} (at byte {offset})")
+
+    def __reduce__(self) -> tuple[object, ...]:  # raised on workers: must survive pickling
+        return (type(self), (self.url, self.offset, self.detail))
 
 
 # --- streams ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from xtremehub.errors import ConfigError, MissingDependency, PluginNotFound
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "install_hint", "require_extra"]
 
 T = TypeVar("T")
 
@@ -73,7 +73,37 @@ class Registry(Generic[T]):
                 module = importlib.import_module(module_name)
             except ImportError as exc:
                 hint = entry.install_hint or f"install the package providing {module_name}"
-                raise MissingDependency(f"{self.kind} {name!r} needs {exc.name}: {hint}") from exc
+                raise MissingDependency(f"{self.kind} {name!r} needs {exc.name}: {hint}", name=exc.name) from exc
             entry.target = getattr(module, attr)
         plugin: T = entry.target
         return plugin
+
+
+def install_hint(extra: str) -> str:
+    """How to install one of XtremeHub's extras.
+
+    Example:
+        >>> install_hint("geo")
+        "pip install 'xtremehub[geo]'"
+    """
+    return f"pip install 'xtremehub[{extra}]'"
+
+
+def require_extra(feature: str, extra: str, *modules: str) -> None:
+    """Import ``modules`` or raise :class:`MissingDependency` naming the extra that installs them.
+
+    Example:
+        >>> require_extra("the point-cloud connectors", "geo", "json")
+        >>> require_extra("the point-cloud connectors", "geo", "no_such_module_xhub")
+        Traceback (most recent call last):
+        ...
+        xtremehub.errors.MissingDependency: the point-cloud connectors: no_such_module_xhub is not installed; \
+pip install 'xtremehub[geo]'
+    """
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise MissingDependency(
+                f"{feature}: {module} is not installed; {install_hint(extra)}", name=module
+            ) from exc

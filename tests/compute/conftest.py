@@ -1,8 +1,10 @@
 """Engines for the backend tests, each started once per session on this machine.
 
 Each engine starts with the SeaweedFS test server's ``XHUB_S3_*`` variables in
-its environment, as a real cluster's workers would be configured: executors
-ship their settings without secrets, and workers complete them from there.
+its environment, and a config file (``XHUB_CONFIG``) with the second test
+endpoint's bucket table, as a real cluster's workers would be configured:
+executors and slices ship their settings without secrets, and workers complete
+them from there.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,19 +38,19 @@ def environ(extra: Mapping[str, str]) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def ray_engine(seaweedfs: SeaweedFS) -> Iterator[Any]:
+def ray_engine(seaweedfs: SeaweedFS, second_endpoint_config: Path) -> Iterator[Any]:
     """A local Ray instance (2 CPUs, no dashboard) shared by all Ray tests."""
     import ray
 
     quiet = {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-    with environ({**seaweedfs.env(), **quiet}):
+    with environ({**seaweedfs.env(), "XHUB_CONFIG": str(second_endpoint_config), **quiet}):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 
 
 @pytest.fixture(scope="session")
-def dask_client(seaweedfs: SeaweedFS) -> Iterator[Any]:
+def dask_client(seaweedfs: SeaweedFS, second_endpoint_config: Path) -> Iterator[Any]:
     """A process-based dask.distributed LocalCluster (2 single-threaded workers) and its client."""
     import dask
     from distributed import Client, LocalCluster
@@ -56,7 +59,7 @@ def dask_client(seaweedfs: SeaweedFS) -> Iterator[Any]:
     for name in ("distributed.scheduler", "distributed.nanny", "distributed.worker", "distributed.core"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     with (
-        environ(seaweedfs.env()),
+        environ({**seaweedfs.env(), "XHUB_CONFIG": str(second_endpoint_config)}),
         dask.config.set(
             {
                 "distributed.scheduler.allowed-failures": 0,

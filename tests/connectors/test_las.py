@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import struct
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from xtremehub import storage
 from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.pointcloud import COPC, LAS, Grid, chunk_table, partition_grid, partition_points
-from xtremehub.errors import ConfigError, CorruptData, TruncatedData
+from xtremehub.errors import ConfigError, CorruptData, TruncatedData, UnsupportedData
 
 FILES = ["simple.las", "simple.laz", "test1_4.las", "autzen_trim.laz", "simple.copc.laz", "lone-star.copc.laz"]
 COPC_FILES = ["simple.copc.laz", "lone-star.copc.laz"]
@@ -256,3 +257,47 @@ def test_wrong_format_and_options(testdata: Path, tmp_path: Path) -> None:
         co.partition(partition_points, num_batches=0)
     with pytest.raises(ConfigError, match="at least 1 x 1"):
         co.partition(partition_grid, cols=0, rows=2)
+
+
+def _as_laszip_1_2(laz: bytes, las: bytes) -> bytes:
+    """``laz`` relabelled as LASzip 1.2r0's pointwise output (made here: no such file is in tests/data).
+
+    LASzip 1.x compressed point by point (LASzip VLR ``compressor`` 1, version fields 1.2r0) and
+    wrote no chunk table: its point data starts with the first point stored raw. So the VLR's
+    preamble (compressor, coder, major, minor, revision) is patched and the 8 bytes where LASzip
+    >= 2 keeps the chunk-table offset get the first point's raw X and Y, which read as an offset
+    are the nonsense the old error reported.
+    """
+    data = bytearray(laz)
+    header = laspy.LasHeader.read_from(io.BytesIO(laz))
+    record = laz.find(b"laszip encoded") - 2 + 54
+    assert struct.unpack_from("<HHBBH", data, record)[0] == 2  # a chunked LASzip 2+ file to start from
+    struct.pack_into("<HHBBH", data, record, 1, 0, 1, 2, 0)
+    first_point = las[laspy.LasHeader.read_from(io.BytesIO(las)).offset_to_point_data :][:8]
+    data[header.offset_to_point_data : header.offset_to_point_data + 8] = first_point
+    return bytes(data)
+
+
+def test_a_laz_from_laszip_1_2_is_named_as_an_unsupported_version(testdata: Path, tmp_path: Path) -> None:
+    old = tmp_path / "laszip12.laz"
+    las = testdata / "las"
+    old.write_bytes(_as_laszip_1_2((las / "simple.laz").read_bytes(), (las / "simple.las").read_bytes()))
+    (nonsense,) = struct.unpack_from("<q", old.read_bytes(), 333)
+    assert not 0 <= nonsense <= old.stat().st_size  # what used to be reported as a chunk-table offset
+    expected = r"LASzip 1\.2r0 with the 'pointwise' compressor is not supported"
+    with pytest.raises(UnsupportedData, match=expected) as info:
+        _open(old, tmp_path)
+    assert "chunk table offset" not in str(info.value)
+    assert "re-compress it with LASzip >= 2.0" in str(info.value)
+    assert info.value.url == str(old)
+    assert old.read_bytes()[info.value.offset - 54 + 2 :].startswith(b"laszip encoded")  # names the VLR
+    assert str(pickle.loads(pickle.dumps(info.value))) == str(info.value)  # raised on workers too
+
+
+def test_a_laz_whose_writer_stopped_before_the_chunk_table_says_so(testdata: Path, tmp_path: Path) -> None:
+    raw = bytearray((testdata / "las" / "simple.laz").read_bytes())
+    struct.pack_into("<q", raw, 333, 333)  # LASzip's mark: the offset points at itself
+    bad = tmp_path / "stopped.laz"
+    bad.write_bytes(bytes(raw))
+    with pytest.raises(CorruptData, match="interrupted before it wrote the chunk table"):
+        _open(bad, tmp_path)

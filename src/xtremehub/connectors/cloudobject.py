@@ -21,6 +21,7 @@ from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
 from xtremehub.connectors.registry import format_class
 from xtremehub.errors import ConfigError, NotPreprocessed, ObjectNotFound, StaleIndex
 from xtremehub.storage import ObjectInfo
+from xtremehub.storage.access import StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.compute import FunctionExecutor
@@ -72,6 +73,11 @@ class CloudObject:
             return self._metadata_url
         head, sep, name = self.url.rpartition("/")
         return f"{head}{sep}.xhub/{name}.{self.format.name}.xhidx"
+
+    @property
+    def access(self) -> StoreAccess:
+        """The object's settings as slices carry them to workers (without credentials)."""
+        return StoreAccess(self.settings)
 
     @cached_property
     def info(self) -> ObjectInfo:

@@ -13,6 +13,7 @@ from xtremehub.connectors.formats.geo.las_slice import PointCloudSlice
 from xtremehub.connectors.formats.geo.pointcloud_grid import Grid
 from xtremehub.connectors.formats.geo.pointcloud_raster import (
     TerrainModel,
+    bin_extremes,
     cell_extremes,
     merge_extremes,
     terrain_model,
@@ -24,6 +25,7 @@ __all__ = [
     "Grid",
     "PointCloudSlice",
     "TerrainModel",
+    "bin_extremes",
     "cell_extremes",
     "chunk_table",
     "merge_extremes",

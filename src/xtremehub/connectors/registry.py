@@ -1,6 +1,9 @@
 """Formats by name: built-ins listed lazily, third parties via ``register_format`` or the
 ``xtremehub.formats`` entry-point group (``name = "package.module:FormatClass"``).
 
+Built-ins are found at their public path, ``xtremehub.connectors.<family>:<Class>``; the
+formats that need an extra (``cog``, ``las``, ``copc``: ``geo``) carry its install hint.
+
 Example:
     >>> from xtremehub.connectors.registry import format_class, known_formats
     >>> "fastq_gzip" in known_formats()
@@ -12,7 +15,7 @@ Example:
 from __future__ import annotations
 
 from xtremehub.connectors.base import Format
-from xtremehub.plugins import Registry
+from xtremehub.plugins import Registry, install_hint
 
 __all__ = ["FORMATS", "format_class", "known_formats", "register_format"]
 
@@ -20,15 +23,15 @@ FORMATS: Registry[type[Format]] = Registry(
     "format",
     "xtremehub.formats",
     {
-        "fastq_gzip": "xtremehub.connectors.formats.genomics.fastq_gzip:FASTQGZip",
-        "fasta": "xtremehub.connectors.formats.genomics.fasta:FASTA",
-        "vcf": "xtremehub.connectors.formats.genomics.vcf:VCF",
-        "text": "xtremehub.connectors.formats.text.text:Text",
-        "csv": "xtremehub.connectors.formats.text.text:CSV",
-        "cog": "xtremehub.connectors.formats.geo.cog:COG",
-        "imzml": "xtremehub.connectors.formats.imaging.imzml:ImzML",
-        "las": "xtremehub.connectors.formats.geo.las:LAS",
-        "copc": "xtremehub.connectors.formats.geo.las:COPC",
+        "fastq_gzip": "xtremehub.connectors.genomics:FASTQGZip",
+        "fasta": "xtremehub.connectors.genomics:FASTA",
+        "vcf": "xtremehub.connectors.genomics:VCF",
+        "text": "xtremehub.connectors.text:Text",
+        "csv": "xtremehub.connectors.text:CSV",
+        "cog": ("xtremehub.connectors.raster:COG", install_hint("geo")),
+        "imzml": "xtremehub.connectors.imaging:ImzML",
+        "las": ("xtremehub.connectors.pointcloud:LAS", install_hint("geo")),
+        "copc": ("xtremehub.connectors.pointcloud:COPC", install_hint("geo")),
     },
 )
 

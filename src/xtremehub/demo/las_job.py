@@ -28,8 +28,15 @@ import numpy as np
 from xtremehub.compute import FunctionExecutor
 from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
-from xtremehub.connectors.formats.geo.pointcloud_raster import bin_extremes, merge_extremes
-from xtremehub.connectors.pointcloud import LAS, PointCloudSlice, TerrainModel, partition_points, terrain_model
+from xtremehub.connectors.pointcloud import (
+    LAS,
+    PointCloudSlice,
+    TerrainModel,
+    bin_extremes,
+    merge_extremes,
+    partition_points,
+    terrain_model,
+)
 
 __all__ = ["LasReport", "ground_height", "run_las_demo", "write_synthetic_laz"]
 

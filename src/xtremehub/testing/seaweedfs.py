@@ -79,6 +79,8 @@ class SeaweedFS:
     data_dir: Path
     process: subprocess.Popen[bytes]
     _owns_dir: bool = field(default=True, repr=False)
+    #: the read/write identity's access key and secret
+    admin: tuple[str, str] = field(default=(ADMIN_KEY, ADMIN_SECRET), repr=False)
 
     @property
     def endpoint_url(self) -> str:
@@ -86,7 +88,7 @@ class SeaweedFS:
 
     def settings(self, *, read_only: bool = False, timeout: float = 10.0, max_retries: int = 2) -> Settings:
         """XtremeHub settings that point every ``s3://`` URL at this server."""
-        key, secret = (READER_KEY, READER_SECRET) if read_only else (ADMIN_KEY, ADMIN_SECRET)
+        key, secret = (READER_KEY, READER_SECRET) if read_only else self.admin
         return Settings(
             s3=S3Settings(
                 endpoint_url=self.endpoint_url,
@@ -105,19 +107,25 @@ class SeaweedFS:
         return {
             "XHUB_S3_ENDPOINT_URL": self.endpoint_url,
             "XHUB_S3_REGION": "us-east-1",
-            "XHUB_S3_ACCESS_KEY_ID": ADMIN_KEY,
-            "XHUB_S3_SECRET_ACCESS_KEY": ADMIN_SECRET,
+            "XHUB_S3_ACCESS_KEY_ID": self.admin[0],
+            "XHUB_S3_SECRET_ACCESS_KEY": self.admin[1],
             "XHUB_S3_ADDRESSING_STYLE": "path",
         }
 
     @classmethod
     def start(
-        cls, data_dir: Path | None = None, *, ready_timeout: float = 60.0, s3_port: int | None = None
+        cls,
+        data_dir: Path | None = None,
+        *,
+        ready_timeout: float = 60.0,
+        s3_port: int | None = None,
+        admin: tuple[str, str] = (ADMIN_KEY, ADMIN_SECRET),
     ) -> SeaweedFS:
         """Start a server on free loopback ports and wait until S3 answers.
 
         Give the ``data_dir`` and ``s3_port`` of a stopped server to restart it with its data
-        at the same endpoint (outage tests).
+        at the same endpoint (outage tests); ``admin`` (access key, secret) to give a second
+        server credentials of its own.
         """
         owns = data_dir is None
         root = Path(tempfile.mkdtemp(prefix="xhub-seaweedfs-")) if data_dir is None else data_dir
@@ -125,7 +133,7 @@ class SeaweedFS:
         identities = [
             {
                 "name": "admin",
-                "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
+                "credentials": [{"accessKey": admin[0], "secretKey": admin[1]}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"],
             },
             {
@@ -163,7 +171,7 @@ class SeaweedFS:
         logfile = open(root / "weed.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
         logfile.close()
-        server = cls(ports["s3"], root, process, owns)
+        server = cls(ports["s3"], root, process, owns, admin)
         try:
             server._wait_ready(ready_timeout)
         except BaseException:

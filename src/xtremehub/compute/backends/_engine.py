@@ -53,25 +53,22 @@ __all__ = ["EngineBackend", "run_remote", "ship_settings", "worker_settings"]
 
 log = logging.getLogger(__name__)
 
-_SECRETS = ("access_key_id", "secret_access_key", "session_token")
 _FUNCTION_CACHE = 16  # jobs whose unpickled function a worker process keeps
 
 
 # ---------------------------------------------------------------------------------------
 # settings: shipped without secrets, completed on the worker
 # ---------------------------------------------------------------------------------------
-def _strip(section: S3Settings) -> S3Settings:
-    return dataclasses.replace(section, access_key_id=None, secret_access_key=None, session_token=None)
-
-
 def ship_settings(settings: Settings) -> Settings:
     """``settings`` without any S3 credential: what travels to remote workers."""
-    return settings.replace(s3=_strip(settings.s3), buckets={b: _strip(s) for b, s in settings.buckets.items()})
+    return settings.without_secrets()
 
 
 def _fill(section: S3Settings, source: S3Settings) -> S3Settings:
-    if any(getattr(section, name) is not None for name in _SECRETS):
+    if section.has_credentials:
         return section  # credentials came with the settings (a backend that ships them): keep them
+    if source.endpoint_url is not None and source.endpoint_url != section.endpoint_url:
+        return section  # a key configured for another endpoint is never sent to this one
     return dataclasses.replace(
         section,
         access_key_id=source.access_key_id,

@@ -9,7 +9,7 @@ Example:
     >>> import numpy as np, tifffile, io
     >>> from xtremehub import storage
     >>> from xtremehub.connectors import CloudObject
-    >>> from xtremehub.connectors.formats.geo.cog import COG
+    >>> from xtremehub.connectors.raster import COG
     >>> red = np.full((40, 40), 10, dtype="uint8"); nir = np.full((40, 40), 30, dtype="uint8")
     >>> buf = io.BytesIO()
     >>> tifffile.imwrite(buf, np.stack([red, nir]), tile=(16, 16), planarconfig="separate")

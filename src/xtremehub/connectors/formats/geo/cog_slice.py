@@ -15,7 +15,7 @@ Example:
     >>> import numpy as np, tifffile, io
     >>> from xtremehub import storage
     >>> from xtremehub.connectors import CloudObject
-    >>> from xtremehub.connectors.formats.geo.cog import COG
+    >>> from xtremehub.connectors.raster import COG
     >>> pixels = np.arange(40 * 50, dtype="uint16").reshape(40, 50)
     >>> buf = io.BytesIO()
     >>> tifffile.imwrite(buf, pixels, tile=(16, 16), compression="zlib")
@@ -42,13 +42,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xtremehub import storage
 from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.formats.geo.cog_georef import GeoReference
 from xtremehub.connectors.formats.geo.cog_header import HeaderReader, merge_ranges
 from xtremehub.connectors.formats.geo.cog_layout import IndexView, Level, open_level, parse_tiff
 from xtremehub.errors import ConfigError, CorruptData, TruncatedData
 from xtremehub.storage import Store
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.connectors.cloudobject import CloudObject
@@ -63,12 +63,12 @@ _THREADED_FROM = 4  # blocks per window from which decoding uses threads
 
 @functools.lru_cache(maxsize=16)
 def _decoder(
-    url: str, size: int, level: int, mask_page: int, header: tuple[tuple[int, bytes], ...]
+    url: str, size: int, level: int, mask_page: int, header: tuple[tuple[int, bytes], ...], access: StoreAccess
 ) -> tuple[Any, bytes | None]:
     """tifffile's decode function (and JPEG tables) for ``level`` (or a mask page), from the header
     bytes in the slice. Cached per process: the windows of one object a worker evaluates share one parse.
     """
-    store, key = storage.open_store(url)
+    store, key = access.open(url)
     reader = HeaderReader(store, key, size, known=header, offline=True)
     with parse_tiff(reader, url, size) as tif:
         page = open_level(tif, level, mask_page)
@@ -133,6 +133,8 @@ class COGSlice(DataSlice):
     #: the level's internal mask (GDAL's per-dataset mask) and its blocks covering the window
     mask: Level | None = None
     mask_blocks: tuple[tuple[int, int, int], ...] = ()
+    #: the object's settings (they travel to workers without credentials)
+    access: StoreAccess = PROCESS_DEFAULTS
 
     @property
     def byte_count(self) -> int:
@@ -167,7 +169,7 @@ class COGSlice(DataSlice):
     def _read(self, store: Store, key: str, lv: Level, blocks: Sequence[tuple[int, int, int]], out: np.ndarray) -> int:
         """Fetch, decode and place ``blocks`` of ``lv`` into ``out``; returns the bytes fetched."""
         raw, fetched = self._fetch(store, key, lv, blocks)
-        decode, tables = _decoder(self.url, self.object_size, lv.level, lv.page, self.header)
+        decode, tables = _decoder(self.url, self.object_size, lv.level, lv.page, self.header, self.access)
         offsets = {seg: off for seg, off, _ in blocks}
 
         def one(seg: int) -> tuple[Any, Any]:
@@ -190,7 +192,7 @@ class COGSlice(DataSlice):
         return fetched
 
     def get(self) -> RasterWindow:
-        store, key = storage.open_store(self.url)
+        store, key = self.access.open(self.url)
         lv = self.level
         fill = self.nodata if self.nodata is not None else 0
         out = np.full((lv.bands, self.height, self.width), fill, dtype=np.dtype(lv.dtype))
@@ -293,6 +295,7 @@ def partition_grid(
                     coalesce_gap,
                     mask[0] if mask else None,
                     _mask_blocks(mask, top, left, height, width) if mask else (),
+                    co.access,
                 )
             )
     return slices

@@ -14,7 +14,7 @@ Example:
     >>> import numpy as np
     >>> from xtremehub import storage
     >>> from xtremehub.connectors import CloudObject
-    >>> from xtremehub.connectors.formats.geo.cog import COG
+    >>> from xtremehub.connectors.raster import COG
     >>> g = GeoReference((30.0, 0.0, 500000.0, 0.0, -30.0, 4000000.0), epsg=32630, width=600, height=500)
     >>> pixels = np.arange(600 * 500, dtype="float32").reshape(500, 600)
     >>> write_cog("mem://out/ramp.tif", pixels, g, tile=256)

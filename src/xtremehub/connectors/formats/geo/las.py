@@ -154,7 +154,7 @@ def partition_points(co: CloudObject, num_batches: int, max_level: int | None = 
     header, laszip, chunks = _parts(co)
 
     def make(runs: tuple[tuple[int, int, int], ...]) -> PointCloudSlice:
-        return PointCloudSlice(co.url, co.size, header, laszip, runs)
+        return PointCloudSlice(co.url, co.size, header, laszip, runs, access=co.access)
 
     if not co["compressed"]:
         if max_level is not None:
@@ -195,7 +195,7 @@ def partition_grid(co: CloudObject, cols: int, rows: int, max_level: int | None 
                 runs = _runs(chunks)
             else:
                 runs = _las_runs(co, 0, int(co["point_count"]))
-            out.append(PointCloudSlice(co.url, co.size, header, laszip, runs, (grid, col, row)))
+            out.append(PointCloudSlice(co.url, co.size, header, laszip, runs, (grid, col, row), co.access))
     return out
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from laspy.copc import CopcInfoVlr
 
 from xtremehub import storage
-from xtremehub.errors import CorruptData, TruncatedData
+from xtremehub.errors import CorruptData, TruncatedData, UnsupportedData
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
@@ -65,6 +65,7 @@ _ENTRY = np.dtype(
 _MIN_HEADER = 227  # LAS 1.0-1.2 header size; 1.3 and 1.4 are longer
 _FIRST_FETCH = 64 * 1024
 _MAX_PAGES = 1_000_000
+_VLR_HEADER = 54  # a VLR's header before its record: reserved, user id, record id, length, description
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def read_layout(url: str, size: int, settings: Settings | None = None) -> LasLay
     if not zip_vlrs:
         raise CorruptData(url, 104, "LAZ point format bit is set but there is no LASzip VLR")
     laszip_vlr = bytes(zip_vlrs[0].record_data_bytes())
+    _check_laszip_version(url, laszip_vlr, _vlr_offset(header_bytes))
     try:
         laz_vlr = lazrs.LazVlr(laszip_vlr)
     except lazrs.LazrsError as exc:
@@ -168,12 +170,47 @@ def read_layout(url: str, size: int, settings: Settings | None = None) -> LasLay
     return LasLayout(header_bytes, True, laszip_vlr, chunks, copc)
 
 
+#: LASzip VLR ``compressor`` codes (LASzip's laszip.hpp).
+_COMPRESSORS = {0: "none", 1: "pointwise", 2: "pointwise chunked", 3: "layered chunked"}
+_CHUNKED = (2, 3)
+
+
+def _vlr_offset(header_bytes: bytes) -> int:
+    """Byte offset of the LASzip VLR's record (for error messages; 0 if not found)."""
+    at = header_bytes.find(b"laszip encoded")
+    return at - 2 + _VLR_HEADER if at >= 2 else 0
+
+
+def _check_laszip_version(url: str, vlr: bytes, offset: int) -> None:
+    """Refuse LAZ variants without a chunk table, naming the LASzip version that wrote them.
+
+    LASzip 1.x (e.g. "1.2r0") compressed point by point (``compressor`` 1): the point data
+    holds no chunk-table offset and no chunks, so nothing can be read independently. The
+    8 bytes read as that offset would be the first point's coordinates (a nonsense offset).
+    """
+    if len(vlr) < 8:
+        raise CorruptData(url, offset, f"the LASzip VLR holds {len(vlr)} bytes, fewer than its 8-byte preamble")
+    compressor, _coder, major, minor, revision = struct.unpack_from("<HHBBH", vlr)
+    if compressor in _CHUNKED:
+        return
+    kind = _COMPRESSORS.get(compressor, f"unknown ({compressor})")
+    raise UnsupportedData(
+        url,
+        offset,
+        f"LAZ written by LASzip {major}.{minor}r{revision} with the {kind!r} compressor is not supported: "
+        f"it has no chunk table, so its points cannot be read in independent parts; "
+        f"re-compress it with LASzip >= 2.0 (e.g. `laszip -i in.laz -o out.laz`, PDAL or laspy)",
+    )
+
+
 def _laszip_chunks(
     url: str, size: int, settings: Settings | None, laz_vlr: lazrs.LazVlr, start: int, total: int
 ) -> np.ndarray[Any, np.dtype[Any]]:
     (table_offset,) = struct.unpack("<q", _fetch(url, start, start + 8, size, settings, "the chunk table offset"))
     if table_offset == -1:  # written at the very end by streaming LASzip writers
         (table_offset,) = struct.unpack("<q", _fetch(url, size - 8, size, size, settings, "the chunk table offset"))
+    if table_offset == start:  # LASzip's mark of a writer stopped before it wrote the table
+        raise CorruptData(url, start, "the LASzip writer was interrupted before it wrote the chunk table")
     if not start + 8 <= table_offset <= size - 8:
         raise CorruptData(url, start, f"chunk table offset {table_offset} is outside the object (size {size})")
     _version, count = struct.unpack("<II", _fetch(url, table_offset, table_offset + 8, size, settings, "chunk table"))

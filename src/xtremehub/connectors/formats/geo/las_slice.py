@@ -38,7 +38,7 @@ from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.formats.geo.las_layout import parse_header
 from xtremehub.connectors.formats.geo.pointcloud_grid import Grid
 from xtremehub.errors import CorruptData, TruncatedData
-from xtremehub.storage import open_store
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 __all__ = ["PointCloudSlice"]
 
@@ -54,7 +54,8 @@ class PointCloudSlice(DataSlice):
     """Points of ``runs`` (``(byte offset, byte size, point count)``: LASzip chunks, or LAS record spans).
 
     With ``tile = (grid, col, row)`` only the points that the grid assigns to that cell are kept.
-    ``header_bytes`` (the object's header and VLRs) let any worker rebuild the point format.
+    ``header_bytes`` (the object's header and VLRs) let any worker rebuild the point format;
+    ``access`` holds the object's settings (see :class:`~xtremehub.storage.access.StoreAccess`).
     """
 
     url: str
@@ -63,6 +64,8 @@ class PointCloudSlice(DataSlice):
     laszip_vlr: bytes  # b"" for uncompressed LAS
     runs: tuple[tuple[int, int, int], ...]
     tile: tuple[Grid, int, int] | None = None
+    #: the object's settings (they travel to workers without credentials)
+    access: StoreAccess = PROCESS_DEFAULTS
 
     @property
     def compressed(self) -> bool:
@@ -116,7 +119,7 @@ class PointCloudSlice(DataSlice):
             else:
                 merged.append([off, off + nbytes])
         parts = [(a, min(a + _PART, end)) for start, end in merged for a in range(start, end, _PART)]
-        store, key = open_store(self.url)
+        store, key = self.access.open(self.url)
         blobs = store.get_ranges(key, parts)
         for (a, b), blob in zip(parts, blobs, strict=True):
             if len(blob) != b - a:

@@ -23,7 +23,7 @@ and :func:`partition_tiles` (rectangular tiles of the pixel grid).
 
 Example:
     >>> from xtremehub.connectors import CloudObject
-    >>> from xtremehub.connectors.formats.imaging.synthetic import write_synthetic_imzml
+    >>> from xtremehub.connectors.imaging import write_synthetic_imzml
     >>> ds = write_synthetic_imzml("mem://ms/tiny", width=4, height=3, n_mz=50)
     >>> co = CloudObject.from_path(ImzML, ds.imzml_url).preprocess()
     >>> co["num_spectra"], co["mode"], co["grid"], co["ibd_url"]
@@ -280,7 +280,8 @@ def spectra_table(co: CloudObject) -> Table:
 
 
 def _make(co: CloudObject, table: Table, indices: np.ndarray[Any, Any]) -> ImzMLSlice:
-    return ImzMLSlice(co.index.data["ibd_url"], table[indices].copy(), indices, co["mode"] == "continuous")
+    continuous = co["mode"] == "continuous"
+    return ImzMLSlice(co.index.data["ibd_url"], table[indices].copy(), indices, continuous, access=co.access)
 
 
 def partition_spectra(

@@ -24,7 +24,7 @@ import numpy as np
 from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.formats.imaging.imzml_xml import DTYPES
 from xtremehub.errors import TruncatedData
-from xtremehub.storage import open_store
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 __all__ = ["PART_SIZE", "ImzMLSlice", "Spectra", "plan_parts"]
 
@@ -121,6 +121,8 @@ class ImzMLSlice(DataSlice):
     indices: Array
     continuous: bool
     part_size: int = PART_SIZE
+    #: the dataset's settings (they travel to workers without credentials)
+    access: StoreAccess = PROCESS_DEFAULTS
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -145,7 +147,7 @@ class ImzMLSlice(DataSlice):
         """Fetch the slice's arrays: the parts (uint8) and, per (offset, bytes), where it lies."""
         spans = sorted({(o, b) for o, b, _ in self._spans()})
         parts, where = plan_parts(spans, self.part_size)
-        store, key = open_store(self.ibd_url)
+        store, key = self.access.open(self.ibd_url)
         data = store.get_ranges(key, parts) if parts else []
         for (start, end), got in zip(parts, data, strict=True):
             if len(got) != end - start:

@@ -8,8 +8,8 @@ spectrum are 0.
 
 Example:
     >>> from xtremehub.connectors import CloudObject
-    >>> from xtremehub.connectors.formats.imaging.imzml import ImzML
-    >>> from xtremehub.connectors.formats.imaging.synthetic import write_synthetic_imzml
+    >>> from xtremehub.connectors.imaging import ImzML
+    >>> from xtremehub.connectors.imaging import write_synthetic_imzml
     >>> ds = write_synthetic_imzml("mem://ion/a", width=4, height=3, n_mz=400, peaks=[300.0, 600.0])
     >>> co = CloudObject.from_path(ImzML, ds.imzml_url).preprocess()
     >>> result = ion_images(co, [300.0, 600.0], ppm=20000, strategy="tiles", tile_width=2)
