@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench-storage: $(VENV)/.installed-bench
 
 bench-executor: $(VENV)/.installed-bench
 	$(BIN)/python bench/executor_overhead.py
+
+bench-csv: $(VENV)/.installed-bench
+	$(BIN)/python bench/csv_index.py
 
 bench-cog: $(VENV)/.installed-bench
 	$(BIN)/python bench/cog_windows.py
