@@ -58,8 +58,9 @@ def dask_client(seaweedfs: SeaweedFS, second_endpoint_config: Path) -> Iterator[
     # A killed worker loses its in-memory results: Dask logs each lost key at WARNING.
     for name in ("distributed.scheduler", "distributed.nanny", "distributed.worker", "distributed.core"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    worker_env = {**seaweedfs.env(), "XHUB_CONFIG": str(second_endpoint_config)}
     with (
-        environ({**seaweedfs.env(), "XHUB_CONFIG": str(second_endpoint_config)}),
+        environ(worker_env),
         dask.config.set(
             {
                 "distributed.scheduler.allowed-failures": 0,
@@ -68,7 +69,11 @@ def dask_client(seaweedfs: SeaweedFS, second_endpoint_config: Path) -> Iterator[
             }
         ),
     ):
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+        # env=: the nannies live in this process and restart killed workers from its environment,
+        # which no longer holds worker_env once the block ends; they must keep it.
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0", env=worker_env
+        )
         client = Client(cluster, set_as_default=False)
     yield client
     client.close()
