@@ -686,7 +686,7 @@ class FunctionExecutor:
 
     def plot(
         self,
-        fs: ResponseFuture | Sequence[ResponseFuture] | None = None,
+        fs: ResponseFuture | Sequence[ResponseFuture] | str | os.PathLike[str] | None = None,
         dst: str | os.PathLike[str] | None = None,
         figsize: tuple[float, float] = (10.0, 6.0),
     ) -> tuple[str, str]:
@@ -698,6 +698,8 @@ class FunctionExecutor:
         """
         from xtremehub.compute.plots import plot_telemetry
 
+        if isinstance(fs, str | os.PathLike):  # plot("dir/"): XtremeHub's older order, never futures
+            fs, dst = None, fs
         summary = self.job_summary(fs)
         return plot_telemetry(summary.rows, "." if dst is None else dst, name=self.executor_id, settings=self.settings, figsize=figsize)
 

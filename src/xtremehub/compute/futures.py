@@ -159,12 +159,12 @@ class ResponseFuture:
         return f"{self.job_id}/{self.call_id:05d}"
 
     def status(
-        self, throw_except: bool = False, internal_storage: Any = None, check_only: bool = False
+        self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False
     ) -> str:
         """``new``, ``queued``, ``running``, ``success`` or ``error``.
 
-        With ``throw_except`` a failed call's exception is raised instead (as Lithops
-        does); ``internal_storage`` and ``check_only`` are accepted for Lithops code.
+        As in Lithops, a failed call's exception is raised unless ``throw_except`` is
+        false; ``internal_storage`` and ``check_only`` are accepted for Lithops code.
         """
         if throw_except and self._exception is not None:
             raise self._exception

@@ -117,7 +117,7 @@ def run_demo(
         seconds = time.perf_counter() - start
         n_workers = fexec.backend.workers
         telemetry = str(fexec.job_summary())
-        plots = fexec.plot(settings.home / "plots" / "demo")
+        plots = fexec.plot(dst=settings.home / "plots" / "demo")
     manifest = dataset.manifest
     checks = {
         "row count matches the generator": result["rows"] == manifest["rows"],
