@@ -20,8 +20,8 @@ import concurrent.futures as cf
 import inspect
 import itertools
 import logging
-import os
 import math
+import os
 import threading
 import time
 import uuid
@@ -34,7 +34,6 @@ from xtremehub.compute.backends import Backend, Job, create_backend
 from xtremehub.compute.futures import (
     ALL_COMPLETED,
     ALWAYS,
-    ANY_COMPLETED,
     FuturesList,
     ResponseFuture,
     Signal,
@@ -199,7 +198,9 @@ class FunctionExecutor:
         return Job(job_id, WithEnv(func, extra_env) if extra_env else func, timeout, dict(extra))
 
     def _new_future(self, job: Job, index: int, now: float, produce_output: bool = True) -> ResponseFuture:
-        future = ResponseFuture(job.job_id, index, self._signal, produce_output=produce_output, backend=self._backend.name)
+        future = ResponseFuture(
+            job.job_id, index, self._signal, produce_output=produce_output, backend=self._backend.name
+        )
         future._mark_queued(now)
         future._on_read = self._forget
         return future
@@ -517,6 +518,7 @@ class FunctionExecutor:
             self.storage.delete_cloudobjects(list(cs))
         elif clean_cloudobjects and self._storage is not None:
             self._storage.delete_executor_cloudobjects()
+
     # -- reports from the backend (any thread) -----------------------------------------------
     def _on_started(self, call: Call) -> None:
         tracked = self._tracked.get((call.job_id, call.call_id))
@@ -595,7 +597,7 @@ class FunctionExecutor:
         foreign = any(f._signal is not self._signal for f in futures)
 
         def finished() -> bool:
-            if code == ANY_COMPLETED or (code != ALL_COMPLETED and code != ALWAYS):
+            if code not in (ALL_COMPLETED, ALWAYS):  # ANY_COMPLETED or a percentage
                 return sum(f.done for f in futures) >= min(wanted, len(futures))
             if throw_except and errors_seen[0] != self._errors:
                 errors_seen[0] = self._errors
@@ -649,7 +651,9 @@ class FunctionExecutor:
         futures = self._select(fs)
         if fs is None:
             futures = [f for f in futures if f.produce_output and not f._read]
-        _, not_done = self.wait(futures, throw_except, ALL_COMPLETED, timeout=timeout, show_progressbar=show_progressbar)
+        _, not_done = self.wait(
+            futures, throw_except, ALL_COMPLETED, timeout=timeout, show_progressbar=show_progressbar
+        )
         if not_done:
             raise cf.TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
         results: list[Any] = []
@@ -701,7 +705,9 @@ class FunctionExecutor:
         if isinstance(fs, str | os.PathLike):  # plot("dir/"): XtremeHub's older order, never futures
             fs, dst = None, fs
         summary = self.job_summary(fs)
-        return plot_telemetry(summary.rows, "." if dst is None else dst, name=self.executor_id, settings=self.settings, figsize=figsize)
+        return plot_telemetry(
+            summary.rows, "." if dst is None else dst, name=self.executor_id, settings=self.settings, figsize=figsize
+        )
 
     def _write_telemetry_of(self, job_id: str, futures: Sequence[ResponseFuture]) -> None:
         """With ``settings.telemetry.dir`` set, have the job's records written there once it is done."""

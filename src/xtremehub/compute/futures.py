@@ -134,7 +134,8 @@ class ResponseFuture:
             "backend": self.backend,
             "produce_output": self.produce_output,
             "state": self._state,
-            "value": self._value,
+            "value": None if self._value is _UNSET else self._value,
+            "has_value": self._value is not _UNSET,
             "exception": self._exception,
             "outcome": self._outcome,
             "attempts": self._attempts,
@@ -150,7 +151,8 @@ class ResponseFuture:
             produce_output=state["produce_output"],
             backend=state["backend"],
         )
-        self._state, self._value, self._exception = state["state"], state["value"], state["exception"]
+        self._state, self._exception = state["state"], state["exception"]
+        self._value = state["value"] if state["has_value"] else _UNSET
         self._outcome, self._attempts, self._submit = state["outcome"], state["attempts"], state["submit"]
         self._result_size = state["result_size"]
 
@@ -158,9 +160,7 @@ class ResponseFuture:
     def call_key(self) -> str:
         return f"{self.job_id}/{self.call_id:05d}"
 
-    def status(
-        self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False
-    ) -> str:
+    def status(self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False) -> str:
         """``new``, ``queued``, ``running``, ``success`` or ``error``.
 
         As in Lithops, a failed call's exception is raised unless ``throw_except`` is
@@ -415,7 +415,7 @@ class FuturesList(list[ResponseFuture]):
         self.clear()
         self.extend(fs)
 
-    def map(self, map_function: Callable[..., Any], sync: bool = False, **kwargs: Any) -> FuturesList:  # type: ignore[override]
+    def map(self, map_function: Callable[..., Any], sync: bool = False, **kwargs: Any) -> FuturesList:
         """Chain a map over this list's results; returns this list, now holding the new futures."""
         fexec = self._executor()
         if sync:
@@ -435,9 +435,7 @@ class FuturesList(list[ResponseFuture]):
 
     def wait(self, **kwargs: Any) -> tuple[list[ResponseFuture], list[ResponseFuture]]:
         """Wait for every job of the chain."""
-        result: tuple[list[ResponseFuture], list[ResponseFuture]] = self._executor().wait(
-            self._all_futures(), **kwargs
-        )
+        result: tuple[list[ResponseFuture], list[ResponseFuture]] = self._executor().wait(self._all_futures(), **kwargs)
         return result
 
     def get_result(self, **kwargs: Any) -> Any:

@@ -47,7 +47,7 @@ _PATH_STYLE = frozenset({"minio", "ceph"})
 def load_yaml_config(config_filename: str) -> dict[str, Any]:
     """Read a Lithops YAML config file (needs PyYAML, which Lithops installs)."""
     try:
-        import yaml
+        import yaml  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - PyYAML comes with lithops
         from xtremehub.errors import MissingDependency
 

@@ -26,11 +26,12 @@ Example:
     ([1, 2], [])
 """
 
-# mypy: disable-error-code="no-untyped-def,no-untyped-call,type-arg,assignment"
+# mypy: disable-error-code="no-untyped-def,no-untyped-call,type-arg,assignment,arg-type"
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from collections.abc import Callable
+from typing import Any
 
 from xtremehub.compute.executor import FunctionExecutor
 from xtremehub.compute.futures import ResponseFuture
@@ -68,8 +69,8 @@ class RetryingFuture:
         response_future: ResponseFuture,
         map_function: Callable[..., Any],
         input: Any,
-        retries: Optional[int] = None,
-        **kwargs
+        retries: int | None = None,
+        **kwargs,
     ):
         """
         Initialize a RetryingFuture.
@@ -102,9 +103,7 @@ class RetryingFuture:
         Resubmits the map function with the same input, and takes the new
         activation as the future to follow from now on
         """
-        self.response_future = function_executor.map(
-            self.map_function, [self.input], **self.map_kwargs
-        )[0]
+        self.response_future = function_executor.map(self.map_function, [self.input], **self.map_kwargs)[0]
 
     def cancel(self):
         """
@@ -175,9 +174,7 @@ class RetryingFuture:
         :param internal_storage: Optional internal storage reference.
         :return: The result of the executed function.
         """
-        res = self.response_future.result(
-            throw_except=throw_except, internal_storage=internal_storage
-        )
+        res = self.response_future.result(throw_except=throw_except, internal_storage=internal_storage)
         self._reraise_if_error()
         return res
 
@@ -213,28 +210,24 @@ class RetryingFunctionExecutor:
     def _retries_to_use(self, retries):
         if retries is not None:
             return retries
-        return self.config.get('lithops', {}).get('retries', 0)
+        return self.config.get("lithops", {}).get("retries", 0)
 
     def map(
         self,
         map_function: Callable,
-        map_iterdata: List[Union[
-            List[Any], Tuple[Any, ...], Dict[str, Any]
-        ]],
-        chunksize: Optional[int] = None,
-        extra_args: Optional[Union[
-            List[Any], Tuple[Any, ...], Dict[str, Any]
-        ]] = None,
-        extra_env: Optional[Dict[str, str]] = None,
-        runtime_memory: Optional[int] = None,
-        obj_chunk_size: Optional[int] = None,
-        obj_chunk_number: Optional[int] = None,
-        obj_newline: Optional[str] = '\n',
-        timeout: Optional[int] = None,
-        include_modules: Optional[List[str]] = [],
-        exclude_modules: Optional[List[str]] = [],
-        retries: Optional[int] = None,
-    ) -> List[RetryingFuture]:
+        map_iterdata: list[list[Any] | tuple[Any, ...] | dict[str, Any]],
+        chunksize: int | None = None,
+        extra_args: list[Any] | tuple[Any, ...] | dict[str, Any] | None = None,
+        extra_env: dict[str, str] | None = None,
+        runtime_memory: int | None = None,
+        obj_chunk_size: int | None = None,
+        obj_chunk_number: int | None = None,
+        obj_newline: str | None = "\n",
+        timeout: int | None = None,
+        include_modules: list[str] | None = None,
+        exclude_modules: list[str] | None = None,
+        retries: int | None = None,
+    ) -> list[RetryingFuture]:
         """
         Spawn multiple function activations with automatic retry on failure.
 
@@ -269,7 +262,7 @@ class RetryingFunctionExecutor:
 
         retries_to_use = self._retries_to_use(retries)
 
-        map_kwargs = dict(
+        map_kwargs = dict(  # noqa: C408 - as in Lithops
             chunksize=chunksize,
             extra_args=extra_args,
             extra_env=extra_env,
@@ -295,7 +288,7 @@ class RetryingFunctionExecutor:
                 retries=retries_to_use,
                 **map_kwargs,
             )
-            for i, f in zip(map_iterdata, futures_list)
+            for i, f in zip(map_iterdata, futures_list, strict=False)
         ]
 
     def _split_done_and_retried(self, done, pending, lookup):
@@ -305,9 +298,7 @@ class RetryingFunctionExecutor:
         resubmitted, extending the lookup with every new response future
         """
         retrying_done = []
-        retrying_pending = [
-            lookup[response_future] for response_future in pending
-        ]
+        retrying_pending = [lookup[response_future] for response_future in pending]
 
         for response_future in done:
             retrying_future = lookup[response_future]
@@ -342,15 +333,15 @@ class RetryingFunctionExecutor:
 
     def wait(
         self,
-        fs: List[RetryingFuture],
-        throw_except: Optional[bool] = True,
-        return_when: Optional[Any] = ALL_COMPLETED,
-        download_results: Optional[bool] = False,
-        timeout: Optional[int] = None,
-        threadpool_size: Optional[int] = THREADPOOL_SIZE,
-        wait_dur_sec: Optional[int] = WAIT_DUR_SEC,
-        show_progressbar: Optional[bool] = True,
-    ) -> Tuple[List[RetryingFuture], List[RetryingFuture]]:
+        fs: list[RetryingFuture],
+        throw_except: bool | None = True,
+        return_when: Any | None = ALL_COMPLETED,
+        download_results: bool | None = False,
+        timeout: int | None = None,
+        threadpool_size: int | None = THREADPOOL_SIZE,
+        wait_dur_sec: int | None = WAIT_DUR_SEC,
+        show_progressbar: bool | None = True,
+    ) -> tuple[list[RetryingFuture], list[RetryingFuture]]:
         """
         Wait for a set of futures to complete, retrying any that fail.
 
@@ -382,22 +373,18 @@ class RetryingFunctionExecutor:
                 show_progressbar=show_progressbar,
             )
 
-            retrying_done, retrying_pending = self._split_done_and_retried(
-                done, pending, lookup
-            )
+            retrying_done, retrying_pending = self._split_done_and_retried(done, pending, lookup)
 
-            if self._wait_is_over(
-                return_when, retrying_done, retrying_pending
-            ):
+            if self._wait_is_over(return_when, retrying_done, retrying_pending):
                 return retrying_done, retrying_pending
 
     def clean(
         self,
-        fs: Optional[Union[ResponseFuture, List[ResponseFuture]]] = None,
-        cs: Optional[List[CloudObject]] = None,
-        clean_cloudobjects: Optional[bool] = True,
-        clean_fn: Optional[bool] = False,
-        force: Optional[bool] = False
+        fs: ResponseFuture | list[ResponseFuture] | None = None,
+        cs: list[CloudObject] | None = None,
+        clean_cloudobjects: bool | None = True,
+        clean_fn: bool | None = False,
+        force: bool | None = False,
     ):
         """
         Cleans up temporary files and objects related to this

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import uuid
@@ -68,7 +69,9 @@ class Storage:
         executor_id: str | None = None,
     ) -> None:
         if storage_config is None:
-            cfg = default_config(config_data=config or {}, config_overwrite={"lithops": {"storage": backend}} if backend else None)
+            cfg = default_config(
+                config_data=config or {}, config_overwrite={"lithops": {"storage": backend}} if backend else None
+            )
             storage_config = extract_storage_config(cfg)
         self.config = dict(storage_config)
         self.backend: str = self.config.get("backend", "localhost")
@@ -128,7 +131,10 @@ class Storage:
     def get_object(
         self, bucket: str, key: str, stream: bool = False, extra_get_args: dict[str, Any] | None = None
     ) -> Any:
-        """An object's bytes, or a file object with ``stream``; ``extra_get_args={'Range': 'bytes=a-b'}`` reads a range."""
+        """An object's bytes (a file object with ``stream``).
+
+        ``extra_get_args={'Range': 'bytes=first-last'}`` reads a range, as with Lithops.
+        """
         store = self._store(bucket)
         try:
             rng = (extra_get_args or {}).get("Range")
@@ -166,10 +172,8 @@ class Storage:
         return {"ResponseMetadata": {"HTTPStatusCode": 200}}
 
     def delete_object(self, bucket: str, key: str) -> None:
-        try:
+        with contextlib.suppress(ObjectNotFound):  # S3 (and Lithops) treat deleting a missing key as done
             self._store(bucket).delete(key)
-        except ObjectNotFound:
-            pass  # S3 (and Lithops) treat deleting a missing key as done
 
     def delete_objects(self, bucket: str, key_list: Iterable[str]) -> None:
         for key in key_list:
