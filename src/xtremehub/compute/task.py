@@ -107,8 +107,8 @@ def expand_args(
         (([1, 2],), {})
         >>> def total(a, *args, **kwargs):
         ...     return a + sum(args) + sum(kwargs.values())
-        >>> expand_args({"args": (1, 2), "kwargs": {"b": 4}}, func=total)
-        ((1, 2), {'b': 4})
+        >>> expand_args({"a": 1, "args": (2, 3), "kwargs": {"b": 4}}, func=total)
+        ((1, 2, 3), {'b': 4})
     """
     if isinstance(item, dict):
         args: tuple[Any, ...] = ()
@@ -148,7 +148,14 @@ def _spread_var_params(
                 f"and the args must be: {user}"
             )
     if var_pos is not None and var_pos in kwargs:
-        args = (*args, *(kwargs.pop(var_pos) or ()))
+        spread = tuple(kwargs.pop(var_pos) or ())
+        if not args:  # the named parameters before *args go positionally too (Lithops passes them by
+            # name, which Python refuses once *args is filled: "multiple values for argument")
+            for name, p in params.items():
+                if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD or name not in kwargs:
+                    break
+                args += (kwargs.pop(name),)
+        args = (*args, *spread)
     if var_kw is not None and var_kw in kwargs and isinstance(kwargs[var_kw], dict):
         kwargs = {**kwargs.pop(var_kw), **kwargs}
     return args, kwargs

@@ -113,7 +113,7 @@ def run_demo(
         start = time.perf_counter()
         reducer = fexec.map_reduce(count_variants, dataset.url, merge_counts, obj_chunk_number=n_parts)
         fexec.wait(show_progressbar=progress)
-        result = fexec.get_result(reducer)[0]
+        result = fexec.get_result(reducer)
         seconds = time.perf_counter() - start
         n_workers = fexec.backend.workers
         telemetry = str(fexec.job_summary())
