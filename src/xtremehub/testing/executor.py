@@ -96,6 +96,14 @@ def with_id(x: int, id: int) -> tuple[int, int]:
     return (id, x)
 
 
+def env_value(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def count_items(items: list[Any]) -> int:
+    return len(items)
+
+
 def read_size(url: str) -> int:
     return len(storage.get(url))
 
@@ -196,6 +204,21 @@ class ExecutorTests:
         assert fexec.get_result() == [1, 4, 9]
         fexec.map_reduce(square, [4, 5], total)
         assert fexec.get_result() == 41  # map outputs of map_reduce are not outputs; one result is not a list
+
+    def test_lithops_argument_shapes(self, fexec: FunctionExecutor) -> None:
+        assert fexec.get_result(fexec.map(count_items, [[1, 2], [3]])) == [2, 1]  # a list is one argument
+        assert fexec.get_result(fexec.map(add, [(1, 2), {"x": 3, "y": 4}])) == [3, 7]
+        envs = fexec.get_result(fexec.map(env_value, ["XHUB_CONFORMANCE"], extra_env={"XHUB_CONFORMANCE": "on"}))
+        assert envs == ["on"]
+        assert fexec.map(square, [2, 3]).map(square).get_result() == [16, 81]  # chained on the results
+
+    def test_futures_pickle_with_their_result(self, fexec: FunctionExecutor) -> None:
+        import pickle
+
+        future = fexec.call_async(square, 6)
+        future.result(timeout=60)
+        copy = pickle.loads(pickle.dumps(future))
+        assert (copy.done, copy.error, copy.result()) == (True, False, 36)
 
     # -- waiting -------------------------------------------------------------------------
     def test_wait_any_always_all(self, fexec: FunctionExecutor) -> None:
