@@ -46,7 +46,7 @@ from xtremehub.compute.summary import JobSummary
 from xtremehub.compute.task import Call, Outcome, WithEnv, expand_args
 from xtremehub.compute.telemetry import TaskTelemetry, TelemetryWriter
 from xtremehub.config import Settings, default_settings
-from xtremehub.errors import ConfigError, ExecutorClosed
+from xtremehub.errors import ConfigError, ExecutorClosed, StorageError
 
 __all__ = ["FunctionExecutor"]
 
@@ -517,7 +517,10 @@ class FunctionExecutor:
         if cs:
             self.storage.delete_cloudobjects(list(cs))
         elif clean_cloudobjects and self._storage is not None:
-            self._storage.delete_executor_cloudobjects()
+            try:
+                self._storage.delete_executor_cloudobjects()
+            except StorageError as exc:  # as Lithops: cleaning up never fails the program
+                log.warning("could not delete this executor's cloud objects: %s", exc)
 
     # -- reports from the backend (any thread) -----------------------------------------------
     def _on_started(self, call: Call) -> None:

@@ -75,7 +75,6 @@ class FunctionExecutor(_XHubExecutor):
             )
         storage_config = extract_storage_config(self._lithops_config)
         settings = settings_for(storage_config, settings)
-        kwargs.setdefault("retries", lithops_cfg.get("retries", 0))
         super().__init__(xhub_backend, max_workers=max_workers, settings=settings, **kwargs)
         self._storage = Storage(storage_config=storage_config, settings=self.settings, executor_id=self.executor_id)
 
