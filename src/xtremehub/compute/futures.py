@@ -207,7 +207,7 @@ class ResponseFuture:
     @property
     def futures(self) -> bool:
         """The call returned futures (of an executor it created); ``get_result`` resolves them."""
-        return self._state == _SUCCESS and bool(nested_futures(self.result()))
+        return self._state == _SUCCESS and bool(nested_futures(self._load_value()))
 
     def _wait(self, timeout: float | None) -> None:
         if not self.done and not self._signal.wait_until(lambda: self.done, timeout):
@@ -222,17 +222,26 @@ class ResponseFuture:
         if self._exception is not None:
             if throw_except:
                 raise self._exception
+            self._mark_read()
             return None
-        if self._value is _UNSET:
-            assert self._outcome is not None
-            self._value = pickle.loads(self._outcome.payload)  # unpickled once, on first use
-            self._result_size = len(self._outcome.payload)
-            self._outcome = self._outcome._replace(payload=b"")  # the value is kept, not both
+        value = self._load_value()
+        self._mark_read()
+        return value
+
+    def _mark_read(self) -> None:
+        """The result was delivered: the executor no longer needs to hold this future."""
         if not self._read:
             self._read = True
             on_read, self._on_read = self._on_read, None
             if on_read is not None:
                 on_read(self)
+
+    def _load_value(self) -> Any:
+        if self._value is _UNSET:
+            assert self._outcome is not None
+            self._value = pickle.loads(self._outcome.payload)  # unpickled once, on first use
+            self._result_size = len(self._outcome.payload)
+            self._outcome = self._outcome._replace(payload=b"")  # the value is kept, not both
         return self._value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
