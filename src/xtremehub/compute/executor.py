@@ -680,7 +680,7 @@ class FunctionExecutor:
 
         Example:
             >>> from xtremehub import FunctionExecutor
-            >>> with FunctionExecutor(workers=1) as fexec:
+            >>> with FunctionExecutor(max_workers=1) as fexec:
             ...     _ = fexec.get_result(fexec.map(abs, [-1, -2]))
             ...     summary = fexec.job_summary()
             >>> len(summary), summary.jobs()[0].tasks, summary[0].status, summary[0].schema
