@@ -88,3 +88,11 @@ def test_unknown_lithops_backends_are_named() -> None:
         lithops.FunctionExecutor(backend="aws_lambda")
     with pytest.raises(ConfigError, match="azure_storage"):
         lithops.Storage(config={"lithops": {"storage": "azure_storage"}}).list_keys("b")
+
+
+def test_module_level_wait_and_get_result_on_plain_lists() -> None:
+    with lithops.FunctionExecutor(max_workers=1) as a, lithops.FunctionExecutor(max_workers=1) as b:
+        futures = [a.call_async(total, ([1, 2],)), b.call_async(total, ([3, 4],))]  # two executors
+        done, not_done = lithops.wait(futures, return_when=lithops.ALL_COMPLETED, timeout=60)
+        assert (len(done), not_done) == (2, [])
+        assert lithops.get_result(futures) == [3, 7]
