@@ -108,6 +108,9 @@ class _VendoredFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
         if fullname not in VENDORED:
             return None
+        found = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if found is None or found.origin is None or Path(found.origin).resolve().parent != HERE:
+            return None  # a module of the same name elsewhere is none of ours
         file = HERE / f"{fullname}.py"
         return importlib.util.spec_from_file_location(fullname, file, loader=_CompatLoader(fullname, str(file)))
 
