@@ -16,7 +16,7 @@ def test_python_quick_start_runs(tmp_path: Path) -> None:
     code = block.group(1).replace("/tmp/xhub", str(tmp_path / "xhub"))
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["b'beta'", str([i * i for i in range(10)]), "[3]"]
+    assert result.stdout.splitlines() == ["b'beta'", str([i * i for i in range(10)]), "3"]
 
 
 def test_readme_has_exactly_two_setup_commands() -> None:

@@ -212,7 +212,7 @@ def test_json_lines_written_per_job(tmp_path: Path) -> None:
         maps = fexec.map(square, range(7))
         reducer = fexec.map_reduce(square, range(3), sum)
         assert fexec.get_result(maps) == [x * x for x in range(7)]
-        assert fexec.get_result(reducer) == [5]
+        assert fexec.get_result(reducer) == 5
         job_ids = sorted({f.job_id for f in [*maps, *reducer]})
     files = sorted((tmp_path / "telemetry").iterdir())
     assert len(files) == 3  # the map, the map of map_reduce, and its reducer
@@ -257,7 +257,7 @@ def test_records_refuse_other_schema_versions() -> None:
 def test_plot_writes_two_real_pngs(fexec: FunctionExecutor, tmp_path: Path) -> None:
     image = pytest.importorskip("PIL.Image", reason="pillow comes with matplotlib")
     fexec.get_result(fexec.map(busy, [0.02] * 12))
-    timeline, histogram = fexec.plot(tmp_path)
+    timeline, histogram = fexec.plot(dst=tmp_path)
     assert timeline == str(tmp_path / f"{fexec.executor_id}_timeline.png")
     assert histogram == str(tmp_path / f"{fexec.executor_id}_histogram.png")
     for path in (timeline, histogram):
@@ -267,7 +267,7 @@ def test_plot_writes_two_real_pngs(fexec: FunctionExecutor, tmp_path: Path) -> N
             assert img.size[0] >= 800
             assert img.size[1] >= 500
             assert len(img.convert("L").getcolors(maxcolors=1 << 16) or []) > 10  # more than a blank canvas
-    prefixed = fexec.plot(tmp_path / "run1")
+    prefixed = fexec.plot(dst=tmp_path / "run1")
     assert prefixed == (str(tmp_path / "run1_timeline.png"), str(tmp_path / "run1_histogram.png"))
 
 

@@ -2,7 +2,7 @@
 
 Example:
     >>> from xtremehub.compute import FunctionExecutor
-    >>> with FunctionExecutor(workers=1) as fexec:
+    >>> with FunctionExecutor(max_workers=1) as fexec:
     ...     fexec.call_async(pow, (2, 10)).result()
     1024
 """

@@ -4,10 +4,14 @@ Example:
     >>> from xtremehub import FunctionExecutor
     >>> def double(x):
     ...     return 2 * x
-    >>> with FunctionExecutor(workers=2) as fexec:
+    >>> with FunctionExecutor(max_workers=2) as fexec:
     ...     futures = fexec.map(double, [1, 2, 3])
     ...     fexec.get_result(futures)
     [2, 4, 6]
+
+As in Lithops, ``get_result`` of one future (or of a ``call_async``/``map_reduce``
+giving one result) is that result, not a list of one; an item of ``iterdata`` is
+unpacked only when it is a tuple (positional) or a dict (keywords).
 """
 
 from __future__ import annotations
@@ -16,23 +20,33 @@ import concurrent.futures as cf
 import inspect
 import itertools
 import logging
+import math
 import os
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any
 
 from xtremehub.compute.backends import Backend, Job, create_backend
-from xtremehub.compute.futures import ALL_COMPLETED, ALWAYS, ANY_COMPLETED, FuturesList, ResponseFuture, Signal
+from xtremehub.compute.futures import (
+    ALL_COMPLETED,
+    ALWAYS,
+    FuturesList,
+    ResponseFuture,
+    Signal,
+    nested_futures,
+    return_when_code,
+)
 from xtremehub.compute.partitioner import ObjectPart, partition_objects
 from xtremehub.compute.progress import progress_bar, wants_progress
 from xtremehub.compute.summary import JobSummary
-from xtremehub.compute.task import Call, Outcome, expand_args
-from xtremehub.compute.telemetry import TelemetryWriter
+from xtremehub.compute.task import Call, Outcome, WithEnv, expand_args
+from xtremehub.compute.telemetry import TaskTelemetry, TelemetryWriter
 from xtremehub.config import Settings, default_settings
-from xtremehub.errors import ConfigError, ExecutorClosed
+from xtremehub.errors import ConfigError, ExecutorClosed, StorageError
 
 __all__ = ["FunctionExecutor"]
 
@@ -55,11 +69,17 @@ class FunctionExecutor:
         backend: a registered name (``"local"``, the default, ``"ray"``, ``"dask"``,
             ``"lithops"``), a :class:`~xtremehub.compute.backends.Backend` instance, or an
             engine's client object (a ``distributed.Client``, a ``lithops.FunctionExecutor``).
-        workers: worker count for backends that take one (default: settings, then CPU cores).
+        max_workers: worker count for backends that take one (default: settings, then CPU
+            cores); ``workers`` is the same, under XtremeHub's older name.
         retries: how many times a failed call is retried (default: ``settings.executor.retries``).
         settings: explicit settings (default: ``XHUB_*`` environment and config file).
         progress: show progress bars (``None``: only on a TTY).
         backend_options: passed to the backend's constructor.
+
+    The executor keeps the futures whose results were not read yet (``futures``);
+    once a result has been delivered (``get_result`` or ``future.result()``) the
+    executor drops its reference, so a long-lived executor does not keep results
+    its caller has dropped.
     """
 
     #: Created on first use when ``settings.telemetry.dir`` is set.
@@ -69,12 +89,16 @@ class FunctionExecutor:
         self,
         backend: str | Backend | object | None = None,
         *,
+        max_workers: int | None = None,
         workers: int | None = None,
         retries: int | None = None,
         settings: Settings | None = None,
         progress: bool | None = None,
         **backend_options: Any,
     ) -> None:
+        if max_workers is not None and workers is not None and max_workers != workers:
+            raise ConfigError(f"max_workers={max_workers} and workers={workers} disagree; give one")
+        workers = max_workers if max_workers is not None else workers
         self.settings = settings or default_settings()
         ex = self.settings.executor
         self.retries = ex.retries if retries is None else retries
@@ -94,15 +118,37 @@ class FunctionExecutor:
         self._started = False
         self._closed = False
         self._tracked: dict[tuple[str, int], _Tracked] = {}
-        self._futures: list[ResponseFuture] = []
-        self._returned: set[int] = set()
+        # futures not yet delivered, in submission order (by id: removal is O(1))
+        self._futures: dict[int, ResponseFuture] = {}
+        self._delivered_telemetry: list[TaskTelemetry] = []  # what job_summary() keeps of dropped futures
         self._signal = Signal()
         self._errors = 0  # failed calls so far; lets waiters skip scanning for exceptions
+        self.last_call: str | None = None  # as in Lithops: decides get_result's shape for one result
+        self._storage: Any = None
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
     def backend(self) -> Backend:
         return self._backend
+
+    @property
+    def futures(self) -> list[ResponseFuture]:
+        """The futures of this executor whose results have not been delivered yet."""
+        with self._lock:
+            return list(self._futures.values())
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """A Lithops-shaped view of this executor's configuration."""
+        return {
+            "lithops": {
+                "backend": self._backend.name,
+                "mode": "localhost" if self._backend.name == "local" else self._backend.name,
+                "storage": "localhost",
+                "retries": self.retries,
+            },
+            self._backend.name: {"max_workers": self._backend.workers if self._started else None},
+        }
 
     def _ensure_started(self) -> None:
         if self._closed:
@@ -132,13 +178,47 @@ class FunctionExecutor:
         self.close(wait=exc_type is None)
 
     # -- submitting ---------------------------------------------------------------------------
-    def _new_job(self, func: Callable[..., Any], timeout: float | None, **extra: Any) -> Job:
+    def _new_job(
+        self,
+        func: Callable[..., Any],
+        timeout: float | None,
+        extra_env: dict[str, str] | None = None,
+        retries: int | None = None,
+        **extra: Any,
+    ) -> Job:
         if not callable(func):
             raise TypeError(f"expected a callable, got {type(func).__name__}")
         if timeout is not None and timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, not {timeout}")
+        if retries is not None:
+            if retries < 0:
+                raise ConfigError(f"retries must be >= 0, not {retries}")
+            extra["retries"] = retries
         job_id = f"{self.executor_id}-M{next(self._job_counter):03d}"
-        return Job(job_id, func, timeout, dict(extra))
+        return Job(job_id, WithEnv(func, extra_env) if extra_env else func, timeout, dict(extra))
+
+    def _new_future(self, job: Job, index: int, now: float, produce_output: bool = True) -> ResponseFuture:
+        future = ResponseFuture(
+            job.job_id, index, self._signal, produce_output=produce_output, backend=self._backend.name
+        )
+        future._mark_queued(now)
+        future._on_read = self._forget
+        return future
+
+    def _keep(self, futures: Sequence[ResponseFuture]) -> None:
+        with self._lock:
+            for f in futures:
+                self._futures[id(f)] = f
+
+    def _forget(self, future: ResponseFuture) -> None:
+        """Drop the executor's reference to a future whose result was delivered (or consumed)."""
+        future._on_read = None
+        with self._lock:
+            if self._futures.pop(id(future), None) is None:
+                return
+        telemetry = future.telemetry
+        if telemetry is not None:
+            self._delivered_telemetry.append(telemetry)
 
     def _submit(
         self, job: Job, arg_sets: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *, produce_output: bool = True
@@ -146,18 +226,15 @@ class FunctionExecutor:
         self._ensure_started()
         now = time.time()
         futures = FuturesList()
+        futures.executor = self
         calls = []
         for i, (args, kwargs) in enumerate(arg_sets):
-            future = ResponseFuture(
-                job.job_id, i, self._signal, produce_output=produce_output, backend=self._backend.name
-            )
-            future._mark_queued(now)
+            future = self._new_future(job, i, now, produce_output)
             call = Call(job.job_id, i, args, kwargs)
             self._tracked[(job.job_id, i)] = _Tracked(job, call, future)
             futures.append(future)
             calls.append(call)
-        with self._lock:
-            self._futures.extend(futures)
+        self._keep(futures)
         self._write_telemetry_of(job.job_id, futures)
         if calls:
             self._backend.submit(job, calls)
@@ -165,78 +242,160 @@ class FunctionExecutor:
         return futures
 
     def call_async(
-        self, func: Callable[..., Any], data: Any = (), extra_args: Any = None, timeout: float | None = None
+        self,
+        func: Callable[..., Any],
+        data: Any = (),
+        extra_env: dict[str, str] | None = None,
+        runtime_memory: int | None = None,
+        timeout: float | None = None,
+        include_modules: list[str] | None = None,
+        exclude_modules: list[str] | None = None,
+        *,
+        extra_args: Any = None,
+        retries: int | None = None,
     ) -> ResponseFuture:
-        """Run ``func`` once on ``data`` (a dict: keyword args; a tuple/list: positional; else one arg)."""
-        job = self._new_job(func, timeout)
-        return self._submit(job, [expand_args(data, extra_args)])[0]
+        """Run ``func`` once on ``data`` (a dict: keyword args; a tuple: positional; else one arg).
+
+        The positional order is Lithops's; ``runtime_memory``, ``include_modules`` and
+        ``exclude_modules`` are accepted and ignored (workers share the client's code).
+        """
+        self.last_call = "call_async"
+        futures = self.map(func, [data], extra_args=extra_args, extra_env=extra_env, timeout=timeout, retries=retries)
+        self.last_call = "call_async"
+        return futures[0]
 
     def map(
         self,
         map_function: Callable[..., Any],
-        iterdata: Iterable[Any] | str,
-        extra_args: Any = None,
+        map_iterdata: Iterable[Any] | str,
         chunksize: int | None = None,
+        extra_args: Any = None,
+        extra_env: dict[str, str] | None = None,
+        runtime_memory: int | None = None,
         obj_chunk_size: int | None = None,
         obj_chunk_number: int | None = None,
         obj_newline: str | bytes | None = "\n",
         timeout: float | None = None,
+        include_modules: list[str] | None = None,
+        exclude_modules: list[str] | None = None,
+        *,
+        retries: int | None = None,
     ) -> FuturesList:
-        """Run ``map_function`` once per item of ``iterdata``.
+        """Run ``map_function`` once per item of ``map_iterdata`` (Lithops's positional order).
 
-        ``iterdata`` may also be object URLs or prefixes (``"s3://bucket/dir/"``,
-        a local directory): when ``map_function`` has an ``obj`` parameter, each
-        object is cut into parts (``obj_chunk_size`` bytes or ``obj_chunk_number``
-        parts, aligned to ``obj_newline``) and each call receives one
-        :class:`~xtremehub.compute.partitioner.ObjectPart` as ``obj``. A parameter
-        named ``id`` receives the call's index. ``chunksize`` fixes how many calls
-        a worker takes at once (default: adaptive). ``timeout`` limits each call's
-        run time in seconds.
+        An item that is a tuple is unpacked into positional arguments, a dict into
+        keyword arguments (keys named after ``*args``/``**kwargs`` parameters fill
+        those); anything else, a list too, is one argument. ``extra_args`` (tuple or
+        dict) is appended to every call, ``extra_env`` is set in the environment of
+        every call, ``retries`` overrides the executor's retry count for this map.
+
+        ``map_iterdata`` may also be object URLs or prefixes (``"s3://bucket/dir/"``,
+        ``https://...``, a local directory): when ``map_function`` has an ``obj``
+        parameter, each object is cut into parts (``obj_chunk_size`` bytes or
+        ``obj_chunk_number`` parts, aligned to ``obj_newline``) and each call receives
+        one :class:`~xtremehub.compute.partitioner.ObjectPart` as ``obj``. Futures of
+        an earlier job (a ``FuturesList``) chain: each call receives one of their
+        results. A parameter named ``id`` receives the call's index, one named
+        ``storage`` a :class:`xtremehub.lithops.Storage`. ``chunksize`` fixes how many
+        calls a worker takes at once (default: adaptive). ``timeout`` limits each
+        call's run time in seconds.
         """
-        job = self._new_job(map_function, timeout, chunksize=chunksize)
-        items = self._prepare_items(map_function, iterdata, obj_chunk_size, obj_chunk_number, obj_newline)
+        self.last_call = "map"
+        job = self._new_job(map_function, timeout, extra_env, retries, chunksize=chunksize)
+        chained = _chained_futures(map_iterdata)
+        if chained is not None:
+            if extra_args is not None:
+                raise ConfigError("extra_args cannot be given when chaining: each call gets one earlier result")
+            return self._submit_chained(job, map_function, chained)
+        items = self._prepare_items(map_function, map_iterdata, obj_chunk_size, obj_chunk_number, obj_newline)
         return self._submit(job, self._arg_sets(map_function, items, extra_args))
 
     def map_reduce(
         self,
         map_function: Callable[..., Any],
-        iterdata: Iterable[Any] | str,
+        map_iterdata: Iterable[Any] | str,
         reduce_function: Callable[..., Any],
-        extra_args: Any = None,
         chunksize: int | None = None,
+        extra_args: Any = None,
+        extra_args_reduce: Any = None,
+        extra_env: dict[str, str] | None = None,
+        map_runtime_memory: int | None = None,
+        reduce_runtime_memory: int | None = None,
+        timeout: float | None = None,
         obj_chunk_size: int | None = None,
         obj_chunk_number: int | None = None,
         obj_newline: str | bytes | None = "\n",
-        reducer_one_per_object: bool = False,
-        timeout: float | None = None,
+        obj_reduce_by_key: bool = False,
+        spawn_reducer: int = 20,
+        include_modules: list[str] | None = None,
+        exclude_modules: list[str] | None = None,
+        *,
+        retries: int | None = None,
+        reducer_one_per_object: bool | None = None,
     ) -> FuturesList:
-        """``map`` then one ``reduce_function(results)`` call over all map results (in order).
+        """``map`` then ``reduce_function(results)`` over all map results (in order).
 
-        With ``reducer_one_per_object``, object partitions are reduced per object.
-        Returns the reducer futures; ``get_result()`` gives the reduced value(s).
+        With ``obj_reduce_by_key``, object partitions are reduced per object (one
+        reducer each). As in Lithops, returns the map futures followed by the reducer
+        futures; the map futures produce no output of their own, so ``get_result()``
+        of that list gives the reduced value (one reducer) or values. The reducer is
+        started once every map call succeeded (``spawn_reducer`` is accepted and
+        ignored). ``reducer_one_per_object`` is the deprecated name of ``obj_reduce_by_key``.
         """
-        items = self._prepare_items(map_function, iterdata, obj_chunk_size, obj_chunk_number, obj_newline)
-        map_job = self._new_job(map_function, timeout, chunksize=chunksize)
+        if reducer_one_per_object is not None:
+            warnings.warn(
+                "reducer_one_per_object is deprecated; use obj_reduce_by_key", DeprecationWarning, stacklevel=2
+            )
+            obj_reduce_by_key = reducer_one_per_object
+        items = self._prepare_items(map_function, map_iterdata, obj_chunk_size, obj_chunk_number, obj_newline)
+        map_job = self._new_job(map_function, timeout, extra_env, retries, chunksize=chunksize)
         map_futures = self._submit(map_job, self._arg_sets(map_function, items, extra_args), produce_output=False)
         groups: dict[str, list[ResponseFuture]] = {}
-        if reducer_one_per_object and items and all(isinstance(i, ObjectPart) for i in items):
+        if obj_reduce_by_key and items and all(isinstance(i, ObjectPart) for i in items):
             for item, future in zip(items, map_futures, strict=True):
                 groups.setdefault(item.url, []).append(future)
         else:
             groups[""] = list(map_futures)
-        reduce_job = self._new_job(reduce_function, timeout)
-        reducers = FuturesList()
+        reduce_job = self._new_job(reduce_function, timeout, extra_env, retries)
+        futures = FuturesList(map_futures)
+        futures.executor = self
         for index, group in enumerate(groups.values()):
-            reducers.append(self._chain_reduce(reduce_job, index, group))
-        return reducers
+            futures.append(
+                self._chain(
+                    reduce_job,
+                    index,
+                    group,
+                    lambda results: self._with_injected(reduce_function, expand_args((results,), extra_args_reduce), 0),
+                )
+            )
+        self.last_call = "map_reduce"
+        return futures
 
-    def _chain_reduce(self, job: Job, index: int, inputs: list[ResponseFuture]) -> ResponseFuture:
-        """A future that becomes a reduce call once all ``inputs`` succeed."""
-        reducer = ResponseFuture(job.job_id, index, self._signal, backend=self._backend.name)
-        reducer._mark_queued(time.time())
-        with self._lock:
-            self._futures.append(reducer)
-        self._write_telemetry_of(job.job_id, [reducer])
+    def _submit_chained(self, job: Job, func: Callable[..., Any], inputs: list[ResponseFuture]) -> FuturesList:
+        """One call per earlier future, each started when its input is done, on the input's result."""
+        self._ensure_started()
+        futures = FuturesList()
+        futures.executor = self
+        for i, f in enumerate(inputs):
+            f.produce_output = False  # consumed by this job: get_result() gives this job's output
+
+            def build(results: list[Any], i: int = i) -> tuple[tuple[Any, ...], dict[str, Any]]:
+                return self._with_injected(func, expand_args(results[0], None, func), i)
+
+            futures.append(self._chain(job, i, [f], build))
+        return futures
+
+    def _chain(
+        self,
+        job: Job,
+        index: int,
+        inputs: list[ResponseFuture],
+        build: Callable[[list[Any]], tuple[tuple[Any, ...], dict[str, Any]]],
+    ) -> ResponseFuture:
+        """A future that becomes a call on the inputs' results once all ``inputs`` succeed."""
+        future = self._new_future(job, index, time.time())
+        self._keep([future])
+        self._write_telemetry_of(job.job_id, [future])
         remaining = [len(inputs)]
         lock = threading.Lock()
 
@@ -247,22 +406,31 @@ class FunctionExecutor:
                     return
             failed = next((f.exception() for f in inputs if f.exception() is not None), None)
             if failed is not None:
-                self._finish(reducer._fail(failed, 0))
+                for f in inputs:
+                    self._forget(f)
+                self._finish(future._fail(failed, 0))
                 return
             try:
-                call = Call(job.job_id, index, ([f.result() for f in inputs],), {})
+                args, kwargs = build([f.result() for f in inputs])  # reading them drops them from the executor
+                call = Call(job.job_id, index, args, kwargs)
                 with self._lock:
-                    self._tracked[(job.job_id, index)] = _Tracked(job, call, reducer)
+                    self._tracked[(job.job_id, index)] = _Tracked(job, call, future)
                 self._backend.submit(job, [call])
             except BaseException as exc:
-                self._finish(reducer._fail(exc, 0))
+                with self._lock:
+                    self._tracked.pop((job.job_id, index), None)
+                self._finish(future._fail(exc, 0))
 
         if not inputs:
             remaining[0] = 1
             on_input_done(None)
         for f in inputs:
             f.add_done_callback(on_input_done)
-        return reducer
+        return future
+
+    def _object_url(self, url: str) -> str:
+        """The XtremeHub URL of an object named in ``iterdata`` (the Lithops module maps its own)."""
+        return url
 
     def _prepare_items(
         self,
@@ -276,16 +444,15 @@ class FunctionExecutor:
         if isinstance(iterdata, str | os.PathLike):
             iterdata = [os.fspath(iterdata)]
         items = list(iterdata)
+        urls: list[str] | None = None
         if wants_obj and items and all(isinstance(i, str) for i in items):
+            urls = items
+        elif wants_obj and items and all(isinstance(i, dict) and isinstance(i.get("obj"), str) for i in items):
+            urls = [i["obj"] for i in items]
+        if urls is not None:
             return list(
                 partition_objects(
-                    items, settings=self.settings, chunk_size=chunk_size, chunk_number=chunk_number, newline=newline
-                )
-            )
-        if wants_obj and items and all(isinstance(i, dict) and isinstance(i.get("obj"), str) for i in items):
-            return list(
-                partition_objects(
-                    [i["obj"] for i in items],
+                    [self._object_url(u) for u in urls],
                     settings=self.settings,
                     chunk_size=chunk_size,
                     chunk_number=chunk_number,
@@ -296,21 +463,64 @@ class FunctionExecutor:
             raise ConfigError("obj_chunk_size/obj_chunk_number need object URLs and a function with an 'obj' parameter")
         return items
 
-    @staticmethod
     def _arg_sets(
-        func: Callable[..., Any], items: list[Any], extra_args: Any
+        self, func: Callable[..., Any], items: list[Any], extra_args: Any
     ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
-        params = _parameters(func)
         sets = []
         for i, item in enumerate(items):
             if isinstance(item, ObjectPart):
-                args, kwargs = expand_args({"obj": item}, extra_args)
+                expanded = expand_args({"obj": item}, extra_args, func)
             else:
-                args, kwargs = expand_args(item, extra_args)
-            if "id" in params and "id" not in kwargs:
-                kwargs["id"] = i
-            sets.append((args, kwargs))
+                expanded = expand_args(item, extra_args, func)
+            sets.append(self._with_injected(func, expanded, i))
         return sets
+
+    def _with_injected(
+        self, func: Callable[..., Any], expanded: tuple[tuple[Any, ...], dict[str, Any]], index: int
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Fill the parameters Lithops fills: ``id`` (the call's index) and ``storage``."""
+        args, kwargs = expanded
+        params = _parameters(func)
+        if "id" in params and "id" not in kwargs:
+            kwargs["id"] = index
+        if "storage" in params and "storage" not in kwargs:
+            kwargs["storage"] = self.storage
+        return args, kwargs
+
+    @property
+    def storage(self) -> Any:
+        """The :class:`xtremehub.lithops.Storage` given to functions with a ``storage`` parameter."""
+        if self._storage is None:
+            from xtremehub.lithops.storage import Storage
+
+            self._storage = Storage(settings=self.settings, executor_id=self.executor_id)
+        return self._storage
+
+    def clean(
+        self,
+        fs: ResponseFuture | Sequence[ResponseFuture] | None = None,
+        cs: Sequence[Any] | None = None,
+        clean_cloudobjects: bool = True,
+        clean_fn: bool = False,
+        force: bool = False,
+    ) -> None:
+        """Release what this executor holds, as Lithops's ``clean``.
+
+        Drops the executor's references to the futures ``fs`` (default: every finished
+        one), deletes the cloud objects ``cs``, and with ``clean_cloudobjects`` (and no
+        ``cs``) every cloud object that this executor's calls put with the injected
+        ``storage``. ``clean_fn`` is accepted and ignored (functions are not stored).
+        """
+        for f in self._select(fs):
+            if f.done or force:
+                self._forget(f)
+        if cs:
+            self.storage.delete_cloudobjects(list(cs))
+        elif clean_cloudobjects and self._storage is not None:
+            try:
+                self._storage.delete_executor_cloudobjects()
+            except StorageError as exc:  # as Lithops: cleaning up never fails the program
+                log.warning("could not delete this executor's cloud objects: %s", exc)
 
     # -- reports from the backend (any thread) -----------------------------------------------
     def _on_started(self, call: Call) -> None:
@@ -327,7 +537,7 @@ class FunctionExecutor:
                 continue
             tracked.attempts += 1
             failed = isinstance(result, BaseException) or not result.ok
-            if failed and tracked.attempts <= self.retries and not self._closed:
+            if failed and tracked.attempts <= tracked.job.extra.get("retries", self.retries) and not self._closed:
                 log.info("retrying call %s/%05d (attempt %d)", call.job_id, call.call_id, tracked.attempts + 1)
                 retry = Call(call.job_id, call.call_id, call.args, call.kwargs, attempt=tracked.attempts)
                 try:
@@ -361,51 +571,60 @@ class FunctionExecutor:
         self,
         fs: ResponseFuture | Sequence[ResponseFuture] | None = None,
         throw_except: bool = True,
-        return_when: str = ALL_COMPLETED,
+        return_when: int | str = ALL_COMPLETED,
+        download_results: bool = False,
         timeout: float | None = None,
+        threadpool_size: int | None = None,
+        wait_dur_sec: float | None = None,
         show_progressbar: bool | None = None,
     ) -> tuple[list[ResponseFuture], list[ResponseFuture]]:
-        """Wait for futures (default: all of this executor's); returns ``(done, not_done)``.
+        """Wait for futures (default: this executor's); returns ``(done, not_done)``.
 
-        ``return_when`` is ``ALL_COMPLETED``, ``ANY_COMPLETED`` or ``ALWAYS`` (no wait).
-        With ``throw_except``, the first failed future's exception is raised.
+        ``return_when`` is ``ALL_COMPLETED``, ``ANY_COMPLETED``, ``ALWAYS`` (no wait) or,
+        as in Lithops, a percentage of the futures. With ``throw_except``, the first
+        failed future's exception is raised. The parameter order is Lithops's;
+        ``download_results``, ``threadpool_size`` and ``wait_dur_sec`` are accepted and
+        ignored (results arrive with the completion notice; nothing is polled).
         """
         futures = self._select(fs)
-        if return_when not in (ALL_COMPLETED, ANY_COMPLETED, ALWAYS):
-            raise ConfigError(f"return_when must be ALL_COMPLETED, ANY_COMPLETED or ALWAYS, not {return_when!r}")
+        code = return_when_code(return_when)
         deadline = None if timeout is None else time.monotonic() + timeout
         show = self.progress if show_progressbar is None else show_progressbar
+        wanted = len(futures) if code == ALL_COMPLETED else math.ceil(len(futures) * code / 100) if code > 0 else 1
 
         # Amortised O(1) predicate: calls mostly finish in submission order, so a cursor
         # over the futures skips the finished prefix once instead of rescanning it on
         # every wake-up; failures are noticed through the executor's error counter.
         cursor = [0]
         errors_seen = [-1]
+        foreign = any(f._signal is not self._signal for f in futures)
 
         def finished() -> bool:
-            if return_when == ANY_COMPLETED:
-                return any(f.done() for f in futures)
+            if code not in (ALL_COMPLETED, ALWAYS):  # ANY_COMPLETED or a percentage
+                return sum(f.done for f in futures) >= min(wanted, len(futures))
             if throw_except and errors_seen[0] != self._errors:
                 errors_seen[0] = self._errors
                 if any(f._exception is not None for f in futures):
                     return True  # no point waiting for the rest: the caller will raise
             i = cursor[0]
-            while i < len(futures) and futures[i].done():
+            while i < len(futures) and futures[i].done:
                 i += 1
             cursor[0] = i
             return i == len(futures)
 
-        with progress_bar(len(futures), "xhub", enabled=show and return_when != ALWAYS) as bar:
-            while return_when != ALWAYS:
+        with progress_bar(len(futures), "xhub", enabled=show and code != ALWAYS) as bar:
+            while code != ALWAYS:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 step = left if not show else min(0.25, 0.25 if left is None else left)
+                if foreign:  # futures of another executor settle without notifying this one
+                    step = min(0.05, 0.05 if step is None else step)
                 reached = self._signal.wait_until(finished, step)
                 if show:
-                    bar.update(sum(f.done() for f in futures) - bar.n)
+                    bar.update(sum(f.done for f in futures) - bar.n)
                 if reached or (deadline is not None and time.monotonic() >= deadline):
                     break
-        done = [f for f in futures if f.done()]
-        not_done = [f for f in futures if not f.done()]
+        done = [f for f in futures if f.done]
+        not_done = [f for f in futures if not f.done]
         if throw_except:
             for f in done:
                 exc = f._exception
@@ -418,23 +637,38 @@ class FunctionExecutor:
         fs: ResponseFuture | Sequence[ResponseFuture] | None = None,
         throw_except: bool = True,
         timeout: float | None = None,
+        threadpool_size: int | None = None,
+        wait_dur_sec: float | None = None,
         show_progressbar: bool | None = None,
     ) -> Any:
-        """Results of futures (default: every output future not yet returned), in order.
+        """Results of futures (default: every output future not yet read), in order.
 
-        A single future gives a single result. A remote exception is re-raised here,
-        its remote traceback attached as a note (``traceback.print_exc`` shows it).
+        As in Lithops: one future, or a single result after ``call_async`` or
+        ``map_reduce``, gives the value itself; after ``map`` a list. Futures that only
+        feed a reducer or a chained job are skipped; futures a call returned are
+        resolved into their results. A remote exception is re-raised here, its remote
+        traceback attached as a note (``traceback.print_exc`` shows it). Delivered
+        results are no longer held by the executor.
         """
         single = isinstance(fs, ResponseFuture)
         futures = self._select(fs)
         if fs is None:
-            futures = [f for f in futures if f.produce_output and id(f) not in self._returned]
-        _, not_done = self.wait(futures, throw_except, ALL_COMPLETED, timeout, show_progressbar)
+            futures = [f for f in futures if f.produce_output and not f._read]
+        _, not_done = self.wait(
+            futures, throw_except, ALL_COMPLETED, timeout=timeout, show_progressbar=show_progressbar
+        )
         if not_done:
             raise cf.TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
-        self._returned.update(id(f) for f in futures)
-        results = [f.result(throw_except=throw_except) for f in futures]
-        return results[0] if single else results
+        results: list[Any] = []
+        for f in futures:
+            if not f.produce_output:
+                if f.done:
+                    self._forget(f)
+                continue
+            results.extend(_values_of(f, throw_except))
+        if len(results) == 1 and (single or self.last_call != "map"):
+            return results[0]
+        return results
 
     # -- telemetry ---------------------------------------------------------------------------
     def job_summary(self, fs: ResponseFuture | Sequence[ResponseFuture] | None = None) -> JobSummary:
@@ -446,32 +680,37 @@ class FunctionExecutor:
 
         Example:
             >>> from xtremehub import FunctionExecutor
-            >>> with FunctionExecutor(workers=1) as fexec:
+            >>> with FunctionExecutor(max_workers=1) as fexec:
             ...     _ = fexec.get_result(fexec.map(abs, [-1, -2]))
             ...     summary = fexec.job_summary()
             >>> len(summary), summary.jobs()[0].tasks, summary[0].status, summary[0].schema
             (2, 2, 'success', '1')
         """
         rows = [t for t in (f.telemetry for f in self._select(fs)) if t is not None]
+        if fs is None:
+            rows = [*self._delivered_telemetry, *rows]
         return JobSummary(rows)
 
     def plot(
         self,
-        dst: str | os.PathLike[str] = ".",
-        fs: ResponseFuture | Sequence[ResponseFuture] | None = None,
-        *,
+        fs: ResponseFuture | Sequence[ResponseFuture] | str | os.PathLike[str] | None = None,
+        dst: str | os.PathLike[str] | None = None,
         figsize: tuple[float, float] = (10.0, 6.0),
     ) -> tuple[str, str]:
         """Write a timeline and a histogram of call durations as PNGs, like Lithops's ``plot``.
 
-        ``dst`` is a directory (files ``<executor_id>_timeline.png`` and
+        ``dst`` (default: the current directory) is a directory (files ``<executor_id>_timeline.png`` and
         ``<executor_id>_histogram.png``) or a path prefix (``<dst>_timeline.png``, ...),
         local or any storage URL. Returns the two paths.
         """
         from xtremehub.compute.plots import plot_telemetry
 
+        if isinstance(fs, str | os.PathLike):  # plot("dir/"): XtremeHub's older order, never futures
+            fs, dst = None, fs
         summary = self.job_summary(fs)
-        return plot_telemetry(summary.rows, dst, name=self.executor_id, settings=self.settings, figsize=figsize)
+        return plot_telemetry(
+            summary.rows, "." if dst is None else dst, name=self.executor_id, settings=self.settings, figsize=figsize
+        )
 
     def _write_telemetry_of(self, job_id: str, futures: Sequence[ResponseFuture]) -> None:
         """With ``settings.telemetry.dir`` set, have the job's records written there once it is done."""
@@ -494,10 +733,33 @@ class FunctionExecutor:
     def _select(self, fs: ResponseFuture | Sequence[ResponseFuture] | None) -> list[ResponseFuture]:
         if fs is None:
             with self._lock:
-                return list(self._futures)
+                return list(self._futures.values())
         if isinstance(fs, ResponseFuture):
             return [fs]
         return list(fs)
+
+
+def _values_of(future: ResponseFuture, throw_except: bool) -> list[Any]:
+    """A future's result as a list of results: futures a call returned are resolved (recursively)."""
+    value = future.result(throw_except=throw_except)
+    nested = nested_futures(value) if future._exception is None else None
+    if nested is None:
+        return [value]
+    return [v for f in nested for v in _values_of(f, throw_except)]
+
+
+def _chained_futures(iterdata: Any) -> list[ResponseFuture] | None:
+    """The futures of an earlier job given as ``iterdata`` (a chain), or ``None`` for plain data."""
+    if isinstance(iterdata, FuturesList):
+        return list(iterdata)
+    if not isinstance(iterdata, list | tuple) or not iterdata:
+        return None
+    futures = [i for i in iterdata if isinstance(i, ResponseFuture)]
+    if not futures:
+        return None
+    if len(futures) != len(iterdata):
+        raise ConfigError("iterdata mixes futures of an earlier job with plain data; chain the futures alone")
+    return futures
 
 
 def _parameters(func: Callable[..., Any]) -> set[str]:

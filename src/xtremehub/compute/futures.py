@@ -1,8 +1,23 @@
-"""Futures that a Lithops user knows: ``status()``, ``result()``, ``done()``, plus timings.
+"""Futures that a Lithops user knows: ``result()``, ``status()``, the ``done``/``running``/
+``ready``/``success``/``error`` properties, plus timings.
 
 Futures are deliberately light (no lock or condition each): all futures of one
 executor share one :class:`Signal`, which the executor notifies once per batch
 of outcomes a backend reports. Waiting is a predicate check on that signal.
+
+A finished future pickles with its result (not its executor's lock or signal), so a
+task may return futures of an executor it created, and futures may travel as
+``iterdata``; pickling an unfinished future is a :class:`TypeError`.
+
+Example:
+    >>> import pickle
+    >>> from xtremehub import FunctionExecutor
+    >>> with FunctionExecutor(max_workers=1) as fexec:
+    ...     future = fexec.call_async(pow, (2, 5))
+    ...     _ = future.result()
+    >>> copy = pickle.loads(pickle.dumps(future))
+    >>> copy.done, copy.success, copy.error, copy.result()
+    (True, True, False, 32)
 """
 
 from __future__ import annotations
@@ -17,14 +32,27 @@ from typing import Any
 
 from xtremehub.compute.task import Outcome
 from xtremehub.compute.telemetry import TaskTelemetry
-from xtremehub.errors import TaskError
+from xtremehub.errors import ConfigError, TaskError
 
-__all__ = ["ALL_COMPLETED", "ALWAYS", "ANY_COMPLETED", "FuturesList", "ResponseFuture", "Signal"]
+__all__ = [
+    "ALL_COMPLETED",
+    "ALWAYS",
+    "ANY_COMPLETED",
+    "FuturesList",
+    "ResponseFuture",
+    "Signal",
+    "nested_futures",
+    "return_when_code",
+]
 
-ALL_COMPLETED = "ALL_COMPLETED"
-ANY_COMPLETED = "ANY_COMPLETED"
+#: ``wait(return_when=...)``: Lithops's integer constants. A value between 1 and 99 means
+#: "that percentage of the futures is done" (as Lithops's ``spawn_reducer``).
+ALL_COMPLETED = 100
+ANY_COMPLETED = -1
 #: Lithops's "do not wait": return what is done right now.
-ALWAYS = "ALWAYS"
+ALWAYS = 0
+#: The names accepted before the constants became Lithops's integers.
+_CONSTANT_NAMES = {"ALL_COMPLETED": ALL_COMPLETED, "ANY_COMPLETED": ANY_COMPLETED, "ALWAYS": ALWAYS}
 
 _NEW, _QUEUED, _RUNNING, _SUCCESS, _ERROR = "new", "queued", "running", "success", "error"
 _UNSET = object()
@@ -47,13 +75,20 @@ class ResponseFuture:
     ``cpu_system``, ``peak_rss``, ``bytes_read``, ``bytes_written``, ``result_size``.
     ``telemetry`` gives the same as a versioned
     :class:`~xtremehub.compute.telemetry.TaskTelemetry` record once the call is done.
+
+    As in Lithops, ``done``, ``running``, ``ready``, ``success``, ``error``, ``new``,
+    ``invoked`` and ``futures`` are properties, not methods.
     """
 
     __slots__ = (
+        "__weakref__",
         "_attempts",
         "_callbacks",
         "_exception",
+        "_on_read",
         "_outcome",
+        "_read",
+        "_result_size",
         "_signal",
         "_state",
         "_submit",
@@ -79,48 +114,151 @@ class ResponseFuture:
         self._attempts = 0
         self._submit: float | None = None
         self._callbacks: list[Callable[[ResponseFuture], None]] = []
+        self._read = False  # the result was delivered to the caller
+        self._result_size = 0
+        self._on_read: Callable[[ResponseFuture], None] | None = None  # the executor forgets it then
 
     def __repr__(self) -> str:
         return f"<ResponseFuture {self.call_key} {self._state}>"
+
+    # -- pickling: the result travels, the executor's signal and callbacks do not -----------
+    def __getstate__(self) -> dict[str, Any]:
+        if not self.done:
+            raise TypeError(
+                f"cannot pickle the unfinished future of call {self.call_key}: wait for it first "
+                "(a task that returns futures has them waited for before its result is sent)"
+            )
+        return {
+            "job_id": self.job_id,
+            "call_id": self.call_id,
+            "backend": self.backend,
+            "produce_output": self.produce_output,
+            "state": self._state,
+            "value": None if self._value is _UNSET else self._value,
+            "has_value": self._value is not _UNSET,
+            "exception": self._exception,
+            "outcome": self._outcome,
+            "attempts": self._attempts,
+            "submit": self._submit,
+            "result_size": self._result_size,
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            state["job_id"],
+            state["call_id"],
+            Signal(),
+            produce_output=state["produce_output"],
+            backend=state["backend"],
+        )
+        self._state, self._exception = state["state"], state["exception"]
+        self._value = state["value"] if state["has_value"] else _UNSET
+        self._outcome, self._attempts, self._submit = state["outcome"], state["attempts"], state["submit"]
+        self._result_size = state["result_size"]
 
     @property
     def call_key(self) -> str:
         return f"{self.job_id}/{self.call_id:05d}"
 
-    def status(self) -> str:
-        """``new``, ``queued``, ``running``, ``success`` or ``error``."""
+    def status(self, throw_except: bool = True, internal_storage: Any = None, check_only: bool = False) -> str:
+        """``new``, ``queued``, ``running``, ``success`` or ``error``.
+
+        As in Lithops, a failed call's exception is raised unless ``throw_except`` is
+        false; ``internal_storage`` and ``check_only`` are accepted for Lithops code.
+        """
+        if throw_except and self._exception is not None:
+            raise self._exception
         return self._state
 
+    # -- Lithops's state properties ----------------------------------------------------------
+    @property
     def done(self) -> bool:
+        """The call finished (successfully or not): its result or exception is here."""
         return self._state in (_SUCCESS, _ERROR)
 
+    @property
     def running(self) -> bool:
         return self._state == _RUNNING
 
+    @property
+    def new(self) -> bool:
+        return self._state == _NEW
+
+    @property
+    def invoked(self) -> bool:
+        """Submitted to the backend, not started yet."""
+        return self._state == _QUEUED
+
+    @property
+    def ready(self) -> bool:
+        """Finished and its result not read yet (Lithops: finished, output not fetched)."""
+        return self.done and not self._read
+
+    @property
+    def success(self) -> bool:
+        """The call's final status is known, as in Lithops: also true when it raised (see ``error``)."""
+        return self.done
+
+    @property
+    def error(self) -> bool:
+        """The call raised (or could not run)."""
+        return self._state == _ERROR
+
+    @property
+    def futures(self) -> bool:
+        """The call returned futures (of an executor it created); ``get_result`` resolves them."""
+        return self._state == _SUCCESS and bool(nested_futures(self._load_value()))
+
     def _wait(self, timeout: float | None) -> None:
-        if not self.done() and not self._signal.wait_until(self.done, timeout):
+        if not self.done and not self._signal.wait_until(lambda: self.done, timeout):
             raise cf.TimeoutError(f"call {self.call_key} not done after {timeout}s")
 
-    def result(self, timeout: float | None = None, throw_except: bool = True) -> Any:
-        """The call's return value; re-raises the remote exception (its traceback attached as a note)."""
+    def result(self, timeout: float | None = None, throw_except: bool = True, internal_storage: Any = None) -> Any:
+        """The call's return value; re-raises the remote exception (its traceback attached as a note).
+
+        ``internal_storage`` is accepted for Lithops code and ignored.
+        """
         self._wait(timeout)
         if self._exception is not None:
             if throw_except:
                 raise self._exception
+            self._mark_read()
             return None
+        value = self._load_value()
+        self._mark_read()
+        return value
+
+    def _mark_read(self) -> None:
+        """The result was delivered: the executor no longer needs to hold this future."""
+        if not self._read:
+            self._read = True
+            on_read, self._on_read = self._on_read, None
+            if on_read is not None:
+                on_read(self)
+
+    def _load_value(self) -> Any:
         if self._value is _UNSET:
             assert self._outcome is not None
             self._value = pickle.loads(self._outcome.payload)  # unpickled once, on first use
+            self._result_size = len(self._outcome.payload)
+            self._outcome = self._outcome._replace(payload=b"")  # the value is kept, not both
         return self._value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait(timeout)
         return self._exception
 
+    def cancel(self) -> bool:
+        """Calls cannot be cancelled once submitted (as in Lithops)."""
+        raise NotImplementedError("a submitted call cannot be cancelled")
+
+    def cancelled(self) -> bool:
+        return False
+
     def add_done_callback(self, fn: Callable[[ResponseFuture], None]) -> None:
         """Call ``fn(future)`` when it settles (at once if it already has)."""
         with self._signal:
-            if not self.done():
+            if not self.done:
                 self._callbacks.append(fn)
                 return
         fn(self)
@@ -132,13 +270,13 @@ class ResponseFuture:
         if self._submit is not None:
             stats["submit"] = self._submit
         if self._outcome is not None:
-            stats.update(_worker_figures(self._outcome))
+            stats.update(_worker_figures(self._outcome, self._result_size))
         return stats
 
     @property
     def telemetry(self) -> TaskTelemetry | None:
         """This call's telemetry record, or ``None`` while it is not done."""
-        if not self.done():
+        if not self.done:
             return None
         o, exc = self._outcome, self._exception
         if o is not None and not o.ok:
@@ -153,7 +291,7 @@ class ResponseFuture:
             error_type=error_type,
             submit=self._submit,
             attempts=self._attempts if o is None else max(self._attempts, o.attempt + 1),
-            **({} if o is None else _worker_figures(o)),
+            **({} if o is None else _worker_figures(o, self._result_size)),
         )
 
     # -- called by the executor (one thread at a time per future) ----------------------
@@ -179,7 +317,7 @@ class ResponseFuture:
     def _settle(self, exc: BaseException | None) -> list[Callable[[], None]]:
         """Record the result; returns the done-callbacks, bound, for the caller to run
         after it has woken the waiters (never while holding the signal)."""
-        if self.done():
+        if self.done:
             return []
         with self._signal:
             self._exception = exc
@@ -188,7 +326,7 @@ class ResponseFuture:
         return [functools.partial(fn, self) for fn in callbacks]
 
 
-def _worker_figures(o: Outcome) -> dict[str, Any]:
+def _worker_figures(o: Outcome, result_size: int = 0) -> dict[str, Any]:
     """What the worker measured, by ``stats``/``TaskTelemetry`` field name."""
     return {
         "start": o.start,
@@ -200,7 +338,7 @@ def _worker_figures(o: Outcome) -> dict[str, Any]:
         "peak_rss": o.peak_rss,
         "bytes_read": o.bytes_read,
         "bytes_written": o.bytes_written,
-        "result_size": len(o.payload) if o.ok else 0,
+        "result_size": (len(o.payload) or result_size) if o.ok else 0,
     }
 
 
@@ -224,8 +362,94 @@ def remote_exception(outcome: Outcome, call_key: str) -> BaseException:
     return exc
 
 
+def nested_futures(value: Any) -> list[ResponseFuture] | None:
+    """The futures a call returned (one future, or a non-empty list/tuple of them), else ``None``.
+
+    Example:
+        >>> nested_futures([1, 2]) is None
+        True
+    """
+    if isinstance(value, ResponseFuture):
+        return [value]
+    if isinstance(value, list | tuple) and value and all(isinstance(v, ResponseFuture) for v in value):
+        return list(value)
+    return None
+
+
+def return_when_code(return_when: int | str) -> int:
+    """Lithops's integer for ``return_when`` (the old names are still accepted)."""
+    code = _CONSTANT_NAMES.get(return_when, return_when) if isinstance(return_when, str) else return_when
+    if not isinstance(code, int) or isinstance(code, bool) or not (code in (ANY_COMPLETED, ALWAYS) or 0 < code <= 100):
+        raise ConfigError(
+            f"return_when must be ALWAYS (0), ANY_COMPLETED (-1), ALL_COMPLETED (100) or a percentage, "
+            f"not {return_when!r}"
+        )
+    return code
+
+
 class FuturesList(list[ResponseFuture]):
-    """A list of futures with Lithops's convenience methods."""
+    """A list of futures with Lithops's convenience methods, chainable like Lithops's.
+
+    ``fexec.map(f, data).map(g)`` runs ``g`` over the results of ``f`` (this list then
+    holds ``g``'s futures); ``get_result()``/``wait()`` act on the whole chain.
+
+    Example:
+        >>> from xtremehub import FunctionExecutor
+        >>> def inc(x):
+        ...     return x + 1
+        >>> with FunctionExecutor(max_workers=1) as fexec:
+        ...     fexec.map(inc, [1, 2]).map(inc).get_result()
+        [3, 4]
+    """
+
+    #: The executor that made it (``None`` for lists built by hand or unpickled).
+    executor: Any = None
+
+    def _all_futures(self) -> list[ResponseFuture]:
+        return getattr(self, "alt_list", self)
+
+    def _executor(self) -> Any:
+        if self.executor is None:
+            from xtremehub.compute.executor import FunctionExecutor
+
+            self.executor = FunctionExecutor()
+        return self.executor
+
+    def _extend_futures(self, fs: list[ResponseFuture]) -> None:
+        for f in self:
+            f.produce_output = False  # only the last job of a chain produces the chain's output
+        if not hasattr(self, "alt_list"):
+            self.alt_list = list(self)
+        self.alt_list.extend(fs)
+        self.clear()
+        self.extend(fs)
+
+    def map(self, map_function: Callable[..., Any], sync: bool = False, **kwargs: Any) -> FuturesList:
+        """Chain a map over this list's results; returns this list, now holding the new futures."""
+        fexec = self._executor()
+        if sync:
+            fexec.wait(list(self))
+        self._extend_futures(fexec.map(map_function, list(self), **kwargs))
+        return self
+
+    def map_reduce(
+        self, map_function: Callable[..., Any], reduce_function: Callable[..., Any], sync: bool = False, **kwargs: Any
+    ) -> FuturesList:
+        """Chain a map-reduce over this list's results."""
+        fexec = self._executor()
+        if sync:
+            fexec.wait(list(self))
+        self._extend_futures(fexec.map_reduce(map_function, list(self), reduce_function, **kwargs))
+        return self
+
+    def wait(self, **kwargs: Any) -> tuple[list[ResponseFuture], list[ResponseFuture]]:
+        """Wait for every job of the chain."""
+        result: tuple[list[ResponseFuture], list[ResponseFuture]] = self._executor().wait(self._all_futures(), **kwargs)
+        return result
+
+    def get_result(self, **kwargs: Any) -> Any:
+        """The results of the last job of the chain."""
+        return self._executor().get_result(self._all_futures(), **kwargs)
 
     def result(self, timeout: float | None = None, throw_except: bool = True) -> list[Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -235,5 +459,11 @@ class FuturesList(list[ResponseFuture]):
             out.append(f.result(left, throw_except))
         return out
 
+    @property
     def done(self) -> bool:
-        return all(f.done() for f in self)
+        """Every future of the list is done."""
+        return all(f.done for f in self)
+
+    def __reduce__(self) -> Any:
+        # the executor does not travel (as in Lithops); an unpickled list makes its own if chained
+        return (FuturesList, (list(self),))

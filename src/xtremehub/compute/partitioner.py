@@ -37,6 +37,7 @@ class ObjectPart:
         data_byte_range: nominal ``(first, last)`` byte, inclusive, as in Lithops.
         size: size of the whole object.
         newline: the record delimiter the part is aligned to (``None``: no alignment).
+        chunk_size: the nominal size of the parts of this object (Lithops's ``chunk_size``).
     """
 
     url: str
@@ -45,6 +46,7 @@ class ObjectPart:
     data_byte_range: tuple[int, int]
     size: int
     newline: bytes | None = b"\n"
+    chunk_size: int | None = None
 
     @property
     def key(self) -> str:
@@ -178,5 +180,5 @@ def partition_objects(
         starts = list(range(0, info.size, step)) or [0]
         for i, start in enumerate(starts):
             last = min(info.size, start + step) - 1
-            parts.append(ObjectPart(info.url, i, len(starts), (start, max(start, last)), info.size, delim))
+            parts.append(ObjectPart(info.url, i, len(starts), (start, max(start, last)), info.size, delim, step))
     return parts

@@ -12,6 +12,7 @@ runs calls through :func:`run_call`, so every backend reports the same figures
 
 from __future__ import annotations
 
+import inspect
 import os
 import pickle
 import resource
@@ -27,7 +28,7 @@ import cloudpickle
 
 from xtremehub.storage import iostats
 
-__all__ = ["Call", "Outcome", "dumps", "expand_args", "reset_peak_rss", "run_call"]
+__all__ = ["INJECTED_PARAMS", "Call", "Outcome", "WithEnv", "dumps", "expand_args", "reset_peak_rss", "run_call"]
 
 HOST = socket.gethostname()
 # ru_maxrss is in KiB on Linux, in bytes on macOS.
@@ -82,26 +83,38 @@ def dumps(obj: Any) -> bytes:
         return bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
 
 
-def expand_args(item: Any, extra_args: Any = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+#: Parameters the executor fills in itself (as Lithops does), never bound from ``iterdata``.
+INJECTED_PARAMS = frozenset({"id", "storage", "ibm_cos", "rabbitmq"})
+
+
+def expand_args(
+    item: Any, extra_args: Any = None, func: Callable[..., Any] | None = None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """Lithops's calling convention for one ``iterdata`` item.
 
-    A dict becomes keyword arguments, a tuple or list positional arguments,
-    anything else a single positional argument; ``extra_args`` (tuple or dict)
-    is appended.
+    A dict becomes keyword arguments, a tuple positional arguments, anything else
+    (a list too) a single positional argument; ``extra_args`` is appended (a tuple
+    or list positionally, a dict as keywords). Given ``func``, a dict's keys are
+    checked against its parameters, and keys named after its ``*args``/``**kwargs``
+    parameters are spread into them, as Lithops does.
 
     Example:
         >>> expand_args({"x": 1}, {"y": 2})
         ((), {'x': 1, 'y': 2})
         >>> expand_args((1, 2), (3,))
         ((1, 2, 3), {})
-        >>> expand_args("a")
-        (('a',), {})
+        >>> expand_args([1, 2])
+        (([1, 2],), {})
+        >>> def total(a, *args, **kwargs):
+        ...     return a + sum(args) + sum(kwargs.values())
+        >>> expand_args({"a": 1, "args": (2, 3), "kwargs": {"b": 4}}, func=total)
+        ((1, 2, 3), {'b': 4})
     """
     if isinstance(item, dict):
         args: tuple[Any, ...] = ()
         kwargs = dict(item)
-    elif isinstance(item, tuple | list):
-        args, kwargs = tuple(item), {}
+    elif isinstance(item, tuple):
+        args, kwargs = item, {}
     else:
         args, kwargs = (item,), {}
     if extra_args is not None:
@@ -111,7 +124,75 @@ def expand_args(item: Any, extra_args: Any = None) -> tuple[tuple[Any, ...], dic
             args += tuple(extra_args)
         else:
             args += (extra_args,)
+    if kwargs and func is not None:
+        args, kwargs = _spread_var_params(func, args, kwargs)
     return args, kwargs
+
+
+def _spread_var_params(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return args, kwargs
+    var_pos = next((n for n, p in params.items() if p.kind is inspect.Parameter.VAR_POSITIONAL), None)
+    var_kw = next((n for n, p in params.items() if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+    if var_kw is None:
+        named = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL} | INJECTED_PARAMS
+        unknown = [k for k in kwargs if k not in named and k != var_pos]
+        if unknown:
+            user = [n for n in params if n not in INJECTED_PARAMS]
+            raise ValueError(
+                f"Check the args names in the data. You provided these args: {list(kwargs)}, "
+                f"and the args must be: {user}"
+            )
+    if var_pos is not None and var_pos in kwargs:
+        spread = tuple(kwargs.pop(var_pos) or ())
+        if not args:  # the named parameters before *args go positionally too (Lithops passes them by
+            # name, which Python refuses once *args is filled: "multiple values for argument")
+            for name, p in params.items():
+                if p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD or name not in kwargs:
+                    break
+                args += (kwargs.pop(name),)
+        args = (*args, *spread)
+    if var_kw is not None and var_kw in kwargs and isinstance(kwargs[var_kw], dict):
+        kwargs = {**kwargs.pop(var_kw), **kwargs}
+    return args, kwargs
+
+
+class WithEnv:
+    """``func`` run with extra environment variables set for the call (``extra_env=``).
+
+    Example:
+        >>> import os
+        >>> WithEnv(os.environ.get, {"XHUB_DOC_FLAG": "on"})("XHUB_DOC_FLAG"), os.environ.get("XHUB_DOC_FLAG")
+        ('on', None)
+    """
+
+    def __init__(self, func: Callable[..., Any], env: dict[str, str]) -> None:
+        self.func, self.env = func, {str(k): str(v) for k, v in env.items()}
+        self.__wrapped__ = func  # signature() sees the user's function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            return self.func(*args, **kwargs)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def _await_returned_futures(result: Any) -> None:
+    """A call that returns futures (of an executor it made) sends them finished."""
+    from xtremehub.compute.futures import nested_futures
+
+    for f in nested_futures(result) or ():
+        f.exception()  # waits; the future then pickles with its result
 
 
 def run_call(
@@ -131,6 +212,7 @@ def run_call(
     ok, error_type, error_message, remote_tb = True, "", "", ""
     try:
         result = func(*call.args, **call.kwargs)
+        _await_returned_futures(result)
         try:
             payload = dumps(result)
         except Exception as exc:  # the result cannot travel back

@@ -80,7 +80,7 @@ def run_fastq_demo(
         t0 = time.perf_counter()
         reducer = fexec.map_reduce(read_stats, parts, sum_stats)
         fexec.wait(show_progressbar=progress)
-        result: dict[str, Any] = fexec.get_result(reducer)[0]
+        result: dict[str, Any] = fexec.get_result(reducer)
         seconds = time.perf_counter() - t0
     m = dataset.manifest
     from xtremehub import storage

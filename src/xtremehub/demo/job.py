@@ -113,11 +113,11 @@ def run_demo(
         start = time.perf_counter()
         reducer = fexec.map_reduce(count_variants, dataset.url, merge_counts, obj_chunk_number=n_parts)
         fexec.wait(show_progressbar=progress)
-        result = fexec.get_result(reducer)[0]
+        result = fexec.get_result(reducer)
         seconds = time.perf_counter() - start
         n_workers = fexec.backend.workers
         telemetry = str(fexec.job_summary())
-        plots = fexec.plot(settings.home / "plots" / "demo")
+        plots = fexec.plot(dst=settings.home / "plots" / "demo")
     manifest = dataset.manifest
     checks = {
         "row count matches the generator": result["rows"] == manifest["rows"],

@@ -269,7 +269,7 @@ class Pool:
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> AsyncResult:
         self._check_running()
-        future = self._executor.call_async(self._function(func), tuple(args), dict(kwds) if kwds else None)
+        future = self._executor.call_async(self._function(func), tuple(args), extra_args=dict(kwds) if kwds else None)
         return AsyncResult([future], single=True, callback=callback, error_callback=error_callback)
 
     def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:

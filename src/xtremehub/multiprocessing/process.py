@@ -126,7 +126,7 @@ class Process:
             self.join()
 
     def is_alive(self) -> bool:
-        return self._future is not None and not self._future.done()
+        return self._future is not None and not self._future.done
 
     def join(self, timeout: float | None = None) -> None:
         """Wait until the process ends, or ``timeout`` seconds."""
@@ -151,7 +151,7 @@ class Process:
 
     @property
     def exitcode(self) -> int | None:
-        if self._future is None or not self._future.done():
+        if self._future is None or not self._future.done:
             return None
         if self._terminated_by is not None:
             return -self._terminated_by
@@ -175,7 +175,7 @@ class Process:
     def _stop(self, signum: int) -> None:
         if self._future is None or self._executor is None:
             return
-        if not self._future.done():
+        if not self._future.done:
             self._terminated_by = signum
         self._executor.close(wait=False)
         atexit.unregister(self._at_exit)

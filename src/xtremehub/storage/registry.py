@@ -13,7 +13,7 @@ Example:
     >>> open_store("gopher://x/y")
     Traceback (most recent call last):
     ...
-    xtremehub.errors.UnsupportedURL: gopher://x/y: unknown scheme 'gopher'; known: file, mem, s3
+    xtremehub.errors.UnsupportedURL: gopher://x/y: unknown scheme 'gopher'; known: file, http, https, mem, s3
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ STORES: Registry[StoreFactory] = Registry(
     "xtremehub.stores",
     {
         "file": "xtremehub.storage.registry:_local_factory",
+        "http": "xtremehub.storage.registry:_http_factory",
+        "https": "xtremehub.storage.registry:_https_factory",
         "mem": "xtremehub.storage.registry:_memory_factory",
         "s3": ("xtremehub.storage.registry:_s3_factory", "pip install xtremehub (boto3)"),
     },
@@ -92,6 +94,18 @@ def _local_factory(location: str, settings: Settings) -> Store:
     from xtremehub.storage._local import LocalStore
 
     return LocalStore("/")
+
+
+def _http_factory(location: str, settings: Settings) -> Store:
+    from xtremehub.storage._http import HttpStore
+
+    return HttpStore(f"http://{location}")
+
+
+def _https_factory(location: str, settings: Settings) -> Store:
+    from xtremehub.storage._http import HttpStore
+
+    return HttpStore(f"https://{location}")
 
 
 def _memory_factory(location: str, settings: Settings) -> Store:

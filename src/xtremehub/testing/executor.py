@@ -96,6 +96,14 @@ def with_id(x: int, id: int) -> tuple[int, int]:
     return (id, x)
 
 
+def env_value(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def count_items(items: list[Any]) -> int:
+    return len(items)
+
+
 def read_size(url: str) -> int:
     return len(storage.get(url))
 
@@ -147,7 +155,9 @@ class ExecutorTests:
     def test_call_async(self, fexec: FunctionExecutor) -> None:
         future = fexec.call_async(add, (2, 3))
         assert future.result(timeout=60) == 5
-        assert future.done()
+        assert future.done
+        assert not future.running
+        assert (future.success, future.error) == (True, False)
         assert future.status() == "success"
 
     def test_call_async_argument_conventions(self, fexec: FunctionExecutor) -> None:
@@ -177,11 +187,12 @@ class ExecutorTests:
 
     def test_map_reduce(self, fexec: FunctionExecutor) -> None:
         reducer = fexec.map_reduce(square, range(10), total)
-        assert fexec.get_result(reducer) == [sum(i * i for i in range(10))]
+        assert len(reducer) == 11  # as in Lithops: the map futures, then the reducer's
+        assert fexec.get_result(reducer) == sum(i * i for i in range(10))
 
     def test_map_reduce_results_in_input_order(self, fexec: FunctionExecutor) -> None:
         reducer = fexec.map_reduce(sleep_then, [(0.05 * (5 - i), i) for i in range(6)], ordered)
-        assert reducer[0].result(timeout=60) == list(range(6))
+        assert reducer[-1].result(timeout=60) == list(range(6))
 
     def test_map_reduce_propagates_map_failure(self, fexec: FunctionExecutor) -> None:
         reducer = fexec.map_reduce(fail_with_value_error, [1, 2], total)
@@ -192,7 +203,22 @@ class ExecutorTests:
         fexec.map(square, [1, 2, 3])
         assert fexec.get_result() == [1, 4, 9]
         fexec.map_reduce(square, [4, 5], total)
-        assert fexec.get_result() == [41]  # map outputs of map_reduce are not outputs
+        assert fexec.get_result() == 41  # map outputs of map_reduce are not outputs; one result is not a list
+
+    def test_lithops_argument_shapes(self, fexec: FunctionExecutor) -> None:
+        assert fexec.get_result(fexec.map(count_items, [[1, 2], [3]])) == [2, 1]  # a list is one argument
+        assert fexec.get_result(fexec.map(add, [(1, 2), {"x": 3, "y": 4}])) == [3, 7]
+        envs = fexec.get_result(fexec.map(env_value, ["XHUB_CONFORMANCE"], extra_env={"XHUB_CONFORMANCE": "on"}))
+        assert envs == ["on"]
+        assert fexec.map(square, [2, 3]).map(square).get_result() == [16, 81]  # chained on the results
+
+    def test_futures_pickle_with_their_result(self, fexec: FunctionExecutor) -> None:
+        import pickle
+
+        future = fexec.call_async(square, 6)
+        future.result(timeout=60)
+        copy = pickle.loads(pickle.dumps(future))
+        assert (copy.done, copy.error, copy.result()) == (True, False, 36)
 
     # -- waiting -------------------------------------------------------------------------
     def test_wait_any_always_all(self, fexec: FunctionExecutor) -> None:
@@ -228,7 +254,10 @@ class ExecutorTests:
         notes = "\n".join(getattr(info.value, "__notes__", []))
         assert "Remote traceback" in notes
         assert "fail_with_value_error" in notes
-        assert future.status() == "error"
+        assert future.status(throw_except=False) == "error"
+        assert future.error
+        with pytest.raises(ValueError, match="bad input 42"):
+            future.status()  # as in Lithops: raises the call's exception
 
     def test_get_result_raises_and_throw_except_false(self, fexec: FunctionExecutor) -> None:
         futures = fexec.map(fail_with_value_error, [1])
@@ -370,7 +399,7 @@ class ExecutorTests:
 
     def test_map_reduce_over_objects_per_object(self, fexec: FunctionExecutor, object_root: str) -> None:
         files = self._write_lines(object_root)
-        reducers = fexec.map_reduce(line_count, object_root, total, obj_chunk_size=64, reducer_one_per_object=True)
+        reducers = fexec.map_reduce(line_count, object_root, total, obj_chunk_size=64, obj_reduce_by_key=True)
         assert sorted(fexec.get_result(reducers)) == sorted(len(v) for v in files.values())
 
     def test_custom_newline(self, fexec: FunctionExecutor, object_root: str) -> None:
