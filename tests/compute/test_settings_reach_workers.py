@@ -30,6 +30,7 @@ from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.genomics import FASTQGZip, partition_reads_batches
 from xtremehub.connectors.pointcloud import LAS, partition_points
 from xtremehub.connectors.raster import COG
+from xtremehub.connectors.text import CSV
 from xtremehub.errors import AccessDenied, StorageUnavailable
 from xtremehub.testing.seaweedfs import SeaweedFS
 
@@ -81,7 +82,10 @@ def _reader(kind: str) -> Callable[[DataSlice], Any]:
         lines = text.splitlines()
         return len(lines) // 4, sum(len(line) for line in lines[1::4])
 
-    return {"las": las, "cog": cog, "fastq": fastq}[kind]
+    def csv(s: DataSlice) -> list[dict[str, str]]:
+        return s.rows()  # type: ignore[attr-defined, no-any-return]
+
+    return {"las": las, "cog": cog, "fastq": fastq, "csv": csv}[kind]
 
 
 @pytest.fixture
@@ -144,6 +148,24 @@ def test_a_cog_object_on_a_second_endpoint_is_read_on_every_backend(
     truth = tifffile.imread(path)
     assert sum(n for n, _ in got) == truth.size
     assert sum(s for _, s in got) == pytest.approx(float(truth.astype(np.float64).sum()))
+
+
+@pytest.mark.usefixtures("no_process_settings")
+@pytest.mark.parametrize("run", BACKENDS, indirect=True)
+def test_a_csv_object_on_a_second_endpoint_is_indexed_and_read_on_every_backend(
+    run: tuple[FunctionExecutor | None, Callable[..., list[Any]]], prefix: str, second: Settings
+) -> None:
+    fexec, mapper = run
+    rows = [{"id": str(i), "note": f"line {i}\nwith a newline, and a comma"} for i in range(500)]
+    text = "id,note\n" + "".join(f'{r["id"]},"{r["note"]}"\n' for r in rows)
+    url = prefix + "notes.csv"
+    storage.put(url, text.encode(), settings=second)
+    co = CloudObject(CSV, url, settings=second).preprocess(fexec)
+    slices = co.partition("num_chunks", num_chunks=4)
+    assert b"xhub-second-secret" not in cloudpickle.dumps(slices)
+    got = [row for part in mapper(_reader("csv"), slices) for row in part]
+    assert got == rows
+    assert co["num_rows"] == len(rows)
 
 
 @pytest.mark.xfail(

@@ -17,6 +17,7 @@ from functools import cached_property
 from xtremehub.config import Settings
 from xtremehub.errors import ConfigError, ObjectNotFound
 from xtremehub.storage import ObjectInfo, open_store
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 from xtremehub.storage.base import Store
 
 __all__ = ["ObjectPart", "partition_objects"]
@@ -38,6 +39,8 @@ class ObjectPart:
         size: size of the whole object.
         newline: the record delimiter the part is aligned to (``None``: no alignment).
         chunk_size: the nominal size of the parts of this object (Lithops's ``chunk_size``).
+        access: the settings the part is read with (travelling without credentials; see
+            :class:`~xtremehub.storage.access.StoreAccess`); by default the reading process's.
     """
 
     url: str
@@ -47,6 +50,7 @@ class ObjectPart:
     size: int
     newline: bytes | None = b"\n"
     chunk_size: int | None = None
+    access: StoreAccess = PROCESS_DEFAULTS
 
     @property
     def key(self) -> str:
@@ -58,7 +62,7 @@ class ObjectPart:
 
     @cached_property
     def _store(self) -> tuple[Store, str]:
-        return open_store(self.url)
+        return self.access.open(self.url)
 
     @cached_property
     def aligned_range(self) -> tuple[int, int]:

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from xtremehub import storage
 from xtremehub.errors import ConfigError, MalformedRecord
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 __all__ = [
     "ChunkScan",
@@ -222,10 +222,18 @@ def _quotes_and_newlines(
 
 
 def scan_chunk(
-    url: str, size: int, lo: int, hi: int, dialect: Dialect, spacing: int, grid0: int, states: tuple[bool, ...]
+    url: str,
+    size: int,
+    lo: int,
+    hi: int,
+    dialect: Dialect,
+    spacing: int,
+    grid0: int,
+    states: tuple[bool, ...],
+    access: StoreAccess = PROCESS_DEFAULTS,
 ) -> ChunkScan:
     """Map step of CSV preprocessing: read ``[lo, hi)`` plus one byte each side, then :func:`scan_block`."""
-    store, key = storage.open_store(url)
+    store, key = access.open(url)
     base = max(0, lo - 1)
     buf = store.get_range(key, base, min(size, hi + 1))
     return scan_block(buf, base, lo, hi, dialect, spacing=spacing, grid0=grid0, states=states)
@@ -300,7 +308,9 @@ def first_record(head: bytes, dialect: Dialect, *, whole: bool) -> tuple[bytes, 
     return match.group(1), match.end()
 
 
-def exact_scan(url: str, size: int, data_start: int, dialect: Dialect, spacing: int) -> RecordIndex:
+def exact_scan(
+    url: str, size: int, data_start: int, dialect: Dialect, spacing: int, access: StoreAccess = PROCESS_DEFAULTS
+) -> RecordIndex:
     """Records of ``[data_start, size)`` by one serial pass that follows Python's ``csv`` state machine.
 
     For objects whose quotes :func:`scan_block` cannot resolve (quotes inside
@@ -313,7 +323,7 @@ def exact_scan(url: str, size: int, data_start: int, dialect: Dialect, spacing: 
         RecordIndex(num_rows=2, starts=(0, 14))
     """
     pattern, unclosed = _patterns(dialect)
-    store, key = storage.open_store(url)
+    store, key = access.open(url)
     rows, starts, mark = 0, [], data_start
     offset, carry = data_start, b""
     while True:

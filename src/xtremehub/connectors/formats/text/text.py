@@ -48,6 +48,7 @@ from xtremehub.connectors.formats.text.records import (
     stitch,
 )
 from xtremehub.errors import ConfigError, MalformedRecord, MissingDependency
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.compute import FunctionExecutor
@@ -76,9 +77,11 @@ class TextSlice(DataSlice):
     start: int
     end: int
     newline: bytes = b"\n"
+    access: StoreAccess = PROCESS_DEFAULTS  # the object's settings, without credentials when pickled
 
     def _part(self) -> ObjectPart:
-        return ObjectPart(self.url, 0, 1, (self.start, max(self.start, self.end - 1)), self.object_size, self.newline)
+        rng = (self.start, max(self.start, self.end - 1))
+        return ObjectPart(self.url, 0, 1, rng, self.object_size, self.newline, access=self.access)
 
     def iter_chunks(self) -> Iterator[bytes]:
         if self.end <= self.start:
@@ -106,7 +109,7 @@ class CSVSlice(TextSlice):
 
     def iter_chunks(self) -> Iterator[bytes]:
         # start and end are record starts found by preprocessing: read exactly them, no alignment
-        store, key = storage.open_store(self.url)
+        store, key = self.access.open(self.url)
         for at in range(self.start, self.end, _READ_BLOCK):
             yield store.get_range(key, at, min(self.end, at + _READ_BLOCK))
 
@@ -137,9 +140,9 @@ class CSVSlice(TextSlice):
         return pacsv.read_csv(io.BytesIO(self._with_header()), parse_options=opts)
 
 
-def count_newlines(url: str, start: int, end: int, newline: bytes) -> int:
+def count_newlines(url: str, start: int, end: int, newline: bytes, access: StoreAccess = PROCESS_DEFAULTS) -> int:
     """Map step of preprocessing: delimiters in ``[start, end)``."""
-    store, key = storage.open_store(url)
+    store, key = access.open(url)
     return store.get_range(key, start, end).count(newline)
 
 
@@ -167,7 +170,7 @@ class Text(Format):
         ranges = [(a, min(co.size, a + _COUNT_CHUNK)) for a in range(start, co.size, _COUNT_CHUNK)]
         if len(self.newline) > 1:  # a delimiter could straddle chunks: count in one go
             ranges = [(start, co.size)] if co.size > start else []
-        counts = _map_or_serial(executor, count_newlines, [(co.url, a, b, self.newline) for a, b in ranges])
+        counts = _map_or_serial(executor, count_newlines, [(co.url, a, b, self.newline, co.access) for a, b in ranges])
         lines = sum(counts)
         if co.size > start:
             last = storage.get_range(co.url, co.size - len(self.newline), co.size, settings=co.settings)
@@ -180,7 +183,7 @@ class Text(Format):
         return Index(self.name, self.index_version, {}, attrs, {"data_start": 0})
 
     def make_slice(self, co: CloudObject, start: int, end: int) -> TextSlice:
-        return TextSlice(co.url, co.size, start, end, self.newline)
+        return TextSlice(co.url, co.size, start, end, self.newline, co.access)
 
     def slices(self, co: CloudObject, cuts: Sequence[int]) -> list[TextSlice]:
         """Slices between nominal ``cuts`` (ascending, the first at the data start) and the end."""
@@ -250,12 +253,12 @@ class CSV(Text):
         common = (self.dialect, spacing, data_start)
         scans: list[ChunkScan] = []
         if executor is not None and len(ranges) > 1:
-            args = [(co.url, co.size, a, b, *common, (False, a > data_start)) for a, b in ranges]
+            args = [(co.url, co.size, a, b, *common, (False, a > data_start), co.access) for a, b in ranges]
             scans = executor.get_result(executor.map(scan_chunk, args))
         else:
             inside = False
             for a, b in ranges:
-                scans.append(scan_chunk(co.url, co.size, a, b, *common, (inside,)))
+                scans.append(scan_chunk(co.url, co.size, a, b, *common, (inside,), co.access))
                 state = scans[-1].inside if inside else scans[-1].outside
                 assert state is not None
                 if state.stray_quote >= 0:
@@ -264,12 +267,22 @@ class CSV(Text):
         records = stitch(scans, data_start, co.size, co.url)
         if records is None:
             log.info("%s: a quote inside an unquoted field; indexing records serially", co.url)
-            records = exact_scan(co.url, co.size, data_start, self.dialect, spacing)
+            records = exact_scan(co.url, co.size, data_start, self.dialect, spacing, co.access)
         return records
 
     def make_slice(self, co: CloudObject, start: int, end: int) -> CSVSlice:
         header = str(co.index.attributes["header"]).encode()
-        return CSVSlice(co.url, co.size, start, end, self.newline, header, self.delimiter, self.quotechar)
+        return CSVSlice(
+            co.url,
+            co.size,
+            start,
+            end,
+            self.newline,
+            access=co.access,
+            header=header,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+        )
 
     def slices(self, co: CloudObject, cuts: Sequence[int]) -> list[TextSlice]:
         """Slices between record starts: each cut moves to the first indexed record start at or after it."""
