@@ -116,6 +116,7 @@ def plan_run(
     if len(set(names)) != len(names):
         raise ConfigError(f"genotype file names must differ once suffixes are removed: {sorted(names)}")
     lab = read_labels(storage.get(labels, settings=settings), str(labels))
+    Cohort.build(lab, config)  # too few patients for the folds: fail before any work starts
     sizes = [storage.head(f, settings=settings).size for f in files]
     tiles = tuple(get_comb_files(len(files)))
     costs = tuple(max(1, pair_cost(sizes[a] >> 10, sizes[b] >> 10, a == b)) for a, b in tiles)
