@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import logging
@@ -120,7 +121,27 @@ def plan_run(
     sizes = [storage.head(f, settings=settings).size for f in files]
     tiles = tuple(get_comb_files(len(files)))
     costs = tuple(max(1, pair_cost(sizes[a] >> 10, sizes[b] >> 10, a == b)) for a, b in tiles)
-    return RunPlan(tuple(files), str(labels), lab, str(out).rstrip("/"), config, tiles, costs, names)
+    plan = RunPlan(tuple(files), str(labels), lab, str(out).rstrip("/"), config, tiles, costs, names)
+    _claim_output(plan, sizes, settings)
+    return plan
+
+
+def _claim_output(plan: RunPlan, sizes: Sequence[int], settings: Settings | None) -> None:
+    """Write ``run.json`` under ``out``, or check that the one there describes this same run: finished
+    tiles are only reused by a rerun of the same inputs and settings."""
+    manifest = {
+        "config": dataclasses.asdict(plan.config),
+        "files": [{"url": f, "size": n} for f, n in zip(plan.files, sizes, strict=True)],
+        "labels": plan.labels_url,
+        "patients": int(plan.labels.size),
+    }
+    text = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
+    url = f"{plan.out}/run.json"
+    if storage.exists(url, settings=settings):
+        if storage.get(url, settings=settings) != text:
+            raise ConfigError(f"{url} describes another run (inputs or settings differ): choose another output")
+        return
+    storage.put(url, text, settings=settings)
 
 
 @dataclass
