@@ -114,3 +114,14 @@ def save_output_bytes(mdr_error: list[Any]) -> bytes:
 
 def read_gz_text(data: bytes) -> str:
     return gzip.decompress(data).decode("utf-8")
+
+
+def get_keyval_rows(genotypes: Any) -> dict[int, Any]:
+    """Rows of hard calls in the seed's 0/1 triple layout (``input_filter`` of a text row), by index."""
+    rows = {}
+    for i, g in enumerate(genotypes):
+        triples = np.zeros((g.size, 3), dtype=np.int64)
+        called = g >= 0
+        triples[np.flatnonzero(called), g[called]] = 1
+        rows[i] = triples.ravel()
+    return rows
