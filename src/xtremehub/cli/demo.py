@@ -42,7 +42,7 @@ def demo(
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
     part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
-    percentiles.
+    percentiles; part 6 runs MDR epistasis over a generated cohort with a planted SNP-SNP interaction.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
@@ -68,5 +68,9 @@ def demo(
     finally:
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
-    if not (report.ok and fastq.ok and imzml.ok and las.ok and streams.ok):
+    from xtremehub.demo.epistasis_job import run_epistasis_demo
+
+    epistasis = run_epistasis_demo(settings, workers=workers)
+    click.echo(epistasis.summary())
+    if not (report.ok and fastq.ok and imzml.ok and las.ok and streams.ok and epistasis.ok):
         sys.exit(1)
