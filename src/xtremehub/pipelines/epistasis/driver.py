@@ -32,11 +32,12 @@ import numpy as np
 from xtremehub import storage
 from xtremehub.compute import FunctionExecutor
 from xtremehub.config import Settings
-from xtremehub.errors import ComputeError, ConfigError, ObjectNotFound
+from xtremehub.errors import ComputeError, ConfigError, MalformedRecord, ObjectNotFound
 from xtremehub.pipelines.epistasis.config import MDRConfig
 from xtremehub.pipelines.epistasis.learner import Cohort, apply_mdr
 from xtremehub.pipelines.epistasis.loader import GenotypeBlock, read_labels, read_sample
 from xtremehub.pipelines.epistasis.partitioner import get_comb_files, get_mpicomm, make_distribution, pair_cost
+from xtremehub.pipelines.epistasis.plink import is_plink, read_plink, read_plink_labels
 from xtremehub.pipelines.epistasis.storer import (
     categorical,
     pairs_table,
@@ -52,7 +53,7 @@ __all__ = ["RunPlan", "RunReport", "expand_genotypes", "finalize", "plan_run", "
 
 log = logging.getLogger(__name__)
 
-_SUFFIXES = (".gz", ".gen", ".txt", ".vcf")
+_SUFFIXES = (".gz", ".gen", ".txt", ".vcf", ".bed")
 
 
 def file_stem(url: str) -> str:
@@ -116,7 +117,10 @@ def plan_run(
     names = tuple(file_stem(f) for f in files)
     if len(set(names)) != len(names):
         raise ConfigError(f"genotype file names must differ once suffixes are removed: {sorted(names)}")
-    lab = read_labels(storage.get(labels, settings=settings), str(labels))
+    if str(labels).endswith(".fam"):
+        lab = read_plink_labels(str(labels))
+    else:
+        lab = read_labels(storage.get(labels, settings=settings), str(labels))
     Cohort.build(lab, config)  # too few patients for the folds: fail before any work starts
     sizes = [storage.head(f, settings=settings).size for f in files]
     tiles = tuple(get_comb_files(len(files)))
@@ -171,14 +175,7 @@ def run_tiles(plan: RunPlan, tile_ids: Sequence[int]) -> TileStats:
             if len(cache) >= 3:
                 cache.pop(next(iter(cache)))
             t0 = time.perf_counter()
-            cache[index] = read_sample(
-                storage.get(plan.files[index]),
-                plan.files[index],
-                n_patients=cohort.n_patients,
-                labels_url=plan.labels_url,
-                call_threshold=plan.config.call_threshold,
-                prob_tolerance=plan.config.prob_tolerance,
-            )
+            cache[index] = _read_genotypes(plan, index, cohort.n_patients)
             stats.read_s += time.perf_counter() - t0
         return cache[index]
 
@@ -216,6 +213,24 @@ def run_tiles(plan: RunPlan, tile_ids: Sequence[int]) -> TileStats:
         stats.pairs += len(res)
         log.info("tile %s: %d pairs in %.3fs", plan.tile_name(tile), len(res), t1 - t0)
     return stats
+
+
+def _read_genotypes(plan: RunPlan, index: int, n_patients: int) -> GenotypeBlock:
+    url = plan.files[index]
+    if is_plink(url):
+        block = read_plink(url)
+        if block.genotypes.shape[1] != n_patients:
+            detail = f"{block.genotypes.shape[1]} patients in the .fam but {plan.labels_url} lists {n_patients}"
+            raise MalformedRecord(url, 0, detail, "record")
+        return block
+    return read_sample(
+        storage.get(url),
+        url,
+        n_patients=n_patients,
+        labels_url=plan.labels_url,
+        call_threshold=plan.config.call_threshold,
+        prob_tolerance=plan.config.prob_tolerance,
+    )
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,8 @@ def plot_interactions(
         ax.scatter(x, best, c=file_of % 2, cmap="coolwarm", s=6, vmin=0, vmax=1)
         top = int(np.argmax(score))
         ax.scatter([first[top], second[top]], [score[top]] * 2, marker="*", s=120, c="black", label="top pair")
-        ax.annotate(top_label, (float(first[top]), float(score[top])), textcoords="offset points", xytext=(5, 5))
+        text = top_label.replace("$", r"\$")  # no mathtext: SNP keys hold '$' placeholders
+        ax.annotate(text, (float(first[top]), float(score[top])), textcoords="offset points", xytext=(8, -14))
         ax.legend(loc="lower right", fontsize=8)
     ax.set_xlabel("SNP (files in order)")
     ax.set_ylabel("best pair: 1 - mean fold value")
