@@ -55,8 +55,6 @@ def test_seed_run_writes_every_pair_once(testdata: Path, tmp_path: Path) -> None
     lab = read_labels(Path(labels).read_bytes())
     block = stack_blocks([read_sample(Path(f).read_bytes(), f, n_patients=lab.size) for f in files])
     res = apply_mdr(block.genotypes, block.genotypes, Cohort.build(lab, MDRConfig()), triangle=True)
-    ours = {(k1, k2): row for k1, k2, row in zip(block.keys, block.keys, res.errors, strict=False)}
-    assert len(ours) > 0
     got = np.stack([table[f"fold{f}"].to_numpy() for f in range(1, 6)], axis=1)
     expected = {
         (f"{block.keys[i]}", f"{block.keys[j]}", i // 30, j // 30): row
@@ -109,7 +107,7 @@ def test_outputs_identical_for_1_2_7_tasks_and_on_dask(testdata: Path, tmp_path:
     with FunctionExecutor("dask", workers=2) as fexec:
         run_mdr(files, labels, str(tmp_path / "dask"), tasks=3, executor=fexec)
     trees[0] = _tree(tmp_path / "dask")
-    assert len(trees[1]) == 15 * 2 + 4
+    assert len(trees[1]) == 15 * 2 + 5  # text and Parquet per tile; run.json, merged outputs
     assert trees[1] == trees[2] == trees[7] == trees[0]
 
 
