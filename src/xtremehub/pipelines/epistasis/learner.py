@@ -32,6 +32,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -155,14 +156,14 @@ def _indicators(genotypes: I8) -> F32:
     return out.reshape(3 * m, n)
 
 
-def _diff(q: F32, axis: int) -> F32:
-    """Cumulative levels ``(0, 1, called, all)`` -> genotype levels ``(0, 1, 2, missing)`` on ``axis``."""
-    v = np.moveaxis(q, axis, 0)
-    out = np.empty_like(v)
-    out[0], out[1] = v[0], v[1]
-    out[2] = v[2] - v[0] - v[1]
-    out[3] = v[3] - v[2]
-    return np.moveaxis(out, 0, axis)
+def _diff_inplace(q: F32) -> None:
+    """Cumulative levels ``(0, 1, called, all)`` -> genotype levels ``(0, 1, 2, missing)``, in place,
+    on axes 2 and 3 of ``q`` (``(fold, class, x, y, m1, m2)``: whole contiguous planes per operation)."""
+    for axis in (2, 3):
+        v = np.moveaxis(q, axis, 0)
+        v[3] -= v[2]
+        v[2] -= v[0]
+        v[2] -= v[1]
 
 
 def count_cells(first: I8, second: I8, cohort: Cohort) -> npt.NDArray[np.int32]:
@@ -180,7 +181,7 @@ def count_cells(first: I8, second: I8, cohort: Cohort) -> npt.NDArray[np.int32]:
     xb = xa if second is first else _indicators(second[:, cohort.order])
     ma, mb = first.shape[0], second.shape[0]
     g_f, g_c = cohort.cv_sets + 1, 2
-    q = np.zeros((g_f, g_c, ma, mb, 4, 4), dtype=np.float32)
+    q = np.zeros((g_f, g_c, 4, 4, ma, mb), dtype=np.float32)
     for f in range(g_f):
         for c in range(g_c):
             s, e = (int(v) for v in cohort.groups[f, c])
@@ -188,12 +189,13 @@ def count_cells(first: I8, second: I8, cohort: Cohort) -> npt.NDArray[np.int32]:
                 continue
             pa, pb = xa[:, s:e], xb[:, s:e]
             prod = (pa @ pb.T).reshape(3, ma, 3, mb)
-            q[f, c, :, :, :3, :3] = prod.transpose(1, 3, 0, 2)
-            q[f, c, :, :, :3, 3] = pa.sum(axis=1).reshape(3, ma).T[:, None, :]
-            q[f, c, :, :, 3, :3] = pb.sum(axis=1).reshape(3, mb).T[None, :, :]
-            q[f, c, :, :, 3, 3] = e - s
-    cells = _diff(_diff(q, -2), -1)
-    return np.rint(cells).astype(np.int32).reshape(g_f, g_c, ma, mb, N_CELLS)
+            q[f, c, :3, :3] = prod.transpose(0, 2, 1, 3)
+            q[f, c, :3, 3] = pa.sum(axis=1).reshape(3, ma)[:, :, None]
+            q[f, c, 3, :3] = pb.sum(axis=1).reshape(3, mb)[:, None, :]
+            q[f, c, 3, 3] = e - s
+    _diff_inplace(q)
+    cells = q.astype(np.int32).reshape(g_f, g_c, N_CELLS, ma, mb)  # exact: integers below 2**24
+    return np.ascontiguousarray(np.moveaxis(cells, 2, -1))
 
 
 def _compat_codes() -> F32:
@@ -213,12 +215,16 @@ def _compat_codes() -> F32:
 _CODES = _compat_codes()
 
 
-def _train_test(counts: npt.NDArray[np.int32], cohort: Cohort) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _train_test(counts: npt.NDArray[np.int32], cohort: Cohort) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
     """Per fold: (train, test) counts ``(cv, 2, ..., cells)``."""
-    c = counts.astype(np.int64)
-    total = c.sum(axis=0)
-    test = c[: cohort.cv_sets]
+    total = counts.sum(axis=0, dtype=np.int32)
+    test = counts[: cohort.cv_sets]
     return total[None] - test, test
+
+
+def _int_for(n_patients: int) -> type[np.signedinteger[Any]]:
+    """An integer type holding products of two patient counts."""
+    return np.int32 if n_patients < 46_000 else np.int64
 
 
 def get_risk_array(counts: npt.NDArray[np.int32], cohort: Cohort) -> npt.NDArray[np.bool_]:
@@ -236,8 +242,10 @@ def get_risk_array(counts: npt.NDArray[np.int32], cohort: Cohort) -> npt.NDArray
     extra = (1,) * (counts.ndim - 3)
     if cohort.mode == "default":
         tr_ctrl, tr_case = train[:, 0], train[:, 1]
-        n_ctrl = tr_cls[:, 0].reshape(-1, *extra, 1)
-        n_case = tr_cls[:, 1].reshape(-1, *extra, 1)
+        dtype = _int_for(cohort.n_patients)
+        n_ctrl = tr_cls[:, 0].reshape(-1, *extra, 1).astype(dtype)
+        n_case = tr_cls[:, 1].reshape(-1, *extra, 1).astype(dtype)
+        tr_ctrl, tr_case = tr_ctrl.astype(dtype, copy=False), tr_case.astype(dtype, copy=False)
         return np.asarray((tr_case * n_ctrl >= tr_ctrl * n_case) & (tr_case + tr_ctrl > 0))
     codes = train.astype(np.float32) @ _CODES  # exact small integers
     n = cohort.n_patients
