@@ -276,7 +276,8 @@ def finalize(plan: RunPlan, stats: TileStats, workers: int, seconds: float) -> R
     first = [offsets[a] + t["row1"].to_numpy().astype(np.int64) for (a, _), t in zip(plan.tiles, tables, strict=True)]
     second = [offsets[b] + t["row2"].to_numpy().astype(np.int64) for (_, b), t in zip(plan.tiles, tables, strict=True)]
     top_rows = top.to_pylist()
-    label = f"{top_rows[0]['snp1']} x {top_rows[0]['snp2']}" if top_rows else ""
+    best = top_rows[0] if top_rows else {}
+    label = f"{best['file1']}:{best['snp1']} x {best['file2']}:{best['snp2']}" if best else ""
     png = plot_interactions(
         np.concatenate(first), np.concatenate(second), 1 - merged["mean"].to_numpy(), rows, label, title
     )
