@@ -14,7 +14,7 @@ One run, same machine, same generated cohort (random genotypes, half cases) for 
 BLAS is limited to one thread per process, so "per core" means per process. Anchors: the seed's
 C+MPI reaches 1,311 (MareNostrum 4) and 3,057 (MareNostrum 5) pair combinations per second per core.
 
-Run:  .venv/bin/python bench/mdr.py [--quick] [--patients 1128,22800] [--snps 400]
+Run:  .venv/bin/python bench/mdr.py [--quick] [--patients 1128,22800] [--snps 400] [--missing 0.01]
 """
 
 # ruff: noqa: E402  (BLAS reads its thread count when numpy loads: the environment is set first)
@@ -44,11 +44,14 @@ ANCHORS = {"MareNostrum 4": 1311, "MareNostrum 5": 3057}
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cohort(n_patients: int, n_snps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def cohort(n_patients: int, n_snps: int, missing: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random labels and genotypes; ``missing``: the share of calls left missing (none: the learner
+    needs 4 instead of 9 matrix products per pair)."""
     rng = np.random.default_rng(seed)
     labels = (rng.random(n_patients) < 0.5).astype(np.int8)
     labels[0] = 0
     genos = rng.binomial(2, 0.4, size=(n_snps, n_patients)).astype(np.int8)
+    genos[rng.random(genos.shape) < missing] = -1
     return labels, genos
 
 
@@ -78,7 +81,7 @@ def executor_run(labels: np.ndarray, genos: np.ndarray, mode: str, workers: int)
     return sum(p for p, _ in results), wall
 
 
-def mpi_run(n_patients: int, n_snps: int, mode: str, ranks: int) -> tuple[int, float] | None:
+def mpi_run(n_patients: int, n_snps: int, mode: str, ranks: int, missing: float) -> tuple[int, float] | None:
     mpiexec = shutil.which("mpiexec")
     if not mpiexec:
         return None
@@ -88,16 +91,17 @@ def mpi_run(n_patients: int, n_snps: int, mode: str, ranks: int) -> tuple[int, f
     if os.geteuid() == 0:
         cmd.append("--allow-run-as-root")
     args = ["--mpi-worker", "--patients", str(n_patients), "--snps", str(n_snps), "--mode", mode]
+    args += ["--missing", str(missing)]
     out = subprocess.run([*cmd, sys.executable, __file__, *args], capture_output=True, text=True, check=True, env=env)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return int(result["pairs"]), float(result["wall"])
 
 
-def mpi_worker(n_patients: int, n_snps: int, mode: str) -> None:
+def mpi_worker(n_patients: int, n_snps: int, mode: str, missing: float) -> None:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    labels, genos = cohort(n_patients, n_snps)
+    labels, genos = cohort(n_patients, n_snps, missing)
     ours_share(labels, genos[:4], mode, 0, 1)  # warm-up
     comm.Barrier()
     t0 = MPI.Wtime()
@@ -161,16 +165,19 @@ def main() -> None:
     ap.add_argument("--patients", default="1128,22800")
     ap.add_argument("--snps", type=int, default=0, help="SNPs per run (default: 600 at 1,128, 360 at 22,800)")
     ap.add_argument("--mode", default="compat")
+    ap.add_argument("--missing", type=float, default=0.0, help="share of missing calls (e.g. 0.01)")
     ap.add_argument("--mpi-worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.mpi_worker:
-        mpi_worker(int(args.patients), args.snps, args.mode)
+        mpi_worker(int(args.patients), args.snps, args.mode, args.missing)
         return
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores shared)")
     for n_patients in (int(p) for p in args.patients.split(",")):
         n_snps = args.snps or ((600 if n_patients < 5000 else 360) // (2 if args.quick else 1))
-        labels, genos = cohort(n_patients, n_snps)
+        labels, genos = cohort(n_patients, n_snps, args.missing)
         print(f"\n== {n_patients:,} patients, {n_snps} SNPs ({n_snps * (n_snps - 1) // 2:,} pairs) ==")
+        if args.missing:
+            print(f"   {args.missing:.1%} of the calls missing")
         base = baseline(labels, genos, 60 if args.quick else 200)
         print(f"baseline (seed's Lithops NumPy logic, 1 core): {base:,.0f} pairs/s")
         for mode in ("compat", "default"):
@@ -180,18 +187,18 @@ def main() -> None:
             ex_pairs, ex_wall = executor_run(labels, genos, mode, 2)
             ex = ex_pairs / ex_wall / 2
             print(f"ours {mode:7s} executor 2 cores:     {ex:,.0f} pairs/s/core  (scaling {2 * ex / one:.2f}x)")
-            mpi = mpi_run(n_patients, n_snps, mode, 2)
+            mpi = mpi_run(n_patients, n_snps, mode, 2, args.missing)
             if mpi is not None:
                 mp = mpi[0] / mpi[1] / 2
                 print(f"ours {mode:7s} MPI 2 ranks:          {mp:,.0f} pairs/s/core  (scaling {2 * mp / one:.2f}x)")
-            mpi1 = mpi_run(n_patients, n_snps, mode, 1)
+            mpi1 = mpi_run(n_patients, n_snps, mode, 1, args.missing)
             if mpi1 is not None:
                 print(f"ours {mode:7s} MPI 1 rank:           {mpi1[0] / mpi1[1]:,.0f} pairs/s/core")
             for name, anchor in ANCHORS.items():
                 print(f"    vs {name} anchor {anchor:,}/s/core: {one / anchor:.1f}x (1 core)")
             parts = breakdown(labels, genos, mode)
             print("    per pair: " + ", ".join(f"{k} {v:.2f} us" for k, v in parts.items()))
-        ms = parse_cost(labels, genos, 20)
+        ms = parse_cost(labels, np.maximum(genos, 0), 20)
         amortised = ms * 1e3 / max(n_snps - 1, 1)
         print(f"parse: {ms:.2f} ms per SNP row = {amortised:.2f} us per pair amortised over this run")
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")

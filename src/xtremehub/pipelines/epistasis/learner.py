@@ -146,14 +146,15 @@ class Cohort:
         return (self.groups[:, :, 1] - self.groups[:, :, 0]).astype(np.int64)
 
 
-def _indicators(genotypes: I8) -> F32:
-    """``(3 * m, N)`` float32 rows ``[g == 0 | g == 1 | called]`` of ``m`` SNPs."""
+def _indicators(genotypes: I8, levels: int) -> F32:
+    """``(levels * m, N)`` float32 rows ``[g == 0 | g == 1 | called]`` (the first ``levels``) of ``m`` SNPs."""
     m, n = genotypes.shape
-    out = np.empty((3, m, n), dtype=np.float32)
+    out = np.empty((levels, m, n), dtype=np.float32)
     np.equal(genotypes, 0, out=out[0], casting="unsafe")
     np.equal(genotypes, 1, out=out[1], casting="unsafe")
-    np.greater_equal(genotypes, 0, out=out[2], casting="unsafe")
-    return out.reshape(3 * m, n)
+    if levels == 3:
+        np.greater_equal(genotypes, 0, out=out[2], casting="unsafe")
+    return out.reshape(levels * m, n)
 
 
 def _diff_inplace(q: F32) -> None:
@@ -177,8 +178,10 @@ def count_cells(first: I8, second: I8, cohort: Cohort) -> npt.NDArray[np.int32]:
     >>> c.shape, c.sum(axis=(0, 1))[0, 0].nonzero()[0].tolist()  # cells (0,0), (2,2), (miss,miss)
     ((3, 2, 1, 1, 16), [0, 10, 15])
     """
-    xa = _indicators(first[:, cohort.order])
-    xb = xa if second is first else _indicators(second[:, cohort.order])
+    # Without missing calls "called" is every patient: 4 products per pair instead of 9.
+    levels = 2 if (first >= 0).all() and (second >= 0).all() else 3
+    xa = _indicators(first[:, cohort.order], levels)
+    xb = xa if second is first else _indicators(second[:, cohort.order], levels)
     ma, mb = first.shape[0], second.shape[0]
     g_f, g_c = cohort.cv_sets + 1, 2
     q = np.zeros((g_f, g_c, 4, 4, ma, mb), dtype=np.float32)
@@ -188,10 +191,18 @@ def count_cells(first: I8, second: I8, cohort: Cohort) -> npt.NDArray[np.int32]:
             if e == s:
                 continue
             pa, pb = xa[:, s:e], xb[:, s:e]
-            prod = (pa @ pb.T).reshape(3, ma, 3, mb)
-            q[f, c, :3, :3] = prod.transpose(0, 2, 1, 3)
-            q[f, c, :3, 3] = pa.sum(axis=1).reshape(3, ma)[:, :, None]
-            q[f, c, 3, :3] = pb.sum(axis=1).reshape(3, mb)[:, None, :]
+            prod = (pa @ pb.T).reshape(levels, ma, levels, mb)
+            q[f, c, :levels, :levels] = prod.transpose(0, 2, 1, 3)
+            sums_a = pa.sum(axis=1).reshape(levels, ma)
+            sums_b = pb.sum(axis=1).reshape(levels, mb)
+            if levels == 2:
+                sums_a = np.vstack([sums_a, np.full((1, ma), e - s, dtype=np.float32)])
+                sums_b = np.vstack([sums_b, np.full((1, mb), e - s, dtype=np.float32)])
+                q[f, c, :2, 2] = sums_a[:2, :, None]
+                q[f, c, 2, :2] = sums_b[:2, None, :]
+                q[f, c, 2, 2] = e - s
+            q[f, c, :3, 3] = sums_a[:, :, None]
+            q[f, c, 3, :3] = sums_b[:, None, :]
             q[f, c, 3, 3] = e - s
     _diff_inplace(q)
     cells = q.astype(np.int32).reshape(g_f, g_c, N_CELLS, ma, mb)  # exact: integers below 2**24
