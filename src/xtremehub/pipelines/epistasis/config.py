@@ -34,7 +34,7 @@ class MDRConfig:
         call_threshold: a genotype probability above this is a hard call (``filter_imputation``).
         prob_tolerance: each patient's three probabilities must sum to 1 within this (or all be 0:
             an explicitly missing call).
-        block_snps: SNPs per vectorised block (0: chosen from the patient count to keep blocks ~48 MiB).
+        block_snps: SNPs per vectorised block (0: chosen from the patient count, see :meth:`block_for`).
         text_tolerance: write a pair to the seed-style text output only when the sum of its fold
             values is at most this (the seed's ``prediction_power_tol``); ``None`` writes every pair.
         top_k: pairs in the top-K summary.
@@ -61,11 +61,13 @@ class MDRConfig:
             raise ConfigError(f"block_snps must be >= 0 and top_k >= 1, not {self.block_snps}, {self.top_k}")
 
     def block_for(self, n_patients: int) -> int:
-        """SNPs per vectorised block for ``n_patients`` (3 float32 indicator rows per SNP).
+        """SNPs per vectorised block for ``n_patients``: indicator rows (3 float32 per SNP and patient)
+        of ~48 MiB, and at most 256 so a block pair's cell tables (16 cells x 2 classes x folds per
+        pair) stay under ~100 MiB.
 
         >>> MDRConfig().block_for(100), MDRConfig().block_for(22_800), MDRConfig(block_snps=64).block_for(10)
-        (1024, 176, 64)
+        (256, 176, 64)
         """
         if self.block_snps:
             return self.block_snps
-        return max(16, min(1024, (48 << 20) // (12 * max(n_patients, 1)) // 16 * 16))
+        return max(16, min(256, (48 << 20) // (12 * max(n_patients, 1)) // 16 * 16))
