@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,19 @@ def test_run_reads_and_writes_through_s3(testdata: Path, tmp_path: Path, s3_root
     assert storage.get(f"{s3_root}out/pairs.parquet") == (tmp_path / "local" / "pairs.parquet").read_bytes()
     assert local.top == report.top
     shutil.rmtree(tmp_path / "local")
+
+
+@pytest.mark.slow
+@pytest.mark.lithops
+def test_lithops_localhost_writes_the_same_files(testdata: Path, tmp_path: Path) -> None:
+    """The seed's own engine (Lithops, localhost backend) behind our executor: same output files."""
+    files, labels = _inputs(testdata)
+    config = {
+        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
+        "localhost": {"worker_processes": 2, "runtime": sys.executable},
+    }
+    run_mdr(files[:3], labels, str(tmp_path / "local"), tasks=1)
+    with FunctionExecutor("lithops", config=config) as fexec:
+        report = run_mdr(files[:3], labels, str(tmp_path / "lithops"), tasks=3, executor=fexec)
+    assert report.tiles_computed == 6
+    assert _tree(tmp_path / "lithops") == _tree(tmp_path / "local")
