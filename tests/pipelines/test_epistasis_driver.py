@@ -108,7 +108,7 @@ def test_outputs_identical_for_1_2_7_tasks_and_on_dask(testdata: Path, tmp_path:
     with FunctionExecutor("dask", workers=2) as fexec:
         run_mdr(files, labels, str(tmp_path / "dask"), tasks=3, executor=fexec)
     trees[0] = _tree(tmp_path / "dask")
-    assert len(trees[1]) == 15 * 2 + 5  # text and Parquet per tile; run.json, merged outputs
+    assert len(trees[1]) == 15 * 2 + 5 + 5  # text, Parquet per tile; calls per file; run.json, merged
     assert trees[1] == trees[2] == trees[7] == trees[0]
 
 
