@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xtremehub.errors import ConfigError, MalformedRecord, TruncatedData, XHubError
@@ -79,3 +80,19 @@ def test_a_bad_file_fails_the_run_with_its_name(tmp_path: Path) -> None:
     labels.write_text("ID bin1\n0 B\n$ 0\n$ 1\n$ 0\n$ 1\n")
     with pytest.raises(MalformedRecord, match=r"b\.gz: row 2, patient 4"):
         run_mdr([str(good), str(bad)], str(labels), str(tmp_path / "out"), tasks=2, config=MDRConfig(cv_sets=2))
+
+
+def test_fast_and_row_by_row_parsing_agree_and_decide_like_the_seed() -> None:
+    """pyarrow's bulk parse (single spaces) and the row-by-row parse (double spaces) give the same
+    calls, and a call just above 0.9 counts as the seed's float64 ``float(x) > 0.9`` decides."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet([0.3, 0.3, 0.3], size=(70, 40))  # 70 rows: two chunks
+    probs[0, 0] = [0.900000001, 0.099999999, 0.0]  # float32 would round this to 0.9 (not a call)
+    probs[0, 1] = [0.9, 0.1, 0.0]
+    rows = [" ".join(repr(float(v)) for v in row.ravel()) for row in probs]
+    single = _gen([f"chr1 $ rs{i} $ $ {r}\n" for i, r in enumerate(rows)])
+    double = _gen([f"chr1 $ rs{i} $ $ {r.replace(' ', '  ')}\n" for i, r in enumerate(rows)])
+    fast, slow = read_sample(single, "a.gz", n_patients=40), read_sample(double, "b.gz", n_patients=40)
+    assert np.array_equal(fast.genotypes, slow.genotypes)
+    assert fast.genotypes[0, :2].tolist() == [0, -1]
+    assert (fast.genotypes >= 0).sum() > 100

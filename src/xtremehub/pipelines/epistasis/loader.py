@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import io
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -128,6 +129,10 @@ def _is_header(line: bytes) -> bool:
     return line.startswith((b"#", b"BCF"))
 
 
+#: Rows parsed and converted together (bounds the float64 probabilities held at once).
+ROWS_PER_CHUNK = 64
+
+
 def read_sample(
     data: bytes,
     url: str = "<genotypes>",
@@ -139,6 +144,10 @@ def read_sample(
 ) -> GenotypeBlock:
     """Parse one genotype file (gzip or plain bytes) into hard calls.
 
+    Probabilities are parsed as float64 (so ``> 0.9`` decides as the seed's ``float(x) > 0.9``), in
+    chunks of rows: with pyarrow's CSV reader when installed and the rows are plainly formatted
+    (about 4x faster than ``np.fromstring``), else row by row.
+
     Args:
         data: the file's bytes.
         url: its name, for errors.
@@ -149,8 +158,8 @@ def read_sample(
     """
     text = gunzip(data, url)
     keys: list[str] = []
-    rows: list[npt.NDArray[np.float32]] = []
-    expected = None if n_patients is None else 3 * n_patients
+    rests: list[bytes] = []
+    line_nos: list[int] = []
     for line_no, line in enumerate(text.split(b"\n"), start=1):
         if not line.strip() or _is_header(line):
             continue
@@ -158,38 +167,82 @@ def read_sample(
         parts = line.split(None, LEAD_COLUMNS)
         if len(parts) <= LEAD_COLUMNS:
             raise MalformedRecord(url, row, f"row {row} (line {line_no}) has no probability columns", "record")
-        values = _floats(parts[LEAD_COLUMNS], url, row, line_no)
-        if expected is None:
-            expected = values.size
-            if expected % 3:
-                raise MalformedRecord(
-                    url, row, f"row {row} (line {line_no}): {expected} probabilities, not 3 per patient", "record"
-                )
-        if values.size != expected:
-            if not rows and n_patients is not None and values.size % 3 == 0:
-                detail = (
-                    f"row {row} (line {line_no}) holds {values.size // 3} patients but {labels_url} "
-                    f"lists {n_patients}: the label count does not match"
-                )
-            else:
-                detail = (
-                    f"row {row} (line {line_no}) has {values.size + LEAD_COLUMNS} columns, expected "
-                    f"{expected + LEAD_COLUMNS} ({LEAD_COLUMNS} identifiers + 3 x {expected // 3} patients)"
-                )
-            raise MalformedRecord(url, row, detail, "record")
         keys.append(b"-".join(parts[:3]).decode("utf-8", errors="replace"))
-        rows.append(values)
+        rests.append(parts[LEAD_COLUMNS].rstrip())
+        line_nos.append(line_no)
+    expected = None if n_patients is None else 3 * n_patients
+    if expected is None and rests:
+        expected = _floats(rests[0], url, 1, line_nos[0]).size
+        if expected % 3:
+            detail = f"row 1 (line {line_nos[0]}): {expected} probabilities, not 3 per patient"
+            raise MalformedRecord(url, 1, detail, "record")
     n = (expected or 0) // 3
-    probs = np.vstack(rows) if rows else np.zeros((0, 3 * n), dtype=np.float32)
-    _check_sums(probs, url, prob_tolerance)
-    return GenotypeBlock(url, tuple(keys), convert_samples(probs, call_threshold))
+    calls = [np.zeros((0, n), dtype=np.int8)]
+    for start in range(0, len(rests), ROWS_PER_CHUNK):
+        chunk = rests[start : start + ROWS_PER_CHUNK]
+        probs = _parse_fast(chunk, expected or 0)
+        if probs is None:  # irregular spacing, another number format, or an error to locate
+            probs = np.vstack(
+                [
+                    _checked_row(r, url, start + k + 1, line_nos[start + k], expected or 0, n_patients, labels_url)
+                    for k, r in enumerate(chunk)
+                ]
+            )
+        _check_sums(probs, url, prob_tolerance, start)
+        calls.append(convert_samples(probs, call_threshold))
+    return GenotypeBlock(url, tuple(keys), np.vstack(calls))
 
 
-def _floats(field: bytes, url: str, row: int, line_no: int) -> npt.NDArray[np.float32]:
+def _parse_fast(rows: list[bytes], expected: int) -> npt.NDArray[np.float64] | None:
+    """Rows of single-space-separated numbers, all with ``expected`` values, in one pyarrow parse;
+    ``None`` when that does not apply (the caller parses row by row and reports any error)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+    except ImportError:
+        return None
+    for r in rows:
+        if b"  " in r or b"\t" in r or b"," in r or b'"' in r or r.count(b" ") + 1 != expected:
+            return None
+    column = b"\n".join(rows).replace(b" ", b"\n")
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(column),
+            read_options=pacsv.ReadOptions(column_names=["p"], use_threads=False, block_size=1 << 26),
+            convert_options=pacsv.ConvertOptions(column_types={"p": pa.float64()}),
+        )
+    except pa.ArrowInvalid:
+        return None
+    values = table.column(0)
+    if values.null_count or len(values) != len(rows) * expected:
+        return None
+    return np.asarray(values.to_numpy(), dtype=np.float64).reshape(len(rows), expected)
+
+
+def _checked_row(
+    field: bytes, url: str, row: int, line_no: int, expected: int, n_patients: int | None, labels_url: str
+) -> npt.NDArray[np.float64]:
+    values = _floats(field, url, row, line_no)
+    if values.size != expected:
+        if row == 1 and n_patients is not None and values.size % 3 == 0:
+            detail = (
+                f"row {row} (line {line_no}) holds {values.size // 3} patients but {labels_url} "
+                f"lists {n_patients}: the label count does not match"
+            )
+        else:
+            detail = (
+                f"row {row} (line {line_no}) has {values.size + LEAD_COLUMNS} columns, expected "
+                f"{expected + LEAD_COLUMNS} ({LEAD_COLUMNS} identifiers + 3 x {expected // 3} patients)"
+            )
+        raise MalformedRecord(url, row, detail, "record")
+    return values
+
+
+def _floats(field: bytes, url: str, row: int, line_no: int) -> npt.NDArray[np.float64]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         try:
-            return np.fromstring(field, dtype=np.float32, sep=" ")
+            return np.fromstring(field, dtype=np.float64, sep=" ")
         except (DeprecationWarning, ValueError):
             bad = next((tok for tok in field.split() if not _is_number(tok)), field[:20])
             detail = f"row {row} (line {line_no}): {bad.decode(errors='replace')!r} is not a probability"
@@ -204,7 +257,7 @@ def _is_number(token: bytes) -> bool:
     return True
 
 
-def _check_sums(probs: npt.NDArray[np.float32], url: str, tolerance: float) -> None:
+def _check_sums(probs: npt.NDArray[np.float64], url: str, tolerance: float, row_offset: int = 0) -> None:
     if probs.size == 0:
         return
     triples = probs.reshape(probs.shape[0], -1, 3)
@@ -212,12 +265,13 @@ def _check_sums(probs: npt.NDArray[np.float32], url: str, tolerance: float) -> N
     bad = ((np.abs(sums - 1) > tolerance) & (sums != 0)) | (triples.min(axis=2) < 0)
     if bad.any():
         snp, patient = (int(v) for v in np.argwhere(bad)[0])
+        row = row_offset + snp + 1
         got = " ".join(f"{v:g}" for v in triples[snp, patient])
         detail = (
-            f"row {snp + 1}, patient {patient + 1}: probabilities {got} sum to {sums[snp, patient]:.4g}, "
+            f"row {row}, patient {patient + 1}: probabilities {got} sum to {sums[snp, patient]:.4g}, "
             f"not 1 (+-{tolerance})"
         )
-        raise MalformedRecord(url, snp + 1, detail, "record")
+        raise MalformedRecord(url, row, detail, "record")
 
 
 def convert_samples(probs: npt.NDArray[np.floating], call_threshold: float = 0.9) -> npt.NDArray[np.int8]:
