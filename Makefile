@@ -83,7 +83,7 @@ bench-backends: $(VENV)/.installed-bench
 	$(BIN)/python bench/backends_overhead.py
 
 bench-mdr: $(VENV)/.installed-bench
-	$(BIN)/python bench/mdr.py
+	$(BIN)/python bench/mdr_epistasis.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ One run, same machine, same generated cohort (random genotypes, half cases) for 
 BLAS is limited to one thread per process, so "per core" means per process. Anchors: the seed's
 C+MPI reaches 1,311 (MareNostrum 4) and 3,057 (MareNostrum 5) pair combinations per second per core.
 
-Run:  .venv/bin/python bench/mdr.py [--quick] [--patients 1128,22800] [--snps 400] [--missing 0.01]
+Run:  .venv/bin/python bench/mdr_epistasis.py [--quick] [--patients 1128,22800] [--snps 400] [--missing 0.01]
 """
 
 # ruff: noqa: E402  (BLAS reads its thread count when numpy loads: the environment is set first)
