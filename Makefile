@@ -5,23 +5,34 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: openmpi bench-mdr demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
 
 # Re-install whenever the dependency declarations change.
-# The demo also reads point clouds and rasters: the `geo` extra.
+# The demo also reads point clouds and rasters and writes Parquet: the `demo` extra.
 $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
-	$(PIP) install --quiet -c constraints.txt -e '.[geo]'
+	$(PIP) install --quiet -c constraints.txt -e '.[demo]'
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python
+# The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
+openmpi:
+	@if ! command -v mpiexec >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev; \
+	  else \
+	    echo "make test needs Open MPI (mpiexec, mpicc): sudo apt-get install -y openmpi-bin libopenmpi-dev" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python openmpi
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python openmpi
 	$(PIP) install --quiet -c constraints.txt -e '.[test,bench]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-run
 
@@ -35,7 +46,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-test lint typecheck
+test: openmpi $(VENV)/.installed-test lint typecheck
 	$(BIN)/python -m pytest
 
 bench-storage: $(VENV)/.installed-bench
@@ -73,6 +84,9 @@ bench-streams-server: $(VENV)/.installed-bench
 
 bench-backends: $(VENV)/.installed-bench
 	$(BIN)/python bench/backends_overhead.py
+
+bench-mdr: $(VENV)/.installed-bench
+	$(BIN)/python bench/mdr_epistasis.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -44,10 +44,10 @@ def demo(
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
     part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
-    percentiles.
+    percentiles; part 6 runs MDR epistasis over a generated cohort with a planted SNP-SNP interaction.
 
-    A part whose extra is not installed (part 4 needs ``geo``) is skipped with one line
-    saying which extra adds it; the exit code reports only the parts that ran.
+    A part whose extra is not installed (part 4 needs ``geo``, part 6 ``hpc``) is skipped with
+    one line saying which extra adds it; the exit code reports only the parts that ran.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
@@ -82,7 +82,18 @@ def demo(
     finally:
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
+    epistasis_ok = True
+    try:
+        require_extra("part 6 (MDR epistasis)", "hpc", "pyarrow")
+    except MissingDependency as exc:
+        skipped.append(str(exc))
+    else:
+        from xtremehub.demo.epistasis_job import run_epistasis_demo
+
+        epistasis = run_epistasis_demo(settings, workers=workers)
+        click.echo(epistasis.summary())
+        epistasis_ok = epistasis.ok
     for line in skipped:
         click.echo(f"skipped {line}")
-    if not (report.ok and fastq.ok and imzml.ok and las_ok and streams.ok):
+    if not (report.ok and fastq.ok and imzml.ok and las_ok and streams.ok and epistasis_ok):
         sys.exit(1)
