@@ -19,7 +19,7 @@ Example:
     >>> points = scan.points
     >>> len(points) > 3, points[0].uncompressed, points[-1].uncompressed == len(text)
     (True, 0, True)
-    >>> min(b.uncompressed - a.uncompressed for a, b in zip(points[:-2], points[1:-1])) >= 256 * 1024
+    >>> len(points) - 1 == len(text) // (256 * 1024) + 1   # one per 256 KiB of text, and the end
     True
 """
 
@@ -73,10 +73,11 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> Checkpoin
 
     zran (indexed_gzip) places its points every so many *compressed* bytes; we ask it
     for points :data:`DENSITY` times closer than ``spacing`` would need at a 1:1 ratio
-    (never closer than 64 KiB of compressed data, zran needs more than one window) and
-    keep the first point at least ``spacing`` uncompressed bytes past the last one kept.
-    So checkpoints are ``spacing`` uncompressed bytes apart, or more where the data
-    compresses better than :data:`DENSITY`:1 or is shorter than 64 KiB compressed.
+    (never closer than 64 KiB of compressed data: zran needs more than one window) and
+    keep the first point at or after each multiple of ``spacing`` uncompressed bytes.
+    So checkpoints are ``spacing`` uncompressed bytes apart on average, give or take
+    one zran step, and farther apart where the data compresses better than
+    :data:`DENSITY`:1.
 
     Raises:
         CorruptData: invalid gzip data (names the object).
@@ -120,14 +121,15 @@ def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
         raw_points.append(struct.unpack_from("<QQBB", blob, offset))
         offset += 18
     points: list[Checkpoint] = []
-    members = 0
+    members = next_at = 0
     for cmp_offset, uncmp, bits, has_window in raw_points:
         members += not has_window and bits == 0 and uncmp < _usize
         window_at = offset
         offset += wsize if has_window else 0
         # zran adds a final point at the end of the data; we keep exactly one end marker.
-        if points and (uncmp >= _usize or uncmp - points[-1].uncompressed < spacing):
+        if points and (uncmp >= _usize or uncmp < next_at):
             continue
+        next_at = (uncmp // spacing + 1) * spacing
         window = zlib.compress(blob[window_at : window_at + wsize], 6) if has_window else b""
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
     return CheckpointScan([*points, Checkpoint(_csize * 8, _usize)], members)
