@@ -86,6 +86,7 @@ def test_a_toy_line_format_indexes_partitions_and_reads_through_the_engine(tmp_p
         slices = partition_alignments(co, num_batches=n)
         assert len(slices) == n
         assert [a for s in slices for a in s.alignments()] == rows, n
+        assert len(set(slices)) == n  # hashable, though they carry the object's settings
     text_in_slices = b"".join(s.get() for s in partition_alignments(co, num_batches=7))
     assert text_in_slices == text[text.index(b"read0") :]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xtremehub.connectors.base import DataSlice
@@ -41,7 +41,7 @@ class RecordSlice(DataSlice):
     count: int
     planned_end: int  # compressed byte offset the slice expects to need
     gz: bool = True
-    settings: Settings | None = None
+    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
 
     @classmethod
     def planned(

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, inflate_from
@@ -50,7 +50,7 @@ class Span:
     planned_end: int  # compressed byte offset the span expects to need
     first: bool
     gz: bool
-    settings: Settings | None = None
+    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
 
     @property
     def start(self) -> int:

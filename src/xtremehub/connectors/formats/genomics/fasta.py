@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
@@ -84,7 +84,7 @@ class FASTASlice(DataSlice):
     object_size: int = 0
     #: for compressed files: per piece, the checkpoint to start from and the planned end
     starts: tuple[tuple[Checkpoint, int], ...] = ()
-    settings: Settings | None = None
+    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
 
     @property
     def num_bases(self) -> int:
