@@ -244,16 +244,24 @@ def test_crlf_line_endings_count_bases_like_pysam(tmp_path: Path) -> None:
     assert [(h.split(b" ")[0].decode(), s.decode(), q.decode()) for h, s, q in ours] == theirs
 
 
-def test_checkpoint_spacing_is_in_uncompressed_bytes(tmp_path: Path) -> None:
-    text = _random_fastq(40_000, 12)  # ~4 MiB, compresses about 3:1
+@pytest.mark.parametrize("flavour", ["single-member", "bgzf"])
+def test_checkpoint_spacing_is_in_uncompressed_bytes(tmp_path: Path, flavour: str) -> None:
+    """Also for BGZF, whose every 64 KiB member zran makes a point of, whatever the spacing."""
+    text = _random_fastq(40_000, 12)  # ~8 MiB, compresses about 3:1
     url = str(tmp_path / "spaced.fq.gz")
-    Path(url).write_bytes(_gz(text))
+    if flavour == "bgzf":
+        (tmp_path / "spaced.fq").write_bytes(text)
+        pysam.tabix_compress(str(tmp_path / "spaced.fq"), url)
+    else:
+        Path(url).write_bytes(_gz(text))
     spacing = 256 * 1024
     co = CloudObject.from_path(FASTQGZip, url, spacing=spacing).preprocess()
     starts = co.index.data["uncompressed"]  # checkpoints' uncompressed offsets (index layout)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert spacing / 2 < min(gaps) <= max(gaps) < 2 * spacing  # uncompressed bytes, not compressed ones
     assert co["checkpoints"] == len(text) // spacing + 1
+    assert co["gzip_flavour"] == flavour
+    assert b"".join(s.get() for s in co.partition(partition_reads_batches, num_batches=5)) == text
 
 
 @pytest.mark.s3

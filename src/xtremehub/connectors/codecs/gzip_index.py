@@ -41,9 +41,9 @@ __all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from"]
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 WINDOW = 32768
-#: zran is asked for points this many times denser (in compressed bytes) than ``spacing``,
-#: so that after thinning they are ``spacing`` uncompressed bytes apart up to this ratio.
-DENSITY = 8
+#: zran is asked for points this many times denser than ``spacing``; the checkpoints kept
+#: are then within about ``spacing / DENSITY`` (plus a deflate block) of each multiple of it.
+DENSITY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +71,13 @@ class CheckpointScan:
 def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> CheckpointScan:
     """One pass over a gzip file: checkpoints about every ``spacing`` UNCOMPRESSED bytes.
 
-    zran (indexed_gzip) places its points every so many *compressed* bytes; we ask it
-    for points :data:`DENSITY` times closer than ``spacing`` would need at a 1:1 ratio
-    (never closer than 64 KiB of compressed data: zran needs more than one window) and
-    keep the first point at or after each multiple of ``spacing`` uncompressed bytes.
-    So checkpoints are ``spacing`` uncompressed bytes apart on average, give or take
-    one zran step, and farther apart where the data compresses better than
-    :data:`DENSITY`:1.
+    zran (indexed_gzip) places a point at the first deflate block boundary past its
+    spacing in uncompressed bytes, but also at *every* gzip member start, whatever the
+    spacing (a BGZF file has one every 64 KiB of compressed data). We ask zran for
+    points :data:`DENSITY` times closer than ``spacing`` (at least 64 KiB: it needs
+    more than one window) and keep the first point at or after each multiple of
+    ``spacing`` uncompressed bytes, so checkpoints are ``spacing`` apart on average,
+    give or take a deflate block, for single-member, multi-member and BGZF files alike.
 
     Raises:
         CorruptData: invalid gzip data (names the object).
@@ -85,7 +85,7 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> Checkpoin
     """
     import indexed_gzip
 
-    zran_spacing = max(spacing // DENSITY, 2 * WINDOW)  # compressed bytes; zran needs spacing > window
+    zran_spacing = max(spacing // DENSITY, 2 * WINDOW)  # zran needs spacing > window
     try:
         with indexed_gzip.IndexedGzipFile(fileobj=fileobj, spacing=zran_spacing, readbuf_size=1 << 20) as igz:
             igz.build_full_index()
