@@ -19,7 +19,7 @@ Example:
     >>> points = scan.points
     >>> len(points) > 3, points[0].uncompressed, points[-1].uncompressed == len(text)
     (True, 0, True)
-    >>> len(points) - 1 == len(text) // (256 * 1024) + 1   # one per 256 KiB of text, and the end
+    >>> min(b.uncompressed - a.uncompressed for a, b in zip(points, points[1:-1])) >= 256 * 1024
     True
 """
 
@@ -41,9 +41,6 @@ __all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from"]
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 WINDOW = 32768
-#: zran is asked for points this many times denser than ``spacing``; the checkpoints kept
-#: are then within about ``spacing / DENSITY`` (plus a deflate block) of each multiple of it.
-DENSITY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +68,12 @@ class CheckpointScan:
 def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> CheckpointScan:
     """One pass over a gzip file: checkpoints about every ``spacing`` UNCOMPRESSED bytes.
 
-    zran (indexed_gzip) places a point at the first deflate block boundary past its
-    spacing in uncompressed bytes, but also at *every* gzip member start, whatever the
-    spacing (a BGZF file has one every 64 KiB of compressed data). We ask zran for
-    points :data:`DENSITY` times closer than ``spacing`` (at least 64 KiB: it needs
-    more than one window) and keep the first point at or after each multiple of
-    ``spacing`` uncompressed bytes, so checkpoints are ``spacing`` apart on average,
-    give or take a deflate block, for single-member, multi-member and BGZF files alike.
+    zran (indexed_gzip) places a point at the first deflate block boundary at least
+    ``spacing`` uncompressed bytes past the previous one, but also at *every* gzip
+    member start, whatever the spacing (a BGZF file has one every 64 KiB of compressed
+    data). We keep a point only when it is at least ``spacing`` uncompressed bytes past
+    the last one kept, so checkpoints are ``spacing`` apart, plus at most a deflate
+    block or a gzip member, for single-member, multi-member and BGZF files alike.
 
     Raises:
         CorruptData: invalid gzip data (names the object).
@@ -85,7 +81,7 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> Checkpoin
     """
     import indexed_gzip
 
-    zran_spacing = max(spacing // DENSITY, 2 * WINDOW)  # zran needs spacing > window
+    zran_spacing = max(spacing, 2 * WINDOW)  # zran needs spacing > window
     try:
         with indexed_gzip.IndexedGzipFile(fileobj=fileobj, spacing=zran_spacing, readbuf_size=1 << 20) as igz:
             igz.build_full_index()
@@ -121,15 +117,14 @@ def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
         raw_points.append(struct.unpack_from("<QQBB", blob, offset))
         offset += 18
     points: list[Checkpoint] = []
-    members = next_at = 0
+    members = 0
     for cmp_offset, uncmp, bits, has_window in raw_points:
         members += not has_window and bits == 0 and uncmp < _usize
         window_at = offset
         offset += wsize if has_window else 0
         # zran adds a final point at the end of the data; we keep exactly one end marker.
-        if points and (uncmp >= _usize or uncmp < next_at):
+        if points and (uncmp >= _usize or uncmp - points[-1].uncompressed < spacing):
             continue
-        next_at = (uncmp // spacing + 1) * spacing
         window = zlib.compress(blob[window_at : window_at + wsize], 6) if has_window else b""
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
     return CheckpointScan([*points, Checkpoint(_csize * 8, _usize)], members)

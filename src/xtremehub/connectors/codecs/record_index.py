@@ -30,7 +30,7 @@ format may add keys of its own next to these::
 
 Example:
     >>> from xtremehub import storage
-    >>> from xtremehub.connectors.codecs.spans import Span, SpanResult
+    >>> from xtremehub.connectors.codecs.spans import Span, SpanResult, lines_from
     >>> def count_lines(span: Span) -> SpanResult[None]:
     ...     with span.decoded() as chunks:
     ...         starts = [o for o, _ in lines_from(chunks, span.start, span.start) if span.owns(o)]
@@ -53,14 +53,14 @@ from xtremehub import storage
 from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, CheckpointScan, build_checkpoints
 from xtremehub.connectors.codecs.mapper import MapperLike, as_mapper
-from xtremehub.connectors.codecs.spans import RecordKey, Span, SpanResult, lines_from, stitch
+from xtremehub.connectors.codecs.spans import RecordKey, Span, SpanResult, stitch
 from xtremehub.errors import ConfigError, StaleIndex
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
     from xtremehub.connectors.base import Index
 
-__all__ = ["LAYOUT", "MARGIN", "RecordIndex", "SlicePlan", "index_records", "is_gzip", "lines_from"]
+__all__ = ["LAYOUT", "MARGIN", "RecordIndex", "SlicePlan", "checkpoints", "index_records", "is_gzip"]
 
 LAYOUT = "xhub-records/1"
 #: Compressed bytes a span or slice plans to fetch past the last checkpoint it needs
