@@ -245,7 +245,8 @@ class MalformedRecord(CorruptData):
 
 
 class StaleIndex(ConnectorError):
-    """The object changed since its index was built; run ``preprocess()`` again."""
+    """The object changed since its index was built, or the index has an older or unknown
+    layout; run ``preprocess()`` again (an index is never misread)."""
 
 
 class NotPreprocessed(ConnectorError):

@@ -136,3 +136,79 @@ def test_single_member_gzip_fasta(testdata: Path, tmp_path: Path) -> None:
             got[seq_name] = bases
     with pysam.FastaFile(str(testdata / "fasta" / "ce.fa")) as ref:
         assert got == {n: ref.fetch(n) for n in ref.references}
+
+
+DUPLICATES = b">a first\nACGTACGT\nAC\n>b\nGGGG\n>a second\nTTTTTTTTTT\n>c\nCC\n>b\nAAA\n"
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_duplicate_names_keep_the_first_like_samtools(tmp_path: Path, compressed: bool) -> None:
+    plain = tmp_path / "dup.fa"
+    plain.write_bytes(DUPLICATES)
+    url = str(plain)
+    if compressed:
+        url = str(tmp_path / "dup.fa.gz")
+        pysam.tabix_compress(str(plain), url)
+    pysam.faidx(url)  # the reference: samtools warns and keeps the first of each name
+    co = CloudObject.from_path(FASTA, url, spacing=65536).preprocess()
+    assert co.format.fai_text(co) == Path(url + ".fai").read_text()
+    assert co["num_sequences"] == 3
+    assert co["duplicate_names"] == ["a", "b"]
+    assert co["duplicates_skipped"] == 2
+    with pysam.FastaFile(url) as ref:
+        truth = {n: ref.fetch(n) for n in ref.references}
+    got = {name: bases for s in co.partition(partition_sequences, num_batches=2) for name, _, bases in s.get()}
+    assert got == truth == {"a": "ACGTACGTAC", "b": "GGGG", "c": "CC"}
+
+
+def test_no_duplicates_says_so(testdata: Path, tmp_path: Path) -> None:
+    co = CloudObject.from_path(FASTA, _copy(testdata, tmp_path, "ex1.fa")).preprocess()
+    assert (co["duplicate_names"], co["duplicates_skipped"]) == ([], 0)
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_empty_fasta_is_one_clear_error_naming_the_object(tmp_path: Path, compressed: bool) -> None:
+    """pysam (samtools faidx) and pyfastx refuse an empty FASTA; so do we, at preprocess()."""
+    url = str(tmp_path / ("empty.fa.gz" if compressed else "empty.fa"))
+    Path(url).write_bytes(gzip.compress(b"") if compressed else b"")
+    with pytest.raises(MalformedRecord, match="empty FASTA") as info:
+        CloudObject.from_path(FASTA, url).preprocess()
+    assert url in str(info.value)
+    assert info.value.offset == 0
+
+
+def test_sequences_without_bases_partition_to_nothing(tmp_path: Path) -> None:
+    url = str(tmp_path / "nobases.fa")
+    Path(url).write_bytes(b">a\n>b\n")
+    co = CloudObject.from_path(FASTA, url).preprocess()
+    assert co["total_length"] == 0
+    assert co.partition(partition_bases, num_slices=3) == []
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("compressed", [False, True])
+def test_slices_read_with_the_objects_settings(
+    testdata: Path, tmp_path: Path, s3_root: str, s3_settings: Settings, compressed: bool
+) -> None:
+    """No process-wide S3 settings: index, partition and read with the CloudObject's own."""
+    from xtremehub import FunctionExecutor
+
+    source = testdata / "fasta" / "ex1.fa"
+    if compressed:
+        source = tmp_path / "ex1.fa.gz"
+        pysam.tabix_compress(str(testdata / "fasta" / "ex1.fa"), str(source))
+    url = s3_root + source.name
+    storage.put(url, source.read_bytes(), settings=s3_settings)
+    co = CloudObject.from_path(FASTA, url, spacing=65536, settings=s3_settings).preprocess()
+    slices = co.partition(partition_bases, num_slices=5)
+    assert all(s.settings == s3_settings for s in slices)
+    with pysam.FastaFile(_copy(testdata, tmp_path, "ex1.fa")) as ref:  # writes a .fai beside its copy
+        truth = ref.fetch("chr1") + ref.fetch("chr2")
+    assert "".join(b for s in slices for _, _, b in s.get()) == truth
+    with FunctionExecutor(workers=2) as fexec:  # workers have no S3 settings of their own
+        parts = fexec.get_result(fexec.map(_bases, slices))
+    assert "".join(parts) == truth
+
+
+def _bases(data_slice: Any) -> str:
+    return "".join(b for _, _, b in data_slice.get())

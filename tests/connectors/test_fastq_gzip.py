@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import pickle
 import shutil
 import zlib
@@ -14,6 +15,7 @@ import pysam
 import pytest
 
 from xtremehub import FunctionExecutor, storage
+from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.genomics import (
     FASTQGZip,
@@ -211,3 +213,65 @@ def test_counts_match_pyfastx(testdata: Path, tmp_path: Path, name: str) -> None
     assert (co["num_reads"], co["num_bases"]) == (reads, bases)
     slices = co.partition(partition_reads_batches, num_batches=3)
     assert sum(sum(len(seq) for _, seq, _ in s.iter_records()) for s in slices) == bases
+
+
+def _random_fastq(n: int, seed: int, newline: bytes = b"\n") -> bytes:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(20, 160, n)
+    seqs = rng.choice(np.frombuffer(b"ACGT", np.uint8), int(lengths.sum())).tobytes()
+    quals = rng.choice(np.frombuffer(b"@ABCDEFGHIJ#+", np.uint8), int(lengths.sum())).tobytes()
+    out, at = [], 0
+    for i, length in enumerate(lengths.tolist()):
+        seq, qual = seqs[at : at + length], quals[at : at + length]
+        out.append(b"@r%d desc%s%s%s+%s%s%s" % (i, newline, seq, newline, newline, qual, newline))
+        at += length
+    return b"".join(out)
+
+
+def test_crlf_line_endings_count_bases_like_pysam(tmp_path: Path) -> None:
+    url = str(tmp_path / "crlf.fq.gz")
+    Path(url).write_bytes(_gz(_random_fastq(6000, 11, b"\r\n")))
+    co = CloudObject.from_path(FASTQGZip, url, spacing=SPACING).preprocess()
+    with pysam.FastxFile(url) as fh:
+        theirs = [(r.name, r.sequence, r.quality) for r in fh]
+    assert co["num_reads"] == len(theirs) == 6000
+    assert co["num_bases"] == sum(len(seq) for _, seq, _ in theirs)
+    assert co["first_read"] == "r0"
+    assert co["checkpoints"] > 3
+    ours = [rec for s in co.partition(partition_reads_batches, num_batches=5) for rec in s.iter_records()]
+    assert [(h.split(b" ")[0].decode(), s.decode(), q.decode()) for h, s, q in ours] == theirs
+
+
+@pytest.mark.parametrize("flavour", ["single-member", "bgzf"])
+def test_checkpoint_spacing_is_in_uncompressed_bytes(tmp_path: Path, flavour: str) -> None:
+    """Also for BGZF, whose every 64 KiB member zran makes a point of, whatever the spacing."""
+    text = _random_fastq(40_000, 12)  # ~8 MiB, compresses about 3:1
+    url = str(tmp_path / "spaced.fq.gz")
+    if flavour == "bgzf":
+        (tmp_path / "spaced.fq").write_bytes(text)
+        pysam.tabix_compress(str(tmp_path / "spaced.fq"), url)
+    else:
+        Path(url).write_bytes(_gz(text))
+    spacing = 256 * 1024
+    co = CloudObject.from_path(FASTQGZip, url, spacing=spacing).preprocess()
+    starts = co.index.data["uncompressed"]  # checkpoints' uncompressed offsets (index layout)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert spacing <= min(gaps) <= max(gaps) < 2 * spacing  # uncompressed bytes, not one per BGZF member
+    assert co["checkpoints"] >= len(text) // (2 * spacing)
+    assert co["gzip_flavour"] == flavour
+    assert b"".join(s.get() for s in co.partition(partition_reads_batches, num_batches=5)) == text
+
+
+@pytest.mark.s3
+def test_explicit_settings_reach_every_read(testdata: Path, s3_root: str, s3_settings: Settings) -> None:
+    """No process-wide S3 settings: the object's own settings index, partition and read it."""
+    url = s3_root + "r.fq.gz"
+    storage.put(url, (testdata / "fastq" / "sample.fastq.bgz").read_bytes(), settings=s3_settings)
+    co = CloudObject.from_path(FASTQGZip, url, spacing=SPACING, settings=s3_settings).preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=3)
+    assert all(s.settings == s3_settings for s in slices)
+    assert sum(1 for s in slices for _ in s.iter_records()) == co["num_reads"] == 2000
+    with FunctionExecutor(workers=2) as fexec:  # workers have no S3 settings of their own
+        assert fexec.get_result(fexec.map(_count_reads, slices)) == [s.num_reads for s in slices]

@@ -78,3 +78,28 @@ def test_bad_position(tmp_path: Path) -> None:
     Path(url).write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\nchr1\tten\t.\tA\tC\n")
     with pytest.raises(MalformedRecord, match="POS"):
         CloudObject.from_path(VCF, url).preprocess()
+
+
+@pytest.mark.s3
+def test_vcf_reads_with_the_objects_settings(testdata: Path, s3_root: str, s3_settings: Settings) -> None:
+    """No process-wide S3 settings: header, index and slices all read with the CloudObject's own."""
+    url = s3_root + "ex1.vcf.gz"
+    storage.put(url, (testdata / "vcf" / "ex1.vcf.gz").read_bytes(), settings=s3_settings)
+    co = CloudObject.from_path(VCF, url, spacing=SPACING, settings=s3_settings).preprocess()
+    slices = co.partition(partition_records, num_batches=3)
+    assert all(s.settings == s3_settings for s in slices)
+    assert b"".join(s.get() for s in slices) == b"".join(_body(testdata / "vcf" / "ex1.vcf.gz"))
+    assert slices[-1].header().startswith(b"##fileformat=VCF")
+
+
+def test_crlf_vcf_counts_and_records(tmp_path: Path) -> None:
+    head = "##fileformat=VCFv4.2\r\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\r\n"
+    body = "".join(f"chr{1 + p % 2}\t{p}\t.\tA\tC\t50\tPASS\t.\r\n" for p in range(1, 2001))
+    url = str(tmp_path / "crlf.vcf")
+    Path(url).write_bytes((head + body).encode())
+    co = CloudObject.from_path(VCF, url, spacing=SPACING).preprocess()
+    assert co["num_variants"] == 2000
+    assert co["per_contig"] == {"chr2": 1000, "chr1": 1000}
+    records = [r for s in co.partition(partition_records, num_batches=4) for r in s.records()]
+    assert records[0] == ["chr2", "1", ".", "A", "C", "50", "PASS", "."]
+    assert len(records) == 2000

@@ -72,11 +72,11 @@ def run_fastq_demo(
     settings: Settings, *, size_mb: int = 64, slices: int = 16, workers: int | None = None, progress: bool | None = None
 ) -> FastqReport:
     dataset = ensure_sample_fastq(settings.home, size_mb=size_mb)
-    t0 = time.perf_counter()
-    co = CloudObject.from_path(FASTQGZip, dataset.url, settings=settings).preprocess()
-    pre = time.perf_counter() - t0
-    parts = co.partition(partition_reads_batches, num_batches=slices)
     with FunctionExecutor(workers=workers, settings=settings, progress=progress) as fexec:
+        t0 = time.perf_counter()
+        co = CloudObject.from_path(FASTQGZip, dataset.url, settings=settings).preprocess(fexec)  # parallel scan
+        pre = time.perf_counter() - t0
+        parts = co.partition(partition_reads_batches, num_batches=slices)
         t0 = time.perf_counter()
         reducer = fexec.map_reduce(read_stats, parts, sum_stats)
         fexec.wait(show_progressbar=progress)

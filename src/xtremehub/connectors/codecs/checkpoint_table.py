@@ -1,16 +1,15 @@
 """The checkpoint part of an index, shared by every format that resumes inside an object.
 
-Formats store checkpoints as three lists (bit offset, uncompressed offset, window
-length) plus one blob of compressed windows; :class:`CheckpointTable` reads them
-back and hands out single :class:`Checkpoint` s, so a slice carries only the one
-it starts from. :func:`stitch_spans` is the reduce step of a parallel record scan.
+An index stores checkpoints as three columns (bit offset, uncompressed offset,
+window length) plus one blob of compressed windows; :class:`CheckpointTable`
+holds them and hands out single :class:`Checkpoint` s, so a slice carries only
+the one it starts from.
 
 Example:
-    >>> points = [Checkpoint(0, 0), Checkpoint(800, 4096, b"w")]
-    >>> data, blob = table_data(points)
-    >>> table = CheckpointTable.from_data(data, blob)
-    >>> table.checkpoint(1), table.at_or_before(5000)
-    (Checkpoint(bit_offset=800, uncompressed=4096, window=b'w'), 1)
+    >>> table = CheckpointTable.of([Checkpoint(0, 0), Checkpoint(800, 4096, b"w")])
+    >>> again = CheckpointTable.from_columns(table.columns(), table.blob)
+    >>> again.checkpoint(1), again.at_or_before(5000), again == table
+    (Checkpoint(bit_offset=800, uncompressed=4096, window=b'w'), 1, True)
 """
 
 from __future__ import annotations
@@ -19,36 +18,45 @@ import bisect
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from xtremehub.connectors.codecs.gzip_index import Checkpoint
 
-__all__ = ["CheckpointTable", "stitch_spans", "table_data"]
-
-
-def table_data(points: Sequence[Checkpoint]) -> tuple[dict[str, list[int]], bytes]:
-    """Index ``data`` entries and the window blob for ``points``."""
-    data = {
-        "bit_offset": [p.bit_offset for p in points],
-        "uncompressed": [p.uncompressed for p in points],
-        "window_len": [len(p.window) for p in points],
-    }
-    return data, b"".join(p.window for p in points)
+__all__ = ["CheckpointTable"]
 
 
 @dataclass(frozen=True)
 class CheckpointTable:
-    """Checkpoints read back from an index."""
+    """Checkpoints in uncompressed order; ``blob`` holds their windows back to back."""
 
-    bit_offset: list[int]
-    uncompressed: list[int]
-    window_start: list[int]
+    bit_offset: tuple[int, ...]
+    uncompressed: tuple[int, ...]
+    window_start: tuple[int, ...]  # one more entry than checkpoints: where each window ends
     blob: bytes
 
     @classmethod
-    def from_data(cls, data: Mapping[str, Any], blob: bytes) -> CheckpointTable:
-        starts = [0, *itertools.accumulate(data["window_len"])]
-        return cls(list(data["bit_offset"]), list(data["uncompressed"]), starts, blob)
+    def of(cls, points: Sequence[Checkpoint]) -> CheckpointTable:
+        """The table of ``points``."""
+        starts = (0, *itertools.accumulate(len(p.window) for p in points))
+        return cls(
+            tuple(p.bit_offset for p in points),
+            tuple(p.uncompressed for p in points),
+            starts,
+            b"".join(p.window for p in points),
+        )
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Sequence[int]], blob: bytes) -> CheckpointTable:
+        """Read back what :meth:`columns` wrote (``bit_offset``, ``uncompressed``, ``window_len``)."""
+        starts = (0, *itertools.accumulate(columns["window_len"]))
+        return cls(tuple(columns["bit_offset"]), tuple(columns["uncompressed"]), starts, blob)
+
+    def columns(self) -> dict[str, list[int]]:
+        """The JSON-able columns of the index (the windows go to the blob)."""
+        return {
+            "bit_offset": list(self.bit_offset),
+            "uncompressed": list(self.uncompressed),
+            "window_len": [b - a for a, b in itertools.pairwise(self.window_start)],
+        }
 
     def __len__(self) -> int:
         return len(self.bit_offset)
@@ -64,29 +72,3 @@ class CheckpointTable:
     def at_or_before(self, uncompressed: int) -> int:
         """Index of the last checkpoint at or before an uncompressed offset."""
         return max(0, bisect.bisect_right(self.uncompressed, uncompressed) - 1)
-
-
-def stitch_spans(
-    points: Sequence[Checkpoint], results: Sequence[Mapping[str, Any]], text_size: int
-) -> tuple[list[int], list[int], list[Any]]:
-    """Reduce step of a parallel record scan.
-
-    Span ``k`` reports the records whose start lies in ``(checkpoint k, checkpoint k+1]``
-    (``[0, ...]`` for the first): ``count``, ``first_start``, optional ``first_key``, and
-    ``at_end`` / ``last_key`` when one starts exactly at the next checkpoint. Returns, per
-    checkpoint, the number, start offset and key of the first record at or after it.
-    """
-    total = sum(int(r["count"]) for r in results)
-    numbers, starts, keys, cum = [], [], [], 0
-    for k, point in enumerate(points):
-        if k > 0 and results[k - 1]["at_end"]:
-            numbers.append(cum - 1)
-            starts.append(point.uncompressed)
-            keys.append(results[k - 1].get("last_key"))
-        else:
-            later = next((r for r in results[k:] if r["count"]), None)
-            numbers.append(cum if later is not None else total)
-            starts.append(later["first_start"] if later is not None else text_size)
-            keys.append(later.get("first_key") if later is not None else None)
-        cum += int(results[k]["count"])
-    return numbers, starts, keys

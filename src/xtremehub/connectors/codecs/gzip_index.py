@@ -15,9 +15,12 @@ shift the compressed bytes by ``s`` bits (NumPy) and run a raw-deflate
 Example:
     >>> import gzip, io
     >>> text = b"".join(b"line %d\\n" % i for i in range(200_000))
-    >>> points = build_checkpoints(io.BytesIO(gzip.compress(text)), "mem://x", spacing=256 * 1024)
+    >>> scan = build_checkpoints(io.BytesIO(gzip.compress(text)), "mem://x", spacing=256 * 1024)
+    >>> points = scan.points
     >>> len(points) > 3, points[0].uncompressed, points[-1].uncompressed == len(text)
     (True, 0, True)
+    >>> min(b.uncompressed - a.uncompressed for a, b in zip(points, points[1:-1])) >= 256 * 1024
+    True
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -34,7 +37,7 @@ import numpy as np
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
 
-__all__ = ["Checkpoint", "build_checkpoints", "inflate_from"]
+__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from"]
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 WINDOW = 32768
@@ -53,10 +56,24 @@ class Checkpoint:
         return self.bit_offset // 8
 
 
-def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> list[Checkpoint]:
-    """One pass over a gzip file: checkpoints about every ``spacing`` uncompressed bytes.
+@dataclass(frozen=True)
+class CheckpointScan:
+    """What the checkpoint pass found: the checkpoints (then an end marker whose
+    ``uncompressed`` is the total size) and how many gzip member starts zran saw."""
 
-    The last element is an end marker: its ``uncompressed`` is the total size.
+    points: list[Checkpoint]
+    member_starts: int
+
+
+def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> CheckpointScan:
+    """One pass over a gzip file: checkpoints about every ``spacing`` UNCOMPRESSED bytes.
+
+    zran (indexed_gzip) places a point at the first deflate block boundary at least
+    ``spacing`` uncompressed bytes past the previous one, but also at *every* gzip
+    member start, whatever the spacing (a BGZF file has one every 64 KiB of compressed
+    data). We keep a point only when it is at least ``spacing`` uncompressed bytes past
+    the last one kept, so checkpoints are ``spacing`` apart, plus at most a deflate
+    block or a gzip member, for single-member, multi-member and BGZF files alike.
 
     Raises:
         CorruptData: invalid gzip data (names the object).
@@ -64,9 +81,9 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> list[Chec
     """
     import indexed_gzip
 
-    spacing = max(spacing, 2 * WINDOW)  # zran needs spacing > window
+    zran_spacing = max(spacing, 2 * WINDOW)  # zran needs spacing > window
     try:
-        with indexed_gzip.IndexedGzipFile(fileobj=fileobj, spacing=spacing, readbuf_size=1 << 20) as igz:
+        with indexed_gzip.IndexedGzipFile(fileobj=fileobj, spacing=zran_spacing, readbuf_size=1 << 20) as igz:
             igz.build_full_index()
             buf = io.BytesIO()
             igz.export_index(fileobj=buf)
@@ -76,7 +93,7 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> list[Chec
         raise cls(url, _tell(fileobj), f"not a readable gzip file ({text})") from exc
     except (EOFError, zlib.error) as exc:
         raise TruncatedData(url, _tell(fileobj), f"gzip data ends early ({exc})") from exc
-    return _parse_gzidx(buf.getvalue(), url)
+    return _parse_gzidx(buf.getvalue(), url, spacing)
 
 
 def _tell(fileobj: BinaryIO) -> int:
@@ -86,7 +103,7 @@ def _tell(fileobj: BinaryIO) -> int:
         return -1
 
 
-def _parse_gzidx(blob: bytes, url: str) -> list[Checkpoint]:
+def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
     # indexed_gzip export format v1: magic, version, flags, then
     # <QQIII> compressed size, uncompressed size, spacing, window size, npoints,
     # then per point <QQBB> compressed offset, uncompressed offset, bits, has-window,
@@ -99,16 +116,18 @@ def _parse_gzidx(blob: bytes, url: str) -> list[Checkpoint]:
     for _ in range(npoints):
         raw_points.append(struct.unpack_from("<QQBB", blob, offset))
         offset += 18
-    points = []
+    points: list[Checkpoint] = []
+    members = 0
     for cmp_offset, uncmp, bits, has_window in raw_points:
-        window = b""
-        if has_window:
-            window = zlib.compress(blob[offset : offset + wsize], 6)
-            offset += wsize
+        members += not has_window and bits == 0 and uncmp < _usize
+        window_at = offset
+        offset += wsize if has_window else 0
+        # zran adds a final point at the end of the data; we keep exactly one end marker.
+        if points and (uncmp >= _usize or uncmp - points[-1].uncompressed < spacing):
+            continue
+        window = zlib.compress(blob[window_at : window_at + wsize], 6) if has_window else b""
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
-    # zran adds a final point at the end of the data; we keep exactly one end marker.
-    starts = [p for p in points if p.uncompressed < _usize] or points[:1]
-    return [*starts, Checkpoint(_csize * 8, _usize)]
+    return CheckpointScan([*points, Checkpoint(_csize * 8, _usize)], members)
 
 
 def _shifted(chunks: Iterator[bytes], shift: int) -> Iterator[bytes]:
@@ -135,7 +154,7 @@ def _chunks(src: RangeSource) -> Iterator[bytes]:
         yield block
 
 
-def inflate_from(src: RangeSource, point: Checkpoint) -> Iterator[bytes]:
+def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, None]:
     """Decompressed bytes from ``point`` to the end of the object (lazily).
 
     ``src`` must start at ``point.byte_offset``. Raises :class:`CorruptData` or

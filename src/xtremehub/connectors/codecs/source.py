@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from xtremehub.storage import open_store
+
+if TYPE_CHECKING:
+    from xtremehub.config import Settings
 
 __all__ = ["RangeSource"]
 
@@ -16,13 +21,14 @@ class RangeSource:
     The first read fetches the planned range ``[start, planned_end)`` in concurrent
     parts; reads past it fetch small increments, so a slice whose last record
     straddles the plan costs little extra. ``fetched`` counts bytes transferred.
+    ``settings`` are the storage settings to read with (default: this process's).
     """
 
-    def __init__(self, url: str, size: int, start: int, planned_end: int) -> None:
+    def __init__(self, url: str, size: int, start: int, planned_end: int, *, settings: Settings | None = None) -> None:
         self.url, self.size = url, size
         self.pos = start
         self._planned_end = min(max(planned_end, start), size)
-        self._store, self._key = open_store(url)
+        self._store, self._key = open_store(url, settings)
         self.fetched = 0
         self._more = _MORE
 

@@ -1,9 +1,18 @@
 """FASTA: a faidx-compatible index built in parallel, slices of whole sequences or of bases.
 
-Preprocessing maps over byte chunks: each chunk reports the headers that start in
-it (with the first sequence line's width) and its newline counts; the reduce step
-turns those into samtools-faidx entries (name, length, offset, line bases, line
-width; 64-bit offsets). ``.fai`` files can be written and read.
+Runs on the record engine (:mod:`xtremehub.connectors.codecs.record_index`), a
+record being one sequence: this module supplies the record scanner
+(:func:`scan_span`: the headers that start in one span between checkpoints, with
+the first sequence line's width, and the span's newline count) and the slice
+class (:class:`FASTASlice`). The reduce step turns the headers into samtools-faidx
+entries (name, length, offset, line bases, line width; 64-bit offsets), keeping
+the first sequence of each name as samtools does (the ``duplicate_names``
+attribute lists the names seen more than once). ``.fai`` files can be written and
+read. An empty file is refused with :class:`~xtremehub.errors.MalformedRecord`
+naming it, as pysam and pyfastx refuse it. Spans are plain byte chunks for
+uncompressed files and gzip checkpoint spans (``spacing`` uncompressed bytes)
+otherwise; ``preprocess()`` without an executor scans them serially in the
+calling process.
 
 Strategies: :func:`partition_sequences` (whole sequences, balanced by bases) and
 :func:`partition_bases` (about N bases per slice, splitting long sequences: each
@@ -22,27 +31,29 @@ Example:
 
 from __future__ import annotations
 
-import bisect
-import itertools
+import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
-from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable, table_data
-from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
-from xtremehub.connectors.codecs.source import RangeSource
+from xtremehub.connectors.codecs.gzip_index import Checkpoint
+from xtremehub.connectors.codecs.record_index import RecordIndex, index_records, is_gzip
+from xtremehub.connectors.codecs.spans import Span, SpanResult, decoded
 from xtremehub.errors import ConfigError, MalformedRecord
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
+    from xtremehub.config import Settings
     from xtremehub.connectors.cloudobject import CloudObject
+    from xtremehub.connectors.codecs.mapper import MapperLike
 
-__all__ = ["FASTA", "FASTASlice", "FaiEntry", "partition_bases", "partition_sequences", "read_fai"]
+__all__ = ["FASTA", "FASTASlice", "FaiEntry", "partition_bases", "partition_sequences", "read_fai", "scan_span"]
 
-_CHUNK = 32 * 1024 * 1024
+log = logging.getLogger(__name__)
+
+_CHUNK = 32 * 1024 * 1024  # span size of uncompressed files
 _LOOKAHEAD = 1 << 20  # a header line plus the first sequence line must fit in this
 
 
@@ -63,13 +74,17 @@ class FaiEntry:
 
 @dataclass(frozen=True)
 class FASTASlice(DataSlice):
-    """Pieces ``(entry, start, end)`` of sequences; ``get()`` returns ``[(name, start, bases)]``."""
+    """Pieces ``(entry, start, end)`` of sequences; ``get()`` returns ``[(name, start, bases)]``.
+
+    Reads with ``settings`` (the storage settings of the object it was cut from).
+    """
 
     url: str
     pieces: tuple[tuple[FaiEntry, int, int], ...]
     object_size: int = 0
     #: for compressed files: per piece, the checkpoint to start from and the planned end
     starts: tuple[tuple[Checkpoint, int], ...] = ()
+    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
 
     @property
     def num_bases(self) -> int:
@@ -79,16 +94,15 @@ class FASTASlice(DataSlice):
         return [(e.byte_at(a), e.byte_at(b - 1) + 1) for e, a, b in self.pieces]
 
     def _read_compressed(self, a: int, b: int, point: Checkpoint, planned: int) -> bytes:
-        stream = inflate_from(RangeSource(self.url, self.object_size, point.byte_offset, planned), point)
         pos, out = point.uncompressed, []
-        for chunk in stream:
-            lo, hi = max(a - pos, 0), min(b - pos, len(chunk))
-            if hi > lo:
-                out.append(chunk[lo:hi])
-            pos += len(chunk)
-            if pos >= b:
-                break
-        getattr(stream, "close", lambda: None)()
+        with decoded(self.url, self.object_size, point, planned, gz=True, settings=self.settings) as chunks:
+            for chunk in chunks:
+                lo, hi = max(a - pos, 0), min(b - pos, len(chunk))
+                if hi > lo:
+                    out.append(chunk[lo:hi])
+                pos += len(chunk)
+                if pos >= b:
+                    break
         return b"".join(out)
 
     def get(self) -> list[tuple[str, int, str]]:
@@ -98,8 +112,7 @@ class FASTASlice(DataSlice):
                 for (a, b), (point, planned) in zip(self._ranges(), self.starts, strict=True)
             ]
         else:
-            store, key = storage.open_store(self.url)
-            raw = store.get_ranges(key, self._ranges())
+            raw = storage.get_ranges(self.url, self._ranges(), settings=self.settings)
         return [
             (e.name, a, data.replace(b"\n", b"").replace(b"\r", b"").decode())
             for (e, a, _), data in zip(self.pieces, raw, strict=True)
@@ -111,14 +124,57 @@ class FASTASlice(DataSlice):
             yield f">{name}:{start + 1}-{start + len(seq)}\n{seq}\n".encode()
 
 
-def _scan_data(
-    url: str, data: bytes, lo: int, own: tuple[int, int], counted: tuple[int, int], at_eof: bool
-) -> dict[str, Any]:
-    """Headers whose ``>`` lies in ``own`` (absolute, half-open) and newline counts within
-    ``counted``; ``data`` starts at absolute offset ``lo`` and reaches past ``own``."""
+@dataclass(frozen=True)
+class FastaHeader:
+    """A header line found by the scan, with what the reduce step needs to build its entry."""
+
+    at: int  # uncompressed offset of the '>'
+    name: str
+    seq_start: int
+    newlines_before: int  # newlines between the span start and the '>'
+    linebases: int
+    linewidth: int
+
+
+@dataclass(frozen=True)
+class FastaStats:
+    """A span's headers and its newline count (within ``[start, end)``)."""
+
+    headers: tuple[FastaHeader, ...] = ()
+    newlines: int = 0
+
+
+def _span_text(chunks: Iterator[bytes], span: Span) -> tuple[bytes, bool]:
+    """The span's text through ``end``, plus the first sequence line of a header near the end;
+    and whether the text ends there."""
+    parts: list[bytes] = []
+    need, have = span.end - span.start + 1, 0
+    for chunk in chunks:
+        parts.append(chunk)
+        have += len(chunk)
+        if have >= need:
+            break
+    else:
+        return b"".join(parts), True
+    data = b"".join(parts)
+    last = data.rfind(b">", 0, need)
+    while last >= 0 and data.count(b"\n", last) < 2 and len(data) < need + _LOOKAHEAD:
+        more = next(chunks, None)
+        if more is None:
+            return data, True
+        data += more
+    return data, False
+
+
+def scan_span(span: Span) -> SpanResult[FastaStats]:
+    """Record scanner: headers whose ``>`` starts a line in ``(start, end]`` (``[0, end]`` for
+    the first span), and the newlines in ``[start, end)``."""
+    with span.decoded() as chunks:
+        data, at_eof = _span_text(chunks, span)
+    lo = span.start
     headers = []
-    pos = data.find(b">", own[0] - lo)
-    while 0 <= pos < own[1] - lo:
+    pos = data.find(b">", 0 if span.first else 1)
+    while 0 <= pos <= span.end - lo:
         if lo + pos == 0 or (pos > 0 and data[pos - 1 : pos] == b"\n"):
             line_end = data.find(b"\n", pos)
             if line_end < 0:
@@ -127,110 +183,79 @@ def _scan_data(
             if first_end < 0:
                 if not at_eof:
                     raise MalformedRecord(
-                        url, lo + pos, "FASTA header and first line longer than 1 MiB", "uncompressed"
+                        span.url, lo + pos, "FASTA header and first line longer than 1 MiB", "uncompressed"
                     )
                 first_end = len(data)
             line = data[line_end + 1 : first_end]
+            name = data[pos + 1 : line_end].split()[0].decode() if line_end > pos + 1 else ""
             headers.append(
-                {
-                    "at": lo + pos,
-                    "name": data[pos + 1 : line_end].split()[0].decode() if line_end > pos + 1 else "",
-                    "seq_start": lo + line_end + 1,
-                    "newlines_before": data.count(b"\n", counted[0] - lo, pos),
-                    "linebases": len(line.rstrip(b"\r")),
-                    "linewidth": len(line) + 1,
-                }
+                FastaHeader(
+                    lo + pos, name, lo + line_end + 1, data.count(b"\n", 0, pos), len(line.rstrip(b"\r")), len(line) + 1
+                )
             )
         pos = data.find(b">", pos + 1)
-    return {"headers": headers, "newlines": data.count(b"\n", counted[0] - lo, counted[1] - lo)}
-
-
-def scan_chunk(url: str, start: int, end: int, size: int) -> dict[str, Any]:
-    """Map step (plain FASTA): headers starting in ``[start, end)``, newlines counted there."""
-    store, key = storage.open_store(url)
-    lo = max(0, start - 1)
-    data = store.get_range(key, lo, min(size, end + _LOOKAHEAD))
-    return _scan_data(url, data, lo, (start, end), (start, end), lo + len(data) >= size)
-
-
-def scan_gz_span(url: str, size: int, point: Checkpoint, end: int, planned: int, first: bool) -> dict[str, Any]:
-    """Map step (bgzip FASTA): the span ``(checkpoint, end]`` of the uncompressed text."""
-    src = RangeSource(url, size, point.byte_offset, planned)
-    stream = inflate_from(src, point)
-    parts, have, base = [], 0, point.uncompressed
-    at_eof = True
-    for chunk in stream:
-        parts.append(chunk)
-        have += len(chunk)
-        if base + have >= end + _LOOKAHEAD:
-            at_eof = False
-            break
-    getattr(stream, "close", lambda: None)()
-    data = b"".join(parts)
-    own_start = base if first else base + 1
-    return _scan_data(url, data, base, (own_start, end + 1), (base, end), at_eof)
+    stats = FastaStats(tuple(headers), data.count(b"\n", 0, span.end - lo))
+    first_start = headers[0].at if headers else None
+    return SpanResult(stats, len(headers), first_start, at_end=bool(headers) and headers[-1].at == span.end)
 
 
 class FASTA(Format):
     """FASTA, plain or bgzip/gzip-compressed (offsets in the index are uncompressed, as in faidx).
 
     Options: ``spacing`` (uncompressed bytes between gzip checkpoints, compressed files only).
+    ``preprocess()`` without an executor runs serially in the calling process.
     """
 
     name = "fasta"
-    index_version = 2
+    index_version = 3  # 3: record-engine layout "xhub-records/1", duplicates dropped
 
     def __init__(self, spacing: int = 4 * 1024 * 1024, **options: Any) -> None:
         super().__init__(spacing=spacing, **options)
         self.spacing = spacing
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
-        gz = storage.get_range(co.url, 0, 2, settings=co.settings) == b"\x1f\x8b"
-        marks: list[Checkpoint] = []
-        if gz:
-            with storage.open(co.url, settings=co.settings) as fh:
-                marks = build_checkpoints(fh, co.url, spacing=self.spacing)
-            func: Any = scan_gz_span
-            args: list[tuple[Any, ...]] = [
-                (co.url, co.size, p, nxt.uncompressed, min(co.size, nxt.byte_offset + 4096), k == 0)
-                for k, (p, nxt) in enumerate(itertools.pairwise(marks))
-            ]
-            text_size = marks[-1].uncompressed
-        else:
-            func = scan_chunk
-            args = [(co.url, a, min(co.size, a + _CHUNK), co.size) for a in range(0, co.size, _CHUNK)]
-            text_size = co.size
-        if executor is not None and len(args) > 1:
-            results = executor.get_result(executor.map(func, args))
-        else:
-            results = [func(*a) for a in args]
-        heads, newlines = [], 0
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
+        gz = is_gzip(co.url, co.settings)
+        spacing = self.spacing if gz else _CHUNK
+        records, results = index_records(
+            co.url, co.size, scan_span, executor, spacing=spacing, gz=gz, settings=co.settings
+        )
+        heads: list[FastaHeader] = []
+        newlines = 0
         for r in results:
-            for h in r["headers"]:
-                heads.append({**h, "newlines_before": newlines + h["newlines_before"]})
-            newlines += r["newlines"]
-        if text_size and not heads:
-            raise MalformedRecord(co.url, 0, "no FASTA header ('>') found", "uncompressed")
-        if heads and heads[0]["at"] != 0:
+            heads.extend(replace(h, newlines_before=newlines + h.newlines_before) for h in r.stats.headers)
+            newlines += r.stats.newlines
+        if not heads:
+            detail = "empty FASTA file: no sequences" if records.text_size == 0 else "no FASTA header ('>') found"
+            raise MalformedRecord(co.url, 0, detail, "uncompressed")
+        if heads[0].at != 0:
             raise MalformedRecord(co.url, 0, "data before the first FASTA header", "uncompressed")
-        entries = []
+        entries: list[list[Any]] = []
+        seen: set[str] = set()
+        duplicates: dict[str, int] = {}
         for i, h in enumerate(heads):
-            region_end = heads[i + 1]["at"] if i + 1 < len(heads) else text_size
-            nl_end = heads[i + 1]["newlines_before"] if i + 1 < len(heads) else newlines
-            seq_newlines = nl_end - h["newlines_before"] - 1  # minus the header line's own
-            length = max(0, region_end - h["seq_start"] - seq_newlines)
-            if h["linewidth"] - h["linebases"] == 2:  # CRLF: one \r per sequence line
+            if h.name in seen:  # samtools and pysam keep the first sequence of a name
+                log.warning("%s: ignoring duplicate sequence %r at byte offset %d", co.url, h.name, h.at)
+                duplicates[h.name] = duplicates.get(h.name, 0) + 1
+                continue
+            seen.add(h.name)
+            region_end = heads[i + 1].at if i + 1 < len(heads) else records.text_size
+            nl_end = heads[i + 1].newlines_before if i + 1 < len(heads) else newlines
+            seq_newlines = nl_end - h.newlines_before - 1  # minus the header line's own
+            length = max(0, region_end - h.seq_start - seq_newlines)
+            if h.linewidth - h.linebases == 2:  # CRLF: one \r per sequence line
                 length -= seq_newlines
-            entries.append([h["name"], length, h["seq_start"], h["linebases"], h["linewidth"]])
+            entries.append([h.name, length, h.seq_start, h.linebases, h.linewidth])
         names = [e[0] for e in entries]
         attributes = {
             "num_sequences": len(entries),
             "total_length": sum(e[1] for e in entries),
             "names": names if len(names) <= 1000 else names[:1000],
+            "duplicate_names": sorted(duplicates)[:1000],
+            "duplicates_skipped": sum(duplicates.values()),
+            "compressed": gz,
         }
-        attributes["compressed"] = gz
-        table, blob = table_data(marks[:-1])
-        data: dict[str, Any] = {"fai": entries, "gz": gz, **table}
+        data, blob = records.to_data()
+        data["fai"] = entries
         return Index(self.name, self.index_version, {}, attributes, data, blob)
 
     @staticmethod
@@ -248,10 +273,10 @@ class FASTA(Format):
         return target
 
 
-def read_fai(url: str) -> list[FaiEntry]:
+def read_fai(url: str, *, settings: Settings | None = None) -> list[FaiEntry]:
     """Parse a samtools ``.fai`` file."""
     out = []
-    for n, line in enumerate(storage.get(url).decode().splitlines()):
+    for n, line in enumerate(storage.get(url, settings=settings).decode().splitlines()):
         cols = line.split("\t")
         if len(cols) < 5:
             raise MalformedRecord(url, n, f"a .fai line needs 5 columns, got {len(cols)}", "record")
@@ -261,18 +286,13 @@ def read_fai(url: str) -> list[FaiEntry]:
 
 def _slice_maker(co: CloudObject) -> Callable[[list[tuple[FaiEntry, int, int]]], FASTASlice]:
     """Builds slices; for compressed files each piece gets the checkpoint it starts from."""
-    d = co.index.data
-    if not d.get("gz"):
-        return lambda pieces: FASTASlice(co.url, tuple(pieces), co.size)
-    table = CheckpointTable.from_data(d, co.index.blob)
+    records = RecordIndex.of(co.index, co.url)
+    if not records.gz:
+        return lambda pieces: FASTASlice(co.url, tuple(pieces), co.size, settings=co.settings)
 
     def make(pieces: list[tuple[FaiEntry, int, int]]) -> FASTASlice:
-        starts = []
-        for e, a, b in pieces:
-            nxt = bisect.bisect_right(table.uncompressed, e.byte_at(b - 1))
-            planned = co.size if nxt >= len(table) else min(co.size, table.byte_offset(nxt) + 4096)
-            starts.append((table.checkpoint(table.at_or_before(e.byte_at(a))), planned))
-        return FASTASlice(co.url, tuple(pieces), co.size, tuple(starts))
+        starts = tuple(records.plan_bytes(e.byte_at(a), e.byte_at(b - 1) + 1, co.size) for e, a, b in pieces)
+        return FASTASlice(co.url, tuple(pieces), co.size, starts, co.settings)
 
     return make
 
@@ -306,7 +326,7 @@ def partition_bases(
     total = sum(e.length for e in entries)
     if (bases_per_slice is None) == (num_slices is None):
         raise ConfigError("give bases_per_slice or num_slices")
-    step = bases_per_slice if bases_per_slice is not None else math.ceil(total / max(1, num_slices or 1))
+    step = bases_per_slice if bases_per_slice is not None else max(1, math.ceil(total / max(1, num_slices or 1)))
     if step < 1:
         raise ConfigError("bases_per_slice must be >= 1")
     make_slice = _slice_maker(co)

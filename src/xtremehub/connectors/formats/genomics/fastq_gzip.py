@@ -1,10 +1,16 @@
 """FASTQ.gz (single-member gzip, multi-member/pigz, BGZF): index once, read any batch of reads.
 
-Index: gzip checkpoints about every ``spacing`` uncompressed bytes (see
-:mod:`xtremehub.connectors.codecs.gzip_index`) and, for each checkpoint, the
-number and uncompressed offset of the first record that starts at or after it.
-A slice starts at a checkpoint, skips to its first record, and reads exactly its
-records, fetching only the compressed bytes it needs.
+Runs on the record engine (:mod:`xtremehub.connectors.codecs.record_index`): this
+module supplies only the record scanner (:func:`scan_span`, which counts and
+validates the reads of one span between checkpoints) and the slice class
+(:class:`FASTQGZipSlice`). The index holds gzip checkpoints about every ``spacing``
+uncompressed bytes and, per checkpoint, the number and uncompressed offset of the
+first read at or after it. A slice starts at a checkpoint, skips to its first
+read, and reads exactly its reads, fetching only the compressed bytes it needs.
+
+``preprocess()`` without an executor scans the spans serially in the calling
+process (as for every format); pass a :class:`~xtremehub.FunctionExecutor` to scan
+them in parallel.
 
 Example:
     >>> from xtremehub.connectors import CloudObject
@@ -17,59 +23,55 @@ Example:
 
 from __future__ import annotations
 
-import bisect
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
-from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
-from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable, stitch_spans, table_data
-from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
-from xtremehub.connectors.codecs.source import RangeSource
+from xtremehub.connectors.base import Format, Index, Strategy
+from xtremehub.connectors.codecs.record_index import RecordIndex, index_records
+from xtremehub.connectors.codecs.record_slice import RecordSlice
+from xtremehub.connectors.codecs.spans import Span, SpanResult
 from xtremehub.connectors.formats.genomics.fastq_records import FastqRecords, RecordBlock, first_record_start
 from xtremehub.errors import ConfigError, MalformedRecord, TruncatedData
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
     from xtremehub.connectors.cloudobject import CloudObject
+    from xtremehub.connectors.codecs.mapper import MapperLike
+    from xtremehub.connectors.codecs.source import RangeSource
 
 __all__ = [
     "FASTQGZip",
     "FASTQGZipSlice",
+    "FastqStats",
     "partition_bytes_per_batch",
     "partition_reads_batches",
     "partition_reads_per_batch",
+    "scan_span",
 ]
 
 DEFAULT_SPACING = 8 * 1024 * 1024  # uncompressed bytes between checkpoints (~0.5 % index)
-_END_MARGIN = 4 * 1024  # compressed bytes planned past the last checkpoint a slice needs
 
 
-@dataclass(frozen=True)
-class FASTQGZipSlice(DataSlice):
+@dataclass(frozen=True, kw_only=True)
+class FASTQGZipSlice(RecordSlice):
     """Reads ``[first_read, first_read + num_reads)`` of a FASTQ.gz object."""
 
-    url: str
-    object_size: int
-    checkpoint: Checkpoint
-    record_start: int  # uncompressed offset of the first record at/after the checkpoint
-    skip_reads: int  # records to skip after record_start
-    first_read: int
-    num_reads: int
-    planned_end: int  # compressed byte offset the slice expects to need
+    @property
+    def first_read(self) -> int:
+        return self.first
 
     @property
-    def byte_range(self) -> tuple[int, int]:
-        """The compressed bytes the slice plans to fetch ``[start, end)``."""
-        return self.checkpoint.byte_offset, self.planned_end
+    def num_reads(self) -> int:
+        return self.count
+
+    @property
+    def skip_reads(self) -> int:
+        return self.skip
 
     def _blocks(self, source: RangeSource | None = None) -> Iterator[bytes]:
-        src = source or RangeSource(self.url, self.object_size, self.checkpoint.byte_offset, self.planned_end)
-        stream = inflate_from(src, self.checkpoint)
-        records = FastqRecords(self.url, self.record_start, self.first_read - self.skip_reads)
-        to_skip, remaining = self.skip_reads, self.num_reads
+        records = FastqRecords(self.url, self.record_start, self.first - self.skip)
+        to_skip, remaining = self.skip, self.count
 
         def take(block: RecordBlock) -> bytes:
             """The part of a block this slice owns; updates the counters."""
@@ -86,16 +88,8 @@ class FASTQGZipSlice(DataSlice):
             remaining -= len(starts)
             return data
 
-        position = self.checkpoint.uncompressed
-        try:
-            for raw in stream:
-                chunk = raw
-                if position < self.record_start:  # bytes before the first record are the previous slice's
-                    cut = self.record_start - position
-                    position += len(raw)
-                    if cut >= len(raw):
-                        continue
-                    chunk = raw[cut:]
+        with self.text(source) as chunks:
+            for chunk in chunks:
                 for block in records.feed(chunk):
                     if data := take(block):
                         yield data
@@ -104,8 +98,6 @@ class FASTQGZipSlice(DataSlice):
             for block in records.finish():
                 if data := take(block):
                     yield data
-        finally:
-            stream.close()  # type: ignore[attr-defined]  # a generator: stop fetching
         if remaining > 0:
             raise TruncatedData(self.url, self.object_size, f"{remaining} reads of this slice are missing")
 
@@ -125,16 +117,73 @@ class FASTQGZipSlice(DataSlice):
         return data.splitlines()
 
 
+@dataclass(frozen=True)
+class FastqStats:
+    """A span's own statistics: bases of its reads, and the first read's name (first span)."""
+
+    bases: int = 0
+    first_name: str = ""
+
+
+def scan_span(span: Span) -> SpanResult[FastqStats]:
+    """Record scanner: reads whose start lies in ``(checkpoint, end]`` (``[0, end]`` for the
+    first span): count, bases, first start, and whether one starts exactly at ``end``."""
+    base = span.checkpoint.uncompressed
+    count = bases = 0
+    first_start: int | None = None
+    first_name = ""
+    at_end = False
+    with span.decoded() as stream:
+        buf, rel = b"", 0 if span.first else -1
+        while rel < 0:
+            chunk = next(stream, None)
+            if chunk is None:
+                rel = first_record_start(buf + b"\n") if buf else -1
+                if rel < 0:
+                    return SpanResult(FastqStats())  # no record starts after this checkpoint
+                break
+            buf += chunk
+            rel = first_record_start(buf)
+            if rel < 0 and len(buf) > span.end - base + (1 << 20):
+                raise MalformedRecord(span.url, base, "no FASTQ record header found near this offset", "uncompressed")
+        if base + rel > span.end:
+            return SpanResult(FastqStats())
+        records = FastqRecords(span.url, base + rel)
+        pending = [buf[rel:]]
+        done = False
+        while not done:
+            more = pending.pop() if pending else next(stream, None)
+            blocks = records.feed(more) if more is not None else records.finish()
+            for block in blocks:
+                owned = block.starts <= span.end
+                n = int(owned.sum())
+                if n and first_start is None:
+                    first_start = int(block.starts[0])
+                    if span.first:
+                        header = block.data[1 : block.data.index(b"\n")].rstrip(b"\r")
+                        first_name = header.split(b" ")[0].decode()
+                count += n
+                bases += int(block.seq_lengths[owned].sum())
+                at_end = at_end or bool((block.starts == span.end).any())
+                if n < len(block.starts):
+                    done = True
+            if more is None:
+                done = True
+    return SpanResult(FastqStats(bases, first_name), count, first_start, at_end=at_end)
+
+
 class FASTQGZip(Format):
     """Gzip-compressed FASTQ: plain gzip, concatenated/pigz members, or BGZF.
 
     Args:
         spacing: uncompressed bytes between gzip checkpoints (smaller: finer
-            partitions and bigger index).
+            partitions and a bigger index; at least 64 KiB, default 8 MiB).
+
+    ``preprocess()`` without an executor runs serially in the calling process.
     """
 
     name = "fastq_gzip"
-    index_version = 1
+    index_version = 2  # 2: record-engine layout "xhub-records/1"
 
     def __init__(self, spacing: int = DEFAULT_SPACING, **options: Any) -> None:
         if spacing < 65536:
@@ -142,198 +191,56 @@ class FASTQGZip(Format):
         super().__init__(spacing=spacing, **options)
         self.spacing = spacing
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
-        """Checkpoints in one sequential pass (indexed_gzip), then records counted and
-        validated per checkpoint span in parallel (map), and stitched together (reduce)."""
-        with storage.open(co.url, settings=co.settings) as fh:
-            head = fh.read(18)
-            fh.seek(0)
-            marks = build_checkpoints(fh, co.url, spacing=self.spacing)
-        points, end_mark = marks[:-1], marks[-1]
-        spans = [
-            _Span(co.url, co.size, p, nxt.uncompressed, min(co.size, nxt.byte_offset + _END_MARGIN), k == 0)
-            for k, (p, nxt) in enumerate(itertools.pairwise(marks))
-        ]
-        results = _run_spans(spans, executor, co)
-        rec_number, rec_start, _ = stitch_spans(points, results, end_mark.uncompressed)
-        total = sum(r["count"] for r in results)
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
+        """Checkpoints in one sequential pass (indexed_gzip), then reads counted and
+        validated per checkpoint span (map: on ``executor``, or serially), stitched (reduce)."""
+        head = storage.get_range(co.url, 0, 18, settings=co.settings)
+        records, results = index_records(
+            co.url, co.size, scan_span, executor, spacing=self.spacing, gz=True, settings=co.settings
+        )
         bgzf = len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC"
-        members = sum(1 for p in points if not p.window and p.bit_offset % 8 == 0)
+        members = records.gzip_members
         attributes = {
-            "num_reads": total,
-            "num_bases": sum(r["bases"] for r in results),
-            "uncompressed_size": end_mark.uncompressed,
+            "num_reads": records.num_records,
+            "num_bases": sum(r.stats.bases for r in results),
+            "uncompressed_size": records.text_size,
             "compressed_size": co.size,
             "gzip_flavour": "bgzf" if bgzf else ("multi-member" if members > 1 else "single-member"),
-            "checkpoints": len(points),
+            "checkpoints": len(records.table),
             "spacing": self.spacing,
-            "first_read": results[0]["first_name"] if results else "",
+            "first_read": results[0].stats.first_name if results else "",
         }
-        data, blob = table_data(points)
-        data.update(record_number=rec_number, record_start=rec_start)
-        return Index(self.name, self.index_version, {}, attributes, dict(data), blob)
-
-
-@dataclass(frozen=True)
-class _Span:
-    """The uncompressed bytes between two checkpoints, for the parallel record scan."""
-
-    url: str
-    object_size: int
-    checkpoint: Checkpoint
-    end: int  # uncompressed offset of the next checkpoint
-    planned_end: int
-    first: bool
-
-
-def _run_spans(spans: list[_Span], executor: FunctionExecutor | None, co: CloudObject) -> list[dict[str, Any]]:
-    if len(spans) <= 1:
-        return [scan_span(s) for s in spans]
-    if executor is not None:
-        return list(executor.get_result(executor.map(scan_span, spans)))
-    from xtremehub.compute import FunctionExecutor
-
-    with FunctionExecutor(settings=co.settings, progress=False) as fexec:
-        return list(fexec.get_result(fexec.map(scan_span, spans)))
-
-
-def scan_span(span: _Span) -> dict[str, Any]:
-    """Map step of preprocessing: records whose start lies in ``(checkpoint, end]``
-    (``[0, end]`` for the first span): count, bases, first start, and whether one
-    starts exactly at ``end`` (that one is the next checkpoint's first record)."""
-    src = RangeSource(span.url, span.object_size, span.checkpoint.byte_offset, span.planned_end)
-    stream = inflate_from(src, span.checkpoint)
-    base = span.checkpoint.uncompressed
-    out: dict[str, Any] = {"count": 0, "bases": 0, "first_start": None, "at_end": False, "first_name": ""}
-    try:
-        buf, rel = b"", 0 if span.first else -1
-        while rel < 0:
-            chunk = next(stream, None)
-            if chunk is None:
-                rel = first_record_start(buf + b"\n") if buf else -1
-                if rel < 0:
-                    return out  # no record starts after this checkpoint
-                break
-            buf += chunk
-            rel = first_record_start(buf)
-            if rel < 0 and len(buf) > span.end - base + (1 << 20):
-                raise MalformedRecord(span.url, base, "no FASTQ record header found near this offset", "uncompressed")
-        if base + rel > span.end:
-            return out
-        records = FastqRecords(span.url, base + rel)
-        pending = [buf[rel:]]
-        done = False
-        while not done:
-            chunk = pending.pop() if pending else next(stream, None)
-            blocks = records.feed(chunk) if chunk is not None else records.finish()
-            for block in blocks:
-                owned = block.starts <= span.end
-                n = int(owned.sum())
-                if n and out["first_start"] is None:
-                    out["first_start"] = int(block.starts[0])
-                    if span.first:
-                        out["first_name"] = block.data[1 : block.data.index(b"\n")].split(b" ")[0].decode()
-                out["count"] += n
-                out["bases"] += int(block.seq_lengths[owned].sum())
-                out["at_end"] = out["at_end"] or bool((block.starts == span.end).any())
-                if n < len(block.starts):
-                    done = True
-            if chunk is None:
-                done = True
-    finally:
-        stream.close()  # type: ignore[attr-defined]
-    return out
+        data, blob = records.to_data()
+        return Index(self.name, self.index_version, {}, attributes, data, blob)
 
 
 # -- partition strategies -------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Points:
-    """Checkpoints plus, for each, the first record at or after it."""
-
-    table: CheckpointTable
-    record_number: list[int]
-    record_start: list[int]
-
-    @classmethod
-    def of(cls, co: CloudObject) -> _Points:
-        d = co.index.data
-        return cls(CheckpointTable.from_data(d, co.index.blob), d["record_number"], d["record_start"])
-
-    def checkpoint(self, k: int) -> Checkpoint:
-        return self.table.checkpoint(k)
-
-
-def _slices_for(co: CloudObject, pts: _Points, boundaries: list[int]) -> list[FASTQGZipSlice]:
-    """Slices for consecutive record-number boundaries ``[b0=0, b1, ..., bn=total]``; each
-    starts from the latest checkpoint at or before its first record."""
-    out = []
-    for first, end in itertools.pairwise(boundaries):
-        if end <= first:
-            continue
-        k = max(0, bisect.bisect_right(pts.record_number, first) - 1)
-        # The slice's last record ends where record `end` starts, which is at most one
-        # record past checkpoint e (the first whose record number is >= end): plan to
-        # fetch up to checkpoint e plus a small margin; the source fetches more on demand.
-        e = bisect.bisect_left(pts.record_number, end)
-        planned = co.size if e >= len(pts.table) else min(co.size, pts.table.byte_offset(e) + _END_MARGIN)
-        out.append(
-            FASTQGZipSlice(
-                co.url,
-                co.size,
-                pts.checkpoint(k),
-                pts.record_start[k],
-                first - pts.record_number[k],
-                first,
-                end - first,
-                max(planned, pts.table.byte_offset(k) + 1),
-            )
-        )
-    return out
+def _slices(co: CloudObject, records: RecordIndex, bounds: list[int]) -> list[FASTQGZipSlice]:
+    return [
+        FASTQGZipSlice.planned(co.url, co.size, plan, gz=True, settings=co.settings)
+        for plan in records.plans(bounds, co.size)
+    ]
 
 
 def partition_reads_batches(co: CloudObject, num_batches: int) -> list[FASTQGZipSlice]:
     """``num_batches`` slices of (nearly) equal read counts; boundaries snap to checkpoints
     when there are enough of them, so slices decompress no byte twice."""
-    if num_batches < 1:
-        raise ConfigError("num_batches must be >= 1")
-    total = int(co["num_reads"])
-    pts = _Points.of(co)
-    candidates = sorted(set(pts.record_number) - {0, total})
-    bounds = [0]
-    for i in range(1, num_batches):
-        ideal = round(i * total / num_batches)
-        j = bisect.bisect_left(candidates, ideal)
-        near = [c for c in candidates[max(0, j - 1) : j + 1] if c > bounds[-1]]
-        step = total / num_batches
-        snapped = min(near, key=lambda c: abs(c - ideal)) if near else None
-        choice = snapped if snapped is not None and abs(snapped - ideal) <= step / 4 else ideal
-        bounds.append(max(choice, bounds[-1]))
-    bounds.append(total)
-    return _slices_for(co, pts, bounds)
+    records = RecordIndex.of(co.index, co.url)
+    return _slices(co, records, records.batch_bounds(num_batches))
 
 
 def partition_reads_per_batch(co: CloudObject, reads_per_batch: int) -> list[FASTQGZipSlice]:
     """Slices of exactly ``reads_per_batch`` reads (the last one may be shorter)."""
     if reads_per_batch < 1:
         raise ConfigError("reads_per_batch must be >= 1")
-    total = int(co["num_reads"])
-    return _slices_for(co, _Points.of(co), [*range(0, total, reads_per_batch), total])
+    records = RecordIndex.of(co.index, co.url)
+    return _slices(co, records, records.fixed_bounds(reads_per_batch))
 
 
 def partition_bytes_per_batch(co: CloudObject, bytes_per_batch: int) -> list[FASTQGZipSlice]:
     """Slices of about ``bytes_per_batch`` uncompressed bytes, cut at checkpoints."""
-    if bytes_per_batch < 1:
-        raise ConfigError("bytes_per_batch must be >= 1")
-    pts = _Points.of(co)
-    total = int(co["num_reads"])
-    bounds, next_cut = [0], bytes_per_batch
-    for k in range(1, len(pts.record_number)):
-        if pts.record_start[k] >= next_cut and pts.record_number[k] > bounds[-1]:
-            bounds.append(pts.record_number[k])
-            next_cut = pts.record_start[k] + bytes_per_batch
-    if bounds[-1] != total:
-        bounds.append(total)
-    return _slices_for(co, pts, bounds)
+    records = RecordIndex.of(co.index, co.url)
+    return _slices(co, records, records.byte_bounds(bytes_per_batch))
 
 
 _STRATEGIES: dict[str, Strategy] = {

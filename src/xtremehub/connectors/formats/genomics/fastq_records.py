@@ -1,7 +1,8 @@
 """Whole FASTQ records from a stream of text chunks, validated with NumPy (no per-line Python).
 
 Records are the standard four lines: ``@header``, sequence, ``+[header]``, quality,
-with sequence and quality of equal length. A quality line may start with ``@``
+with sequence and quality of equal length (a ``\r`` before a newline, as in files
+with Windows line endings, is not a base). A quality line may start with ``@``
 and reads may differ in length; since a stream handed to :class:`FastqRecords`
 always starts at a record start, counting lines in fours is exact, and every
 record is checked, so a record missing its ``+`` line is reported, never
@@ -73,8 +74,8 @@ class FastqRecords:
         starts[1:] = ends[:-1] + 1
         starts4 = starts.reshape(-1, 4)
         ends4 = ends.reshape(-1, 4)
-        seq_len = ends4[:, 1] - starts4[:, 1]
-        qual_len = ends4[:, 3] - starts4[:, 3]
+        seq_len = _without_cr(arr, starts4[:, 1], ends4[:, 1])
+        qual_len = _without_cr(arr, starts4[:, 3], ends4[:, 3])
         bad = (arr[starts4[:, 0]] != ord("@")) | (arr[starts4[:, 2]] != ord("+")) | (seq_len != qual_len)
         if bad.any():
             i = int(np.argmax(bad))
@@ -97,6 +98,13 @@ class FastqRecords:
         else:
             detail = f"FASTQ record {record} has {seq_len} bases but {qual_len} quality values"
         raise MalformedRecord(self.url, at, detail, "uncompressed")
+
+
+def _without_cr(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Lengths of lines ``[start, end)`` not counting a ``\r`` before the newline (CRLF files)."""
+    cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
+    lengths: np.ndarray = ends - starts - cr
+    return lengths
 
 
 def first_record_start(data: bytes, after: int = 0) -> int:
