@@ -31,7 +31,6 @@ from xtremehub.connectors.genomics import FASTQGZip, partition_reads_batches
 from xtremehub.connectors.pointcloud import LAS, partition_points
 from xtremehub.connectors.raster import COG
 from xtremehub.connectors.text import CSV
-from xtremehub.errors import AccessDenied, StorageUnavailable
 from xtremehub.testing.seaweedfs import SeaweedFS
 
 pytestmark = pytest.mark.s3
@@ -168,12 +167,6 @@ def test_a_csv_object_on_a_second_endpoint_is_indexed_and_read_on_every_backend(
     assert co["num_rows"] == len(rows)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(AccessDenied, StorageUnavailable),  # read with the wrong settings; any other failure fails
-    reason="genomics reads (codecs.RangeSource, connectors/formats/genomics) still open stores with the "
-    "process defaults; they take the slice's StoreAccess once the checkpoint-engine rewrite lands",
-)
 @pytest.mark.usefixtures("no_process_settings")
 @pytest.mark.parametrize("run", BACKENDS, indirect=True)
 def test_a_fastq_gz_object_on_a_second_endpoint_is_indexed_and_read_on_every_backend(

@@ -201,11 +201,12 @@ def test_slices_read_with_the_objects_settings(
     storage.put(url, source.read_bytes(), settings=s3_settings)
     co = CloudObject.from_path(FASTA, url, spacing=65536, settings=s3_settings).preprocess()
     slices = co.partition(partition_bases, num_slices=5)
-    assert all(s.settings == s3_settings for s in slices)
+    assert all(s.access.settings == s3_settings for s in slices)
     with pysam.FastaFile(_copy(testdata, tmp_path, "ex1.fa")) as ref:  # writes a .fai beside its copy
         truth = ref.fetch("chr1") + ref.fetch("chr2")
     assert "".join(b for s in slices for _, _, b in s.get()) == truth
-    with FunctionExecutor(workers=2) as fexec:  # workers have no S3 settings of their own
+    assert s3_settings.s3.secret_access_key.encode() not in pickle.dumps(slices)  # credentials never travel
+    with FunctionExecutor(workers=2, settings=s3_settings) as fexec:  # workers complete them from their own
         parts = fexec.get_result(fexec.map(_bases, slices))
     assert "".join(parts) == truth
 

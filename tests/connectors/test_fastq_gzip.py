@@ -271,7 +271,8 @@ def test_explicit_settings_reach_every_read(testdata: Path, s3_root: str, s3_set
     storage.put(url, (testdata / "fastq" / "sample.fastq.bgz").read_bytes(), settings=s3_settings)
     co = CloudObject.from_path(FASTQGZip, url, spacing=SPACING, settings=s3_settings).preprocess()
     slices = co.partition(partition_reads_batches, num_batches=3)
-    assert all(s.settings == s3_settings for s in slices)
+    assert all(s.access.settings == s3_settings for s in slices)
     assert sum(1 for s in slices for _ in s.iter_records()) == co["num_reads"] == 2000
-    with FunctionExecutor(workers=2) as fexec:  # workers have no S3 settings of their own
+    assert s3_settings.s3.secret_access_key.encode() not in pickle.dumps(slices)  # credentials never travel
+    with FunctionExecutor(workers=2, settings=s3_settings) as fexec:  # workers complete them from their own
         assert fexec.get_result(fexec.map(_count_reads, slices)) == [s.num_reads for s in slices]

@@ -87,7 +87,7 @@ def test_vcf_reads_with_the_objects_settings(testdata: Path, s3_root: str, s3_se
     storage.put(url, (testdata / "vcf" / "ex1.vcf.gz").read_bytes(), settings=s3_settings)
     co = CloudObject.from_path(VCF, url, spacing=SPACING, settings=s3_settings).preprocess()
     slices = co.partition(partition_records, num_batches=3)
-    assert all(s.settings == s3_settings for s in slices)
+    assert all(s.access.settings == s3_settings for s in slices)
     assert b"".join(s.get() for s in slices) == b"".join(_body(testdata / "vcf" / "ex1.vcf.gz"))
     assert slices[-1].header().startswith(b"##fileformat=VCF")
 

@@ -55,6 +55,7 @@ from xtremehub.connectors.codecs.gzip_index import Checkpoint, CheckpointScan, b
 from xtremehub.connectors.codecs.mapper import MapperLike, as_mapper
 from xtremehub.connectors.codecs.spans import RecordKey, Span, SpanResult, stitch
 from xtremehub.errors import ConfigError, StaleIndex
+from xtremehub.storage.access import StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
@@ -236,7 +237,7 @@ def index_records(
     scan = checkpoints(url, size, spacing=spacing, gz=gz, settings=settings)
     marks = scan.points
     spans = [
-        Span(url, size, p, nxt.uncompressed, min(size, nxt.byte_offset + MARGIN), k == 0, gz, settings)
+        Span(url, size, p, nxt.uncompressed, min(size, nxt.byte_offset + MARGIN), k == 0, gz, StoreAccess(settings))
         for k, (p, nxt) in enumerate(itertools.pairwise(marks))
     ]
     mapper = as_mapper(executor if len(spans) > 1 else None)

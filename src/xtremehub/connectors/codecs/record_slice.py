@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xtremehub.connectors.base import DataSlice
 from xtremehub.connectors.codecs.gzip_index import Checkpoint
 from xtremehub.connectors.codecs.spans import decoded
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
@@ -41,7 +42,7 @@ class RecordSlice(DataSlice):
     count: int
     planned_end: int  # compressed byte offset the slice expects to need
     gz: bool = True
-    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
+    access: StoreAccess = PROCESS_DEFAULTS  # the object's settings, without credentials when pickled
 
     @classmethod
     def planned(
@@ -58,7 +59,7 @@ class RecordSlice(DataSlice):
             count=plan.count,
             planned_end=plan.planned_end,
             gz=gz,
-            settings=settings,
+            access=StoreAccess(settings),
             **extra,
         )
 
@@ -76,7 +77,7 @@ class RecordSlice(DataSlice):
             self.checkpoint,
             self.planned_end,
             gz=self.gz,
-            settings=self.settings,
+            settings=self.access.settings_for(self.url),
             source=source,
         ) as chunks:
             yield _from(chunks, self.record_start - self.checkpoint.uncompressed)

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, inflate_from
 from xtremehub.connectors.codecs.source import RangeSource
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
@@ -50,7 +51,7 @@ class Span:
     planned_end: int  # compressed byte offset the span expects to need
     first: bool
     gz: bool
-    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
+    access: StoreAccess = PROCESS_DEFAULTS  # the object's settings, without credentials when pickled
 
     @property
     def start(self) -> int:
@@ -63,7 +64,12 @@ class Span:
     def decoded(self) -> AbstractContextManager[Iterator[bytes]]:
         """Context manager: the text from the checkpoint on, as chunks (see :func:`decoded`)."""
         return decoded(
-            self.url, self.object_size, self.checkpoint, self.planned_end, gz=self.gz, settings=self.settings
+            self.url,
+            self.object_size,
+            self.checkpoint,
+            self.planned_end,
+            gz=self.gz,
+            settings=self.access.settings_for(self.url),
         )
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from xtremehub import storage
@@ -43,6 +43,7 @@ from xtremehub.connectors.codecs.gzip_index import Checkpoint
 from xtremehub.connectors.codecs.record_index import RecordIndex, index_records, is_gzip
 from xtremehub.connectors.codecs.spans import Span, SpanResult, decoded
 from xtremehub.errors import ConfigError, MalformedRecord
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
@@ -84,7 +85,7 @@ class FASTASlice(DataSlice):
     object_size: int = 0
     #: for compressed files: per piece, the checkpoint to start from and the planned end
     starts: tuple[tuple[Checkpoint, int], ...] = ()
-    settings: Settings | None = field(default=None, hash=False)  # Settings hold dicts
+    access: StoreAccess = PROCESS_DEFAULTS  # the object's settings, without credentials when pickled
 
     @property
     def num_bases(self) -> int:
@@ -95,7 +96,9 @@ class FASTASlice(DataSlice):
 
     def _read_compressed(self, a: int, b: int, point: Checkpoint, planned: int) -> bytes:
         pos, out = point.uncompressed, []
-        with decoded(self.url, self.object_size, point, planned, gz=True, settings=self.settings) as chunks:
+        with decoded(
+            self.url, self.object_size, point, planned, gz=True, settings=self.access.settings_for(self.url)
+        ) as chunks:
             for chunk in chunks:
                 lo, hi = max(a - pos, 0), min(b - pos, len(chunk))
                 if hi > lo:
@@ -112,7 +115,7 @@ class FASTASlice(DataSlice):
                 for (a, b), (point, planned) in zip(self._ranges(), self.starts, strict=True)
             ]
         else:
-            raw = storage.get_ranges(self.url, self._ranges(), settings=self.settings)
+            raw = storage.get_ranges(self.url, self._ranges(), settings=self.access.settings_for(self.url))
         return [
             (e.name, a, data.replace(b"\n", b"").replace(b"\r", b"").decode())
             for (e, a, _), data in zip(self.pieces, raw, strict=True)
@@ -288,11 +291,11 @@ def _slice_maker(co: CloudObject) -> Callable[[list[tuple[FaiEntry, int, int]]],
     """Builds slices; for compressed files each piece gets the checkpoint it starts from."""
     records = RecordIndex.of(co.index, co.url)
     if not records.gz:
-        return lambda pieces: FASTASlice(co.url, tuple(pieces), co.size, settings=co.settings)
+        return lambda pieces: FASTASlice(co.url, tuple(pieces), co.size, access=co.access)
 
     def make(pieces: list[tuple[FaiEntry, int, int]]) -> FASTASlice:
         starts = tuple(records.plan_bytes(e.byte_at(a), e.byte_at(b - 1) + 1, co.size) for e, a, b in pieces)
-        return FASTASlice(co.url, tuple(pieces), co.size, starts, co.settings)
+        return FASTASlice(co.url, tuple(pieces), co.size, starts, co.access)
 
     return make
 

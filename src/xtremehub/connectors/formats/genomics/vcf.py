@@ -80,7 +80,7 @@ class VCFSlice(LineSlice):
 
     def header(self) -> bytes:
         """The VCF header (all ``#`` lines), read from the start of the object."""
-        lines = _header_lines(self.url, self.object_size, self.gz, self.settings, self.body_start)
+        lines = _header_lines(self.url, self.object_size, self.gz, self.access.settings_for(self.url), self.body_start)
         return b"".join(line + b"\n" for _, line in lines)
 
     def iter_chunks(self) -> Iterator[bytes]:
