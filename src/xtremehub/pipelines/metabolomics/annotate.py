@@ -252,7 +252,9 @@ def annotate(
                         cfg.fdr_version,
                     )
                 )
-            scores = pd.concat(_map(executor, score_segment, args), ignore_index=True)
+            empty = score_segment(centroids.iloc[:0], *args[0][1:])
+            segments = [s for s in _map(executor, score_segment, args) if len(s)] or [empty]
+            scores = pd.concat(segments, ignore_index=True)
     with stages.stage("fdr"):
         result = _results(ions, formulas, centroids, scores, db, cfg)
     return Annotation(result, cfg, peaks, grid, notes, stages.timings, bytes_read, int(co["ibd_size"]))
@@ -273,8 +275,10 @@ def _results(
     theo = centroids.sort_values(["formula_i", "peak_i"]).groupby("formula_i")
     theo_mz = theo.mz.apply(list).rename("theo_mz")
     theo_int = theo.int.apply(list).rename("theo_ints")
-    out = fdrs.merge(theo_mz, left_on="formula_i", right_index=True).merge(
-        theo_int, left_on="formula_i", right_index=True
+    out = fdrs.reset_index(drop=True)
+    out = out.assign(
+        theo_mz=out.formula_i.map(theo_mz),
+        theo_ints=out.formula_i.map(theo_int),
     )
     out = out.assign(
         adduct=out.modifier.map({format_modifiers(a): a for a in cfg.adducts}),

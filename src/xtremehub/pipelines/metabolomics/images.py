@@ -162,7 +162,8 @@ def score_segment(
                 }
             )
     columns = ["formula_i", "msm", "spectral", "spatial", "chaos", "n_pixels", "total_iso_ints", "max_iso_ints"]
-    return pd.DataFrame(rows, columns=columns)
+    types = {"formula_i": "int64", "msm": "float64", "spectral": "float64", "spatial": "float64", "chaos": "float64"}
+    return pd.DataFrame(rows, columns=columns).astype({**types, "n_pixels": "int64"})
 
 
 def peaks_from_batches(parts: Sequence[tuple[Array, Array, Array]], n_spectra: int) -> DatasetPeaks:
