@@ -36,10 +36,10 @@ from tqdm import tqdm
 
 from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
-from xtremehub.connectors.imaging import ImzML, ImzMLSlice, spectra_table
+from xtremehub.connectors.imaging import ImzML, ImzMLSlice, WindowPeaks, spectra_table
 from xtremehub.errors import ConfigError
 from xtremehub.pipelines.metabolomics.database import MolecularDatabase, load_database
-from xtremehub.pipelines.metabolomics.dataset import SlicePeaks, read_slice_peaks
+from xtremehub.pipelines.metabolomics.dataset import read_slice_peaks
 from xtremehub.pipelines.metabolomics.decoys import DECOY_ADDUCTS, Ions, make_ions
 from xtremehub.pipelines.metabolomics.fdr import estimate_fdr
 from xtremehub.pipelines.metabolomics.formulas import check_adduct, format_modifiers
@@ -184,13 +184,15 @@ def annotate(
     settings: Settings | None = None,
     cache_url: str | None = None,
     progress: bool | None = None,
+    partial_reads: bool = True,
 ) -> Annotation:
     """Annotate an imzML dataset against a molecular database (see the module docstring).
 
     ``database``: a CSV/TSV URL, a :class:`MolecularDatabase` or a list of formulas.
     ``config`` overrides ``adducts``/``ppm``/``fdr_version``. ``partitions``: spectrum
     slices and ion segments (default: 2 per worker of ``executor``, else 1). Results do
-    not depend on ``partitions`` or the executor.
+    not depend on ``partitions``, the executor or ``partial_reads`` (read only the
+    ``.ibd`` ranges the windows need; False: whole spectra).
     """
     cfg = config or AnnotationConfig(adducts=tuple(adducts), ppm=ppm, fdr_version=fdr_version)
     stages = _Stages(sys.stderr.isatty() if progress is None else progress)
@@ -224,7 +226,8 @@ def annotate(
         grid = PixelGrid.from_coords(table["x"], table["y"])
         lows, highs = merge_windows(*window_bounds(centroids.mz.to_numpy(), cfg.ppm))
         slices: list[ImzMLSlice] = co.partition("spectra", num_batches=n_parts)  # type: ignore[assignment]
-        parts: list[SlicePeaks] = _map(executor, read_slice_peaks, [(s, lows, highs) for s in slices])
+        reads = [(s, lows, highs, partial_reads, settings) for s in slices]
+        parts: list[WindowPeaks] = _map(executor, read_slice_peaks, reads)
         peaks = peaks_from_batches([(p.mz, p.intensity, p.spectrum) for p in parts], len(table))
         bytes_read = sum(p.fetched_bytes for p in parts)
     with stages.stage("metrics"):

@@ -52,14 +52,6 @@ def merge_windows(lows: Array, highs: Array) -> tuple[Array, Array]:
     return lo[starts], hi[ends]
 
 
-def inside(mz: Array, merged_lows: Array, merged_highs: Array) -> Array:
-    """Boolean mask: which ``mz`` values lie in one of the merged intervals (ends included)."""
-    at = np.searchsorted(merged_lows, mz, "right") - 1
-    ok = at >= 0
-    ok[ok] = mz[ok] <= merged_highs[at[ok]]
-    return ok
-
-
 @dataclass(frozen=True)
 class PixelGrid:
     """Where each spectrum sits: ``rows``/``cols`` from 0 (METASPACE shifts x, y to start at 0)."""
