@@ -76,63 +76,72 @@ def in_windows(mz: Array, lows: Array, highs: Array) -> Array:
 
 
 def _coalesce(starts: Array, ends: Array, gap: int, max_requests: int) -> tuple[Array, Array]:
-    """Merge sorted byte ranges separated by at most ``gap`` bytes (gap grows to fit ``max_requests``)."""
+    """Merge byte ranges (sorted by start) separated by at most ``gap`` bytes; the gap grows
+    (x4) until at most ``max_requests`` ranges remain."""
     if not len(starts):
         return starts, ends
+    ends = np.maximum.accumulate(ends)
     while True:
         cut = np.flatnonzero(starts[1:] - ends[:-1] > gap) + 1
         if len(cut) + 1 <= max_requests:
             break
         gap = max(gap * 4, 4096)
-    first = np.concatenate([[0], cut])
-    last = np.concatenate([cut - 1, [len(starts) - 1]])
-    return starts[first], np.maximum.reduceat(ends, first) if len(first) else ends[last]
+    first = np.concatenate([[0], cut]).astype(np.int64)
+    last = np.concatenate([cut - 1, [len(starts) - 1]]).astype(np.int64)
+    return starts[first], ends[last]
 
 
-def _get(url: str, starts: Array, ends: Array, settings: Settings | None) -> list[bytes]:
-    store, key = open_store(url, settings)
-    data = store.get_ranges(key, list(zip(starts.tolist(), ends.tolist(), strict=True)))
-    for s, e, got in zip(starts.tolist(), ends.tolist(), data, strict=True):
-        if len(got) != e - s:
-            raise TruncatedData(url, s + len(got), f"the .ibd ends before byte {e} (bytes [{s}, {e}) wanted)")
-    return data
+@dataclass(frozen=True)
+class _Fetched:
+    """Byte ranges ``[starts[i], ends[i])`` of a file, fetched into one buffer."""
 
+    starts: Array
+    ends: Array
+    buf: Array
 
-def _fetch_arrays(url: str, starts: Array, nbytes: Array, dtype: str, settings: Settings | None) -> tuple[Array, int]:
-    """Whole arrays at sorted ``starts`` (touching ones in one read), concatenated and decoded."""
-    first, last = _coalesce(starts, starts + nbytes, 0, len(starts))
-    data = _get(url, first, last, settings)
-    return np.frombuffer(b"".join(data), dtype=np.uint8).view(dtype), int((last - first).sum())
+    @classmethod
+    def get(cls, url: str, starts: Array, ends: Array, settings: Settings | None) -> _Fetched:
+        if not len(starts):
+            return cls(starts, ends, np.zeros(0, np.uint8))
+        store, key = open_store(url, settings)
+        data = store.get_ranges(key, list(zip(starts.tolist(), ends.tolist(), strict=True)))
+        for s, e, got in zip(starts.tolist(), ends.tolist(), data, strict=True):
+            if len(got) != e - s:
+                raise TruncatedData(url, s + len(got), f"the .ibd ends before byte {e} (bytes [{s}, {e}) wanted)")
+        return cls(starts, ends, np.frombuffer(b"".join(data), dtype=np.uint8))
 
+    @property
+    def nbytes(self) -> int:
+        return int((self.ends - self.starts).sum())
 
-def _fetch_elements(
-    url: str,
-    offsets: Array,
-    itemsize: int,
-    dtype: str,
-    gap: int,
-    max_requests: int,
-    settings: Settings | None,
-    whole: tuple[Array, Array],
-) -> tuple[Array, int]:
-    """Values of ``dtype`` at the (sorted) byte ``offsets`` of ``url``; and the bytes fetched.
+    def _pos(self, offsets: Array, nbytes: int | Array) -> tuple[Array, Array]:
+        """Buffer positions of ``offsets`` and whether ``[offset, offset + nbytes)`` was fetched."""
+        part = np.searchsorted(self.starts, offsets, "right") - 1
+        ok = part >= 0
+        safe = np.maximum(part, 0)
+        ok &= offsets + nbytes <= self.ends[safe] if len(self.ends) else False
+        base = np.concatenate([[0], np.cumsum(self.ends - self.starts)[:-1]]) if len(self.starts) else np.zeros(1)
+        return (base[safe] + offsets - self.starts[safe]).astype(np.int64), ok
 
-    ``whole``: the sorted ranges of the arrays holding the offsets, read instead when
-    coalescing would fetch more than they hold.
-    """
-    if not len(offsets):
-        return np.zeros(0, dtype=dtype), 0
-    starts, ends = _coalesce(offsets, offsets + itemsize, gap, max_requests)
-    if int((ends - starts).sum()) > int((whole[1] - whole[0]).sum()):
-        starts, ends = _coalesce(whole[0], whole[1], 0, len(whole[0]))
-    buf = np.frombuffer(b"".join(_get(url, starts, ends, settings)), dtype=np.uint8)
-    base = np.concatenate([[0], np.cumsum(ends - starts)[:-1]])
-    part = np.searchsorted(starts, offsets, "right") - 1
-    pos = base[part] + (offsets - starts[part])
-    picked = np.empty((len(offsets), itemsize), dtype=np.uint8)
-    for j in range(itemsize):
-        picked[:, j] = buf[pos + j]
-    return picked.reshape(-1).view(dtype), int((ends - starts).sum())
+    def covers(self, offsets: Array, nbytes: int) -> Array:
+        if not len(self.starts):
+            return np.zeros(len(offsets), dtype=bool)
+        return self._pos(offsets, nbytes)[1]
+
+    def arrays(self, offsets: Array, nbytes: Array, dtype: str) -> Array:
+        """Whole arrays at ``offsets`` (all fetched), concatenated and decoded."""
+        pos, _ = self._pos(offsets, nbytes)
+        views = [self.buf[p : p + n] for p, n in zip(pos.tolist(), np.asarray(nbytes).tolist(), strict=True)]
+        return (np.concatenate(views) if views else np.zeros(0, np.uint8)).view(dtype)
+
+    def elements(self, offsets: Array, dtype: str) -> Array:
+        """Single values at ``offsets`` (all fetched)."""
+        itemsize = np.dtype(dtype).itemsize
+        pos, _ = self._pos(offsets, itemsize)
+        picked = np.empty((len(offsets), itemsize), dtype=np.uint8)
+        for j in range(itemsize):
+            picked[:, j] = self.buf[pos + j]
+        return picked.reshape(-1).view(dtype)
 
 
 def _chunks(rows: Array, chunk_bytes: int) -> list[tuple[int, int]]:
@@ -142,6 +151,35 @@ def _chunks(rows: Array, chunk_bytes: int) -> list[tuple[int, int]]:
         done = int(sizes[cuts[-1] - 1]) if cuts[-1] else 0
         cuts.append(max(cuts[-1] + 1, int(np.searchsorted(sizes, done + chunk_bytes, "right"))))
     return [(a, min(b, len(rows))) for a, b in itertools.pairwise(cuts)]
+
+
+def _values(
+    url: str,
+    have: _Fetched,
+    offsets: Array,
+    dtype: str,
+    whole: tuple[Array, Array],
+    gap: int,
+    max_requests: int,
+    settings: Settings | None,
+) -> tuple[Array, int]:
+    """Values at byte ``offsets``: from ``have`` where fetched, else fetched now (coalesced;
+    the ``whole`` arrays instead when that reads fewer bytes). Returns them and bytes fetched."""
+    itemsize = np.dtype(dtype).itemsize
+    out = np.zeros(len(offsets), dtype=dtype)
+    inside = have.covers(offsets, itemsize)
+    out[inside] = have.elements(offsets[inside], dtype)
+    rest = np.flatnonzero(~inside)
+    if not len(rest):
+        return out, 0
+    wanted = offsets[rest]
+    sort = np.argsort(wanted, kind="stable")
+    starts, ends = _coalesce(wanted[sort], wanted[sort] + itemsize, gap, max_requests)
+    if int((ends - starts).sum()) > int((whole[1] - whole[0]).sum()):
+        starts, ends = _coalesce(whole[0], whole[1], gap, max_requests)
+    more = _Fetched.get(url, starts, ends, settings)
+    out[rest] = more.elements(wanted, dtype)
+    return out, more.nbytes
 
 
 def read_window_peaks(
@@ -171,43 +209,40 @@ def read_window_peaks(
     fetched = 0
     shared_hit = shared_mz = None
     if data_slice.continuous:
-        shared, fetched = _fetch_arrays(
-            url, rows["mz_offset"][:1].astype(np.int64), rows["mz_bytes"][:1], mz_dtype, settings
-        )
+        start, nbytes = rows["mz_offset"][:1].astype(np.int64), rows["mz_bytes"][:1].astype(np.int64)
+        got = _Fetched.get(url, start, start + nbytes, settings)
+        shared = got.arrays(start, nbytes, mz_dtype)
+        fetched += got.nbytes
         shared_hit = np.flatnonzero(in_windows(shared, lows, highs))
         shared_mz = shared[shared_hit]
     parts: list[tuple[Array, Array, Array]] = []
     for a, b in _chunks(rows, chunk_bytes):
         sub, spectra = rows[a:b], data_slice.indices[a:b].astype(np.int64)
+        int_offsets = sub["int_offset"].astype(np.int64)
+        have = _Fetched(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint8))
         if shared_hit is not None and shared_mz is not None:
-            offsets = (sub["int_offset"].astype(np.int64)[:, None] + shared_hit[None, :] * int_size).ravel()
+            offsets = (int_offsets[:, None] + shared_hit[None, :] * int_size).ravel()
             mz, spectrum = np.tile(shared_mz, len(sub)), np.repeat(spectra, len(shared_hit))
+            owners = np.arange(len(sub)) if len(shared_hit) else np.zeros(0, np.int64)
         else:
             order = np.argsort(sub["mz_offset"], kind="stable")
+            mz_starts, mz_bytes = sub["mz_offset"].astype(np.int64)[order], sub["mz_bytes"].astype(np.int64)[order]
+            # the m/z arrays, coalesced across small gaps (which may hold intensities: kept for step 2)
+            have = _Fetched.get(url, *_coalesce(mz_starts, mz_starts + mz_bytes, gap_bytes, max_requests), settings)
+            fetched += have.nbytes
+            flat = have.arrays(mz_starts, mz_bytes, mz_dtype)
             lengths = sub["mz_length"].astype(np.int64)[order]
-            flat, got = _fetch_arrays(
-                url, sub["mz_offset"].astype(np.int64)[order], sub["mz_bytes"][order], mz_dtype, settings
-            )
-            fetched += got
+            ends = np.cumsum(lengths)
             hit = np.flatnonzero(in_windows(flat, lows, highs))
-            which = np.searchsorted(np.cumsum(lengths), hit, "right")  # position in `order`
-            within = hit - (np.cumsum(lengths) - lengths)[which]
-            offsets = sub["int_offset"].astype(np.int64)[order][which] + within * int_size
+            which = np.searchsorted(ends, hit, "right")  # position in `order`
+            offsets = int_offsets[order][which] + (hit - (ends - lengths)[which]) * int_size
             mz, spectrum = flat[hit], spectra[order][which]
-        sort = np.argsort(offsets, kind="stable")
-        owners = np.unique(spectrum - spectra.min()) if len(spectrum) else np.zeros(0, np.int64)
-        by_index = np.full(int(spectra.max() - spectra.min()) + 1, -1, np.int64)
-        by_index[spectra - spectra.min()] = np.arange(len(sub))
-        arrays = by_index[owners]
-        int_starts = sub["int_offset"].astype(np.int64)[arrays]
+            owners = np.unique(order[which])
+        int_starts = int_offsets[owners]
         by_start = np.argsort(int_starts)
-        whole_ranges = (int_starts[by_start], (int_starts + sub["int_bytes"].astype(np.int64)[arrays])[by_start])
-        values, got = _fetch_elements(
-            url, offsets[sort], int_size, int_dtype, gap_bytes, max_requests, settings, whole_ranges
-        )
-        fetched += got
-        intensity = np.empty_like(values)
-        intensity[sort] = values
+        whole_ranges = (int_starts[by_start], (int_starts + sub["int_bytes"].astype(np.int64)[owners])[by_start])
+        intensity, got_bytes = _values(url, have, offsets, int_dtype, whole_ranges, gap_bytes, max_requests, settings)
+        fetched += got_bytes
         parts.append((mz, intensity, spectrum))
     return WindowPeaks(
         np.concatenate([p[0] for p in parts]),
