@@ -275,9 +275,9 @@ def _results(
         scores, on="formula_i", how="inner"
     )
     fdrs = estimate_fdr(ion_scores, ions, cfg.fdr_version)
-    theo = centroids.sort_values(["formula_i", "peak_i"]).groupby("formula_i")
-    theo_mz = theo.mz.apply(list).rename("theo_mz")
-    theo_int = theo.int.apply(list).rename("theo_ints")
+    used = centroids[centroids.formula_i.isin(set(fdrs.formula_i))].sort_values(["formula_i", "peak_i"])
+    theo_mz = used.groupby("formula_i").mz.agg(list)
+    theo_int = used.groupby("formula_i").int.agg(list)
     out = fdrs.reset_index(drop=True)
     out = out.assign(
         theo_mz=out.formula_i.map(theo_mz),

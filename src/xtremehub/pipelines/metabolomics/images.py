@@ -121,10 +121,17 @@ def score_segment(
     """Metrics of a segment's ions (``centroids``: formula_i, peak_i, mz, int, target) from
     the segment's peaks; only ions with MSM > 0 are returned (as METASPACE does)."""
     rows: list[dict[str, Any]] = []
-    for formula_i, group in centroids.groupby("formula_i", sort=True):
+    ordered = centroids.sort_values(["formula_i", "peak_i"], kind="stable")
+    ids, peak_i = ordered.formula_i.to_numpy(), ordered.peak_i.to_numpy()
+    mzs, ints, targets = ordered.mz.to_numpy(), ordered.int.to_numpy(), ordered.target.to_numpy()
+    firsts = np.flatnonzero(np.diff(ids)) + 1 if len(ids) else np.zeros(0, np.int64)
+    starts = np.concatenate([[0], firsts]).astype(np.int64) if len(ids) else firsts
+    stops = np.concatenate([firsts, [len(ids)]]).astype(np.int64) if len(ids) else firsts
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        formula_i = ids[a]
         theo_mz, theo_int = np.zeros(n_peaks), np.zeros(n_peaks)
-        theo_mz[group.peak_i.to_numpy()] = group.mz.to_numpy()
-        theo_int[group.peak_i.to_numpy()] = group.int.to_numpy()
+        theo_mz[peak_i[a:b]] = mzs[a:b]
+        theo_int[peak_i[a:b]] = ints[a:b]
         present = theo_mz > 0
         images = np.zeros((n_peaks, peaks.n_spectra), dtype=np.float32)
         images[present] = peaks.image(*window_bounds(theo_mz[present], ppm))
@@ -135,7 +142,7 @@ def score_segment(
             images,
             theo_int,
             grid.to_2d,
-            is_target=bool(group.target.iloc[0]),
+            is_target=bool(targets[a]),
             n_levels=n_levels,
             min_px=min_px,
             analysis_version=analysis_version,
