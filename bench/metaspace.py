@@ -18,41 +18,24 @@ Run:  .venv/bin/python bench/metaspace.py [--gb 1.0] [--formulas 2000] [--worker
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from xtremehub import FunctionExecutor, storage
 from xtremehub.config import use_process_settings
 from xtremehub.pipelines.metabolomics import AnnotationConfig, annotate
 from xtremehub.pipelines.metabolomics.annotate import Annotation
-from xtremehub.pipelines.metabolomics.synthetic import write_planted_dataset
+from xtremehub.pipelines.metabolomics.synthetic import random_formulas, write_planted_dataset
 from xtremehub.storage._s3 import S3Store
 from xtremehub.testing.seaweedfs import SeaweedFS
 
 MB = 1e6
 SIDE = 80  # pixels across and down
 BYTES_PER_PEAK = 12  # float64 m/z + float32 intensity
-
-
-def random_formulas(n: int, seed: int = 11) -> list[str]:
-    """``n`` distinct plausible formulas (C 4-40, H, N 0-4, O 0-10, sometimes S or P)."""
-    rng = np.random.default_rng(seed)
-    out: dict[str, None] = {}
-    while len(out) < n:
-        c = int(rng.integers(4, 41))
-        h = int(rng.integers(c, 2 * c + 3))
-        parts = [f"C{c}", f"H{h}"]
-        for element, top in (("N", 5), ("O", 11)):
-            k = int(rng.integers(0, top))
-            parts.append(f"{element}{k}" if k > 1 else element if k == 1 else "")
-        extra = rng.random()
-        parts.append("S" if extra < 0.1 else "P" if extra < 0.15 else "")
-        out["".join(parts)] = None
-    return list(out)
 
 
 def stages(result: Annotation) -> str:
@@ -88,6 +71,7 @@ def main() -> None:
     size = ibd.stat().st_size
     config = AnnotationConfig(adducts=adducts, ppm=args.ppm)
 
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     base = annotate(str(imzml), formulas, config=config, partitions=1, progress=False)
     base_s = time.perf_counter() - t0
@@ -112,6 +96,7 @@ def main() -> None:
             whole_s = time.perf_counter() - t0
         use_process_settings(None)
 
+    load_after = os.getloadavg()[0]
     pd.testing.assert_frame_equal(ours.table, base.table)
     pd.testing.assert_frame_equal(whole.table, base.table)
     table = ours.table
@@ -122,6 +107,7 @@ def main() -> None:
         f"{len(formulas):,} formulas x {len(adducts)} adducts, {config.decoy_sample_size} decoys each, "
         f"± {args.ppm:g} ppm" + (" (--quick)" if args.quick else "")
     )
+    print(f"machine: {os.cpu_count()} cores, load average {load_before:.1f} at start, {load_after:.1f} at end")
     print(
         f"planted found at FDR <= 10%: {len(found & set(planted))}/{len(planted)}; "
         f"other formulas: {len(found - set(planted))}"

@@ -38,7 +38,8 @@ def demo(
 
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
     part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
-    part 3 indexes a generated imzML image and renders an ion image from slices of it;
+    part 3 indexes a generated imzML image and renders an ion image from slices of it, then
+    annotates a generated dataset with planted molecules METASPACE-style (top annotations, FDR);
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
     part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
@@ -48,6 +49,7 @@ def demo(
     from xtremehub.demo.fastq_job import run_fastq_demo
     from xtremehub.demo.imzml_job import run_imzml_demo
     from xtremehub.demo.las_job import run_las_demo
+    from xtremehub.demo.metaspace_job import run_metaspace_demo
     from xtremehub.demo.streams_job import StreamsDemoConfig, run_streams_demo
 
     click.echo(f"data home: {settings.home}", err=True)
@@ -57,6 +59,8 @@ def demo(
     click.echo(fastq.summary())
     imzml = run_imzml_demo(settings, workers=workers, progress=progress)
     click.echo(imzml.summary())
+    metaspace = run_metaspace_demo(settings, workers=workers, progress=progress)
+    click.echo(metaspace.summary())
     las = run_las_demo(settings, workers=workers, progress=progress)
     click.echo(las.summary())
     # Like `xhub streams serve`: writers, readers, the group commit and tiering share this
@@ -68,5 +72,5 @@ def demo(
     finally:
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
-    if not (report.ok and fastq.ok and imzml.ok and las.ok and streams.ok):
+    if not (report.ok and fastq.ok and imzml.ok and metaspace.ok and las.ok and streams.ok):
         sys.exit(1)

@@ -30,7 +30,29 @@ from xtremehub.errors import ConfigError, MissingDependency
 from xtremehub.pipelines.metabolomics.formulas import generate_ion_formula
 from xtremehub.pipelines.metabolomics.isotopes import IsotopeSettings, centroids
 
-__all__ = ["PlantedDataset", "write_planted_dataset"]
+__all__ = ["PlantedDataset", "random_formulas", "write_planted_dataset"]
+
+
+def random_formulas(n: int, seed: int = 11) -> list[str]:
+    """``n`` distinct plausible formulas (C 4-40, H, N 0-4, O 0-10, sometimes S or P), seeded.
+
+    Example:
+        >>> random_formulas(3)
+        ['C8H9N3O5', 'C30H30N2O', 'C24H25N2O']
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, None] = {}
+    while len(out) < n:
+        c = int(rng.integers(4, 41))
+        h = int(rng.integers(c, 2 * c + 3))
+        parts = [f"C{c}", f"H{h}"]
+        for element, top in (("N", 5), ("O", 11)):
+            k = int(rng.integers(0, top))
+            parts.append(f"{element}{k}" if k > 1 else element if k == 1 else "")
+        extra = rng.random()
+        parts.append("S" if extra < 0.1 else "P" if extra < 0.15 else "")
+        out["".join(parts)] = None
+    return list(out)
 
 
 @dataclass(frozen=True)
