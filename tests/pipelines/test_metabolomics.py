@@ -202,3 +202,17 @@ def test_empty_database_and_bad_settings(tmp_path: Path) -> None:
     for ppm in (0, -1):
         with pytest.raises(ConfigError, match="ppm must be > 0"):
             AnnotationConfig(ppm=ppm)
+
+
+@pytest.mark.lithops
+@pytest.mark.slow
+def test_lithops_localhost_gives_identical_table(planted: str, sequential: Any) -> None:
+    import sys
+
+    config = {
+        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
+        "localhost": {"worker_processes": 2, "runtime": sys.executable},
+    }
+    with FunctionExecutor("lithops", config=config, progress=False) as fexec:
+        result = annotate(planted, DATABASE, config=CONFIG, executor=fexec, partitions=3)
+    pd.testing.assert_frame_equal(result.table, sequential.table)
