@@ -44,6 +44,7 @@ def test_cli_annotate_writes_table_images_and_summary(tmp_path: Path) -> None:
     pngs = sorted(p.name for p in (out / "images").glob("*.png"))
     assert "C6H12O6+H_0.png" in pngs
     assert len(pngs) == 4 * int((table.fdr <= 0.1).sum())
+    assert len(list((tmp_path / "home" / "cache" / "metaspace").glob("centroids-*.parquet"))) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["annotations"] == len(table)
     assert summary["ibd_bytes_read"] > 0

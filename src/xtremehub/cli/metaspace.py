@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from xtremehub.config import Settings
@@ -38,6 +40,7 @@ def metaspace_group() -> None:
 @click.option("--backend", default=None, help="Executor backend (local, ray, dask, lithops; default from settings).")
 @click.option("--workers", type=int, help="Workers (default: CPU cores).")
 @click.option("--partitions", type=int, help="Spectrum slices and ion segments (default: 2 per worker).")
+@click.option("--cache-url", help="Where centroids are cached (default: <data home>/cache/metaspace; 'none': off).")
 @click.option("--top", default=10, show_default=True, help="Print this many top annotations.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: only on a terminal).")
 @click.pass_obj
@@ -56,6 +59,7 @@ def annotate_command(
     backend: str | None,
     workers: int | None,
     partitions: int | None,
+    cache_url: str | None,
     top: int,
     progress: bool | None,
 ) -> None:
@@ -74,6 +78,8 @@ def annotate_command(
         isotopes=IsotopeSettings(charge=charge, sigma=sigma, analysis_version=int(fdr_version)),
         decoy_sample_size=decoy_sample_size,
     )
+    if cache_url is None:
+        cache_url = str(Path(settings.home).expanduser() / "cache" / "metaspace")
     with FunctionExecutor(backend, workers=workers, settings=settings, progress=progress) as fexec:
         result = annotate(
             imzml_url,
@@ -83,6 +89,7 @@ def annotate_command(
             partitions=partitions,
             settings=settings,
             progress=progress,
+            cache_url=None if cache_url == "none" else cache_url,
         )
     written = write_outputs(result, out_url, png_fdr=png_fdr, settings=settings)
     for note in result.notes:
