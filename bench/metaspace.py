@@ -1,9 +1,10 @@
 """METASPACE-style annotation: ours on 2 workers from S3 vs the same algorithm sequentially from local disk.
 
-1. Generates (once, cached in --workdir) a processed-mode imzML dataset with planted
-   molecules (``write_planted_dataset``: float64 m/z, float32 intensities) whose .ibd has
-   --gb GB, and a random database of --formulas molecular formulas (C, H, N, O, S, P)
-   that includes the --planted ones.
+1. Generates (once, cached in --workdir) an imzML dataset (--mode processed: float64
+   m/z and float32 intensities per spectrum; continuous: float32 intensities on one
+   shared float64 m/z axis) with planted molecules (``write_planted_dataset``) whose
+   .ibd has about --gb GB, and a random database of --formulas molecular formulas
+   (C, H, N, O, S, P) that includes the --planted ones.
 2. Baseline: ``annotate()`` sequentially in this process (no executor, one partition)
    on the local files.
 3. Ours: a real SeaweedFS on loopback holds both files; ``annotate()`` with the local
@@ -35,7 +36,7 @@ from xtremehub.testing.seaweedfs import SeaweedFS
 
 MB = 1e6
 SIDE = 80  # pixels across and down
-BYTES_PER_PEAK = 12  # float64 m/z + float32 intensity
+BYTES_PER_PEAK = 12  # processed: float64 m/z + float32 intensity (continuous: 4, the intensity)
 
 
 def stages(result: Annotation) -> str:
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--adducts", default="+H,+Na,+K")
     parser.add_argument("--ppm", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mode", choices=["processed", "continuous"], default="processed")
     parser.add_argument("--quick", action="store_true", help="0.2 GB .ibd, +H only (shared, loaded machines)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "metaspace-bench")
     args = parser.parse_args()
@@ -58,14 +60,22 @@ def main() -> None:
 
     formulas = random_formulas(args.formulas)
     planted = formulas[:: max(1, len(formulas) // args.planted)][: args.planted]
-    peaks = int(gb * 1e9 / (SIDE * SIDE * BYTES_PER_PEAK))
+    peaks = int(gb * 1e9 / (SIDE * SIDE * (4 if args.mode == "continuous" else BYTES_PER_PEAK)))
     args.workdir.mkdir(parents=True, exist_ok=True)
-    stem = args.workdir / f"planted-{SIDE}x{SIDE}x{peaks}-{args.formulas}"
+    stem = args.workdir / f"planted-{args.mode}-{SIDE}x{SIDE}x{peaks}-{args.formulas}"
     imzml, ibd = stem.with_suffix(".imzML"), stem.with_suffix(".ibd")
     if not (imzml.exists() and ibd.exists()):
         t0 = time.perf_counter()
         write_planted_dataset(
-            str(stem), planted, formulas, width=SIDE, height=SIDE, noise_peaks=peaks - 4 * len(planted), seed=5
+            str(stem),
+            planted,
+            formulas,
+            width=SIDE,
+            height=SIDE,
+            noise_peaks=peaks // 20 if args.mode == "continuous" else peaks - 4 * len(planted),
+            profile_points=peaks,
+            mode=args.mode,
+            seed=5,
         )
         print(f"generated {ibd} ({ibd.stat().st_size / MB:,.0f} MB) in {time.perf_counter() - t0:.1f}s")
     size = ibd.stat().st_size
@@ -103,7 +113,7 @@ def main() -> None:
     found = set(table[(table.fdr <= 0.1) & (table.adduct == adducts[0])].formula)
     n_ions = len(set(base.table.formula)) if len(base.table) else 0
     print(
-        f"dataset: {size / MB:,.0f} MB .ibd, {SIDE}x{SIDE} pixels, processed, ~{peaks:,} peaks per spectrum; "
+        f"dataset: {size / MB:,.0f} MB .ibd, {SIDE}x{SIDE} pixels, {args.mode}, ~{peaks:,} peaks per spectrum; "
         f"{len(formulas):,} formulas x {len(adducts)} adducts, {config.decoy_sample_size} decoys each, "
         f"± {args.ppm:g} ppm" + (" (--quick)" if args.quick else "")
     )
