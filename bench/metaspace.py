@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +38,11 @@ from xtremehub.testing.seaweedfs import SeaweedFS
 MB = 1e6
 SIDE = 80  # pixels across and down
 BYTES_PER_PEAK = 12  # processed: float64 m/z + float32 intensity (continuous: 4, the intensity)
+
+
+def cpu_seconds(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
 
 
 def stages(result: Annotation) -> str:
@@ -82,9 +88,9 @@ def main() -> None:
     config = AnnotationConfig(adducts=adducts, ppm=args.ppm)
 
     load_before = os.getloadavg()[0]
-    t0 = time.perf_counter()
+    c0, t0 = cpu_seconds(resource.RUSAGE_SELF), time.perf_counter()
     base = annotate(str(imzml), formulas, config=config, partitions=1, progress=False)
-    base_s = time.perf_counter() - t0
+    base_s, base_cpu = time.perf_counter() - t0, cpu_seconds(resource.RUSAGE_SELF) - c0
 
     with SeaweedFS.start() as server:
         settings = server.settings(timeout=120)
@@ -94,11 +100,15 @@ def main() -> None:
             with path.open("rb") as fh:
                 storage.put(f"s3://bench/{path.name}", fh, settings=settings)
         url = f"s3://bench/{imzml.name}"
+        # CPU of ours: this process plus the workers (counted once they have exited), warm-up included
+        c0, k0 = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
         with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
             annotate(url, formulas[:5], config=config, executor=fexec, settings=settings, progress=False)  # warm-up
             t0 = time.perf_counter()
             ours = annotate(url, formulas, config=config, executor=fexec, settings=settings, progress=False)
             ours_s = time.perf_counter() - t0
+        ours_cpu = cpu_seconds(resource.RUSAGE_SELF) - c0 + cpu_seconds(resource.RUSAGE_CHILDREN) - k0
+        with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
             t0 = time.perf_counter()
             whole = annotate(
                 url, formulas, config=config, executor=fexec, settings=settings, progress=False, partial_reads=False
@@ -126,6 +136,11 @@ def main() -> None:
     print(f"baseline  sequential, local disk: {base_s:7.1f}s  [{stages(base)}]")
     print(f"ours      {args.workers} workers, S3:          {ours_s:7.1f}s  [{stages(ours)}]")
     print(f"speed-up  {base_s / ours_s:.2f}x (target >= 1.7x)")
+    print(
+        f"CPU       baseline {base_cpu:.1f}s (wall/CPU {base_s / base_cpu:.2f}) | ours, driver + workers "
+        f"{ours_cpu:.1f}s "
+        f"({ours_cpu / base_cpu:.2f}x the baseline's CPU; wall/CPU per core {ours_s * args.workers / ours_cpu:.2f})"
+    )
     print(f"ours      whole-spectrum reads:    {whole_s:7.1f}s  [{stages(whole)}]")
     print(
         f".ibd read: partial {ours.ibd_bytes_read / MB:,.0f} MB ({ours.ibd_bytes_read / size:.1%} of the .ibd) | "
