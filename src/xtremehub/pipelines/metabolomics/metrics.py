@@ -39,7 +39,8 @@ def spectral_metric(images_flat: Array, theo_ints: Array) -> float:
     """pyImagingMSpec's ``isotope_pattern_match`` (NaN -> 0)."""
     theo = np.asarray(theo_ints, dtype=np.float64)
     present = images_flat[0] > 0
-    image_ints = np.array([np.sum(img[present]) for img in images_flat], dtype=np.float64)
+    # the sums keep the images' dtype (float32 in the pipeline), as in pyImagingMSpec
+    image_ints = np.array([np.sum(img[present]) for img in images_flat])
     with np.errstate(divide="ignore", invalid="ignore"):
         match = 1 - np.mean(np.abs(theo / np.linalg.norm(theo) - image_ints / np.linalg.norm(image_ints)))
     if match == 1.0:
