@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,12 @@ from xtremehub.config import Settings
 from xtremehub.connectors.formats.imaging.imzml_slice import ImzMLSlice
 from xtremehub.connectors.formats.imaging.imzml_xml import DTYPES
 from xtremehub.errors import TruncatedData
-from xtremehub.storage import open_store
+from xtremehub.storage import Store, open_store
 
 __all__ = ["WindowPeaks", "in_windows", "read_window_peaks"]
 
 Array = np.ndarray[Any, Any]
+Opener = Callable[[str], tuple[Store, str]]
 
 #: Default: coalesce wanted ranges separated by at most this many bytes.
 GAP_BYTES = 64 * 1024
@@ -100,10 +102,10 @@ class _Fetched:
     buf: Array
 
     @classmethod
-    def get(cls, url: str, starts: Array, ends: Array, settings: Settings | None) -> _Fetched:
+    def get(cls, url: str, starts: Array, ends: Array, opener: Opener) -> _Fetched:
         if not len(starts):
             return cls(starts, ends, np.zeros(0, np.uint8))
-        store, key = open_store(url, settings)
+        store, key = opener(url)
         data = store.get_ranges(key, list(zip(starts.tolist(), ends.tolist(), strict=True)))
         for s, e, got in zip(starts.tolist(), ends.tolist(), data, strict=True):
             if len(got) != e - s:
@@ -161,7 +163,7 @@ def _values(
     whole: tuple[Array, Array],
     gap: int,
     max_requests: int,
-    settings: Settings | None,
+    opener: Opener,
 ) -> tuple[Array, int]:
     """Values at byte ``offsets``: from ``have`` where fetched, else fetched now (coalesced;
     the ``whole`` arrays instead when that reads fewer bytes). Returns them and bytes fetched."""
@@ -177,7 +179,7 @@ def _values(
     starts, ends = _coalesce(wanted[sort], wanted[sort] + itemsize, gap, max_requests)
     if int((ends - starts).sum()) > int((whole[1] - whole[0]).sum()):
         starts, ends = _coalesce(whole[0], whole[1], gap, max_requests)
-    more = _Fetched.get(url, starts, ends, settings)
+    more = _Fetched.get(url, starts, ends, opener)
     out[rest] = more.elements(wanted, dtype)
     return out, more.nbytes
 
@@ -206,11 +208,20 @@ def read_window_peaks(
     int_dtype, mz_dtype = DTYPES[int(rows["int_dtype"][0])], DTYPES[int(rows["mz_dtype"][0])]
     int_size = np.dtype(int_dtype).itemsize
     url = data_slice.ibd_url
+    # explicit settings win; else the store access the slice carries (when the connector gives one)
+    access = getattr(data_slice, "access", None)
+
+    def opener(target: str) -> tuple[Store, str]:
+        if settings is None and access is not None:
+            opened: tuple[Store, str] = access.open(target)
+            return opened
+        return open_store(target, settings)
+
     fetched = 0
     shared_hit = shared_mz = None
     if data_slice.continuous:
         start, nbytes = rows["mz_offset"][:1].astype(np.int64), rows["mz_bytes"][:1].astype(np.int64)
-        got = _Fetched.get(url, start, start + nbytes, settings)
+        got = _Fetched.get(url, start, start + nbytes, opener)
         shared = got.arrays(start, nbytes, mz_dtype)
         fetched += got.nbytes
         shared_hit = np.flatnonzero(in_windows(shared, lows, highs))
@@ -228,7 +239,7 @@ def read_window_peaks(
             order = np.argsort(sub["mz_offset"], kind="stable")
             mz_starts, mz_bytes = sub["mz_offset"].astype(np.int64)[order], sub["mz_bytes"].astype(np.int64)[order]
             # the m/z arrays, coalesced across small gaps (which may hold intensities: kept for step 2)
-            have = _Fetched.get(url, *_coalesce(mz_starts, mz_starts + mz_bytes, gap_bytes, max_requests), settings)
+            have = _Fetched.get(url, *_coalesce(mz_starts, mz_starts + mz_bytes, gap_bytes, max_requests), opener)
             fetched += have.nbytes
             flat = have.arrays(mz_starts, mz_bytes, mz_dtype)
             lengths = sub["mz_length"].astype(np.int64)[order]
@@ -241,7 +252,7 @@ def read_window_peaks(
         int_starts = int_offsets[owners]
         by_start = np.argsort(int_starts)
         whole_ranges = (int_starts[by_start], (int_starts + sub["int_bytes"].astype(np.int64)[owners])[by_start])
-        intensity, got_bytes = _values(url, have, offsets, int_dtype, whole_ranges, gap_bytes, max_requests, settings)
+        intensity, got_bytes = _values(url, have, offsets, int_dtype, whole_ranges, gap_bytes, max_requests, opener)
         fetched += got_bytes
         parts.append((mz, intensity, spectrum))
     return WindowPeaks(
