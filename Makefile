@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: openmpi bench-mdr demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: openmpi bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,9 @@ bench-executor: $(VENV)/.installed-bench
 
 bench-csv: $(VENV)/.installed-bench
 	$(BIN)/python bench/csv_index.py
+
+bench-metaspace: $(VENV)/.installed-bench
+	$(BIN)/python bench/metaspace.py
 
 bench-cog: $(VENV)/.installed-bench
 	$(BIN)/python bench/cog_windows.py

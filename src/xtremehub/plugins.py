@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -102,7 +103,10 @@ pip install 'xtremehub[geo]'
     """
     for module in modules:
         try:
-            importlib.import_module(module)
+            with warnings.catch_warnings():
+                # some extras (cpyMSpec, cpyImagingMSpec) leave a header file open when imported
+                warnings.simplefilter("ignore", ResourceWarning)
+                importlib.import_module(module)
         except ImportError as exc:
             raise MissingDependency(
                 f"{feature}: {module} is not installed; {install_hint(extra)}", name=module

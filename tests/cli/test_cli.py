@@ -64,7 +64,10 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, [*args, "--stream-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4 + 5 + 4 + 2 + 6
+    assert result.output.count(": OK") == 4 + 5 + 4 + 3 + 2 + 6  # 3: the metabolite annotation part
+    assert "metabolite annotation" in result.output
+    assert "epistasis" in result.output.lower()  # part 6, after the streams part
+    assert "skipped" not in result.output  # every extra is installed for the tests
     assert "FASTQ.gz connector" in result.output
     assert "imzML connector" in result.output
     ion_png = tmp_path / "h" / "sample" / "imzml" / "ion-images.png"

@@ -58,6 +58,7 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 def _register() -> None:
     from xtremehub.cli.demo import demo
     from xtremehub.cli.mdr import mdr_group
+    from xtremehub.cli.metaspace import metaspace_group
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
 
@@ -65,6 +66,7 @@ def _register() -> None:
     cli.add_command(demo)
     cli.add_command(streams_group)
     cli.add_command(mdr_group)
+    cli.add_command(metaspace_group)
 
 
 _register()

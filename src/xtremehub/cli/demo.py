@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Protocol
 
 import click
 
@@ -11,6 +13,15 @@ from xtremehub.errors import MissingDependency
 from xtremehub.plugins import require_extra
 
 __all__ = ["demo"]
+
+
+class _Part(Protocol):
+    """What every demo part returns: a summary to print and whether its checks passed."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def summary(self) -> str: ...
 
 
 @click.command("demo")
@@ -40,14 +51,16 @@ def demo(
 
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
     part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
-    part 3 indexes a generated imzML image and renders an ion image from slices of it;
+    part 3 indexes a generated imzML image and renders an ion image from slices of it, then
+    annotates a generated dataset with planted molecules METASPACE-style (top annotations, FDR);
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
     part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
     percentiles; part 6 runs MDR epistasis over a generated cohort with a planted SNP-SNP interaction.
 
-    A part whose extra is not installed (part 4 needs ``geo``, part 6 ``hpc``) is skipped with
-    one line saying which extra adds it; the exit code reports only the parts that ran.
+    A part whose extra is not installed (the annotation needs ``metabolomics``, part 4 ``geo``,
+    part 6 ``hpc``) is skipped with one line saying which extra adds it; the exit code reports
+    only the parts that ran.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
@@ -62,17 +75,37 @@ def demo(
     imzml = run_imzml_demo(settings, workers=workers, progress=progress)
     click.echo(imzml.summary())
     skipped: list[str] = []
-    las_ok = True
-    try:
-        require_extra("part 4 (LAZ point cloud -> terrain model)", "geo", "laspy", "lazrs")
-    except MissingDependency as exc:
-        skipped.append(str(exc))
-    else:
+
+    def optional(label: str, extra: str, modules: tuple[str, ...], run: Callable[[], _Part]) -> bool:
+        """Run one part if its extra is installed (True if it ran fine or was skipped)."""
+        try:
+            require_extra(label, extra, *modules)
+        except MissingDependency as exc:
+            skipped.append(str(exc))
+            return True
+        part = run()
+        click.echo(part.summary())
+        return bool(part.ok)
+
+    def metaspace() -> _Part:
+        from xtremehub.demo.metaspace_job import run_metaspace_demo
+
+        return run_metaspace_demo(settings, workers=workers, progress=progress)
+
+    def las() -> _Part:
         from xtremehub.demo.las_job import run_las_demo
 
-        las = run_las_demo(settings, workers=workers, progress=progress)
-        click.echo(las.summary())
-        las_ok = las.ok
+        return run_las_demo(settings, workers=workers, progress=progress)
+
+    def epistasis() -> _Part:
+        from xtremehub.demo.epistasis_job import run_epistasis_demo
+
+        return run_epistasis_demo(settings, workers=workers)
+
+    metaspace_ok = optional(
+        "part 3b (METASPACE annotation)", "metabolomics", ("cpyMSpec", "cpyMSpec_0_3_5", "cpyImagingMSpec"), metaspace
+    )
+    las_ok = optional("part 4 (LAZ point cloud -> terrain model)", "geo", ("laspy", "lazrs"), las)
     # Like `xhub streams serve`: writers, readers, the group commit and tiering share this
     # process's GIL; 0.5 ms hand-offs instead of Python's default 5 ms cut the latency tail.
     switch = sys.getswitchinterval()
@@ -82,18 +115,8 @@ def demo(
     finally:
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
-    epistasis_ok = True
-    try:
-        require_extra("part 6 (MDR epistasis)", "hpc", "pyarrow")
-    except MissingDependency as exc:
-        skipped.append(str(exc))
-    else:
-        from xtremehub.demo.epistasis_job import run_epistasis_demo
-
-        epistasis = run_epistasis_demo(settings, workers=workers)
-        click.echo(epistasis.summary())
-        epistasis_ok = epistasis.ok
+    epistasis_ok = optional("part 6 (MDR epistasis)", "hpc", ("pyarrow",), epistasis)
     for line in skipped:
         click.echo(f"skipped {line}")
-    if not (report.ok and fastq.ok and imzml.ok and las_ok and streams.ok and epistasis_ok):
+    if not (report.ok and fastq.ok and imzml.ok and metaspace_ok and las_ok and streams.ok and epistasis_ok):
         sys.exit(1)

@@ -19,6 +19,7 @@ from xtremehub.connectors.formats.imaging.imzml import (
 from xtremehub.connectors.formats.imaging.imzml_slice import ImzMLSlice, Spectra
 from xtremehub.connectors.formats.imaging.ion_images import IonImages, ion_images, slice_ion_values, window_sums
 from xtremehub.connectors.formats.imaging.synthetic import SyntheticImzML, write_synthetic_imzml
+from xtremehub.connectors.formats.imaging.window_reads import WindowPeaks, in_windows, read_window_peaks
 
 __all__ = [
     "ImzML",
@@ -26,11 +27,14 @@ __all__ = [
     "IonImages",
     "Spectra",
     "SyntheticImzML",
+    "WindowPeaks",
     "find_ibd",
+    "in_windows",
     "ion_images",
     "partition_bytes",
     "partition_spectra",
     "partition_tiles",
+    "read_window_peaks",
     "slice_ion_values",
     "spectra_table",
     "window_sums",
