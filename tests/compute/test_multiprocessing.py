@@ -180,8 +180,16 @@ def test_pool_arguments_like_the_standard_library(ctx: xmp.Context) -> None:
         ctx.Pool(0)
     with pytest.raises(TypeError, match="initializer must be a callable"):
         ctx.Pool(1, initializer=42)  # type: ignore[arg-type]
-    with pytest.raises(NotImplementedError, match="maxtasksperchild"):
-        ctx.Pool(1, maxtasksperchild=10)
+    with pytest.raises(ValueError, match="maxtasksperchild"):
+        ctx.Pool(1, maxtasksperchild=0)
+    if ctx.backend != "local":
+        with pytest.raises(NotImplementedError, match="maxtasksperchild"):
+            ctx.Pool(1, maxtasksperchild=10)
+        return
+    with ctx.Pool(2, maxtasksperchild=3) as p:  # workers are replaced after 3 tasks each
+        pids = [pid for pid, _ in p.map(initialized_value, range(24), chunksize=1)]
+    assert len(set(pids)) >= 8
+    assert max(pids.count(pid) for pid in set(pids)) <= 3
 
 
 def test_pool_telemetry(pool: xmp.Pool) -> None:
