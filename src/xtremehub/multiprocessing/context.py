@@ -179,8 +179,8 @@ class Context:
     def Event(self) -> shared.Event:
         return shared.Event(self._shared("Event()").Event())
 
-    def Barrier(self, parties: int, action: Callable[[], object] | None = None, timeout: float | None = None) -> Any:
-        return self._shared("Barrier()").Barrier(parties, action, timeout)  # type: ignore[attr-defined]
+    def Barrier(self, parties: int, action: Callable[[], None] | None = None, timeout: float | None = None) -> Any:
+        return self._shared("Barrier()").Barrier(parties, action, timeout)
 
     def _lock_for(self, lock: Any) -> Any:
         if lock is True or lock is None:

@@ -90,7 +90,8 @@ def _outcome(future: ResponseFuture) -> tuple[Any, BaseException | None]:
     except BaseException as exc:
         trace = getattr(exc, "remote_traceback", None)
         if trace and exc.__cause__ is None:
-            exc.__cause__ = multiprocessing.pool.RemoteTraceback(f'\n"""\n{trace}"""')
+            remote = multiprocessing.pool.RemoteTraceback  # type: ignore[attr-defined]
+            exc.__cause__ = remote(f'\n"""\n{trace}"""')
         return None, exc
 
 
@@ -209,9 +210,9 @@ class IMapIterator(Iterator[Any]):
             except queue.Empty:
                 raise multiprocessing.TimeoutError(f"no result within {timeout}s") from None
         self._index += 1
-        value, error = _outcome(future)
-        if error is not None:
-            raise error
+        value, failure = _outcome(future)
+        if failure is not None:
+            raise failure
         return value
 
 
@@ -272,7 +273,7 @@ class Pool:
         if "initializer" in backend_options:
             self._executor._ensure_started()  # start the workers now: each runs the initializer
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = _RUN) -> None:  # noqa: N803
+    def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = _RUN) -> None:
         if getattr(self, "_state", None) == RUN:
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
             executor = getattr(self, "_executor", None)
@@ -360,7 +361,9 @@ class Pool:
         """Results in completion order."""
         return self._imap(func, iterable, chunksize, ordered=False)
 
-    def _imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int, *, ordered: bool) -> IMapIterator:
+    def _imap(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int, *, ordered: bool
+    ) -> IMapIterator:
         self._check_running()
         items: list[Any] = []
         error: Exception | None = None

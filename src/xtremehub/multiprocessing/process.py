@@ -95,14 +95,16 @@ class Process(multiprocessing.process.BaseProcess):
     def bound(cls, backend: str | Backend | None, settings: Settings | None, options: dict[str, Any]) -> type[Process]:
         """A subclass whose instances default to ``backend``, ``settings`` and ``options``."""
         attributes = {"_default_backend": backend, "_default_settings": settings, "_default_options": dict(options)}
-        return type(cls.__name__, (cls,), {**attributes, "__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        return type(
+            cls.__name__, (cls,), {**attributes, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        )
 
     def __reduce__(self) -> Any:
         # Spawned or forkserver children receive the process by pickle; a subclass made by
         # ``bound`` is not importable (and may hold a client), so rebuild through its base.
         return (_rebuild, (_importable_class(type(self)), self.__dict__))
 
-    def _Popen(self, process_obj: multiprocessing.process.BaseProcess) -> Any:  # noqa: N802 - the stdlib's name
+    def _Popen(self, process_obj: multiprocessing.process.BaseProcess) -> Any:
         settings = self._xhub_settings or default_settings()
         backend = self._xhub_backend if self._xhub_backend is not None else settings.executor.backend
         name = backend.name if isinstance(backend, Backend) else backend
@@ -132,7 +134,7 @@ def _run_remote_process(blob: bytes) -> None:
     """The call: run the process's ``run()`` as if this were its process, then its non-daemonic threads."""
     cls, state = cloudpickle.loads(blob)
     process = _rebuild(cls, state)
-    process._config["authkey"] = multiprocessing.current_process().authkey
+    process._config["authkey"] = multiprocessing.current_process().authkey  # type: ignore[attr-defined]
     previous = multiprocessing.process._current_process  # type: ignore[attr-defined]
     before = set(threading.enumerate())
     multiprocessing.process._current_process = process  # type: ignore[attr-defined]
@@ -148,7 +150,8 @@ def _run_remote_process(blob: bytes) -> None:
 def _remote_state(process: Process) -> bytes:
     """The process for another machine: no authentication key, no backend objects."""
     state = dict(process.__dict__)
-    state["_config"] = {k: v for k, v in process._config.items() if k != "authkey"}
+    config: dict[str, Any] = process._config  # type: ignore[attr-defined]
+    state["_config"] = {k: v for k, v in config.items() if k != "authkey"}
     state["_popen"] = None
     state["_xhub_backend"], state["_xhub_options"] = None, {}
     return bytes(cloudpickle.dumps((_importable_class(type(process)), state)))

@@ -65,18 +65,34 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "_TestProcess.test_many_processes": _DASK_STOP,
         **{
             f"_TestProcess.{name}": _NO_SHARED_STATE
-            for name in (
-                "test_close test_error_on_stdio_flush_1 test_error_on_stdio_flush_2 test_lose_target_ref "
-                "test_parent_process test_parent_process_attributes test_process test_process_mainthread_native_id "
-                "test_recursion test_sentinel test_wait_for_threads test_args_argument"
-            ).split()
+            for name in [
+                "test_close",
+                "test_error_on_stdio_flush_1",
+                "test_error_on_stdio_flush_2",
+                "test_lose_target_ref",
+                "test_parent_process",
+                "test_parent_process_attributes",
+                "test_process",
+                "test_process_mainthread_native_id",
+                "test_recursion",
+                "test_sentinel",
+                "test_wait_for_threads",
+                "test_args_argument",
+            ]
         },
         **{
             f"{name}.*": _NO_SHARED_STATE
-            for name in (
-                "_TestQueue _TestLock _TestSemaphore _TestEvent _TestBarrier _TestValue _TestArray "
-                "_TestContainers TestInitializers"
-            ).split()
+            for name in [
+                "_TestQueue",
+                "_TestLock",
+                "_TestSemaphore",
+                "_TestEvent",
+                "_TestBarrier",
+                "_TestValue",
+                "_TestArray",
+                "_TestContainers",
+                "TestInitializers",
+            ]
         },
     },
 }
@@ -98,15 +114,39 @@ CLASSES = {
     "TestInitializers": None,  # a plain unittest.TestCase
 }
 #: xtremehub.multiprocessing's names that the shim takes from the backend's context.
-_FROM_CONTEXT = (
-    "Pool Process Manager Pipe Queue JoinableQueue SimpleQueue Lock RLock Semaphore BoundedSemaphore "
-    "Condition Event Barrier Value Array RawValue RawArray cpu_count"
-).split()
+_FROM_CONTEXT = [
+    "Pool",
+    "Process",
+    "Manager",
+    "Pipe",
+    "Queue",
+    "JoinableQueue",
+    "SimpleQueue",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Event",
+    "Barrier",
+    "Value",
+    "Array",
+    "RawValue",
+    "RawArray",
+    "cpu_count",
+]
 #: ... and the ones that are the same on every backend.
-_FROM_PACKAGE = (
-    "TimeoutError AuthenticationError BufferTooShort ProcessError current_process parent_process "
-    "active_children set_executable freeze_support"
-).split()
+_FROM_PACKAGE = [
+    "TimeoutError",
+    "AuthenticationError",
+    "BufferTooShort",
+    "ProcessError",
+    "current_process",
+    "parent_process",
+    "active_children",
+    "set_executable",
+    "freeze_support",
+]
 
 
 class _Shim(types.ModuleType):
@@ -166,7 +206,8 @@ def _load(backend: str, context: Callable[[], xmp.Context], *, by_value: bool) -
     name = f"_cpython_mp_{backend}"
     Path(_module_dir, f"{name}.py").symlink_to(VENDORED)
     spec = importlib.util.spec_from_file_location(name, Path(_module_dir, f"{name}.py"))
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
@@ -178,7 +219,10 @@ def _load(backend: str, context: Callable[[], xmp.Context], *, by_value: bool) -
 
 def _processes_mixin(module: types.ModuleType, context: Callable[[], xmp.Context]) -> type:
     def from_context(name: str) -> Any:
-        return staticmethod(lambda *args, **kwargs: getattr(context(), name)(*args, **kwargs))
+        def call(*args: Any, **kwargs: Any) -> Any:  # the context is made when first used
+            return getattr(context(), name)(*args, **kwargs)
+
+        return staticmethod(call)
 
     class ProcessClass:
         """``cls.Process(...)`` and ``multiprocessing.Process.terminate(p)`` as the tests use them."""

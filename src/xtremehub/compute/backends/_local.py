@@ -538,7 +538,7 @@ class LocalBackend(Backend):
         if blobs is None:
             by_reference = _dump(job.func)[0]
             blobs = job.extra["_local_blobs"] = (by_reference, job.func_bytes)
-        return blobs  # type: ignore[no-any-return]
+        return blobs
 
     def _stop_workers(self) -> None:
         with self._lock:
