@@ -48,8 +48,9 @@ _ALTERNATIVE = (
 )
 
 
-def supports_shared_state(backend: str | Backend) -> bool:
-    """What ``backend`` declares (``Backend.supports_shared_state``); never probed by running anything.
+def supports_shared_state(backend: str | Backend, **options: Any) -> bool:
+    """What ``backend`` declares for these constructor ``options`` (``Backend.shares_state``);
+    never probed by running anything.
 
     Example:
         >>> supports_shared_state("local")
@@ -58,7 +59,7 @@ def supports_shared_state(backend: str | Backend) -> bool:
     if isinstance(backend, Backend):
         return backend.supports_shared_state
     factory = BACKENDS.load(backend)
-    return isinstance(factory, type) and issubclass(factory, Backend) and factory.supports_shared_state
+    return isinstance(factory, type) and issubclass(factory, Backend) and factory.shares_state(options)
 
 
 def _manager_initializer(owner: int) -> None:
@@ -119,13 +120,13 @@ class Context:
     # -- shared state ----------------------------------------------------------------------
     @property
     def supports_shared_state(self) -> bool:
-        return supports_shared_state(self.backend)
+        return supports_shared_state(self.backend, **self.backend_options)
 
     def _require_shared_state(self, what: str) -> None:
         if not self.supports_shared_state:
             raise NotImplementedError(
-                f"{what} is not available on the {self.backend!r} backend: its workers cannot reach a "
-                f"manager in this process (Backend.supports_shared_state is False); {_ALTERNATIVE}"
+                f"{what} is not available on the {self.backend!r} backend with these options: its workers "
+                f"cannot reach a manager in this process (Backend.shares_state is False); {_ALTERNATIVE}"
             )
 
     def Manager(self) -> SyncManager:

@@ -36,15 +36,15 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.process
 import os
+import pickle
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-import cloudpickle
-
 from xtremehub.compute.backends import Backend
+from xtremehub.compute.backends._pickling import dumps
 from xtremehub.compute.executor import FunctionExecutor
 from xtremehub.compute.futures import ResponseFuture
 from xtremehub.config import Settings, default_settings
@@ -132,17 +132,22 @@ def _rebuild(cls: type[Process], state: dict[str, Any]) -> Process:
 # ---------------------------------------------------------------------------------------------
 def _run_remote_process(blob: bytes) -> None:
     """The call: run the process's ``run()`` as if this were its process, then its non-daemonic threads."""
-    cls, state = cloudpickle.loads(blob)
+    cls, state = pickle.loads(blob)
     process = _rebuild(cls, state)
     process._config["authkey"] = multiprocessing.current_process().authkey  # type: ignore[attr-defined]
     previous = multiprocessing.process._current_process  # type: ignore[attr-defined]
     before = set(threading.enumerate())
+    me = threading.current_thread()
+    # A thread's default daemon flag is its creator's: in a process the target runs in the main
+    # thread (not daemonic), but engines run calls in daemonic pool threads.
+    daemonic, me._daemonic = me._daemonic, False  # type: ignore[attr-defined]
     multiprocessing.process._current_process = process  # type: ignore[attr-defined]
     try:
         process.run()
     finally:
+        me._daemonic = daemonic  # type: ignore[attr-defined]
         for thread in threading.enumerate():
-            if thread not in before and not thread.daemon and thread is not threading.current_thread():
+            if thread not in before and not thread.daemon and thread is not me:
                 thread.join()
         multiprocessing.process._current_process = previous  # type: ignore[attr-defined]
 
@@ -154,7 +159,7 @@ def _remote_state(process: Process) -> bytes:
     state["_config"] = {k: v for k, v in config.items() if k != "authkey"}
     state["_popen"] = None
     state["_xhub_backend"], state["_xhub_options"] = None, {}
-    return bytes(cloudpickle.dumps((_importable_class(type(process)), state)))
+    return dumps((_importable_class(type(process)), state))  # connections (Pipe) travel too
 
 
 class _TaskPopen:

@@ -14,6 +14,6 @@ def _close_dask_cluster() -> Iterator[None]:
     yield
     import sys
 
-    module = sys.modules.get("test_cpython_multiprocessing")
+    module = sys.modules.get("xhub_cpython_harness")
     if module is not None:
         module.close_dask()
