@@ -9,7 +9,6 @@ cloudpickle (lambdas, closures, ``__main__``) with the same reducers.
 
 Example:
     >>> import pickle
-import threading
     >>> pickle.loads(dumps(lambda x: x + 1))(1)
     2
 """
