@@ -9,6 +9,7 @@ nothing relies on state inherited through fork.
 from __future__ import annotations
 
 import multiprocessing as std_mp
+import multiprocessing.connection
 import subprocess
 import sys
 import time
@@ -32,8 +33,10 @@ from xtremehub.testing.mp_tasks import (
     fill_slot,
     increment,
     initialized_value,
+    put_later,
     put_square,
     record_init,
+    report_identity,
     sleep_and_return,
 )
 
@@ -248,6 +251,67 @@ def test_process_subclass_and_terminate(ctx: xmp.Context, tmp_path: Path) -> Non
     long.join(timeout=30)
     assert not long.is_alive()
     assert long.exitcode == -15
+
+
+@pytest.fixture
+def engine_ctx(ctx: xmp.Context, request: pytest.FixtureRequest) -> xmp.Context:
+    """``ctx`` bound to the session's engine (no cluster per process)."""
+    if ctx.backend not in ENGINE_FIXTURES:
+        return ctx
+    option, fixture = ENGINE_FIXTURES[ctx.backend]
+    return xmp.get_context(ctx.backend, **{option: request.getfixturevalue(fixture)})
+
+
+class Unpicklable:
+    def __reduce__(self) -> Any:
+        raise RuntimeError("cannot pickle this")
+
+
+def test_a_failed_submission_leaves_the_pool_usable(pool: xmp.Pool) -> None:
+    # As the standard library's: the argument's own error, and the next call works.
+    with pytest.raises(RuntimeError, match="cannot pickle this"):
+        pool.map(cube, [1, Unpicklable(), 3])
+    assert pool.map(cube, [1, 2]) == [1, 8]
+    with pytest.raises(RuntimeError, match="cannot pickle this"):
+        pool.apply_async(cube, (Unpicklable(),))
+    assert pool.apply(cube, (3,)) == 27
+    # nothing of the failed submissions was queued or is waited for
+    assert [j.tasks for j in pool.executor.job_summary().jobs()] == [2, 1]
+
+
+def test_process_like_the_standard_library(engine_ctx: xmp.Context, capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = engine_ctx
+    queue = ctx.Queue()
+    p = ctx.Process(target=report_identity, args=(queue,), name="worker-7", daemon=True)
+    assert p not in xmp.active_children()
+    p.start()
+    assert p in xmp.active_children()  # the user's processes, never the backends' workers
+    assert queue.get(timeout=60) == ("worker-7", True)  # current_process() in the child is the Process
+    p.join()
+    assert p not in xmp.active_children()
+    assert p.exitcode == 0
+
+    late = ctx.Process(target=put_later, args=(queue, "after the target returned", 1.0))
+    late.start()
+    late.join()  # non-daemonic threads the target started finish first
+    assert queue.get(timeout=0) == "after the target returned"
+
+    sentinel_process = ctx.Process(target=sleep_and_return, args=(None, 0.5))
+    sentinel_process.start()
+    assert not std_mp.connection.wait([sentinel_process.sentinel], timeout=0)
+    assert std_mp.connection.wait([sentinel_process.sentinel], timeout=60)
+    sentinel_process.join()
+
+    # (Dask cannot stop a running call: keep the session's worker busy only briefly)
+    long = ctx.Process(target=sleep_and_return, args=(None, 30 if ctx.backend == "local" else 3), daemon=True)
+    long.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    long.terminate()
+    long.join(timeout=30)
+    assert time.monotonic() - started < 2  # at once, not after a grace period
+    assert long.exitcode == -15
+    assert "ExecutorClosed" not in capfd.readouterr().err
 
 
 # -- shared state ----------------------------------------------------------------------------
