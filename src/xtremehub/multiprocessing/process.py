@@ -43,10 +43,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from xtremehub.compute.backends import Backend
-from xtremehub.compute.backends._pickling import dumps
+from xtremehub.compute.backends import (
+    Backend,
+    _pickling,  # noqa: F401 - Pipe ends travel in a Process
+)
 from xtremehub.compute.executor import FunctionExecutor
 from xtremehub.compute.futures import ResponseFuture
+from xtremehub.compute.task import dumps
 from xtremehub.config import Settings, default_settings
 
 __all__ = ["Process"]

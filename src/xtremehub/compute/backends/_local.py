@@ -40,8 +40,8 @@ from typing import Any
 
 import cloudpickle
 
+from xtremehub.compute.backends import _pickling  # noqa: F401 - Pipe ends travel as arguments
 from xtremehub.compute.backends._orphans import exit_with_owner
-from xtremehub.compute.backends._pickling import dumps as dumps_local
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
 from xtremehub.compute.task import Call, Outcome, dumps, run_call
 from xtremehub.config import Settings, use_process_settings
@@ -295,7 +295,7 @@ class LocalBackend(Backend):
     def submit(self, job: Job, calls: Sequence[Call]) -> None:
         # Pickled here, in the caller's thread: an argument that cannot be pickled raises its own
         # error to the caller, and nothing of the submission is queued.
-        blobs = [dumps_local(c) for c in calls]
+        blobs = [dumps(c) for c in calls]
         with self._lock:
             if self._closing:
                 raise ExecutorClosed("the local backend is shut down")
@@ -425,7 +425,7 @@ class LocalBackend(Backend):
             inflight = list(w.inflight)
             w.inflight.clear()
             # innocent bystanders go back first (they were pickled once already: they still can be)
-            self._pending.extendleft(reversed([(c, dumps_local(c)) for c in inflight[1:]]))
+            self._pending.extendleft(reversed([(c, dumps(c)) for c in inflight[1:]]))
         if inflight:
             culprit = inflight[0]
             error = w.kill_reason or WorkerDied(
