@@ -84,3 +84,54 @@ def test_no_worker_outlives_its_program(how: str, tmp_path: Path) -> None:
             for pid in pids if "pids" in locals() else []:  # a failing run must not leave them behind
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+ENGINE_PROGRAM = textwrap.dedent(
+    """
+    import sys, time
+    import psutil
+    from xtremehub import FunctionExecutor
+
+    def work(x):
+        time.sleep(60)
+        return x
+
+    if __name__ == "__main__":
+        fexec = FunctionExecutor(sys.argv[1], workers=2)  # the backend starts its own engine here
+        fexec.map(work, range(2))
+        time.sleep(5)
+        print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+        time.sleep(120)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    "backend", [pytest.param("dask", marks=pytest.mark.dask), pytest.param("ray", marks=pytest.mark.ray)]
+)
+def test_no_engine_process_outlives_a_killed_program(backend: str, tmp_path: Path) -> None:
+    """Dask's LocalCluster workers watch their nanny; Ray's agents do not, so the backend reaps them."""
+    script = tmp_path / "program.py"
+    script.write_text(ENGINE_PROGRAM)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    pids: list[int] = []
+    with subprocess.Popen(
+        [sys.executable, str(script), backend], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    ) as program:
+        try:
+            assert program.stdout is not None
+            pids = [int(p) for p in program.stdout.readline().split()]
+            assert len(pids) >= 2
+            program.send_signal(signal.SIGKILL)
+            program.communicate(timeout=60)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+                time.sleep(0.2)
+            assert [p for p in pids if _alive(p)] == []
+        finally:
+            if program.poll() is None:
+                program.kill()
+                program.communicate()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)

@@ -22,10 +22,12 @@ import ctypes
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
+from typing import Any
 
-__all__ = ["exit_with_owner", "owner_alive"]
+__all__ = ["Reaper", "exit_with_owner", "owner_alive"]
 
 log = logging.getLogger(__name__)
 
@@ -73,3 +75,42 @@ def exit_with_owner(owner_pid: int, *, kernel_signal: bool = True) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, name="xhub-owner-watch", daemon=True).start()
+
+
+_REAPER = """
+import sys, psutil
+targets = [(int(p), float(t)) for p, t in (a.split(":") for a in sys.argv[1:])]
+sys.stdin.buffer.read()  # returns when the owner is gone (the pipe's last writer closed)
+for pid, created in targets:
+    try:
+        process = psutil.Process(pid)
+        if abs(process.create_time() - created) < 0.05:
+            process.kill()
+    except psutil.Error:
+        pass
+"""
+
+
+class Reaper:
+    """For processes an engine starts that do not watch us themselves (Ray's agents): a small
+    process that kills them when this process is gone, however it dies.
+
+    It waits for end-of-file on a pipe whose writing end only this process (and its forked
+    children) hold; :meth:`cancel` when the engine was shut down cleanly.
+    """
+
+    def __init__(self, processes: list[Any]) -> None:
+        targets = [f"{p.pid}:{p.create_time()}" for p in processes]
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _REAPER, *targets],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not in our process group: a Ctrl-C is not for it
+        )
+
+    def cancel(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        if self._process.stdin is not None:
+            self._process.stdin.close()
