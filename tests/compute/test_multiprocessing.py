@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing as std_mp
 import multiprocessing.connection
+import re
 import subprocess
 import sys
 import time
@@ -382,3 +383,23 @@ def test_stdlib_script_gives_identical_results(tmp_path: Path) -> None:
     assert "map [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in outputs[0]
     assert "value 100" in outputs[0]
     assert outputs[0].count("\n") == 10  # every line printed
+
+
+@pytest.mark.dask
+def test_a_non_daemonic_remote_process_is_joined_at_exit(tmp_path: Path) -> None:
+    # As the standard library's: the program waits for it (before the engine's threads stop).
+    script = tmp_path / "program.py"
+    script.write_text(
+        "import sys\n"
+        "from xtremehub.testing.mp_tasks import FileWritingProcess\n"
+        "if __name__ == '__main__':\n"
+        "    options = {'n_workers': 1, 'threads_per_worker': 1, 'dashboard_address': ':0'}\n"
+        "    FileWritingProcess(sys.argv[1], 'joined', backend='dask', cluster_options=options).start()\n"
+    )
+    out = tmp_path / "out.txt"
+    run = subprocess.run(
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert out.read_text() == "joined"
+    assert re.search(r"^Process \S+:$", run.stderr, re.MULTILINE) is None  # no report of a failed call

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import multiprocessing.process
 import os
@@ -40,6 +41,7 @@ import pickle
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
@@ -165,6 +167,17 @@ def _remote_state(process: Process) -> bytes:
     return dumps((_importable_class(type(process)), state))  # connections (Pipe) travel too
 
 
+def _at_exit(popen: weakref.ref[_TaskPopen]) -> None:
+    """Before the interpreter stops its threads: join a non-daemonic process, terminate a daemonic one."""
+    process = popen()
+    if process is None or process.returncode is not None:
+        return
+    if process._daemon:
+        process.terminate()
+    else:
+        process.wait()
+
+
 class _TaskPopen:
     """What ``BaseProcess`` expects of a ``Popen`` (``poll``, ``wait``, ``terminate``, ...), over one call."""
 
@@ -186,6 +199,10 @@ class _TaskPopen:
             raise
         self.sentinel, self._sentinel_w = os.pipe()
         self._future.add_done_callback(self._on_done)
+        # The standard library joins (or, daemonic, terminates) children at exit, but in an atexit
+        # handler: too late for engines, which need threads that stop before atexit handlers run.
+        self._daemon = process.daemon
+        threading._register_atexit(functools.partial(_at_exit, weakref.ref(self)))  # type: ignore[attr-defined]
 
     def _on_done(self, _: ResponseFuture) -> None:
         self._done.set()
