@@ -82,6 +82,13 @@ class PoolFunction:
                 _initialized.add(self.token)
 
 
+class _Applied(PoolFunction):
+    """A :class:`PoolFunction` called with ``(args, kwargs)`` (``apply_async``)."""
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return super().__call__(*args, **kwargs)
+
+
 def _outcome(future: ResponseFuture) -> tuple[Any, BaseException | None]:
     """A settled future's value or exception, the exception carrying the remote traceback as its
     ``__cause__`` (a :class:`multiprocessing.pool.RemoteTraceback`, as the standard library's pool does)."""
@@ -294,10 +301,10 @@ class Pool:
         if self._state != _RUN:
             raise ValueError("Pool not running")
 
-    def _function(self, func: Callable[..., Any]) -> PoolFunction:
+    def _function(self, func: Callable[..., Any], kind: type[PoolFunction] = PoolFunction) -> PoolFunction:
         if not callable(func):
             raise TypeError(f"expected a callable, got {type(func).__name__}")
-        return PoolFunction(func, self._initializer, self._initargs, self._token)
+        return kind(func, self._initializer, self._initargs, self._token)
 
     def _map(
         self, func: Callable[..., Any], items: Iterable[Any], star: bool, chunksize: int | None
@@ -317,7 +324,10 @@ class Pool:
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> AsyncResult:
         self._check_running()
-        future = self._executor.call_async(self._function(func), tuple(args), dict(kwds) if kwds else None)
+        # One call with two positional arguments (a tuple is unpacked, in Lithops's convention too),
+        # so the executor pickles them, as a call's arguments, when the call is submitted.
+        applied = self._function(func, _Applied)
+        future = self._executor.call_async(applied, (tuple(args), dict(kwds or {})))
         return AsyncResult([future], single=True, callback=callback, error_callback=error_callback)
 
     def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
