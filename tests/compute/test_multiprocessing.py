@@ -9,6 +9,8 @@ nothing relies on state inherited through fork.
 from __future__ import annotations
 
 import multiprocessing as std_mp
+import multiprocessing.connection
+import re
 import subprocess
 import sys
 import time
@@ -32,8 +34,10 @@ from xtremehub.testing.mp_tasks import (
     fill_slot,
     increment,
     initialized_value,
+    put_later,
     put_square,
     record_init,
+    report_identity,
     sleep_and_return,
 )
 
@@ -180,8 +184,16 @@ def test_pool_arguments_like_the_standard_library(ctx: xmp.Context) -> None:
         ctx.Pool(0)
     with pytest.raises(TypeError, match="initializer must be a callable"):
         ctx.Pool(1, initializer=42)  # type: ignore[arg-type]
-    with pytest.raises(NotImplementedError, match="maxtasksperchild"):
-        ctx.Pool(1, maxtasksperchild=10)
+    with pytest.raises(ValueError, match="maxtasksperchild"):
+        ctx.Pool(1, maxtasksperchild=0)
+    if ctx.backend != "local":
+        with pytest.raises(NotImplementedError, match="maxtasksperchild"):
+            ctx.Pool(1, maxtasksperchild=10)
+        return
+    with ctx.Pool(2, maxtasksperchild=3) as p:  # workers are replaced after 3 tasks each
+        pids = [pid for pid, _ in p.map(initialized_value, range(24), chunksize=1)]
+    assert len(set(pids)) >= 8
+    assert max(pids.count(pid) for pid in set(pids)) <= 3
 
 
 def test_pool_telemetry(pool: xmp.Pool) -> None:
@@ -240,6 +252,67 @@ def test_process_subclass_and_terminate(ctx: xmp.Context, tmp_path: Path) -> Non
     long.join(timeout=30)
     assert not long.is_alive()
     assert long.exitcode == -15
+
+
+@pytest.fixture
+def engine_ctx(ctx: xmp.Context, request: pytest.FixtureRequest) -> xmp.Context:
+    """``ctx`` bound to the session's engine (no cluster per process)."""
+    if ctx.backend not in ENGINE_FIXTURES:
+        return ctx
+    option, fixture = ENGINE_FIXTURES[ctx.backend]
+    return xmp.get_context(ctx.backend, **{option: request.getfixturevalue(fixture)})
+
+
+class Unpicklable:
+    def __reduce__(self) -> Any:
+        raise RuntimeError("cannot pickle this")
+
+
+def test_a_failed_submission_leaves_the_pool_usable(pool: xmp.Pool) -> None:
+    # As the standard library's: the argument's own error, and the next call works.
+    with pytest.raises(RuntimeError, match="cannot pickle this"):
+        pool.map(cube, [1, Unpicklable(), 3])
+    assert pool.map(cube, [1, 2]) == [1, 8]
+    with pytest.raises(RuntimeError, match="cannot pickle this"):
+        pool.apply_async(cube, (Unpicklable(),))
+    assert pool.apply(cube, (3,)) == 27
+    # nothing of the failed submissions was queued or is waited for
+    assert [j.tasks for j in pool.executor.job_summary().jobs()] == [2, 1]
+
+
+def test_process_like_the_standard_library(engine_ctx: xmp.Context, capfd: pytest.CaptureFixture[str]) -> None:
+    ctx = engine_ctx
+    queue = ctx.Queue()
+    p = ctx.Process(target=report_identity, args=(queue,), name="worker-7", daemon=True)
+    assert p not in xmp.active_children()
+    p.start()
+    assert p in xmp.active_children()  # the user's processes, never the backends' workers
+    assert queue.get(timeout=60) == ("worker-7", True)  # current_process() in the child is the Process
+    p.join()
+    assert p not in xmp.active_children()
+    assert p.exitcode == 0
+
+    late = ctx.Process(target=put_later, args=(queue, "after the target returned", 1.0))
+    late.start()
+    late.join()  # non-daemonic threads the target started finish first
+    assert queue.get(timeout=0) == "after the target returned"
+
+    sentinel_process = ctx.Process(target=sleep_and_return, args=(None, 0.5))
+    sentinel_process.start()
+    assert not std_mp.connection.wait([sentinel_process.sentinel], timeout=0)
+    assert std_mp.connection.wait([sentinel_process.sentinel], timeout=60)
+    sentinel_process.join()
+
+    # (Dask cannot stop a running call: keep the session's worker busy only briefly)
+    long = ctx.Process(target=sleep_and_return, args=(None, 30 if ctx.backend == "local" else 3), daemon=True)
+    long.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    long.terminate()
+    long.join(timeout=30)
+    assert time.monotonic() - started < 2  # at once, not after a grace period
+    assert long.exitcode == -15
+    assert "ExecutorClosed" not in capfd.readouterr().err
 
 
 # -- shared state ----------------------------------------------------------------------------
@@ -310,3 +383,23 @@ def test_stdlib_script_gives_identical_results(tmp_path: Path) -> None:
     assert "map [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]" in outputs[0]
     assert "value 100" in outputs[0]
     assert outputs[0].count("\n") == 10  # every line printed
+
+
+@pytest.mark.dask
+def test_a_non_daemonic_remote_process_is_joined_at_exit(tmp_path: Path) -> None:
+    # As the standard library's: the program waits for it (before the engine's threads stop).
+    script = tmp_path / "program.py"
+    script.write_text(
+        "import sys\n"
+        "from xtremehub.testing.mp_tasks import FileWritingProcess\n"
+        "if __name__ == '__main__':\n"
+        "    options = {'n_workers': 1, 'threads_per_worker': 1, 'dashboard_address': ':0'}\n"
+        "    FileWritingProcess(sys.argv[1], 'joined', backend='dask', cluster_options=options).start()\n"
+    )
+    out = tmp_path / "out.txt"
+    run = subprocess.run(
+        [sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert out.read_text() == "joined"
+    assert re.search(r"^Process \S+:$", run.stderr, re.MULTILINE) is None  # no report of a failed call

@@ -234,10 +234,17 @@ class FunctionExecutor:
             self._tracked[(job.job_id, i)] = _Tracked(job, call, future)
             futures.append(future)
             calls.append(call)
+        if calls:
+            try:
+                self._backend.submit(job, calls)
+            except BaseException:
+                # A failed submission (say, an argument that cannot be pickled) leaves nothing
+                # behind: the backend queued none of the calls, and they are forgotten here.
+                for call in calls:
+                    self._tracked.pop((call.job_id, call.call_id), None)
+                raise
         self._keep(futures)
         self._write_telemetry_of(job.job_id, futures)
-        if calls:
-            self._backend.submit(job, calls)
         log.debug("job %s: %d calls submitted to %s", job.job_id, len(calls), self._backend.name)
         return futures
 

@@ -3,8 +3,9 @@
 ``from xtremehub import multiprocessing as mp`` and a script written for
 ``import multiprocessing`` keeps working: ``Pool`` (``map``, ``imap``,
 ``imap_unordered``, ``starmap``, ``apply`` and their ``_async`` forms),
-``Process``, and, where the backend supports shared state (``local``),
-``Queue``, ``Lock``, ``Value``, ``Array``, ``Manager`` and friends. Work runs on
+``Process`` (a real :class:`multiprocessing.process.BaseProcess`), and, where
+the backend supports shared state (``local``), ``Queue``, ``Lock``, ``Value``,
+``Array``, ``Pipe``, ``Manager`` and friends. Work runs on
 a :class:`~xtremehub.FunctionExecutor`, so ``Pool(backend="dask")`` runs the
 same code on a Dask cluster, with telemetry (``pool.executor.job_summary()``).
 What each backend supports is in ``docs/multiprocessing.md``.
@@ -26,31 +27,63 @@ Example:
 
 from __future__ import annotations
 
-from multiprocessing import TimeoutError, active_children, current_process, freeze_support
+from multiprocessing import (
+    AuthenticationError,
+    BufferTooShort,
+    ProcessError,
+    TimeoutError,
+    active_children,
+    current_process,
+    freeze_support,
+    parent_process,
+    set_executable,
+)
+from multiprocessing.connection import Connection
 from multiprocessing.managers import SyncManager
 from typing import Any
 
-from xtremehub.multiprocessing.context import Context, SharedArray, SharedValue, get_context, supports_shared_state
+from xtremehub.multiprocessing.context import Context, get_context, supports_shared_state
 from xtremehub.multiprocessing.pool import AsyncResult, IMapIterator, Pool
 from xtremehub.multiprocessing.process import Process
+from xtremehub.multiprocessing.shared import (
+    Acquirer,
+    SharedArray,
+    SharedValue,
+    SynchronizedArray,
+    SynchronizedValue,
+)
+from xtremehub.multiprocessing.shared import Event as _Event
+from xtremehub.multiprocessing.shared import JoinableQueue as _JoinableQueue
+from xtremehub.multiprocessing.shared import Queue as _Queue
 
 __all__ = [
     "Array",
     "AsyncResult",
+    "AuthenticationError",
     "Barrier",
+    "BoundedSemaphore",
+    "BufferTooShort",
+    "Condition",
     "Context",
     "Event",
     "IMapIterator",
     "JoinableQueue",
     "Lock",
     "Manager",
+    "Pipe",
     "Pool",
     "Process",
+    "ProcessError",
     "Queue",
     "RLock",
+    "RawArray",
+    "RawValue",
     "Semaphore",
     "SharedArray",
     "SharedValue",
+    "SimpleQueue",
+    "SynchronizedArray",
+    "SynchronizedValue",
     "TimeoutError",
     "Value",
     "active_children",
@@ -58,6 +91,8 @@ __all__ = [
     "current_process",
     "freeze_support",
     "get_context",
+    "parent_process",
+    "set_executable",
     "supports_shared_state",
 ]
 
@@ -70,37 +105,61 @@ def Manager() -> SyncManager:
     return get_context().Manager()
 
 
-def Queue(maxsize: int = 0) -> Any:
+def Pipe(duplex: bool = True) -> tuple[Connection, Connection]:
+    return get_context().Pipe(duplex)
+
+
+def Queue(maxsize: int = 0) -> _Queue:
     return get_context().Queue(maxsize)
 
 
-def JoinableQueue(maxsize: int = 0) -> Any:
+def JoinableQueue(maxsize: int = 0) -> _JoinableQueue:
     return get_context().JoinableQueue(maxsize)
 
 
-def Lock() -> Any:
+def SimpleQueue() -> _Queue:
+    return get_context().SimpleQueue()
+
+
+def Lock() -> Acquirer:
     return get_context().Lock()
 
 
-def RLock() -> Any:
+def RLock() -> Acquirer:
     return get_context().RLock()
 
 
-def Event() -> Any:
+def Condition(lock: Any = None) -> Any:
+    return get_context().Condition(lock)
+
+
+def Event() -> _Event:
     return get_context().Event()
 
 
-def Semaphore(value: int = 1) -> Any:
+def Semaphore(value: int = 1) -> Acquirer:
     return get_context().Semaphore(value)
 
 
-def Barrier(parties: int) -> Any:
-    return get_context().Barrier(parties)
+def BoundedSemaphore(value: int = 1) -> Acquirer:
+    return get_context().BoundedSemaphore(value)
 
 
-def Value(typecode_or_type: str | type, *args: Any, lock: bool = True) -> SharedValue:
+def Barrier(parties: int, action: Any = None, timeout: float | None = None) -> Any:
+    return get_context().Barrier(parties, action, timeout)
+
+
+def Value(typecode_or_type: str | type, *args: Any, lock: Any = True) -> SharedValue:
     return get_context().Value(typecode_or_type, *args, lock=lock)
 
 
-def Array(typecode_or_type: str | type, size_or_initializer: Any, *, lock: bool = True) -> SharedArray:
+def Array(typecode_or_type: str | type, size_or_initializer: Any, *, lock: Any = True) -> SharedArray:
     return get_context().Array(typecode_or_type, size_or_initializer, lock=lock)
+
+
+def RawValue(typecode_or_type: str | type, *args: Any) -> SharedValue:
+    return get_context().RawValue(typecode_or_type, *args)
+
+
+def RawArray(typecode_or_type: str | type, size_or_initializer: Any) -> SharedArray:
+    return get_context().RawArray(typecode_or_type, size_or_initializer)

@@ -2,13 +2,15 @@
 
 Shared state (``Queue``, ``Lock``, ``Value``, ``Array``, ``Manager``, ...) is
 served by a standard-library :class:`multiprocessing.managers.SyncManager`
-process that the context starts on first use; its proxies are picklable and
-travel to workers with the call's arguments. That only works when the workers
-can reach the manager and share this process's authentication key, which a
-backend declares with
+process that the context starts on first use; the objects are wrappers of its
+proxies with the standard library's API (:mod:`xtremehub.multiprocessing.shared`),
+and they are picklable, so they travel to workers with a call's arguments. That
+only works when the workers can reach the manager and share this process's
+authentication key, which a backend declares with
 :attr:`~xtremehub.compute.backends.base.Backend.supports_shared_state` (the
 ``local`` backend does); elsewhere these raise :class:`NotImplementedError`
-naming the alternative.
+naming the alternative. ``Pipe`` is the standard library's (connections can be
+sent to local workers too).
 
 Example:
     >>> ctx = get_context("local")
@@ -23,17 +25,22 @@ from __future__ import annotations
 
 import array
 import multiprocessing
+import multiprocessing.process
+import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from multiprocessing.connection import Connection
 from multiprocessing.managers import SyncManager
 from typing import Any
 
 from xtremehub.compute.backends import BACKENDS, Backend
+from xtremehub.compute.backends._orphans import exit_with_owner
 from xtremehub.config import Settings, default_settings
+from xtremehub.multiprocessing import shared
 from xtremehub.multiprocessing.pool import Pool
 from xtremehub.multiprocessing.process import Process
 
-__all__ = ["Context", "SharedArray", "SharedValue", "get_context", "supports_shared_state"]
+__all__ = ["Context", "get_context", "supports_shared_state"]
 
 _ALTERNATIVE = (
     "return values from the calls instead (pool.map / fexec.map and get_result), "
@@ -41,8 +48,9 @@ _ALTERNATIVE = (
 )
 
 
-def supports_shared_state(backend: str | Backend) -> bool:
-    """What ``backend`` declares (``Backend.supports_shared_state``); never probed by running anything.
+def supports_shared_state(backend: str | Backend, **options: Any) -> bool:
+    """What ``backend`` declares for these constructor ``options`` (``Backend.shares_state``);
+    never probed by running anything.
 
     Example:
         >>> supports_shared_state("local")
@@ -51,79 +59,30 @@ def supports_shared_state(backend: str | Backend) -> bool:
     if isinstance(backend, Backend):
         return backend.supports_shared_state
     factory = BACKENDS.load(backend)
-    return isinstance(factory, type) and issubclass(factory, Backend) and factory.supports_shared_state
+    return isinstance(factory, type) and issubclass(factory, Backend) and factory.shares_state(options)
 
 
-def _typecode(typecode_or_type: str | type) -> str:
-    """``'i'`` for ``'i'`` or ``ctypes.c_int``."""
-    if isinstance(typecode_or_type, str):
-        return typecode_or_type
-    code = getattr(typecode_or_type, "_type_", None)
-    if not isinstance(code, str):
-        raise TypeError(f"expected an array typecode or a ctypes type, got {typecode_or_type!r}")
-    return code
-
-
-class SharedValue:
-    """A manager-held value with a lock, like ``multiprocessing.Value``: ``.value``, ``get_lock()``."""
-
-    def __init__(self, proxy: Any, lock: Any) -> None:
-        self._proxy, self._lock = proxy, lock
-
-    @property
-    def value(self) -> Any:
-        return self._proxy.value
-
-    @value.setter
-    def value(self, new: Any) -> None:
-        self._proxy.value = new
-
-    def get_lock(self) -> Any:
-        return self._lock
-
-    def __repr__(self) -> str:
-        return f"<SharedValue {self.value!r}>"
-
-
-class SharedArray:
-    """A manager-held array with a lock, like ``multiprocessing.Array`` (slices read as lists)."""
-
-    def __init__(self, proxy: Any, lock: Any) -> None:
-        self._proxy, self._lock = proxy, lock
-
-    def __len__(self) -> int:
-        return len(self._proxy)
-
-    def __getitem__(self, index: int | slice) -> Any:
-        value = self._proxy[index]
-        return list(value) if isinstance(index, slice) else value
-
-    def __setitem__(self, index: int | slice, value: Any) -> None:
-        self._proxy[index] = value
-
-    def __iter__(self) -> Any:
-        return iter(self[:])
-
-    def get_lock(self) -> Any:
-        return self._lock
-
-    def __repr__(self) -> str:
-        return f"<SharedArray {self[:]!r}>"
+def _manager_initializer(owner: int) -> None:
+    exit_with_owner(owner, kernel_signal=threading.current_thread() is threading.main_thread())
 
 
 class Context:
-    """``Pool``, ``Process`` and shared state bound to one backend and settings.
+    """``Pool``, ``Process`` and shared state bound to one backend, its settings and options.
 
     Args:
         backend: backend name (default: ``settings.executor.backend``).
         settings: explicit settings (default: ``XHUB_*`` environment and config file).
+        backend_options: given to every ``Pool`` and ``Process`` of this context
+            (for example ``client=`` a ``distributed.Client``).
     """
 
-    def __init__(self, backend: str | None = None, settings: Settings | None = None) -> None:
+    def __init__(self, backend: str | None = None, settings: Settings | None = None, **backend_options: Any) -> None:
         self.settings = settings or default_settings()
         self.backend = backend or self.settings.executor.backend
+        self.backend_options = backend_options
         self._manager: SyncManager | None = None
         self._lock = threading.Lock()
+        self._process_class: type[Process] | None = None
 
     def __repr__(self) -> str:
         return f"<xtremehub.multiprocessing.Context backend={self.backend!r}>"
@@ -144,13 +103,15 @@ class Context:
             maxtasksperchild,
             backend=self.backend,
             settings=self.settings,
-            **backend_options,
+            **{**self.backend_options, **backend_options},
         )
 
-    def Process(self, *args: Any, **kwargs: Any) -> Process:
-        kwargs.setdefault("backend", self.backend)
-        kwargs.setdefault("settings", self.settings)
-        return Process(*args, **kwargs)
+    @property
+    def Process(self) -> type[Process]:
+        """:class:`~xtremehub.multiprocessing.Process` bound to this context (a class, as in the standard library)."""
+        if self._process_class is None:
+            self._process_class = Process.bound(self.backend, self.settings, self.backend_options)
+        return self._process_class
 
     @staticmethod
     def cpu_count() -> int:
@@ -159,65 +120,102 @@ class Context:
     # -- shared state ----------------------------------------------------------------------
     @property
     def supports_shared_state(self) -> bool:
-        return supports_shared_state(self.backend)
+        return supports_shared_state(self.backend, **self.backend_options)
 
     def _require_shared_state(self, what: str) -> None:
         if not self.supports_shared_state:
             raise NotImplementedError(
-                f"{what} is not available on the {self.backend!r} backend: its workers cannot reach a "
-                f"manager in this process (Backend.supports_shared_state is False); {_ALTERNATIVE}"
+                f"{what} is not available on the {self.backend!r} backend with these options: its workers "
+                f"cannot reach a manager in this process (Backend.shares_state is False); {_ALTERNATIVE}"
             )
 
     def Manager(self) -> SyncManager:
         """A started :class:`~multiprocessing.managers.SyncManager` (shut down at exit or with ``with``)."""
         self._require_shared_state("Manager()")
+        return self._start_manager()
+
+    def _start_manager(self) -> SyncManager:
         manager = SyncManager(ctx=multiprocessing.get_context(self.settings.executor.start_method))
-        manager.start()
+        manager.start(_manager_initializer, (os.getpid(),))
         return manager
 
     def _shared(self, what: str) -> SyncManager:
         self._require_shared_state(what)
         with self._lock:
             if self._manager is None:
-                self._manager = self.Manager()
+                self._manager = self._start_manager()
+                # An implementation detail: not one of the user's processes (active_children()).
+                multiprocessing.process._children.discard(self._manager._process)  # type: ignore[attr-defined]
             return self._manager
 
-    def Queue(self, maxsize: int = 0) -> Any:
-        return self._shared("Queue()").Queue(maxsize)
+    def Pipe(self, duplex: bool = True) -> tuple[Connection, Connection]:
+        self._require_shared_state("Pipe()")
+        return multiprocessing.Pipe(duplex)
 
-    def JoinableQueue(self, maxsize: int = 0) -> Any:
-        return self._shared("JoinableQueue()").JoinableQueue(maxsize)
+    def Queue(self, maxsize: int = 0) -> shared.Queue:
+        return shared.Queue(self._shared("Queue()").Queue(maxsize), maxsize)
 
-    def Lock(self) -> Any:
-        return self._shared("Lock()").Lock()
+    def JoinableQueue(self, maxsize: int = 0) -> shared.JoinableQueue:
+        return shared.JoinableQueue(self._shared("JoinableQueue()").JoinableQueue(maxsize), maxsize)
 
-    def RLock(self) -> Any:
-        return self._shared("RLock()").RLock()
+    def SimpleQueue(self) -> shared.Queue:
+        return self.Queue()
 
-    def Event(self) -> Any:
-        return self._shared("Event()").Event()
+    def Lock(self) -> shared.Acquirer:
+        return shared.Acquirer(self._shared("Lock()").Lock(), "Lock")
 
-    def Semaphore(self, value: int = 1) -> Any:
-        return self._shared("Semaphore()").Semaphore(value)
+    def RLock(self) -> shared.Acquirer:
+        return shared.Acquirer(self._shared("RLock()").RLock(), "RLock")
 
-    def Barrier(self, parties: int) -> Any:
-        return self._shared("Barrier()").Barrier(parties)
+    def Semaphore(self, value: int = 1) -> shared.Acquirer:
+        return shared.Acquirer(self._shared("Semaphore()").Semaphore(value), "Semaphore")
 
-    def Value(self, typecode_or_type: str | type, *args: Any, lock: bool = True) -> SharedValue:
-        manager = self._shared("Value()")
-        initial = args[0] if args else 0
-        return SharedValue(manager.Value(_typecode(typecode_or_type), initial), manager.RLock() if lock else None)
+    def BoundedSemaphore(self, value: int = 1) -> shared.Acquirer:
+        return shared.Acquirer(self._shared("BoundedSemaphore()").BoundedSemaphore(value), "BoundedSemaphore")
 
-    def Array(
-        self, typecode_or_type: str | type, size_or_initializer: int | Sequence[Any], *, lock: bool = True
-    ) -> SharedArray:
-        manager = self._shared("Array()")
-        code = _typecode(typecode_or_type)
+    def Condition(self, lock: Any = None) -> Any:
+        proxy = getattr(lock, "_proxy", lock)
+        return self._shared("Condition()").Condition(proxy)
+
+    def Event(self) -> shared.Event:
+        return shared.Event(self._shared("Event()").Event())
+
+    def Barrier(self, parties: int, action: Callable[[], None] | None = None, timeout: float | None = None) -> Any:
+        return self._shared("Barrier()").Barrier(parties, action, timeout)
+
+    def _lock_for(self, lock: Any) -> Any:
+        if lock is True or lock is None:
+            return self.RLock()
+        if not hasattr(lock, "acquire"):
+            raise AttributeError(f"{lock!r} has no attribute 'acquire'")
+        return lock
+
+    def RawValue(self, typecode_or_type: str | type, *args: Any) -> shared.SharedValue:
+        manager = self._shared("RawValue()")
+        return shared.SharedValue(manager.Value(shared.typecode(typecode_or_type), args[0] if args else 0))
+
+    def Value(self, typecode_or_type: str | type, *args: Any, lock: Any = True) -> shared.SharedValue:
+        raw = self.RawValue(typecode_or_type, *args)
+        if lock is False:
+            return raw
+        return shared.SynchronizedValue(raw._proxy, self._lock_for(lock))
+
+    def RawArray(self, typecode_or_type: str | type, size_or_initializer: int | Sequence[Any]) -> shared.SharedArray:
+        manager = self._shared("RawArray()")
+        code = shared.typecode(typecode_or_type)
         if isinstance(size_or_initializer, int):
             initial: Sequence[Any] = array.array(code, [0] * size_or_initializer)
         else:
             initial = array.array(code, size_or_initializer)
-        return SharedArray(manager.Array(code, initial), manager.RLock() if lock else None)
+        return shared.SharedArray(manager.Array(code, initial), code)
+
+    def Array(
+        self, typecode_or_type: str | type, size_or_initializer: int | Sequence[Any], *, lock: Any = True
+    ) -> shared.SharedArray:
+        raw = self.RawArray(typecode_or_type, size_or_initializer)
+        if lock is False:
+            return raw
+        return shared.SynchronizedArray(raw._proxy, raw._code, self._lock_for(lock))
 
     def shutdown(self) -> None:
         """Stop this context's manager (shared objects stop working)."""
@@ -231,14 +229,14 @@ _default: list[Context] = []  # the process's default context, made on first use
 _default_lock = threading.Lock()
 
 
-def get_context(backend: str | None = None, settings: Settings | None = None) -> Context:
+def get_context(backend: str | None = None, settings: Settings | None = None, **backend_options: Any) -> Context:
     """A context for ``backend``; without arguments, the process's default one (``settings.executor.backend``).
 
     Unlike the standard library's ``get_context(method)``, the argument names a
     compute backend (``local``, ``ray``, ``dask``, ``lithops``), not a start method.
     """
-    if backend is not None or settings is not None:
-        return Context(backend, settings)
+    if backend is not None or settings is not None or backend_options:
+        return Context(backend, settings, **backend_options)
     with _default_lock:
         if not _default:
             _default.append(Context())

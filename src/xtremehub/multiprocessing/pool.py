@@ -6,7 +6,7 @@ pool's "processes" are the backend's workers. Differences from
 
 - the iterable of ``map``/``imap`` is read to the end when the call is made (no
   infinite iterators); ``chunksize`` is passed to the executor as its batch size;
-- ``maxtasksperchild`` is not supported (workers are reused, as the executor's are);
+- ``maxtasksperchild`` only on the local backend (the engines' workers are theirs);
 - results carry telemetry: ``pool.executor.job_summary()``.
 
 Example:
@@ -22,19 +22,21 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.pool
 import queue
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
 from xtremehub.compute.backends import Backend
+from xtremehub.compute.backends._local import LocalBackend
 from xtremehub.compute.executor import FunctionExecutor
 from xtremehub.compute.futures import ResponseFuture
-from xtremehub.config import Settings
+from xtremehub.config import Settings, default_settings
 
 __all__ = ["AsyncResult", "IMapIterator", "Pool"]
 
@@ -80,8 +82,24 @@ class PoolFunction:
                 _initialized.add(self.token)
 
 
-def _raise_timeout(exc: cf.TimeoutError) -> multiprocessing.TimeoutError:
-    return multiprocessing.TimeoutError(str(exc))
+class _Applied(PoolFunction):
+    """A :class:`PoolFunction` called with ``(args, kwargs)`` (``apply_async``)."""
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return super().__call__(*args, **kwargs)
+
+
+def _outcome(future: ResponseFuture) -> tuple[Any, BaseException | None]:
+    """A settled future's value or exception, the exception carrying the remote traceback as its
+    ``__cause__`` (a :class:`multiprocessing.pool.RemoteTraceback`, as the standard library's pool does)."""
+    try:
+        return future.result(), None
+    except BaseException as exc:
+        trace = getattr(exc, "remote_traceback", None)
+        if trace and exc.__cause__ is None:
+            remote = multiprocessing.pool.RemoteTraceback  # type: ignore[attr-defined]
+            exc.__cause__ = remote(f'\n"""\n{trace}"""')
+        return None, exc
 
 
 class AsyncResult:
@@ -124,10 +142,10 @@ class AsyncResult:
             self._event.set()
 
     def _first_exception(self) -> BaseException | None:
-        return next((e for e in (f.exception() for f in self._futures) if e is not None), None)
+        return next((e for e in (_outcome(f)[1] for f in self._futures) if e is not None), None)
 
     def _value(self) -> Any:
-        values = [f.result() for f in self._futures]
+        values = [_outcome(f)[0] for f in self._futures]
         return values[0] if self._single else values
 
     def ready(self) -> bool:
@@ -159,12 +177,21 @@ class AsyncResult:
 class IMapIterator(Iterator[Any]):
     """Results of ``imap`` (in order) or ``imap_unordered`` (as they complete); ``next(timeout)`` too."""
 
-    def __init__(self, futures: list[ResponseFuture], *, ordered: bool) -> None:
-        self._futures, self._ordered, self._index = futures, ordered, 0
-        self._done: queue.SimpleQueue[ResponseFuture] = queue.SimpleQueue()
-        if not ordered:
-            for f in futures:
-                f.add_done_callback(self._done.put)
+    def __init__(self, futures: list[ResponseFuture], *, ordered: bool, error: Exception | None = None) -> None:
+        self._futures, self._ordered, self._index, self._error = futures, ordered, 0, error
+        self._settled: queue.SimpleQueue[ResponseFuture] = queue.SimpleQueue()
+        self._done: set[int] = set()
+        self._changed = threading.Condition()
+        for f in futures:
+            f.add_done_callback(self._on_done)
+
+    def _on_done(self, future: ResponseFuture) -> None:
+        if self._ordered:
+            with self._changed:
+                self._done.add(id(future))
+                self._changed.notify_all()
+        else:
+            self._settled.put(future)
 
     def __iter__(self) -> IMapIterator:
         return self
@@ -174,20 +201,26 @@ class IMapIterator(Iterator[Any]):
 
     def next(self, timeout: float | None = None) -> Any:
         if self._index >= len(self._futures):
+            error, self._error = self._error, None
+            if error is not None:
+                raise error
             raise StopIteration
         if self._ordered:
             future = self._futures[self._index]
-            try:
-                future.exception(timeout)
-            except cf.TimeoutError as exc:
-                raise _raise_timeout(exc) from None
+            with self._changed:
+                if not self._changed.wait_for(lambda: id(future) in self._done, timeout):
+                    raise multiprocessing.TimeoutError(f"no result within {timeout}s")
+                self._done.discard(id(future))
         else:
             try:
-                future = self._done.get(timeout=timeout)
+                future = self._settled.get(timeout=timeout)
             except queue.Empty:
                 raise multiprocessing.TimeoutError(f"no result within {timeout}s") from None
         self._index += 1
-        return future.result()
+        value, failure = _outcome(future)
+        if failure is not None:
+            raise failure
+        return value
 
 
 class Pool:
@@ -198,7 +231,8 @@ class Pool:
         initializer: called as ``initializer(*initargs)`` once in each worker process
             before its first task of this pool.
         initargs: arguments of ``initializer``.
-        maxtasksperchild: only ``None`` is supported (workers are reused).
+        maxtasksperchild: on the local backend, a worker process is replaced after this many
+            tasks; ``None`` (default): workers live as long as the pool. Other backends: ``None`` only.
         backend: compute backend name or instance (default: ``settings.executor.backend``).
         settings: explicit settings (default: ``XHUB_*`` environment and config file).
         backend_options: passed to the backend's constructor.
@@ -219,18 +253,39 @@ class Pool:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        if maxtasksperchild is not None:
+        if maxtasksperchild is not None and (not isinstance(maxtasksperchild, int) or maxtasksperchild < 1):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        settings = settings or default_settings()
+        name = backend.name if isinstance(backend, Backend) else backend or settings.executor.backend
+        initargs = tuple(initargs)
+        if name == "local" and not isinstance(backend, Backend):
+            # The local backend runs the initializer in each worker as it starts (as the standard
+            # library does, even if no task ever comes) and recycles workers after maxtasksperchild.
+            backend_options.setdefault("max_calls_per_worker", maxtasksperchild)
+            if initializer is not None:
+                backend_options.setdefault("initializer", (initializer, initargs))
+            initializer, initargs = None, ()
+        elif maxtasksperchild is not None:
             raise NotImplementedError(
-                "maxtasksperchild is not supported: xtremehub workers are reused across tasks; "
-                "use the standard library's Pool for worker recycling"
+                f"maxtasksperchild is not supported on the {name!r} backend: its workers are the engine's "
+                "and are reused across tasks; use the local backend for worker recycling"
             )
         self._executor = FunctionExecutor(
             backend, workers=processes, settings=settings, progress=False, **backend_options
         )
         self._processes = processes or self._executor.backend.workers
-        self._initializer, self._initargs = initializer, tuple(initargs)
+        self._initializer, self._initargs = initializer, initargs
         self._token = uuid.uuid4().hex
         self._state = _RUN
+        if "initializer" in backend_options:
+            self._executor._ensure_started()  # start the workers now: each runs the initializer
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn, RUN: str = _RUN) -> None:
+        if getattr(self, "_state", None) == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+            executor = getattr(self, "_executor", None)
+            if executor is not None:
+                executor.close(wait=False)
 
     def __repr__(self) -> str:
         backend = self._executor.backend.name
@@ -246,10 +301,10 @@ class Pool:
         if self._state != _RUN:
             raise ValueError("Pool not running")
 
-    def _function(self, func: Callable[..., Any]) -> PoolFunction:
+    def _function(self, func: Callable[..., Any], kind: type[PoolFunction] = PoolFunction) -> PoolFunction:
         if not callable(func):
             raise TypeError(f"expected a callable, got {type(func).__name__}")
-        return PoolFunction(func, self._initializer, self._initargs, self._token)
+        return kind(func, self._initializer, self._initargs, self._token)
 
     def _map(
         self, func: Callable[..., Any], items: Iterable[Any], star: bool, chunksize: int | None
@@ -269,7 +324,10 @@ class Pool:
         error_callback: Callable[[BaseException], object] | None = None,
     ) -> AsyncResult:
         self._check_running()
-        future = self._executor.call_async(self._function(func), tuple(args), extra_args=dict(kwds) if kwds else None)
+        # One call with two positional arguments (a tuple is unpacked, in Lithops's convention too),
+        # so the executor pickles them, as a call's arguments, when the call is submitted.
+        applied = self._function(func, _Applied)
+        future = self._executor.call_async(applied, (tuple(args), dict(kwds or {})))
         return AsyncResult([future], single=True, callback=callback, error_callback=error_callback)
 
     def apply(self, func: Callable[..., Any], args: Iterable[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
@@ -307,11 +365,36 @@ class Pool:
 
     def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
         """Results in input order, each as soon as it and those before it are done."""
-        return IMapIterator(self._map(func, iterable, False, chunksize if chunksize > 1 else None), ordered=True)
+        return self._imap(func, iterable, chunksize, ordered=True)
 
     def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1) -> IMapIterator:
         """Results in completion order."""
-        return IMapIterator(self._map(func, iterable, False, chunksize if chunksize > 1 else None), ordered=False)
+        return self._imap(func, iterable, chunksize, ordered=False)
+
+    def _imap(
+        self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int, *, ordered: bool
+    ) -> IMapIterator:
+        self._check_running()
+        items: list[Any] = []
+        error: Exception | None = None
+        try:
+            items.extend(iterable)
+        except Exception as exc:
+            # As the standard library's: the results of the whole chunks read before the
+            # iterable failed come first, then next() raises the iterable's exception.
+            error = exc
+            del items[len(items) - len(items) % max(chunksize, 1) :]
+        futures = self._map(func, items, False, chunksize if chunksize > 1 else None)
+        return IMapIterator(futures, ordered=ordered, error=error)
+
+    @property
+    def _pool(self) -> list[Any]:
+        """The worker processes (local backend), as the standard library's attribute."""
+        backend = self._executor.backend
+        if not isinstance(backend, LocalBackend):
+            raise AttributeError(f"the {backend.name!r} backend's workers are not processes of this pool")
+        self._executor._ensure_started()
+        return backend.processes()
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ __all__ = [
     "fill_slot",
     "increment",
     "initialized_value",
+    "put_later",
     "put_square",
     "record_init",
+    "report_identity",
     "sleep_and_return",
 ]
 
@@ -89,3 +92,21 @@ class FileWritingProcess(Process):
 
     def run(self) -> None:
         Path(self.path).write_text(self.text)
+
+
+def report_identity(queue: Any) -> None:
+    """Put what ``current_process()`` says here: the ``Process``'s name, and whether it is daemonic."""
+    from multiprocessing import current_process
+
+    me = current_process()
+    queue.put((me.name, me.daemon))
+
+
+def put_later(queue: Any, value: Any, delay: float) -> None:
+    """Return at once; a non-daemonic thread puts ``value`` after ``delay`` seconds."""
+
+    def late() -> None:
+        time.sleep(delay)
+        queue.put(value)
+
+    threading.Thread(target=late).start()

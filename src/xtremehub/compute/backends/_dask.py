@@ -69,6 +69,17 @@ class DaskBackend(EngineBackend):
     cancelled_errors = (ExecutorClosed,)
     enforces_timeouts = False
 
+    @classmethod
+    def shares_state(cls, options: dict[str, Any]) -> bool:
+        """Shared state works when the workers are this process's children: a ``LocalCluster``
+        started here (no ``client``), or a client of a ``LocalCluster`` object of this process.
+        Its nannies spawn the workers with this process's authentication key, and the workers
+        reach a manager on this machine. A scheduler address may be anywhere: no."""
+        client = options.get("client")
+        if client is None:
+            return True
+        return isinstance(client, Client) and isinstance(getattr(client, "cluster", None), LocalCluster)
+
     def __init__(
         self,
         client: Client | str | None = None,
@@ -77,6 +88,7 @@ class DaskBackend(EngineBackend):
         cluster_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(workers)
+        self.supports_shared_state = self.shares_state({"client": client})
         self._given = client
         self._cluster_options = dict(cluster_options or {})
         self._client: Client | None = None

@@ -45,7 +45,7 @@ import cloudpickle
 
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
 from xtremehub.compute.backends.outcomes import failed_outcome
-from xtremehub.compute.task import Call, Outcome, run_call
+from xtremehub.compute.task import Call, Outcome, dumps, run_call
 from xtremehub.config import S3Settings, Settings, use_process_settings
 from xtremehub.errors import ComputeError, ExecutorClosed, TaskTimeout, WorkerDied
 
@@ -138,6 +138,17 @@ def run_remote(engine: str, settings: Settings, job_id: str, func_bytes: bytes, 
 # ---------------------------------------------------------------------------------------
 # parent side
 # ---------------------------------------------------------------------------------------
+def _original_error(calls: Sequence[Call]) -> BaseException | None:
+    """Why the engine could not take ``calls``, if an argument cannot be pickled: that argument's
+    own error (the standard library raises it too), not the engine's wrapper around it."""
+    for call in calls:
+        try:
+            dumps(call)
+        except Exception as exc:
+            return exc
+    return None
+
+
 @dataclass(eq=False, slots=True)
 class _Flight:
     job: Job
@@ -240,7 +251,10 @@ class EngineBackend(Backend):
             if self._closing:
                 raise ExecutorClosed(f"the {self.name} backend is shut down")
             # Launch under the lock: the collector must not see a handle before its calls.
-            handles = self._launch(job, batches, self._shipped)
+            try:
+                handles = self._launch(job, batches, self._shipped)
+            except Exception as exc:
+                raise _original_error(calls) or exc from None
             for handle, batch in zip(handles, batches, strict=True):
                 self._inflight[handle] = _Flight(job, batch, deadline)
         self._wake.set()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import itertools
 import logging
 import math
@@ -31,6 +32,7 @@ import signal
 import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,9 +40,11 @@ from typing import Any
 
 import cloudpickle
 
+from xtremehub.compute.backends import _pickling  # noqa: F401 - Pipe ends travel as arguments
+from xtremehub.compute.backends._orphans import exit_with_owner
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
 from xtremehub.compute.backends.outcomes import failed_outcome
-from xtremehub.compute.task import Call, Outcome, run_call
+from xtremehub.compute.task import Call, Outcome, dumps, run_call
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ExecutorClosed, TaskTimeout, WorkerDied
 
@@ -56,11 +60,19 @@ _MIN_BATCH_SECONDS = 0.002  # smallest amount of work worth one message to a wor
 # ---------------------------------------------------------------------------------------
 # worker side
 # ---------------------------------------------------------------------------------------
-def _worker_main(conn: mpc.Connection, settings: Settings, name: str) -> None:
+def _worker_main(conn: mpc.Connection, settings: Settings, name: str, options: _WorkerOptions) -> None:
     """Entry point of a worker process: run calls until told to stop or the parent goes."""
+    exit_with_owner(options.owner, kernel_signal=options.kernel_signal)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business
     use_process_settings(settings)
+    if options.initializer is not None:
+        try:
+            initializer, initargs = _load(*options.initializer)
+            initializer(*initargs)
+        except BaseException:  # as the standard library's pool: reported, and the worker goes on
+            traceback.print_exc()
     funcs: dict[str, Callable[..., Any] | BaseException] = {}
+    calls_left = options.max_calls
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
@@ -69,22 +81,59 @@ def _worker_main(conn: mpc.Connection, settings: Settings, name: str) -> None:
         kind = message[0]
         if kind == "calls":
             _run_batch(conn, funcs, message[1], message[2], name)
+            if calls_left is not None:
+                calls_left -= len(message[1])
+                if calls_left <= 0:
+                    _flush_and_exit()  # maxtasksperchild: the parent starts a fresh worker
         elif kind == "jobs":
-            for job_id, blob in message[1].items():
+            for job_id, blobs in message[1].items():
                 try:
-                    funcs[job_id] = cloudpickle.loads(blob)
+                    funcs[job_id] = _load(*blobs)
                 except BaseException as exc:
                     funcs[job_id] = exc
         elif kind == "forget":
             for job_id in message[1]:
                 funcs.pop(job_id, None)
         elif kind == "stop":
-            # An idle worker has nothing to clean up; skipping interpreter teardown halves
-            # executor close time. Flush what the user's functions printed first.
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(0)
+            _flush_and_exit()
+
+
+def _flush_and_exit() -> None:
+    # An idle worker has nothing to clean up; skipping interpreter teardown halves
+    # executor close time. Flush what the user's functions printed first.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
+
+
+@dataclass(frozen=True)
+class _WorkerOptions:
+    """What a worker needs besides its pipe: who owns it, and the pool options."""
+
+    owner: int  # the process that started the worker: the worker ends when it is gone
+    kernel_signal: bool  # arm PR_SET_PDEATHSIG (only when started from the owner's main thread)
+    initializer: tuple[bytes | None, bytes] | None = None
+    max_calls: int | None = None
+
+
+def _dump(obj: Any) -> tuple[bytes | None, bytes]:
+    """``obj`` pickled by reference where the standard pickler can (so a function of ``__main__``
+    is the worker's own, with its globals, as with the standard library), and by value."""
+    try:
+        by_reference: bytes | None = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        by_reference = None
+    return by_reference, bytes(cloudpickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def _load(by_reference: bytes | None, by_value: bytes) -> Any:
+    if by_reference is not None:
+        try:
+            return pickle.loads(by_reference)
+        except Exception:
+            log.debug("falling back to the by-value pickle", exc_info=True)
+    return cloudpickle.loads(by_value)
 
 
 def _run_batch(
@@ -95,7 +144,8 @@ def _run_batch(
     name: str,
 ) -> None:
     try:
-        calls: list[Call] = pickle.loads(blob)
+        unpickler = pickle.Unpickler(io.BytesIO(blob))  # one pickle per call, back to back
+        calls: list[Call] = [unpickler.load() for _ in ids]
     except BaseException as exc:
         calls = []
         failed = [
@@ -134,6 +184,7 @@ class _Worker:
     head_since: float = 0.0
     last_batch: int = 1
     kill_reason: BaseException | None = None
+    calls_left: int | None = None  # maxtasksperchild: calls it may still be sent
 
 
 class LocalBackend(Backend):
@@ -149,12 +200,24 @@ class LocalBackend(Backend):
     enforces_timeouts = True
     supports_shared_state = True  # workers are our children: they reach a manager with our authkey
 
-    def __init__(self, workers: int | None = None, start_method: str | None = None, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        start_method: str | None = None,
+        max_batch: int = 256,
+        *,
+        initializer: tuple[Callable[..., Any], tuple[Any, ...]] | None = None,
+        max_calls_per_worker: int | None = None,
+    ) -> None:
+        if max_calls_per_worker is not None and max_calls_per_worker < 1:
+            raise ValueError(f"max_calls_per_worker must be >= 1, not {max_calls_per_worker}")
         self._n = workers or os.cpu_count() or 1
+        self._initializer = None if initializer is None else _dump(initializer)
+        self._max_calls = max_calls_per_worker
         self._start_method = start_method
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._pending: deque[Call] = deque()
+        self._pending: deque[tuple[Call, bytes]] = deque()  # each call pickled when submitted
         self._jobs: dict[str, Job] = {}
         self._call_seconds: dict[str, float] = {}
         self._workers: list[_Worker] = []
@@ -193,23 +256,41 @@ class LocalBackend(Backend):
         assert self._settings is not None
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
         index = next(self._names)
+        options = _WorkerOptions(
+            os.getpid(),
+            threading.current_thread() is threading.main_thread() and self._ctx.get_start_method() != "forkserver",
+            self._initializer,
+            self._max_calls,
+        )
         process = self._ctx.Process(  # type: ignore[attr-defined]
-            target=_worker_main, args=(child_conn, self._settings, f"local-{index}"), name=f"xhub-worker-{index}"
+            target=_worker_main,
+            args=(child_conn, self._settings, f"local-{index}", options),
+            name=f"xhub-worker-{index}",
         )
         process.start()
+        # An implementation detail, not one of the user's processes (multiprocessing.active_children()).
+        mp.process._children.discard(process)  # type: ignore[attr-defined]
         child_conn.close()
-        return _Worker(process, parent_conn, f"local-{index}-pid{process.pid}")
+        return _Worker(process, parent_conn, f"local-{index}-pid{process.pid}", calls_left=self._max_calls)
 
     def submit(self, job: Job, calls: Sequence[Call]) -> None:
+        # Pickled here, in the caller's thread: an argument that cannot be pickled raises its own
+        # error to the caller, and nothing of the submission is queued.
+        blobs = [dumps(c) for c in calls]
         with self._lock:
             if self._closing:
                 raise ExecutorClosed("the local backend is shut down")
             self._jobs[job.job_id] = job
-            self._pending.extend(calls)
+            self._pending.extend(zip(calls, blobs, strict=True))
         # Hand idle workers their first batch from this thread: waiting for the dispatcher
         # thread would cost up to a GIL switch interval (5 ms) while the caller keeps running.
         self._dispatch()
         self._wake()
+
+    def processes(self) -> list[Any]:
+        """The worker processes (``multiprocessing`` process objects) right now."""
+        with self._lock:
+            return [w.process for w in self._workers]
 
     def forget(self, job_id: str) -> None:
         """Drop a finished job's function from the workers' caches."""
@@ -324,7 +405,8 @@ class LocalBackend(Backend):
             w.conn.close()
             inflight = list(w.inflight)
             w.inflight.clear()
-            self._pending.extendleft(reversed(inflight[1:]))  # innocent bystanders go back first
+            # innocent bystanders go back first (they were pickled once already: they still can be)
+            self._pending.extendleft(reversed([(c, dumps(c)) for c in inflight[1:]]))
         if inflight:
             culprit = inflight[0]
             error = w.kill_reason or WorkerDied(
@@ -332,7 +414,8 @@ class LocalBackend(Backend):
                 f"{culprit.job_id}/{culprit.call_id:05d}"
             )
             reports.append((culprit, error))
-        log.warning("worker %s exited (%s)", w.name, _describe_exit(code))
+        if inflight or w.calls_left is None or w.calls_left > 0:
+            log.warning("worker %s exited (%s)", w.name, _describe_exit(code))
         if not self._closing or self._drain:
             replacement = self._spawn()
             with self._lock:
@@ -370,8 +453,10 @@ class LocalBackend(Backend):
                 return
             for w in self._workers:
                 while self._pending and w.kill_reason is None and self._accepts(w):
-                    head_job = self._jobs.get(self._pending[0].job_id)
+                    head_job = self._jobs.get(self._pending[0][0].job_id)
                     size = 1 if head_job is not None and head_job.timeout is not None else self._batch_size(head_job)
+                    if w.calls_left is not None:
+                        size = min(size, w.calls_left)
                     batch = [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
                     if not self._send(w, batch):
                         self._pending.extendleft(reversed(batch))
@@ -379,9 +464,11 @@ class LocalBackend(Backend):
 
     def _accepts(self, w: _Worker) -> bool:
         """Keep about two batches queued at each worker so it never waits for the dispatcher."""
+        if w.calls_left is not None and w.calls_left <= 0:
+            return False  # maxtasksperchild reached: it exits after its last call
         if not w.inflight:
             return True
-        head_job = self._jobs.get(self._pending[0].job_id)
+        head_job = self._jobs.get(self._pending[0][0].job_id)
         if head_job is not None and head_job.timeout is not None:
             return False  # a timed call is never queued behind another one
         return len(w.inflight) < 2 * w.last_batch
@@ -397,12 +484,10 @@ class LocalBackend(Backend):
         floor = 1 if mean is None else int(_MIN_BATCH_SECONDS / max(mean, 1e-6))
         return max(1, min(self._max_batch, max(guided, floor)))
 
-    def _send(self, w: _Worker, batch: list[Call]) -> bool:
+    def _send(self, w: _Worker, pickled: list[tuple[Call, bytes]]) -> bool:
+        batch = [c for c, _ in pickled]
         new_jobs = {c.job_id for c in batch} - w.jobs
-        try:
-            blob = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            blob = bytes(cloudpickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL))
+        blob = b"".join(b for _, b in pickled)
         if w.inflight and len(blob) > _PREFETCH_LIMIT:
             return False  # wait until the worker is idle rather than block on a full pipe
         # Record the calls as in flight *before* sending: the worker may answer before
@@ -414,7 +499,7 @@ class LocalBackend(Backend):
             w.head_since = time.monotonic()
         try:
             if new_jobs:
-                jobs = {job_id: self._jobs[job_id].func_bytes for job_id in new_jobs}
+                jobs = {job_id: self._function_blobs(self._jobs[job_id]) for job_id in new_jobs}
                 w.conn.send_bytes(pickle.dumps(("jobs", jobs), protocol=pickle.HIGHEST_PROTOCOL))
                 w.jobs |= new_jobs
             ids = [(c.job_id, c.call_id) for c in batch]
@@ -423,14 +508,28 @@ class LocalBackend(Backend):
             for _ in batch:  # never delivered: the dying worker only answers for earlier calls
                 w.inflight.pop()
             return False  # its sentinel will tell the dispatcher
+        if w.calls_left is not None:
+            w.calls_left -= len(batch)
         if was_idle and self._started is not None:
             self._started(batch[0])
         return True
+
+    @staticmethod
+    def _function_blobs(job: Job) -> tuple[bytes | None, bytes]:
+        blobs = job.extra.get("_local_blobs")
+        if blobs is None:
+            by_reference = _dump(job.func)[0]
+            blobs = job.extra["_local_blobs"] = (by_reference, job.func_bytes)
+        return blobs
 
     def _stop_workers(self) -> None:
         with self._lock:
             self._stopped = True  # from now on nobody dispatches
         for w in self._workers:
+            if w.inflight and not self._drain:
+                with contextlib.suppress(ProcessLookupError):
+                    w.process.kill()  # terminate: busy workers stop now, as the standard library's pool's do
+                continue
             with contextlib.suppress(OSError, EOFError):
                 w.conn.send_bytes(pickle.dumps(("stop",)))
         deadline = time.monotonic() + 5
@@ -441,7 +540,7 @@ class LocalBackend(Backend):
                 w.process.join()
             w.conn.close()
         with self._lock:
-            leftovers = list(self._pending) + [c for w in self._workers for c in w.inflight]
+            leftovers = [c for c, _ in self._pending] + [c for w in self._workers for c in w.inflight]
             self._pending.clear()
             self._workers.clear()
         if self._report is not None and leftovers:

@@ -28,10 +28,12 @@ import queue
 from collections.abc import Hashable
 from typing import Any
 
+import psutil
 import ray
 from ray.exceptions import GetTimeoutError, RayError, TaskCancelledError, WorkerCrashedError
 
 from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._orphans import Reaper
 from xtremehub.compute.backends.base import Job
 from xtremehub.compute.task import Call, Outcome
 from xtremehub.config import Settings
@@ -86,6 +88,7 @@ class RayBackend(EngineBackend):
         self._init_options = dict(init_options or {})
         self._task_options = {"num_cpus": 1, **(task_options or {}), "max_retries": 0}
         self._owns_connection = False
+        self._reaper: Reaper | None = None
         self._remote: Any = None
         self._finished: queue.SimpleQueue[tuple[Any, cf.Future[Any]]] = queue.SimpleQueue()
 
@@ -99,7 +102,11 @@ class RayBackend(EngineBackend):
             }
             if self._address is None:
                 options.setdefault("num_cpus", self._n or os.cpu_count() or 1)
+            before = {p.pid for p in psutil.Process().children(recursive=True)}
             ray.init(address=self._address, **options)
+            started = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+            if started:  # Ray's agents outlive a driver killed by SIGKILL: make sure they go with us
+                self._reaper = Reaper(started)
             self._owns_connection = True
             log.info("connected to Ray (%s)", self._address or "new local instance")
         elif self._address not in (None, "auto"):
@@ -157,3 +164,6 @@ class RayBackend(EngineBackend):
         if self._owns_connection:
             ray.shutdown()
             self._owns_connection = False
+        if self._reaper is not None:
+            self._reaper.cancel()
+            self._reaper = None

@@ -57,6 +57,15 @@ class Backend(ABC):
     #: are children of the client that can reach it and share its authentication key.
     supports_shared_state: bool = False
 
+    @classmethod
+    def shares_state(cls, options: dict[str, Any]) -> bool:
+        """Whether a backend made with these constructor ``options`` supports shared state.
+
+        Decided from the options alone (nothing is started or probed); by default the class's
+        :attr:`supports_shared_state`.
+        """
+        return cls.supports_shared_state
+
     @abstractmethod
     def start(self, settings: Settings, report: ReportFn, started: StartedFn) -> None:
         """Acquire resources (processes, a client); called once before the first submit."""
