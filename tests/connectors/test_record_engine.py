@@ -16,7 +16,7 @@ import pytest
 from xtremehub import FunctionExecutor, storage
 from xtremehub.connectors import CloudObject, Format, Index
 from xtremehub.connectors.codecs.line_records import LineSlice, index_lines
-from xtremehub.connectors.codecs.mapper import MapperLike, SerialMapper, as_mapper
+from xtremehub.connectors.codecs.mapper import MapperLike, SerialMapper, as_mapper, starmap
 from xtremehub.connectors.codecs.record_index import RecordIndex
 from xtremehub.connectors.codecs.spans import RecordKey
 from xtremehub.connectors.genomics import FASTA, VCF, FASTQGZip, partition_reads_batches
@@ -200,3 +200,17 @@ def test_record_index_round_trips_through_its_documented_layout(testdata: Path, 
     with pysam.VariantFile(str(testdata / "vcf" / "test.vcf.gz")) as vf:
         first = next(iter(vf))
     assert records.first_key[0] == (first.chrom, first.pos)
+
+
+def _arity(*args: Any) -> int:
+    return len(args)
+
+
+def test_mappers_pass_each_item_as_one_argument_even_a_tuple() -> None:
+    """Executors unpack a tuple item into arguments; a mapper must not, or serial and mapped runs differ."""
+    items = [(1, 2), (3,), "x"]
+    assert as_mapper(None).map(_arity, items) == [1, 1, 1]
+    with FunctionExecutor(workers=1) as fexec:
+        assert as_mapper(fexec).map(_arity, items) == [1, 1, 1]
+        assert starmap(as_mapper(fexec), _arity, [(1, 2), (3,)]) == [2, 1]
+    assert starmap(as_mapper(None), _arity, [(1, 2), (3,)]) == [2, 1]

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from xtremehub.errors import CorruptData
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
     from xtremehub.connectors.cloudobject import CloudObject
+    from xtremehub.connectors.codecs.mapper import MapperLike
 
 __all__ = ["DataSlice", "Format", "Index", "Strategy"]
 
@@ -91,7 +91,7 @@ class Format(ABC):
         self.options = options
 
     @abstractmethod
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         """Read the object (possibly in parallel on ``executor``) and describe it."""
 
     def companion_identity(self, co: CloudObject) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from xtremehub.storage import ObjectInfo
 from xtremehub.storage.access import StoreAccess
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
+    from xtremehub.connectors.codecs.mapper import MapperLike
 
 __all__ = ["CloudObject"]
 
@@ -98,7 +98,7 @@ class CloudObject:
         }
 
     # -- preprocessing -------------------------------------------------------------------
-    def preprocess(self, executor: FunctionExecutor | None = None, *, force: bool = False) -> CloudObject:
+    def preprocess(self, executor: MapperLike | None = None, *, force: bool = False) -> CloudObject:
         """Build the index beside the object unless a fresh one exists (``force`` rebuilds)."""
         self.__dict__.pop("info", None)  # look at the object as it is now
         if not force and self.is_preprocessed():

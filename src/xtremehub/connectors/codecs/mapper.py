@@ -18,10 +18,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["FuturesExecutor", "FuturesMapper", "Mapper", "MapperLike", "SerialMapper", "as_mapper"]
+__all__ = ["FuturesExecutor", "FuturesMapper", "Mapper", "MapperLike", "SerialMapper", "as_mapper", "starmap"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -61,7 +62,8 @@ class FuturesMapper:
         self.executor = executor
 
     def map(self, func: Callable[[T], R], items: Sequence[T], /) -> list[R]:
-        return list(self.executor.get_result(self.executor.map(func, items)))
+        # each item is one argument: executors (ours, Lithops) unpack a tuple item into several
+        return list(self.executor.get_result(self.executor.map(func, [(item,) for item in items])))
 
 
 def as_mapper(executor: MapperLike | None) -> Mapper:
@@ -71,3 +73,17 @@ def as_mapper(executor: MapperLike | None) -> Mapper:
     if isinstance(executor, FuturesExecutor):
         return FuturesMapper(executor)
     return executor
+
+
+def starmap(mapper: Mapper, func: Callable[..., R], arg_tuples: Sequence[tuple[Any, ...]]) -> list[R]:
+    """``func(*args)`` for every tuple of ``arg_tuples``, through ``mapper``, results in order.
+
+    Example:
+        >>> starmap(as_mapper(None), divmod, [(7, 2), (9, 4)])
+        [(3, 1), (2, 1)]
+    """
+    return mapper.map(functools.partial(_star, func), list(arg_tuples))
+
+
+def _star(func: Callable[..., R], args: tuple[Any, ...]) -> R:
+    return func(*args)

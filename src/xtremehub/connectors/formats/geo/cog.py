@@ -37,8 +37,8 @@ from xtremehub.connectors.formats.geo.cog_slice import partition_grid, partition
 from xtremehub.errors import CorruptData, TruncatedData
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
     from xtremehub.connectors.cloudobject import CloudObject
+    from xtremehub.connectors.codecs.mapper import MapperLike
 
 __all__ = ["COG"]
 
@@ -74,7 +74,7 @@ class COG(Format):
         super().__init__(header_block=header_block, **options)
         self.header_block = header_block
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         store, key = storage.open_store(co.url, co.settings)
         reader = HeaderReader(store, key, co.size, block_size=self.header_block)
         with parse_tiff(reader, co.url, co.size) as tif:

@@ -37,8 +37,8 @@ from xtremehub.connectors.formats.geo.pointcloud_grid import Grid
 from xtremehub.errors import ConfigError, CorruptData
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
     from xtremehub.connectors.cloudobject import CloudObject
+    from xtremehub.connectors.codecs.mapper import MapperLike
 
 __all__ = ["COPC", "LAS", "chunk_table", "partition_grid", "partition_points"]
 
@@ -51,7 +51,7 @@ class LAS(Format):
     name = "las"
     index_version = 1
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         layout = read_layout(co.url, co.size, co.settings)
         return self._index(co, layout)
 
@@ -94,7 +94,7 @@ class COPC(LAS):
 
     name = "copc"
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         layout = read_layout(co.url, co.size, co.settings)
         if layout.copc is None:
             raise CorruptData(co.url, 0, "not a COPC file: no 'copc' info VLR")

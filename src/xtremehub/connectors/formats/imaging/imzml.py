@@ -52,9 +52,9 @@ from xtremehub.connectors.formats.imaging.imzml_xml import DTYPES, ROW_DTYPE, Im
 from xtremehub.errors import ConfigError, CorruptData, MalformedRecord, ObjectNotFound, TruncatedData
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
     from xtremehub.config import Settings
     from xtremehub.connectors.cloudobject import CloudObject
+    from xtremehub.connectors.codecs.mapper import MapperLike
 
 __all__ = [
     "DEFAULT_CHECKSUM_MAX_BYTES",
@@ -138,7 +138,7 @@ class ImzML(Format):
         info = storage.head(self.ibd(co), settings=co.settings)
         return {"ibd": {"url": info.url, "size": info.size, "etag": info.etag}}
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         ibd_url = self.ibd(co)
         ibd_size = storage.head(ibd_url, settings=co.settings).size
         with storage.open(co.url, settings=co.settings) as fh:

@@ -37,6 +37,7 @@ import numpy as np
 from xtremehub import storage
 from xtremehub.compute.partitioner import ObjectPart
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
+from xtremehub.connectors.codecs.mapper import MapperLike, as_mapper, starmap
 from xtremehub.connectors.formats.text.records import (
     ChunkScan,
     Dialect,
@@ -51,7 +52,6 @@ from xtremehub.errors import ConfigError, MalformedRecord, MissingDependency
 from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 if TYPE_CHECKING:
-    from xtremehub.compute import FunctionExecutor
     from xtremehub.connectors.cloudobject import CloudObject
 
 __all__ = ["CSV", "CSVSlice", "Text", "TextSlice", "partition_chunk_size", "partition_num_chunks"]
@@ -146,11 +146,9 @@ def count_newlines(url: str, start: int, end: int, newline: bytes, access: Store
     return store.get_range(key, start, end).count(newline)
 
 
-def _map_or_serial(executor: FunctionExecutor | None, func: Callable[..., _T], args: list[tuple[Any, ...]]) -> list[_T]:
-    """``func`` over ``args`` on the executor when there is one and more than one task, else here."""
-    if executor is not None and len(args) > 1:
-        return list(executor.get_result(executor.map(func, args)))
-    return [func(*a) for a in args]
+def _map_or_serial(executor: MapperLike | None, func: Callable[..., _T], args: list[tuple[Any, ...]]) -> list[_T]:
+    """``func(*a)`` for each ``a`` on the executor when there is one and more than one task, else here."""
+    return starmap(as_mapper(executor if len(args) > 1 else None), func, args)
 
 
 class Text(Format):
@@ -166,7 +164,7 @@ class Text(Format):
         super().__init__(newline=nl.decode(), **options)
         self.newline = nl
 
-    def _count_lines(self, co: CloudObject, executor: FunctionExecutor | None, start: int) -> int:
+    def _count_lines(self, co: CloudObject, executor: MapperLike | None, start: int) -> int:
         ranges = [(a, min(co.size, a + _COUNT_CHUNK)) for a in range(start, co.size, _COUNT_CHUNK)]
         if len(self.newline) > 1:  # a delimiter could straddle chunks: count in one go
             ranges = [(start, co.size)] if co.size > start else []
@@ -177,7 +175,7 @@ class Text(Format):
             lines += last != self.newline  # a last line without a delimiter still counts
         return int(lines)
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         lines = self._count_lines(co, executor, 0)
         attrs = {"size": co.size, "num_lines": lines, "newline": self.newline.decode()}
         return Index(self.name, self.index_version, {}, attrs, {"data_start": 0})
@@ -219,7 +217,7 @@ class CSV(Text):
         self.delimiter, self.quotechar = delimiter, quotechar
         self.options.update(delimiter=delimiter, quotechar=quotechar)
 
-    def build_index(self, co: CloudObject, executor: FunctionExecutor | None) -> Index:
+    def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
         head = storage.get_range(co.url, 0, min(co.size, _CSV_HEAD + 1), settings=co.settings)
         first = first_record(head, self.dialect, whole=len(head) == co.size)
         if first is None:
@@ -241,9 +239,7 @@ class CSV(Text):
         blob = np.asarray(records.starts, dtype="<i8").tobytes()
         return Index(self.name, self.index_version, {}, attrs, data, blob)
 
-    def _records(
-        self, co: CloudObject, executor: FunctionExecutor | None, data_start: int, spacing: int
-    ) -> RecordIndex:
+    def _records(self, co: CloudObject, executor: MapperLike | None, data_start: int, spacing: int) -> RecordIndex:
         """Scan chunks, stitch them in order (or scan serially, exactly, if a chunk holds a stray quote).
 
         On an executor each chunk after the first is scanned for both start states (map);
@@ -254,7 +250,7 @@ class CSV(Text):
         scans: list[ChunkScan] = []
         if executor is not None and len(ranges) > 1:
             args = [(co.url, co.size, a, b, *common, (False, a > data_start), co.access) for a, b in ranges]
-            scans = executor.get_result(executor.map(scan_chunk, args))
+            scans = _map_or_serial(executor, scan_chunk, args)
         else:
             inside = False
             for a, b in ranges:
