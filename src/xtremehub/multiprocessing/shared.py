@@ -188,6 +188,27 @@ class JoinableQueue(Queue):
         self._proxy.join()
 
 
+class _Locked:
+    """The lock methods of ``multiprocessing``'s synchronized wrappers, over ``self._lock``."""
+
+    _lock: Any
+
+    def get_lock(self) -> Any:
+        return self._lock
+
+    def acquire(self, *args: Any) -> bool:
+        return bool(self._lock.acquire(*args))
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return bool(self._lock.__enter__())
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__(*exc)
+
+
 class SharedValue:
     """A manager-held value without a lock, like ``multiprocessing.RawValue``: ``.value``."""
 
@@ -206,30 +227,15 @@ class SharedValue:
         return f"<{type(self).__name__} {self.value!r}>"
 
 
-class SynchronizedValue(SharedValue):
+class SynchronizedValue(_Locked, SharedValue):
     """A manager-held value with a lock, like ``multiprocessing.Value``: ``.value``, ``get_lock()``, ``get_obj()``."""
 
     def __init__(self, proxy: Any, lock: Any) -> None:
         super().__init__(proxy)
         self._lock = lock
 
-    def get_lock(self) -> Any:
-        return self._lock
-
     def get_obj(self) -> SharedValue:
         return SharedValue(self._proxy)
-
-    def acquire(self, *args: Any) -> bool:
-        return bool(self._lock.acquire(*args))
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return bool(self._lock.__enter__())
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
 
 
 class SharedArray:
@@ -257,27 +263,12 @@ class SharedArray:
         return f"<{type(self).__name__} {self[:]!r}>"
 
 
-class SynchronizedArray(SharedArray):
+class SynchronizedArray(_Locked, SharedArray):
     """A manager-held array with a lock, like ``multiprocessing.Array``: ``get_lock()``, ``get_obj()``."""
 
     def __init__(self, proxy: Any, code: str, lock: Any) -> None:
         super().__init__(proxy, code)
         self._lock = lock
 
-    def get_lock(self) -> Any:
-        return self._lock
-
     def get_obj(self) -> SharedArray:
         return SharedArray(self._proxy, self._code)
-
-    def acquire(self, *args: Any) -> bool:
-        return bool(self._lock.acquire(*args))
-
-    def release(self) -> None:
-        self._lock.release()
-
-    def __enter__(self) -> bool:
-        return bool(self._lock.__enter__())
-
-    def __exit__(self, *exc: object) -> None:
-        self._lock.__exit__(*exc)
