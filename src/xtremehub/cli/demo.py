@@ -10,7 +10,7 @@ import click
 
 from xtremehub.config import Settings
 from xtremehub.errors import MissingDependency
-from xtremehub.plugins import require_extra
+from xtremehub.plugins import install_hint, require_extra
 
 __all__ = ["demo"]
 
@@ -59,8 +59,8 @@ def demo(
     percentiles; part 6 runs MDR epistasis over a generated cohort with a planted SNP-SNP interaction.
 
     A part whose extra is not installed (the annotation needs ``metabolomics``, part 4 ``geo``,
-    part 6 ``hpc``) is skipped with one line saying which extra adds it; the exit code reports
-    only the parts that ran.
+    part 6 ``hpc``) is skipped; one line at the end names the skipped parts and the extras that add
+    them. The exit code reports only the parts that ran.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
@@ -74,14 +74,14 @@ def demo(
     click.echo(fastq.summary())
     imzml = run_imzml_demo(settings, workers=workers, progress=progress)
     click.echo(imzml.summary())
-    skipped: list[str] = []
+    skipped: list[tuple[str, str]] = []  # (part, extra)
 
     def optional(label: str, extra: str, modules: tuple[str, ...], run: Callable[[], _Part]) -> bool:
         """Run one part if its extra is installed (True if it ran fine or was skipped)."""
         try:
             require_extra(label, extra, *modules)
-        except MissingDependency as exc:
-            skipped.append(str(exc))
+        except MissingDependency:
+            skipped.append((label, extra))
             return True
         part = run()
         click.echo(part.summary())
@@ -116,7 +116,8 @@ def demo(
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
     epistasis_ok = optional("part 6 (MDR epistasis)", "hpc", ("pyarrow",), epistasis)
-    for line in skipped:
-        click.echo(f"skipped {line}")
+    if skipped:  # one line: what did not run, and the one command that adds it all
+        parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
+        click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
     if not (report.ok and fastq.ok and imzml.ok and metaspace_ok and las_ok and streams.ok and epistasis_ok):
         sys.exit(1)

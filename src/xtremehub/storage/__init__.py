@@ -5,12 +5,12 @@ Every function takes a URL (``/path``, ``file:///path``, ``s3://bucket/key``,
 
 Example:
     >>> from xtremehub import storage
-    >>> storage.put("mem://demo/greeting.txt", b"hello extreme data")
-    ObjectInfo(url='mem://demo/greeting.txt', key='greeting.txt', size=18, ...)
-    >>> storage.get_ranges("mem://demo/greeting.txt", [(0, 5), (6, 13)])
+    >>> storage.put("mem://storage-doc/greeting.txt", b"hello extreme data")
+    ObjectInfo(url='mem://storage-doc/greeting.txt', key='greeting.txt', size=18, ...)
+    >>> storage.get_ranges("mem://storage-doc/greeting.txt", [(0, 5), (6, 13)])
     [b'hello', b'extreme']
-    >>> [info.url for info in storage.list("mem://demo/")]
-    ['mem://demo/greeting.txt']
+    >>> [info.url for info in storage.list("mem://storage-doc/")]
+    ['mem://storage-doc/greeting.txt']
 """
 
 from __future__ import annotations
