@@ -126,6 +126,9 @@ def run_remote(
         >>> from xtremehub.config import Settings
         >>> [o.ok for o in run_remote("doc", Settings(), "j", cloudpickle.dumps(abs), [Call("j", 0, (-2,), {})])]
         [True]
+        >>> pickled_batch = dumps([Call("j", 1, (-3,), {})])
+        >>> [pickle.loads(o.payload) for o in run_remote("doc", Settings(), "j", cloudpickle.dumps(abs), pickled_batch)]
+        [3]
     """
     worker = f"{engine}-pid{os.getpid()}"
     if isinstance(calls, bytes):
