@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 from typing import Any
 
 import pytest
 from backend_checks import BackendChecks
 
 from xtremehub import FunctionExecutor
-from xtremehub.testing.executor import ExecutorTests, sleep_then, square
+from xtremehub.testing.executor import Counted, ExecutorTests, identity, sleep_then, square
 
 pytestmark = pytest.mark.dask
 
@@ -46,6 +48,28 @@ def test_timed_out_call_that_has_not_started_is_cancelled(dask_client: Any) -> N
         assert fexec.get_result(busy) == ["a", "b"]
         assert fexec.call_async(square, 4).result(timeout=60) == 16  # nothing still occupies a worker
         assert time.monotonic() - t0 < 25
+
+
+def test_arguments_and_results_of_a_map_are_released_once_read(dask_client: Any) -> None:
+    # The LocalCluster's scheduler runs in this process and keeps its last messages to each worker:
+    # arguments sent as objects would live on there after the caller dropped them.
+    assert Counted.live == 0
+    with FunctionExecutor(dask_client) as fexec:
+        items = [Counted() for _ in range(10)]
+        originals = [weakref.ref(item) for item in items]
+        results = fexec.get_result(fexec.map(identity, items))
+        assert len(results) == 10
+        assert all(type(r) is Counted for r in results)
+        assert Counted.live == 20  # the arguments and their copies sent back
+        del items, results
+        deadline = time.monotonic() + 5.0  # the scheduler forgets released keys asynchronously
+        while True:
+            gc.collect()
+            if Counted.live == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert [ref() for ref in originals] == [None] * 10
+        assert Counted.live == 0, f"{Counted.live} copies are still referenced in the client process"
 
 
 @pytest.mark.slow

@@ -39,10 +39,6 @@ _MODULE_DIR_VARIABLE = "XHUB_CPYTHON_TESTS_DIR"
 
 #: Vendored tests that cannot pass on a backend, with the reason; docs/multiprocessing.md lists the same.
 #: ``"_TestX.*"`` covers a whole class.
-_DASK_RESULTS_HELD = (
-    "on Dask the 10 result copies are still referenced in the client 0.1 s after map() returns "
-    "(the local backend releases them; the holder on the Dask path is not yet found)"
-)
 _CLOUDPICKLE_RESULTS = (
     "deliberate: results the standard pickler refuses (a lambda) are sent with cloudpickle, so the "
     "call succeeds instead of raising MaybeEncodingError"
@@ -57,7 +53,6 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "_TestPoolWorkerErrors.test_unpickleable_result": _CLOUDPICKLE_RESULTS,
     },
     "dask": {
-        "_TestPool.test_release_task_refs": _DASK_RESULTS_HELD,
         "_TestPoolWorkerErrors.test_unpickleable_result": _CLOUDPICKLE_RESULTS,
         "_TestPool.test_make_pool": "Pool._pool lists worker processes; Dask's workers are not the pool's",
         "_TestPool.test_terminate": _DASK_STOP,

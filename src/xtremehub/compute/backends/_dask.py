@@ -39,7 +39,7 @@ from distributed.scheduler import KilledWorker
 
 from xtremehub.compute.backends._engine import EngineBackend, run_remote
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome
+from xtremehub.compute.task import Call, Outcome, dumps
 from xtremehub.config import Settings
 from xtremehub.errors import ExecutorClosed
 
@@ -124,13 +124,16 @@ class DaskBackend(EngineBackend):
     def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
         assert self._client is not None
         keys = [f"xhub-{job.job_id}-{next(self._keys)}" for _ in batches]
+        # Each batch goes pickled: the scheduler unpickles a task's arguments and its stream to
+        # the worker keeps its last messages (``distributed.admin.low-level-log-length``, 1000),
+        # so arguments as objects would stay alive there, in this process with a LocalCluster.
         futures = self._client.map(
             run_remote,
             ["dask"] * len(batches),
             [settings] * len(batches),
             [job.job_id] * len(batches),
             [job.func_bytes] * len(batches),
-            batches,
+            [dumps(batch) for batch in batches],
             key=keys,
             pure=False,
             retries=0,

@@ -33,6 +33,7 @@ import dataclasses
 import functools
 import logging
 import os
+import pickle
 import threading
 import time
 from abc import abstractmethod
@@ -111,16 +112,30 @@ def _function(job_id: str, func_bytes: bytes) -> Callable[..., Any]:
         return func
 
 
-def run_remote(engine: str, settings: Settings, job_id: str, func_bytes: bytes, calls: list[Call]) -> list[Outcome]:
-    """Run a batch of calls on an engine's worker; never raises (failures become error outcomes).
+def run_remote(
+    engine: str, settings: Settings, job_id: str, func_bytes: bytes, calls: list[Call] | bytes
+) -> list[Outcome]:
+    """Run a batch of calls on an engine's worker; failures become error outcomes (only a pickled batch
+    that cannot be loaded raises, as the engine would for its own arguments).
+
+    ``calls`` may come pickled (:func:`~xtremehub.compute.task.dumps`): an engine whose
+    scheduler keeps what it forwards (Dask) then never holds the caller's arguments as objects.
 
     Example:
         >>> import cloudpickle
         >>> from xtremehub.config import Settings
         >>> [o.ok for o in run_remote("doc", Settings(), "j", cloudpickle.dumps(abs), [Call("j", 0, (-2,), {})])]
         [True]
+        >>> pickled_batch = dumps([Call("j", 1, (-3,), {})])
+        >>> [pickle.loads(o.payload) for o in run_remote("doc", Settings(), "j", cloudpickle.dumps(abs), pickled_batch)]
+        [3]
     """
     worker = f"{engine}-pid{os.getpid()}"
+    if isinstance(calls, bytes):
+        try:
+            calls = list(pickle.loads(calls))
+        except Exception as exc:  # no call to report it on: the engine reports the task's error
+            raise ComputeError(f"the worker could not unpickle a batch of job {job_id}: {exc}") from exc
     try:
         use_process_settings(worker_settings(settings))
         func = _function(job_id, func_bytes)
