@@ -87,6 +87,14 @@ def translate(exc: BaseException, url: str, operation: str = "") -> StorageError
         ('ObjectNotFound', 's3://b/k: GET bytes [0, 10): gone (S3 NoSuchKey)')
         >>> translate(TypeError("a bug, not a storage error"), "s3://b/k") is None
         True
+        >>> try:
+        ...     try:
+        ...         raise exc
+        ...     except Exception:
+        ...         raise KeyError("a bug while handling it")
+        ... except KeyError as bug:
+        ...     translate(bug, "s3://b/k") is None
+        True
     """
     from botocore.exceptions import ClientError
 
@@ -107,8 +115,13 @@ def translate(exc: BaseException, url: str, operation: str = "") -> StorageError
             if cls is StorageUnavailable:
                 detail = f"unreachable after retries: {detail}"
             return cls(url, where + detail)
-    cause = exc.__cause__ or exc.__context__  # boto3 wraps some failures (S3UploadFailedError)
-    return translate(cause, url, operation) if cause is not None else None
+    # boto3 wraps some failures around the botocore error (S3UploadFailedError, raised inside the
+    # except block without ``from``): follow the cause of such wrappers only, so that a bug raised
+    # while a storage error was being handled stays a bug.
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and type(exc).__module__.split(".")[0] in ("boto3", "botocore", "s3transfer"):
+        return translate(cause, url, operation)
+    return None
 
 
 @contextlib.contextmanager
