@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 
 from xtremehub import lithops
+from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ConfigError
 from xtremehub.lithops.config import default_config, extract_storage_config, load_yaml_config
 from xtremehub.lithops.storage.utils import CloudObject, StorageNoSuchKeyError
@@ -96,3 +99,28 @@ def test_module_level_wait_and_get_result_on_plain_lists() -> None:
         done, not_done = lithops.wait(futures, return_when=lithops.ALL_COMPLETED, timeout=60)
         assert (len(done), not_done) == (2, [])
         assert lithops.get_result(futures) == [3, 7]
+
+
+@pytest.mark.s3
+def test_a_pickled_storage_carries_no_secret_and_works_where_credentials_are(
+    minio_config: dict[str, Any], seaweedfs: SeaweedFS
+) -> None:
+    storage = lithops.Storage(config=minio_config)
+    key = f"lithops-compat/{uuid.uuid4().hex[:8]}/pickled.txt"
+    storage.put_object(storage.bucket, key, b"travelled")
+    secret = minio_config["minio"]["secret_access_key"]
+    raw = cloudpickle.dumps(storage)
+    assert secret.encode() not in raw
+    assert minio_config["minio"]["access_key_id"].encode() not in raw
+    try:
+        use_process_settings(Settings())  # a process with no credential for the endpoint
+        bare = pickle.loads(raw)
+        assert "secret_access_key" not in bare.get_storage_config()["minio"]
+        assert bare._access.settings_for(bare.url(bare.bucket, key)).s3.secret_access_key is None
+        use_process_settings(seaweedfs.settings())  # a worker configured for the same endpoint
+        arrived = pickle.loads(raw)
+        assert (arrived.backend, arrived.bucket) == (storage.backend, storage.bucket)
+        assert arrived.get_object(arrived.bucket, key) == b"travelled"
+    finally:
+        use_process_settings(None)
+        storage.delete_object(storage.bucket, key)

@@ -87,3 +87,24 @@ def test_workers_complete_executor_settings_only_from_the_same_endpoint(monkeypa
     assert same.s3.access_key_id == "ka"
     assert other.s3.endpoint_url == B
     assert other.s3.access_key_id is None  # A's key stays away from B
+
+
+def test_a_plain_aws_key_is_not_given_to_a_shipped_custom_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtremehub.compute.backends._engine import ship_settings, worker_settings
+    from xtremehub.storage.access import complete
+
+    monkeypatch.delenv("XHUB_CONFIG", raising=False)
+    for name in ("XHUB_S3_ENDPOINT_URL", "XHUB_S3_ACCESS_KEY_ID", "XHUB_S3_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AWSKEY")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "AWSKEY-secret")
+    third = "http://third-party:9000"
+    shipped = ship_settings(Settings(s3=_s3(third, "tp"), buckets={"b": _s3(third, "tp")}, log_level="DEBUG"))
+    got = worker_settings(shipped)
+    assert (got.s3.endpoint_url, got.s3.access_key_id) == (third, None)
+    assert got.s3_for("b").access_key_id is None
+    # the same rule as a travelled StoreAccess
+    aws_here = Settings.load(config_file=None)
+    assert complete(shipped, "b", aws_here).s3_for("b").access_key_id is None
+    # AWS's default endpoint (none written) does get the worker's AWS key
+    assert worker_settings(ship_settings(Settings(s3=_s3(None, "client")))).s3.access_key_id == "AWSKEY"

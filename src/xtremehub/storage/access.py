@@ -16,7 +16,7 @@ credential configured for the same endpoint (a key is never sent to another endp
 In each, the bucket's own table is tried first, then the global ``[s3]`` table, then any
 other table for the same endpoint. With none found the store is opened without a
 credential, so boto3's own chain (instance roles, ``~/.aws``) still applies. This is the
-rule the executors follow for their own settings (see
+rule (:func:`complete`) the executors follow for their own settings (see
 :mod:`xtremehub.compute.backends._engine`).
 
 Example:
@@ -45,7 +45,7 @@ from xtremehub.config import S3Settings, Settings, configured_settings, default_
 from xtremehub.storage.base import Store
 from xtremehub.storage.registry import open_store, split_url
 
-__all__ = ["PROCESS_DEFAULTS", "StoreAccess"]
+__all__ = ["PROCESS_DEFAULTS", "StoreAccess", "complete"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class StoreAccess:
         scheme, bucket, _ = split_url(os.fspath(url))
         if scheme != "s3":
             return self._settings
-        return _completed(self._settings, bucket, default_settings(), configured_settings())
+        return complete(self._settings, bucket, default_settings(), configured_settings())
 
     def open(self, url: str | os.PathLike[str]) -> tuple[Store, str]:
         """The store holding ``url`` and its key, opened with these settings."""
@@ -109,29 +109,54 @@ def _arrived(shipped: Settings | None) -> StoreAccess:
     return StoreAccess(shipped, _complete=shipped is None)
 
 
-def _candidates(source: Settings, bucket: str) -> Iterator[S3Settings]:
-    own = source.buckets.get(bucket)
+def _candidates(source: Settings, bucket: str | None) -> Iterator[S3Settings]:
+    own = None if bucket is None else source.buckets.get(bucket)
     if own is not None:
         yield own
     yield source.s3
     yield from (s for name, s in source.buckets.items() if name != bucket)
 
 
+def _endpoint(section: S3Settings) -> str | None:
+    """The section's endpoint, compared as written (``None`` is AWS's default endpoint)."""
+    url = section.endpoint_url
+    return None if url is None else url.rstrip("/").lower()
+
+
 @functools.lru_cache(maxsize=64)
-def _completed(shipped: Settings, bucket: str, *sources: Settings) -> Settings:
-    """``shipped`` with a credential for ``bucket`` taken from the first source configured for its endpoint."""
-    section = shipped.s3_for(bucket)
+def complete(shipped: Settings, bucket: str | None, *sources: Settings) -> Settings:
+    """``shipped`` with a credential for ``bucket`` (``None``: the global ``[s3]`` table) taken
+    from the first source configured for the same endpoint.
+
+    This is the one rule by which credentials that did not travel are found: in each source
+    the bucket's own table, then the global ``[s3]`` table, then any other table; a candidate
+    is only taken if it has a credential and the same endpoint (no endpoint is AWS's
+    default one), so a key is never given to another endpoint. A section that already has
+    a credential is kept as it is.
+
+    Example:
+        >>> from xtremehub.config import S3Settings, Settings
+        >>> here = Settings(s3=S3Settings(access_key_id="AWSKEY", secret_access_key="x"))
+        >>> custom = Settings(s3=S3Settings(endpoint_url="http://third-party:9000"))
+        >>> complete(custom, None, here).s3.access_key_id is None
+        True
+        >>> complete(Settings(), "bucket", here).s3_for("bucket").access_key_id
+        'AWSKEY'
+    """
+    section = shipped.s3 if bucket is None else shipped.s3_for(bucket)
     if section.has_credentials:
         return shipped
     for source in sources:
         for candidate in _candidates(source, bucket):
-            if candidate.has_credentials and candidate.endpoint_url == section.endpoint_url:
+            if candidate.has_credentials and _endpoint(candidate) == _endpoint(section):
                 filled = dataclasses.replace(
                     section,
                     access_key_id=candidate.access_key_id,
                     secret_access_key=candidate.secret_access_key,
                     session_token=candidate.session_token,
                 )
+                if bucket is None:
+                    return shipped.replace(s3=filled)
                 return shipped.replace(buckets={**shipped.buckets, bucket: filled})
-    log.debug("no credential configured here for s3://%s at %s", bucket, section.endpoint_url or "AWS")
+    log.debug("no credential configured here for s3://%s at %s", bucket or "*", section.endpoint_url or "AWS")
     return shipped

@@ -29,7 +29,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -47,8 +46,9 @@ import cloudpickle
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
 from xtremehub.compute.backends.outcomes import failed_outcome
 from xtremehub.compute.task import Call, Outcome, dumps, run_call
-from xtremehub.config import S3Settings, Settings, use_process_settings
+from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ComputeError, ExecutorClosed, TaskTimeout, WorkerDied
+from xtremehub.storage.access import complete
 
 __all__ = ["EngineBackend", "run_remote", "ship_settings", "worker_settings"]
 
@@ -65,22 +65,12 @@ def ship_settings(settings: Settings) -> Settings:
     return settings.without_secrets()
 
 
-def _fill(section: S3Settings, source: S3Settings) -> S3Settings:
-    if section.has_credentials:
-        return section  # credentials came with the settings (a backend that ships them): keep them
-    if source.endpoint_url is not None and source.endpoint_url != section.endpoint_url:
-        return section  # a key configured for another endpoint is never sent to this one
-    return dataclasses.replace(
-        section,
-        access_key_id=source.access_key_id,
-        secret_access_key=source.secret_access_key,
-        session_token=source.session_token,
-    )
-
-
 @functools.lru_cache(maxsize=8)
 def worker_settings(shipped: Settings) -> Settings:
     """The shipped settings completed with this process's own credentials (env and config file).
+
+    The global ``[s3]`` table and each per-bucket table are completed by
+    :func:`xtremehub.storage.access.complete`: a credential is only taken for the same endpoint.
 
     Example:
         >>> from xtremehub.config import Settings
@@ -88,10 +78,10 @@ def worker_settings(shipped: Settings) -> Settings:
         True
     """
     local = Settings.load()
-    return shipped.replace(
-        s3=_fill(shipped.s3, local.s3),
-        buckets={b: _fill(s, local.s3_for(b)) for b, s in shipped.buckets.items()},
-    )
+    completed = complete(shipped, None, local)
+    for bucket in shipped.buckets:
+        completed = complete(completed, bucket, local)
+    return completed
 
 
 # ---------------------------------------------------------------------------------------

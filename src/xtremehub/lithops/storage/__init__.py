@@ -38,13 +38,28 @@ from xtremehub.lithops.config import (
     settings_for,
 )
 from xtremehub.lithops.storage.utils import CloudObject, StorageNoSuchKeyError
-from xtremehub.storage import open_store
+from xtremehub.storage.access import StoreAccess
 from xtremehub.storage.base import Store
 
 __all__ = ["CloudObject", "Storage", "StorageNoSuchKeyError"]
 
 #: Where ``put_cloudobject`` puts objects without a key (as Lithops's temporary prefix).
 CLOUDOBJECT_PREFIX = "lithops.jobs"
+#: Storage config fields that are credentials: never pickled.
+_SECRET_FIELDS = frozenset({"access_key_id", "secret_access_key", "session_token", "api_key", "password"})
+
+
+def _without_secrets(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` (and its backend sections) without credential fields."""
+    return {k: _without_secrets(v) if isinstance(v, dict) else v for k, v in config.items() if k not in _SECRET_FIELDS}
+
+
+def _arrived(config: dict[str, Any], access: StoreAccess, executor_id: str, cloudobjects: int) -> Storage:
+    """A pickled :class:`Storage` rebuilt where it arrived (credentials from this process)."""
+    storage = Storage(storage_config=config, executor_id=executor_id)
+    storage._access = access
+    storage._cloudobjects = cloudobjects
+    return storage
 
 
 class Storage:
@@ -78,9 +93,27 @@ class Storage:
         section = dict(self.config.get(self.backend, {}))
         self.bucket: str = section.get("storage_bucket") or self.config.get("bucket") or "storage"
         self._root = Path(section.get("storage_root", LITHOPS_TEMP_DIR))
-        self._settings = settings_for(self.config, settings or default_settings())
+        self._access = StoreAccess(settings_for(self.config, settings or default_settings()))
         self._executor_id = executor_id or uuid.uuid4().hex[:6]
         self._cloudobjects = 0
+
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled (sent to workers with a call) without any credential.
+
+        The config travels with its secret fields removed and the settings as a
+        :class:`~xtremehub.storage.access.StoreAccess`: the receiving process completes the
+        credential from what it has configured for the same endpoint.
+
+        Example:
+            >>> import pickle
+            >>> st = Storage(storage_config={"backend": "minio", "minio": {"secret_access_key": "s3cr3t"}})
+            >>> b"s3cr3t" in pickle.dumps(st)
+            False
+            >>> pickle.loads(pickle.dumps(st)).get_storage_config()
+            {'backend': 'minio', 'minio': {}}
+        """
+        state = (_without_secrets(self.config), self._access, self._executor_id, self._cloudobjects)
+        return (_arrived, state)
 
     def __repr__(self) -> str:
         return f"Storage(backend={self.backend!r}, bucket={self.bucket!r})"
@@ -121,7 +154,7 @@ class Storage:
             from xtremehub.storage._local import LocalStore
 
             return LocalStore(self._root / bucket)
-        return open_store(f"{self._scheme()}://{bucket}/", self._settings)[0]
+        return self._access.open(f"{self._scheme()}://{bucket}/")[0]
 
     # -- objects ----------------------------------------------------------------------------------
     def put_object(self, bucket: str, key: str, body: str | bytes | BinaryIO | Iterable[bytes]) -> None:
