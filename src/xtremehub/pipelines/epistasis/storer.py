@@ -6,7 +6,6 @@ exactly as the seed's Lithops ``save_output`` writes it (keys ``chr-$-id``, Pyth
 Example:
     >>> import gzip
     >>> from xtremehub import storage
-from xtremehub.config import Settings
     >>> from xtremehub.pipelines.epistasis.storer import save_output
     >>> save_output("mem://mdr-doc/MDR_a-b.gz", ["c-$-1"], ["c-$-2"], [[0.5, 0.25, 1.0, 0.0, 0.5]])
     1
