@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.imaging import ImzML, read_window_peaks, write_synthetic_imzml
 from xtremehub.storage import iostats
+from xtremehub.storage.access import PROCESS_DEFAULTS
 
 
 def _expected(co: CloudObject, lows: np.ndarray, highs: np.ndarray) -> set[tuple[int, float, float]]:
@@ -81,3 +85,19 @@ def test_window_reads_empty_windows() -> None:
     # by default small gaps between m/z arrays are read through (fewer requests), never past the .ibd
     coalesced = read_window_peaks(data_slice, np.array([5000.0]), np.array([5001.0]))
     assert int(data_slice.rows["mz_bytes"].sum()) < coalesced.fetched_bytes <= ds.ibd_size
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("whole", [False, True])
+def test_explicit_settings_reach_partial_and_whole_reads(whole: bool, s3_root: str, s3_settings: Settings) -> None:
+    """No process-wide S3 settings and a slice without its own: ``settings=`` opens the .ibd either way."""
+    ds = write_synthetic_imzml(f"{s3_root}wr/ds", width=4, height=3, n_mz=500, settings=s3_settings)
+    co = CloudObject.from_path(ImzML, ds.imzml_url, settings=s3_settings).preprocess()
+    lows, highs = np.array([150.0, 300.0]), np.array([150.2, 302.0])
+    carried = co.partition("spectra", num_batches=1)[0]
+    bare = dataclasses.replace(carried, access=PROCESS_DEFAULTS)
+    got = read_window_peaks(bare, lows, highs, whole=whole, settings=s3_settings)
+    expected = read_window_peaks(carried, lows, highs, whole=whole)
+    assert len(got.mz) > 0
+    assert got.mz.tolist() == expected.mz.tolist()
+    assert got.intensity.tolist() == expected.intensity.tolist()

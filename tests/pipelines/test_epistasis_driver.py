@@ -6,6 +6,7 @@ import gzip
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -170,6 +171,35 @@ def test_run_reads_and_writes_through_s3(testdata: Path, tmp_path: Path, s3_root
     assert storage.get(f"{s3_root}out/pairs.parquet") == (tmp_path / "local" / "pairs.parquet").read_bytes()
     assert local.top == report.top
     shutil.rmtree(tmp_path / "local")
+
+
+@pytest.mark.s3
+def test_explicit_settings_reach_every_read_and_write(testdata: Path, s3_root: str, s3_settings: Settings) -> None:
+    """No process-wide S3 settings: planning, parsing, tiles and the merged outputs all use ``settings``."""
+    files, labels = _inputs(testdata)
+    inputs = [f"{s3_root}in/{Path(f).name}" for f in files[:3]]
+    for url, f in zip(inputs, files[:3], strict=True):
+        storage.put(url, Path(f).read_bytes(), settings=s3_settings)
+    storage.put(f"{s3_root}in/labels.sample", Path(labels).read_bytes(), settings=s3_settings)
+    out = f"{s3_root}out"
+    report = run_mdr(inputs, f"{s3_root}in/labels.sample", out, tasks=2, settings=s3_settings)
+    assert (report.pairs, report.tiles_computed) == (90 * 89 // 2, 6)
+    for url in [
+        *report.outputs.values(),
+        f"{out}/genotypes/chr0_synth0000.npz",
+        f"{out}/parts/{FILES[0][:-3]}-{FILES[1][:-3]}.parquet",
+    ]:
+        assert storage.exists(url, settings=s3_settings), url
+    # serial, on the explicit settings again: every tile is found done in the same store
+    rerun = run_mdr(inputs, f"{s3_root}in/labels.sample", out, executor=_Serial(), settings=s3_settings)  # type: ignore[arg-type]
+    assert (rerun.tiles_computed, rerun.tiles_skipped, rerun.pairs) == (0, 6, report.pairs)
+
+
+class _Serial:
+    """The serial mapper: everything in this process."""
+
+    def map(self, func: Any, items: Any) -> list[Any]:
+        return [func(item) for item in items]
 
 
 @pytest.mark.slow

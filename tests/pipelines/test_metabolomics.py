@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from xtremehub import storage
 from xtremehub.compute import FunctionExecutor
+from xtremehub.config import S3Settings, Settings
 from xtremehub.errors import ConfigError, MalformedRecord
 from xtremehub.pipelines.metabolomics import (
     AnnotationConfig,
@@ -158,6 +160,34 @@ def test_dask_gives_identical_table(planted: str, sequential: Any, dask_client: 
     with FunctionExecutor("dask", client=dask_client, progress=False) as fexec:
         result = annotate(planted, DATABASE, config=CONFIG, executor=fexec, partitions=7)
     pd.testing.assert_frame_equal(result.table, sequential.table)
+
+
+class _PicklingExecutor:
+    """A futures executor that ships every call as a remote one would: pickled, then run on the copy."""
+
+    def __init__(self) -> None:
+        self.shipped: list[bytes] = []
+
+    def map(self, func: Any, items: Any) -> list[Any]:
+        calls = [(func, item if isinstance(item, tuple) else (item,)) for item in items]
+        blobs = [pickle.dumps(call) for call in calls]
+        self.shipped.extend(blobs)
+        return [f(*args) for f, args in map(pickle.loads, blobs)]
+
+    def get_result(self, futures: list[Any]) -> list[Any]:
+        return futures
+
+
+def test_mapped_calls_carry_no_s3_secret(planted: str, sequential: Any) -> None:
+    marker = "MARKER-s3cr3t-never-shipped"
+    s3 = S3Settings(endpoint_url="http://127.0.0.1:9", access_key_id="marker-key", secret_access_key=marker)
+    mapper = _PicklingExecutor()
+    result = annotate(
+        planted, DATABASE, config=CONFIG, executor=mapper, partitions=3, settings=Settings(s3=s3), progress=False
+    )  # type: ignore[arg-type]
+    pd.testing.assert_frame_equal(result.table, sequential.table)
+    assert len(mapper.shipped) >= 6  # spectrum slices and ion segments went through the mapper
+    assert not [blob for blob in mapper.shipped if marker.encode() in blob]
 
 
 def test_fdr_version_3_finds_planted(planted: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from xtremehub.connectors.base import DataSlice, Format, Index, Strategy
 from xtremehub.connectors.cloudobject import CloudObject
+from xtremehub.connectors.codecs.mapper import Mapper, as_mapper, starmap
 from xtremehub.connectors.registry import format_class, known_formats, register_format
 
 __all__ = [
@@ -17,8 +18,11 @@ __all__ = [
     "DataSlice",
     "Format",
     "Index",
+    "Mapper",
     "Strategy",
+    "as_mapper",
     "format_class",
     "known_formats",
     "register_format",
+    "starmap",
 ]

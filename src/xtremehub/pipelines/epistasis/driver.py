@@ -34,6 +34,7 @@ import numpy as np
 from xtremehub import storage
 from xtremehub.compute import FunctionExecutor
 from xtremehub.config import Settings
+from xtremehub.connectors import as_mapper, starmap
 from xtremehub.errors import ComputeError, ConfigError, MalformedRecord, ObjectNotFound
 from xtremehub.pipelines.epistasis.config import MDRConfig
 from xtremehub.pipelines.epistasis.learner import Cohort, apply_mdr
@@ -50,6 +51,7 @@ from xtremehub.pipelines.epistasis.storer import (
     top_text,
     write_table,
 )
+from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
 __all__ = [
     "RunPlan",
@@ -108,6 +110,12 @@ class RunPlan:
     costs: tuple[int, ...]
     names: tuple[str, ...] = field(default=())
     sizes: tuple[int, ...] = field(default=())
+    #: the run's store settings; pickled to workers without S3 credentials (see StoreAccess)
+    access: StoreAccess = field(default=PROCESS_DEFAULTS)
+
+    def settings_for(self, url: str) -> Settings:
+        """The settings to read or write ``url`` of this run with, in the calling process."""
+        return self.access.settings_for(url)
 
     def tile_name(self, tile: int) -> str:
         a, b = self.tiles[tile]
@@ -135,19 +143,21 @@ def plan_run(
     if len(set(names)) != len(names):
         raise ConfigError(f"genotype file names must differ once suffixes are removed: {sorted(names)}")
     if str(labels).endswith(".fam"):
-        lab = read_plink_labels(str(labels))
+        lab = read_plink_labels(str(labels), settings=settings)
     else:
         lab = read_labels(storage.get(labels, settings=settings), str(labels))
     Cohort.build(lab, config)  # too few patients for the folds: fail before any work starts
     sizes = [storage.head(f, settings=settings).size for f in files]
     tiles = tuple(get_comb_files(len(files)))
     costs = tuple(max(1, pair_cost(sizes[a] >> 10, sizes[b] >> 10, a == b)) for a, b in tiles)
-    plan = RunPlan(tuple(files), str(labels), lab, str(out).rstrip("/"), config, tiles, costs, names, tuple(sizes))
-    _claim_output(plan, sizes, settings)
+    out_url = str(out).rstrip("/")
+    access = StoreAccess(settings)
+    plan = RunPlan(tuple(files), str(labels), lab, out_url, config, tiles, costs, names, tuple(sizes), access)
+    _claim_output(plan, sizes)
     return plan
 
 
-def _claim_output(plan: RunPlan, sizes: Sequence[int], settings: Settings | None) -> None:
+def _claim_output(plan: RunPlan, sizes: Sequence[int]) -> None:
     """Write ``run.json`` under ``out``, or check that the one there describes this same run: finished
     tiles are only reused by a rerun of the same inputs and settings."""
     manifest = {
@@ -158,6 +168,7 @@ def _claim_output(plan: RunPlan, sizes: Sequence[int], settings: Settings | None
     }
     text = (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode()
     url = f"{plan.out}/run.json"
+    settings = plan.settings_for(url)
     if storage.exists(url, settings=settings):
         if storage.get(url, settings=settings) != text:
             raise ConfigError(f"{url} describes another run (inputs or settings differ): choose another output")
@@ -197,7 +208,7 @@ def run_tiles(plan: RunPlan, tile_ids: Sequence[int]) -> TileStats:
         return cache[index]
 
     for tile in tile_ids:
-        if storage.exists(plan.part_url(tile)):
+        if storage.exists(plan.part_url(tile), settings=plan.settings_for(plan.part_url(tile))):
             stats.skipped += 1
             continue
         a, b = plan.tiles[tile]
@@ -208,9 +219,9 @@ def run_tiles(plan: RunPlan, tile_ids: Sequence[int]) -> TileStats:
         tol = plan.config.text_tolerance
         keys1, keys2 = list(first.keys), list(second.keys)
         rows1, rows2 = res.first.tolist(), res.second.tolist()
-        save_output(
-            plan.text_url(tile), [keys1[i] for i in rows1], [keys2[j] for j in rows2], res.errors, tolerance=tol
-        )
+        text_url = plan.text_url(tile)
+        first_keys, second_keys = [keys1[i] for i in rows1], [keys2[j] for j in rows2]
+        save_output(text_url, first_keys, second_keys, res.errors, tolerance=tol, settings=plan.settings_for(text_url))
         columns: dict[str, Any] = {
             "file1": categorical(np.zeros(len(res), np.int32), [plan.names[a]]),
             "row1": res.first.astype(np.int32),
@@ -223,7 +234,8 @@ def run_tiles(plan: RunPlan, tile_ids: Sequence[int]) -> TileStats:
             columns[f"fold{f + 1}"] = res.errors[:, f]
         columns["mean"] = res.errors.mean(axis=1) if len(res) else np.zeros(0)
         table = pairs_table(columns).replace_schema_metadata({"rows1": str(first.n_snps), "rows2": str(second.n_snps)})
-        write_table(plan.part_url(tile), table)  # last: marks the tile done
+        part_url = plan.part_url(tile)
+        write_table(part_url, table, settings=plan.settings_for(part_url))  # last: marks the tile done
         stats.write_s += time.perf_counter() - t1
         stats.mdr_s += t1 - t0
         stats.computed += 1
@@ -235,17 +247,17 @@ def run_tiles(plan: RunPlan, tile_ids: Sequence[int]) -> TileStats:
 def _read_genotypes(plan: RunPlan, index: int, n_patients: int) -> GenotypeBlock:
     """The file's hard calls: from the run's binary copy if there is one, else parsed (and copied)."""
     url, cached = plan.files[index], plan.calls_url(index)
-    if storage.exists(cached):
-        with np.load(io.BytesIO(storage.get(cached)), allow_pickle=False) as npz:
+    if storage.exists(cached, settings=plan.settings_for(cached)):
+        with np.load(io.BytesIO(storage.get(cached, settings=plan.settings_for(cached))), allow_pickle=False) as npz:
             return GenotypeBlock(url, tuple(npz["keys"].tolist()), npz["genotypes"])
     if is_plink(url):
-        block = read_plink(url)
+        block = read_plink(url, settings=plan.settings_for(url))
         if block.genotypes.shape[1] != n_patients:
             detail = f"{block.genotypes.shape[1]} patients in the .fam but {plan.labels_url} lists {n_patients}"
             raise MalformedRecord(url, 0, detail, "record")
     else:
         block = read_sample(
-            storage.get(url),
+            storage.get(url, settings=plan.settings_for(url)),
             url,
             n_patients=n_patients,
             labels_url=plan.labels_url,
@@ -254,7 +266,7 @@ def _read_genotypes(plan: RunPlan, index: int, n_patients: int) -> GenotypeBlock
         )
     buf = io.BytesIO()
     np.savez(buf, genotypes=block.genotypes, keys=np.array(block.keys, dtype=str))
-    storage.put(cached, buf.getvalue())
+    storage.put(cached, buf.getvalue(), settings=plan.settings_for(cached))
     return block
 
 
@@ -264,7 +276,7 @@ def prepare_files(plan: RunPlan, indices: Sequence[int]) -> TileStats:
     stats = TileStats()
     t0 = time.perf_counter()
     for index in indices:
-        if not storage.exists(plan.calls_url(index)):
+        if not storage.exists(plan.calls_url(index), settings=plan.settings_for(plan.calls_url(index))):
             _read_genotypes(plan, index, int(plan.labels.size))
     stats.read_s = time.perf_counter() - t0
     return stats
@@ -297,7 +309,9 @@ def finalize(plan: RunPlan, stats: TileStats, workers: int, seconds: float) -> R
     ``summary.json`` (contents independent of how the tiles were distributed)."""
     import pyarrow as pa
 
-    tables = [read_table(plan.part_url(t)) for t in range(len(plan.tiles))]
+    tables = [
+        read_table(plan.part_url(t), settings=plan.settings_for(plan.part_url(t))) for t in range(len(plan.tiles))
+    ]
     rows = [0] * len(plan.files)
     for (a, b), tab in zip(plan.tiles, tables, strict=True):
         meta = tab.schema.metadata or {}
@@ -309,9 +323,10 @@ def finalize(plan: RunPlan, stats: TileStats, workers: int, seconds: float) -> R
         "plot": f"{plan.out}/interactions.png",
         "summary": f"{plan.out}/summary.json",
     }
-    write_table(outputs["pairs"], merged)
+    settings = plan.settings_for(plan.out + "/")
+    write_table(outputs["pairs"], merged, settings=settings)
     top = top_pairs(merged, plan.config.top_k)
-    storage.put(outputs["top"], top_text(top).encode())
+    storage.put(outputs["top"], top_text(top).encode(), settings=settings)
     title = f"MDR ({plan.config.mode} mode): {merged.num_rows:,} pairs, {sum(rows):,} SNPs"
     offsets = np.concatenate([[0], np.cumsum(rows)[:-1]]).astype(np.int64)
     first = [offsets[a] + t["row1"].to_numpy().astype(np.int64) for (a, _), t in zip(plan.tiles, tables, strict=True)]
@@ -322,7 +337,7 @@ def finalize(plan: RunPlan, stats: TileStats, workers: int, seconds: float) -> R
     png = plot_interactions(
         np.concatenate(first), np.concatenate(second), 1 - merged["mean"].to_numpy(), rows, label, title
     )
-    storage.put(outputs["plot"], png)
+    storage.put(outputs["plot"], png, settings=settings)
     top_rows = top.to_pylist()
     summary = {
         "mode": plan.config.mode,
@@ -333,7 +348,7 @@ def finalize(plan: RunPlan, stats: TileStats, workers: int, seconds: float) -> R
         "pairs": merged.num_rows,
         "top": top_rows,
     }
-    storage.put(outputs["summary"], (json.dumps(summary, indent=1) + "\n").encode())
+    storage.put(outputs["summary"], (json.dumps(summary, indent=1) + "\n").encode(), settings=settings)
     return RunReport(merged.num_rows, stats.computed, stats.skipped, workers, seconds, stats, top_rows, outputs)
 
 
@@ -359,8 +374,9 @@ def run_mdr(
     file_groups = [g for g in _file_groups(plan, tasks) if g]
     fexec = executor or FunctionExecutor(backend, workers=tasks, settings=settings)
     try:
-        prepared = fexec.get_result(fexec.map(prepare_files, [(plan, g) for g in file_groups]))
-        results = fexec.get_result(fexec.map(run_tiles, [(plan, g) for g in groups]))
+        mapper = as_mapper(fexec)
+        prepared = starmap(mapper, prepare_files, [(plan, g) for g in file_groups])
+        results = starmap(mapper, run_tiles, [(plan, g) for g in groups])
     finally:
         if executor is None:
             fexec.close()

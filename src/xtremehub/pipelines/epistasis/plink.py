@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xtremehub import storage
+from xtremehub.config import Settings
 from xtremehub.errors import MalformedRecord, MissingDependency
 from xtremehub.pipelines.epistasis.loader import GenotypeBlock
 
@@ -35,7 +36,7 @@ def is_plink(url: str) -> bool:
     return str(url).endswith(".bed")
 
 
-def read_plink(url: str) -> GenotypeBlock:
+def read_plink(url: str, *, settings: Settings | None = None) -> GenotypeBlock:
     """Hard calls of every SNP in ``<prefix>.bed`` (with its ``.bim`` and ``.fam``)."""
     try:
         from bed_reader import open_bed
@@ -44,7 +45,7 @@ def read_plink(url: str) -> GenotypeBlock:
     prefix = str(url)[: -len(".bed")]
     with tempfile.TemporaryDirectory(prefix="xhub-plink-") as tmp:
         for ext in ("bed", "bim", "fam"):
-            Path(tmp, f"data.{ext}").write_bytes(storage.get(f"{prefix}.{ext}"))
+            Path(tmp, f"data.{ext}").write_bytes(storage.get(f"{prefix}.{ext}", settings=settings))
         try:
             with open_bed(Path(tmp, "data.bed")) as bed:
                 values = bed.read(dtype="int8", order="C")  # (patients, snps), missing -127
@@ -56,10 +57,12 @@ def read_plink(url: str) -> GenotypeBlock:
     return GenotypeBlock(str(url), keys, genotypes)
 
 
-def read_plink_labels(url: str) -> npt.NDArray[np.int8]:
+def read_plink_labels(url: str, *, settings: Settings | None = None) -> npt.NDArray[np.int8]:
     """Case (1) / control (0) labels from a ``.fam`` file's sixth column (PLINK: 1 control, 2 case)."""
     labels: list[int] = []
-    for line_no, line in enumerate(storage.get(url).decode("utf-8", errors="replace").splitlines(), start=1):
+    for line_no, line in enumerate(
+        storage.get(url, settings=settings).decode("utf-8", errors="replace").splitlines(), start=1
+    ):
         fields = line.split()
         if not fields:
             continue

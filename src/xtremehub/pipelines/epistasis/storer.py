@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from xtremehub import storage
+from xtremehub.config import Settings
 from xtremehub.errors import MissingDependency
 
 __all__ = ["categorical", "pairs_table", "plot_interactions", "read_table", "save_output", "top_pairs", "write_table"]
@@ -36,6 +37,7 @@ def save_output(
     errors: npt.ArrayLike,
     *,
     tolerance: float | None = None,
+    settings: Settings | None = None,
 ) -> int:
     """Write pairs as the seed's gzip text to ``url``; with ``tolerance`` only pairs whose fold
     values sum to at most it (the seed's ``prediction_power_tol``). Returns the lines written."""
@@ -45,7 +47,7 @@ def save_output(
     columns = [[first_keys[i] for i in idx.tolist()], [second_keys[i] for i in idx.tolist()]]
     columns += [_float_text(values[idx, f]) for f in range(values.shape[1])]
     text = "".join(" ".join(row) + " \n" for row in zip(*columns, strict=True)) if idx.size else ""
-    storage.put(url, gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0))
+    storage.put(url, gzip.compress(text.encode("utf-8"), compresslevel=1, mtime=0), settings=settings)
     return int(idx.size)
 
 
@@ -78,17 +80,17 @@ def categorical(indices: npt.ArrayLike, values: Sequence[str]) -> Any:
     return pa.DictionaryArray.from_arrays(pa.array(np.asarray(indices, dtype=np.int32)), pa.array(list(values)))
 
 
-def write_table(url: str, table: Any) -> None:
+def write_table(url: str, table: Any, *, settings: Settings | None = None) -> None:
     """Write a table as Parquet (zstd) to ``url``."""
     _, pq = _pa()
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    storage.put(url, buf.getvalue())
+    storage.put(url, buf.getvalue(), settings=settings)
 
 
-def read_table(url: str) -> Any:
+def read_table(url: str, *, settings: Settings | None = None) -> Any:
     _, pq = _pa()
-    return pq.read_table(io.BytesIO(storage.get(url)))
+    return pq.read_table(io.BytesIO(storage.get(url, settings=settings)))
 
 
 def top_pairs(table: Any, k: int) -> Any:

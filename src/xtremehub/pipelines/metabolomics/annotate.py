@@ -35,7 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from xtremehub.config import Settings
-from xtremehub.connectors import CloudObject
+from xtremehub.connectors import CloudObject, as_mapper, starmap
 from xtremehub.connectors.imaging import ImzML, ImzMLSlice, WindowPeaks, spectra_table
 from xtremehub.errors import ConfigError
 from xtremehub.pipelines.metabolomics.database import MolecularDatabase, load_database
@@ -155,12 +155,6 @@ class _Stages:
         log.info("stage %s: %.2fs", name, self.timings[name])
 
 
-def _map(executor: FunctionExecutor | None, func: Any, args: Sequence[tuple[Any, ...]]) -> list[Any]:
-    if executor is None or len(args) <= 1:
-        return [func(*a) for a in args]
-    return list(executor.get_result(executor.map(func, list(args))))
-
-
 def _ions_table(ions: Ions, cents: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Unique ion formulas numbered ``formula_i`` (sorted, as METASPACE) and their centroids."""
     ion_formulas = sorted(set(ions.table.ion_formula))
@@ -200,6 +194,7 @@ def annotate(
     if n_parts < 1:
         raise ConfigError(f"partitions must be >= 1, not {n_parts}")
     notes: list[str] = []
+    mapper = as_mapper(executor)
 
     with stages.stage("ions"):
         if isinstance(database, MolecularDatabase):
@@ -226,8 +221,9 @@ def annotate(
         grid = PixelGrid.from_coords(table["x"], table["y"])
         lows, highs = merge_windows(*window_bounds(centroids.mz.to_numpy(), cfg.ppm))
         slices: list[ImzMLSlice] = co.partition("spectra", num_batches=n_parts)  # type: ignore[assignment]
-        reads = [(s, lows, highs, partial_reads, settings) for s in slices]
-        parts: list[WindowPeaks] = _map(executor, read_slice_peaks, reads)
+        # each slice carries the dataset's StoreAccess: settings travel to workers without secrets
+        reads = [(s, lows, highs, partial_reads) for s in slices]
+        parts: list[WindowPeaks] = starmap(mapper, read_slice_peaks, reads)
         peaks = peaks_from_batches([(p.mz, p.intensity, p.spectrum) for p in parts], len(table))
         bytes_read = sum(p.fetched_bytes for p in parts)
     with stages.stage("metrics"):
@@ -256,7 +252,7 @@ def annotate(
                     )
                 )
             empty = score_segment(centroids.iloc[:0], *args[0][1:])
-            segments = [s for s in _map(executor, score_segment, args) if len(s)] or [empty]
+            segments = [s for s in starmap(mapper, score_segment, args) if len(s)] or [empty]
             scores = pd.concat(segments, ignore_index=True)
     with stages.stage("fdr"):
         result = _results(ions, formulas, centroids, scores, db, cfg)

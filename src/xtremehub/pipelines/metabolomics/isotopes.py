@@ -31,6 +31,7 @@ import pandas as pd
 
 from xtremehub import storage
 from xtremehub.config import Settings
+from xtremehub.connectors import as_mapper, starmap
 from xtremehub.errors import ConfigError, MissingDependency
 
 if TYPE_CHECKING:
@@ -139,10 +140,7 @@ def centroids_table(
         log.info("centroids from cache %s", url)
         return pd.read_parquet(io.BytesIO(storage.get(url, settings=store_settings)))
     chunks = [unique[i : i + _CHUNK] for i in range(0, len(unique), _CHUNK)]
-    if executor is not None and len(chunks) > 1:
-        parts = list(executor.get_result(executor.map(_chunk_table, [(c, settings) for c in chunks])))
-    else:
-        parts = [_chunk_table(c, settings) for c in chunks]
+    parts = starmap(as_mapper(executor), _chunk_table, [(c, settings) for c in chunks])
     table = pd.concat(parts, ignore_index=True) if parts else _chunk_table([], settings)
     if url:
         buf = io.BytesIO()

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from xtremehub.config import Settings
 from xtremehub.connectors.formats.imaging.imzml_slice import ImzMLSlice
 from xtremehub.connectors.formats.imaging.imzml_xml import DTYPES
 from xtremehub.errors import TruncatedData
-from xtremehub.storage import Store, open_store
+from xtremehub.storage import Store
+from xtremehub.storage.access import StoreAccess
 
 __all__ = ["WindowPeaks", "in_windows", "read_window_peaks"]
 
@@ -203,19 +205,14 @@ def read_window_peaks(
     rows = data_slice.rows
     if not len(rows):
         return WindowPeaks(np.zeros(0), np.zeros(0, np.float32), np.zeros(0, np.int64), 0)
+    # explicit settings win; else the store access the slice carries
+    access = data_slice.access if settings is None else StoreAccess(settings)
     if whole or len(set(rows["int_dtype"].tolist())) > 1 or len(set(rows["mz_dtype"].tolist())) > 1:
-        return _whole(data_slice, lows, highs)
+        return _whole(dataclasses.replace(data_slice, access=access), lows, highs)
     int_dtype, mz_dtype = DTYPES[int(rows["int_dtype"][0])], DTYPES[int(rows["mz_dtype"][0])]
     int_size = np.dtype(int_dtype).itemsize
     url = data_slice.ibd_url
-    # explicit settings win; else the store access the slice carries (when the connector gives one)
-    access = getattr(data_slice, "access", None)
-
-    def opener(target: str) -> tuple[Store, str]:
-        if settings is None and access is not None:
-            opened: tuple[Store, str] = access.open(target)
-            return opened
-        return open_store(target, settings)
+    opener = access.open
 
     fetched = 0
     shared_hit = shared_mz = None
