@@ -103,3 +103,27 @@ def _worker_home(_: object) -> str:
     from xtremehub.config import default_settings
 
     return str(default_settings().home)
+
+
+def test_a_redefined_main_function_runs_its_new_body(tmp_path: Path) -> None:
+    # Workers outlive jobs: a function of __main__ redefined (a notebook cell run again)
+    # must not run its old body, nor see the globals of when the worker started.
+    script = tmp_path / "redefine.py"
+    script.write_text(
+        "from xtremehub import FunctionExecutor\n"
+        "OFFSET = 0\n"
+        "def f(x):\n"
+        "    return x + OFFSET\n"
+        "with FunctionExecutor(workers=1) as fexec:\n"
+        "    print(fexec.get_result(fexec.map(f, [1, 2])))\n"
+        "    def f(x):\n"
+        "        return -x\n"
+        "    print(fexec.get_result(fexec.map(f, [1, 2])))\n"
+        "    def g(x):\n"
+        "        return x + OFFSET\n"
+        "    OFFSET = 10\n"
+        "    print(fexec.get_result(fexec.map(g, [1, 2])))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["[1, 2]", "[-1, -2]", "[11, 12]"]

@@ -8,8 +8,10 @@ nothing relies on state inherited through fork.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as std_mp
 import multiprocessing.connection
+import os
 import re
 import subprocess
 import sys
@@ -403,3 +405,26 @@ def test_a_non_daemonic_remote_process_is_joined_at_exit(tmp_path: Path) -> None
     assert run.returncode == 0, run.stderr
     assert out.read_text() == "joined"
     assert re.search(r"^Process \S+:$", run.stderr, re.MULTILINE) is None  # no report of a failed call
+
+
+@pytest.mark.dask
+def test_remote_processes_dropped_without_close_leave_no_open_files(dask_client: Any) -> None:
+    # As the standard library's Popen: the sentinel pipe goes with the object, close() or not.
+    ctx = xmp.get_context("dask")
+
+    def run_some(n: int) -> None:
+        for _ in range(n):
+            p = ctx.Process(target=sleep_and_return, args=(None, 0.0), client=dask_client)
+            p.start()
+            p.join(timeout=60)
+            assert p.exitcode == 0
+        gc.collect()
+
+    try:
+        run_some(2)  # the first ones open what is kept for later (connections, caches)
+        before = len(os.listdir("/proc/self/fd"))
+        run_some(20)
+        after = len(os.listdir("/proc/self/fd"))
+    finally:
+        ctx.shutdown()
+    assert after - before <= 3, f"{after - before} more open files after 20 dropped processes"

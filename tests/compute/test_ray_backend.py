@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,3 +39,20 @@ def test_a_ray_connection_the_user_made_is_left_open(ray_engine: Any) -> None:
     with FunctionExecutor("ray", address="auto") as fexec:  # connected already: the address is not re-dialled
         assert fexec.call_async(square, 5).result(timeout=60) == 25
     assert ray_engine.is_initialized()
+
+
+def test_an_unpicklable_argument_fails_the_whole_map_before_anything_runs(ray_engine: Any, tmp_path: Path) -> None:
+    ran = tmp_path / "first-call-ran"
+
+    def touch(target: Any) -> Any:  # nested: goes by value (the workers cannot import this test module)
+        if isinstance(target, Path):
+            target.write_text("ran")
+        return target
+
+    with FunctionExecutor("ray") as fexec:
+        with pytest.raises(TypeError):
+            fexec.map(touch, [ran, threading.Lock()], chunksize=1)
+        time.sleep(2)  # a first batch already handed to Ray would have run by now
+        assert not ran.exists()
+        assert fexec.get_result(fexec.map(touch, [ran, 2], chunksize=1)) == [ran, 2]
+        assert ran.read_text() == "ran"  # the same function does run once its arguments can travel

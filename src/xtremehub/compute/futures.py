@@ -237,12 +237,19 @@ class ResponseFuture:
                 on_read(self)
 
     def _load_value(self) -> Any:
-        if self._value is _UNSET:
-            assert self._outcome is not None
-            self._value = pickle.loads(self._outcome.payload)  # unpickled once, on first use
-            self._result_size = len(self._outcome.payload)
-            self._outcome = self._outcome._replace(payload=b"")  # the value is kept, not both
-        return self._value
+        # Read the outcome before the value: a thread that published the value replaced the
+        # outcome's payload after, so seeing the emptied payload means the value is there.
+        outcome, value = self._outcome, self._value
+        if value is not _UNSET:
+            return value
+        assert outcome is not None
+        value = pickle.loads(outcome.payload)  # outside the executor-wide lock: it may be large
+        with self._signal:
+            if self._value is _UNSET:  # unpickled once, on first use; the first of racing readers wins
+                self._value = value
+                self._result_size = len(outcome.payload)
+                self._outcome = outcome._replace(payload=b"")  # the value is kept, not both
+            return self._value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._wait(timeout)
@@ -305,21 +312,23 @@ class ResponseFuture:
 
     def _resolve(self, outcome: Outcome, attempts: int) -> list[Callable[[], None]]:
         """Settle from a worker's outcome; returns callbacks to run after notifying waiters."""
-        self._outcome, self._attempts = outcome, attempts
-        if outcome.ok:
-            return self._settle(None)
-        return self._settle(remote_exception(outcome, self.call_key))
+        return self._settle(None if outcome.ok else remote_exception(outcome, self.call_key), attempts, outcome)
 
     def _fail(self, exc: BaseException, attempts: int) -> list[Callable[[], None]]:
-        self._attempts = attempts
-        return self._settle(exc)
+        return self._settle(exc, attempts)
 
-    def _settle(self, exc: BaseException | None) -> list[Callable[[], None]]:
-        """Record the result; returns the done-callbacks, bound, for the caller to run
-        after it has woken the waiters (never while holding the signal)."""
-        if self.done:
-            return []
+    def _settle(
+        self, exc: BaseException | None, attempts: int, outcome: Outcome | None = None
+    ) -> list[Callable[[], None]]:
+        """Record the result, once: the first of racing settlers (an outcome arriving as the
+        call times out) wins. Returns the done-callbacks, bound, for the caller to run after
+        it has woken the waiters (never while holding the signal)."""
         with self._signal:
+            if self.done:
+                return []
+            if outcome is not None:
+                self._outcome = outcome
+            self._attempts = attempts
             self._exception = exc
             self._state = _SUCCESS if exc is None else _ERROR
             callbacks, self._callbacks = self._callbacks, []

@@ -198,6 +198,9 @@ class _TaskPopen:
             self._executor.close(wait=False)
             raise
         self.sentinel, self._sentinel_w = os.pipe()
+        # The read end lives as long as this object, as the standard library's Popen's does: a
+        # Process dropped without close() must not leak it (the write end closes when the call ends).
+        self._close_sentinel = weakref.finalize(self, os.close, self.sentinel)
         self._future.add_done_callback(self._on_done)
         # The standard library joins (or, daemonic, terminates) children at exit, but in an atexit
         # handler: too late for engines, which need threads that stop before atexit handlers run.
@@ -264,7 +267,7 @@ class _TaskPopen:
     def close(self) -> None:
         self._executor.close(wait=False)
         with self._lock:
-            for fd in (self.sentinel, self._sentinel_w):
-                if fd >= 0:
-                    os.close(fd)
+            self._close_sentinel()  # once: a finalizer runs at most once
+            if self._sentinel_w >= 0:
+                os.close(self._sentinel_w)
             self.sentinel = self._sentinel_w = -1

@@ -519,6 +519,11 @@ class LocalBackend(Backend):
         blobs = job.extra.get("_local_blobs")
         if blobs is None:
             by_reference = _dump(job.func)[0]
+            if by_reference is not None and b"__main__" in by_reference:
+                # Workers outlive jobs: a reference to ``__main__`` would find the worker's
+                # copy from when it started, so a redefined function (a notebook cell run
+                # again) would run its old body. Such functions go by value, as before.
+                by_reference = None
             blobs = job.extra["_local_blobs"] = (by_reference, job.func_bytes)
         return blobs
 

@@ -35,7 +35,7 @@ from ray.exceptions import GetTimeoutError, RayError, TaskCancelledError, Worker
 from xtremehub.compute.backends._engine import EngineBackend, run_remote
 from xtremehub.compute.backends._orphans import Reaper
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome
+from xtremehub.compute.task import Call, Outcome, dumps
 from xtremehub.config import Settings
 
 __all__ = ["RayBackend"]
@@ -49,7 +49,7 @@ def _remote_run_remote() -> Any:
     return ray.remote(max_retries=0)(_run_packed)
 
 
-def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call]) -> list[Outcome]:
+def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call] | bytes) -> list[Outcome]:
     """The worker side: :func:`run_remote` with the job's shared arguments unpacked."""
     settings, job_id = pickle.loads(head)
     return run_remote("ray", settings, job_id, func_bytes, calls)
@@ -124,7 +124,10 @@ class RayBackend(EngineBackend):
             if len(func) > _INLINE_LIMIT:
                 func = ray.put(func)
             head = job.extra["_ray_head"] = (pickle.dumps((settings, job.job_id), protocol=5), func)
-        refs = [self._remote.remote(head[0], head[1], batch) for batch in batches]
+        # Every batch is pickled before any is submitted: an argument that cannot be pickled
+        # fails the whole submission, never after the batches before it have started.
+        packed = [dumps(batch) for batch in batches]
+        refs = [self._remote.remote(head[0], head[1], batch) for batch in packed]
         for ref in refs:
             future = ref.future()
             future.add_done_callback(functools.partial(self._arrived, ref))
