@@ -17,6 +17,7 @@ unpacked only when it is a tuple (positional) or a dict (keywords).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import inspect
 import itertools
 import logging
@@ -769,8 +770,21 @@ def _chained_futures(iterdata: Any) -> list[ResponseFuture] | None:
     return futures
 
 
-def _parameters(func: Callable[..., Any]) -> set[str]:
+def _parameters(func: Callable[..., Any]) -> frozenset[str]:
+    """The names of ``func``'s parameters (read once per function: a map asks for every item)."""
     try:
-        return set(inspect.signature(func).parameters)
+        return _cached_parameters(func)
+    except TypeError:  # an unhashable callable
+        return _signature_parameters(func)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_parameters(func: Callable[..., Any]) -> frozenset[str]:
+    return _signature_parameters(func)
+
+
+def _signature_parameters(func: Callable[..., Any]) -> frozenset[str]:
+    try:
+        return frozenset(inspect.signature(func).parameters)
     except (TypeError, ValueError):
-        return set()
+        return frozenset()
