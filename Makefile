@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: openmpi bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,22 +17,30 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 	$(PIP) install --quiet -c constraints.txt -e '.[demo]'
 	touch $@
 
+# Debian packages the tests run for real, as `command:package` (one per line: `SYSTEM_DEPS += ...`).
+# Installed with apt-get when a command is missing and we are root; otherwise make fails saying how.
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
-openmpi:
-	@if ! command -v mpiexec >/dev/null 2>&1 || ! command -v mpicc >/dev/null 2>&1; then \
+SYSTEM_DEPS := mpiexec:openmpi-bin
+SYSTEM_DEPS += mpicc:libopenmpi-dev
+
+system-deps:
+	@missing=""; for dep in $(SYSTEM_DEPS); do \
+	  command -v "$${dep%%:*}" >/dev/null 2>&1 || missing="$$missing $${dep#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openmpi-bin libopenmpi-dev; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
-	    echo "make test needs Open MPI (mpiexec, mpicc): sudo apt-get install -y openmpi-bin libopenmpi-dev" >&2; \
+	    echo "make test needs these Debian packages: sudo apt-get install -y$$missing" >&2; \
 	    exit 1; \
 	  fi; \
 	fi
 
-$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python openmpi
+$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python system-deps
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python openmpi
+$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python system-deps
 	$(PIP) install --quiet -c constraints.txt -e '.[test,bench]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-run
 
@@ -46,7 +54,7 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: openmpi $(VENV)/.installed-test lint typecheck
+test: system-deps $(VENV)/.installed-test lint typecheck
 	$(BIN)/python -m pytest
 
 bench-storage: $(VENV)/.installed-bench

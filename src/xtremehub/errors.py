@@ -27,6 +27,13 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── UnsupportedData         (ValueError)   valid, but a variant the connector cannot read
     │   ├── StaleIndex                             object changed since preprocess()
     │   └── NotPreprocessed
+    ├── SecurityError                                  never carries a token, key or secret
+    │   ├── AuthenticationFailed    (PermissionError)  missing, malformed, forged or expired token
+    │   ├── Forbidden               (PermissionError)  authenticated, but the policy denies the action
+    │   ├── KeyReleaseDenied        (PermissionError)  identity, purpose, code or nonce refused
+    │   ├── StalePolicy             (ValueError)   a policy update not based on the current version
+    │   ├── IntegrityError          (ValueError)   ciphertext tampered, reordered, truncated or swapped
+    │   └── AuditLogTampered        (ValueError)   an audit record edited, removed or reordered
     └── StreamError
         ├── ScopeNotFound           (LookupError)
         ├── StreamNotFound          (LookupError)
@@ -65,6 +72,8 @@ from __future__ import annotations
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "AuditLogTampered",
+    "AuthenticationFailed",
     "BackPressure",
     "BucketNotFound",
     "CheckpointFailed",
@@ -78,9 +87,12 @@ __all__ = [
     "DataDirLocked",
     "EventTooLarge",
     "ExecutorClosed",
+    "Forbidden",
+    "IntegrityError",
     "InvalidOffset",
     "InvalidRange",
     "InvalidStreamArgument",
+    "KeyReleaseDenied",
     "MalformedRecord",
     "MissingDependency",
     "NotPreprocessed",
@@ -90,11 +102,13 @@ __all__ = [
     "ReaderGroupNotFound",
     "ReaderGroupReset",
     "ScopeNotFound",
+    "SecurityError",
     "SegmentNotFound",
     "SegmentSealed",
     "SegmentTruncated",
     "ServerUnavailable",
     "StaleIndex",
+    "StalePolicy",
     "StorageError",
     "StorageUnavailable",
     "StoreClosed",
@@ -268,6 +282,44 @@ class UnsupportedData(ConnectorError, ValueError):
 
     def __reduce__(self) -> tuple[object, ...]:  # raised on workers: must survive pickling
         return (type(self), (self.url, self.offset, self.detail))
+
+
+# --- security -------------------------------------------------------------------------------
+
+
+class SecurityError(XHubError):
+    """Authentication, authorisation, key release, encryption or audit failed.
+
+    Messages name what failed (the claim, the policy, the object and chunk, the audit record)
+    and never carry a token, a key or any other secret.
+    """
+
+
+class AuthenticationFailed(SecurityError, PermissionError):
+    """No token, or one that is malformed, forged, expired, not yet valid, or from an
+    issuer or for an audience that is not trusted (HTTP 401)."""
+
+
+class Forbidden(SecurityError, PermissionError):
+    """The identity is known but the policy denies this action on this resource (HTTP 403)."""
+
+
+class KeyReleaseDenied(SecurityError, PermissionError):
+    """The key service refused to release a key: identity, purpose, code measurement,
+    job binding or nonce did not satisfy the dataset's key policy."""
+
+
+class StalePolicy(SecurityError, ValueError):
+    """A policy update names a predecessor that is not the current version."""
+
+
+class IntegrityError(SecurityError, ValueError):
+    """Encrypted data failed authentication: tampered, reordered, truncated, or another
+    object's ciphertext; the message names the object and chunk."""
+
+
+class AuditLogTampered(SecurityError, ValueError):
+    """An audit record was edited, removed or reordered; the message names the first bad record."""
 
 
 # --- streams ------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""May they: what an authorisation request is made of, and the protocol that decides it.
+
+Example:
+    >>> from xtremehub.security.identity import Identity
+    >>> req = AccessRequest(Identity("alice"), Action.READ, Resource("stream", "lungs/ct"), purpose="research")
+    >>> req.resource.kind, req.action.value
+    ('stream', 'read')
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from xtremehub.security.identity import Identity
+
+__all__ = ["AccessRequest", "Action", "Authorizer", "Decision", "Resource"]
+
+
+class Action(enum.StrEnum):
+    """What is being done to a resource."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+    PROCESS = "process"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """What is being accessed.
+
+    Attributes:
+        kind: ``"object"`` (a bucket, prefix or key URL), ``"dataset"``, ``"scope"``,
+            ``"stream"`` (``scope/stream``) or ``"key"`` (a dataset's key).
+        name: its name or URL.
+        attributes: extra attributes a policy may test (owner, tags, ...).
+    """
+
+    kind: str
+    name: str
+    attributes: Mapping[str, object] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """One authorisation question: may ``identity`` do ``action`` on ``resource`` for ``purpose``?"""
+
+    identity: Identity
+    action: Action
+    resource: Resource
+    purpose: str | None = None
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer, with the policy that decided it (for the audit log)."""
+
+    allowed: bool
+    reason: str
+    policy_id: str | None = None
+
+
+class Authorizer(Protocol):
+    """Decides access requests; deny by default.
+
+    ``decide`` returns the decision; ``check`` raises :class:`~xtremehub.errors.Forbidden`
+    when it is a denial.
+    """
+
+    def decide(self, request: AccessRequest) -> Decision: ...
+
+    def check(self, request: AccessRequest) -> Decision: ...
