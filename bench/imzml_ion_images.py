@@ -27,13 +27,11 @@ from typing import Any
 import numpy as np
 from pyimzml.ImzMLParser import ImzMLParser
 
+from seaweed_object import files_on_seaweedfs
 from xtremehub import FunctionExecutor, storage
-from xtremehub.config import use_process_settings
 from xtremehub.connectors import CloudObject
 from xtremehub.connectors.formats.imaging.ion_images import assemble_ion_images, batch_ion_values, windows
 from xtremehub.connectors.imaging import ImzML, ImzMLSlice, Spectra, partition_bytes, write_synthetic_imzml
-from xtremehub.storage._s3 import S3Store
-from xtremehub.testing.seaweedfs import SeaweedFS
 
 MB = 1e6
 SIDE = 100  # pixels across and down
@@ -101,15 +99,9 @@ def main() -> None:
     expected = pyimzml_images(imzml, mz_values, args.ppm)
     base = time.perf_counter() - t0
 
-    with SeaweedFS.start() as server:
-        settings = server.settings(timeout=120)
-        use_process_settings(settings)
-        S3Store("bench", settings.s3).create_bucket()
-        for path in (imzml, ibd):
-            with path.open("rb") as fh:
-                storage.put(f"s3://bench/{path.name}", fh, settings=settings)
+    with files_on_seaweedfs(imzml, ibd) as ((url, _), settings):
         t0 = time.perf_counter()
-        co = CloudObject.from_path(ImzML, f"s3://bench/{imzml.name}", settings=settings).preprocess(force=True)
+        co = CloudObject.from_path(ImzML, url, settings=settings).preprocess(force=True)
         pre = time.perf_counter() - t0
         index_size = storage.head(co.metadata_url, settings=settings).size
         slices = co.partition(partition_bytes, bytes_per_slice=-(-co["array_bytes"] // args.slices))
@@ -119,7 +111,6 @@ def main() -> None:
             results = fexec.get_result(fexec.map(ion_values, [(s, mz_values, args.ppm) for s in slices]))
             got = assemble_ion_images([(c, v) for c, v, _ in results], co["grid"], mz_values, args.ppm)
             ours = time.perf_counter() - t0
-        use_process_settings(None)
     fetched = sum(r[2] for r in results)
     np.testing.assert_allclose(got.images, expected, rtol=1e-9)
     assert (expected > 0).any()

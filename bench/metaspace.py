@@ -27,13 +27,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from xtremehub import FunctionExecutor, storage
-from xtremehub.config import use_process_settings
+from seaweed_object import files_on_seaweedfs
+from xtremehub import FunctionExecutor
 from xtremehub.pipelines.metabolomics import AnnotationConfig, annotate
 from xtremehub.pipelines.metabolomics.annotate import Annotation
 from xtremehub.pipelines.metabolomics.synthetic import random_formulas, write_planted_dataset
-from xtremehub.storage._s3 import S3Store
-from xtremehub.testing.seaweedfs import SeaweedFS
 
 MB = 1e6
 SIDE = 80  # pixels across and down
@@ -92,14 +90,7 @@ def main() -> None:
     base = annotate(str(imzml), formulas, config=config, partitions=1, progress=False)
     base_s, base_cpu = time.perf_counter() - t0, cpu_seconds(resource.RUSAGE_SELF) - c0
 
-    with SeaweedFS.start() as server:
-        settings = server.settings(timeout=120)
-        use_process_settings(settings)
-        S3Store("bench", settings.s3).create_bucket()
-        for path in (imzml, ibd):
-            with path.open("rb") as fh:
-                storage.put(f"s3://bench/{path.name}", fh, settings=settings)
-        url = f"s3://bench/{imzml.name}"
+    with files_on_seaweedfs(imzml, ibd) as ((url, _), settings):
         # CPU of ours: this process plus the workers (counted once they have exited), warm-up included
         c0, k0 = cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)
         with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
@@ -114,7 +105,6 @@ def main() -> None:
                 url, formulas, config=config, executor=fexec, settings=settings, progress=False, partial_reads=False
             )
             whole_s = time.perf_counter() - t0
-        use_process_settings(None)
 
     load_after = os.getloadavg()[0]
     pd.testing.assert_frame_equal(ours.table, base.table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -13,17 +13,27 @@ from xtremehub.testing.seaweedfs import SeaweedFS
 
 
 @contextmanager
-def object_on_seaweedfs(local: Path, key: str, bucket: str = "bench") -> Iterator[tuple[str, Settings]]:
-    """Start SeaweedFS, make it this process's (and its workers') store, upload ``local``;
-    yield ``(url, settings)``."""
+def files_on_seaweedfs(
+    *local: Path, keys: Sequence[str] | None = None, bucket: str = "bench"
+) -> Iterator[tuple[list[str], Settings]]:
+    """Start SeaweedFS, make it this process's (and its workers') store, upload each file (under
+    its own name, or the matching ``keys``); yield ``(urls, settings)``."""
     with SeaweedFS.start() as server:
         settings = server.settings(timeout=120)
         use_process_settings(settings)
         try:
             S3Store(bucket, settings.s3).create_bucket()
-            url = f"s3://{bucket}/{key}"
-            with local.open("rb") as fh:
-                storage.put(url, fh, settings=settings)
-            yield url, settings
+            urls = [f"s3://{bucket}/{key}" for key in (keys or [path.name for path in local])]
+            for path, url in zip(local, urls, strict=True):
+                with path.open("rb") as fh:
+                    storage.put(url, fh, settings=settings)
+            yield urls, settings
         finally:
             use_process_settings(None)
+
+
+@contextmanager
+def object_on_seaweedfs(local: Path, key: str, bucket: str = "bench") -> Iterator[tuple[str, Settings]]:
+    """Start SeaweedFS, make it this process's store, upload ``local`` as ``key``; yield ``(url, settings)``."""
+    with files_on_seaweedfs(local, keys=[key], bucket=bucket) as (urls, settings):
+        yield urls[0], settings
