@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -95,6 +95,9 @@ bench-streams-server: $(VENV)/.installed-bench
 
 bench-backends: $(VENV)/.installed-bench
 	$(BIN)/python bench/backends_overhead.py
+
+bench-video: $(VENV)/.installed-bench
+	$(BIN)/python bench/video_streams.py
 
 bench-mdr: $(VENV)/.installed-bench
 	$(BIN)/python bench/mdr_epistasis.py

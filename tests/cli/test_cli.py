@@ -64,9 +64,10 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, [*args, "--stream-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4 + 5 + 4 + 3 + 2 + 6  # 3: the metabolite annotation part
+    assert result.output.count(": OK") == 4 + 5 + 4 + 3 + 2 + 6 + 4  # 3: metabolite annotation, 4: video
     assert "metabolite annotation" in result.output
     assert "epistasis" in result.output.lower()  # part 6, after the streams part
+    assert "surgery video on streams" in result.output  # part 5b
     assert "skipped" not in result.output  # every extra is installed for the tests
     assert "FASTQ.gz connector" in result.output
     assert "imzML connector" in result.output
@@ -84,8 +85,10 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert str(png) in result.output
     assert "fexec.job_summary()" in result.output
-    streams = result.output.split("XtremeHub demo: streams", 1)[1]  # the streams part, last
+    streams, video = result.output.split("XtremeHub demo: streams", 1)[1].split("XtremeHub demo: surgery video")
     assert streams.count(": OK") == 6
+    assert video.count(": OK") == 4
+    assert "60 frames" in video
     assert "60 frames" in streams
     assert "1,000 events" in streams
     for line in ("write ack", "end to end"):

@@ -7,29 +7,29 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from xtremehub.errors import CorruptData, InvalidStreamArgument
 from xtremehub.pipelines.video import LiveVideo, TestPattern, VideoHistory, VideoWriter
 from xtremehub.pipelines.video.framing import KEY_FRAME, decode_frame, encode_frame
 from xtremehub.streams import StreamManager
+from xtremehub.streams.server import serve_background
 
 GOP = 10
 
 
-def frame_number(picture: np.ndarray) -> int:
-    """Read back the bar code :class:`TestPattern` draws along the top (lossy-coding proof)."""
-    height, width, _ = picture.shape
-    row = picture[height // 16]
-    bits = [row[(2 * bit + 1) * width // 32].mean() > 127 for bit in range(16)]
-    return sum(1 << bit for bit, on in enumerate(bits) if on)
+frame_number = TestPattern.read_number
 
 
-@pytest.fixture
-def manager(tmp_path: Path) -> Iterator[StreamManager]:
-    with StreamManager.embedded(tmp_path / "streams") as m:
-        yield m
+@pytest.fixture(params=["embedded", "server"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamManager]:
+    """The same tests on an embedded store and through a stream server on loopback."""
+    with StreamManager.embedded(tmp_path / "streams") as embedded:
+        if request.param == "embedded":
+            yield embedded
+            return
+        with serve_background(embedded.store, embedded.controller) as server, StreamManager(server.url) as remote:
+            yield remote
 
 
 def record(manager: StreamManager, frames: int, *, camera: str = "cam0") -> list[tuple[bytes, bool, int]]:
@@ -82,7 +82,9 @@ def test_key_frame_batches_read_only_the_bytes_they_need(manager: StreamManager)
     assert [len(b) for b in batches] == [2, 2, 1]
     whole = sum(len(encode_frame(u, timestamp_ns=t)) for u, _, t in written)
     key_bytes = sum(len(encode_frame(written[i][0], timestamp_ns=0)) for i in (30, 40, 50, 60, 70))
-    assert key_bytes <= history.bytes_read < key_bytes + 2048 < whole  # the index reads are a few records
+    assert key_bytes <= history.frame_bytes_read < key_bytes + 5 * 64  # + each event's stream framing
+    assert history.index_bytes_read <= 16 * 32  # bisection and the window's records, not the whole index
+    assert history.bytes_read < whole / 4
 
 
 def test_a_live_reader_joining_mid_stream_starts_at_a_key_frame(manager: StreamManager) -> None:

@@ -56,11 +56,13 @@ def demo(
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
     part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
-    percentiles; part 6 runs MDR epistasis over a generated cohort with a planted SNP-SNP interaction.
+    percentiles; part 5b records H.264 video from generated cameras with a key-frame index,
+    decodes it live and reads a time window back by key frames; part 6 runs MDR epistasis over
+    a generated cohort with a planted SNP-SNP interaction.
 
     A part whose extra is not installed (the annotation needs ``metabolomics``, part 4 ``geo``,
-    part 6 ``hpc``) is skipped; one line at the end names the skipped parts and the extras that add
-    them. The exit code reports only the parts that ran.
+    part 5b ``video``, part 6 ``hpc``) is skipped; one line at the end names the skipped parts
+    and the extras that add them. The exit code reports only the parts that ran.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
@@ -97,6 +99,11 @@ def demo(
 
         return run_las_demo(settings, workers=workers, progress=progress)
 
+    def video() -> _Part:
+        from xtremehub.demo.video_job import VideoDemoConfig, run_video_demo
+
+        return run_video_demo(settings, VideoDemoConfig(seconds=stream_seconds))
+
     def epistasis() -> _Part:
         from xtremehub.demo.epistasis_job import run_epistasis_demo
 
@@ -115,9 +122,12 @@ def demo(
     finally:
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
+    video_ok = optional("part 5b (surgery video on streams)", "video", ("av",), video)
     epistasis_ok = optional("part 6 (MDR epistasis)", "hpc", ("pyarrow",), epistasis)
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    if not (report.ok and fastq.ok and imzml.ok and metaspace_ok and las_ok and streams.ok and epistasis_ok):
+    if not (
+        report.ok and fastq.ok and imzml.ok and metaspace_ok and las_ok and streams.ok and video_ok and epistasis_ok
+    ):
         sys.exit(1)

@@ -10,8 +10,9 @@ Example:
     >>> units = [pattern.encode_next() for _ in range(10)]
     >>> [key for _, key in units]
     [True, False, False, False, False, True, False, False, False, False]
-    >>> FrameDecoder().decode(units[5][0])[0].shape  # a key frame decodes on its own
-    (48, 64, 3)
+    >>> picture = FrameDecoder().decode(units[5][0])[0]  # a key frame decodes on its own
+    >>> picture.shape, TestPattern.read_number(picture)
+    ((48, 64, 3), 5)
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _av() -> Any:
 
 
 class TestPattern:
-    """A camera that films a moving gradient with the frame number drawn as a bar code.
+    """A camera that films a moving gradient with a panning grain, the frame number drawn as a bar code.
 
     Args:
         width, height: picture size in pixels (even numbers).
@@ -67,16 +68,28 @@ class TestPattern:
         self._number = 0
         yy, xx = np.mgrid[0:height, 0:width]
         self._base = (xx * 255) // max(width - 1, 1), (yy * 255) // max(height - 1, 1)
+        # a fixed grain that pans with the picture: texture and motion, as real video has
+        self._grain = np.random.default_rng(7).integers(0, 48, (height, width), dtype=np.int64)
 
     def picture(self, number: int) -> Picture:
         """The RGB picture of frame ``number``."""
         gx, gy = self._base
-        rgb = np.stack([(gx + number * 3) % 256, gy, (gx // 2 + gy // 2 + number) % 256], axis=-1).astype(np.uint8)
+        grain = np.roll(self._grain, 2 * number, axis=1)
+        rgb = np.stack([(gx + number * 3) % 208, gy * 3 // 4, (gx // 2 + gy // 2 + number) % 208], axis=-1)
+        rgb = (rgb + grain[..., None]).astype(np.uint8)
         bar = self.height // 8
         for bit in range(16):  # the frame number as 16 black/white blocks along the top
             x0 = bit * self.width // 16
             rgb[:bar, x0 : (bit + 1) * self.width // 16] = 255 if number >> bit & 1 else 0
         return rgb
+
+    @staticmethod
+    def read_number(picture: Picture) -> int:
+        """The frame number drawn in a (decoded, lossy) picture: proof of which frame came out."""
+        height, width, _ = picture.shape
+        row = picture[height // 16]
+        bits = [row[(2 * bit + 1) * width // 32].mean() > 127 for bit in range(16)]
+        return sum(1 << bit for bit, on in enumerate(bits) if on)
 
     def encode_next(self) -> tuple[bytes, bool]:
         """Encode the next frame: ``(access unit, is key frame)``."""

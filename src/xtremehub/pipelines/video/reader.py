@@ -68,13 +68,19 @@ class VideoHistory:
     """Time-addressed access to the frames a :class:`~.writer.VideoWriter` wrote.
 
     Attributes:
-        bytes_read: bytes fetched from the store so far (index and frames).
+        index_bytes_read: bytes of the key-frame index fetched so far.
+        frame_bytes_read: bytes of frame events fetched so far.
     """
 
     def __init__(self, manager: StreamManager, scope: str, camera: str) -> None:
         self._manager, self.scope, self.camera = manager, scope, camera
         self._index = manager.create_byte_stream(scope, index_stream_name(camera))
-        self.bytes_read = 0
+        self.index_bytes_read = self.frame_bytes_read = 0
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes fetched from the store so far (index and frames)."""
+        return self.index_bytes_read + self.frame_bytes_read
 
     # -- the index --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -86,7 +92,7 @@ class VideoHistory:
         at = self._index.head_offset() + i * INDEX_RECORD.size
         self._index.seek(at)
         data = self._index.read(INDEX_RECORD.size)
-        self.bytes_read += len(data)
+        self.index_bytes_read += len(data)
         where = f"{self.scope}/{index_stream_name(self.camera)}"
         return IndexRecord.unpack(data, self.scope, self.camera, where=where, at=at)
 
@@ -128,7 +134,7 @@ class VideoHistory:
                 break
             decoder.feed(result.data)
             got += len(result.data)
-        self.bytes_read += got
+        self.frame_bytes_read += got
         event = decoder.next_event()
         if event is None:
             raise InvalidStreamArgument(f"{record.segment}: no whole event at offset {record.offset}")
@@ -145,7 +151,7 @@ class VideoHistory:
             result = self._manager.store.read(record.segment, offset, _READ_CHUNK)
             if not result.data:
                 return
-            self.bytes_read += len(result.data)
+            self.frame_bytes_read += len(result.data)
             offset += len(result.data)
             decoder.feed(result.data)
             while (event := decoder.next_event()) is not None:
