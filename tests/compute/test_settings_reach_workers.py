@@ -180,3 +180,31 @@ def test_a_fastq_gz_object_on_a_second_endpoint_is_indexed_and_read_on_every_bac
     got = mapper(_reader("fastq"), slices)
     assert sum(n for n, _ in got) == co["num_reads"]
     assert sum(b for _, b in got) == co["num_bases"]
+
+
+@pytest.mark.usefixtures("no_process_settings")
+@pytest.mark.parametrize("run", BACKENDS, indirect=True)
+def test_a_streams_history_in_lts_on_a_second_endpoint_is_read_on_every_backend(
+    run: tuple[FunctionExecutor | None, Callable[..., list[Any]]], prefix: str, second: Settings, tmp_path: Path
+) -> None:
+    from xtremehub.streams import ScalingPolicy, StreamManager
+    from xtremehub.streams.history import StreamHistory, StreamSlice
+
+    _, mapper = run
+
+    def events(s: StreamSlice) -> list[bytes]:  # nested: travels by value to Ray and Dask workers
+        return [e.data for e in s.events()]
+
+    options: dict[str, Any] = {"settings": second, "lts_flush_delay": 0.0, "lts_chunk_size": 8 << 10}
+    with StreamManager.embedded(tmp_path / "streams", prefix, **options) as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(2))
+        with manager.create_writer("lab", "s", max_in_flight=32) as writer:
+            for n in range(300):
+                writer.write_event(b"%05d" % n + b"." * 100, routing_key=f"k{n % 5}")
+        manager.seal_stream("lab", "s")
+        slices = StreamHistory(manager, "lab", "s", prefix, settings=second, wait=60).partition(16 << 10)
+    assert len(slices) > 2
+    assert b"xhub-second-secret" not in cloudpickle.dumps(slices)  # no credential travels
+    got = sorted(int(data[:5]) for part in mapper(events, slices) for data in part)
+    assert got == list(range(300))
