@@ -300,6 +300,7 @@ class AuditLog:
             else _FileSink(config.location, config.fsync)
         )
         self._last_checkpoint = time.monotonic()
+        self._checkpoint_hash = ""  # hash of the last checkpoint record this log wrote
         self._closed = False
 
     def __repr__(self) -> str:
@@ -402,7 +403,10 @@ class AuditLog:
         """Write a final checkpoint and close the files (idempotent)."""
         if self._closed:
             return
-        self.checkpoint()
+        with self._sink.locked() as (seq, prev):
+            if prev != self._checkpoint_hash:  # else the last record is our checkpoint already
+                line, side, last = self._checkpoint_lines(seq, prev)
+                self._sink.write([line], last, [side])
         self._closed = True
         self._sink.close()
 
@@ -439,7 +443,8 @@ class AuditLog:
             prev,
         )
         self._last_checkpoint = time.monotonic()
-        return canonical(record) + b"\n", canonical(signed) + b"\n", (seq, str(record["hash"]))
+        self._checkpoint_hash = str(record["hash"])
+        return canonical(record) + b"\n", canonical(signed) + b"\n", (seq, self._checkpoint_hash)
 
 
 class Audited:

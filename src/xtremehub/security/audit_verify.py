@@ -94,6 +94,7 @@ def verify_log(
     """
     problems: list[str] = []
     hashes: list[str | None] = []  # by position: the hash of the record at index i
+    by_seq: dict[int, tuple[str, object]] = {}  # seq -> (hash, checkpoint signature), first seen
     where_of_seq: dict[int, str] = {}
     expected, prev = 0, GENESIS
     n_checkpoints, covered = 0, 0
@@ -140,10 +141,13 @@ def verify_log(
                 except AuditLogTampered as exc:
                     problems.append(f"{name}: {exc}")
         hashes.append(str(rec.get("hash")))
+        detail = rec.get("detail")
+        sig = detail.get("sig") if rec.get("kind") == "checkpoint" and isinstance(detail, Mapping) else None
+        by_seq.setdefault(seq, (str(rec.get("hash")), sig))
         prev = str(rec.get("hash"))
         expected = max(expected, seq + 1)
     if public_key is not None:
-        problems.extend(_check_sidecar(location, hashes, public_key, settings))
+        problems.extend(_check_sidecar(location, by_seq, public_key, settings))
     report = VerifyReport(location, len(hashes), n_checkpoints, covered, tuple(problems))
     if problems and raise_on_error:
         more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
@@ -152,11 +156,12 @@ def verify_log(
 
 
 def _check_sidecar(
-    location: str, hashes: list[str | None], public_key: Ed25519PublicKey, settings: Settings | None
+    location: str, by_seq: Mapping[int, tuple[str, object]], public_key: Ed25519PublicKey, settings: Settings | None
 ) -> list[str]:
     side = sidecar_location(location)
     problems: list[str] = []
-    store_label = "segments" if is_store_location(location) else "log"
+    label = "segments" if is_store_location(location) else "log"
+    size = max(by_seq, default=-1) + 1
     lines = _store_side(side, settings) if is_store_location(location) else list(read_lines(side))
     for where, raw in lines:
         try:
@@ -172,16 +177,21 @@ def _check_sidecar(
         except AuditLogTampered as exc:
             problems.append(f"{side} {where}: {exc}")
             continue
-        if count > len(hashes):
+        if count not in by_seq:
             problems.append(
-                f"{store_label} truncated: checkpoint at {side} {where} (signed {body.get('time')}) covers "
-                f"{count} records but the {store_label} has {len(hashes)}: seqs {len(hashes)}..{count - 1} removed"
+                f"{label} truncated: checkpoint at {side} {where} (signed {body.get('time')}) covers "
+                f"{count} records and is record seq {count}, but the {label} ends at seq {size - 1}: "
+                f"seqs {size}..{count} removed"
+                if count >= size
+                else f"checkpoint record seq {count} (signed at {side} {where}) is missing from the {label}"
             )
-        elif count and hashes[count - 1] != body.get("head"):
+        elif count and by_seq.get(count - 1, ("", None))[0] != body.get("head"):
             problems.append(
                 f"checkpoint at {side} {where} signed the head of seq {count - 1}, which no longer matches: "
                 "records up to it were edited, removed or reordered"
             )
+        elif by_seq[count][1] != body.get("sig"):
+            problems.append(f"checkpoint at {side} {where} differs from the checkpoint record seq {count} in the log")
     return problems
 
 
