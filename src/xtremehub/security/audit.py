@@ -99,7 +99,7 @@ def sidecar_location(location: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _check_detail(value: object, path: str) -> None:
@@ -351,8 +351,8 @@ class AuditLog:
             "detail": detail,
         }
         with self._sink.locked() as (seq, prev):
-            record = self._seal(body, seq, prev)
-            lines = [canonical(record) + b"\n"]
+            record, line = self._seal(body, seq, prev)
+            lines = [line]
             last = (seq, str(record["hash"]))
             checkpoints: list[bytes] = []
             due = (seq + 1) % self.config.checkpoint_every == 0 or (
@@ -419,14 +419,16 @@ class AuditLog:
     # -- internals ---------------------------------------------------------------------------
 
     @staticmethod
-    def _seal(body: Mapping[str, object], seq: int, prev: str) -> dict[str, object]:
+    def _seal(body: Mapping[str, object], seq: int, prev: str) -> tuple[dict[str, object], bytes]:
+        """The record with its hash, and its line: the hashed canonical JSON with ``hash`` appended."""
         record: dict[str, object] = {"seq": seq, "time": _now(), **body, "prev": prev}
-        record["hash"] = record_hash(record)
-        return record
+        hashed = canonical(record)
+        record["hash"] = digest = hashlib.sha256(hashed).hexdigest()
+        return record, hashed[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
 
     def _checkpoint_lines(self, seq: int, prev: str) -> tuple[bytes, bytes, tuple[int, str]]:
         signed = self._signer.sign(count=seq, head=prev, time=_now())
-        record = self._seal(
+        record, line = self._seal(
             {
                 "kind": "checkpoint",
                 "subject": "audit",
@@ -444,7 +446,7 @@ class AuditLog:
         )
         self._last_checkpoint = time.monotonic()
         self._checkpoint_hash = str(record["hash"])
-        return canonical(record) + b"\n", canonical(signed) + b"\n", (seq, self._checkpoint_hash)
+        return line, canonical(signed) + b"\n", (seq, self._checkpoint_hash)
 
 
 class Audited:
