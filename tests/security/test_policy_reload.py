@@ -145,3 +145,25 @@ def test_policies_in_a_memory_store_reload(audit: AuditLog) -> None:
     # files nested below the prefix are not policies of this source
     storage.put(url + "archive/old.cedar", b"permit(principal, action, resource);")
     assert not authz.reload()
+
+
+def test_build_authorizer_records_every_decision(tmp_path: Path, audit: AuditLog) -> None:
+    from xtremehub.errors import Forbidden
+    from xtremehub.security.policy import build_authorizer
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "a.cedar").write_text(ALLOW_ALICE)
+    authz = build_authorizer(PolicyConfig(sources=(str(tmp_path / "p"),), reload_interval=0), audit)
+    authz.check(AccessRequest(ALICE, Action.READ, Resource("stream", "lungs/ct"), purpose="research"))
+    bob = Identity("bob", roles=frozenset({"x"}))
+    with pytest.raises(Forbidden, match=r"\[policy default-deny\]"):
+        authz.check(AccessRequest(bob, Action.WRITE, Resource("stream", "lungs/ct")))
+    decisions = [r for r in records(audit) if r["kind"] == "decision"]
+    assert [(d["subject"], d["action"], d["decision"], d["policy"]) for d in decisions] == [
+        ("alice", "read", "allow", "alice-read"),
+        ("bob", "write", "deny", "default-deny"),
+    ]
+    assert decisions[0]["resource"] == "stream:lungs/ct"
+    assert decisions[0]["purpose"] == "research"
+    assert decisions[1]["roles"] == ["x"]
+    assert decisions[0]["detail"]["policy_set"] == authz.authorizer.policy_digest  # type: ignore[attr-defined,index]

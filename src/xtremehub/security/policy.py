@@ -73,8 +73,16 @@ if TYPE_CHECKING:
     import cedarpy
 
     from xtremehub.security.audit import AuditLog
+    from xtremehub.security.authz import Authorizer
 
-__all__ = ["DEFAULT_DENY", "CedarAuthorizer", "PolicyConfig", "compile_policies", "request_to_cedar"]
+__all__ = [
+    "DEFAULT_DENY",
+    "CedarAuthorizer",
+    "PolicyConfig",
+    "build_authorizer",
+    "compile_policies",
+    "request_to_cedar",
+]
 
 log = logging.getLogger(__name__)
 
@@ -407,3 +415,20 @@ class CedarAuthorizer:
         texts = [compiled.reasons[i] for i in ids if i in compiled.reasons]
         names = ", ".join(ids)
         return f"{verb} {names}: {'; '.join(texts)}" if texts else f"{verb} {names}"
+
+
+def build_authorizer(config: PolicyConfig, audit: AuditLog | None = None) -> Authorizer:
+    """The authorizer an entry point uses: Cedar policies from ``config``, every decision and
+    policy change recorded in ``audit`` when given.
+
+    Example:
+        >>> authz = build_authorizer(PolicyConfig(sources=("mem://build-authz-doc/none/",)))
+        >>> from xtremehub.security.authz import AccessRequest, Action, Resource
+        >>> from xtremehub.security.identity import Identity
+        >>> authz.decide(AccessRequest(Identity("eve"), Action.READ, Resource("scope", "x"))).policy_id
+        'default-deny'
+    """
+    from xtremehub.security.audit import Audited
+
+    engine = CedarAuthorizer(config, audit=audit)
+    return engine if audit is None else Audited(engine, audit)
