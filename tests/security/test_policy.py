@@ -224,3 +224,19 @@ def test_docs_policy_examples_compile() -> None:
     assert blocks, "docs/security.md has no cedar examples"
     compiled = compile_policies([PolicySnapshot("docs/", {f"b{i}.cedar": b for i, b in enumerate(blocks)})])
     assert compiled.effects
+
+
+def test_a_forbid_that_cannot_be_evaluated_denies(tmp_path: Path) -> None:
+    (tmp_path / "p.cedar").write_text(
+        'permit(principal, action, resource);\n@id("embargo") forbid(principal, action, resource is XHub::Dataset) '
+        "when { resource.embargoed };"  # no `has` guard: an error for datasets without the attribute
+    )
+    authz = CedarAuthorizer(PolicyConfig(sources=(str(tmp_path),), reload_interval=0))
+    plain = authz.decide(read(BOB, "dataset", "d1"))
+    assert (plain.allowed, plain.policy_id) == (False, "embargo")
+    assert "fail closed" in plain.reason
+    assert authz.decide(read(BOB, "dataset", "d2")).policy_id == "embargo"
+    open_data = Resource("dataset", "d3", attributes={"embargoed": False, "huge": 2**70})
+    assert authz.decide(AccessRequest(BOB, Action.READ, open_data)).allowed
+    embargoed = Resource("dataset", "d4", attributes={"embargoed": True})
+    assert authz.decide(AccessRequest(BOB, Action.READ, embargoed)).policy_id == "embargo"

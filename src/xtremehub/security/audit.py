@@ -56,6 +56,7 @@ from xtremehub.security.audit_signing import CheckpointSigner, canonical, load_o
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from xtremehub.security.audit_verify import VerifyReport
     from xtremehub.security.authz import AccessRequest, Authorizer, Decision
 
 __all__ = [
@@ -393,7 +394,7 @@ class AuditLog:
         result: dict[str, object] = json.loads(line)
         return result
 
-    def verify(self) -> object:
+    def verify(self) -> VerifyReport:
         """:func:`~xtremehub.security.audit_verify.verify_log` of this log with its own public key."""
         from xtremehub.security.audit_verify import verify_log
 

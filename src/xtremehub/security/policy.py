@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -89,6 +90,8 @@ log = logging.getLogger(__name__)
 #: The ``policy_id`` of a denial that no policy decided.
 DEFAULT_DENY = "default-deny"
 _NS = "XHub"
+_ERRORED_POLICY = re.compile(r"while evaluating policy `([^`]+)`")
+_LONG = range(-(2**63), 2**63)
 
 
 @dataclass(frozen=True)
@@ -191,7 +194,7 @@ def _uid(kind: str, name: str) -> dict[str, str]:
 def _attrs(values: Mapping[str, object]) -> dict[str, object]:
     out: dict[str, object] = {}
     for key, value in values.items():
-        if isinstance(value, bool | int | str):
+        if isinstance(value, bool | str) or (isinstance(value, int) and value in _LONG):
             out[key] = value
         elif isinstance(value, list | tuple | set | frozenset) and all(isinstance(v, str) for v in value):
             out[key] = sorted(value)
@@ -347,13 +350,23 @@ class CedarAuthorizer:
         result = self._cedar.is_authorized(cedar_request, compiled.policies, entities)
         diagnostics = result.diagnostics
         ids = sorted(diagnostics.reasons)
-        errors = list(diagnostics.errors)
+        # first lines only: an entity-parse error goes on to dump the request's entities
+        errors = [str(e).split("\n", 1)[0] for e in diagnostics.errors]
         if errors:
-            log.warning("policy evaluation errors for %s: %s", request.resource.name, "; ".join(map(str, errors)))
+            log.warning("policy evaluation errors for %s: %s", request.resource.name, "; ".join(errors))
+        failed_forbids = sorted(
+            {m for e in errors for m in _ERRORED_POLICY.findall(e) if compiled.effects.get(m) == "forbid"}
+        )
+        if failed_forbids:  # Cedar skips a policy that errors: for a forbid that would fail open
+            reason = "; ".join(e for e in errors if any(f"`{pid}`" in e for pid in failed_forbids))
+            return Decision(False, f"forbid policy could not be evaluated, denied (fail closed): {reason}",
+                            ",".join(failed_forbids))  # fmt: skip
         if result.allowed:
             return Decision(True, self._why(compiled, ids, "permitted by"), ",".join(ids))
         if ids:
             return Decision(False, self._why(compiled, ids, "forbidden by"), ",".join(ids))
+        if errors and not _ERRORED_POLICY.search(errors[0]):
+            return Decision(False, f"the request could not be evaluated (deny): {errors[0]}", DEFAULT_DENY)
         note = f"; {len(errors)} policies could not be evaluated" if errors else ""
         return Decision(False, f"no policy permits it (deny by default){note}", DEFAULT_DENY)
 
