@@ -167,3 +167,29 @@ def test_build_authorizer_records_every_decision(tmp_path: Path, audit: AuditLog
     assert decisions[0]["purpose"] == "research"
     assert decisions[1]["roles"] == ["x"]
     assert decisions[0]["detail"]["policy_set"] == authz.authorizer.policy_digest  # type: ignore[attr-defined,index]
+
+
+def test_policy_updates_and_audit_log_in_s3(s3_root: str, s3_settings: object, tmp_path: Path) -> None:
+    from xtremehub.config import Settings
+
+    assert isinstance(s3_settings, Settings)
+    config = AuditConfig(
+        location=s3_root + "audit/", signing_key=tmp_path / "k", checkpoint_every=2, settings=s3_settings
+    )
+    with AuditLog(config) as log:
+        store = PolicyStore(s3_root + "policies/", settings=s3_settings, audit=log)
+        authz = CedarAuthorizer(
+            PolicyConfig(sources=(s3_root + "policies/",), reload_interval=0, settings=s3_settings), audit=log
+        )
+        v1 = store.update({"a.cedar": ALLOW_ALICE}, base=store.load().digest, subject="admin")
+        assert authz.reload()
+        assert authz.decide(request()).policy_id == "alice-read"
+        with pytest.raises(StalePolicy):
+            PolicyStore(s3_root + "policies/", settings=s3_settings).update({"a.cedar": None}, base="f" * 64)
+        assert storage.get(s3_root + "policies/a.cedar", settings=s3_settings).decode() == ALLOW_ALICE
+        assert authz.versions == (v1.version,)
+    report = verify_log(s3_root + "audit/", public_key=log.public_key, settings=s3_settings)
+    assert report.ok
+    assert report.uncovered == 0
+    recs = [json.loads(line) for _, line in read_lines(s3_root + "audit/", settings=s3_settings)]
+    assert [r["subject"] for r in recs if r["action"] == "add"] == ["admin", "policy-loader"]
