@@ -193,3 +193,37 @@ def test_policy_updates_and_audit_log_in_s3(s3_root: str, s3_settings: object, t
     assert report.uncovered == 0
     recs = [json.loads(line) for _, line in read_lines(s3_root + "audit/", settings=s3_settings)]
     assert [r["subject"] for r in recs if r["action"] == "add"] == ["admin", "policy-loader"]
+
+
+def test_concurrent_updates_from_processes_one_wins(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = Path(__file__).resolve().parents[2] / "src"
+    store = PolicyStore(str(tmp_path / "p"))
+    base = store.load().digest
+    script = (
+        "import sys\n"
+        "from xtremehub.errors import StalePolicy\n"
+        "from xtremehub.security.policy_store import PolicyStore\n"
+        "text = 'permit(principal, action, resource);'\n"
+        "try:\n"
+        "    PolicyStore(sys.argv[1]).update({sys.argv[2] + '.cedar': text}, base=sys.argv[3])\n"
+        "    print('won')\n"
+        "except StalePolicy:\n"
+        "    print('stale')\n"
+    )
+    env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(tmp_path / "p"), f"f{i}", base],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    outcomes = sorted(p.communicate(timeout=120)[0].strip() for p in procs)
+    assert outcomes == ["stale", "stale", "stale", "won"]
+    final = store.load()
+    assert (final.version, len(final.sources)) == (1, 1)

@@ -367,14 +367,23 @@ class AuditLog:
         return record
 
     def record_decision(
-        self, request: AccessRequest, decision: Decision, *, detail: Mapping[str, object] | None = None
+        self,
+        request: AccessRequest,
+        decision: Decision,
+        *,
+        kind: str = "decision",
+        detail: Mapping[str, object] | None = None,
     ) -> dict[str, object]:
-        """Append an authorisation decision: subject, roles, action, resource, purpose, verdict, policy."""
+        """Append an authorisation decision: subject, roles, action, resource, purpose, verdict, policy.
+
+        The key service records a key release with ``kind="key-release"`` and a ``detail`` such
+        as ``{"measurement": "<sha256>", "kek_version": 3}`` (never the key itself).
+        """
         extra: dict[str, object] = dict(detail or {})
         if request.identity.job_id is not None:
             extra.setdefault("job", request.identity.job_id)
         return self.append(
-            "decision",
+            kind,
             subject=request.identity.subject,
             roles=sorted(request.identity.roles),
             action=request.action.value,

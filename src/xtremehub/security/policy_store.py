@@ -26,12 +26,15 @@ but the update is based on 000000000000; reload and retry
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xtremehub import storage
@@ -132,9 +135,9 @@ class PolicyStore:
         settings: storage settings (credentials, endpoints) for ``url``.
         audit: where changes are recorded; None records nothing.
 
-    Thread-safe; updates from several processes to the same source are serialised only by the
-    digest check (a lost race raises :class:`~xtremehub.errors.StalePolicy` in the loser when
-    the store is read back, or is seen as a hand edit).
+    Thread-safe. Updates from several processes to a local directory are serialised by a file
+    lock; on an object store only by the digest check (there is no compare-and-swap: two
+    updates racing within one read-write window can both pass it; keep one writer there).
     """
 
     def __init__(self, url: str, *, settings: Settings | None = None, audit: AuditLog | None = None) -> None:
@@ -173,7 +176,7 @@ class PolicyStore:
         for name in changes:
             if "/" in name or not name.endswith(POLICY_SUFFIX) or name.startswith("."):
                 raise ConfigError(f"{self.url}: policy file name {name!r} must be a plain '*{POLICY_SUFFIX}' name")
-        with self._lock:
+        with self._lock, self._process_lock():
             current = self._read()
             self._observe(current, subject="policy-loader")
             if current.digest != base:
@@ -204,6 +207,23 @@ class PolicyStore:
             return new
 
     # -- internals ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _process_lock(self) -> Iterator[None]:
+        """For a local directory, an ``flock`` on ``.policyset.lock`` in it: updates from several
+        processes are serialised, so the digest check is exact. Object stores have no lock."""
+        scheme, _, key = storage.split_url(self.url)
+        if scheme != "file":
+            yield
+            return
+        directory = Path("/" + key)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / ".policyset.lock", "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     def _name(self, key: str) -> str | None:
         return _policy_file_name(self._prefix_key, key)
