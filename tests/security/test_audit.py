@@ -275,6 +275,7 @@ def test_signing_key_file_is_private(tmp_path: Path, key: Path) -> None:
     write_log(tmp_path / "a.log", key, n=1)
     assert key.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "a.log").stat().st_mode & 0o077 == 0
+    assert (tmp_path / "a.log.checkpoints").stat().st_mode & 0o077 == 0
     key.write_text("not a key")
     with pytest.raises(ConfigError, match=r"audit\.key: not an unencrypted PEM private key") as info:
         AuditLog(AuditConfig(location=str(tmp_path / "b.log"), signing_key=key))

@@ -155,7 +155,8 @@ class _FileSink:
         self._fsync = fsync
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         self._fh: IO[bytes] = os.fdopen(fd, "r+b", buffering=0)
-        self._side = open(sidecar_location(path), "ab", buffering=0)  # noqa: SIM115 - closed in close()
+        side_fd = os.open(sidecar_location(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self._side: IO[bytes] = os.fdopen(side_fd, "ab", buffering=0)
         self._lock = threading.Lock()
         self._known: tuple[int, int, str] | None = None  # (file size, last seq, last hash)
 
@@ -223,9 +224,13 @@ class _StoreSink:
         self._pending: list[bytes] = []
         self._first_pending = 0
         self._sidecar = b""
-        lines = list(read_lines(prefix, settings=settings))
         self._next, self._prev = 0, GENESIS
-        for _, line in reversed(lines):
+        try:  # only the last segment is read: it ends with the last record
+            segments = sorted(storage.list(prefix + "segments/", settings=settings), key=lambda i: i.key)
+        except ObjectNotFound:
+            segments = []
+        last = storage.get(segments[-1].url, settings=settings) if segments else b""
+        for line in reversed(last.splitlines()):
             try:
                 rec = json.loads(line)
                 self._next, self._prev = int(rec["seq"]) + 1, str(rec["hash"])
