@@ -240,3 +240,19 @@ def test_a_forbid_that_cannot_be_evaluated_denies(tmp_path: Path) -> None:
     assert authz.decide(AccessRequest(BOB, Action.READ, open_data)).allowed
     embargoed = Resource("dataset", "d4", attributes={"embargoed": True})
     assert authz.decide(AccessRequest(BOB, Action.READ, embargoed)).policy_id == "embargo"
+
+
+def test_dot_segments_cannot_climb_out_of_a_prefix(authz: CedarAuthorizer, tmp_path: Path) -> None:
+    write = Action.WRITE
+    sneaky = authz.decide(AccessRequest(CAROL, write, Resource("object", "s3://lungs/ct/../raw/x.bam")))
+    assert not sneaky.allowed
+    assert "'..' path segments are refused" in sneaky.reason
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "l.cedar").write_text(
+        f'@id("ct-local") permit(principal, action, resource in XHub::Prefix::"{tmp_path}/data/ct/");'
+    )
+    local = CedarAuthorizer(PolicyConfig(sources=(str(tmp_path / "local"),), reload_interval=0))
+    assert local.decide(read(BOB, "object", f"{tmp_path}/data/ct/x.fq")).allowed
+    assert local.decide(read(BOB, "object", f"file://{tmp_path}/data/ct/x.fq")).allowed
+    assert not local.decide(read(BOB, "object", f"{tmp_path}/data/ct/../raw/x.fq")).allowed
+    assert not local.decide(read(BOB, "object", f"file://{tmp_path}/data/ct/../../etc/passwd")).allowed

@@ -55,6 +55,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import posixpath
 import re
 import threading
 import time
@@ -82,6 +84,7 @@ __all__ = [
     "PolicyConfig",
     "build_authorizer",
     "compile_policies",
+    "object_name",
     "request_to_cedar",
 ]
 
@@ -230,11 +233,36 @@ def _object_chain(name: str) -> tuple[dict[str, str], list[dict[str, object]]]:
     return chain[0], entities
 
 
+def object_name(name: str) -> str | None:
+    """The name an object/prefix URL is judged by, or None when it is refused.
+
+    Local paths (and ``file://`` URLs) become absolute, normalised paths, as the local store
+    resolves them, so ``/data/ct/../raw/x`` is judged as ``/data/raw/x``; in other schemes a
+    ``.`` or ``..`` segment is refused (a store may resolve it, a prefix policy would not).
+
+    Example:
+        >>> object_name("file:///data/ct/../raw/x"), object_name("s3://b/ct/../raw/x")
+        ('/data/raw/x', None)
+    """
+    scheme, sep, rest = name.partition("://")
+    if not sep or scheme == "file":
+        local = rest if sep else name
+        normal = posixpath.normpath(os.path.abspath(local) if not local.startswith("/") else local)
+        normal = "/" + normal.lstrip("/")
+        return normal + "/" if name.endswith("/") and normal != "/" else normal
+    if any(part in (".", "..") for part in rest.split("/")):
+        return None
+    return name
+
+
 def _resource_entities(kind: str, name: str) -> tuple[dict[str, str], list[dict[str, object]]] | None:
     if kind in ("object", "prefix", "bucket"):
-        if kind == "prefix" and not name.endswith("/"):
-            name += "/"
-        return _object_chain(name)
+        canonical = object_name(name)
+        if canonical is None:
+            return None
+        if kind == "prefix" and not canonical.endswith("/"):
+            canonical += "/"
+        return _object_chain(canonical)
     if kind == "dataset":
         uid = _uid("Dataset", name)
         return uid, [{"uid": uid, "attrs": {}, "parents": []}]
@@ -346,7 +374,13 @@ class CedarAuthorizer:
         compiled = self._compiled
         cedar_request, entities = request_to_cedar(request, self._zone)
         if cedar_request["resource"] is None:
-            return Decision(False, f"unknown resource kind {request.resource.kind!r} (deny)", DEFAULT_DENY)
+            kind = request.resource.kind
+            why = (
+                "'.' and '..' path segments are refused"
+                if kind in ("object", "prefix", "bucket")
+                else f"unknown resource kind {kind!r}"
+            )
+            return Decision(False, f"{why} (deny)", DEFAULT_DENY)
         result = self._cedar.is_authorized(cedar_request, compiled.policies, entities)
         diagnostics = result.diagnostics
         ids = sorted(diagnostics.reasons)
