@@ -38,6 +38,9 @@ def test_verify_ok_and_show(runner: CliRunner, log_path: Path, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     assert "ok:" in result.output
     assert "2 checkpoints verified" in result.output
+    missing = runner.invoke(cli, ["audit", "verify", str(tmp_path / "nope.log")])
+    assert missing.exit_code != 0
+    assert "no audit log there" in str(missing.exception)
     unsigned = runner.invoke(cli, ["audit", "verify", str(log_path)])
     assert unsigned.exit_code == 0
     assert "NOT checked" in unsigned.output

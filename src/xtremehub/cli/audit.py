@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from xtremehub.config import Settings
-from xtremehub.errors import AuditLogTampered
+from xtremehub.errors import AuditLogTampered, ConfigError
 
 __all__ = ["audit_group"]
 
@@ -41,9 +41,12 @@ def verify(settings: Settings, location: str, public_key: Path | None) -> None:
     checkpoint whose signature does not verify; exit code 1 if anything is wrong.
     """
     # imported here: `xhub` runs without the security extra (cryptography) installed
+    from xtremehub.security.audit import is_store_location
     from xtremehub.security.audit_signing import key_id, load_public_key
     from xtremehub.security.audit_verify import verify_log
 
+    if not is_store_location(location) and not Path(location).is_file():
+        raise ConfigError(f"{location}: no audit log there")
     key = load_public_key(public_key) if public_key is not None else None
     report = verify_log(location, public_key=key, settings=settings, raise_on_error=False)
     for problem in report.problems:
