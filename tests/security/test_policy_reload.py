@@ -227,3 +227,36 @@ def test_concurrent_updates_from_processes_one_wins(tmp_path: Path) -> None:
     assert outcomes == ["stale", "stale", "stale", "won"]
     final = store.load()
     assert (final.version, len(final.sources)) == (1, 1)
+
+
+def test_deciding_threads_during_reloads(tmp_path: Path, audit: AuditLog) -> None:
+    import threading
+
+    (tmp_path / "a.cedar").write_text(ALLOW_ALICE)
+    authz = CedarAuthorizer(PolicyConfig(sources=(str(tmp_path),), reload_interval=0.001), audit=audit)
+    errors: list[BaseException] = []
+    seen: set[str | None] = set()
+    stop = threading.Event()
+
+    def decide() -> None:
+        while not stop.is_set():
+            try:
+                seen.add(authz.decide(request()).policy_id)
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=decide) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        (tmp_path / "a.cedar").write_text(ALLOW_ALICE if i % 2 else ALLOW_ALICE_WRITE)
+        time.sleep(0.01)
+    (tmp_path / "a.cedar").write_text(ALLOW_ALICE)
+    authz.reload()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert seen <= {"alice-read", "default-deny"}
+    assert authz.decide(request()).policy_id == "alice-read"
+    assert verify_log(audit.location, public_key=audit.public_key).ok

@@ -449,6 +449,8 @@ class CedarAuthorizer:
         if not self._reload_lock.acquire(blocking=False):
             return  # another thread is reloading; decide with the policies in force
         try:
+            if time.monotonic() - self._checked < interval:
+                return  # another thread has just checked
             self._checked = time.monotonic()
         finally:
             self._reload_lock.release()
