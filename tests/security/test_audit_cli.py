@@ -96,3 +96,42 @@ def test_policy_check_and_decide(runner: CliRunner, tmp_path: Path) -> None:
     broken = runner.invoke(cli, ["policy", "check", str(tmp_path / "p")])
     assert broken.exit_code != 0
     assert "b.cedar: not valid Cedar" in str(broken.exception)
+
+
+def test_policy_push_from_a_reviewed_directory(runner: CliRunner, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.cedar").write_text('@id("a") permit(principal, action == XHub::Action::"read", resource);')
+    target = "mem://policy-push-test/policies/"
+    audit = ["--audit-log", str(tmp_path / "audit.log"), "--signing-key", str(tmp_path / "audit.key")]
+    first = runner.invoke(cli, ["policy", "push", str(repo), target, "--subject", "ci", *audit])
+    assert first.exit_code == 0, first.output
+    assert "add     a.cedar" in first.output
+    assert "version 1" in first.output
+    again = runner.invoke(cli, ["policy", "push", str(repo), target])
+    assert "up to date at version 1" in again.output
+
+    (repo / "b.cedar").write_text('@id("b") permit(principal, action == XHub::Action::"write", resource);')
+    (repo / "a.cedar").unlink()
+    stale = runner.invoke(cli, ["policy", "push", str(repo), target, "--base", "0" * 64])
+    assert stale.exit_code != 0
+    assert "based on 000000000000" in str(stale.exception)
+    second = runner.invoke(cli, ["policy", "push", str(repo), target, "--subject", "ci", *audit])
+    assert second.exit_code == 0, second.output
+    assert "remove  a.cedar" in second.output
+    assert "add     b.cedar" in second.output
+    (repo / "c.cedar").write_text("permit(principal, action")
+    broken = runner.invoke(cli, ["policy", "push", str(repo), target])
+    assert "c.cedar: not valid Cedar" in str(broken.exception)
+
+    shown = runner.invoke(cli, ["audit", "show", str(tmp_path / "audit.log"), "--kind", "policy", "--json"])
+    changes = [json.loads(line) for line in shown.output.splitlines()]
+    assert [(c["subject"], c["action"], c["resource"].rsplit("/", 1)[1]) for c in changes if c["action"] != "load"] == [
+        ("ci", "add", "a.cedar"),
+        ("ci", "remove", "a.cedar"),
+        ("ci", "add", "b.cedar"),
+    ]
+    verified = runner.invoke(
+        cli, ["audit", "verify", str(tmp_path / "audit.log"), "--public-key", str(tmp_path / "audit.key.pub")]
+    )
+    assert verified.exit_code == 0, verified.output

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import click
 
@@ -16,7 +17,7 @@ from xtremehub.config import Settings
 from xtremehub.security.authz import AccessRequest, Action, Resource
 from xtremehub.security.identity import Identity
 from xtremehub.security.policy import CedarAuthorizer, PolicyConfig, compile_policies
-from xtremehub.security.policy_store import PolicyStore
+from xtremehub.security.policy_store import PolicyStore, diff
 
 __all__ = ["policy_group"]
 
@@ -72,3 +73,56 @@ def decide(
     click.echo(f"{'ALLOW' if decision.allowed else 'DENY'} [{decision.policy_id}] {decision.reason}")
     if not decision.allowed:
         raise SystemExit(1)
+
+
+@policy_group.command("push")
+@click.argument("source")
+@click.argument("target")
+@click.option("--base", help="Digest of the target's policy set this change is based on (default: its current one).")
+@click.option("--subject", default="policy-admin", show_default=True, help="Who makes the change (for the audit log).")
+@click.option("--audit-log", help="Audit log (file or prefix/) to record the changes in.")
+@click.option(
+    "--signing-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 key signing the audit log's checkpoints (needed with --audit-log).",
+)
+@click.pass_obj
+def push(
+    settings: Settings,
+    source: str,
+    target: str,
+    base: str | None,
+    subject: str,
+    audit_log: str | None,
+    signing_key: Path | None,
+) -> None:
+    """Make TARGET's *.cedar files those of SOURCE (e.g. a reviewed directory to s3://.../policies/).
+
+    The policies are parsed first (nothing is written if one is broken); the update names the
+    target digest it is based on, so a concurrent change makes it fail with StalePolicy.
+    """
+    from xtremehub.security.audit import AuditConfig, AuditLog
+
+    wanted = PolicyStore(source, settings=settings).load()
+    compile_policies([wanted])
+    log = None
+    if audit_log is not None:
+        if signing_key is None:
+            raise click.BadParameter("--audit-log needs --signing-key", param_hint="--signing-key")
+        log = AuditLog(AuditConfig(location=audit_log, signing_key=signing_key, settings=settings))
+    try:
+        store = PolicyStore(target, settings=settings, audit=log)
+        current = store.load()
+        changes = diff(current, wanted)
+        if not changes:
+            click.echo(f"{store.url}: up to date at version {current.version} (digest {current.digest[:16]})")
+            return
+        new = store.update(
+            {c.name: wanted.sources.get(c.name) for c in changes}, base=base or current.digest, subject=subject
+        )
+    finally:
+        if log is not None:
+            log.close()
+    for change in changes:
+        click.echo(f"  {change.kind:<7} {change.name}")
+    click.echo(f"{store.url}: version {new.version} (digest {new.digest[:16]}, predecessor {current.digest[:16]})")

@@ -44,7 +44,7 @@ from xtremehub.errors import ConfigError, ObjectNotFound, StalePolicy
 if TYPE_CHECKING:
     from xtremehub.security.audit import AuditLog
 
-__all__ = ["MANIFEST", "POLICY_SUFFIX", "PolicyChange", "PolicySnapshot", "PolicyStore", "text_hash"]
+__all__ = ["MANIFEST", "POLICY_SUFFIX", "PolicyChange", "PolicySnapshot", "PolicyStore", "diff", "text_hash"]
 
 log = logging.getLogger(__name__)
 
