@@ -57,8 +57,10 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 
 def _register() -> None:
     from xtremehub.cli.demo import demo
+    from xtremehub.cli.keys import keys_group
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
+    from xtremehub.cli.security import security_group
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
 
@@ -67,6 +69,8 @@ def _register() -> None:
     cli.add_command(streams_group)
     cli.add_command(mdr_group)
     cli.add_command(metaspace_group)
+    cli.add_command(keys_group)
+    cli.add_command(security_group)
 
 
 _register()

@@ -87,16 +87,23 @@ class KeyClient:
         self.cert_file = str(cert_file) if cert_file is not None else None
         self.key_file = str(key_file) if key_file is not None else None
         self._local = threading.local()
+        self._open: list[http.client.HTTPConnection] = []  # every thread's kept-alive connection
+        self._open_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"KeyClient({self.url!r})"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_local", "_open", "_open_lock")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._local = threading.local()
+        self._open = []
+        self._open_lock = threading.Lock()
+
+    def __del__(self) -> None:
+        self.close()
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -109,7 +116,16 @@ class KeyClient:
         else:
             conn = http.client.HTTPConnection(parsed.hostname or "", parsed.port, timeout=self.timeout)
         self._local.conn = conn
+        with self._open_lock:
+            self._open.append(conn)
         return conn
+
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        self._local.conn = None
+        conn.close()
+        with self._open_lock:
+            if conn in self._open:
+                self._open.remove(conn)
 
     def _post(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
         data = json.dumps(body).encode()
@@ -122,14 +138,12 @@ class KeyClient:
                 payload = resp.read()
                 break
             except (ssl.SSLError, ssl.CertificateError) as exc:
-                self._local.conn = None
-                conn.close()
+                self._drop(conn)
                 raise KeyReleaseDenied(
                     f"TLS with the key service {self.url} failed: {exc.__class__.__name__}"
                 ) from None
             except (OSError, http.client.HTTPException) as exc:
-                self._local.conn = None
-                conn.close()
+                self._drop(conn)
                 if attempt:
                     raise KeyReleaseDenied(f"key service {self.url} unreachable: {exc.__class__.__name__}") from None
         try:
@@ -154,10 +168,12 @@ class KeyClient:
         return str(answer["job_token"])
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (also done when the client is garbage collected)."""
+        with self._open_lock:
+            conns, self._open = self._open, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
+        self._local = threading.local()
 
 
 def fetch_kek(

@@ -1,0 +1,197 @@
+"""The key service over HTTPS: TLS with the local CA, mutual TLS, job tokens from a bearer token, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from keyrelease_support import MASTER, RESEARCHER, EdDSAIssuer, allowed_task, other_task
+
+import xtremehub
+from xtremehub.cli import cli
+from xtremehub.errors import AuthenticationFailed, ConfigError, KeyReleaseDenied
+from xtremehub.security.attest import measure
+from xtremehub.security.keyservice import KeyService
+from xtremehub.security.keyservice_client import KeyClient, ServiceKeys
+from xtremehub.security.keyservice_http import KeyServer
+from xtremehub.security.keyservice_store import MasterKey
+from xtremehub.security.pki import PKIFiles, init_pki
+
+DATA_KEY = b"\x07" * 32
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> PKIFiles:
+    return init_pki(tmp_path / "tls", hosts=["localhost", "127.0.0.1"])
+
+
+@pytest.fixture
+def https(service: KeyService, pki: PKIFiles) -> Iterator[KeyServer]:
+    with KeyServer(service, cert_file=pki.server_cert, key_file=pki.server_key) as server:
+        yield server
+
+
+@pytest.fixture
+def mtls(service: KeyService, pki: PKIFiles) -> Iterator[KeyServer]:
+    with KeyServer(service, cert_file=pki.server_cert, key_file=pki.server_key, client_ca=pki.ca_cert) as server:
+        yield server
+
+
+def token_for(service: KeyService, **kw: Any) -> str:
+    return service.issue_job_token(
+        identity=RESEARCHER, job_id="job-h", datasets=kw.get("datasets", ["genomes"]), purpose="research"
+    )
+
+
+def test_release_over_https(https: KeyServer, service: KeyService, pki: PKIFiles) -> None:
+    assert https.url.startswith("https://127.0.0.1:")
+    keys = ServiceKeys(KeyClient(https.url, ca_file=pki.ca_cert), token_for(service), allowed_task)
+    assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
+
+
+def test_denials_cross_https_as_typed_errors(https: KeyServer, service: KeyService, pki: PKIFiles) -> None:
+    client = KeyClient(https.url, ca_file=pki.ca_cert)
+    with pytest.raises(KeyReleaseDenied, match="code measurement"):
+        ServiceKeys(client, token_for(service), other_task).wrap("genomes", DATA_KEY)
+    with pytest.raises(KeyReleaseDenied, match="not granted dataset 'proteomes'"):
+        ServiceKeys(client, token_for(service), allowed_task).wrap("proteomes", DATA_KEY)
+    with pytest.raises(AuthenticationFailed, match="malformed"):
+        ServiceKeys(client, "garbage", allowed_task).wrap("genomes", DATA_KEY)
+
+
+def test_a_client_without_the_ca_is_refused(https: KeyServer, service: KeyService) -> None:
+    keys = ServiceKeys(KeyClient(https.url), token_for(service), allowed_task)  # system CAs only
+    with pytest.raises(KeyReleaseDenied, match=r"TLS with the key service .* failed: SSLCertVerificationError"):
+        keys.wrap("genomes", DATA_KEY)
+
+
+def test_mutual_tls_requires_a_client_certificate(mtls: KeyServer, service: KeyService, pki: PKIFiles) -> None:
+    without = ServiceKeys(KeyClient(mtls.url, ca_file=pki.ca_cert), token_for(service), allowed_task)
+    with pytest.raises(KeyReleaseDenied, match="key service"):
+        without.wrap("genomes", DATA_KEY)
+    client = KeyClient(mtls.url, ca_file=pki.ca_cert, cert_file=pki.client_cert, key_file=pki.client_key)
+    keys = ServiceKeys(client, token_for(service), allowed_task)
+    assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
+
+
+def test_job_tokens_from_a_bearer_token_over_https(
+    https: KeyServer, service: KeyService, pki: PKIFiles, issuer: EdDSAIssuer
+) -> None:
+    client = KeyClient(https.url, ca_file=pki.ca_cert)
+    bearer = issuer.mint("alice", ["research"])
+    token = client.issue_job_token(bearer, "job-b", ["genomes"], "research")
+    keys = ServiceKeys(client, token, allowed_task)
+    assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
+    with pytest.raises(AuthenticationFailed, match="signature"):
+        client.issue_job_token(EdDSAIssuer().mint("alice", ["research"]), "job-b", ["genomes"], "research")
+    request = urllib.request.Request(
+        https.url + "/v1/job-tokens", data=b'{"job_id": "j", "datasets": []}', method="POST"
+    )
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, context=ctx)
+    assert err.value.code == 401
+    assert json.loads(err.value.read())["error"] == "AuthenticationFailed"
+    err.value.close()
+
+
+def test_bad_requests_get_400_not_a_traceback(https: KeyServer, pki: PKIFiles) -> None:
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    for body in (b"not json", b"[1]", b'{"dataset": "genomes"}'):
+        request = urllib.request.Request(https.url + "/v1/release", data=body, method="POST")
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, context=ctx)
+        assert err.value.code == 403
+        answer = json.loads(err.value.read())
+        err.value.close()
+        assert answer["error"] == "KeyReleaseDenied"
+        assert "Traceback" not in answer["message"]
+    with urllib.request.urlopen(https.url + "/v1/health", context=ctx) as resp:
+        assert json.loads(resp.read()) == {"status": "ok"}
+
+
+def test_plain_http_only_on_loopback_unless_insecure(service: KeyService) -> None:
+    with pytest.raises(ConfigError, match=r"refusing to serve keys on 0\.0\.0\.0 without TLS"):
+        KeyServer(service, host="0.0.0.0")
+    server = KeyServer(service, host="0.0.0.0", insecure=True)
+    server.stop()
+    with KeyServer(service) as plain:
+        keys = ServiceKeys(KeyClient(plain.url), token_for(service), allowed_task)
+        assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    src = str(Path(xtremehub.__file__).resolve().parents[1])
+    return {
+        **os.environ,
+        "PYTHONPATH": src,
+        "XHUB_MASTER_KEY": MASTER.hex(),
+        "XHUB_HOME": str(tmp_path / "home"),
+        "XHUB_CONFIG": str(tmp_path / "none.toml"),
+    }
+
+
+def test_the_cli_creates_rotates_and_serves_with_mutual_tls(tmp_path: Path, pki: PKIFiles) -> None:
+    env = _env(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args) -> Any:
+        return runner.invoke(cli, ["keys", "--dir", str(tmp_path / "k"), *args], env=env)
+
+    policy = tmp_path / "genomes.toml"
+    lists = 'roles = ["research"]\npurposes = ["research"]\n'
+    policy.write_text(f'dataset = "genomes"\n{lists}measurements = ["{measure(allowed_task)}"]\n')
+    created = invoke("create", str(policy))
+    assert created.exit_code == 0, created.output
+    assert created.output == "dataset genomes: KEK version 1, policy version 1\n"
+    shown = json.loads(invoke("policy", "genomes").output)
+    assert shown["version"] == 1
+    stale = tmp_path / "stale.toml"
+    stale.write_text(policy.read_text() + 'version = 2\npredecessor = "sha256:00"\n')
+    refused = invoke("policy", "genomes", "--set", str(stale))
+    assert refused.exit_code != 0
+    assert "not based on the current policy" in str(refused.exception)
+    assert invoke("rotate", "genomes").output == "dataset genomes: KEK version 2\n"
+    audit_log = tmp_path / "audit.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from xtremehub.cli import main; main()", "keys", "--dir", str(tmp_path / "k"),
+         "serve", "--port", "0", "--tls-dir", str(pki.directory), "--mtls", "--audit-log", str(audit_log)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "(mutual TLS)" in line, line + (proc.stderr.read() if proc.stderr else "")
+        url = line.split(" on ")[1].split()[0]
+        assert url.startswith("https://127.0.0.1:")
+        service = KeyService(tmp_path / "k", MasterKey(MASTER))
+        client = KeyClient(url, ca_file=pki.ca_cert, cert_file=pki.client_cert, key_file=pki.client_key)
+        keys = ServiceKeys(client, token_for(service), allowed_task)
+        blob = keys.wrap("genomes", DATA_KEY)
+        assert blob[4:8] == (2).to_bytes(4, "big")
+        assert keys.unwrap("genomes", blob) == DATA_KEY
+        client.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    records = [json.loads(line) for line in audit_log.read_text().splitlines()]
+    assert [r["outcome"] for r in records if r["event"] == "key.release"] == ["allow"]
+    assert MASTER.hex() not in err
+
+
+def test_measure_command_prints_the_measurement() -> None:
+    result = CliRunner().invoke(cli, ["keys", "measure", "keyrelease_support:allowed_task"])
+    assert result.output.strip() == measure(allowed_task)
+    bad = CliRunner().invoke(cli, ["keys", "measure", "nonsense"])
+    assert isinstance(bad.exception, ConfigError)
