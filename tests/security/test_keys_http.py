@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import os
 import signal
 import ssl
@@ -195,3 +197,29 @@ def test_measure_command_prints_the_measurement() -> None:
     assert result.output.strip() == measure(allowed_task)
     bad = CliRunner().invoke(cli, ["keys", "measure", "nonsense"])
     assert isinstance(bad.exception, ConfigError)
+
+
+def test_no_token_or_key_in_server_logs_or_http_errors(
+    https: KeyServer, service: KeyService, pki: PKIFiles, issuer: EdDSAIssuer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = KeyClient(https.url, ca_file=pki.ca_cert)
+    bearer = issuer.mint("alice", ["research"])
+    token = client.issue_job_token(bearer, "job-l", ["genomes"], "research")
+    keys = ServiceKeys(client, token, allowed_task)
+    keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY))
+    errors = []
+    for attempt in (
+        lambda: ServiceKeys(client, token, other_task).wrap("genomes", DATA_KEY),
+        lambda: ServiceKeys(client, token + "A", allowed_task).wrap("genomes", DATA_KEY),
+        lambda: client.issue_job_token(bearer + "A", "job-l", ["genomes"], "research"),
+    ):
+        with pytest.raises((KeyReleaseDenied, AuthenticationFailed)) as err:
+            attempt()
+        errors.append(f"{err.value!s} {err.value!r}")
+    client.close()
+    text = caplog.text + "\n".join(errors)
+    assert "POST /v1/release" in caplog.text  # the request log is there, without bodies or headers
+    kek = service.store.kek("genomes", 1)
+    for secret in (token, bearer, token.split(".")[2], bearer.split(".")[2], kek.hex(), base64.b64encode(kek).decode()):
+        assert secret not in text
