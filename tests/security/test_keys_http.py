@@ -223,3 +223,16 @@ def test_no_token_or_key_in_server_logs_or_http_errors(
     kek = service.store.kek("genomes", 1)
     for secret in (token, bearer, token.split(".")[2], bearer.split(".")[2], kek.hex(), base64.b64encode(kek).decode()):
         assert secret not in text
+
+
+def test_ipv6_loopback_and_hostname_verification(service: KeyService, pki: PKIFiles, tmp_path: Path) -> None:
+    with KeyServer(service, host="::1", cert_file=pki.server_cert, key_file=pki.server_key) as server:
+        keys = ServiceKeys(KeyClient(server.url, ca_file=pki.ca_cert), token_for(service), allowed_task)
+        with pytest.raises(KeyReleaseDenied, match="SSLCertVerificationError"):  # ::1 is not in that certificate
+            keys.wrap("genomes", DATA_KEY)
+    pki = init_pki(tmp_path / "v6", hosts=["::1"])
+    with KeyServer(service, host="::1", cert_file=pki.server_cert, key_file=pki.server_key) as server:
+        assert server.url.startswith("https://[::1]:")
+        keys = ServiceKeys(KeyClient(server.url, ca_file=pki.ca_cert), token_for(service), allowed_task)
+        assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
+        keys.source.close()  # type: ignore[attr-defined]

@@ -174,6 +174,10 @@ class _Server(ThreadingHTTPServer):
             conn.close()
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 class KeyServer:
     """Serves a :class:`~.keyservice.KeyService` on ``host:port`` (0: a free port) in a thread.
 
@@ -203,7 +207,8 @@ class KeyServer:
         if client_ca is not None and cert_file is None:
             raise ConfigError("mutual TLS (client_ca) needs a server certificate too")
         self.service = service
-        self._httpd = _Server((host, port), _Handler)
+        server_class = _Server6 if ":" in host else _Server
+        self._httpd = server_class((host, port), _Handler)
         self._httpd.service = service
         self.tls = cert_file is not None
         if cert_file is not None:
