@@ -419,3 +419,31 @@ def test_no_key_token_or_master_key_in_logs_errors_or_audit(
         assert secret not in text
     assert len(audit) > 8
     assert any(r["outcome"] == "deny" for r in audit)
+
+
+def test_keys_from_the_environment_are_cached_per_job_token(
+    service: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = ServiceKeys(service, None, allowed_task)  # a long-lived worker's keys, reused across jobs
+    with pytest.raises(AuthenticationFailed, match=r"no job token: .* XHUB_JOB_TOKEN"):
+        keys.wrap("genomes", DATA_KEY)
+    monkeypatch.setenv("XHUB_JOB_TOKEN", job_token(service, datasets=("genomes",)))
+    blob = keys.wrap("genomes", DATA_KEY)
+    assert keys.unwrap("genomes", blob) == DATA_KEY
+    monkeypatch.setenv("XHUB_JOB_TOKEN", job_token(service, datasets=("proteomes",), job_id="job-2"))
+    with pytest.raises(KeyReleaseDenied, match="job 'job-2' was not granted dataset 'genomes'"):
+        keys.unwrap("genomes", blob)  # the KEK cached for job-1 is not job-2's
+
+
+def test_key_source_urls_name_bad_parts(tmp_path: Path) -> None:
+    from xtremehub.security.keyservice_client import service_keys_from_url
+
+    assert service_keys_from_url("keyservice+http://127.0.0.1:9?code=keyrelease_support:allowed_task").attester.attest(
+        b""
+    ).measurement == measure(allowed_task)
+    with pytest.raises(ConfigError, match="expected keyservice://HOST:PORT"):
+        service_keys_from_url("https://keys:1")
+    with pytest.raises(ConfigError, match=r"unknown parameter\(s\) \['token'\]"):
+        service_keys_from_url("keyservice://keys:1?token=abc")
+    with pytest.raises(ConfigError, match="cannot load code 'nope:x'"):
+        service_keys_from_url("keyservice://keys:1?code=nope:x")

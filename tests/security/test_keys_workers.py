@@ -119,3 +119,51 @@ def test_keys_are_released_inside_the_workers(
         assert audit[-1]["outcome"] == "deny"
         client.close()
         driver_keys.source.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("executor", BACKENDS, indirect=True)
+def test_a_key_source_url_opens_in_the_workers_with_the_job_token_from_their_environment(
+    executor: FunctionExecutor,
+    make_service: Callable[..., KeyService],
+    audit: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    """The settings-based path of encrypted stores: only a URL travels; the token comes by extra_env."""
+    from xtremehub.security.keyservice_client import _platform_code, service_keys_from_url
+
+    service = make_service()
+    policy = service.policy("genomes")
+    assert policy is not None
+    service.put_policy(policy.successor(measurements=frozenset({measure(_platform_code)})))
+    pki = init_pki(tmp_path / "tls", hosts=["127.0.0.1"])
+    token = service.issue_job_token(identity=RESEARCHER, job_id="job-u", datasets=["genomes"], purpose="research")
+
+    def unwrap_from_url(source: str, blob: bytes) -> tuple[int, str]:
+        import hashlib
+        import os
+
+        from xtremehub.security.keyservice_client import service_keys_from_url
+
+        return os.getpid(), hashlib.sha256(service_keys_from_url(source).unwrap("genomes", blob)).hexdigest()
+
+    with KeyServer(service, cert_file=pki.server_cert, key_file=pki.server_key) as server:
+        source = f"keyservice://127.0.0.1:{server.port}?ca={pki.ca_cert}"
+        os.environ["XHUB_JOB_TOKEN"] = token
+        try:
+            here = service_keys_from_url(source)
+            blobs = [here.wrap("genomes", k) for k in DATA_KEYS[:3]]
+        finally:
+            del os.environ["XHUB_JOB_TOKEN"]
+        assert token not in source
+        before = len(audit)
+        results = executor.get_result(
+            executor.map(unwrap_from_url, [(source, b) for b in blobs], extra_env={"XHUB_JOB_TOKEN": token})
+        )
+        assert os.getpid() not in {pid for pid, _ in results}
+        assert [d for _, d in results] == [hashlib.sha256(k).hexdigest() for k in DATA_KEYS[:3]]
+        worker = [r for r in audit[before:] if r["event"] == "key.release"]
+        assert worker
+        assert all(r["outcome"] == "allow" and r["job"] == "job-u" for r in worker)
+        with pytest.raises(Exception, match="no job token"):
+            executor.call_async(unwrap_from_url, (source, blobs[0])).result(timeout=120)
+        here.source.close()  # type: ignore[attr-defined]

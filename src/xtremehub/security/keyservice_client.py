@@ -18,7 +18,9 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import http.client
+import importlib
 import json
 import os
 import ssl
@@ -43,7 +45,22 @@ from xtremehub.security.keyservice import ReleaseRequest, ReleaseResponse, relea
 from xtremehub.security.pki import client_ssl_context
 from xtremehub.security.sealing import EphemeralKeyPair, aead_decrypt, aead_encrypt
 
-__all__ = ["KeyClient", "KeyReleaser", "ServiceKeys", "blob_version", "fetch_kek", "rewrap"]
+__all__ = [
+    "JOB_TOKEN_ENV",
+    "KEY_SOURCE_SCHEMES",
+    "KeyClient",
+    "KeyReleaser",
+    "ServiceKeys",
+    "blob_version",
+    "fetch_kek",
+    "rewrap",
+    "service_keys_from_url",
+]
+
+#: The environment variable a worker reads its job token from when none was given.
+JOB_TOKEN_ENV = "XHUB_JOB_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+#: Key-source URL schemes of :func:`service_keys_from_url` (``keyservice+http`` is for loopback only).
+KEY_SOURCE_SCHEMES = ("keyservice", "keyservice+http")
 
 _MAGIC = b"xkw1"
 _ERRORS: dict[str, type[Exception]] = {
@@ -209,7 +226,8 @@ class ServiceKeys(KeyEncryptionKeys):
 
     Args:
         source: a :class:`KeyClient` (travels to workers) or the embedded service (in process only).
-        job_token: the job token (from ``issue_job_token``).
+        job_token: the job token (from ``issue_job_token``); None: read ``XHUB_JOB_TOKEN`` from
+            the environment at each release (e.g. ``FunctionExecutor.map(..., extra_env=...)``).
         attester: measures the code (e.g. ``SoftwareAttester(task)``); a callable is measured
             with :class:`~.attest.SoftwareAttester`.
 
@@ -222,11 +240,12 @@ class ServiceKeys(KeyEncryptionKeys):
         0
     """
 
-    def __init__(self, source: KeyReleaser, job_token: str, attester: Attester | Callable[..., Any]) -> None:
+    def __init__(self, source: KeyReleaser, job_token: str | None, attester: Attester | Callable[..., Any]) -> None:
         self.source, self.job_token = source, job_token
         self.attester: Attester = attester if hasattr(attester, "attest") else SoftwareAttester(attester)
-        self._keks: dict[tuple[str, int], bytes] = {}
-        self._current: dict[str, int] = {}
+        # KEKs are cached per job token: a long-lived worker that runs another job asks again.
+        self._keks: dict[tuple[str, str, int], bytes] = {}
+        self._current: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -248,16 +267,24 @@ class ServiceKeys(KeyEncryptionKeys):
         with self._lock:
             self._current.clear()
 
+    def _token(self) -> str:
+        token = self.job_token if self.job_token is not None else os.environ.get(JOB_TOKEN_ENV)
+        if not token:
+            raise AuthenticationFailed(f"no job token: pass one, or set {JOB_TOKEN_ENV} in the worker's environment")
+        return token
+
     def _kek(self, dataset: str, version: int | None) -> tuple[int, bytes]:
+        token = self._token()
+        job = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
             if version is None:
-                version = self._current.get(dataset)
-            if version is not None and (dataset, version) in self._keks:
-                return version, self._keks[(dataset, version)]
-            got, kek = fetch_kek(self.source, self.job_token, dataset, version, self.attester)
-            self._keks[(dataset, got)] = kek
+                version = self._current.get((job, dataset))
+            if version is not None and (job, dataset, version) in self._keks:
+                return version, self._keks[(job, dataset, version)]
+            got, kek = fetch_kek(self.source, token, dataset, version, self.attester)
+            self._keks[(job, dataset, got)] = kek
             if version is None:
-                self._current[dataset] = got
+                self._current[(job, dataset)] = got
             return got, kek
 
     def wrap(self, dataset: str, data_key: bytes) -> bytes:
@@ -284,3 +311,44 @@ def rewrap(keys: KeyEncryptionKeys, dataset: str, blobs: Iterable[bytes]) -> lis
     if isinstance(keys, ServiceKeys):
         keys.refresh()
     return [keys.wrap(dataset, keys.unwrap(dataset, blob)) for blob in blobs]
+
+
+def _platform_code(*args: Any) -> None:
+    """Stands for "the XtremeHub installation": measured when a key source names no code."""
+
+
+def service_keys_from_url(source: str) -> ServiceKeys:
+    """:class:`ServiceKeys` from a key-source URL, opened in the worker itself.
+
+    ``keyservice://HOST:PORT?ca=CA.pem[&cert=CLIENT.pem&key=CLIENT-KEY.pem][&code=MODULE:NAME]``
+    (HTTPS), or ``keyservice+http://127.0.0.1:PORT?...`` (loopback without TLS). The job token is
+    read from ``XHUB_JOB_TOKEN`` at each release; the URL holds no secret. ``code`` names the
+    function to measure (importable in the worker); without it the measurement is that of
+    this module (the XtremeHub installation, package versions and interpreter): a platform
+    gate rather than a per-task one.
+
+    Example:
+        >>> keys = service_keys_from_url("keyservice://keys.lab:8443?ca=/etc/xhub/tls/ca.pem")
+        >>> keys.source.url, keys.source.ca_file, keys.job_token
+        ('https://keys.lab:8443', '/etc/xhub/tls/ca.pem', None)
+    """
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme not in KEY_SOURCE_SCHEMES or not parsed.hostname or parsed.port is None:
+        raise ConfigError(f"key source {source!r}: expected keyservice://HOST:PORT?ca=... or keyservice+http://")
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    unknown = set(query) - {"ca", "cert", "key", "code"}
+    if unknown:
+        raise ConfigError(f"key source {source!r}: unknown parameter(s) {sorted(unknown)}")
+    scheme = "http" if parsed.scheme == "keyservice+http" else "https"
+    client = KeyClient(f"{scheme}://{parsed.netloc}", query.get("ca"), query.get("cert"), query.get("key"))
+    code: Callable[..., Any] = _platform_code
+    if "code" in query:
+        module, _, name = query["code"].partition(":")
+        try:
+            target: Any = importlib.import_module(module)
+            for part in name.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"key source {source!r}: cannot load code {query['code']!r}: {exc}") from None
+        code = target
+    return ServiceKeys(client, None, SoftwareAttester(code))
