@@ -10,6 +10,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -236,3 +237,18 @@ def test_ipv6_loopback_and_hostname_verification(service: KeyService, pki: PKIFi
         keys = ServiceKeys(KeyClient(server.url, ca_file=pki.ca_cert), token_for(service), allowed_task)
         assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
         keys.source.close()  # type: ignore[attr-defined]
+
+
+def test_the_client_reconnects_after_the_server_closed_an_idle_connection(
+    service: KeyService, pki: PKIFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from xtremehub.security import keyservice_http
+
+    monkeypatch.setattr(keyservice_http._Handler, "timeout", 0.2)
+    with KeyServer(service, cert_file=pki.server_cert, key_file=pki.server_key) as server:
+        client = KeyClient(server.url, ca_file=pki.ca_cert)
+        token = token_for(service, datasets=["genomes", "proteomes"])
+        ServiceKeys(client, token, allowed_task).wrap("genomes", DATA_KEY)
+        time.sleep(0.6)  # the server drops the kept-alive connection
+        assert ServiceKeys(client, token, allowed_task).wrap("proteomes", DATA_KEY)[:4] == b"xkw1"
+        client.close()

@@ -153,9 +153,13 @@ class KeyClient:
                 conn.request("POST", path, body=data, headers=hdrs)
                 resp = conn.getresponse()
                 payload = resp.read()
+                if resp.will_close:
+                    self._drop(conn)
                 break
             except (ssl.SSLError, ssl.CertificateError) as exc:
                 self._drop(conn)
+                if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError) and not attempt:
+                    continue  # the server closed a kept-alive connection: reconnect once
                 raise KeyReleaseDenied(
                     f"TLS with the key service {self.url} failed: {exc.__class__.__name__}"
                 ) from None

@@ -51,6 +51,7 @@ __all__ = ["KeyServer", "is_loopback"]
 
 log = logging.getLogger(__name__)
 _MAX_BODY = 64 * 1024
+_IDLE = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -76,6 +77,7 @@ def _status(exc: Exception) -> int:
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"  # keep-alive: one TLS handshake per worker connection
+    timeout = _IDLE  # an idle kept-alive connection is closed (the client reconnects)
 
     def setup(self) -> None:
         super().setup()
@@ -91,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -141,6 +145,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(404, {"error": "NotFound", "message": f"no endpoint {self.path}"})
                 return
         except (SecurityError, ConfigError) as exc:
+            self.close_connection = True  # the body may be unread: never parse it as a next request
             self._send(_status(exc), {"error": type(exc).__name__, "message": str(exc)})
             return
         except XHubError as exc:
@@ -163,6 +168,7 @@ class _Server(ThreadingHTTPServer):
         if self.tls is None:
             super().finish_request(request, client_address)
             return
+        request.settimeout(_IDLE)  # a client that never completes the handshake does not hold a thread
         try:
             conn = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
