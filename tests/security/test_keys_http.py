@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import os
@@ -12,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ from keyrelease_support import MASTER, RESEARCHER, EdDSAIssuer, allowed_task, ot
 
 import xtremehub
 from xtremehub.cli import cli
-from xtremehub.errors import AuthenticationFailed, ConfigError, KeyReleaseDenied
+from xtremehub.errors import AuthenticationFailed, ConfigError, Forbidden, KeyReleaseDenied, StalePolicy
 from xtremehub.security.attest import measure
+from xtremehub.security.keypolicy import KeyPolicy
 from xtremehub.security.keyservice import KeyService
 from xtremehub.security.keyservice_client import KeyClient, ServiceKeys
 from xtremehub.security.keyservice_http import KeyServer
@@ -252,3 +254,35 @@ def test_the_client_reconnects_after_the_server_closed_an_idle_connection(
         time.sleep(0.6)  # the server drops the kept-alive connection
         assert ServiceKeys(client, token, allowed_task).wrap("proteomes", DATA_KEY)[:4] == b"xkw1"
         client.close()
+
+
+def test_remote_administration_needs_an_admin_role(
+    make_service: Callable[..., KeyService], pki: PKIFiles, issuer: EdDSAIssuer, audit: list[dict[str, Any]]
+) -> None:
+    service = make_service(admin_roles=["key-admin"])
+    with KeyServer(service, cert_file=pki.server_cert, key_file=pki.server_key) as server:
+        client = KeyClient(server.url, ca_file=pki.ca_cert)
+        admin, alice = issuer.mint("root", ["key-admin"]), issuer.mint("alice", ["research"])
+        new = KeyPolicy("images", roles=frozenset({"research"}), purposes=frozenset({"research"}))
+        with pytest.raises(Forbidden, match="'alice' may not administer the key of 'images'"):
+            client.put_policy(alice, new)
+        assert audit[-1] | {"at": 0} == {
+            "event": "key.policy",
+            "outcome": "deny",
+            "at": 0,
+            "dataset": "images",
+            "by": "alice",
+            "reason": "'alice' may not administer the key of 'images' (admin roles: key-admin)",
+        }
+        assert client.put_policy(admin, new) == 1
+        assert service.policy("images") == new
+        with pytest.raises(StalePolicy, match="not based on the current policy"):
+            client.put_policy(admin, dataclasses.replace(new.successor(), version=5))
+        assert client.put_policy(admin, new.successor(measurements=frozenset({measure(allowed_task)}))) == 1
+        assert client.rotate(admin, "images") == 2
+        with pytest.raises(Forbidden):
+            client.rotate(alice, "images")
+        with pytest.raises(AuthenticationFailed, match="signature"):
+            client.rotate(EdDSAIssuer().mint("root", ["key-admin"]), "images")
+        client.close()
+    assert service.store.versions("images") == [1, 2]

@@ -137,6 +137,12 @@ def measure_command(function: str) -> None:
 @click.option("--validator", help="MODULE:FACTORY returning the TokenValidator for submitters' tokens.")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Append audit records (JSON lines).")
 @click.option("--job-token-ttl", type=float, default=900.0, show_default=True, help="Job token lifetime, seconds.")
+@click.option(
+    "--admin-role",
+    "admin_roles",
+    multiple=True,
+    help="Role that may change policies and rotate KEKs remotely (repeat).",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -148,6 +154,7 @@ def serve(
     validator: str | None,
     audit_log: Path | None,
     job_token_ttl: float,
+    admin_roles: tuple[str, ...],
 ) -> None:
     """Serve the key service over HTTPS until interrupted; the first line printed names the URL."""
     if mtls and tls_dir is None:
@@ -158,6 +165,7 @@ def serve(
         validator=token_validator,
         audit=_jsonl_sink(audit_log) if audit_log is not None else None,
         job_token_ttl=job_token_ttl,
+        admin_roles=admin_roles,
     )
     tls: dict[str, Any] = {}
     if tls_dir is not None:

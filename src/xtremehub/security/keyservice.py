@@ -240,6 +240,8 @@ class KeyService:
         job_token_ttl: lifetime of job tokens in seconds.
         freshness: how far (seconds) a request's timestamp may be from the service's clock.
         replay_capacity: how many live nonces the replay cache holds.
+        admin_roles: without an ``authorizer``, the roles that may change policies and rotate
+            KEKs remotely (none by default: administration only in process, with the master key).
         clock: the time source (tests move it).
     """
 
@@ -255,6 +257,7 @@ class KeyService:
         job_token_ttl: float = 900.0,
         freshness: float = 60.0,
         replay_capacity: int = 100_000,
+        admin_roles: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = KeyStore(directory, master)
@@ -263,6 +266,7 @@ class KeyService:
         self._audit, self.freshness, self._clock = audit, freshness, clock
         self.jobs = JobTokenIssuer(master.derive("job-token"), ttl=job_token_ttl, clock=clock)
         self.replay = ReplayCache(replay_capacity, ttl=2 * freshness, clock=clock)
+        self.admin_roles = frozenset(admin_roles)
 
     def __repr__(self) -> str:
         return f"KeyService({str(self.store.directory)!r})"
@@ -278,15 +282,31 @@ class KeyService:
             self._audit(record)
         log.debug("%s %s dataset=%s", event, outcome, fields.get("dataset"))
 
-    def _admin(self, by: Identity | None, dataset: str) -> None:
-        if self.authorizer is not None and by is not None:
-            self.authorizer.check(AccessRequest(by, Action.ADMIN, Resource("key", dataset)))
+    def authenticate(self, bearer: str) -> Identity:
+        """The identity of a submitter's or administrator's token (:class:`AuthenticationFailed` if none)."""
+        if self.validator is None:
+            raise AuthenticationFailed("this key service has no token validator configured")
+        return self.validator.validate(bearer)
+
+    def _admin(self, by: Identity | None, dataset: str, event: str) -> None:
+        """``by`` None: an in-process caller holding the master key. Else the authorizer (``admin``
+        on the key) or, without one, one of ``admin_roles`` decides."""
+        if by is None:
+            return
+        try:
+            if self.authorizer is not None:
+                self.authorizer.check(AccessRequest(by, Action.ADMIN, Resource("key", dataset)))
+            elif not by.roles & self.admin_roles:
+                roles = ", ".join(sorted(self.admin_roles)) or "none configured"
+                raise Forbidden(f"{by.subject!r} may not administer the key of {dataset!r} (admin roles: {roles})")
+        except Forbidden as exc:
+            self._record(event, "deny", dataset=dataset, by=by.subject, reason=str(exc))
+            raise
 
     # --- administration -----------------------------------------------------------------
 
     def create_dataset(self, policy: KeyPolicy, by: Identity | None = None) -> int:
         """A first KEK for ``policy.dataset`` (if it has none) and its first key policy; the KEK version."""
-        self._admin(by, policy.dataset)
         self.put_policy(policy, by=by)
         return self.store.ensure([policy.dataset])[policy.dataset]
 
@@ -295,7 +315,7 @@ class KeyService:
 
     def put_policy(self, policy: KeyPolicy, by: Identity | None = None) -> None:
         """Install the next version of a dataset's key policy; :class:`StalePolicy` if not based on the current."""
-        self._admin(by, policy.dataset)
+        self._admin(by, policy.dataset, "key.policy")
         who = by.subject if by is not None else None
         try:
             self.store.put_policy(policy)
@@ -308,7 +328,7 @@ class KeyService:
 
     def rotate(self, dataset: str, by: Identity | None = None) -> int:
         """A new KEK version for ``dataset``; old versions stay available for unwrapping. The new version."""
-        self._admin(by, dataset)
+        self._admin(by, dataset, "key.rotate")
         if self.store.current_version(dataset) is None:
             raise ConfigError(f"dataset {dataset!r} has no KEK to rotate")
         version = self.store.rotate(dataset)
@@ -332,10 +352,8 @@ class KeyService:
         if identity is None:
             if bearer is None:
                 raise AuthenticationFailed("no token: a job token is derived from the submitter's token")
-            if self.validator is None:
-                raise AuthenticationFailed("this key service has no token validator configured")
             try:
-                identity = self.validator.validate(bearer)
+                identity = self.authenticate(bearer)
             except AuthenticationFailed as exc:
                 self._record("job_token.issued", "deny", job=job_id, datasets=datasets, reason=str(exc))
                 raise

@@ -40,6 +40,7 @@ from xtremehub.errors import (
     StalePolicy,
 )
 from xtremehub.security.attest import Attester, SoftwareAttester
+from xtremehub.security.keypolicy import KeyPolicy
 from xtremehub.security.keys import KeyEncryptionKeys
 from xtremehub.security.keyservice import ReleaseRequest, ReleaseResponse, release_context, report_data
 from xtremehub.security.pki import client_ssl_context
@@ -187,6 +188,16 @@ class KeyClient:
             headers={"Authorization": f"Bearer {bearer}"},
         )
         return str(answer["job_token"])
+
+    def put_policy(self, bearer: str, policy: KeyPolicy) -> int:
+        """Install ``policy`` as a key administrator (a first one creates the KEK); the KEK version."""
+        answer = self._post("/v1/admin/policy", policy.to_dict(), headers={"Authorization": f"Bearer {bearer}"})
+        return int(answer["kek_version"])
+
+    def rotate(self, bearer: str, dataset: str) -> int:
+        """Rotate ``dataset``'s KEK as a key administrator; the new version."""
+        answer = self._post("/v1/admin/rotate", {"dataset": dataset}, headers={"Authorization": f"Bearer {bearer}"})
+        return int(answer["version"])
 
     def close(self) -> None:
         """Close every thread's connection (also done when the client is garbage collected)."""

@@ -5,6 +5,9 @@ Endpoints (JSON bodies, at most 64 KiB):
 - ``POST /v1/job-tokens`` with ``Authorization: Bearer <submitter token>`` and
   ``{"job_id", "datasets", "purpose"}`` -> ``{"job_token"}``.
 - ``POST /v1/release`` with a :class:`~.keyservice.ReleaseRequest` -> a :class:`~.keyservice.ReleaseResponse`.
+- ``POST /v1/admin/policy`` (bearer of a key administrator) with a key policy document: install
+  it (a dataset's first one also creates its KEK) -> ``{"dataset", "policy_version", "kek_version"}``.
+- ``POST /v1/admin/rotate`` (bearer of a key administrator) with ``{"dataset"}`` -> ``{"version"}``.
 - ``GET /v1/health`` -> ``{"status": "ok"}``.
 
 Refusals are ``{"error": "<XtremeHub error class>", "message": ...}`` with 400 (bad request),
@@ -44,6 +47,7 @@ from xtremehub.errors import (
     StalePolicy,
     XHubError,
 )
+from xtremehub.security.keypolicy import KeyPolicy
 from xtremehub.security.keyservice import KeyService, ReleaseRequest
 from xtremehub.security.pki import server_ssl_context
 
@@ -113,6 +117,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise KeyReleaseDenied("request body must be a JSON object")
         return data
 
+    def _bearer(self) -> str:
+        scheme, _, bearer = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not bearer.strip():
+            raise AuthenticationFailed("no bearer token in the Authorization header")
+        return bearer.strip()
+
     def do_GET(self) -> None:
         if self.path == "/v1/health":
             self._send(200, {"status": "ok"})
@@ -126,21 +136,25 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path == "/v1/release":
                 answer = service.release(ReleaseRequest.from_dict(body)).to_dict()
             elif self.path == "/v1/job-tokens":
-                auth = self.headers.get("Authorization", "")
-                scheme, _, bearer = auth.partition(" ")
-                if scheme.lower() != "bearer" or not bearer.strip():
-                    raise AuthenticationFailed("no bearer token in the Authorization header")
                 datasets = body.get("datasets")
                 if not isinstance(datasets, list) or not all(isinstance(d, str) for d in datasets):
                     raise ConfigError("field 'datasets' must be a list of dataset names")
                 purpose = body.get("purpose")
                 token = service.issue_job_token(
-                    bearer.strip(),
+                    self._bearer(),
                     job_id=str(body.get("job_id", "")),
                     datasets=datasets,
                     purpose=str(purpose) if purpose is not None else None,
                 )
                 answer = {"job_token": token}
+            elif self.path == "/v1/admin/policy":
+                by = service.authenticate(self._bearer())
+                policy = KeyPolicy.from_dict(body, source="key policy in the request")
+                version = service.create_dataset(policy, by=by)
+                answer = {"dataset": policy.dataset, "policy_version": policy.version, "kek_version": version}
+            elif self.path == "/v1/admin/rotate":
+                by = service.authenticate(self._bearer())
+                answer = {"version": service.rotate(str(body.get("dataset", "")), by=by)}
             else:
                 self._send(404, {"error": "NotFound", "message": f"no endpoint {self.path}"})
                 return
