@@ -286,3 +286,10 @@ def test_remote_administration_needs_an_admin_role(
             client.rotate(EdDSAIssuer().mint("root", ["key-admin"]), "images")
         client.close()
     assert service.store.versions("images") == [1, 2]
+
+
+def test_client_configuration_errors_are_typed() -> None:
+    with pytest.raises(ConfigError, match="must be https://HOST:PORT"):
+        KeyClient("ftp://keys.lab")
+    with pytest.raises(KeyReleaseDenied, match=r"key service https://127\.0\.0\.1:1 unreachable"):
+        KeyClient("https://127.0.0.1:1").issue_job_token("t", "j", ["genomes"], None)

@@ -121,7 +121,8 @@ class KeyClient:
         self._open_lock = threading.Lock()
 
     def __del__(self) -> None:
-        self.close()
+        if hasattr(self, "_open_lock"):  # not after a refused __init__
+            self.close()
 
     def _connection(self) -> http.client.HTTPConnection:
         conn: http.client.HTTPConnection | None = getattr(self._local, "conn", None)
@@ -171,7 +172,9 @@ class KeyClient:
         try:
             answer = json.loads(payload)
         except ValueError:
-            raise KeyReleaseDenied(f"key service {self.url} answered HTTP {resp.status} without JSON") from None
+            answer = None
+        if not isinstance(answer, dict):
+            raise KeyReleaseDenied(f"key service {self.url} answered HTTP {resp.status} without a JSON object")
         if resp.status != 200:
             error = _ERRORS.get(str(answer.get("error")), KeyReleaseDenied)
             raise error(str(answer.get("message", f"HTTP {resp.status}")))
