@@ -1,4 +1,7 @@
-"""Fixtures of the key-release tests: a key service in a temporary directory, a submitter token validator."""
+"""Fixtures of the key-release tests: a key service in a temporary directory, a submitter token validator.
+
+The key tests have a directory of their own, so that the other security tests keep their conftest.
+"""
 
 from __future__ import annotations
 
