@@ -33,7 +33,7 @@ from xtremehub.errors import AuthenticationFailed, ConfigError
 from xtremehub.security.identity import Identity
 from xtremehub.security.keypolicy import check_dataset_name
 
-__all__ = ["JobGrant", "JobTokenIssuer"]
+__all__ = ["JobGrant", "JobTokenIssuer", "peek_expiry"]
 
 _PREFIX = "xjt1"
 
@@ -44,6 +44,24 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def peek_expiry(token: str) -> float | None:
+    """The ``exp`` of a job token, read without checking it (None if unreadable).
+
+    For workers, which cannot check the MAC: they drop cached keys once their job token expired.
+
+    Example:
+        >>> peek_expiry("xjt1." + _b64(b'{"exp": 12.5}') + ".mac"), peek_expiry("junk")
+        (12.5, None)
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != _PREFIX:
+        return None
+    try:
+        return float(json.loads(_unb64(parts[1]))["exp"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from xtremehub.errors import (
     StalePolicy,
 )
 from xtremehub.security.attest import Attester, SoftwareAttester
+from xtremehub.security.jobtoken import peek_expiry
 from xtremehub.security.keypolicy import KeyPolicy
 from xtremehub.security.keys import KeyEncryptionKeys
 from xtremehub.security.keyservice import ReleaseRequest, ReleaseResponse, release_context, report_data
@@ -294,7 +295,11 @@ class ServiceKeys(KeyEncryptionKeys):
     def _kek(self, dataset: str, version: int | None) -> tuple[int, bytes]:
         token = self._token()
         job = hashlib.sha256(token.encode()).hexdigest()
+        expiry = peek_expiry(token)
         with self._lock:
+            if expiry is not None and time.time() > expiry:  # the job is over: forget its keys, ask again
+                for key in [k for k in self._keks if k[0] == job]:
+                    del self._keks[key]
             if version is None:
                 version = self._current.get((job, dataset))
             if version is not None and (job, dataset, version) in self._keks:

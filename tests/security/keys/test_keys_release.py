@@ -447,3 +447,18 @@ def test_key_source_urls_name_bad_parts(tmp_path: Path) -> None:
         service_keys_from_url("keyservice://keys:1?token=abc")
     with pytest.raises(ConfigError, match="cannot load code 'nope:x'"):
         service_keys_from_url("keyservice://keys:1?code=nope:x")
+
+
+def test_a_worker_forgets_its_keks_once_the_job_token_expired(
+    make_service: Callable[..., KeyService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = make_service(job_token_ttl=2)
+    keys = ServiceKeys(service, job_token(service), allowed_task)
+    blob = keys.wrap("genomes", DATA_KEY)
+    assert keys.unwrap("genomes", blob) == DATA_KEY  # cached
+    later = service.jobs._clock() + 10
+    monkeypatch.setattr("xtremehub.security.keyservice_client.time.time", lambda: later)
+    monkeypatch.setattr(service.jobs, "_clock", lambda: later)
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        keys.unwrap("genomes", blob)
+    assert keys.fetched == 0
