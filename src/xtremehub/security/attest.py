@@ -79,8 +79,18 @@ def _code_digest(code: types.CodeType, h: Any) -> None:
         if isinstance(const, types.CodeType):
             _code_digest(const, h)
         else:
-            h.update(repr(const).encode())
+            h.update(_const(const).encode())
         h.update(b"\x01")
+
+
+def _const(value: object) -> str:
+    """A constant's text, the same in every process: set constants (``x in {"a", "b"}``) sorted,
+    as their iteration order depends on the per-process string hash seed."""
+    if isinstance(value, frozenset):
+        return "frozenset{" + ",".join(sorted(_const(v) for v in value)) + "}"
+    if isinstance(value, tuple):
+        return "(" + ",".join(_const(v) for v in value) + ")"
+    return repr(value)
 
 
 def _file_digest(path: str | None) -> str:

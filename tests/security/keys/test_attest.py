@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import pickle
 import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import cloudpickle
 import pytest
 from keyrelease_support import allowed_task, other_task
 
+import xtremehub
 from xtremehub.errors import KeyReleaseDenied
 from xtremehub.security.attest import Evidence, SoftwareAttester, SoftwareVerifier, measure, measurement_parts
 
@@ -120,3 +123,25 @@ def test_the_software_attester_binds_the_request_and_travels_without_its_cache()
     assert Evidence.from_dict(evidence.to_dict()) == evidence
     with pytest.raises(KeyReleaseDenied, match="lacks the field 'measurement'"):
         Evidence.from_dict({"kind": "software", "report_data": ""})
+
+
+def test_set_constants_measure_the_same_under_any_hash_seed(tmp_path: Path) -> None:
+    module = tmp_path / "seeded_mod_xhub.py"
+    module.write_text('def pick(x):\n    return x in {"alpha", "beta", "gamma", "delta", "epsilon"}\n')
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import seeded_mod_xhub as m; "
+        "from xtremehub.security.attest import measure; print(measure(m.pick))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(xtremehub.__file__).resolve().parents[1])}
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            env={**env, "PYTHONHASHSEED": str(seed)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(seen) == 1
+    assert next(iter(seen)).startswith("sha256:")
