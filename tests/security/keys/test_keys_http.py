@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from keyrelease_support import MASTER, RESEARCHER, EdDSAIssuer, allowed_task, other_task
+from keyrelease_support import MASTER, OUTSIDER, RESEARCHER, EdDSAIssuer, allowed_task, other_task
 
 import xtremehub
 from xtremehub.cli import cli
@@ -293,3 +293,34 @@ def test_client_configuration_errors_are_typed() -> None:
         KeyClient("ftp://keys.lab")
     with pytest.raises(KeyReleaseDenied, match=r"key service https://127\.0\.0\.1:1 unreachable"):
         KeyClient("https://127.0.0.1:1").issue_job_token("t", "j", ["genomes"], None)
+
+
+def test_concurrent_valid_and_invalid_clients(https: KeyServer, service: KeyService, pki: PKIFiles) -> None:
+    """Eight threads share one client: the valid jobs all get keys, the invalid ones never do."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = KeyClient(https.url, ca_file=pki.ca_cert)
+    valid = token_for(service)
+    outsider = service.issue_job_token(identity=OUTSIDER, job_id="job-x", datasets=["genomes"], purpose="research")
+
+    def attempt(i: int) -> str:
+        kind = ("valid", "tampered-code", "outsider", "forged")[i % 4]
+        token = {"outsider": outsider, "forged": valid[:-2] + "AA"}.get(kind, valid)
+        code = other_task if kind == "tampered-code" else allowed_task
+        try:
+            keys = ServiceKeys(client, token, code)
+            ok = keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
+            return f"{kind}:{'ok' if ok else 'wrong'}"
+        except (KeyReleaseDenied, AuthenticationFailed) as exc:
+            return f"{kind}:{type(exc).__name__}"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(attempt, range(64)))
+    client.close()
+    assert sorted(set(outcomes)) == [
+        "forged:AuthenticationFailed",
+        "outsider:KeyReleaseDenied",
+        "tampered-code:KeyReleaseDenied",
+        "valid:ok",
+    ]
+    assert outcomes.count("valid:ok") == 16
