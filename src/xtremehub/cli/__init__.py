@@ -58,9 +58,11 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 def _register() -> None:
     from xtremehub.cli.audit import audit_group
     from xtremehub.cli.demo import demo
+    from xtremehub.cli.keys import keys_group
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
     from xtremehub.cli.policy import policy_group
+    from xtremehub.cli.security import security_group
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
 
@@ -71,6 +73,8 @@ def _register() -> None:
     cli.add_command(metaspace_group)
     cli.add_command(audit_group)
     cli.add_command(policy_group)
+    cli.add_command(keys_group)
+    cli.add_command(security_group)
 
 
 _register()
