@@ -59,14 +59,18 @@ def _register() -> None:
     from xtremehub.cli.demo import demo
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
+    from xtremehub.cli.plan import plan_command
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
+    from xtremehub.cli.telemetry import telemetry_group
 
     cli.add_command(storage_group)
     cli.add_command(demo)
     cli.add_command(streams_group)
     cli.add_command(mdr_group)
     cli.add_command(metaspace_group)
+    cli.add_command(telemetry_group)
+    cli.add_command(plan_command)
 
 
 _register()
