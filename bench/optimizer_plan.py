@@ -7,7 +7,7 @@ Part 1, real jobs on the local backend (2 worker processes max), in one run:
 - ``fastq``: the demo's read statistics (``read_stats``) over a generated single-member
   FASTQ.gz, sliced by the FASTQ.gz connector (``partition_reads_batches``).
 
-For each job the cost model is learnt from three calibration maps (3, 6 and 12 slices on 2
+For each job the cost model is learnt from five calibration maps (2, 4, 8, 16 and 32 slices on 2
 workers), the backend's overheads are measured with no-op maps, and the planner (objective:
 time) chooses slices and workers (1 or 2). Then, interleaved over ``--rounds`` rounds, the
 bench times the auto plan, the planner's first-run default (2 slices per worker), the
@@ -67,7 +67,7 @@ from xtremehub.optimizer import (
 from xtremehub.optimizer.planner import function_name
 
 WORKERS = 2
-CALIBRATION = (3, 6, 12)
+CALIBRATION = (2, 4, 8, 16, 32)
 GRID = (1, 2, 3, 4, 6, 8, 12, 16, 32)
 QUICK_GRID = (1, 2, 4, 8, 16)
 TRAIN = 24 * 21
@@ -186,7 +186,10 @@ def report(job: Job, plan: Any, planner: Planner) -> dict[str, Any]:
     shown = [auto, *(r for r in rows if r["label"] in ("default", "executor default")), best]
     shown += [best_ws] if best_ws is not best else []
     for r in shown:
-        tag = {id(best): "grid best (time)", id(best_ws): "grid best (worker-s)"}.get(id(r), r["label"])
+        names = {id(best_ws): "grid best (worker-s)", id(best): "grid best (time)"}
+        if best is best_ws:
+            names[id(best)] = "grid best (time and worker-s)"
+        tag = names.get(id(r), r["label"])
         print(
             f"| {tag} | {r['slices']} x {r['workers']} | {r['wall']:.2f} s (±{r['spread'] / 2:.2f}) | "
             f"{r['ws']:.2f} | {r['wall'] / best['wall']:.2f}x |"
