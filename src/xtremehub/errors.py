@@ -27,6 +27,9 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── UnsupportedData         (ValueError)   valid, but a variant the connector cannot read
     │   ├── StaleIndex                             object changed since preprocess()
     │   └── NotPreprocessed
+    ├── OptimizerError
+    │   ├── TelemetryCorrupt        (ValueError)   empty or malformed telemetry, names file and line
+    │   └── InfeasiblePlan          (ValueError)   no plan meets the constraints (memory limit)
     ├── SecurityError                                  never carries a token, key or secret
     │   ├── AuthenticationFailed    (PermissionError)  missing, malformed, forged or expired token
     │   ├── Forbidden               (PermissionError)  authenticated, but the policy denies the action
@@ -88,6 +91,7 @@ __all__ = [
     "EventTooLarge",
     "ExecutorClosed",
     "Forbidden",
+    "InfeasiblePlan",
     "IntegrityError",
     "InvalidOffset",
     "InvalidRange",
@@ -97,6 +101,7 @@ __all__ = [
     "MissingDependency",
     "NotPreprocessed",
     "ObjectNotFound",
+    "OptimizerError",
     "PluginNotFound",
     "ProtocolError",
     "ReaderGroupNotFound",
@@ -116,6 +121,7 @@ __all__ = [
     "StreamNotFound",
     "TaskError",
     "TaskTimeout",
+    "TelemetryCorrupt",
     "TransactionFailed",
     "TruncatedData",
     "UnsupportedData",
@@ -282,6 +288,35 @@ class UnsupportedData(ConnectorError, ValueError):
 
     def __reduce__(self) -> tuple[object, ...]:  # raised on workers: must survive pickling
         return (type(self), (self.url, self.offset, self.detail))
+
+
+# --- optimizer ------------------------------------------------------------------------------
+
+
+class OptimizerError(XHubError):
+    """The resource optimizer cannot learn from its telemetry or cannot plan."""
+
+
+class TelemetryCorrupt(OptimizerError, ValueError):
+    """A telemetry file is empty or one of its lines is not a valid record.
+
+    Attributes:
+        path: the file (or URL).
+        line: 1-based line number (0: the file as a whole, e.g. empty).
+        detail: what is wrong.
+    """
+
+    def __init__(self, path: str, line: int, detail: str) -> None:
+        self.path, self.line, self.detail = path, line, detail
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.path, self.line, self.detail))
+
+
+class InfeasiblePlan(OptimizerError, ValueError):
+    """No plan satisfies the constraints (a memory limit below what the smallest slice needs)."""
 
 
 # --- security -------------------------------------------------------------------------------

@@ -79,6 +79,7 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert dtm_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(dtm_png) in result.output
     assert "partitions" in result.output
+    assert "plan for xtremehub.demo.job.count_variants" in result.output  # the optimizer chose them
     assert (tmp_path / "h" / "sample" / "variants-2MB.csv").exists()
     for kind in ("timeline", "histogram"):  # telemetry of the main job: plots and the per-job table
         png = tmp_path / "h" / "plots" / f"demo_{kind}.png"

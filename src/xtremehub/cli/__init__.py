@@ -61,10 +61,12 @@ def _register() -> None:
     from xtremehub.cli.keys import keys_group
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
+    from xtremehub.cli.plan import plan_command
     from xtremehub.cli.policy import policy_group
     from xtremehub.cli.security import security_group
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
+    from xtremehub.cli.telemetry import telemetry_group
 
     cli.add_command(storage_group)
     cli.add_command(demo)
@@ -75,6 +77,8 @@ def _register() -> None:
     cli.add_command(policy_group)
     cli.add_command(keys_group)
     cli.add_command(security_group)
+    cli.add_command(telemetry_group)
+    cli.add_command(plan_command)
 
 
 _register()

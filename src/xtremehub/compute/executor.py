@@ -288,6 +288,7 @@ class FunctionExecutor:
         exclude_modules: list[str] | None = None,
         *,
         retries: int | None = None,
+        plan: Any = None,
     ) -> FuturesList:
         """Run ``map_function`` once per item of ``map_iterdata`` (Lithops's positional order).
 
@@ -306,8 +307,16 @@ class FunctionExecutor:
         results. A parameter named ``id`` receives the call's index, one named
         ``storage`` a :class:`xtremehub.lithops.Storage`. ``chunksize`` fixes how many
         calls a worker takes at once (default: adaptive). ``timeout`` limits each
-        call's run time in seconds.
+        call's run time in seconds. ``plan="auto"`` (or a
+        :class:`~xtremehub.optimizer.Planner`) lets the optimizer choose the slicing of
+        object URLs and learn from the calls (see ``docs/optimizer.md``).
         """
+        if plan is not None:
+            from xtremehub.optimizer.planner import planned_map
+
+            return planned_map(self, plan, map_function, map_iterdata, chunksize=chunksize, extra_args=extra_args,
+                               extra_env=extra_env, obj_chunk_size=obj_chunk_size, obj_chunk_number=obj_chunk_number,
+                               obj_newline=obj_newline, timeout=timeout, retries=retries)  # fmt: skip
         self.last_call = "map"
         job = self._new_job(map_function, timeout, extra_env, retries, chunksize=chunksize)
         chained = _chained_futures(map_iterdata)

@@ -62,6 +62,7 @@ class DemoReport:
     checks: dict[str, bool] = field(default_factory=dict)
     telemetry: str = ""  # str(fexec.job_summary()) of the job
     plots: tuple[str, ...] = ()  # fexec.plot() PNGs
+    plan: str = ""  # the optimizer's plan.explain() for the map, when it chose the partitions
 
     @property
     def ok(self) -> bool:
@@ -87,6 +88,9 @@ class DemoReport:
             lines.append("  telemetry    per job (fexec.job_summary()):")
             lines += [f"    {line}" for line in self.telemetry.splitlines()]
         lines += [f"  plot         {path}" for path in self.plots]
+        if self.plan:
+            lines.append("  optimizer    the map's partitions were chosen by the planner (xtremehub.optimizer):")
+            lines += [f"    {line}" for line in self.plan.splitlines()]
         return "\n".join(lines)
 
 
@@ -109,13 +113,17 @@ def run_demo(
         dataset = ensure_sample_dataset(settings.home, size_mb=size_mb, on_progress=advance)
     generated = time.perf_counter() - t0
     with FunctionExecutor(workers=workers, settings=settings, progress=progress) as fexec:
-        n_parts = partitions or max(8, 4 * fexec.backend.workers)
+        plan = None if partitions else _plan(fexec, settings, int(dataset.manifest["bytes"]))
+        n_parts = partitions or (plan.slices if plan else max(8, 4 * fexec.backend.workers))
+        known = {r.job_id for r in fexec.job_summary().rows}
         start = time.perf_counter()
         reducer = fexec.map_reduce(count_variants, dataset.url, merge_counts, obj_chunk_number=n_parts)
         fexec.wait(show_progressbar=progress)
         result = fexec.get_result(reducer)
         seconds = time.perf_counter() - start
         n_workers = fexec.backend.workers
+        if plan is not None:
+            _learn(settings, fexec, known, int(dataset.manifest["bytes"]), n_parts)
         telemetry = str(fexec.job_summary())
         plots = fexec.plot(dst=settings.home / "plots" / "demo")
     manifest = dataset.manifest
@@ -135,4 +143,34 @@ def run_demo(
         checks,
         telemetry,
         plots,
+        plan.explain() if plan else "",
     )
+
+
+def _store(settings: Settings) -> Any:
+    from xtremehub.optimizer import TelemetryStore
+
+    (settings.home / "optimizer").mkdir(parents=True, exist_ok=True)
+    return TelemetryStore(settings.home / "optimizer" / "telemetry.sqlite")
+
+
+def _plan(fexec: FunctionExecutor, settings: Settings, size: int) -> Any:
+    """The optimizer's plan for the map (learnt from earlier demo runs kept under the data home)."""
+    from xtremehub.optimizer import Planner, measure_backend
+
+    with _store(settings) as store:
+        planner = Planner(store, profile=measure_backend(fexec), min_slice_bytes=1 << 20)
+        return planner.plan(count_variants, size, workers=fexec.backend.workers, fixed_workers=True)
+
+
+def _learn(settings: Settings, fexec: FunctionExecutor, known: set[str], size: int, parts: int) -> None:
+    """Keep the map's telemetry (its job is the first new one) for the next run's plan."""
+    from xtremehub.optimizer.planner import function_name
+
+    rows = [r for r in fexec.job_summary().rows if r.job_id not in known]
+    if rows:
+        job = min(r.job_id for r in rows)
+        step = -(-size // parts)
+        with _store(settings) as store:
+            store.add([r for r in rows if r.job_id == job], function=function_name(count_variants),
+                      input_bytes=[min(step, size - i * step) for i in range(parts)])  # fmt: skip

@@ -1,0 +1,196 @@
+"""Per-function cost models: duration, CPU and peak memory of one call from its input size.
+
+Each target is a straight line in the call's input bytes (and records, when every call
+knows them), fitted by a robust Huber regressor (scikit-learn) so that a few slow calls
+(a cold cache, a noisy neighbour) do not tilt it. The coefficients are the explanation:
+``seconds = intercept + slope * bytes``.
+
+Prediction intervals are split-conformal: the line is fitted on part of the runs, the
+absolute residuals on the held-out rest give the half-width (their
+``ceil((n + 1) * coverage) / n`` quantile), which covers a new run with probability at
+least ``coverage`` when runs are exchangeable. The same held-out runs give the reported
+error (MAE and MAPE). The final line is refitted on every run.
+
+When every observed call had the same input size the slope cannot be identified; the
+model then goes through the origin (``seconds = rate * bytes``): a per-call constant is
+the backend's overhead, which the planner measures separately.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.uniform(1e6, 1e8, 200)
+    >>> fit = fit_line(x, 0.5 + 2e-8 * x + rng.normal(0, 0.01, 200), coverage=0.9)
+    >>> round(fit.intercept, 1), round(fit.coef[0] * 1e8, 1)
+    (0.5, 2.0)
+    >>> fit.predict(5e7).low < 1.5 < fit.predict(5e7).high
+    True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from xtremehub.errors import OptimizerError
+from xtremehub.optimizer.store import Observations
+
+__all__ = ["MIN_RUNS", "CostModel", "LineFit", "Prediction", "fit_cost_model", "fit_line"]
+
+#: Fewest successful calls a function needs before it gets a model (else the default plan).
+MIN_RUNS = 6
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """A point prediction and its interval ``[low, high]`` at ``coverage``."""
+
+    mean: float
+    low: float
+    high: float
+    coverage: float
+
+
+@dataclass(frozen=True, slots=True)
+class LineFit:
+    """``y = intercept + coef . features`` with a conformal half-width and held-out errors."""
+
+    target: str
+    intercept: float
+    coef: tuple[float, ...]
+    half_width: float
+    coverage: float
+    heldout_mae: float
+    heldout_mape: float
+    n_runs: int
+    through_origin: bool = False
+
+    def predict(self, input_bytes: float, records: float | None = None) -> Prediction:
+        feats = (input_bytes,) if len(self.coef) == 1 else (input_bytes, records or 0.0)
+        mean = self.intercept + sum(c * f for c, f in zip(self.coef, feats, strict=True))
+        mean = max(0.0, mean)
+        return Prediction(mean, max(0.0, mean - self.half_width), mean + self.half_width, self.coverage)
+
+    def describe(self, unit: str, scale: float = 1.0) -> str:
+        per_mb = self.coef[0] * 1e6 / scale
+        parts = [f"{self.target} = {self.intercept / scale:.4g} {unit} + {per_mb:.4g} {unit}/MB"]
+        if len(self.coef) > 1:
+            parts.append(f"+ {self.coef[1] * 1e3 / scale:.4g} {unit}/1k records")
+        parts.append(
+            f"(±{self.half_width / scale:.3g} {unit} at {self.coverage:.0%}; held-out MAE "
+            f"{self.heldout_mae / scale:.3g} {unit}, MAPE {self.heldout_mape:.1%}; {self.n_runs} runs)"
+        )
+        return " ".join(parts)
+
+
+def _design(x: FloatArray | tuple[FloatArray, ...]) -> FloatArray:
+    cols = x if isinstance(x, tuple) else (x,)
+    return np.column_stack([np.asarray(c, dtype=np.float64) for c in cols])
+
+
+def _regress(features: FloatArray, y: FloatArray, robust: bool, through_origin: bool) -> tuple[float, FloatArray]:
+    """Fit on standardised features, return (intercept, coefficients) in the original units."""
+    from sklearn.linear_model import HuberRegressor, LinearRegression
+
+    scale = features.std(axis=0)
+    flat = scale == 0
+    scale[flat] = np.abs(features[:, flat]).mean(axis=0) if flat.any() else 1.0
+    scale[scale == 0] = 1.0
+    y_scale = float(np.std(y)) or float(np.mean(np.abs(y))) or 1.0
+    z, yz = features / scale, y / y_scale
+    model = (
+        HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=2000, fit_intercept=not through_origin)
+        if robust and not through_origin
+        else LinearRegression(fit_intercept=not through_origin)
+    )
+    model.fit(z, yz)
+    coef = np.asarray(model.coef_, dtype=np.float64) / scale * y_scale
+    return float(model.intercept_) * y_scale if not through_origin else 0.0, coef
+
+
+def fit_line(
+    x: FloatArray | tuple[FloatArray, ...],
+    y: FloatArray,
+    *,
+    target: str = "y",
+    coverage: float = 0.9,
+    holdout: float = 0.3,
+    robust: bool = True,
+    seed: int = 0,
+) -> LineFit:
+    """Fit ``y`` on one or more feature columns with a split-conformal interval (see module doc)."""
+    if not 0 < coverage < 1:
+        raise OptimizerError(f"coverage must be in (0, 1), not {coverage}")
+    features, y = _design(x), np.asarray(y, dtype=np.float64)
+    n = len(y)
+    if n < 3:
+        raise OptimizerError(f"{target}: {n} runs are too few to fit a cost model (need >= 3)")
+    through_origin = bool(np.all(features.std(axis=0) == 0))
+    order = np.random.default_rng(seed).permutation(n)
+    n_cal = min(n - 2, max(2, math.ceil(n * holdout)))
+    cal, train = order[:n_cal], order[n_cal:]
+    b0, b = _regress(features[train], y[train], robust, through_origin)
+    residuals = np.abs(y[cal] - (b0 + features[cal] @ b))
+    rank = min(n_cal, math.ceil((n_cal + 1) * coverage))
+    half = float(np.sort(residuals)[rank - 1])
+    mae = float(residuals.mean())
+    mape = float(np.mean(residuals / np.maximum(np.abs(y[cal]), 1e-12)))
+    b0, b = _regress(features, y, robust, through_origin)
+    return LineFit(target, b0, tuple(float(c) for c in b), half, coverage, mae, mape, n, through_origin)
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """Duration, CPU seconds and peak RSS of one call of ``function``, each a :class:`LineFit`."""
+
+    function: str
+    duration: LineFit
+    cpu: LineFit
+    peak_rss: LineFit
+    uses_records: bool = False
+    backends: tuple[str, ...] = field(default=())
+
+    def explain(self) -> str:
+        return "\n".join(
+            [
+                f"cost model of {self.function} (backends: {', '.join(self.backends) or '?'})",
+                "  " + self.duration.describe("s"),
+                "  " + self.cpu.describe("CPU s"),
+                "  " + self.peak_rss.describe("MiB", 2**20),
+            ]
+        )
+
+
+def fit_cost_model(obs: Observations, *, coverage: float = 0.9, robust: bool = True, seed: int = 0) -> CostModel:
+    """Fit the three lines of a function from its observed calls (needs :data:`MIN_RUNS`).
+
+    Example:
+        >>> import numpy as np
+        >>> from xtremehub.optimizer.store import Observations
+        >>> x = np.linspace(1e6, 1e7, 20)
+        >>> obs = Observations("f", x, None, 0.1 + 1e-7 * x, 1e-7 * x, 5e7 + 2 * x, ("local",) * 20)
+        >>> m = fit_cost_model(obs)
+        >>> round(m.duration.predict(2e7).mean, 2), round(m.peak_rss.coef[0], 2)
+        (2.1, 2.0)
+    """
+    if len(obs) < MIN_RUNS:
+        raise OptimizerError(f"{obs.function}: {len(obs)} successful runs recorded, a cost model needs {MIN_RUNS}")
+    x: FloatArray | tuple[FloatArray, ...] = (
+        (obs.input_bytes, obs.records) if obs.records is not None else obs.input_bytes
+    )
+
+    def line(y: FloatArray, target: str) -> LineFit:
+        return fit_line(x, y, target=target, coverage=coverage, robust=robust, seed=seed)
+
+    return CostModel(
+        obs.function,
+        line(obs.duration, "duration"),
+        line(obs.cpu, "cpu"),
+        line(obs.peak_rss, "peak_rss"),
+        uses_records=obs.records is not None,
+        backends=tuple(sorted(set(obs.backend))),
+    )
