@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import ssl
@@ -40,6 +39,7 @@ import jwt
 from jwt import PyJWK
 
 from xtremehub.errors import AuthenticationFailed, ConfigError
+from xtremehub.security._net import is_loopback_host
 from xtremehub.security.identity import Identity
 
 __all__ = ["ASYMMETRIC_ALGORITHMS", "JWKSCache", "OIDCConfig", "OIDCValidator", "RoleMapping", "fetch_json"]
@@ -391,11 +391,4 @@ def _https_or_loopback(url: str) -> bool:
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme == "https":
         return True
-    if parsed.scheme != "http" or not parsed.hostname:
-        return False
-    if parsed.hostname == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(parsed.hostname).is_loopback
-    except ValueError:
-        return False
+    return parsed.scheme == "http" and bool(parsed.hostname) and is_loopback_host(parsed.hostname or "")

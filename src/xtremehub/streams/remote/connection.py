@@ -22,10 +22,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 from xtremehub import __version__
-from xtremehub.errors import ProtocolError, ServerUnavailable
+from xtremehub.errors import ProtocolError, SecurityError, ServerUnavailable
+from xtremehub.security.identity import TokenSource, current_token
 from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -51,6 +53,11 @@ Decoder = Callable[[MessageType | int, bytes], Any]
 class ClientConfig:
     """How the client connects; ``auth_*`` and ``ssl`` are sent/used as the server asks.
 
+    ``token`` (a string, a :class:`~xtremehub.security.identity.TokenProvider` or a callable)
+    is sent as a bearer token in each HELLO, asked again at every (re)connection so a provider
+    can refresh it; ``purpose`` goes with it (for purpose-of-use policies). ``tls_ca`` (a CA
+    bundle file) turns on TLS verified against that CA when ``ssl`` is not given.
+
     Example:
         >>> ClientConfig().reconnect_timeout
         30.0
@@ -63,6 +70,24 @@ class ClientConfig:
     auth_token: str = ""
     ssl: ssl.SSLContext | None = None
     max_frame: int = DEFAULT_MAX_FRAME
+    token: TokenSource | None = None
+    purpose: str | None = None
+    tls_ca: str | None = None
+
+    def ssl_context(self) -> SSLContext | None:
+        """``ssl``, or a context verifying the server against ``tls_ca``."""
+        if self.ssl is not None or self.tls_ca is None:
+            return self.ssl
+        return ssl.create_default_context(cafile=self.tls_ca)
+
+    def auth(self) -> dict[str, str]:
+        """The HELLO's auth fields (the token fetched now)."""
+        if self.token is None:
+            return {"scheme": self.auth_scheme, "token": self.auth_token}
+        fields = {"scheme": "bearer", "token": current_token(self.token)}
+        if self.purpose is not None:
+            fields["purpose"] = self.purpose
+        return fields
 
 
 def parse_tcp_url(url: str) -> tuple[str, int]:
@@ -116,6 +141,7 @@ class Connection:
         self._sending = False
         self._closed = False
         self.server_info: dict[str, Any] = {}
+        self._ssl = self.config.ssl_context()
         with self._lock:
             self._ensure_connected(retry=False)
 
@@ -200,8 +226,8 @@ class Connection:
             try:
                 return self._connect_once()
             except (OSError, ProtocolError) as exc:
-                if isinstance(exc, ProtocolError) or time.monotonic() + delay > deadline:
-                    if isinstance(exc, ProtocolError):
+                if isinstance(exc, ProtocolError | SecurityError) or time.monotonic() + delay > deadline:
+                    if isinstance(exc, ProtocolError | SecurityError):
                         raise
                     raise ServerUnavailable(f"{self.url}: cannot connect: {exc}") from exc
                 time.sleep(delay)
@@ -211,13 +237,13 @@ class Connection:
         sock = socket.create_connection((self.host, self.port), timeout=self.config.connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.config.ssl is not None:
-                sock = self.config.ssl.wrap_socket(sock, server_hostname=self.host)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
             hello = {
                 "magic": MAGIC.decode(),
                 "versions": list(SUPPORTED_VERSIONS),
                 "client": f"xtremehub/{__version__}",
-                "auth": {"scheme": self.config.auth_scheme, "token": self.config.auth_token},
+                "auth": self.config.auth(),
             }
             sock.sendall(encode_frame(MessageType.HELLO, 0, self.codec.encode(hello)))
             msg_type, _, payload = self._recv_frame(sock)
@@ -286,7 +312,7 @@ class Connection:
             else:
                 try:
                     sock = self._connect_until(time.monotonic() + self.config.reconnect_timeout)
-                except (ServerUnavailable, ProtocolError) as exc:
+                except (ServerUnavailable, ProtocolError, SecurityError) as exc:
                     lost = exc
                     failed += self._take_pending(lambda p: True)
                 else:
