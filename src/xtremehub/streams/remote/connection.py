@@ -246,7 +246,11 @@ class Connection:
                 "auth": self.config.auth(),
             }
             sock.sendall(encode_frame(MessageType.HELLO, 0, self.codec.encode(hello)))
-            msg_type, _, payload = self._recv_frame(sock)
+            try:
+                msg_type, _, payload = self._recv_frame(sock)
+            except EOFError:
+                hint = "" if self._ssl is not None else " (a TLS server? pass tls_ca=)"
+                raise ServerUnavailable(f"{self.url}: the server closed the connection during HELLO{hint}") from None
             if msg_type == MessageType.ERROR:
                 raise decode_error(self.codec.decode(payload))
             if msg_type != MessageType.HELLO_OK:
