@@ -56,6 +56,7 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 
 
 def _register() -> None:
+    from xtremehub.cli.auth import auth_group, login_command
     from xtremehub.cli.demo import demo
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
@@ -67,6 +68,8 @@ def _register() -> None:
     cli.add_command(streams_group)
     cli.add_command(mdr_group)
     cli.add_command(metaspace_group)
+    cli.add_command(auth_group)
+    cli.add_command(login_command)
 
 
 _register()
