@@ -207,3 +207,14 @@ def test_no_token_in_logs(issuer: EmbeddedIssuer, validator: OIDCValidator, capl
     for token in (good, bad):
         assert token not in caplog.text
         assert token.split(".")[2] not in caplog.text
+
+
+def test_validated_tokens_cached_until_expiry(issuer: EmbeddedIssuer) -> None:
+    now = [time.time()]
+    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub", leeway=0), clock=lambda: now[0])
+    token = issuer.issue("alice", lifetime=30)
+    first = validator.validate(token)
+    assert validator.validate(token) is first  # a cache hit: the same Identity
+    now[0] += 31
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        validator.validate(token)  # the cache never outlives the token
