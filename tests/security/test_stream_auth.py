@@ -254,3 +254,24 @@ def test_non_loopback_refuses_without_security(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "--insecure" in lines[0]
     assert not (tmp_path / "d").exists()  # refused before touching the data directory
+
+
+def test_token_provider_renews_at_expiry(secured: StreamServer, issuer: EmbeddedIssuer) -> None:
+    issued: list[str] = []
+
+    def provider() -> str:  # a fresh 2-second token at each connection, as StoredToken refreshes
+        issued.append(issuer.issue("ingest", roles=["writer"], lifetime=2))
+        return issued[-1]
+
+    with StreamManager(secured.url, token=provider) as manager:
+        writer = manager.create_writer("lungs", "ct")
+        deadline = time.time() + 5
+        written = 0
+        while time.time() < deadline:  # across at least two expiries: nothing fails, nothing is lost
+            writer.write_event(f"e{written}".encode()).result(timeout=30)
+            written += 1
+            time.sleep(0.05)
+        writer.close()
+    assert len(issued) >= 3
+    with StreamManager(secured.url, token=issuer.issue("alice", roles=["research"])) as reader:
+        assert _read_all(reader, "g-renew", written) == [f"e{i}".encode() for i in range(written)]

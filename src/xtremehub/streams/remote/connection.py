@@ -26,7 +26,7 @@ from ssl import SSLContext
 from typing import Any, TypeVar
 
 from xtremehub import __version__
-from xtremehub.errors import ProtocolError, SecurityError, ServerUnavailable
+from xtremehub.errors import AuthenticationFailed, ProtocolError, SecurityError, ServerUnavailable
 from xtremehub.security.identity import TokenSource, current_token
 from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
@@ -116,12 +116,14 @@ def connect(
 
 
 class _Pending:
-    __slots__ = ("decode", "frame", "future", "retriable")
+    __slots__ = ("decode", "frame", "future", "renewed", "retriable")
 
     def __init__(self, frame: bytes, decode: Decoder, retriable: bool) -> None:
         self.frame = frame
         self.decode = decode
         self.retriable = retriable
+        #: Refused unexecuted because the token expired, kept to be re-sent once after reconnecting.
+        self.renewed = False
         self.future: Future[Any] = Future()
 
 
@@ -295,12 +297,30 @@ class Connection:
             return
         try:
             if msg_type == MessageType.ERROR:
-                pending.future.set_exception(decode_error(self.codec.decode(payload)))
+                error = decode_error(self.codec.decode(payload))
+                if self._renew(rid, pending, error):
+                    return
+                pending.future.set_exception(error)
             else:
                 pending.future.set_result(pending.decode(msg_type, payload))
         except Exception as exc:  # a bad answer fails this request only
             if not pending.future.done():
                 pending.future.set_exception(exc)
+
+    def _renew(self, rid: int, pending: _Pending, error: Exception) -> bool:
+        """Keep a request refused for an expired token, to re-send it with a fresh one.
+
+        Only with a token provider (a fixed string would be refused again) and once per request.
+        The server refuses such a request before running it and then hangs up, so re-sending it
+        after the reconnect (which asks the provider again) is safe even when it is not idempotent.
+        """
+        if pending.renewed or not isinstance(error, AuthenticationFailed) or isinstance(self.config.token, str | None):
+            return False
+        pending.renewed = True
+        with self._lock:
+            self._pending[rid] = pending
+        log.info("%s: token expired; reconnecting with a fresh one", self.url)
+        return True
 
     def _recover(self, old: socket.socket) -> bool:
         """Reconnect and re-send what can be re-sent; False when this reader thread should end."""
@@ -309,7 +329,7 @@ class Connection:
             old.close()
             if self._sock is old:
                 self._sock = None
-            failed = self._take_pending(lambda p: not p.retriable)
+            failed = self._take_pending(lambda p: not (p.retriable or p.renewed))
             resumed = False
             if self._closed or not self._pending:
                 failed += self._take_pending(lambda p: True)

@@ -216,8 +216,8 @@ class ClientConnection:
             future = handler(self, request)
         except Exception as exc:
             self._slots.release()
-            self._send_error(rid, exc)
-            return True
+            self._send_error(rid, exc, fatal=isinstance(exc, AuthenticationFailed))
+            return not isinstance(exc, AuthenticationFailed)  # the token expired: hang up
         self._in_flight.add(future)
         future.add_done_callback(lambda f: self._answer(rid, f))
         return True
@@ -483,7 +483,11 @@ class ClientConnection:
             return
         exc = future.exception()
         if exc is not None:
-            self._send_error(rid, exc)
+            expired = isinstance(exc, AuthenticationFailed)
+            self._send_error(rid, exc, fatal=expired)
+            if expired and not self._stopping:
+                log.info("client %s: %s", self.peer, exc)
+                self.stop_reading()  # the token expired during the request: hang up after the answers
             return
         result = future.result()
         if isinstance(result, AppendResult):
