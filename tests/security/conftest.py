@@ -10,13 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from security_credentials import PASSWORDS, SECRETS
 
 from xtremehub.security.issuer import ClientEntry, EmbeddedIssuer, IssuerConfig, UserEntry, hash_secret
 from xtremehub.security.oidc import OIDCConfig, OIDCValidator
-
-#: Test credentials (bcrypt with 4 rounds: fast).
-PASSWORDS = {"alice": "alice-pw-1", "bob": "bob-pw-2"}
-SECRETS = {"ingest": "ingest-secret-3"}
 
 
 def issuer_config(**overrides: object) -> IssuerConfig:

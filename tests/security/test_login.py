@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from security_credentials import PASSWORDS, SECRETS
 
-from conftest import PASSWORDS, SECRETS
 from xtremehub.cli import cli
 from xtremehub.errors import AuthenticationFailed
 from xtremehub.security.issuer import EmbeddedIssuer, hash_secret
@@ -127,3 +127,24 @@ def test_xhub_auth_serve(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=30)
+
+
+def test_streams_cli_with_login(
+    tmp_path: Path, issuer: EmbeddedIssuer, validator: OIDCValidator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XHUB_HOME", str(tmp_path / "home"))
+    secret = tmp_path / "secret"
+    secret.write_text(SECRETS["ingest"])
+    login(issuer.url, client_id="ingest", client_secret_file=secret)
+    embedded = StreamManager.embedded(tmp_path / "data", maintenance_interval=3600)
+    try:
+        with serve_background(embedded.store, embedded.controller, ServerConfig(validator=validator)) as server:
+            runner = CliRunner()
+            refused = runner.invoke(cli, ["streams", "--url", server.url, "create", "lab/frames"])
+            assert refused.exit_code != 0
+            assert isinstance(refused.exception, AuthenticationFailed)
+            result = runner.invoke(cli, ["streams", "--url", server.url, "--login", "create", "lab/frames"])
+            assert result.exit_code == 0, result.output
+            assert "created lab/frames" in result.output
+    finally:
+        embedded.close()
