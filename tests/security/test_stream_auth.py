@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from role_authorizer import STREAM_GRANTS, RoleAuthorizer
 
 from xtremehub.errors import AuthenticationFailed, ConfigError, Forbidden, XHubError
+from xtremehub.security.authz import Action, Resource
+from xtremehub.security.identity import Identity
 from xtremehub.security.issuer import EmbeddedIssuer
 from xtremehub.security.oidc import OIDCConfig, OIDCValidator
 from xtremehub.streams import StreamManager
@@ -27,7 +29,7 @@ from xtremehub.streams.client.reader import EventStreamReader
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
-from xtremehub.streams.server.access import ACCESS_TABLE
+from xtremehub.streams.server.access import ACCESS_TABLE, ConnectionAccess
 from xtremehub.streams.server.command import serve
 from xtremehub.streams.server.dispatch import remote_methods
 from xtremehub.streams.wire import CONTROLLER_TARGET, STORE_TARGET
@@ -275,3 +277,23 @@ def test_token_provider_renews_at_expiry(secured: StreamServer, issuer: Embedded
     assert len(issued) >= 3
     with StreamManager(secured.url, token=issuer.issue("alice", roles=["research"])) as reader:
         assert _read_all(reader, "g-renew", written) == [f"e{i}".encode() for i in range(written)]
+
+
+def test_allowed_decisions_remembered_briefly_refusals_never(authorizer: RoleAuthorizer) -> None:
+    now = [1000.0]
+    writer = Identity("ingest", roles=frozenset({"writer"}), expires_at=2000.0)
+    access = ConnectionAccess(writer, authorizer, cache_ttl=1.0, clock=lambda: now[0])
+    ct = Resource("stream", "lungs/ct")
+    for _ in range(100):
+        access.authorize(Action.WRITE, ct)
+    assert len(authorizer.requests) == 1  # 100 appends, one policy decision
+    now[0] += 1.5
+    access.authorize(Action.WRITE, ct)
+    assert len(authorizer.requests) == 2  # asked again after cache_ttl
+    for _ in range(3):
+        with pytest.raises(Forbidden):
+            access.authorize(Action.ADMIN, ct)
+    assert len(authorizer.requests) == 5  # every refusal asked again
+    now[0] = 2000.0
+    with pytest.raises(AuthenticationFailed, match="expired"):
+        access.authorize(Action.WRITE, ct)  # the cache never outlives the token

@@ -265,7 +265,10 @@ class ClientConnection:
         identity = await self._loop.run_in_executor(self._calls, validator.validate, token)
         purpose = auth.get("purpose")
         access = ConnectionAccess(
-            identity, self._config.authorizer, purpose=purpose if isinstance(purpose, str) else None
+            identity,
+            self._config.authorizer,
+            purpose=purpose if isinstance(purpose, str) else None,
+            cache_ttl=self._config.authz_cache_ttl,
         )
         access.alive()
         log.info("client %s: authenticated as %s", self.peer, identity.subject)

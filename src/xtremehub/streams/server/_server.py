@@ -62,6 +62,8 @@ class ServerConfig:
     authorizer: Authorizer | None = None
     #: Serve on a non-loopback address without authentication or TLS (explicitly insecure).
     insecure: bool = False
+    #: Seconds a connection remembers an allowed (action, resource); 0: ask the authorizer every time.
+    authz_cache_ttl: float = 1.0
 
     def check_security(self) -> None:
         """:class:`~xtremehub.errors.ConfigError` (one line) for a non-loopback server without security.

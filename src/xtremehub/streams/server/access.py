@@ -154,7 +154,10 @@ class ConnectionAccess:
 
     ``alive`` ends access when the token expires (no leeway: the server's clock decides);
     ``authorize`` asks the authorizer's ``check`` (which raises :class:`Forbidden`; None:
-    every authenticated identity may do everything).
+    every authenticated identity may do everything). An allowed (action, resource) is
+    remembered for ``cache_ttl`` seconds, so a writer appending 30 events a second asks the
+    policy engine (and writes an audit record) about once per ``cache_ttl``, not per event;
+    refusals are never remembered. 0 asks every time.
     """
 
     def __init__(
@@ -163,11 +166,14 @@ class ConnectionAccess:
         authorizer: Authorizer | None,
         *,
         purpose: str | None = None,
+        cache_ttl: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
         self.purpose = purpose
         self._authorizer = authorizer
+        self._cache_ttl = cache_ttl
+        self._allowed: dict[tuple[Action, str, str], float] = {}
         self._clock = clock
 
     def alive(self) -> None:
@@ -184,7 +190,15 @@ class ConnectionAccess:
         self.alive()
         if self._authorizer is None:
             return
-        self._authorizer.check(AccessRequest(self.identity, action, resource, purpose=self.purpose))
+        key = (action, resource.kind, resource.name)
+        now = self._clock()
+        if self._allowed.get(key, 0.0) > now:
+            return
+        self._authorizer.check(AccessRequest(self.identity, action, resource, purpose=self.purpose, at=now))
+        if self._cache_ttl > 0:
+            if len(self._allowed) > 4096:
+                self._allowed.clear()
+            self._allowed[key] = now + self._cache_ttl
 
     def authorize_all(self, needs: list[tuple[Action, Resource]]) -> None:
         """:meth:`authorize` each pair."""
