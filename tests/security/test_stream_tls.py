@@ -21,6 +21,7 @@ from xtremehub.errors import AuthenticationFailed, ServerUnavailable
 from xtremehub.security.issuer import EmbeddedIssuer
 from xtremehub.security.oidc import OIDCConfig, OIDCValidator
 from xtremehub.streams import StreamManager
+from xtremehub.streams.remote import connect_server
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
 from xtremehub.streams.server.command import server_tls
 
@@ -28,6 +29,7 @@ from xtremehub.streams.server.command import server_tls
 def _cert(
     subject: str, key: ec.EllipticCurvePrivateKey, issuer_name: str, issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool
 ) -> x509.Certificate:
+    """A CA certificate, or a leaf for 127.0.0.1 (usable as server and client certificate)."""
     now = datetime.datetime.now(datetime.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -48,23 +50,25 @@ def _cert(
 
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """ca.pem, server.pem and server.key of a throw-away CA; other-ca.pem of an unrelated one."""
+    """ca.pem, server.pem/.key and client.pem/.key of a throw-away CA; other-ca.pem of an unrelated one."""
     root = tmp_path_factory.mktemp("tls")
-    ca_key, other_key, server_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    ca_key, other_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(4))
     files = {
         "ca": (root / "ca.pem", _cert("test CA", ca_key, "test CA", ca_key, ca=True)),
         "other": (root / "other-ca.pem", _cert("other CA", other_key, "other CA", other_key, ca=True)),
         "server": (root / "server.pem", _cert("127.0.0.1", server_key, "test CA", ca_key, ca=False)),
+        "client": (root / "client.pem", _cert("worker-1", client_key, "test CA", ca_key, ca=False)),
     }
     for path, cert in files.values():
         path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file = root / "server.key"
-    key_file.write_bytes(
-        server_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    keys = {"key": (root / "server.key", server_key), "client-key": (root / "client.key", client_key)}
+    for path, key in keys.values():
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
         )
-    )
-    return {name: path for name, (path, _) in files.items()} | {"key": key_file}
+    return {name: path for name, (path, _) in files.items()} | {name: path for name, (path, _) in keys.items()}
 
 
 @pytest.fixture
@@ -108,3 +112,20 @@ def test_tls_refuses_untrusted_server_and_plaintext(
         StreamManager(tls_server.url, token=token, tls_ca=str(certs["other"]))
     with pytest.raises(ServerUnavailable):
         StreamManager(tls_server.url, token=token)  # plaintext HELLO to a TLS server
+
+
+def test_mutual_tls(tmp_path: Path, certs: dict[str, Path], issuer: EmbeddedIssuer) -> None:
+    embedded = StreamManager.embedded(tmp_path / "data", maintenance_interval=3600)
+    config = ServerConfig(shutdown_grace=5.0, ssl=server_tls(str(certs["server"]), str(certs["key"]), str(certs["ca"])))
+    ca = str(certs["ca"])
+    try:
+        with serve_background(embedded.store, embedded.controller, config) as server:
+            controller, store = connect_server(
+                server.url, tls_ca=ca, tls_cert=str(certs["client"]), tls_key=str(certs["client-key"])
+            )
+            with StreamManager(controller, store, on_close=[store.close]) as manager:
+                assert manager.create_scope("mtls")
+            with pytest.raises(ServerUnavailable):
+                connect_server(server.url, tls_ca=ca)  # no client certificate
+    finally:
+        embedded.close()

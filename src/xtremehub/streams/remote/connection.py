@@ -56,7 +56,8 @@ class ClientConfig:
     ``token`` (a string, a :class:`~xtremehub.security.identity.TokenProvider` or a callable)
     is sent as a bearer token in each HELLO, asked again at every (re)connection so a provider
     can refresh it; ``purpose`` goes with it (for purpose-of-use policies). ``tls_ca`` (a CA
-    bundle file) turns on TLS verified against that CA when ``ssl`` is not given.
+    bundle file) turns on TLS verified against that CA when ``ssl`` is not given;
+    ``tls_cert``/``tls_key`` add a client certificate for a server requiring mutual TLS.
 
     Example:
         >>> ClientConfig().reconnect_timeout
@@ -73,12 +74,17 @@ class ClientConfig:
     token: TokenSource | None = None
     purpose: str | None = None
     tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def ssl_context(self) -> SSLContext | None:
         """``ssl``, or a context verifying the server against ``tls_ca``."""
         if self.ssl is not None or self.tls_ca is None:
             return self.ssl
-        return ssl.create_default_context(cafile=self.tls_ca)
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert is not None:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
 
     def auth(self) -> dict[str, str]:
         """The HELLO's auth fields (the token fetched now)."""
