@@ -8,6 +8,10 @@ the secpolicy branch); the tokens come from the embedded issuer and are checked 
 from __future__ import annotations
 
 import logging
+import os
+import select
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -297,3 +301,27 @@ def test_allowed_decisions_remembered_briefly_refusals_never(authorizer: RoleAut
     now[0] = 2000.0
     with pytest.raises(AuthenticationFailed, match="expired"):
         access.authorize(Action.WRITE, ct)  # the cache never outlives the token
+
+
+def test_serve_command_with_oidc_issuer(tmp_path: Path, issuer: EmbeddedIssuer) -> None:
+    command = [sys.executable, "-m", "xtremehub.streams.server", "--data", str(tmp_path / "d"), "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--oidc-issuer", issuer.url, "--maintenance-interval", "3600"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        assert process.stdout is not None
+        assert select.select([process.stdout], [], [], 60)[0], "the server printed nothing"
+        url = process.stdout.readline().split()[-1]
+        assert url.startswith("tcp://127.0.0.1:")
+        with pytest.raises(AuthenticationFailed, match="bearer token"):
+            StreamManager(url)
+        with StreamManager(url, token=issuer.issue("alice")) as manager:
+            assert manager.create_scope("served")
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err

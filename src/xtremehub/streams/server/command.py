@@ -139,6 +139,10 @@ def server_tls(cert: str | None, key: str | None, client_ca: str | None = None) 
 def _validator(issuer: str | None, audience: str) -> TokenValidator | None:
     if issuer is None:
         return None
-    from xtremehub.security.oidc import OIDCConfig, OIDCValidator  # needs the `security` extra (PyJWT)
+    try:
+        from xtremehub.security.oidc import OIDCConfig, OIDCValidator
+    except ImportError as exc:
+        needs = "--oidc-issuer needs the security extra (pip install 'xtremehub[security]')"
+        raise click.ClickException(f"{needs}: {exc}") from None
 
     return OIDCValidator(OIDCConfig(issuer=issuer, audience=audience))
