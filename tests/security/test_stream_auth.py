@@ -31,6 +31,7 @@ from xtremehub.security.oidc import OIDCConfig, OIDCValidator
 from xtremehub.streams import StreamManager
 from xtremehub.streams.client.reader import EventStreamReader
 from xtremehub.streams.controller.contract import ControllerContract
+from xtremehub.streams.remote import ClientConfig
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
 from xtremehub.streams.server.access import ACCESS_TABLE, ConnectionAccess
@@ -325,3 +326,9 @@ def test_serve_command_with_oidc_issuer(tmp_path: Path, issuer: EmbeddedIssuer) 
         process.terminate()
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
+
+
+def test_client_config_repr_hides_the_token() -> None:
+    config = ClientConfig(token="secret-token-value-123", auth_token="other-secret-456")
+    assert "secret-token-value-123" not in repr(config)
+    assert "other-secret-456" not in repr(config)

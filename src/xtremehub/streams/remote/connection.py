@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Any, TypeVar
 
@@ -68,10 +68,10 @@ class ClientConfig:
     #: How long to keep reconnecting while requests that can be re-sent are pending.
     reconnect_timeout: float = 30.0
     auth_scheme: str = "none"
-    auth_token: str = ""
+    auth_token: str = field(default="", repr=False)  # never in a repr or a log line
     ssl: ssl.SSLContext | None = None
     max_frame: int = DEFAULT_MAX_FRAME
-    token: TokenSource | None = None
+    token: TokenSource | None = field(default=None, repr=False)
     purpose: str | None = None
     tls_ca: str | None = None
     tls_cert: str | None = None
