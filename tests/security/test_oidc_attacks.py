@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from xtremehub.errors import AuthenticationFailed, ConfigError
 from xtremehub.security.issuer import EmbeddedIssuer, SigningKeys
-from xtremehub.security.oidc import OIDCConfig, OIDCValidator, RoleMapping
+from xtremehub.security.oidc import JWKSCache, OIDCConfig, OIDCValidator, RoleMapping, fetch_json
 
 
 def _b64(data: bytes) -> str:
@@ -218,3 +218,27 @@ def test_validated_tokens_cached_until_expiry(issuer: EmbeddedIssuer) -> None:
     now[0] += 31
     with pytest.raises(AuthenticationFailed, match="expired"):
         validator.validate(token)  # the cache never outlives the token
+
+
+def test_provider_outage(issuer: EmbeddedIssuer) -> None:
+    now = [0.0]
+    down = [False]
+    config = OIDCConfig(issuer=issuer.url, audience="xtremehub", jwks_max_age=60, jwks_min_refresh=10)
+
+    def fetch(url: str) -> dict[str, object]:
+        if down[0]:
+            raise AuthenticationFailed(f"identity provider unreachable: GET {url} failed")
+        return fetch_json(url, timeout=5)
+
+    validator = OIDCValidator(config, jwks=JWKSCache(config, fetch=fetch, clock=lambda: now[0]))
+    validator.validate(issuer.issue("alice"))
+    down[0] = True
+    now[0] += 120  # the key set is old and the provider is down: the keys fetched before still work
+    assert validator.validate(issuer.issue("bob")).subject == "bob"
+    assert validator.validate(issuer.issue("carol")).subject == "carol"
+    assert validator.jwks.fetches == 2  # the first fetch and one failed attempt, none more for min_refresh
+
+    cold = OIDCValidator(config, jwks=JWKSCache(config, fetch=fetch, clock=lambda: now[0]))
+    for _ in range(3):  # never fetched: refused at once, one attempt per min_refresh
+        with pytest.raises(AuthenticationFailed, match="unreachable"):
+            cold.validate(issuer.issue("dave"))

@@ -203,9 +203,11 @@ def fetch_json(url: str, *, timeout: float, ca_file: str | None = None) -> dict[
 class JWKSCache:
     """A provider's signing keys by ``kid``: fetched once, refreshed when old or on an unknown ``kid``.
 
-    A refresh caused by an unknown ``kid`` happens at most once per ``min_refresh`` seconds,
-    so a flood of tokens with made-up ``kid``s costs the provider one request, not one each.
-    ``fetches`` counts the key-set requests made (for tests and monitoring).
+    Requests to the provider happen at most once per ``min_refresh`` seconds, whatever causes
+    them: a flood of tokens with made-up ``kid``s costs the provider one request, not one each,
+    and while the provider is down each validation fails (or uses the keys fetched before, when
+    the set only got old) at once instead of waiting for a timeout. ``fetches`` counts the
+    key-set requests made (for tests and monitoring).
     """
 
     def __init__(
@@ -222,6 +224,8 @@ class JWKSCache:
         self._keys: dict[str | None, dict[str, Any]] = {}
         self._parsed: dict[tuple[str | None, str], PyJWK] = {}
         self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._last_error = ""
         self._jwks_uri = config.jwks_uri
         self.fetches = 0
 
@@ -231,17 +235,35 @@ class JWKSCache:
         if cached is not None and not self._stale():
             return cached
         with self._lock:
-            if self._fetched_at is None or self._stale():
-                self._refresh()
-            elif self._lookup(kid) is None and self._clock() - self._fetched_at >= self._config.jwks_min_refresh:
-                log.info("OIDC %s: unknown signing key id, fetching the key set again", self._config.issuer)
-                self._refresh()
+            if self._stale():
+                self._try_refresh(required=self._fetched_at is None)
+            elif self._lookup(kid) is None:
+                self._try_refresh(required=False)
             jwk_dict = self._lookup(kid)
             if jwk_dict is None:
                 raise AuthenticationFailed(
                     f"unknown signing key id {kid!r:.60}: not in the key set of {self._config.issuer}"
                 )
             return self._parse(kid, alg, jwk_dict)
+
+    def _try_refresh(self, *, required: bool) -> None:
+        """Fetch the key set unless one was asked for less than ``min_refresh`` ago.
+
+        ``required`` (no keys yet): a failure is raised; otherwise the keys fetched before stay.
+        """
+        now = self._clock()
+        if self._attempted_at is not None and now - self._attempted_at < self._config.jwks_min_refresh:
+            if required:
+                raise AuthenticationFailed(f"identity provider {self._config.issuer} unavailable: {self._last_error}")
+            return
+        self._attempted_at = now
+        try:
+            self._refresh()
+        except AuthenticationFailed as exc:
+            self._last_error = str(exc)
+            if required:
+                raise
+            log.warning("OIDC %s: keeping the key set fetched before: %s", self._config.issuer, exc)
 
     def _stale(self) -> bool:
         return self._fetched_at is None or self._clock() - self._fetched_at > self._config.jwks_max_age
