@@ -7,6 +7,7 @@ the secpolicy branch); the tokens come from the embedded issuer and are checked 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import select
@@ -29,6 +30,7 @@ from xtremehub.security.identity import Identity
 from xtremehub.security.issuer import EmbeddedIssuer
 from xtremehub.security.oidc import OIDCConfig, OIDCValidator
 from xtremehub.streams import StreamManager
+from xtremehub.streams.aio import AsyncStreamManager
 from xtremehub.streams.client.reader import EventStreamReader
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.remote import ClientConfig
@@ -332,3 +334,14 @@ def test_client_config_repr_hides_the_token() -> None:
     config = ClientConfig(token="secret-token-value-123", auth_token="other-secret-456")
     assert "secret-token-value-123" not in repr(config)
     assert "other-secret-456" not in repr(config)
+
+
+def test_async_manager_sends_the_token(secured: StreamServer, issuer: EmbeddedIssuer) -> None:
+    async def main() -> list[str]:
+        token = issuer.issue("alice", roles=["research"])
+        async with await AsyncStreamManager.connect(secured.url, token=token) as manager:
+            return await manager.list_streams("lungs")
+
+    assert asyncio.run(main()) == ["ct"]
+    with pytest.raises(AuthenticationFailed):
+        asyncio.run(AsyncStreamManager.connect(secured.url))
