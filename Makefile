@@ -22,6 +22,9 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
 SYSTEM_DEPS := mpiexec:openmpi-bin
 SYSTEM_DEPS += mpicc:libopenmpi-dev
+# The security tests run the npm oidc-provider (an independent OpenID Provider) with node.
+SYSTEM_DEPS += node:nodejs
+SYSTEM_DEPS += npm:npm
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -36,7 +39,13 @@ system-deps:
 	  fi; \
 	fi
 
-$(VENV)/.installed-test: pyproject.toml constraints.txt | $(BIN)/python system-deps
+# The independent OpenID Provider of the security tests (npm oidc-provider, OpenID Certified),
+# installed from its lock file into the gitignored tests/oidc_provider/node_modules.
+OIDC_PROVIDER := tests/oidc_provider
+$(OIDC_PROVIDER)/node_modules/.package-lock.json: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json | system-deps
+	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error
+
+$(VENV)/.installed-test: pyproject.toml constraints.txt $(OIDC_PROVIDER)/node_modules/.package-lock.json | $(BIN)/python system-deps
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 

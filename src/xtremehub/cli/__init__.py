@@ -57,6 +57,7 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 
 def _register() -> None:
     from xtremehub.cli.audit import audit_group
+    from xtremehub.cli.auth import auth_group, login_command
     from xtremehub.cli.demo import demo
     from xtremehub.cli.keys import keys_group
     from xtremehub.cli.mdr import mdr_group
@@ -79,6 +80,8 @@ def _register() -> None:
     cli.add_command(security_group)
     cli.add_command(telemetry_group)
     cli.add_command(plan_command)
+    cli.add_command(auth_group)
+    cli.add_command(login_command)
 
 
 _register()

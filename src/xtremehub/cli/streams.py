@@ -43,13 +43,17 @@ def _split(name: str) -> tuple[str, str]:
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Embedded data directory.")
 @click.option("--lts", help="Long-term storage URL of the embedded store (default: local, under --data).")
 @click.option("--url", help="A stream server, tcp://HOST:PORT (instead of the embedded store).")
+@click.option("--login", "use_login", is_flag=True, help="Send the token stored by `xhub login` to the --url server.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False, exists=True), help="CA of a TLS --url server (PEM).")
 @click.pass_context
-def streams_group(ctx: click.Context, data: Path | None, lts: str | None, url: str | None) -> None:
+def streams_group(
+    ctx: click.Context, data: Path | None, lts: str | None, url: str | None, use_login: bool, tls_ca: str | None
+) -> None:
     """Durable streams with Pravega semantics (embedded, or a server with --url)."""
     settings = ctx.obj if isinstance(ctx.obj, Settings) else None
     if data is None:
         data = (settings.home if settings is not None else Settings.load(config_file=None).home) / "streams"
-    ctx.obj = {"data": data, "lts": lts, "url": url, "settings": settings}
+    ctx.obj = {"data": data, "lts": lts, "url": url, "settings": settings, "login": use_login, "tls_ca": tls_ca}
 
 
 @contextmanager
@@ -57,7 +61,12 @@ def _manager(ctx: click.Context) -> Iterator[StreamManager]:
     opts = ctx.find_object(dict)
     assert opts is not None
     if opts["url"]:
-        manager = StreamManager(opts["url"])
+        token = None
+        if opts.get("login"):
+            from xtremehub.security.login import StoredToken
+
+            token = StoredToken()
+        manager = StreamManager(opts["url"], token=token, tls_ca=opts.get("tls_ca"))
     elif opts.get("settings") is not None:  # --config and the environment reach the LTS store
         manager = StreamManager.embedded(opts["data"], opts["lts"], settings=opts["settings"])
     else:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Identity", "TokenProvider", "TokenSource", "TokenValidator"]
+__all__ = ["Identity", "TokenProvider", "TokenSource", "TokenValidator", "current_token"]
 
 
 @dataclass(frozen=True)
@@ -59,3 +59,20 @@ class TokenProvider(Protocol):
 
 #: What APIs accept as ``token=``: a token string, a provider, or a zero-argument callable.
 TokenSource = str | TokenProvider | Callable[[], str]
+
+
+def current_token(source: TokenSource) -> str:
+    """The token a :data:`TokenSource` gives now (a provider is asked each time: it refreshes).
+
+    Example:
+        >>> current_token("abc"), current_token(lambda: "def")
+        ('abc', 'def')
+    """
+    if isinstance(source, str):
+        return source
+    provider = getattr(source, "token", None)
+    if callable(provider):
+        return str(provider())
+    if callable(source):
+        return str(source())
+    raise TypeError(f"token= must be a string, a TokenProvider or a callable, not {type(source).__name__}")

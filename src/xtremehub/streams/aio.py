@@ -267,9 +267,10 @@ class AsyncStreamManager(AsyncMirror[StreamManager], mirrors=StreamManager):
         return cls(await asyncio.to_thread(StreamManager.embedded, path, lts, **options))
 
     @classmethod
-    async def connect(cls, url: str) -> AsyncStreamManager:
-        """Connect to a stream server (``tcp://host:port``)."""
-        return cls(await asyncio.to_thread(StreamManager, url))
+    async def connect(cls, url: str, **options: Any) -> AsyncStreamManager:
+        """Connect to a stream server (``tcp://host:port``); ``options`` as :class:`StreamManager`'s
+        (``token=``, ``tls_ca=``, ``purpose=``)."""
+        return cls(await asyncio.to_thread(functools.partial(StreamManager, url, **options)))
 
     create_scope = awaited(StreamManager.create_scope)
     delete_scope = awaited(StreamManager.delete_scope)

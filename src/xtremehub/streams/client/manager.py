@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from xtremehub.errors import InvalidStreamArgument, MissingDependency
+from xtremehub.security.identity import TokenSource
 from xtremehub.streams.client.bytestream import ByteStream
 from xtremehub.streams.client.reader import ReaderGroup, checkpoint_config
 from xtremehub.streams.client.transactions import TransactionalEventStreamWriter
@@ -56,7 +57,10 @@ Start = Literal["head", "tail"] | StreamCut | Sequence[StreamCut] | Checkpoint
 class StreamManager:
     """Scopes, streams, writers, reader groups and byte streams over a controller and a segment store.
 
-    ``StreamManager(url)`` connects to a stream server; ``StreamManager(controller, store)`` uses
+    ``StreamManager(url)`` connects to a stream server (``token=`` a bearer token or a
+    :class:`~xtremehub.security.identity.TokenProvider` such as
+    :class:`~xtremehub.security.login.StoredToken`, ``tls_ca=`` the CA of a TLS server,
+    ``purpose=`` the purpose of use); ``StreamManager(controller, store)`` uses
     given implementations of the two contracts; :meth:`embedded` runs both in this process.
     """
 
@@ -66,6 +70,9 @@ class StreamManager:
         store: SegmentStoreContract | None = None,
         *,
         on_close: Sequence[Callable[[], None]] = (),
+        token: TokenSource | None = None,
+        tls_ca: str | None = None,
+        purpose: str | None = None,
     ) -> None:
         self._on_close = list(on_close)
         if isinstance(target, str):
@@ -74,7 +81,8 @@ class StreamManager:
                 connect = getattr(importlib.import_module(module_name), func)
             except (ImportError, AttributeError) as exc:
                 raise MissingDependency(f"no stream server client available to connect to {target}") from exc
-            controller, store = connect(target)
+            options = {"token": token, "tls_ca": tls_ca, "purpose": purpose}
+            controller, store = connect(target, **{k: v for k, v in options.items() if v is not None})
             self._on_close += [controller.close, store.close]
         else:
             controller = target

@@ -21,11 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from ssl import SSLContext
 from typing import Any, TypeVar
 
 from xtremehub import __version__
-from xtremehub.errors import ProtocolError, ServerUnavailable
+from xtremehub.errors import AuthenticationFailed, ProtocolError, SecurityError, ServerUnavailable
+from xtremehub.security.identity import TokenSource, current_token
 from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -51,6 +53,12 @@ Decoder = Callable[[MessageType | int, bytes], Any]
 class ClientConfig:
     """How the client connects; ``auth_*`` and ``ssl`` are sent/used as the server asks.
 
+    ``token`` (a string, a :class:`~xtremehub.security.identity.TokenProvider` or a callable)
+    is sent as a bearer token in each HELLO, asked again at every (re)connection so a provider
+    can refresh it; ``purpose`` goes with it (for purpose-of-use policies). ``tls_ca`` (a CA
+    bundle file) turns on TLS verified against that CA when ``ssl`` is not given;
+    ``tls_cert``/``tls_key`` add a client certificate for a server requiring mutual TLS.
+
     Example:
         >>> ClientConfig().reconnect_timeout
         30.0
@@ -60,9 +68,32 @@ class ClientConfig:
     #: How long to keep reconnecting while requests that can be re-sent are pending.
     reconnect_timeout: float = 30.0
     auth_scheme: str = "none"
-    auth_token: str = ""
+    auth_token: str = field(default="", repr=False)  # never in a repr or a log line
     ssl: ssl.SSLContext | None = None
     max_frame: int = DEFAULT_MAX_FRAME
+    token: TokenSource | None = field(default=None, repr=False)
+    purpose: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def ssl_context(self) -> SSLContext | None:
+        """``ssl``, or a context verifying the server against ``tls_ca``."""
+        if self.ssl is not None or self.tls_ca is None:
+            return self.ssl
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert is not None:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+    def auth(self) -> dict[str, str]:
+        """The HELLO's auth fields (the token fetched now)."""
+        if self.token is None:
+            return {"scheme": self.auth_scheme, "token": self.auth_token}
+        fields = {"scheme": "bearer", "token": current_token(self.token)}
+        if self.purpose is not None:
+            fields["purpose"] = self.purpose
+        return fields
 
 
 def parse_tcp_url(url: str) -> tuple[str, int]:
@@ -91,12 +122,14 @@ def connect(
 
 
 class _Pending:
-    __slots__ = ("decode", "frame", "future", "retriable")
+    __slots__ = ("decode", "frame", "future", "renewed", "retriable")
 
     def __init__(self, frame: bytes, decode: Decoder, retriable: bool) -> None:
         self.frame = frame
         self.decode = decode
         self.retriable = retriable
+        #: Refused unexecuted because the token expired, kept to be re-sent once after reconnecting.
+        self.renewed = False
         self.future: Future[Any] = Future()
 
 
@@ -116,6 +149,7 @@ class Connection:
         self._sending = False
         self._closed = False
         self.server_info: dict[str, Any] = {}
+        self._ssl = self.config.ssl_context()
         with self._lock:
             self._ensure_connected(retry=False)
 
@@ -200,8 +234,8 @@ class Connection:
             try:
                 return self._connect_once()
             except (OSError, ProtocolError) as exc:
-                if isinstance(exc, ProtocolError) or time.monotonic() + delay > deadline:
-                    if isinstance(exc, ProtocolError):
+                if isinstance(exc, ProtocolError | SecurityError) or time.monotonic() + delay > deadline:
+                    if isinstance(exc, ProtocolError | SecurityError):
                         raise
                     raise ServerUnavailable(f"{self.url}: cannot connect: {exc}") from exc
                 time.sleep(delay)
@@ -211,16 +245,20 @@ class Connection:
         sock = socket.create_connection((self.host, self.port), timeout=self.config.connect_timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self.config.ssl is not None:
-                sock = self.config.ssl.wrap_socket(sock, server_hostname=self.host)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_hostname=self.host)
             hello = {
                 "magic": MAGIC.decode(),
                 "versions": list(SUPPORTED_VERSIONS),
                 "client": f"xtremehub/{__version__}",
-                "auth": {"scheme": self.config.auth_scheme, "token": self.config.auth_token},
+                "auth": self.config.auth(),
             }
             sock.sendall(encode_frame(MessageType.HELLO, 0, self.codec.encode(hello)))
-            msg_type, _, payload = self._recv_frame(sock)
+            try:
+                msg_type, _, payload = self._recv_frame(sock)
+            except EOFError:
+                hint = "" if self._ssl is not None else " (a TLS server? pass tls_ca=)"
+                raise ServerUnavailable(f"{self.url}: the server closed the connection during HELLO{hint}") from None
             if msg_type == MessageType.ERROR:
                 raise decode_error(self.codec.decode(payload))
             if msg_type != MessageType.HELLO_OK:
@@ -265,12 +303,30 @@ class Connection:
             return
         try:
             if msg_type == MessageType.ERROR:
-                pending.future.set_exception(decode_error(self.codec.decode(payload)))
+                error = decode_error(self.codec.decode(payload))
+                if self._renew(rid, pending, error):
+                    return
+                pending.future.set_exception(error)
             else:
                 pending.future.set_result(pending.decode(msg_type, payload))
         except Exception as exc:  # a bad answer fails this request only
             if not pending.future.done():
                 pending.future.set_exception(exc)
+
+    def _renew(self, rid: int, pending: _Pending, error: Exception) -> bool:
+        """Keep a request refused for an expired token, to re-send it with a fresh one.
+
+        Only with a token provider (a fixed string would be refused again) and once per request.
+        The server refuses such a request before running it and then hangs up, so re-sending it
+        after the reconnect (which asks the provider again) is safe even when it is not idempotent.
+        """
+        if pending.renewed or not isinstance(error, AuthenticationFailed) or isinstance(self.config.token, str | None):
+            return False
+        pending.renewed = True
+        with self._lock:
+            self._pending[rid] = pending
+        log.info("%s: token expired; reconnecting with a fresh one", self.url)
+        return True
 
     def _recover(self, old: socket.socket) -> bool:
         """Reconnect and re-send what can be re-sent; False when this reader thread should end."""
@@ -279,14 +335,14 @@ class Connection:
             old.close()
             if self._sock is old:
                 self._sock = None
-            failed = self._take_pending(lambda p: not p.retriable)
+            failed = self._take_pending(lambda p: not (p.retriable or p.renewed))
             resumed = False
             if self._closed or not self._pending:
                 failed += self._take_pending(lambda p: True)
             else:
                 try:
                     sock = self._connect_until(time.monotonic() + self.config.reconnect_timeout)
-                except (ServerUnavailable, ProtocolError) as exc:
+                except (ServerUnavailable, ProtocolError, SecurityError) as exc:
                     lost = exc
                     failed += self._take_pending(lambda p: True)
                 else:

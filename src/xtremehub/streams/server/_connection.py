@@ -23,7 +23,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xtremehub import __version__
-from xtremehub.errors import BackPressure, ProtocolError
+from xtremehub.errors import AuthenticationFailed, BackPressure, ProtocolError, SecurityError
+from xtremehub.security.authz import Action
 from xtremehub.streams.segmentstore.contract import (
     AppendOutcome,
     AppendResult,
@@ -32,8 +33,10 @@ from xtremehub.streams.segmentstore.contract import (
     SegmentStoreContract,
     when_all,
 )
+from xtremehub.streams.server.access import ConnectionAccess, request_access, segment_resource
 from xtremehub.streams.server.dispatch import Dispatcher
 from xtremehub.streams.wire import (
+    CONTROLLER_TARGET,
     HEADER_SIZE,
     MAGIC,
     MAX_BATCH_EVENTS,
@@ -128,6 +131,8 @@ class ClientConnection:
         self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any], Callable[[Any], Any] | None]] = []
         self._settle_scheduled = False
         self.peer = str(writer.get_extra_info("peername"))
+        #: The caller's identity and checks; None while security is off (or before HELLO).
+        self.access: ConnectionAccess | None = None
 
     @property
     def in_flight(self) -> int:
@@ -174,12 +179,21 @@ class ClientConnection:
             self._send_error(rid, ProtocolError(f"frame version {header.version} not supported"))
             return True
         if header.type == MessageType.HELLO:
-            return self._hello(rid, payload)
+            return await self._hello(rid, payload)
         if self._version is None:
             self._send_error(rid, ProtocolError(f"expected HELLO before message type {int(header.type)}"))
             return True
         if header.type == MessageType.GOODBYE:
             return False
+        if self.access is not None:
+            try:
+                self.access.alive()
+            except AuthenticationFailed as exc:
+                # Access ends at the token's expiry: answer, then hang up (a client with a
+                # token provider reconnects with a fresh token).
+                log.info("client %s: %s", self.peer, exc)
+                self._send_error(rid, exc, fatal=True)
+                return False
         if header.type == MessageType.PING:
             self._send(MessageType.PONG, rid, payload)
             return True
@@ -202,13 +216,13 @@ class ClientConnection:
             future = handler(self, request)
         except Exception as exc:
             self._slots.release()
-            self._send_error(rid, exc)
-            return True
+            self._send_error(rid, exc, fatal=isinstance(exc, AuthenticationFailed))
+            return not isinstance(exc, AuthenticationFailed)  # the token expired: hang up
         self._in_flight.add(future)
         future.add_done_callback(lambda f: self._answer(rid, f))
         return True
 
-    def _hello(self, rid: int, payload: bytes) -> bool:
+    async def _hello(self, rid: int, payload: bytes) -> bool:
         try:
             hello = self._codec.decode(payload)
             if not isinstance(hello, dict) or hello.get("magic") != MAGIC.decode():
@@ -221,7 +235,9 @@ class ClientConnection:
             check = self._config.authenticate
             if check is not None and not check(str(auth.get("scheme", "none")), str(auth.get("token", ""))):
                 raise ProtocolError("authentication refused")
-        except ProtocolError as exc:
+            if self._config.validator is not None:
+                self.access = await self._authenticate(auth)
+        except (ProtocolError, SecurityError) as exc:
             log.warning("client %s: %s", self.peer, exc)
             self._send_error(rid, exc, fatal=True)
             return False
@@ -231,17 +247,40 @@ class ClientConnection:
             "version": self._version,
             "server": f"xtremehub/{__version__}",
             "max_frame": self._config.max_frame,
-            "auth": "none" if self._config.authenticate is None else "token",
+            "auth": "none" if self._config.authenticate is None and self._config.validator is None else "token",
         }
         self._send(MessageType.HELLO_OK, rid, self._codec.encode(answer))
         log.debug("client %s: HELLO (%s), protocol %d", self.peer, hello.get("client"), self._version)
         return True
+
+    async def _authenticate(self, auth: Any) -> ConnectionAccess:
+        """Validate the HELLO's bearer token (in a thread: the first one may fetch the provider's keys)."""
+        validator = self._config.validator
+        assert validator is not None
+        if not isinstance(auth, dict) or str(auth.get("scheme", "none")).lower() != "bearer":
+            raise AuthenticationFailed("this server needs a bearer token (StreamManager(url, token=...))")
+        token = auth.get("token")
+        if not isinstance(token, str) or not token:
+            raise AuthenticationFailed("this server needs a bearer token (StreamManager(url, token=...))")
+        identity = await self._loop.run_in_executor(self._calls, validator.validate, token)
+        purpose = auth.get("purpose")
+        access = ConnectionAccess(
+            identity,
+            self._config.authorizer,
+            purpose=purpose if isinstance(purpose, str) else None,
+            cache_ttl=self._config.authz_cache_ttl,
+        )
+        access.alive()
+        log.info("client %s: authenticated as %s", self.peer, identity.subject)
+        return access
 
     # -- requests --------------------------------------------------------------------------
     def _append(self, request: Any) -> asyncio.Future[Any]:
         segment, data, writer_id, event_number, expected_offset = _fields(request, 5, "APPEND")
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
+        if self.access is not None:
+            self.access.authorize(Action.WRITE, segment_resource(segment))
         call = functools.partial(
             self._store.append_async,
             segment,
@@ -273,6 +312,9 @@ class ClientConnection:
             batches.append(SegmentBatch(segment, events, first))
         if count > MAX_BATCH_EVENTS:
             raise ProtocolError(f"APPEND_BATCH: {count} events, more than the limit of {MAX_BATCH_EVENTS}")
+        if self.access is not None:
+            for resource in {segment_resource(batch.segment) for batch in batches}:
+                self.access.authorize(Action.WRITE, resource)
         return self._queue_append(functools.partial(self._append_batches, batches, writer_id), _BatchAnswer)
 
     def _append_batches(
@@ -386,16 +428,25 @@ class ClientConnection:
             raise ProtocolError("READ: segment must be a string, offset and max_length integers")
         max_length = min(max_length, self._config.max_frame // 2)
         wait = min(float(wait or 0.0), self._config.max_read_wait)
+        if self.access is not None:
+            self.access.authorize(Action.READ, segment_resource(segment))
         if wait <= 0:
-            return self._loop.run_in_executor(self._calls, self._store.read, segment, offset, max_length)
+            return self._loop.run_in_executor(self._calls, self._read_now, segment, offset, max_length)
         return asyncio.ensure_future(self._long_poll(segment, offset, max_length, wait))
+
+    def _read_now(self, segment: str, offset: int, max_length: int, wait: float = 0.0) -> ReadResult:
+        """A store read whose data leaves only while the token is still valid."""
+        result = self._store.read(segment, offset, max_length, wait=wait)
+        if self.access is not None:
+            self.access.alive()
+        return result
 
     async def _long_poll(self, segment: str, offset: int, max_length: int, wait: float) -> ReadResult:
         deadline = time.monotonic() + wait
         while True:
             left = deadline - time.monotonic()
             step = max(0.0, min(left, _WAIT_SLICE))
-            read = functools.partial(self._store.read, segment, offset, max_length, wait=step)
+            read = functools.partial(self._read_now, segment, offset, max_length, step)
             result = await self._loop.run_in_executor(self._waits, read)
             if result.data or result.end_of_segment or left <= _WAIT_SLICE or self._stopping:
                 return result
@@ -403,7 +454,21 @@ class ClientConnection:
     def _call(self, request: Any) -> asyncio.Future[Any]:
         target, method, args, kwargs = _fields(request, 4, "CALL")
         bound = self._dispatcher.check(target, method, args, kwargs)
-        return self._loop.run_in_executor(self._calls, lambda: bound(*args, **kwargs))
+        access = self.access
+        if access is None:
+            return self._loop.run_in_executor(self._calls, lambda: bound(*args, **kwargs))
+        arguments = self._dispatcher.arguments(target, method, args, kwargs)
+
+        def authorized_call() -> Any:
+            # In the call thread: a transaction's stream is looked up in the controller.
+            access.authorize_all(request_access(target, method, arguments, self._txn_stream))
+            return bound(*args, **kwargs)
+
+        return self._loop.run_in_executor(self._calls, authorized_call)
+
+    def _txn_stream(self, txn_id: str) -> str:
+        info = self._dispatcher.call(CONTROLLER_TARGET, "get_transaction", [txn_id], {})
+        return f"{info.scope}/{info.stream}"
 
     _handlers: ClassVar[dict[MessageType | int, Callable[[ClientConnection, Any], asyncio.Future[Any]]]] = {
         MessageType.APPEND: _append,
@@ -421,7 +486,11 @@ class ClientConnection:
             return
         exc = future.exception()
         if exc is not None:
-            self._send_error(rid, exc)
+            expired = isinstance(exc, AuthenticationFailed)
+            self._send_error(rid, exc, fatal=expired)
+            if expired and not self._stopping:
+                log.info("client %s: %s", self.peer, exc)
+                self.stop_reading()  # the token expired during the request: hang up after the answers
             return
         result = future.result()
         if isinstance(result, AppendResult):

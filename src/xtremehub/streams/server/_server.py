@@ -12,6 +12,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from xtremehub.errors import ConfigError
+from xtremehub.security._net import is_loopback_host
+from xtremehub.security.authz import Authorizer
+from xtremehub.security.identity import TokenValidator
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
 from xtremehub.streams.server._connection import ClientConnection
@@ -27,9 +31,13 @@ log = logging.getLogger(__name__)
 class ServerConfig:
     """Where the server listens and how much it takes on.
 
-    ``ssl`` (a server-side :class:`ssl.SSLContext`) turns on TLS; ``authenticate(scheme,
-    token)`` is called with the HELLO's auth fields and refuses the client when it returns
-    False. Both are hooks for later: clients already send the (empty) auth fields.
+    ``ssl`` (a server-side :class:`ssl.SSLContext`) turns on TLS. ``validator`` turns on
+    authentication: the HELLO must carry a bearer token it accepts, access ends when that
+    token expires, and every request is authorised by ``authorizer`` (None: any authenticated
+    caller may do everything) for its scope or stream (:mod:`.access`). ``authenticate(scheme,
+    token)`` is a lower-level hook refusing a client when it returns False. A server on an
+    address other than loopback refuses to start without a validator and TLS unless
+    ``insecure`` is set.
 
     Example:
         >>> ServerConfig(port=0).host
@@ -50,6 +58,37 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     ssl: ssl.SSLContext | None = None
     authenticate: Callable[[str, str], bool] | None = None
+    validator: TokenValidator | None = None
+    authorizer: Authorizer | None = None
+    #: Serve on a non-loopback address without authentication or TLS (explicitly insecure).
+    insecure: bool = False
+    #: Seconds a connection remembers an allowed (action, resource); 0: ask the authorizer every time.
+    authz_cache_ttl: float = 1.0
+
+    def check_security(self) -> None:
+        """:class:`~xtremehub.errors.ConfigError` (one line) for a non-loopback server without security.
+
+        Example:
+            >>> ServerConfig(host="0.0.0.0").check_security()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            xtremehub.errors.ConfigError: refusing to serve streams on 0.0.0.0 without security (missing: ...
+        """
+        if self.insecure or is_loopback_host(self.host):
+            return
+        missing = [
+            name
+            for name, present in (
+                ("token validation", self.validator is not None or self.authenticate is not None),
+                ("TLS", self.ssl is not None),
+            )
+            if not present
+        ]
+        if missing:
+            raise ConfigError(
+                f"refusing to serve streams on {self.host} without security (missing: {', '.join(missing)}); "
+                "give --oidc-issuer and --tls-cert/--tls-key, or --insecure"
+            )
 
 
 class StreamServer:
@@ -89,6 +128,9 @@ class StreamServer:
 
     async def start(self) -> None:
         """Listen; ``port`` is the bound port afterwards (a free one when configured as 0)."""
+        self.config.check_security()
+        if self.config.insecure and not is_loopback_host(self.config.host):
+            log.warning("stream server on %s is INSECURE: no authentication or TLS required", self.config.host)
         self._server = await asyncio.start_server(
             self._accept, self.config.host, self.config.port, ssl=self.config.ssl, limit=1 << 20
         )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from typing import Any
 import click
 
 from xtremehub.config import Settings
+from xtremehub.errors import ConfigError
+from xtremehub.security.identity import TokenValidator
 from xtremehub.streams import StreamManager
 from xtremehub.streams.server import ServerConfig, StreamServer
 
@@ -58,6 +61,14 @@ log = logging.getLogger(__name__)
     "Python's default 0.005 adds up to that much to every hand-off between the event loop, "
     "the group commit and tiering).",
 )
+@click.option("--oidc-issuer", help="Require bearer tokens from this OpenID Provider (its issuer URL).")
+@click.option("--oidc-audience", default="xtremehub", show_default=True, help="The audience tokens must carry.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="Serve TLS with this certificate (PEM).")
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="The certificate's private key (PEM).")
+@click.option(
+    "--tls-client-ca", type=click.Path(dir_okay=False, exists=True), help="Require client certificates (mTLS)."
+)
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback address without token validation and TLS.")
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -68,6 +79,12 @@ def serve(
     maintenance_interval: float,
     shutdown_grace: float,
     switch_interval: float,
+    oidc_issuer: str | None,
+    oidc_audience: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_client_ca: str | None,
+    insecure: bool,
 ) -> None:
     """Serve the stream store in DATA to clients at tcp://HOST:PORT (StreamManager("tcp://...")."""
     if switch_interval > 0:
@@ -78,11 +95,21 @@ def serve(
     lts = lts or group.get("lts")
     settings = group.get("settings") or (ctx.obj if isinstance(ctx.obj, Settings) else None)
     extra: dict[str, Any] = {} if settings is None else {"settings": settings}  # --config and env reach the LTS
+    config = ServerConfig(
+        host=host,
+        port=port,
+        shutdown_grace=shutdown_grace,
+        ssl=server_tls(tls_cert, tls_key, tls_client_ca),
+        validator=_validator(oidc_issuer, oidc_audience),
+        insecure=insecure,
+    )
+    try:
+        config.check_security()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
     manager = StreamManager.embedded(data, lts, maintenance_interval=maintenance_interval, **extra)
     try:
-        server = StreamServer(
-            manager.store, manager.controller, ServerConfig(host=host, port=port, shutdown_grace=shutdown_grace)
-        )
+        server = StreamServer(manager.store, manager.controller, config)
 
         def started(srv: StreamServer) -> None:
             click.echo(f"xhub streams: serving {data} on {srv.url}")
@@ -92,3 +119,30 @@ def serve(
     finally:
         manager.close()
     log.info("stream store in %s closed", data)
+
+
+def server_tls(cert: str | None, key: str | None, client_ca: str | None = None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files (None without ``cert``); ``client_ca`` requires client certificates."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if client_ca is not None:
+        context.load_verify_locations(client_ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _validator(issuer: str | None, audience: str) -> TokenValidator | None:
+    if issuer is None:
+        return None
+    try:
+        from xtremehub.security.oidc import OIDCConfig, OIDCValidator
+    except ImportError as exc:
+        needs = "--oidc-issuer needs the security extra (pip install 'xtremehub[security]')"
+        raise click.ClickException(f"{needs}: {exc}") from None
+
+    return OIDCValidator(OIDCConfig(issuer=issuer, audience=audience))

@@ -71,6 +71,13 @@ class Dispatcher:
             raise ProtocolError(f"{target}.{method}: {exc}") from exc
         return getattr(impl, method)
 
+    def arguments(self, target: str, method: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of a checked call by parameter name (defaults filled in)."""
+        impl, signatures = self._targets[target]
+        bound = signatures[method].bind(impl, *args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
     def call(self, target: object, method: object, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Check and run ``target.method(*args, **kwargs)`` (blocking)."""
         return self.check(target, method, args, kwargs)(*args, **kwargs)
