@@ -7,7 +7,9 @@ sidecars of encrypted objects are encrypted too, and no plaintext sample is in t
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -112,29 +114,26 @@ def test_encrypted_slices_read_the_same_records_on_workers(
 
 
 @pytest.mark.s3
-def test_encrypted_fastq_gz_on_s3_with_two_workers(testdata: Path, s3_root: str, s3_settings: Settings) -> None:
-    keyring = s3_root.replace("s3://", "").replace("/", "-")
-    settings = s3_settings.replace(
-        encryption=EncryptionSettings(keys=f"mem://{keyring}", dataset="reads", chunk_size=65536)
-    )
-    rel = "fastq/sample.fastq.bgz"
-    plain = _digests(
-        _place(testdata, rel, [], s3_root + "plain/", settings),
-        FASTQGZip,
-        {"spacing": SPACING},
-        {"strategy": "reads_batches", "num_batches": 4},
-        settings,
-    )
+def test_encrypted_fastq_gz_on_s3_with_two_workers(
+    testdata: Path, tmp_path: Path, s3_root: str, s3_settings: Settings
+) -> None:
+    # Only the key-source URL travels with the settings; each worker opens the keyring itself.
+    encryption = EncryptionSettings(keys=f"file://{tmp_path}/keyring.json", dataset="reads", chunk_size=65536)
+    settings = s3_settings.replace(encryption=encryption)
+    rel, options, plan = "fastq/sample.fastq.bgz", {"spacing": SPACING}, {"strategy": "reads_batches", "num_batches": 4}
+    plain = _digests(_place(testdata, rel, [], s3_root + "plain/", settings), FASTQGZip, options, plan, settings)
     url = _place(testdata, rel, [], "enc+" + s3_root + "enc/", settings)
-    # mem:// keyrings live in this process; forked local workers inherit it (a file keyring or
-    # the key service serves real clusters: only the source URL travels).
-    encrypted = _digests(
-        url, FASTQGZip, {"spacing": SPACING}, {"strategy": "reads_batches", "num_batches": 4}, settings
-    )
+    encrypted = _digests(url, FASTQGZip, options, plan, settings)
     assert encrypted == plain
-    assert s3_settings.s3.secret_access_key.encode() not in pickle.dumps(settings.without_secrets())
+    shipped = pickle.dumps(CloudObject.from_path(FASTQGZip, url, settings=settings, **options).partition(**plan))
+    assert b"keyring.json" in shipped
+    ring = json.loads(Path(f"{tmp_path}/keyring.json").read_text())
+    for kek in ring["datasets"]["reads"]["versions"].values():
+        assert kek.encode() not in shipped
+        assert base64.b64decode(kek) not in shipped
     raw = storage.get(s3_root + "enc/sample.fastq.bgz", settings=settings)
-    assert raw.startswith(b"XHUBENC") and (testdata / rel).read_bytes()[:64] not in raw
+    assert raw.startswith(b"XHUBENC")
+    assert (testdata / rel).read_bytes()[:64] not in raw
 
 
 def test_ranged_reads_fetch_only_the_chunks_under_the_range(tmp_path: Path) -> None:
