@@ -236,7 +236,7 @@ class Envelope:
         ad = self._ad + struct.pack(">QB", index, final)
         return self._aead.encrypt(_nonce(index, final), plaintext, ad)
 
-    def open_chunk(self, index: int, ciphertext: bytes, final: bool, total: int) -> bytes:
+    def open_chunk(self, index: int, ciphertext: bytes | memoryview, final: bool, total: int) -> bytes:
         """Decrypt chunk ``index`` of ``total``; an :class:`IntegrityError` names object and chunk."""
         ad = self._ad + struct.pack(">QB", index, final)
         try:
@@ -257,13 +257,24 @@ class Envelope:
         index = 0
         pending: bytes | None = None
         for piece in data:
-            buf += piece
-            while len(buf) >= size:
+            view = memoryview(piece).cast("B")
+            pos = 0
+            full: list[bytes] = []
+            if buf:
+                pos = min(size - len(buf), len(view))
+                buf += view[:pos]
+                if len(buf) == size:
+                    full.append(bytes(buf))
+                    buf.clear()
+            while len(view) - pos >= size:
+                full.append(bytes(view[pos : pos + size]))
+                pos += size
+            buf += view[pos:]
+            for chunk in full:
                 if pending is not None:
                     yield self.seal(index, pending, False)
                     index += 1
-                pending = bytes(buf[:size])
-                del buf[:size]
+                pending = chunk
         if buf:
             if pending is not None:
                 yield self.seal(index, pending, False)
@@ -292,7 +303,7 @@ class Envelope:
         view = memoryview(body)
         out = []
         for offset, index in enumerate(range(first, last + 1)):
-            piece = bytes(view[offset * step : (offset + 1) * step])
+            piece = view[offset * step : (offset + 1) * step]
             if len(piece) < TAG_SIZE:
                 raise IntegrityError(f"{self.label}: chunk {index} of {total} is missing (truncated object)")
             out.append(self.open_chunk(index, piece, index == total - 1, total))
