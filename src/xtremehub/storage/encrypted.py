@@ -283,6 +283,15 @@ class EncryptedStore(Store):
             return self._plain_info(info, opened.envelope.chunk_size)
 
 
+    def rewrap_all(self, prefix: str = "") -> int:
+        """:meth:`rewrap` every object under ``prefix`` (after a KEK rotation); how many."""
+        keys = [info.key for info in self.inner.list(prefix)]
+        for key in keys:
+            self.rewrap(key)
+        log.info("re-wrapped the data keys of %d objects under %s", len(keys), self.url(prefix))
+        return len(keys)
+
+
 def _outer(inner_url: str) -> str:
     return ENC_PREFIX + (inner_url if "://" in inner_url else "file://" + inner_url)
 
