@@ -7,7 +7,8 @@
 3. Scan: every slice (--slices) read on a local executor with --workers workers, plain and
    encrypted alternately, --rounds times each; the workers open the keyring themselves (only
    its path travels). Reported: median wall time and spread of each, the median of the
-   per-round ratios encrypted/plain, and ciphertext bytes fetched / object size.
+   per-round ratios encrypted/plain (wall time, and the workers' CPU seconds, which a loaded
+   machine disturbs less), and ciphertext bytes fetched / object size.
 4. Ranged reads by chunk size: the object stored encrypted with each of --chunk-sizes;
    --ranges random 4 KiB reads and --ranges random 1 MiB reads in one process; time per read
    and bytes fetched per byte asked for.
@@ -36,8 +37,10 @@ from xtremehub.storage import iostats
 MiB = 1024 * 1024
 
 
-def scan_slice(data_slice: FASTQGZipSlice) -> tuple[int, int, int]:
-    """Map function: read every record of one slice; (reads, decompressed bytes, bytes fetched from S3)."""
+def scan_slice(data_slice: FASTQGZipSlice) -> tuple[int, int, int, float]:
+    """Map function: read every record of one slice; (reads, decompressed bytes, bytes fetched
+    from S3, CPU seconds of the worker process meanwhile)."""
+    cpu = time.process_time()
     before = iostats.snapshot().bytes_read
     settings = data_slice.access.settings_for(data_slice.url)
     src = RangeSource(
@@ -51,7 +54,7 @@ def scan_slice(data_slice: FASTQGZipSlice) -> tuple[int, int, int]:
     for chunk in data_slice._blocks(src):
         nbytes += len(chunk)
         reads += chunk.count(b"\n") // 4
-    return reads, nbytes, iostats.snapshot().bytes_read - before
+    return reads, nbytes, iostats.snapshot().bytes_read - before, time.process_time() - cpu
 
 
 def upload(local: Path, url: str, settings: Settings) -> CloudObject:
@@ -100,6 +103,7 @@ def main() -> None:
         assert enc.size == plain.size == size
         reads = int(plain["num_reads"])
         times: dict[str, list[float]] = {"plain": [], "encrypted": []}
+        cpus: dict[str, list[float]] = {"plain": [], "encrypted": []}
         fetched: dict[str, int] = {}
         with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
             cases = {
@@ -115,7 +119,9 @@ def main() -> None:
                     times[name].append(time.perf_counter() - t0)
                     assert sum(r[0] for r in results) == reads, name
                     fetched[name] = sum(r[2] for r in results)
+                    cpus[name].append(sum(r[3] for r in results))
         ratios = [e / p for e, p in zip(times["encrypted"], times["plain"], strict=True)]
+        cpu_ratios = [e / p for e, p in zip(cpus["encrypted"], cpus["plain"], strict=True)]
         uncompressed = int(plain["uncompressed_size"])
         print(
             f"object: {size / MiB:.0f} MiB gzip, {uncompressed / MiB:.0f} MiB FASTQ, {reads:,} reads; "
@@ -124,11 +130,16 @@ def main() -> None:
         for name, ts in times.items():
             print(
                 f"scan {name:9s}: median {statistics.median(ts):6.2f}s (min {min(ts):.2f}, max {max(ts):.2f}) "
-                f"{uncompressed / statistics.median(ts) / MiB:6.0f} MiB/s  fetched/object {fetched[name] / size:.3f}"
+                f"{uncompressed / statistics.median(ts) / MiB:6.0f} MiB/s  fetched/object {fetched[name] / size:.3f}  "
+                f"worker CPU median {statistics.median(cpus[name]):.2f}s"
             )
         print(
             f"encrypted/plain wall time: median {statistics.median(ratios):.3f} "
             f"(rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+        )
+        print(
+            f"encrypted/plain worker CPU: median {statistics.median(cpu_ratios):.3f} "
+            f"(rounds: {', '.join(f'{r:.3f}' for r in cpu_ratios)})"
         )
 
         for chunk in (int(c) for c in args.chunk_sizes.split(",")):
