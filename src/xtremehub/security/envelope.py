@@ -242,10 +242,13 @@ class Envelope:
         try:
             return self._aead.decrypt(_nonce(index, final), ciphertext, ad)
         except InvalidTag:
-            raise IntegrityError(
-                f"{self.label}: chunk {index} of {total} failed authentication "
-                "(tampered, reordered, truncated, or another object's ciphertext)"
-            ) from None
+            raise self._failed(index, total) from None
+
+    def _failed(self, index: int, total: int) -> IntegrityError:
+        return IntegrityError(
+            f"{self.label}: chunk {index} of {total} failed authentication "
+            "(tampered, reordered, truncated, or another object's ciphertext)"
+        )
 
     def encrypt_chunks(self, data: Iterable[bytes]) -> Iterator[bytes]:
         """Encrypt a stream of plaintext pieces (any sizes) into ciphertext chunks, lazily.
@@ -296,15 +299,35 @@ class Envelope:
         stored = size + self.chunk_count(size) * TAG_SIZE
         return first, last, ByteRange(first * step, min((last + 1) * step, stored))
 
-    def decrypt_span(self, body: bytes, first: int, last: int, size: int) -> bytes:
-        """Decrypt chunks ``first..last`` of a ``size``-byte object from their ciphertext ``body``."""
+    def decrypt_span(
+        self, body: bytes, first: int, last: int, size: int, start: int | None = None, end: int | None = None
+    ) -> bytes:
+        """Decrypt chunks ``first..last`` of a ``size``-byte object from their ciphertext ``body``;
+        with ``start``/``end`` (plaintext offsets in the object) only those bytes are returned.
+
+        Chunks are decrypted in place into one buffer, so the plaintext is copied once.
+        """
         step = self.chunk_size + TAG_SIZE
         total = self.chunk_count(size)
         view = memoryview(body)
-        out = []
+        pieces = []
         for offset, index in enumerate(range(first, last + 1)):
             piece = view[offset * step : (offset + 1) * step]
             if len(piece) < TAG_SIZE:
                 raise IntegrityError(f"{self.label}: chunk {index} of {total} is missing (truncated object)")
-            out.append(self.open_chunk(index, piece, index == total - 1, total))
-        return b"".join(out)
+            pieces.append((index, piece))
+        out = bytearray(sum(len(piece) - TAG_SIZE for _, piece in pieces))
+        target = memoryview(out)
+        pos = 0
+        for index, piece in pieces:
+            n = len(piece) - TAG_SIZE
+            ad = self._ad + struct.pack(">QB", index, index == total - 1)
+            try:
+                self._aead.decrypt_into(_nonce(index, index == total - 1), piece, ad, target[pos : pos + n])
+            except InvalidTag:
+                raise self._failed(index, total) from None
+            pos += n
+        base = first * self.chunk_size
+        lo = 0 if start is None else start - base
+        hi = len(out) if end is None else end - base
+        return bytes(target[lo:hi])

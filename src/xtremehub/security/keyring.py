@@ -294,10 +294,10 @@ def open_keys(source: str) -> KeyEncryptionKeys:
     Example:
         >>> open_keys("mem://doc") is open_keys("mem://doc")
         True
-        >>> open_keys("vault://x")
+        >>> open_keys("vault://x")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        xtremehub.errors.ConfigError: key source vault://x: unknown scheme 'vault'; known: file, mem
+        xtremehub.errors.ConfigError: key source vault://x: unknown scheme 'vault'; known: file, ...
     """
     return _open_keys(source)
 

@@ -212,9 +212,7 @@ class EncryptedStore(Store):
             return b""
         first, last, span = envelope.chunk_span(start, end, size)
         body = self.inner.get_range(key, HEADER_SIZE + span.start, HEADER_SIZE + span.end)
-        plain = envelope.decrypt_span(body, first, last, size)
-        offset = first * envelope.chunk_size
-        return plain[start - offset : end - offset]
+        return envelope.decrypt_span(body, first, last, size, start, end)
 
     def iter_plaintext(self, key: str, span: int = _STREAM_SPAN) -> Iterator[bytes]:
         """The whole object as decrypted pieces, read about ``span`` plaintext bytes at a time."""
@@ -281,7 +279,6 @@ class EncryptedStore(Store):
             self._forget(key)
             info = self.inner.put(key, body())
             return self._plain_info(info, opened.envelope.chunk_size)
-
 
     def rewrap_all(self, prefix: str = "") -> int:
         """:meth:`rewrap` every object under ``prefix`` (after a KEK rotation); how many."""
