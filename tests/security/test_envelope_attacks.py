@@ -131,6 +131,8 @@ def test_replaced_object_is_read_fresh_not_from_a_stale_header(env: tuple[Settin
     store2 = EncryptedStore(MemoryStore(bucket), open_keys(settings.encryption.keys or ""), chunk_size=CHUNK)
     store2.put(key, b"new content entirely")  # replaced behind the cached store's back
     assert store.get_range(key, 0, 11) == b"new content"
+    store2.put(key, PAYLOAD)
+    assert store.get_range(key, 4000, 4010) == PAYLOAD[4000:4010]  # past the short object's end
 
 
 def test_rotated_kek_old_objects_readable_and_rewrap(env: tuple[Settings, str]) -> None:

@@ -196,11 +196,15 @@ class EncryptedStore(Store):
     @_uncounted
     def _get_range(self, key: str, start: int, end: int) -> bytes:
         with self._errors():
+            opened = self._open(key)
             try:
-                return self._read(self._open(key), key, start, end)
-            except IntegrityError:
+                return self._read(opened, key, start, end)
+            except (IntegrityError, InvalidRange):
                 # The object may have been replaced since its header was cached: one fresh try.
-                return self._read(self._open(key, fresh=True), key, start, end)
+                fresh = self._open(key, fresh=True)
+                if (fresh.etag, fresh.stored) == (opened.etag, opened.stored):
+                    raise
+                return self._read(fresh, key, start, end)
 
     def _read(self, opened: _Opened, key: str, start: int, end: int) -> bytes:
         envelope = opened.envelope
