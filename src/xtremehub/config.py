@@ -22,6 +22,11 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     [telemetry]                       # XHUB_TELEMETRY_<FIELD>
     dir = "s3://bucket/telemetry/"    # XHUB_TELEMETRY_DIR: one JSON-lines object per job
 
+    [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
+    keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
+    dataset = "genomes"               # whose KEK wraps the data keys of new objects
+    chunk_size = 65536                # plaintext bytes per AES-GCM chunk
+
 When no S3 credential is configured, the standard ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION`` and
 ``AWS_ENDPOINT_URL`` variables are used, so existing AWS set-ups keep working.
@@ -49,6 +54,7 @@ from typing import Any, Literal
 from xtremehub.errors import ConfigError
 
 __all__ = [
+    "EncryptionSettings",
     "ExecutorSettings",
     "S3Settings",
     "Settings",
@@ -133,6 +139,28 @@ class TelemetrySettings:
     dir: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class EncryptionSettings:
+    """How ``enc+<scheme>://`` stores encrypt (see ``docs/security.md``, "Encryption at rest").
+
+    ``keys``: a key-source URL naming where key-encryption keys come from
+    (``file:///path/keyring.json``, ``mem://name``, or a key-service URL); ``None``: the file
+    keyring ``<home>/keys/keyring.json``. Only this URL travels to workers, never a key.
+    ``dataset``: whose KEK wraps the data keys of objects written (readers take the dataset
+    from each object's header). ``chunk_size``: plaintext bytes per AES-GCM chunk of new objects.
+    """
+
+    keys: str | None = None
+    dataset: str = "default"
+    chunk_size: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.chunk_size <= 64 * 1024 * 1024:
+            raise ConfigError(f"encryption.chunk_size must be in [1, 67108864], not {self.chunk_size}")
+        if not self.dataset:
+            raise ConfigError("encryption.dataset must not be empty")
+
+
 def _default_home() -> Path:
     return Path("~/.xtremehub").expanduser()
 
@@ -150,6 +178,7 @@ class Settings:
     buckets: Mapping[str, S3Settings] = field(default_factory=dict)
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
+    encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -158,7 +187,15 @@ class Settings:
 
     def __hash__(self) -> int:
         return hash(
-            (self.home, self.log_level, self.s3, tuple(sorted(self.buckets.items())), self.executor, self.telemetry)
+            (
+                self.home,
+                self.log_level,
+                self.s3,
+                tuple(sorted(self.buckets.items())),
+                self.executor,
+                self.telemetry,
+                self.encryption,
+            )
         )
 
     def s3_for(self, bucket: str) -> S3Settings:
@@ -185,7 +222,7 @@ class Settings:
         # mappingproxy is not picklable; rebuild from a plain dict.
         return (
             _rebuild_settings,
-            (self.home, self.log_level, self.s3, dict(self.buckets), self.executor, self.telemetry),
+            (self.home, self.log_level, self.s3, dict(self.buckets), self.executor, self.telemetry, self.encryption),
         )
 
     @classmethod
@@ -229,6 +266,7 @@ def _rebuild_settings(
     buckets: dict[str, S3Settings],
     executor: ExecutorSettings,
     telemetry: TelemetrySettings | None = None,
+    encryption: EncryptionSettings | None = None,
 ) -> Settings:
     return Settings(
         home=home,
@@ -237,6 +275,7 @@ def _rebuild_settings(
         buckets=buckets,
         executor=executor,
         telemetry=telemetry or TelemetrySettings(),
+        encryption=encryption or EncryptionSettings(),
     )
 
 
@@ -279,7 +318,12 @@ def _apply_aws_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             s3[name] = env[var]
 
 
-_SECTIONS: dict[str, type[Any]] = {"s3": S3Settings, "executor": ExecutorSettings, "telemetry": TelemetrySettings}
+_SECTIONS: dict[str, type[Any]] = {
+    "s3": S3Settings,
+    "executor": ExecutorSettings,
+    "telemetry": TelemetrySettings,
+    "encryption": EncryptionSettings,
+}
 
 
 def _apply_xhub_env(raw: dict[str, Any], env: Mapping[str, str]) -> None:
@@ -378,6 +422,8 @@ def _build_settings(raw: Mapping[str, Any], source: str) -> Settings:
         kwargs["executor"] = _build_section(ExecutorSettings, raw["executor"], "executor")
     if "telemetry" in raw:
         kwargs["telemetry"] = _build_section(TelemetrySettings, raw["telemetry"], "telemetry")
+    if "encryption" in raw:
+        kwargs["encryption"] = _build_section(EncryptionSettings, raw["encryption"], "encryption")
     return Settings(**kwargs)
 
 

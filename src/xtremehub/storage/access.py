@@ -43,7 +43,7 @@ from collections.abc import Iterator
 
 from xtremehub.config import S3Settings, Settings, configured_settings, default_settings
 from xtremehub.storage.base import Store
-from xtremehub.storage.registry import open_store, split_url
+from xtremehub.storage.registry import ENC_PREFIX, open_store, split_url
 
 __all__ = ["PROCESS_DEFAULTS", "StoreAccess", "complete"]
 
@@ -75,7 +75,7 @@ class StoreAccess:
         if self._complete:
             return self._settings
         scheme, bucket, _ = split_url(os.fspath(url))
-        if scheme != "s3":
+        if scheme.removeprefix(ENC_PREFIX) != "s3":
             return self._settings
         return complete(self._settings, bucket, default_settings(), configured_settings())
 

@@ -32,6 +32,9 @@ __all__ = ["StoreFactory", "known_schemes", "open_store", "register_store", "res
 
 StoreFactory = Callable[[str, Settings], Store]
 
+#: ``enc+<scheme>://...`` is the ``<scheme>`` store, encrypted at rest (:mod:`xtremehub.storage.encrypted`).
+ENC_PREFIX = "enc+"
+
 
 STORES: Registry[StoreFactory] = Registry(
     "storage scheme",
@@ -67,9 +70,14 @@ def split_url(url: str) -> tuple[str, str, str]:
         ('s3', 'bucket', 'a/b')
         >>> split_url("/data/x.csv")
         ('file', '', 'data/x.csv')
+        >>> split_url("enc+file:///data/x.csv")
+        ('enc+file', '', 'data/x.csv')
     """
     url = os.fspath(url)
     scheme, sep, rest = url.partition("://")
+    if scheme.startswith(ENC_PREFIX) and sep:  # enc+<scheme>:// parses as <scheme>://
+        inner, location, key = split_url(url[len(ENC_PREFIX) :])
+        return ENC_PREFIX + inner, location, key
     if not sep:
         return "file", "", Path(os.path.abspath(os.path.expanduser(url))).as_posix().lstrip("/")
     if scheme == "file":
@@ -81,9 +89,19 @@ def split_url(url: str) -> tuple[str, str, str]:
 
 
 def open_store(url: str | os.PathLike[str], settings: Settings | None = None) -> tuple[Store, str]:
-    """The store holding ``url`` and the key of ``url`` in it."""
+    """The store holding ``url`` and the key of ``url`` in it.
+
+    ``enc+<scheme>://`` URLs open the ``<scheme>`` store wrapped in an
+    :class:`~xtremehub.storage.encrypted.EncryptedStore` (keys from ``settings.encryption``).
+    """
     url = os.fspath(url)
     scheme, location, key = split_url(url)
+    if scheme.startswith(ENC_PREFIX):
+        from xtremehub.storage.encrypted import encrypted_store
+
+        settings = settings or default_settings()
+        inner, key = open_store(url[len(ENC_PREFIX) :], settings)
+        return encrypted_store(inner, settings), key
     if scheme not in STORES:
         raise UnsupportedURL(url, f"unknown scheme {scheme!r}; known: {', '.join(known_schemes())}")
     factory = STORES.load(scheme)

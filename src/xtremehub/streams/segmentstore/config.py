@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xtremehub.config import Settings
+from xtremehub.config import EncryptionSettings, Settings
 from xtremehub.errors import ConfigError
 
 __all__ = ["SegmentStoreConfig"]
@@ -73,6 +73,10 @@ class SegmentStoreConfig:
     lts_read_part_size: int = 8 * MiB
     #: Default back-pressure timeout for appends that give none (``None``: wait forever).
     backpressure_timeout: float | None = 30.0
+    #: Encryption at rest: WAL files (AES-256-CTR, see :mod:`.walcipher`) and LTS chunks (an
+    #: ``enc+`` LTS store: AES-256-GCM envelopes) with keys from this key source and dataset
+    #: (``keys=None``: the file keyring under the settings' home). ``None``: plaintext.
+    encryption: EncryptionSettings | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
@@ -94,6 +98,22 @@ class SegmentStoreConfig:
     def backlog_budget(self) -> int:
         """Untiered bytes accepted before appends are throttled."""
         return self.memory_budget + self.disk_budget
+
+    @property
+    def lts_store_url(self) -> str:
+        """The URL the LTS chunks are written to: ``lts_url``, behind ``enc+`` when encrypting."""
+        if self.encryption is None or self.lts_url.startswith("enc+"):
+            return self.lts_url
+        return ("enc+" if "://" in self.lts_url else "enc+file://") + self.lts_url
+
+    @property
+    def lts_settings(self) -> Settings | None:
+        """The settings the LTS store is opened with (carrying ``encryption`` when set)."""
+        if self.encryption is None:
+            return self.settings
+        from xtremehub.config import default_settings
+
+        return (self.settings or default_settings()).replace(encryption=self.encryption)
 
     @property
     def wal_dir(self) -> Path:

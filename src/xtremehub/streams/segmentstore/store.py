@@ -67,6 +67,7 @@ from xtremehub.streams.segmentstore.state import Segment
 from xtremehub.streams.segmentstore.tierhost import StoreTieringHost
 from xtremehub.streams.segmentstore.tiering import Tierer
 from xtremehub.streams.segmentstore.wal import RecordType, WalFiles
+from xtremehub.streams.segmentstore.walcipher import WalCipher
 
 __all__ = ["SegmentStore"]
 
@@ -85,9 +86,9 @@ class SegmentStore(SegmentStoreContract):
         self._dirlock = DataDirLock.acquire(config.data_dir)
         try:
             cache = TailCache(config.memory_budget)
-            wal = WalFiles(config.wal_dir, fsync=config.fsync)
+            wal = WalFiles(config.wal_dir, fsync=config.fsync, cipher=_wal_cipher(config))
             self._core = StoreCore(config, wal, cache, recover(wal, config.data_dir))
-            self.chunks = ChunkStore(config.lts_url, config.settings, part_size=config.lts_read_part_size)
+            self.chunks = ChunkStore(config.lts_store_url, config.lts_settings, part_size=config.lts_read_part_size)
         except BaseException:
             self._dirlock.release()
             raise
@@ -328,3 +329,16 @@ class SegmentStore(SegmentStoreContract):
         return EventTooLarge(
             f"segment {segment!r}: append of {size} bytes exceeds the maximum of {self.config.max_append_size}"
         )
+
+
+def _wal_cipher(config: SegmentStoreConfig) -> WalCipher | None:
+    """The WAL cipher of an encrypting store (keys opened from its key source), else None."""
+    if config.encryption is None:
+        return None
+    from xtremehub.security.keyring import open_keys
+    from xtremehub.storage.encrypted import key_source
+
+    settings = config.lts_settings
+    assert settings is not None
+    keys = open_keys(key_source(settings))
+    return WalCipher.open(config.wal_dir, keys, config.encryption.dataset)

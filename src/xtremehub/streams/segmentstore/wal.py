@@ -36,9 +36,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xtremehub.errors import CorruptData
+
+if TYPE_CHECKING:
+    from xtremehub.streams.segmentstore.walcipher import WalCipher
 
 __all__ = ["AppendRecord", "Record", "RecordType", "WalFiles", "decode_append", "encode_append", "encode_control"]
 
@@ -163,11 +166,18 @@ class WalFiles:
     """The WAL directory: the current file (appended to) and older files (read by position).
 
     Not thread-safe: the store's commit thread writes; reads happen under the store lock.
+
+    With a ``cipher`` (:class:`~.walcipher.WalCipher`) every file is encrypted at rest: it
+    starts with the cipher's header and its bytes are encrypted at their positions; positions
+    (``pread``, ``size``, record positions) stay those of the plaintext records.
     """
 
-    def __init__(self, directory: Path, *, fsync: bool = True) -> None:
+    def __init__(self, directory: Path, *, fsync: bool = True, cipher: WalCipher | None = None) -> None:
         self.directory = directory
         self.fsync = fsync
+        self.cipher = cipher
+        self._base = 0 if cipher is None else cipher.HEADER  # file offset of plaintext position 0
+        self._ivs: dict[int, int] = {}
         directory.mkdir(parents=True, exist_ok=True)
         self._fds: dict[int, int] = {}
         self._prepared = 0  # id of a next file already created with a durable directory entry
@@ -206,7 +216,7 @@ class WalFiles:
         while ids:
             file_id = ids[-1]
             path = self.path(file_id)
-            data = path.read_bytes()
+            data = self._plaintext(file_id, path.read_bytes())
             records, good_end = _scan(file_id, data)
             if not records or records[0].rtype != RecordType.CHECKPOINT:
                 # A roll interrupted before its checkpoint was durable: the previous file is complete.
@@ -218,7 +228,7 @@ class WalFiles:
             if good_end < len(data):
                 log.warning("WAL %s: torn tail of %d bytes at offset %d cut off", path, len(data) - good_end, good_end)
                 with open(path, "r+b") as fh:
-                    fh.truncate(good_end)
+                    fh.truncate(self._base + good_end)
                     fh.flush()
                     os.fsync(fh.fileno())
             self.current, self.size = file_id, good_end
@@ -239,7 +249,12 @@ class WalFiles:
         entry_durable = self._prepared == new_id
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         try:
-            os.write(fd, record)
+            if self.cipher is None:
+                os.write(fd, record)
+            else:
+                header = self.cipher.new_header()
+                self._ivs[new_id] = self.cipher.iv_of(header, str(path))
+                os.write(fd, header + self.cipher.apply(self._ivs[new_id], 0, record))
             if self.fsync:
                 os.fsync(fd)
                 if not entry_durable:
@@ -258,6 +273,8 @@ class WalFiles:
         """Append records to the current file (not yet durable: call :meth:`sync`); returns their start."""
         fd = self._fds[self.current]
         start = self.size
+        if self.cipher is not None:
+            pieces = [self.cipher.apply(self._ivs[self.current], start, b"".join(pieces))]
         for i in range(0, len(pieces), IOV_MAX):
             chunk = pieces[i : i + IOV_MAX]
             want = sum(len(p) for p in chunk)
@@ -287,16 +304,35 @@ class WalFiles:
         fd = self._fds.get(file_id)
         if fd is None:
             fd = self._fds[file_id] = os.open(self.path(file_id), os.O_RDONLY)
-        data = os.pread(fd, length, pos)
+        data = os.pread(fd, length, self._base + pos)
         if len(data) != length:
             raise CorruptData(str(self.path(file_id)), pos, f"WAL file ends before {length} appended bytes")
+        if self.cipher is not None:
+            iv = self._ivs.get(file_id)
+            if iv is None:
+                iv = self._ivs[file_id] = self.cipher.iv_of(
+                    os.pread(fd, self.cipher.HEADER, 0), str(self.path(file_id))
+                )
+            data = self.cipher.apply(iv, pos, data)
         return data
+
+    def _plaintext(self, file_id: int, data: bytes) -> bytes:
+        """A whole file's records as plaintext (decrypted when the WAL is encrypted)."""
+        if self.cipher is None:
+            if data.startswith(b"XHWALENC"):
+                raise CorruptData(str(self.path(file_id)), 0, "encrypted WAL file, but no encryption is configured")
+            return data
+        if not data:
+            return data  # an interrupted roll: recovery removes it
+        iv = self._ivs[file_id] = self.cipher.iv_of(data[: self.cipher.HEADER], str(self.path(file_id)))
+        return self.cipher.apply(iv, 0, memoryview(data)[self.cipher.HEADER :])
 
     def forget(self, file_id: int) -> None:
         """Close an older file before it is deleted (the caller unlinks it)."""
         if file_id == self.current:
             raise ValueError("the current WAL file cannot be deleted")
         fd = self._fds.pop(file_id, None)
+        self._ivs.pop(file_id, None)
         if fd is not None:
             os.close(fd)
 
