@@ -8,6 +8,7 @@ the secpolicy branch); the tokens come from the embedded issuer and are checked 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import select
@@ -345,3 +346,57 @@ def test_async_manager_sends_the_token(secured: StreamServer, issuer: EmbeddedIs
     assert asyncio.run(main()) == ["ct"]
     with pytest.raises(AuthenticationFailed):
         asyncio.run(AsyncStreamManager.connect(secured.url))
+
+
+def test_serve_command_with_cedar_policies_and_an_audit_log(tmp_path: Path, issuer: EmbeddedIssuer) -> None:
+    """The real entry point: ``--policy`` decides every request with Cedar, ``--audit-log`` records it."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "lungs.cedar").write_text(
+        '@id("research-uses-lungs")\n'
+        'permit(principal in XHub::Role::"research", action, resource in XHub::Scope::"lungs");\n'
+        '@id("research-lists")\n'
+        'permit(principal in XHub::Role::"research", action, resource == XHub::Scope::"*");\n'
+    )
+    log, key = tmp_path / "audit.jsonl", tmp_path / "audit.key"
+    command = [sys.executable, "-m", "xtremehub.streams.server", "--data", str(tmp_path / "d"), "--port", "0"]
+    command += [
+        "--oidc-issuer",
+        issuer.url,
+        "--policy",
+        str(policies),
+        "--audit-log",
+        str(log),
+        "--audit-key",
+        str(key),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert select.select([process.stdout], [], [], 60)[0], "the server printed nothing"
+        url = process.stdout.readline().split()[-1]
+        with StreamManager(url, token=issuer.issue("alice", roles=["research"])) as alice:
+            assert alice.create_scope("lungs")
+            alice.create_stream("lungs", "ct")
+            _write(alice, "ct", [b"slice-1", b"slice-2"])
+            assert _read_all(alice, "g", 2) == [b"slice-1", b"slice-2"]
+        with StreamManager(url, token=issuer.issue("bob")) as bob:
+            with pytest.raises(Forbidden):
+                bob.create_reader_group("g-bob", "lungs", ["ct"])
+            with pytest.raises(Forbidden):
+                bob.create_scope("other")
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    from xtremehub.cli import cli
+
+    verified = CliRunner().invoke(cli, ["audit", "verify", str(log), "--public-key", f"{key}.pub"])
+    assert verified.exit_code == 0, verified.output
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    decisions = {(r["subject"], r["decision"], r["policy"]) for r in records if r.get("kind") == "decision"}
+    assert ("alice", "allow", "research-uses-lungs") in decisions
+    assert {d for s, d, _ in decisions if s == "bob"} == {"deny"}  # every request of bob's was refused

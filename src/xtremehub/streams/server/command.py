@@ -22,15 +22,19 @@ import logging
 import ssl
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from xtremehub.config import Settings
 from xtremehub.errors import ConfigError
+from xtremehub.security.authz import Authorizer
 from xtremehub.security.identity import TokenValidator
 from xtremehub.streams import StreamManager
 from xtremehub.streams.server import ServerConfig, StreamServer
+
+if TYPE_CHECKING:
+    from xtremehub.security.audit import AuditLog
 
 __all__ = ["serve"]
 
@@ -68,6 +72,20 @@ log = logging.getLogger(__name__)
 @click.option(
     "--tls-client-ca", type=click.Path(dir_okay=False, exists=True), help="Require client certificates (mTLS)."
 )
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    help="Authorise every request with the Cedar policies (*.cedar) in this directory or storage URL "
+    "(repeatable; default: any valid token may do anything).",
+)
+@click.option("--audit-log", help="Append every authorisation decision to this hash-chained audit log (file or URL).")
+@click.option(
+    "--audit-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 key signing the audit checkpoints (created if missing; default: <data>/audit.key).",
+)
+@click.option("--encrypt", is_flag=True, help="Encrypt the WAL and LTS chunks with the [encryption] key source.")
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback address without token validation and TLS.")
 @click.pass_context
 def serve(
@@ -84,6 +102,10 @@ def serve(
     tls_cert: str | None,
     tls_key: str | None,
     tls_client_ca: str | None,
+    policies: tuple[str, ...],
+    audit_log: str | None,
+    audit_key: Path | None,
+    encrypt: bool,
     insecure: bool,
 ) -> None:
     """Serve the stream store in DATA to clients at tcp://HOST:PORT (StreamManager("tcp://...")."""
@@ -95,12 +117,16 @@ def serve(
     lts = lts or group.get("lts")
     settings = group.get("settings") or (ctx.obj if isinstance(ctx.obj, Settings) else None)
     extra: dict[str, Any] = {} if settings is None else {"settings": settings}  # --config and env reach the LTS
+    if encrypt:
+        extra["encryption"] = (settings or Settings.load(config_file=None)).encryption
+    audit = _audit(audit_log, audit_key or data / "audit.key")
     config = ServerConfig(
         host=host,
         port=port,
         shutdown_grace=shutdown_grace,
         ssl=server_tls(tls_cert, tls_key, tls_client_ca),
         validator=_validator(oidc_issuer, oidc_audience),
+        authorizer=_authorizer(policies, audit),
         insecure=insecure,
     )
     try:
@@ -118,7 +144,27 @@ def serve(
         asyncio.run(server.serve_until_signal(on_started=started))
     finally:
         manager.close()
+        if audit is not None:
+            audit.close()
     log.info("stream store in %s closed", data)
+
+
+def _audit(location: str | None, key: Path) -> AuditLog | None:
+    """The audit log of ``--audit-log``, if given."""
+    if not location:
+        return None
+    from xtremehub.security.audit import AuditConfig, AuditLog
+
+    return AuditLog(AuditConfig(location=location, signing_key=key))
+
+
+def _authorizer(policies: tuple[str, ...], audit: AuditLog | None) -> Authorizer | None:
+    """Cedar policies of ``--policy`` (audited to ``audit`` when given), if any."""
+    if not policies:
+        return None
+    from xtremehub.security.policy import PolicyConfig, build_authorizer
+
+    return build_authorizer(PolicyConfig(sources=policies), audit)
 
 
 def server_tls(cert: str | None, key: str | None, client_ca: str | None = None) -> ssl.SSLContext | None:
