@@ -64,10 +64,11 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, [*args, "--stream-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4 + 5 + 4 + 3 + 2 + 6 + 4  # 3: metabolite annotation, 4: video
+    assert result.output.count(": OK") == 4 + 5 + 4 + 3 + 2 + 6 + 4 + 5  # 3: metabolites, 4: video, 5: security
     assert "metabolite annotation" in result.output
     assert "epistasis" in result.output.lower()  # part 6, after the streams part
     assert "surgery video on streams" in result.output  # part 5b
+    assert "bob          refused: KeyReleaseDenied" in result.output  # part 7
     assert "skipped" not in result.output  # every extra is installed for the tests
     assert "FASTQ.gz connector" in result.output
     assert "imzML connector" in result.output
@@ -88,7 +89,9 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert "fexec.job_summary()" in result.output
     streams, video = result.output.split("XtremeHub demo: streams", 1)[1].split("XtremeHub demo: surgery video")
     assert streams.count(": OK") == 6
+    video, security = video.split("XtremeHub demo: security")
     assert video.count(": OK") == 4
+    assert security.count(": OK") == 5
     assert "60 frames" in video
     assert "60 frames" in streams
     assert "1,000 events" in streams

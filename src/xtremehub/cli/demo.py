@@ -58,10 +58,12 @@ def demo(
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
     percentiles; part 5b records H.264 video from generated cameras with a key-frame index,
     decodes it live and reads a time window back by key frames; part 6 runs MDR epistasis over
-    a generated cohort with a planted SNP-SNP interaction.
+    a generated cohort with a planted SNP-SNP interaction; part 7 reads an encrypted FASTQ.gz
+    through key release as a user with the research role, refuses one without it, writes an
+    encrypted stream and verifies the audit log.
 
     A part whose extra is not installed (the annotation needs ``metabolomics``, part 4 ``geo``,
-    part 5b ``video``, part 6 ``hpc``) is skipped; one line at the end names the skipped parts
+    part 5b ``video``, part 6 ``hpc``, part 7 ``security``) is skipped; one line at the end names the skipped parts
     and the extras that add them. The exit code reports only the parts that ran.
     """
     from xtremehub.demo import run_demo
@@ -104,6 +106,11 @@ def demo(
 
         return run_video_demo(settings, VideoDemoConfig(seconds=stream_seconds))
 
+    def security() -> _Part:
+        from xtremehub.demo.security_job import run_security_demo
+
+        return run_security_demo(settings)
+
     def epistasis() -> _Part:
         from xtremehub.demo.epistasis_job import run_epistasis_demo
 
@@ -124,10 +131,10 @@ def demo(
     click.echo(streams.summary())
     video_ok = optional("part 5b (surgery video on streams)", "video", ("av",), video)
     epistasis_ok = optional("part 6 (MDR epistasis)", "hpc", ("pyarrow",), epistasis)
+    security_ok = optional("part 7 (security)", "security", ("jwt", "bcrypt", "cedarpy"), security)
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    if not (
-        report.ok and fastq.ok and imzml.ok and metaspace_ok and las_ok and streams.ok and video_ok and epistasis_ok
-    ):
+    parts_ok = (metaspace_ok, las_ok, streams.ok, video_ok, epistasis_ok, security_ok)
+    if not (report.ok and fastq.ok and imzml.ok and all(parts_ok)):
         sys.exit(1)
