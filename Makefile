@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -110,6 +110,13 @@ bench-backends: $(VENV)/.installed-bench
 
 bench-video: $(VENV)/.installed-bench
 	$(BIN)/python bench/video_streams.py
+
+bench-security: $(VENV)/.installed-bench
+	$(BIN)/python bench/security_tokens.py
+	$(BIN)/python bench/security_policy.py
+	$(BIN)/python bench/security_keyrelease.py
+	$(BIN)/python bench/security_streams.py
+	$(BIN)/python bench/encrypted_scan.py
 
 bench-mdr: $(VENV)/.installed-bench
 	$(BIN)/python bench/mdr_epistasis.py
