@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-fastq clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,8 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
 SYSTEM_DEPS := mpiexec:openmpi-bin
 SYSTEM_DEPS += mpicc:libopenmpi-dev
+# bench-fastq runs Dataplug, whose FASTQ.gz preprocessing calls gztool.
+SYSTEM_DEPS += gztool:gztool
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -101,3 +103,6 @@ bench-mdr: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+bench-fastq: $(VENV)/.installed-bench
+	$(BIN)/python bench/fastq_gzip.py

@@ -30,10 +30,10 @@ import struct
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import BinaryIO
 
-import numpy as np
-
+from xtremehub.connectors.codecs.inflate import RawInflater, aligned, error_types, inflater
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
 
@@ -130,53 +130,32 @@ def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
     return CheckpointScan([*points, Checkpoint(_csize * 8, _usize)], members)
 
 
-def _shifted(chunks: Iterator[bytes], shift: int) -> Iterator[bytes]:
-    """Re-align a bit stream that starts ``shift`` bits into its first byte."""
-    if shift == 0:
-        yield from chunks
-        return
-    carry = b""
-    for chunk in chunks:
-        data = carry + chunk
-        if len(data) < 2:
-            carry = data
-            continue
-        a = np.frombuffer(data, dtype=np.uint8)
-        # uint8 arithmetic drops the bits shifted out, which is exactly the re-alignment
-        yield ((a[:-1] >> shift) | (a[1:] << (8 - shift))).tobytes()
-        carry = data[-1:]
-    if carry:
-        yield bytes([carry[0] >> shift])
-
-
 def _chunks(src: RangeSource) -> Iterator[bytes]:
     while block := src.read():
         yield block
 
 
-def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, None]:
-    """Decompressed bytes from ``point`` to the end of the object (lazily).
+def inflate_from(src: RangeSource, point: Checkpoint, *, lib: ModuleType | None = None) -> Generator[bytes, None, None]:
+    """Decompressed bytes from ``point`` to the end of the object (lazily, in pieces of at most 4 MiB).
 
-    ``src`` must start at ``point.byte_offset``. Raises :class:`CorruptData` or
-    :class:`TruncatedData` naming the object and the compressed offset.
+    ``src`` must start at ``point.byte_offset``. ``lib`` is the inflater
+    (:func:`~xtremehub.connectors.codecs.inflate.inflater`; default: the fastest
+    installed). Raises :class:`CorruptData` or :class:`TruncatedData` naming the object
+    and the compressed offset.
     """
+    lib = lib or inflater()
     start_byte, shift = divmod(point.bit_offset, 8)
     if not point.window and shift == 0 and src.peek(start_byte, 3) == _GZIP_MAGIC:
-        yield from _inflate_members(src, start_byte)
+        yield from _inflate_members(src, start_byte, lib)
         return
-    window = zlib.decompress(point.window) if point.window else b""
-    dec = zlib.decompressobj(-15, zdict=window) if window else zlib.decompressobj(-15)
-    fed = 0
+    dec = RawInflater(lib, zlib.decompress(point.window) if point.window else b"")
     try:
-        for chunk in _shifted(_chunks(src), shift):
-            fed += len(chunk)
-            out = dec.decompress(chunk)
-            if out:
-                yield out
+        for chunk in aligned(_chunks(src), shift):
+            yield from dec.feed(chunk)
             if dec.eof:
                 break
-    except zlib.error as exc:
-        raise CorruptData(src.url, start_byte + fed, f"corrupt deflate data ({exc})") from exc
+    except error_types() as exc:
+        raise CorruptData(src.url, start_byte + dec.given, f"corrupt deflate data ({exc})") from exc
     if not dec.eof:
         raise TruncatedData(src.url, src.size, "gzip member ends before its end-of-stream marker")
     out = dec.flush()
@@ -185,7 +164,7 @@ def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, 
     # Where did this member's deflate data end? Only to within 8 bits (we fed whole
     # shifted bytes), so try both possible trailer positions and keep the one
     # followed by another gzip member or by the end of the object.
-    consumed = fed - len(dec.unused_data)
+    consumed = dec.consumed
     lo = point.bit_offset + 8 * (consumed - 1)
     candidates = sorted({-(-(lo + 1) // 8), -(-(lo + 8) // 8)})
     for trailer in candidates:
@@ -194,31 +173,29 @@ def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, 
             return
         if src.peek(nxt, 3) == _GZIP_MAGIC:
             src.seek(nxt)
-            yield from _inflate_members(src, nxt)
+            yield from _inflate_members(src, nxt, lib)
             return
     raise CorruptData(src.url, candidates[0], "no gzip member follows the end of a deflate stream")
 
 
-def _inflate_members(src: RangeSource, pos: int) -> Iterator[bytes]:
+def _inflate_members(src: RangeSource, pos: int, lib: ModuleType) -> Iterator[bytes]:
     """Plain gzip decoding of consecutive members starting at byte ``pos``."""
     src.seek(pos)
     data = b""
     member_start = pos
     while True:
-        dec = zlib.decompressobj(31)
+        dec = RawInflater(lib, b"", wbits=31)
         try:
             while not dec.eof:
                 if not data:
                     data = src.read()
                     if not data:
                         raise TruncatedData(src.url, src.size, f"gzip member starting at {member_start} is cut short")
-                out = dec.decompress(data)
+                yield from dec.feed(data)
                 data = b""
-                if out:
-                    yield out
-        except zlib.error as exc:
+        except error_types() as exc:
             raise CorruptData(src.url, member_start, f"corrupt gzip member ({exc})") from exc
-        data = dec.unused_data
+        data = dec.rest
         member_start = src.pos - len(data)
         while len(data) < 3:
             more = src.read()

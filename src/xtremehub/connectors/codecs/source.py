@@ -1,7 +1,9 @@
-"""A lazily fetched window of an object's bytes, read with (concurrent) ranged GETs."""
+"""A lazily fetched window of an object's bytes, read part by part with ranged GETs fetched ahead."""
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from xtremehub.storage import open_store
@@ -11,17 +13,28 @@ if TYPE_CHECKING:
 
 __all__ = ["RangeSource"]
 
-_PART = 8 * 1024 * 1024  # concurrent part size for the first, planned fetch
+_PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
+_AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
 _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while streaming on
 
 
 class RangeSource:
     """Sequential reader over ``[start, ...)`` of an object that fetches on demand.
 
-    The first read fetches the planned range ``[start, planned_end)`` in concurrent
-    parts; reads past it fetch small increments, so a slice whose last record
-    straddles the plan costs little extra. ``fetched`` counts bytes transferred.
-    ``settings`` are the storage settings to read with (default: this process's).
+    The planned range ``[start, planned_end)`` is read in parts of 4 MiB, the next
+    ``_AHEAD`` parts always being fetched in background threads while the caller
+    works on the current one (so fetching overlaps decompression, and memory stays
+    bounded however long the range). Reads past the plan fetch small increments,
+    so a slice whose last record straddles the plan costs little extra. ``fetched``
+    counts the bytes requested; ``settings`` are the storage settings to read with
+    (default: this process's). :meth:`close` drops what is still in flight.
+
+    Example:
+        >>> from xtremehub import storage
+        >>> _ = storage.put("mem://rs/x", bytes(range(256)) * 100)
+        >>> src = RangeSource("mem://rs/x", 25600, 10, 20)
+        >>> len(src.read()), len(src.read()), src.fetched
+        (10, 16384, 16394)
     """
 
     def __init__(self, url: str, size: int, start: int, planned_end: int, *, settings: Settings | None = None) -> None:
@@ -31,25 +44,43 @@ class RangeSource:
         self._store, self._key = open_store(url, settings)
         self.fetched = 0
         self._more = _MORE
+        self._ahead: deque[tuple[int, Future[bytes]]] = deque()  # (start, part) in order from pos
+        self._next = start  # where the next part to request starts
+        self._pool: ThreadPoolExecutor | None = None
 
     def read(self) -> bytes:
         """The next block of bytes, or ``b""`` at the end of the object."""
         if self.pos >= self.size:
             return b""
         if self.pos < self._planned_end:
-            end = self._planned_end
-            ranges = [(a, min(a + _PART, end)) for a in range(self.pos, end, _PART)]
-            data = b"".join(self._store.get_ranges(self._key, ranges))
+            self._request()
+            _, part = self._ahead.popleft()
+            data = part.result()
+            self._request()
         else:
             end = min(self.size, self.pos + self._more)
             self._more = min(2 * self._more, _PART)
             data = self._store.get_range(self._key, self.pos, end)
-        self.fetched += len(data)
+            self.fetched += len(data)
         self.pos += len(data)
+        self._next = max(self._next, self.pos)
         return data
+
+    def _request(self) -> None:
+        """Keep ``_AHEAD`` parts of the plan (at least the one at ``pos``) in flight."""
+        while len(self._ahead) < max(1, _AHEAD) and self._next < self._planned_end:
+            start, end = self._next, min(self._next + _PART, self._planned_end)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-range-ahead")
+            self._ahead.append((start, self._pool.submit(self._store.get_range, self._key, start, end)))
+            self.fetched += end - start
+            self._next = end
 
     def seek(self, pos: int) -> None:
         """Continue reading at ``pos`` (bytes already fetched past it are fetched again)."""
+        if pos != self.pos:
+            self._drop()
+            self._next = pos
         self.pos = pos
 
     def peek(self, pos: int, n: int) -> bytes:
@@ -59,3 +90,15 @@ class RangeSource:
         data = self._store.get_range(self._key, pos, min(self.size, pos + n))
         self.fetched += len(data)
         return data
+
+    def _drop(self) -> None:
+        for _, part in self._ahead:
+            part.cancel()
+        self._ahead.clear()
+
+    def close(self) -> None:
+        """Stop fetching ahead (parts already on the wire finish in the background)."""
+        self._drop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
