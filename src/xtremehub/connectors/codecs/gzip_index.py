@@ -37,7 +37,7 @@ from xtremehub.connectors.codecs.inflate import RawInflater, aligned, error_type
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
 
-__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from"]
+__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from", "parse_gzidx"]
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 WINDOW = 32768
@@ -93,7 +93,7 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> Checkpoin
         raise cls(url, _tell(fileobj), f"not a readable gzip file ({text})") from exc
     except (EOFError, zlib.error) as exc:
         raise TruncatedData(url, _tell(fileobj), f"gzip data ends early ({exc})") from exc
-    return _parse_gzidx(buf.getvalue(), url, spacing)
+    return parse_gzidx(buf.getvalue(), url, spacing)
 
 
 def _tell(fileobj: BinaryIO) -> int:
@@ -103,7 +103,17 @@ def _tell(fileobj: BinaryIO) -> int:
         return -1
 
 
-def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
+def parse_gzidx(blob: bytes, url: str, spacing: int, *, trailer: bytes | None = None) -> CheckpointScan:
+    """The checkpoints of an index in indexed_gzip's export format (also rapidgzip's),
+    at least ``spacing`` uncompressed bytes apart, then an end marker.
+
+    indexed_gzip places a window-less point at every gzip member start, so its
+    member count is exact. rapidgzip only at those member starts that begin one of
+    its chunks; pass ``trailer`` (the object's last 4 bytes, the last member's size
+    modulo 2**32) for it: a size that is not the whole text's shows an earlier
+    member, so the count is then a lower bound that is above 1 exactly when there is
+    more than one member (short of members whose sizes add up to multiples of 4 GiB).
+    """
     # indexed_gzip export format v1: magic, version, flags, then
     # <QQIII> compressed size, uncompressed size, spacing, window size, npoints,
     # then per point <QQBB> compressed offset, uncompressed offset, bits, has-window,
@@ -127,6 +137,8 @@ def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
             continue
         window = zlib.compress(blob[window_at : window_at + wsize], 6) if has_window else b""
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
+    if trailer is not None and members <= 1 and len(trailer) == 4:
+        members = 1 + (struct.unpack("<I", trailer)[0] != _usize % (1 << 32))
     return CheckpointScan([*points, Checkpoint(_csize * 8, _usize)], members)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -9,9 +10,11 @@ from typing import TYPE_CHECKING
 from xtremehub.storage import open_store
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
     from xtremehub.config import Settings
 
-__all__ = ["RangeSource"]
+__all__ = ["AheadReader", "RangeSource"]
 
 _PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
 _AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
@@ -102,3 +105,63 @@ class RangeSource:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+
+
+class AheadReader(io.RawIOBase):
+    """A read-only, seekable file object over a whole object, fetched ahead part by part.
+
+    For a library that wants a file (rapidgzip): sequential reads are served from
+    :class:`RangeSource` parts that were fetched in the background; a seek outside the
+    current part starts fetching at the new position.
+
+    Example:
+        >>> from xtremehub import storage
+        >>> _ = storage.put("mem://rs/y", b"0123456789")
+        >>> with AheadReader("mem://rs/y", 10) as fh:
+        ...     _ = fh.seek(3)
+        ...     fh.read(4), fh.tell()
+        (b'3456', 7)
+    """
+
+    def __init__(self, url: str, size: int, *, settings: Settings | None = None) -> None:
+        super().__init__()
+        self._src = RangeSource(url, size, 0, size, settings=settings)
+        self._size = size
+        self._buf = b""
+        self._buf_start = 0  # object offset of _buf[0]
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        if not self._buf_start <= self._pos <= self._buf_start + len(self._buf):
+            self._buf, self._buf_start = b"", self._pos
+            self._src.seek(self._pos)
+        return self._pos
+
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b).cast("B")
+        at = self._pos - self._buf_start
+        if at >= len(self._buf):
+            if self._pos >= self._size:
+                return 0
+            if self._src.pos != self._pos:
+                self._src.seek(self._pos)
+            self._buf, self._buf_start, at = self._src.read(), self._pos, 0
+        n = min(len(view), len(self._buf) - at)
+        view[:n] = self._buf[at : at + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._src.close()
+        super().close()
