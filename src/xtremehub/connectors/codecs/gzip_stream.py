@@ -16,8 +16,11 @@ back to the classic two-pass route, whose errors name the object and offset.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import queue
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -33,6 +36,7 @@ __all__ = ["StreamPassFailed", "StreamScan", "available", "checkpoints_and_recor
 
 S = TypeVar("S")
 _READ = 4 * 1024 * 1024  # decompressed bytes per read
+_AHEAD = 2  # pieces of text inflated ahead of the record scan
 
 
 class StreamPassFailed(Exception):
@@ -73,34 +77,64 @@ def available() -> bool:
 def checkpoints_and_records(
     url: str, size: int, scan: StreamScan[Any], *, spacing: int, settings: Settings | None = None
 ) -> CheckpointScan:
-    """Inflate the object once: feed ``scan`` the text, return the checkpoints about every ``spacing`` bytes."""
+    """Inflate the object once: feed ``scan`` the text, return the checkpoints about every ``spacing`` bytes.
+
+    rapidgzip inflates in a thread of its own (it lets go of the GIL while it works), so the
+    record scan in this thread overlaps with it; at most :data:`_AHEAD` pieces of text wait.
+    """
     import rapidgzip
 
     parallel = int(os.environ.get("XHUB_GZIP_THREADS", "1"))
-    announced = 0
-    try:
-        with AheadReader(url, size, settings=settings) as raw:
-            # rapidgzip offers a checkpoint about every chunk of compressed data; chunks of an
-            # eighth of the spacing let us keep points about ``spacing`` apart, as zran does.
-            chunk = max(16 * 1024, min(4 * 1024 * 1024, spacing // 8))
-            gz = rapidgzip.RapidgzipFile(raw, parallelization=parallel, chunk_size=chunk)
-            try:
-                while chunk := gz.read(_READ):
-                    offsets = gz.available_block_offsets()
-                    if len(offsets) > announced:
-                        scan.announce(sorted(offsets.values())[announced:])
+    # rapidgzip offers a checkpoint about every chunk of compressed data; chunks of an
+    # eighth of the spacing let us keep points about ``spacing`` apart, as zran does.
+    chunk_size = max(16 * 1024, min(4 * 1024 * 1024, spacing // 8))
+    pieces: queue.Queue[tuple[list[int], bytes] | BaseException | None] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+    blob = io.BytesIO()
+
+    def inflate() -> None:
+        announced = 0
+        try:
+            with AheadReader(url, size, settings=settings) as raw:
+                gz = rapidgzip.RapidgzipFile(raw, parallelization=parallel, chunk_size=chunk_size)
+                try:
+                    while not stop.is_set():
+                        chunk = gz.read(_READ)
+                        offsets = sorted(gz.available_block_offsets().values())
+                        pieces.put((offsets[announced:], chunk))
                         announced = len(offsets)
-                    scan.feed(chunk)
-                offsets = gz.available_block_offsets()
-                scan.announce(sorted(offsets.values())[announced:])
-                blob = io.BytesIO()
-                gz.export_index(blob)
-            finally:
-                gz.close()
+                        if not chunk:
+                            gz.export_index(blob)
+                            break
+                finally:
+                    gz.close()
+            pieces.put(None)
+        except BaseException as exc:  # handed to the scanning thread
+            pieces.put(exc)
+
+    worker = threading.Thread(target=inflate, name="xhub-gzip-one-pass", daemon=True)
+    worker.start()
+    try:
+        while (item := pieces.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            offsets, chunk = item
+            if offsets:
+                scan.announce(offsets)
+            if chunk:
+                scan.feed(chunk)
+    except StreamPassFailed:
+        raise
     except XHubError as exc:
         raise StreamPassFailed(f"{url}: {exc}") from exc
     except Exception as exc:  # rapidgzip raises plain RuntimeError/ValueError on bad data
         raise StreamPassFailed(f"{url}: rapidgzip could not read the object ({exc})") from exc
+    finally:
+        stop.set()
+        while worker.is_alive():  # let it finish its put and close the file
+            with contextlib.suppress(queue.Empty):
+                pieces.get(timeout=0.1)
+        worker.join()
     return parse_gzidx(blob.getvalue(), url, spacing, trailer=_trailer(url, size, settings))
 
 

@@ -41,7 +41,7 @@ FEED = 256 * 1024
 #: at most this many output bytes per call (a highly compressible piece is taken in several)
 OUT = 4 * 1024 * 1024
 #: inflaters by preference: (name, module); the first importable one is the default
-PREFERRED: tuple[tuple[str, str], ...] = (("zlib-ng", "zlib_ng.zlib_ng"), ("isal", "isal.isal_zlib"), ("zlib", "zlib"))
+PREFERRED: tuple[tuple[str, str], ...] = (("isal", "isal.isal_zlib"), ("zlib-ng", "zlib_ng.zlib_ng"), ("zlib", "zlib"))
 
 
 class _Decompressor(Protocol):
