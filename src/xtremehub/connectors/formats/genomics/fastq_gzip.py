@@ -8,9 +8,11 @@ uncompressed bytes and, per checkpoint, the number and uncompressed offset of th
 first read at or after it. A slice starts at a checkpoint, skips to its first
 read, and reads exactly its reads, fetching only the compressed bytes it needs.
 
-``preprocess()`` without an executor scans the spans serially in the calling
-process (as for every format); pass a :class:`~xtremehub.FunctionExecutor` to scan
-them in parallel.
+With rapidgzip installed (the ``gzip`` extra), ``preprocess()`` inflates the object
+once in the calling process and validates the reads as the text passes
+(:class:`FastqStream`, overlapped with the inflation). Otherwise, or should that
+pass fail, the two-pass route runs: checkpoints with indexed_gzip, then the spans
+scanned serially or, given a :class:`~xtremehub.FunctionExecutor`, in parallel.
 
 Example:
     >>> from xtremehub.connectors import CloudObject
@@ -276,8 +278,9 @@ class FASTQGZip(Format):
         self.spacing = spacing
 
     def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
-        """Checkpoints in one sequential pass (indexed_gzip), then reads counted and
-        validated per checkpoint span (map: on ``executor``, or serially), stitched (reduce)."""
+        """One pass (rapidgzip: checkpoints and reads together, see the module docstring) or,
+        without rapidgzip, checkpoints in one sequential pass (indexed_gzip), then reads counted
+        and validated per checkpoint span (map: on ``executor``, or serially), stitched (reduce)."""
         head = storage.get_range(co.url, 0, 18, settings=co.settings)
         records, results = index_records(
             co.url,
