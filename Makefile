@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,8 @@ SYSTEM_DEPS += mpicc:libopenmpi-dev
 # The security tests run the npm oidc-provider (an independent OpenID Provider) with node.
 SYSTEM_DEPS += node:nodejs
 SYSTEM_DEPS += npm:npm
+# bench-fastq runs Dataplug, whose FASTQ.gz preprocessing calls gztool.
+SYSTEM_DEPS += gztool:gztool
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -123,3 +125,6 @@ bench-mdr: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+bench-fastq: $(VENV)/.installed-bench
+	$(BIN)/python bench/fastq_gzip.py

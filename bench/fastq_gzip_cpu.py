@@ -26,7 +26,7 @@ class InProcess:
     """A futures executor that runs everything at once, here: ``map`` gives the results."""
 
     def map(self, func: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        return [func(item) for item in items]
+        return [func(*item) for item in items]  # the mapper hands argument tuples
 
     def get_result(self, fs: list[Any]) -> list[Any]:
         return fs

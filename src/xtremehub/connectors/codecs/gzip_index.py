@@ -30,14 +30,14 @@ import struct
 import zlib
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import BinaryIO
 
-import numpy as np
-
+from xtremehub.connectors.codecs.inflate import RawInflater, aligned, error_types, inflater
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
 
-__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from"]
+__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from", "parse_gzidx"]
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 WINDOW = 32768
@@ -93,7 +93,7 @@ def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> Checkpoin
         raise cls(url, _tell(fileobj), f"not a readable gzip file ({text})") from exc
     except (EOFError, zlib.error) as exc:
         raise TruncatedData(url, _tell(fileobj), f"gzip data ends early ({exc})") from exc
-    return _parse_gzidx(buf.getvalue(), url, spacing)
+    return parse_gzidx(buf.getvalue(), url, spacing)
 
 
 def _tell(fileobj: BinaryIO) -> int:
@@ -103,7 +103,17 @@ def _tell(fileobj: BinaryIO) -> int:
         return -1
 
 
-def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
+def parse_gzidx(blob: bytes, url: str, spacing: int, *, trailer: bytes | None = None) -> CheckpointScan:
+    """The checkpoints of an index in indexed_gzip's export format (also rapidgzip's),
+    at least ``spacing`` uncompressed bytes apart, then an end marker.
+
+    indexed_gzip places a window-less point at every gzip member start, so its
+    member count is exact. rapidgzip only at those member starts that begin one of
+    its chunks; pass ``trailer`` (the object's last 4 bytes, the last member's size
+    modulo 2**32) for it: a size that is not the whole text's shows an earlier
+    member, so the count is then a lower bound that is above 1 exactly when there is
+    more than one member (short of members whose sizes add up to multiples of 4 GiB).
+    """
     # indexed_gzip export format v1: magic, version, flags, then
     # <QQIII> compressed size, uncompressed size, spacing, window size, npoints,
     # then per point <QQBB> compressed offset, uncompressed offset, bits, has-window,
@@ -127,26 +137,9 @@ def _parse_gzidx(blob: bytes, url: str, spacing: int) -> CheckpointScan:
             continue
         window = zlib.compress(blob[window_at : window_at + wsize], 6) if has_window else b""
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
+    if trailer is not None and members <= 1 and len(trailer) == 4:
+        members = 1 + (struct.unpack("<I", trailer)[0] != _usize % (1 << 32))
     return CheckpointScan([*points, Checkpoint(_csize * 8, _usize)], members)
-
-
-def _shifted(chunks: Iterator[bytes], shift: int) -> Iterator[bytes]:
-    """Re-align a bit stream that starts ``shift`` bits into its first byte."""
-    if shift == 0:
-        yield from chunks
-        return
-    carry = b""
-    for chunk in chunks:
-        data = carry + chunk
-        if len(data) < 2:
-            carry = data
-            continue
-        a = np.frombuffer(data, dtype=np.uint8)
-        # uint8 arithmetic drops the bits shifted out, which is exactly the re-alignment
-        yield ((a[:-1] >> shift) | (a[1:] << (8 - shift))).tobytes()
-        carry = data[-1:]
-    if carry:
-        yield bytes([carry[0] >> shift])
 
 
 def _chunks(src: RangeSource) -> Iterator[bytes]:
@@ -154,29 +147,27 @@ def _chunks(src: RangeSource) -> Iterator[bytes]:
         yield block
 
 
-def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, None]:
-    """Decompressed bytes from ``point`` to the end of the object (lazily).
+def inflate_from(src: RangeSource, point: Checkpoint, *, lib: ModuleType | None = None) -> Generator[bytes, None, None]:
+    """Decompressed bytes from ``point`` to the end of the object (lazily, in pieces of at most 4 MiB).
 
-    ``src`` must start at ``point.byte_offset``. Raises :class:`CorruptData` or
-    :class:`TruncatedData` naming the object and the compressed offset.
+    ``src`` must start at ``point.byte_offset``. ``lib`` is the inflater
+    (:func:`~xtremehub.connectors.codecs.inflate.inflater`; default: the fastest
+    installed). Raises :class:`CorruptData` or :class:`TruncatedData` naming the object
+    and the compressed offset.
     """
+    lib = lib or inflater()
     start_byte, shift = divmod(point.bit_offset, 8)
     if not point.window and shift == 0 and src.peek(start_byte, 3) == _GZIP_MAGIC:
-        yield from _inflate_members(src, start_byte)
+        yield from _inflate_members(src, start_byte, lib)
         return
-    window = zlib.decompress(point.window) if point.window else b""
-    dec = zlib.decompressobj(-15, zdict=window) if window else zlib.decompressobj(-15)
-    fed = 0
+    dec = RawInflater(lib, zlib.decompress(point.window) if point.window else b"")
     try:
-        for chunk in _shifted(_chunks(src), shift):
-            fed += len(chunk)
-            out = dec.decompress(chunk)
-            if out:
-                yield out
+        for chunk in aligned(_chunks(src), shift):
+            yield from dec.feed(chunk)
             if dec.eof:
                 break
-    except zlib.error as exc:
-        raise CorruptData(src.url, start_byte + fed, f"corrupt deflate data ({exc})") from exc
+    except error_types() as exc:
+        raise CorruptData(src.url, start_byte + dec.given, f"corrupt deflate data ({exc})") from exc
     if not dec.eof:
         raise TruncatedData(src.url, src.size, "gzip member ends before its end-of-stream marker")
     out = dec.flush()
@@ -185,7 +176,7 @@ def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, 
     # Where did this member's deflate data end? Only to within 8 bits (we fed whole
     # shifted bytes), so try both possible trailer positions and keep the one
     # followed by another gzip member or by the end of the object.
-    consumed = fed - len(dec.unused_data)
+    consumed = dec.consumed
     lo = point.bit_offset + 8 * (consumed - 1)
     candidates = sorted({-(-(lo + 1) // 8), -(-(lo + 8) // 8)})
     for trailer in candidates:
@@ -194,31 +185,29 @@ def inflate_from(src: RangeSource, point: Checkpoint) -> Generator[bytes, None, 
             return
         if src.peek(nxt, 3) == _GZIP_MAGIC:
             src.seek(nxt)
-            yield from _inflate_members(src, nxt)
+            yield from _inflate_members(src, nxt, lib)
             return
     raise CorruptData(src.url, candidates[0], "no gzip member follows the end of a deflate stream")
 
 
-def _inflate_members(src: RangeSource, pos: int) -> Iterator[bytes]:
+def _inflate_members(src: RangeSource, pos: int, lib: ModuleType) -> Iterator[bytes]:
     """Plain gzip decoding of consecutive members starting at byte ``pos``."""
     src.seek(pos)
     data = b""
     member_start = pos
     while True:
-        dec = zlib.decompressobj(31)
+        dec = RawInflater(lib, b"", wbits=31)
         try:
             while not dec.eof:
                 if not data:
                     data = src.read()
                     if not data:
                         raise TruncatedData(src.url, src.size, f"gzip member starting at {member_start} is cut short")
-                out = dec.decompress(data)
+                yield from dec.feed(data)
                 data = b""
-                if out:
-                    yield out
-        except zlib.error as exc:
+        except error_types() as exc:
             raise CorruptData(src.url, member_start, f"corrupt gzip member ({exc})") from exc
-        data = dec.unused_data
+        data = dec.rest
         member_start = src.pos - len(data)
         while len(data) < 3:
             more = src.read()

@@ -45,21 +45,24 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from xtremehub import storage
+from xtremehub.connectors.codecs import gzip_stream
 from xtremehub.connectors.codecs.checkpoint_table import CheckpointTable
 from xtremehub.connectors.codecs.gzip_index import Checkpoint, CheckpointScan, build_checkpoints
 from xtremehub.connectors.codecs.mapper import MapperLike, as_mapper
 from xtremehub.connectors.codecs.spans import RecordKey, Span, SpanResult, stitch
-from xtremehub.errors import ConfigError, StaleIndex
+from xtremehub.errors import ConfigError, StaleIndex, XHubError
 from xtremehub.storage.access import StoreAccess
 
 if TYPE_CHECKING:
     from xtremehub.config import Settings
     from xtremehub.connectors.base import Index
+    from xtremehub.connectors.codecs.gzip_stream import StreamScan
 
 __all__ = ["LAYOUT", "MARGIN", "RecordIndex", "SlicePlan", "checkpoints", "index_records", "is_gzip"]
 
@@ -68,6 +71,7 @@ LAYOUT = "xhub-records/1"
 #: (its last record usually ends just past it; more is fetched on demand).
 MARGIN = 4 * 1024
 S = TypeVar("S")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,7 @@ def index_records(
     spacing: int,
     gz: bool | None = None,
     settings: Settings | None = None,
+    stream: Callable[[str], StreamScan[S]] | None = None,
 ) -> tuple[RecordIndex, list[SpanResult[S]]]:
     """Index an object of ``size`` bytes: checkpoints, ``scanner`` mapped over the spans, stitching.
 
@@ -231,9 +236,19 @@ def index_records(
     executor runs it. Without ``executor`` the spans are scanned serially in this process.
     ``gz=None`` looks at the magic bytes. Returns the index and the per-span results (in
     object order) for the format's own statistics.
+
+    ``stream`` (``stream(url) -> StreamScan``): for gzip, when rapidgzip is installed,
+    inflate the object only once and scan its records as the text passes
+    (:mod:`~xtremehub.connectors.codecs.gzip_stream`; the results are then one, for the
+    whole object); should that route fail, the two-pass route runs and raises its errors.
     """
     if gz is None:
         gz = is_gzip(url, settings)
+    if gz and stream is not None and gzip_stream.available():
+        try:
+            return _index_in_one_pass(url, size, stream(url), spacing=spacing, settings=settings)
+        except gzip_stream.StreamPassFailed as exc:
+            log.info("one-pass indexing of %s failed, indexing in two passes: %s", url, exc)
     scan = checkpoints(url, size, spacing=spacing, gz=gz, settings=settings)
     marks = scan.points
     spans = [
@@ -255,3 +270,26 @@ def index_records(
         scan.member_starts,
     )
     return index, results
+
+
+def _index_in_one_pass(
+    url: str, size: int, stream: StreamScan[S], *, spacing: int, settings: Settings | None
+) -> tuple[RecordIndex, list[SpanResult[S]]]:
+    scan = gzip_stream.checkpoints_and_records(url, size, stream, spacing=spacing, settings=settings)
+    points, text_size = scan.points[:-1], scan.points[-1].uncompressed
+    try:
+        total = stream.finish()
+        firsts = [stream.first_record(p.uncompressed) for p in points]
+    except XHubError as exc:  # the two-pass route reports bad records the canonical way
+        raise gzip_stream.StreamPassFailed(f"{url}: {exc}") from exc
+    index = RecordIndex(
+        True,
+        text_size,
+        total.count,
+        CheckpointTable.of(points),
+        tuple(f[0] for f in firsts),
+        tuple(text_size if f[1] is None else f[1] for f in firsts),
+        tuple(f[2] for f in firsts),
+        scan.member_starts,
+    )
+    return index, [total]

@@ -1,27 +1,43 @@
-"""A lazily fetched window of an object's bytes, read with (concurrent) ranged GETs."""
+"""A lazily fetched window of an object's bytes, read part by part with ranged GETs fetched ahead."""
 
 from __future__ import annotations
 
+import io
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from xtremehub.storage import open_store
 
 if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
     from xtremehub.config import Settings
 
-__all__ = ["RangeSource"]
+__all__ = ["AheadReader", "RangeSource"]
 
-_PART = 8 * 1024 * 1024  # concurrent part size for the first, planned fetch
+_PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
+_AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
 _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while streaming on
 
 
 class RangeSource:
     """Sequential reader over ``[start, ...)`` of an object that fetches on demand.
 
-    The first read fetches the planned range ``[start, planned_end)`` in concurrent
-    parts; reads past it fetch small increments, so a slice whose last record
-    straddles the plan costs little extra. ``fetched`` counts bytes transferred.
-    ``settings`` are the storage settings to read with (default: this process's).
+    The planned range ``[start, planned_end)`` is read in parts of 4 MiB, the next
+    ``_AHEAD`` parts always being fetched in background threads while the caller
+    works on the current one (so fetching overlaps decompression, and memory stays
+    bounded however long the range). Reads past the plan fetch small increments,
+    so a slice whose last record straddles the plan costs little extra. ``fetched``
+    counts the bytes requested; ``settings`` are the storage settings to read with
+    (default: this process's). :meth:`close` drops what is still in flight.
+
+    Example:
+        >>> from xtremehub import storage
+        >>> _ = storage.put("mem://rs/x", bytes(range(256)) * 100)
+        >>> src = RangeSource("mem://rs/x", 25600, 10, 20)
+        >>> len(src.read()), len(src.read()), src.fetched
+        (10, 16384, 16394)
     """
 
     def __init__(self, url: str, size: int, start: int, planned_end: int, *, settings: Settings | None = None) -> None:
@@ -31,25 +47,43 @@ class RangeSource:
         self._store, self._key = open_store(url, settings)
         self.fetched = 0
         self._more = _MORE
+        self._ahead: deque[tuple[int, Future[bytes]]] = deque()  # (start, part) in order from pos
+        self._next = start  # where the next part to request starts
+        self._pool: ThreadPoolExecutor | None = None
 
     def read(self) -> bytes:
         """The next block of bytes, or ``b""`` at the end of the object."""
         if self.pos >= self.size:
             return b""
         if self.pos < self._planned_end:
-            end = self._planned_end
-            ranges = [(a, min(a + _PART, end)) for a in range(self.pos, end, _PART)]
-            data = b"".join(self._store.get_ranges(self._key, ranges))
+            self._request()
+            _, part = self._ahead.popleft()
+            data = part.result()
+            self._request()
         else:
             end = min(self.size, self.pos + self._more)
             self._more = min(2 * self._more, _PART)
             data = self._store.get_range(self._key, self.pos, end)
-        self.fetched += len(data)
+            self.fetched += len(data)
         self.pos += len(data)
+        self._next = max(self._next, self.pos)
         return data
+
+    def _request(self) -> None:
+        """Keep ``_AHEAD`` parts of the plan (at least the one at ``pos``) in flight."""
+        while len(self._ahead) < max(1, _AHEAD) and self._next < self._planned_end:
+            start, end = self._next, min(self._next + _PART, self._planned_end)
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-range-ahead")
+            self._ahead.append((start, self._pool.submit(self._store.get_range, self._key, start, end)))
+            self.fetched += end - start
+            self._next = end
 
     def seek(self, pos: int) -> None:
         """Continue reading at ``pos`` (bytes already fetched past it are fetched again)."""
+        if pos != self.pos:
+            self._drop()
+            self._next = pos
         self.pos = pos
 
     def peek(self, pos: int, n: int) -> bytes:
@@ -59,3 +93,75 @@ class RangeSource:
         data = self._store.get_range(self._key, pos, min(self.size, pos + n))
         self.fetched += len(data)
         return data
+
+    def _drop(self) -> None:
+        for _, part in self._ahead:
+            part.cancel()
+        self._ahead.clear()
+
+    def close(self) -> None:
+        """Stop fetching ahead (parts already on the wire finish in the background)."""
+        self._drop()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
+
+
+class AheadReader(io.RawIOBase):
+    """A read-only, seekable file object over a whole object, fetched ahead part by part.
+
+    For a library that wants a file (rapidgzip): sequential reads are served from
+    :class:`RangeSource` parts that were fetched in the background; a seek outside the
+    current part starts fetching at the new position.
+
+    Example:
+        >>> from xtremehub import storage
+        >>> _ = storage.put("mem://rs/y", b"0123456789")
+        >>> with AheadReader("mem://rs/y", 10) as fh:
+        ...     _ = fh.seek(3)
+        ...     fh.read(4), fh.tell()
+        (b'3456', 7)
+    """
+
+    def __init__(self, url: str, size: int, *, settings: Settings | None = None) -> None:
+        super().__init__()
+        self._src = RangeSource(url, size, 0, size, settings=settings)
+        self._size = size
+        self._buf = b""
+        self._buf_start = 0  # object offset of _buf[0]
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        if not self._buf_start <= self._pos <= self._buf_start + len(self._buf):
+            self._buf, self._buf_start = b"", self._pos
+            self._src.seek(self._pos)
+        return self._pos
+
+    def readinto(self, b: WriteableBuffer) -> int:
+        view = memoryview(b).cast("B")
+        at = self._pos - self._buf_start
+        if at >= len(self._buf):
+            if self._pos >= self._size:
+                return 0
+            if self._src.pos != self._pos:
+                self._src.seek(self._pos)
+            self._buf, self._buf_start, at = self._src.read(), self._pos, 0
+        n = min(len(view), len(self._buf) - at)
+        view[:n] = self._buf[at : at + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._src.close()
+        super().close()

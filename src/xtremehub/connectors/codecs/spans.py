@@ -107,6 +107,7 @@ def decoded(
         yield stream
     finally:
         stream.close()
+        src.close()  # stop fetching ahead
 
 
 def _plain(src: RangeSource) -> Generator[bytes, None, None]:

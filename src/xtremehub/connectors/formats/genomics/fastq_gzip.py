@@ -8,9 +8,11 @@ uncompressed bytes and, per checkpoint, the number and uncompressed offset of th
 first read at or after it. A slice starts at a checkpoint, skips to its first
 read, and reads exactly its reads, fetching only the compressed bytes it needs.
 
-``preprocess()`` without an executor scans the spans serially in the calling
-process (as for every format); pass a :class:`~xtremehub.FunctionExecutor` to scan
-them in parallel.
+With rapidgzip installed (the ``gzip`` extra), ``preprocess()`` inflates the object
+once in the calling process and validates the reads as the text passes
+(:class:`FastqStream`, overlapped with the inflation). Otherwise, or should that
+pass fail, the two-pass route runs: checkpoints with indexed_gzip, then the spans
+scanned serially or, given a :class:`~xtremehub.FunctionExecutor`, in parallel.
 
 Example:
     >>> from xtremehub.connectors import CloudObject
@@ -23,12 +25,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import bisect
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from xtremehub import storage
 from xtremehub.connectors.base import Format, Index, Strategy
+from xtremehub.connectors.codecs.gzip_stream import StreamPassFailed
 from xtremehub.connectors.codecs.record_index import RecordIndex, index_records
 from xtremehub.connectors.codecs.record_slice import RecordSlice
 from xtremehub.connectors.codecs.spans import Span, SpanResult
@@ -44,6 +51,7 @@ __all__ = [
     "FASTQGZip",
     "FASTQGZipSlice",
     "FastqStats",
+    "FastqStream",
     "partition_bytes_per_batch",
     "partition_reads_batches",
     "partition_reads_per_batch",
@@ -125,6 +133,84 @@ class FastqStats:
     first_name: str = ""
 
 
+class FastqStream:
+    """The one-pass record scan of a FASTQ text (a :class:`~xtremehub.connectors.codecs.gzip_stream.StreamScan`).
+
+    Validates every record from offset 0 (as :class:`FastqRecords`), counts reads and
+    bases, and notes the first read at or after each announced checkpoint offset. An
+    offset announced after the scan passed it is placed from the record starts of the
+    last :data:`HISTORY` blocks; further back raises ``StreamPassFailed``.
+
+    Example:
+        >>> s = FastqStream("mem://x")
+        >>> s.announce([0, 5])
+        >>> s.feed(b"@r1\\nAC\\n+\\nII\\n@r2\\nAC\\n+\\nII\\n")
+        >>> s.announce([12, 14])  # 12: after the scan passed it, placed from its history
+        >>> (s.finish().count, s.finish().stats), s.first_record(5), s.first_record(12), s.first_record(14)
+        ((2, FastqStats(bases=4, first_name='r1')), (1, 12, None), (1, 12, None), (2, None, None))
+    """
+
+    HISTORY = 64
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._records = FastqRecords(url)
+        self._first: dict[int, tuple[int, int | None]] = {}
+        self._pending: list[int] = []
+        self._history: deque[tuple[np.ndarray, int]] = deque(maxlen=self.HISTORY)
+        self._scanned = -1  # start of the last record seen
+        self._first_name = ""
+        self._done = False
+
+    def announce(self, offsets: Sequence[int]) -> None:
+        for x in offsets:
+            if x in self._first or (self._pending and x <= self._pending[-1]):
+                continue
+            if x > self._scanned:
+                self._pending.append(x)
+                continue
+            for starts, first in self._history:
+                if starts[-1] >= x:
+                    i = int(np.searchsorted(starts, x))
+                    self._first[x] = (first + i, int(starts[i]))
+                    break
+            else:
+                raise StreamPassFailed(f"{self.url}: checkpoint at {x} announced after the scan passed it")
+
+    def feed(self, chunk: bytes) -> None:
+        for block in self._records.feed(chunk):
+            self._block(block)
+
+    def _block(self, block: RecordBlock) -> None:
+        starts = block.starts
+        if block.first_record == 0 and not self._first_name:
+            self._first_name = block.data[1 : block.data.index(b"\n")].rstrip(b"\r").split(b" ")[0].decode()
+        if self._pending and self._pending[0] <= starts[-1]:
+            k = bisect.bisect_right(self._pending, int(starts[-1]))
+            due, self._pending = self._pending[:k], self._pending[k:]
+            idx = np.searchsorted(starts, due)
+            for x, i in zip(due, idx.tolist(), strict=True):
+                self._first[x] = (block.first_record + i, int(starts[i]))
+        self._history.append((starts, block.first_record))
+        self._scanned = int(starts[-1])
+
+    def finish(self) -> SpanResult[FastqStats]:
+        if not self._done:
+            for block in self._records.finish():
+                self._block(block)
+            self._done = True
+            for x in self._pending:  # no record starts at or after these
+                self._first[x] = (self._records.records, None)
+            self._pending = []
+        return SpanResult(FastqStats(self._records.bases, self._first_name), self._records.records, 0)
+
+    def first_record(self, offset: int) -> tuple[int, int | None, None]:
+        if offset not in self._first:
+            raise StreamPassFailed(f"{self.url}: no checkpoint was announced at {offset}")
+        number, start = self._first[offset]
+        return number, start, None
+
+
 def scan_span(span: Span) -> SpanResult[FastqStats]:
     """Record scanner: reads whose start lies in ``(checkpoint, end]`` (``[0, end]`` for the
     first span): count, bases, first start, and whether one starts exactly at ``end``."""
@@ -192,11 +278,19 @@ class FASTQGZip(Format):
         self.spacing = spacing
 
     def build_index(self, co: CloudObject, executor: MapperLike | None) -> Index:
-        """Checkpoints in one sequential pass (indexed_gzip), then reads counted and
-        validated per checkpoint span (map: on ``executor``, or serially), stitched (reduce)."""
+        """One pass (rapidgzip: checkpoints and reads together, see the module docstring) or,
+        without rapidgzip, checkpoints in one sequential pass (indexed_gzip), then reads counted
+        and validated per checkpoint span (map: on ``executor``, or serially), stitched (reduce)."""
         head = storage.get_range(co.url, 0, 18, settings=co.settings)
         records, results = index_records(
-            co.url, co.size, scan_span, executor, spacing=self.spacing, gz=True, settings=co.settings
+            co.url,
+            co.size,
+            scan_span,
+            executor,
+            spacing=self.spacing,
+            gz=True,
+            settings=co.settings,
+            stream=FastqStream,
         )
         bgzf = len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC"
         members = records.gzip_members

@@ -24,6 +24,8 @@ from xtremehub.errors import MalformedRecord, TruncatedData
 
 __all__ = ["FastqRecords", "RecordBlock", "first_record_start"]
 
+_NONE = np.zeros(0, dtype=np.intp)
+
 
 @dataclass(frozen=True)
 class RecordBlock:
@@ -44,31 +46,50 @@ class FastqRecords:
         self.offset = base_offset  # absolute offset of the first byte of the carry
         self.records = first_record
         self.bases = 0
-        self._carry = b""
+        self._carry = b""  # the start of an incomplete record
+        self._carry_nl = _NONE  # newline positions in the carry (fewer than four)
 
     def feed(self, chunk: bytes) -> list[RecordBlock]:
-        buf = self._carry + chunk if self._carry else chunk
-        arr = np.frombuffer(buf, dtype=np.uint8)
-        newlines = np.flatnonzero(arr == 10)
-        complete = len(newlines) // 4
+        """The whole records completed by ``chunk``, as one block (none if no record ends in it).
+
+        The newlines are found in ``chunk`` itself; its bytes are copied once, into the
+        block (together with the carried start of the first record), and not at all when
+        the chunk holds whole records only.
+        """
+        carry, carry_nl = self._carry, self._carry_nl
+        nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        complete = (len(carry_nl) + len(nl)) // 4
         if complete == 0:
-            self._carry = buf
+            self._carry = carry + chunk
+            self._carry_nl = np.concatenate((carry_nl, nl + len(carry)))
             return []
-        return [self._take(buf, arr, newlines[: 4 * complete])]
+        used = 4 * complete - len(carry_nl)  # newlines of this chunk that end whole records
+        end = int(nl[used - 1]) + 1
+        if carry:
+            data = carry + memoryview(chunk)[:end]
+            ends = np.concatenate((carry_nl, nl[:used] + len(carry)))
+        else:
+            data = chunk if end == len(chunk) else chunk[:end]
+            ends = nl[:used]
+        self._carry = chunk[end:]
+        self._carry_nl = nl[used:] - end
+        return [self._take(data, ends)]
 
     def finish(self) -> list[RecordBlock]:
         """Handle the end of the stream: a last record without a final newline is accepted."""
         tail = self._carry
         if not tail.strip():
-            self._carry = b""
+            self._carry, self._carry_nl = b"", _NONE
             return []
-        if tail.count(b"\n") == 3 and not tail.endswith(b"\n"):
-            self._carry = b""
-            block = self.feed(tail + b"\n")
-            return block
+        if len(self._carry_nl) == 3 and not tail.endswith(b"\n"):
+            ends = np.append(self._carry_nl, len(tail))
+            self._carry, self._carry_nl = b"", _NONE
+            return [self._take(tail + b"\n", ends)]
         raise TruncatedData(self.url, self.offset, f"the data ends inside FASTQ record {self.records}", "uncompressed")
 
-    def _take(self, buf: bytes, arr: np.ndarray, ends: np.ndarray) -> RecordBlock:
+    def _take(self, data: bytes, ends: np.ndarray) -> RecordBlock:
+        """Validate the records of ``data`` (``ends``: its newline positions, four per record)."""
+        arr = np.frombuffer(data, dtype=np.uint8)
         starts = np.empty_like(ends)
         starts[0] = 0
         starts[1:] = ends[:-1] + 1
@@ -80,13 +101,10 @@ class FastqRecords:
         if bad.any():
             i = int(np.argmax(bad))
             self._raise(arr, starts4[i], seq_len[i], qual_len[i], self.records + i)
-        end = int(ends[-1]) + 1
-        block = RecordBlock(buf[:end], self.offset + starts4[:, 0], int(seq_len.sum()), self.records, seq_len)
-        n = len(starts4)
-        self.records += n
+        block = RecordBlock(data, self.offset + starts4[:, 0], int(seq_len.sum()), self.records, seq_len)
+        self.records += len(starts4)
         self.bases += block.bases
-        self.offset += end
-        self._carry = buf[end:]
+        self.offset += len(data)
         return block
 
     def _raise(self, arr: np.ndarray, starts: np.ndarray, seq_len: int, qual_len: int, record: int) -> None:
