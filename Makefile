@@ -20,8 +20,12 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 # Debian packages the tests run for real, as `command:package` (one per line: `SYSTEM_DEPS += ...`).
 # Installed with apt-get when a command is missing and we are root; otherwise make fails saying how.
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
+# The variant-calling tests compare with the Debian minimap2 | samtools | bcftools command line.
 SYSTEM_DEPS := mpiexec:openmpi-bin
 SYSTEM_DEPS += mpicc:libopenmpi-dev
+SYSTEM_DEPS += minimap2:minimap2
+SYSTEM_DEPS += samtools:samtools
+SYSTEM_DEPS += bcftools:bcftools
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
