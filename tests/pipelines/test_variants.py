@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import gzip
 import itertools
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pysam
 import pytest
+from click.testing import CliRunner
 
 from xtremehub import FunctionExecutor
+from xtremehub.cli import cli
 from xtremehub.errors import DuplicateSequence, MismatchedPairs, TruncatedData
 from xtremehub.pipelines.variants import (
     ReadQC,
@@ -88,9 +91,26 @@ def test_boundary_variants_are_called(sim: SimulatedRun, sequential: tuple[Any, 
         assert spot in called
 
 
-def test_truth_set_recall_and_precision(sim: SimulatedRun, tmp_path: Path, fexec: FunctionExecutor) -> None:
+def test_cli_call_truth_set_recall_and_precision(sim: SimulatedRun, tmp_path: Path) -> None:
     out = str(tmp_path / "calls.vcf.gz")
-    call_variants(sim.reads_urls, sim.reference_url, out, executor=fexec, read_batches=3, region_size=10_000)
+    args = ["variants", "call", "--reads", sim.reads_urls[0], "--reads", sim.reads_urls[1]]
+    args += [
+        "--reference",
+        sim.reference_url,
+        "--out",
+        out,
+        "--workers",
+        "2",
+        "--batches",
+        "3",
+        "--region-size",
+        "10000",
+    ]
+    result = CliRunner().invoke(cli, args, obj=None)
+    assert result.exit_code == 0, result.output
+    assert f"variants from {2 * sim.num_fragments:,} reads" in result.output
+    for stage in ("index", "map", "call", "write"):
+        assert f"  {stage} " in result.stderr
     score = compare_calls(out, sim.truth_url)
     print(score.line())
     assert score.snp_tp + score.snp_fn >= 80
@@ -101,6 +121,11 @@ def test_truth_set_recall_and_precision(sim: SimulatedRun, tmp_path: Path, fexec
     with pysam.VariantFile(out) as vcf:  # a sorted, tabix-indexed VCF.gz
         assert len(list(vcf.fetch("CHROMOSOME_I", 0, 6000))) > 5
         assert list(vcf.header.samples) == ["sample"]
+    png = Path(out + ".qc.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    summary = json.loads(Path(out + ".report.json").read_text())
+    assert summary["qc"]["reads"] == 2 * sim.num_fragments
+    assert not Path(out + ".work").exists() or not any(Path(out + ".work").rglob("*.bam"))
 
 
 def test_single_end(testdata: Path, tmp_path: Path) -> None:

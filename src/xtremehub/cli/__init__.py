@@ -61,12 +61,14 @@ def _register() -> None:
     from xtremehub.cli.metaspace import metaspace_group
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
+    from xtremehub.cli.variants import variants_group
 
     cli.add_command(storage_group)
     cli.add_command(demo)
     cli.add_command(streams_group)
     cli.add_command(mdr_group)
     cli.add_command(metaspace_group)
+    cli.add_command(variants_group)
 
 
 _register()

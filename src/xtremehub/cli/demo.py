@@ -50,7 +50,8 @@ def demo(
     """Run the main job: generate sample data in the data home once, process it in parallel, verify.
 
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
-    part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
+    part 2 indexes a FASTQ.gz once and computes read statistics over slices of it, then calls
+    variants from simulated paired reads (QC, mapping, calling by region, truth-set recall/precision);
     part 3 indexes a generated imzML image and renders an ion image from slices of it, then
     annotates a generated dataset with planted molecules METASPACE-style (top annotations, FDR);
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
@@ -58,7 +59,8 @@ def demo(
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
     percentiles; part 6 runs MDR epistasis over a generated cohort with a planted SNP-SNP interaction.
 
-    A part whose extra is not installed (the annotation needs ``metabolomics``, part 4 ``geo``,
+    A part whose extra is not installed (the variant calls need ``genomics``, the annotation
+    ``metabolomics``, part 4 ``geo``,
     part 6 ``hpc``) is skipped; one line at the end names the skipped parts and the extras that add
     them. The exit code reports only the parts that ran.
     """
@@ -72,8 +74,6 @@ def demo(
     click.echo(report.summary())
     fastq = run_fastq_demo(settings, size_mb=fastq_mb, workers=workers, progress=progress)
     click.echo(fastq.summary())
-    imzml = run_imzml_demo(settings, workers=workers, progress=progress)
-    click.echo(imzml.summary())
     skipped: list[tuple[str, str]] = []  # (part, extra)
 
     def optional(label: str, extra: str, modules: tuple[str, ...], run: Callable[[], _Part]) -> bool:
@@ -86,6 +86,11 @@ def demo(
         part = run()
         click.echo(part.summary())
         return bool(part.ok)
+
+    def variants() -> _Part:
+        from xtremehub.demo.variants_job import run_variants_demo
+
+        return run_variants_demo(settings, workers=workers, progress=progress)
 
     def metaspace() -> _Part:
         from xtremehub.demo.metaspace_job import run_metaspace_demo
@@ -102,6 +107,9 @@ def demo(
 
         return run_epistasis_demo(settings, workers=workers)
 
+    variants_ok = optional("part 2b (FASTQ.gz -> variant calls)", "genomics", ("mappy", "pysam"), variants)
+    imzml = run_imzml_demo(settings, workers=workers, progress=progress)
+    click.echo(imzml.summary())
     metaspace_ok = optional(
         "part 3b (METASPACE annotation)", "metabolomics", ("cpyMSpec", "cpyMSpec_0_3_5", "cpyImagingMSpec"), metaspace
     )
@@ -119,5 +127,7 @@ def demo(
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    if not (report.ok and fastq.ok and imzml.ok and metaspace_ok and las_ok and streams.ok and epistasis_ok):
+    if not (
+        report.ok and fastq.ok and variants_ok and imzml.ok and metaspace_ok and las_ok and streams.ok and epistasis_ok
+    ):
         sys.exit(1)

@@ -14,7 +14,7 @@ Example:
     >>> merged.reads, merged.bases, merged.length_counts.nonzero()[0].tolist()
     (3, 24, [4, 5, 15])
     >>> merged.headline()["adapter_reads"], round(merged.headline()["gc_percent"], 1)
-    (1, 60.9)
+    (1, 62.3)
 """
 
 from __future__ import annotations

@@ -250,38 +250,46 @@ def _reads(
 def _fragments(
     sequences: dict[str, str], variants: list[PlantedVariant], config: SimConfig
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]]:
-    """Per chunk of fragments: read 1 bases and qualities, read 2 (paired) bases and qualities."""
+    """Per chunk of fragments (in random genome order, as a sequencer gives them): read 1 bases and
+    qualities, read 2 (paired) bases and qualities."""
     rng = np.random.default_rng(config.seed + 1)
     length = config.read_length
+    per_fragment = 2 * length if config.paired else length
+    haps, wants = [], []
     for chrom, seq in sequences.items():
         own = [v for v in variants if v.chrom == chrom]
-        per_fragment = 2 * length if config.paired else length
         total = round(config.coverage * len(seq) / per_fragment)
         for hap_index in (0, 1):
-            hap = _haplotype(seq, own, hap_index)
-            want = total // 2 + (total % 2 if hap_index == 0 else 0)
-            for chunk in range(0, want, config.reads_per_member):
-                n = min(config.reads_per_member, want - chunk)
-                if config.paired:
-                    frag = np.rint(rng.normal(config.fragment_mean, config.fragment_sd, n)).astype(np.int64)
-                    frag = np.clip(frag, length, max(length, len(hap)))
-                else:
-                    frag = np.full(n, length, dtype=np.int64)
-                start = (rng.random(n) * np.maximum(len(hap) - frag + 1, 1)).astype(np.int64)
-                flip = rng.random(n) < 0.5
-                left, left_q = _reads(hap, start, np.zeros(n, dtype=bool), config, rng)
-                if not config.paired:
-                    right, right_q = _reads(hap, start, np.ones(n, dtype=bool), config, rng)
-                    yield np.where(flip[:, None], right, left), np.where(flip[:, None], right_q, left_q), None, None
-                    continue
-                right, right_q = _reads(hap, start + frag - length, np.ones(n, dtype=bool), config, rng)
-                f = flip[:, None]
-                yield (
-                    np.where(f, right, left),
-                    np.where(f, right_q, left_q),
-                    np.where(f, left, right),
-                    np.where(f, left_q, right_q),
-                )
+            haps.append(_haplotype(seq, own, hap_index))
+            wants.append(total // 2 + (total % 2 if hap_index == 0 else 0))
+    genome = np.concatenate(haps) if haps else np.zeros(0, dtype=np.uint8)
+    sizes = np.array([len(h) for h in haps], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    source = rng.permutation(np.repeat(np.arange(len(haps)), wants))
+    n = len(source)
+    if config.paired:
+        frag = np.rint(rng.normal(config.fragment_mean, config.fragment_sd, n)).astype(np.int64)
+    else:
+        frag = np.full(n, length, dtype=np.int64)
+    frag = np.clip(frag, length, np.maximum(sizes[source], length))
+    start = offsets[source] + (rng.random(n) * np.maximum(sizes[source] - frag + 1, 1)).astype(np.int64)
+    flip = rng.random(n) < 0.5
+    for a in range(0, n, config.reads_per_member):
+        part = slice(a, min(a + config.reads_per_member, n))
+        k = part.stop - part.start
+        f = flip[part][:, None]
+        left, left_q = _reads(genome, start[part], np.zeros(k, dtype=bool), config, rng)
+        if not config.paired:
+            right, right_q = _reads(genome, start[part], np.ones(k, dtype=bool), config, rng)
+            yield np.where(f, right, left), np.where(f, right_q, left_q), None, None
+            continue
+        right, right_q = _reads(genome, start[part] + frag[part] - length, np.ones(k, dtype=bool), config, rng)
+        yield (
+            np.where(f, right, left),
+            np.where(f, right_q, left_q),
+            np.where(f, left, right),
+            np.where(f, left_q, right_q),
+        )
 
 
 def _fastq(first: int, bases: np.ndarray, quals: np.ndarray, mate: str) -> bytes:
