@@ -30,6 +30,13 @@ class _Part(Protocol):
 @click.option("--workers", type=int, help="Worker processes (default: CPU cores).")
 @click.option("--fastq-mb", default=64, show_default=True, help="Uncompressed size of the generated FASTQ.gz.")
 @click.option(
+    "--genome-kb",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Genome size (kbp) of the variant-calling part.",
+)
+@click.option(
     "--stream-seconds",
     default=3.0,
     show_default=True,
@@ -44,6 +51,7 @@ def demo(
     partitions: int | None,
     workers: int | None,
     fastq_mb: int,
+    genome_kb: int,
     stream_seconds: float,
     progress: bool | None,
 ) -> None:
@@ -90,7 +98,7 @@ def demo(
     def variants() -> _Part:
         from xtremehub.demo.variants_job import run_variants_demo
 
-        return run_variants_demo(settings, workers=workers, progress=progress)
+        return run_variants_demo(settings, genome_bases=genome_kb * 1000, workers=workers, progress=progress)
 
     def metaspace() -> _Part:
         from xtremehub.demo.metaspace_job import run_metaspace_demo
