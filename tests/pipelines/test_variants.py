@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -207,3 +209,33 @@ def test_mismatched_pairs(sim: SimulatedRun, tmp_path: Path) -> None:
         call_variants([sim.reads_urls[0], str(renamed)], sim.reference_url, str(tmp_path / "c.vcf.gz"))
     assert err.value.offset == 100
     assert err.value.offset_kind == "record"
+
+
+def test_concordance_with_the_command_line_tools(
+    sim: SimulatedRun, sequential: tuple[Any, list[str]], tmp_path: Path
+) -> None:
+    """Debian's ``minimap2 | samtools sort | bcftools mpileup | bcftools call`` on the same reads.
+
+    Not identical (minimap2 2.24 vs mappy's bundled version, samtools/bcftools versions differ):
+    the shared calls and both truth scores are reported and bounded.
+    """
+    missing = [tool for tool in ("minimap2", "samtools", "bcftools") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not installed: `make system-deps` (as root) or apt-get install {' '.join(missing)}"
+        )
+    ref, bam, vcf = sim.reference_url, tmp_path / "cli.bam", tmp_path / "cli.vcf.gz"
+    pipeline = (
+        f"minimap2 -ax sr -R '@RG\\tID:sample\\tSM:sample' {ref} {' '.join(sim.reads_urls)} 2>/dev/null"
+        f" | samtools sort -o {bam} - && samtools index {bam}"
+        f" && bcftools mpileup -f {ref} -a FORMAT/AD,FORMAT/DP {bam} 2>/dev/null"
+        f" | bcftools call -m -v -O z -o {vcf}"
+    )
+    subprocess.run(["bash", "-o", "pipefail", "-c", pipeline], check=True, timeout=600)
+    ours = {tuple(r.split("\t")[:5]) for r in sequential[1]}
+    theirs = {tuple(r.split("\t")[:5]) for r in vcf_records(str(vcf))}
+    shared = len(ours & theirs) / len(ours | theirs)
+    cli_score = compare_calls(str(vcf), sim.truth_url)
+    print(f"concordance {shared:.3f} ({len(ours)} ours, {len(theirs)} CLI); CLI truth: {cli_score.line()}")
+    assert shared >= 0.9
+    assert cli_score.snp_recall >= 0.95
