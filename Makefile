@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-variants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -102,6 +102,10 @@ bench-backends: $(VENV)/.installed-bench
 
 bench-mdr: $(VENV)/.installed-bench
 	$(BIN)/python bench/mdr_epistasis.py
+
+# `make bench-variants VARIANTS_ARGS=--quick` on a loaded machine
+bench-variants: $(VENV)/.installed-bench
+	$(BIN)/python bench/variants.py $(VARIANTS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

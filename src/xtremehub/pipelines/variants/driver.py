@@ -265,7 +265,8 @@ def call_sequential(
     settings: Settings | None = None,
     on_stage: StageCallback | None = None,
 ) -> VariantsReport:
-    """The baseline: the same tools in this process over the whole input, no regions or batches."""
+    """The baseline: the same tools in this process over the whole input, no regions or batches
+    (the same outputs: VCF.gz, ``.tbi`` and the QC PNG)."""
     config = config or VariantsConfig()
     settings = settings or default_settings()
     report = VariantsReport(out_url, batches=1, regions=1)
@@ -315,6 +316,7 @@ def call_sequential(
         t = _stage(report, on_stage, "call", t, f"{len(records):,} calls")
     report.calls = len(records)
     write_vcf_gz(out_url, head, records, settings=settings)
-    report.outputs = {"vcf": out_url, "tbi": out_url + ".tbi"}
+    report.outputs = {"vcf": out_url, "tbi": out_url + ".tbi", "qc_png": out_url + ".qc.png"}
+    storage.put(report.outputs["qc_png"], qc_png(report.qc), settings=settings)
     _stage(report, on_stage, "write", t, out_url)
     return report
