@@ -239,3 +239,54 @@ def test_concordance_with_the_command_line_tools(
     print(f"concordance {shared:.3f} ({len(ours)} ours, {len(theirs)} CLI); CLI truth: {cli_score.line()}")
     assert shared >= 0.9
     assert cli_score.snp_recall >= 0.95
+
+
+@pytest.mark.s3
+def test_from_seaweedfs_s3(
+    sim: SimulatedRun, sequential: tuple[Any, list[str]], s3_settings: Any, s3_root: str
+) -> None:
+    """Inputs, shuffle and outputs in a real S3 store (SeaweedFS)."""
+    from xtremehub import storage
+
+    urls = {}
+    for path in (*sim.reads_urls, sim.reference_url):
+        urls[path] = s3_root + Path(path).name
+        with Path(path).open("rb") as fh:
+            storage.put(urls[path], fh, settings=s3_settings)
+    out = s3_root + "calls.vcf.gz"
+    with FunctionExecutor("local", workers=2, settings=s3_settings, progress=False) as executor:
+        report = call_variants(
+            [urls[u] for u in sim.reads_urls],
+            urls[sim.reference_url],
+            out,
+            executor=executor,
+            read_batches=3,
+            region_size=10_000,
+            settings=s3_settings,
+        )
+    assert vcf_records(out, settings=s3_settings) == sequential[1]
+    assert storage.exists(out + ".tbi", settings=s3_settings)
+    assert report.shuffle_objects > 0
+    assert not [o for o in storage.list(out + ".work/", settings=s3_settings) if o.key.endswith(".bam")]
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_dask_gives_identical_calls(
+    sim: SimulatedRun, sequential: tuple[Any, list[str]], dask_client: Any, tmp_path: Path
+) -> None:
+    out = str(tmp_path / "calls.vcf.gz")
+    with FunctionExecutor("dask", client=dask_client, progress=False) as executor:
+        call_variants(sim.reads_urls, sim.reference_url, out, executor=executor, read_batches=8, region_size=6000)
+    assert vcf_records(out) == sequential[1]
