@@ -270,17 +270,6 @@ def test_from_seaweedfs_s3(
     assert not [o for o in storage.list(out + ".work/", settings=s3_settings) if o.key.endswith(".bam")]
 
 
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
-
-
 @pytest.mark.dask
 @pytest.mark.slow
 def test_dask_gives_identical_calls(

@@ -48,14 +48,7 @@ from xtremehub.pipelines.variants.calling import (
     write_vcf_gz,
 )
 from xtremehub.pipelines.variants.config import VariantsConfig
-from xtremehub.pipelines.variants.mapping import (
-    BatchResult,
-    bam_header,
-    build_index,
-    iter_reads,
-    map_batch,
-    segments_for,
-)
+from xtremehub.pipelines.variants.mapping import BatchResult, ReadMapper, bam_header, build_index, map_batch
 from xtremehub.pipelines.variants.plan import Region, RunPlan, local_copy
 from xtremehub.pipelines.variants.qc import ReadQC, qc_png
 from xtremehub.storage.access import StoreAccess
@@ -279,36 +272,11 @@ def call_sequential(
         t = _stage(report, on_stage, "index", t, f"{len(contigs)} sequences")
         header = bam_header(tuple(contigs), config.sample)
         unsorted = Path(tmp) / "all.bam"
-        seqs: list[bytes] = []
-        quals: list[bytes] = []
-        qc_parts: list[ReadQC] = []
+        mapper = ReadMapper(aligner, header, config)
         with pysam.AlignmentFile(str(unsorted), "wb", header=header) as out:
-            for name, s1, q1, s2, q2 in iter_reads(slices):
-                seqs.append(s1)
-                quals.append(q1)
-                if s2 is not None and q2 is not None:
-                    seqs.append(s2)
-                    quals.append(q2)
-                if len(seqs) >= 100_000:
-                    report.reads += len(seqs)
-                    qc_parts.append(ReadQC.of(seqs, quals))
-                    seqs, quals = [], []
-                segs = segments_for(
-                    aligner,
-                    header,
-                    name,
-                    s1.decode(),
-                    q1.decode(),
-                    None if s2 is None else s2.decode(),
-                    None if q2 is None else q2.decode(),
-                    config.max_insert,
-                    config.sample,
-                )
-                report.mapped += len(segs)
-                for seg in segs:
-                    out.write(seg)
-        report.reads += len(seqs)
-        report.qc = ReadQC.merge_all([*qc_parts, ReadQC.of(seqs, quals)])
+            for seg in mapper.map(slices):
+                out.write(seg)
+        report.reads, report.mapped, report.qc = mapper.reads, mapper.mapped, mapper.qc()
         report.input_bytes = sum(storage.head(u, settings=settings).size for u in reads_urls)
         t = _stage(report, on_stage, "map", t, f"{report.reads:,} reads")
         bam = sort_and_index(unsorted, Path(tmp) / "sorted.bam")

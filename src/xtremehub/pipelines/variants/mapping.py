@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +36,20 @@ import pysam
 from xtremehub import storage
 from xtremehub.connectors.genomics import FASTQGZipSlice
 from xtremehub.errors import ConfigError, MismatchedPairs
+from xtremehub.pipelines.variants.config import VariantsConfig
 from xtremehub.pipelines.variants.plan import RegionLookup, RunPlan, local_copy
 from xtremehub.pipelines.variants.qc import ReadQC
 
-__all__ = ["BatchResult", "aligner_for", "bam_header", "build_index", "map_batch", "read_name", "segments_for"]
+__all__ = [
+    "BatchResult",
+    "ReadMapper",
+    "aligner_for",
+    "bam_header",
+    "build_index",
+    "map_batch",
+    "read_name",
+    "segments_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -191,53 +203,70 @@ def iter_reads(slices: tuple[FASTQGZipSlice, ...]) -> Any:
         yield name, one[1], one[2], two[1], two[2]
 
 
-def map_batch(plan: RunPlan, batch: int, slices: tuple[FASTQGZipSlice, ...]) -> BatchResult:
-    """Map task: one read batch (a slice of each FASTQ.gz) to BAM parts per overlapped region."""
-    import time
+class ReadMapper:
+    """Maps the reads (or pairs) of slices, yielding their BAM records in input order; counts the
+    reads and alignments and keeps the reads' QC tables (:meth:`qc`)."""
 
-    t0 = time.perf_counter()
-    aligner = aligner_for(plan)
-    header = bam_header(plan.contigs, plan.config.sample)
-    lookup = RegionLookup(plan.regions)
-    result = BatchResult(batch, input_bytes=sum(s.object_size for s in slices))
-    seqs: list[bytes] = []
-    quals: list[bytes] = []
-    qc_parts: list[ReadQC] = []
-    with tempfile.TemporaryDirectory(prefix="xhub-map-") as tmp:
-        writers: dict[int, pysam.AlignmentFile] = {}
-        counts: dict[int, int] = {}
+    def __init__(self, aligner: Any, header: pysam.AlignmentHeader, config: VariantsConfig) -> None:
+        self.aligner, self.header, self.config = aligner, header, config
+        self.reads = self.mapped = 0
+        self._seqs: list[bytes] = []
+        self._quals: list[bytes] = []
+        self._qc: list[ReadQC] = []
+
+    def _keep(self, seq: bytes, qual: bytes) -> None:
+        self.reads += 1
+        self._seqs.append(seq)
+        self._quals.append(qual)
+        if len(self._seqs) >= _QC_CHUNK:
+            self._qc.append(ReadQC.of(self._seqs, self._quals))
+            self._seqs, self._quals = [], []
+
+    def map(self, slices: tuple[FASTQGZipSlice, ...]) -> Iterator[pysam.AlignedSegment]:
         for name, s1, q1, s2, q2 in iter_reads(slices):
-            result.reads += 1 if s2 is None else 2
-            seqs.append(s1)
-            quals.append(q1)
+            self._keep(s1, q1)
             if s2 is not None and q2 is not None:
-                seqs.append(s2)
-                quals.append(q2)
-            if len(seqs) >= _QC_CHUNK:
-                qc_parts.append(ReadQC.of(seqs, quals))
-                seqs, quals = [], []
+                self._keep(s2, q2)
             segs = segments_for(
-                aligner,
-                header,
+                self.aligner,
+                self.header,
                 name,
                 s1.decode(),
                 q1.decode(),
                 None if s2 is None else s2.decode(),
                 None if q2 is None else q2.decode(),
-                plan.config.max_insert,
-                plan.config.sample,
+                self.config.max_insert,
+                self.config.sample,
             )
-            result.mapped += len(segs)
-            for seg in segs:
-                for region in plan_regions(lookup, seg):
-                    writer = writers.get(region)
-                    if writer is None:
-                        path = Path(tmp) / f"r{region}.bam"
-                        writer = writers[region] = pysam.AlignmentFile(str(path), "wb", header=header)
-                    writer.write(seg)
-                    counts[region] = counts.get(region, 0) + 1
-        if seqs:
-            qc_parts.append(ReadQC.of(seqs, quals))
+            self.mapped += len(segs)
+            yield from segs
+
+    def qc(self) -> ReadQC:
+        """The QC tables of every read mapped so far (one merge of exact chunk tables)."""
+        if self._seqs:
+            self._qc.append(ReadQC.of(self._seqs, self._quals))
+            self._seqs, self._quals = [], []
+        return ReadQC.merge_all(self._qc)
+
+
+def map_batch(plan: RunPlan, batch: int, slices: tuple[FASTQGZipSlice, ...]) -> BatchResult:
+    """Map task: one read batch (a slice of each FASTQ.gz) to BAM parts per overlapped region."""
+    t0 = time.perf_counter()
+    header = bam_header(plan.contigs, plan.config.sample)
+    lookup = RegionLookup(plan.regions)
+    mapper = ReadMapper(aligner_for(plan), header, plan.config)
+    result = BatchResult(batch, input_bytes=sum(s.object_size for s in slices))
+    with tempfile.TemporaryDirectory(prefix="xhub-map-") as tmp:
+        writers: dict[int, pysam.AlignmentFile] = {}
+        counts: dict[int, int] = {}
+        for seg in mapper.map(slices):
+            for region in plan_regions(lookup, seg):
+                writer = writers.get(region)
+                if writer is None:
+                    path = Path(tmp) / f"r{region}.bam"
+                    writer = writers[region] = pysam.AlignmentFile(str(path), "wb", header=header)
+                writer.write(seg)
+                counts[region] = counts.get(region, 0) + 1
         for region, writer in writers.items():
             writer.close()
             url = plan.part_url(region, batch)
@@ -245,7 +274,7 @@ def map_batch(plan: RunPlan, batch: int, slices: tuple[FASTQGZipSlice, ...]) -> 
             with path.open("rb") as fh:
                 storage.put(url, fh, settings=plan.settings_for(url))
             result.parts[region] = (url, path.stat().st_size, counts[region])
-    result.qc = ReadQC.merge_all(qc_parts)
+    result.reads, result.mapped, result.qc = mapper.reads, mapper.mapped, mapper.qc()
     result.seconds = time.perf_counter() - t0
     return result
 
