@@ -83,23 +83,30 @@ def call_region(plan: RunPlan, region: int, part_urls: Sequence[str]) -> RegionC
     t0 = time.perf_counter()
     reference = local_copy(plan.reference_url, plan.settings_for(plan.reference_url), ".fa")
     _ensure_fai(reference)
-    header = bam_header(plan.contigs, plan.config.sample)
-    reads = 0
     with tempfile.TemporaryDirectory(prefix="xhub-call-") as tmp:
+        parts = []
+        for i, url in enumerate(part_urls):
+            part = Path(tmp) / f"part{i}.bam"
+            part.write_bytes(storage.get(url, settings=plan.settings_for(url)))
+            parts.append(str(part))
         merged = Path(tmp) / "merged.bam"
-        with pysam.AlignmentFile(str(merged), "wb", header=header) as out:
-            for i, url in enumerate(part_urls):
-                part = Path(tmp) / f"part{i}.bam"
-                part.write_bytes(storage.get(url, settings=plan.settings_for(url)))
-                with pysam.AlignmentFile(str(part), "rb", check_sq=False) as bam:
-                    for seg in bam:
-                        out.write(seg)
-                        reads += 1
-                part.unlink()
+        if parts:  # samtools cat: the parts' records one after the other, in batch order
+            pysam.cat("-o", str(merged), *parts, catch_stdout=False)
+        else:
+            pysam.AlignmentFile(str(merged), "wb", header=bam_header(plan.contigs, plan.config.sample)).close()
+        for name in parts:
+            Path(name).unlink()
         bam_sorted = sort_and_index(merged, Path(tmp) / "sorted.bam")
+        reads = _records(bam_sorted)
         text = call_bam(bam_sorted, reference, plan.config, plan.regions[region].spec, Path(tmp) / "calls.vcf")
     _, records = split_vcf(text)
     return RegionCalls(region, tuple(records), reads, time.perf_counter() - t0)
+
+
+def _records(bam: Path) -> int:
+    """Records in an indexed BAM (from its index)."""
+    with pysam.AlignmentFile(str(bam), "rb") as f:
+        return int(f.mapped + f.unmapped)
 
 
 def _ensure_fai(reference: Path) -> None:
