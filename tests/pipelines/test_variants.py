@@ -169,7 +169,9 @@ def test_no_overlap_gives_an_empty_vcf_with_a_note(testdata: Path, tmp_path: Pat
     other = random_reference(str(tmp_path / "other.fa"), {"x": 8000}, seed=5)
     run = simulate_run(other, str(tmp_path / "sim"), SimConfig(coverage=3, seed=1))
     out = str(tmp_path / "calls.vcf.gz")
-    report = call_variants(run.reads_urls, str(testdata / "fasta" / "ce.fa"), out, read_batches=2)
+    reference = tmp_path / "ce.fa"  # a copy: the FASTA index goes beside it, not into tests/data
+    reference.write_bytes((testdata / "fasta" / "ce.fa").read_bytes())
+    report = call_variants(run.reads_urls, str(reference), out, read_batches=2)
     assert report.calls == 0
     assert report.mapped == 0
     assert any("no read mapped" in note for note in report.notes)
@@ -279,3 +281,21 @@ def test_dask_gives_identical_calls(
     with FunctionExecutor("dask", client=dask_client, progress=False) as executor:
         call_variants(sim.reads_urls, sim.reference_url, out, executor=executor, read_batches=8, region_size=6000)
     assert vcf_records(out) == sequential[1]
+
+
+def test_qc_over_connector_slices_matches_the_fastq_facts(testdata: Path, tmp_path: Path) -> None:
+    from xtremehub.connectors import CloudObject
+    from xtremehub.connectors.genomics import FASTQGZip, partition_reads_batches
+
+    url = str(testdata / "fastq" / "sample.fastq.bgz")
+    co = CloudObject.from_path(FASTQGZip, url, metadata_url=str(tmp_path / "index")).preprocess()
+    parts = []
+    for data_slice in co.partition(partition_reads_batches, num_batches=3):
+        records = list(data_slice.iter_records())
+        parts.append(ReadQC.of([r[1] for r in records], [r[2] for r in records]))
+    with gzip.open(url, "rb") as fh:
+        lines = fh.read().splitlines()
+    whole = ReadQC.of(lines[1::4], lines[3::4])
+    merged = ReadQC.merge_all(parts)
+    assert merged.equals(whole)
+    assert (merged.reads, merged.bases) == (2000, 202_000)  # FACTS.md
