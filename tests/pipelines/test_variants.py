@@ -299,3 +299,18 @@ def test_qc_over_connector_slices_matches_the_fastq_facts(testdata: Path, tmp_pa
     merged = ReadQC.merge_all(parts)
     assert merged.equals(whole)
     assert (merged.reads, merged.bases) == (2000, 202_000)  # FACTS.md
+
+
+def test_qc_sample_is_the_first_reads_whatever_the_batches(testdata: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xtremehub.pipelines.variants import qc as qc_module
+
+    monkeypatch.setattr(qc_module, "OVERREPRESENTED_SAMPLE", 1000)
+    with gzip.open(testdata / "fastq" / "Illimina1.8.fq.gz", "rb") as fh:
+        lines = fh.read().splitlines()
+    seqs, quals = lines[1::4], lines[3::4]
+    whole = ReadQC.of(seqs, quals)
+    assert len(whole.sample) == 1000
+    bounds = [0, 400, 900, 2500, 10_000]
+    parts = [ReadQC.of(seqs[a:b], quals[a:b], reads_before=a) for a, b in itertools.pairwise(bounds)]
+    assert [len(p.sample) for p in parts] == [400, 500, 100, 0]  # later batches ship no sample
+    assert ReadQC.merge_all(parts).equals(whole)

@@ -207,9 +207,12 @@ class ReadMapper:
     """Maps the reads (or pairs) of slices, yielding their BAM records in input order; counts the
     reads and alignments and keeps the reads' QC tables (:meth:`qc`)."""
 
-    def __init__(self, aligner: Any, header: pysam.AlignmentHeader, config: VariantsConfig) -> None:
+    def __init__(
+        self, aligner: Any, header: pysam.AlignmentHeader, config: VariantsConfig, reads_before: int = 0
+    ) -> None:
         self.aligner, self.header, self.config = aligner, header, config
         self.reads = self.mapped = 0
+        self.reads_before = reads_before  # reads of the input before the first one mapped here
         self._seqs: list[bytes] = []
         self._quals: list[bytes] = []
         self._qc: list[ReadQC] = []
@@ -219,8 +222,12 @@ class ReadMapper:
         self._seqs.append(seq)
         self._quals.append(qual)
         if len(self._seqs) >= _QC_CHUNK:
-            self._qc.append(ReadQC.of(self._seqs, self._quals))
-            self._seqs, self._quals = [], []
+            self._flush()
+
+    def _flush(self) -> None:
+        before = self.reads_before + self.reads - len(self._seqs)
+        self._qc.append(ReadQC.of(self._seqs, self._quals, reads_before=before))
+        self._seqs, self._quals = [], []
 
     def map(self, slices: tuple[FASTQGZipSlice, ...]) -> Iterator[pysam.AlignedSegment]:
         for name, s1, q1, s2, q2 in iter_reads(slices):
@@ -244,8 +251,7 @@ class ReadMapper:
     def qc(self) -> ReadQC:
         """The QC tables of every read mapped so far (one merge of exact chunk tables)."""
         if self._seqs:
-            self._qc.append(ReadQC.of(self._seqs, self._quals))
-            self._seqs, self._quals = [], []
+            self._flush()
         return ReadQC.merge_all(self._qc)
 
 
@@ -254,7 +260,8 @@ def map_batch(plan: RunPlan, batch: int, slices: tuple[FASTQGZipSlice, ...]) -> 
     t0 = time.perf_counter()
     header = bam_header(plan.contigs, plan.config.sample)
     lookup = RegionLookup(plan.regions)
-    mapper = ReadMapper(aligner_for(plan), header, plan.config)
+    mates = len(slices)  # reads per record number
+    mapper = ReadMapper(aligner_for(plan), header, plan.config, reads_before=slices[0].first_read * mates)
     result = BatchResult(batch, input_bytes=sum(s.object_size for s in slices))
     with tempfile.TemporaryDirectory(prefix="xhub-map-") as tmp:
         writers: dict[int, pysam.AlignmentFile] = {}

@@ -74,8 +74,13 @@ class ReadQC:
     sample: tuple[bytes, ...] = ()
 
     @classmethod
-    def of(cls, seqs: Sequence[bytes], quals: Sequence[bytes], offset: int = 33) -> ReadQC:
-        """Statistics of reads ``seqs`` with quality strings ``quals`` (Phred+``offset``)."""
+    def of(cls, seqs: Sequence[bytes], quals: Sequence[bytes], offset: int = 33, reads_before: int = 0) -> ReadQC:
+        """Statistics of reads ``seqs`` with quality strings ``quals`` (Phred+``offset``).
+
+        ``reads_before``: reads of the input before these; the over-represented sample keeps only
+        what the input's first :data:`OVERREPRESENTED_SAMPLE` reads need (nothing past them), so a
+        batch far into the input ships no sample and merging in order still gives the exact one.
+        """
         n = len(seqs)
         if n == 0:
             return cls()
@@ -101,7 +106,7 @@ class ReadQC:
                 hit = s.find(adapter)
                 if hit >= 0:
                     adapters[i, hit] += 1
-        sample = tuple(s[:_PREFIX] for s in seqs[:OVERREPRESENTED_SAMPLE])
+        sample = tuple(s[:_PREFIX] for s in seqs[: max(OVERREPRESENTED_SAMPLE - reads_before, 0)])
         return cls(
             n,
             int(lengths.sum()),
