@@ -314,3 +314,14 @@ def test_qc_sample_is_the_first_reads_whatever_the_batches(testdata: Path, monke
     parts = [ReadQC.of(seqs[a:b], quals[a:b], reads_before=a) for a, b in itertools.pairwise(bounds)]
     assert [len(p.sample) for p in parts] == [400, 500, 100, 0]  # later batches ship no sample
     assert ReadQC.merge_all(parts).equals(whole)
+
+
+def test_sequence_names_with_colons(tmp_path: Path) -> None:
+    ref = random_reference(str(tmp_path / "g.fa"), {"HLA-A*01:01": 6000, "chr2": 4000}, seed=2)
+    run = simulate_run(ref, str(tmp_path), SimConfig(coverage=15, snp_rate=1 / 200, seed=3))
+    out, seq_out = str(tmp_path / "c.vcf.gz"), str(tmp_path / "s.vcf.gz")
+    call_variants(run.reads_urls, run.reference_url, out, read_batches=2, region_size=3000)
+    call_sequential(run.reads_urls, run.reference_url, seq_out)
+    records = vcf_records(out)
+    assert records == vcf_records(seq_out)
+    assert any(r.startswith("HLA-A*01:01\t") for r in records)

@@ -2,7 +2,7 @@
 
 A region's parts hold every read overlapping it, in input order (batch after batch); sorted
 with ``samtools sort`` (stable), they are exactly the reads of a sequential run's sorted BAM
-that overlap the region, in the same order. ``bcftools mpileup -r <region>`` then sees, at every
+that overlap the region, in the same order. ``bcftools mpileup -R <region>`` then sees, at every
 position of the region, the same pileup as a whole-genome run, so boundaries change nothing.
 
 Example:
@@ -52,21 +52,17 @@ def split_vcf(text: str) -> tuple[list[str], list[str]]:
 
 
 def call_bam(bam: Path, reference: Path, config: VariantsConfig, regions: str | None, out: Path) -> str:
-    """``bcftools mpileup -f reference [-r regions] bam | bcftools call``; returns the VCF text."""
+    """``bcftools mpileup -f reference [-R regions] bam | bcftools call``; returns the VCF text.
+
+    ``regions``: the text of a bcftools regions file (see :meth:`Region.regions_file`)."""
     bcf = out.with_suffix(".mpileup.bcf")
-    region_args = ["-r", regions] if regions else []
-    pysam.bcftools.mpileup(
-        "-f",
-        str(reference),
-        *region_args,
-        *config.mpileup_args,
-        "-O",
-        "u",
-        "-o",
-        str(bcf),
-        str(bam),
-        catch_stdout=False,
-    )
+    region_args: list[str] = []
+    if regions:
+        regions_file = out.with_suffix(".regions.tsv")
+        regions_file.write_text(regions)
+        region_args = ["-R", str(regions_file)]
+    args = ["-f", str(reference), *region_args, *config.mpileup_args, "-O", "u", "-o", str(bcf), str(bam)]
+    pysam.bcftools.mpileup(*args, catch_stdout=False)
     pysam.bcftools.call(*config.call_args, "-O", "v", "-o", str(out), str(bcf), catch_stdout=False)
     return out.read_text()
 
@@ -98,7 +94,9 @@ def call_region(plan: RunPlan, region: int, part_urls: Sequence[str]) -> RegionC
             Path(name).unlink()
         bam_sorted = sort_and_index(merged, Path(tmp) / "sorted.bam")
         reads = _records(bam_sorted)
-        text = call_bam(bam_sorted, reference, plan.config, plan.regions[region].spec, Path(tmp) / "calls.vcf")
+        text = call_bam(
+            bam_sorted, reference, plan.config, plan.regions[region].regions_file(), Path(tmp) / "calls.vcf"
+        )
     _, records = split_vcf(text)
     return RegionCalls(region, tuple(records), reads, time.perf_counter() - t0)
 

@@ -8,6 +8,9 @@ Example:
     >>> r = Region(0, (("chr1", 0, 1000), ("chr2", 0, 50)))
     >>> r.spec, r.bases
     ('chr1:1-1000,chr2:1-50', 1050)
+    >>> Region(1, (("HLA-A*01:01", 0, 500),)).regions_file()
+    'HLA-A*01:01\\t1\\t500\\n'
+
 """
 
 from __future__ import annotations
@@ -37,8 +40,13 @@ class Region:
 
     @property
     def spec(self) -> str:
-        """The pieces as a bcftools/samtools region list (1-based, inclusive)."""
+        """The pieces as a samtools-style region list (1-based, inclusive), for messages."""
         return ",".join(f"{name}:{start + 1}-{end}" for name, start, end in self.pieces)
+
+    def regions_file(self) -> str:
+        """The pieces as a bcftools regions file (``CHROM BEG END``, 1-based, inclusive): any
+        sequence name works there, colons and commas included."""
+        return "".join(f"{name}\t{start + 1}\t{end}\n" for name, start, end in self.pieces)
 
     @property
     def bases(self) -> int:
