@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,7 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 # Debian packages the tests run for real, as `command:package` (one per line: `SYSTEM_DEPS += ...`).
 # Installed with apt-get when a command is missing and we are root; otherwise make fails saying how.
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
+# The variant-calling tests compare with the Debian minimap2 | samtools | bcftools command line.
 SYSTEM_DEPS := mpiexec:openmpi-bin
 SYSTEM_DEPS += mpicc:libopenmpi-dev
 # The security tests run the npm oidc-provider (an independent OpenID Provider) with node.
@@ -27,6 +28,9 @@ SYSTEM_DEPS += node:nodejs
 SYSTEM_DEPS += npm:npm
 # bench-fastq runs Dataplug, whose FASTQ.gz preprocessing calls gztool.
 SYSTEM_DEPS += gztool:gztool
+SYSTEM_DEPS += minimap2:minimap2
+SYSTEM_DEPS += samtools:samtools
+SYSTEM_DEPS += bcftools:bcftools
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -122,6 +126,10 @@ bench-security: $(VENV)/.installed-bench
 
 bench-mdr: $(VENV)/.installed-bench
 	$(BIN)/python bench/mdr_epistasis.py
+
+# `make bench-variants VARIANTS_ARGS=--quick` on a loaded machine
+bench-variants: $(VENV)/.installed-bench
+	$(BIN)/python bench/variants.py $(VARIANTS_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache

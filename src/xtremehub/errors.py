@@ -23,7 +23,9 @@ most also derive from the builtin exception a Python user would reach for, so
     ├── ConnectorError
     │   ├── CorruptData             (ValueError)   bad compression or structure, names offset
     │   │   ├── TruncatedData
-    │   │   └── MalformedRecord
+    │   │   ├── MalformedRecord
+    │   │   ├── MismatchedPairs                    paired FASTQ files out of step (read count or name)
+    │   │   └── DuplicateSequence                  a reference names two sequences alike
     │   ├── UnsupportedData         (ValueError)   valid, but a variant the connector cannot read
     │   ├── StaleIndex                             object changed since preprocess()
     │   └── NotPreprocessed
@@ -88,6 +90,7 @@ __all__ = [
     "ConnectorError",
     "CorruptData",
     "DataDirLocked",
+    "DuplicateSequence",
     "EventTooLarge",
     "ExecutorClosed",
     "Forbidden",
@@ -98,6 +101,7 @@ __all__ = [
     "InvalidStreamArgument",
     "KeyReleaseDenied",
     "MalformedRecord",
+    "MismatchedPairs",
     "MissingDependency",
     "NotPreprocessed",
     "ObjectNotFound",
@@ -262,6 +266,15 @@ class TruncatedData(CorruptData):
 
 class MalformedRecord(CorruptData):
     """A record (FASTQ, FASTA, VCF line ...) breaks its format's structure."""
+
+
+class MismatchedPairs(CorruptData):
+    """Two paired-end FASTQ files are not in step: different read counts, or read ``offset_kind``
+    ``"record"`` ``offset`` has different names in the two files (``url`` names the second file)."""
+
+
+class DuplicateSequence(CorruptData):
+    """A reference FASTA names two sequences alike: alignments and calls could not tell them apart."""
 
 
 class StaleIndex(ConnectorError):

@@ -61,10 +61,14 @@ def test_bad_range_is_a_usage_error(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     args = ["--home", str(tmp_path / "h"), "demo", "--size-mb", "2", "--fastq-mb", "3", "--workers", "2"]
+    args += ["--genome-kb", "30"]
     result = runner.invoke(cli, [*args, "--stream-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    assert result.output.count(": OK") == 4 + 5 + 4 + 3 + 2 + 6 + 4 + 5  # 3: metabolites, 4: video, 5: security
+    # 1: variant calls, 3: metabolite annotation, 4: video, 5: security
+    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 6 + 4 + 5
+    assert "XtremeHub demo: variant calling" in result.output
+    assert (tmp_path / "h" / "sample" / "variants-30000-25x" / "calls.vcf.gz.qc.png").exists()
     assert "metabolite annotation" in result.output
     assert "epistasis" in result.output.lower()  # part 6, after the streams part
     assert "surgery video on streams" in result.output  # part 5b

@@ -63,10 +63,12 @@ def test_the_wheel_without_extras_installs_and_runs_the_demo_parts_it_can(tmp_pa
     skipped = [line for line in out.splitlines() if line.startswith("skipped")]
     assert len(skipped) == 1  # one line names every part that did not run and how to add it
     for part, extra in (
+        ("part 2b", "genomics"),
         ("part 3b", "metabolomics"),
         ("part 4", "geo"),
         ("part 5b", "video"),
         ("part 6", "hpc"),
+        ("part 7", "security"),
         ("every part", "demo"),
     ):
         assert part in skipped[0]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,17 +140,6 @@ def test_partitions_on_local_executor_give_identical_tables(planted: str, sequen
     with FunctionExecutor("local", workers=2, progress=False) as fexec:
         result = annotate(planted, DATABASE, config=CONFIG, executor=fexec, partitions=partitions)
     pd.testing.assert_frame_equal(result.table, sequential.table)
-
-
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
 
 
 @pytest.mark.dask

@@ -68,6 +68,7 @@ def _register() -> None:
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
     from xtremehub.cli.telemetry import telemetry_group
+    from xtremehub.cli.variants import variants_group
 
     cli.add_command(storage_group)
     cli.add_command(demo)
@@ -82,6 +83,7 @@ def _register() -> None:
     cli.add_command(plan_command)
     cli.add_command(auth_group)
     cli.add_command(login_command)
+    cli.add_command(variants_group)
 
 
 _register()

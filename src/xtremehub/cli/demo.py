@@ -30,6 +30,13 @@ class _Part(Protocol):
 @click.option("--workers", type=int, help="Worker processes (default: CPU cores).")
 @click.option("--fastq-mb", default=64, show_default=True, help="Uncompressed size of the generated FASTQ.gz.")
 @click.option(
+    "--genome-kb",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=10),
+    help="Genome size (kbp) of the variant-calling part.",
+)
+@click.option(
     "--stream-seconds",
     default=3.0,
     show_default=True,
@@ -44,13 +51,15 @@ def demo(
     partitions: int | None,
     workers: int | None,
     fastq_mb: int,
+    genome_kb: int,
     stream_seconds: float,
     progress: bool | None,
 ) -> None:
     """Run the main job: generate sample data in the data home once, process it in parallel, verify.
 
     Part 1 cuts a CSV into newline-aligned byte ranges (map_reduce over an object URL);
-    part 2 indexes a FASTQ.gz once and computes read statistics over slices of it;
+    part 2 indexes a FASTQ.gz once and computes read statistics over slices of it, then calls
+    variants from simulated paired reads (QC, mapping, calling by region, truth-set recall/precision);
     part 3 indexes a generated imzML image and renders an ion image from slices of it, then
     annotates a generated dataset with planted molecules METASPACE-style (top annotations, FDR);
     part 4 indexes a generated LAZ point cloud and computes a terrain model from its chunks;
@@ -62,9 +71,10 @@ def demo(
     through key release as a user with the research role, refuses one without it, writes an
     encrypted stream and verifies the audit log.
 
-    A part whose extra is not installed (the annotation needs ``metabolomics``, part 4 ``geo``,
-    part 5b ``video``, part 6 ``hpc``, part 7 ``security``) is skipped; one line at the end names the skipped parts
-    and the extras that add them. The exit code reports only the parts that ran.
+    A part whose extra is not installed (the variant calls need ``genomics``, the annotation
+    ``metabolomics``, part 4 ``geo``, part 5b ``video``, part 6 ``hpc``, part 7 ``security``) is
+    skipped; one line at the end names the skipped parts and the extras that add them. The exit
+    code reports only the parts that ran.
     """
     from xtremehub.demo import run_demo
     from xtremehub.demo.fastq_job import run_fastq_demo
@@ -76,8 +86,6 @@ def demo(
     click.echo(report.summary())
     fastq = run_fastq_demo(settings, size_mb=fastq_mb, workers=workers, progress=progress)
     click.echo(fastq.summary())
-    imzml = run_imzml_demo(settings, workers=workers, progress=progress)
-    click.echo(imzml.summary())
     skipped: list[tuple[str, str]] = []  # (part, extra)
 
     def optional(label: str, extra: str, modules: tuple[str, ...], run: Callable[[], _Part]) -> bool:
@@ -90,6 +98,11 @@ def demo(
         part = run()
         click.echo(part.summary())
         return bool(part.ok)
+
+    def variants() -> _Part:
+        from xtremehub.demo.variants_job import run_variants_demo
+
+        return run_variants_demo(settings, genome_bases=genome_kb * 1000, workers=workers, progress=progress)
 
     def metaspace() -> _Part:
         from xtremehub.demo.metaspace_job import run_metaspace_demo
@@ -116,6 +129,9 @@ def demo(
 
         return run_epistasis_demo(settings, workers=workers)
 
+    variants_ok = optional("part 2b (FASTQ.gz -> variant calls)", "genomics", ("mappy", "pysam"), variants)
+    imzml = run_imzml_demo(settings, workers=workers, progress=progress)
+    click.echo(imzml.summary())
     metaspace_ok = optional(
         "part 3b (METASPACE annotation)", "metabolomics", ("cpyMSpec", "cpyMSpec_0_3_5", "cpyImagingMSpec"), metaspace
     )
@@ -135,6 +151,6 @@ def demo(
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    parts_ok = (metaspace_ok, las_ok, streams.ok, video_ok, epistasis_ok, security_ok)
+    parts_ok = (variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, epistasis_ok, security_ok)
     if not (report.ok and fastq.ok and imzml.ok and all(parts_ok)):
         sys.exit(1)
