@@ -46,6 +46,13 @@ __all__ = ["ProcessorStatus", "Sample", "StreamProcessor"]
 log = logging.getLogger(__name__)
 
 
+#: A worker runs until retired. Its call has a time limit only because executors never queue a
+#: call with a time limit behind a running one (a worker queued behind another worker would
+#: never start); a worker running this long (20 days, below what ``poll()`` can wait) is stopped
+#: and replaced like a failed one, losing nothing.
+WORKER_TIME_LIMIT = 20 * 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """The job at one moment (``StreamProcessor.history``): seconds since start, active input
@@ -323,7 +330,7 @@ class StreamProcessor:
             self.func,
             self.config,
         )
-        future = self._executor.call_async(run_worker, (spec,), retries=0)
+        future = self._executor.call_async(run_worker, (spec,), retries=0, timeout=WORKER_TIME_LIMIT)
         with self._lock:
             self._tasks[name] = _Task(name, future, time.monotonic())
         log.info("processing job %s: started worker %s (%d segments)", self.name, name, self._segments)
@@ -387,7 +394,7 @@ class StreamProcessor:
             if given_up and controller.cancel_checkpoint(self.scope, self.name, name):
                 self._forget_checkpoint(name, participants)
                 if not failed:  # a reader stopped reading: start again from the last commit
-                    self._recover(_Failure(f"checkpoint {name} timed out waiting for {checkpoint.waiting}"))
+                    self._recover(_Failure(f"checkpoint {name} timed out waiting for {checkpoint.waiting}; "))
                 return  # a failed worker: _reap recovers
             time.sleep(pause)
             pause = min(pause * 1.5, 0.05)
@@ -407,6 +414,7 @@ class StreamProcessor:
                 self._recover(_Failure(f"reader {reader} did not record checkpoint {checkpoint.name}"))
                 return
             records += decode_records(entry.value)
+        log.debug("job %s: committing %s: %s", self.name, checkpoint.name, commit_order(records))
         for record in commit_order(records):
             self._mgr.controller.commit_transaction(record.txn_id)  # idempotent: committed stays committed
         self._kv.put(COMMITTED, checkpoint.name.encode())
@@ -447,7 +455,7 @@ class StreamProcessor:
         with self._lock:
             self._failures.append(failure.reason.strip("; "))
             too_many = len(self._failures) > self.config.max_failures
-        log.warning("job %s: %s; resuming at checkpoint %s", self.name, failure.reason, self._last_checkpoint)
+        log.warning("job %s: %s; resuming at checkpoint %s", self.name, self._failures[-1], self._last_checkpoint)
         if too_many:
             raise failure.error or StreamError(f"processing job {self.name}: {failure.reason}")
         assert self._last_checkpoint is not None

@@ -61,58 +61,81 @@ class WorkerStats:
     resets: int = 0
 
 
+@dataclass(slots=True)
+class _Open:
+    """A transaction holding the outputs of one contiguous run of one input segment."""
+
+    txn: Transaction
+    segment: str
+    start: int
+    next_offset: int
+    pinged: float
+
+
 class _Interval:
     """The transactions of one reader between two checkpoint markers."""
 
     def __init__(self, writer: TransactionalEventStreamWriter, table: KeyValueTable, spec: WorkerSpec) -> None:
         self._writer, self._table, self._spec = writer, table, spec
-        self.open: dict[str, tuple[Transaction, int, float]] = {}  # segment -> (txn, first offset, last ping)
+        self.open: dict[str, _Open] = {}  # the current run of each segment read in this interval
+        self.closed: list[_Open] = []  # earlier runs (the segment went to another reader and came back)
         self.recorded: list[Transaction] = []  # recorded at the last marker, committed by the driver
 
+    def _all(self) -> list[_Open]:
+        return self.closed + list(self.open.values())
+
     def _note_open(self) -> None:
-        ids = [t.txn_id for t, _, _ in self.open.values()] + [t.txn_id for t in self.recorded]
+        ids = [o.txn.txn_id for o in self._all()] + [t.txn_id for t in self.recorded]
         self._table.put(key("open", self._spec.name), json.dumps(ids).encode())
 
     def process(self, event: EventRead, stats: WorkerStats) -> None:
-        segment = event.position.segment
-        entry = self.open.get(segment)
+        position = event.position
+        run = self.open.get(position.segment)
         now = time.monotonic()
-        if entry is None:
-            entry = (self._writer.begin_txn(self._spec.config.txn_lease), event.position.offset, now)
-            self.open[segment] = entry
+        if run is not None and run.next_offset != position.offset:
+            # The group gave the segment to another reader and back: that reader's transaction
+            # holds the events between, so this run must commit after it, as a transaction of its own.
+            self.closed.append(run)
+            run = None
+        if run is None:
+            txn = self._writer.begin_txn(self._spec.config.txn_lease)
+            run = self.open[position.segment] = _Open(txn, position.segment, position.offset, position.offset, now)
             self._note_open()
-        elif now - entry[2] > self._spec.config.txn_lease / 4:
-            entry[0].ping(self._spec.config.txn_lease)
-            self.open[segment] = (entry[0], entry[1], now)
-        txn = entry[0]
+            log.debug("worker %s: transaction %s for %s from %d", self._spec.name, txn.txn_id, run.segment, run.start)
+        elif now - run.pinged > self._spec.config.txn_lease / 4:
+            run.txn.ping(self._spec.config.txn_lease)
+            run.pinged = now
         for payload, routing_key in iter_outputs(self._spec.func(event), event.routing_key):
-            txn.write_event(payload, routing_key)
+            run.txn.write_event(payload, routing_key)
             stats.outputs += 1
+        run.next_offset = position.next_offset
         stats.events += 1
 
     def record(self, checkpoint: str) -> None:
         """Flush the open transactions and record them for ``checkpoint``."""
-        records = []
-        for segment, (txn, start, _) in self.open.items():
-            txn.flush()
-            records.append(TxnRecord(segment, start, txn.txn_id))
+        runs = self._all()
+        for run in runs:
+            run.txn.flush()
+        records = [TxnRecord(run.segment, run.start, run.txn.txn_id) for run in runs]
         self._table.put(key("rec", checkpoint, self._spec.name), encode_records(records))
-        self.recorded = [t for t, _, _ in self.open.values()]
-        self.open = {}
+        log.debug("worker %s: at %s recorded %s", self._spec.name, checkpoint, records)
+        self.recorded = [run.txn for run in runs]
+        self.open, self.closed = {}, []
 
     def abort_open(self) -> None:
         """Abort the transactions not recorded at a marker yet."""
-        for txn, _, _ in self.open.values():
+        for run in self._all():
             with contextlib.suppress(StreamError):
-                txn.abort()
-        self.open = {}
+                run.txn.abort()
+        self.open, self.closed = {}, []
 
     def abort(self) -> None:
         """Abort every transaction not committed (after a reset: their events are read again)."""
-        for txn in [t for t, _, _ in self.open.values()] + self.recorded:
+        self.abort_open()
+        for txn in self.recorded:
             with contextlib.suppress(StreamError):  # committed by the driver already, or expired
                 txn.abort()
-        self.open, self.recorded = {}, []
+        self.recorded = []
 
 
 def run_worker(spec: WorkerSpec) -> WorkerStats:
