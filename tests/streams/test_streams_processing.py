@@ -292,3 +292,44 @@ def test_commit_order_follows_segment_succession() -> None:
         TxnRecord("lab/in/1.#epoch.0", 0, "first-half"),
     ]
     assert [r.txn_id for r in commit_order(records)] == ["first-half", "second-half", "split-right", "after-merge"]
+
+
+def write_numbered(manager: StreamManager, start: int, count: int) -> None:
+    with manager.create_writer("lab", "in", max_in_flight=64) as writer:
+        for n in range(start, start + count):
+            key = f"k{n % KEYS}"
+            writer.write_event(f"{key}:{n // KEYS}".encode(), routing_key=key)
+
+
+def test_a_job_started_again_resumes_after_its_last_commit(served: StreamServer, manager: StreamManager) -> None:
+    options: dict[str, Any] = {"backend": "local", "max_workers": 2, "checkpoint_interval": 0.2}
+    write_numbered(manager, 0, 80)
+    with StreamProcessor(served.url, "lab", "in", "out", tagger(), name="resumable", **options) as job:
+        wait_for("the first 80 events", lambda: len(read_outputs(manager, 160, timeout=0.5)) == 160)
+    write_numbered(manager, 80, 80)  # while no job runs
+    with StreamProcessor(served.url, "lab", "in", "out", tagger(), name="resumable", **options) as again:
+        write_numbered(manager, 160, 80)
+        events = read_outputs(manager, 480)
+    assert_exactly_once_in_order(events, 240)
+    assert job.status().last_checkpoint is not None
+    assert again.status().failures == ()
+
+
+def test_a_function_that_keeps_failing_stops_the_job(served: StreamServer, manager: StreamManager) -> None:
+    def picky(event: EventRead) -> list[bytes]:
+        if event.data == b"k3:2":
+            raise ValueError(f"cannot process {event.data!r}")
+        return [event.data]
+
+    write_numbered(manager, 0, 40)
+    job = StreamProcessor(
+        served.url, "lab", "in", "out", picky, backend="local", max_workers=1, max_failures=1, checkpoint_interval=0.2
+    )
+    job.start()
+    wait_for("the job to give up", lambda: not job.status().running)
+    with pytest.raises(ValueError, match="cannot process b'k3:2'"):
+        job.stop()
+    assert len(job.status().failures) == 2
+    outputs = {e.data for e in read_outputs(manager, 0, timeout=1.0)}
+    assert b"k3:2" not in outputs  # nothing after the last commit is visible, and never twice:
+    assert len(outputs) == len(read_outputs(manager, 0, timeout=1.0))
