@@ -329,7 +329,7 @@ def test_a_function_that_keeps_failing_stops_the_job(served: StreamServer, manag
     wait_for("the job to give up", lambda: not job.status().running)
     with pytest.raises(ValueError, match="cannot process b'k3:2'"):
         job.stop()
-    assert len(job.status().failures) == 2
+    assert len(job.status().failures) >= 2  # 2 in a row (a commit of earlier events may come between)
     outputs = {e.data for e in read_outputs(manager, 0, timeout=1.0)}
     assert b"k3:2" not in outputs  # nothing after the last commit is visible, and never twice:
     assert len(outputs) == len(read_outputs(manager, 0, timeout=1.0))

@@ -44,8 +44,9 @@ class ProcessorConfig:
     checkpoints: outputs become visible once per interval, and a failure redoes at most about
     this much work), ``checkpoint_timeout``, ``txn_lease`` (output transactions),
     ``poll_interval`` (the driver's loop), ``sync_interval`` (readers), ``control_interval``
-    (how often a worker looks at its control keys) and ``max_failures`` (worker failures
-    before the job gives up and :meth:`StreamProcessor.stop` raises the last one).
+    (how often a worker looks at its control keys) and ``max_failures`` (worker failures in a
+    row, with no checkpoint committing outputs in between, before the job gives up and
+    :meth:`StreamProcessor.stop` raises the last one).
 
     Example:
         >>> ProcessorConfig(events_per_second_per_segment=500, scale_down_delay=30).workers_for(5)

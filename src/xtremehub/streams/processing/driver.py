@@ -22,6 +22,7 @@ that checkpoint is read and processed again, its earlier outputs never having be
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import threading
@@ -51,6 +52,8 @@ log = logging.getLogger(__name__)
 #: never start); a worker running this long (20 days, below what ``poll()`` can wait) is stopped
 #: and replaced like a failed one, losing nothing.
 WORKER_TIME_LIMIT = 20 * 86400.0
+#: Driver rounds kept in ``StreamProcessor.history`` (about 3 hours at the default poll interval).
+HISTORY = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,7 @@ class StreamProcessor:
         self._tasks: dict[str, _Task] = {}
         self._finished: list[WorkerStats] = []
         self._failures: list[str] = []
+        self._streak = 0  # failures since a checkpoint last committed outputs
         self._error: BaseException | None = None
         self._checkpoints = 0
         self._last_checkpoint: str | None = None
@@ -169,8 +173,8 @@ class StreamProcessor:
         self._table: KeyValueTable | None = None
         self._group: ReaderGroup | None = None
         self._t0 = 0.0
-        #: Samples of segments and workers, one per driver round (for plots).
-        self.history: list[Sample] = []
+        #: Samples of segments and workers, one per driver round (for plots; the last ``HISTORY``).
+        self.history: collections.deque[Sample] = collections.deque(maxlen=HISTORY)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> StreamProcessor:
@@ -422,6 +426,8 @@ class StreamProcessor:
         with self._lock:
             self._checkpoints += 1
             self._last_checkpoint = checkpoint.name
+            if records:
+                self._streak = 0
         for reader in participants:
             self._kv.remove(key("rec", checkpoint.name, reader))
         if previous is not None:
@@ -454,7 +460,8 @@ class StreamProcessor:
         """Move the group back to the last committed checkpoint; failed workers are replaced."""
         with self._lock:
             self._failures.append(failure.reason.strip("; "))
-            too_many = len(self._failures) > self.config.max_failures
+            self._streak += 1
+            too_many = self._streak > self.config.max_failures
         log.warning("job %s: %s; resuming at checkpoint %s", self.name, self._failures[-1], self._last_checkpoint)
         if too_many:
             raise failure.error or StreamError(f"processing job {self.name}: {failure.reason}")
