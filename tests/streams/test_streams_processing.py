@@ -333,3 +333,35 @@ def test_a_function_that_keeps_failing_stops_the_job(served: StreamServer, manag
     outputs = {e.data for e in read_outputs(manager, 0, timeout=1.0)}
     assert b"k3:2" not in outputs  # nothing after the last commit is visible, and never twice:
     assert len(outputs) == len(read_outputs(manager, 0, timeout=1.0))
+
+
+def test_a_hung_worker_holds_up_checkpoints_until_their_timeout(
+    served: StreamServer, manager: StreamManager, tmp_path: Path
+) -> None:
+    flag = tmp_path / "hung-once"
+
+    def slow_once(event: EventRead) -> list[Any]:
+        if event.data == b"k1:3" and not flag.exists():
+            flag.touch()
+            time.sleep(4)  # hangs past checkpoint_timeout, once
+        return [event.data + b"/a", (event.data + b"/b", event.routing_key)]
+
+    write_numbered(manager, 0, 80)
+    job = StreamProcessor(
+        served.url,
+        "lab",
+        "in",
+        "out",
+        slow_once,
+        backend="local",
+        max_workers=1,
+        checkpoint_interval=0.2,
+        checkpoint_timeout=1.0,
+        txn_lease=10.0,
+    )
+    with job:
+        wait_for("a timed-out checkpoint", lambda: any("timed out" in f for f in job.status().failures))
+        write_numbered(manager, 80, 80)
+        events = read_outputs(manager, 320)
+    assert_exactly_once_in_order(events, 160)
+    assert flag.exists()
