@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -245,8 +246,6 @@ class StreamProcessor:
 
     def worker_processes(self) -> dict[str, tuple[str, int]]:
         """``{worker: (host, pid)}`` of the running workers that have started (to watch or kill them)."""
-        import json
-
         assert self._table is not None
         found = {}
         for name in list(self._tasks):
@@ -447,8 +446,6 @@ class StreamProcessor:
 
     def _abort_listed(self, worker: str) -> None:
         """Abort the transactions a (dead) worker listed as not committed, and forget the worker."""
-        import json
-
         entry = self._kv.get(key("open", worker))
         for txn_id in json.loads(entry.value) if entry is not None else []:
             with contextlib.suppress(TransactionFailed):
