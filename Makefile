@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,9 @@ bench-streams: $(VENV)/.installed-bench
 
 bench-streams-checkpoints: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_checkpoints.py
+
+bench-streams-scaling: $(VENV)/.installed-bench
+	$(BIN)/python bench/streams_scaling.py
 
 bench-streams-historical: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_historical.py

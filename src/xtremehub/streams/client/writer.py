@@ -506,7 +506,13 @@ class EventStreamWriter:
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)
         remaining: list[_Pending] = []
-        for p in self._pending:
+        # Sent events in the order of their numbers (lanes number their batches when they leave,
+        # so write order across lanes is not number order): the store drops an event whose number
+        # is not above the last one of this writer on its new segment, so a re-sent event must
+        # never follow one with a higher number there. Each key's events are in one lane, numbered
+        # in write order, and queued events (numbered now) come after the sent ones of their lane.
+        sent = sorted((p for p in self._pending if p.sent is not None), key=lambda p: p.number)
+        for p in sent + [p for p in self._pending if p.sent is None]:
             if p.sent is not None:
                 error = p.error()
                 if error is None:
@@ -524,7 +530,8 @@ class EventStreamWriter:
                 p.future.set_exception(exc)
                 continue
             _settle(p.future, result)
-        self._pending = remaining
+        kept = {id(p) for p in remaining}
+        self._pending = [p for p in self._pending if id(p) in kept]  # stored ones, in write order
 
     def _append_with_retries(self, p: _Pending, deadline: float) -> AppendResult:
         delay = 0.01

@@ -1,0 +1,86 @@
+"""A writer with events in flight re-sends refused events in event-number order.
+
+Lanes (one per segment) number their batches when they leave, so write order across lanes is
+not number order. After a scale seals the segments, the refused events are re-sent to the
+successor, where the store drops an event whose number is not above the last one it holds for
+the writer: re-sent in write order, an event would follow one with a higher number and be
+acknowledged as a duplicate without being stored (an event lost, seen under load in the
+processing tests). A store wrapper holds the batches to build that order deterministically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from xtremehub.streams import ScalingPolicy, StreamManager
+from xtremehub.streams.client._framing import key_point
+from xtremehub.streams.client.writer import EventStreamWriter, WriterConfig
+from xtremehub.streams.segmentstore.contract import AppendOutcome, SegmentBatch
+
+
+class HeldStore:
+    """The real store, except that batches wait in ``held`` until :meth:`release`."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.held: list[tuple[SegmentBatch, str | None, Future[list[AppendOutcome]]]] = []
+        self.arrived = threading.Condition()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def append_batches(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[list[AppendOutcome]]]:
+        futures: list[Future[list[AppendOutcome]]] = []
+        with self.arrived:
+            for batch in batches:
+                future: Future[list[AppendOutcome]] = Future()
+                self.held.append((batch, writer_id, future))
+                futures.append(future)
+            self.arrived.notify_all()
+        return futures
+
+    def wait_held(self, n: int) -> None:
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.held) >= n, timeout=10), self.held
+
+    def release(self, index: int) -> None:
+        batch, writer_id, future = self.held[index]
+        (real,) = self._store.append_batches([batch], writer_id=writer_id)
+        real.add_done_callback(lambda done: future.set_result(done.result()))
+
+
+def test_refused_events_are_resent_in_number_order(tmp_path: Path) -> None:
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(2))
+        low, high = sorted(manager.get_stream("lab", "s").active_segments, key=lambda s: s.key_low)
+        keys = [f"key-{i}" for i in range(100)]
+        x = next(k for k in keys if low.owns(key_point(k)))
+        y = next(k for k in keys if high.owns(key_point(k)))
+        store = HeldStore(manager.store)
+        writer = EventStreamWriter(manager.controller, store, "lab", "s", config=WriterConfig(max_in_flight=16))
+        writer.write_event(b"x1", routing_key=x)  # sent at once as number 0, held
+        writer.write_event(b"x2", routing_key=x)  # queued behind x1's batch
+        writer.write_event(b"y1", routing_key=y)  # sent at once as number 1, held
+        store.wait_held(2)
+        store.release(0)  # x1 stored; then x2 leaves as number 2 (written before y1, numbered after)
+        store.wait_held(3)
+        manager.controller.scale_stream("lab", "s", [low.name, high.name], [(0.0, 1.0)])
+        store.release(1)  # y1 refused: segment sealed
+        store.release(2)  # x2 refused: segment sealed
+        time.sleep(0.1)
+        writer.close()  # re-sends x2 and y1 to the merged segment
+        reader = manager.create_reader_group("g", "lab", ["s"]).create_reader("r")
+        got = []
+        while (event := reader.read_next(timeout=0.5)) is not None:
+            got.append(event.data)
+        reader.reader_offline()
+        assert sorted(got) == [b"x1", b"x2", b"y1"], got
+        assert got.index(b"x1") < got.index(b"x2")
