@@ -64,6 +64,7 @@ class DaskBackend(EngineBackend):
     """
 
     name = "dask"
+    adaptive_chunks = True
     label = "Dask"
     died_errors = (KilledWorker,)
     cancelled_errors = (ExecutorClosed,)

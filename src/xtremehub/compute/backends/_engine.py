@@ -12,7 +12,9 @@ the client and no secret is ever pickled. Each call runs through
 timings and resource use).
 
 Parent side: :class:`EngineBackend` cuts submitted calls into engine tasks
-(one call per task, or ``chunksize`` calls), keeps the in-flight table, watches
+(``chunksize`` calls per task when given; otherwise, on engines whose tasks cost
+milliseconds (Ray, Dask), sized from the call durations observed so far, see
+:meth:`EngineBackend.submit`), keeps the in-flight table, watches
 per-call time limits, and runs one collector thread that asks the engine which
 tasks finished and reports every call exactly once. A concrete backend only
 says how to connect, launch a batch, poll for finished tasks, cancel one, and
@@ -31,12 +33,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import pickle
 import threading
 import time
 from abc import abstractmethod
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +58,11 @@ __all__ = ["EngineBackend", "run_remote", "ship_settings", "worker_settings"]
 log = logging.getLogger(__name__)
 
 _FUNCTION_CACHE = 16  # jobs whose unpickled function a worker process keeps
+#: Automatic chunks: the work one engine task should hold once call durations are known
+#: (an engine task costs about a millisecond on Ray and Dask, so this keeps their share small).
+_TASK_SECONDS = 0.02
+_MAX_CHUNK = 1024  # calls per engine task at most (automatic chunks)
+_TASKS_PER_WORKER = 2  # automatic chunks: engine tasks in flight per worker (one runs, one waits)
 
 
 # ---------------------------------------------------------------------------------------
@@ -143,6 +151,11 @@ def run_remote(
 # ---------------------------------------------------------------------------------------
 # parent side
 # ---------------------------------------------------------------------------------------
+def _function_key(job: Job) -> str:
+    """What jobs of the same function share, for the call durations a next job starts from."""
+    return f"function:{hash(job.func_bytes)}"
+
+
 def _original_error(calls: Sequence[Call]) -> BaseException | None:
     """Why the engine could not take ``calls``, if an argument cannot be pickled: that argument's
     own error (the standard library raises it too), not the engine's wrapper around it."""
@@ -180,6 +193,9 @@ class EngineBackend(Backend):
     poll_seconds: float = 0.05
     #: Extra seconds past a call's limit before the parent gives up on the engine's own enforcement.
     timeout_grace: float = 0.0
+    #: Size engine tasks from observed call durations when the job gives no ``chunksize``
+    #: (else one call per task, or :meth:`_batch_size`).
+    adaptive_chunks: bool = False
 
     def __init__(self, workers: int | None = None) -> None:
         self._n = workers or 0
@@ -191,6 +207,9 @@ class EngineBackend(Backend):
         self._thread: threading.Thread | None = None
         self._report: ReportFn | None = None
         self._shipped: Settings | None = None
+        self._held: deque[tuple[Job, Call]] = deque()  # automatic chunks: calls not handed to the engine yet
+        self._unlaunched: list[tuple[Call, BaseException]] = []  # held calls the engine refused
+        self._seconds: dict[str, float] = {}  # mean call duration by job id, then by function
 
     @property
     def workers(self) -> int:
@@ -248,7 +267,19 @@ class EngineBackend(Backend):
         log.debug("%s backend started (%d workers)", self.name, self.workers)
 
     def submit(self, job: Job, calls: Sequence[Call]) -> None:
+        """Hand calls to the engine.
+
+        With ``adaptive_chunks`` and neither a ``chunksize`` nor a time limit, calls are
+        held here and handed over as the engine's tasks finish, about two tasks per worker
+        at a time: single calls until a duration is known, then chunks holding about
+        ``_TASK_SECONDS`` of work (at most an even share of what is left, as guided
+        self-scheduling does, so the last tasks stay short). Calls of a few microseconds
+        then cost one engine task per few hundred calls instead of one each.
+        """
         assert self._shipped is not None, "start() first"
+        if self.adaptive_chunks and job.timeout is None and not job.extra.get("chunksize"):
+            self._submit_held(job, calls)
+            return
         size = 1 if job.timeout is not None else max(1, int(job.extra.get("chunksize") or self._batch_size(len(calls))))
         batches = [list(calls[i : i + size]) for i in range(0, len(calls), size)]
         deadline = None if job.timeout is None else time.monotonic() + job.timeout + self.timeout_grace
@@ -263,6 +294,70 @@ class EngineBackend(Backend):
             for handle, batch in zip(handles, batches, strict=True):
                 self._inflight[handle] = _Flight(job, batch, deadline)
         self._wake.set()
+
+    def _submit_held(self, job: Job, calls: Sequence[Call]) -> None:
+        # Pickled once here, as a whole: an argument that cannot be pickled fails the submission
+        # in the caller's thread, with its own error, before any call is queued.
+        dumps([(c.args, c.kwargs) for c in calls])
+        keys = {(c.job_id, c.call_id) for c in calls}
+        with self._lock:
+            if self._closing:
+                raise ExecutorClosed(f"the {self.name} backend is shut down")
+            self._held.extend((job, c) for c in calls)
+            before = len(self._unlaunched)
+            self._launch_held()
+            mine = [e for c, e in self._unlaunched[before:] if (c.job_id, c.call_id) in keys]
+            if mine:  # the engine refused the first tasks: nothing of this submission stays queued
+                self._unlaunched[before:] = [
+                    (c, e) for c, e in self._unlaunched[before:] if (c.job_id, c.call_id) not in keys
+                ]
+                self._held = deque((j, c) for j, c in self._held if (c.job_id, c.call_id) not in keys)
+                raise mine[0]
+        self._wake.set()
+
+    def _chunk_size(self, job: Job) -> int:
+        mean = self._seconds.get(job.job_id)
+        if mean is None:
+            mean = self._seconds.get(_function_key(job))
+        if mean is None:
+            return 1  # nothing known yet: single calls, whose durations tell the size
+        guided = math.ceil(len(self._held) / (self.workers * _TASKS_PER_WORKER))
+        return max(1, min(_MAX_CHUNK, guided, int(_TASK_SECONDS / max(mean, 1e-6))))
+
+    def _launch_held(self) -> None:
+        """Hand held calls to the engine while fewer than ``_TASKS_PER_WORKER`` tasks per worker
+        are in flight (caller holds the lock). Calls the engine refused go to ``_unlaunched``,
+        which the collector reports."""
+        assert self._shipped is not None
+        room = self.workers * _TASKS_PER_WORKER - len(self._inflight)
+        while self._held and room > 0:
+            job = self._held[0][0]
+            batches: list[list[Call]] = []
+            while self._held and room > 0 and self._held[0][0] is job:
+                size = self._chunk_size(job)
+                batch = [self._held.popleft()[1] for _ in range(min(size, len(self._held)))]
+                while batch and batch[-1].job_id != job.job_id:  # pragma: no cover - held is per job
+                    self._held.appendleft((job, batch.pop()))
+                batches.append(batch)
+                room -= 1
+            try:
+                handles = self._launch(job, batches, self._shipped)
+            except Exception as exc:
+                error = _original_error([c for b in batches for c in b]) or exc
+                self._unlaunched += [(c, error) for b in batches for c in b]
+                continue
+            for handle, batch in zip(handles, batches, strict=True):
+                self._inflight[handle] = _Flight(job, batch, None)
+
+    def _observe(self, flight: _Flight, outcomes: list[Outcome]) -> None:
+        """Note the calls' durations (a running mean per job, also kept per function for the next job)."""
+        if not outcomes or not self.adaptive_chunks:
+            return
+        mean = sum(o.end - o.start for o in outcomes) / len(outcomes)
+        old = self._seconds.get(flight.job.job_id)
+        mean = mean if old is None else (old + mean) / 2
+        self._seconds[flight.job.job_id] = mean
+        self._seconds[_function_key(flight.job)] = mean
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
@@ -280,10 +375,16 @@ class EngineBackend(Backend):
         try:
             while True:
                 with self._lock:
-                    if self._closing and (not self._inflight or not self._drain):
+                    if self._closing and ((not self._inflight and not self._held) or not self._drain):
                         break
+                    if self._held and not self._inflight:
+                        self._launch_held()
+                    unlaunched, self._unlaunched = self._unlaunched, []
                     handles = list(self._inflight)
                     deadlines = [f.deadline for f in self._inflight.values() if f.deadline is not None]
+                if unlaunched:
+                    assert self._report is not None
+                    self._report(list(unlaunched))
                 if not handles:
                     self._wake.wait(self.poll_seconds)
                     self._wake.clear()
@@ -304,6 +405,13 @@ class EngineBackend(Backend):
         reports: list[tuple[Call, Outcome | BaseException]] = []
         with self._lock:
             flights = [(self._inflight.pop(h, None), result) for h, result in finished]
+            for flight, result in flights:
+                if flight is not None and not isinstance(result, BaseException):
+                    self._observe(flight, result)
+            if self._held:  # the engine has room again: hand it the next chunks before reporting
+                self._launch_held()
+            reports += self._unlaunched
+            self._unlaunched = []
         for flight, result in flights:
             if flight is None:
                 continue  # already reported (its deadline passed)
@@ -341,15 +449,21 @@ class EngineBackend(Backend):
         with self._lock:
             leftovers = list(self._inflight.items())
             self._inflight.clear()
-        if not leftovers:
+            held = [c for _, c in self._held]
+            self._held.clear()
+            unlaunched, self._unlaunched = self._unlaunched, []
+        if not leftovers and not held and not unlaunched:
             return
-        with contextlib.suppress(Exception):
-            self._cancel([h for h, _ in leftovers], force=False)
+        if leftovers:
+            with contextlib.suppress(Exception):
+                self._cancel([h for h, _ in leftovers], force=False)
         if self._report is not None:
             self._report(
                 [
-                    (c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed"))
-                    for _, flight in leftovers
-                    for c in flight.calls
+                    *unlaunched,
+                    *(
+                        (c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed"))
+                        for c in [*(c for _, flight in leftovers for c in flight.calls), *held]
+                    ),
                 ]
             )

@@ -70,6 +70,7 @@ class RayBackend(EngineBackend):
     """
 
     name = "ray"
+    adaptive_chunks = True
     label = "Ray"
     died_errors = (WorkerCrashedError,)
     cancelled_errors = (TaskCancelledError,)
