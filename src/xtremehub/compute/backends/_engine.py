@@ -269,12 +269,13 @@ class EngineBackend(Backend):
     def submit(self, job: Job, calls: Sequence[Call]) -> None:
         """Hand calls to the engine.
 
-        With ``adaptive_chunks`` and neither a ``chunksize`` nor a time limit, calls are
-        held here and handed over as the engine's tasks finish, about two tasks per worker
-        at a time: single calls until a duration is known, then chunks holding about
-        ``_TASK_SECONDS`` of work (at most an even share of what is left, as guided
+        With ``adaptive_chunks`` and neither a ``chunksize`` nor a time limit, the first
+        calls go as single-call tasks (about two per worker) and the rest are held here
+        until one of them reports its duration; then the rest go at once, in chunks holding
+        about ``_TASK_SECONDS`` of work (at most an even share of what is left, as guided
         self-scheduling does, so the last tasks stay short). Calls of a few microseconds
-        then cost one engine task per few hundred calls instead of one each.
+        then cost one engine task per few hundred calls instead of one each. A later job of
+        the same function starts from the durations already seen.
         """
         assert self._shipped is not None, "start() first"
         if self.adaptive_chunks and job.timeout is None and not job.extra.get("chunksize"):
@@ -315,29 +316,42 @@ class EngineBackend(Backend):
                 raise mine[0]
         self._wake.set()
 
-    def _chunk_size(self, job: Job) -> int:
+    def _mean_seconds(self, job: Job) -> float | None:
+        """The mean call duration seen for ``job`` (else for an earlier job of its function)."""
         mean = self._seconds.get(job.job_id)
-        if mean is None:
-            mean = self._seconds.get(_function_key(job))
+        return self._seconds.get(_function_key(job)) if mean is None else mean
+
+    def _chunk_size(self, job: Job) -> int:
+        mean = self._mean_seconds(job)
         if mean is None:
             return 1  # nothing known yet: single calls, whose durations tell the size
         guided = math.ceil(len(self._held) / (self.workers * _TASKS_PER_WORKER))
         return max(1, min(_MAX_CHUNK, guided, int(_TASK_SECONDS / max(mean, 1e-6))))
 
     def _launch_held(self) -> None:
-        """Hand held calls to the engine while fewer than ``_TASKS_PER_WORKER`` tasks per worker
-        are in flight (caller holds the lock). Calls the engine refused go to ``_unlaunched``,
-        which the collector reports."""
+        """Hand held calls to the engine (caller holds the lock).
+
+        Calls of a job whose call duration is not known yet go as single calls, at most
+        ``_TASKS_PER_WORKER`` tasks per worker in flight; once a duration is known, all of
+        the job's held calls go at once, in chunks of about ``_TASK_SECONDS`` of work that
+        shrink to an even share of what is left (guided self-scheduling), so the engine
+        queues them without a round trip to this process between tasks and the last tasks
+        stay short. Calls the engine refused go to ``_unlaunched``, which the collector reports.
+        """
         assert self._shipped is not None
         room = self.workers * _TASKS_PER_WORKER - len(self._inflight)
-        while self._held and room > 0:
-            job = self._held[0][0]
+        held = self._held
+        while held:
+            job = held[0][0]
+            known = self._mean_seconds(job) is not None
+            if not known and room <= 0:
+                break
             batches: list[list[Call]] = []
-            while self._held and room > 0 and self._held[0][0] is job:
+            while held and held[0][0] is job and (known or room > 0):
                 size = self._chunk_size(job)
-                batch = [self._held.popleft()[1] for _ in range(min(size, len(self._held)))]
-                while batch and batch[-1].job_id != job.job_id:  # pragma: no cover - held is per job
-                    self._held.appendleft((job, batch.pop()))
+                batch: list[Call] = []
+                while held and len(batch) < size and held[0][0] is job:
+                    batch.append(held.popleft()[1])
                 batches.append(batch)
                 room -= 1
             try:
