@@ -1,4 +1,4 @@
-"""Dask backend: every engine task is a ``dask.distributed`` future running :func:`run_remote`.
+"""Dask backend: every engine task is a ``dask.distributed`` future running :func:`run_remote_packed`.
 
 Give it a :class:`distributed.Client` (used as it is, never closed here) or a
 scheduler address (a client is opened and closed here, the cluster is left
@@ -37,9 +37,9 @@ import dask
 from distributed import Client, Future, LocalCluster
 from distributed.scheduler import KilledWorker
 
-from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote_packed
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome, dumps
+from xtremehub.compute.task import Call, dumps
 from xtremehub.config import Settings
 from xtremehub.errors import ExecutorClosed
 
@@ -129,7 +129,7 @@ class DaskBackend(EngineBackend):
         # the worker keeps its last messages (``distributed.admin.low-level-log-length``, 1000),
         # so arguments as objects would stay alive there, in this process with a LocalCluster.
         futures = self._client.map(
-            run_remote,
+            run_remote_packed,
             ["dask"] * len(batches),
             [settings] * len(batches),
             [job.job_id] * len(batches),
@@ -143,7 +143,7 @@ class DaskBackend(EngineBackend):
             self._futures[key] = future
         return list(keys)
 
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+    def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         # A future's state is kept current by the client's event loop: sweeping the states is
         # far cheaper than a done-callback per future (a coroutine and a thread hop each).
         end = time.monotonic() + timeout
@@ -155,7 +155,7 @@ class DaskBackend(EngineBackend):
         if not finished:
             return []
         assert self._client is not None
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        done: Polled = []
         ok = [f for f in finished if f.status == "finished"]
         results = self._client.gather(ok) if ok else []
         for future, result in zip(ok, results, strict=True):

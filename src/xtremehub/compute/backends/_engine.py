@@ -47,15 +47,18 @@ from typing import Any
 import cloudpickle
 
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
-from xtremehub.compute.backends.outcomes import failed_outcome
+from xtremehub.compute.backends.outcomes import failed_outcome, pack_outcomes, unpack_outcomes
 from xtremehub.compute.task import Call, Outcome, dumps, run_call
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ComputeError, ExecutorClosed, TaskTimeout, WorkerDied
 from xtremehub.storage.access import complete
 
-__all__ = ["EngineBackend", "run_remote", "ship_settings", "worker_settings"]
+__all__ = ["EngineBackend", "run_remote", "run_remote_packed", "ship_settings", "worker_settings"]
 
 log = logging.getLogger(__name__)
+
+#: What :meth:`EngineBackend._poll` returns: finished handles with their outcomes (packed or not) or an error.
+Polled = list[tuple[Hashable, "list[Outcome] | bytes | BaseException"]]
 
 _FUNCTION_CACHE = 16  # jobs whose unpickled function a worker process keeps
 #: Automatic chunks: the work one engine task should hold once call durations are known
@@ -148,6 +151,22 @@ def run_remote(
     return outcomes
 
 
+def run_remote_packed(
+    engine: str, settings: Settings, job_id: str, func_bytes: bytes, calls: list[Call] | bytes
+) -> bytes:
+    """:func:`run_remote` with the outcomes packed (:func:`~xtremehub.compute.backends.outcomes.pack_outcomes`):
+    the engine then moves bytes, not objects it would pickle one named tuple at a time.
+
+    Example:
+        >>> import cloudpickle
+        >>> from xtremehub.config import Settings
+        >>> packed = run_remote_packed("doc", Settings(), "j", cloudpickle.dumps(abs), [Call("j", 0, (-2,), {})])
+        >>> [pickle.loads(o.payload) for o in unpack_outcomes(packed)]
+        [2]
+    """
+    return pack_outcomes(run_remote(engine, settings, job_id, func_bytes, calls))
+
+
 # ---------------------------------------------------------------------------------------
 # parent side
 # ---------------------------------------------------------------------------------------
@@ -229,8 +248,10 @@ class EngineBackend(Backend):
         """Hand batches to the engine (each runs :func:`run_remote`); one handle per batch."""
 
     @abstractmethod
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
-        """Finished handles with their outcomes or the engine's error; waits at most ``timeout``."""
+    def _poll(
+        self, handles: list[Hashable], timeout: float
+    ) -> list[tuple[Hashable, list[Outcome] | bytes | BaseException]]:
+        """Finished handles with their outcomes (packed or not) or the engine's error; waits at most ``timeout``."""
 
     @abstractmethod
     def _cancel(self, handles: list[Hashable], force: bool) -> None:
@@ -414,11 +435,12 @@ class EngineBackend(Backend):
         finally:
             self._abandon()
 
-    def _deliver(self, finished: list[tuple[Hashable, list[Outcome] | BaseException]]) -> None:
+    def _deliver(self, finished: list[tuple[Hashable, list[Outcome] | bytes | BaseException]]) -> None:
         assert self._report is not None
         reports: list[tuple[Call, Outcome | BaseException]] = []
+        unpacked = [(h, unpack_outcomes(r) if isinstance(r, bytes) else r) for h, r in finished]
         with self._lock:
-            flights = [(self._inflight.pop(h, None), result) for h, result in finished]
+            flights = [(self._inflight.pop(h, None), result) for h, result in unpacked]
             for flight, result in flights:
                 if flight is not None and not isinstance(result, BaseException):
                     self._observe(flight, result)

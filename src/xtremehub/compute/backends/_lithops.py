@@ -31,9 +31,9 @@ from typing import Any
 
 import lithops
 
-from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome
+from xtremehub.compute.task import Call
 from xtremehub.config import Settings
 from xtremehub.errors import ComputeError, ConfigError, TaskTimeout, WorkerDied
 
@@ -103,12 +103,12 @@ class LithopsBackend(EngineBackend):
         futures = self._lexec.map(run_remote, items, timeout=timeout, include_modules=None)
         return list(futures)
 
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+    def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         finished = [f for f in handles if _finished(f)]
         if not finished:
             time.sleep(timeout)
             return []
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        done: Polled = []
         for future in finished:
             f: Any = future
             try:

@@ -46,7 +46,7 @@ import cloudpickle
 from xtremehub.compute.backends import _pickling  # noqa: F401 - Pipe ends travel as arguments
 from xtremehub.compute.backends._orphans import exit_with_owner
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
-from xtremehub.compute.backends.outcomes import failed_outcome
+from xtremehub.compute.backends.outcomes import failed_outcome, pack_outcomes, unpack_outcomes
 from xtremehub.compute.task import Call, Outcome, dumps, run_call
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ExecutorClosed, TaskTimeout, WorkerDied
@@ -152,7 +152,7 @@ def _run_batch(
         failed = [
             failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids
         ]
-        conn.send_bytes(_dump_outcomes(failed))
+        conn.send_bytes(pack_outcomes(failed))
         return
     pending: list[Outcome] = []
     last_flush = time.monotonic()
@@ -167,21 +167,10 @@ def _run_batch(
             pending.append(outcome)
         now = time.monotonic()
         if now - last_flush >= _FLUSH_SECONDS:
-            conn.send_bytes(_dump_outcomes(pending))
+            conn.send_bytes(pack_outcomes(pending))
             pending, last_flush = [], now
     if pending:
-        conn.send_bytes(_dump_outcomes(pending))
-
-
-def _dump_outcomes(outcomes: list[Outcome]) -> bytes:
-    """Outcomes as plain tuples: a named tuple pickles (and unpickles) through Python code, a tuple does not."""
-    return pickle.dumps([tuple(o) for o in outcomes], protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _load_outcomes(blob: bytes) -> list[Outcome]:
-    """The outcomes :func:`_dump_outcomes` sent, as :class:`Outcome` again."""
-    new = tuple.__new__
-    return [new(Outcome, fields) for fields in pickle.loads(blob)]
+        conn.send_bytes(pack_outcomes(pending))
 
 
 def _dump_calls(calls: Sequence[Call]) -> bytes:
@@ -381,7 +370,7 @@ class LocalBackend(Backend):
 
     def _receive(self, w: _Worker) -> None:
         try:
-            outcomes = _load_outcomes(w.conn.recv_bytes())
+            outcomes = unpack_outcomes(w.conn.recv_bytes())
         except (EOFError, OSError):
             self._on_death(w)
             return
@@ -416,7 +405,7 @@ class LocalBackend(Backend):
         reports: list[tuple[Call, Outcome | BaseException]] = []
         with contextlib.suppress(EOFError, OSError):
             while w.conn.poll():
-                outcomes = _load_outcomes(w.conn.recv_bytes())
+                outcomes = unpack_outcomes(w.conn.recv_bytes())
                 for outcome in outcomes:
                     if w.inflight and (w.inflight[0].job_id, w.inflight[0].call_id) == (
                         outcome.job_id,

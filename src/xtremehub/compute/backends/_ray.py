@@ -1,4 +1,4 @@
-"""Ray backend: every engine task is a Ray remote function running :func:`run_remote`.
+"""Ray backend: every engine task is a Ray remote function running :func:`run_remote_packed`.
 
 Ray is used as it is: if this process is already connected (``ray.init`` done by
 the user), the backend uses that connection and leaves it open; otherwise it
@@ -32,10 +32,10 @@ import psutil
 import ray
 from ray.exceptions import GetTimeoutError, RayError, TaskCancelledError, WorkerCrashedError
 
-from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote_packed
 from xtremehub.compute.backends._orphans import Reaper
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome, dumps
+from xtremehub.compute.task import Call, dumps
 from xtremehub.config import Settings
 
 __all__ = ["RayBackend"]
@@ -49,10 +49,10 @@ def _remote_run_remote() -> Any:
     return ray.remote(max_retries=0)(_run_packed)
 
 
-def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call] | bytes) -> list[Outcome]:
-    """The worker side: :func:`run_remote` with the job's shared arguments unpacked."""
+def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call] | bytes) -> bytes:
+    """The worker side: :func:`run_remote_packed` with the job's shared arguments unpacked."""
     settings, job_id = pickle.loads(head)
-    return run_remote("ray", settings, job_id, func_bytes, calls)
+    return run_remote_packed("ray", settings, job_id, func_bytes, calls)
 
 
 _INLINE_LIMIT = 64 * 1024  # Ray inlines arguments up to 100 KiB in the task spec
@@ -137,7 +137,7 @@ class RayBackend(EngineBackend):
     def _arrived(self, ref: Any, future: cf.Future[Any]) -> None:
         self._finished.put((ref, future))
 
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+    def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         # Ray calls back when each result is ready (no ray.wait over everything in flight,
         # which costs O(in flight) per poll): take what has arrived, in one batch.
         try:
@@ -149,7 +149,7 @@ class RayBackend(EngineBackend):
                 arrived.append(self._finished.get_nowait())
             except queue.Empty:
                 break
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        done: Polled = []
         for ref, future in arrived:
             try:
                 done.append((ref, future.result(timeout=0)))
