@@ -376,10 +376,11 @@ class LocalBackend(Backend):
             return
         assert self._report is not None
         reports: list[tuple[Call, Outcome | BaseException]] = []
+        inflight = w.inflight
         for outcome in outcomes:
-            head = w.inflight[0] if w.inflight else None
-            if head is not None and (head.job_id, head.call_id) == (outcome.job_id, outcome.call_id):
-                reports.append((w.inflight.popleft(), outcome))  # the normal case: answers come in order
+            head = inflight[0] if inflight else None
+            if head is not None and head.call_id == outcome.call_id and head.job_id == outcome.job_id:
+                reports.append((inflight.popleft(), outcome))  # the normal case: answers come in order
                 continue
             # Defensive: never drop an answer (its future would wait forever).
             match = next((c for c in w.inflight if (c.job_id, c.call_id) == (outcome.job_id, outcome.call_id)), None)
