@@ -63,7 +63,7 @@ Polled = list[tuple[Hashable, "list[Outcome] | bytes | BaseException"]]
 _FUNCTION_CACHE = 16  # jobs whose unpickled function a worker process keeps
 #: Automatic chunks: the work one engine task should hold once call durations are known
 #: (an engine task costs about a millisecond on Ray and Dask, so this keeps their share small).
-_TASK_SECONDS = 0.02
+_TASK_SECONDS = 0.03
 _MAX_CHUNK = 1024  # calls per engine task at most (automatic chunks)
 _TASKS_PER_WORKER = 2  # automatic chunks: engine tasks in flight per worker (one runs, one waits)
 
