@@ -70,9 +70,9 @@ class BackendChecks:
         sizes: list[int] = []
         launch = backend._launch
 
-        def counting(job: Any, batches: list[list[Any]], settings: Any) -> Any:
+        def counting(job: Any, batches: list[list[Any]], settings: Any, packed: Any = None) -> Any:
             sizes.extend(len(b) for b in batches)
-            return launch(job, batches, settings)
+            return launch(job, batches, settings, packed)
 
         backend._launch = counting  # counts the engine tasks; the engine runs them as before
         assert fexec.get_result(fexec.map(square, range(300))) == [i * i for i in range(300)]

@@ -122,7 +122,9 @@ class DaskBackend(EngineBackend):
         threads = self._client.nthreads()
         return sum(threads.values()) if isinstance(threads, dict) else 0
 
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
         assert self._client is not None
         keys = [f"xhub-{job.job_id}-{next(self._keys)}" for _ in batches]
         # Each batch goes pickled: the scheduler unpickles a task's arguments and its stream to
@@ -134,7 +136,7 @@ class DaskBackend(EngineBackend):
             [settings] * len(batches),
             [job.job_id] * len(batches),
             [job.func_bytes] * len(batches),
-            [dumps(batch) for batch in batches],
+            [dumps(batch) for batch in batches] if packed is None else packed,
             key=keys,
             pure=False,
             retries=0,

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import itertools
 import logging
 import math
 import os
@@ -119,8 +121,9 @@ def run_remote(
     """Run a batch of calls on an engine's worker; failures become error outcomes (only a pickled batch
     that cannot be loaded raises, as the engine would for its own arguments).
 
-    ``calls`` may come pickled (:func:`~xtremehub.compute.task.dumps`): an engine whose
-    scheduler keeps what it forwards (Dask) then never holds the caller's arguments as objects.
+    ``calls`` may come pickled (:func:`~xtremehub.compute.task.dumps` of the list, or the
+    back-to-back call pickles of :func:`pickle_calls`): an engine whose scheduler keeps what it
+    forwards (Dask) then never holds the caller's arguments as objects.
 
     Example:
         >>> import cloudpickle
@@ -134,7 +137,7 @@ def run_remote(
     worker = f"{engine}-pid{os.getpid()}"
     if isinstance(calls, bytes):
         try:
-            calls = list(pickle.loads(calls))
+            calls = _load_calls(calls)
         except Exception as exc:  # no call to report it on: the engine reports the task's error
             raise ComputeError(f"the worker could not unpickle a batch of job {job_id}: {exc}") from exc
     try:
@@ -149,6 +152,45 @@ def run_remote(
         outcome, usage = run_call(func, call, worker, usage)
         outcomes.append(outcome)
     return outcomes
+
+
+def pickle_calls(calls: Sequence[Call]) -> list[bytes]:
+    """Each call pickled on its own (a plain tuple; cloudpickle where the standard pickler
+    refuses), so that any run of them joined is a batch :func:`run_remote` reads: calls are
+    pickled once, when submitted, whatever batches they later travel in.
+
+    Example:
+        >>> pieces = pickle_calls([Call("j", 0, (1,), {}), Call("j", 1, (2,), {})])
+        >>> [c.args for c in _load_calls(b"".join(pieces))]
+        [(1,), (2,)]
+    """
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=pickle.HIGHEST_PROTOCOL)
+    pieces = []
+    for c in calls:
+        fields = (c.job_id, c.call_id, c.args, c.kwargs, c.attempt)
+        try:
+            pickler.dump(fields)
+            pieces.append(buf.getvalue())
+        except (pickle.PicklingError, TypeError, AttributeError):
+            pieces.append(dumps(fields))  # cloudpickle (lambdas, closures); raises if that fails too
+        pickler.clear_memo()  # each piece stands alone
+        buf.seek(0)
+        buf.truncate()
+    return pieces
+
+
+def _load_calls(blob: bytes) -> list[Call]:
+    """A pickled batch: one pickled list of calls, or back-to-back pickles of call tuples."""
+    buf = io.BytesIO(blob)
+    unpickler = pickle.Unpickler(buf)
+    first = unpickler.load()
+    if isinstance(first, list):
+        return first
+    calls = [Call(*first)]
+    while buf.tell() < len(blob):
+        calls.append(Call(*unpickler.load()))
+    return calls
 
 
 def run_remote_packed(
@@ -226,7 +268,8 @@ class EngineBackend(Backend):
         self._thread: threading.Thread | None = None
         self._report: ReportFn | None = None
         self._shipped: Settings | None = None
-        self._held: deque[tuple[Job, Call]] = deque()  # automatic chunks: calls not handed to the engine yet
+        # automatic chunks: calls not handed to the engine yet, each with its pickle
+        self._held: deque[tuple[Job, Call, bytes]] = deque()
         self._unlaunched: list[tuple[Call, BaseException]] = []  # held calls the engine refused
         self._seconds: dict[str, float] = {}  # mean call duration by job id, then by function
 
@@ -244,8 +287,13 @@ class EngineBackend(Backend):
         """Start or attach to the engine; returns how many calls it runs at once."""
 
     @abstractmethod
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
-        """Hand batches to the engine (each runs :func:`run_remote`); one handle per batch."""
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
+        """Hand batches to the engine (each runs :func:`run_remote`); one handle per batch.
+
+        ``packed``: the batches already pickled (:func:`pickle_calls` pieces joined), when they are.
+        """
 
     @abstractmethod
     def _poll(
@@ -318,14 +366,15 @@ class EngineBackend(Backend):
         self._wake.set()
 
     def _submit_held(self, job: Job, calls: Sequence[Call]) -> None:
-        # Pickled once here, as a whole: an argument that cannot be pickled fails the submission
-        # in the caller's thread, with its own error, before any call is queued.
-        dumps([(c.args, c.kwargs) for c in calls])
+        # Pickled here, once, each call on its own: an argument that cannot be pickled fails the
+        # submission in the caller's thread, with its own error, before any call is queued, and
+        # the batches the calls later travel in are these pieces joined.
+        pieces = pickle_calls(calls)
         keys = {(c.job_id, c.call_id) for c in calls}
         with self._lock:
             if self._closing:
                 raise ExecutorClosed(f"the {self.name} backend is shut down")
-            self._held.extend((job, c) for c in calls)
+            self._held.extend(zip(itertools.repeat(job), calls, pieces))
             before = len(self._unlaunched)
             self._launch_held()
             mine = [e for c, e in self._unlaunched[before:] if (c.job_id, c.call_id) in keys]
@@ -333,7 +382,7 @@ class EngineBackend(Backend):
                 self._unlaunched[before:] = [
                     (c, e) for c, e in self._unlaunched[before:] if (c.job_id, c.call_id) not in keys
                 ]
-                self._held = deque((j, c) for j, c in self._held if (c.job_id, c.call_id) not in keys)
+                self._held = deque(h for h in self._held if (h[1].job_id, h[1].call_id) not in keys)
                 raise mine[0]
         self._wake.set()
 
@@ -368,15 +417,20 @@ class EngineBackend(Backend):
             if not known and room <= 0:
                 break
             batches: list[list[Call]] = []
+            packed: list[bytes] = []
             while held and held[0][0] is job and (known or room > 0):
                 size = self._chunk_size(job)
                 batch: list[Call] = []
+                pieces: list[bytes] = []
                 while held and len(batch) < size and held[0][0] is job:
-                    batch.append(held.popleft()[1])
+                    _, call, piece = held.popleft()
+                    batch.append(call)
+                    pieces.append(piece)
                 batches.append(batch)
+                packed.append(b"".join(pieces))
                 room -= 1
             try:
-                handles = self._launch(job, batches, self._shipped)
+                handles = self._launch(job, batches, self._shipped, packed)
             except Exception as exc:
                 error = _original_error([c for b in batches for c in b]) or exc
                 self._unlaunched += [(c, error) for b in batches for c in b]
@@ -485,7 +539,7 @@ class EngineBackend(Backend):
         with self._lock:
             leftovers = list(self._inflight.items())
             self._inflight.clear()
-            held = [c for _, c in self._held]
+            held = [h[1] for h in self._held]
             self._held.clear()
             unlaunched, self._unlaunched = self._unlaunched, []
         if not leftovers and not held and not unlaunched:

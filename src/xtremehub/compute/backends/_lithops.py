@@ -97,7 +97,9 @@ class LithopsBackend(EngineBackend):
             return self._calls_per_activation
         return -(-calls // (2 * self._n)) if self._n else 1
 
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
         items = [("lithops", settings, job.job_id, job.func_bytes, batch) for batch in batches]
         timeout = None if job.timeout is None else max(1, round(job.timeout))
         futures = self._lexec.map(run_remote, items, timeout=timeout, include_modules=None)

@@ -115,7 +115,9 @@ class RayBackend(EngineBackend):
         self._remote = _remote_run_remote().options(**self._task_options)
         return int(ray.cluster_resources().get("CPU", 1))
 
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
         # What every task of the job shares is pickled once into bytes that travel inside the
         # task spec (Ray serializes each argument of each task separately, ~30 us apiece);
         # a large function (big closure) goes to the object store once instead.
@@ -127,7 +129,8 @@ class RayBackend(EngineBackend):
             head = job.extra["_ray_head"] = (pickle.dumps((settings, job.job_id), protocol=5), func)
         # Every batch is pickled before any is submitted: an argument that cannot be pickled
         # fails the whole submission, never after the batches before it have started.
-        packed = [dumps(batch) for batch in batches]
+        if packed is None:
+            packed = [dumps(batch) for batch in batches]
         refs = [self._remote.remote(head[0], head[1], batch) for batch in packed]
         for ref in refs:
             future = ref.future()
