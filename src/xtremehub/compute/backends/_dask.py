@@ -119,10 +119,7 @@ class DaskBackend(EngineBackend):
                 address = self._given
             self._client = Client(address, set_as_default=False)
             self._owns_client = True
-        cached = _cluster_threads(self._client)
-        if cached:
-            return cached
-        threads = self._client.nthreads()  # a round trip to the scheduler (tens of ms on a busy machine)
+        threads = self._client.nthreads()
         return sum(threads.values()) if isinstance(threads, dict) else 0
 
     def _launch(
@@ -187,13 +184,3 @@ class DaskBackend(EngineBackend):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
-
-
-def _cluster_threads(client: Client) -> int:
-    """Worker threads of the client's cluster object, as that object keeps them current (no round
-    trip to the scheduler); 0 when the client has no such object (a scheduler address)."""
-    info = getattr(getattr(client, "cluster", None), "scheduler_info", None)
-    workers = info.get("workers") if isinstance(info, dict) else None
-    if not isinstance(workers, dict):
-        return 0
-    return sum(int(w.get("nthreads", 0)) for w in workers.values() if isinstance(w, dict))
