@@ -11,8 +11,9 @@ one job), with 2 worker processes for all three. Ours and the pool run
 (about 0.3 s per task) runs once. These 2-core machines are noisy, so both the
 median and the best round are printed; the ratio uses medians.
 
-Run:  .venv/bin/python bench/executor_overhead.py [--rounds 7] [--lithops-noop-tasks 1000] [--quick]
-      (--quick: 5 rounds, no Lithops)
+Run:  .venv/bin/python bench/executor_overhead.py [--rounds 7] [--lithops-noop-tasks 1000] [--quick] [--cpu]
+      (--quick: 5 rounds, no Lithops; --cpu: also the CPU time of a job, parent and workers, which a
+      loaded machine inflates far less than wall time)
 Targets (issue 2): ours <= 2x multiprocessing.Pool on 1,000 no-ops; >= 50x faster than Lithops.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import resource
 import statistics
 import sys
 import time
@@ -85,12 +87,33 @@ def run_lithops(func: Callable[[int], int], n: int) -> float:
     return elapsed
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have been waited for (workers, once stopped)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def report_cpu(rounds: int) -> None:
+    """Median CPU per job of 1,000 no-op tasks and of none (start and stop only), Pool vs ours."""
+    print(f"CPU per job (parent + {WORKERS} workers, start and stop included), median of {rounds}")
+    for n in (1000, 0):
+        used: dict[str, list[float]] = {"Pool": [], "ours": []}
+        for _ in range(rounds):
+            for name, run in (("Pool", run_pool), ("ours", run_ours)):
+                before = cpu_seconds()
+                run(noop, n)
+                used[name].append(cpu_seconds() - before)
+        pool, ours = statistics.median(used["Pool"]), statistics.median(used["ours"])
+        print(f"{n:5d} no-op tasks: Pool {pool * 1e3:6.1f} ms, ours {ours * 1e3:6.1f} ms, ours/Pool {ours / pool:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--lithops-noop-tasks", type=int, default=1000, help="fewer is faster; rates are per task")
     parser.add_argument("--no-lithops", action="store_true")
     parser.add_argument("--quick", action="store_true", help="5 rounds, no Lithops")
+    parser.add_argument("--cpu", action="store_true", help="also CPU time per job (parent and workers)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.no_lithops = 5, True
@@ -122,6 +145,8 @@ def main() -> None:
             f"{min(pool_t) * 1e3:8.1f}ms {min(ours_t) * 1e3:8.1f}ms {lithops_s:>10} {ratio:>13} "
             f"{xmp_pool * 1e3:7.1f}ms {xmp_pool / pool:8.2f}x"
         )
+    if args.cpu:
+        report_cpu(args.rounds)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,30 @@ class BackendChecks:
         assert fexec.get_result(fexec.map_reduce(square, items, total)) == expected_reduced
         assert all(f.stats["worker"].startswith(self.backend) for i, f in enumerate(got_futures) if i != 7)
 
+    def test_engine_tasks_sized_from_call_durations_unless_chunksize_is_given(self, executor_factory: Any) -> None:
+        fexec = executor_factory()
+        fexec._ensure_started()
+        backend = fexec.backend
+        sizes: list[int] = []
+        launch = backend._launch
+
+        def counting(job: Any, batches: list[list[Any]], settings: Any, packed: Any = None) -> Any:
+            sizes.extend(len(b) for b in batches)
+            return launch(job, batches, settings, packed)
+
+        backend._launch = counting  # counts the engine tasks; the engine runs them as before
+        assert fexec.get_result(fexec.map(square, range(300))) == [i * i for i in range(300)]
+        assert sum(sizes) == 300
+        if backend.adaptive_chunks:  # Ray, Dask: calls of microseconds share engine tasks
+            assert len(sizes) < 60, sizes
+            assert sizes[0] == 1  # the first calls go alone: their durations size the rest
+        sizes.clear()
+        assert fexec.get_result(fexec.map(square, range(20), chunksize=7)) == [i * i for i in range(20)]
+        assert sizes == [7, 7, 6]  # an explicit chunksize wins
+        sizes.clear()
+        assert fexec.get_result(fexec.map(square, range(5), timeout=60)) == [0, 1, 4, 9, 16]
+        assert sizes == [1] * 5  # a time limit is per call: one call per engine task
+
     def test_map_over_fastq_slices(self, executor_factory: Any, testdata: Path, tmp_path: Path) -> None:
         facts = json.loads((testdata / "FACTS.json").read_text())["fastq/sample.fastq.bgz"]
         co = CloudObject.from_path(

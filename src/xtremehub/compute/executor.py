@@ -35,17 +35,21 @@ from xtremehub.compute.backends import Backend, Job, create_backend
 from xtremehub.compute.futures import (
     ALL_COMPLETED,
     ALWAYS,
+    UNSET,
     FuturesList,
     ResponseFuture,
     Signal,
+    load_values,
     nested_futures,
     return_when_code,
+    settle_many,
+    telemetry_record,
 )
 from xtremehub.compute.partitioner import ObjectPart, partition_objects
 from xtremehub.compute.progress import progress_bar, wants_progress
 from xtremehub.compute.summary import JobSummary
 from xtremehub.compute.task import Call, Outcome, WithEnv, expand_args
-from xtremehub.compute.telemetry import TaskTelemetry, TelemetryWriter
+from xtremehub.compute.telemetry import TelemetryWriter
 from xtremehub.config import Settings, default_settings
 from xtremehub.errors import ConfigError, ExecutorClosed, StorageError
 
@@ -121,7 +125,9 @@ class FunctionExecutor:
         self._tracked: dict[tuple[str, int], _Tracked] = {}
         # futures not yet delivered, in submission order (by id: removal is O(1))
         self._futures: dict[int, ResponseFuture] = {}
-        self._delivered_telemetry: list[TaskTelemetry] = []  # what job_summary() keeps of dropped futures
+        # what job_summary() keeps of dropped futures: the sources of their telemetry records,
+        # built only when asked for (one per delivered result; most are never looked at)
+        self._delivered_telemetry: list[Any] = []
         self._signal = Signal()
         self._errors = 0  # failed calls so far; lets waiters skip scanning for exceptions
         self.last_call: str | None = None  # as in Lithops: decides get_result's shape for one result
@@ -199,17 +205,20 @@ class FunctionExecutor:
         return Job(job_id, WithEnv(func, extra_env) if extra_env else func, timeout, dict(extra))
 
     def _new_future(self, job: Job, index: int, now: float, produce_output: bool = True) -> ResponseFuture:
-        future = ResponseFuture(
-            job.job_id, index, self._signal, produce_output=produce_output, backend=self._backend.name
+        return ResponseFuture(
+            job.job_id,
+            index,
+            self._signal,
+            produce_output=produce_output,
+            backend=self._backend.name,
+            submit=now,
+            on_read=self._forget,
         )
-        future._mark_queued(now)
-        future._on_read = self._forget
-        return future
 
     def _keep(self, futures: Sequence[ResponseFuture]) -> None:
+        by_id = {id(f): f for f in futures}
         with self._lock:
-            for f in futures:
-                self._futures[id(f)] = f
+            self._futures.update(by_id)
 
     def _forget(self, future: ResponseFuture) -> None:
         """Drop the executor's reference to a future whose result was delivered (or consumed)."""
@@ -217,9 +226,32 @@ class FunctionExecutor:
         with self._lock:
             if self._futures.pop(id(future), None) is None:
                 return
-        telemetry = future.telemetry
-        if telemetry is not None:
-            self._delivered_telemetry.append(telemetry)
+        if future.done:
+            self._delivered_telemetry.append(future._telemetry_source())
+
+    def _forget_many(self, futures: list[ResponseFuture]) -> None:
+        """:meth:`_forget` for many futures, taking the executor's lock once."""
+        for future in futures:
+            future._on_read = None
+        with self._lock:
+            pop = self._futures.pop
+            gone = [f for f in futures if pop(id(f), None) is not None]
+        self._delivered_telemetry += [f._telemetry_source() for f in gone if f.done]
+
+    def _mark_read_many(self, futures: list[ResponseFuture]) -> None:
+        """:meth:`ResponseFuture._mark_read` for many futures, forgetting this executor's ones at once."""
+        mine: list[ResponseFuture] = []
+        forget = self._forget
+        for f in futures:
+            if f._read:
+                continue
+            f._read = True
+            on_read, f._on_read = f._on_read, None
+            if on_read == forget:
+                mine.append(f)
+            elif on_read is not None:
+                on_read(f)
+        self._forget_many(mine)
 
     def _submit(
         self, job: Job, arg_sets: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *, produce_output: bool = True
@@ -229,10 +261,14 @@ class FunctionExecutor:
         futures = FuturesList()
         futures.executor = self
         calls = []
-        for i, (args, kwargs) in enumerate(arg_sets):
-            future = self._new_future(job, i, now, produce_output)
-            call = Call(job.job_id, i, args, kwargs)
-            self._tracked[(job.job_id, i)] = _Tracked(job, call, future)
+        job_id, signal, backend, forget = job.job_id, self._signal, self._backend.name, self._forget
+        tracked = self._tracked
+        for i, (args, kwargs) in enumerate(arg_sets):  # per call: keep this loop lean
+            future = ResponseFuture(
+                job_id, i, signal, produce_output=produce_output, backend=backend, submit=now, on_read=forget
+            )
+            call = Call(job_id, i, args, kwargs)
+            tracked[(job_id, i)] = _Tracked(job, call, future)
             futures.append(future)
             calls.append(call)
         if calls:
@@ -483,6 +519,14 @@ class FunctionExecutor:
     def _arg_sets(
         self, func: Callable[..., Any], items: list[Any], extra_args: Any
     ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        params = _parameters(func)
+        if extra_args is None and not params & _INJECTED:
+            # the common case, per item: one plain argument (no dict/tuple to expand, nothing to inject)
+            plain: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
+                ((item,), {}) for item in items if not isinstance(item, _EXPANDED)
+            ]
+            if len(plain) == len(items):
+                return plain
         sets = []
         for i, item in enumerate(items):
             if isinstance(item, ObjectPart):
@@ -546,10 +590,11 @@ class FunctionExecutor:
             tracked.future._mark_running()
 
     def _on_report(self, reports: list[tuple[Call, Outcome | BaseException]]) -> None:
-        callbacks: list[Callable[[], None]] = []
-        settled: list[ResponseFuture] = []
+        settled: list[tuple[ResponseFuture, Outcome | BaseException, int]] = []
+        all_tracked = self._tracked
         for call, result in reports:
-            tracked = self._tracked.get((call.job_id, call.call_id))
+            key = (call.job_id, call.call_id)
+            tracked = all_tracked.get(key)
             if tracked is None:
                 continue
             tracked.attempts += 1
@@ -562,26 +607,26 @@ class FunctionExecutor:
                     continue
                 except ExecutorClosed:
                     pass
-            del self._tracked[(call.job_id, call.call_id)]
-            if isinstance(result, BaseException):
-                callbacks += tracked.future._fail(result, tracked.attempts)
+            del all_tracked[key]
+            if failed:
                 self._errors += 1
-            else:
-                callbacks += tracked.future._resolve(result, tracked.attempts)
-                self._errors += not result.ok
-            settled.append(tracked.future)
+            settled.append((tracked.future, result, tracked.attempts))
         if settled:
-            self._finish(callbacks)
+            # one acquisition of the signal for the batch: settle all, wake the waiters once
+            self._run_callbacks(settle_many(self._signal, settled))
 
-    def _finish(self, callbacks: list[Callable[[], None]]) -> None:
-        """Wake waiters once, then run done-callbacks (outside the lock)."""
-        with self._signal:
-            self._signal.notify_all()
+    def _run_callbacks(self, callbacks: list[Callable[[], None]]) -> None:
         for fn in callbacks:
             try:
                 fn()
             except Exception:  # pragma: no cover - a user callback must not kill the dispatcher
                 log.exception("done-callback failed")
+
+    def _finish(self, callbacks: list[Callable[[], None]]) -> None:
+        """Wake waiters once, then run done-callbacks (outside the lock)."""
+        with self._signal:
+            self._signal.notify_all()
+        self._run_callbacks(callbacks)
 
     # -- waiting -------------------------------------------------------------------------------
     def wait(
@@ -676,15 +721,37 @@ class FunctionExecutor:
         )
         if not_done:
             raise cf.TimeoutError(f"{len(not_done)} of {len(futures)} calls not done after {timeout}s")
-        results: list[Any] = []
-        for f in futures:
-            if not f.produce_output:
-                if f.done:
-                    self._forget(f)
-                continue
-            results.extend(_values_of(f, throw_except))
+        results = self._deliver(futures, throw_except)
         if len(results) == 1 and (single or self.last_call != "map"):
             return results[0]
+        return results
+
+    def _deliver(self, futures: list[ResponseFuture], throw_except: bool) -> list[Any]:
+        """The results of finished ``futures`` in order (``get_result``'s list), marked read.
+
+        The per-result work is done for all futures at once where it can be: results are
+        unpickled under one acquisition of the signal and the futures forgotten under one of
+        the executor's lock. Failures and futures a call returned take the one-by-one path.
+        """
+        load_values(futures)
+        results: list[Any] = []
+        read: list[ResponseFuture] = []
+        consumed: list[ResponseFuture] = []
+        try:
+            for f in futures:
+                if not f.produce_output:
+                    if f.done:
+                        consumed.append(f)
+                    continue
+                value = f._value
+                if f._exception is None and value is not UNSET and nested_futures(value) is None:
+                    results.append(value)
+                    read.append(f)
+                else:
+                    results.extend(_values_of(f, throw_except))
+        finally:
+            self._forget_many(consumed)
+            self._mark_read_many(read)
         return results
 
     # -- telemetry ---------------------------------------------------------------------------
@@ -705,7 +772,7 @@ class FunctionExecutor:
         """
         rows = [t for t in (f.telemetry for f in self._select(fs)) if t is not None]
         if fs is None:
-            rows = [*self._delivered_telemetry, *rows]
+            rows = [*map(telemetry_record, self._delivered_telemetry), *rows]
         return JobSummary(rows)
 
     def plot(
@@ -777,6 +844,12 @@ def _chained_futures(iterdata: Any) -> list[ResponseFuture] | None:
     if len(futures) != len(iterdata):
         raise ConfigError("iterdata mixes futures of an earlier job with plain data; chain the futures alone")
     return futures
+
+
+#: Items that :func:`expand_args` unpacks (or that become an ``obj`` keyword).
+_EXPANDED = (dict, tuple, ObjectPart)
+#: Parameters the executor fills (see ``_with_injected``).
+_INJECTED = frozenset({"id", "storage"})
 
 
 def _parameters(func: Callable[..., Any]) -> frozenset[str]:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from xtremehub.compute.task import Outcome
+from xtremehub.compute.task import Outcome, without_payload
 from xtremehub.compute.telemetry import TaskTelemetry
 from xtremehub.errors import ConfigError, TaskError
 
@@ -38,11 +38,15 @@ __all__ = [
     "ALL_COMPLETED",
     "ALWAYS",
     "ANY_COMPLETED",
+    "UNSET",
     "FuturesList",
     "ResponseFuture",
     "Signal",
+    "load_values",
     "nested_futures",
     "return_when_code",
+    "settle_many",
+    "telemetry_record",
 ]
 
 #: ``wait(return_when=...)``: Lithops's integer constants. A value between 1 and 99 means
@@ -56,6 +60,8 @@ _CONSTANT_NAMES = {"ALL_COMPLETED": ALL_COMPLETED, "ANY_COMPLETED": ANY_COMPLETE
 
 _NEW, _QUEUED, _RUNNING, _SUCCESS, _ERROR = "new", "queued", "running", "success", "error"
 _UNSET = object()
+#: A future's value before its result is unpickled (read by the executor's bulk delivery).
+UNSET = _UNSET
 
 
 class Signal(threading.Condition):
@@ -100,23 +106,31 @@ class ResponseFuture:
     )
 
     def __init__(
-        self, job_id: str, call_id: int, signal: Signal, *, produce_output: bool = True, backend: str = ""
+        self,
+        job_id: str,
+        call_id: int,
+        signal: Signal,
+        *,
+        produce_output: bool = True,
+        backend: str = "",
+        submit: float | None = None,
+        on_read: Callable[[ResponseFuture], None] | None = None,
     ) -> None:
         self.job_id = job_id
         self.call_id = call_id
         self.backend = backend
         self.produce_output = produce_output
         self._signal = signal
-        self._state = _NEW
+        self._state = _NEW if submit is None else _QUEUED
         self._value: Any = _UNSET
         self._exception: BaseException | None = None
         self._outcome: Outcome | None = None
         self._attempts = 0
-        self._submit: float | None = None
+        self._submit = submit
         self._callbacks: list[Callable[[ResponseFuture], None]] = []
         self._read = False  # the result was delivered to the caller
         self._result_size = 0
-        self._on_read: Callable[[ResponseFuture], None] | None = None  # the executor forgets it then
+        self._on_read = on_read  # the executor forgets the future then
 
     def __repr__(self) -> str:
         return f"<ResponseFuture {self.call_key} {self._state}>"
@@ -248,7 +262,7 @@ class ResponseFuture:
             if self._value is _UNSET:  # unpickled once, on first use; the first of racing readers wins
                 self._value = value
                 self._result_size = len(outcome.payload)
-                self._outcome = outcome._replace(payload=b"")  # the value is kept, not both
+                self._outcome = without_payload(outcome)  # the value is kept, not both
             return self._value
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
@@ -285,21 +299,19 @@ class ResponseFuture:
         """This call's telemetry record, or ``None`` while it is not done."""
         if not self.done:
             return None
-        o, exc = self._outcome, self._exception
-        if o is not None and not o.ok:
-            error_type = o.error_type
-        else:  # o is None: never answered (worker died, executor closed, a reducer's input failed)
-            error_type = "" if exc is None else f"{type(exc).__module__}.{type(exc).__qualname__}"
-        return TaskTelemetry(
-            job_id=self.job_id,
-            call_id=self.call_id,
-            backend=self.backend,
-            status="success" if exc is None else "error",
-            error_type=error_type,
-            submit=self._submit,
-            attempts=self._attempts if o is None else max(self._attempts, o.attempt + 1),
-            **({} if o is None else _worker_figures(o, self._result_size)),
-        )
+        return telemetry_record(self._telemetry_source())
+
+    def _telemetry_source(self) -> _TelemetrySource:
+        """What :func:`telemetry_record` needs, without the result (kept once the future is dropped).
+
+        Cheaper than the record itself: an executor keeps this for every delivered result and
+        builds the records only when asked (``job_summary``).
+        """
+        o, size = self._outcome, self._result_size
+        if o is not None and o.payload:
+            size = len(o.payload) if o.ok else 0
+            o = without_payload(o)
+        return (self.job_id, self.call_id, self.backend, self._submit, self._attempts, o, self._exception, size)
 
     # -- called by the executor (one thread at a time per future) ----------------------
     def _mark_queued(self, submit_time: float) -> None:
@@ -333,6 +345,87 @@ class ResponseFuture:
             self._state = _SUCCESS if exc is None else _ERROR
             callbacks, self._callbacks = self._callbacks, []
         return [functools.partial(fn, self) for fn in callbacks]
+
+
+#: ``(job_id, call_id, backend, submit, attempts, payload-free outcome, exception, result size)``
+_TelemetrySource = tuple[str, int, str, "float | None", int, "Outcome | None", "BaseException | None", int]
+
+
+def telemetry_record(source: _TelemetrySource) -> TaskTelemetry:
+    """The telemetry record of a finished call from its :meth:`ResponseFuture._telemetry_source`."""
+    job_id, call_id, backend, submit, attempts, o, exc, result_size = source
+    if o is not None and not o.ok:
+        error_type = o.error_type
+    else:  # o is None: never answered (worker died, executor closed, a reducer's input failed)
+        error_type = "" if exc is None else f"{type(exc).__module__}.{type(exc).__qualname__}"
+    return TaskTelemetry(
+        job_id=job_id,
+        call_id=call_id,
+        backend=backend,
+        status="success" if exc is None else "error",
+        error_type=error_type,
+        submit=submit,
+        attempts=attempts if o is None else max(attempts, o.attempt + 1),
+        **({} if o is None else _worker_figures(o, result_size)),
+    )
+
+
+def settle_many(
+    signal: Signal, settled: list[tuple[ResponseFuture, Outcome | BaseException, int]]
+) -> list[Callable[[], None]]:
+    """Settle many futures of one executor at once, notifying its waiters once.
+
+    Each item is ``(future, outcome or error, attempts)``; as :meth:`ResponseFuture._settle`,
+    the first settler of a future wins. The signal is taken once for the whole batch, not
+    once per future. Returns the done-callbacks, bound, to run outside the signal.
+    """
+    prepared: list[tuple[ResponseFuture, BaseException | None, Outcome | None, int]] = []
+    for future, result, attempts in settled:
+        if isinstance(result, BaseException):
+            prepared.append((future, result, None, attempts))
+        else:
+            exc = None if result.ok else remote_exception(result, future.call_key)
+            prepared.append((future, exc, result, attempts))
+    callbacks: list[Callable[[], None]] = []
+    with signal:
+        for future, exc, outcome, attempts in prepared:
+            if future._state is _SUCCESS or future._state is _ERROR:
+                continue
+            if outcome is not None:
+                future._outcome = outcome
+            future._attempts = attempts
+            future._exception = exc
+            future._state = _SUCCESS if exc is None else _ERROR
+            if future._callbacks:
+                callbacks += [functools.partial(fn, future) for fn in future._callbacks]
+                future._callbacks = []
+        signal.notify_all()
+    return callbacks
+
+
+def load_values(futures: list[ResponseFuture]) -> None:
+    """Unpickle the results of the successful futures among ``futures`` whose values are not loaded yet.
+
+    The same as :meth:`ResponseFuture._load_value` on each, with each future's signal taken
+    once for the whole list rather than once per future.
+    """
+    loaded: list[tuple[ResponseFuture, Any, Outcome]] = []
+    for f in futures:
+        outcome = f._outcome
+        if f._state is _SUCCESS and f._value is _UNSET and outcome is not None:
+            loaded.append((f, pickle.loads(outcome.payload), outcome))
+    if not loaded:
+        return
+    signal = loaded[0][0]._signal
+    with signal:
+        for f, value, outcome in loaded:
+            if f._signal is signal and f._value is _UNSET:
+                f._value = value
+                f._result_size = len(outcome.payload)
+                f._outcome = without_payload(outcome)
+    for f, _, _ in loaded:
+        if f._signal is not signal:  # futures of another executor (rare): one at a time
+            f._load_value()
 
 
 def _worker_figures(o: Outcome, result_size: int = 0) -> dict[str, Any]:

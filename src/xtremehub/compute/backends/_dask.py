@@ -1,4 +1,4 @@
-"""Dask backend: every engine task is a ``dask.distributed`` future running :func:`run_remote`.
+"""Dask backend: every engine task is a ``dask.distributed`` future running :func:`run_remote_packed`.
 
 Give it a :class:`distributed.Client` (used as it is, never closed here) or a
 scheduler address (a client is opened and closed here, the cluster is left
@@ -37,9 +37,9 @@ import dask
 from distributed import Client, Future, LocalCluster
 from distributed.scheduler import KilledWorker
 
-from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote_packed
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome, dumps
+from xtremehub.compute.task import Call, dumps
 from xtremehub.config import Settings
 from xtremehub.errors import ExecutorClosed
 
@@ -64,6 +64,7 @@ class DaskBackend(EngineBackend):
     """
 
     name = "dask"
+    adaptive_chunks = True
     label = "Dask"
     died_errors = (KilledWorker,)
     cancelled_errors = (ExecutorClosed,)
@@ -121,19 +122,21 @@ class DaskBackend(EngineBackend):
         threads = self._client.nthreads()
         return sum(threads.values()) if isinstance(threads, dict) else 0
 
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
         assert self._client is not None
         keys = [f"xhub-{job.job_id}-{next(self._keys)}" for _ in batches]
         # Each batch goes pickled: the scheduler unpickles a task's arguments and its stream to
         # the worker keeps its last messages (``distributed.admin.low-level-log-length``, 1000),
         # so arguments as objects would stay alive there, in this process with a LocalCluster.
         futures = self._client.map(
-            run_remote,
+            run_remote_packed,
             ["dask"] * len(batches),
             [settings] * len(batches),
             [job.job_id] * len(batches),
             [job.func_bytes] * len(batches),
-            [dumps(batch) for batch in batches],
+            [dumps(batch) for batch in batches] if packed is None else packed,
             key=keys,
             pure=False,
             retries=0,
@@ -142,7 +145,7 @@ class DaskBackend(EngineBackend):
             self._futures[key] = future
         return list(keys)
 
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+    def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         # A future's state is kept current by the client's event loop: sweeping the states is
         # far cheaper than a done-callback per future (a coroutine and a thread hop each).
         end = time.monotonic() + timeout
@@ -154,7 +157,7 @@ class DaskBackend(EngineBackend):
         if not finished:
             return []
         assert self._client is not None
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        done: Polled = []
         ok = [f for f in finished if f.status == "finished"]
         results = self._client.gather(ok) if ok else []
         for future, result in zip(ok, results, strict=True):

@@ -31,9 +31,9 @@ from typing import Any
 
 import lithops
 
-from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome
+from xtremehub.compute.task import Call
 from xtremehub.config import Settings
 from xtremehub.errors import ComputeError, ConfigError, TaskTimeout, WorkerDied
 
@@ -97,18 +97,20 @@ class LithopsBackend(EngineBackend):
             return self._calls_per_activation
         return -(-calls // (2 * self._n)) if self._n else 1
 
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
         items = [("lithops", settings, job.job_id, job.func_bytes, batch) for batch in batches]
         timeout = None if job.timeout is None else max(1, round(job.timeout))
         futures = self._lexec.map(run_remote, items, timeout=timeout, include_modules=None)
         return list(futures)
 
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+    def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         finished = [f for f in handles if _finished(f)]
         if not finished:
             time.sleep(timeout)
             return []
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        done: Polled = []
         for future in finished:
             f: Any = future
             try:

@@ -12,15 +12,18 @@ runs past its job's time limit has its worker killed and is reported as
 
 Wire protocol (parent → worker, pickled tuples over a pipe):
 ``("jobs", {job_id: cloudpickled_function})``, ``("calls", [(job_id, call_id)],
-pickled_calls)``, ``("forget", [job_id])``, ``("stop",)``; worker → parent:
-pickled ``list[Outcome]``.
+pickled_batch)``, ``("forget", [job_id])``, ``("stop",)``; worker → parent: a
+pickled list of outcomes. A batch of calls travels as one pickle of plain tuples
+``(job_id, call_id, args, kwargs, attempt)`` and outcomes as plain tuples (the
+fields of :class:`~xtremehub.compute.task.Outcome`): for calls of a few
+microseconds, pickling one object per call (or a named tuple, whose pickling
+runs Python code per object) cost more than the calls themselves.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import io
 import itertools
 import logging
 import math
@@ -43,7 +46,7 @@ import cloudpickle
 from xtremehub.compute.backends import _pickling  # noqa: F401 - Pipe ends travel as arguments
 from xtremehub.compute.backends._orphans import exit_with_owner
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
-from xtremehub.compute.backends.outcomes import failed_outcome
+from xtremehub.compute.backends.outcomes import failed_outcome, pack_outcomes, unpack_outcomes
 from xtremehub.compute.task import Call, Outcome, dumps, run_call
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ExecutorClosed, TaskTimeout, WorkerDied
@@ -144,14 +147,13 @@ def _run_batch(
     name: str,
 ) -> None:
     try:
-        unpickler = pickle.Unpickler(io.BytesIO(blob))  # one pickle per call, back to back
-        calls: list[Call] = [unpickler.load() for _ in ids]
+        calls = [Call(*fields) for fields in pickle.loads(blob)]  # the batch: one pickle of plain tuples
     except BaseException as exc:
-        calls = []
         failed = [
             failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids
         ]
-        conn.send_bytes(pickle.dumps(failed, protocol=pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(pack_outcomes(failed))
+        return
     pending: list[Outcome] = []
     last_flush = time.monotonic()
     usage = None
@@ -165,10 +167,15 @@ def _run_batch(
             pending.append(outcome)
         now = time.monotonic()
         if now - last_flush >= _FLUSH_SECONDS:
-            conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(pack_outcomes(pending))
             pending, last_flush = [], now
     if pending:
-        conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(pack_outcomes(pending))
+
+
+def _dump_calls(calls: Sequence[Call]) -> bytes:
+    """A batch of calls as one pickle of plain tuples (the standard pickler, else cloudpickle)."""
+    return dumps([(c.job_id, c.call_id, c.args, c.kwargs, c.attempt) for c in calls])
 
 
 # ---------------------------------------------------------------------------------------
@@ -217,7 +224,8 @@ class LocalBackend(Backend):
         self._start_method = start_method
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._pending: deque[tuple[Call, bytes]] = deque()  # each call pickled when submitted
+        self._pending: deque[Call] = deque()  # pickled a batch at a time, as they are sent
+        self._unsendable: list[tuple[Call, BaseException]] = []  # reported by the dispatcher thread
         self._jobs: dict[str, Job] = {}
         self._call_seconds: dict[str, float] = {}
         self._workers: list[_Worker] = []
@@ -274,14 +282,15 @@ class LocalBackend(Backend):
         return _Worker(process, parent_conn, f"local-{index}-pid{process.pid}", calls_left=self._max_calls)
 
     def submit(self, job: Job, calls: Sequence[Call]) -> None:
-        # Pickled here, in the caller's thread: an argument that cannot be pickled raises its own
-        # error to the caller, and nothing of the submission is queued.
-        blobs = [dumps(c) for c in calls]
+        # Pickled here once, in the caller's thread: an argument that cannot be pickled raises its
+        # own error to the caller, and nothing of the submission is queued. (Batches are pickled
+        # again as they are sent: one pickle of the whole submission costs less than one per call.)
+        _dump_calls(calls)
         with self._lock:
             if self._closing:
                 raise ExecutorClosed("the local backend is shut down")
             self._jobs[job.job_id] = job
-            self._pending.extend(zip(calls, blobs, strict=True))
+            self._pending.extend(calls)
         # Hand idle workers their first batch from this thread: waiting for the dispatcher
         # thread would cost up to a GIL switch interval (5 ms) while the caller keeps running.
         self._dispatch()
@@ -331,6 +340,11 @@ class LocalBackend(Backend):
                     if self._closing and (not busy or not self._drain):
                         break
                 self._dispatch()
+                if self._unsendable:
+                    with self._lock:
+                        unsendable, self._unsendable = self._unsendable, []
+                    assert self._report is not None
+                    self._report(list(unsendable))
                 handles: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
                 for w in self._workers:
                     handles[w.conn] = ("conn", w)
@@ -356,16 +370,17 @@ class LocalBackend(Backend):
 
     def _receive(self, w: _Worker) -> None:
         try:
-            outcomes: list[Outcome] = pickle.loads(w.conn.recv_bytes())
+            outcomes = unpack_outcomes(w.conn.recv_bytes())
         except (EOFError, OSError):
             self._on_death(w)
             return
         assert self._report is not None
         reports: list[tuple[Call, Outcome | BaseException]] = []
+        inflight = w.inflight
         for outcome in outcomes:
-            head = w.inflight[0] if w.inflight else None
-            if head is not None and (head.job_id, head.call_id) == (outcome.job_id, outcome.call_id):
-                reports.append((w.inflight.popleft(), outcome))  # the normal case: answers come in order
+            head = inflight[0] if inflight else None
+            if head is not None and head.call_id == outcome.call_id and head.job_id == outcome.job_id:
+                reports.append((inflight.popleft(), outcome))  # the normal case: answers come in order
                 continue
             # Defensive: never drop an answer (its future would wait forever).
             match = next((c for c in w.inflight if (c.job_id, c.call_id) == (outcome.job_id, outcome.call_id)), None)
@@ -391,7 +406,7 @@ class LocalBackend(Backend):
         reports: list[tuple[Call, Outcome | BaseException]] = []
         with contextlib.suppress(EOFError, OSError):
             while w.conn.poll():
-                outcomes: list[Outcome] = pickle.loads(w.conn.recv_bytes())
+                outcomes = unpack_outcomes(w.conn.recv_bytes())
                 for outcome in outcomes:
                     if w.inflight and (w.inflight[0].job_id, w.inflight[0].call_id) == (
                         outcome.job_id,
@@ -406,7 +421,7 @@ class LocalBackend(Backend):
             inflight = list(w.inflight)
             w.inflight.clear()
             # innocent bystanders go back first (they were pickled once already: they still can be)
-            self._pending.extendleft(reversed([(c, dumps(c)) for c in inflight[1:]]))
+            self._pending.extendleft(reversed(inflight[1:]))
         if inflight:
             culprit = inflight[0]
             error = w.kill_reason or WorkerDied(
@@ -453,7 +468,7 @@ class LocalBackend(Backend):
                 return
             for w in self._workers:
                 while self._pending and w.kill_reason is None and self._accepts(w):
-                    head_job = self._jobs.get(self._pending[0][0].job_id)
+                    head_job = self._jobs.get(self._pending[0].job_id)
                     size = 1 if head_job is not None and head_job.timeout is not None else self._batch_size(head_job)
                     if w.calls_left is not None:
                         size = min(size, w.calls_left)
@@ -468,7 +483,7 @@ class LocalBackend(Backend):
             return False  # maxtasksperchild reached: it exits after its last call
         if not w.inflight:
             return True
-        head_job = self._jobs.get(self._pending[0][0].job_id)
+        head_job = self._jobs.get(self._pending[0].job_id)
         if head_job is not None and head_job.timeout is not None:
             return False  # a timed call is never queued behind another one
         return len(w.inflight) < 2 * w.last_batch
@@ -484,10 +499,13 @@ class LocalBackend(Backend):
         floor = 1 if mean is None else int(_MIN_BATCH_SECONDS / max(mean, 1e-6))
         return max(1, min(self._max_batch, max(guided, floor)))
 
-    def _send(self, w: _Worker, pickled: list[tuple[Call, bytes]]) -> bool:
-        batch = [c for c, _ in pickled]
+    def _send(self, w: _Worker, batch: list[Call]) -> bool:
         new_jobs = {c.job_id for c in batch} - w.jobs
-        blob = b"".join(b for _, b in pickled)
+        try:
+            blob = _dump_calls(batch)
+        except Exception as exc:  # pickled when submitted, but not now (an argument changed meanwhile)
+            self._unsendable.extend((c, exc) for c in batch)
+            return True  # handled: the dispatcher thread reports them
         if w.inflight and len(blob) > _PREFETCH_LIMIT:
             return False  # wait until the worker is idle rather than block on a full pipe
         # Record the calls as in flight *before* sending: the worker may answer before
@@ -545,16 +563,16 @@ class LocalBackend(Backend):
                 w.process.join()
             w.conn.close()
         with self._lock:
-            leftovers = [c for c, _ in self._pending] + [c for w in self._workers for c in w.inflight]
+            leftovers = [*self._pending] + [c for w in self._workers for c in w.inflight]
+            unsendable, self._unsendable = self._unsendable, []
             self._pending.clear()
             self._workers.clear()
-        if self._report is not None and leftovers:
-            self._report(
-                [
-                    (c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed"))
-                    for c in leftovers
-                ]
-            )
+        reports: list[tuple[Call, Outcome | BaseException]] = list(unsendable)
+        reports += [
+            (c, ExecutorClosed(f"call {c.job_id}/{c.call_id:05d} was not run: executor closed")) for c in leftovers
+        ]
+        if self._report is not None and reports:
+            self._report(reports)
 
 
 def _describe_exit(code: int | None) -> str:

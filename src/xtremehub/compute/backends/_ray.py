@@ -1,4 +1,4 @@
-"""Ray backend: every engine task is a Ray remote function running :func:`run_remote`.
+"""Ray backend: every engine task is a Ray remote function running :func:`run_remote_packed`.
 
 Ray is used as it is: if this process is already connected (``ray.init`` done by
 the user), the backend uses that connection and leaves it open; otherwise it
@@ -32,10 +32,10 @@ import psutil
 import ray
 from ray.exceptions import GetTimeoutError, RayError, TaskCancelledError, WorkerCrashedError
 
-from xtremehub.compute.backends._engine import EngineBackend, run_remote
+from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote_packed
 from xtremehub.compute.backends._orphans import Reaper
 from xtremehub.compute.backends.base import Job
-from xtremehub.compute.task import Call, Outcome, dumps
+from xtremehub.compute.task import Call, dumps
 from xtremehub.config import Settings
 
 __all__ = ["RayBackend"]
@@ -49,10 +49,10 @@ def _remote_run_remote() -> Any:
     return ray.remote(max_retries=0)(_run_packed)
 
 
-def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call] | bytes) -> list[Outcome]:
-    """The worker side: :func:`run_remote` with the job's shared arguments unpacked."""
+def _run_packed(head: bytes, func_bytes: bytes, calls: list[Call] | bytes) -> bytes:
+    """The worker side: :func:`run_remote_packed` with the job's shared arguments unpacked."""
     settings, job_id = pickle.loads(head)
-    return run_remote("ray", settings, job_id, func_bytes, calls)
+    return run_remote_packed("ray", settings, job_id, func_bytes, calls)
 
 
 _INLINE_LIMIT = 64 * 1024  # Ray inlines arguments up to 100 KiB in the task spec
@@ -70,6 +70,7 @@ class RayBackend(EngineBackend):
     """
 
     name = "ray"
+    adaptive_chunks = True
     label = "Ray"
     died_errors = (WorkerCrashedError,)
     cancelled_errors = (TaskCancelledError,)
@@ -114,7 +115,9 @@ class RayBackend(EngineBackend):
         self._remote = _remote_run_remote().options(**self._task_options)
         return int(ray.cluster_resources().get("CPU", 1))
 
-    def _launch(self, job: Job, batches: list[list[Call]], settings: Settings) -> list[Hashable]:
+    def _launch(
+        self, job: Job, batches: list[list[Call]], settings: Settings, packed: list[bytes] | None = None
+    ) -> list[Hashable]:
         # What every task of the job shares is pickled once into bytes that travel inside the
         # task spec (Ray serializes each argument of each task separately, ~30 us apiece);
         # a large function (big closure) goes to the object store once instead.
@@ -126,7 +129,8 @@ class RayBackend(EngineBackend):
             head = job.extra["_ray_head"] = (pickle.dumps((settings, job.job_id), protocol=5), func)
         # Every batch is pickled before any is submitted: an argument that cannot be pickled
         # fails the whole submission, never after the batches before it have started.
-        packed = [dumps(batch) for batch in batches]
+        if packed is None:
+            packed = [dumps(batch) for batch in batches]
         refs = [self._remote.remote(head[0], head[1], batch) for batch in packed]
         for ref in refs:
             future = ref.future()
@@ -136,7 +140,7 @@ class RayBackend(EngineBackend):
     def _arrived(self, ref: Any, future: cf.Future[Any]) -> None:
         self._finished.put((ref, future))
 
-    def _poll(self, handles: list[Hashable], timeout: float) -> list[tuple[Hashable, list[Outcome] | BaseException]]:
+    def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         # Ray calls back when each result is ready (no ray.wait over everything in flight,
         # which costs O(in flight) per poll): take what has arrived, in one batch.
         try:
@@ -148,7 +152,7 @@ class RayBackend(EngineBackend):
                 arrived.append(self._finished.get_nowait())
             except queue.Empty:
                 break
-        done: list[tuple[Hashable, list[Outcome] | BaseException]] = []
+        done: Polled = []
         for ref, future in arrived:
             try:
                 done.append((ref, future.result(timeout=0)))

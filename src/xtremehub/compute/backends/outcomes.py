@@ -5,7 +5,13 @@ function is unknown, its engine rejected the batch) still answers with an
 :class:`~xtremehub.compute.task.Outcome`, so that the executor re-raises the cause
 on the caller's side like any task error.
 
+Outcomes travel back from workers packed (:func:`pack_outcomes`): one pickle of plain
+tuples, because a named tuple pickles and unpickles through Python code per object,
+which for calls of a few microseconds costs more than the calls.
+
 Example:
+    >>> unpack_outcomes(pack_outcomes([Outcome("job-1", 0, True, b"")]))[0].ok
+    True
     >>> outcome = failed_outcome("job-1", 3, KeyError("job-1"), "unknown job", "worker-0")
     >>> outcome.ok, outcome.call_id, outcome.error_message
     (False, 3, "unknown job: 'job-1'")
@@ -13,11 +19,12 @@ Example:
 
 from __future__ import annotations
 
+import pickle
 import time
 
 from xtremehub.compute.task import Outcome, dumps
 
-__all__ = ["failed_outcome"]
+__all__ = ["failed_outcome", "pack_outcomes", "unpack_outcomes"]
 
 
 def failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, name: str) -> Outcome:
@@ -43,3 +50,14 @@ def failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, n
         end=now,
         worker=name,
     )
+
+
+def pack_outcomes(outcomes: list[Outcome]) -> bytes:
+    """Outcomes as one pickle of plain tuples (what workers send back)."""
+    return pickle.dumps([tuple(o) for o in outcomes], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpack_outcomes(blob: bytes) -> list[Outcome]:
+    """The outcomes :func:`pack_outcomes` packed, as :class:`~xtremehub.compute.task.Outcome` again."""
+    new = tuple.__new__
+    return [new(Outcome, fields) for fields in pickle.loads(blob)]
