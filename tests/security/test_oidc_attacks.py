@@ -242,3 +242,12 @@ def test_provider_outage(issuer: EmbeddedIssuer) -> None:
     for _ in range(3):  # never fetched: refused at once, one attempt per min_refresh
         with pytest.raises(AuthenticationFailed, match="unreachable"):
             cold.validate(issuer.issue("dave"))
+
+
+def test_refresh_and_id_tokens_are_not_access_tokens(issuer: EmbeddedIssuer, validator: OIDCValidator) -> None:
+    refresh = issuer._answer("alice", ("research",), (), "xtremehub", refresh=True)["refresh_token"]
+    _refused(validator, refresh, "not an access token")
+    for kind in ("ID", "Refresh", "Offline"):  # Keycloak's typ claims
+        _refused(validator, issuer.issue("alice", client="xtremehub", extra={"typ": kind}), "not an access token")
+    for_the_idp = issuer.issue("alice", client="xtremehub", extra={"aud": issuer.url})
+    _refused(validator, for_the_idp, "wrong audience")

@@ -400,3 +400,29 @@ def test_serve_command_with_cedar_policies_and_an_audit_log(tmp_path: Path, issu
     decisions = {(r["subject"], r["decision"], r["policy"]) for r in records if r.get("kind") == "decision"}
     assert ("alice", "allow", "research-uses-lungs") in decisions
     assert {d for s, d, _ in decisions if s == "bob"} == {"deny"}  # every request of bob's was refused
+
+
+def test_a_segment_listing_prefix_cannot_reach_other_scopes_or_streams() -> None:
+    from xtremehub.streams.server.access import request_access
+
+    def needs(prefix: str) -> list[tuple[str, str]]:
+        return [(r.kind, r.name) for _, r in request_access("store", "list_segments", {"prefix": prefix})]
+
+    assert needs("lungs/") == [("scope", "lungs")]
+    assert needs("lungs/ct/") == [("stream", "lungs/ct")]
+    for escaping in ("lungs", "lungs/ct", "lungs/c", ""):  # would also list lungs-private/..., lungs/ct2/...
+        assert needs(escaping) == [("scope", "*")]
+
+
+def test_group_changes_need_write_not_read() -> None:
+    from xtremehub.streams.server.access import request_access
+
+    for method in ("delete_reader_group", "reset_reader_group", "delete_checkpoint", "cancel_checkpoint"):
+        args = {"scope": "lab", "group": "g", "name": "cp", "config": None}
+        assert {a for a, _ in request_access("controller", method, args)} == {Action.WRITE}
+
+
+def test_policies_without_token_validation_are_refused(tmp_path: Path) -> None:
+    config = ServerConfig(host="127.0.0.1", authorizer=RoleAuthorizer(STREAM_GRANTS))
+    with pytest.raises(ConfigError, match="needs token validation"):
+        config.check_security()

@@ -365,3 +365,34 @@ def test_a_hung_worker_holds_up_checkpoints_until_their_timeout(
         events = read_outputs(manager, 320)
     assert_exactly_once_in_order(events, 160)
     assert flag.exists()
+
+
+def test_commits_left_half_done_by_a_stopped_driver_are_finished_on_resume(tmp_path: Path) -> None:
+    """The driver records a checkpoint's transactions before committing them; a resume commits the rest."""
+    import json as _json
+
+    from xtremehub.streams.kvtable import KeyValueTable
+    from xtremehub.streams.processing._state import COMMITTED, COMMITTING
+
+    with StreamManager.embedded(tmp_path / "s") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "out")
+        txn_writer = manager.create_transaction_writer("lab", "out")
+        txns = []
+        for i in range(3):
+            txn = txn_writer.begin_txn()
+            txn.write_event(b"out-%d" % i, routing_key="k")
+            txn.flush()
+            txns.append(txn)
+        txns[0].commit()  # the driver stopped after the first of three commits
+        table = KeyValueTable(manager, "lab", "job-state")
+        table.put(COMMITTED, b"cp-1")
+        table.put(COMMITTING, _json.dumps({"checkpoint": "cp-2", "txns": [t.txn_id for t in txns]}).encode())
+        processor = StreamProcessor.__new__(StreamProcessor)  # only the resume bookkeeping is exercised
+        processor._manager, processor._table, processor.name = manager, table, "job"
+        assert processor._finish_commit() == "cp-2"
+        assert table.get(COMMITTED).value == b"cp-2"  # type: ignore[union-attr]
+        assert table.get(COMMITTING) is None
+        reader = manager.create_reader_group("check", "lab", ["out"]).create_reader("r")
+        got = [e.data for e in iter(lambda: reader.read_next(timeout=2.0), None)]
+        assert got == [b"out-0", b"out-1", b"out-2"]  # every output once, in commit order

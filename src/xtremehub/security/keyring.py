@@ -257,11 +257,9 @@ class FileKeyring(Keyring):
                 for d in sorted(self._current)
             }
         }
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(doc, fh)
-        os.replace(tmp, self.path)
+        from xtremehub.security.keyservice_store import write_private
+
+        write_private(self.path, json.dumps(doc).encode())  # fsync'd: losing the file loses every object
         self._mtime = self.path.stat().st_mtime_ns
 
 

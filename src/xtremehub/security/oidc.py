@@ -403,6 +403,9 @@ class OIDCValidator:
             raise AuthenticationFailed(f"token issued in the future, at {_utc(claims['iat'])} (leeway {leeway:g} s)")
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise AuthenticationFailed("malformed token: sub is not a non-empty string")
+        kind = claims.get("token_use") or claims.get("typ")
+        if isinstance(kind, str) and kind.lower() in _NOT_ACCESS_TOKENS:
+            raise AuthenticationFailed(f"not an access token ({kind} token)")
         return claims
 
     def _check_audience(self, claims: Mapping[str, Any]) -> None:
@@ -413,8 +416,8 @@ class OIDCValidator:
         audiences = [aud] if isinstance(aud, str) else _strings(aud)
         if wanted in audiences:
             return
-        if self.config.accept_azp and claims.get("azp") == wanted:
-            return
+        if self.config.accept_azp and claims.get("azp") == wanted and claims.get("iss") not in audiences:
+            return  # Keycloak's access tokens: aud "account", the client in azp (never a token for the IdP itself)
         raise AuthenticationFailed(f"wrong audience: the token is not for {wanted!r}")
 
     def _identity(self, claims: dict[str, Any]) -> Identity:
@@ -431,6 +434,10 @@ class OIDCValidator:
             job_id=job if isinstance(job, str) else None,
             claims=claims,
         )
+
+
+#: ``token_use``/``typ`` claims of tokens that are not access tokens (refresh, ID, Keycloak offline).
+_NOT_ACCESS_TOKENS = frozenset({"refresh", "id", "offline", "logout"})
 
 
 def _header(token: str) -> dict[str, Any]:

@@ -27,6 +27,9 @@ from xtremehub.streams.controller._metadata import parse_segment_name
 __all__ = ["COMMITTED", "TxnRecord", "commit_order", "decode_records", "encode_records", "key"]
 
 COMMITTED = "committed"
+#: Written before a checkpoint's first commit, removed after ``COMMITTED``: ``{"checkpoint", "txns"}``
+#: (JSON), so that a driver that stops half-way through the commits finishes them on resume.
+COMMITTING = "committing"
 
 
 def key(kind: str, *parts: str) -> str:

@@ -39,7 +39,7 @@ from xtremehub.streams.client.manager import StreamManager
 from xtremehub.streams.client.reader import ReaderGroup
 from xtremehub.streams.controller.model import Checkpoint, StreamCut
 from xtremehub.streams.kvtable import KeyValueTable
-from xtremehub.streams.processing._state import COMMITTED, commit_order, decode_records, key
+from xtremehub.streams.processing._state import COMMITTED, COMMITTING, commit_order, decode_records, key
 from xtremehub.streams.processing.config import ProcessFn, ProcessorConfig, Source, open_manager
 from xtremehub.streams.processing.worker import WorkerSpec, WorkerStats, run_worker
 
@@ -285,7 +285,7 @@ class StreamProcessor:
             self._kv.put(COMMITTED, checkpoint.name.encode())
             self._last_checkpoint = checkpoint.name
             return
-        self._last_checkpoint = committed.value.decode()
+        self._last_checkpoint = self._finish_commit() or committed.value.decode()
         self._rg.reset_to_checkpoint(self._last_checkpoint)
         for entry in self._kv.items():
             if entry.key.startswith("open/"):
@@ -418,9 +418,13 @@ class StreamProcessor:
                 return
             records += decode_records(entry.value)
         log.debug("job %s: committing %s: %s", self.name, checkpoint.name, commit_order(records))
-        for record in commit_order(records):
-            self._mgr.controller.commit_transaction(record.txn_id)  # idempotent: committed stays committed
+        txns = [record.txn_id for record in commit_order(records)]
+        # recorded first: a driver stopping half-way through the commits finishes them on resume,
+        # so a checkpoint's outputs become visible all together or (after a resume) all the same
+        self._kv.put(COMMITTING, json.dumps({"checkpoint": checkpoint.name, "txns": txns}).encode())
+        self._commit_all(txns)
         self._kv.put(COMMITTED, checkpoint.name.encode())
+        self._kv.remove(COMMITTING)
         previous = self._last_checkpoint
         with self._lock:
             self._checkpoints += 1
@@ -431,6 +435,35 @@ class StreamProcessor:
             self._kv.remove(key("rec", checkpoint.name, reader))
         if previous is not None:
             self._rg.delete_checkpoint(previous)
+
+    def _commit_all(self, txns: list[str]) -> None:
+        """Commit ``txns`` in order (each idempotent), retrying a failing call a few times."""
+        for txn_id in txns:
+            for attempt in range(5):
+                try:
+                    self._mgr.controller.commit_transaction(txn_id)  # committed stays committed
+                    break
+                except TransactionFailed:
+                    raise
+                except StreamError:
+                    if attempt == 4:
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
+
+    def _finish_commit(self) -> str | None:
+        """Finish the commits a stopped driver left half-done; the checkpoint they belong to, if any."""
+        entry = self._kv.get(COMMITTING)
+        if entry is None:
+            return None
+        pending = json.loads(entry.value)
+        self._commit_all(list(pending["txns"]))
+        self._kv.put(COMMITTED, str(pending["checkpoint"]).encode())
+        self._kv.remove(COMMITTING)
+        for entry in self._kv.items():
+            if entry.key.startswith(key("rec", str(pending["checkpoint"]), "")):
+                self._kv.remove(entry.key)
+        log.info("processing job %s finished the commits of checkpoint %s", self.name, pending["checkpoint"])
+        return str(pending["checkpoint"])
 
     def _forget_checkpoint(self, name: str, participants: tuple[str, ...]) -> None:
         """Abort what readers recorded for a checkpoint that will not be committed."""

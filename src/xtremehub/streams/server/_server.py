@@ -74,6 +74,11 @@ class ServerConfig:
             ...
             xtremehub.errors.ConfigError: refusing to serve streams on 0.0.0.0 without security (missing: ...
         """
+        if self.authorizer is not None and self.validator is None:
+            raise ConfigError(
+                "an authorizer (--policy) needs token validation (--oidc-issuer): without identities "
+                "no request could be authorised"
+            )
         if self.insecure or is_loopback_host(self.host):
             return
         missing = [

@@ -11,6 +11,8 @@ Example:
     [('read', 'stream', 's/st')]
     >>> [(a.value, r.name) for a, r in request_access("controller", "create_scope", {"scope": "lungs"})]
     [('admin', 'lungs')]
+    >>> [r.name for _, r in request_access("store", "list_segments", {"prefix": "lungs"})]  # also lungs-private/
+    ['*']
 """
 
 from __future__ import annotations
@@ -49,6 +51,18 @@ def segment_resource(segment: object) -> Resource:
     if parts[0]:
         return Resource("scope", parts[0])
     return ALL_SCOPES
+
+
+def _prefix(a: Mapping[str, Any], _: TxnLookup | None) -> list[Resource]:
+    """A ``list_segments`` prefix: ``scope/`` is the scope, ``scope/stream/`` the stream; any other
+    prefix (``lungs`` also matches ``lungs-private/...``) needs every scope."""
+    prefix = str(a.get("prefix") or "")
+    parts = prefix.split("/")
+    if prefix.endswith("/") and len(parts) == 2 and parts[0]:
+        return [Resource("scope", parts[0])]
+    if prefix.endswith("/") and len(parts) == 3 and parts[0] and parts[1]:
+        return [Resource("stream", f"{parts[0]}/{parts[1]}")]
+    return [ALL_SCOPES]
 
 
 def _segment(*names: str) -> _Resources:
@@ -98,7 +112,7 @@ ACCESS_TABLE: dict[tuple[str, str], tuple[Action, _Resources]] = {
     (STORE_TARGET, "merge"): (W, _segment("target", "source")),
     (STORE_TARGET, "truncate"): (A, _segment("segment")),
     (STORE_TARGET, "delete"): (A, _segment("segment")),
-    (STORE_TARGET, "list_segments"): (R, _segment("prefix")),
+    (STORE_TARGET, "list_segments"): (R, _prefix),
     (STORE_TARGET, "stats"): (R, _all),
     (CONTROLLER_TARGET, "create_scope"): (A, _scope),
     (CONTROLLER_TARGET, "delete_scope"): (A, _scope),
@@ -122,18 +136,18 @@ ACCESS_TABLE: dict[tuple[str, str], tuple[Action, _Resources]] = {
     (CONTROLLER_TARGET, "abort_transaction"): (W, _txn),
     (CONTROLLER_TARGET, "get_transaction"): (R, _txn),
     (CONTROLLER_TARGET, "create_reader_group"): (R, _group),
-    (CONTROLLER_TARGET, "delete_reader_group"): (R, _scope),
+    (CONTROLLER_TARGET, "delete_reader_group"): (W, _scope),
     (CONTROLLER_TARGET, "list_reader_groups"): (R, _scope),
     (CONTROLLER_TARGET, "get_reader_group"): (R, _scope),
-    (CONTROLLER_TARGET, "reset_reader_group"): (R, _group),
+    (CONTROLLER_TARGET, "reset_reader_group"): (W, _group),
     (CONTROLLER_TARGET, "sync_reader"): (R, _scope),
     (CONTROLLER_TARGET, "reader_offline"): (R, _scope),
     (CONTROLLER_TARGET, "get_reader_group_cuts"): (R, _scope),
     (CONTROLLER_TARGET, "initiate_checkpoint"): (R, _scope),
     (CONTROLLER_TARGET, "get_checkpoint"): (R, _scope),
     (CONTROLLER_TARGET, "list_checkpoints"): (R, _scope),
-    (CONTROLLER_TARGET, "cancel_checkpoint"): (R, _scope),
-    (CONTROLLER_TARGET, "delete_checkpoint"): (R, _scope),
+    (CONTROLLER_TARGET, "cancel_checkpoint"): (W, _scope),
+    (CONTROLLER_TARGET, "delete_checkpoint"): (W, _scope),
     (CONTROLLER_TARGET, "run_maintenance"): (A, _all),
 }
 
