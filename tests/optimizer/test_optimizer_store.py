@@ -84,3 +84,13 @@ def test_loads_what_a_real_executor_wrote(tmp_path: Path) -> None:
     assert job.calls == 6
     assert job.wall > 0
     assert json.loads((next(tmp_path.glob("*.jsonl"))).read_text().splitlines()[0])["schema"] == "1"
+
+
+@pytest.mark.parametrize(("meta", "detail"), [(b"[1, 2]", "JSON object"), (b"\xff\xfe", "UTF-8")])
+def test_a_bad_sidecar_is_a_typed_error_naming_it(tmp_path: Path, meta: bytes, detail: str) -> None:
+    rows, _ = synthetic_calls(3)
+    (tmp_path / "syn-M001.jsonl").write_bytes(to_jsonl(rows))
+    (tmp_path / "syn-M001.meta.json").write_bytes(meta)
+    with pytest.raises(TelemetryCorrupt, match=detail) as info:
+        TelemetryStore(tmp_path / "t.sqlite").load(tmp_path)
+    assert "syn-M001.meta.json" in str(info.value)

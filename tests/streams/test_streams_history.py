@@ -123,3 +123,12 @@ def test_history_on_s3_lts_read_by_workers(tmp_path: Path, s3_root: str, s3_defa
         parts = fexec.get_result(fexec.map(_read, slices))
     assert sorted(n for part in parts for _, n in part) == list(range(400))
     assert isinstance(StreamSlice.get(slices[0])[0], HistoryEvent)
+
+
+def test_metadata_that_is_not_lts_metadata_is_a_clear_error(scaled: tuple[StreamManager, str]) -> None:
+    manager, lts = scaled
+    history = StreamHistory(manager, "lab", "sensors", lts, wait=30)
+    (metadata,) = [p for p in Path(lts).rglob("metadata.json") if "0.%23epoch.0" in str(p)]
+    metadata.write_bytes(b"\x00encrypted or damaged")
+    with pytest.raises(CorruptData, match="not LTS segment metadata"):
+        history.partition()

@@ -234,6 +234,10 @@ class TelemetryStore:
                 meta = json.loads(meta_path.read_text())
             except json.JSONDecodeError as exc:
                 raise TelemetryCorrupt(str(meta_path), exc.lineno, f"not JSON: {exc.msg}") from exc
+            except UnicodeDecodeError as exc:
+                raise TelemetryCorrupt(str(meta_path), 1, f"not UTF-8 text ({exc.reason})") from exc
+            if not isinstance(meta, dict):
+                raise TelemetryCorrupt(str(meta_path), 1, f"a JSON object was expected, not {type(meta).__name__}")
         return self.add(
             rows,
             function=function or meta.get("function") or "unknown",

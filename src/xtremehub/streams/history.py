@@ -139,7 +139,8 @@ class StreamHistory:
     Args:
         manager: a stream manager (embedded or ``tcp://``), used on the driver only.
         scope, stream: the stream.
-        lts_url: where the store keeps long-term storage (``SegmentStoreConfig.lts_url``).
+        lts_url: where the store keeps long-term storage (``SegmentStoreConfig.lts_url``; for a
+            store that encrypts at rest, its ``lts_store_url``).
         start, end: stream cuts (default: the head and the tail cut now).
         settings: how to reach LTS (default: the process settings).
         wait: seconds to wait for the bytes before ``end`` to reach LTS (0: they must be there).
@@ -216,8 +217,12 @@ class StreamHistory:
         candidates = []
         for info in store.list(directory):
             if info.key.endswith("/metadata.json"):
-                body = json.loads(store.get(info.key))
-                chunks = sorted((c["offset"], c["length"], c["key"]) for c in body["chunks"])
+                try:
+                    body = json.loads(store.get(info.key))
+                    chunks = sorted((int(c["offset"]), int(c["length"]), str(c["key"])) for c in body["chunks"])
+                except (ValueError, KeyError, TypeError) as exc:  # an encrypting store's LTS: lts_store_url
+                    detail = f"not LTS segment metadata ({type(exc).__name__}: {exc})"
+                    raise CorruptData(store.url(info.key), 0, detail, "uncompressed") from None
                 if _covers(chunks, lo, hi):
                     candidates.append(chunks)
         if len(candidates) != 1:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from xtremehub import storage
 from xtremehub.config import Settings
+from xtremehub.errors import ConfigError
 from xtremehub.pipelines.variants.config import VariantsConfig
 from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
@@ -115,15 +116,20 @@ def local_copy(url: str, settings: Settings, suffix: str) -> Path:
     """A local copy of ``url`` (decompressed when gzip), cached per process host by URL and etag."""
     info = storage.head(url, settings=settings)
     key = hashlib.sha256(f"{url}\0{info.etag}\0{info.size}".encode()).hexdigest()[:20]
-    folder = Path(tempfile.gettempdir()) / "xhub-variants" / key
+    root = Path(tempfile.gettempdir()) / f"xhub-variants-{os.getuid()}"  # this user's, mode 0700
+    root.mkdir(mode=0o700, exist_ok=True)
+    if root.stat().st_uid != os.getuid() or root.stat().st_mode & 0o077:
+        raise ConfigError(f"{root}: the reference cache must be this user's own directory with mode 0700")
+    folder = root / key
     target = folder / f"data{suffix}"
     if target.exists():
         return target
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
     data = storage.get(url, settings=settings)
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
-    tmp = folder / f".{os.getpid()}.{target.name}"
-    tmp.write_bytes(data)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=target.name)  # unique per thread too
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, target)
     return target
