@@ -25,6 +25,8 @@ SYSTEM_DEPS += mpicc:libopenmpi-dev
 # The security tests run the npm oidc-provider (an independent OpenID Provider) with node.
 SYSTEM_DEPS += node:nodejs
 SYSTEM_DEPS += npm:npm
+# The stream store's JetStream backend is tested on a real 3-node NATS JetStream cluster.
+SYSTEM_DEPS += nats-server:nats-server
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
