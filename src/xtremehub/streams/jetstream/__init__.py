@@ -9,13 +9,41 @@ transactions of :mod:`xtremehub.streams.client` run unchanged on top. See docs/s
 
 from __future__ import annotations
 
+from typing import Any
+
+from xtremehub.errors import NotSupported
 from xtremehub.streams.jetstream.connection import BACKEND, JetStreamConnection, JetStreamSettings, parse_url
+from xtremehub.streams.jetstream.controller import JetStreamController
 from xtremehub.streams.jetstream.store import JetStreamSegmentStore
 
 __all__ = [
     "BACKEND",
     "JetStreamConnection",
+    "JetStreamController",
     "JetStreamSegmentStore",
     "JetStreamSettings",
+    "connect_jetstream",
     "parse_url",
 ]
+
+
+def connect_jetstream(url: str, **options: Any) -> tuple[JetStreamController, JetStreamSegmentStore]:
+    """Controller and segment store on one connection to the cluster ``url`` names (``StreamManager(url)``).
+
+    The stream server's options (``token``, ``tls_ca``, ``purpose``) do not apply to a NATS
+    cluster: passing one raises ``NotSupported``.
+    """
+    if options:
+        raise NotSupported(f"{BACKEND}: options {sorted(options)} are stream-server options; configure NATS instead")
+    connection = JetStreamConnection.open(url)
+    try:
+        store = JetStreamSegmentStore(connection)
+    except BaseException:
+        connection.acquire().release()  # nobody holds it yet: close it
+        raise
+    try:
+        controller = JetStreamController(store, connection)
+    except BaseException:
+        store.close()  # the last holder: closes the connection
+        raise
+    return controller, store

@@ -373,8 +373,6 @@ class JetStreamSegmentStore(SegmentStoreContract):
             length = state.length + len(body)
             if not state.exists:
                 outcomes.append(SegmentNotFound(f"segment {segment!r} does not exist"))
-            elif state.sealed:
-                outcomes.append(SegmentSealed(f"segment {segment!r} is sealed"))
             elif (
                 op.writer is not None
                 and op.number is not None
@@ -382,6 +380,8 @@ class JetStreamSegmentStore(SegmentStoreContract):
                 and op.number <= last[0]
             ):
                 outcomes.append(AppendResult(segment, last[1], len(op.data), duplicate=True))
+            elif state.sealed:
+                outcomes.append(SegmentSealed(f"segment {segment!r} is sealed"))
             elif op.expected is not None and op.expected != length:
                 outcomes.append(
                     ConditionalCheckFailed(f"segment {segment!r}: expected offset {op.expected}, length is {length}")

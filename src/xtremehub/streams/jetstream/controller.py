@@ -1,0 +1,169 @@
+"""The controller contract on NATS JetStream: the controller's metadata lives in a key-value bucket.
+
+Every client runs the embedded :class:`~xtremehub.streams.controller.Controller` logic (the same
+code, so the same semantics: scopes, streams, epochs with successor/predecessor edges for
+split/merge, transactions, reader groups with their positions and generations, checkpoints,
+stream cuts, truncation and retention) on an in-memory SQLite copy of the metadata. The
+authoritative copy is one value (the compressed SQLite image) in the replicated JetStream
+key-value bucket ``<NS>_CONTROLLER``. Each controller operation:
+
+1. loads the bucket's current revision when it is newer than the copy it holds;
+2. runs the operation on the copy;
+3. if the operation changed anything, writes the new image with ``update(last=revision)``
+   (revision-conditional, so two clients changing metadata at once cannot both win); on a
+   conflict it reloads the winner's image and runs the operation again on it.
+
+Segment store side effects of an operation (create, seal, merge, truncate, delete a segment)
+are idempotent, so re-running an operation after a conflict is safe. Metadata operations are
+rare next to events (one per scale, transaction, reader heartbeat), so moving one small image
+per change costs little; the events themselves never pass through the bucket.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from xtremehub.errors import ServerUnavailable
+from xtremehub.streams.controller import Controller
+from xtremehub.streams.controller.contract import ControllerContract
+from xtremehub.streams.jetstream.connection import BACKEND, JetStreamConnection
+from xtremehub.streams.segmentstore.contract import SegmentStoreContract
+
+__all__ = ["JetStreamController"]
+
+T = TypeVar("T")
+
+_KEY = "metadata"
+#: Operations a conflicting writer makes this client re-run before it gives up.
+MAX_CONFLICTS = 200
+#: Controller-contract methods that do not touch shared metadata.
+_LOCAL = {"close", "report_traffic"}
+
+
+class JetStreamController(Controller):
+    """:class:`~xtremehub.streams.controller.Controller` whose metadata is a JetStream KV value.
+
+    ``clock`` is the controller's time (tests pass a manual clock). Thread-safe; any number of
+    processes may use the same namespace at once.
+    """
+
+    def __init__(
+        self,
+        store: SegmentStoreContract,
+        connection: JetStreamConnection,
+        *,
+        clock: Callable[[], float] = time.time,
+        owns_connection: bool = True,
+    ) -> None:
+        self._conn = connection.acquire() if owns_connection else connection
+        self._owns = owns_connection
+        self._bucket = f"{connection.settings.namespace.upper()}_CONTROLLER"
+        self._revision = 0
+        self._sync_lock = threading.RLock()
+        self._local = threading.local()
+        self._kv: Any = self._conn.call(self._open_bucket, "open the controller bucket")
+        super().__init__(store, ":memory:", clock=clock)
+
+    async def _open_bucket(self) -> Any:
+        import nats.js.errors
+
+        try:
+            return await self._conn.js.key_value(self._bucket)
+        except nats.js.errors.BucketNotFoundError:
+            return await self._conn.js.create_key_value(
+                bucket=self._bucket, history=1, replicas=self._conn.settings.replicas
+            )
+
+    def _recover(self) -> None:
+        """No start-up recovery: other clients may be half-way through an operation right now."""
+
+    # -- the metadata image ---------------------------------------------------------------
+    def _load(self) -> None:
+        import nats.js.errors
+
+        async def get() -> Any:
+            try:
+                return await self._kv.get(_KEY)
+            except nats.js.errors.KeyNotFoundError:
+                return None
+
+        entry = self._conn.call(get, "load controller metadata")
+        if entry is None or entry.revision == self._revision:
+            return
+        with self._lock:
+            self._db._conn.deserialize(zlib.decompress(entry.value))
+        self._revision = int(entry.revision)
+
+    def _save(self) -> bool:
+        """Write the image conditionally on the loaded revision; False when another client wrote first."""
+        import nats.js.errors
+
+        with self._lock:
+            image = zlib.compress(self._db._conn.serialize(), 1)
+
+        async def put() -> int | None:
+            try:
+                if self._revision == 0:
+                    return int(await self._kv.create(_KEY, image))
+                return int(await self._kv.update(_KEY, image, last=self._revision))
+            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.APIError) as exc:
+                if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError) or exc.err_code == 10071:
+                    return None
+                raise
+
+        revision = self._conn.call(put, "save controller metadata")
+        if revision is None:
+            self._revision = -1  # reload before the retry
+            return False
+        self._revision = revision
+        return True
+
+    def _synced(self, operation: Callable[[], T]) -> T:
+        """Run ``operation`` on the current metadata and publish what it changed (re-run on conflicts)."""
+        if getattr(self._local, "inside", False):
+            return operation()  # a controller method calling another: one outer sync covers both
+        with self._sync_lock:
+            self._local.inside = True
+            try:
+                for _ in range(MAX_CONFLICTS):
+                    self._load()
+                    before = self._db._conn.total_changes
+                    try:
+                        result = operation()
+                    except Exception:
+                        if self._db._conn.total_changes != before and not self._save():
+                            continue
+                        raise
+                    if self._db._conn.total_changes == before or self._save():
+                        return result
+                raise ServerUnavailable(
+                    f"{BACKEND}: controller metadata changed by others {MAX_CONFLICTS} times in a row"
+                )
+            finally:
+                self._local.inside = False
+
+    def close(self) -> None:
+        super().close()
+        if self._owns:
+            self._owns = False
+            self._conn.release()
+
+
+def _wrap(name: str) -> Callable[..., Any]:
+    method = getattr(Controller, name)
+
+    def synced(self: JetStreamController, *args: Any, **kwargs: Any) -> Any:
+        return self._synced(lambda: method(self, *args, **kwargs))
+
+    synced.__name__ = name
+    synced.__qualname__ = f"JetStreamController.{name}"
+    synced.__doc__ = method.__doc__
+    return synced
+
+
+for _name in sorted(ControllerContract.__abstractmethods__ - _LOCAL):
+    setattr(JetStreamController, _name, _wrap(_name))
