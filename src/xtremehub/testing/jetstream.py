@@ -50,6 +50,7 @@ class JetStreamCluster:
     def __init__(self, base: str | Path, nodes: int = 3, *, name: str = "xh") -> None:
         self.binary = nats_server_binary()
         self.base = Path(base)
+        self.base.mkdir(parents=True, exist_ok=True)
         self.names = [f"n{i + 1}" for i in range(nodes)]
         self.ports = {n: free_port() for n in self.names}
         self.routes = {n: free_port() for n in self.names}
