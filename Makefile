@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-nats bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,9 @@ bench-streams-store: $(VENV)/.installed-bench
 
 bench-streams-server: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_server.py
+
+bench-streams-nats: $(VENV)/.installed-bench system-deps
+	$(BIN)/python bench/streams_nats.py
 
 bench-optimizer: $(VENV)/.installed-bench
 	$(BIN)/python bench/optimizer_plan.py --plots docs/img
