@@ -104,7 +104,7 @@ bench-streams-store: $(VENV)/.installed-bench
 bench-streams-server: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_server.py
 
-bench-streams-nats: $(VENV)/.installed-bench system-deps
+bench-streams-nats: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_nats.py
 
 bench-optimizer: $(VENV)/.installed-bench

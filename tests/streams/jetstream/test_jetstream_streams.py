@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from xtremehub.errors import NotSupported
 from xtremehub.streams import StreamManager
 from xtremehub.streams.jetstream import JetStreamConnection, JetStreamController, JetStreamSegmentStore
 from xtremehub.testing.streams import ManualClock, StreamStoreTests
@@ -38,3 +39,23 @@ def test_stream_manager_takes_a_nats_url(nats_url: str) -> None:
         assert event is not None
         assert event.data == b"one"
         reader.close()
+
+
+def test_a_transaction_larger_than_one_message_is_not_supported_and_can_be_aborted(nats_url: str) -> None:
+    with StreamManager(nats_url) as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "big")
+        assert isinstance(manager.store, JetStreamSegmentStore)
+        txn = manager.create_transaction_writer("lab", "big").begin_txn(lease=60)
+        chunk = b"x" * (3 * 1024 * 1024)
+        for _ in range(3):
+            txn.write_event(chunk)
+        txn.flush()
+        with pytest.raises(NotSupported, match=r"NATS JetStream backend.*one JetStream message"):
+            txn.commit()
+        assert txn.state() == "open"
+        txn.abort()
+        assert txn.state() == "aborted"
+        assert dict(manager.get_tail_cut("lab", "big").positions) == {
+            s.name: 0 for s in manager.get_stream("lab", "big").active_segments
+        }

@@ -27,8 +27,14 @@ __all__ = [
 ]
 
 
-def connect_jetstream(url: str, **options: Any) -> tuple[JetStreamController, JetStreamSegmentStore]:
+def connect_jetstream(
+    url: str, *, maintenance_interval: float = 1.0, **options: Any
+) -> tuple[JetStreamController, JetStreamSegmentStore]:
     """Controller and segment store on one connection to the cluster ``url`` names (``StreamManager(url)``).
+
+    The controller runs maintenance (auto-scaling from this client's writers' traffic, retention,
+    transaction lease and reader time-outs) every ``maintenance_interval`` seconds, like the
+    embedded store; several clients doing so at once is safe (revision-conditional updates).
 
     The stream server's options (``token``, ``tls_ca``, ``purpose``) do not apply to a NATS
     cluster: passing one raises ``NotSupported``.
@@ -46,4 +52,5 @@ def connect_jetstream(url: str, **options: Any) -> tuple[JetStreamController, Je
     except BaseException:
         store.close()  # the last holder: closes the connection
         raise
+    controller.start_background(maintenance_interval)
     return controller, store

@@ -27,9 +27,10 @@ import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from xtremehub.errors import ServerUnavailable
+from xtremehub.errors import NotSupported, SegmentNotFound, ServerUnavailable
 from xtremehub.streams.controller import Controller
 from xtremehub.streams.controller.contract import ControllerContract
+from xtremehub.streams.controller.model import TxnInfo
 from xtremehub.streams.jetstream.connection import BACKEND, JetStreamConnection
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
 
@@ -146,6 +147,33 @@ class JetStreamController(Controller):
             finally:
                 self._local.inside = False
 
+    def commit_transaction(self, txn_id: str) -> TxnInfo:
+        """Commit as embedded, after checking that each transaction segment fits in one merge message.
+
+        The transaction's segments are sealed first, so their sizes are final; a segment larger
+        than one JetStream message raises ``NotSupported`` before anything is merged (the
+        transaction can then only be aborted).
+        """
+
+        def commit() -> TxnInfo:
+            info = self._txn(txn_id)
+            limit = getattr(self._store, "max_append", None)
+            if info.state == "open" and limit is not None and info.lease_deadline >= self._clock():
+                for seg in info.segments:
+                    try:
+                        length = self._store.seal(seg.name)
+                    except SegmentNotFound:
+                        continue
+                    if length > limit:
+                        raise NotSupported(
+                            f"{BACKEND}: transaction {txn_id} holds {length} bytes for segment "
+                            f"{seg.parent.name!r}; a commit is one JetStream message of at most {limit} bytes "
+                            "(abort it, or write smaller transactions)"
+                        )
+            return Controller.commit_transaction(self, txn_id)
+
+        return self._synced(commit)
+
     def close(self) -> None:
         super().close()
         if self._owns:
@@ -165,5 +193,5 @@ def _wrap(name: str) -> Callable[..., Any]:
     return synced
 
 
-for _name in sorted(ControllerContract.__abstractmethods__ - _LOCAL):
+for _name in sorted(ControllerContract.__abstractmethods__ - _LOCAL - set(vars(JetStreamController))):
     setattr(JetStreamController, _name, _wrap(_name))
