@@ -105,6 +105,12 @@ class JetStreamController(Controller):
 
         with self._lock:
             image = zlib.compress(self._db._conn.serialize(), 1)
+        limit = int(self._conn.nc.max_payload) - 4096
+        if len(image) > limit:
+            raise NotSupported(
+                f"{BACKEND}: the controller metadata image is {len(image)} bytes, over the {limit} bytes one "
+                "key-value entry can hold here (raise the servers' max_payload, or delete old streams and groups)"
+            )
 
         async def put() -> int | None:
             try:

@@ -34,7 +34,8 @@ import json
 import logging
 import uuid
 from collections import OrderedDict, deque
-from concurrent.futures import Future
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,16 @@ class _Append:
     future: Future[AppendResult]
 
 
+def _resolve(outcomes: Sequence[tuple[_Append, AppendResult | Exception]]) -> None:
+    for op, outcome in outcomes:
+        if op.future.done():
+            continue
+        if isinstance(outcome, Exception):
+            op.future.set_exception(outcome)
+        else:
+            op.future.set_result(outcome)
+
+
 class JetStreamSegmentStore(SegmentStoreContract):
     """:class:`SegmentStoreContract` over a JetStream cluster (see the module docstring for the mapping).
 
@@ -151,6 +162,7 @@ class JetStreamSegmentStore(SegmentStoreContract):
         self._queues: dict[str, deque[_Append]] = {}
         self._flushing: set[str] = set()
         self._tasks: dict[str, asyncio.Future[None]] = {}
+        self._resolver = ThreadPoolExecutor(1, thread_name_prefix="xhub-nats-acks")
         self._bodies: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._body_bytes = 0
         self._closed = False
@@ -326,10 +338,9 @@ class JetStreamSegmentStore(SegmentStoreContract):
                 async with self._lock(segment):
                     await self._commit_batch(segment, queue)
         except Exception as exc:  # fail everything still queued rather than leave callers waiting
-            while queue:
-                op = queue.popleft()
-                if not op.future.done():
-                    op.future.set_exception(exc)
+            failed = [(op, exc) for op in queue]
+            queue.clear()
+            self._resolver.submit(_resolve, failed)
         finally:
             self._flushing.discard(segment)
             self._tasks.pop(segment, None)
@@ -352,11 +363,8 @@ class JetStreamSegmentStore(SegmentStoreContract):
                     continue
             for _ in ops:
                 queue.popleft()
-            for op, outcome in zip(ops, outcomes, strict=True):
-                if isinstance(outcome, Exception):
-                    op.future.set_exception(outcome)
-                else:
-                    op.future.set_result(outcome)
+            # resolved off the loop thread, in order: a caller's done-callback may call the store again
+            self._resolver.submit(_resolve, list(zip(ops, outcomes, strict=True)))
             return
 
     def _pack(
@@ -578,5 +586,6 @@ class JetStreamSegmentStore(SegmentStoreContract):
             self._conn.loop.run(drain(), timeout=self._conn.settings.timeout)
         except Exception:
             log.warning("%s: closing with appends still unacknowledged", BACKEND, exc_info=True)
+        self._resolver.shutdown(wait=True)
         if self._owns:
             self._conn.release()
