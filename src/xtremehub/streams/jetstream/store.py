@@ -87,21 +87,30 @@ class _Segment:
     merged: dict[str, int] = field(default_factory=dict)
     #: (offset, length, sequence) of the data and merge messages, by offset
     index: list[tuple[int, int, int]] = field(default_factory=list)
-    #: Nats-Msg-Id -> sequence of recent messages (to recognise a publish whose ack was lost)
+    #: False until the fold has a base offset: a create, a truncation, or the first message kept
+    #: by a truncation (which may start past 0)
+    based: bool = False
+    #: Nats-Msg-Id -> sequence of recent messages that are part of the segment (to recognise
+    #: a publish whose ack was lost, or that a read-back must confirm)
     ids: dict[str, int] = field(default_factory=dict)
 
     def apply(self, seq: int, headers: dict[str, str], data: bytes) -> None:
+        """Fold one message in. A data or merge message whose offset claim is not the current
+        length (or that follows a seal) lost a race the server should have refused: it is not
+        part of the segment, for every client alike (the same rule on the same message order).
+        """
         op = headers.get("Xh-Op", "")
         if op == "c":
             self.__init__()  # type: ignore[misc]  # a create starts a new incarnation (after a delete)
+            self.based = True
         self.exists = True
         self.last_seq = seq
-        if "Nats-Msg-Id" in headers:
-            if len(self.ids) > 4096:
-                self.ids.clear()
-            self.ids[headers["Nats-Msg-Id"]] = seq
         if op in ("d", "m"):
             offset = int(headers["Xh-Off"])
+            if self.based and (offset != self.length or self.sealed):
+                log.debug("message %d claims offset %d at length %d: not part of the segment", seq, offset, self.length)
+                return
+            self.based = True
             self.index.append((offset, len(data), seq))
             self.length = offset + len(data)
             for writer, (number, at) in json.loads(headers.get("Xh-W", "{}")).items():
@@ -112,6 +121,7 @@ class _Segment:
             self.sealed = True
         elif op == "t":
             state = json.loads(data)
+            self.based = True
             self.start = max(self.start, int(headers["Xh-Start"]))
             self.length = max(self.length, int(state["length"]))
             self.sealed = self.sealed or bool(state["sealed"])
@@ -120,6 +130,10 @@ class _Segment:
                     self.writers[writer] = (int(number), int(at))
             self.merged.update(state["merged"])
             self.index = [e for e in self.index if e[0] + e[1] > self.start]
+        if "Nats-Msg-Id" in headers:
+            if len(self.ids) > 4096:
+                self.ids.clear()
+            self.ids[headers["Nats-Msg-Id"]] = seq
 
 
 @dataclass
@@ -260,6 +274,18 @@ class JetStreamSegmentStore(SegmentStoreContract):
                 # someone wrote first, or an earlier attempt of this very publish was stored and its ack lost
                 return (await self._refresh(name)).ids.get(msg_id)
             raise
+        expected = state.last_seq
+        if ack.duplicate:  # an earlier attempt was stored: whether it counts, the fold says
+            return (await self._refresh(name)).ids.get(msg_id)
+        if self._conn.settings.replicas > 1:
+            # nats-server 2.9's replicated streams can accept two publishes expecting the same last
+            # subject sequence; read back which one came first and let the fold decide.
+            first = await self._conn.retry(lambda: self._get(subject=subject, after=expected), f"append to {name!r}")
+            if first is None or int(first.seq) != int(ack.seq):
+                log.debug("%s: publish %d raced another client; re-reading the segment", name, ack.seq)
+                return (await self._refresh(name)).ids.get(msg_id)
+        if self._segments.get(name) is not state or state.last_seq != expected:
+            return (await self._refresh(name)).ids.get(msg_id)
         state.apply(int(ack.seq), headers, data)
         self._remember(name, int(ack.seq), data)
         return int(ack.seq)
@@ -476,7 +502,7 @@ class JetStreamSegmentStore(SegmentStoreContract):
             if not state.exists:
                 raise SegmentNotFound(f"segment {segment!r} does not exist")
             if state.sealed or await self._publish(segment, state, {"Xh-Op": "s"}, b"") is not None:
-                return state.length
+                return self._segments[segment].length
 
     def merge(self, target: str, source: str) -> int:
         async def merge() -> int:
