@@ -59,3 +59,27 @@ def test_a_transaction_larger_than_one_message_is_not_supported_and_can_be_abort
         assert dict(manager.get_tail_cut("lab", "big").positions) == {
             s.name: 0 for s in manager.get_stream("lab", "big").active_segments
         }
+
+
+def test_two_clients_changing_metadata_at_once_lose_nothing(nats_url: str) -> None:
+    """Concurrent controller updates from two clients: every change survives (conditional bucket writes)."""
+    import threading
+
+    managers = [StreamManager(nats_url), StreamManager(nats_url)]
+    try:
+
+        def create(manager: StreamManager, tag: str) -> None:
+            for i in range(20):
+                assert manager.create_scope(f"{tag}{i}")
+
+        threads = [threading.Thread(target=create, args=(m, tag)) for m, tag in zip(managers, "ab", strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        expected = sorted(f"{tag}{i}" for tag in "ab" for i in range(20))
+        assert managers[0].list_scopes() == expected
+        assert managers[1].list_scopes() == expected
+    finally:
+        for manager in managers:
+            manager.close()

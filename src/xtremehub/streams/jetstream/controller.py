@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 import zlib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -66,8 +67,11 @@ class JetStreamController(Controller):
         self._revision = 0
         self._sync_lock = threading.RLock()
         self._local = threading.local()
+        self._subject = f"$KV.{self._bucket}.{_KEY}"
+        self._token = uuid.uuid4().hex[:12]
         self._kv: Any = self._conn.call(self._open_bucket, "open the controller bucket")
         super().__init__(store, ":memory:", clock=clock)
+        self._initialise()
 
     async def _open_bucket(self) -> Any:
         import nats.js.errors
@@ -100,7 +104,13 @@ class JetStreamController(Controller):
         self._revision = int(entry.revision)
 
     def _save(self) -> bool:
-        """Write the image conditionally on the loaded revision; False when another client wrote first."""
+        """Write the image conditionally on the loaded revision; False when another client wrote first.
+
+        The condition is the bucket stream's last sequence (``Nats-Expected-Last-Sequence``): the
+        bucket holds this one key, so that is the key's revision, and nats-server 2.9 enforces the
+        stream-wide check on replicated streams even for concurrent publishes (its per-subject
+        check, which ``KeyValue.update`` uses, it does not: concurrent updates were lost).
+        """
         import nats.js.errors
 
         with self._lock:
@@ -111,16 +121,17 @@ class JetStreamController(Controller):
                 f"{BACKEND}: the controller metadata image is {len(image)} bytes, over the {limit} bytes one "
                 "key-value entry can hold here (raise the servers' max_payload, or delete old streams and groups)"
             )
+        base = self._revision
+        headers = {"Nats-Expected-Last-Sequence": str(base), "Nats-Msg-Id": f"{self._token}:{base}"}
 
         async def put() -> int | None:
             try:
-                if self._revision == 0:
-                    return int(await self._kv.create(_KEY, image))
-                return int(await self._kv.update(_KEY, image, last=self._revision))
-            except (nats.js.errors.KeyWrongLastSequenceError, nats.js.errors.APIError) as exc:
-                if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError) or exc.err_code == 10071:
+                ack = await self._conn.js.publish(self._subject, image, headers=headers, timeout=5.0)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == 10071:  # wrong last sequence
                     return None
                 raise
+            return int(ack.seq)
 
         revision = self._conn.call(put, "save controller metadata")
         if revision is None:
@@ -128,6 +139,26 @@ class JetStreamController(Controller):
             return False
         self._revision = revision
         return True
+
+    def _initialise(self) -> None:
+        """Store the empty metadata image once: every client publishes it with the same message id."""
+        import nats.js.errors
+
+        async def get() -> Any:
+            try:
+                return await self._kv.get(_KEY)
+            except nats.js.errors.KeyNotFoundError:
+                return None
+
+        if self._conn.call(get, "load controller metadata") is not None:
+            return
+        with self._lock:
+            image = zlib.compress(self._db._conn.serialize(), 1)
+        headers = {"Nats-Msg-Id": f"{self._bucket}:initial"}
+        self._conn.call(
+            lambda: self._conn.js.publish(self._subject, image, headers=headers, timeout=5.0),
+            "initialise controller metadata",
+        )
 
     def _synced(self, operation: Callable[[], T]) -> T:
         """Run ``operation`` on the current metadata and publish what it changed (re-run on conflicts)."""
