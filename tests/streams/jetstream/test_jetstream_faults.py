@@ -19,8 +19,10 @@ from xtremehub.testing.jetstream import JetStreamCluster
 
 WRITERS = 4
 KEYS_PER_WRITER = 4
-#: Seconds of writing before and after the kill.
-BEFORE, AFTER = 1.5, 6.0
+#: Seconds of writing before the kill, and after writes resumed.
+BEFORE, AFTER = 1.5, 3.0
+#: Acknowledgements after the kill that show writes resumed (the few in flight at the kill do not).
+RESUMED = 100
 #: The longest write stall accepted: JetStream elects a new leader in a few seconds.
 MAX_FAILOVER = 20.0
 
@@ -68,6 +70,11 @@ def test_kill_a_node_during_writes_and_reads(tmp_path: Path, victim: str) -> Non
             node = leader if victim == "leader" else next(n for n in cluster.alive() if n != leader)
             killed_at = time.monotonic()
             cluster.kill(node)
+            # write on until RESUMED events were acknowledged after the kill, then AFTER seconds more
+            while time.monotonic() < killed_at + MAX_FAILOVER:
+                if sum(1 for per in acks for t, _ in per[-RESUMED:] if t > killed_at) >= RESUMED:
+                    break
+                time.sleep(0.05)
             time.sleep(AFTER)
             stop_writing.set()
             for t in threads[2:]:
@@ -95,6 +102,7 @@ def test_kill_a_node_during_writes_and_reads(tmp_path: Path, victim: str) -> Non
         f"longest write stall after the kill: {stall:.2f} s"
     )
     assert stall < MAX_FAILOVER, f"writes stalled {stall:.1f}s after killing the {victim}"
+    assert len(after) >= RESUMED, f"only {len(after)} writes acknowledged after killing the {victim}"
     payloads = [p for p, _ in read]
     assert len(payloads) == len(set(payloads)), "an event was read twice"
     assert acked <= set(payloads), f"{len(acked - set(payloads))} acknowledged events lost"

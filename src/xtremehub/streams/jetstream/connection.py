@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from xtremehub.errors import InvalidStreamArgument, MissingDependency, ServerUnavailable
 from xtremehub.streams.jetstream._loop import LoopThread
 
-__all__ = ["BACKEND", "JetStreamConnection", "JetStreamSettings", "parse_url", "transient"]
+__all__ = ["BACKEND", "REQUEST_TIMEOUT", "JetStreamConnection", "JetStreamSettings", "parse_url", "transient"]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ T = TypeVar("T")
 
 #: How errors and docs name this backend.
 BACKEND = "NATS JetStream backend"
+
+#: Seconds one JetStream request waits for its reply before it is retried (same message id, so a
+#: retried publish lands once): short, so that a request lost with a node is re-sent soon.
+REQUEST_TIMEOUT = 2.0
 
 _NAMESPACE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
@@ -116,7 +120,7 @@ class JetStreamConnection:
         except Exception as exc:
             self.loop.stop()
             raise ServerUnavailable(f"{BACKEND}: cannot connect to {','.join(settings.servers)}: {exc}") from exc
-        self.js: Any = self.nc.jetstream(timeout=5.0)
+        self.js: Any = self.nc.jetstream(timeout=REQUEST_TIMEOUT)
 
     @classmethod
     def open(cls, url: str) -> JetStreamConnection:

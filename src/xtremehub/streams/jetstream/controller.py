@@ -32,7 +32,7 @@ from xtremehub.errors import NotSupported, SegmentNotFound, ServerUnavailable
 from xtremehub.streams.controller import Controller
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import TxnInfo
-from xtremehub.streams.jetstream.connection import BACKEND, JetStreamConnection
+from xtremehub.streams.jetstream.connection import BACKEND, REQUEST_TIMEOUT, JetStreamConnection
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
 
 __all__ = ["JetStreamController"]
@@ -126,7 +126,7 @@ class JetStreamController(Controller):
 
         async def put() -> int | None:
             try:
-                ack = await self._conn.js.publish(self._subject, image, headers=headers, timeout=5.0)
+                ack = await self._conn.js.publish(self._subject, image, headers=headers, timeout=REQUEST_TIMEOUT)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == 10071:  # wrong last sequence
                     return None
@@ -156,7 +156,7 @@ class JetStreamController(Controller):
             image = zlib.compress(self._db._conn.serialize(), 1)
         headers = {"Nats-Msg-Id": f"{self._bucket}:initial"}
         self._conn.call(
-            lambda: self._conn.js.publish(self._subject, image, headers=headers, timeout=5.0),
+            lambda: self._conn.js.publish(self._subject, image, headers=headers, timeout=REQUEST_TIMEOUT),
             "initialise controller metadata",
         )
 

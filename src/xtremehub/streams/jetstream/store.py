@@ -50,7 +50,7 @@ from xtremehub.errors import (
     StoreClosed,
 )
 from xtremehub.streams.controller.model import MAX_EVENT_SIZE
-from xtremehub.streams.jetstream.connection import BACKEND, JetStreamConnection
+from xtremehub.streams.jetstream.connection import BACKEND, REQUEST_TIMEOUT, JetStreamConnection
 from xtremehub.streams.segmentstore.contract import (
     AppendResult,
     ReadResult,
@@ -239,6 +239,8 @@ class JetStreamSegmentStore(SegmentStoreContract):
             )
             if msg is None:
                 break
+            if msg.seq <= state.last_seq:
+                continue  # another coroutine caught up past it meanwhile: fold each message once
             data = msg.data or b""
             state.apply(msg.seq, dict(msg.headers or {}), data)
             self._remember(name, msg.seq, data)
@@ -267,7 +269,8 @@ class JetStreamSegmentStore(SegmentStoreContract):
         subject = self._subject(name)
         try:
             ack = await self._conn.retry(
-                lambda: self._conn.js.publish(subject, data, headers=headers, timeout=5.0), f"append to {name!r}"
+                lambda: self._conn.js.publish(subject, data, headers=headers, timeout=REQUEST_TIMEOUT),
+                f"append to {name!r}",
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code == _WRONG_LAST_SEQUENCE:
