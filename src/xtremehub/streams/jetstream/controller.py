@@ -9,9 +9,10 @@ key-value bucket ``<NS>_CONTROLLER``. Each controller operation:
 
 1. loads the bucket's current revision when it is newer than the copy it holds;
 2. runs the operation on the copy;
-3. if the operation changed anything, writes the new image with ``update(last=revision)``
-   (revision-conditional, so two clients changing metadata at once cannot both win); on a
-   conflict it reloads the winner's image and runs the operation again on it.
+3. if the operation changed anything, publishes the new image conditional on the revision it
+   loaded (``Nats-Expected-Last-Sequence`` of the bucket's stream, which holds only this key),
+   so two clients changing metadata at once cannot both win; on a conflict it reloads the
+   winner's image and runs the operation again on it.
 
 Segment store side effects of an operation (create, seal, merge, truncate, delete a segment)
 are idempotent, so re-running an operation after a conflict is safe. Metadata operations are
