@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling bench-streams-nats clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,8 @@ SYSTEM_DEPS += gztool:gztool
 SYSTEM_DEPS += minimap2:minimap2
 SYSTEM_DEPS += samtools:samtools
 SYSTEM_DEPS += bcftools:bcftools
+# The stream store's JetStream backend is tested on a real 3-node NATS JetStream cluster.
+SYSTEM_DEPS += nats-server:nats-server
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
@@ -110,6 +112,9 @@ bench-streams-store: $(VENV)/.installed-bench
 
 bench-streams-server: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_server.py
+
+bench-streams-nats: $(VENV)/.installed-bench
+	$(BIN)/python bench/streams_nats.py
 
 bench-optimizer: $(VENV)/.installed-bench
 	$(BIN)/python bench/optimizer_plan.py --plots docs/img

@@ -60,7 +60,8 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── CheckpointNotFound      (LookupError)
         ├── CheckpointFailed                       another in flight, cancelled, not completed
         │   └── CheckpointTimeout   (TimeoutError) not every reader recorded in time
-        └── ServerUnavailable       (ConnectionError)  stream server unreachable
+        ├── ServerUnavailable       (ConnectionError)  stream server unreachable
+        └── NotSupported            (NotImplementedError)  operation a backend cannot map (JetStream)
 
 Vendor errors (botocore, zlib, indexed_gzip, OS) are translated at one boundary per backend and
 chained with ``raise ... from exc``; messages name the URL, key and byte range.
@@ -104,6 +105,7 @@ __all__ = [
     "MismatchedPairs",
     "MissingDependency",
     "NotPreprocessed",
+    "NotSupported",
     "ObjectNotFound",
     "OptimizerError",
     "PluginNotFound",
@@ -471,3 +473,7 @@ class CheckpointTimeout(CheckpointFailed, TimeoutError):
 
 class ServerUnavailable(StreamError, ConnectionError):
     """The stream server cannot be reached (refused, closed, or not back within the reconnect timeout)."""
+
+
+class NotSupported(StreamError, NotImplementedError):
+    """This stream backend cannot map the operation; the message names the backend and the limit."""

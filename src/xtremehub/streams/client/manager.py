@@ -14,7 +14,8 @@ Embedded, in-process, no services::
         event = reader.read_next(timeout=1.0)
 
 Remote (the stream server): ``StreamManager("tcp://127.0.0.1:9090")``; the same calls then go
-over the network to the server's controller and segment store.
+over the network to the server's controller and segment store. On a NATS JetStream cluster:
+``StreamManager("nats://host1:4222,host2:4222,host3:4222")`` (see :mod:`xtremehub.streams.jetstream`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: Module and function that open a remote connection: ``connect(url) -> (controller, store)``.
 REMOTE_CONNECT = "xtremehub.streams.remote:connect_server"
+#: The same for ``nats://`` URLs: the NATS JetStream backend.
+JETSTREAM_CONNECT = "xtremehub.streams.jetstream:connect_jetstream"
 
 Start = Literal["head", "tail"] | StreamCut | Sequence[StreamCut] | Checkpoint
 
@@ -57,7 +60,8 @@ Start = Literal["head", "tail"] | StreamCut | Sequence[StreamCut] | Checkpoint
 class StreamManager:
     """Scopes, streams, writers, reader groups and byte streams over a controller and a segment store.
 
-    ``StreamManager(url)`` connects to a stream server (``token=`` a bearer token or a
+    ``StreamManager(url)`` connects to a stream server, or to a NATS JetStream cluster for a
+    ``nats://`` URL (``token=`` a bearer token or a
     :class:`~xtremehub.security.identity.TokenProvider` such as
     :class:`~xtremehub.security.login.StoredToken`, ``tls_ca=`` the CA of a TLS server,
     ``purpose=`` the purpose of use); ``StreamManager(controller, store)`` uses
@@ -76,7 +80,8 @@ class StreamManager:
     ) -> None:
         self._on_close = list(on_close)
         if isinstance(target, str):
-            module_name, _, func = REMOTE_CONNECT.partition(":")
+            connector = JETSTREAM_CONNECT if target.startswith("nats://") else REMOTE_CONNECT
+            module_name, _, func = connector.partition(":")
             try:
                 connect = getattr(importlib.import_module(module_name), func)
             except (ImportError, AttributeError) as exc:
