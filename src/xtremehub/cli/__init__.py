@@ -58,6 +58,7 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 def _register() -> None:
     from xtremehub.cli.audit import audit_group
     from xtremehub.cli.demo import demo
+    from xtremehub.cli.eph import eph_group
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
     from xtremehub.cli.policy import policy_group
@@ -71,6 +72,7 @@ def _register() -> None:
     cli.add_command(metaspace_group)
     cli.add_command(audit_group)
     cli.add_command(policy_group)
+    cli.add_command(eph_group)
 
 
 _register()
