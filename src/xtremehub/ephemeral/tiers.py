@@ -119,6 +119,7 @@ class TieredStore:
         self._changed = threading.Condition(self._lock)
         self._index: dict[tuple[str, str], Entry] = {}
         self._bytes = {"memory": 0, "disk": 0}
+        self._pending = 0  # bytes of writes waiting for room: the spiller makes room for them too
         self._stats = Stats()
         self._persist_ok = True
         self._retry_at = 0.0
@@ -195,6 +196,7 @@ class TieredStore:
                     raise TierFull(url, f"object of {size} bytes is larger than Tier 0 ({capacity} bytes)")
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self._pending = 0
                     self._stats.rejected_writes += 1
                     state = "available" if self._persist_ok else "unavailable"
                     raise TierFull(
@@ -203,8 +205,10 @@ class TieredStore:
                         f"(thresholds {self.memory_limit} + {self.disk_limit}); persistency tier "
                         f"{self.config.persist_url or '(none)'} is {state}: retry later",
                     )
+                self._pending = size
                 self._changed.notify_all()
                 self._changed.wait(min(left, 0.1))
+            self._pending = 0
 
     def _forget(self, entry: Entry) -> None:
         """Drop ``entry``'s Tier-0 file (lock held)."""
@@ -414,7 +418,7 @@ class TieredStore:
 
     def _pick(self, tier: Tier, limit: int) -> Entry | None:
         with self._lock:
-            if self._bytes[tier] <= limit:
+            if self._bytes[tier] + self._pending <= limit:
                 return None
             candidates = [e for e in self._index.values() if e.tier == tier and not e.pinned]
             return min(candidates, key=lambda e: e.last_access, default=None)
