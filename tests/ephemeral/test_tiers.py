@@ -48,18 +48,20 @@ def test_memory_over_threshold_spills_lru_to_disk_then_persist(
     node: Callable[..., tuple[NodeService, EphemeralClient]], tmp_path: Path
 ) -> None:
     persist = tmp_path / "persist"
-    svc, c = node(memory_limit=2 * MiB, disk_limit=2 * MiB, persist_url=str(persist))
+    _svc, c = node(memory_limit=2 * MiB, disk_limit=2 * MiB, persist_url=str(persist))
     blobs = {f"o{i}": os.urandom(MiB) for i in range(6)}
     for name, data in blobs.items():
         c.put("b", name, data)
         c.read("b", "o0", 0, 1)  # o0 stays the most recently used
     wait_until(lambda: c.stats()["memory_bytes"] <= 2 * MiB and c.stats()["disk_bytes"] <= 2 * MiB)
     stats = c.stats()
-    assert stats["demotions"] >= 2 and stats["spills"] >= 2
+    assert stats["demotions"] >= 2
+    assert stats["spills"] >= 2
     assert stats["objects_memory"] + stats["objects_disk"] <= 4
     assert c.locate("b", "o0")["tier"] == "memory"  # least recently used went first, not o0
     spilled = sorted(p.name for p in (persist / "b").iterdir())
-    assert "o1" in spilled and "o0" not in spilled
+    assert "o1" in spilled
+    assert "o0" not in spilled
     for name, data in blobs.items():  # every object still readable: read-through from the persistency tier
         assert c.read("b", name, 0, 1 << 30) == data
     assert c.stats()["read_through"] >= 2
@@ -77,7 +79,7 @@ def test_threshold_as_fraction_of_ram() -> None:
 def test_relocate_prefix_to_persist_and_to_another_url(
     node: Callable[..., tuple[NodeService, EphemeralClient]], tmp_path: Path
 ) -> None:
-    svc, c = node(memory_limit=64 * MiB, persist_url=str(tmp_path / "p"))
+    _svc, c = node(memory_limit=64 * MiB, persist_url=str(tmp_path / "p"))
     for name in ("ckpt/1", "ckpt/2", "other/x"):
         c.put("b", name, name.encode())
     assert c.relocate("b", "ckpt/") == ["xhub-eph://b/ckpt/1", "xhub-eph://b/ckpt/2"]
@@ -98,7 +100,7 @@ def test_relocate_on_close(node: Callable[..., tuple[NodeService, EphemeralClien
 def test_pinned_objects_are_never_spilled(
     node: Callable[..., tuple[NodeService, EphemeralClient]], tmp_path: Path
 ) -> None:
-    svc, c = node(memory_limit=2 * MiB, persist_url=str(tmp_path / "p"))
+    _svc, c = node(memory_limit=2 * MiB, persist_url=str(tmp_path / "p"))
     c.put("b", "hot", os.urandom(MiB), pin=True)
     for i in range(4):
         c.put("b", f"cold{i}", os.urandom(MiB))
@@ -107,11 +109,11 @@ def test_pinned_objects_are_never_spilled(
     assert not (tmp_path / "p" / "b" / "hot").exists()
     c.pin("b", "hot", False)
     c.put("b", "new", os.urandom(2 * MiB))
-    wait_until(lambda: (tmp_path / "p" / "b" / "hot").exists())
+    wait_until((tmp_path / "p" / "b" / "hot").exists)
 
 
 def test_ttl_expires_scratch_data(node: Callable[..., tuple[NodeService, EphemeralClient]]) -> None:
-    svc, c = node(memory_limit=64 * MiB)
+    _svc, c = node(memory_limit=64 * MiB)
     c.put("b", "scratch", b"tmp", ttl=0.2)
     c.put("b", "keep", b"stays")
     assert c.read("b", "scratch", 0, 10) == b"tmp"
@@ -123,14 +125,15 @@ def test_ttl_expires_scratch_data(node: Callable[..., tuple[NodeService, Ephemer
 
 
 def test_stats_count_hits_per_tier(node: Callable[..., tuple[NodeService, EphemeralClient]]) -> None:
-    svc, c = node(memory_limit=64 * MiB)
+    _svc, c = node(memory_limit=64 * MiB)
     c.put("b", "k", b"12345")
     before = c.stats()
     for _ in range(3):
         c.read("b", "k", 0, 5)
     after = c.stats()
     assert after["hits_memory"] - before["hits_memory"] == 3
-    assert after["memory_bytes"] == 5 and after["objects_memory"] == 1
+    assert after["memory_bytes"] == 5
+    assert after["objects_memory"] == 1
     with pytest.raises(ObjectNotFound):
         c.read("b", "missing", 0, 1)
     assert c.stats()["misses"] == after["misses"] + 1
@@ -140,7 +143,7 @@ def test_two_writers_of_one_key_last_complete_write_wins(
     node: Callable[..., tuple[NodeService, EphemeralClient]],
 ) -> None:
     """Readers only ever see one whole version; the write that completes last is the one that stays."""
-    svc, c = node(memory_limit=256 * MiB)
+    _svc, c = node(memory_limit=256 * MiB)
     versions = [bytes([i]) * (4 * MiB) for i in range(8)]
     done: list[int] = []
     lock = threading.Lock()
