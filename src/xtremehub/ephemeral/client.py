@@ -201,11 +201,11 @@ def client_for(settings: Settings) -> EphemeralClient:
     return client
 
 
-def reset_clients() -> None:
-    """Close and forget this process's cached clients (after a service restart, or to change ``local``)."""
+def reset_clients(address: str | None = None) -> None:
+    """Close and forget this process's cached clients (of ``address``, or all): after a service stops."""
     with _CLIENTS_LOCK:
-        clients = list(_CLIENTS.values())
-        _CLIENTS.clear()
+        keys = [k for k in _CLIENTS if address is None or k[0] == address]
+        clients = [_CLIENTS.pop(k) for k in keys]
     for client in clients:
         client.close()
 

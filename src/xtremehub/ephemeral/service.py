@@ -117,6 +117,9 @@ class NodeService:
                 path.unlink()
         except (FileNotFoundError, json.JSONDecodeError):
             pass
+        from xtremehub.ephemeral.client import reset_clients
+
+        reset_clients(self.address)  # this process's own clients of this service
         try:
             self.rpc.stop()
         finally:

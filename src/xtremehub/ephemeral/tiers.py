@@ -172,6 +172,7 @@ class TieredStore:
             bucket, key, size, version, time.time(), "memory", path, True, pin, now + ttl if ttl else None, now
         )
         with self._lock:
+            entry.mtime = time.time()  # taken under the lock: commit order is mtime order
             old = self._index.get((bucket, key))
             self._index[(bucket, key)] = entry
             self._bytes["memory"] += size
@@ -435,10 +436,16 @@ class TieredStore:
 
     def _demote(self, entry: Entry) -> bool:
         """Move one memory object to disk (if there is room), else out of Tier 0."""
-        with self._lock:
-            room = self._bytes["disk"] + entry.size <= self.disk_limit
-        if not room:
-            return self._evict(entry)
+        while True:  # make room on disk by spilling its least recently used objects first (one LRU order)
+            with self._lock:
+                if self._bytes["disk"] + entry.size <= self.disk_limit:
+                    break
+                candidates = [e for e in self._index.values() if e.tier == "disk" and not e.pinned]
+                victim = min(candidates, key=lambda e: e.last_access, default=None)
+            if victim is None or entry.size > self.disk_limit:
+                return self._evict(entry)
+            if not self._evict(victim):
+                return False
         target = self.disk_dir / f"o-{entry.etag}"
         src = entry.path
         if src is None:
