@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import psutil
+
 from xtremehub import storage
 from xtremehub.config import Settings, default_settings
 from xtremehub.ephemeral.config import TierConfig
@@ -132,6 +134,8 @@ class TieredStore:
         root.mkdir(parents=True, exist_ok=True)
         path = Path(tempfile.mkdtemp(prefix="xhub-eph-", dir=root)) if owned else root
         if owned:
+            _sweep_dead(root)
+            (path / ".pid").write_text(str(os.getpid()))
             self._owned.append(path)
         else:  # a configured directory: start empty (Tier 0 does not survive a restart)
             for child in path.iterdir():
@@ -558,3 +562,15 @@ class TieredStore:
     def iter_entries(self) -> Iterator[Entry]:
         with self._lock:
             yield from list(self._index.values())
+
+
+def _sweep_dead(root: Path) -> None:
+    """Remove the Tier-0 directories that killed services left behind (their process is gone)."""
+    for child in root.glob("xhub-eph-*"):
+        try:
+            pid = int((child / ".pid").read_text())
+        except (OSError, ValueError):
+            continue
+        if not psutil.pid_exists(pid):
+            log.info("ephemeral: removing %s of a service that is gone (pid %d)", child, pid)
+            shutil.rmtree(child, ignore_errors=True)
