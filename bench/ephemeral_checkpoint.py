@@ -64,8 +64,10 @@ def checkpoint_run(size: int, steps: int, step_seconds: float, server: SeaweedFS
         t = time.perf_counter()
         storage.put(f"s3://{BUCKET}/direct/step-{i}", model, settings=s3)
         direct.append(time.perf_counter() - t)
+    # Tier 0 sized to hold the checkpoints of one run (as GEDS sizes its memory tier): a write never
+    # waits for the upload of an earlier one, and older checkpoints leave memory once they are in S3.
     config = TierConfig(
-        memory_limit=size * 2 + (64 << 20), persist_url=f"s3://{BUCKET}/eph/", write_back=True, admit_timeout=600
+        memory_limit=size * (steps + 1), persist_url=f"s3://{BUCKET}/eph/", write_back=True, admit_timeout=600
     )
     with ServiceProcess.start(config, settings, env=server.env()):
         client = client_for(settings)
