@@ -79,6 +79,8 @@ class TierConfig:
         admit_timeout: how long a write over the thresholds waits for spilling to free
             space before it fails with :class:`~xtremehub.errors.TierFull`.
         spill_interval: seconds between background passes of the spiller.
+        background_nice: niceness added to the spiller thread and the upload threads it
+            starts, so that background persistence yields the CPU to the jobs (0: none).
     """
 
     memory_limit: Size = 0.25
@@ -91,6 +93,7 @@ class TierConfig:
     default_ttl: float | None = None
     admit_timeout: float = 10.0
     spill_interval: float = 0.2
+    background_nice: int = 10
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "memory_limit", parse_size(self.memory_limit, "ephemeral memory_limit"))
@@ -105,6 +108,8 @@ class TierConfig:
             raise ConfigError("ephemeral persist_url cannot itself be an xhub-eph:// URL")
         if self.default_ttl is not None and self.default_ttl <= 0:
             raise ConfigError(f"ephemeral default_ttl must be > 0 seconds, not {self.default_ttl}")
+        if not 0 <= self.background_nice <= 19:
+            raise ConfigError(f"ephemeral background_nice must be in 0..19, not {self.background_nice}")
         if self.admit_timeout < 0 or self.spill_interval <= 0:
             raise ConfigError("ephemeral admit_timeout must be >= 0 and spill_interval > 0")
 

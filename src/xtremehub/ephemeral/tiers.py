@@ -392,6 +392,11 @@ class TieredStore:
 
     # -- background spilling -------------------------------------------------------------------
     def _spill_loop(self) -> None:
+        if self.config.background_nice:  # uploads yield the CPU to the jobs writing (Linux: per thread,
+            try:  # inherited by the upload threads this one starts)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.config.background_nice)
+            except (AttributeError, OSError) as exc:
+                log.debug("ephemeral: cannot lower the spiller's priority: %s", exc)
         while True:
             with self._lock:
                 if self._closing:
