@@ -80,7 +80,8 @@ class TierConfig:
             space before it fails with :class:`~xtremehub.errors.TierFull`.
         spill_interval: seconds between background passes of the spiller.
         background_nice: niceness added to the spiller thread and the upload threads it
-            starts, so that background persistence yields the CPU to the jobs (0: none).
+            starts, so that background persistence yields the CPU to the jobs (0: none; at 10 the
+            2 GB checkpoint bench showed no smaller stall and a 2.6x longer write-back).
     """
 
     memory_limit: Size = 0.25
@@ -93,7 +94,7 @@ class TierConfig:
     default_ttl: float | None = None
     admit_timeout: float = 10.0
     spill_interval: float = 0.2
-    background_nice: int = 10
+    background_nice: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "memory_limit", parse_size(self.memory_limit, "ephemeral memory_limit"))
