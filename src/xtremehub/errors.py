@@ -14,7 +14,8 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── AccessDenied            (PermissionError)
     │   ├── InvalidRange            (ValueError)
     │   ├── UnsupportedURL          (ValueError)
-    │   └── StorageUnavailable      (ConnectionError)  timeouts, refused, 5xx
+    │   ├── StorageUnavailable      (ConnectionError)  timeouts, refused, 5xx
+    │   └── TierFull                (TimeoutError) ephemeral Tier 0 over its thresholds, cannot spill
     ├── ComputeError
     │   ├── TaskError                               remote failure without a picklable exception
     │   ├── WorkerDied                              worker process killed / out of memory
@@ -128,6 +129,7 @@ __all__ = [
     "TaskError",
     "TaskTimeout",
     "TelemetryCorrupt",
+    "TierFull",
     "TransactionFailed",
     "TruncatedData",
     "UnsupportedData",
@@ -206,6 +208,16 @@ class StorageUnavailable(StorageError, ConnectionError):
     """The store could not be reached after bounded retries (timeout, refused, 5xx)."""
 
     default_detail = "storage unavailable"
+
+
+class TierFull(StorageError, TimeoutError):
+    """Back pressure of the ephemeral store: Tier 0 (memory + node disk) is over its thresholds
+    and cannot spill (the persistency tier is unavailable or none is configured).
+
+    Retry later: writes are accepted again once spilling frees space.
+    """
+
+    default_detail = "ephemeral Tier 0 full: over its memory and disk thresholds and unable to spill"
 
 
 class ComputeError(XHubError):

@@ -59,6 +59,7 @@ def _register() -> None:
     from xtremehub.cli.audit import audit_group
     from xtremehub.cli.auth import auth_group, login_command
     from xtremehub.cli.demo import demo
+    from xtremehub.cli.eph import eph_group
     from xtremehub.cli.keys import keys_group
     from xtremehub.cli.mdr import mdr_group
     from xtremehub.cli.metaspace import metaspace_group
@@ -84,6 +85,7 @@ def _register() -> None:
     cli.add_command(auth_group)
     cli.add_command(login_command)
     cli.add_command(variants_group)
+    cli.add_command(eph_group)
 
 
 _register()

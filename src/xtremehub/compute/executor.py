@@ -51,6 +51,7 @@ from xtremehub.compute.summary import JobSummary
 from xtremehub.compute.task import Call, Outcome, WithEnv, expand_args
 from xtremehub.compute.telemetry import TelemetryWriter
 from xtremehub.config import Settings, default_settings
+from xtremehub.ephemeral.autostart import autostart as ephemeral_autostart
 from xtremehub.errors import ConfigError, ExecutorClosed, StorageError
 
 __all__ = ["FunctionExecutor"]
@@ -89,6 +90,8 @@ class FunctionExecutor:
 
     #: Created on first use when ``settings.telemetry.dir`` is set.
     _telemetry_writer: TelemetryWriter | None = None
+    #: An ephemeral node service this (local) executor started for ``xhub-eph://`` inputs.
+    _eph_service: Any = None
 
     def __init__(
         self,
@@ -175,6 +178,8 @@ class FunctionExecutor:
             self._backend.shutdown(wait=wait)
         if self._telemetry_writer is not None:
             self._telemetry_writer.close()
+        if self._eph_service is not None:
+            self._eph_service.stop()
 
     def __enter__(self) -> FunctionExecutor:
         return self
@@ -497,6 +502,8 @@ class FunctionExecutor:
         if isinstance(iterdata, str | os.PathLike):
             iterdata = [os.fspath(iterdata)]
         items = list(iterdata)
+        if self._backend.name == "local" and self._eph_service is None:
+            self._eph_service = ephemeral_autostart(items, self.settings)
         urls: list[str] | None = None
         if wants_obj and items and all(isinstance(i, str) for i in items):
             urls = items

@@ -13,7 +13,7 @@ Example:
     >>> open_store("gopher://x/y")
     Traceback (most recent call last):
     ...
-    xtremehub.errors.UnsupportedURL: gopher://x/y: unknown scheme 'gopher'; known: file, http, https, mem, s3
+    xtremehub.errors.UnsupportedURL: gopher://x/y: unknown scheme 'gopher'; known: file, http, https, mem, s3, xhub-eph
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ STORES: Registry[StoreFactory] = Registry(
         "https": "xtremehub.storage.registry:_https_factory",
         "mem": "xtremehub.storage.registry:_memory_factory",
         "s3": ("xtremehub.storage.registry:_s3_factory", "pip install xtremehub (boto3)"),
+        "xhub-eph": "xtremehub.storage.registry:_ephemeral_factory",
     },
 )
 
@@ -130,6 +131,12 @@ def _memory_factory(location: str, settings: Settings) -> Store:
     from xtremehub.storage._memory import MemoryStore
 
     return MemoryStore(location)
+
+
+def _ephemeral_factory(location: str, settings: Settings) -> Store:
+    from xtremehub.ephemeral.client import EphemeralStore
+
+    return EphemeralStore(location, settings)
 
 
 def _s3_factory(location: str, settings: Settings) -> Store:
