@@ -65,8 +65,8 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, [*args, "--stream-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
-    # 1: variant calls, 3: metabolite annotation, 4: video, 5: security
-    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 6 + 4 + 5
+    # 1: variant calls, 3: metabolite annotation, 7: streams, 4: video, 5: security
+    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5
     assert "XtremeHub demo: variant calling" in result.output
     assert (tmp_path / "h" / "sample" / "variants-30000-25x" / "calls.vcf.gz.qc.png").exists()
     assert "metabolite annotation" in result.output
@@ -92,7 +92,7 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
         assert str(png) in result.output
     assert "fexec.job_summary()" in result.output
     streams, video = result.output.split("XtremeHub demo: streams", 1)[1].split("XtremeHub demo: surgery video")
-    assert streams.count(": OK") == 6
+    assert streams.count(": OK") == 7
     video, security = video.split("XtremeHub demo: security")
     assert video.count(": OK") == 4
     assert security.count(": OK") == 5
