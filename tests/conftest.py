@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -129,8 +130,12 @@ def ray_engine(seaweedfs: SeaweedFS, second_endpoint_config: Path) -> Iterator[A
     import ray
 
     quiet = {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    sigterm = signal.getsignal(signal.SIGTERM)
     with environ({**seaweedfs.env(), "XHUB_CONFIG": str(second_endpoint_config), **quiet}):
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # ray.init makes SIGTERM call sys.exit(15) in this process, and every process forked from it
+    # later inherits that: a terminated multiprocessing child would exit with 15, not -SIGTERM.
+    signal.signal(signal.SIGTERM, sigterm)
     yield ray
     ray.shutdown()
 

@@ -239,18 +239,8 @@ def test_lithops_localhost_gives_identical_table(planted: str, sequential: Any) 
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_gives_identical_table(planted: str, sequential: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray
-
-    for name, value in {"RAY_DEDUP_LOGS": "0", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}.items():
-        monkeypatch.setenv(name, value)
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        with FunctionExecutor("ray", progress=False) as fexec:
-            result = annotate(planted, DATABASE, config=CONFIG, executor=fexec, partitions=3)
-    finally:
-        if started:
-            ray.shutdown()
+@pytest.mark.usefixtures("ray_engine")  # the session's Ray instance
+def test_ray_gives_identical_table(planted: str, sequential: Any) -> None:
+    with FunctionExecutor("ray", progress=False) as fexec:
+        result = annotate(planted, DATABASE, config=CONFIG, executor=fexec, partitions=3)
     pd.testing.assert_frame_equal(result.table, sequential.table)
