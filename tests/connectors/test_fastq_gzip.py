@@ -276,3 +276,15 @@ def test_explicit_settings_reach_every_read(testdata: Path, s3_root: str, s3_set
     assert s3_settings.s3.secret_access_key.encode() not in pickle.dumps(slices)  # credentials never travel
     with FunctionExecutor(workers=2, settings=s3_settings) as fexec:  # workers complete them from their own
         assert fexec.get_result(fexec.map(_count_reads, slices)) == [s.num_reads for s in slices]
+
+
+def test_a_range_source_over_an_object_shorter_than_its_size_names_the_offset() -> None:
+    from xtremehub.connectors.codecs.source import RangeSource
+    from xtremehub.errors import TruncatedData
+
+    storage.put("mem://short-object/x", b"a" * 25)
+    src = RangeSource("mem://short-object/x", 29, 0, 29)  # the object was cut after it was sized
+    with pytest.raises(TruncatedData, match="ends before byte 29") as info:
+        src.read()
+    assert info.value.offset == 25
+    src.close()

@@ -14,10 +14,10 @@ Example:
     ...         chrom, start, _ = line.split(b"\\t", 2)
     ...         return chrom.decode(), int(start)
     >>> _ = storage.put("mem://lr/x.bed", b"#c\\ts\\te\\nchr1\\t5\\t9\\nchr2\\t1\\t4\\n")
-    >>> index, per = index_lines("mem://lr/x.bed", 29, Bed, None, spacing=65536)
+    >>> index, per = index_lines("mem://lr/x.bed", 25, Bed, None, spacing=65536)
     >>> index.num_records, per
     (2, {'chr1': 1, 'chr2': 1})
-    >>> [Bed.planned("mem://lr/x.bed", 29, p, gz=False, settings=None).get() for p in index.plans([0, 1, 2], 29)]
+    >>> [Bed.planned("mem://lr/x.bed", 25, p, gz=False, settings=None).get() for p in index.plans([0, 1, 2], 25)]
     [b'chr1\\t5\\t9\\n', b'chr2\\t1\\t4\\n']
 """
 

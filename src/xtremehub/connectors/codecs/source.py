@@ -7,6 +7,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from xtremehub.errors import TruncatedData
 from xtremehub.storage import open_store
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class RangeSource:
         self._store, self._key = open_store(url, settings)
         self.fetched = 0
         self._more = _MORE
-        self._ahead: deque[tuple[int, Future[bytes]]] = deque()  # (start, part) in order from pos
+        self._ahead: deque[tuple[int, int, Future[bytes]]] = deque()  # (start, end, part) in order from pos
         self._next = start  # where the next part to request starts
         self._pool: ThreadPoolExecutor | None = None
 
@@ -57,8 +58,13 @@ class RangeSource:
             return b""
         if self.pos < self._planned_end:
             self._request()
-            _, part = self._ahead.popleft()
+            start, end, part = self._ahead.popleft()
             data = part.result()
+            if len(data) != end - start:  # the object is shorter than its size said: changed or cut
+                self._drop()
+                raise TruncatedData(
+                    self.url, start + len(data), f"object ends before byte {end} (expected {self.size} bytes)", "object"
+                )
             self._request()
         else:
             end = min(self.size, self.pos + self._more)
@@ -75,7 +81,7 @@ class RangeSource:
             start, end = self._next, min(self._next + _PART, self._planned_end)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-range-ahead")
-            self._ahead.append((start, self._pool.submit(self._store.get_range, self._key, start, end)))
+            self._ahead.append((start, end, self._pool.submit(self._store.get_range, self._key, start, end)))
             self.fetched += end - start
             self._next = end
 
@@ -95,7 +101,7 @@ class RangeSource:
         return data
 
     def _drop(self) -> None:
-        for _, part in self._ahead:
+        for _, _, part in self._ahead:
             part.cancel()
         self._ahead.clear()
 
