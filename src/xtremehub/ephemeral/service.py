@@ -240,9 +240,10 @@ class NodeService:
 class ServiceProcess:
     """``xhub eph serve`` in a child process, announced under ``settings.home`` (tests, executors).
 
-    Example:
-        >>> with ServiceProcess.start(TierConfig(), settings) as proc:   # doctest: +SKIP
-        ...     proc.address
+    Example (starts a process; the tests in ``tests/ephemeral`` run it)::
+
+        with ServiceProcess.start(TierConfig(), settings) as proc:
+            print(proc.address)  # tcp://127.0.0.1:PORT, also in <home>/eph/service.json
     """
 
     def __init__(self, process: subprocess.Popen[bytes], address: str, settings: Settings) -> None:
