@@ -180,14 +180,14 @@ class StreamHistory:
             if segment in seen:
                 continue
             seen.add(segment)
-            lo = starts.get(segment, manager.store.info(segment).start_offset)
-            if segment in ends:
-                hi = ends[segment]
-            else:
-                hi = manager.store.info(segment).length
-                frontier += [
-                    s.segment.name for s in manager.controller.get_successors(self.scope, self.stream, segment)
-                ]
+            lo, hi = starts.get(segment), ends.get(segment)
+            if lo is None or hi is None:
+                info = manager.store.info(segment)  # one call for what the cuts do not say
+                lo = info.start_offset if lo is None else lo
+                if hi is None:
+                    hi = info.length
+                    successors = manager.controller.get_successors(self.scope, self.stream, segment)
+                    frontier += [s.segment.name for s in successors]
             if hi < lo:
                 raise InvalidStreamArgument(f"{segment}: the end cut ({hi}) is before the start cut ({lo})")
             if hi > lo:
