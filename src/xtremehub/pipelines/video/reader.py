@@ -89,16 +89,25 @@ class VideoHistory:
 
     def record(self, i: int) -> IndexRecord:
         """The ``i``-th key frame's index record."""
-        at = self._index.head_offset() + i * INDEX_RECORD.size
+        return self.records(i, i + 1)[0]
+
+    def records(self, start: int, stop: int) -> list[IndexRecord]:
+        """Index records ``start`` to ``stop - 1``, with one read of the index."""
+        size = INDEX_RECORD.size
+        at = self._index.head_offset() + start * size
         self._index.seek(at)
-        data = self._index.read(INDEX_RECORD.size)
+        data = self._index.read(max(0, stop - start) * size)
         self.index_bytes_read += len(data)
         where = f"{self.scope}/{index_stream_name(self.camera)}"
-        return IndexRecord.unpack(data, self.scope, self.camera, where=where, at=at)
+        # a short read leaves a short last slice: CorruptData naming its offset
+        return [
+            IndexRecord.unpack(data[k : k + size], self.scope, self.camera, where=where, at=at + k)
+            for k in range(0, (stop - start) * size, size)
+        ]
 
     def index(self) -> list[IndexRecord]:
         """Every key frame's record, in time order."""
-        return [self.record(i) for i in range(len(self))]
+        return self.records(0, len(self))
 
     def seek(self, timestamp_ns: int) -> IndexRecord:
         """The key frame at or before ``timestamp_ns`` (bisection: about log2(key frames) reads)."""
@@ -160,13 +169,19 @@ class VideoHistory:
                     return
                 yield VideoFrame(header, unit, record.segment, event[0])
 
+    def _records_from(self, first: int, record: IndexRecord, block: int = 64) -> Iterator[IndexRecord]:
+        """``record`` (number ``first``), then the records after it, read ``block`` at a time."""
+        yield record
+        end = len(self)
+        for start in range(first + 1, end, block):
+            yield from self.records(start, min(start + block, end))
+
     def key_frames(self, start_ns: int, end_ns: int, *, batch_size: int = 16) -> Iterator[list[DecodedFrame]]:
         """Decoded key frames from the one at or before ``start_ns`` up to ``end_ns``, in batches
         (a training job's input): reads the index and the key frames' bytes, nothing else."""
-        first, record = self._bisect(start_ns)
+        first, found = self._bisect(start_ns)
         batch: list[DecodedFrame] = []
-        for i in range(first, len(self)):
-            record = record if i == first else self.record(i)
+        for record in self._records_from(first, found):
             if record.timestamp_ns > end_ns:
                 break
             frame = self.read_frame(record)
