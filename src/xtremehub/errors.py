@@ -33,6 +33,11 @@ most also derive from the builtin exception a Python user would reach for, so
     ├── OptimizerError
     │   ├── TelemetryCorrupt        (ValueError)   empty or malformed telemetry, names file and line
     │   └── InfeasiblePlan          (ValueError)   no plan meets the constraints (memory limit)
+    ├── CatalogError
+    │   ├── DatasetNotFound         (LookupError)  no dataset, version or access request with that id
+    │   ├── InvalidMetadata         (ValueError)   unknown field, bad value, too long; names the field
+    │   ├── PreconditionFailed      (ValueError)   If-Match etag not current: a lost update refused
+    │   └── CatalogUnavailable      (ConnectionError)  the catalog database cannot be reached
     ├── SecurityError                                  never carries a token, key or secret
     │   ├── AuthenticationFailed    (PermissionError)  missing, malformed, forged or expired token
     │   ├── Forbidden               (PermissionError)  authenticated, but the policy denies the action
@@ -83,6 +88,8 @@ __all__ = [
     "AuthenticationFailed",
     "BackPressure",
     "BucketNotFound",
+    "CatalogError",
+    "CatalogUnavailable",
     "CheckpointFailed",
     "CheckpointNotFound",
     "CheckpointTimeout",
@@ -92,12 +99,14 @@ __all__ = [
     "ConnectorError",
     "CorruptData",
     "DataDirLocked",
+    "DatasetNotFound",
     "DuplicateSequence",
     "EventTooLarge",
     "ExecutorClosed",
     "Forbidden",
     "InfeasiblePlan",
     "IntegrityError",
+    "InvalidMetadata",
     "InvalidOffset",
     "InvalidRange",
     "InvalidStreamArgument",
@@ -110,6 +119,7 @@ __all__ = [
     "ObjectNotFound",
     "OptimizerError",
     "PluginNotFound",
+    "PreconditionFailed",
     "ProtocolError",
     "ReaderGroupNotFound",
     "ReaderGroupReset",
@@ -344,6 +354,64 @@ class TelemetryCorrupt(OptimizerError, ValueError):
 
 class InfeasiblePlan(OptimizerError, ValueError):
     """No plan satisfies the constraints (a memory limit below what the smallest slice needs)."""
+
+
+# --- catalog (the Data Broker) ----------------------------------------------------------------
+
+
+class CatalogError(XHubError):
+    """The data catalog refused or could not carry out a request."""
+
+
+class DatasetNotFound(CatalogError, LookupError):
+    """No dataset, version, job or access request with that id.
+
+    Example:
+        >>> str(DatasetNotFound("ds-42"))
+        "no such dataset: 'ds-42'"
+    """
+
+    def __init__(self, ident: str, kind: str = "dataset") -> None:
+        self.ident, self.kind = ident, kind
+        super().__init__(f"no such {kind}: {ident!r}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.ident, self.kind))
+
+
+class InvalidMetadata(CatalogError, ValueError):
+    """A field of a dataset, search or access request is unknown, malformed or too long.
+
+    Attributes:
+        field: the offending field (dotted path for nested ones).
+        detail: what is wrong.
+    """
+
+    def __init__(self, field: str, detail: str) -> None:
+        self.field, self.detail = field, detail
+        super().__init__(f"{field}: {detail}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.field, self.detail))
+
+
+class PreconditionFailed(CatalogError, ValueError):
+    """An update named an etag (``If-Match``) that is no longer current: refused, never overwritten.
+
+    Attributes:
+        ident: the record; expected: the etag the caller sent; current: the record's etag now.
+    """
+
+    def __init__(self, ident: str, expected: str, current: str) -> None:
+        self.ident, self.expected, self.current = ident, expected, current
+        super().__init__(f"{ident}: etag {expected!r} is not current ({current!r}); re-read and retry")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.ident, self.expected, self.current))
+
+
+class CatalogUnavailable(CatalogError, ConnectionError):
+    """The catalog's database cannot be reached (a REST request gets 503; nothing was half-written)."""
 
 
 # --- security -------------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""The catalog's operations, as the REST API, the CLI, the executor and the pipelines use them.
+
+:class:`CatalogAPI` is the contract; :func:`xtremehub.catalog.open_catalog` returns the
+implementation on SQLite (embedded default) or PostgreSQL. Every mutating method takes the
+acting identity's subject (``actor``), is audited, and refuses a stale ``if_match`` etag with
+:class:`~xtremehub.errors.PreconditionFailed` (never a silent overwrite). A database that is
+gone raises :class:`~xtremehub.errors.CatalogUnavailable` and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from xtremehub.catalog.model import (
+    DataAccessRequest,
+    Dataset,
+    DatasetKind,
+    DatasetPatch,
+    DatasetVersion,
+    Distribution,
+    HealthFields,
+    JobRecord,
+    LineageGraph,
+    SearchPage,
+    SearchQuery,
+)
+
+__all__ = ["CatalogAPI"]
+
+
+class CatalogAPI(Protocol):
+    """Register, find, version, trace and govern datasets."""
+
+    # -- datasets ------------------------------------------------------------------------------
+    def register(
+        self,
+        url: str,
+        *,
+        actor: str,
+        kind: DatasetKind = "object",
+        title: str | None = None,
+        description: str = "",
+        tags: Sequence[str] = (),
+        licence: str | None = None,
+        format: str | None = None,
+        facts: Mapping[str, Any] | None = None,
+        distributions: Sequence[Distribution] = (),
+        source_version: str | None = None,
+        health: HealthFields | None = None,
+    ) -> Dataset:
+        """Register ``url`` (or add a version when it is registered and its content changed).
+
+        ``facts``/``source_version`` None: the connector indexes the object and extracts them.
+        """
+        ...
+
+    def get(self, dataset_id: str) -> Dataset: ...
+
+    def find_by_url(self, url: str) -> Dataset | None: ...
+
+    def update(self, dataset_id: str, patch: DatasetPatch, *, actor: str, if_match: str) -> Dataset: ...
+
+    def delete(self, dataset_id: str, *, actor: str, if_match: str) -> None: ...
+
+    def versions(self, dataset_id: str) -> Sequence[DatasetVersion]: ...
+
+    def search(self, query: SearchQuery) -> SearchPage: ...
+
+    # -- lineage -------------------------------------------------------------------------------
+    def record_job(self, job: JobRecord) -> JobRecord: ...
+
+    def get_job(self, job_id: str) -> JobRecord: ...
+
+    def lineage(
+        self, dataset_id: str, *, direction: Literal["up", "down", "both"] = "both", depth: int = 5
+    ) -> LineageGraph: ...
+
+    # -- access requests -----------------------------------------------------------------------
+    def request_access(
+        self, dataset_id: str, *, actor: str, purpose: str, expires: datetime | None = None
+    ) -> DataAccessRequest: ...
+
+    def decide(
+        self, request_id: str, *, approve: bool, actor: str, if_match: str, reason: str = ""
+    ) -> DataAccessRequest:
+        """Approve (writes a usage policy with purpose and expiry) or reject; owner or admin only."""
+        ...
+
+    def access_requests(
+        self, *, dataset_id: str | None = None, requester: str | None = None, status: str | None = None
+    ) -> Sequence[DataAccessRequest]: ...
+
+    def close(self) -> None: ...
