@@ -29,7 +29,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xtremehub.compute.backends import Backend, Job, create_backend
 from xtremehub.compute.futures import (
@@ -53,6 +53,10 @@ from xtremehub.compute.telemetry import TelemetryWriter
 from xtremehub.config import Settings, default_settings
 from xtremehub.ephemeral.autostart import autostart as ephemeral_autostart
 from xtremehub.errors import ConfigError, ExecutorClosed, StorageError
+
+if TYPE_CHECKING:
+    from xtremehub.security.identity import TokenSource
+    from xtremehub.security.jobcreds import JobCredentials
 
 __all__ = ["FunctionExecutor"]
 
@@ -80,6 +84,12 @@ class FunctionExecutor:
         retries: how many times a failed call is retried (default: ``settings.executor.retries``).
         settings: explicit settings (default: ``XHUB_*`` environment and config file).
         progress: show progress bars (``None``: only on a TTY).
+        token: the submitter's access token (string, provider or callable): each job's calls get
+            a job token derived from it by the key service of ``settings.encryption.keys``, bound
+            to the executor's job id (``XHUB_JOB_TOKEN`` in their environment). The submitter's
+            own token never reaches a worker.
+        credentials: the same with the key service, datasets and purpose named explicitly
+            (:class:`xtremehub.security.jobcreds.JobCredentials`).
         backend_options: passed to the backend's constructor.
 
     The executor keeps the futures whose results were not read yet (``futures``);
@@ -102,6 +112,8 @@ class FunctionExecutor:
         retries: int | None = None,
         settings: Settings | None = None,
         progress: bool | None = None,
+        token: TokenSource | None = None,
+        credentials: JobCredentials | None = None,
         **backend_options: Any,
     ) -> None:
         if max_workers is not None and workers is not None and max_workers != workers:
@@ -135,6 +147,13 @@ class FunctionExecutor:
         self._errors = 0  # failed calls so far; lets waiters skip scanning for exceptions
         self.last_call: str | None = None  # as in Lithops: decides get_result's shape for one result
         self._storage: Any = None
+        if token is not None and credentials is not None:
+            raise ConfigError("give token= or credentials=, not both")
+        if token is not None:
+            from xtremehub.security.jobcreds import JobCredentials
+
+            credentials = JobCredentials.from_settings(token, self.settings)
+        self._credentials = credentials
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -207,6 +226,8 @@ class FunctionExecutor:
                 raise ConfigError(f"retries must be >= 0, not {retries}")
             extra["retries"] = retries
         job_id = f"{self.executor_id}-M{next(self._job_counter):03d}"
+        if self._credentials is not None:  # a job token per job; an explicit extra_env wins
+            extra_env = {**self._credentials.env_for(job_id), **(extra_env or {})}
         return Job(job_id, WithEnv(func, extra_env) if extra_env else func, timeout, dict(extra))
 
     def _new_future(self, job: Job, index: int, now: float, produce_output: bool = True) -> ResponseFuture:

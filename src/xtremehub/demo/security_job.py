@@ -40,6 +40,7 @@ from xtremehub.config import EncryptionSettings, Settings
 from xtremehub.demo.fastq_job import read_stats, sum_stats
 from xtremehub.demo.sample_data import ensure_sample_fastq
 from xtremehub.errors import SecurityError
+from xtremehub.security.jobcreds import JobCredentials
 
 __all__ = ["SecurityReport", "run_security_demo"]
 
@@ -100,12 +101,15 @@ def _job_token(token: str) -> Iterator[None]:
             os.environ["XHUB_JOB_TOKEN"] = before
 
 
-def _read_encrypted(url: str, settings: Settings) -> tuple[int, int]:
-    """Preprocess and read the encrypted FASTQ.gz on two local workers: (reads, slices)."""
+def _read_encrypted(url: str, settings: Settings, credentials: JobCredentials) -> tuple[int, int]:
+    """Preprocess and read the encrypted FASTQ.gz on two local workers: (reads, slices).
+
+    The executor derives a job token per job from the submitter's token (``credentials``).
+    """
     from xtremehub.connectors import CloudObject
     from xtremehub.connectors.genomics import FASTQGZip, partition_reads_batches
 
-    with FunctionExecutor(workers=2, settings=settings, progress=False) as fexec:
+    with FunctionExecutor(workers=2, settings=settings, progress=False, credentials=credentials) as fexec:
         co = CloudObject.from_path(FASTQGZip, url, settings=settings).preprocess(fexec, force=True)
         slices = co.partition(partition_reads_batches, num_batches=4)
         stats = sum_stats(fexec.get_result(fexec.map(read_stats, slices)))
@@ -183,7 +187,8 @@ def run_security_demo(settings: Settings) -> SecurityReport:
             )
             with _job_token(alice_job):
                 storage.put(url, Path(sample.url).read_bytes(), settings=secure)
-                report.alice_reads, report.slices = _read_encrypted(url, secure)
+                alice = JobCredentials(token("alice"), service, (DATASET,), "research")
+                report.alice_reads, report.slices = _read_encrypted(url, secure, alice)
             with gzip.open(sample.url, "rb") as fh:
                 report.plain_reads = sum(1 for _ in fh) // 4
             try:
@@ -191,7 +196,7 @@ def run_security_demo(settings: Settings) -> SecurityReport:
                     token("bob"), job_id="demo-bob", datasets=[DATASET], purpose="research"
                 )
                 with _job_token(bob_job):
-                    _read_encrypted(url, secure)
+                    _read_encrypted(url, secure, JobCredentials(token("bob"), service, (DATASET,), "research"))
             except SecurityError as exc:
                 report.bob_refusal = f"{type(exc).__name__}: {exc}"
 

@@ -55,6 +55,7 @@ __all__ = [
     "ServiceKeys",
     "blob_version",
     "fetch_kek",
+    "key_client_from_url",
     "rewrap",
     "service_keys_from_url",
 ]
@@ -340,6 +341,28 @@ def _platform_code(*args: Any) -> None:
     """Stands for "the XtremeHub installation": measured when a key source names no code."""
 
 
+def _client_and_query(source: str) -> tuple[KeyClient, dict[str, str]]:
+    parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme not in KEY_SOURCE_SCHEMES or not parsed.hostname or parsed.port is None:
+        raise ConfigError(f"key source {source!r}: expected keyservice://HOST:PORT?ca=... or keyservice+http://")
+    query = dict(urllib.parse.parse_qsl(parsed.query))
+    unknown = set(query) - {"ca", "cert", "key", "code"}
+    if unknown:
+        raise ConfigError(f"key source {source!r}: unknown parameter(s) {sorted(unknown)}")
+    scheme = "http" if parsed.scheme == "keyservice+http" else "https"
+    return KeyClient(f"{scheme}://{parsed.netloc}", query.get("ca"), query.get("cert"), query.get("key")), query
+
+
+def key_client_from_url(source: str) -> KeyClient:
+    """The HTTPS client of the key service a ``keyservice://`` key-source URL names.
+
+    Example:
+        >>> key_client_from_url("keyservice://keys.lab:8443?ca=/etc/xhub/tls/ca.pem").url
+        'https://keys.lab:8443'
+    """
+    return _client_and_query(source)[0]
+
+
 def service_keys_from_url(source: str) -> ServiceKeys:
     """:class:`ServiceKeys` from a key-source URL, opened in the worker itself.
 
@@ -355,15 +378,7 @@ def service_keys_from_url(source: str) -> ServiceKeys:
         >>> keys.source.url, keys.source.ca_file, keys.job_token
         ('https://keys.lab:8443', '/etc/xhub/tls/ca.pem', None)
     """
-    parsed = urllib.parse.urlsplit(source)
-    if parsed.scheme not in KEY_SOURCE_SCHEMES or not parsed.hostname or parsed.port is None:
-        raise ConfigError(f"key source {source!r}: expected keyservice://HOST:PORT?ca=... or keyservice+http://")
-    query = dict(urllib.parse.parse_qsl(parsed.query))
-    unknown = set(query) - {"ca", "cert", "key", "code"}
-    if unknown:
-        raise ConfigError(f"key source {source!r}: unknown parameter(s) {sorted(unknown)}")
-    scheme = "http" if parsed.scheme == "keyservice+http" else "https"
-    client = KeyClient(f"{scheme}://{parsed.netloc}", query.get("ca"), query.get("cert"), query.get("key"))
+    client, query = _client_and_query(source)
     code: Callable[..., Any] = _platform_code
     if "code" in query:
         module, _, name = query["code"].partition(":")
