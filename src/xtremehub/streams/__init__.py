@@ -23,6 +23,7 @@ from xtremehub.streams.controller.model import (
     ScalingPolicy,
     StreamConfig,
     StreamCut,
+    StreamEncryption,
     StreamInfo,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "SegmentSlice",
     "StreamConfig",
     "StreamCut",
+    "StreamEncryption",
     "StreamInfo",
     "StreamManager",
     "Transaction",

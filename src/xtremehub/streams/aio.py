@@ -272,6 +272,12 @@ class AsyncStreamManager(AsyncMirror[StreamManager], mirrors=StreamManager):
         (``token=``, ``tls_ca=``, ``purpose=``)."""
         return cls(await asyncio.to_thread(functools.partial(StreamManager, url, **options)))
 
+    @property
+    def keys_source(self) -> str | None:
+        """See :attr:`StreamManager.keys_source`."""
+        return self.sync.keys_source
+
+    keys = awaited(StreamManager.keys)
     create_scope = awaited(StreamManager.create_scope)
     delete_scope = awaited(StreamManager.delete_scope)
     list_scopes = awaited(StreamManager.list_scopes)

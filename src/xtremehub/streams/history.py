@@ -48,7 +48,7 @@ from xtremehub.connectors.base import DataSlice
 from xtremehub.errors import CorruptData, InvalidStreamArgument, ObjectNotFound
 from xtremehub.storage.access import StoreAccess
 from xtremehub.streams.client._framing import EventDecoder
-from xtremehub.streams.controller.model import StreamCut
+from xtremehub.streams.controller.model import StreamCut, StreamEncryption
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -81,6 +81,9 @@ class StreamSlice(DataSlice):
         start, end: segment offsets; the slice holds the events starting in ``[start, end)``.
         pieces: ``(chunk key, start in chunk, end in chunk)`` covering ``[start, end)``.
         access: how to reach LTS (settings without credentials once pickled).
+        encryption: the stream's wrapped data key when it is encrypted (events are decrypted in
+            the worker, after the KEK is released to it through ``keys``).
+        keys: a key-source URL (no secret in it) for ``encryption``.
     """
 
     lts_url: str
@@ -89,6 +92,8 @@ class StreamSlice(DataSlice):
     end: int
     pieces: tuple[tuple[str, int, int], ...]
     access: StoreAccess
+    encryption: StreamEncryption | None = None
+    keys: str | None = None
 
     @property
     def nbytes(self) -> int:
@@ -110,10 +115,18 @@ class StreamSlice(DataSlice):
     def events(self) -> Iterator[HistoryEvent]:
         """The slice's events in order (constant memory: one chunk range at a time)."""
         decoder = EventDecoder(self.segment, self.start)
+        sealer = None
+        if self.encryption is not None:
+            from xtremehub.streams.client.sealing import StreamSealer, resolve_keys
+
+            scope, stream, _ = self.segment.split("/", 2)
+            sealer = StreamSealer.unwrap(scope, stream, self.encryption, resolve_keys(self.keys))
         for chunk in self.iter_chunks():
             decoder.feed(chunk)
             while (event := decoder.next_event()) is not None:
                 offset, _, key, payload = event
+                if sealer is not None:
+                    payload = sealer.open(payload, key, f"{self.segment}@{offset}")
                 yield HistoryEvent(key, self.segment, offset, payload)
         if decoder.offset != self.end or decoder.buffered:
             raise CorruptData(
@@ -144,6 +157,8 @@ class StreamHistory:
         start, end: stream cuts (default: the head and the tail cut now).
         settings: how to reach LTS (default: the process settings).
         wait: seconds to wait for the bytes before ``end`` to reach LTS (0: they must be there).
+        keys: for an encrypted stream, the key-source URL workers unwrap its data key with
+            (default: the manager's, else the settings' ``encryption.keys``).
     """
 
     def __init__(
@@ -157,8 +172,11 @@ class StreamHistory:
         end: StreamCut | None = None,
         settings: Settings | None = None,
         wait: float = 0.0,
+        keys: str | None = None,
     ) -> None:
         self.scope, self.stream = scope, stream
+        self.encryption = manager.get_stream(scope, stream).config.encryption
+        self.keys = keys or manager.keys_source or (settings.encryption.keys if settings else None)
         self.lts_url = lts_url if lts_url.endswith("/") else lts_url + "/"
         self.access = StoreAccess(settings)
         self.start = start or manager.get_head_cut(scope, stream)
@@ -244,7 +262,11 @@ class StreamHistory:
                     continue
                 pieces.append((key, a - offset, b - offset))
                 if b - first >= bytes_per_slice or b == hi:
-                    slices.append(StreamSlice(self.lts_url, segment, first, b, tuple(pieces), self.access))
+                    slices.append(
+                        StreamSlice(
+                            self.lts_url, segment, first, b, tuple(pieces), self.access, self.encryption, self.keys
+                        )
+                    )
                     pieces, first = [], b
         return slices
 

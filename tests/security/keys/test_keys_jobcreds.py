@@ -93,7 +93,8 @@ def test_an_invalid_submitter_token_fails_the_map_before_any_call_runs(
         with pytest.raises(AuthenticationFailed, match="expired"):
             fexec.map(task, [(None, b"")])
         assert fexec.futures == []
-    assert audit[-1]["event"] == "job_token.issued" and audit[-1]["outcome"] == "deny"
+    assert audit[-1]["event"] == "job_token.issued"
+    assert audit[-1]["outcome"] == "deny"
 
 
 def test_token_without_a_key_service_is_a_config_error() -> None:

@@ -25,12 +25,20 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from xtremehub.errors import InvalidStreamArgument, MissingDependency
 from xtremehub.security.identity import TokenSource
 from xtremehub.streams.client.bytestream import ByteStream
 from xtremehub.streams.client.reader import ReaderGroup, checkpoint_config
+from xtremehub.streams.client.sealing import (
+    EventOpener,
+    SealingTransactionWriter,
+    SealingWriter,
+    StreamSealer,
+    new_stream_encryption,
+    resolve_keys,
+)
 from xtremehub.streams.client.transactions import TransactionalEventStreamWriter
 from xtremehub.streams.client.writer import EventStreamWriter, WriterConfig
 from xtremehub.streams.controller.contract import ControllerContract
@@ -44,6 +52,9 @@ from xtremehub.streams.controller.model import (
     StreamInfo,
 )
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
+
+if TYPE_CHECKING:
+    from xtremehub.security.keys import KeyEncryptionKeys
 
 __all__ = ["StreamManager"]
 
@@ -66,6 +77,11 @@ class StreamManager:
     :class:`~xtremehub.security.login.StoredToken`, ``tls_ca=`` the CA of a TLS server,
     ``purpose=`` the purpose of use); ``StreamManager(controller, store)`` uses
     given implementations of the two contracts; :meth:`embedded` runs both in this process.
+
+    ``keys=`` (a key-source URL or a :class:`~xtremehub.security.keys.KeyEncryptionKeys`;
+    default: the settings' ``encryption.keys``) unwraps the data keys of encrypted streams
+    (``create_stream(..., encryption="<dataset>")``): their events are encrypted by writers and
+    decrypted by readers here, so servers and disks only hold ciphertext.
     """
 
     def __init__(
@@ -77,8 +93,10 @@ class StreamManager:
         token: TokenSource | None = None,
         tls_ca: str | None = None,
         purpose: str | None = None,
+        keys: KeyEncryptionKeys | str | None = None,
     ) -> None:
         self._on_close = list(on_close)
+        self._keys_source, self._keys = keys, None if isinstance(keys, str) or keys is None else keys
         if isinstance(target, str):
             connector = JETSTREAM_CONNECT if target.startswith("nats://") else REMOTE_CONNECT
             module_name, _, func = connector.partition(":")
@@ -96,6 +114,7 @@ class StreamManager:
         self.controller: ControllerContract = controller
         self.store: SegmentStoreContract = store
         self._closed = False
+        self._opener = EventOpener(controller, self.keys)
 
     @classmethod
     def embedded(
@@ -105,6 +124,7 @@ class StreamManager:
         *,
         maintenance_interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        keys: KeyEncryptionKeys | str | None = None,
         **store_options: object,
     ) -> StreamManager:
         """Controller and segment store in this process, data under ``path``, LTS at the ``lts`` URL.
@@ -130,7 +150,21 @@ class StreamManager:
             store.close()
             raise
         controller.start_background(maintenance_interval)
-        return cls(controller, store, on_close=[controller.close, store.close])
+        return cls(controller, store, on_close=[controller.close, store.close], keys=keys)
+
+    @property
+    def keys_source(self) -> str | None:
+        """The key-source URL given as ``keys=`` (None: an object, or the settings' default)."""
+        return self._keys_source if isinstance(self._keys_source, str) else None
+
+    def keys(self) -> KeyEncryptionKeys:
+        """The KEKs that unwrap encrypted streams' data keys (opened on first use)."""
+        if self._keys is None:
+            self._keys = resolve_keys(self._keys_source)
+        return self._keys
+
+    def _sealer(self, scope: str, stream: str) -> StreamSealer | None:
+        return self._opener.sealer(scope, stream)
 
     # -- scopes and streams ---------------------------------------------------------------
     def create_scope(self, scope: str) -> bool:
@@ -151,9 +185,17 @@ class StreamManager:
         stream: str,
         scaling_policy: ScalingPolicy | None = None,
         retention_policy: RetentionPolicy | None = None,
+        *,
+        encryption: str | None = None,
     ) -> bool:
-        """Create a stream (False when it exists); default: one fixed segment, keep everything."""
-        config = StreamConfig(scaling_policy or ScalingPolicy.fixed(1), retention_policy or RetentionPolicy())
+        """Create a stream (False when it exists); default: one fixed segment, keep everything.
+
+        ``encryption``: a dataset name: the stream gets its own data key, wrapped by that
+        dataset's KEK (see :mod:`xtremehub.streams.client.sealing`); its events are encrypted by
+        writers and decrypted by readers that can obtain the KEK.
+        """
+        sealed = new_stream_encryption(self.keys(), encryption) if encryption else None
+        config = StreamConfig(scaling_policy or ScalingPolicy.fixed(1), retention_policy or RetentionPolicy(), sealed)
         return self.controller.create_stream(scope, stream, config)
 
     def update_stream(
@@ -165,7 +207,7 @@ class StreamManager:
     ) -> None:
         """Change a stream's policies (arguments left None keep their value)."""
         old = self.controller.get_stream(scope, stream).config
-        config = StreamConfig(scaling_policy or old.scaling, retention_policy or old.retention)
+        config = StreamConfig(scaling_policy or old.scaling, retention_policy or old.retention, old.encryption)
         self.controller.update_stream(scope, stream, config)
 
     def list_streams(self, scope: str) -> list[str]:
@@ -202,13 +244,17 @@ class StreamManager:
     ) -> EventStreamWriter:
         """An event writer; a stable ``writer_id`` makes retries after a restart exactly-once."""
         config = WriterConfig(max_in_flight=max_in_flight)
-        return EventStreamWriter(self.controller, self.store, scope, stream, writer_id=writer_id, config=config)
+        writer = EventStreamWriter(self.controller, self.store, scope, stream, writer_id=writer_id, config=config)
+        sealer = self._sealer(scope, stream)
+        return writer if sealer is None else SealingWriter(writer, sealer)  # type: ignore[return-value]
 
     def create_transaction_writer(
         self, scope: str, stream: str, *, writer_id: str | None = None
     ) -> TransactionalEventStreamWriter:
         """A writer of transactions."""
-        return TransactionalEventStreamWriter(self.controller, self.store, scope, stream, writer_id=writer_id)
+        writer = TransactionalEventStreamWriter(self.controller, self.store, scope, stream, writer_id=writer_id)
+        sealer = self._sealer(scope, stream)
+        return writer if sealer is None else SealingTransactionWriter(writer, sealer)  # type: ignore[return-value]
 
     def create_reader_group(
         self,
@@ -242,11 +288,11 @@ class StreamManager:
             cuts = (start,) if isinstance(start, StreamCut) else tuple(start)
             config = ReaderGroupConfig(qualified, "cut", cuts, reader_timeout)
         self.controller.create_reader_group(scope, name, config)
-        return ReaderGroup(self.controller, self.store, scope, name)
+        return ReaderGroup(self.controller, self.store, scope, name, opener=self._opener)
 
     def get_reader_group(self, name: str, scope: str) -> ReaderGroup:
         """An existing reader group (``ReaderGroupNotFound`` otherwise)."""
-        return ReaderGroup(self.controller, self.store, scope, name)
+        return ReaderGroup(self.controller, self.store, scope, name, opener=self._opener)
 
     def list_reader_groups(self, scope: str) -> list[str]:
         """Reader group names in ``scope``."""

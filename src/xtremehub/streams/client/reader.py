@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -129,10 +129,12 @@ class EventStreamReader:
         name: str,
         *,
         sync_interval: float = 0.5,
+        opener: Callable[[EventRead], EventRead] | None = None,
     ) -> None:
         if sync_interval <= 0:
             raise InvalidStreamArgument(f"reader sync_interval must be > 0, got {sync_interval}")
         self.scope, self.group, self.name = scope, group, name
+        self._opener = opener  # decrypts events of encrypted streams (client/sealing.py)
         self.sync_interval = sync_interval
         self._controller, self._store = controller, store
         self._cursors: dict[str, _Cursor] = {}
@@ -177,7 +179,7 @@ class EventStreamReader:
                 return self._marker()
             event = self._buffered_event() or self._fetch(wait=0.0)
             if event is not None:
-                return event
+                return event if self._opener is None else self._opener(event)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -189,7 +191,7 @@ class EventStreamReader:
                 continue
             event = self._fetch(wait=wait if len(self._cursors) == 1 else min(wait, POLL_WAIT))
             if event is not None:
-                return event
+                return event if self._opener is None else self._opener(event)
 
     def _end_of_streams(self) -> bool:
         """The group has read every event of its streams, and they are all sealed (asked once per sync)."""
@@ -463,15 +465,23 @@ def fully_read(controller: ControllerContract, scope: str, group: str) -> bool:
 class ReaderGroup:
     """A named group of readers sharing the segments of one or more streams."""
 
-    def __init__(self, controller: ControllerContract, store: SegmentStoreContract, scope: str, name: str) -> None:
+    def __init__(
+        self,
+        controller: ControllerContract,
+        store: SegmentStoreContract,
+        scope: str,
+        name: str,
+        *,
+        opener: Callable[[EventRead], EventRead] | None = None,
+    ) -> None:
         self.scope, self.name = scope, name
-        self._controller, self._store = controller, store
+        self._controller, self._store, self._opener = controller, store, opener
         controller.get_reader_group(scope, name)  # raises ReaderGroupNotFound
 
     def create_reader(self, name: str, *, sync_interval: float = 0.5) -> EventStreamReader:
         """Join the group as ``name``; a reader restarted with its old name resumes its segments."""
         return EventStreamReader(
-            self._controller, self._store, self.scope, self.name, name, sync_interval=sync_interval
+            self._controller, self._store, self.scope, self.name, name, sync_interval=sync_interval, opener=self._opener
         )
 
     def reader_offline(self, name: str) -> None:

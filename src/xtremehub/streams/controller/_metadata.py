@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -37,6 +38,7 @@ from xtremehub.streams.controller.model import (
     ScalingPolicy,
     StreamConfig,
     StreamCut,
+    StreamEncryption,
 )
 
 __all__ = [
@@ -129,14 +131,25 @@ def parse_segment_name(name: str) -> tuple[str, str, int]:
 
 
 def config_to_json(config: StreamConfig) -> str:
-    """Serialise stream policies."""
-    return json.dumps(dataclasses.asdict(config))
+    """Serialise stream policies (and the wrapped data key of an encrypted stream, base64)."""
+    raw: dict[str, Any] = {
+        "scaling": dataclasses.asdict(config.scaling),
+        "retention": dataclasses.asdict(config.retention),
+    }
+    if config.encryption is not None:
+        raw["encryption"] = {
+            "dataset": config.encryption.dataset,
+            "wrapped_key": base64.b64encode(config.encryption.wrapped_key).decode(),
+        }
+    return json.dumps(raw)
 
 
 def config_from_json(text: str) -> StreamConfig:
     """Inverse of :func:`config_to_json`."""
     raw = json.loads(text)
-    return StreamConfig(ScalingPolicy(**raw["scaling"]), RetentionPolicy(**raw["retention"]))
+    enc = raw.get("encryption")
+    encryption = StreamEncryption(enc["dataset"], base64.b64decode(enc["wrapped_key"])) if enc else None
+    return StreamConfig(ScalingPolicy(**raw["scaling"]), RetentionPolicy(**raw["retention"]), encryption)
 
 
 def group_config_to_json(config: ReaderGroupConfig) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "SegmentRange",
     "StreamConfig",
     "StreamCut",
+    "StreamEncryption",
     "StreamInfo",
     "SuccessorInfo",
     "TxnInfo",
@@ -148,11 +149,30 @@ class RetentionPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamEncryption:
+    """A stream whose events writers encrypt and readers decrypt (the store sees ciphertext only).
+
+    Attributes:
+        dataset: whose key-encryption key (KEK) wraps the stream's data key: a reader or writer
+            needs that KEK released to it (key policies, identities and code measurements apply).
+        wrapped_key: the stream's AES-256 data key wrapped by that KEK (opaque; names the KEK version).
+    """
+
+    dataset: str
+    wrapped_key: bytes
+
+    def __post_init__(self) -> None:
+        if not self.dataset or not self.wrapped_key:
+            raise InvalidStreamArgument("stream encryption needs a dataset and a wrapped data key")
+
+
+@dataclass(frozen=True, slots=True)
 class StreamConfig:
-    """A stream's policies."""
+    """A stream's policies; ``encryption`` is set at creation and never changes."""
 
     scaling: ScalingPolicy = field(default_factory=ScalingPolicy)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    encryption: StreamEncryption | None = None
 
 
 @dataclass(frozen=True, slots=True)
