@@ -130,6 +130,7 @@ bench-security: $(VENV)/.installed-bench
 	$(BIN)/python bench/security_policy.py
 	$(BIN)/python bench/security_keyrelease.py
 	$(BIN)/python bench/security_streams.py
+	$(BIN)/python bench/security_video.py
 	$(BIN)/python bench/encrypted_scan.py
 
 bench-mdr: $(VENV)/.installed-bench
