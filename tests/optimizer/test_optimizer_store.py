@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,9 @@ from optimizer_synthetic import synthetic_calls
 from xtremehub import FunctionExecutor
 from xtremehub.compute.telemetry import to_jsonl
 from xtremehub.config import Settings
-from xtremehub.errors import TelemetryCorrupt
+from xtremehub.errors import ConfigError, TelemetryCorrupt
 from xtremehub.optimizer import TelemetryStore
+from xtremehub.optimizer.simulator import ScalingRule, SimConfig, StaticPolicy, simulate
 from xtremehub.optimizer.store import write_job_meta
 
 
@@ -94,3 +96,28 @@ def test_a_bad_sidecar_is_a_typed_error_naming_it(tmp_path: Path, meta: bytes, d
     with pytest.raises(TelemetryCorrupt, match=detail) as info:
         TelemetryStore(tmp_path / "t.sqlite").load(tmp_path)
     assert "syn-M001.meta.json" in str(info.value)
+
+
+def _nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def test_recorded_calls_replay_through_the_simulator(tmp_path: Path) -> None:
+    settings = Settings.load(config_file=None, telemetry={"dir": str(tmp_path)})
+    with FunctionExecutor(max_workers=2, settings=settings, progress=False) as fexec:
+        for burst in (4, 8, 2):  # three jobs, a second apart
+            fexec.get_result(fexec.map(_nap, [0.05] * burst))
+            time.sleep(1.0)
+    store = TelemetryStore()
+    store.load(tmp_path, function="test._nap")
+    load = store.recorded_load(1.0, function="test._nap")
+    assert load.calls == 14
+    assert int(load.counts.sum()) == 14
+    assert len(load.counts) >= 3  # the bursts fall into different windows
+    assert 0.04 <= load.task_seconds < 0.5
+    rule = ScalingRule(task_seconds=load.task_seconds, window_seconds=1.0)
+    result = simulate(load.counts, StaticPolicy(rule, 2), SimConfig(task_seconds=load.task_seconds, window_seconds=1.0))
+    assert result.tasks == 14
+    with pytest.raises(ConfigError, match="no stored calls of other"):
+        store.recorded_load(1.0, function="other")

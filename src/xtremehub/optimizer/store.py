@@ -40,7 +40,7 @@ import numpy.typing as npt
 from xtremehub.compute.telemetry import TaskTelemetry
 from xtremehub.errors import ConfigError, TelemetryCorrupt
 
-__all__ = ["JobRow", "Observations", "TelemetryStore", "read_jsonl", "write_job_meta"]
+__all__ = ["JobRow", "Observations", "RecordedLoad", "TelemetryStore", "read_jsonl", "write_job_meta"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,16 @@ _JOBS = """
            MAX(peak_rss)
     FROM calls WHERE (? IS NULL OR function = ?)
     GROUP BY job_id ORDER BY MIN(COALESCE(submit, start)), job_id"""
+
+
+@dataclass(frozen=True)
+class RecordedLoad:
+    """Recorded calls as the simulator's input: arrivals per window and a typical task time."""
+
+    counts: npt.NDArray[np.int64]
+    window_seconds: float
+    task_seconds: float
+    calls: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +293,38 @@ class TelemetryStore:
         cur = self._db.execute("SELECT * FROM calls WHERE job_id = ? ORDER BY call_id", (job_id,))
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur]
+
+    def recorded_load(self, window_seconds: float, function: str | None = None) -> RecordedLoad:
+        """The calls of the stored jobs (of ``function``) as arrivals per window, for the simulator.
+
+        A call arrives at its ``submit`` time (its ``start`` when it has none); windows count
+        from the first arrival. ``task_seconds`` is the median duration of the successful calls.
+
+        Example:
+            >>> from xtremehub.compute.telemetry import TaskTelemetry
+            >>> store = TelemetryStore()
+            >>> rows = [TaskTelemetry(job_id="j", call_id=i, status="success", submit=100.0 + 25 * i,
+            ...                       start=100.0 + 25 * i, end=102.0 + 25 * i) for i in range(5)]
+            >>> _ = store.add(rows, function="f")
+            >>> load = store.recorded_load(60.0)
+            >>> load.counts.tolist(), load.task_seconds
+            ([3, 2], 2.0)
+        """
+        if window_seconds <= 0:
+            raise ConfigError(f"window_seconds must be > 0, not {window_seconds}")
+        rows = self._db.execute(
+            "SELECT COALESCE(submit, start), duration, status FROM calls "
+            "WHERE (? IS NULL OR function = ?) AND COALESCE(submit, start) IS NOT NULL",
+            (function, function),
+        ).fetchall()
+        if not rows:
+            raise ConfigError(f"no stored calls{f' of {function}' if function else ''} with a submit or start time")
+        arrivals = np.array([r[0] for r in rows], dtype=np.float64)
+        windows = ((arrivals - arrivals.min()) // window_seconds).astype(np.int64)
+        counts = np.bincount(windows).astype(np.int64)
+        durations = [r[1] for r in rows if r[2] == "success" and r[1] is not None]
+        task_seconds = float(np.median(durations)) if durations else 0.0
+        return RecordedLoad(counts, window_seconds, task_seconds, len(rows))
 
     def observations(self, function: str, backend: str | None = None) -> Observations:
         """Successful calls of ``function`` (optionally on one backend) with a measured duration."""
