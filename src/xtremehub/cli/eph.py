@@ -95,3 +95,33 @@ def relocate(settings: Settings, url: str, to: str | None) -> None:
         raise ConfigError(f"{url}: relocate takes an xhub-eph:// URL")
     for done in client_for(settings).relocate(bucket, prefix, to=to):
         click.echo(done)
+
+
+@eph_group.group("actions")
+def actions_group() -> None:
+    """Storage actions registered on the node service (xtremehub.ephemeral.actions)."""
+
+
+@actions_group.command("ls")
+@click.argument("bucket", required=False)
+@click.pass_obj
+def actions_ls(settings: Settings, bucket: str | None) -> None:
+    """List the registered actions: prefix, kinds, limits, runs and failures."""
+    from xtremehub.ephemeral import actions
+
+    for action in actions.list_actions(bucket, settings=settings):
+        into = f" -> {action['into']} ({action['reducer']})" if action["into"] else ""
+        click.echo(
+            f"{action['url']}\t{','.join(action['kinds'])}{into}\ttimeout {action['timeout']:g}s"
+            f"\truns {action['runs']}\tfailures {action['failures']}"
+        )
+
+
+@actions_group.command("rm")
+@click.argument("url")
+@click.pass_obj
+def actions_rm(settings: Settings, url: str) -> None:
+    """Unregister the actions on the prefix URL (xhub-eph://bucket/prefix)."""
+    from xtremehub.ephemeral import actions
+
+    actions.unregister(url, settings=settings)
