@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -56,12 +57,17 @@ def kmer_counts(sequences: Iterable[bytes], k: int) -> dict[str, int]:
         index = index * 4 + np.minimum(codes[j : j + index.size], 3)
     valid = (bad[k:] - bad[:-k]) == 0
     counts = np.bincount(index[valid], minlength=4**k)
-    letters = np.frombuffer(b"ACGT", dtype=np.uint8)
-    out = {}
-    for i in np.flatnonzero(counts):
-        digits = [(int(i) >> (2 * (k - 1 - j))) & 3 for j in range(k)]
-        out[bytes(letters[digits]).decode()] = int(counts[i])
-    return out
+    present = np.flatnonzero(counts)
+    return dict(zip(_names(k)[present].tolist(), counts[present].tolist(), strict=True))
+
+
+@functools.cache
+def _names(k: int) -> np.ndarray[Any, Any]:
+    """Every k-mer over ACGT, in the order of its 2-bit code."""
+    names = np.array([""], dtype=object)
+    for _ in range(k):
+        names = np.array([n + c for n in names for c in "ACGT"], dtype=object)
+    return names
 
 
 def count_slice(data_slice: FASTQGZipSlice, k: int, url: str) -> int:

@@ -90,6 +90,7 @@ class _Worker:
     process: subprocess.Popen[bytes]
     send: Connection
     recv: Connection
+    loaded: set[str] = field(default_factory=set)  # functions it has unpickled
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -128,13 +129,17 @@ class WorkerPool:
         self.started += 1
         return _Worker(process, Connection(to_worker_w, readable=False), Connection(from_worker_r, writable=False))
 
-    def _acquire(self) -> _Worker:
+    def _acquire(self, fid: str) -> _Worker:
+        """An idle worker that has loaded ``fid``, else a new one (room permitting), else any idle one."""
         with self._cond:
             while True:
                 if self._closed:
                     raise StorageError("xhub-eph://", "the node service is stopping: no more actions")
-                if self._idle:
-                    return self._idle.pop()
+                warm = [w for w in self._idle if fid in w.loaded]
+                if warm or (self._idle and self._count >= self.size):
+                    worker = (warm or self._idle)[-1]
+                    self._idle.remove(worker)
+                    return worker
                 if self._count < self.size:
                     self._count += 1
                     break
@@ -161,9 +166,10 @@ class WorkerPool:
 
     def run(self, task: dict[str, Any], timeout: float) -> tuple[Any, ...]:
         """One task on one worker: its answer; :class:`_TimedOut` (worker killed) or :class:`_Died`."""
-        worker = self._acquire()
+        worker = self._acquire(task["fid"])
         alive = False
         try:
+            worker.loaded.add(task["fid"])
             worker.send.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
             if not worker.recv.poll(timeout):
                 raise _TimedOut
@@ -203,6 +209,7 @@ class _Action:
     slots: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(1))
     contributed: dict[str, str] = field(default_factory=dict)  # partial key -> etag merged
     stale: bool = False
+    held: dict[str, str] = field(default_factory=dict)  # merged etag -> the task output it was committed from
     stats: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
             ("runs", "failures", "merges", "rebuilds", "bytes_in", "bytes_out", "merged_bytes"), 0
@@ -291,6 +298,9 @@ class ActionHost:
             out = self.tiers.new_tmp()
             try:
                 size = self._run(transform, "on_write", {"op": "write", "inputs": [str(tmp)], "out": str(out)}, url)
+            except _Missing:
+                out.unlink(missing_ok=True)
+                raise StorageError(url, "the written temporary file vanished before commit") from None
             except BaseException:
                 out.unlink(missing_ok=True)
                 tmp.unlink(missing_ok=True)
@@ -333,11 +343,14 @@ class ActionHost:
     def _merge(self, action: _Action, out: Path, url: str, partial: str) -> int:
         assert action.into is not None
         for _ in range(_RETRIES):
-            merged = self._path(action.bucket, action.into)
             try:
-                size = int(
-                    self._run(action, "reducer", {"op": "reduce", "inputs": [merged, partial], "out": str(out)}, url)
-                )
+                located = self.tiers.locate(action.bucket, action.into)
+                merged, held = str(located["path"]), action.held.get(str(located["etag"]))
+            except ObjectNotFound:
+                merged, held = None, None
+            task = {"op": "reduce", "inputs": [merged, partial], "out": str(out), "held": held}
+            try:
+                size = int(self._run(action, "reducer", task, url))
             except _Missing:
                 continue
             action.stats["merges"] += 1
@@ -369,7 +382,8 @@ class ActionHost:
                 with contextlib.suppress(ObjectNotFound):
                     self.tiers.delete(action.bucket, action.into)
             else:
-                self.tiers.commit_version(action.bucket, action.into, out, pin=True)
+                info = self.tiers.commit_version(action.bucket, action.into, out, pin=True)
+                action.held = {str(info["etag"]): str(out)}  # a worker may still hold this value decoded
                 action.stats["merged_bytes"] = size
             action.stale = False
         except BaseException:

@@ -87,7 +87,7 @@ def _write(path: str, data: Any, what: str) -> int:
     return len(data)
 
 
-def run_task(cache: dict[str, Any], task: dict[str, Any]) -> tuple[Any, ...]:
+def run_task(cache: dict[Any, Any], task: dict[str, Any]) -> tuple[Any, ...]:
     """Run one task; the answer to send back (see the module docstring)."""
     try:
         func = cache.get(task["fid"])
@@ -109,10 +109,16 @@ def run_task(cache: dict[str, Any], task: dict[str, Any]) -> tuple[Any, ...]:
                 raise TypeError(f"the on_read action must return bytes, not {type(result).__name__}")
             return ("ok", bytes(result))
         if op == "reduce":  # inputs: [merged or None, partial]
-            merged = func.decode(_read(inputs[0])) if inputs[0] else func.identity
+            held = cache.pop(("merged", task["fid"]), None)  # this worker's last result: no need to decode it
+            if held is not None and task.get("held") is not None and held[0] == task["held"]:
+                merged = held[1]
+            else:
+                merged = func.decode(_read(inputs[0])) if inputs[0] else func.identity
             partial = func.decode(_read(inputs[1]))
             value = partial if merged is None else func.merge(merged, partial)
-            return ("ok", _write(out, func.encode(value), "reducer"))
+            size = _write(out, func.encode(value), "reducer")
+            cache[("merged", task["fid"])] = (out, value)  # the service names it in "held" if it committed it
+            return ("ok", size)
         if op == "rebuild":  # inputs: every partial, in key order
             values = [func.decode(_read(p)) for p in inputs]
             if func.identity is not None:
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     owner, rfd, wfd = (int(a) for a in (argv or sys.argv[1:]))
     exit_with_owner(owner, kernel_signal=False)  # started from a service thread: the watcher, not PDEATHSIG
     conn_in, conn_out = Connection(rfd, writable=False), Connection(wfd, readable=False)
-    cache: dict[str, Any] = {}
+    cache: dict[Any, Any] = {}
     while True:
         try:
             task = pickle.loads(conn_in.recv_bytes())
