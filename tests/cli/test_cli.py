@@ -66,7 +66,8 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
     # 1: variant calls, 3: metabolite annotation, 7: streams, 4: video, 5: security
-    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5
+    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5 + 2  # 2: ephemeral (part 5c)
+    assert "two-stage job through the ephemeral store with a reducer action" in result.output
     assert "XtremeHub demo: variant calling" in result.output
     assert (tmp_path / "h" / "sample" / "variants-30000-25x" / "calls.vcf.gz.qc.png").exists()
     assert "metabolite annotation" in result.output
