@@ -312,5 +312,5 @@ def config_args(config: TierConfig) -> list[str]:
         args.append("--relocate-on-close")
     if config.default_ttl is not None:
         args += ["--ttl", str(config.default_ttl)]
-    args += ["--admit-timeout", str(config.admit_timeout)]
+    args += ["--admit-timeout", str(config.admit_timeout), "--action-workers", str(config.action_workers)]
     return args
