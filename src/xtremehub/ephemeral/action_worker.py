@@ -33,6 +33,8 @@ import os
 import pickle
 import resource
 import sys
+import threading
+import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import Any
@@ -150,12 +152,29 @@ def _limit_memory(extra: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
+def _exit_with_owner(owner: int) -> None:
+    """End this process when the node service that started it is gone, however it died.
+
+    (As :func:`xtremehub.compute.backends._orphans.exit_with_owner` without its signal: this
+    worker was started from a service thread, and importing the compute package would double
+    the worker's start time.)
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != owner:
+                os._exit(1)
+
+    if os.getppid() != owner:
+        os._exit(1)
+    threading.Thread(target=watch, name="xhub-action-owner-watch", daemon=True).start()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve tasks on the pipe until it closes (or the owner process is gone)."""
-    from xtremehub.compute.backends._orphans import exit_with_owner
-
     owner, rfd, wfd = (int(a) for a in (argv or sys.argv[1:]))
-    exit_with_owner(owner, kernel_signal=False)  # started from a service thread: the watcher, not PDEATHSIG
+    _exit_with_owner(owner)
     conn_in, conn_out = Connection(rfd, writable=False), Connection(wfd, readable=False)
     cache: dict[Any, Any] = {}
     while True:
