@@ -336,7 +336,7 @@ def test_actions_work_over_tcp_from_another_node(eph_settings: Settings, monkeyp
         reset_clients()
 
 
-def test_action_worker_path_is_a_temporary_file(tmp_path: Path) -> None:
+def test_merged_object_is_pinned_and_no_temporary_file_is_left(tmp_path: Path) -> None:
     """The reducer's merged object is pinned in memory, partials are ordinary objects."""
     from xtremehub.ephemeral import NodeService, TierConfig, client_for
 
