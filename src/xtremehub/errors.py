@@ -15,7 +15,12 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── InvalidRange            (ValueError)
     │   ├── UnsupportedURL          (ValueError)
     │   ├── StorageUnavailable      (ConnectionError)  timeouts, refused, 5xx
-    │   └── TierFull                (TimeoutError) ephemeral Tier 0 over its thresholds, cannot spill
+    │   ├── TierFull                (TimeoutError) ephemeral Tier 0 over its thresholds, cannot spill
+    │   └── ActionError                            a storage action of the ephemeral store failed
+    │       ├── InvalidAction       (ValueError)   unpicklable function, bad prefix or reducer
+    │       ├── ActionFailed                       the action raised or its worker died (remote traceback)
+    │       ├── ActionTimeout       (TimeoutError) ran past its time limit; its worker was killed
+    │       └── ActionMemoryExceeded (MemoryError) went over its memory limit
     ├── ComputeError
     │   ├── TaskError                               remote failure without a picklable exception
     │   ├── WorkerDied                              worker process killed / out of memory
@@ -83,6 +88,10 @@ from __future__ import annotations
 
 __all__ = [
     "AccessDenied",
+    "ActionError",
+    "ActionFailed",
+    "ActionMemoryExceeded",
+    "ActionTimeout",
     "AlreadyExists",
     "AuditLogTampered",
     "AuthenticationFailed",
@@ -106,6 +115,7 @@ __all__ = [
     "Forbidden",
     "InfeasiblePlan",
     "IntegrityError",
+    "InvalidAction",
     "InvalidMetadata",
     "InvalidOffset",
     "InvalidRange",
@@ -228,6 +238,51 @@ class TierFull(StorageError, TimeoutError):
     """
 
     default_detail = "ephemeral Tier 0 full: over its memory and disk thresholds and unable to spill"
+
+
+class ActionError(StorageError):
+    """A storage action (code registered on a prefix of the ephemeral store) failed.
+
+    Attributes:
+        remote_traceback: the traceback printed in the action's worker process ('' if none).
+            On the wire it travels inside ``detail``, after a ``--- remote traceback ---`` line.
+    """
+
+    default_detail = "storage action failed"
+    _MARK = "\n--- remote traceback ---\n"
+
+    def __init__(self, url: str, detail: str | None = None, remote_traceback: str = "") -> None:
+        detail = detail or self.default_detail
+        if remote_traceback:
+            detail = f"{detail}{self._MARK}{remote_traceback}"
+        self.remote_traceback = detail.split(self._MARK, 1)[1] if self._MARK in detail else ""
+        super().__init__(url, detail)
+
+
+class InvalidAction(ActionError, ValueError):
+    """An action cannot be registered: its function does not pickle or does not load in an
+    action worker, the prefix or target key is malformed, or the reducer is unknown."""
+
+    default_detail = "invalid storage action"
+
+
+class ActionFailed(ActionError):
+    """The action raised an exception, returned something other than bytes, or its worker
+    process died (a crash, a signal); ``remote_traceback`` holds what the worker printed."""
+
+    default_detail = "storage action raised an exception"
+
+
+class ActionTimeout(ActionError, TimeoutError):
+    """The action ran longer than its time limit; its worker process was killed."""
+
+    default_detail = "storage action ran past its time limit"
+
+
+class ActionMemoryExceeded(ActionError, MemoryError):
+    """The action tried to use more memory than its limit allows (``RLIMIT_AS`` in its worker)."""
+
+    default_detail = "storage action went over its memory limit"
 
 
 class ComputeError(XHubError):

@@ -66,7 +66,7 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
     # 1: variant calls, 3: metabolite annotation, 7: streams, 4: video, 5: security
-    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5
+    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5 + 2  # 2: ephemeral (part 5c)
     assert "XtremeHub demo: variant calling" in result.output
     assert (tmp_path / "h" / "sample" / "variants-30000-25x" / "calls.vcf.gz.qc.png").exists()
     assert "metabolite annotation" in result.output
@@ -94,7 +94,11 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     streams, video = result.output.split("XtremeHub demo: streams", 1)[1].split("XtremeHub demo: surgery video")
     assert streams.count(": OK") == 7
     video, security = video.split("XtremeHub demo: security")
+    video, ephemeral = video.split("XtremeHub demo: two-stage job through the ephemeral store")
     assert video.count(": OK") == 4
+    assert ephemeral.count(": OK") == 2  # part 5c
+    assert "bytes moved" in ephemeral
+    assert "spills" in ephemeral
     assert security.count(": OK") == 5
     assert "60 frames" in video
     assert "60 frames" in streams

@@ -66,7 +66,9 @@ def demo(
     part 5 ingests a synthetic video-frame stream and a sensor-event stream into the embedded
     stream store, reads them live and, once tiered to LTS, historically, and prints latency
     percentiles; part 5b records H.264 video from generated cameras with a key-frame index,
-    decodes it live and reads a time window back by key frames; part 6 runs MDR epistasis over
+    decodes it live and reads a time window back by key frames; part 5c counts k-mers in two
+    stages through the ephemeral store, a reducer action merging the partials as they arrive
+    (bytes moved, spills); part 6 runs MDR epistasis over
     a generated cohort with a planted SNP-SNP interaction; part 7 reads an encrypted FASTQ.gz
     through key release as a user with the research role, refuses one without it, writes an
     encrypted stream and verifies the audit log.
@@ -146,11 +148,15 @@ def demo(
         sys.setswitchinterval(switch)
     click.echo(streams.summary())
     video_ok = optional("part 5b (surgery video on streams)", "video", ("av",), video)
+    from xtremehub.demo.ephemeral_job import run_ephemeral_demo
+
+    ephemeral = run_ephemeral_demo(settings, fastq_mb=fastq_mb, workers=workers)
+    click.echo(ephemeral.summary())
     epistasis_ok = optional("part 6 (MDR epistasis)", "hpc", ("pyarrow",), epistasis)
     security_ok = optional("part 7 (security)", "security", ("jwt", "bcrypt", "cedarpy"), security)
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    parts_ok = (variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, epistasis_ok, security_ok)
+    parts_ok = (variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, ephemeral.ok, epistasis_ok, security_ok)
     if not (report.ok and fastq.ok and imzml.ok and all(parts_ok)):
         sys.exit(1)

@@ -34,6 +34,7 @@ def eph_group() -> None:
 @click.option("--relocate-on-close", is_flag=True, help="Persist every object not yet persisted when stopping.")
 @click.option("--ttl", type=float, help="Default time to live of objects, in seconds.")
 @click.option("--admit-timeout", type=float, default=10.0, show_default=True, help="Wait for space before TierFull.")
+@click.option("--action-workers", type=int, default=4, show_default=True, help="Processes for storage actions.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, show_default=True, help="0: a free port (announced in the service file).")
 @click.pass_obj
@@ -48,6 +49,7 @@ def serve(
     relocate_on_close: bool,
     ttl: float | None,
     admit_timeout: float,
+    action_workers: int,
     host: str,
     port: int,
 ) -> None:
@@ -66,6 +68,7 @@ def serve(
         relocate_on_close=relocate_on_close,
         default_ttl=ttl,
         admit_timeout=admit_timeout,
+        action_workers=action_workers,
     )
     service = NodeService(config, settings, host=host, port=port)
     click.echo(f"xhub eph: serving at {service.address}", err=True)
@@ -95,3 +98,33 @@ def relocate(settings: Settings, url: str, to: str | None) -> None:
         raise ConfigError(f"{url}: relocate takes an xhub-eph:// URL")
     for done in client_for(settings).relocate(bucket, prefix, to=to):
         click.echo(done)
+
+
+@eph_group.group("actions")
+def actions_group() -> None:
+    """Storage actions registered on the node service (xtremehub.ephemeral.actions)."""
+
+
+@actions_group.command("ls")
+@click.argument("bucket", required=False)
+@click.pass_obj
+def actions_ls(settings: Settings, bucket: str | None) -> None:
+    """List the registered actions: prefix, kinds, limits, runs and failures."""
+    from xtremehub.ephemeral import actions
+
+    for action in actions.list_actions(bucket, settings=settings):
+        into = f" -> {action['into']} ({action['reducer']})" if action["into"] else ""
+        click.echo(
+            f"{action['url']}\t{','.join(action['kinds'])}{into}\ttimeout {action['timeout']:g}s"
+            f"\truns {action['runs']}\tfailures {action['failures']}"
+        )
+
+
+@actions_group.command("rm")
+@click.argument("url")
+@click.pass_obj
+def actions_rm(settings: Settings, url: str) -> None:
+    """Unregister the actions on the prefix URL (xhub-eph://bucket/prefix)."""
+    from xtremehub.ephemeral import actions
+
+    actions.unregister(url, settings=settings)

@@ -7,6 +7,8 @@ over a persistency tier (any XtremeHub store URL), served by one node service pe
   with named handlers; :class:`ServiceProcess` runs it as a child process.
 * :class:`EphemeralClient`: put/read/view (zero-copy on the node)/pin/relocate/stats;
   ``xhub-eph://`` URLs work wherever XtremeHub takes a URL, and with ``fsspec``.
+* :mod:`xtremehub.ephemeral.actions`: storage actions, code run next to the data in the
+  node service's workers (on-write transforms, on-read views, reducers).
 
 See ``docs/ephemeral.md``.
 

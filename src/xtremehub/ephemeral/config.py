@@ -82,6 +82,8 @@ class TierConfig:
         background_nice: niceness added to the spiller thread and the upload threads it
             starts, so that background persistence yields the CPU to the jobs (0: none; at 10 the
             2 GB checkpoint bench showed no smaller stall and a 2.6x longer write-back).
+        action_workers: at most this many processes run storage actions
+            (:mod:`xtremehub.ephemeral.actions`), started when first needed.
     """
 
     memory_limit: Size = 0.25
@@ -95,6 +97,7 @@ class TierConfig:
     admit_timeout: float = 10.0
     spill_interval: float = 0.2
     background_nice: int = 0
+    action_workers: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "memory_limit", parse_size(self.memory_limit, "ephemeral memory_limit"))
@@ -111,6 +114,8 @@ class TierConfig:
             raise ConfigError(f"ephemeral default_ttl must be > 0 seconds, not {self.default_ttl}")
         if not 0 <= self.background_nice <= 19:
             raise ConfigError(f"ephemeral background_nice must be in 0..19, not {self.background_nice}")
+        if self.action_workers < 1:
+            raise ConfigError(f"ephemeral action_workers must be >= 1, not {self.action_workers}")
         if self.admit_timeout < 0 or self.spill_interval <= 0:
             raise ConfigError("ephemeral admit_timeout must be >= 0 and spill_interval > 0")
 

@@ -36,6 +36,7 @@ from types import TracebackType
 from typing import Any
 
 from xtremehub.config import Settings, default_settings
+from xtremehub.ephemeral.action_host import ActionHost
 from xtremehub.ephemeral.config import TierConfig
 from xtremehub.ephemeral.rpc import FileRegion, Reply, Request, RpcServer
 from xtremehub.ephemeral.tiers import TieredStore, eph_url
@@ -74,6 +75,7 @@ class NodeService:
         self.tiers = TieredStore(config, self.settings)
         self.rpc = RpcServer(host, port)
         self._register()
+        self.actions = ActionHost(self.tiers, self.rpc, workers=config.action_workers)  # storage actions
 
     @property
     def address(self) -> str:
@@ -123,6 +125,7 @@ class NodeService:
         try:
             self.rpc.stop()
         finally:
+            self.actions.close()
             self.tiers.close()
 
     def __enter__(self) -> NodeService:
@@ -309,5 +312,5 @@ def config_args(config: TierConfig) -> list[str]:
         args.append("--relocate-on-close")
     if config.default_ttl is not None:
         args += ["--ttl", str(config.default_ttl)]
-    args += ["--admit-timeout", str(config.admit_timeout)]
+    args += ["--admit-timeout", str(config.admit_timeout), "--action-workers", str(config.action_workers)]
     return args

@@ -39,7 +39,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -127,6 +127,10 @@ class TieredStore:
         self._retry_at = 0.0
         self._closing = False
         self._relocations: list[tuple[list[Entry], str | None, threading.Event, list[str], list[BaseException]]] = []
+        #: Storage actions (:mod:`xtremehub.ephemeral.actions`) see every commit first: called with
+        #: ``(bucket, key, tmp, ttl, pin)``, they return the committed object's info when they
+        #: handled the write (committing through :meth:`commit_version`), ``None`` when not theirs.
+        self.write_hook: Callable[[str, str, Path, float | None, bool], dict[str, Any] | None] | None = None
         self._spiller = threading.Thread(target=self._spill_loop, name="xhub-eph-spiller", daemon=True)
         self._spiller.start()
 
@@ -158,6 +162,18 @@ class TieredStore:
             raise ObjectNotFound(url, "an object key must be non-empty and not end with '/'")
         if tmp.parent != self.tmp_dir or not tmp.name.startswith("w-"):
             raise StorageError(url, f"{tmp} is not a temporary file of this node service")
+        hook = self.write_hook
+        if hook is not None:  # storage actions: transform or reduce the write, or None (not theirs)
+            handled = hook(bucket, key, tmp, ttl, pin)
+            if handled is not None:
+                return handled
+        return self.commit_version(bucket, key, tmp, ttl=ttl, pin=pin)
+
+    def commit_version(
+        self, bucket: str, key: str, tmp: Path, *, ttl: float | None = None, pin: bool = False
+    ) -> dict[str, Any]:
+        """:meth:`commit` without the :attr:`write_hook` (what the hook itself commits with)."""
+        url = eph_url(bucket, key)
         try:
             size = tmp.stat().st_size
         except FileNotFoundError:
