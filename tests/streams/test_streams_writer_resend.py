@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from xtremehub.errors import BackPressure
 from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.client._framing import key_point
 from xtremehub.streams.client.writer import EventStreamWriter, WriterConfig
@@ -83,4 +84,37 @@ def test_refused_events_are_resent_in_number_order(tmp_path: Path) -> None:
             got.append(event.data)
         reader.reader_offline()
         assert sorted(got) == [b"x1", b"x2", b"y1"], got
+        assert got.index(b"x1") < got.index(b"x2")
+
+
+def test_back_pressure_on_one_batch_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """A batch refused with BackPressure behind a stored one: the stored event is settled once
+    (and not re-sent), the refused one and the event queued behind it are re-sent, each stored once."""
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(2))
+        low, high = sorted(manager.get_stream("lab", "s").active_segments, key=lambda s: s.key_low)
+        keys = [f"key-{i}" for i in range(100)]
+        x = next(k for k in keys if low.owns(key_point(k)))
+        y = next(k for k in keys if high.owns(key_point(k)))
+        store = HeldStore(manager.store)
+        writer = EventStreamWriter(manager.controller, store, "lab", "s", config=WriterConfig(max_in_flight=16))
+        futures = [
+            writer.write_event(b"y1", routing_key=y),  # sent at once, held (index 0)
+            writer.write_event(b"x1", routing_key=x),  # sent at once, held (index 1)
+            writer.write_event(b"x2", routing_key=x),  # queued behind x1's batch
+        ]
+        store.wait_held(2)
+        store.release(0)  # y1 stored: its future settles from the answer
+        futures[0].result(timeout=10)
+        store.held[1][2].set_exception(BackPressure("test: budgets exhausted"))  # x1 refused
+        writer.close()  # y1 is settled already; x1 and x2 are re-sent, in order
+        pointers = [f.result(timeout=10) for f in futures]
+        assert [p.segment for p in pointers] == [high.name, low.name, low.name]
+        reader = manager.create_reader_group("g", "lab", ["s"]).create_reader("r")
+        got = []
+        while (event := reader.read_next(timeout=0.5)) is not None:
+            got.append(event.data)
+        reader.reader_offline()
+        assert sorted(got) == [b"x1", b"x2", b"y1"], got  # each exactly once
         assert got.index(b"x1") < got.index(b"x2")

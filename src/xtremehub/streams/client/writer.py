@@ -255,19 +255,27 @@ class EventStreamWriter:
         point = key_point(routing_key) if routing_key is not None else random.random()
         if not self.config.max_in_flight:
             return self._write_now(frame, point)
-        with self._lock, self._calling():
-            if self._closed:
-                raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            if self._failure:
-                self._drain()
-            if self._ready:
-                self._pump()
-            pending = _Pending(frame, point, Future())
-            self._pending.append(pending)
-            self._queue(pending)
-            self._maybe_report()
-            if len(self._pending) > self.config.max_in_flight:
-                self._drain(keep=self.config.max_in_flight)
+        with self._lock:
+            # ``_calling`` written out: this is the per-event path (a generator context manager
+            # costs as much as the rest of the bookkeeping here)
+            with self._signal:
+                self._callers += 1
+            try:
+                if self._closed:
+                    raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
+                if self._failure:
+                    self._drain()
+                if self._ready:
+                    self._pump()
+                pending = _Pending(frame, point, Future())
+                self._pending.append(pending)
+                self._queue(pending)
+                if time.monotonic() - self._last_report >= self.config.report_interval:
+                    self._report()
+                if len(self._pending) > self.config.max_in_flight:
+                    self._drain(keep=self.config.max_in_flight)
+            finally:
+                self._left_call()
         return pending.future
 
     def _write_now(self, frame: bytes, point: float) -> Future[EventPointer]:
@@ -324,16 +332,20 @@ class EventStreamWriter:
         try:
             yield
         finally:
-            with self._signal:
-                self._callers -= 1
-                if not self._callers and self._queued:
-                    if self._sender is None and not self._stop_sender:
-                        self._sender = threading.Thread(
-                            target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
-                        )
-                        self._sender.start()
-                    elif self._ready:
-                        self._idle_cond.notify()
+            self._left_call()
+
+    def _left_call(self) -> None:
+        """End of a call of the application: hand queued events to the background sender."""
+        with self._signal:
+            self._callers -= 1
+            if not self._callers and self._queued:
+                if self._sender is None and not self._stop_sender:
+                    self._sender = threading.Thread(
+                        target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
+                    )
+                    self._sender.start()
+                elif self._ready:
+                    self._idle_cond.notify()
 
     def _queue(self, pending: _Pending) -> None:
         """Route an event to its segment's lane; send the lane now unless a batch of it is in flight."""
@@ -409,8 +421,11 @@ class EventStreamWriter:
             for p, outcome in zip(flight.events, sent.result(), strict=True):
                 if isinstance(outcome, Exception):
                     refused.append(outcome)
-                else:
-                    _settle(p.future, outcome)
+                    continue
+                try:  # noqa: SIM105 (per event: a suppress() object costs more than try)
+                    p.future.set_result(EventPointer(outcome.segment, outcome.offset, outcome.length))
+                except InvalidStateError:
+                    pass
         if any(isinstance(e, _RESEND) for e in refused):
             flight.lane.blocked = True  # before ``answered``: the lane sends nothing more until the re-send
         flight.answered = True
@@ -474,8 +489,11 @@ class EventStreamWriter:
 
     def _drain(self, keep: int = 0) -> None:
         """Settle the oldest pending events until at most ``keep`` remain, re-sending refused ones in order."""
-        while len(self._pending) > keep:
+        while len(self._pending) > keep:  # (``_resend_all`` replaces the list)
             head = self._pending[0]
+            if head.future.done():  # settled by its batch's answer (refusals are settled only below)
+                del self._pending[0]
+                continue
             if head.sent is None:  # still queued: everything sent before it in its lane was answered
                 self._pump()
                 if head.sent is None:

@@ -282,9 +282,10 @@ class Connection:
                 sock = self._sock
             if sock is None:
                 return
+            frames = _FrameReader(sock, self.config.max_frame)
             try:
                 while True:
-                    msg_type, rid, payload = self._recv_frame(sock)
+                    msg_type, rid, payload = frames.next_frame()
                     if msg_type == MessageType.GOODBYE:
                         log.info("%s: server said GOODBYE", self.url)
                         break
@@ -369,10 +370,62 @@ def _fail(futures: list[Future[Any]], exc: Exception) -> None:
             future.set_exception(exc)
 
 
-def _recv_exactly(sock: socket.socket, size: int) -> bytes:
+class _FrameReader:
+    """Frames from a socket, reading ahead: several small answers cost one ``recv`` (and one GIL
+    re-acquisition of the reader thread) instead of two each. A large payload's rest is read
+    straight into its own buffer (no copy through the read-ahead buffer)."""
+
+    __slots__ = ("_buf", "_max_frame", "_pos", "_sock")
+
+    #: Bytes asked for per ``recv`` while frames are small.
+    READ_AHEAD = 64 * 1024
+
+    def __init__(self, sock: socket.socket, max_frame: int) -> None:
+        self._sock, self._max_frame = sock, max_frame
+        self._buf = b""
+        self._pos = 0
+
+    def _fill(self, need: int) -> None:
+        """Read until at least ``need`` unread bytes are buffered."""
+        chunks = [self._buf[self._pos :]]
+        have = len(chunks[0])
+        while have < need:
+            chunk = self._sock.recv(max(self.READ_AHEAD, need - have))
+            if not chunk:
+                raise EOFError("connection closed by the server")
+            chunks.append(chunk)
+            have += len(chunk)
+        self._buf = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        self._pos = 0
+
+    def next_frame(self) -> tuple[MessageType | int, int, bytes]:
+        """The next frame's type, request id and payload."""
+        if len(self._buf) - self._pos < HEADER_SIZE:
+            self._fill(HEADER_SIZE)
+        start = self._pos
+        header = decode_header(self._buf[start : start + HEADER_SIZE], max_frame=self._max_frame)
+        size = header.payload_length
+        start += HEADER_SIZE
+        have = len(self._buf) - start
+        if have >= size:
+            self._pos = start + size
+            return header.type, header.request_id, self._buf[start : start + size]
+        if size - have > self.READ_AHEAD:  # a large payload: its rest goes straight into its buffer
+            head = self._buf[start:]
+            self._buf, self._pos = b"", 0
+            return header.type, header.request_id, _recv_exactly(self._sock, size, head)
+        self._pos = start
+        self._fill(size)
+        self._pos = size
+        return header.type, header.request_id, self._buf[:size]
+
+
+def _recv_exactly(sock: socket.socket, size: int, head: bytes = b"") -> bytes:
+    """``size`` bytes: ``head`` (already received) and the rest read from ``sock``."""
     buf = bytearray(size)
     view = memoryview(buf)
-    got = 0
+    got = len(head)
+    view[:got] = head
     while got < size:
         n = sock.recv_into(view[got:])
         if n == 0:
