@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +214,7 @@ def test_path_traversal_is_refused(url: str) -> None:
 
 
 @pytest.fixture
-def rewrite_during_facts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def rewrite_during_facts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """While the facts of a CSV are read from its index, another writer replaces the object."""
     rewritten: list[str] = []
     original = facts_module.FACTS["csv"]
