@@ -26,6 +26,7 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     url = "postgresql://catalog@db.example/xhub"  # XHUB_CATALOG_URL; default sqlite <home>/catalog.db
     admins = ["alice"]                # subjects that may decide any access request
     policies = "s3://governance/policies/"  # where approved access requests become usage policies
+    lineage = true                    # XHUB_CATALOG_LINEAGE=1: every executor records job lineage
 
     [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
     keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
@@ -185,6 +186,8 @@ class CatalogSettings:
     url: str | None = None
     admins: tuple[str, ...] = ()
     policies: str | None = None
+    #: every FunctionExecutor records job lineage in this catalog (``XHUB_CATALOG_LINEAGE=1``)
+    lineage: bool = False
 
     def __post_init__(self) -> None:
         admins: object = self.admins
