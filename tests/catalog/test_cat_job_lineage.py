@@ -193,3 +193,19 @@ def test_compute_never_imports_the_catalog() -> None:
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.startswith("xtremehub.catalog")]
     assert offenders == []
+
+
+@pytest.mark.dask
+def test_lineage_on_dask_lists_the_writes_of_remote_workers(dask_client: Any, tmp_path: Path, cat: SqlCatalog) -> None:
+    src = tmp_path / "lines.txt"
+    src.write_bytes(b"".join(b"row %04d\n" % i for i in range(400)))
+    out = f"file://{tmp_path / 'dask-parts'}"
+    with FunctionExecutor(dask_client, catalog=cat, owner="erin") as fexec:
+        sizes = fexec.get_result(fexec.map(copy_part, [str(src)], obj_chunk_number=2, extra_args={"out": out}))
+        (job,) = fexec.lineage.records if fexec.lineage else ()
+    assert sum(sizes) == src.stat().st_size
+    assert len(job.outputs) == 2
+    assert sorted(cat.get(d).url.rsplit("/", 1)[-1] for d in job.outputs) == ["part-0.txt", "part-1.txt"]
+    (ref,) = job.inputs
+    assert cat.get(ref.dataset_id).url == normalize_url(str(src))
+    assert sorted(s for s in ref.slices if s.startswith("part")) == ["part 0/2", "part 1/2"]
