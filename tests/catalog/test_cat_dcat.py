@@ -217,3 +217,21 @@ def test_jsonld_is_compact_and_turtle_round_trips(entries: list[tuple[Dataset, l
     assert title == Literal("ex1.vcf.gz")
     with pytest.raises(InvalidMetadata, match="format"):
         export_dataset(ds, format="rdfxml")  # type: ignore[arg-type]
+
+
+def test_a_store_catalog_with_lineage_exports_conformant(tmp_path: Path, testdata: Path, shapes: Graph) -> None:
+    from xtremehub import FunctionExecutor, storage
+    from xtremehub.catalog import open_catalog
+    from xtremehub.catalog.lineage import normalize_url
+
+    shutil.copy(testdata / "vcf" / "index.vcf", tmp_path / "index.vcf")
+    out = tmp_path / "copy.vcf"
+    with open_catalog(f"sqlite:///{tmp_path / 'c.db'}") as cat:
+        cat.register(normalize_url(str(tmp_path / "index.vcf")), actor="alice", licence="CC0-1.0")
+        with FunctionExecutor(backend="local", workers=1, catalog=cat, owner="alice") as fexec:
+            fexec.get_result(fexec.call_async(storage.copy, (f"file://{tmp_path}/index.vcf", f"file://{out}")))
+        g = Graph().parse(data=export_catalog(cat, format="turtle"), format="turtle")
+    ok, report = conforms(g, shapes)
+    assert ok, report
+    assert len(list(g.subjects(RDF.type, DCAT.Dataset))) >= 2
+    assert "wasGeneratedBy" in g.serialize(format="turtle")

@@ -92,13 +92,27 @@ def _add(read: int, written: int) -> None:
 
 
 def counted(method: F, kind: str) -> F:
-    """Wrap a store method so the bytes it moves are counted (``kind``: ``read`` or ``write``).
+    """Wrap a store method so the bytes it moves are counted (``kind``: ``read``, ``write`` or ``copy``).
 
     A read counts the length of the returned bytes; a write the ``size`` of the
-    returned :class:`~xtremehub.storage.base.ObjectInfo`.
+    returned :class:`~xtremehub.storage.base.ObjectInfo`. A copy counts no bytes here (a
+    server-side copy moves none through this process; a streamed one counts its own reads
+    and writes) but lists the object it wrote (see :func:`start_writes`).
     """
     if getattr(method, "__xhub_counted__", False):
         return method
+    if kind == "copy":
+
+        @functools.wraps(method)
+        def copying(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            log = getattr(_inside, "written", None)
+            if log is not None and not getattr(_inside, "active", False):
+                log.append((str(getattr(result, "url", "")), int(getattr(result, "size", 0))))
+            return result
+
+        copying.__xhub_counted__ = True  # type: ignore[attr-defined]
+        return copying  # type: ignore[return-value]
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
