@@ -34,7 +34,8 @@ def test_approval_is_a_usage_policy_for_purpose_until_expiry(fresh_catalog: SqlC
     with pytest.raises(PreconditionFailed):
         fresh_catalog.decide(req.id, approve=True, actor="alice", if_match="stale")
     done = fresh_catalog.decide(req.id, approve=True, actor="alice", if_match=req.etag, reason="ethics ok")
-    assert (done.status, done.decided_by, done.reason, done.policy_id) == ("approved", "alice", "ethics ok", f"access-{req.id}")
+    assert (done.status, done.decided_by, done.reason) == ("approved", "alice", "ethics ok")
+    assert done.policy_id == f"access-{req.id}"
     assert done.expires is not None
     assert abs((done.expires - expires).total_seconds()) < 1e-3
 
@@ -104,7 +105,7 @@ def test_a_failed_policy_write_leaves_the_request_pending(catalog_factory, tmp_p
         cat._policy_store = PolicyStore(str(tmp_path / "blocker" / "policies"))
         ds = cat.register(URL, actor="alice", facts={}, source_version="e1")
         req = cat.request_access(ds.id, actor="carol", purpose="research")
-        with pytest.raises(Exception):  # noqa: B017 - whatever the storage layer raises
+        with pytest.raises(OSError, match="policies"):  # the storage layer's error, naming the path
             cat.decide(req.id, approve=True, actor="alice", if_match=req.etag)
         (after,) = cat.access_requests(dataset_id=ds.id)
         assert (after.status, after.etag, after.policy_id) == ("pending", req.etag, None)

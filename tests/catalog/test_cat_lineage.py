@@ -49,8 +49,10 @@ def _names(graph_ids: tuple[str, ...], ids: dict[str, str]) -> set[str]:
 
 def test_job_round_trip(fresh_catalog: SqlCatalog, chain: dict[str, str]) -> None:
     job = fresh_catalog.get_job("align")
-    assert job.inputs == tuple(sorted((InputRef(chain[n], 1, ("chr1:1-1000",)) for n in ("raw.fq", "ref.fa")), key=lambda r: r.dataset_id))
-    assert (job.outputs, dict(job.parameters), job.started, job.status) == ((chain["x.bam"],), {"k": 15}, T0, "succeeded")
+    read = sorted((InputRef(chain[n], 1, ("chr1:1-1000",)) for n in ("raw.fq", "ref.fa")), key=lambda r: r.dataset_id)
+    assert job.inputs == tuple(read)
+    assert (job.outputs, dict(job.parameters)) == ((chain["x.bam"],), {"k": 15})
+    assert (job.started, job.status) == (T0, "succeeded")
     assert fresh_catalog.get_job("qc").status == "failed"
     with pytest.raises(DatasetNotFound, match="no such job"):
         fresh_catalog.get_job("nope")
