@@ -29,8 +29,10 @@ def xhub(fresh_catalog: SqlCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 def test_add_search_show_versions(xhub) -> None:  # type: ignore[no-untyped-def]
     facts = json.dumps({"reads": 1200, "instrument": "NovaSeq"})
-    out = xhub("add", "s3://lab/run7.fastq.gz", "--title", "Run 7", "--tag", "wgs", "--tag", "lung",
-               "--licence", "CC-BY-4.0", "--format", "fastq.gz", "--facts", facts, "--source-version", "e1", "--json")  # fmt: skip
+    out = xhub(
+        *("add", "s3://lab/run7.fastq.gz", "--title", "Run 7", "--tag", "wgs", "--tag", "lung", "--json"),
+        *("--licence", "CC-BY-4.0", "--format", "fastq.gz", "--facts", facts, "--source-version", "e1"),
+    )
     ds = json.loads(out)
     assert (ds["title"], ds["tags"], ds["facts"]["reads"], ds["latest_version"]) == ("Run 7", ["wgs", "lung"], 1200, 1)
     xhub("add", "s3://lab/run7.fastq.gz", "--facts", '{"reads": 1300}', "--source-version", "e2")
