@@ -235,3 +235,28 @@ def test_a_store_catalog_with_lineage_exports_conformant(tmp_path: Path, testdat
     assert ok, report
     assert len(list(g.subjects(RDF.type, DCAT.Dataset))) >= 2
     assert "wasGeneratedBy" in g.serialize(format="turtle")
+
+
+def test_cli_exports_a_dataset_and_the_catalog(tmp_path: Path, testdata: Path, shapes: Graph) -> None:
+    from click.testing import CliRunner
+
+    from xtremehub.cli import cli
+
+    shutil.copy(testdata / "vcf" / "ex1.vcf.gz", tmp_path / "ex1.vcf.gz")
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def xhub(*args: str) -> str:
+        result = runner.invoke(cli, ["--home", str(tmp_path), "catalog", "--catalog", url, "--as", "alice", *args])
+        assert result.exit_code == 0, result.output + repr(result.exception)
+        return result.output
+
+    added = json.loads(xhub("add", f"file://{tmp_path}/ex1.vcf.gz", "--tag", "variants", "--json"))
+    one = Graph().parse(data=xhub("export", added["id"], "--format", "turtle"), format="turtle")
+    assert conforms(one, shapes)[0]
+    assert [int(n) for n in one.objects(None, HEALTHDCATAP.numberOfRecords)] == [165]  # type: ignore[call-overload]
+    xhub("export", "--format", "turtle", "-o", str(tmp_path / "all.ttl"))
+    whole = Graph().parse(tmp_path / "all.ttl")
+    ok, report = conforms(whole, shapes)
+    assert ok, report
+    assert len(list(whole.subjects(RDF.type, DCAT.Catalog))) == 1

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import click
@@ -305,3 +306,27 @@ def requests(state: _Ctx, dataset_id: str | None, requester: str | None, status:
     """Access requests, newest first."""
     found = state.catalog().access_requests(dataset_id=dataset_id, requester=requester, status=status)
     return found, [_request_line(r) for r in found] or ["no access requests"]
+
+
+@catalog_group.command("export")
+@click.argument("dataset_id", required=False)
+@click.option("--format", "format_", type=click.Choice(["jsonld", "turtle"]), default="jsonld", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file (default: stdout).")
+@click.pass_obj
+def export(state: _Ctx, dataset_id: str | None, format_: str, output: str | None) -> None:
+    """DCAT-AP 3 of one dataset (with its versions and the job that made it) or of the whole catalog."""
+    from xtremehub.catalog.dcat import export_catalog, export_dataset
+
+    cat = state.catalog()
+    if dataset_id is None:
+        text = export_catalog(cat, format=format_)  # type: ignore[arg-type]
+    else:
+        ds = cat.get(dataset_id)
+        graph = cat.lineage(dataset_id, direction="up", depth=1) if ds.kind == "derived" else None
+        job = next((j for j in graph.jobs if dataset_id in j.outputs), None) if graph else None
+        text = export_dataset(ds, cat.versions(dataset_id), format=format_, job=job)  # type: ignore[arg-type]
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
