@@ -209,3 +209,26 @@ def test_lineage_on_dask_lists_the_writes_of_remote_workers(dask_client: Any, tm
     (ref,) = job.inputs
     assert cat.get(ref.dataset_id).url == normalize_url(str(src))
     assert sorted(s for s in ref.slices if s.startswith("part")) == ["part 0/2", "part 1/2"]
+
+
+def test_the_variants_pipeline_records_its_run(cat: SqlCatalog, testdata: Path, tmp_path: Path) -> None:
+    from xtremehub.pipelines.variants import SimConfig, call_variants, simulate_run
+
+    run = simulate_run(
+        str(testdata / "fasta" / "ce.fa"), str(tmp_path / "sim"), SimConfig(coverage=20, paired=False, seed=3),
+        contigs=("CHROMOSOME_II",),
+    )  # fmt: skip
+    out = str(tmp_path / "calls.vcf.gz")
+    report = call_variants(run.reads_urls, run.reference_url, out, read_batches=2, catalog=cat, owner="frank")
+    vcf_ds = cat.find_by_url(normalize_url(out))
+    assert vcf_ds is not None
+    assert (vcf_ds.kind, vcf_ds.owner, vcf_ds.format) == ("derived", "frank", "vcf")
+    assert vcf_ds.facts["variants"] == report.calls > 0
+    graph = cat.lineage(vcf_ds.id, direction="up", depth=1)
+    (job,) = graph.jobs
+    assert job.function == "xtremehub.pipelines.variants:call_variants"
+    assert job.telemetry["reads"] == report.reads
+    assert {cat.get(ref.dataset_id).format for ref in job.inputs} == {"fastq_gzip", "fasta"}
+    assert {cat.get(d).url.rsplit("/", 1)[-1] for d in job.outputs} == {
+        "calls.vcf.gz", "calls.vcf.gz.qc.png", "calls.vcf.gz.report.json",
+    }  # fmt: skip

@@ -36,7 +36,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from xtremehub import storage
 from xtremehub.catalog.extract import extract
@@ -48,7 +51,7 @@ from xtremehub.errors import ConnectorError, ObjectNotFound
 if TYPE_CHECKING:
     from xtremehub.catalog.api import CatalogAPI
 
-__all__ = ["CatalogLineage", "from_settings", "normalize_url"]
+__all__ = ["CatalogLineage", "from_settings", "normalize_url", "record_run"]
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +159,49 @@ def from_settings(settings: Settings) -> CatalogLineage:
     from xtremehub.catalog import open_catalog
 
     return CatalogLineage(open_catalog(settings=settings), settings=settings)
+
+
+def record_run(
+    catalog: CatalogAPI,
+    function: str,
+    *,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    owner: str,
+    started: datetime,
+    parameters: Mapping[str, Any] | None = None,
+    telemetry: Mapping[str, Any] | None = None,
+    status: Literal["succeeded", "failed"] = "succeeded",
+    settings: Settings | None = None,
+) -> JobRecord:
+    """Record a whole pipeline run as one job: ``inputs`` (URLs read) -> ``outputs`` (URLs written).
+
+    For pipelines whose outputs are written by the driver (a merged VCF, a results table) rather
+    than by one executor job; the outputs become ``derived`` datasets linked to the inputs.
+
+    Example:
+        >>> import tempfile
+        >>> from xtremehub.catalog import open_catalog
+        >>> root = tempfile.mkdtemp()
+        >>> _ = storage.put(f"{root}/in.csv", b"a\\n1\\n"); _ = storage.put(f"{root}/out.csv", b"b\\n2\\n")
+        >>> with open_catalog("sqlite:///:memory:") as cat:
+        ...     job = record_run(cat, "lab:step", inputs=[f"{root}/in.csv"], outputs=[f"{root}/out.csv"],
+        ...                      owner="alice", started=datetime.now(tz=UTC))
+        ...     cat.get(job.outputs[0]).kind, len(job.inputs)
+        ('derived', 1)
+    """
+    settings = settings or default_settings()
+    writes = tuple((url, storage.head(url, settings=settings).size) for url in outputs)
+    lineage = JobLineage(
+        job_id=f"run-{uuid.uuid4().hex[:12]}",
+        function=function,
+        owner=owner,
+        started=started,
+        finished=datetime.now(tz=UTC),
+        status=status,
+        parameters=dict(parameters or {}),
+        telemetry=dict(telemetry or {}),
+        reads=tuple(ReadRef(url) for url in inputs),
+        writes=writes,
+    )
+    return CatalogLineage(catalog, settings=settings).record_lineage(lineage)
