@@ -134,7 +134,7 @@ def demo(
     def catalog() -> _Part:
         from xtremehub.demo.catalog_job import run_catalog_demo
 
-        return run_catalog_demo(settings, workers=workers)
+        return run_catalog_demo(settings, workers=workers, source=report.dataset.url)
 
     variants_ok = optional("part 2b (FASTQ.gz -> variant calls)", "genomics", ("mappy", "pysam"), variants)
     imzml = run_imzml_demo(settings, workers=workers, progress=progress)

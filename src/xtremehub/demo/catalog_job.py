@@ -33,6 +33,7 @@ from xtremehub.catalog import open_catalog
 from xtremehub.catalog.dcat import export_catalog
 from xtremehub.catalog.facts import format_for_url
 from xtremehub.catalog.lineage import normalize_url
+from xtremehub.catalog.model import SearchQuery
 from xtremehub.compute import FunctionExecutor
 from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
@@ -78,6 +79,7 @@ class CatalogDemoReport:
     """What the catalog part registered, traced and exported."""
 
     registered: dict[str, int]
+    derived: int
     jobs: list[str]
     upstream: list[str]
     merged_rows: int
@@ -94,6 +96,7 @@ class CatalogDemoReport:
         lines = [
             "XtremeHub demo: the data catalog (extracted metadata, lineage, DCAT-AP 3)",
             f"  registered   {sum(self.registered.values())} datasets ({formats})",
+            f"  derived      {self.derived} datasets made by jobs and pipeline runs (with their lineage)",
         ]
         lines += [f"  job          {job}" for job in self.jobs]
         lines.append("  lineage      upstream of the merged table:")
@@ -140,6 +143,7 @@ def run_catalog_demo(
         merged = cat.find_by_url(normalize_url(f"{out_dir}/merged.csv"))
         graph = cat.lineage(merged.id, direction="up", depth=3) if merged else None
         sample = cat.find_by_url(normalize_url(source))
+        derived = cat.search(SearchQuery(filters={"kind": ("derived",)}, limit=1)).total
         dcat_path = home / "catalog" / "dcat.ttl"
         dcat_path.write_text(export_catalog(cat, format="turtle"))
     from rdflib import Graph
@@ -162,4 +166,6 @@ def run_catalog_demo(
         f"{j.telemetry.get('tasks', 0)} calls, {j.telemetry.get('bytes_read', 0):,} B read"
         for j in jobs
     ]
-    return CatalogDemoReport(dict(registered), job_lines, upstream, merged_rows, str(dcat_path), triples, checks)
+    return CatalogDemoReport(
+        dict(registered), derived, job_lines, upstream, merged_rows, str(dcat_path), triples, checks
+    )
