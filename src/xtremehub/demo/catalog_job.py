@@ -41,8 +41,9 @@ from xtremehub.errors import XHubError
 
 __all__ = ["CatalogDemoReport", "run_catalog_demo"]
 
-#: Directories of the data home that hold no datasets (indexes, plots, catalog outputs, stream internals).
-_SKIP_DIRS = {".xhub", "plots", "catalog", "optimizer", "streams", "policies", "audit", "keys"}
+#: Directories of the data home that hold no datasets (indexes, plots, catalog outputs, stream internals),
+#: or whose objects are encrypted at rest (the security part's: readable only through key release).
+_SKIP_DIRS = {".xhub", "plots", "catalog", "optimizer", "streams", "policies", "audit", "keys", "security-demo"}
 
 
 def count_per_chrom(piece: Any, out_dir: str) -> str:
