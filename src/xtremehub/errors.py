@@ -14,6 +14,7 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── AccessDenied            (PermissionError)
     │   ├── InvalidRange            (ValueError)
     │   ├── UnsupportedURL          (ValueError)
+    │   │   └── UnsafeURL                          path traversal (``..`` segments) refused
     │   ├── StorageUnavailable      (ConnectionError)  timeouts, refused, 5xx
     │   ├── TierFull                (TimeoutError) ephemeral Tier 0 over its thresholds, cannot spill
     │   └── ActionError                            a storage action of the ephemeral store failed
@@ -152,6 +153,7 @@ __all__ = [
     "TierFull",
     "TransactionFailed",
     "TruncatedData",
+    "UnsafeURL",
     "UnsupportedData",
     "UnsupportedURL",
     "WorkerDied",
@@ -222,6 +224,12 @@ class UnsupportedURL(StorageError, ValueError):
     """The URL scheme has no registered store, or the URL is malformed."""
 
     default_detail = "unsupported URL"
+
+
+class UnsafeURL(UnsupportedURL):
+    """The URL's path climbs out of where it points (``..`` segments, encoded or not): refused."""
+
+    default_detail = "path traversal refused"
 
 
 class StorageUnavailable(StorageError, ConnectionError):

@@ -69,6 +69,7 @@ def test_the_wheel_without_extras_installs_and_runs_the_demo_parts_it_can(tmp_pa
         ("part 5b", "video"),
         ("part 6", "hpc"),
         ("part 7", "security"),
+        ("part 8", "catalog"),
         ("every part", "demo"),
     ):
         assert part in skipped[0]

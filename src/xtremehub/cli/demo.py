@@ -71,10 +71,12 @@ def demo(
     (bytes moved, spills); part 6 runs MDR epistasis over
     a generated cohort with a planted SNP-SNP interaction; part 7 reads an encrypted FASTQ.gz
     through key release as a user with the research role, refuses one without it, writes an
-    encrypted stream and verifies the audit log.
+    encrypted stream and verifies the audit log; part 8 registers every dataset the demo made in
+    the data catalog, traces two jobs' lineage into it and exports it as DCAT-AP 3.
 
     A part whose extra is not installed (the variant calls need ``genomics``, the annotation
-    ``metabolomics``, part 4 ``geo``, part 5b ``video``, part 6 ``hpc``, part 7 ``security``) is
+    ``metabolomics``, part 4 ``geo``, part 5b ``video``, part 6 ``hpc``, part 7 ``security``,
+    part 8 ``catalog``) is
     skipped; one line at the end names the skipped parts and the extras that add them. The exit
     code reports only the parts that ran.
     """
@@ -131,6 +133,11 @@ def demo(
 
         return run_epistasis_demo(settings, workers=workers)
 
+    def catalog() -> _Part:
+        from xtremehub.demo.catalog_job import run_catalog_demo
+
+        return run_catalog_demo(settings, workers=workers, source=report.dataset.url)
+
     variants_ok = optional("part 2b (FASTQ.gz -> variant calls)", "genomics", ("mappy", "pysam"), variants)
     imzml = run_imzml_demo(settings, workers=workers, progress=progress)
     click.echo(imzml.summary())
@@ -154,9 +161,11 @@ def demo(
     click.echo(ephemeral.summary())
     epistasis_ok = optional("part 6 (MDR epistasis)", "hpc", ("pyarrow",), epistasis)
     security_ok = optional("part 7 (security)", "security", ("jwt", "bcrypt", "cedarpy"), security)
+    catalog_ok = optional("part 8 (data catalog)", "catalog", ("sqlalchemy", "alembic", "rdflib"), catalog)
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    parts_ok = (variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, ephemeral.ok, epistasis_ok, security_ok)
+    parts_ok = (variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, ephemeral.ok)
+    parts_ok += (epistasis_ok, security_ok, catalog_ok)
     if not (report.ok and fastq.ok and imzml.ok and all(parts_ok)):
         sys.exit(1)

@@ -45,6 +45,7 @@ from xtremehub.compute.futures import (
     settle_many,
     telemetry_record,
 )
+from xtremehub.compute.lineage import lineage_tracer
 from xtremehub.compute.partitioner import ObjectPart, partition_objects
 from xtremehub.compute.progress import progress_bar, wants_progress
 from xtremehub.compute.summary import JobSummary
@@ -90,6 +91,10 @@ class FunctionExecutor:
             own token never reaches a worker.
         credentials: the same with the key service, datasets and purpose named explicitly
             (:class:`xtremehub.security.jobcreds.JobCredentials`).
+        catalog: record the lineage of every job (what it read, which objects it wrote) in this
+            catalog, or any :class:`~xtremehub.compute.lineage.LineageSink`; without it,
+            ``[catalog] lineage = true`` (``XHUB_CATALOG_LINEAGE=1``) records to the configured catalog.
+        owner: who runs the jobs, for lineage (default: the login name).
         backend_options: passed to the backend's constructor.
 
     The executor keeps the futures whose results were not read yet (``futures``);
@@ -114,6 +119,8 @@ class FunctionExecutor:
         progress: bool | None = None,
         token: TokenSource | None = None,
         credentials: JobCredentials | None = None,
+        catalog: object | None = None,
+        owner: str | None = None,
         **backend_options: Any,
     ) -> None:
         if max_workers is not None and workers is not None and max_workers != workers:
@@ -145,6 +152,8 @@ class FunctionExecutor:
         self._delivered_telemetry: list[Any] = []
         self._signal = Signal()
         self._errors = 0  # failed calls so far; lets waiters skip scanning for exceptions
+        #: lineage of finished jobs goes to a catalog (``None``: not recorded)
+        self.lineage = lineage_tracer(catalog, owner, self.settings)
         self.last_call: str | None = None  # as in Lithops: decides get_result's shape for one result
         self._storage: Any = None
         if token is not None and credentials is not None:
@@ -195,6 +204,8 @@ class FunctionExecutor:
         self._closed = True
         if self._started:
             self._backend.shutdown(wait=wait)
+        if self.lineage is not None:
+            self.lineage.flush()
         if self._telemetry_writer is not None:
             self._telemetry_writer.close()
         if self._eph_service is not None:
@@ -308,6 +319,8 @@ class FunctionExecutor:
                 raise
         self._keep(futures)
         self._write_telemetry_of(job.job_id, futures)
+        if self.lineage is not None:
+            self.lineage.submitted(job, arg_sets, futures)
         log.debug("job %s: %d calls submitted to %s", job.job_id, len(calls), self._backend.name)
         return futures
 
@@ -715,6 +728,8 @@ class FunctionExecutor:
                     break
         done = [f for f in futures if f.done]
         not_done = [f for f in futures if not f.done]
+        if self.lineage is not None:
+            self.lineage.flush()
         if throw_except:
             for f in done:
                 exc = f._exception

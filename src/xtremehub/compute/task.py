@@ -83,6 +83,7 @@ class Outcome(NamedTuple):
     bytes_read: int = 0  # through the storage layer, during the call
     bytes_written: int = 0
     attempt: int = 0  # 0 for the first run, n for the n-th retry
+    written: tuple[tuple[str, int], ...] = ()  # (url, size) of the objects the call wrote (lineage)
 
 
 def dumps(obj: Any) -> bytes:
@@ -235,6 +236,7 @@ def run_call(
     usage0 = resource.getrusage(resource.RUSAGE_SELF) if before is None else before
     io = iostats.COUNTERS
     read0, written0 = io.read, io.written
+    iostats.start_writes()
     reset_peak_rss()
     start = time.time()
     ok, error_type, error_message, remote_tb = True, "", "", ""
@@ -275,6 +277,7 @@ def run_call(
         io.read - read0,
         io.written - written0,
         call.attempt,
+        iostats.stop_writes(),
     )
     return outcome, usage1
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from xtremehub.compute import FunctionExecutor
 from xtremehub.config import Settings
+from xtremehub.demo.catalog_link import demo_catalog
 from xtremehub.pipelines.metabolomics import Annotation, annotate
 from xtremehub.pipelines.metabolomics.outputs import write_outputs
 from xtremehub.pipelines.metabolomics.synthetic import PlantedDataset, random_formulas, write_planted_dataset
@@ -77,7 +78,10 @@ def run_metaspace_demo(
         result = annotate(dataset.imzml_url, database, adducts=["+H", "+Na"], executor=fexec, progress=progress)
     seconds = time.perf_counter() - t0
     out_dir = home / "results"
-    written = write_outputs(result, str(out_dir), png_fdr=0.1, settings=settings)
+    with demo_catalog(settings) as cat:  # the annotation run goes into the demo's catalog
+        written = write_outputs(
+            result, str(out_dir), png_fdr=0.1, settings=settings, catalog=cat, source=dataset.imzml_url, owner="demo"
+        )
     table = result.table
     found = set(table[table.fdr <= 0.1].formula)
     checks = {

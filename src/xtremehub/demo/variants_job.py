@@ -22,6 +22,7 @@ from pathlib import Path
 
 from xtremehub.compute import FunctionExecutor
 from xtremehub.config import Settings
+from xtremehub.demo.catalog_link import demo_catalog
 from xtremehub.pipelines.variants import SimConfig, TruthScore, VariantsReport, call_variants, compare_calls
 from xtremehub.pipelines.variants.simulate import SimulatedRun, random_reference, simulate_run
 
@@ -78,7 +79,10 @@ def run_variants_demo(
         simulate_run(genome, str(folder), config)
     run = _reload(folder, config)
     out = str(folder / "calls.vcf.gz")
-    with FunctionExecutor(workers=workers, settings=settings, progress=progress) as fexec:
+    with (
+        demo_catalog(settings) as cat,
+        FunctionExecutor(workers=workers, settings=settings, progress=progress) as fexec,
+    ):
         report = call_variants(
             run.reads_urls,
             run.reference_url,
@@ -87,6 +91,8 @@ def run_variants_demo(
             read_batches=batches,
             region_size=max(genome_bases // 6, 1000),
             settings=settings,
+            catalog=cat,  # the run (reads, reference -> VCF.gz, QC, report) goes into the demo's catalog
+            owner="demo",
         )
     return VariantsDemoReport(run, report, compare_calls(out, run.truth_url, settings=settings))
 

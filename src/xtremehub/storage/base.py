@@ -86,7 +86,7 @@ class Store(ABC):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The one place where every store's traffic is counted (task telemetry).
         super().__init_subclass__(**kwargs)
-        for name, kind in (("get", "read"), ("_get_range", "read"), ("put", "write")):
+        for name, kind in (("get", "read"), ("_get_range", "read"), ("put", "write"), ("copy", "copy")):
             if name in cls.__dict__:
                 setattr(cls, name, counted(cls.__dict__[name], kind))
 

@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-__all__ = ["COUNTERS", "IOCounters", "IOSnapshot", "counted", "snapshot"]
+__all__ = ["COUNTERS", "IOCounters", "IOSnapshot", "counted", "snapshot", "start_writes", "stop_writes"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,6 +61,30 @@ def snapshot() -> IOSnapshot:
     return IOSnapshot(COUNTERS.read, COUNTERS.written)
 
 
+def start_writes() -> None:
+    """Start listing the objects this thread writes (``(url, size)``), until :func:`stop_writes`.
+
+    Compute workers list each task's writes (lineage: which objects a job wrote). Per thread,
+    unlike the byte counters: a task's writes are those made by the thread that runs it.
+    """
+    _inside.written = []
+
+
+def stop_writes() -> tuple[tuple[str, int], ...]:
+    """The objects written since :func:`start_writes` on this thread (and stop listing them).
+
+    Example:
+        >>> from xtremehub import storage
+        >>> start_writes()
+        >>> _ = storage.put("mem://iostats/out.txt", b"123")
+        >>> stop_writes()
+        (('mem://iostats/out.txt', 3),)
+    """
+    written: list[tuple[str, int]] | None = getattr(_inside, "written", None)
+    _inside.written = None
+    return tuple(written or ())
+
+
 def _add(read: int, written: int) -> None:
     with COUNTERS.lock:
         COUNTERS.read += read
@@ -68,13 +92,27 @@ def _add(read: int, written: int) -> None:
 
 
 def counted(method: F, kind: str) -> F:
-    """Wrap a store method so the bytes it moves are counted (``kind``: ``read`` or ``write``).
+    """Wrap a store method so the bytes it moves are counted (``kind``: ``read``, ``write`` or ``copy``).
 
     A read counts the length of the returned bytes; a write the ``size`` of the
-    returned :class:`~xtremehub.storage.base.ObjectInfo`.
+    returned :class:`~xtremehub.storage.base.ObjectInfo`. A copy counts no bytes here (a
+    server-side copy moves none through this process; a streamed one counts its own reads
+    and writes) but lists the object it wrote (see :func:`start_writes`).
     """
     if getattr(method, "__xhub_counted__", False):
         return method
+    if kind == "copy":
+
+        @functools.wraps(method)
+        def copying(*args: Any, **kwargs: Any) -> Any:
+            result = method(*args, **kwargs)
+            log = getattr(_inside, "written", None)
+            if log is not None and not getattr(_inside, "active", False):
+                log.append((str(getattr(result, "url", "")), int(getattr(result, "size", 0))))
+            return result
+
+        copying.__xhub_counted__ = True  # type: ignore[attr-defined]
+        return copying  # type: ignore[return-value]
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -88,7 +126,11 @@ def counted(method: F, kind: str) -> F:
         if kind == "read":
             _add(len(result), 0)
         else:
-            _add(0, int(getattr(result, "size", 0)))
+            size = int(getattr(result, "size", 0))
+            _add(0, size)
+            log = getattr(_inside, "written", None)
+            if log is not None:
+                log.append((str(getattr(result, "url", "")), size))
         return result
 
     wrapper.__xhub_counted__ = True  # type: ignore[attr-defined]

@@ -22,8 +22,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import io
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -56,9 +58,21 @@ def _csv(table: pd.DataFrame) -> bytes:
 
 
 def write_outputs(
-    result: Annotation, out_url: str, *, png_fdr: float = 0.1, settings: Settings | None = None
+    result: Annotation,
+    out_url: str,
+    *,
+    png_fdr: float = 0.1,
+    settings: Settings | None = None,
+    catalog: Any = None,
+    source: str | None = None,
+    owner: str | None = None,
 ) -> list[str]:
-    """Write the table, images and summary under ``out_url``; returns the URLs written."""
+    """Write the table, images and summary under ``out_url``; returns the URLs written.
+
+    With a ``catalog`` (:class:`~xtremehub.catalog.api.CatalogAPI`) the annotation is recorded as
+    a job reading ``source`` (the imzML) and writing the tables and summary (``derived`` datasets).
+    """
+    started = datetime.now(tz=UTC)
     base = out_url.rstrip("/")
     written = []
     storage.put(f"{base}/annotations.csv", _csv(result.table), settings=settings)
@@ -84,4 +98,15 @@ def write_outputs(
     }
     storage.put(f"{base}/summary.json", json.dumps(summary, indent=2).encode(), settings=settings)
     written.append(f"{base}/summary.json")
+    if catalog is not None:
+        from xtremehub.catalog.lineage import record_run
+
+        tables = [f"{base}/annotations.csv", f"{base}/annotations.parquet", f"{base}/summary.json"]
+        record_run(
+            catalog, "xtremehub.pipelines.metabolomics:annotate", inputs=[source] if source else [], outputs=tables,
+            owner=owner or getpass.getuser(), started=started, parameters=dataclasses.asdict(result.config),
+            telemetry={"annotations": summary["annotations"], "ibd_bytes_read": result.ibd_bytes_read,
+                       "images": len(written) - len(tables)},
+            settings=settings,
+        )  # fmt: skip
     return written

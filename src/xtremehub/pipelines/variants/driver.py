@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +178,8 @@ def call_variants(
     settings: Settings | None = None,
     work_url: str | None = None,
     on_stage: StageCallback | None = None,
+    catalog: Any = None,
+    owner: str | None = None,
 ) -> VariantsReport:
     """Call variants of reads (one FASTQ.gz, or two paired ones) against a reference FASTA.
 
@@ -187,7 +191,11 @@ def call_variants(
         read_batches, region_size: override ``config``'s map and call task counts.
         work_url: where the index and the shuffle's BAM parts go (default ``<out_url>.work``).
         on_stage: called with ``(stage, seconds, detail)`` as each stage ends.
+        catalog: a :class:`~xtremehub.catalog.api.CatalogAPI`: the run is recorded as a job reading
+            the reads and the reference and writing the VCF.gz, its QC plot and report (``derived``
+            datasets); ``owner`` is who ran it (default: the login name).
     """
+    started = datetime.now(tz=UTC)
     config = config or VariantsConfig()
     overrides: dict[str, Any] = {}
     if read_batches is not None:
@@ -246,6 +254,17 @@ def call_variants(
     _stage(report, on_stage, "write", t, f"{report.calls:,} calls -> {out_url}")
     report.outputs["report"] = out_url + ".report.json"
     storage.put(report.outputs["report"], json.dumps(report.summary(), indent=1).encode(), settings=settings)
+    if catalog is not None:
+        from xtremehub.catalog.lineage import record_run
+
+        outputs = [report.outputs[k] for k in ("vcf", "qc_png", "report")]
+        record_run(
+            catalog, "xtremehub.pipelines.variants:call_variants", inputs=[*reads_urls, reference_url], outputs=outputs,
+            owner=owner or getpass.getuser(), started=started, parameters=dict(config.__dict__),
+            telemetry={"reads": report.reads, "mapped": report.mapped, "calls": report.calls,
+                       "input_bytes": report.input_bytes, "shuffle_bytes": report.shuffle_bytes},
+            settings=settings,
+        )  # fmt: skip
     return report
 
 

@@ -1,0 +1,342 @@
+"""Lineage of executor jobs: what a job read (which slices) and which objects it wrote.
+
+The executor knows nothing of the catalog: it describes each finished job as a
+:class:`JobLineage` and hands it to a :class:`LineageSink`. The catalog implements the sink
+(:class:`xtremehub.catalog.lineage.CatalogLineage`): it registers the inputs and the outputs
+(as ``derived`` datasets) and records the job. ``FunctionExecutor(catalog=...)`` takes a sink,
+or any object the ``xtremehub.lineage_sinks`` registry can adapt (a catalog), and
+``[catalog] lineage = true`` (``XHUB_CATALOG_LINEAGE=1``) makes every executor record to the
+configured catalog.
+
+What a job read is found on the driver, in the calls' arguments: connector slices
+(FASTQ/VCF record ranges, COG windows, point-cloud chunk runs, imzML spectra, stream segment
+ranges, object parts) and plain object URLs, each as a :class:`ReadRef` (URL, a readable
+slice descriptor, byte ranges). What it wrote is listed on the workers: every object put
+through XtremeHub storage by the thread running a call (see
+:func:`xtremehub.storage.iostats.start_writes`); URLs also passed as arguments are outputs,
+not inputs, when the job wrote them.
+
+Example:
+    >>> from xtremehub.compute.partitioner import ObjectPart
+    >>> reads_of([((ObjectPart("s3://lab/a.csv", 0, 2, (0, 99), 200),), {})])
+    (ReadRef(url='s3://lab/a.csv', slices=('part 0/2',), byte_ranges=((0, 100),)),)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from xtremehub.plugins import Registry
+
+__all__ = [
+    "LINEAGE_SINKS",
+    "JobLineage",
+    "LineageSink",
+    "LineageTracer",
+    "ReadRef",
+    "as_sink",
+    "lineage_tracer",
+    "reads_of",
+]
+
+log = logging.getLogger(__name__)
+
+#: Adapters that turn a catalog (or anything else) into a :class:`LineageSink`: ``factory(obj)``.
+LINEAGE_SINKS: Registry[Callable[..., LineageSink]] = Registry(
+    "lineage sink",
+    "xtremehub.lineage_sinks",
+    {"catalog": "xtremehub.catalog.lineage:CatalogLineage", "settings": "xtremehub.catalog.lineage:from_settings"},
+)
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
+#: At most this many slice descriptors are kept per input object (the count is always kept).
+MAX_SLICES = 256
+
+
+@dataclass(frozen=True)
+class ReadRef:
+    """An object a job read: its URL, which slices of it, and their byte ranges (empty: all of it)."""
+
+    url: str
+    slices: tuple[str, ...] = ()
+    byte_ranges: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
+class JobLineage:
+    """One finished job, as lineage records it.
+
+    Attributes:
+        job_id: the executor's job id.
+        function: ``module:qualname`` of the mapped function.
+        owner: who ran it.
+        started, finished: UTC times (submission, and when the last call settled).
+        status: ``succeeded`` when every call did, else ``failed``.
+        code_measurement: :func:`xtremehub.security.attest.measure` of the function, when it could be taken.
+        parameters: JSON-able parameters (call count, timeout, chunk size, constant arguments).
+        telemetry: the job's telemetry aggregates (calls, seconds, CPU, bytes read/written, peak RSS).
+        reads: the objects read, by URL, with the slices.
+        writes: ``(url, size)`` of the objects written.
+    """
+
+    job_id: str
+    function: str
+    owner: str
+    started: datetime
+    finished: datetime
+    status: Literal["succeeded", "failed"]
+    code_measurement: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    telemetry: Mapping[str, Any] = field(default_factory=dict)
+    reads: tuple[ReadRef, ...] = ()
+    writes: tuple[tuple[str, int], ...] = ()
+
+
+@runtime_checkable
+class LineageSink(Protocol):
+    """Where the executor sends the lineage of its finished jobs."""
+
+    def record_lineage(self, job: JobLineage) -> Any: ...
+
+
+def as_sink(target: object) -> LineageSink:
+    """``target`` itself when it is a sink, else the ``catalog`` adapter of :data:`LINEAGE_SINKS` around it."""
+    if isinstance(target, LineageSink):
+        return target
+    return LINEAGE_SINKS.load("catalog")(target)
+
+
+def _describe(obj: Any) -> tuple[str, str, tuple[tuple[int, int], ...]] | None:
+    """``(url, slice descriptor, byte ranges)`` of a slice-like argument, or None (duck-typed)."""
+    kind = type(obj).__name__
+    url = getattr(obj, "url", None)
+    if kind == "ObjectPart":
+        a, b = obj.data_byte_range
+        return str(url), f"part {obj.part}/{obj.total_parts}", ((int(a), int(b) + 1),)
+    if kind == "StreamSlice":
+        scope, stream = str(obj.segment).split("/")[:2]
+        return (
+            f"xhub-stream://{scope}/{stream}",
+            f"segment {obj.segment} [{obj.start}:{obj.end}]",
+            ((int(obj.start), int(obj.end)),),
+        )
+    if kind == "ImzMLSlice":
+        indices = obj.indices
+        desc = f"spectra {int(indices[0])}-{int(indices[-1])} ({len(indices)})" if len(indices) else "no spectra"
+        return str(obj.ibd_url), desc, ()
+    if not isinstance(url, str):
+        return None
+    if hasattr(obj, "first") and hasattr(obj, "count"):  # record slices (FASTQ, VCF, FASTA lines)
+        return url, f"records {obj.first}-{obj.first + obj.count}", ()
+    if hasattr(obj, "blocks") and hasattr(obj, "level"):  # COG windows
+        level = getattr(obj.level, "level", obj.level)
+        desc = f"level {level} window rows {obj.row}-{obj.row + obj.height} cols {obj.col}-{obj.col + obj.width}"
+        spans = [(int(o), int(o) + int(n)) for _, o, n in obj.blocks if n]
+        return url, desc, ((min(a for a, _ in spans), max(b for _, b in spans)),) if spans else ()
+    if hasattr(obj, "runs"):  # point-cloud chunk runs
+        points = sum(int(r[2]) for r in obj.runs)
+        spans = [(int(o), int(o) + int(n)) for o, n, _ in obj.runs]
+        return url, f"{points} points in {len(spans)} runs", tuple(spans[:MAX_SLICES])
+    if hasattr(obj, "start") and hasattr(obj, "end"):  # text/CSV byte slices
+        return url, f"bytes {obj.start}-{obj.end}", ((int(obj.start), int(obj.end)),)
+    if hasattr(obj, "iter_chunks"):  # another DataSlice with a URL
+        return url, kind, ()
+    return None
+
+
+def _walk(value: Any, depth: int = 0) -> Iterable[Any]:
+    yield value
+    if depth < 2 and isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk(item, depth + 1)
+    elif depth < 2 and isinstance(value, dict):
+        for item in value.values():
+            yield from _walk(item, depth + 1)
+
+
+def reads_of(arg_sets: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]]) -> tuple[ReadRef, ...]:
+    """The objects the calls' arguments point at: slices (with descriptors and byte ranges) and URLs."""
+    found: dict[str, tuple[list[str], list[tuple[int, int]]]] = {}
+    for args, kwargs in arg_sets:
+        for value in (*args, *kwargs.values()):
+            for item in _walk(value):
+                described = _describe(item)
+                if described is not None:
+                    url, desc, ranges = described
+                    slices, spans = found.setdefault(url, ([], []))
+                    slices.append(desc)
+                    spans.extend(ranges)
+                elif isinstance(item, str) and _URL.match(item):
+                    found.setdefault(item, ([], []))
+    return tuple(
+        ReadRef(url, tuple(slices[:MAX_SLICES]), tuple(sorted(spans)[:MAX_SLICES]))
+        for url, (slices, spans) in found.items()
+    )
+
+
+def _function_name(func: Callable[..., Any]) -> str:
+    target = getattr(func, "__wrapped__", func)
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', type(target).__name__)}"
+
+
+def _measure(func: Callable[..., Any]) -> str | None:
+    """The function's code measurement (``sha256:``), or None when it cannot be taken (a builtin, a lambda)."""
+    try:
+        from xtremehub.security.attest import measure
+
+        return measure(getattr(func, "__wrapped__", func))
+    except Exception as exc:  # lineage never fails a job over its measurement
+        log.debug("no code measurement of %r: %s", func, exc)
+        return None
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _parameters(job: Any, arg_sets: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]]) -> dict[str, Any]:
+    """Call count, timeout, job options and the keyword arguments every call shares (JSON scalars)."""
+    params: dict[str, Any] = {"calls": len(arg_sets), "timeout": job.timeout}
+    params.update({k: v for k, v in job.extra.items() if isinstance(v, _SCALARS) and v is not None})
+    if arg_sets:
+        first = arg_sets[0][1]
+        shared = {k: v for k, v in first.items() if isinstance(v, _SCALARS) and len(str(v)) < 200}
+        for _, kwargs in arg_sets[1:]:
+            shared = {k: v for k, v in shared.items() if kwargs.get(k, object()) == v}
+        params.update({f"arg.{k}": v for k, v in shared.items() if isinstance(v, _SCALARS)})
+    return params
+
+
+@dataclass
+class _Trace:
+    job: Any
+    function: str
+    measurement: str | None
+    parameters: dict[str, Any]
+    reads: tuple[ReadRef, ...]
+    started: datetime
+    futures: list[Any]
+    remaining: int
+
+
+class LineageTracer:
+    """The executor's side of lineage: traces each submitted job and, once all its calls have
+    settled, sends its :class:`JobLineage` to the sink (on :meth:`flush`, from the caller's thread).
+
+    Args:
+        sink: where finished jobs go.
+        owner: who runs the jobs.
+        measure_code: take :func:`xtremehub.security.attest.measure` of each job's function.
+    """
+
+    def __init__(self, sink: LineageSink, owner: str, *, measure_code: bool = True) -> None:
+        import threading
+
+        self.sink, self.owner, self.measure_code = sink, owner, measure_code
+        self._traces: dict[str, _Trace] = {}
+        self._ready: list[str] = []
+        self._lock = threading.Lock()
+        #: what the sink returned for each recorded job, in order (a catalog: its JobRecord)
+        self.records: list[Any] = []
+
+    def submitted(
+        self, job: Any, arg_sets: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], futures: Sequence[Any]
+    ) -> None:
+        """Trace ``job`` (its calls' ``arg_sets`` were submitted as ``futures``)."""
+        from datetime import UTC
+
+        trace = _Trace(
+            job,
+            _function_name(job.func),
+            _measure(job.func) if self.measure_code else None,
+            _parameters(job, arg_sets),
+            reads_of(arg_sets),
+            datetime.now(tz=UTC),
+            list(futures),
+            len(futures),
+        )
+        with self._lock:
+            self._traces[job.job_id] = trace
+        for future in futures:
+            future.add_done_callback(lambda _f, job_id=job.job_id: self._settled(job_id))
+
+    def _settled(self, job_id: str) -> None:
+        with self._lock:
+            trace = self._traces[job_id]
+            trace.remaining -= 1
+            if trace.remaining == 0:
+                self._ready.append(job_id)
+
+    def flush(self) -> list[Any]:
+        """Send every job whose calls have all settled to the sink; returns what the sink returned."""
+        with self._lock:
+            ready, self._ready = self._ready, []
+            traces = [self._traces.pop(job_id) for job_id in ready]
+        out = []
+        for trace in traces:
+            lineage = self._lineage_of(trace)
+            try:
+                out.append(self.sink.record_lineage(lineage))
+            except Exception:  # the job's results stay deliverable; the lineage failure is logged
+                log.exception("lineage of job %s could not be recorded", lineage.job_id)
+        self.records += out
+        return out
+
+    def _lineage_of(self, trace: _Trace) -> JobLineage:
+        from dataclasses import asdict
+        from datetime import UTC
+
+        from xtremehub.compute.summary import JobStats
+
+        rows = [t for t in (f.telemetry for f in trace.futures) if t is not None]
+        stats = asdict(JobStats.of(trace.job.job_id, rows)) if rows else {}
+        ends = [t.end for t in rows if t.end]
+        finished = datetime.fromtimestamp(max(ends), tz=UTC) if ends else datetime.now(tz=UTC)
+        writes: dict[str, int] = {}
+        for f in trace.futures:
+            outcome = getattr(f, "_outcome", None)
+            for url, size in getattr(outcome, "written", ()) or ():
+                writes[url] = size
+        failed = any(f._exception is not None for f in trace.futures)
+        reads = tuple(r for r in trace.reads if not _is_output(r.url, writes))
+        return JobLineage(
+            job_id=trace.job.job_id,
+            function=trace.function,
+            owner=self.owner,
+            started=trace.started,
+            finished=max(finished, trace.started),
+            status="failed" if failed else "succeeded",
+            code_measurement=trace.measurement,
+            parameters=trace.parameters,
+            telemetry=stats,
+            reads=reads,
+            writes=tuple(writes.items()),
+        )
+
+
+def _is_output(url: str, writes: Mapping[str, int]) -> bool:
+    """Whether an argument URL names an output (an object the job wrote, or a prefix of one)."""
+
+    def plain(u: str) -> str:
+        return u[len("file://") :] if u.startswith("file://") else u
+
+    target = plain(url).rstrip("/")
+    return any(plain(w) == target or plain(w).startswith(target + "/") for w in writes)
+
+
+def lineage_tracer(catalog: object | None, owner: str | None, settings: Any) -> LineageTracer | None:
+    """The executor's tracer: for ``catalog`` (a sink or a catalog), else the configured catalog when
+    ``settings.catalog.lineage`` is on, else None (no lineage)."""
+    import getpass
+
+    if catalog is not None:
+        sink = as_sink(catalog)
+    elif getattr(getattr(settings, "catalog", None), "lineage", False):
+        sink = LINEAGE_SINKS.load("settings")(settings)
+    else:
+        return None
+    return LineageTracer(sink, owner or getpass.getuser())
