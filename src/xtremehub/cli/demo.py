@@ -165,7 +165,7 @@ def demo(
     if skipped:  # one line: what did not run, and the one command that adds it all
         parts = ", ".join(f"{label} needs {install_hint(extra)}" for label, extra in skipped)
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
-    parts_ok = (variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, ephemeral.ok)
-    parts_ok += (epistasis_ok, security_ok, catalog_ok)
+    parts_ok = [variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, ephemeral.ok]
+    parts_ok += [epistasis_ok, security_ok, catalog_ok]
     if not (report.ok and fastq.ok and imzml.ok and all(parts_ok)):
         sys.exit(1)
