@@ -16,7 +16,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from xtremehub.catalog.model import DataAccessRequest
 from xtremehub.errors import DatasetNotFound
 from xtremehub.security.authz import Action
-from xtremehub.web.api._common import PROBLEM_RESPONSES, context, require_if_match, set_etag
+from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.api.datasets import DatasetId, dataset_for
 from xtremehub.web.auth import Caller, CallerDep
 from xtremehub.web.schemas import AccessDecisionIn, AccessRequestIn, AccessRequestOut, access_out
@@ -88,9 +88,9 @@ def get_request(request_id: RequestId, request: Request, response: Response, who
 
 
 def _decide(
-    request: Request, response: Response, who: Caller, request_id: str, approve: bool, reason: str
+    request: Request, response: Response, who: Caller, request_id: str, approve: bool, reason: str, if_match: str | None
 ) -> AccessRequestOut:
-    etag = require_if_match(request)
+    etag = require_if_match(if_match)
     req = _one(request, who, request_id)
     if not _may_decide(request, who, req.dataset_id):
         dataset_for(request, who, req.dataset_id, Action.ADMIN)  # raises the policy's Forbidden
@@ -114,9 +114,14 @@ _DECISION_RESPONSES: dict[int | str, dict[str, object]] = {
     responses=_DECISION_RESPONSES,
 )
 def approve(
-    request_id: RequestId, request: Request, response: Response, who: CallerDep, body: AccessDecisionIn | None = None
+    request_id: RequestId,
+    request: Request,
+    response: Response,
+    who: CallerDep,
+    body: AccessDecisionIn | None = None,
+    if_match: IfMatch = None,
 ) -> AccessRequestOut:
-    return _decide(request, response, who, request_id, True, body.reason if body else "")
+    return _decide(request, response, who, request_id, True, body.reason if body else "", if_match)
 
 
 @router.post(
@@ -126,6 +131,11 @@ def approve(
     responses=_DECISION_RESPONSES,
 )
 def reject(
-    request_id: RequestId, request: Request, response: Response, who: CallerDep, body: AccessDecisionIn | None = None
+    request_id: RequestId,
+    request: Request,
+    response: Response,
+    who: CallerDep,
+    body: AccessDecisionIn | None = None,
+    if_match: IfMatch = None,
 ) -> AccessRequestOut:
-    return _decide(request, response, who, request_id, False, body.reason if body else "")
+    return _decide(request, response, who, request_id, False, body.reason if body else "", if_match)

@@ -26,6 +26,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/objects", tags=["objects"], responses=PROBLEM_RESPONSES)
 
 _GZIP = b"\x1f\x8b"
+#: What the document promises is accepted (the code checks it again: :func:`checked_url`).
+_SAFE_URL = r"^[^\x00-\x1f\x7f\\%]+$"
 
 
 class PreviewOut(BaseModel):
@@ -61,7 +63,15 @@ def content_type(url: str, head: bytes) -> tuple[str, bool]:
 def preview(
     request: Request,
     who: CallerDep,
-    url: Annotated[str, Query(min_length=1, max_length=4096, description="a storage URL or local path")],
+    url: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=4096,
+            pattern=_SAFE_URL,
+            description="a storage URL or local path (no '.' or '..' segments, no control characters)",
+        ),
+    ],
     bytes: Annotated[int, Query(ge=1, le=1 << 20)] = 4096,
     lines: Annotated[int, Query(ge=0, le=1000)] = 20,
 ) -> PreviewOut:
