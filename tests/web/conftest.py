@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from memcatalog import MemoryCatalog
-
-from xtremehub.config import Settings
+from xtremehub.catalog import open_catalog
+from xtremehub.catalog.store import SqlCatalog
+from xtremehub.config import CatalogSettings, Settings
 from xtremehub.security.issuer import EmbeddedIssuer, IssuerConfig
 from xtremehub.security.oidc import OIDCConfig, OIDCValidator
 from xtremehub.security.policy import PolicyConfig, build_authorizer
+from xtremehub.security.policy_store import PolicyStore
 from xtremehub.web import WebConfig, create_app
 
 #: Cedar policies of the secured app: "research" reads and searches, "curator" does anything.
@@ -32,13 +30,25 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(home=tmp_path / "home")
 
 
-@pytest.fixture
-def catalog() -> MemoryCatalog:
-    return MemoryCatalog()
+def sqlite_catalog(home: Path, *, admins: tuple[str, ...] = ("root-admin",)) -> SqlCatalog:
+    """The real catalog store on a SQLite file under ``home`` (usage policies in ``home/policies``)."""
+    settings = Settings(home=home, catalog=CatalogSettings(admins=admins))
+    return open_catalog(
+        f"sqlite:///{home / 'catalog.db'}", settings=settings, policy_store=PolicyStore(str(home / "policies"))
+    )
 
 
 @pytest.fixture
-def client(settings: Settings, catalog: MemoryCatalog) -> Iterator[TestClient]:
+def catalog(tmp_path: Path) -> Iterator[SqlCatalog]:
+    """An empty catalog of its own: the real store on SQLite."""
+    home = tmp_path / "catalog-home"
+    home.mkdir()
+    with sqlite_catalog(home) as cat:
+        yield cat
+
+
+@pytest.fixture
+def client(settings: Settings, catalog: SqlCatalog) -> Iterator[TestClient]:
     """Security off: the local single user."""
     app = create_app(WebConfig(), catalog=catalog, settings=settings)
     with TestClient(app) as c:
@@ -52,7 +62,7 @@ def issuer() -> Iterator[EmbeddedIssuer]:
 
 
 @pytest.fixture
-def secured(tmp_path: Path, settings: Settings, catalog: MemoryCatalog, issuer: EmbeddedIssuer) -> Iterator[TestClient]:
+def secured(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer) -> Iterator[TestClient]:
     """Security on: tokens from the embedded issuer, Cedar policies (:data:`POLICIES`)."""
     policies = tmp_path / "policies"
     policies.mkdir()

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from memcatalog import MemoryCatalog
 
 from conftest import bearer
 from xtremehub.catalog.model import InputRef, JobRecord
+from xtremehub.catalog.store import SqlCatalog
 from xtremehub.security.issuer import EmbeddedIssuer
 
 
 def test_request_approve_reject_with_if_match(secured: TestClient, issuer: EmbeddedIssuer) -> None:
     carol = bearer(issuer, "carol", "curator")  # owner of the dataset
-    ds = secured.post("/api/v1/datasets", json={"url": "s3://lungs/ct.csv", "facts": {}}, headers=carol).json()
+    ds = secured.post(
+        "/api/v1/datasets", json={"url": "s3://lungs/ct.csv", "facts": {}, "source_version": "v1"}, headers=carol
+    ).json()
     bob = bearer(issuer, "bob")
     made = secured.post(f"/api/v1/datasets/{ds['id']}/access-requests", json={"purpose": "research"}, headers=bob)
     assert made.status_code == 201, made.text
@@ -42,9 +44,9 @@ def test_request_approve_reject_with_if_match(secured: TestClient, issuer: Embed
     assert missing.status_code == 404
 
 
-def test_lineage_up_and_down(client: TestClient, catalog: MemoryCatalog) -> None:
+def test_lineage_up_and_down(client: TestClient, catalog: SqlCatalog) -> None:
     ids = [
-        client.post("/api/v1/datasets", json={"url": f"s3://lab/{n}", "facts": {}}).json()["id"]
+        client.post("/api/v1/datasets", json={"url": f"s3://lab/{n}", "facts": {}, "source_version": "v1"}).json()["id"]
         for n in ("in.fq", "out.bam")
     ]
     t = datetime(2026, 12, 6, tzinfo=UTC)

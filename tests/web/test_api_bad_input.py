@@ -5,24 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from fastapi.testclient import TestClient
-from memcatalog import MemoryCatalog
 
+from xtremehub.catalog.model import SearchQuery
+from xtremehub.catalog.store import SqlCatalog
 from xtremehub.config import Settings
 from xtremehub.web import WebConfig, create_app
 
 PROBLEM = "application/problem+json"
 
 
-def test_malformed_json_is_400(client: TestClient, catalog: MemoryCatalog) -> None:
+def test_malformed_json_is_400(client: TestClient, catalog: SqlCatalog) -> None:
     for body in (b'{"url": "s3://a/b"', b"\xff\xfe", b'{"url": }', b"[1, 2"):
         r = client.post("/api/v1/datasets", content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400, (body, r.text)
         assert r.headers["content-type"] == PROBLEM
         assert "not valid JSON" in r.json()["detail"]
-    assert catalog.datasets == {}
+    assert catalog.search(SearchQuery()).total == 0
 
 
-def test_unknown_fields_and_bad_values_are_422_naming_the_field(client: TestClient, catalog: MemoryCatalog) -> None:
+def test_unknown_fields_and_bad_values_are_422_naming_the_field(client: TestClient, catalog: SqlCatalog) -> None:
     r = client.post("/api/v1/datasets", json={"url": "s3://a/b", "colour": "red"})
     assert r.status_code == 422
     assert r.json()["errors"][0]["field"] == "body.colour"
@@ -34,10 +35,10 @@ def test_unknown_fields_and_bad_values_are_422_naming_the_field(client: TestClie
     assert client.post("/api/v1/datasets", json=["s3://a/b"]).status_code == 422
     assert client.get("/api/v1/datasets", params={"limit": 0}).status_code == 422
     assert client.get("/api/v1/datasets", params={"limit": "ten"}).status_code == 422
-    assert catalog.datasets == {}
+    assert catalog.search(SearchQuery()).total == 0
 
 
-def test_oversized_bodies_are_413_before_being_read(settings: Settings, catalog: MemoryCatalog) -> None:
+def test_oversized_bodies_are_413_before_being_read(settings: Settings, catalog: SqlCatalog) -> None:
     app = create_app(WebConfig(max_body_bytes=4096), catalog=catalog, settings=settings)
     with TestClient(app) as client:
         big = {"url": "s3://a/b", "description": "x" * 10_000}
@@ -54,13 +55,16 @@ def test_oversized_bodies_are_413_before_being_read(settings: Settings, catalog:
 
         r = client.post("/api/v1/datasets", content=chunks(), headers={"Content-Type": "application/json"})
         assert r.status_code == 413
-        small = client.post("/api/v1/datasets", json={"url": "s3://a/b", "facts": {}})
+        small = client.post("/api/v1/datasets", json={"url": "s3://a/b", "facts": {}, "source_version": "v1"})
         assert small.status_code == 201
-    assert len(catalog.datasets) == 1
+    assert catalog.search(SearchQuery()).total == 1
 
 
 def test_sql_metacharacters_and_long_search_strings(client: TestClient) -> None:
-    client.post("/api/v1/datasets", json={"url": "s3://a/b", "title": "O'Brien; DROP TABLE datasets; --", "facts": {}})
+    client.post(
+        "/api/v1/datasets",
+        json={"url": "s3://a/b", "title": "O'Brien; DROP TABLE datasets; --", "facts": {}, "source_version": "v1"},
+    )
     for q in ("'; DROP TABLE datasets; --", "%", "_", '" OR 1=1 --', "\\", "a' OR 'a'='a", "*", "NULL"):
         r = client.get("/api/v1/datasets", params={"q": q})
         assert r.status_code == 200, (q, r.text)
@@ -78,7 +82,8 @@ def test_sql_metacharacters_and_long_search_strings(client: TestClient) -> None:
 def test_html_in_descriptions_is_returned_as_data(client: TestClient) -> None:
     script = "<script>alert('x')</script><img src=x onerror=alert(1)>"
     made = client.post(
-        "/api/v1/datasets", json={"url": "s3://a/h", "description": script, "tags": ["<b>"], "facts": {}}
+        "/api/v1/datasets",
+        json={"url": "s3://a/h", "description": script, "tags": ["<b>"], "facts": {}, "source_version": "v1"},
     )
     assert made.status_code == 201
     got = client.get(f"/api/v1/datasets/{made.json()['id']}")
@@ -87,16 +92,16 @@ def test_html_in_descriptions_is_returned_as_data(client: TestClient) -> None:
     assert got.json()["tags"] == ["<b>"]
 
 
-def test_path_traversal_in_registered_urls_is_400(client: TestClient, catalog: MemoryCatalog) -> None:
+def test_path_traversal_in_registered_urls_is_400(client: TestClient, catalog: SqlCatalog) -> None:
     for url in ("/data/lab/../../etc/shadow", "s3://lab/a/../../b", "..", "file:///data/./x"):
-        r = client.post("/api/v1/datasets", json={"url": url, "facts": {}})
+        r = client.post("/api/v1/datasets", json={"url": url, "facts": {}, "source_version": "v1"})
         assert r.status_code == 400, url
         assert "refused" in r.json()["detail"]
     for url in ("file:///data/%2e%2e/etc", "s3://lab/a\\..\\b", "/tmp/a\x00b"):  # not even a URL we take
-        r = client.post("/api/v1/datasets", json={"url": url, "facts": {}})
+        r = client.post("/api/v1/datasets", json={"url": url, "facts": {}, "source_version": "v1"})
         assert r.status_code == 422, url
         assert r.json()["errors"][0]["field"] == "body.url"
-    assert catalog.datasets == {}
+    assert catalog.search(SearchQuery()).total == 0
 
 
 def test_unknown_routes_and_methods_are_problems(client: TestClient) -> None:

@@ -11,7 +11,15 @@ FACTS = {"reads": 1000, "bases": 150_000}
 
 
 def _register(client: TestClient, url: str = "s3://lab/run7/reads.fastq.gz", **fields: object) -> dict:
-    body = {"url": url, "title": "Run 7 reads", "format": "fastq.gz", "tags": ["lungs"], "facts": FACTS, **fields}
+    body = {
+        "url": url,
+        "title": "Run 7 reads",
+        "format": "fastq.gz",
+        "tags": ["lungs"],
+        "facts": FACTS,
+        "source_version": "v1",
+        **fields,
+    }
     r = client.post("/api/v1/datasets", json=body)
     assert r.status_code == 201, r.text
     assert r.headers["etag"] == f'"{r.json()["etag"]}"'
@@ -84,9 +92,13 @@ def test_security_401_403_and_allowed(secured: TestClient, issuer: EmbeddedIssue
     bob = bearer(issuer, "bob")
     assert secured.get("/api/v1/datasets", headers=bob).status_code == 200
     curator = bearer(issuer, "carol", "curator")
-    created = secured.post("/api/v1/datasets", json={"url": "s3://lab/a.csv", "facts": {}}, headers=curator)
+    created = secured.post(
+        "/api/v1/datasets", json={"url": "s3://lab/a.csv", "facts": {}, "source_version": "v1"}, headers=curator
+    )
     assert created.status_code == 201, created.text
-    denied = secured.post("/api/v1/datasets", json={"url": "s3://lab/b.csv", "facts": {}}, headers=bob)
+    denied = secured.post(
+        "/api/v1/datasets", json={"url": "s3://lab/b.csv", "facts": {}, "source_version": "v1"}, headers=bob
+    )
     assert denied.status_code == 403
     assert denied.json()["title"] == "Forbidden"
     ds = created.json()["id"]

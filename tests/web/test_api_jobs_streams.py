@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from memcatalog import MemoryCatalog
 
+from xtremehub.catalog.store import SqlCatalog
 from xtremehub.compute.telemetry import TaskTelemetry
 from xtremehub.config import Settings, TelemetrySettings
 from xtremehub.optimizer.store import TelemetryStore
@@ -27,7 +27,7 @@ def _rows(job: str, n: int, failed: int = -1) -> list[TaskTelemetry]:
     ]  # fmt: skip
 
 
-def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: MemoryCatalog) -> None:
+def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: SqlCatalog) -> None:
     home = tmp_path / "home"
     (home / "optimizer").mkdir(parents=True)
     with TelemetryStore(home / "optimizer" / "telemetry.sqlite") as store:
@@ -61,7 +61,7 @@ def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: Memo
 
 
 @pytest.fixture
-def stream_client(tmp_path: Path, catalog: MemoryCatalog) -> Iterator[tuple[TestClient, StreamManager]]:
+def stream_client(tmp_path: Path, catalog: SqlCatalog) -> Iterator[tuple[TestClient, StreamManager]]:
     manager = StreamManager.embedded(tmp_path / "streams", lts=str(tmp_path / "lts") + "/")
     clock = [1000.0]
     source = StreamSource(None, Settings(home=tmp_path), manager=manager, clock=lambda: clock[0])

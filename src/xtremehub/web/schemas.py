@@ -98,8 +98,8 @@ class HealthModel(_In):
 class DatasetCreate(_In):
     """Register a dataset: ``url`` alone (its facts are extracted by the connector) or with fields.
 
-    Giving ``facts`` (and optionally ``source_version``) registers them as given, without
-    reading the object.
+    Giving ``facts`` and ``source_version`` registers them as given, without reading the object;
+    a URL that is already registered gets a new version when ``source_version`` is new.
     """
 
     url: SafeUrl
