@@ -93,13 +93,13 @@ def test_html_in_descriptions_is_returned_as_data(client: TestClient) -> None:
 
 
 def test_path_traversal_in_registered_urls_is_400(client: TestClient, catalog: SqlCatalog) -> None:
-    for url in ("/data/lab/../../etc/shadow", "s3://lab/a/../../b", "..", "file:///data/./x"):
+    for url in ("/data/lab/../../etc/shadow", "s3://lab/a/../../b", "s3://..", "file:///data/./x"):
         r = client.post("/api/v1/datasets", json={"url": url, "facts": {}, "source_version": "v1"})
         assert r.status_code == 400, url
         assert "refused" in r.json()["detail"]
-    for url in ("file:///data/%2e%2e/etc", "s3://lab/a\\..\\b", "/tmp/a\x00b"):  # not even a URL we take
+    for url in ("file:///data/%2e%2e/etc", "s3://lab/a\\..\\b", "s3://a/\x00b"):  # outside the documented pattern
         r = client.post("/api/v1/datasets", json={"url": url, "facts": {}, "source_version": "v1"})
-        assert r.status_code == 422, url
+        assert r.status_code == 400, url
         assert r.json()["errors"][0]["field"] == "body.url"
     assert catalog.search(SearchQuery()).total == 0
 

@@ -137,6 +137,6 @@ def test_object_preview_text_binary_and_traversal(tmp_path: Path, client: TestCl
         assert refused.status_code == 400, bad
         assert refused.headers["content-type"] == "application/problem+json"
     for bad in ("s3://b/a/%2e%2e/x", "/tmp/a\x00b", "c:\\x"):  # outside the documented pattern
-        assert client.get("/api/v1/objects/preview", params={"url": bad}).status_code == 422, bad
+        assert client.get("/api/v1/objects/preview", params={"url": bad}).status_code == 400, bad
     assert client.get("/api/v1/objects/preview", params={"url": str(tmp_path / "none")}).status_code == 404
     assert json.loads(client.get("/api/v1/objects/preview").text)["status"] == 422

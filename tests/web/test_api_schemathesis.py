@@ -116,6 +116,9 @@ def test_every_operation_conforms(served: Any, issuer: EmbeddedIssuer, mode: Gen
         # request (which has no such parameter) as "invalid data accepted".
         arrays = any("array" in json.dumps(p.get("schema", {})) for p in params if p.get("in") == "query")
         excluded = [schemathesis.checks.negative_data_rejection] if arrays else []
+        # The catalog checks more than a schema can say (at most 32 search words, no NUL inside
+        # facts, URL semantics): valid-looking requests may get a 4xx problem, never a 5xx.
+        excluded.append(schemathesis.checks.positive_data_acceptance)
         if operation.label == "POST /api/v1/datasets" and _extract_is_a_stub():
             excluded += [schemathesis.checks.not_a_server_error, schemathesis.checks.status_code_conformance]
 

@@ -194,6 +194,14 @@ def install_handlers(app: FastAPI) -> None:
             detail = f"the request body is not valid JSON: {ctx.get('error', 'malformed')}"
             return problem(400, detail, instance=request.url.path, kind="malformed-json")
         fields = _errors(errs)
+        if fields and all(
+            f["field"].rsplit(".", 1)[-1] == "url" and f["type"] == "string_pattern_mismatch" for f in fields
+        ):
+            detail = (
+                "the URL is refused: '.' and '..' segments (path traversal), control characters, "
+                "backslashes and %-escapes are not allowed"
+            )
+            return problem(400, detail, instance=request.url.path, kind="refused-url", extra={"errors": fields})
         first = fields[0] if fields else {"field": "?", "message": "invalid"}
         detail = f"{first['field']}: {first['message']}" + (f" (and {len(fields) - 1} more)" if len(fields) > 1 else "")
         return problem(422, detail, instance=request.url.path, kind="validation", extra={"errors": fields})

@@ -51,13 +51,28 @@ __all__ = [
     "VersionOut",
 ]
 
-Text = Annotated[str, Field(max_length=10_000)]
-Short = Annotated[str, Field(min_length=1, max_length=500)]
-Tag = Annotated[str, Field(min_length=1, max_length=100)]
-Url = Annotated[str, Field(min_length=1, max_length=4096)]
-#: A URL handed to a store: no control characters, backslashes or percent-escapes (``..``
-#: segments are refused by :func:`~xtremehub.web.urls.checked_url`).
-SafeUrl = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f\\%]+$")]
+#: One line of text: no control characters (the catalog refuses them).
+LINE = r"^[^\x00-\x1f\x7f]*$"
+#: Text that may span lines (tabs and newlines allowed, other control characters not).
+MULTILINE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+_C = r"[^/\x00-\x1f\x7f\\%]"  # a character of a path segment
+_N = r"[^/.\x00-\x1f\x7f\\%]"  # the same but not a dot
+#: A path segment other than ``.`` and ``..`` (or empty).
+_SEGMENT = rf"({_N}{_C}*|\.{_N}{_C}*|\.\.{_C}+)?"
+#: A storage URL or path a store may see: no ``.``/``..`` segment, control character, backslash
+#: or percent-escape (:func:`~xtremehub.web.urls.checked_url` checks the same in code).
+SAFE_PATH = rf"^([A-Za-z][A-Za-z0-9+.-]*://)?{_SEGMENT}(/{_SEGMENT})*$"
+#: The same with a scheme, as the catalog registers (``scheme://...``).
+SAFE_URL = rf"^[A-Za-z][A-Za-z0-9+.-]*://{_SEGMENT}(/{_SEGMENT})*$"
+
+Text = Annotated[str, Field(max_length=20_000, pattern=MULTILINE)]
+Short = Annotated[str, Field(min_length=1, max_length=500, pattern=LINE)]
+Tag = Annotated[
+    str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*[^\x00-\x20\x7f][^\x00-\x1f\x7f]*$")
+]
+Line256 = Annotated[str, Field(max_length=256, pattern=LINE)]
+Url = Annotated[str, Field(min_length=1, max_length=2048, pattern=LINE)]
+SafeUrl = Annotated[str, Field(min_length=4, max_length=2048, pattern=SAFE_URL)]
 
 
 class _In(BaseModel):
@@ -72,10 +87,10 @@ class DistributionModel(_In):
     """One way to get a version's bytes (DCAT distribution)."""
 
     url: Url
-    format: Annotated[str, Field(min_length=1, max_length=100)]
-    media_type: Annotated[str, Field(max_length=200)] | None = None
+    format: Annotated[str, Field(min_length=1, max_length=64, pattern=LINE)]
+    media_type: Line256 | None = None
     size: Annotated[int, Field(ge=0)] | None = None
-    checksum: Annotated[str, Field(max_length=200)] | None = None
+    checksum: Line256 | None = None
 
     def to_model(self) -> Distribution:
         return Distribution(**self.model_dump())
@@ -87,7 +102,7 @@ class HealthModel(_In):
     health_category: Annotated[list[Tag], Field(max_length=50)] = []
     number_of_records: Annotated[int, Field(ge=0)] | None = None
     number_of_unique_individuals: Annotated[int, Field(ge=0)] | None = None
-    population_coverage: Annotated[str, Field(max_length=1000)] | None = None
+    population_coverage: Annotated[str, Field(max_length=1000, pattern=LINE)] | None = None
 
     def to_model(self) -> HealthFields:
         data = self.model_dump()
@@ -104,24 +119,24 @@ class DatasetCreate(_In):
 
     url: SafeUrl
     kind: Literal["object", "prefix", "stream", "derived"] = "object"
-    title: Annotated[str, Field(max_length=500)] | None = None
+    title: Annotated[str, Field(max_length=500, pattern=LINE)] | None = None
     description: Text = ""
-    tags: Annotated[list[Tag], Field(max_length=100)] = []
-    licence: Annotated[str, Field(max_length=500)] | None = None
-    format: Annotated[str, Field(max_length=100)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=64)] = []
+    licence: Line256 | None = None
+    format: Annotated[str, Field(max_length=64, pattern=LINE)] | None = None
     facts: dict[str, Any] | None = None
     distributions: Annotated[list[DistributionModel], Field(max_length=100)] = []
-    source_version: Annotated[str, Field(max_length=1000)] | None = None
+    source_version: Line256 | None = None
     health: HealthModel | None = None
 
 
 class DatasetPatchIn(_In):
     """The user-editable fields; a field left out is left as it is."""
 
-    title: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+    title: Annotated[str, Field(min_length=1, max_length=500, pattern=LINE)] | None = None
     description: Text | None = None
-    tags: Annotated[list[Tag], Field(max_length=100)] | None = None
-    licence: Annotated[str, Field(max_length=500)] | None = None
+    tags: Annotated[list[Tag], Field(max_length=64)] | None = None
+    licence: Line256 | None = None
     health: HealthModel | None = None
 
 
@@ -223,7 +238,7 @@ class AccessRequestIn(_In):
 class AccessDecisionIn(_In):
     """The owner's (or an admin's) reason for approving or rejecting."""
 
-    reason: Annotated[str, Field(max_length=2000)] = ""
+    reason: Annotated[str, Field(max_length=500, pattern=LINE)] = ""
 
 
 class AccessRequestOut(_Out):

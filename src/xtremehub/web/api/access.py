@@ -19,13 +19,13 @@ from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.api.datasets import DatasetId, dataset_for
 from xtremehub.web.auth import Caller, CallerDep
-from xtremehub.web.schemas import AccessDecisionIn, AccessRequestIn, AccessRequestOut, access_out
+from xtremehub.web.schemas import LINE, AccessDecisionIn, AccessRequestIn, AccessRequestOut, access_out
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["access requests"], responses=PROBLEM_RESPONSES)
 
-RequestId = Annotated[str, Path(min_length=1, max_length=200)]
+RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=LINE)]
 Status = Literal["pending", "approved", "rejected", "revoked", "expired"]
 
 
@@ -65,8 +65,8 @@ def create(
 def list_requests(
     request: Request,
     who: CallerDep,
-    dataset_id: Annotated[str | None, Query(max_length=200)] = None,
-    requester: Annotated[str | None, Query(max_length=200)] = None,
+    dataset_id: Annotated[str | None, Query(max_length=64, pattern=LINE)] = None,
+    requester: Annotated[str | None, Query(max_length=256, pattern=LINE)] = None,
     status: Status | None = None,
 ) -> list[AccessRequestOut]:
     found = context(request).catalog.access_requests(dataset_id=dataset_id, requester=requester, status=status)

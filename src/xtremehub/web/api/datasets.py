@@ -13,6 +13,7 @@ import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
+from pydantic import Field
 
 from xtremehub.catalog.model import Dataset, DatasetPatch, SearchQuery
 from xtremehub.errors import InvalidMetadata
@@ -21,6 +22,7 @@ from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, requi
 from xtremehub.web.auth import Caller, CallerDep
 from xtremehub.web.problems import HTTPProblem
 from xtremehub.web.schemas import (
+    LINE,
     DatasetCreate,
     DatasetOut,
     DatasetPatchIn,
@@ -36,8 +38,8 @@ __all__ = ["DatasetId", "dataset_for", "router"]
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES)
 
-DatasetId = Annotated[str, Path(min_length=1, max_length=200, description="the catalog id")]
-Facet = Annotated[list[str] | None, Query(max_length=50)]
+DatasetId = Annotated[str, Path(min_length=1, max_length=64, pattern=LINE, description="the catalog id")]
+Facet = Annotated[list[Annotated[str, Field(max_length=256, pattern=LINE)]] | None, Query(max_length=100)]
 
 
 def dataset_for(request: Request, who: Caller, dataset_id: str, action: Action) -> Dataset:
@@ -51,7 +53,9 @@ def dataset_for(request: Request, who: Caller, dataset_id: str, action: Action) 
 def search(
     request: Request,
     who: CallerDep,
-    q: Annotated[str, Query(max_length=10_000, description="full text over titles, descriptions, tags, facts")] = "",
+    q: Annotated[
+        str, Query(max_length=10_000, pattern=LINE, description="full text over titles, descriptions, tags, facts")
+    ] = "",
     format: Facet = None,
     owner: Facet = None,
     tag: Facet = None,
@@ -71,9 +75,6 @@ def search(
         for name, values in (("format", format), ("owner", owner), ("tag", tag), ("licence", licence), ("kind", kind))
         if values
     }
-    for name, values in filters.items():
-        if any(len(v) > 500 for v in values):
-            raise InvalidMetadata(name, "a facet value is longer than 500 characters")
     page = ctx.catalog.search(SearchQuery(text=q, filters=filters, limit=limit, offset=offset))
     next_url = None
     if offset + limit < page.total:

@@ -17,13 +17,13 @@ from xtremehub.errors import DatasetNotFound
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
 from xtremehub.web.auth import Caller, CallerDep
-from xtremehub.web.schemas import JobRecordOut, job_out
+from xtremehub.web.schemas import LINE, JobRecordOut, job_out
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 
-JobId = Annotated[str, Path(min_length=1, max_length=200)]
+JobId = Annotated[str, Path(min_length=1, max_length=200, pattern=LINE)]
 
 
 class JobOut(BaseModel):

@@ -19,6 +19,7 @@ from xtremehub import storage
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
 from xtremehub.web.auth import CallerDep
+from xtremehub.web.schemas import SAFE_PATH
 from xtremehub.web.urls import checked_url
 
 __all__ = ["router"]
@@ -26,8 +27,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/objects", tags=["objects"], responses=PROBLEM_RESPONSES)
 
 _GZIP = b"\x1f\x8b"
-#: What the document promises is accepted (the code checks it again: :func:`checked_url`).
-_SAFE_URL = r"^[^\x00-\x1f\x7f\\%]+$"
 
 
 class PreviewOut(BaseModel):
@@ -68,7 +67,7 @@ def preview(
         Query(
             min_length=1,
             max_length=4096,
-            pattern=_SAFE_URL,
+            pattern=SAFE_PATH,
             description="a storage URL or local path (no '.' or '..' segments, no control characters)",
         ),
     ],
