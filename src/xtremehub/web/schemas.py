@@ -59,11 +59,13 @@ _C = r"[^/\x00-\x1f\x7f\\%]"  # a character of a path segment
 _N = r"[^/.\x00-\x1f\x7f\\%]"  # the same but not a dot
 #: A path segment other than ``.`` and ``..`` (or empty).
 _SEGMENT = rf"({_N}{_C}*|\.{_N}{_C}*|\.\.{_C}+)?"
+#: ``file://`` (any path follows) or ``<scheme>://<bucket>`` (a bucket is never empty, ``.`` or ``..``).
+_ROOT = rf"(file://|[A-Za-z][A-Za-z0-9+.-]*://({_N}{_C}*|\.{_N}{_C}*|\.\.{_C}+))"
 #: A storage URL or path a store may see: no ``.``/``..`` segment, control character, backslash
 #: or percent-escape (:func:`~xtremehub.web.urls.checked_url` checks the same in code).
-SAFE_PATH = rf"^([A-Za-z][A-Za-z0-9+.-]*://)?{_SEGMENT}(/{_SEGMENT})*$"
+SAFE_PATH = rf"^({_ROOT}(/{_SEGMENT})*|{_SEGMENT}(/{_SEGMENT})*)$"
 #: The same with a scheme, as the catalog registers (``scheme://...``).
-SAFE_URL = rf"^[A-Za-z][A-Za-z0-9+.-]*://{_SEGMENT}(/{_SEGMENT})*$"
+SAFE_URL = rf"^{_ROOT}(/{_SEGMENT})*$"
 
 Text = Annotated[str, Field(max_length=20_000, pattern=MULTILINE)]
 Short = Annotated[str, Field(min_length=1, max_length=500, pattern=LINE)]

@@ -19,6 +19,7 @@ import re
 import urllib.parse
 
 from xtremehub.errors import UnsupportedURL
+from xtremehub.storage.registry import split_url
 
 __all__ = ["checked_url"]
 
@@ -38,4 +39,5 @@ def checked_url(url: str) -> str:
     for text in (path, urllib.parse.unquote(path)):
         if any(part in (".", "..") for part in text.split("/")):
             raise UnsupportedURL(url[:300], "'.' and '..' path segments are refused (path traversal)")
+    split_url(url)  # a bucket is named: UnsupportedURL before any policy or store sees it
     return url
