@@ -33,7 +33,7 @@ from xtremehub.web import WebConfig, create_app
 from xtremehub.web.streams import StreamSource
 
 #: Examples per operation: valid requests, and invalid ones (slower to generate, fewer).
-MAX_EXAMPLES = {GenerationMode.POSITIVE: 20, GenerationMode.NEGATIVE: 6}
+MAX_EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 5}
 
 
 def _seed(home: Path, catalog: CatalogAPI, manager: StreamManager) -> None:

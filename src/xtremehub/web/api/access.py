@@ -108,34 +108,19 @@ _DECISION_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 @router.post(
-    "/access-requests/{request_id}/approve",
+    "/access-requests/{request_id}/{decision}",
     response_model=AccessRequestOut,
-    summary="Approve (owner or admin; If-Match required): writes a usage policy",
+    summary="Approve (writes a usage policy) or reject; owner or admin; If-Match required",
     responses=_DECISION_RESPONSES,
 )
-def approve(
+def decide(
     request_id: RequestId,
+    decision: Literal["approve", "reject"],
     request: Request,
     response: Response,
     who: CallerDep,
     body: AccessDecisionIn | None = None,
     if_match: IfMatch = None,
 ) -> AccessRequestOut:
-    return _decide(request, response, who, request_id, True, body.reason if body else "", if_match)
-
-
-@router.post(
-    "/access-requests/{request_id}/reject",
-    response_model=AccessRequestOut,
-    summary="Reject (owner or admin; If-Match required)",
-    responses=_DECISION_RESPONSES,
-)
-def reject(
-    request_id: RequestId,
-    request: Request,
-    response: Response,
-    who: CallerDep,
-    body: AccessDecisionIn | None = None,
-    if_match: IfMatch = None,
-) -> AccessRequestOut:
-    return _decide(request, response, who, request_id, False, body.reason if body else "", if_match)
+    reason = body.reason if body else ""
+    return _decide(request, response, who, request_id, decision == "approve", reason, if_match)

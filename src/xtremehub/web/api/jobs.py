@@ -13,7 +13,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
+from xtremehub.compute.summary import JobStats
 from xtremehub.errors import DatasetNotFound
+from xtremehub.optimizer.store import JobRow
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
 from xtremehub.web.auth import Caller, CallerDep
@@ -24,34 +26,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=PROBLEM_RESPONSES)
 
 JobId = Annotated[str, Path(min_length=1, max_length=200, pattern=LINE)]
-
-
-class JobOut(BaseModel):
-    job_id: str
-    function: str
-    format: str
-    backend: str
-    calls: int
-    failures: int
-    input_bytes: int
-    wall: float
-    total_duration: float
-    max_peak_rss: int
-
-
-class JobStatsOut(BaseModel):
-    job_id: str
-    tasks: int
-    failures: int
-    retries: int
-    wall_seconds: float
-    total_seconds: float
-    mean_seconds: float
-    cpu_seconds: float
-    bytes_read: int
-    bytes_written: int
-    peak_rss: int
-    workers: int
 
 
 class FailureOut(BaseModel):
@@ -66,7 +40,7 @@ class JobSummaryOut(BaseModel):
 
     job_id: str
     function: str
-    stats: JobStatsOut
+    stats: JobStats
     failures: list[FailureOut]
     record: JobRecordOut | None = None
 
@@ -100,9 +74,9 @@ def _jobs(request: Request, who: Caller) -> Any:
     return source
 
 
-@router.get("", response_model=list[JobOut], summary="Jobs with telemetry, oldest first")
-def list_jobs(request: Request, who: CallerDep) -> list[JobOut]:
-    return [JobOut(**dataclasses.asdict(j)) for j in _jobs(request, who).list_jobs()]
+@router.get("", response_model=list[JobRow], summary="Jobs with telemetry, oldest first")
+def list_jobs(request: Request, who: CallerDep) -> list[JobRow]:
+    return list(_jobs(request, who).list_jobs())
 
 
 @router.get("/{job_id}", response_model=JobSummaryOut, summary="One job's summary, failures and lineage record")
@@ -113,12 +87,10 @@ def job_summary(job_id: JobId, request: Request, who: CallerDep) -> JobSummaryOu
         record: JobRecordOut | None = job_out(context(request).catalog.get_job(job_id))
     except DatasetNotFound:
         record = None
-    from xtremehub.compute.summary import JobStats
-
     return JobSummaryOut(
         job_id=job_id,
         function=source.function(job_id),
-        stats=JobStatsOut(**dataclasses.asdict(JobStats.of(job_id, rows))),
+        stats=JobStats.of(job_id, rows),
         failures=[
             FailureOut(call_id=r.call_id, worker=r.worker, error_type=r.error_type, attempts=r.attempts)
             for r in rows
