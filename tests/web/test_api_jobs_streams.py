@@ -140,3 +140,25 @@ def test_object_preview_text_binary_and_traversal(tmp_path: Path, client: TestCl
         assert client.get("/api/v1/objects/preview", params={"url": bad}).status_code == 400, bad
     assert client.get("/api/v1/objects/preview", params={"url": str(tmp_path / "none")}).status_code == 404
     assert json.loads(client.get("/api/v1/objects/preview").text)["status"] == 422
+
+
+def test_unreachable_backends_are_503_with_retry_after(tmp_path: Path, catalog: SqlCatalog) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = WebConfig(streams=f"tcp://127.0.0.1:{port}")
+    with TestClient(create_app(config, catalog=catalog, settings=Settings(home=tmp_path))) as client:
+        r = client.get("/api/v1/streams/scopes")
+        assert r.status_code == 503, r.text
+        assert r.headers["retry-after"] == "5"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert str(port) in r.json()["detail"]
+    locked = StreamManager.embedded(tmp_path / "owned")  # another owner of the data directory
+    try:
+        config = WebConfig(streams=str(tmp_path / "owned"))
+        with TestClient(create_app(config, catalog=catalog, settings=Settings(home=tmp_path))) as client:
+            assert client.get("/api/v1/streams/scopes").status_code == 503
+    finally:
+        locked.close()
