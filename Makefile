@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling bench-streams-nats bench-ephemeral bench-ephemeral-actions clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling bench-streams-nats bench-ephemeral bench-ephemeral-actions bench-web clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -117,6 +117,9 @@ bench-streams-server: $(VENV)/.installed-bench
 
 bench-streams-nats: $(VENV)/.installed-bench
 	$(BIN)/python bench/streams_nats.py
+
+bench-web: $(VENV)/.installed-bench
+	$(BIN)/python bench/web_api.py
 
 bench-optimizer: $(VENV)/.installed-bench
 	$(BIN)/python bench/optimizer_plan.py --plots docs/img

@@ -67,6 +67,7 @@ def _register() -> None:
     from xtremehub.cli.plan import plan_command
     from xtremehub.cli.policy import policy_group
     from xtremehub.cli.security import security_group
+    from xtremehub.cli.serve import serve
     from xtremehub.cli.storage import storage_group
     from xtremehub.cli.streams import streams_group
     from xtremehub.cli.telemetry import telemetry_group
@@ -88,6 +89,7 @@ def _register() -> None:
     cli.add_command(variants_group)
     cli.add_command(eph_group)
     cli.add_command(catalog_group)
+    cli.add_command(serve)
 
 
 _register()

@@ -1,0 +1,148 @@
+"""``xhub serve``: the REST API and the web cockpit on one port, on the embedded defaults.
+
+With no option it serves the embedded catalog (``<home>/catalog.db``), the stream store under
+``<home>/streams`` and the jobs of ``<home>/optimizer/telemetry.sqlite`` on
+``http://127.0.0.1:8000`` to the local single user (no token); it prints its URL first.
+``--oidc-issuer`` turns bearer tokens on, ``--policy`` authorises each request with Cedar
+policies, ``--audit-log`` records every decision. Settings: options > ``XHUB_WEB_*`` >
+the ``[web]`` table of the config file (see :mod:`xtremehub.web.config`).
+
+Example:
+    >>> from click.testing import CliRunner
+    >>> "--oidc-issuer" in CliRunner().invoke(serve, ["--help"]).output
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from xtremehub.config import Settings
+from xtremehub.errors import ConfigError
+from xtremehub.security._net import is_loopback_host
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+
+@click.command("serve")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="TCP port (default 8000); 0 picks a free one.")
+@click.option("--catalog", "catalog_url", help="Catalog database URL (default: [catalog] url or <home>/catalog.db).")
+@click.option("--streams", help="Stream server URL (tcp://...) or data directory (default <home>/streams).")
+@click.option("--oidc-issuer", help="Require bearer tokens from this OpenID Provider (its issuer URL).")
+@click.option("--oidc-audience", help="The audience tokens must carry (default xtremehub).")
+@click.option("--policy", "policies", multiple=True, help="Cedar policy directory or URL (repeatable).")
+@click.option("--audit-log", help="Append every authorisation decision to this hash-chained audit log.")
+@click.option(
+    "--audit-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Ed25519 key signing the audit checkpoints (created if missing; default <home>/audit.key).",
+)
+@click.option("--max-body-bytes", type=int, help="Largest request body accepted (default 1 MiB).")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback address without token validation.")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    catalog_url: str | None,
+    streams: str | None,
+    oidc_issuer: str | None,
+    oidc_audience: str | None,
+    policies: tuple[str, ...],
+    audit_log: str | None,
+    audit_key: Path | None,
+    max_body_bytes: int | None,
+    insecure: bool,
+) -> None:
+    """Serve the REST API (/api/v1, docs at /api/v1/docs) and the cockpit; print the URL."""
+    from xtremehub.web import WebConfig
+
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.load()
+    config_file = ctx.find_root().params.get("config_file")
+    try:
+        config = WebConfig.load(
+            config_file=config_file if config_file is not None else "default",
+            host=host,
+            port=port,
+            catalog=catalog_url,
+            streams=streams,
+            oidc_issuer=oidc_issuer,
+            oidc_audience=oidc_audience,
+            policy=policies,
+            audit_log=audit_log,
+            max_body_bytes=max_body_bytes,
+        )
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not (config.security or insecure or is_loopback_host(config.host)):
+        raise click.ClickException(
+            f"refusing to serve on {config.host} without tokens: give --oidc-issuer (and TLS in front), or --insecure"
+        )
+    run(config, settings, audit_key=audit_key)
+
+
+def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> None:
+    """Open the catalog, build the app and serve it with uvicorn until SIGINT/SIGTERM."""
+    import uvicorn
+
+    from xtremehub.catalog import open_catalog
+    from xtremehub.web import create_app
+
+    audit = _audit(config.audit_log, audit_key or settings.home / "audit.key")
+    validator, authorizer = _security(config, audit)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    catalog = open_catalog(config.catalog, settings=settings, audit=audit)
+    try:
+        app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
+        family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((config.host, config.port))
+        bound = config.replace(port=sock.getsockname()[1])
+        mode = f"tokens from {config.oidc_issuer}" if config.security else "local user, no token"
+        click.echo(f"xhub serve: {bound.url} (API {bound.url}/api/v1/docs; {mode})")
+        sys.stdout.flush()
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then raises the signal again with the
+        # handlers that were there before: make those end the command normally (exit 0).
+        previous = signal.signal(signal.SIGTERM, lambda *_: None)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    finally:
+        catalog.close()
+        if audit is not None:
+            audit.close()
+
+
+def _audit(location: str | None, key: Path) -> Any:
+    if not location:
+        return None
+    from xtremehub.security.audit import AuditConfig, AuditLog
+
+    return AuditLog(AuditConfig(location=location, signing_key=key))
+
+
+def _security(config: Any, audit: Any) -> tuple[Any, Any]:
+    """The token validator and the authorizer of ``config`` (None, None: security off)."""
+    if not config.security:
+        return None, None
+    from xtremehub.security.oidc import OIDCConfig, OIDCValidator
+    from xtremehub.security.policy import PolicyConfig, build_authorizer
+
+    validator = OIDCValidator(OIDCConfig(issuer=config.oidc_issuer, audience=config.oidc_audience))
+    authorizer = build_authorizer(PolicyConfig(sources=config.policy), audit) if config.policy else None
+    return validator, authorizer
