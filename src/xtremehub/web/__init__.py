@@ -1,0 +1,1 @@
+"""XtremeHub on the web: the REST API and the cockpit (server-rendered pages)."""
