@@ -1,0 +1,9 @@
+"""Stream pages (filled in once the web app's stream source exists)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
