@@ -396,9 +396,13 @@ def _build_section(cls: type[Any], raw: Any, where: str, base: Any = None) -> An
     return cls(**values)
 
 
+#: Tables of the config file that other modules read themselves (``[web]``: xtremehub.web.config).
+_FOREIGN_TABLES = frozenset({"web"})
+
+
 def _build_settings(raw: Mapping[str, Any], source: str) -> Settings:
     known = {f.name for f in dataclasses.fields(Settings)}
-    unknown = set(raw) - known
+    unknown = set(raw) - known - _FOREIGN_TABLES
     if unknown:
         raise ConfigError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
     kwargs: dict[str, Any] = {}

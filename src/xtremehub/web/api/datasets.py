@@ -1,0 +1,170 @@
+"""Datasets: register (by URL, or with explicit fields), get, patch (``If-Match``), delete,
+versions, and search with facets and pagination.
+
+Authorisation (resource kind ``dataset``, see ``docs/web_api.md``): searching and registering
+act on ``Dataset::"*"`` (read, write), the rest on ``Dataset::"<id>"`` with the dataset's
+``owner``, ``kind`` and ``tags`` as attributes; registering also reads the object (``object``
+resource of its URL), since its facts are extracted from it.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from xtremehub.catalog.model import Dataset, DatasetPatch, SearchQuery
+from xtremehub.errors import InvalidMetadata, ObjectNotFound
+from xtremehub.security.authz import Action
+from xtremehub.web.api._common import PROBLEM_RESPONSES, context, require_if_match, set_etag
+from xtremehub.web.auth import Caller, CallerDep
+from xtremehub.web.problems import HTTPProblem
+from xtremehub.web.schemas import (
+    DatasetCreate,
+    DatasetOut,
+    DatasetPatchIn,
+    SearchPageOut,
+    VersionOut,
+    dataset_out,
+    page_out,
+    version_out,
+)
+from xtremehub.web.urls import checked_url
+
+__all__ = ["DatasetId", "dataset_for", "router"]
+
+router = APIRouter(prefix="/datasets", tags=["datasets"], responses=PROBLEM_RESPONSES)
+
+DatasetId = Annotated[str, Path(min_length=1, max_length=200, description="the catalog id")]
+Facet = Annotated[list[str] | None, Query(max_length=50)]
+
+
+def dataset_for(request: Request, who: Caller, dataset_id: str, action: Action) -> Dataset:
+    """The dataset, once ``who`` may do ``action`` on it (404 before 403: ids are not secret)."""
+    ds = context(request).catalog.get(dataset_id)
+    who.may(action, "dataset", ds.id, {"owner": ds.owner, "kind": ds.kind, "tags": list(ds.tags)})
+    return ds
+
+
+@router.get("", response_model=SearchPageOut, summary="Search datasets (full text and facets, paginated)")
+def search(
+    request: Request,
+    who: CallerDep,
+    q: Annotated[str, Query(max_length=10_000, description="full text over titles, descriptions, tags, facts")] = "",
+    format: Facet = None,
+    owner: Facet = None,
+    tag: Facet = None,
+    licence: Facet = None,
+    kind: Facet = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> SearchPageOut:
+    """Values within a facet OR, facets AND; ``facets`` counts every match, not just this page."""
+    ctx = context(request)
+    if len(q) > ctx.config.search_max_length:
+        raise InvalidMetadata("q", f"the search text has {len(q)} characters; at most {ctx.config.search_max_length}")
+    limit = min(limit, ctx.config.page_max)
+    who.may(Action.READ, "dataset", "*")
+    filters = {
+        name: tuple(values)
+        for name, values in (("format", format), ("owner", owner), ("tag", tag), ("licence", licence), ("kind", kind))
+        if values
+    }
+    for name, values in filters.items():
+        if any(len(v) > 500 for v in values):
+            raise InvalidMetadata(name, "a facet value is longer than 500 characters")
+    page = ctx.catalog.search(SearchQuery(text=q, filters=filters, limit=limit, offset=offset))
+    next_url = None
+    if offset + limit < page.total:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
+        params += [("limit", str(limit)), ("offset", str(offset + limit))]
+        next_url = f"{request.url.path}?{urllib.parse.urlencode(params)}"
+    return page_out(page, next_url)
+
+
+@router.post("", response_model=DatasetOut, status_code=201, summary="Register a dataset")
+def register(body: DatasetCreate, request: Request, response: Response, who: CallerDep) -> DatasetOut:
+    """Register ``url``: alone, its facts are extracted by the connector; with ``facts``, as given.
+
+    Registering a URL that is already registered adds a version when its content changed.
+    """
+    url = checked_url(body.url)
+    who.may(Action.WRITE, "dataset", "*")
+    if body.kind in ("object", "prefix"):
+        who.may(Action.READ, "object", url)
+    elif body.kind == "stream":
+        who.may(Action.READ, "stream", url.split("://", 1)[-1].strip("/"))
+    try:
+        ds = context(request).catalog.register(
+            url,
+            actor=who.subject,
+            kind=body.kind,
+            title=body.title,
+            description=body.description,
+            tags=tuple(body.tags),
+            licence=body.licence,
+            format=body.format,
+            facts=body.facts,
+            distributions=tuple(d.to_model() for d in body.distributions),
+            source_version=body.source_version,
+            health=body.health.to_model() if body.health else None,
+        )
+    except ObjectNotFound as exc:
+        raise InvalidMetadata("url", f"nothing to register: {exc}") from exc
+    except NotImplementedError as exc:
+        raise HTTPProblem(501, f"extracting facts is not available here: {exc}; give 'facts'") from exc
+    set_etag(response, ds.etag)
+    response.headers["Location"] = f"{request.url.path}/{urllib.parse.quote(ds.id, safe='')}"
+    return dataset_out(ds)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset (ETag: its record's version)")
+def get_dataset(dataset_id: DatasetId, request: Request, response: Response, who: CallerDep) -> DatasetOut:
+    ds = dataset_for(request, who, dataset_id, Action.READ)
+    set_etag(response, ds.etag)
+    return dataset_out(ds)
+
+
+@router.patch(
+    "/{dataset_id}",
+    response_model=DatasetOut,
+    summary="Update title, description, tags, licence or health fields (If-Match required)",
+    responses={412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}},
+)
+def patch_dataset(
+    dataset_id: DatasetId, body: DatasetPatchIn, request: Request, response: Response, who: CallerDep
+) -> DatasetOut:
+    """A stale ``If-Match`` is 412 (someone else changed it since you read it), never an overwrite."""
+    etag = require_if_match(request)
+    dataset_for(request, who, dataset_id, Action.WRITE)
+    patch = DatasetPatch(
+        title=body.title,
+        description=body.description,
+        tags=tuple(body.tags) if body.tags is not None else None,
+        licence=body.licence,
+        health=body.health.to_model() if body.health else None,
+    )
+    ds = context(request).catalog.update(dataset_id, patch, actor=who.subject, if_match=etag)
+    set_etag(response, ds.etag)
+    return dataset_out(ds)
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a dataset's record (If-Match required; the data stays)",
+    responses={412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}},
+)
+def delete_dataset(dataset_id: DatasetId, request: Request, who: CallerDep) -> Response:
+    etag = require_if_match(request)
+    dataset_for(request, who, dataset_id, Action.ADMIN)
+    context(request).catalog.delete(dataset_id, actor=who.subject, if_match=etag)
+    return Response(status_code=204)
+
+
+@router.get("/{dataset_id}/versions", response_model=list[VersionOut], summary="Content versions, oldest first")
+def versions(dataset_id: DatasetId, request: Request, who: CallerDep) -> list[VersionOut]:
+    dataset_for(request, who, dataset_id, Action.READ)
+    return [version_out(v) for v in context(request).catalog.versions(dataset_id)]

@@ -1,0 +1,142 @@
+"""Who is calling and may they: bearer tokens and per-endpoint authorisation for the REST API.
+
+Security on (``WebConfig.security``): every API request but the health check and the OpenAPI
+document needs ``Authorization: Bearer <token>``, validated by a
+:class:`~xtremehub.security.identity.TokenValidator` (an
+:class:`~xtremehub.security.oidc.OIDCValidator` trusting ``oidc_issuer``). A missing, malformed,
+forged or expired token is **401** with ``WWW-Authenticate: Bearer``; a valid token whose
+identity the :class:`~xtremehub.security.authz.Authorizer` denies is **403**. Each endpoint
+names the action and resource (``dataset``, ``object``, ``scope`` or ``stream``, as the policy
+engine defines them, see ``docs/security.md``). Without policies every valid token may do
+everything (as the stream server does).
+
+Security off (the embedded default, on loopback): no token is read; every request is made by
+the local single user :data:`LOCAL_USER` with role ``admin``, and every action is allowed.
+
+Example:
+    >>> from xtremehub.security.authz import Action, Resource
+    >>> gate = Gate.local()
+    >>> who = gate.authenticate(None)
+    >>> who.subject, gate.authorize(who, Action.ADMIN, Resource("dataset", "ds-1")).allowed
+    ('local', True)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from xtremehub.errors import AuthenticationFailed
+from xtremehub.security.authz import AccessRequest, Action, Authorizer, Decision, Resource
+from xtremehub.security.identity import Identity, TokenValidator
+
+__all__ = ["LOCAL_USER", "AllowAuthenticated", "Caller", "Gate", "bearer_token", "caller"]
+
+log = logging.getLogger(__name__)
+
+#: The identity of every request when security is off: one local user with every right.
+LOCAL_USER = Identity(subject="local", roles=frozenset({"admin"}), issuer="xhub-local")
+_MAX_TOKEN = 16 * 1024
+
+
+class AllowAuthenticated:
+    """The authorizer when tokens are checked but no policy is given: any valid identity may act."""
+
+    def decide(self, request: AccessRequest) -> Decision:
+        return Decision(True, "authenticated (no policy configured)", "authenticated")
+
+    def check(self, request: AccessRequest) -> Decision:
+        return self.decide(request)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Authentication and authorisation of API requests.
+
+    Attributes:
+        validator: turns a bearer token into an identity; None: security off (:data:`LOCAL_USER`).
+        authorizer: decides every request (deny by default); :class:`AllowAuthenticated` when
+            no policy is configured.
+    """
+
+    validator: TokenValidator | None
+    authorizer: Authorizer
+
+    @classmethod
+    def local(cls) -> Gate:
+        """Security off: the local single user may do everything."""
+        return cls(None, AllowAuthenticated())
+
+    @property
+    def secured(self) -> bool:
+        return self.validator is not None
+
+    def authenticate(self, token: str | None) -> Identity:
+        """The caller's identity; :class:`AuthenticationFailed` (401) without a valid token."""
+        if self.validator is None:
+            return LOCAL_USER
+        if not token:
+            raise AuthenticationFailed("a bearer token is required (Authorization: Bearer <token>)")
+        return self.validator.validate(token)
+
+    def authorize(
+        self, identity: Identity, action: Action, resource: Resource, *, purpose: str | None = None
+    ) -> Decision:
+        """The decision, or :class:`~xtremehub.errors.Forbidden` (403) when it is a denial."""
+        return self.authorizer.check(AccessRequest(identity, action, resource, purpose=purpose))
+
+    def allowed(self, identity: Identity, action: Action, resource: Resource) -> bool:
+        """Whether ``identity`` may do ``action`` on ``resource`` (no exception)."""
+        return self.authorizer.decide(AccessRequest(identity, action, resource)).allowed
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header; None without one.
+
+    Raises:
+        AuthenticationFailed: another scheme, or a header too long to be a token.
+    """
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    if len(header) > _MAX_TOKEN:
+        raise AuthenticationFailed("the Authorization header is too long to hold a token")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The identity of a request and the gate that authorises what it does."""
+
+    identity: Identity
+    gate: Gate
+
+    @property
+    def subject(self) -> str:
+        return self.identity.subject
+
+    def may(self, action: Action, kind: str, name: str, attributes: Mapping[str, object] | None = None) -> Decision:
+        """Authorise ``action`` on resource ``kind:name`` (403 when denied)."""
+        return self.gate.authorize(self.identity, action, Resource(kind, name, dict(attributes or {})))
+
+    def can(self, action: Action, kind: str, name: str, attributes: Mapping[str, object] | None = None) -> bool:
+        """Whether the action would be allowed (for filtering listings)."""
+        return self.gate.allowed(self.identity, action, Resource(kind, name, dict(attributes or {})))
+
+
+def caller(request: Request) -> Caller:
+    """FastAPI dependency: authenticate the request (401 without a valid token)."""
+    gate: Gate = request.app.state.xhub.gate
+    identity = gate.authenticate(bearer_token(request) if gate.secured else None)
+    return Caller(identity, gate)
+
+
+#: Annotated parameter type: ``who: CallerDep`` in an endpoint authenticates its request.
+CallerDep = Annotated[Caller, Depends(caller)]

@@ -1,0 +1,69 @@
+"""Fixtures of the web tests: apps with security off and on (tokens from an embedded issuer)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from memcatalog import MemoryCatalog
+
+from xtremehub.config import Settings
+from xtremehub.security.issuer import EmbeddedIssuer, IssuerConfig
+from xtremehub.security.oidc import OIDCConfig, OIDCValidator
+from xtremehub.security.policy import PolicyConfig, build_authorizer
+from xtremehub.web import WebConfig, create_app
+
+#: Cedar policies of the secured app: "research" reads and searches, "curator" does anything.
+POLICIES = """
+@id("discover") permit(principal, action == XHub::Action::"read", resource == XHub::Dataset::"*");
+@id("research-reads") permit(principal in XHub::Role::"research", action == XHub::Action::"read", resource);
+@id("curator-writes") permit(principal in XHub::Role::"curator", action, resource);
+"""
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def catalog() -> MemoryCatalog:
+    return MemoryCatalog()
+
+
+@pytest.fixture
+def client(settings: Settings, catalog: MemoryCatalog) -> Iterator[TestClient]:
+    """Security off: the local single user."""
+    app = create_app(WebConfig(), catalog=catalog, settings=settings)
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[EmbeddedIssuer]:
+    with EmbeddedIssuer(IssuerConfig(audience="xtremehub")) as running:
+        yield running
+
+
+@pytest.fixture
+def secured(tmp_path: Path, settings: Settings, catalog: MemoryCatalog, issuer: EmbeddedIssuer) -> Iterator[TestClient]:
+    """Security on: tokens from the embedded issuer, Cedar policies (:data:`POLICIES`)."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.cedar").write_text(POLICIES)
+    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
+    authorizer = build_authorizer(PolicyConfig(sources=(str(policies),)))
+    config = WebConfig(security=True, oidc_issuer=issuer.url)
+    app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
+    with TestClient(app) as c:
+        yield c
+
+
+def bearer(issuer: EmbeddedIssuer, subject: str, *roles: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {issuer.issue(subject, roles=list(roles))}"}
