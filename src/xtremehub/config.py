@@ -22,6 +22,11 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     [telemetry]                       # XHUB_TELEMETRY_<FIELD>
     dir = "s3://bucket/telemetry/"    # XHUB_TELEMETRY_DIR: one JSON-lines object per job
 
+    [catalog]                         # XHUB_CATALOG_<FIELD>
+    url = "postgresql://catalog@db.example/xhub"  # XHUB_CATALOG_URL; default sqlite <home>/catalog.db
+    admins = ["alice"]                # subjects that may decide any access request
+    policies = "s3://governance/policies/"  # where approved access requests become usage policies
+
     [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
     keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
     dataset = "genomes"               # whose KEK wraps the data keys of new objects
@@ -54,6 +59,7 @@ from typing import Any, Literal
 from xtremehub.errors import ConfigError
 
 __all__ = [
+    "CatalogSettings",
     "EncryptionSettings",
     "ExecutorSettings",
     "S3Settings",
@@ -161,6 +167,36 @@ class EncryptionSettings:
             raise ConfigError("encryption.dataset must not be empty")
 
 
+@dataclass(frozen=True, kw_only=True)
+class CatalogSettings:
+    """Where the data catalog lives (see ``docs/catalog.md``).
+
+    ``url``: ``sqlite:///path/catalog.db`` or ``postgresql://user@host:port/db``; ``None``: the
+    embedded default ``<home>/catalog.db``. ``admins``: subjects allowed to decide any access
+    request (besides the dataset's owner). ``policies``: the policy source (directory or storage
+    prefix) where approved access requests are written as Cedar usage policies; ``None``:
+    ``<home>/policies/``.
+
+    Example:
+        >>> CatalogSettings(admins="alice, bob").admins
+        ('alice', 'bob')
+    """
+
+    url: str | None = None
+    admins: tuple[str, ...] = ()
+    policies: str | None = None
+
+    def __post_init__(self) -> None:
+        admins: object = self.admins
+        if isinstance(admins, str):
+            admins = [a.strip() for a in admins.split(",") if a.strip()]
+        if not isinstance(admins, list | tuple) or not all(isinstance(a, str) for a in admins):
+            raise ConfigError(f"catalog.admins must be a list of subjects, not {self.admins!r}")
+        object.__setattr__(self, "admins", tuple(admins))
+        if self.url is not None and not self.url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ConfigError(f"catalog.url must be a sqlite:/// or postgresql:// URL, not {self.url!r}")
+
+
 def _default_home() -> Path:
     return Path("~/.xtremehub").expanduser()
 
@@ -179,6 +215,7 @@ class Settings:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     telemetry: TelemetrySettings = field(default_factory=TelemetrySettings)
     encryption: EncryptionSettings = field(default_factory=EncryptionSettings)
+    catalog: CatalogSettings = field(default_factory=CatalogSettings)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -195,6 +232,7 @@ class Settings:
                 self.executor,
                 self.telemetry,
                 self.encryption,
+                self.catalog,
             )
         )
 
@@ -222,7 +260,16 @@ class Settings:
         # mappingproxy is not picklable; rebuild from a plain dict.
         return (
             _rebuild_settings,
-            (self.home, self.log_level, self.s3, dict(self.buckets), self.executor, self.telemetry, self.encryption),
+            (
+                self.home,
+                self.log_level,
+                self.s3,
+                dict(self.buckets),
+                self.executor,
+                self.telemetry,
+                self.encryption,
+                self.catalog,
+            ),
         )
 
     @classmethod
@@ -267,6 +314,7 @@ def _rebuild_settings(
     executor: ExecutorSettings,
     telemetry: TelemetrySettings | None = None,
     encryption: EncryptionSettings | None = None,
+    catalog: CatalogSettings | None = None,
 ) -> Settings:
     return Settings(
         home=home,
@@ -276,6 +324,7 @@ def _rebuild_settings(
         executor=executor,
         telemetry=telemetry or TelemetrySettings(),
         encryption=encryption or EncryptionSettings(),
+        catalog=catalog or CatalogSettings(),
     )
 
 
@@ -323,6 +372,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "executor": ExecutorSettings,
     "telemetry": TelemetrySettings,
     "encryption": EncryptionSettings,
+    "catalog": CatalogSettings,
 }
 
 
@@ -428,6 +478,8 @@ def _build_settings(raw: Mapping[str, Any], source: str) -> Settings:
         kwargs["telemetry"] = _build_section(TelemetrySettings, raw["telemetry"], "telemetry")
     if "encryption" in raw:
         kwargs["encryption"] = _build_section(EncryptionSettings, raw["encryption"], "encryption")
+    if "catalog" in raw:
+        kwargs["catalog"] = _build_section(CatalogSettings, raw["catalog"], "catalog")
     return Settings(**kwargs)
 
 

@@ -1,0 +1,137 @@
+"""The catalog's one schema (SQLAlchemy Core), shared by SQLite and PostgreSQL.
+
+Alembic migrations (``migrations/versions``) create exactly these tables; a test checks that
+``alembic check`` finds no difference. Full-text search lives beside the tables: an FTS5
+virtual table ``dataset_fts`` on SQLite, a GIN expression index over ``datasets.search_doc``
+on PostgreSQL (both made by the migration, both outside this metadata).
+
+Example:
+    >>> sorted(metadata.tables)[:3]
+    ['access_requests', 'dataset_tags', 'dataset_versions']
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = [
+    "FTS_TABLE",
+    "PG_FTS_INDEX",
+    "access_requests",
+    "dataset_tags",
+    "dataset_versions",
+    "datasets",
+    "job_inputs",
+    "job_outputs",
+    "jobs",
+    "metadata",
+]
+
+#: SQLite FTS5 table over ``datasets.search_doc`` (rowid = ``datasets.pk``).
+FTS_TABLE = "dataset_fts"
+#: PostgreSQL GIN index over ``to_tsvector('simple', search_doc)``.
+PG_FTS_INDEX = "ix_datasets_search_doc_fts"
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+_TS = sa.DateTime(timezone=True)
+
+datasets = sa.Table(
+    "datasets",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False, unique=True),
+    sa.Column("title", sa.String(500), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("owner", sa.String(256), nullable=False, index=True),
+    sa.Column("tags", sa.JSON, nullable=False),
+    sa.Column("licence", sa.String(256), nullable=True, index=True),
+    sa.Column("format", sa.String(64), nullable=True, index=True),
+    sa.Column("created", _TS, nullable=False),
+    sa.Column("modified", _TS, nullable=False),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("latest_version", sa.Integer, nullable=False),
+    sa.Column("facts", sa.JSON, nullable=False),
+    sa.Column("health", sa.JSON, nullable=True),
+    sa.Column("search_doc", sa.Text, nullable=False),
+)
+sa.Index("ix_datasets_kind", datasets.c.kind)
+
+dataset_tags = sa.Table(
+    "dataset_tags",
+    metadata,
+    sa.Column("dataset_pk", sa.Integer, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("tag", sa.String(100), primary_key=True),
+    sa.Index("ix_dataset_tags_tag", "tag"),
+)
+
+dataset_versions = sa.Table(
+    "dataset_versions",
+    metadata,
+    sa.Column("dataset_pk", sa.Integer, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("source_version", sa.String(512), nullable=False),
+    sa.Column("created", _TS, nullable=False),
+    sa.Column("distributions", sa.JSON, nullable=False),
+    sa.Column("facts", sa.JSON, nullable=False),
+    sa.UniqueConstraint("dataset_pk", "source_version"),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("job_id", sa.String(128), primary_key=True),
+    sa.Column("function", sa.String(512), nullable=False),
+    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("started", _TS, nullable=False),
+    sa.Column("finished", _TS, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("code_measurement", sa.String(128), nullable=True),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("telemetry", sa.JSON, nullable=False),
+)
+
+job_inputs = sa.Table(
+    "job_inputs",
+    metadata,
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("dataset_pk", sa.Integer, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("slices", sa.JSON, nullable=False),
+    sa.Index("ix_job_inputs_dataset_pk", "dataset_pk"),
+)
+
+job_outputs = sa.Table(
+    "job_outputs",
+    metadata,
+    sa.Column("job_id", sa.String(128), sa.ForeignKey("jobs.job_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("dataset_pk", sa.Integer, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), primary_key=True),
+    sa.Index("ix_job_outputs_dataset_pk", "dataset_pk"),
+)
+
+access_requests = sa.Table(
+    "access_requests",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("dataset_pk", sa.Integer, sa.ForeignKey("datasets.pk", ondelete="CASCADE"), nullable=False),
+    sa.Column("requester", sa.String(256), nullable=False, index=True),
+    sa.Column("purpose", sa.String(500), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("created", _TS, nullable=False),
+    sa.Column("etag", sa.String(64), nullable=False),
+    sa.Column("expires", _TS, nullable=True),
+    sa.Column("decided_by", sa.String(256), nullable=True),
+    sa.Column("decided_at", _TS, nullable=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("policy_id", sa.String(128), nullable=True),
+    sa.Index("ix_access_requests_dataset_pk", "dataset_pk"),
+)

@@ -1,0 +1,148 @@
+"""Full-text search with facet filters and counts, the same results on SQLite and PostgreSQL.
+
+Each dataset keeps a ``search_doc``: the lower-cased words of its title, description, tags,
+URL, format, owner, licence and extracted facts (keys and values). A query's text is cut into
+words the same way and every word must match (AND). Only words reach the database, quoted
+(FTS5) or joined with ``&`` (``to_tsquery``), and bound as parameters: quotes, ``%``, ``*``,
+``NEAR``, ``OR``, ``--`` and the like in the query are ordinary characters, never operators.
+
+Facets (format, owner, tag, licence, kind): values within one facet OR, facets AND; the counts
+are over all matches (every filter applied), in one query with the total.
+
+Example:
+    >>> words("Lungs CT: s3://lab/Reads.fastq.gz -- OR 1=1; DROP")
+    ['lungs', 'ct', 's3', 'lab', 'reads', 'fastq', 'gz', 'or', '1', '1', 'drop']
+    >>> search_doc(title="Run 7", description="", tags=("wgs",), url="s3://b/r.fq", facts={"reads": 12})
+    'run 7 wgs s3 b r fq reads 12'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from xtremehub.catalog.model import FACETS, SearchQuery
+from xtremehub.catalog.store import limits
+from xtremehub.catalog.store.schema import FTS_TABLE, dataset_tags, datasets
+from xtremehub.errors import InvalidMetadata
+
+__all__ = ["MAX_DOC", "facet_statement", "items_statement", "search_doc", "words"]
+
+#: Characters of a dataset's search document kept (facts beyond it are not searchable).
+MAX_DOC = 100_000
+MAX_QUERY_WORDS = 32
+_WORD = re.compile(r"[^\W_]+")
+_FACET_COLUMNS = {"format": datasets.c.format, "owner": datasets.c.owner, "licence": datasets.c.licence}
+_FACET_COLUMNS["kind"] = datasets.c.kind
+_FTS = sa.table(FTS_TABLE, sa.column("rowid"), sa.column("rank"))
+
+
+def words(text: str) -> list[str]:
+    """The lower-cased words (letters and digits) of ``text``."""
+    return _WORD.findall(text.lower())
+
+
+def _fact_words(value: Any, out: list[str], budget: int) -> int:
+    if budget <= 0:
+        return budget
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            out.append(str(key))
+            budget = _fact_words(item, out, budget - len(str(key)))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            budget = _fact_words(item, out, budget)
+    elif value is not None and not isinstance(value, bool):
+        text = str(value)
+        out.append(text)
+        budget -= len(text)
+    return budget
+
+
+def search_doc(
+    *,
+    title: str,
+    description: str,
+    tags: Iterable[str],
+    url: str,
+    facts: Mapping[str, Any],
+    extra: Iterable[str | None] = (),
+) -> str:
+    """The text the full-text index holds for one dataset (at most :data:`MAX_DOC` characters)."""
+    parts: list[str] = [title, description, *tags, url, *(e for e in extra if e)]
+    _fact_words(facts, parts, MAX_DOC)
+    doc = " ".join(words(" ".join(parts)))
+    return doc if len(doc) <= MAX_DOC else doc[:MAX_DOC].rsplit(" ", 1)[0]
+
+
+def _check(query: SearchQuery) -> tuple[list[str], dict[str, tuple[str, ...]]]:
+    text = limits.text("text", query.text, limits.MAX_SEARCH)
+    if not 1 <= query.limit <= limits.MAX_LIMIT:
+        raise InvalidMetadata("limit", f"must be in [1, {limits.MAX_LIMIT}], not {query.limit}")
+    if query.offset < 0:
+        raise InvalidMetadata("offset", f"must be >= 0, not {query.offset}")
+    filters: dict[str, tuple[str, ...]] = {}
+    for facet, given in query.filters.items():
+        if facet not in FACETS:
+            raise InvalidMetadata(f"filters.{facet}", f"unknown facet; known: {', '.join(FACETS)}")
+        values = (given,) if isinstance(given, str) else tuple(given)
+        if len(values) > 100:
+            raise InvalidMetadata(f"filters.{facet}", f"{len(values)} values, at most 100 allowed")
+        filters[facet] = tuple(limits.text(f"filters.{facet}", v, limits.MAX_SHORT) for v in values)
+    found = words(text)
+    if len(found) > MAX_QUERY_WORDS:
+        raise InvalidMetadata("text", f"{len(found)} words, at most {MAX_QUERY_WORDS} allowed")
+    return found, {k: v for k, v in filters.items() if v}
+
+
+def _conditions(found: list[str], filters: Mapping[str, tuple[str, ...]], dialect: str) -> list[Any]:
+    conds: list[Any] = []
+    if found:
+        if dialect == "sqlite":
+            match = " ".join(f'"{w}"' for w in found)  # words hold no quote: each is one FTS5 string
+            conds.append(
+                datasets.c.pk.in_(sa.select(_FTS.c.rowid).where(sa.literal_column(FTS_TABLE).op("MATCH")(match)))
+            )
+        else:
+            conds.append(_tsvector().op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'"), " & ".join(found))))
+    for facet, values in filters.items():
+        if facet == "tag":
+            tagged = sa.select(dataset_tags.c.dataset_pk).where(dataset_tags.c.tag.in_(values))
+            conds.append(datasets.c.pk.in_(tagged))
+        else:
+            conds.append(_FACET_COLUMNS[facet].in_(values))
+    return conds
+
+
+def _tsvector() -> Any:
+    # Spelled exactly as the GIN expression index is, so that PostgreSQL uses it.
+    return sa.func.to_tsvector(sa.literal_column("'simple'"), datasets.c.search_doc)
+
+
+def items_statement(query: SearchQuery, dialect: str) -> Any:
+    """SELECT of one page of matching datasets (newest modified first)."""
+    found, filters = _check(query)
+    stmt = sa.select(datasets).where(*_conditions(found, filters, dialect))
+    return stmt.order_by(datasets.c.modified.desc(), datasets.c.pk.desc()).limit(query.limit).offset(query.offset)
+
+
+def facet_statement(query: SearchQuery, dialect: str) -> Any:
+    """One SELECT of (facet, value, count) rows over all matches, with ('', None, total)."""
+    found, filters = _check(query)
+    matched = (
+        sa.select(datasets.c.pk, *_FACET_COLUMNS.values()).where(*_conditions(found, filters, dialect)).cte("matched")
+    )
+    parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
+    for facet in _FACET_COLUMNS:
+        col = matched.c[facet]
+        parts.append(sa.select(sa.literal(facet), sa.cast(col, sa.String), sa.func.count()).group_by(col))
+    tag = dataset_tags.c.tag
+    parts.append(
+        sa.select(sa.literal("tag"), tag, sa.func.count())
+        .select_from(matched.join(dataset_tags, dataset_tags.c.dataset_pk == matched.c.pk))
+        .group_by(tag)
+    )
+    return sa.union_all(*parts)
