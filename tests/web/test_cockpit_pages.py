@@ -5,31 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from cockpit_catalog import MemoryCatalog
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from memcatalog import MemoryCatalog
 
 from xtremehub.catalog.model import InputRef, JobRecord
-from xtremehub.security.identity import Identity
-from xtremehub.web import cockpit
+from xtremehub.config import Settings
+from xtremehub.web import WebConfig, create_app
 
 XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
-
-
-class LocalGate:
-    secured = False
-
-    def authenticate(self, token: str | None) -> Identity:
-        return Identity(subject="local", roles=frozenset({"admin"}))
-
-    def allowed(self, identity: Identity, action: object, resource: object) -> bool:
-        return True
-
-    def authorize(self, identity: Identity, action: object, resource: object) -> None:
-        return None
 
 
 @pytest.fixture
@@ -42,18 +27,24 @@ def catalog(testdata: Path) -> MemoryCatalog:
         description="2000 reads, 101 bp",
         tags=("genomics", "illumina"),
         format="fastq.gz",
+        source_version="v1",
         facts={"reads": 2000, "bases": 202000, "read_length": {"min": 101, "max": 101}},
     )
     calls = cat.register(
         str(testdata / "vcf/ex1.vcf.gz"),
         actor="alice",
         title="Variant calls",
+        facts={},
         format="vcf.gz",
         tags=("genomics",),
         kind="derived",
     )
-    cat.register(str(testdata / "csv-spectrum/csvs/simple.csv"), actor="bob", title="Simple table", format="csv")
-    cat.register("s3://lab/evil.txt", actor="mallory", title="Evil " + XSS, description=XSS, tags=(XSS,), format="text")
+    cat.register(
+        str(testdata / "csv-spectrum/csvs/simple.csv"), actor="bob", title="Simple table", format="csv", facts={}
+    )
+    cat.register(
+        "s3://lab/evil.txt", actor="mallory", title="Evil " + XSS, description=XSS, tags=(XSS,), format="text", facts={}
+    )
     t = datetime(2026, 12, 6, tzinfo=UTC)
     cat.record_job(
         JobRecord(
@@ -65,10 +56,7 @@ def catalog(testdata: Path) -> MemoryCatalog:
 
 @pytest.fixture
 def client(catalog: MemoryCatalog, tmp_path: Path) -> Iterator[TestClient]:
-    app = FastAPI()
-    app.state.xhub = SimpleNamespace(catalog=catalog, gate=LocalGate(), settings=None, config=None)
-    app.include_router(cockpit.router)
-    cockpit.setup(app)
+    app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=tmp_path / "home"))
     with TestClient(app) as c:
         yield c
 
@@ -136,3 +124,71 @@ def test_static_files_are_served_offline(client: TestClient) -> None:
     assert "htmx" in js.text[:2000]
     page = client.get("/cockpit/datasets").text
     assert "https://" not in page.split("<main>")[0], "a CDN link in the page head"
+
+
+def _telemetry(home: Path) -> None:
+    from xtremehub.compute.telemetry import TaskTelemetry
+    from xtremehub.optimizer.store import TelemetryStore
+
+    rows = [
+        TaskTelemetry(job_id="ex1-M0", call_id=i, worker=f"local-{i % 2}", status="success" if i != 3 else "error",
+                      error_type="builtins.ValueError" if i == 3 else "", submit=100.0, start=100.0 + 0.1 * i,
+                      end=100.3 + 0.1 * i, bytes_read=1000 * i)
+        for i in range(6)
+    ]  # fmt: skip
+    (home / "optimizer").mkdir(parents=True, exist_ok=True)
+    with TelemetryStore(home / "optimizer" / "telemetry.sqlite") as store:
+        store.add(rows, function="pipelines.demo.count")
+
+
+def test_jobs_pages_show_plots_and_failures(tmp_path: Path, catalog: MemoryCatalog) -> None:
+    home = tmp_path / "jobs-home"
+    _telemetry(home)
+    t = datetime(2026, 12, 6, tzinfo=UTC)
+    tb = 'Traceback (most recent call last):\n  File "job.py", line 3\nValueError: <b>bad</b> record'
+    catalog.record_job(
+        JobRecord("ex1-M0", "pipelines.demo.count", "alice", t, t, status="failed",
+                  telemetry={"failures": [{"call_id": 3, "error_type": "builtins.ValueError", "traceback": tb}]})
+    )  # fmt: skip
+    app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=home))
+    with TestClient(app) as c:
+        listing = c.get("/cockpit/jobs")
+        assert "ex1-M0" in listing.text
+        assert "pipelines.demo.count" in listing.text
+        job = c.get("/cockpit/jobs/ex1-M0")
+        assert job.status_code == 200
+        assert "ValueError: &lt;b&gt;bad&lt;/b&gt; record" in job.text  # the remote traceback, escaped
+        assert job.text.count("builtins.ValueError") >= 1
+        for which in ("timeline", "histogram"):
+            png = c.get(f"/cockpit/jobs/ex1-M0/{which}.png")
+            assert png.headers["content-type"] == "image/png"
+            assert png.content[:4] == b"\x89PNG"
+        assert c.get("/cockpit/jobs/nope").status_code == 404
+
+
+def test_streams_pages_refresh_live(tmp_path: Path, catalog: MemoryCatalog) -> None:
+    from xtremehub.streams.client.manager import StreamManager
+
+    home = tmp_path / "streams-home"
+    with StreamManager.embedded(home / "streams") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "frames")
+        manager.create_reader_group("viewers", "lab", ["frames"])
+        with manager.create_writer("lab", "frames") as writer:
+            for i in range(50):
+                writer.write_event(b"x" * 100, routing_key=str(i))
+    app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=home))
+    with TestClient(app) as c:
+        page = c.get("/cockpit/streams")
+        assert "Scope lab" in page.text
+        assert 'hx-trigger="every 2s"' in page.text
+        assert "viewers" in page.text
+        live = c.get("/cockpit/streams/live", headers={"HX-Request": "true"})
+        assert "<html" not in live.text
+        assert "frames" in live.text
+        detail = c.get("/cockpit/streams/lab/frames")
+        assert detail.status_code == 200
+        assert "Segments over time" in detail.text
+        png = c.get("/cockpit/streams/lab/frames/rate.png")
+        assert png.content[:4] == b"\x89PNG"
+        assert c.get("/cockpit/streams/lab/nope").status_code == 404
