@@ -33,6 +33,8 @@ SYSTEM_DEPS += samtools:samtools
 SYSTEM_DEPS += bcftools:bcftools
 # The stream store's JetStream backend is tested on a real 3-node NATS JetStream cluster.
 SYSTEM_DEPS += nats-server:nats-server
+# The cockpit's browser tests drive Debian's Chromium with Playwright (no browser download).
+SYSTEM_DEPS += chromium:chromium
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \
