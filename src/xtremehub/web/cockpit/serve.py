@@ -10,6 +10,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -53,10 +54,8 @@ def serve_cockpit(
     try:
         app = create_app(config, catalog=catalog, settings=settings)
         echo(f"cockpit: {config.url}/cockpit/  (REST API {config.url}/api/v1/docs; Ctrl-C stops)")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it shut down on
             uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
-        except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
-            pass
         echo("cockpit stopped")
     finally:
         catalog.close()
