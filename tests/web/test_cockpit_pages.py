@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,3 +193,18 @@ def test_streams_pages_refresh_live(tmp_path: Path, catalog: MemoryCatalog) -> N
         png = c.get("/cockpit/streams/lab/frames/rate.png")
         assert png.content[:4] == b"\x89PNG"
         assert c.get("/cockpit/streams/lab/nope").status_code == 404
+
+
+def test_the_docs_show_the_screenshots_the_browser_tests_take() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    page = next(
+        p
+        for p in (docs / "catalog.md", docs / "catalog_cockpit.md")
+        if p.exists() and "## The cockpit" in p.read_text()
+    )
+    images = re.findall(r"\]\((images/cockpit-[\w-]+\.png)\)", page.read_text())
+    assert len(images) >= 5
+    for image in images:
+        data = (docs / image).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", image
+        assert len(data) > 10_000, image
