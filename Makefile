@@ -35,6 +35,8 @@ SYSTEM_DEPS += bcftools:bcftools
 SYSTEM_DEPS += nats-server:nats-server
 # The cockpit's browser tests drive Debian's Chromium with Playwright (no browser download).
 SYSTEM_DEPS += chromium:chromium
+# The catalog's PostgreSQL tests start a real server (initdb/postgres under /usr/lib/postgresql/*/bin).
+SYSTEM_DEPS += pg_ctlcluster:postgresql
 
 system-deps:
 	@missing=""; for dep in $(SYSTEM_DEPS); do \

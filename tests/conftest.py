@@ -15,6 +15,7 @@ import pytest
 
 from xtremehub.config import Settings
 from xtremehub.storage._s3 import S3Store
+from xtremehub.testing.postgres import PostgresServer
 from xtremehub.testing.seaweedfs import SeaweedFS
 
 TESTDATA = Path(__file__).resolve().parent / "data"  # copied with SOURCES.md, licences and FACTS
@@ -42,6 +43,22 @@ def s3_bucket(seaweedfs: SeaweedFS, s3_settings: Settings) -> str:
     """One bucket for the session (SeaweedFS makes a collection per bucket: keep them few)."""
     S3Store("xhub-test", s3_settings.s3).create_bucket()
     return "xhub-test"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the whole session (temporary directory, free loopback port).
+
+    Fails (never skips) with how to install PostgreSQL when its binaries are missing.
+    """
+    with PostgresServer.start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of an empty database made for this session on :func:`postgres`."""
+    return postgres.create_database("xhub_session")
 
 
 #: A second S3 endpoint with credentials of its own (settings that must reach every read).

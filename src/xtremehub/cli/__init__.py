@@ -58,6 +58,7 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
 def _register() -> None:
     from xtremehub.cli.audit import audit_group
     from xtremehub.cli.auth import auth_group, login_command
+    from xtremehub.cli.catalog import catalog_group
     from xtremehub.cli.demo import demo
     from xtremehub.cli.eph import eph_group
     from xtremehub.cli.keys import keys_group
@@ -86,6 +87,7 @@ def _register() -> None:
     cli.add_command(login_command)
     cli.add_command(variants_group)
     cli.add_command(eph_group)
+    cli.add_command(catalog_group)
 
 
 _register()

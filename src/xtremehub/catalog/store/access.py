@@ -135,6 +135,12 @@ class AccessRequests:
         self._audited(actor, "request-access", f"dataset:{dataset_id}", request=values["id"], purpose=purpose)
         return rows.access_request(row, dataset_id)
 
+    def get_access_request(self, request_id: str) -> DataAccessRequest:
+        """The access request ``request_id``, or :class:`DatasetNotFound` (kind ``access request``)."""
+        with self._read() as conn:
+            row = self._request_row(conn, request_id)
+        return rows.access_request(row, row.dataset_id)
+
     def _request_row(self, conn: Any, request_id: str) -> Any:
         request_id = limits.text("request_id", request_id, limits.MAX_ID)
         row = conn.execute(

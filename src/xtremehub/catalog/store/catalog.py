@@ -152,7 +152,7 @@ class SqlCatalog(access.AccessRequests):
             licence = limits.text("licence", licence, limits.MAX_SHORT)
         if format is not None:
             format = limits.text("format", format, 64)
-        dists = tuple(distributions) or (Distribution(url=url, format=format or "unknown"),)
+        dists = tuple(distributions)
         for i, dist in enumerate(dists):
             limits.text(f"distributions[{i}].url", dist.url, limits.MAX_URL)
         for attempt in range(3):
@@ -210,6 +210,7 @@ class SqlCatalog(access.AccessRequests):
             pk = conn.execute(sa.insert(datasets).values(**values).returning(datasets.c.pk)).scalar_one()
             if tags:
                 conn.execute(sa.insert(dataset_tags), [{"dataset_pk": pk, "tag": tag} for tag in tags])
+            dists = dists or (Distribution(url=url, format=format or "unknown"),)
             self._add_version(conn, pk, 1, source_version, t, dists, facts)
             return rows.dataset(conn.execute(sa.select(datasets).where(datasets.c.pk == pk)).one()), "register"
         pk = row.pk
@@ -221,6 +222,7 @@ class SqlCatalog(access.AccessRequests):
         if seen is not None:
             return rows.dataset(row), "unchanged"
         number = row.latest_version + 1
+        dists = dists or (Distribution(url=url, format=format or row.format or "unknown"),)
         self._add_version(conn, pk, number, source_version, t, dists, facts)
         values = dict(row._mapping)
         values.update(

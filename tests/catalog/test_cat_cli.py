@@ -1,0 +1,82 @@
+"""``xhub catalog``: add with explicit facts, ls, search, show, versions, lineage, the request flow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from xtremehub.catalog import InputRef, JobRecord
+from xtremehub.catalog.store import SqlCatalog
+from xtremehub.cli import cli
+
+
+@pytest.fixture
+def xhub(fresh_catalog: SqlCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("XHUB_CONFIG", str(tmp_path / "no-config.toml"))
+    url = fresh_catalog._engine.url.render_as_string(hide_password=False)
+    runner = CliRunner()
+
+    def run(*args: str, who: str = "alice", ok: bool = True) -> str:
+        result = runner.invoke(cli, ["--home", str(tmp_path), "catalog", "--catalog", url, "--as", who, *args])
+        assert (result.exit_code == 0) is ok, result.output + repr(result.exception)
+        return result.output if ok else result.output + str(result.exception)
+
+    return run
+
+
+def test_add_search_show_versions(xhub) -> None:  # type: ignore[no-untyped-def]
+    facts = json.dumps({"reads": 1200, "instrument": "NovaSeq"})
+    out = xhub(
+        *("add", "s3://lab/run7.fastq.gz", "--title", "Run 7", "--tag", "wgs", "--tag", "lung", "--json"),
+        *("--licence", "CC-BY-4.0", "--format", "fastq.gz", "--facts", facts, "--source-version", "e1"),
+    )
+    ds = json.loads(out)
+    assert (ds["title"], ds["tags"], ds["facts"]["reads"], ds["latest_version"]) == ("Run 7", ["wgs", "lung"], 1200, 1)
+    xhub("add", "s3://lab/run7.fastq.gz", "--facts", '{"reads": 1300}', "--source-version", "e2")
+    xhub("add", "s3://lab/other.vcf.gz", "--format", "vcf.gz", "--facts", "{}", who="bob")
+    page = json.loads(xhub("search", "novaseq", "--json"))
+    assert [d["id"] for d in page["items"]] == []  # the newest version's facts no longer name it
+    page = json.loads(xhub("search", "run", "--tag", "lung", "--json"))
+    assert page["total"] == 1
+    assert page["facets"]["tag"] == {"lung": 1, "wgs": 1}
+    text = xhub("ls")
+    assert "2 of 2" in text.replace("1-2 of 2", "2 of 2")
+    assert "owner: alice (1), bob (1)" in text
+    assert json.loads(xhub("search", "--owner", "bob", "--json"))["total"] == 1
+    shown = xhub("show", ds["id"])
+    assert "title: Run 7" in shown
+    assert '"reads": 1300' in shown
+    versions = json.loads(xhub("versions", ds["id"], "--json"))
+    assert [v["source_version"] for v in versions] == ["e1", "e2"]
+    assert "no such dataset: 'ds-none'" in xhub("show", "ds-none", ok=False)
+    assert "facts: not JSON" in xhub("add", "s3://lab/x", "--facts", "{not json", ok=False)
+
+
+def test_lineage_and_access_requests(xhub, fresh_catalog: SqlCatalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    src = json.loads(xhub("add", "s3://lab/in.fq", "--facts", "{}", "--json"))
+    out = json.loads(xhub("add", "s3://lab/out.bam", "--kind", "derived", "--facts", "{}", "--json"))
+    from datetime import UTC, datetime
+
+    t = datetime.now(UTC)
+    fresh_catalog.record_job(
+        JobRecord("job-1", "align", "alice", t, t, inputs=(InputRef(src["id"], 1),), outputs=(out["id"],))
+    )
+    lines = xhub("lineage", out["id"], "--up", "--depth", "2")
+    assert f"{src['id']} (in.fq) -> job job-1 (align, succeeded)" in lines
+    graph = json.loads(xhub("lineage", src["id"], "--down", "--json"))
+    assert {d["id"] for d in graph["datasets"]} == {src["id"], out["id"]}
+
+    req = json.loads(xhub("request", src["id"], "--purpose", "research", "--expires", "30d", "--json", who="carol"))
+    assert req["status"] == "pending"
+    assert "pending" in xhub("requests", "--status", "pending")
+    assert "only the owner" in xhub("approve", req["id"], who="carol", ok=False)
+    approved = json.loads(xhub("approve", req["id"], "--reason", "ok", "--json"))
+    assert (approved["status"], approved["policy_id"]) == ("approved", f"access-{req['id']}")
+    assert (tmp_path / "policies" / f"access-{req['id']}.cedar").exists()
+    revoked = json.loads(xhub("reject", req["id"], "--json"))
+    assert revoked["status"] == "revoked"
+    assert not (tmp_path / "policies" / f"access-{req['id']}.cedar").exists()
+    assert json.loads(xhub("requests", "--requester", "carol", "--json"))[0]["status"] == "revoked"
