@@ -145,8 +145,28 @@ def create_app(
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
     _mount_cockpit(app)
+    _document_if_match(app)
     app.router.add_event_handler("shutdown", context.close)
     return app
+
+
+def _document_if_match(app: FastAPI) -> None:
+    """Mark ``If-Match`` required in the OpenAPI document (the code answers 428 without it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = build()
+            for path in document.get("paths", {}).values():
+                for operation in path.values():
+                    for parameter in operation.get("parameters", ()):
+                        if parameter.get("in") == "header" and parameter.get("name", "").lower() == "if-match":
+                            parameter["required"] = True
+                            parameter["schema"] = {"type": "string", "pattern": "^[!-~]{1,300}$"}
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _mount_cockpit(app: FastAPI) -> None:

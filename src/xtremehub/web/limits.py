@@ -14,20 +14,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xtremehub.web.problems import PROBLEM_JSON, HTTPProblem
+from xtremehub.web.problems import PROBLEM_JSON
 
 __all__ = ["BodyLimit", "BodyTooLarge"]
 
 
-class BodyTooLarge(HTTPProblem):
-    """A chunked body passed the limit while it was being read (answered 413)."""
+class BodyTooLarge(HTTPException):
+    """A chunked body passed the limit while it was being read (answered 413).
+
+    An ``HTTPException``: FastAPI passes those through while it reads a body (any other
+    error there becomes its generic 400).
+    """
 
     def __init__(self, limit: int) -> None:
-        super().__init__(
-            413, f"the request body passed {limit} bytes, the most accepted", headers={"Connection": "close"}
-        )
+        super().__init__(413, f"the request body passed {limit} bytes, the most accepted", {"Connection": "close"})
 
 
 class BodyLimit:

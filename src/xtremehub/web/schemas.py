@@ -55,6 +55,9 @@ Text = Annotated[str, Field(max_length=10_000)]
 Short = Annotated[str, Field(min_length=1, max_length=500)]
 Tag = Annotated[str, Field(min_length=1, max_length=100)]
 Url = Annotated[str, Field(min_length=1, max_length=4096)]
+#: A URL handed to a store: no control characters, backslashes or percent-escapes (``..``
+#: segments are refused by :func:`~xtremehub.web.urls.checked_url`).
+SafeUrl = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00-\x1f\x7f\\%]+$")]
 
 
 class _In(BaseModel):
@@ -99,7 +102,7 @@ class DatasetCreate(_In):
     reading the object.
     """
 
-    url: Url
+    url: SafeUrl
     kind: Literal["object", "prefix", "stream", "derived"] = "object"
     title: Annotated[str, Field(max_length=500)] | None = None
     description: Text = ""

@@ -15,9 +15,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from xtremehub.catalog.model import Dataset, DatasetPatch, SearchQuery
-from xtremehub.errors import InvalidMetadata, ObjectNotFound
+from xtremehub.errors import InvalidMetadata
 from xtremehub.security.authz import Action
-from xtremehub.web.api._common import PROBLEM_RESPONSES, context, require_if_match, set_etag
+from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.auth import Caller, CallerDep
 from xtremehub.web.problems import HTTPProblem
 from xtremehub.web.schemas import (
@@ -110,8 +110,6 @@ def register(body: DatasetCreate, request: Request, response: Response, who: Cal
             source_version=body.source_version,
             health=body.health.to_model() if body.health else None,
         )
-    except ObjectNotFound as exc:
-        raise InvalidMetadata("url", f"nothing to register: {exc}") from exc
     except NotImplementedError as exc:
         raise HTTPProblem(501, f"extracting facts is not available here: {exc}; give 'facts'") from exc
     set_etag(response, ds.etag)
@@ -133,10 +131,15 @@ def get_dataset(dataset_id: DatasetId, request: Request, response: Response, who
     responses={412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}},
 )
 def patch_dataset(
-    dataset_id: DatasetId, body: DatasetPatchIn, request: Request, response: Response, who: CallerDep
+    dataset_id: DatasetId,
+    body: DatasetPatchIn,
+    request: Request,
+    response: Response,
+    who: CallerDep,
+    if_match: IfMatch = None,
 ) -> DatasetOut:
     """A stale ``If-Match`` is 412 (someone else changed it since you read it), never an overwrite."""
-    etag = require_if_match(request)
+    etag = require_if_match(if_match)
     dataset_for(request, who, dataset_id, Action.WRITE)
     patch = DatasetPatch(
         title=body.title,
@@ -157,8 +160,8 @@ def patch_dataset(
     summary="Delete a dataset's record (If-Match required; the data stays)",
     responses={412: {"description": "stale If-Match"}, 428: {"description": "If-Match missing"}},
 )
-def delete_dataset(dataset_id: DatasetId, request: Request, who: CallerDep) -> Response:
-    etag = require_if_match(request)
+def delete_dataset(dataset_id: DatasetId, request: Request, who: CallerDep, if_match: IfMatch = None) -> Response:
+    etag = require_if_match(if_match)
     dataset_for(request, who, dataset_id, Action.ADMIN)
     context(request).catalog.delete(dataset_id, actor=who.subject, if_match=etag)
     return Response(status_code=204)

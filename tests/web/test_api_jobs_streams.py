@@ -1,0 +1,142 @@
+"""Jobs (telemetry store and directory, plots), streams (rates, lag, backlog) and object previews."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from memcatalog import MemoryCatalog
+
+from xtremehub.compute.telemetry import TaskTelemetry
+from xtremehub.config import Settings, TelemetrySettings
+from xtremehub.optimizer.store import TelemetryStore
+from xtremehub.streams import StreamManager
+from xtremehub.web import WebConfig, create_app
+from xtremehub.web.streams import StreamSource
+
+
+def _rows(job: str, n: int, failed: int = -1) -> list[TaskTelemetry]:
+    return [
+        TaskTelemetry(job_id=job, call_id=i, worker=f"w{i % 2}", status="error" if i == failed else "success",
+                      error_type="builtins.ValueError" if i == failed else "", submit=100.0, start=100.0 + 0.1 * i,
+                      end=100.3 + 0.1 * i, bytes_read=1000 * (i + 1))
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: MemoryCatalog) -> None:
+    home = tmp_path / "home"
+    (home / "optimizer").mkdir(parents=True)
+    with TelemetryStore(home / "optimizer" / "telemetry.sqlite") as store:
+        store.add(_rows("a-M000", 6, failed=2), function="demo.scan")
+    tdir = tmp_path / "telemetry"
+    tdir.mkdir()
+    (tdir / "b-M001.jsonl").write_text("\n".join(r.to_json() for r in _rows("b-M001", 3)) + "\n")
+    (tdir / "broken.jsonl").write_text("{not json\n")
+    settings = Settings(home=home, telemetry=TelemetrySettings(dir=str(tdir)))
+    with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings)) as client:
+        jobs = client.get("/api/v1/jobs")
+        assert jobs.status_code == 200, jobs.text
+        assert [(j["job_id"], j["function"], j["calls"]) for j in jobs.json()] == [
+            ("a-M000", "demo.scan", 6),
+            ("b-M001", "unknown", 3),
+        ]
+        one = client.get("/api/v1/jobs/a-M000").json()
+        assert one["stats"]["tasks"] == 6
+        assert one["stats"]["failures"] == 1
+        assert one["failures"] == [{"call_id": 2, "worker": "w0", "error_type": "builtins.ValueError", "attempts": 1}]
+        assert one["record"] is None
+        rows = client.get("/api/v1/jobs/b-M001/telemetry").json()
+        assert [r["bytes_read"] for r in rows] == [1000, 2000, 3000]
+        png = client.get("/api/v1/jobs/a-M000/plots/timeline.png")
+        assert png.status_code == 200
+        assert png.headers["content-type"] == "image/png"
+        assert png.content.startswith(b"\x89PNG")
+        assert client.get("/api/v1/jobs/a-M000/plots/histogram.png").content.startswith(b"\x89PNG")
+        assert client.get("/api/v1/jobs/nope").status_code == 404
+        assert client.get("/api/v1/jobs/a-M000/plots/pie.png").status_code == 422
+
+
+@pytest.fixture
+def stream_client(tmp_path: Path, catalog: MemoryCatalog) -> Iterator[tuple[TestClient, StreamManager]]:
+    manager = StreamManager.embedded(tmp_path / "streams", lts=str(tmp_path / "lts") + "/")
+    clock = [1000.0]
+    source = StreamSource(None, Settings(home=tmp_path), manager=manager, clock=lambda: clock[0])
+    app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=tmp_path), streams=source)
+    try:
+        with TestClient(app) as client:
+            client.clock = clock  # type: ignore[attr-defined]
+            yield client, manager
+    finally:
+        manager.close()
+
+
+def test_streams_scopes_describe_rate_lag_backlog(stream_client: tuple[TestClient, StreamManager]) -> None:
+    client, manager = stream_client
+    manager.create_scope("lab")
+    manager.create_stream("lab", "sensors")
+    with manager.create_writer("lab", "sensors") as writer:
+        for i in range(10):
+            writer.write_event(f"reading-{i}".encode(), routing_key="s1")
+    group = manager.create_reader_group("viewers", "lab", ["lab/sensors"], start="head")
+    reader = group.create_reader("r1")
+    assert reader.read_next(timeout=5) is not None
+    reader.close()
+    assert client.get("/api/v1/streams/scopes").json() == ["lab"]
+    assert client.get("/api/v1/streams/scopes/lab").json() == ["sensors"]
+    described = client.get("/api/v1/streams/scopes/lab/streams/sensors")
+    assert described.status_code == 200, described.text
+    body = described.json()
+    assert body["sealed"] is False
+    held = sum(s["length"] for s in body["segments"])
+    assert held > 0
+    first = client.get("/api/v1/streams/scopes/lab/streams/sensors/rate").json()
+    assert first["bytes"] == held
+    assert first["bytes_per_second"] is None  # one sample so far
+    with manager.create_writer("lab", "sensors") as writer:
+        writer.write_event(b"x" * 1000, routing_key="s1")
+    client.clock[0] += 2.0  # type: ignore[attr-defined]
+    second = client.get("/api/v1/streams/scopes/lab/streams/sensors/rate").json()
+    assert second["bytes_per_second"] == pytest.approx((second["bytes"] - held) / 2.0)
+    assert second["bytes"] - held >= 1000
+    assert client.get("/api/v1/streams/scopes/lab/reader-groups").json() == ["viewers"]
+    lag = client.get("/api/v1/streams/scopes/lab/reader-groups/viewers/lag").json()
+    assert 0 < lag["lag_bytes"] <= second["bytes"]
+    assert lag["per_stream"] == {"lab/sensors": lag["lag_bytes"]}
+    backlog = client.get("/api/v1/streams/scopes/lab/streams/sensors/backlog").json()
+    assert backlog["stream"] == "lab/sensors"
+    assert 0 <= backlog["stream_untiered_bytes"] <= second["bytes"]
+    assert client.get("/api/v1/streams/backlog").json()["lts_available"] is True
+    assert client.get("/api/v1/streams/scopes/lab/streams/nope").status_code == 404
+    assert client.get("/api/v1/streams/scopes/nope").status_code == 404
+    assert client.get("/api/v1/streams/scopes/lab/reader-groups/nope/lag").status_code == 404
+    assert client.get("/api/v1/streams/scopes/..%2Fetc").status_code in (404, 422)
+
+
+def test_object_preview_text_binary_and_traversal(tmp_path: Path, client: TestClient, testdata: Path) -> None:
+    text = tmp_path / "notes.csv"
+    text.write_text("a,b\n1,2\n3,4\n")
+    r = client.get("/api/v1/objects/preview", params={"url": str(text), "lines": 2})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["size"] == 12
+    assert body["content_type"] == "text/csv"
+    assert body["lines"] == ["a,b", "1,2"]
+    assert body["truncated"] is False
+    gz = next(p for p in testdata.rglob("*.gz") if p.stat().st_size > 5000)
+    r = client.get("/api/v1/objects/preview", params={"url": str(gz), "bytes": 100})
+    assert r.json()["content_type"] == "application/gzip"
+    assert r.json()["head_bytes"] == 100
+    assert r.json()["truncated"] is True
+    assert r.json()["lines"] is None
+    for bad in (f"{tmp_path}/../../etc/passwd", "s3://b/a/../x", ".."):
+        refused = client.get("/api/v1/objects/preview", params={"url": bad})
+        assert refused.status_code == 400, bad
+        assert refused.headers["content-type"] == "application/problem+json"
+    for bad in ("s3://b/a/%2e%2e/x", "/tmp/a\x00b", "c:\\x"):  # outside the documented pattern
+        assert client.get("/api/v1/objects/preview", params={"url": bad}).status_code == 422, bad
+    assert client.get("/api/v1/objects/preview", params={"url": str(tmp_path / "none")}).status_code == 404
+    assert json.loads(client.get("/api/v1/objects/preview").text)["status"] == 422
