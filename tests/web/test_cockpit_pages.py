@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -208,3 +209,26 @@ def test_the_docs_show_the_screenshots_the_browser_tests_take() -> None:
         data = (docs / image).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", image
         assert len(data) > 10_000, image
+
+
+def test_pages_over_postgresql(postgres: Any, testdata: Path, tmp_path: Path) -> None:
+    """Smoke test on the real PostgreSQL store: search, a dataset page, its preview, an access request."""
+    from xtremehub.catalog import open_catalog
+
+    settings = Settings(home=tmp_path / "pg-home")
+    catalog = open_catalog(postgres.create_database("xhub_cockpit"), settings=settings)
+    try:
+        ds = catalog.register(
+            (testdata / "vcf/ex1.vcf.gz").as_uri(), actor="local", title="PG calls <b>", format="vcf.gz",
+            tags=("pg",), source_version="v1", facts={"variants": 165},
+        )  # fmt: skip
+        with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings)) as c:
+            assert "PG calls &lt;b&gt;" in c.get("/cockpit/datasets", params={"q": "calls", "tag": "pg"}).text
+            assert "165" in c.get(f"/cockpit/datasets/{ds.id}").text
+            assert c.get(f"/cockpit/datasets/{ds.id}/preview.png").content[:4] == b"\x89PNG"
+            c.post(f"/cockpit/datasets/{ds.id}/access", data={"purpose": "smoke test"})
+            (req,) = catalog.access_requests(dataset_id=ds.id)
+            c.post(f"/cockpit/access/{req.id}", data={"decision": "reject", "etag": req.etag, "reason": "no"})
+            assert catalog.access_requests(dataset_id=ds.id)[0].status == "rejected"
+    finally:
+        catalog.close()
