@@ -232,3 +232,16 @@ def test_pages_over_postgresql(postgres: Any, testdata: Path, tmp_path: Path) ->
             assert catalog.access_requests(dataset_id=ds.id)[0].status == "rejected"
     finally:
         catalog.close()
+
+
+def test_page_errors_are_pages_and_api_errors_stay_problems(client: TestClient) -> None:
+    short = client.post("/cockpit/datasets/ds-1/access", data={"purpose": "x"})
+    assert short.status_code == 422
+    assert short.headers["content-type"].startswith("text/html")
+    assert "purpose" in short.text
+    missing = client.get("/cockpit/datasets/nope/preview.html")
+    assert missing.status_code == 404
+    assert "Not found" in missing.text
+    api = client.get("/api/v1/datasets/nope")
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")

@@ -153,3 +153,13 @@ def test_lineage_svg_is_layered_and_escaped() -> None:
     x = {g.get("data-node"): float(g[1].get("x") or g[1].get("cx") or 0) for g in root.iter(f"{ns}g")}
     assert x["dataset:in1"] < x["job:j1"] < x["dataset:out"] < x["job:j2"] < x["dataset:final"]
     assert lineage_svg(graph) == lineage_svg(graph)
+
+
+def test_cog_without_a_small_overview_draws_a_window(testdata: Path, tmp_path: Path) -> None:
+    """max_side below every level: a window of the coarsest level, not the whole level."""
+    config = PreviewConfig(width=320, height=240, max_side=64, index_dir=str(tmp_path / "idx"))
+    png = preview_png(str(testdata / "cog/cog.tif"), "cog", config)
+    assert _pixels(png).std() > 10
+    assert png != preview_png(
+        str(testdata / "cog/cog.tif"), "cog", PreviewConfig(width=320, height=240, index_dir=config.index_dir)
+    )

@@ -4,7 +4,8 @@ A preview reads a *bounded* part of the object, so it stays fast on big data:
 
 - imzML: the ion image of one m/z (default: the most intense peak of the first spectra);
 - LAS/LAZ/COPC: a terrain model (lowest Z per cell) shaded as a hillshade height map;
-- COG: one window of the coarsest overview level that is at most ``max_side`` pixels;
+- COG: the finest overview level at most ``max_side`` pixels across (else a window of the
+  coarsest level about that size);
 - FASTQ(.gz): read lengths and per-position quality of the first ``max_reads`` reads;
 - VCF(.gz): variants per contig (the first ``max_records`` records);
 - CSV: the first rows as an HTML table (every cell escaped): :func:`csv_head_html`;
@@ -285,7 +286,15 @@ def _cog(url: str, config: PreviewConfig, mz: float | None) -> bytes:
     levels = co["levels"]
     fits = [k for k, lv in enumerate(levels) if max(int(lv["width"]), int(lv["height"])) <= config.max_side]
     level = fits[0] if fits else len(levels) - 1
-    window = partition_grid(co, 1, 1, level=level)[0].get()
+    if fits:
+        window = partition_grid(co, 1, 1, level=level)[0].get()
+    else:  # no overview small enough: the top-left window of the coarsest level, about max_side across
+        lv = levels[level]
+        tiles = (
+            max(1, config.max_side // int(lv["block_height"])),
+            max(1, config.max_side // int(lv["block_width"])),
+        )
+        window = partition_grid(co, window_tiles=tiles, level=level)[0].get()
     data = np.asarray(window.data, dtype=float)
     fig = _figure(config)
     ax = fig.add_subplot()

@@ -13,13 +13,17 @@ that forbids inline scripts, so HTML in a description or a tag is shown as text.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from xtremehub.errors import XHubError
 from xtremehub.web.cockpit import access, datasets, jobs, session, streams
+from xtremehub.web.cockpit.render import page
 from xtremehub.web.cockpit.session import LoginRequired, login_redirect
 
 __all__ = ["STATIC", "router", "setup"]
@@ -38,7 +42,38 @@ def home() -> RedirectResponse:
     return RedirectResponse("/cockpit/datasets", status_code=303)
 
 
+_Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
+
+
+def _html_errors(api_handler: _Handler | None, status_of: Callable[[Exception], int]) -> _Handler:
+    """Errors of cockpit pages as an HTML page (same status); the API keeps its problem+json."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        if (path.startswith("/cockpit/") and not path.endswith(".png")) or api_handler is None:
+            status = status_of(exc)
+            title = {401: "Not logged in", 403: "Not allowed", 404: "Not found"}.get(status, "Cannot do that")
+            message = str(exc) if status < 500 else "internal error"
+            if isinstance(exc, RequestValidationError):
+                message = "; ".join(
+                    f"{'.'.join(str(part) for part in err['loc'][1:])}: {err['msg']}" for err in exc.errors()[:5]
+                )
+            return page(request, "error.html", status_code=status, title=title, message=message)
+        answer = api_handler(request, exc)
+        return await answer if isinstance(answer, Awaitable) else answer
+
+    return handle
+
+
 def setup(app: FastAPI) -> None:
-    """Serve the static files and redirect pages without a session to the login page."""
+    """Serve the static files, redirect pages without a session to the login page, and show
+    errors of pages (403, 404, a refused form field) as HTML pages rather than API problems."""
+    from xtremehub.web.problems import status_of
+
     app.mount("/cockpit/static", StaticFiles(directory=str(STATIC)), name="cockpit-static")
     app.add_exception_handler(LoginRequired, login_redirect)
+    app.add_exception_handler(XHubError, _html_errors(app.exception_handlers.get(XHubError), status_of))
+    app.add_exception_handler(
+        RequestValidationError,
+        _html_errors(app.exception_handlers.get(RequestValidationError), lambda exc: 422),
+    )
