@@ -137,7 +137,8 @@ def _telemetry_and_streams(home: Path) -> None:
 
     rows = [
         TaskTelemetry(job_id="call-variants-7", call_id=i, worker=f"local-{i % 2}", status="success", submit=100.0,
-                      start=100.0 + 0.2 * (i // 2), end=100.35 + 0.2 * (i // 2) + 0.03 * (i % 3), bytes_read=20000 * i)
+                      start=100.0 + 0.2 * (i // 2), end=100.35 + 0.2 * (i // 2) + 0.03 * (i % 3), bytes_read=20000 * i,
+                      cpu_user=0.3 + 0.01 * i, peak_rss=(120 + 3 * i) << 20)
         for i in range(12)
     ]  # fmt: skip
     (home / "optimizer").mkdir(parents=True, exist_ok=True)
@@ -221,14 +222,15 @@ def alice(browser: Any, served: Served) -> Iterator[Any]:
     page.context.close()
 
 
-def shot(page: Any, served: Served, name: str, *texts: str) -> Path:
+def shot(page: Any, served: Served, name: str, *texts: str, full_page: bool = False) -> Path:
     """Screenshot the page, check it (a real picture, the key texts shown), copy it for the docs if asked."""
     served.shots.mkdir(parents=True, exist_ok=True)
     path = served.shots / f"cockpit-{name}.png"
-    page.screenshot(path=str(path), full_page=False)
+    page.screenshot(path=str(path), full_page=full_page)
     image = Image.open(io.BytesIO(path.read_bytes()))
     image.load()
-    assert image.size == (1280, 860)
+    assert image.size[0] == 1280
+    assert image.size[1] == 860 if not full_page else image.size[1] >= 860
     assert np.asarray(image.convert("L"), dtype=float).std() > 5, f"{name}: a blank screenshot"
     body = page.inner_text("body").lower()  # innerText follows CSS text-transform
     for text in texts:
@@ -295,7 +297,9 @@ def test_dataset_page_and_its_preview_load(alice: Any, served: Served, which: st
     if which == "reads":
         assert page.locator("#lineage svg").count() == 1
         assert "call" in page.inner_text("#lineage")
-        shot(page, served, "dataset", "Exome reads, run 7", "Extracted metadata", "Lineage", "Versions", "reads")
+        assert page.locator("#lineage g.dataset").count() == 2  # reads -> call -> calls, the root drawn once
+        assert page.locator("#lineage g.job").count() == 1
+        shot(page, served, "dataset", "Exome reads, run 7", "Extracted metadata", "Lineage", "Versions", full_page=True)
 
 
 def test_approve_an_access_request(alice: Any, served: Served) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
@@ -153,6 +154,9 @@ def test_lineage_svg_is_layered_and_escaped() -> None:
     x = {g.get("data-node"): float(g[1].get("x") or g[1].get("cx") or 0) for g in root.iter(f"{ns}g")}
     assert x["dataset:in1"] < x["job:j1"] < x["dataset:out"] < x["job:j2"] < x["dataset:final"]
     assert lineage_svg(graph) == lineage_svg(graph)
+    # the root as a bare id or as a node id ("dataset:<id>", as the stores give it): the same picture
+    assert lineage_svg(replace(graph, root="dataset:out")) == lineage_svg(graph)
+    assert svg.count('stroke-width="2.5"') == 1  # the root, drawn once, highlighted
 
 
 def test_cog_without_a_small_overview_draws_a_window(testdata: Path, tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def lineage_svg(graph: LineageGraph, *, link: Callable[[str], str] | None = None
     for s, t in edges:  # edges may name nodes the graph did not carry (depth limit)
         for n in (s, t):
             labels.setdefault(n, (n.split(":", 1)[-1], n))
-    root = f"dataset:{graph.root}"
+    root = graph.root if graph.root.startswith(("dataset:", "job:")) else f"dataset:{graph.root}"
     labels.setdefault(root, (graph.root, graph.root))
     nodes = sorted(labels)
     layer = _layers(nodes, edges)
