@@ -33,6 +33,8 @@ SYSTEM_DEPS += samtools:samtools
 SYSTEM_DEPS += bcftools:bcftools
 # The stream store's JetStream backend is tested on a real 3-node NATS JetStream cluster.
 SYSTEM_DEPS += nats-server:nats-server
+# The cockpit's browser tests drive Debian's Chromium with Playwright (no browser download).
+SYSTEM_DEPS += chromium:chromium
 # The catalog's PostgreSQL tests start a real server (initdb/postgres under /usr/lib/postgresql/*/bin).
 SYSTEM_DEPS += pg_ctlcluster:postgresql
 

@@ -43,7 +43,8 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── DatasetNotFound         (LookupError)  no dataset, version or access request with that id
     │   ├── InvalidMetadata         (ValueError)   unknown field, bad value, too long; names the field
     │   ├── PreconditionFailed      (ValueError)   If-Match etag not current: a lost update refused
-    │   └── CatalogUnavailable      (ConnectionError)  the catalog database cannot be reached
+    │   ├── CatalogUnavailable      (ConnectionError)  the catalog database cannot be reached
+    │   └── PreviewUnavailable      (ValueError)   no picture for this format, or nothing to draw
     ├── SecurityError                                  never carries a token, key or secret
     │   ├── AuthenticationFailed    (PermissionError)  missing, malformed, forged or expired token
     │   ├── Forbidden               (PermissionError)  authenticated, but the policy denies the action
@@ -131,6 +132,7 @@ __all__ = [
     "OptimizerError",
     "PluginNotFound",
     "PreconditionFailed",
+    "PreviewUnavailable",
     "ProtocolError",
     "ReaderGroupNotFound",
     "ReaderGroupReset",
@@ -475,6 +477,22 @@ class PreconditionFailed(CatalogError, ValueError):
 
 class CatalogUnavailable(CatalogError, ConnectionError):
     """The catalog's database cannot be reached (a REST request gets 503; nothing was half-written)."""
+
+
+class PreviewUnavailable(CatalogError, ValueError):
+    """A dataset has no preview: its format has no picture, or the object holds nothing to draw.
+
+    Example:
+        >>> str(PreviewUnavailable("s3://b/ref.fa", "fasta"))
+        "s3://b/ref.fa: no preview for format 'fasta'"
+    """
+
+    def __init__(self, url: str, fmt: str | None, detail: str = "") -> None:
+        self.url, self.fmt, self.detail = url, fmt, detail
+        super().__init__(f"{url}: {detail or f'no preview for format {fmt!r}'}")
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.url, self.fmt, self.detail))
 
 
 # --- security -------------------------------------------------------------------------------

@@ -44,6 +44,10 @@ class _Part(Protocol):
     help="Seconds of video frames and sensor events to ingest in the streams part.",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: only on a terminal).")
+@click.option("--serve", is_flag=True, help="Then keep the web cockpit up on the demo's data (Ctrl-C stops).")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Cockpit port (0: any free)."
+)
 @click.pass_obj
 def demo(
     settings: Settings,
@@ -54,6 +58,8 @@ def demo(
     genome_kb: int,
     stream_seconds: float,
     progress: bool | None,
+    serve: bool = False,
+    port: int = 8000,
 ) -> None:
     """Run the main job: generate sample data in the data home once, process it in parallel, verify.
 
@@ -73,6 +79,9 @@ def demo(
     through key release as a user with the research role, refuses one without it, writes an
     encrypted stream and verifies the audit log; part 8 registers every dataset the demo made in
     the data catalog, traces two jobs' lineage into it and exports it as DCAT-AP 3.
+
+    ``--serve`` then serves the web cockpit on loopback over the demo's catalog, jobs and
+    streams, prints its URL and runs until Ctrl-C (the exit code still reports the demo).
 
     A part whose extra is not installed (the variant calls need ``genomics``, the annotation
     ``metabolomics``, part 4 ``geo``, part 5b ``video``, part 6 ``hpc``, part 7 ``security``,
@@ -167,5 +176,10 @@ def demo(
         click.echo(f"skipped {parts}; {install_hint('demo')} adds every part")
     parts_ok = [variants_ok, metaspace_ok, las_ok, streams.ok, video_ok, ephemeral.ok]
     parts_ok += [epistasis_ok, security_ok, catalog_ok]
-    if not (report.ok and fastq.ok and imzml.ok and all(parts_ok)):
+    failed = not (report.ok and fastq.ok and imzml.ok and all(parts_ok))
+    if serve:
+        from xtremehub.web.cockpit.serve import serve_cockpit
+
+        serve_cockpit(settings, port=port, echo=click.echo)
+    if failed:
         sys.exit(1)

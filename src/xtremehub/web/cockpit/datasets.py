@@ -1,0 +1,203 @@
+"""Dataset pages: search with facets and pagination, a dataset's detail, its preview picture.
+
+Routes (all HTML but the preview):
+
+- ``GET /cockpit/datasets?q=&format=&owner=&tag=&licence=&kind=&page=`` the search page;
+  with an ``HX-Request`` header only the results fragment (the search box updates it live).
+- ``GET /cockpit/datasets/{id}`` title, description, tags, extracted facts, versions,
+  lineage (SVG), the preview, and the access-request form.
+- ``GET /cockpit/datasets/{id}/preview.png[?mz=]`` the preview picture (PNG).
+- ``GET /cockpit/datasets/{id}/preview.html`` the CSV head table (an HTML fragment).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections import OrderedDict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from xtremehub.catalog.model import FACETS, Dataset, SearchQuery
+from xtremehub.errors import CatalogError, DatasetNotFound, PreviewUnavailable
+from xtremehub.security.authz import Action
+from xtremehub.web.cockpit.render import flatten_facts, page
+from xtremehub.web.cockpit.session import ViewerDep
+from xtremehub.web.previews import PreviewConfig, csv_head_html, lineage_svg, preview_kind, preview_png
+
+__all__ = ["PAGE_SIZE", "router"]
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+PAGE_SIZE = 20
+_MAX_Q = 500
+
+
+class _PreviewCache:
+    """The last pictures drawn, by (dataset, record etag, version, m/z): a preview is drawn once."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._items: OrderedDict[tuple[Any, ...], bytes | str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def get(self, key: tuple[Any, ...]) -> bytes | str | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple[Any, ...], value: bytes | str) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_CACHE = _PreviewCache()
+
+
+def _filters(request: Request) -> dict[str, tuple[str, ...]]:
+    return {f: tuple(v[:200] for v in request.query_params.getlist(f)[:20] if v) for f in FACETS}
+
+
+def _link(q: str, filters: dict[str, tuple[str, ...]], page_no: int = 1, toggle: tuple[str, str] | None = None) -> str:
+    """The search URL with ``toggle`` (facet, value) switched on or off."""
+    chosen = {k: list(v) for k, v in filters.items()}
+    if toggle is not None:
+        values = chosen.setdefault(toggle[0], [])
+        if toggle[1] in values:
+            values.remove(toggle[1])
+        else:
+            values.append(toggle[1])
+    pairs = [("q", q)] if q else []
+    pairs += [(k, v) for k in FACETS for v in chosen.get(k, [])]
+    if page_no > 1:
+        pairs.append(("page", str(page_no)))
+    return "/cockpit/datasets" + ("?" + urllib.parse.urlencode(pairs) if pairs else "")
+
+
+@router.get("/cockpit/datasets", response_class=HTMLResponse)
+def datasets(
+    request: Request,
+    who: ViewerDep,
+    q: Annotated[str, Query(max_length=_MAX_Q)] = "",
+    page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+) -> HTMLResponse:
+    filters = _filters(request)
+    error = ""
+    try:
+        result = who.catalog.search(
+            SearchQuery(
+                text=q,
+                filters={k: v for k, v in filters.items() if v},
+                limit=PAGE_SIZE,
+                offset=(page_no - 1) * PAGE_SIZE,
+            )
+        )
+        items = [d for d in result.items if who.can(Action.READ, "dataset", d.id, owner=d.owner)]
+        total, facets = result.total, result.facets
+    except CatalogError as exc:  # a search the catalog refuses (too long, bad filter): say why
+        error, items, total, facets = str(exc), [], 0, {}
+    pages = max(1, -(-total // PAGE_SIZE))
+    facet_links = {
+        name: [
+            (value, count, value in filters.get(name, ()), _link(q, filters, toggle=(name, value)))
+            for value, count in counts.items()
+        ]
+        for name, counts in facets.items()
+    }
+    context = {
+        "q": q,
+        "items": items,
+        "total": total,
+        "page_no": page_no,
+        "pages": pages,
+        "facets": facet_links,
+        "error": error,
+        "prev_link": _link(q, filters, page_no - 1) if page_no > 1 else "",
+        "next_link": _link(q, filters, page_no + 1) if page_no < pages else "",
+        "filters": filters,
+    }
+    if request.headers.get("hx-request"):
+        return page(request, "_results.html", **context)
+    return page(request, "datasets.html", **context)
+
+
+def _dataset(who: Any, dataset_id: str) -> Dataset:
+    dataset: Dataset = who.catalog.get(dataset_id)
+    who.must(Action.READ, "dataset", dataset.id, owner=dataset.owner)
+    return dataset
+
+
+@router.get("/cockpit/datasets/{dataset_id}", response_class=HTMLResponse)
+def dataset_page(request: Request, who: ViewerDep, dataset_id: str) -> HTMLResponse:
+    try:
+        dataset = _dataset(who, dataset_id)
+    except DatasetNotFound as exc:
+        return page(request, "error.html", status_code=404, title="Not found", message=str(exc))
+    versions = list(who.catalog.versions(dataset.id))
+    try:
+        graph = who.catalog.lineage(dataset.id, direction="both", depth=3)
+        svg = (
+            lineage_svg(graph, link=lambda i: f"/cockpit/datasets/{urllib.parse.quote(i, safe='')}")
+            if graph.edges
+            else ""
+        )
+    except CatalogError as exc:
+        log.warning("lineage of %s: %s", dataset.id, exc)
+        svg = ""
+    requests = list(who.catalog.access_requests(dataset_id=dataset.id))
+    return page(
+        request,
+        "dataset.html",
+        dataset=dataset,
+        facts=flatten_facts(dataset.facts),
+        versions=versions,
+        lineage=svg,
+        preview=preview_kind(dataset.format, dataset.url),
+        requests=requests,
+        quoted_id=urllib.parse.quote(dataset.id, safe=""),
+    )
+
+
+def _preview_config(request: Request) -> PreviewConfig:
+    return PreviewConfig(settings=request.app.state.xhub.settings)
+
+
+@router.get("/cockpit/datasets/{dataset_id}/preview.png", response_model=None)
+def dataset_preview(
+    request: Request, who: ViewerDep, dataset_id: str, mz: Annotated[float | None, Query(gt=0, lt=1e7)] = None
+) -> Response:
+    try:
+        dataset = _dataset(who, dataset_id)
+    except DatasetNotFound as exc:
+        return Response(str(exc), status_code=404, media_type="text/plain")
+    key = ("png", dataset.id, dataset.etag, dataset.latest_version, mz)
+    png = _CACHE.get(key)
+    if png is None:
+        try:
+            png = preview_png(dataset.url, dataset.format, _preview_config(request), mz=mz)
+        except PreviewUnavailable as exc:
+            return Response(str(exc), status_code=404, media_type="text/plain")
+        _CACHE.put(key, png)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.get("/cockpit/datasets/{dataset_id}/preview.html", response_class=HTMLResponse)
+def dataset_preview_table(request: Request, who: ViewerDep, dataset_id: str) -> HTMLResponse:
+    dataset = _dataset(who, dataset_id)
+    if preview_kind(dataset.format, dataset.url) != "html":
+        return HTMLResponse("<p>No table preview for this format.</p>", status_code=404)
+    key = ("html", dataset.id, dataset.etag, dataset.latest_version)
+    table = _CACHE.get(key)
+    if table is None:
+        table = csv_head_html(dataset.url, _preview_config(request))  # every cell escaped
+        _CACHE.put(key, table)
+    return HTMLResponse(str(table))
