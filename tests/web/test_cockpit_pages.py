@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from memcatalog import MemoryCatalog
 
-from xtremehub.catalog.model import InputRef, JobRecord
+from conftest import sqlite_catalog
+from xtremehub.catalog.model import InputRef, JobRecord, SearchQuery
 from xtremehub.config import Settings
 from xtremehub.web import WebConfig, create_app
 
@@ -20,10 +20,17 @@ XSS = '<script>window.__xss=1</script><img src=x onerror="window.__xss=2">'
 
 
 @pytest.fixture
-def catalog(testdata: Path) -> MemoryCatalog:
-    cat = MemoryCatalog()
+def catalog(testdata: Path, tmp_path: Path) -> Iterator[Any]:
+    """The real catalog store on SQLite, with real test files and one job's lineage."""
+    (tmp_path / "cat").mkdir()
+    with sqlite_catalog(tmp_path / "cat") as cat:
+        _fill(cat, testdata)
+        yield cat
+
+
+def _fill(cat: Any, testdata: Path) -> None:
     reads = cat.register(
-        str(testdata / "fastq/sample.fastq.bgz"),
+        (testdata / "fastq/sample.fastq.bgz").as_uri(),
         actor="alice",
         title="Sample reads",
         description="2000 reads, 101 bp",
@@ -33,19 +40,32 @@ def catalog(testdata: Path) -> MemoryCatalog:
         facts={"reads": 2000, "bases": 202000, "read_length": {"min": 101, "max": 101}},
     )
     calls = cat.register(
-        str(testdata / "vcf/ex1.vcf.gz"),
+        (testdata / "vcf/ex1.vcf.gz").as_uri(),
         actor="alice",
         title="Variant calls",
         facts={},
+        source_version="v1",
         format="vcf.gz",
         tags=("genomics",),
         kind="derived",
     )
     cat.register(
-        str(testdata / "csv-spectrum/csvs/simple.csv"), actor="bob", title="Simple table", format="csv", facts={}
+        (testdata / "csv-spectrum/csvs/simple.csv").as_uri(),
+        actor="bob",
+        title="Simple table",
+        format="csv",
+        facts={},
+        source_version="v1",
     )
     cat.register(
-        "s3://lab/evil.txt", actor="mallory", title="Evil " + XSS, description=XSS, tags=(XSS,), format="text", facts={}
+        "s3://lab/evil.txt",
+        actor="mallory",
+        title="Evil " + XSS,
+        description=XSS,
+        tags=(XSS,),
+        format="text",
+        facts={},
+        source_version="v1",
     )
     t = datetime(2026, 12, 6, tzinfo=UTC)
     cat.record_job(
@@ -53,11 +73,20 @@ def catalog(testdata: Path) -> MemoryCatalog:
             "job-1", "pipelines.variants.call", "alice", t, t, inputs=(InputRef(reads.id, 1),), outputs=(calls.id,)
         )
     )
-    return cat
 
 
 @pytest.fixture
-def client(catalog: MemoryCatalog, tmp_path: Path) -> Iterator[TestClient]:
+def ids(catalog: Any) -> dict[str, str]:
+    """Dataset ids by short name (the store chooses ids)."""
+    titles = {"Sample reads": "reads", "Variant calls": "calls", "Simple table": "table"}
+    found = {}
+    for ds in catalog.search(SearchQuery(limit=50)).items:
+        found[titles.get(ds.title, "evil")] = ds.id
+    return found
+
+
+@pytest.fixture
+def client(catalog: Any, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=tmp_path / "home"))
     with TestClient(app) as c:
         yield c
@@ -80,44 +109,51 @@ def test_search_facets_and_pages(client: TestClient) -> None:
     assert "script-src 'self'" in page.headers["Content-Security-Policy"]
 
 
-def test_detail_shows_facts_lineage_and_preview(client: TestClient, catalog: MemoryCatalog) -> None:
-    page = client.get("/cockpit/datasets/ds-1")
+def test_detail_shows_facts_lineage_and_preview(client: TestClient, catalog: Any, ids: dict[str, str]) -> None:
+    page = client.get(f"/cockpit/datasets/{ids['reads']}")
     assert page.status_code == 200
-    for text in ("Sample reads", "read_length.min", "202000", "genomics", "/cockpit/datasets/ds-1/preview.png", "<svg"):
+    for text in (
+        "Sample reads",
+        "read_length.min",
+        "202000",
+        "genomics",
+        f"/cockpit/datasets/{ids['reads']}/preview.png",
+        "<svg",
+    ):
         assert text in page.text
-    png = client.get("/cockpit/datasets/ds-1/preview.png")
+    png = client.get(f"/cockpit/datasets/{ids['reads']}/preview.png")
     assert png.status_code == 200
     assert png.headers["content-type"] == "image/png"
     assert png.content[:4] == b"\x89PNG"
-    table = client.get("/cockpit/datasets/ds-3/preview.html")
+    table = client.get(f"/cockpit/datasets/{ids['table']}/preview.html")
     assert "<th>a</th>" in table.text
-    assert client.get("/cockpit/datasets/ds-4/preview.png").status_code == 404
+    assert client.get(f"/cockpit/datasets/{ids['evil']}/preview.png").status_code == 404
     assert client.get("/cockpit/datasets/nope").status_code == 404
 
 
-def test_html_in_descriptions_and_tags_is_text(client: TestClient) -> None:
-    for url in ("/cockpit/datasets/ds-4", "/cockpit/datasets?q=evil"):
+def test_html_in_descriptions_and_tags_is_text(client: TestClient, ids: dict[str, str]) -> None:
+    for url in (f"/cockpit/datasets/{ids['evil']}", "/cockpit/datasets?q=evil"):
         page = client.get(url).text
         assert "<script>window.__xss" not in page
         assert "<img src=x" not in page
         assert "&lt;script&gt;window.__xss=1&lt;/script&gt;" in page
 
 
-def test_request_and_approve_access(client: TestClient, catalog: MemoryCatalog) -> None:
-    answer = client.post("/cockpit/datasets/ds-1/access", data={"purpose": "train a caller", "days": "30"})
+def test_request_and_approve_access(client: TestClient, catalog: Any, ids: dict[str, str]) -> None:
+    answer = client.post(f"/cockpit/datasets/{ids['reads']}/access", data={"purpose": "train a caller", "days": "30"})
     assert answer.status_code == 200
     assert "Your request was filed" in answer.text
-    (req,) = catalog.access_requests(dataset_id="ds-1")
+    (req,) = catalog.access_requests(dataset_id=ids["reads"])
     listing = client.get("/cockpit/access")
     assert "train a caller" in listing.text
     assert "Approve" in listing.text
     done = client.post(f"/cockpit/access/{req.id}", data={"decision": "approve", "etag": req.etag})
     assert done.status_code == 200
     assert "approved" in done.text
-    assert catalog.access_requests(dataset_id="ds-1")[0].status == "approved"
+    assert catalog.access_requests(dataset_id=ids["reads"])[0].status == "approved"
     stale = client.post(f"/cockpit/access/{req.id}", data={"decision": "reject", "etag": req.etag})
     assert stale.status_code in (400, 409)
-    assert catalog.access_requests(dataset_id="ds-1")[0].status == "approved"
+    assert catalog.access_requests(dataset_id=ids["reads"])[0].status == "approved"
 
 
 def test_static_files_are_served_offline(client: TestClient) -> None:
@@ -143,7 +179,7 @@ def _telemetry(home: Path) -> None:
         store.add(rows, function="pipelines.demo.count")
 
 
-def test_jobs_pages_show_plots_and_failures(tmp_path: Path, catalog: MemoryCatalog) -> None:
+def test_jobs_pages_show_plots_and_failures(tmp_path: Path, catalog: Any) -> None:
     home = tmp_path / "jobs-home"
     _telemetry(home)
     t = datetime(2026, 12, 6, tzinfo=UTC)
@@ -168,7 +204,7 @@ def test_jobs_pages_show_plots_and_failures(tmp_path: Path, catalog: MemoryCatal
         assert c.get("/cockpit/jobs/nope").status_code == 404
 
 
-def test_streams_pages_refresh_live(tmp_path: Path, catalog: MemoryCatalog) -> None:
+def test_streams_pages_refresh_live(tmp_path: Path, catalog: Any) -> None:
     from xtremehub.streams.client.manager import StreamManager
 
     home = tmp_path / "streams-home"
@@ -234,8 +270,8 @@ def test_pages_over_postgresql(postgres: Any, testdata: Path, tmp_path: Path) ->
         catalog.close()
 
 
-def test_page_errors_are_pages_and_api_errors_stay_problems(client: TestClient) -> None:
-    short = client.post("/cockpit/datasets/ds-1/access", data={"purpose": "x"})
+def test_page_errors_are_pages_and_api_errors_stay_problems(client: TestClient, ids: dict[str, str]) -> None:
+    short = client.post(f"/cockpit/datasets/{ids['reads']}/access", data={"purpose": "x"})
     assert short.status_code == 422
     assert short.headers["content-type"].startswith("text/html")
     assert "purpose" in short.text

@@ -9,7 +9,7 @@ gone raises :class:`~xtremehub.errors.CatalogUnavailable` and leaves nothing hal
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -83,9 +83,17 @@ class CatalogAPI(Protocol):
     ) -> DataAccessRequest: ...
 
     def decide(
-        self, request_id: str, *, approve: bool, actor: str, if_match: str, reason: str = ""
+        self,
+        request_id: str,
+        *,
+        approve: bool,
+        actor: str,
+        if_match: str,
+        reason: str = "",
+        roles: Collection[str] = (),
     ) -> DataAccessRequest:
-        """Approve (writes a usage policy with purpose and expiry) or reject; owner or admin only."""
+        """Approve (writes a usage policy with purpose and expiry) or reject; the dataset's owner or
+        an admin (``roles`` holding ``admin``, as the caller's identity says) only."""
         ...
 
     def access_requests(

@@ -40,7 +40,7 @@ from xtremehub.catalog.facts import FACTS, HEALTH_CATEGORY, MEDIA_TYPES, RECORDS
 from xtremehub.catalog.model import Distribution, HealthFields
 from xtremehub.config import Settings, default_settings
 from xtremehub.connectors.cloudobject import CloudObject
-from xtremehub.errors import StaleIndex, UnsafeURL, UnsupportedData
+from xtremehub.errors import InvalidMetadata, StaleIndex, UnsafeURL, UnsupportedData
 
 if TYPE_CHECKING:
     from xtremehub.streams.history import StreamHistory
@@ -169,9 +169,21 @@ def _health(fmt: str, facts: Mapping[str, Any]) -> HealthFields | None:
     )
 
 
+#: Objects a prefix dataset may hold (a registration never walks a whole file system or bucket).
+MAX_PREFIX_OBJECTS = 100_000
+
+
 def _extract_prefix(url: str, settings: Settings) -> Extracted:
     """Object count and total size of a prefix (index sidecars under ``.xhub/`` left out)."""
-    infos = [i for i in storage.list(url, settings=settings) if "/.xhub/" not in f"/{i.key}"]
+    infos = []
+    for i in storage.list(url, settings=settings):
+        if "/.xhub/" in f"/{i.key}":
+            continue
+        infos.append(i)
+        if len(infos) > MAX_PREFIX_OBJECTS:
+            raise InvalidMetadata(
+                "url", f"{url} holds more than {MAX_PREFIX_OBJECTS:,} objects: register a narrower prefix"
+            )
     digest = hashlib.sha256()
     formats: dict[str, int] = {}
     for i in sorted(infos, key=lambda i: i.key):

@@ -123,8 +123,9 @@ class LocalStore(Store):
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         directory, _, _ = prefix.rpartition("/")
         base = self.root / directory if directory else self.root
-        if not base.is_dir():
-            return
+        with self._os_errors(directory or ""):
+            if not base.is_dir():
+                return
         for dirpath, dirnames, filenames in os.walk(base):
             dirnames.sort()
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
@@ -138,6 +139,9 @@ class LocalStore(Store):
                     st = os.stat(os.path.join(dirpath, name))
                 except FileNotFoundError:
                     continue  # removed while listing
+                except OSError:
+                    with self._os_errors(key):
+                        raise
                 yield self._info(key, st)
 
     def delete(self, key: str) -> None:

@@ -82,7 +82,12 @@ def decide(
 ) -> Response:
     try:
         decided = who.catalog.decide(
-            request_id, approve=decision == "approve", actor=who.subject, if_match=etag, reason=reason
+            request_id,
+            approve=decision == "approve",
+            actor=who.subject,
+            if_match=etag,
+            reason=reason,
+            roles=sorted(who.identity.roles),
         )
     except (CatalogError, Forbidden) as exc:
         return page(
