@@ -66,7 +66,8 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
     # 1: variant calls, 3: metabolite annotation, 7: streams, 4: video, 5: security
-    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5 + 2  # 2: ephemeral (part 5c)
+    # 2: ephemeral (part 5c), 4: catalog (part 8)
+    assert result.output.count(": OK") == 4 + 5 + 1 + 4 + 3 + 2 + 7 + 4 + 5 + 2 + 4
     assert "XtremeHub demo: variant calling" in result.output
     assert (tmp_path / "h" / "sample" / "variants-30000-25x" / "calls.vcf.gz.qc.png").exists()
     assert "metabolite annotation" in result.output
@@ -99,7 +100,9 @@ def test_demo_small(runner: CliRunner, tmp_path: Path) -> None:
     assert ephemeral.count(": OK") == 2  # part 5c
     assert "bytes moved" in ephemeral
     assert "spills" in ephemeral
+    security, catalog = security.split("XtremeHub demo: the data catalog")
     assert security.count(": OK") == 5
+    assert catalog.count(": OK") == 4  # part 8
     assert "60 frames" in video
     assert "60 frames" in streams
     assert "1,000 events" in streams
