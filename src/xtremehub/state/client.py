@@ -102,7 +102,7 @@ class StateClient:
                 raise StateError(f"shared object {name!r}: {exc.detail}") from exc
             raise
         result = loads(data) if data else None
-        if answer.get("raised"):
+        if answer.get("raised") and isinstance(result, BaseException):
             raise result
         return result
 
@@ -197,4 +197,3 @@ def connect(address: str | None = None, *, settings: Settings | None = None, sta
 def started_service() -> Any:
     """The :class:`~xtremehub.ephemeral.service.ServiceProcess` :func:`connect` started, if any (tests)."""
     return _default.get("process")
-

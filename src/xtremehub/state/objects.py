@@ -86,7 +86,7 @@ class SharedObject:
         return f"<{type(self).__name__} {self.name!r} at {self.address}>"
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and (self.name, self.address) == (other.name, other.address)  # type: ignore[attr-defined]
+        return type(other) is type(self) and (self.name, self.address) == (other.name, other.address)
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self.name, self.address))
@@ -158,7 +158,8 @@ class Dict(SharedObject):
         return self._call("pop", key, *default)
 
     def popitem(self) -> tuple[Any, Any]:
-        return tuple(self._call("popitem"))  # type: ignore[return-value]
+        key, value = self._call("popitem")
+        return key, value
 
     def setdefault(self, key: Any, default: Any = None) -> Any:
         return self._call("setdefault", key, default)
@@ -479,10 +480,21 @@ class SharedInstance(SharedObject):
     ) -> None:
         self._open(name, address, settings, _by_value(self._cls), args, kwargs)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # by value: the worker that unpickles it may not import the module that defined the class
+        return (_attach_instance, (_by_value(self._cls), self.name, self.address))
+
     def __getattr__(self, method: str) -> Any:
         if method.startswith("_") or not callable(getattr(self._cls, method, None)):
             raise AttributeError(f"{self._cls.__qualname__} has no public method {method!r}")
         return _Method(self, method)
+
+
+def _attach_instance(cls: type, name: str, address: str) -> SharedInstance:
+    handle_cls = shared(cls)
+    handle = handle_cls.__new__(handle_cls)
+    handle.name, handle.address = name, address
+    return handle
 
 
 def _by_value(cls: type) -> type:
@@ -533,4 +545,3 @@ def shared(cls: type[T]) -> type[SharedInstance]:
     handle.__qualname__ = cls.__qualname__
     handle.__module__ = cls.__module__
     return handle
-

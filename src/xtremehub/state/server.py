@@ -85,7 +85,9 @@ class _Object:
                 result = getattr(self.data, method)(*args, **kwargs)
                 if result is self.data:
                     return None
-                if isinstance(result, collections.abc.KeysView | collections.abc.ValuesView | collections.abc.ItemsView):
+                if isinstance(
+                    result, collections.abc.KeysView | collections.abc.ValuesView | collections.abc.ItemsView
+                ):
                     return list(result)
                 return result
         raise StateError(f"{self.kind} has no method {method!r}")
@@ -215,7 +217,7 @@ class _Event(_Object):
         return bool(self.data)
 
     def op_wait(self, owner: str, timeout: float | None = None) -> bool:
-        return self.cond.wait_for(lambda: self.data, timeout)
+        return bool(self.cond.wait_for(lambda: self.data, timeout))
 
 
 class _Barrier(_Object):
@@ -472,7 +474,14 @@ def register(rpc: RpcServer) -> SharedState:
         init, args, kwargs = loads(req.payload) if req.payload else (None, (), {})
         try:
             result = states.call(
-                q["name"], q["kind"], q["method"], q.get("owner", ""), args, kwargs, create=q.get("create", False), init=init
+                q["name"],
+                q["kind"],
+                q["method"],
+                q.get("owner", ""),
+                args,
+                kwargs,
+                create=q.get("create", False),
+                init=init,
             )
         except XHubError:
             raise
