@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import pickle
 import queue
@@ -138,6 +139,14 @@ class _Dict(_Object):
     def op_add(self, owner: str, key: Any, n: Any = 1, default: Any = 0) -> Any:
         self.data[key] = self.data.get(key, default) + n
         return self.data[key]
+
+    def op_key_at(self, owner: str, position: int, size: int) -> Any:
+        """The key at ``position`` of an iteration that started at ``size`` keys."""
+        if len(self.data) != size:
+            raise RuntimeError("dictionary changed size during iteration")
+        if position >= size:
+            raise IndexError(position)
+        return next(itertools.islice(self.data, position, None))
 
     def op_compare_and_set(self, owner: str, key: Any, expected: Any, new: Any) -> bool:
         if self.data.get(key) != expected:
