@@ -24,7 +24,7 @@ def _workload(fexec: FunctionExecutor, address: str, tag: str) -> None:
             seen[i] = os.getpid()
         return barrier.wait()  # both calls run at once on the two worker slots
 
-    indices = fexec.get_result(fexec.map(work, range(2)))
+    indices = fexec.get_result(fexec.map(work, range(2), chunksize=1, timeout=300))
     assert sorted(indices) == [0, 1]
     assert counter.get() == 400
     assert sorted(seen.keys()) == [0, 1]
