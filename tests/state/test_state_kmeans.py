@@ -7,9 +7,11 @@ order in which the partitions arrive).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
+import cloudpickle
 import numpy as np
 import pytest
 
@@ -103,8 +105,13 @@ def test_kmeans_local(address: str, expected: np.ndarray) -> None:
 
 @pytest.mark.ray
 def test_kmeans_ray(address: str, expected: np.ndarray, ray_engine: Any) -> None:
-    with FunctionExecutor("ray") as fexec:
-        assert np.array_equal(run_kmeans(fexec, "kmeans-ray", address), expected)
+    # Ray's workers cannot import this test module: its functions travel by value
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    try:
+        with FunctionExecutor("ray") as fexec:
+            assert np.array_equal(run_kmeans(fexec, "kmeans-ray", address), expected)
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.mark.dask

@@ -35,7 +35,7 @@ import uuid
 from typing import Any
 
 from xtremehub.config import Settings, default_settings
-from xtremehub.ephemeral.rpc import Connection, RpcClient
+from xtremehub.ephemeral.rpc import Connection, RpcClient, raise_error
 from xtremehub.errors import StateError, StateUnavailable, StorageError, StorageUnavailable, XHubError
 from xtremehub.state.server import dumps, loads
 
@@ -105,6 +105,31 @@ class StateClient:
         if answer.get("raised") and isinstance(result, BaseException):
             raise result
         return result
+
+    def pipeline(self, calls: list[tuple[str, str, str, tuple[Any, ...]]]) -> list[Any]:
+        """Several quick calls ``(name, kind, method, args)`` sent back to back on one connection,
+        then their answers read (one round trip's latency for all); each is still atomic on its own.
+        A call that failed raises its error once all answers are read."""
+        conn = self.rpc._acquire()
+        try:
+            owner = owner_id(self)
+            for name, kind, method, args in calls:
+                header = {"op": "state.op", "name": name, "kind": kind, "method": method, "owner": owner}
+                conn.send(header, dumps((None, args, {})))
+            answers = [conn.recv() for _ in calls]
+        except OSError as exc:
+            conn.sock.close()
+            raise StateUnavailable(f"node service at {self.address}: {exc}") from exc
+        self.rpc._release(conn)
+        results = []
+        for answer, data in answers:
+            if not answer.get("ok"):
+                raise_error(answer)
+            result = loads(data) if data else None
+            if answer.get("raised") and isinstance(result, BaseException):
+                raise result
+            results.append(result)
+        return results
 
     def close(self) -> None:
         self.rpc.close()

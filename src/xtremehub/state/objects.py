@@ -110,6 +110,10 @@ class Counter(SharedObject):
     def set(self, value: Any) -> None:
         self._call("set", value)
 
+    def add_each(self, increments: list[Any]) -> list[Any]:
+        """``add(n)`` for each ``n``, pipelined on one connection (each atomic); the values after each."""
+        return self._client.pipeline([(self.name, self.kind, "add", (n,)) for n in increments])
+
     def compare_and_set(self, expected: Any, new: Any) -> bool:
         """Set ``new`` if the value is ``expected``; whether it did."""
         return bool(self._call("compare_and_set", expected, new))
