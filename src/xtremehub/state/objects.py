@@ -518,11 +518,14 @@ class _ByValue:
     def __reduce__(self) -> tuple[Any, ...]:
         module = sys.modules[self.cls.__module__]
         with _registry_lock:
-            cloudpickle.register_pickle_by_value(module)
+            registered = self.cls.__module__ in cloudpickle.cloudpickle._PICKLE_BY_VALUE_MODULES  # the caller's
+            if not registered:
+                cloudpickle.register_pickle_by_value(module)
             try:
                 data = cloudpickle.dumps(self.cls, protocol=5)
             finally:
-                cloudpickle.unregister_pickle_by_value(module)
+                if not registered:
+                    cloudpickle.unregister_pickle_by_value(module)
         return (pickle.loads, (data,))
 
 
