@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -42,3 +43,13 @@ def test_handles_on_ray_workers(address: str, ray_engine: Any) -> None:
 def test_handles_on_dask_workers(address: str, dask_client: Any) -> None:
     with FunctionExecutor("dask", client=dask_client) as fexec:
         _workload(fexec, address, "dask")
+
+
+@pytest.mark.lithops
+def test_handles_on_lithops_localhost_workers(address: str) -> None:
+    config = {
+        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
+        "localhost": {"worker_processes": 2, "runtime": sys.executable},
+    }
+    with FunctionExecutor("lithops", config=config) as fexec:
+        _workload(fexec, address, "lithops")
