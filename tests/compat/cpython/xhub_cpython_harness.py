@@ -210,7 +210,8 @@ def _ray_context() -> xmp.Context:
     """Ray (the session's instance, tests/conftest.py's ``ray_engine``); its workers import the
     per-backend module through ``PYTHONPATH`` in the tasks' runtime environment."""
     if "context" not in _ray:
-        path = os.pathsep.join(p for p in (os.environ[_MODULE_DIR_VARIABLE], os.environ.get("PYTHONPATH")) if p)
+        here = str(Path(__file__).parent)  # the per-backend modules import this harness
+        path = os.pathsep.join(p for p in (os.environ[_MODULE_DIR_VARIABLE], here, os.environ.get("PYTHONPATH")) if p)
         options = {
             "runtime_env": {"env_vars": {"PYTHONPATH": path, _MODULE_DIR_VARIABLE: os.environ[_MODULE_DIR_VARIABLE]}}
         }
