@@ -168,6 +168,17 @@ def reset_clients(address: str | None = None) -> None:
         client.close()
 
 
+def _after_fork_in_child() -> None:
+    """Close the child's copies of the parent's session connections: the service must see a
+    parent that dies as gone (and release its locks) even while its children live on."""
+    for (_, pid), client in list(_clients.items()):
+        if pid != os.getpid() and client._session_conn is not None:
+            client._session_conn.sock.close()
+            client._session_conn = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _default: dict[str, Any] = {}
 
 
