@@ -73,10 +73,10 @@ class NodeService:
         self.settings = settings or default_settings()
         self.tiers = TieredStore(config, self.settings)
         self.rpc = RpcServer(host, port)
-        self._register()
         from xtremehub.state.server import register as register_state  # shared objects (xtremehub.state)
 
         self.state = register_state(self.rpc)
+        self._register()
 
     @property
     def address(self) -> str:
