@@ -132,6 +132,10 @@ bench-backends: $(VENV)/.installed-bench
 bench-video: $(VENV)/.installed-bench
 	$(BIN)/python bench/video_streams.py
 
+.PHONY: bench-state
+bench-state: $(VENV)/.installed-bench
+	$(BIN)/python bench/state_counter.py
+
 bench-security: $(VENV)/.installed-bench
 	$(BIN)/python bench/security_tokens.py
 	$(BIN)/python bench/security_policy.py

@@ -52,6 +52,13 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── StalePolicy             (ValueError)   a policy update not based on the current version
     │   ├── IntegrityError          (ValueError)   ciphertext tampered, reordered, truncated or swapped
     │   └── AuditLogTampered        (ValueError)   an audit record edited, removed or reordered
+    ├── StateError                                 shared objects of xtremehub.state
+    │   ├── StateUnavailable        (ConnectionError)  node service unreachable, or gone with its objects
+    │   ├── StateNotFound           (LookupError)  no shared object of that name (say, after a restart)
+    │   ├── StateTypeMismatch       (TypeError)    the name holds another kind of shared object
+    │   ├── BarrierBroken           (RuntimeError) a party timed out, or the barrier was aborted or reset
+    │   ├── LockTimeout             (TimeoutError) a lock not acquired within its timeout
+    │   └── NotLockOwner            (RuntimeError) release of a lock this client does not hold
     └── StreamError
         ├── ScopeNotFound           (LookupError)
         ├── StreamNotFound          (LookupError)
@@ -98,6 +105,7 @@ __all__ = [
     "AuditLogTampered",
     "AuthenticationFailed",
     "BackPressure",
+    "BarrierBroken",
     "BucketNotFound",
     "CatalogError",
     "CatalogUnavailable",
@@ -123,9 +131,11 @@ __all__ = [
     "InvalidRange",
     "InvalidStreamArgument",
     "KeyReleaseDenied",
+    "LockTimeout",
     "MalformedRecord",
     "MismatchedPairs",
     "MissingDependency",
+    "NotLockOwner",
     "NotPreprocessed",
     "NotSupported",
     "ObjectNotFound",
@@ -144,6 +154,10 @@ __all__ = [
     "ServerUnavailable",
     "StaleIndex",
     "StalePolicy",
+    "StateError",
+    "StateNotFound",
+    "StateTypeMismatch",
+    "StateUnavailable",
     "StorageError",
     "StorageUnavailable",
     "StoreClosed",
@@ -627,6 +641,37 @@ class CheckpointFailed(StreamError):
 
 class CheckpointTimeout(CheckpointFailed, TimeoutError):
     """Not every reader of the group recorded the checkpoint in time; the checkpoint was cancelled."""
+
+
+# --- shared state (xtremehub.state) ----------------------------------------------------------
+
+
+class StateError(XHubError):
+    """A shared object of :mod:`xtremehub.state` could not be used as asked."""
+
+
+class StateUnavailable(StateError, ConnectionError):
+    """The node service holding the shared objects cannot be reached, or died (its objects died with it)."""
+
+
+class StateNotFound(StateError, LookupError):
+    """No shared object has that name (a handle attached after the service restarted, or after ``delete``)."""
+
+
+class StateTypeMismatch(StateError, TypeError):
+    """The name already holds another kind of shared object (a ``Counter`` attached as a ``Dict``)."""
+
+
+class BarrierBroken(StateError, RuntimeError):
+    """A party of the barrier timed out, or the barrier was aborted or reset while parties waited."""
+
+
+class LockTimeout(StateError, TimeoutError):
+    """A shared lock or semaphore was not acquired within its timeout."""
+
+
+class NotLockOwner(StateError, RuntimeError):
+    """Release of a shared lock that this client does not hold."""
 
 
 # --- streams: server and remote client (server) ---------------------------------------------

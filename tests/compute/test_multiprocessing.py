@@ -318,12 +318,12 @@ def test_process_like_the_standard_library(engine_ctx: xmp.Context, capfd: pytes
 
 
 # -- shared state ----------------------------------------------------------------------------
-def test_shared_state_where_supported(ctx: xmp.Context) -> None:
-    if not ctx.supports_shared_state:
-        for make in (ctx.Queue, ctx.Lock, ctx.Manager, lambda: ctx.Value("i", 0), lambda: ctx.Array("i", 3)):
-            with pytest.raises(NotImplementedError, match=r"fexec\.map"):
-                make()
-        return
+def test_shared_state_on_every_backend(ctx: xmp.Context) -> None:
+    """A manager process where the backend declares it, else the node service (xtremehub.state)."""
+    assert ctx.shared_state == ("manager" if ctx.supports_shared_state else "service")
+    if ctx.shared_state == "service":
+        with pytest.raises(NotImplementedError, match=r"fexec\.map"):
+            ctx.Pipe()
     queue = ctx.Queue()
     counter = ctx.Value("i", 0)
     array = ctx.Array("i", 6)
@@ -360,8 +360,9 @@ def test_capability_is_declared_not_probed(monkeypatch: pytest.MonkeyPatch) -> N
     register_backend("local-no-sharing", _NoSharingBackend)
     ctx = xmp.get_context("local-no-sharing")
     assert not ctx.supports_shared_state
+    assert ctx.shared_state == "service"  # Queue(), Lock()... are held by the node service
     with pytest.raises(NotImplementedError, match=r"'local-no-sharing' backend.*fexec\.map"):
-        ctx.Queue()
+        ctx.Pipe()
     with ctx.Pool(1) as p:  # pools and processes still work there
         assert p.map(cube, [2]) == [8]
 

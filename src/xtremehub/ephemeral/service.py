@@ -74,6 +74,9 @@ class NodeService:
         self.settings = settings or default_settings()
         self.tiers = TieredStore(config, self.settings)
         self.rpc = RpcServer(host, port)
+        from xtremehub.state.server import register as register_state  # shared objects (xtremehub.state)
+
+        self.state = register_state(self.rpc)
         self._register()
         self.actions = ActionHost(self.tiers, self.rpc, workers=config.action_workers)  # storage actions
 
@@ -122,6 +125,9 @@ class NodeService:
         from xtremehub.ephemeral.client import reset_clients
 
         reset_clients(self.address)  # this process's own clients of this service
+        from xtremehub.state.client import reset_clients as reset_state_clients
+
+        reset_state_clients(self.address)
         try:
             self.rpc.stop()
         finally:

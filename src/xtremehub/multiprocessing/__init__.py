@@ -39,7 +39,6 @@ from multiprocessing import (
     set_executable,
 )
 from multiprocessing.connection import Connection
-from multiprocessing.managers import SyncManager
 from typing import Any
 
 from xtremehub.multiprocessing.context import Context, get_context, supports_shared_state
@@ -101,7 +100,7 @@ def cpu_count() -> int:
     return get_context().cpu_count()
 
 
-def Manager() -> SyncManager:
+def Manager() -> Any:
     return get_context().Manager()
 
 

@@ -1,16 +1,21 @@
 """A context: one backend's ``Pool``, ``Process`` and, where the backend declares it, shared state.
 
 Shared state (``Queue``, ``Lock``, ``Value``, ``Array``, ``Manager``, ...) is
-served by a standard-library :class:`multiprocessing.managers.SyncManager`
-process that the context starts on first use; the objects are wrappers of its
-proxies with the standard library's API (:mod:`xtremehub.multiprocessing.shared`),
-and they are picklable, so they travel to workers with a call's arguments. That
-only works when the workers can reach the manager and share this process's
-authentication key, which a backend declares with
-:attr:`~xtremehub.compute.backends.base.Backend.supports_shared_state` (the
-``local`` backend does); elsewhere these raise :class:`NotImplementedError`
-naming the alternative. ``Pipe`` is the standard library's (connections can be
-sent to local workers too).
+served, where the backend declares that its workers reach this process and share
+its authentication key
+(:attr:`~xtremehub.compute.backends.base.Backend.supports_shared_state`: the
+``local`` backend, Dask with a ``LocalCluster`` of this process), by a
+standard-library :class:`multiprocessing.managers.SyncManager` process that the
+context starts on first use; elsewhere (Ray, Dask through a scheduler address,
+Lithops) by the node service (:mod:`xtremehub.state`, through
+:class:`~xtremehub.multiprocessing.stateful.ServiceManager`), which every
+backend's workers on this machine reach. ``get_context(..., shared_state=
+"service")`` chooses the node service on any backend. Either way the objects
+are wrappers with the standard library's API
+(:mod:`xtremehub.multiprocessing.shared`), and they are picklable, so they
+travel to workers with a call's arguments. ``Pipe`` is the standard library's
+and needs the manager kind of backend (connections can be sent to local workers);
+``Condition`` too.
 
 Example:
     >>> ctx = get_context("local")
@@ -39,6 +44,7 @@ from xtremehub.config import Settings, default_settings
 from xtremehub.multiprocessing import shared
 from xtremehub.multiprocessing.pool import Pool
 from xtremehub.multiprocessing.process import Process
+from xtremehub.multiprocessing.stateful import ServiceManager
 
 __all__ = ["Context", "get_context", "supports_shared_state"]
 
@@ -76,11 +82,21 @@ class Context:
             (for example ``client=`` a ``distributed.Client``).
     """
 
-    def __init__(self, backend: str | None = None, settings: Settings | None = None, **backend_options: Any) -> None:
+    def __init__(
+        self,
+        backend: str | None = None,
+        settings: Settings | None = None,
+        *,
+        shared_state: str | None = None,
+        **backend_options: Any,
+    ) -> None:
         self.settings = settings or default_settings()
         self.backend = backend or self.settings.executor.backend
         self.backend_options = backend_options
-        self._manager: SyncManager | None = None
+        if shared_state not in (None, "manager", "service"):
+            raise ValueError(f"shared_state must be 'manager', 'service' or None, not {shared_state!r}")
+        self._shared_state = shared_state
+        self._manager: Any = None
         self._lock = threading.Lock()
         self._process_class: type[Process] | None = None
 
@@ -122,16 +138,28 @@ class Context:
     def supports_shared_state(self) -> bool:
         return supports_shared_state(self.backend, **self.backend_options)
 
+    @property
+    def shared_state(self) -> str:
+        """Who holds the shared objects: ``"manager"`` (a standard-library manager process, where the
+        backend declares that its workers reach one) or ``"service"`` (the node service,
+        :mod:`xtremehub.state`, reachable from every backend's workers on this machine)."""
+        if self._shared_state is not None:
+            return self._shared_state
+        return "manager" if self.supports_shared_state else "service"
+
     def _require_shared_state(self, what: str) -> None:
-        if not self.supports_shared_state:
+        if self.shared_state != "manager":
             raise NotImplementedError(
                 f"{what} is not available on the {self.backend!r} backend with these options: its workers "
-                f"cannot reach a manager in this process (Backend.shares_state is False); {_ALTERNATIVE}"
+                f"cannot reach this process (Backend.shares_state is False); {_ALTERNATIVE}"
             )
 
-    def Manager(self) -> SyncManager:
-        """A started :class:`~multiprocessing.managers.SyncManager` (shut down at exit or with ``with``)."""
-        self._require_shared_state("Manager()")
+    def Manager(self) -> Any:
+        """A started :class:`~multiprocessing.managers.SyncManager` (shut down at exit or with ``with``),
+        or a :class:`~xtremehub.multiprocessing.stateful.ServiceManager` when the shared state is on the
+        node service."""
+        if self.shared_state == "service":
+            return ServiceManager(settings=self.settings)
         return self._start_manager()
 
     def _start_manager(self) -> SyncManager:
@@ -139,9 +167,10 @@ class Context:
         manager.start(_manager_initializer, (os.getpid(),))
         return manager
 
-    def _shared(self, what: str) -> SyncManager:
-        self._require_shared_state(what)
+    def _shared(self, what: str) -> Any:
         with self._lock:
+            if self._manager is None and self.shared_state == "service":
+                self._manager = ServiceManager(settings=self.settings)
             if self._manager is None:
                 self._manager = self._start_manager()
                 # An implementation detail: not one of the user's processes (active_children()).
@@ -229,14 +258,20 @@ _default: list[Context] = []  # the process's default context, made on first use
 _default_lock = threading.Lock()
 
 
-def get_context(backend: str | None = None, settings: Settings | None = None, **backend_options: Any) -> Context:
+def get_context(
+    backend: str | None = None,
+    settings: Settings | None = None,
+    *,
+    shared_state: str | None = None,
+    **backend_options: Any,
+) -> Context:
     """A context for ``backend``; without arguments, the process's default one (``settings.executor.backend``).
 
     Unlike the standard library's ``get_context(method)``, the argument names a
     compute backend (``local``, ``ray``, ``dask``, ``lithops``), not a start method.
     """
-    if backend is not None or settings is not None or backend_options:
-        return Context(backend, settings, **backend_options)
+    if backend is not None or settings is not None or shared_state is not None or backend_options:
+        return Context(backend, settings, shared_state=shared_state, **backend_options)
     with _default_lock:
         if not _default:
             _default.append(Context())

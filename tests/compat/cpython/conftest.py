@@ -12,6 +12,13 @@ import pytest
 collect_ignore = ["_test_multiprocessing.py"]
 
 
+@pytest.fixture(autouse=True)
+def _ray_instance(request: pytest.FixtureRequest) -> None:
+    """The Ray tests run on the session's Ray instance (tests/conftest.py), started once."""
+    if request.node.get_closest_marker("ray"):
+        request.getfixturevalue("ray_engine")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cleanup() -> Iterator[None]:
     """At the end: close the Dask cluster of the vendored tests, remove the per-backend modules."""

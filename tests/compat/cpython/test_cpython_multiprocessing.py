@@ -15,8 +15,9 @@ from xhub_cpython_harness import KNOWN_GAPS, close_dask, load_modules
 for _backend, _module in load_modules().items():
     for _name, _cls in vars(_module).items():
         if isinstance(_cls, type) and issubclass(_cls, unittest.TestCase) and _name.endswith(f"_{_backend}"):
-            globals()[f"Test_{_name}"] = pytest.mark.dask(_cls) if _backend == "dask" else _cls
-del _backend, _module, _name, _cls
+            _marks = {"dask": pytest.mark.dask, "dask_service": pytest.mark.dask, "ray": pytest.mark.ray}
+            globals()[f"Test_{_name}"] = _marks[_backend](_cls) if _backend in _marks else _cls
+del _backend, _module, _name, _cls, _marks
 
 __all__ = ["close_dask"]
 

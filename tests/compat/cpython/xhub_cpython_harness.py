@@ -33,7 +33,21 @@ from typing import Any
 from xtremehub import multiprocessing as xmp
 
 VENDORED = Path(__file__).with_name("_test_multiprocessing.py")
-BACKENDS = ("local", "dask")
+BACKENDS = ("local", "dask", "ray", "dask_service")
+#: The shared-state classes, run also on Ray and on Dask with the state on the node service
+#: (``get_context(..., shared_state="service")``, :mod:`xtremehub.state`).
+SHARED_STATE_CLASSES = (
+    "_TestQueue",
+    "_TestLock",
+    "_TestSemaphore",
+    "_TestEvent",
+    "_TestBarrier",
+    "_TestValue",
+    "_TestArray",
+    "_TestContainers",
+)
+#: Backends that run only some classes.
+ONLY: dict[str, tuple[str, ...]] = {"ray": SHARED_STATE_CLASSES, "dask_service": SHARED_STATE_CLASSES}
 #: Where the per-backend modules are written; inherited by spawned workers through the environment.
 _MODULE_DIR_VARIABLE = "XHUB_CPYTHON_TESTS_DIR"
 
@@ -47,6 +61,10 @@ _NO_SHARED_STATE = "needs shared state (Queue, Event, Pipe, Lock, Value, Manager
 _DASK_STOP = (
     "Dask cannot stop a running task: terminate() reports the process stopped at once, but the "
     "call keeps a Dask worker busy until it returns (30 s to 300 s here, stalling the tests after it)"
+)
+_DUMMY_LIST = (
+    "the Barrier tests count with _DummyList, an anonymous shared-memory buffer that only fork "
+    "inheritance can pass, and need 5 processes running at once (the cluster has 2 slots)"
 )
 KNOWN_GAPS: dict[str, dict[str, str]] = {
     "local": {
@@ -67,10 +85,7 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
             "Process.pid is None on Dask: the call runs in a Dask worker (possibly on another machine), "
             "which has its own pid"
         ),
-        "_TestBarrier.*": (
-            "the Barrier tests count with _DummyList, an anonymous shared-memory buffer that only fork "
-            "inheritance can pass, and need 5 processes running at once (the cluster has 2 slots)"
-        ),
+        "_TestBarrier.*": _DUMMY_LIST,
         "TestInitializers.test_pool_initializer": (
             "Dask's workers are the engine's: the initializer runs before a worker's first task of the pool, "
             "so a pool that never gets a task never runs it"
@@ -78,6 +93,8 @@ KNOWN_GAPS: dict[str, dict[str, str]] = {
         "_TestProcess.test_kill": _DASK_STOP,
         "_TestProcess.test_many_processes": _DASK_STOP,
     },
+    "ray": {"_TestBarrier.*": _DUMMY_LIST},
+    "dask_service": {"_TestBarrier.*": _DUMMY_LIST},
 }
 
 VENDORED = Path(__file__).with_name("_test_multiprocessing.py")
@@ -178,6 +195,30 @@ def _dask_context() -> xmp.Context:
     return _dask["context"]  # type: ignore[no-any-return]
 
 
+def _dask_service_context() -> xmp.Context:
+    """The Dask cluster of :func:`_dask_context`, with the shared state on the node service."""
+    if "service" not in _dask:
+        base = _dask_context()
+        _dask["service"] = xmp.get_context("dask", shared_state="service", **base.backend_options)
+    return _dask["service"]  # type: ignore[no-any-return]
+
+
+_ray: dict[str, Any] = {}
+
+
+def _ray_context() -> xmp.Context:
+    """Ray (the session's instance, tests/conftest.py's ``ray_engine``); its workers import the
+    per-backend module through ``PYTHONPATH`` in the tasks' runtime environment."""
+    if "context" not in _ray:
+        here = str(Path(__file__).parent)  # the per-backend modules import this harness
+        path = os.pathsep.join(p for p in (os.environ[_MODULE_DIR_VARIABLE], here, os.environ.get("PYTHONPATH")) if p)
+        options = {
+            "runtime_env": {"env_vars": {"PYTHONPATH": path, _MODULE_DIR_VARIABLE: os.environ[_MODULE_DIR_VARIABLE]}}
+        }
+        _ray["context"] = xmp.get_context("ray", task_options=options)
+    return _ray["context"]  # type: ignore[no-any-return]
+
+
 def close_dask() -> None:
     if "client" in _dask:
         _dask["client"].close()
@@ -252,7 +293,12 @@ def _skip_known_gaps(cls: type, base: str, backend: str) -> None:
             setattr(cls, name, unittest.skip(f"{backend}: {reason}")(getattr(cls, name)))
 
 
-_CONTEXTS: dict[str, Callable[[], xmp.Context]] = {"local": _local_context, "dask": _dask_context}
+_CONTEXTS: dict[str, Callable[[], xmp.Context]] = {
+    "local": _local_context,
+    "dask": _dask_context,
+    "ray": _ray_context,
+    "dask_service": _dask_service_context,
+}
 
 
 def install(namespace: dict[str, Any], backend: str) -> None:
@@ -263,6 +309,8 @@ def install(namespace: dict[str, Any], backend: str) -> None:
     mixins = {"processes": _processes_mixin(module, context)}
     mixins["manager"] = _manager_mixin(module, mixins["processes"])
     for name, type_ in CLASSES.items():
+        if backend in ONLY and name not in ONLY[backend]:
+            continue
         base = namespace[name]
         if type_ is None:
             cls = type(name, (base,), {})
