@@ -142,3 +142,22 @@ def test_a_lazy_list_behaves_as_a_list(fexec: FunctionExecutor) -> None:
     assert [f.result() for f in copy] == [0, 1, 4]
     assert lazy().map(square).get_result() == [0, 1, 16]
     assert fexec.get_result(fexec.map(square, lazy())) == [0, 1, 16]
+
+
+def test_futures_made_by_another_thread_during_get_result(fexec: FunctionExecutor) -> None:
+    for round_ in range(30):
+        futures = fexec.map(square, range(200))
+        batch = futures.batch
+
+        def look(futures: FuturesList = futures, round_: int = round_) -> None:
+            time.sleep(0.0002 * (round_ % 10))
+            assert len(futures) == 200  # makes the futures at some point of the delivery
+
+        other = threading.Thread(target=look)
+        other.start()
+        assert fexec.get_result(futures) == [x * x for x in range(200)]
+        other.join()
+        made = batch.materialize()
+        assert [f.result() for f in made] == [x * x for x in range(200)]
+        assert all(f.done and not f.ready for f in made)
+    assert not [f for f in fexec.futures if f.job_id == batch.job_id]
