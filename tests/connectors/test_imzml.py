@@ -312,3 +312,29 @@ def test_window_sums_on_unsorted_spectra(continuous: bool) -> None:
             inside = (smz.astype(np.float64) >= lows[k]) & (smz.astype(np.float64) <= highs[k])
             assert got[k, i] == pytest.approx(sints[inside].sum(dtype=np.float64), rel=1e-12)
     assert got.any()
+
+
+@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("batch_bytes", [1, 20_000, 10**9])
+def test_iteration_in_batches_gives_what_get_gives(
+    testdata: Path, tmp_path: Path, name: str, batch_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = testdata / "imzml" / f"{name}.imzML"
+    co = CloudObject.from_path(ImzML, str(path), metadata_url=str(tmp_path / "i")).preprocess()
+    for s in co.partition(partition_spectra, num_batches=3) + co.partition(partition_tiles, tile_width=2):
+        whole = s.get()
+        batches = list(s.iter_spectra(batch_bytes))
+        assert len(batches) == {1: len(s), 10**9: 1}.get(batch_bytes, len(batches))
+        assert 1 <= len(batches) <= len(s)
+        assert sum(len(b) for b in batches) == len(whole)
+        records = list(s.iter_records(batch_bytes))
+        assert [r[0] for r in records] == whole.indices.tolist()
+        for i, (_, coords, mz, intensities) in enumerate(records):
+            want_mz, want_int = whole.spectrum(i)
+            np.testing.assert_array_equal(coords, whole.coords[i])
+            np.testing.assert_array_equal(mz, want_mz)
+            np.testing.assert_array_equal(intensities, want_int)
+        chunks = b"".join(s.iter_chunks())
+        monkeypatch.setattr("xtremehub.connectors.formats.imaging.imzml_slice.BATCH_BYTES", batch_bytes)
+        assert b"".join(s.iter_chunks()) == chunks  # read in batches of parts, the same bytes
+        monkeypatch.undo()

@@ -32,6 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from xtremehub.compute.backends import Backend, Job, create_backend
+from xtremehub.compute.batch import BatchTelemetry, CallBatch
 from xtremehub.compute.futures import (
     ALL_COMPLETED,
     ALWAYS,
@@ -145,8 +146,11 @@ class FunctionExecutor:
         self._started = False
         self._closed = False
         self._tracked: dict[tuple[str, int], _Tracked] = {}
-        # futures not yet delivered, in submission order (by id: removal is O(1))
-        self._futures: dict[int, ResponseFuture] = {}
+        # the jobs whose calls are settled into a CallBatch's slots, by job id, until all are settled
+        self._batches: dict[str, CallBatch] = {}
+        # futures not yet delivered, in submission order (by id: removal is O(1)); a CallBatch
+        # stands for its futures until they are made
+        self._futures: dict[int, ResponseFuture | CallBatch] = {}
         # what job_summary() keeps of dropped futures: the sources of their telemetry records,
         # built only when asked for (one per delivered result; most are never looked at)
         self._delivered_telemetry: list[Any] = []
@@ -172,8 +176,7 @@ class FunctionExecutor:
     @property
     def futures(self) -> list[ResponseFuture]:
         """The futures of this executor whose results have not been delivered yet."""
-        with self._lock:
-            return list(self._futures.values())
+        return self._select(None)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -294,6 +297,8 @@ class FunctionExecutor:
         self, job: Job, arg_sets: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *, produce_output: bool = True
     ) -> FuturesList:
         self._ensure_started()
+        if produce_output and self.settings.telemetry.dir is None:
+            return self._submit_batch(job, arg_sets)
         now = time.time()
         futures = FuturesList()
         futures.executor = self
@@ -323,6 +328,35 @@ class FunctionExecutor:
             self.lineage.submitted(job, arg_sets, futures)
         log.debug("job %s: %d calls submitted to %s", job.job_id, len(calls), self._backend.name)
         return futures
+
+    def _submit_batch(self, job: Job, arg_sets: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]) -> FuturesList:
+        """:meth:`_submit` with one :class:`~xtremehub.compute.batch.CallBatch` instead of a future per call."""
+        job_id = job.job_id
+        batch = CallBatch(job, job_id, len(arg_sets), self._signal, self._backend.name, time.time(), self._forget)
+        calls = [Call(job_id, i, args, kwargs) for i, (args, kwargs) in enumerate(arg_sets)]
+        self._batches[job_id] = batch
+        if calls:
+            try:
+                self._backend.submit(job, calls)
+            except BaseException:
+                del self._batches[job_id]  # nothing was queued (see _submit)
+                raise
+        with self._lock:
+            self._futures[id(batch)] = batch
+        log.debug("job %s: %d calls submitted to %s", job_id, len(calls), self._backend.name)
+        return FuturesList.of_batch(self, batch)
+
+    def _materialize(self, batch: CallBatch) -> list[ResponseFuture]:
+        """Make ``batch``'s futures; those not delivered take its place among the executor's futures."""
+        made = batch.materialize()
+        with self._lock:
+            if id(batch) in self._futures:
+                self._futures = {
+                    k: v
+                    for key, value in self._futures.items()
+                    for k, v in ([(id(f), f) for f in made if not f._read] if value is batch else [(key, value)])
+                }
+        return made
 
     def call_async(
         self,
@@ -626,35 +660,62 @@ class FunctionExecutor:
 
     # -- reports from the backend (any thread) -----------------------------------------------
     def _on_started(self, call: Call) -> None:
+        batch = self._batches.get(call.job_id)
+        if batch is not None:
+            batch.mark_running(call.call_id)
+            return
         tracked = self._tracked.get((call.job_id, call.call_id))
         if tracked is not None:
             tracked.future._mark_running()
 
     def _on_report(self, reports: list[tuple[Call, Outcome | BaseException]]) -> None:
         settled: list[tuple[ResponseFuture, Outcome | BaseException, int]] = []
-        all_tracked = self._tracked
+        slots: list[tuple[CallBatch, int, Outcome | BaseException, int]] = []
+        all_tracked, batches = self._tracked, self._batches
         for call, result in reports:
+            batch = batches.get(call.job_id)
+            if batch is not None:  # per call: keep this lean
+                i = call.call_id
+                if batch.settled(i):
+                    continue  # answered already (the first answer counts)
+                attempts = batch.attempts[i] + 1
+                if isinstance(result, BaseException) or not result.ok:
+                    if self._retry(call, result, batch.job, attempts):
+                        batch.attempts[i] = attempts
+                        continue
+                    self._errors += 1
+                slots.append((batch, i, result, attempts))
+                continue
             key = (call.job_id, call.call_id)
             tracked = all_tracked.get(key)
             if tracked is None:
                 continue
             tracked.attempts += 1
-            failed = isinstance(result, BaseException) or not result.ok
-            if failed and tracked.attempts <= tracked.job.extra.get("retries", self.retries) and not self._closed:
-                log.info("retrying call %s/%05d (attempt %d)", call.job_id, call.call_id, tracked.attempts + 1)
-                retry = Call(call.job_id, call.call_id, call.args, call.kwargs, attempt=tracked.attempts)
-                try:
-                    self._backend.submit(tracked.job, [retry])
-                    continue
-                except ExecutorClosed:
-                    pass
+            if self._retry(call, result, tracked.job, tracked.attempts):
+                continue
             del all_tracked[key]
-            if failed:
+            if isinstance(result, BaseException) or not result.ok:
                 self._errors += 1
             settled.append((tracked.future, result, tracked.attempts))
-        if settled:
+        if settled or slots:
             # one acquisition of the signal for the batch: settle all, wake the waiters once
-            self._run_callbacks(settle_many(self._signal, settled))
+            self._run_callbacks(settle_many(self._signal, settled, slots))
+            for batch, _, _, _ in slots:
+                if batch.left == 0:
+                    batches.pop(batch.job_id, None)
+
+    def _retry(self, call: Call, result: Outcome | BaseException, job: Job, attempts: int) -> bool:
+        """Submit call again if it failed and may be retried (``attempts`` it has made so far)."""
+        failed = isinstance(result, BaseException) or not result.ok
+        if failed and attempts <= job.extra.get("retries", self.retries) and not self._closed:
+            log.info("retrying call %s/%05d (attempt %d)", call.job_id, call.call_id, attempts + 1)
+            retry = Call(call.job_id, call.call_id, call.args, call.kwargs, attempt=attempts)
+            try:
+                self._backend.submit(job, [retry])
+                return True
+            except ExecutorClosed:
+                pass
+        return False
 
     def _run_callbacks(self, callbacks: list[Callable[[], None]]) -> None:
         for fn in callbacks:
@@ -756,6 +817,10 @@ class FunctionExecutor:
         results are no longer held by the executor.
         """
         single = isinstance(fs, ResponseFuture)
+        if isinstance(fs, FuturesList) and fs.batch is not None and fs.executor is self and fs.batch.futures is None:
+            values = self._deliver_batch(fs.batch, throw_except, timeout, show_progressbar)
+            if values is not None:
+                return values[0] if len(values) == 1 and self.last_call != "map" else values
         futures = self._select(fs)
         if fs is None:
             futures = [f for f in futures if f.produce_output and not f._read]
@@ -768,6 +833,43 @@ class FunctionExecutor:
         if len(results) == 1 and (single or self.last_call != "map"):
             return results[0]
         return results
+
+    def _deliver_batch(
+        self, batch: CallBatch, throw_except: bool, timeout: float | None, show_progressbar: bool | None
+    ) -> list[Any] | None:
+        """``get_result`` of a lazy :class:`FuturesList` straight from its batch's slots.
+
+        ``None`` when it must go through the futures: a call failed (its exception is raised
+        from there, as for any future), a result holds futures, or the futures were made.
+        """
+        show = self.progress if show_progressbar is None else show_progressbar
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def finished() -> bool:
+            return batch.left == 0 or (throw_except and batch.errors > 0) or batch.futures is not None
+
+        with progress_bar(batch.n, "xhub", enabled=show) as bar:
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                step = left if not show else min(0.25, 0.25 if left is None else left)
+                reached = self._signal.wait_until(finished, step)
+                if show:
+                    bar.update(batch.n - batch.left - bar.n)
+                if reached or (deadline is not None and time.monotonic() >= deadline):
+                    break
+        if batch.futures is not None or batch.errors:
+            return None
+        if batch.left:
+            raise cf.TimeoutError(f"{batch.left} of {batch.n} calls not done after {timeout}s")
+        delivered = batch.deliver()
+        if delivered is None:
+            return None
+        values, telemetry = delivered
+        if telemetry is not None:
+            with self._lock:
+                self._futures.pop(id(batch), None)
+            self._delivered_telemetry.append(telemetry)
+        return values
 
     def _deliver(self, futures: list[ResponseFuture], throw_except: bool) -> list[Any]:
         """The results of finished ``futures`` in order (``get_result``'s list), marked read.
@@ -815,7 +917,12 @@ class FunctionExecutor:
         """
         rows = [t for t in (f.telemetry for f in self._select(fs)) if t is not None]
         if fs is None:
-            rows = [*map(telemetry_record, self._delivered_telemetry), *rows]
+            sources = [
+                s
+                for kept in list(self._delivered_telemetry)
+                for s in (kept.sources() if isinstance(kept, BatchTelemetry) else [kept])
+            ]
+            rows = [*map(telemetry_record, sources), *rows]
         return JobSummary(rows)
 
     def plot(
@@ -860,7 +967,11 @@ class FunctionExecutor:
     def _select(self, fs: ResponseFuture | Sequence[ResponseFuture] | None) -> list[ResponseFuture]:
         if fs is None:
             with self._lock:
-                return list(self._futures.values())
+                batches = [b for b in self._futures.values() if isinstance(b, CallBatch)]
+            for batch in batches:  # every future of the executor is wanted: make them
+                self._materialize(batch)
+            with self._lock:
+                return [f for f in self._futures.values() if isinstance(f, ResponseFuture)]
         if isinstance(fs, ResponseFuture):
             return [fs]
         return list(fs)

@@ -45,6 +45,7 @@ __all__ = [
     "load_values",
     "nested_futures",
     "return_when_code",
+    "settle_future",
     "settle_many",
     "telemetry_record",
 ]
@@ -370,32 +371,43 @@ def telemetry_record(source: _TelemetrySource) -> TaskTelemetry:
     )
 
 
+def settle_future(future: ResponseFuture, exc: BaseException | None, attempts: int, outcome: Outcome | None) -> None:
+    """Record a future's final state (its signal held, its done-callbacks left to the caller)."""
+    if outcome is not None:
+        future._outcome = outcome
+    future._attempts = attempts
+    future._exception = exc
+    future._state = _SUCCESS if exc is None else _ERROR
+
+
 def settle_many(
-    signal: Signal, settled: list[tuple[ResponseFuture, Outcome | BaseException, int]]
+    signal: Signal,
+    settled: list[tuple[ResponseFuture, Outcome | BaseException, int]],
+    slots: list[tuple[Any, int, Outcome | BaseException, int]] | None = None,
 ) -> list[Callable[[], None]]:
     """Settle many futures of one executor at once, notifying its waiters once.
 
     Each item is ``(future, outcome or error, attempts)``; as :meth:`ResponseFuture._settle`,
-    the first settler of a future wins. The signal is taken once for the whole batch, not
-    once per future. Returns the done-callbacks, bound, to run outside the signal.
+    the first settler of a future wins. ``slots`` are ``(CallBatch, call index, outcome or
+    error, attempts)`` of calls whose futures were not made (see
+    :mod:`xtremehub.compute.batch`); a batch whose futures exist hands back the future. The
+    signal is taken once for the whole batch, not once per future. Returns the
+    done-callbacks, bound, to run outside the signal.
     """
-    prepared: list[tuple[ResponseFuture, BaseException | None, Outcome | None, int]] = []
-    for future, result, attempts in settled:
-        if isinstance(result, BaseException):
-            prepared.append((future, result, None, attempts))
-        else:
-            exc = None if result.ok else remote_exception(result, future.call_key)
-            prepared.append((future, exc, result, attempts))
     callbacks: list[Callable[[], None]] = []
     with signal:
-        for future, exc, outcome, attempts in prepared:
+        for batch, i, result, attempts in slots or ():
+            future = batch.settle(i, result, attempts)
+            if future is not None:
+                settled.append((future, result, attempts))
+        for future, result, attempts in settled:
             if future._state is _SUCCESS or future._state is _ERROR:
                 continue
-            if outcome is not None:
-                future._outcome = outcome
-            future._attempts = attempts
-            future._exception = exc
-            future._state = _SUCCESS if exc is None else _ERROR
+            if isinstance(result, BaseException):
+                settle_future(future, result, attempts, None)
+            else:
+                exc = None if result.ok else remote_exception(result, future.call_key)
+                settle_future(future, exc, attempts, result)
             if future._callbacks:
                 callbacks += [functools.partial(fn, future) for fn in future._callbacks]
                 future._callbacks = []
@@ -495,6 +507,11 @@ class FuturesList(list[ResponseFuture]):
     ``fexec.map(f, data).map(g)`` runs ``g`` over the results of ``f`` (this list then
     holds ``g``'s futures); ``get_result()``/``wait()`` act on the whole chain.
 
+    The list that ``map`` returns may hold its futures unmade (a
+    :class:`~xtremehub.compute.batch.CallBatch`): they are made the first time the list
+    is looked at as a list (``len``, indexing, iterating, comparing, changing it, pickling),
+    so ``fexec.get_result(fexec.map(...))`` never makes one future per call.
+
     Example:
         >>> from xtremehub import FunctionExecutor
         >>> def inc(x):
@@ -506,6 +523,25 @@ class FuturesList(list[ResponseFuture]):
 
     #: The executor that made it (``None`` for lists built by hand or unpickled).
     executor: Any = None
+    #: The calls whose futures are not made yet (see :mod:`xtremehub.compute.batch`).
+    batch: Any = None
+
+    @classmethod
+    def of_batch(cls, executor: Any, batch: Any) -> FuturesList:
+        """A list of ``batch``'s futures, made when the list is first looked at."""
+        futures = cls()
+        futures.executor, futures.batch = executor, batch
+        return futures
+
+    def _materialize(self) -> None:
+        batch = self.batch
+        if batch is None:
+            return
+        made = self.executor._materialize(batch)
+        with batch.signal:
+            if self.batch is batch:
+                list.extend(self, made)
+                self.batch = None
 
     def _all_futures(self) -> list[ResponseFuture]:
         return getattr(self, "alt_list", self)
@@ -569,3 +605,34 @@ class FuturesList(list[ResponseFuture]):
     def __reduce__(self) -> Any:
         # the executor does not travel (as in Lithops); an unpickled list makes its own if chained
         return (FuturesList, (list(self),))
+
+    def __radd__(self, other: Any) -> Any:
+        self._materialize()
+        return list(other) + list(self) if isinstance(other, list) else NotImplemented
+
+
+def _materializing(name: str) -> Callable[..., Any]:
+    """``list``'s method ``name``, making a lazy :class:`FuturesList`'s futures first."""
+    method = getattr(list, name)
+
+    @functools.wraps(method)
+    def wrapper(self: FuturesList, *args: Any, **kwargs: Any) -> Any:
+        if self.batch is not None:
+            self._materialize()
+        for other in args:  # ``a + b``, ``a == b``: list's C code reads ``b``'s storage as well
+            if isinstance(other, FuturesList) and other.batch is not None:
+                other._materialize()
+        return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+# Every way of looking at a list's items from Python (the C-level ones read the list's own
+# storage, which a lazy list fills before any of these runs).
+for _name in (
+    "__iter__", "__len__", "__getitem__", "__setitem__", "__delitem__", "__contains__", "__reversed__",
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__add__", "__iadd__", "__mul__", "__rmul__",
+    "__imul__", "__repr__", "append", "extend", "insert", "pop", "remove", "clear", "index", "count", "sort",
+    "reverse", "copy",
+):  # fmt: skip
+    setattr(FuturesList, _name, _materializing(_name))

@@ -44,7 +44,9 @@ __all__ = ["PointCloudSlice"]
 
 log = logging.getLogger(__name__)
 
-_BATCH = 32 * 1024 * 1024  # bytes fetched and decoded at once by iter_records (bounded memory)
+#: iter_records fetches and decodes at most this many bytes at once, compressed or decoded
+#: (a LAZ batch decodes to several times its compressed size): memory stays bounded.
+_BATCH = 16 * 1024 * 1024
 _PART = 8 * 1024 * 1024  # concurrent ranged-GET part size
 _ALL = laspy.DecompressionSelection.all()
 
@@ -86,7 +88,8 @@ class PointCloudSlice(DataSlice):
         return parse_header(self.url, self.header_bytes)
 
     def _batches(self) -> Iterator[list[tuple[int, int, int]]]:
-        """Runs grouped (LAS spans split) so that each batch stays under ``_BATCH`` bytes."""
+        """Runs grouped (LAS spans split) so that each batch stays under ``_BATCH`` bytes, fetched
+        and decoded (one LASzip chunk larger than that is a batch of its own)."""
         batch: list[tuple[int, int, int]] = []
         size = 0
         record = int(self.header.point_format.size)
@@ -98,11 +101,12 @@ class PointCloudSlice(DataSlice):
                     (off + k * record, min(per, count - k) * record, min(per, count - k)) for k in range(0, count, per)
                 ]
             for piece in pieces:
-                if batch and size + piece[1] > _BATCH:
+                cost = max(piece[1], piece[2] * record)
+                if batch and size + cost > _BATCH:
                     yield batch
                     batch, size = [], 0
                 batch.append(piece)
-                size += piece[1]
+                size += cost
         if batch:
             yield batch
 

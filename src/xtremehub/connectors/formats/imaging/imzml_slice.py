@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,10 +26,13 @@ from xtremehub.connectors.formats.imaging.imzml_xml import DTYPES
 from xtremehub.errors import TruncatedData
 from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
-__all__ = ["PART_SIZE", "ImzMLSlice", "Spectra", "plan_parts"]
+__all__ = ["BATCH_BYTES", "PART_SIZE", "ImzMLSlice", "Spectra", "batch_bounds", "plan_parts"]
 
 #: Coalesced reads are cut into parts of at most this many bytes, fetched concurrently.
 PART_SIZE = 8 * 1024 * 1024
+#: Iteration (``iter_spectra``, ``iter_records``, ``iter_chunks``) holds about this many
+#: ``.ibd`` bytes at a time, whatever the slice's size (``get()`` holds the whole slice).
+BATCH_BYTES = 16 * 1024 * 1024
 
 Array = np.ndarray[Any, Any]
 
@@ -96,6 +99,26 @@ class Spectra:
         return np.where(np.diff(self.offsets) > 0, sums, 0.0)
 
 
+def batch_bounds(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """Cut consecutive items of ``sizes`` bytes into runs ``[(start, stop)]`` of at most ``limit``
+    bytes each (an item larger than ``limit`` is a run of its own).
+
+    Example:
+        >>> batch_bounds([4, 4, 4, 10, 1], limit=8)
+        [(0, 2), (2, 3), (3, 4), (4, 5)]
+    """
+    bounds: list[tuple[int, int]] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and total + size > limit:
+            bounds.append((start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        bounds.append((start, len(sizes)))
+    return bounds
+
+
 def _gather(bufs: list[Array], where: list[tuple[int, int, int]], codes: list[int]) -> Array:
     """Concatenate arrays found at ``(part, offset, nbytes)`` of the fetched parts, decoded."""
     dtypes = {DTYPES[c] for c in codes}
@@ -143,17 +166,24 @@ class ImzMLSlice(DataSlice):
         """Bytes this slice reads from the ``.ibd``."""
         return sum(b for _, b, _ in set(self._spans()))
 
-    def _fetch(self) -> tuple[list[Array], dict[tuple[int, int], tuple[int, int, int]], int]:
-        """Fetch the slice's arrays: the parts (uint8) and, per (offset, bytes), where it lies."""
-        spans = sorted({(o, b) for o, b, _ in self._spans()})
-        parts, where = plan_parts(spans, self.part_size)
+    def _get_ranges(self, parts: list[tuple[int, int]]) -> list[bytes]:
+        """The ``.ibd``'s bytes ``[start, end)`` of each part (concurrent ranged reads), checked whole."""
+        if not parts:
+            return []
         store, key = self.access.open(self.ibd_url)
-        data = store.get_ranges(key, parts) if parts else []
+        data = store.get_ranges(key, parts)
         for (start, end), got in zip(parts, data, strict=True):
             if len(got) != end - start:
                 raise TruncatedData(
                     self.ibd_url, start + len(got), f"the .ibd ends before byte {end} (bytes [{start}, {end}) wanted)"
                 )
+        return data
+
+    def _fetch(self) -> tuple[list[Array], dict[tuple[int, int], tuple[int, int, int]], int]:
+        """Fetch the slice's arrays: the parts (uint8) and, per (offset, bytes), where it lies."""
+        spans = sorted({(o, b) for o, b, _ in self._spans()})
+        parts, where = plan_parts(spans, self.part_size)
+        data = self._get_ranges(parts)
         located = {(o, b): (p, at, b) for (o, b), (p, at) in zip(spans, where, strict=True)}
         return [np.frombuffer(d, dtype=np.uint8) for d in data], located, sum(e - s for s, e in parts)
 
@@ -175,9 +205,34 @@ class ImzMLSlice(DataSlice):
         coords = np.stack([r["x"], r["y"], r["z"]], axis=1) if len(r) else np.zeros((0, 3), dtype=np.int32)
         return Spectra(self.indices, coords, mz, intensities, offsets, self.continuous, fetched)
 
+    def iter_spectra(self, batch_bytes: int = BATCH_BYTES) -> Iterator[Spectra]:
+        """The slice's spectra as :class:`Spectra` batches of consecutive spectra, each reading
+        about ``batch_bytes`` of the ``.ibd`` (bounded memory: one batch is held at a time).
+
+        Concatenated, the batches hold what :meth:`get` returns.
+        """
+        r = self.rows
+        sizes = (r["int_bytes"].astype(np.int64) + (0 if self.continuous else r["mz_bytes"])).tolist()
+        for a, b in batch_bounds(sizes, batch_bytes):
+            yield replace(self, rows=r[a:b], indices=self.indices[a:b]).get()
+
+    def iter_records(self, batch_bytes: int = BATCH_BYTES) -> Iterator[tuple[int, Array, Array, Array]]:
+        """One ``(index, (x, y, z), m/z, intensities)`` per spectrum, read batch by batch
+        (see :meth:`iter_spectra`); the arrays are views into the current batch."""
+        for batch in self.iter_spectra(batch_bytes):
+            for i in range(len(batch)):
+                mz, intensities = batch.spectrum(i)
+                yield int(batch.indices[i]), batch.coords[i], mz, intensities
+
     def iter_chunks(self) -> Iterator[bytes]:
-        """The raw (little-endian) bytes of the slice's arrays, in ``.ibd`` order."""
-        bufs, located, _ = self._fetch()
-        for key in sorted(located):
-            p, at, nbytes = located[key]
-            yield bufs[p][at : at + nbytes].tobytes()
+        """The raw (little-endian) bytes of the slice's arrays, in ``.ibd`` order, read in
+        batches of about :data:`BATCH_BYTES` (bounded memory)."""
+        spans = sorted({(o, b) for o, b, _ in self._spans()})
+        parts, where = plan_parts(spans, self.part_size)
+        first = 0  # the first span of the current batch of parts
+        for a, b in batch_bounds([end - start for start, end in parts], BATCH_BYTES):
+            data = self._get_ranges(parts[a:b])
+            while first < len(spans) and where[first][0] < b:
+                p, at = where[first]
+                yield data[p - a][at : at + spans[first][1]]
+                first += 1

@@ -1,0 +1,199 @@
+"""The calls of one ``map``, kept as one record until someone asks for their futures.
+
+For calls of a few microseconds, a :class:`~xtremehub.compute.futures.ResponseFuture`
+per call (created, tracked, settled, delivered, forgotten) costs more than the call.
+A :class:`CallBatch` holds what the futures would hold, one list entry per call:
+the outcome (or the error that stopped the call) and the attempt count. The
+executor settles slots as outcomes arrive and ``get_result`` of the untouched
+:class:`~xtremehub.compute.futures.FuturesList` delivers the values straight from
+the slots. The per-call futures are created (:meth:`CallBatch.materialize`) the
+first time anyone asks for one (indexing or iterating the list, ``fexec.futures``,
+``wait``, a failed call, a result that holds futures), already in the state the slots
+record; from then on the batch settles the futures instead of its slots, and
+everything behaves exactly as with futures made up front.
+
+Example:
+    >>> from xtremehub.compute.futures import Signal
+    >>> from xtremehub.compute.task import Outcome
+    >>> batch = CallBatch(None, "job-1", 2, Signal(), "local", 0.0)
+    >>> with batch.signal:
+    ...     _ = batch.settle(0, Outcome("job-1", 0, True, b"\\x80\\x05K\\x07."), 1)
+    >>> batch.left, [f.done for f in batch.materialize()], batch.futures[0].result()
+    (1, [True, False], 7)
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from xtremehub.compute.futures import ResponseFuture, Signal, remote_exception, settle_future
+from xtremehub.compute.task import Outcome, without_payload
+
+__all__ = ["KEPT_PAYLOAD", "BatchTelemetry", "CallBatch"]
+
+#: A delivered result's pickled bytes are kept for telemetry up to this size (they cost no
+#: more than the record itself); larger ones are dropped, their size kept.
+KEPT_PAYLOAD = 256
+
+#: Result types that may be or hold futures (``nested_futures`` looks at lists, tuples, futures).
+_MAYBE_FUTURES = (list, tuple, ResponseFuture)
+
+
+class BatchTelemetry:
+    """What ``job_summary`` keeps of a delivered batch: the telemetry sources of its calls."""
+
+    __slots__ = ("attempts", "backend", "job_id", "outcomes", "sizes", "submit")
+
+    def __init__(self, batch: CallBatch, outcomes: list[Outcome], sizes: dict[int, int]) -> None:
+        self.job_id, self.backend, self.submit = batch.job_id, batch.backend, batch.submit
+        self.attempts, self.outcomes, self.sizes = batch.attempts, outcomes, sizes
+
+    def sources(self) -> list[Any]:
+        """One :func:`~xtremehub.compute.futures.telemetry_record` source per call."""
+        job_id, backend, submit, sizes = self.job_id, self.backend, self.submit, self.sizes
+        return [
+            (job_id, i, backend, submit, a, o, None, sizes.get(i, 0))
+            for i, (a, o) in enumerate(zip(self.attempts, self.outcomes, strict=True))
+        ]
+
+
+class CallBatch:
+    """The calls ``0 .. n-1`` of one job, settled into slots until their futures are asked for.
+
+    Every attribute but ``futures`` and the slots is fixed; slots and ``futures`` change
+    only while ``signal`` is held.
+    """
+
+    __slots__ = (
+        "attempts",
+        "backend",
+        "errors",
+        "futures",
+        "job",
+        "job_id",
+        "left",
+        "n",
+        "on_read",
+        "results",
+        "signal",
+        "sizes",
+        "started",
+        "submit",
+        "values",
+    )
+
+    def __init__(
+        self,
+        job: Any,
+        job_id: str,
+        n: int,
+        signal: Signal,
+        backend: str,
+        submit: float,
+        on_read: Callable[[ResponseFuture], None] | None = None,
+    ) -> None:
+        self.job, self.job_id, self.n, self.signal = job, job_id, n, signal
+        self.backend, self.submit, self.on_read = backend, submit, on_read
+        self.results: list[Outcome | BaseException | None] = [None] * n
+        self.attempts = [0] * n
+        self.left = n  # calls not settled yet
+        self.errors = 0  # calls settled with an error
+        self.sizes: dict[int, int] = {}  # delivered results whose pickled bytes were dropped: their sizes
+        self.started: set[int] = set()  # calls reported running (for futures made later)
+        self.futures: list[ResponseFuture] | None = None
+        self.values: list[Any] | None = None  # the results, once delivered from the slots
+
+    def __repr__(self) -> str:
+        return f"<CallBatch {self.job_id} {self.n - self.left}/{self.n} done>"
+
+    def settle(self, i: int, result: Outcome | BaseException, attempts: int) -> ResponseFuture | None:
+        """Record call ``i``'s final result (the first settler wins); the caller holds ``signal``.
+
+        Once the futures exist, returns call ``i``'s future for the caller to settle instead.
+        """
+        futures = self.futures
+        if futures is not None:
+            f = futures[i]
+            if f.done:
+                return None
+            self.left -= 1
+            return f
+        if self.results[i] is not None:
+            return None
+        self.results[i] = result
+        self.attempts[i] = attempts
+        self.left -= 1
+        if isinstance(result, BaseException) or not result.ok:
+            self.errors += 1
+        return None
+
+    def settled(self, i: int) -> bool:
+        """Call ``i`` has its final result (read by the one thread that settles)."""
+        futures = self.futures
+        return futures[i].done if futures is not None else self.results[i] is not None
+
+    def mark_running(self, i: int) -> None:
+        futures = self.futures
+        if futures is not None:
+            futures[i]._mark_running()
+        else:
+            self.started.add(i)
+
+    def materialize(self) -> list[ResponseFuture]:
+        """The calls' futures, made once, in the state the slots record."""
+        with self.signal:
+            if self.futures is None:
+                self.futures = [self._future(i) for i in range(self.n)]
+            return self.futures
+
+    def _future(self, i: int) -> ResponseFuture:
+        f = ResponseFuture(self.job_id, i, self.signal, backend=self.backend, submit=self.submit, on_read=self.on_read)
+        result = self.results[i]
+        if result is None:
+            if i in self.started:
+                f._mark_running()
+            return f
+        if isinstance(result, BaseException):
+            settle_future(f, result, self.attempts[i], None)
+        else:
+            exc = None if result.ok else remote_exception(result, f.call_key)
+            settle_future(f, exc, self.attempts[i], result)
+        if self.values is not None:  # delivered from the slots: the future holds its read value
+            f._value, f._read, f._on_read = self.values[i], True, None
+            f._result_size = self.sizes.get(i, 0)
+        return f
+
+    def deliver(self) -> tuple[list[Any], BatchTelemetry | None] | None:
+        """The values of a batch whose calls all succeeded, read from the slots, and its telemetry
+        (``None`` if they were delivered before: the same values again).
+
+        ``None`` when the futures exist (or appear meanwhile) or a value holds futures: the
+        caller then delivers through the futures. The caller has seen every slot settled.
+        """
+        if self.futures is not None:
+            return None
+        if self.values is not None:
+            return list(self.values), None
+        results: list[Any] = self.results
+        values = [pickle.loads(o.payload) for o in results]
+        if any(isinstance(v, _MAYBE_FUTURES) for v in values):
+            from xtremehub.compute.futures import nested_futures
+
+            if any(nested_futures(v) is not None for v in values):
+                return None
+        sizes: dict[int, int] = {}
+        kept: list[Outcome] = []
+        for i, o in enumerate(results):
+            if len(o.payload) > KEPT_PAYLOAD:
+                sizes[i] = len(o.payload)
+                kept.append(without_payload(o))
+            else:
+                kept.append(o)
+        with self.signal:
+            if self.futures is not None:
+                return None
+            self.values, self.sizes = values, sizes
+            self.results = kept  # type: ignore[assignment]
+        return values, BatchTelemetry(self, kept, sizes)
