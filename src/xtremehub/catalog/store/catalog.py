@@ -57,6 +57,7 @@ __all__ = ["SqlCatalog"]
 log = logging.getLogger(__name__)
 
 _KINDS = ("object", "prefix", "stream", "derived")
+_UPDATE_BY_PK = sa.update(datasets).where(datasets.c.pk == sa.bindparam("b_pk"))
 MAX_DEPTH = 50
 MAX_FACET_VALUES = 50
 
@@ -207,7 +208,7 @@ class SqlCatalog(access.AccessRequests):
                 "health": rows.health_json(health),
             }
             values["search_doc"] = _doc(values)
-            pk = conn.execute(sa.insert(datasets).values(**values).returning(datasets.c.pk)).scalar_one()
+            pk = conn.execute(sa.insert(datasets).returning(datasets.c.pk), values).scalar_one()
             if tags:
                 conn.execute(sa.insert(dataset_tags), [{"dataset_pk": pk, "tag": tag} for tag in tags])
             dists = dists or (Distribution(url=url, format=format or "unknown"),)
@@ -234,8 +235,8 @@ class SqlCatalog(access.AccessRequests):
             health=rows.health_json(health) if health is not None else row.health,
         )
         values["search_doc"] = _doc(values)
-        del values["pk"]
-        conn.execute(sa.update(datasets).where(datasets.c.pk == pk).values(**values))
+        values["b_pk"] = values.pop("pk")
+        conn.execute(_UPDATE_BY_PK, values)
         return rows.dataset(conn.execute(sa.select(datasets).where(datasets.c.pk == pk)).one()), "new-version"
 
     @staticmethod
@@ -249,14 +250,15 @@ class SqlCatalog(access.AccessRequests):
         facts: dict[str, Any],
     ) -> None:
         conn.execute(
-            sa.insert(dataset_versions).values(
-                dataset_pk=pk,
-                number=number,
-                source_version=source_version,
-                created=created,
-                distributions=rows.distributions_json(dists),
-                facts=facts,
-            )
+            sa.insert(dataset_versions),
+            {
+                "dataset_pk": pk,
+                "number": number,
+                "source_version": source_version,
+                "created": created,
+                "distributions": rows.distributions_json(dists),
+                "facts": facts,
+            },
         )
 
     def get(self, dataset_id: str) -> Dataset:

@@ -130,19 +130,35 @@ def items_statement(query: SearchQuery, dialect: str) -> Any:
 
 
 def facet_statement(query: SearchQuery, dialect: str) -> Any:
-    """One SELECT of (facet, value, count) rows over all matches, with ('', None, total)."""
+    """One SELECT of (facet, value, count) rows over all matches, with ('', None, total).
+
+    With neither text nor filters each count is a GROUP BY over its own index (no scan of the
+    rows); otherwise over the matches, computed once (a materialised CTE).
+    """
     found, filters = _check(query)
+    tag = dataset_tags.c.tag
+    if not found and not filters:
+        parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(datasets)]
+        for facet, column in _FACET_COLUMNS.items():
+            parts.append(sa.select(sa.literal(facet), sa.cast(column, sa.String), sa.func.count()).group_by(column))
+        parts.append(sa.select(sa.literal("tag"), tag, sa.func.count()).group_by(tag))
+        return sa.union_all(*parts)
     matched = (
-        sa.select(datasets.c.pk, *_FACET_COLUMNS.values()).where(*_conditions(found, filters, dialect)).cte("matched")
+        sa.select(datasets.c.pk, datasets.c.tags, *_FACET_COLUMNS.values())
+        .where(*_conditions(found, filters, dialect))
+        .cte("matched")
+        .prefix_with("MATERIALIZED")
     )
-    parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
+    parts = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:
         col = matched.c[facet]
         parts.append(sa.select(sa.literal(facet), sa.cast(col, sa.String), sa.func.count()).group_by(col))
-    tag = dataset_tags.c.tag
+    # Tags of the matches from their JSON list (a scan of the matches only, not of every tag row).
+    elements = sa.func.json_each if dialect == "sqlite" else sa.func.json_array_elements_text
+    each = elements(matched.c.tags).table_valued("value").alias("each_tag")
     parts.append(
-        sa.select(sa.literal("tag"), tag, sa.func.count())
-        .select_from(matched.join(dataset_tags, dataset_tags.c.dataset_pk == matched.c.pk))
-        .group_by(tag)
+        sa.select(sa.literal("tag"), each.c.value, sa.func.count())
+        .select_from(matched.join(each, sa.true()))
+        .group_by(each.c.value)
     )
     return sa.union_all(*parts)
