@@ -48,7 +48,7 @@ from xtremehub.catalog.model import (
 from xtremehub.catalog.store import access, limits, rows
 from xtremehub.catalog.store.engine import WRITE, catalog_errors
 from xtremehub.catalog.store.schema import dataset_tags, dataset_versions, datasets, job_inputs, job_outputs, jobs
-from xtremehub.catalog.store.search import facet_statement, items_statement, search_doc
+from xtremehub.catalog.store.search import facet_statement, items_statement, parameters, search_doc
 from xtremehub.config import Settings
 from xtremehub.errors import DatasetNotFound, InvalidMetadata, PreconditionFailed
 
@@ -349,11 +349,10 @@ class SqlCatalog(access.AccessRequests):
 
     def search(self, query: SearchQuery) -> SearchPage:
         """One page of datasets matching the text and filters, the total and the facet counts."""
-        items_stmt = items_statement(query, self._dialect)
-        facets_stmt = facet_statement(query, self._dialect)
+        shape, params = parameters(query, self._dialect)
         with self._read() as conn:
-            items = tuple(rows.dataset(r) for r in conn.execute(items_stmt))
-            counted = conn.execute(facets_stmt).all()
+            items = tuple(rows.dataset(r) for r in conn.execute(items_statement(*shape, self._dialect), params))
+            counted = conn.execute(facet_statement(*shape, self._dialect), params).all()
         total = 0
         facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
         for facet, value, count in counted:
