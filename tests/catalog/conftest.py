@@ -15,6 +15,7 @@ from xtremehub.catalog import open_catalog
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.config import CatalogSettings, Settings
 from xtremehub.security.policy_store import PolicyStore
+from xtremehub.testing.postgres import PostgresServer
 
 BACKENDS = ("sqlite", "postgres")
 
@@ -27,7 +28,16 @@ def catalog_backend(request: pytest.FixtureRequest) -> str:
 def _new_url(backend: str, request: pytest.FixtureRequest, where: Path) -> str:
     if backend == "sqlite":
         return f"sqlite:///{where / 'catalog.db'}"
-    return str(request.getfixturevalue("postgres").create_database())
+    # a copy of a database migrated once (CREATE DATABASE ... TEMPLATE): no migration per test
+    return str(request.getfixturevalue("postgres").create_database(template=request.getfixturevalue("pg_template")))
+
+
+@pytest.fixture(scope="session")
+def pg_template(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A PostgreSQL database migrated to the newest schema, copied by every new test database."""
+    url = postgres.create_database("catalog_template")
+    open_catalog(url, settings=Settings(home=tmp_path_factory.mktemp("template"))).close()
+    return "catalog_template"
 
 
 @pytest.fixture(scope="session")

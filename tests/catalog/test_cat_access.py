@@ -134,3 +134,22 @@ def test_everything_is_audited(catalog_factory, tmp_path: Path) -> None:  # type
     approve = next(r for r in records if r.get("action") == "approve-access")
     assert approve["detail"]["purpose"] == "research"
     assert approve["resource"] == f"dataset:{ds.id}"
+
+
+def test_an_approval_past_its_expiry_reads_as_expired(fresh_catalog: SqlCatalog, tmp_path: Path) -> None:
+    import time
+
+    ds = fresh_catalog.register(URL, actor="alice", facts={}, source_version="e1")
+    expires = datetime.now(UTC) + timedelta(seconds=2)
+    req = fresh_catalog.request_access(ds.id, actor="carol", purpose="research", expires=expires)
+    approved = fresh_catalog.decide(req.id, approve=True, actor="alice", if_match=req.etag)
+    assert approved.status == "approved"
+    assert [r.id for r in fresh_catalog.access_requests(status="approved")] == [req.id]
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
+    assert fresh_catalog.get_access_request(req.id).status == "expired"
+    assert [r.id for r in fresh_catalog.access_requests(status="expired")] == [req.id]
+    assert fresh_catalog.access_requests(status="approved") == ()
+    assert not _allowed(tmp_path / "policies", "carol", "research", datetime.now(UTC), Resource("dataset", ds.id))
+    revoked = fresh_catalog.decide(req.id, approve=False, actor="alice", if_match=approved.etag)  # clean-up still works
+    assert revoked.status == "revoked"
+    assert not (tmp_path / "policies" / f"access-{req.id}.cedar").exists()

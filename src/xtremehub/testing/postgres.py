@@ -9,9 +9,10 @@ cluster is owned by and runs as the ``postgres`` user (or ``nobody``). Authentic
 The server can be stopped and started again on the same port and data (:meth:`stop`,
 :meth:`start_again`) to test what clients do while the database is gone.
 
-Example:
-    >>> with PostgresServer.start() as pg:               # doctest: +SKIP
-    ...     url = pg.create_database()                    # postgresql://xhub@127.0.0.1:<port>/<db>
+Use (it starts a server, so a literal block rather than a doctest)::
+
+    with PostgresServer.start() as pg:
+        url = pg.create_database()        # postgresql://xhub@127.0.0.1:<port>/<db>
 """
 
 from __future__ import annotations
@@ -173,13 +174,17 @@ class PostgresServer:
             self.proc.kill()
             self.proc.wait()
 
-    def create_database(self, name: str | None = None) -> str:
-        """A new, empty database; its URL."""
+    def create_database(self, name: str | None = None, *, template: str | None = None) -> str:
+        """A new database (empty, or a copy of the database ``template``); its URL."""
         import psycopg
 
         name = name or f"xhub_{secrets.token_hex(6)}"
+        for ident in (name, *([template] if template else [])):
+            if not ident.replace("_", "").isalnum():
+                raise ValueError(f"database name {ident!r}: letters, digits and _ only")
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')  # name: our own identifier characters only
+            conn.execute(f'CREATE DATABASE "{name}"{copy}'.encode())
         self.databases.append(name)
         return self.url(name)
 

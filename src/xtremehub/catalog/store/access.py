@@ -288,7 +288,13 @@ class AccessRequests:
         if status is not None:
             if status not in _STATUSES:
                 raise InvalidMetadata("status", f"must be one of {', '.join(_STATUSES)}, not {status!r}")
-            stmt = stmt.where(access_requests.c.status == status)
+            t = rows.now()
+            if status == "expired":  # stored as approved, past its expiry
+                stmt = stmt.where(access_requests.c.status == "approved", access_requests.c.expires <= t)
+            elif status == "approved":
+                stmt = stmt.where(access_requests.c.status == "approved", access_requests.c.expires > t)
+            else:
+                stmt = stmt.where(access_requests.c.status == status)
         if requester is not None:
             stmt = stmt.where(access_requests.c.requester == limits.text("requester", requester, limits.MAX_SUBJECT))
         with self._read() as conn:

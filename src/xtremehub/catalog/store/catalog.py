@@ -48,7 +48,7 @@ from xtremehub.catalog.model import (
 from xtremehub.catalog.store import access, limits, rows
 from xtremehub.catalog.store.engine import WRITE, catalog_errors
 from xtremehub.catalog.store.schema import dataset_tags, dataset_versions, datasets, job_inputs, job_outputs, jobs
-from xtremehub.catalog.store.search import facet_statement, items_statement, search_doc
+from xtremehub.catalog.store.search import facet_statement, items_statement, parameters, search_doc
 from xtremehub.config import Settings
 from xtremehub.errors import DatasetNotFound, InvalidMetadata, PreconditionFailed
 
@@ -57,6 +57,7 @@ __all__ = ["SqlCatalog"]
 log = logging.getLogger(__name__)
 
 _KINDS = ("object", "prefix", "stream", "derived")
+_UPDATE_BY_PK = sa.update(datasets).where(datasets.c.pk == sa.bindparam("b_pk"))
 MAX_DEPTH = 50
 MAX_FACET_VALUES = 50
 
@@ -207,7 +208,7 @@ class SqlCatalog(access.AccessRequests):
                 "health": rows.health_json(health),
             }
             values["search_doc"] = _doc(values)
-            pk = conn.execute(sa.insert(datasets).values(**values).returning(datasets.c.pk)).scalar_one()
+            pk = conn.execute(sa.insert(datasets).returning(datasets.c.pk), values).scalar_one()
             if tags:
                 conn.execute(sa.insert(dataset_tags), [{"dataset_pk": pk, "tag": tag} for tag in tags])
             dists = dists or (Distribution(url=url, format=format or "unknown"),)
@@ -234,8 +235,8 @@ class SqlCatalog(access.AccessRequests):
             health=rows.health_json(health) if health is not None else row.health,
         )
         values["search_doc"] = _doc(values)
-        del values["pk"]
-        conn.execute(sa.update(datasets).where(datasets.c.pk == pk).values(**values))
+        values["b_pk"] = values.pop("pk")
+        conn.execute(_UPDATE_BY_PK, values)
         return rows.dataset(conn.execute(sa.select(datasets).where(datasets.c.pk == pk)).one()), "new-version"
 
     @staticmethod
@@ -249,14 +250,15 @@ class SqlCatalog(access.AccessRequests):
         facts: dict[str, Any],
     ) -> None:
         conn.execute(
-            sa.insert(dataset_versions).values(
-                dataset_pk=pk,
-                number=number,
-                source_version=source_version,
-                created=created,
-                distributions=rows.distributions_json(dists),
-                facts=facts,
-            )
+            sa.insert(dataset_versions),
+            {
+                "dataset_pk": pk,
+                "number": number,
+                "source_version": source_version,
+                "created": created,
+                "distributions": rows.distributions_json(dists),
+                "facts": facts,
+            },
         )
 
     def get(self, dataset_id: str) -> Dataset:
@@ -347,11 +349,10 @@ class SqlCatalog(access.AccessRequests):
 
     def search(self, query: SearchQuery) -> SearchPage:
         """One page of datasets matching the text and filters, the total and the facet counts."""
-        items_stmt = items_statement(query, self._dialect)
-        facets_stmt = facet_statement(query, self._dialect)
+        shape, params = parameters(query, self._dialect)
         with self._read() as conn:
-            items = tuple(rows.dataset(r) for r in conn.execute(items_stmt))
-            counted = conn.execute(facets_stmt).all()
+            items = tuple(rows.dataset(r) for r in conn.execute(items_statement(*shape, self._dialect), params))
+            counted = conn.execute(facet_statement(*shape, self._dialect), params).all()
         total = 0
         facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
         for facet, value, count in counted:

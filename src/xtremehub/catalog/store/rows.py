@@ -124,13 +124,18 @@ def job(row: Any, inputs: tuple[Any, ...], outputs: tuple[str, ...]) -> JobRecor
 
 
 def access_request(row: Any, dataset_id: str) -> DataAccessRequest:
+    """The request of ``row``; an approval past its expiry reads as ``expired`` (its policy no
+    longer permits anything: the policy carries the same expiry)."""
     m = row._mapping
+    status = m["status"]
+    if status == "approved" and m["expires"] is not None and utc(m["expires"]) <= now():
+        status = "expired"
     return DataAccessRequest(
         id=m["id"],
         dataset_id=dataset_id,
         requester=m["requester"],
         purpose=m["purpose"],
-        status=m["status"],
+        status=status,
         created=utc(m["created"]),
         etag=m["etag"],
         expires=utc(m["expires"]) if m["expires"] is not None else None,

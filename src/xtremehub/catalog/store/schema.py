@@ -65,6 +65,7 @@ datasets = sa.Table(
     sa.Column("search_doc", sa.Text, nullable=False),
 )
 sa.Index("ix_datasets_kind", datasets.c.kind)
+sa.Index("ix_datasets_modified", datasets.c.modified)
 
 dataset_tags = sa.Table(
     "dataset_tags",

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -29,7 +30,7 @@ from xtremehub.catalog.store import limits
 from xtremehub.catalog.store.schema import FTS_TABLE, dataset_tags, datasets
 from xtremehub.errors import InvalidMetadata
 
-__all__ = ["MAX_DOC", "facet_statement", "items_statement", "search_doc", "words"]
+__all__ = ["MAX_DOC", "facet_statement", "items_statement", "parameters", "search_doc", "words"]
 
 #: Characters of a dataset's search document kept (facts beyond it are not searchable).
 MAX_DOC = 100_000
@@ -98,20 +99,20 @@ def _check(query: SearchQuery) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     return found, {k: v for k, v in filters.items() if v}
 
 
-def _conditions(found: list[str], filters: Mapping[str, tuple[str, ...]], dialect: str) -> list[Any]:
+def _conditions(text: bool, facets: frozenset[str], dialect: str) -> list[Any]:
+    """WHERE conditions with bound parameters ``q_text`` and ``f_<facet>`` (expanding lists)."""
     conds: list[Any] = []
-    if found:
+    if text:
         if dialect == "sqlite":
-            match = " ".join(f'"{w}"' for w in found)  # words hold no quote: each is one FTS5 string
-            conds.append(
-                datasets.c.pk.in_(sa.select(_FTS.c.rowid).where(sa.literal_column(FTS_TABLE).op("MATCH")(match)))
-            )
+            match = sa.literal_column(FTS_TABLE).op("MATCH")(sa.bindparam("q_text", type_=sa.String))
+            conds.append(datasets.c.pk.in_(sa.select(_FTS.c.rowid).where(match)))
         else:
-            conds.append(_tsvector().op("@@")(sa.func.to_tsquery(sa.literal_column("'simple'"), " & ".join(found))))
-    for facet, values in filters.items():
+            query = sa.func.to_tsquery(sa.literal_column("'simple'"), sa.bindparam("q_text", type_=sa.String))
+            conds.append(_tsvector().op("@@")(query))
+    for facet in sorted(facets):
+        values: Any = sa.bindparam(f"f_{facet}", expanding=True)
         if facet == "tag":
-            tagged = sa.select(dataset_tags.c.dataset_pk).where(dataset_tags.c.tag.in_(values))
-            conds.append(datasets.c.pk.in_(tagged))
+            conds.append(datasets.c.pk.in_(sa.select(dataset_tags.c.dataset_pk).where(dataset_tags.c.tag.in_(values))))
         else:
             conds.append(_FACET_COLUMNS[facet].in_(values))
     return conds
@@ -122,27 +123,56 @@ def _tsvector() -> Any:
     return sa.func.to_tsvector(sa.literal_column("'simple'"), datasets.c.search_doc)
 
 
-def items_statement(query: SearchQuery, dialect: str) -> Any:
-    """SELECT of one page of matching datasets (newest modified first)."""
+def parameters(query: SearchQuery, dialect: str) -> tuple[tuple[bool, frozenset[str]], dict[str, Any]]:
+    """The checked query's shape (which statements it needs) and its bound parameters."""
     found, filters = _check(query)
-    stmt = sa.select(datasets).where(*_conditions(found, filters, dialect))
-    return stmt.order_by(datasets.c.modified.desc(), datasets.c.pk.desc()).limit(query.limit).offset(query.offset)
+    params: dict[str, Any] = {"q_limit": query.limit, "q_offset": query.offset}
+    if found:
+        # Words hold letters and digits only: each is one quoted FTS5 string / one tsquery lexeme.
+        params["q_text"] = " ".join(f'"{w}"' for w in found) if dialect == "sqlite" else " & ".join(found)
+    for facet, values in filters.items():
+        params[f"f_{facet}"] = list(values)
+    return (bool(found), frozenset(filters)), params
 
 
-def facet_statement(query: SearchQuery, dialect: str) -> Any:
-    """One SELECT of (facet, value, count) rows over all matches, with ('', None, total)."""
-    found, filters = _check(query)
+@functools.lru_cache(maxsize=256)
+def items_statement(text: bool, facets: frozenset[str], dialect: str) -> Any:
+    """SELECT of one page of matching datasets (newest modified first), built once per shape."""
+    stmt = sa.select(datasets).where(*_conditions(text, facets, dialect))
+    stmt = stmt.order_by(datasets.c.modified.desc(), datasets.c.pk.desc())
+    return stmt.limit(sa.bindparam("q_limit", type_=sa.Integer)).offset(sa.bindparam("q_offset", type_=sa.Integer))
+
+
+@functools.lru_cache(maxsize=256)
+def facet_statement(text: bool, facets: frozenset[str], dialect: str) -> Any:
+    """One SELECT of (facet, value, count) rows over all matches, with ('', None, total).
+
+    With neither text nor filters each count is a GROUP BY over its own index (no scan of the
+    rows); otherwise over the matches, computed once (a materialised CTE).
+    """
+    tag = dataset_tags.c.tag
+    if not text and not facets:
+        parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(datasets)]
+        for facet, column in _FACET_COLUMNS.items():
+            parts.append(sa.select(sa.literal(facet), sa.cast(column, sa.String), sa.func.count()).group_by(column))
+        parts.append(sa.select(sa.literal("tag"), tag, sa.func.count()).group_by(tag))
+        return sa.union_all(*parts)
     matched = (
-        sa.select(datasets.c.pk, *_FACET_COLUMNS.values()).where(*_conditions(found, filters, dialect)).cte("matched")
+        sa.select(datasets.c.pk, datasets.c.tags, *_FACET_COLUMNS.values())
+        .where(*_conditions(text, facets, dialect))
+        .cte("matched")
+        .prefix_with("MATERIALIZED")
     )
-    parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
+    parts = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:
         col = matched.c[facet]
         parts.append(sa.select(sa.literal(facet), sa.cast(col, sa.String), sa.func.count()).group_by(col))
-    tag = dataset_tags.c.tag
+    # Tags of the matches from their JSON list (a scan of the matches only, not of every tag row).
+    elements = sa.func.json_each if dialect == "sqlite" else sa.func.json_array_elements_text
+    each = elements(matched.c.tags).table_valued("value").alias("each_tag")
     parts.append(
-        sa.select(sa.literal("tag"), tag, sa.func.count())
-        .select_from(matched.join(dataset_tags, dataset_tags.c.dataset_pk == matched.c.pk))
-        .group_by(tag)
+        sa.select(sa.literal("tag"), each.c.value, sa.func.count())
+        .select_from(matched.join(each, sa.true()))
+        .group_by(each.c.value)
     )
     return sa.union_all(*parts)

@@ -54,6 +54,7 @@ def upgrade() -> None:
     op.create_index("ix_datasets_licence", "datasets", ["licence"])
     op.create_index("ix_datasets_format", "datasets", ["format"])
     op.create_index("ix_datasets_kind", "datasets", ["kind"])
+    op.create_index("ix_datasets_modified", "datasets", ["modified"])
     op.create_table(
         "dataset_tags",
         sa.Column("dataset_pk", sa.Integer, nullable=False),

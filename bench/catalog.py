@@ -1,0 +1,366 @@
+"""Catalog at scale: search latency and registration throughput, SQLite vs PostgreSQL, one run.
+
+A catalog of ``--datasets`` (default 100,000) synthetic but realistic datasets (six formats
+with per-format facts: read counts and instruments, contigs and samples, m/z ranges, point
+bounds and CRS, raster bands; 200 owners, 120 tags, 5 licences, 300 projects) is built in
+each backend:
+
+* registration throughput: ``--register`` datasets through ``Catalog.register`` one by one
+  (a transaction each: dataset, tags, first version, full-text row), then a second version of
+  each of ``--register // 4`` of them (a new etag);
+* the rest is bulk-loaded with the same rows (the search document built by the store's own
+  code, the full-text index filled by the migration's triggers / GIN index);
+* search: a fixed mix of queries, each a full ``Catalog.search`` call (page of 20, total and
+  the five facet counts): one common word, a rare word pair, two words, a word with a facet
+  filter, facet-only browsing, and the empty query (every dataset, all facets). Each query is
+  timed call by call (``perf_counter_ns``) after one warm-up pass; p50/p95 per kind and overall;
+* baseline in the same run: the same text queries answered by ``LIKE '%word%'`` over the
+  search documents (what a catalog without a full-text index does), ratio of medians.
+
+PostgreSQL runs on a server started for the run (``xtremehub.testing.postgres``, fsync off).
+
+Run:  .venv/bin/python bench/catalog.py [--quick] [--datasets 100000] [--register 2000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from xtremehub.catalog import SearchQuery, open_catalog
+from xtremehub.catalog.store import SqlCatalog
+from xtremehub.catalog.store.schema import dataset_tags, dataset_versions, datasets
+from xtremehub.catalog.store.search import search_doc, words
+from xtremehub.config import Settings
+from xtremehub.testing.postgres import PostgresServer
+
+FORMATS = ("fastq.gz", "vcf.gz", "imzml", "laz", "cog", "csv")
+INSTRUMENTS = ("NovaSeq", "MiSeq", "HiSeq", "PacBio", "Orbitrap", "timsTOF", "Riegl", "Sentinel2")
+LICENCES = ("CC-BY-4.0", "CC0-1.0", "CC-BY-NC-4.0", "ODbL-1.0", "proprietary")
+SITES = ("barcelona", "tarragona", "lleida", "girona", "madrid", "lisbon", "porto", "lyon", "milan", "berlin")
+ORGANISMS = ("human", "mouse", "zebrafish", "arabidopsis", "yeast", "ecoli", "maize", "rice")
+SYLLABLES = ("ka", "lo", "mi", "ne", "ru", "ta", "vo", "zi", "pe", "su", "do", "ga")
+
+
+def _word(rng: random.Random, n: int = 3) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(n))
+
+
+class Synth:
+    """Deterministic synthetic catalog content."""
+
+    def __init__(self, seed: int = 7) -> None:
+        rng = random.Random(seed)
+        self.rng = rng
+        self.owners = [f"user{i:03d}" for i in range(200)]
+        self.tags = sorted({_word(rng, 2) + str(i % 7) for i in range(120)})
+        self.projects = sorted({_word(rng, 3) for _ in range(300)})
+        self.vocab = sorted({_word(rng, rng.choice((2, 3, 4))) for _ in range(3000)})
+
+    def facts(self, fmt: str, i: int) -> dict[str, Any]:
+        r = self.rng
+        if fmt == "fastq.gz":
+            reads = r.randrange(10_000, 50_000_000)
+            return {
+                "reads": reads,
+                "bases": reads * 150,
+                "mean_length": 150,
+                "gc": round(r.uniform(0.35, 0.6), 3),
+                "instrument": r.choice(INSTRUMENTS[:4]),
+                "paired": r.random() < 0.5,
+            }
+        if fmt == "vcf.gz":
+            contigs = [f"chr{c}" for c in range(1, r.randrange(2, 23))]
+            return {
+                "contigs": contigs,
+                "samples": r.randrange(1, 3000),
+                "variants": r.randrange(1000, 9_000_000),
+                "reference": r.choice(("GRCh38", "GRCh37", "GRCm39")),
+            }
+        if fmt == "imzml":
+            lo = r.uniform(50, 300)
+            return {
+                "spectra": r.randrange(1000, 500_000),
+                "mz_range": [round(lo, 2), round(lo + r.uniform(200, 1500), 2)],
+                "pixel_size_um": r.choice((5, 10, 20, 50)),
+                "instrument": r.choice(INSTRUMENTS[4:6]),
+                "polarity": r.choice(("positive", "negative")),
+            }
+        if fmt == "laz":
+            x, y = r.uniform(2e5, 5e5), r.uniform(4.4e6, 4.8e6)
+            return {
+                "points": r.randrange(10**6, 10**9),
+                "bounds": {"x": [x, x + 1000], "y": [y, y + 1000]},
+                "crs": "EPSG:25831",
+                "point_format": r.choice((1, 3, 6)),
+                "scanner": "Riegl",
+            }
+        if fmt == "cog":
+            return {
+                "bands": r.choice((1, 3, 4, 13)),
+                "width": r.randrange(512, 40_000),
+                "height": r.randrange(512, 40_000),
+                "crs": r.choice(("EPSG:4326", "EPSG:32631")),
+                "dtype": r.choice(("uint16", "float32")),
+                "sensor": "Sentinel2",
+            }
+        return {"rows": r.randrange(10, 10**7), "columns": [_word(r) for _ in range(r.randrange(3, 12))]}
+
+    def dataset(self, i: int) -> dict[str, Any]:
+        r = self.rng
+        fmt = FORMATS[i % len(FORMATS)]
+        project = self.projects[r.randrange(len(self.projects))]
+        site, organism = r.choice(SITES), r.choice(ORGANISMS)
+        return {
+            "url": f"s3://{project}/{site}/{organism}/sample{i:06d}.{fmt}",
+            "title": f"{project.capitalize()} {organism} {site} sample {i}",
+            "description": " ".join(r.choice(self.vocab) for _ in range(r.randrange(8, 30))),
+            "tags": sorted(set(r.sample(self.tags, r.randrange(1, 5)))),
+            "licence": r.choice(LICENCES),
+            "format": fmt,
+            "owner": self.owners[int(r.paretovariate(1.2)) % len(self.owners)],
+            "facts": self.facts(fmt, i),
+        }
+
+
+def bulk_load(cat: SqlCatalog, synth: Synth, start: int, stop: int, batch: int = 2000) -> float:
+    """Insert datasets ``start..stop`` in batches (the store's own search documents); seconds."""
+    t0 = time.perf_counter()
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    engine = cat._engine
+    with engine.connect() as conn:
+        pk0 = conn.execute(sa.select(sa.func.coalesce(sa.func.max(datasets.c.pk), 0))).scalar_one()
+    for lo in range(start, stop, batch):
+        ds_rows, tag_rows, ver_rows = [], [], []
+        for n, i in enumerate(range(lo, min(lo + batch, stop))):
+            d = synth.dataset(i)
+            pk = pk0 + (lo - start) + n + 1
+            t = base + timedelta(seconds=i)
+            doc = search_doc(
+                title=d["title"],
+                description=d["description"],
+                tags=d["tags"],
+                url=d["url"],
+                facts=d["facts"],
+                extra=(d["format"], d["owner"], d["licence"], "object"),
+            )
+            ds_rows.append(
+                {
+                    "pk": pk,
+                    "id": f"ds-bench{i:08d}",
+                    "kind": "object",
+                    "url": d["url"],
+                    "title": d["title"],
+                    "description": d["description"],
+                    "owner": d["owner"],
+                    "tags": d["tags"],
+                    "licence": d["licence"],
+                    "format": d["format"],
+                    "created": t,
+                    "modified": t,
+                    "etag": f"{i:016x}",
+                    "latest_version": 1,
+                    "facts": d["facts"],
+                    "health": None,
+                    "search_doc": doc,
+                }
+            )
+            tag_rows += [{"dataset_pk": pk, "tag": tag} for tag in d["tags"]]
+            ver_rows.append(
+                {
+                    "dataset_pk": pk,
+                    "number": 1,
+                    "source_version": f"etag-{i}",
+                    "created": t,
+                    "distributions": [{"url": d["url"], "format": d["format"]}],
+                    "facts": d["facts"],
+                }
+            )
+        with engine.begin() as conn:
+            conn.execute(sa.insert(datasets), ds_rows)
+            conn.execute(sa.insert(dataset_tags), tag_rows)
+            conn.execute(sa.insert(dataset_versions), ver_rows)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "SELECT setval(pg_get_serial_sequence('datasets', 'pk'), (SELECT max(pk) FROM datasets))"
+            )
+            conn.exec_driver_sql("ANALYZE")
+        else:
+            conn.exec_driver_sql("ANALYZE")
+    return time.perf_counter() - t0
+
+
+def register_one_by_one(cat: SqlCatalog, synth: Synth, start: int, n: int) -> tuple[float, float]:
+    """Datasets/s through ``register`` (new datasets), and new versions/s (a new etag)."""
+    items = [synth.dataset(i) for i in range(start, start + n)]
+    t0 = time.perf_counter()
+    for d in items:
+        cat.register(
+            d["url"],
+            actor=d["owner"],
+            title=d["title"],
+            description=d["description"],
+            tags=d["tags"],
+            licence=d["licence"],
+            format=d["format"],
+            facts=d["facts"],
+            source_version="etag-1",
+        )
+    first = n / (time.perf_counter() - t0)
+    again = items[: max(1, n // 4)]
+    t0 = time.perf_counter()
+    for d in again:
+        cat.register(d["url"], actor=d["owner"], facts={**d["facts"], "rev": 2}, source_version="etag-2")
+    return first, len(again) / (time.perf_counter() - t0)
+
+
+def queries(synth: Synth, n: int) -> dict[str, list[SearchQuery]]:
+    r = random.Random(11)
+    out: dict[str, list[SearchQuery]] = {
+        k: [] for k in ("one word", "rare pair", "two words", "word+facet", "facets only")
+    }
+    for _ in range(n):
+        d = synth.dataset(r.randrange(10**6))
+        out["one word"].append(SearchQuery(text=r.choice((*INSTRUMENTS, *ORGANISMS, *SITES)).lower()))
+        out["rare pair"].append(SearchQuery(text=f"{d['title'].split()[0]} {r.choice(synth.vocab)}"))
+        out["two words"].append(SearchQuery(text=f"{r.choice(ORGANISMS)} {r.choice(SITES)}"))
+        out["word+facet"].append(
+            SearchQuery(
+                text=r.choice(SITES), filters={"format": (r.choice(FORMATS),), "licence": (r.choice(LICENCES),)}
+            )
+        )
+        out["facets only"].append(
+            SearchQuery(filters={"tag": (r.choice(synth.tags),), "owner": (r.choice(synth.owners[:20]),)})
+        )
+    out["empty"] = [SearchQuery()] * max(3, n // 4)
+    return out
+
+
+def timed(calls: list[Callable[[], Any]]) -> list[float]:
+    out = []
+    for call in calls:
+        t0 = time.perf_counter_ns()
+        call()
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def like_baseline(cat: SqlCatalog, text: str) -> Callable[[], Any]:
+    conds = [datasets.c.search_doc.like(f"%{w}%") for w in words(text)]
+    stmt_count = sa.select(sa.func.count()).select_from(datasets).where(*conds)
+    stmt_page = sa.select(datasets).where(*conds).order_by(datasets.c.modified.desc()).limit(20)
+
+    def run() -> None:
+        with cat._engine.connect() as conn:
+            conn.execute(stmt_page).all()
+            conn.execute(stmt_count).scalar()
+
+    return run
+
+
+def backend(name: str, url: str, home: Path, args: argparse.Namespace, synth: Synth) -> dict[str, Any]:
+    cat = open_catalog(url, settings=Settings(home=home))
+    reg, ver = register_one_by_one(cat, synth, 0, args.register)
+    load_s = bulk_load(cat, synth, args.register, args.datasets)
+    total = cat.search(SearchQuery(limit=1)).total
+    qs = queries(synth, args.queries)
+    for kind_qs in qs.values():  # warm-up pass
+        for q in kind_qs[:3]:
+            cat.search(q)
+    rounds: list[dict[str, list[float]]] = []
+    for _ in range(args.rounds):
+        per: dict[str, list[float]] = {}
+        for kind, kind_qs in qs.items():
+            per[kind] = timed([lambda q=q: cat.search(q) for q in kind_qs])
+        text_qs = qs["one word"][: args.queries // 2] + qs["two words"][: args.queries // 2]
+        per["fts text"] = timed([lambda q=q: cat.search(SearchQuery(text=q.text, limit=20)) for q in text_qs])
+        per["LIKE text"] = timed([like_baseline(cat, q.text) for q in text_qs])
+        rounds.append(per)
+    cat.close()
+    return {
+        "name": name,
+        "register": reg,
+        "version": ver,
+        "bulk": (args.datasets - args.register) / load_s,
+        "total": total,
+        "rounds": rounds,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="10,000 datasets, 500 registered, 1 round")
+    ap.add_argument("--datasets", type=int, default=100_000)
+    ap.add_argument("--register", type=int, default=2000)
+    ap.add_argument("--queries", type=int, default=40, help="queries per kind")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    args = ap.parse_args()
+    if args.quick:
+        args.datasets, args.register, args.rounds, args.queries = 10_000, 500, 1, 20
+    started = datetime.now(UTC)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="xhub-bench-catalog-") as tmp:
+        for name in args.backends.split(","):
+            home = Path(tmp) / name
+            home.mkdir()
+            if name == "sqlite":
+                results.append(backend(name, f"sqlite:///{home / 'catalog.db'}", home, args, Synth()))
+            else:
+                with PostgresServer.start() as pg:
+                    results.append(backend(name, pg.create_database("bench"), home, args, Synth()))
+    load = os.getloadavg()
+    print(
+        f"\n{args.datasets} datasets, {args.register} registered one by one; {args.rounds} rounds; "
+        f"{started:%Y-%m-%d %H:%M}-{datetime.now(UTC):%H:%M} UTC; "
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+    print("\n| backend | register datasets/s | new versions/s | bulk load rows/s | datasets |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        print(f"| {r['name']} | {r['register']:.0f} | {r['version']:.0f} | {r['bulk']:.0f} | {r['total']} |")
+    kinds = list(results[0]["rounds"][0])
+    print(
+        "\n| search (ms): median (min-max) over rounds | "
+        + " | ".join(f"{r['name']} p50 | {r['name']} p95" for r in results)
+        + " |"
+    )
+    print("|---|" + "---:|" * (2 * len(results)))
+    for kind in [*kinds, "all search() calls"]:
+        cells = []
+        for r in results:
+            for p in (50, 95):
+                if kind == "all search() calls":
+                    vals = [
+                        pct([v for k in kinds if k not in ("fts text", "LIKE text") for v in rd[k]], p)
+                        for rd in r["rounds"]
+                    ]
+                else:
+                    vals = [pct(rd[kind], p) for rd in r["rounds"]]
+                cells.append(f"{statistics.median(vals):.1f} ({min(vals):.1f}-{max(vals):.1f})")
+        print(f"| {kind} | " + " | ".join(cells) + " |")
+    print()
+    for r in results:
+        fts = statistics.median(pct(rd["fts text"], 50) for rd in r["rounds"])
+        like = statistics.median(pct(rd["LIKE text"], 50) for rd in r["rounds"])
+        print(f"{r['name']}: LIKE baseline / full-text index, p50: {like / fts:.1f}x ({like:.1f} vs {fts:.1f} ms)")
+
+
+if __name__ == "__main__":
+    main()
