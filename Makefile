@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling bench-streams-nats bench-ephemeral bench-ephemeral-actions bench-web bench-catalog clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling bench-streams-nats bench-ephemeral bench-ephemeral-actions bench-web bench-catalog bench-state clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -132,7 +132,6 @@ bench-backends: $(VENV)/.installed-bench
 bench-video: $(VENV)/.installed-bench
 	$(BIN)/python bench/video_streams.py
 
-.PHONY: bench-state
 bench-state: $(VENV)/.installed-bench
 	$(BIN)/python bench/state_counter.py
 
@@ -155,6 +154,7 @@ bench-ephemeral: $(VENV)/.installed-bench
 
 bench-ephemeral-actions: $(VENV)/.installed-bench
 	$(BIN)/python bench/ephemeral_actions.py
+
 # `make bench-catalog CATALOG_ARGS=--quick` for 10,000 datasets
 bench-catalog: $(VENV)/.installed-bench
 	$(BIN)/python bench/catalog.py $(CATALOG_ARGS)
