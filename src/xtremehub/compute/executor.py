@@ -297,8 +297,8 @@ class FunctionExecutor:
         self, job: Job, arg_sets: Sequence[tuple[tuple[Any, ...], dict[str, Any]]], *, produce_output: bool = True
     ) -> FuturesList:
         self._ensure_started()
-        if produce_output and self.settings.telemetry.dir is None:
-            return self._submit_batch(job, arg_sets)
+        if produce_output and self.settings.telemetry.dir is None and self.lineage is None:
+            return self._submit_batch(job, arg_sets)  # lineage and telemetry files read per-call futures
         now = time.time()
         futures = FuturesList()
         futures.executor = self
