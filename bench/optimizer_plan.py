@@ -1,6 +1,7 @@
 """Resource optimizer: auto plan vs defaults vs grid-search optimum on real jobs; forecast vs reactive scaling.
 
-Part 1, real jobs on the local backend (2 worker processes max), in one run:
+Part 1, real jobs on the local backend (``--backend dask``: a Dask LocalCluster of 1 or 2
+single-threaded worker processes; 2 workers max), in one run:
 
 - ``csv``: the demo's per-chromosome variant count (``count_variants``) over a generated CSV,
   sliced with ``obj_chunk_number``;
@@ -20,6 +21,7 @@ forecast-driven scaling replayed through the simulator: 30 s tasks, hourly windo
 overhead measured in part 1, a start-up of max(measured, 60 s) (a cold cloud worker), SLO 300 s.
 
 Run:  .venv/bin/python bench/optimizer_plan.py [--rounds 3] [--csv-mb 24] [--fastq-mb 24] [--plots docs/img]
+      [--backend local|dask]
       (--quick: 1 round, 16 MB inputs, a smaller grid)
 Target (issue 20): auto plan within 10 % of the grid-search optimum, better than the default.
 """
@@ -142,19 +144,23 @@ def bench_jobs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
     grid = QUICK_GRID if args.quick else GRID
     jobs = [csv_job(settings, args.csv_mb), fastq_job(settings, args.fastq_mb)]
     out: dict[str, Any] = {}
+
+    def executor(workers: int) -> FunctionExecutor:
+        return FunctionExecutor(args.backend, max_workers=workers, settings=settings, progress=False)
+
     for job in jobs:
-        with FunctionExecutor(max_workers=WORKERS, settings=settings, progress=False) as fexec:
+        with executor(WORKERS) as fexec:
             profile = measure_backend(fexec)
             planner = Planner(TelemetryStore(), profile=profile, max_slices=max(grid), min_slice_bytes=64 * 1024)
             learn(planner, job, fexec)
         name = function_name(job.function)
         plan = planner.plan(name, job.total_bytes, workers=WORKERS)
         default = Planner(TelemetryStore(), profile=profile).plan(name, job.total_bytes, workers=WORKERS)
-        print(f"\n## {job.name}: {job.total_bytes / 1e6:.0f} MB\n")
+        print(f"\n## {job.name}: {job.total_bytes / 1e6:.0f} MB on {args.backend}\n")
         print(plan.explain())
         for _ in range(args.rounds):
             for w in (1, 2):
-                with FunctionExecutor(max_workers=w, settings=settings, progress=False) as fexec:
+                with executor(w) as fexec:
                     job.run(fexec, w)  # start the workers, warm imports and caches
                     if w == plan.workers:
                         timed(job, fexec, "auto", plan.slices, w)
@@ -305,6 +311,7 @@ def main() -> None:
     parser.add_argument("--plots", type=Path, default=None, help="write optimizer_plan.png / optimizer_forecast.png")
     parser.add_argument("--json", type=Path, default=Path(tempfile.gettempdir()) / "optimizer_plan.json")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--backend", choices=("local", "dask"), default="local", help="where part 1 runs")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.csv_mb, args.fastq_mb = 1, 16, 16
