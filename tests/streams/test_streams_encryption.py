@@ -10,6 +10,7 @@ import json
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,52 @@ def test_through_a_stream_server(tmp_path: Path, keys_url: str) -> None:
         assert sorted(d for _, d in got) == sorted(MARK + b" %d" % i for i in range(50))
         assert embedded.get_stream("icu", "vitals").config.encryption is not None  # travelled over the wire
     assert MARK not in _all_bytes(tmp_path / "server")
+
+
+class _FlakyKeys:
+    """Refuses the first key release (a key service that is briefly down), then allows."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.calls = inner, 0
+
+    def wrap(self, dataset: str, data_key: bytes) -> bytes:
+        return bytes(self.inner.wrap(dataset, data_key))
+
+    def unwrap(self, dataset: str, wrapped: bytes) -> bytes:
+        self.calls += 1
+        if self.calls == 1:
+            raise KeyReleaseDenied("key service unreachable (simulated outage)")
+        return bytes(self.inner.unwrap(dataset, wrapped))
+
+
+def test_a_failed_key_release_loses_no_event(manager: StreamManager, keys_url: str) -> None:
+    from xtremehub.security.keyring import open_keys
+
+    manager.create_stream("icu", "vitals", encryption="icu")
+    with manager.create_writer("icu", "vitals") as writer:
+        for i in range(5):
+            writer.write_event(MARK + b" %d" % i, routing_key="bed-1")
+    flaky = _FlakyKeys(open_keys(keys_url))
+    reader = (
+        StreamManager(manager.controller, manager.store, keys=flaky)
+        .create_reader_group("flaky", "icu", ["vitals"])
+        .create_reader("r")
+    )
+    with pytest.raises(KeyReleaseDenied, match="outage"):
+        reader.read_next(timeout=2.0)
+    got = []
+    while (event := reader.read_next(timeout=1.0)) is not None:
+        got.append(event.data)
+    assert got == [MARK + b" %d" % i for i in range(5)]  # the first event was given again, once
+
+
+def test_a_pinned_stream_reported_plain_is_refused(manager: StreamManager, keys_url: str) -> None:
+    manager.create_stream("icu", "vitals")  # plain: as a downgrading server would report it
+    pinned = StreamManager(manager.controller, manager.store, keys=keys_url, require_encryption=["icu/vitals"])
+    with pytest.raises(IntegrityError, match="must be encrypted"):
+        pinned.create_writer("icu", "vitals")
+    with manager.create_writer("icu", "vitals") as writer:
+        writer.write_event(b"injected in plaintext", routing_key="bed-1")
+    reader = pinned.create_reader_group("pinned", "icu", ["vitals"]).create_reader("r")
+    with pytest.raises(IntegrityError, match="must be encrypted"):
+        reader.read_next(timeout=2.0)

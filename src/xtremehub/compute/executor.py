@@ -133,10 +133,21 @@ class FunctionExecutor:
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, not {self.retries}")
         self.progress = wants_progress(ex.progress if progress is None else progress)
+        if token is not None and credentials is not None:
+            raise ConfigError("give token= or credentials=, not both")
+        if token is not None:
+            from xtremehub.security.jobcreds import JobCredentials
+
+            credentials = JobCredentials.from_settings(token, self.settings)
+        self._credentials = credentials
         name = backend if backend is not None else ex.backend
         if isinstance(name, str) and name == "local":
             backend_options.setdefault("workers", workers or ex.workers)
-            backend_options.setdefault("start_method", ex.start_method)
+            start = backend_options.setdefault("start_method", ex.start_method)
+            if credentials is not None and start == "fork":
+                # forked workers would inherit the submitter's token in memory: a fresh forkserver
+                # process, started before any token is read, forks them instead
+                backend_options["start_method"] = "forkserver"
         elif workers is not None:
             backend_options.setdefault("workers", workers)
         self._backend = create_backend(name, **backend_options)
@@ -160,13 +171,6 @@ class FunctionExecutor:
         self.lineage = lineage_tracer(catalog, owner, self.settings)
         self.last_call: str | None = None  # as in Lithops: decides get_result's shape for one result
         self._storage: Any = None
-        if token is not None and credentials is not None:
-            raise ConfigError("give token= or credentials=, not both")
-        if token is not None:
-            from xtremehub.security.jobcreds import JobCredentials
-
-            credentials = JobCredentials.from_settings(token, self.settings)
-        self._credentials = credentials
 
     # -- lifecycle --------------------------------------------------------------------------
     @property

@@ -102,3 +102,30 @@ def test_token_without_a_key_service_is_a_config_error() -> None:
         FunctionExecutor("local", workers=1, token="abc", settings=Settings(), progress=False)
     with pytest.raises(ConfigError, match="not both"):
         FunctionExecutor("local", workers=1, token="abc", credentials=object(), progress=False)  # type: ignore[arg-type]
+
+
+class _Minter:
+    def issue_job_token(self, bearer: str, *, job_id: str, datasets: Any, purpose: str | None) -> str:
+        return "jobtok-" + job_id
+
+
+def _snoop(_: int) -> tuple[str | None, bool]:
+    """What a worker can find: its job token, and whether the submitter's token is anywhere in memory."""
+    import gc
+    import os
+
+    from xtremehub.security.jobcreds import JobCredentials
+
+    leaked = any(isinstance(o, JobCredentials) for o in gc.get_objects())
+    leaked |= any(isinstance(o, str) and o == "SUBMITTER-" + "SECRET" for o in gc.get_objects())
+    return os.environ.get("XHUB_JOB_TOKEN"), leaked
+
+
+def test_forked_local_workers_do_not_inherit_the_submitters_token(tmp_path: Path) -> None:
+    creds = JobCredentials("SUBMITTER-" + "SECRET", _Minter())
+    settings = Settings(home=tmp_path)
+    with FunctionExecutor("local", workers=1, settings=settings, credentials=creds, progress=False) as fexec:
+        ((job_token, leaked),) = fexec.get_result(fexec.map(_snoop, [1]))
+        assert fexec.backend._start_method == "forkserver"  # type: ignore[attr-defined]
+    assert job_token == f"jobtok-{fexec.executor_id}-M000"
+    assert not leaked

@@ -82,6 +82,8 @@ class StreamManager:
     default: the settings' ``encryption.keys``) unwraps the data keys of encrypted streams
     (``create_stream(..., encryption="<dataset>")``): their events are encrypted by writers and
     decrypted by readers here, so servers and disks only hold ciphertext.
+    ``require_encryption=["scope/stream", ...]`` pins streams that must be encrypted: a server
+    reporting one as plain gets :class:`~xtremehub.errors.IntegrityError`, never plaintext.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class StreamManager:
         tls_ca: str | None = None,
         purpose: str | None = None,
         keys: KeyEncryptionKeys | str | None = None,
+        require_encryption: Sequence[str] = (),
     ) -> None:
         self._on_close = list(on_close)
         self._keys_source, self._keys = keys, None if isinstance(keys, str) or keys is None else keys
@@ -114,7 +117,7 @@ class StreamManager:
         self.controller: ControllerContract = controller
         self.store: SegmentStoreContract = store
         self._closed = False
-        self._opener = EventOpener(controller, self.keys)
+        self._opener = EventOpener(controller, self.keys, require_encryption)
 
     @classmethod
     def embedded(

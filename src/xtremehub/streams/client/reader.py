@@ -135,6 +135,7 @@ class EventStreamReader:
             raise InvalidStreamArgument(f"reader sync_interval must be > 0, got {sync_interval}")
         self.scope, self.group, self.name = scope, group, name
         self._opener = opener  # decrypts events of encrypted streams (client/sealing.py)
+        self._unopened: EventRead | None = None  # an event the opener failed on: given again next
         self.sync_interval = sync_interval
         self._controller, self._store = controller, store
         self._cursors: dict[str, _Cursor] = {}
@@ -171,6 +172,9 @@ class EventStreamReader:
         """
         if self._offline:
             raise StreamError(f"reader {self.name} of group {self.scope}/{self.group} is offline")
+        if self._unopened is not None:  # the key release (or decryption) failed last time: retry it
+            retry, self._unopened = self._unopened, None
+            return self._open(retry)
         deadline = time.monotonic() + (timeout if timeout is not None else math.inf)
         while True:
             if time.monotonic() >= self._next_sync or self._completed or self._checkpoint_taken:
@@ -179,7 +183,7 @@ class EventStreamReader:
                 return self._marker()
             event = self._buffered_event() or self._fetch(wait=0.0)
             if event is not None:
-                return event if self._opener is None else self._opener(event)
+                return event if self._opener is None else self._open(event)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
@@ -191,7 +195,17 @@ class EventStreamReader:
                 continue
             event = self._fetch(wait=wait if len(self._cursors) == 1 else min(wait, POLL_WAIT))
             if event is not None:
-                return event if self._opener is None else self._opener(event)
+                return event if self._opener is None else self._open(event)
+
+    def _open(self, event: EventRead) -> EventRead:
+        """Decrypt ``event``; on failure keep it, so that the next ``read_next`` tries it again
+        (a refused key release or a key service that is down loses no event)."""
+        assert self._opener is not None
+        try:
+            return self._opener(event)
+        except BaseException:
+            self._unopened = event
+            raise
 
     def _end_of_streams(self) -> bool:
         """The group has read every event of its streams, and they are all sealed (asked once per sync)."""

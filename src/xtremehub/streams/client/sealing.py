@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -173,8 +173,14 @@ class EventOpener:
     first event of an encrypted stream, so a reader of plain streams never asks for a key.
     """
 
-    def __init__(self, controller: ControllerContract, keys: Callable[[], KeyEncryptionKeys]) -> None:
+    def __init__(
+        self,
+        controller: ControllerContract,
+        keys: Callable[[], KeyEncryptionKeys],
+        required: Collection[str] = (),
+    ) -> None:
         self._controller, self._keys = controller, keys
+        self._required = frozenset(required)  # "scope/stream" names that must be encrypted
         self._sealers: dict[tuple[str, str], StreamSealer | None] = {}
         self._lock = threading.Lock()
 
@@ -184,6 +190,11 @@ class EventOpener:
             if key in self._sealers:
                 return self._sealers[key]
         encryption = self._controller.get_stream(scope, stream).config.encryption
+        if encryption is None and f"{scope}/{stream}" in self._required:
+            raise IntegrityError(
+                f"stream {scope}/{stream} must be encrypted (require_encryption) but its configuration says "
+                "it is not: refusing to write or read it in plaintext (a server downgrading it?)"
+            )
         found = None if encryption is None else StreamSealer.unwrap(scope, stream, encryption, self._keys())
         with self._lock:
             self._sealers[key] = found
