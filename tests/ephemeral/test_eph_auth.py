@@ -189,3 +189,27 @@ def test_serve_refuses_a_non_loopback_host_without_insecure(tmp_path: Path) -> N
     assert "--insecure" in message
     assert "runs code its clients send" in message
     assert not service_file(Settings(home=tmp_path)).exists()
+
+
+def _answer_with_a_pickle(data: bytes, marker: str = "") -> bytes:
+    """An on_read action that writes a pickle (not its result) on the worker's answer pipe."""
+    import pickle as pickle_
+    import sys
+    import time
+    from multiprocessing.connection import Connection as Pipe
+
+    Pipe(int(sys.argv[3]), readable=False).send_bytes(pickle_.dumps(_Touch(Path(marker))))
+    time.sleep(5)
+    return data
+
+
+def test_action_code_cannot_run_code_in_the_service(service: NodeService, tmp_path: Path) -> None:
+    from xtremehub.ephemeral import actions
+    from xtremehub.errors import ActionFailed
+
+    marker = tmp_path / "PWNED_BY_ACTION"
+    actions.register("xhub-eph://act/x/", on_read=_answer_with_a_pickle, settings=service.settings)
+    client_for(service.settings).put("act", "x/k", b"data")
+    with pytest.raises(ActionFailed, match="malformed answer"):
+        actions.read_view("xhub-eph://act/x/k", marker=str(marker), settings=service.settings)
+    assert not marker.exists()

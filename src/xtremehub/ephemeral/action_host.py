@@ -174,7 +174,10 @@ class WorkerPool:
             if not worker.recv.poll(timeout):
                 raise _TimedOut
             # msgpack, not pickle: the worker runs client code, its answer must not run code here
-            answer: tuple[Any, ...] = tuple(msgpack.unpackb(worker.recv.recv_bytes(), raw=False))
+            try:
+                answer: tuple[Any, ...] = tuple(msgpack.unpackb(worker.recv.recv_bytes(), raw=False))
+            except (ValueError, TypeError, msgpack.UnpackException):  # the action wrote on the pipe itself
+                return ("error", "failed", "the action worker sent a malformed answer (not msgpack)", "")
             alive = not (answer[0] == "error" and answer[1] == "memory")  # that worker exits
             return answer
         except (EOFError, OSError):
