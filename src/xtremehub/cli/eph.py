@@ -37,6 +37,11 @@ def eph_group() -> None:
 @click.option("--action-workers", type=int, default=4, show_default=True, help="Processes for storage actions.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=0, show_default=True, help="0: a free port (announced in the service file).")
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Allow a non-loopback --host: the service runs code its clients send, over plain TCP.",
+)
 @click.pass_obj
 def serve(
     settings: Settings,
@@ -52,10 +57,12 @@ def serve(
     action_workers: int,
     host: str,
     port: int,
+    insecure: bool,
 ) -> None:
     """Serve this node's Tier 0 until SIGTERM/Ctrl-C (announced in <home>/eph/service.json)."""
     from xtremehub.ephemeral import NodeService, TierConfig
 
+    check_host(host, insecure=insecure)
     if write_back and persist_url is None:
         raise ConfigError("--write-back needs --persist URL")
     config = TierConfig(
@@ -73,6 +80,27 @@ def serve(
     service = NodeService(config, settings, host=host, port=port)
     click.echo(f"xhub eph: serving at {service.address}", err=True)
     service.serve_forever()
+
+
+def check_host(host: str, *, insecure: bool) -> None:
+    """:class:`~xtremehub.errors.ConfigError` for a non-loopback ``host`` without ``insecure``.
+
+    Example:
+        >>> check_host("127.0.0.1", insecure=False)
+        >>> check_host("0.0.0.0", insecure=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        xtremehub.errors.ConfigError: refusing to serve the node service on 0.0.0.0 ...
+    """
+    from xtremehub.security._net import is_loopback_host
+
+    if insecure or is_loopback_host(host):
+        return
+    raise ConfigError(
+        f"refusing to serve the node service on {host} (not loopback): it runs code its clients send "
+        "(shared-state methods, storage actions), authenticated only by its authkey over plain TCP "
+        "(no TLS). Pass --insecure on a trusted network, with XHUB_EPH_AUTHKEY given to the remote clients."
+    )
 
 
 @eph_group.command("stats")

@@ -173,7 +173,11 @@ class WorkerPool:
             worker.send.send_bytes(pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
             if not worker.recv.poll(timeout):
                 raise _TimedOut
-            answer: tuple[Any, ...] = pickle.loads(worker.recv.recv_bytes())
+            # msgpack, not pickle: the worker runs client code, its answer must not run code here
+            try:
+                answer: tuple[Any, ...] = tuple(msgpack.unpackb(worker.recv.recv_bytes(), raw=False))
+            except (ValueError, TypeError, msgpack.UnpackException):  # the action wrote on the pipe itself
+                return ("error", "failed", "the action worker sent a malformed answer (not msgpack)", "")
             alive = not (answer[0] == "error" and answer[1] == "memory")  # that worker exits
             return answer
         except (EOFError, OSError):

@@ -8,7 +8,8 @@ limit to its current size plus the action's memory limit, and raises it again af
 ``MemoryError`` is answered and the worker exits (a fresh one replaces it). The service
 enforces the time limit by killing the worker.
 
-Answers: ``("ok", value)``, ``("error", kind, message, traceback)`` with ``kind`` one of
+Answers (plain data, msgpack: code in an action cannot reach the service process through
+them): ``("ok", value)``, ``("error", kind, message, traceback)`` with ``kind`` one of
 ``"failed"``, ``"memory"``, ``"missing"`` (an input moved between tiers: retry), ``"load"``.
 
 Example (the worker's task logic, run in this process):
@@ -40,6 +41,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
+import msgpack
 
 __all__ = ["dumps_function", "loads_function", "main", "run_task"]
 
@@ -187,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
             answer = run_task(cache, task)
         finally:
             _limit_memory(None)
-        conn_out.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+        # plain data (msgpack), never a pickle: code in an action cannot run in the service
+        conn_out.send_bytes(msgpack.packb(list(answer), use_bin_type=True))
         if answer[0] == "error" and answer[1] == "memory":
             return  # the heap may be fragmented or half-built: a fresh worker takes over
 

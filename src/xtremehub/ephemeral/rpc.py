@@ -10,13 +10,22 @@ region that is sent with ``sendfile`` (no copy through Python).
 New node features (storage actions, shared state) add handlers to the same server
 with :meth:`RpcServer.handler`; the wire format does not change.
 
+Every connection authenticates first, both ways, with the server's *authkey* (32
+random bytes; the service writes it into its 0600 service file): the server sends a
+nonce, the client answers ``HMAC-SHA256(authkey, nonce)`` with a nonce of its own
+and the server proves itself the same way, so the key never crosses the wire and
+nothing is unpickled before both ends know each other. A client without the key or
+with a wrong one gets :class:`~xtremehub.errors.AuthenticationFailed` and is cut.
+Clients find the key of an address with :func:`authkey_for` (this process's
+services, keys read from service files, ``XHUB_EPH_AUTHKEY``).
+
 Example:
-    >>> server = RpcServer()
+    >>> server = RpcServer(authkey=b"k" * 32)
     >>> @server.handler("echo")
     ... def echo(req: Request) -> Reply:
     ...     return Reply({"n": req.header["n"] + 1}, req.payload)
     >>> server.start()
-    >>> client = RpcClient(server.address)
+    >>> client = RpcClient(server.address, authkey=b"k" * 32)
     >>> client.call("echo", {"n": 1}, b"data")
     ({'ok': True, 'n': 2}, b'data')
     >>> client.close(); server.stop()
@@ -24,6 +33,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 import socket
@@ -37,14 +48,83 @@ from typing import Any
 import msgpack
 
 from xtremehub import errors
-from xtremehub.errors import StorageError, StorageUnavailable
+from xtremehub.errors import AuthenticationFailed, StorageError, StorageUnavailable
 
-__all__ = ["FileRegion", "Reply", "Request", "RpcClient", "RpcServer"]
+__all__ = [
+    "FileRegion",
+    "Reply",
+    "Request",
+    "RpcClient",
+    "RpcServer",
+    "authkey_for",
+    "client_handshake",
+    "remember_authkey",
+]
 
 log = logging.getLogger(__name__)
 
 _HEAD = struct.Struct(">II")
 _MAX_HEADER = 1 << 20
+_AUTH_FRAME = 4096  # the handshake frames are small: nothing larger is read before authentication
+_NONCE = 32
+_AUTH_TIMEOUT = 30.0
+
+_KEYS: dict[str, bytes] = {}  # address -> authkey, for this process's clients
+_KEYS_LOCK = threading.Lock()
+
+
+def remember_authkey(address: str, authkey: bytes) -> None:
+    """Let this process's clients of ``address`` authenticate with ``authkey``."""
+    with _KEYS_LOCK:
+        _KEYS[address] = bytes(authkey)
+
+
+def authkey_for(address: str) -> bytes | None:
+    """The authkey this process knows for ``address``: remembered (a service of this process,
+    a service file read), else ``XHUB_EPH_AUTHKEY`` (hex; for a remote ``XHUB_EPH_ADDRESS``).
+
+    Example:
+        >>> remember_authkey("127.0.0.1:1", b"k" * 32)
+        >>> authkey_for("127.0.0.1:1") == b"k" * 32
+        True
+    """
+    with _KEYS_LOCK:
+        known = _KEYS.get(address)
+    if known is not None:
+        return known
+    env = os.environ.get("XHUB_EPH_AUTHKEY")
+    if env:
+        try:
+            return bytes.fromhex(env.strip())
+        except ValueError:
+            raise AuthenticationFailed("XHUB_EPH_AUTHKEY is not a hex string") from None
+    return None
+
+
+def _mac(authkey: bytes, nonce: bytes) -> bytes:
+    return hmac.new(authkey, b"xhub-eph-auth:" + nonce, hashlib.sha256).digest()
+
+
+def client_handshake(conn: Connection, authkey: bytes | None, address: str) -> None:
+    """Authenticate a new connection to the server at ``address`` (both ways), or raise
+    :class:`~xtremehub.errors.AuthenticationFailed`."""
+    header, _ = conn.recv(limit=_AUTH_FRAME)
+    challenge = header.get("challenge")
+    if not isinstance(challenge, bytes) or len(challenge) != _NONCE:
+        raise AuthenticationFailed(f"node service at {address} sent no authentication challenge")
+    if authkey is None:
+        raise AuthenticationFailed(
+            f"no authkey for the node service at {address}: it is in the service's service.json "
+            "(same user), or set XHUB_EPH_AUTHKEY (hex) next to XHUB_EPH_ADDRESS"
+        )
+    mine = os.urandom(_NONCE)
+    conn.send({"op": "auth", "mac": _mac(authkey, challenge), "challenge": mine})
+    answer, _ = conn.recv(limit=_AUTH_FRAME)
+    if not answer.get("ok"):
+        raise AuthenticationFailed(f"node service at {address} refused the authkey: {answer.get('detail', '')}")
+    proof = answer.get("mac")
+    if not isinstance(proof, bytes) or not hmac.compare_digest(proof, _mac(authkey, mine)):
+        raise AuthenticationFailed(f"the server at {address} could not prove it holds the node service's authkey")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,10 +171,13 @@ class Connection:
             got += k
         return buf
 
-    def recv(self) -> tuple[dict[str, Any], bytes]:
+    def recv(self, *, limit: int | None = None) -> tuple[dict[str, Any], bytes]:
+        """One frame; with ``limit``, header and payload together at most that many bytes."""
         hlen, plen = _HEAD.unpack(self._recv_exact(_HEAD.size))
         if hlen > _MAX_HEADER:
             raise ConnectionError(f"frame header of {hlen} bytes is over the {_MAX_HEADER} limit")
+        if limit is not None and hlen + plen > limit:
+            raise ConnectionError(f"frame of {hlen + plen} bytes is over the {limit} limit")
         header = msgpack.unpackb(bytes(self._recv_exact(hlen)), raw=False)
         if not isinstance(header, dict):
             raise ConnectionError("frame header is not a map")
@@ -142,8 +225,9 @@ def raise_error(header: dict[str, Any]) -> None:
 class RpcServer:
     """A threaded TCP server dispatching frames to named handlers (one thread per connection)."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, authkey: bytes | None = None) -> None:
         self.handlers: dict[str, Handler] = {}
+        self.authkey = authkey if authkey is not None else os.urandom(32)
         outer = self
 
         class _Handler(socketserver.BaseRequestHandler):
@@ -156,11 +240,37 @@ class RpcServer:
 
         self._server = _Server((host, port), _Handler)
         self._thread: threading.Thread | None = None
+        remember_authkey(self.address, self.authkey)
 
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
         return f"{host!s}:{port}"
+
+    def _authenticate(self, conn: Connection) -> bool:
+        """The server's side of :func:`client_handshake`: whether the peer holds the authkey."""
+        nonce = os.urandom(_NONCE)
+        conn.sock.settimeout(_AUTH_TIMEOUT)
+        try:
+            conn.send({"challenge": nonce})
+            header, _ = conn.recv(limit=_AUTH_FRAME)
+            mac, theirs = header.get("mac"), header.get("challenge")
+            if (
+                header.get("op") != "auth"
+                or not isinstance(mac, bytes)
+                or not hmac.compare_digest(mac, _mac(self.authkey, nonce))
+                or not isinstance(theirs, bytes)
+                or len(theirs) != _NONCE
+            ):
+                peer = conn.sock.getpeername()
+                log.warning("node service: refused a connection from %s (authentication failed)", peer)
+                conn.send(error_header(AuthenticationFailed("authentication failed: wrong or missing authkey")))
+                return False
+            conn.send({"ok": True, "mac": _mac(self.authkey, theirs)})
+        except (ConnectionError, OSError, ValueError, msgpack.UnpackException):
+            return False
+        conn.sock.settimeout(None)
+        return True
 
     def handler(self, name: str) -> Callable[[Handler], Handler]:
         """Register ``func`` as the handler of requests with ``op == name``."""
@@ -176,6 +286,8 @@ class RpcServer:
     def _serve(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock)
+        if not self._authenticate(conn):
+            return  # socketserver closes the socket
         while True:
             try:
                 header, payload = conn.recv()
@@ -221,8 +333,9 @@ class RpcServer:
 class RpcClient:
     """Calls to one server over a pool of connections (one per concurrent call), renewed after a fork."""
 
-    def __init__(self, address: str, *, timeout: float = 300.0) -> None:
+    def __init__(self, address: str, *, timeout: float = 300.0, authkey: bytes | None = None) -> None:
         self.address = address
+        self._authkey = authkey
         host, _, port = address.rpartition(":")
         self._target = (host, int(port))
         self._timeout = timeout
@@ -243,7 +356,19 @@ class RpcClient:
         except OSError as exc:
             raise StorageUnavailable(f"xhub-eph://{self.address}", f"node service unreachable: {exc}") from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return Connection(sock)
+        conn = Connection(sock)
+        try:
+            client_handshake(conn, self._authkey or authkey_for(self.address), self.address)
+        except AuthenticationFailed:  # a PermissionError, so an OSError: before the next clause
+            sock.close()
+            raise
+        except (OSError, ConnectionError, msgpack.UnpackException) as exc:
+            sock.close()
+            raise StorageUnavailable(f"xhub-eph://{self.address}", f"node service handshake failed: {exc}") from exc
+        except BaseException:
+            sock.close()
+            raise
+        return conn
 
     def _release(self, conn: Connection) -> None:
         with self._lock:

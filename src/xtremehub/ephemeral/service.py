@@ -4,9 +4,14 @@ It owns a :class:`~xtremehub.ephemeral.tiers.TieredStore` and answers the storag
 handlers of :mod:`xtremehub.ephemeral.rpc` over TCP. Processes on the same node
 write into its memory tier directly and read its files by mapping them; others
 send the bytes over the connection. It announces itself in a *service file*
-(``<home>/eph/service.json``: address, process id, node token) that clients find
-through their :class:`~xtremehub.config.Settings`' ``home``, which workers on
-every backend receive from their executor.
+(``<home>/eph/service.json``: address, process id, node token and the service's
+random *authkey*, mode 0600 in a 0700 directory) that clients find through their
+:class:`~xtremehub.config.Settings`' ``home``, which workers on every backend
+receive from their executor. Every connection authenticates with that key
+(:mod:`xtremehub.ephemeral.rpc`): the service runs code its clients send (shared
+state methods, storage actions), so only its own user may talk to it. A client on
+another node names the service with ``XHUB_EPH_ADDRESS`` and its key with
+``XHUB_EPH_AUTHKEY`` (hex).
 
 Further node features register more handlers on :attr:`NodeService.rpc`.
 
@@ -38,7 +43,7 @@ from typing import Any
 from xtremehub.config import Settings, default_settings
 from xtremehub.ephemeral.action_host import ActionHost
 from xtremehub.ephemeral.config import TierConfig
-from xtremehub.ephemeral.rpc import FileRegion, Reply, Request, RpcServer
+from xtremehub.ephemeral.rpc import FileRegion, Reply, Request, RpcServer, remember_authkey
 from xtremehub.ephemeral.tiers import TieredStore, eph_url
 from xtremehub.errors import InvalidRange, ObjectNotFound, StorageError, StorageUnavailable
 
@@ -55,14 +60,18 @@ def service_file(settings: Settings) -> Path:
 
 
 def read_service_file(settings: Settings) -> dict[str, Any]:
-    """The announcement of the running node service, or :class:`StorageUnavailable`."""
+    """The announcement of the running node service, or :class:`StorageUnavailable`
+    (this process's clients of its address then authenticate with its authkey)."""
     path = service_file(settings)
     try:
-        return dict(json.loads(path.read_text()))
+        info = dict(json.loads(path.read_text()))
     except (FileNotFoundError, json.JSONDecodeError):
         raise StorageUnavailable(
             "xhub-eph://", f"no ephemeral node service announced at {path}: start one with `xhub eph serve`"
         ) from None
+    if isinstance(info.get("authkey"), str) and "address" in info:
+        remember_authkey(str(info["address"]), bytes.fromhex(info["authkey"]))
+    return info
 
 
 class NodeService:
@@ -109,9 +118,19 @@ class NodeService:
 
     def _announce(self) -> None:
         path = service_file(self.settings)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)  # the service file holds the authkey: this user's only
+        info = {
+            "address": self.address,
+            "pid": os.getpid(),
+            "node_token": self.tiers.node_id,
+            "authkey": self.rpc.authkey.hex(),
+        }
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"address": self.address, "pid": os.getpid(), "node_token": self.tiers.node_id}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            fh.write(json.dumps(info))
         os.replace(tmp, path)
 
     def stop(self) -> None:
@@ -276,6 +295,7 @@ class ServiceProcess:
             try:
                 info = json.loads(path.read_text())
                 if info.get("pid") == process.pid:
+                    remember_authkey(str(info["address"]), bytes.fromhex(info["authkey"]))
                     return cls(process, str(info["address"]), settings)
             except (FileNotFoundError, json.JSONDecodeError):
                 pass

@@ -35,8 +35,15 @@ import uuid
 from typing import Any
 
 from xtremehub.config import Settings, default_settings
-from xtremehub.ephemeral.rpc import Connection, RpcClient, raise_error
-from xtremehub.errors import StateError, StateUnavailable, StorageError, StorageUnavailable, XHubError
+from xtremehub.ephemeral.rpc import Connection, RpcClient, authkey_for, client_handshake, raise_error
+from xtremehub.errors import (
+    AuthenticationFailed,
+    StateError,
+    StateUnavailable,
+    StorageError,
+    StorageUnavailable,
+    XHubError,
+)
 from xtremehub.state.server import dumps, loads
 
 __all__ = ["StateClient", "client_for", "connect", "owner_id", "reset_clients", "started_service"]
@@ -66,8 +73,15 @@ class StateClient:
             try:
                 sock = socket.create_connection((host, int(port)), timeout=30)
                 conn = Connection(sock)
+                try:
+                    client_handshake(conn, authkey_for(self.address), self.address)
+                except BaseException:
+                    sock.close()
+                    raise
                 conn.send({"op": "state.session", "session": self.session})
                 answer, _ = conn.recv()
+            except AuthenticationFailed:
+                raise
             except OSError as exc:
                 raise StateUnavailable(f"node service at {self.address} unreachable: {exc}") from exc
             if not answer.get("ok"):

@@ -33,6 +33,7 @@ from typing import Any, ClassVar, TypeVar
 import cloudpickle
 
 from xtremehub.config import Settings
+from xtremehub.ephemeral.rpc import authkey_for, remember_authkey
 from xtremehub.errors import LockTimeout
 from xtremehub.state.client import StateClient, client_for, connect
 
@@ -80,7 +81,17 @@ class SharedObject:
         return bool(answer["deleted"])
 
     def __getstate__(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        # A pickled handle carries the service's authkey (like a multiprocessing proxy its
+        # manager's) so that workers elsewhere (Ray, Dask, spawned processes) may use it.
+        key = authkey_for(self.address)
+        return {**self.__dict__, "_authkey": key.hex() if key is not None else None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        key = state.pop("_authkey", None)
+        if key:
+            remember_authkey(state["address"], bytes.fromhex(key))
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} at {self.address}>"
@@ -486,7 +497,8 @@ class SharedInstance(SharedObject):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # by value: the worker that unpickles it may not import the module that defined the class
-        return (_attach_instance, (_by_value(self._cls), self.name, self.address))
+        key = authkey_for(self.address)  # like SharedObject.__getstate__
+        return (_attach_instance, (_by_value(self._cls), self.name, self.address, key.hex() if key else None))
 
     def __getattr__(self, method: str) -> Any:
         if method.startswith("_") or not callable(getattr(self._cls, method, None)):
@@ -494,7 +506,9 @@ class SharedInstance(SharedObject):
         return _Method(self, method)
 
 
-def _attach_instance(cls: type, name: str, address: str) -> SharedInstance:
+def _attach_instance(cls: type, name: str, address: str, authkey: str | None = None) -> SharedInstance:
+    if authkey:
+        remember_authkey(address, bytes.fromhex(authkey))
     handle_cls = shared(cls)
     handle = handle_cls.__new__(handle_cls)
     handle.name, handle.address = name, address
