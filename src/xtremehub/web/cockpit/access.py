@@ -20,8 +20,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from xtremehub.catalog.model import DataAccessRequest
 from xtremehub.errors import CatalogError, Forbidden
+from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import page
 from xtremehub.web.cockpit.session import ViewerDep
+from xtremehub.web.dataset_rules import check_approval
 
 __all__ = ["router"]
 
@@ -37,6 +39,7 @@ def request_access(
     days: Annotated[int, Form(ge=1, le=3650)] = 90,
 ) -> Response:
     try:
+        who.must(Action.READ, "dataset", "*")  # as the API asks: who may discover datasets
         who.catalog.request_access(
             dataset_id, actor=who.subject, purpose=purpose, expires=datetime.now(UTC) + timedelta(days=days)
         )
@@ -81,6 +84,9 @@ def decide(
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
+        if decision == "approve":
+            req = who.catalog.get_access_request(request_id)
+            check_approval(who.context.gate, who.identity, who.catalog.get(req.dataset_id), req.requester)
         decided = who.catalog.decide(
             request_id,
             approve=decision == "approve",
