@@ -45,7 +45,7 @@ def app_client(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: 
     validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
     config = WebConfig(security=True, oidc_issuer=issuer.url)
     app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -168,3 +168,38 @@ def test_security_off_single_user_still_does_everything(client: TestClient, tmp_
     r = client.post(f"/api/v1/access-requests/{r.json()['id']}/approve", headers={"If-Match": r.headers["etag"]})
     assert r.status_code == 200  # the local user is an admin: self-approval is theirs to make
     assert client.get("/api/v1/datasets").json()["total"] == 1
+
+
+def test_rebound_host_names_and_cross_site_posts_are_refused(client: TestClient, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("id_rsa-contents\n")
+    r = client.get("/api/v1/objects/preview", params={"url": str(secret)}, headers={"Host": "attacker.example:8000"})
+    assert r.status_code == 400
+    assert "id_rsa" not in r.text
+    body = b'{"url":"file:///etc/hostname","kind":"derived","facts":{},"source_version":"1"}'
+    for headers in (
+        {"Content-Type": "text/plain", "Origin": "http://evil.example"},
+        {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"},
+        {"Content-Type": "application/json", "Origin": "null"},
+    ):
+        r = client.post("/api/v1/datasets", content=body, headers=headers)
+        assert r.status_code == 403, headers
+    r = client.post(
+        "/cockpit/access/ar-x", data={"decision": "approve", "etag": "e"}, headers={"Origin": "http://x.io"}
+    )
+    assert r.status_code == 403
+    # the same origin, and clients that are not browsers, still work
+    assert client.get("/api/v1/datasets", headers={"Host": "localhost:8000"}).status_code == 200
+    same = {"Origin": "http://127.0.0.1", "Sec-Fetch-Site": "same-origin"}
+    data = tmp_path / "x.csv"
+    data.write_text("a\n1\n")
+    ok = {"url": f"file://{data}", "facts": {}, "source_version": "1"}
+    assert client.post("/api/v1/datasets", json=ok, headers=same).status_code == 201
+
+
+def test_allowed_hosts_come_from_the_config(catalog: SqlCatalog, settings: Settings) -> None:
+    config = WebConfig.load(config_file=None, env={"XHUB_WEB_ALLOWED_HOSTS": "hub.lab.example"})
+    assert config.allowed_hosts == ("hub.lab.example",)
+    with TestClient(create_app(config, catalog=catalog, settings=settings), base_url="http://hub.lab.example") as c:
+        assert c.get("/api/v1/datasets").status_code == 200
+        assert c.get("/api/v1/datasets", headers={"Host": "other.example"}).status_code == 400
