@@ -15,7 +15,7 @@ Example:
     >>> from fastapi.testclient import TestClient
     >>> from xtremehub.config import Settings
     >>> app = create_app(WebConfig(), catalog=None, settings=Settings(home="/tmp/xhub-doc"))  # type: ignore[arg-type]
-    >>> TestClient(app).get("/api/v1/health").json()["status"]
+    >>> TestClient(app, base_url="http://127.0.0.1").get("/api/v1/health").json()["status"]
     'ok'
 """
 

@@ -5,8 +5,11 @@
 - ``POST /cockpit/access/{request id}`` (``decision`` = approve | reject, ``etag``, ``reason``)
   decides one; a stale ``etag`` (someone decided meanwhile) is refused, never overwritten.
 
-An approval becomes a usage policy in the security policy engine (the catalog does that);
-forms are protected from cross-site posting by the ``SameSite=Strict`` session cookie.
+An approval becomes a usage policy in the security policy engine (the catalog does that); an
+approval of a data grant needs the approver to read the data, and only an admin approves their
+own request (:func:`~xtremehub.web.dataset_rules.check_approval`, as the API). Forms are
+protected from cross-site posting by the ``SameSite=Strict`` session cookie and, with security
+off too, by :class:`~xtremehub.web.origin.SameOrigin`.
 """
 
 from __future__ import annotations
