@@ -144,7 +144,8 @@ def _dataset(who: Viewer, dataset_id: str) -> Dataset:
 def _data(who: Viewer, dataset_id: str) -> Dataset:
     """The dataset, once the viewer may read its data too (as ``/api/v1/objects/preview`` checks)."""
     dataset = _dataset(who, dataset_id)
-    who.must(Action.READ, *data_resource(dataset.kind, checked_url(dataset.url)))
+    url = dataset.url if dataset.kind == "stream" else checked_url(dataset.url)
+    who.must(Action.READ, *data_resource(dataset.kind, url))
     return dataset
 
 
