@@ -51,7 +51,7 @@ def catalog(tmp_path: Path) -> Iterator[SqlCatalog]:
 def client(settings: Settings, catalog: SqlCatalog) -> Iterator[TestClient]:
     """Security off: the local single user."""
     app = create_app(WebConfig(), catalog=catalog, settings=settings)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -71,7 +71,7 @@ def secured(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: Emb
     authorizer = build_authorizer(PolicyConfig(sources=(str(policies),)))
     config = WebConfig(security=True, oidc_issuer=issuer.url)
     app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 

@@ -40,7 +40,7 @@ def test_unknown_fields_and_bad_values_are_422_naming_the_field(client: TestClie
 
 def test_oversized_bodies_are_413_before_being_read(settings: Settings, catalog: SqlCatalog) -> None:
     app = create_app(WebConfig(max_body_bytes=4096), catalog=catalog, settings=settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         big = {"url": "s3://a/b", "description": "x" * 10_000}
         r = client.post("/api/v1/datasets", json=big)
         assert r.status_code == 413

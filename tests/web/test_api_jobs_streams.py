@@ -37,7 +37,7 @@ def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: SqlC
     (tdir / "b-M001.jsonl").write_text("\n".join(r.to_json() for r in _rows("b-M001", 3)) + "\n")
     (tdir / "broken.jsonl").write_text("{not json\n")
     settings = Settings(home=home, telemetry=TelemetrySettings(dir=str(tdir)))
-    with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings)) as client:
+    with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings), base_url="http://127.0.0.1") as client:
         jobs = client.get("/api/v1/jobs")
         assert jobs.status_code == 200, jobs.text
         assert [(j["job_id"], j["function"], j["calls"]) for j in jobs.json()] == [
@@ -67,7 +67,7 @@ def stream_client(tmp_path: Path, catalog: SqlCatalog) -> Iterator[tuple[TestCli
     source = StreamSource(None, Settings(home=tmp_path), manager=manager, clock=lambda: clock[0])
     app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=tmp_path), streams=source)
     try:
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             client.clock = clock  # type: ignore[attr-defined]
             yield client, manager
     finally:
@@ -149,7 +149,9 @@ def test_unreachable_backends_are_503_with_retry_after(tmp_path: Path, catalog: 
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = WebConfig(streams=f"tcp://127.0.0.1:{port}")
-    with TestClient(create_app(config, catalog=catalog, settings=Settings(home=tmp_path))) as client:
+    with TestClient(
+        create_app(config, catalog=catalog, settings=Settings(home=tmp_path)), base_url="http://127.0.0.1"
+    ) as client:
         r = client.get("/api/v1/streams/scopes")
         assert r.status_code == 503, r.text
         assert r.headers["retry-after"] == "5"
@@ -158,7 +160,9 @@ def test_unreachable_backends_are_503_with_retry_after(tmp_path: Path, catalog: 
     locked = StreamManager.embedded(tmp_path / "owned")  # another owner of the data directory
     try:
         config = WebConfig(streams=str(tmp_path / "owned"))
-        with TestClient(create_app(config, catalog=catalog, settings=Settings(home=tmp_path))) as client:
+        with TestClient(
+            create_app(config, catalog=catalog, settings=Settings(home=tmp_path)), base_url="http://127.0.0.1"
+        ) as client:
             assert client.get("/api/v1/streams/scopes").status_code == 503
     finally:
         locked.close()

@@ -15,7 +15,10 @@ from xtremehub.web import WebConfig, create_app
 def test_register_search_patch_on_postgres(postgres: PostgresServer, tmp_path: Path) -> None:
     settings = Settings(home=tmp_path)
     catalog = open_catalog(postgres.create_database("xhub_web"), settings=settings)
-    with catalog, TestClient(create_app(WebConfig(), catalog=catalog, settings=settings)) as client:
+    with (
+        catalog,
+        TestClient(create_app(WebConfig(), catalog=catalog, settings=settings), base_url="http://127.0.0.1") as client,
+    ):
         body = {"url": "s3://lab/pg.vcf.gz", "title": "variants", "tags": ["genome"], "facts": {"contigs": 24}}
         made = client.post("/api/v1/datasets", json={**body, "source_version": "e1", "format": "vcf.gz"})
         assert made.status_code == 201, made.text

@@ -65,7 +65,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, issuer: EmbeddedIssuer) -> 
     settings_ = Settings(home=root / "home")
     _seed(settings_.home, catalog, manager)
     app = create_app(
-        WebConfig(security=True, oidc_issuer=issuer.url),
+        # schemathesis' ASGI client names the host "testserver"
+        WebConfig(security=True, oidc_issuer=issuer.url, allowed_hosts=("testserver",)),
         catalog=catalog,
         settings=settings_,
         validator=OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub")),

@@ -88,7 +88,7 @@ def ids(catalog: Any) -> dict[str, str]:
 @pytest.fixture
 def client(catalog: Any, tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=tmp_path / "home"))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
 
 
@@ -189,7 +189,7 @@ def test_jobs_pages_show_plots_and_failures(tmp_path: Path, catalog: Any) -> Non
                   telemetry={"failures": [{"call_id": 3, "error_type": "builtins.ValueError", "traceback": tb}]})
     )  # fmt: skip
     app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=home))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         listing = c.get("/cockpit/jobs")
         assert "ex1-M0" in listing.text
         assert "pipelines.demo.count" in listing.text
@@ -216,7 +216,7 @@ def test_streams_pages_refresh_live(tmp_path: Path, catalog: Any) -> None:
             for i in range(50):
                 writer.write_event(b"x" * 100, routing_key=str(i))
     app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=home))
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         page = c.get("/cockpit/streams")
         assert "Scope lab" in page.text
         assert 'hx-trigger="every 2s"' in page.text
@@ -255,7 +255,7 @@ def test_pages_over_postgresql(postgres: Any, testdata: Path, tmp_path: Path) ->
             (testdata / "vcf/ex1.vcf.gz").as_uri(), actor="local", title="PG calls <b>", format="vcf.gz",
             tags=("pg",), source_version="v1", facts={"variants": 165},
         )  # fmt: skip
-        with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings)) as c:
+        with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings), base_url="http://127.0.0.1") as c:
             assert "PG calls &lt;b&gt;" in c.get("/cockpit/datasets", params={"q": "calls", "tag": "pg"}).text
             assert "165" in c.get(f"/cockpit/datasets/{ds.id}").text
             assert c.get(f"/cockpit/datasets/{ds.id}/preview.png").content[:4] == b"\x89PNG"

@@ -49,8 +49,12 @@ class CatalogAPI(Protocol):
         distributions: Sequence[Distribution] = (),
         source_version: str | None = None,
         health: HealthFields | None = None,
+        roles: Collection[str] = (),
     ) -> Dataset:
         """Register ``url`` (or add a version when it is registered and its content changed).
+
+        A new version of a URL someone else registered needs ``admin`` in ``roles`` (or a
+        ``[catalog] admins`` entry); a ``kind`` other than the registered one is refused.
 
         ``facts``/``source_version`` None: the connector indexes the object and extracts them.
         """

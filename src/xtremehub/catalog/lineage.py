@@ -134,6 +134,9 @@ class CatalogLineage:
 
     def _register(self, url: str, owner: str, kind: DatasetKind, size: int | None) -> Dataset | None:
         """Register ``url`` with its connector facts, or (no connector) with its size and etag."""
+        known = self.catalog.find_by_url(url)
+        if known is not None:
+            kind = known.kind  # a job that writes a registered object adds a version of it, same kind
         try:
             found = extract(url, settings=self.settings)
         except ObjectNotFound:

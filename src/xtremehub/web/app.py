@@ -15,7 +15,7 @@ Example:
     >>> from fastapi.testclient import TestClient
     >>> from xtremehub.config import Settings
     >>> app = create_app(WebConfig(), catalog=None, settings=Settings(home="/tmp/xhub-doc"))  # type: ignore[arg-type]
-    >>> TestClient(app).get("/api/v1/health").json()["status"]
+    >>> TestClient(app, base_url="http://127.0.0.1").get("/api/v1/health").json()["status"]
     'ok'
 """
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from xtremehub import __version__
 from xtremehub.catalog.api import CatalogAPI
@@ -39,6 +40,7 @@ from xtremehub.security.identity import TokenValidator
 from xtremehub.web.auth import AllowAuthenticated, Gate
 from xtremehub.web.config import API_PREFIX, WebConfig
 from xtremehub.web.limits import BodyLimit
+from xtremehub.web.origin import SameOrigin, allowed_hosts
 from xtremehub.web.problems import install_handlers
 
 __all__ = ["WebContext", "create_app"]
@@ -139,6 +141,8 @@ def create_app(
     app.state.xhub = context
     install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(SameOrigin)  # no cross-site posts (CSRF), no rebound Host names (below)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(config))
 
     from xtremehub.web.api import routers
 

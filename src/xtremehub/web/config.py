@@ -70,6 +70,9 @@ class WebConfig:
         search_max_length: longest accepted search text (characters).
         page_max: largest page size of a listing.
         preview_max_bytes: most bytes an object preview returns.
+        allowed_hosts: host names (besides ``localhost``, ``127.0.0.1``, ``[::1]`` and ``host``)
+            a request's ``Host`` header may carry, e.g. the name a proxy serves it under;
+            ``*.example.org`` allows subdomains. Others are refused (DNS rebinding).
     """
 
     host: str = "127.0.0.1"
@@ -86,6 +89,7 @@ class WebConfig:
     search_max_length: int = 1000
     page_max: int = 200
     preview_max_bytes: int = 64 * 1024
+    allowed_hosts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -94,6 +98,8 @@ class WebConfig:
             raise ConfigError(f"web.max_body_bytes: {self.max_body_bytes} is below 1024 bytes")
         if isinstance(self.policy, str):
             raise ConfigError("web.policy must be a tuple of sources, not one string")
+        if isinstance(self.allowed_hosts, str):
+            raise ConfigError("web.allowed_hosts must be a tuple of host names, not one string")
         if self.security and not self.oidc_issuer:
             raise ConfigError("web.security needs web.oidc_issuer: tokens from which provider?")
         if self.policy and not self.security:
@@ -168,12 +174,12 @@ def _coerce(name: str, value: Any) -> Any:
         if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
             raise ConfigError(f"web.security: cannot read {value!r} as a boolean")
         return text in ("1", "true", "yes", "on")
-    if name == "policy":
+    if name in ("policy", "allowed_hosts"):
         if isinstance(value, str):
             return tuple(p.strip() for p in value.split(",") if p.strip())
         if isinstance(value, list | tuple) and all(isinstance(p, str) for p in value):
             return tuple(value)
-        raise ConfigError(f"web.policy: expected a list of sources, not {value!r}")
+        raise ConfigError(f"web.{name}: expected a list of strings, not {value!r}")
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, Path):

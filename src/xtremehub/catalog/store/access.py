@@ -75,10 +75,16 @@ def usage_policy(
         f'@id("access-{request_id}")\n@reason({reason})\n{head}resource == XHub::Dataset::{_cedar(dataset_id)})\n{when}'
     ]
     if kind in ("object", "prefix", "derived") and "://" in url:
+        from xtremehub.security.policy import object_name
+
+        # the name the policy engine judges the object by (file:// URLs become paths)
+        name = object_name(url if kind != "prefix" or url.endswith("/") else url + "/")
+        if name is None:
+            raise InvalidMetadata("url", f"{url}: '.' and '..' segments are refused in a usage policy")
         data = (
-            f"resource in XHub::Prefix::{_cedar(url if url.endswith('/') else url + '/')}"
+            f"resource in XHub::Prefix::{_cedar(name)}"
             if kind == "prefix"
-            else f"resource == XHub::Object::{_cedar(url)}"
+            else f"resource == XHub::Object::{_cedar(name)}"
         )
         out.append(f'@id("access-{request_id}-data")\n@reason({reason})\n{head}{data})\n{when}')
     return "\n".join(out) + "\n"

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -46,11 +46,20 @@ from xtremehub.catalog.model import (
     SearchQuery,
 )
 from xtremehub.catalog.store import access, limits, rows
+from xtremehub.catalog.store.access import policy_file
 from xtremehub.catalog.store.engine import WRITE, catalog_errors
-from xtremehub.catalog.store.schema import dataset_tags, dataset_versions, datasets, job_inputs, job_outputs, jobs
+from xtremehub.catalog.store.schema import (
+    access_requests,
+    dataset_tags,
+    dataset_versions,
+    datasets,
+    job_inputs,
+    job_outputs,
+    jobs,
+)
 from xtremehub.catalog.store.search import facet_statement, items_statement, parameters, search_doc
 from xtremehub.config import Settings
-from xtremehub.errors import DatasetNotFound, InvalidMetadata, PreconditionFailed
+from xtremehub.errors import DatasetNotFound, Forbidden, InvalidMetadata, PreconditionFailed
 
 __all__ = ["SqlCatalog"]
 
@@ -126,14 +135,25 @@ class SqlCatalog(access.AccessRequests):
         distributions: Sequence[Distribution] = (),
         source_version: str | None = None,
         health: HealthFields | None = None,
+        roles: Collection[str] = (),
     ) -> Dataset:
-        """Register ``url``, or add a version when its ``source_version`` is new (see the protocol)."""
+        """Register ``url``, or add a version when its ``source_version`` is new (see the protocol).
+
+        A new version of a registered URL is added by its owner or an admin (``roles`` holding
+        ``admin``, or ``[catalog] admins``) only, else :class:`~xtremehub.errors.Forbidden`; a
+        ``kind`` other than the registered one is :class:`~xtremehub.errors.InvalidMetadata`.
+        """
         url = limits.text("url", url, limits.MAX_URL).strip()
         if not url or "://" not in url:
             raise InvalidMetadata("url", f"{url!r} is not a URL (scheme://...)")
         actor = limits.subject("actor", actor)
         if kind not in _KINDS:
             raise InvalidMetadata("kind", f"must be one of {', '.join(_KINDS)}, not {kind!r}")
+        if kind == "prefix" and not url.endswith("/"):
+            url += "/"  # a prefix is listed, and granted (``Prefix::"<url>/"``), with its slash
+        from xtremehub.catalog.extract import check_url
+
+        check_url(url)  # always, also when the facts are given (no extraction reads the URL)
         if facts is None or source_version is None:
             from xtremehub.catalog.extract import extract
 
@@ -161,7 +181,7 @@ class SqlCatalog(access.AccessRequests):
                 with self._write() as conn:
                     result, action = self._register_in(
                         conn, url, actor, kind, title, description, tag_list, licence, format, facts, dists,
-                        source_version, health,
+                        source_version, health, tuple(roles),
                     )  # fmt: skip
                 break
             except sa.exc.IntegrityError:  # a concurrent registration of the same URL/version won
@@ -186,6 +206,7 @@ class SqlCatalog(access.AccessRequests):
         dists: tuple[Distribution, ...],
         source_version: str,
         health: HealthFields | None,
+        roles: tuple[str, ...] = (),
     ) -> tuple[Dataset, str]:
         t = rows.now()
         row = conn.execute(sa.select(datasets).where(datasets.c.url == url)).first()
@@ -215,6 +236,8 @@ class SqlCatalog(access.AccessRequests):
             self._add_version(conn, pk, 1, source_version, t, dists, facts)
             return rows.dataset(conn.execute(sa.select(datasets).where(datasets.c.pk == pk)).one()), "register"
         pk = row.pk
+        if row.kind != kind:
+            raise InvalidMetadata("kind", f"{url} is registered as {row.kind} ({row.id}), not {kind}")
         seen = conn.execute(
             sa.select(dataset_versions.c.number).where(
                 dataset_versions.c.dataset_pk == pk, dataset_versions.c.source_version == source_version
@@ -222,6 +245,10 @@ class SqlCatalog(access.AccessRequests):
         ).first()
         if seen is not None:
             return rows.dataset(row), "unchanged"
+        if not self._may_decide(actor, row.owner, roles):
+            raise Forbidden(
+                f"{actor} may not add a version to {row.id} ({url}): only its owner {row.owner} or an admin"
+            )
         number = row.latest_version + 1
         dists = dists or (Distribution(url=url, format=format or row.format or "unknown"),)
         self._add_version(conn, pk, number, source_version, t, dists, facts)
@@ -331,10 +358,17 @@ class SqlCatalog(access.AccessRequests):
             row = self._row(conn, dataset_id)
             if row.etag != if_match:
                 raise PreconditionFailed(dataset_id, if_match, row.etag)
+            granted = conn.execute(
+                sa.select(access_requests.c.id).where(
+                    access_requests.c.dataset_pk == row.pk, access_requests.c.status == "approved"
+                )
+            ).all()
             done = conn.execute(sa.delete(datasets).where(datasets.c.pk == row.pk, datasets.c.etag == if_match))
             if done.rowcount != 1:
                 raise PreconditionFailed(dataset_id, if_match, "(changed)")
-        self._audited(actor, "delete", f"dataset:{dataset_id}", url=row.url)
+            if granted:  # the usage policies of its approved requests go with it, as a revoke removes them
+                self._write_policy({policy_file(g.id): None for g in granted}, actor)
+        self._audited(actor, "delete", f"dataset:{dataset_id}", url=row.url, policies_removed=len(granted))
 
     def versions(self, dataset_id: str) -> Sequence[DatasetVersion]:
         """Every content version of the dataset, oldest first."""

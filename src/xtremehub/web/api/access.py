@@ -19,6 +19,7 @@ from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.api.datasets import DatasetId, dataset_for
 from xtremehub.web.auth import Caller, CallerDep
+from xtremehub.web.dataset_rules import check_approval, dataset_attributes
 from xtremehub.web.schemas import LINE, AccessDecisionIn, AccessRequestIn, AccessRequestOut, access_out
 
 __all__ = ["router"]
@@ -34,8 +35,7 @@ def _may_decide(request: Request, who: Caller, dataset_id: str) -> bool:
         ds = context(request).catalog.get(dataset_id)
     except DatasetNotFound:
         return who.can(Action.ADMIN, "dataset", dataset_id)
-    attrs = {"owner": ds.owner, "kind": ds.kind, "tags": list(ds.tags)}
-    return ds.owner == who.subject or who.can(Action.ADMIN, "dataset", ds.id, attrs)
+    return ds.owner == who.subject or who.can(Action.ADMIN, "dataset", ds.id, dataset_attributes(ds))
 
 
 def _visible(request: Request, who: Caller, req: DataAccessRequest) -> bool:
@@ -96,6 +96,8 @@ def _decide(
     if not _may_decide(request, who, req.dataset_id):
         dataset_for(request, who, req.dataset_id, Action.ADMIN)  # raises the policy's Forbidden
         roles.add("admin")  # the policy lets this caller administer the dataset
+    if approve:
+        check_approval(who.gate, who.identity, context(request).catalog.get(req.dataset_id), req.requester)
     decided = context(request).catalog.decide(
         request_id, approve=approve, actor=who.subject, if_match=etag, reason=reason, roles=sorted(roles)
     )

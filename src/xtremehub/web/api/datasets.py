@@ -3,8 +3,10 @@ versions, and search with facets and pagination.
 
 Authorisation (resource kind ``dataset``, see ``docs/web_api.md``): searching and registering
 act on ``Dataset::"*"`` (read, write), the rest on ``Dataset::"<id>"`` with the dataset's
-``owner``, ``kind`` and ``tags`` as attributes; registering also reads the object (``object``
-resource of its URL), since its facts are extracted from it.
+``owner``, ``kind`` and ``tags`` as attributes (:mod:`xtremehub.web.dataset_rules`); a search
+lists only the datasets the caller may read. Registering also reads the data (the ``object``
+or ``stream`` resource of its URL, for every kind), since the server reads it with its own
+credentials; registering a URL that is already registered writes that dataset.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from xtremehub.errors import InvalidMetadata
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.auth import Caller, CallerDep
+from xtremehub.web.dataset_rules import data_resource, dataset_attributes, visible_search
 from xtremehub.web.problems import HTTPProblem
 from xtremehub.web.schemas import (
     LINE,
@@ -45,7 +48,7 @@ Facet = Annotated[list[Annotated[str, Field(max_length=256, pattern=LINE)]] | No
 def dataset_for(request: Request, who: Caller, dataset_id: str, action: Action) -> Dataset:
     """The dataset, once ``who`` may do ``action`` on it (404 before 403: ids are not secret)."""
     ds = context(request).catalog.get(dataset_id)
-    who.may(action, "dataset", ds.id, {"owner": ds.owner, "kind": ds.kind, "tags": list(ds.tags)})
+    who.may(action, "dataset", ds.id, dataset_attributes(ds))
     return ds
 
 
@@ -64,7 +67,8 @@ def search(
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> SearchPageOut:
-    """Values within a facet OR, facets AND; ``facets`` counts every match, not just this page."""
+    """Values within a facet OR, facets AND; ``total`` and ``facets`` count every match the caller
+    may read, not just this page."""
     ctx = context(request)
     if len(q) > ctx.config.search_max_length:
         raise InvalidMetadata("q", f"the search text has {len(q)} characters; at most {ctx.config.search_max_length}")
@@ -75,7 +79,9 @@ def search(
         for name, values in (("format", format), ("owner", owner), ("tag", tag), ("licence", licence), ("kind", kind))
         if values
     }
-    page = ctx.catalog.search(SearchQuery(text=q, filters=filters, limit=limit, offset=offset))
+    may_read = (lambda d: who.can(Action.READ, "dataset", d.id, dataset_attributes(d))) if who.gate.secured else None
+    query = SearchQuery(text=q, filters=filters, limit=limit, offset=offset)
+    page = visible_search(ctx.catalog.search, query, may_read)
     next_url = None
     if offset + limit < page.total:
         params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
@@ -91,11 +97,15 @@ def register(body: DatasetCreate, request: Request, response: Response, who: Cal
     Registering a URL that is already registered adds a version when its content changed.
     """
     url = checked_url(body.url)
+    if body.kind == "prefix" and not url.endswith("/"):
+        url += "/"  # as the catalog registers (and grants) a prefix
     who.may(Action.WRITE, "dataset", "*")
-    if body.kind in ("object", "prefix"):
-        who.may(Action.READ, "object", url)
-    elif body.kind == "stream":
-        who.may(Action.READ, "stream", url.split("://", 1)[-1].strip("/"))
+    who.may(Action.READ, *data_resource(body.kind, url))  # every kind: the server reads the data
+    roles = set(who.identity.roles)
+    known = context(request).catalog.find_by_url(url)
+    if known is not None:  # a new version of a registered dataset: write on that dataset
+        dataset_for(request, who, known.id, Action.WRITE)
+        roles.add("admin")  # the policy lets this caller write it
     try:
         ds = context(request).catalog.register(
             url,
@@ -110,6 +120,7 @@ def register(body: DatasetCreate, request: Request, response: Response, who: Cal
             distributions=tuple(d.to_model() for d in body.distributions),
             source_version=body.source_version,
             health=body.health.to_model() if body.health else None,
+            roles=sorted(roles),
         )
     except NotImplementedError as exc:
         raise HTTPProblem(501, f"extracting facts is not available here: {exc}; give 'facts'") from exc

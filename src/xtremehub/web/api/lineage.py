@@ -15,6 +15,7 @@ from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
 from xtremehub.web.api.datasets import DatasetId, dataset_for
 from xtremehub.web.auth import CallerDep
+from xtremehub.web.dataset_rules import dataset_attributes
 from xtremehub.web.schemas import LineageOut, lineage_out
 
 __all__ = ["router"]
@@ -34,8 +35,6 @@ def lineage(
     dataset_for(request, who, dataset_id, Action.READ)
     graph = context(request).catalog.lineage(dataset_id, direction=direction, depth=depth)
     visible = tuple(
-        d
-        for d in graph.datasets
-        if d.id == dataset_id or who.can(Action.READ, "dataset", d.id, {"owner": d.owner, "kind": d.kind})
+        d for d in graph.datasets if d.id == dataset_id or who.can(Action.READ, "dataset", d.id, dataset_attributes(d))
     )
     return lineage_out(LineageGraph(graph.root, visible, graph.jobs, graph.edges))

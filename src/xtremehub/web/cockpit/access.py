@@ -5,8 +5,11 @@
 - ``POST /cockpit/access/{request id}`` (``decision`` = approve | reject, ``etag``, ``reason``)
   decides one; a stale ``etag`` (someone decided meanwhile) is refused, never overwritten.
 
-An approval becomes a usage policy in the security policy engine (the catalog does that);
-forms are protected from cross-site posting by the ``SameSite=Strict`` session cookie.
+An approval becomes a usage policy in the security policy engine (the catalog does that); an
+approval of a data grant needs the approver to read the data, and only an admin approves their
+own request (:func:`~xtremehub.web.dataset_rules.check_approval`, as the API). Forms are
+protected from cross-site posting by the ``SameSite=Strict`` session cookie and, with security
+off too, by :class:`~xtremehub.web.origin.SameOrigin`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from xtremehub.catalog.model import DataAccessRequest
 from xtremehub.errors import CatalogError, Forbidden
+from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import page
 from xtremehub.web.cockpit.session import ViewerDep
+from xtremehub.web.dataset_rules import check_approval
 
 __all__ = ["router"]
 
@@ -37,6 +42,7 @@ def request_access(
     days: Annotated[int, Form(ge=1, le=3650)] = 90,
 ) -> Response:
     try:
+        who.must(Action.READ, "dataset", "*")  # as the API asks: who may discover datasets
         who.catalog.request_access(
             dataset_id, actor=who.subject, purpose=purpose, expires=datetime.now(UTC) + timedelta(days=days)
         )
@@ -81,6 +87,9 @@ def decide(
     reason: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     try:
+        if decision == "approve":
+            req = who.catalog.get_access_request(request_id)
+            check_approval(who.context.gate, who.identity, who.catalog.get(req.dataset_id), req.requester)
         decided = who.catalog.decide(
             request_id,
             approve=decision == "approve",

@@ -16,17 +16,20 @@ import logging
 import threading
 import urllib.parse
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from xtremehub.catalog.model import FACETS, Dataset, SearchQuery
+from xtremehub.catalog.model import FACETS, Dataset, LineageGraph, SearchQuery
 from xtremehub.errors import CatalogError, DatasetNotFound, PreviewUnavailable
 from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import flatten_facts, page
-from xtremehub.web.cockpit.session import ViewerDep
+from xtremehub.web.cockpit.session import Viewer, ViewerDep
+from xtremehub.web.dataset_rules import data_resource, dataset_attributes, visible_search
 from xtremehub.web.previews import PreviewConfig, csv_head_html, lineage_svg, preview_kind, preview_png
+from xtremehub.web.urls import checked_url
 
 __all__ = ["PAGE_SIZE", "router"]
 
@@ -93,16 +96,11 @@ def datasets(
     filters = _filters(request)
     error = ""
     try:
-        result = who.catalog.search(
-            SearchQuery(
-                text=q,
-                filters={k: v for k, v in filters.items() if v},
-                limit=PAGE_SIZE,
-                offset=(page_no - 1) * PAGE_SIZE,
-            )
+        query = SearchQuery(
+            text=q, filters={k: v for k, v in filters.items() if v}, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
         )
-        items = [d for d in result.items if who.can(Action.READ, "dataset", d.id, owner=d.owner)]
-        total, facets = result.total, result.facets
+        result = visible_search(who.catalog.search, query, _reader(who))
+        items, total, facets = list(result.items), result.total, result.facets
     except CatalogError as exc:  # a search the catalog refuses (too long, bad filter): say why
         error, items, total, facets = str(exc), [], 0, {}
     pages = max(1, -(-total // PAGE_SIZE))
@@ -113,7 +111,7 @@ def datasets(
         ]
         for name, counts in facets.items()
     }
-    context = {
+    context: dict[str, Any] = {
         "q": q,
         "items": items,
         "total": total,
@@ -130,10 +128,33 @@ def datasets(
     return page(request, "datasets.html", **context)
 
 
-def _dataset(who: Any, dataset_id: str) -> Dataset:
+def _reader(who: Viewer) -> Callable[[Dataset], bool] | None:
+    """Whether the viewer may read a dataset (None: security off, the local user reads all)."""
+    if not who.context.gate.secured:
+        return None
+    return lambda d: who.can(Action.READ, "dataset", d.id, **dataset_attributes(d))
+
+
+def _dataset(who: Viewer, dataset_id: str) -> Dataset:
     dataset: Dataset = who.catalog.get(dataset_id)
-    who.must(Action.READ, "dataset", dataset.id, owner=dataset.owner)
+    who.must(Action.READ, "dataset", dataset.id, **dataset_attributes(dataset))
     return dataset
+
+
+def _data(who: Viewer, dataset_id: str) -> Dataset:
+    """The dataset, once the viewer may read its data too (as ``/api/v1/objects/preview`` checks)."""
+    dataset = _dataset(who, dataset_id)
+    url = dataset.url if dataset.kind == "stream" else checked_url(dataset.url)
+    who.must(Action.READ, *data_resource(dataset.kind, url))
+    return dataset
+
+
+def _may_decide(who: Viewer, dataset: Dataset) -> bool:
+    return (
+        dataset.owner == who.subject
+        or "admin" in who.identity.roles
+        or who.can(Action.ADMIN, "dataset", dataset.id, **dataset_attributes(dataset))
+    )
 
 
 @router.get("/cockpit/datasets/{dataset_id}", response_class=HTMLResponse)
@@ -145,6 +166,10 @@ def dataset_page(request: Request, who: ViewerDep, dataset_id: str) -> HTMLRespo
     versions = list(who.catalog.versions(dataset.id))
     try:
         graph = who.catalog.lineage(dataset.id, direction="both", depth=3)
+        readable = _reader(who)
+        if readable is not None:  # the nodes the viewer may read keep their records, as in the API
+            shown = tuple(d for d in graph.datasets if d.id == dataset.id or readable(d))
+            graph = LineageGraph(graph.root, shown, graph.jobs, graph.edges)
         svg = (
             lineage_svg(graph, link=lambda i: f"/cockpit/datasets/{urllib.parse.quote(i, safe='')}")
             if graph.edges
@@ -154,6 +179,9 @@ def dataset_page(request: Request, who: ViewerDep, dataset_id: str) -> HTMLRespo
         log.warning("lineage of %s: %s", dataset.id, exc)
         svg = ""
     requests = list(who.catalog.access_requests(dataset_id=dataset.id))
+    if not _may_decide(who, dataset):  # others' requests (who, for what) are theirs and the deciders'
+        requests = [r for r in requests if r.requester == who.subject]
+    may_preview = who.can(Action.READ, *data_resource(dataset.kind, dataset.url))
     return page(
         request,
         "dataset.html",
@@ -161,7 +189,7 @@ def dataset_page(request: Request, who: ViewerDep, dataset_id: str) -> HTMLRespo
         facts=flatten_facts(dataset.facts),
         versions=versions,
         lineage=svg,
-        preview=preview_kind(dataset.format, dataset.url),
+        preview=preview_kind(dataset.format, dataset.url) if may_preview else None,
         requests=requests,
         quoted_id=urllib.parse.quote(dataset.id, safe=""),
     )
@@ -176,7 +204,7 @@ def dataset_preview(
     request: Request, who: ViewerDep, dataset_id: str, mz: Annotated[float | None, Query(gt=0, lt=1e7)] = None
 ) -> Response:
     try:
-        dataset = _dataset(who, dataset_id)
+        dataset = _data(who, dataset_id)
     except DatasetNotFound as exc:
         return Response(str(exc), status_code=404, media_type="text/plain")
     key = ("png", dataset.id, dataset.etag, dataset.latest_version, mz)
@@ -192,7 +220,7 @@ def dataset_preview(
 
 @router.get("/cockpit/datasets/{dataset_id}/preview.html", response_class=HTMLResponse)
 def dataset_preview_table(request: Request, who: ViewerDep, dataset_id: str) -> HTMLResponse:
-    dataset = _dataset(who, dataset_id)
+    dataset = _data(who, dataset_id)
     if preview_kind(dataset.format, dataset.url) != "html":
         return HTMLResponse("<p>No table preview for this format.</p>", status_code=404)
     key = ("html", dataset.id, dataset.etag, dataset.latest_version)

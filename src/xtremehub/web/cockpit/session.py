@@ -68,12 +68,12 @@ class Viewer:
     def catalog(self) -> Any:
         return self.context.catalog
 
-    def can(self, action: Any, kind: str, name: str, **attributes: object) -> bool:
+    def can(self, action: Any, kind: str, name: str, /, **attributes: object) -> bool:
         from xtremehub.security.authz import Resource
 
         return bool(self.context.gate.allowed(self.identity, action, Resource(kind, name, attributes)))
 
-    def must(self, action: Any, kind: str, name: str, **attributes: object) -> None:
+    def must(self, action: Any, kind: str, name: str, /, **attributes: object) -> None:
         """Raise :class:`~xtremehub.errors.Forbidden` (403) unless allowed."""
         from xtremehub.security.authz import Resource
 

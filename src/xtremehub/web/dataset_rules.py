@@ -1,0 +1,107 @@
+"""Who may see a dataset and its data: the decisions the REST API and the cockpit share.
+
+A dataset is judged as the resource ``Dataset::"<id>"`` with its ``owner``, ``kind`` and
+``tags`` as attributes (:func:`dataset_attributes`), everywhere: a GET, a search result, a
+lineage node, a cockpit page. Its *data* (the object, prefix or stream its URL names) is a
+separate resource (:func:`data_resource`): reading the metadata never lets the server read
+the data with its own credentials on the caller's behalf.
+
+Search results are filtered per dataset with the same decision as a GET
+(:func:`visible_search`); with a policy in force the total and the facet counts are computed
+over the datasets the caller may see, so they do not reveal hidden ones.
+
+Example:
+    >>> data_resource("prefix", "s3://lab/run9/"), data_resource("stream", "xhub-stream://h:1/s")
+    (('object', 's3://lab/run9/'), ('stream', 'h:1/s'))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from xtremehub.catalog.model import FACETS, Dataset, SearchPage, SearchQuery
+from xtremehub.catalog.store.limits import MAX_LIMIT
+from xtremehub.errors import Forbidden
+from xtremehub.security.authz import Action, Resource
+
+if TYPE_CHECKING:
+    from xtremehub.security.identity import Identity
+    from xtremehub.web.auth import Gate
+
+__all__ = ["MAX_FACET_VALUES", "check_approval", "data_resource", "dataset_attributes", "grants_data", "visible_search"]
+
+#: Values kept per facet (the most frequent), as the catalog's own search does.
+MAX_FACET_VALUES = 50
+
+
+def dataset_attributes(ds: Dataset) -> dict[str, object]:
+    """The attributes a dataset is judged by: ``owner``, ``kind`` and ``tags``."""
+    return {"owner": ds.owner, "kind": ds.kind, "tags": list(ds.tags)}
+
+
+def data_resource(kind: str, url: str) -> tuple[str, str]:
+    """The resource (kind, name) whose ``read`` a dataset of ``kind`` at ``url`` needs."""
+    if kind == "stream":
+        return "stream", url.split("://", 1)[-1].strip("/")
+    return "object", url
+
+
+def grants_data(ds: Dataset) -> bool:
+    """Whether approving access to ``ds`` also grants its data (the usage policy's second rule)."""
+    return ds.kind in ("object", "prefix", "derived") and "://" in ds.url
+
+
+def check_approval(gate: Gate, identity: Identity, ds: Dataset, requester: str) -> None:
+    """Refuse (:class:`~xtremehub.errors.Forbidden`) an approval that grants more than the approver has.
+
+    An approval of a data grant needs the approver to ``read`` (or ``admin``) the data
+    themselves, and an approver who is not an ``admin`` may not approve their own request.
+    """
+    if not grants_data(ds):
+        return
+    if requester == identity.subject and "admin" not in identity.roles:
+        raise Forbidden(f"{identity.subject} may not approve their own request for the data of {ds.id}")
+    resource = Resource(*data_resource(ds.kind, ds.url))
+    if not (gate.allowed(identity, Action.READ, resource) or gate.allowed(identity, Action.ADMIN, resource)):
+        raise Forbidden(f"{identity.subject} may not grant {ds.url}: they may not read it themselves")
+
+
+def visible_search(
+    search: Callable[[SearchQuery], SearchPage], query: SearchQuery, may_read: Callable[[Dataset], bool] | None
+) -> SearchPage:
+    """The page of ``query`` holding only datasets ``may_read`` allows, and counts over those.
+
+    ``may_read`` None (security off: the single local user sees everything): the catalog's page
+    as it is. Otherwise every match is judged (in chunks of the catalog's largest page), so
+    ``total`` and ``facets`` count only visible datasets.
+    """
+    if may_read is None:
+        return search(query)
+    visible: list[Dataset] = []
+    offset = 0
+    while True:
+        chunk = search(replace(query, limit=MAX_LIMIT, offset=offset))
+        visible += [d for d in chunk.items if may_read(d)]
+        offset += len(chunk.items)
+        if not chunk.items or offset >= chunk.total:
+            break
+    counts: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
+    for d in visible:
+        for facet, values in (
+            ("format", (d.format,)),
+            ("owner", (d.owner,)),
+            ("tag", d.tags),
+            ("licence", (d.licence,)),
+            ("kind", (d.kind,)),
+        ):
+            for value in values:
+                if value is not None:
+                    counts[facet][value] = counts[facet].get(value, 0) + 1
+    facets = {
+        facet: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
+        for facet, values in counts.items()
+    }
+    items = tuple(visible[query.offset : query.offset + query.limit])
+    return SearchPage(items=items, total=len(visible), limit=query.limit, offset=query.offset, facets=facets)
