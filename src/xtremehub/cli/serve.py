@@ -108,6 +108,9 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((config.host, config.port))
+        # Listen before the URL is printed: a client that reads it and connects at once
+        # (a script, a test) must queue, not be refused while uvicorn is still starting.
+        sock.listen(2048)
         bound = config.replace(port=sock.getsockname()[1])
         mode = f"tokens from {config.oidc_issuer}" if config.security else "local user, no token"
         click.echo(f"xhub serve: {bound.url} (API {bound.url}/api/v1/docs; {mode})")

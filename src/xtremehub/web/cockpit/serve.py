@@ -23,12 +23,6 @@ __all__ = ["serve_cockpit"]
 log = logging.getLogger(__name__)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def serve_cockpit(
     settings: Settings, *, host: str = "127.0.0.1", port: int = 8000, echo: Callable[[str], object] = print
 ) -> None:
@@ -42,20 +36,21 @@ def serve_cockpit(
     from xtremehub.catalog import open_catalog
     from xtremehub.web import WebConfig, create_app
 
-    if port == 0:
-        port = _free_port(host)
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot serve the cockpit on {host}:{port} ({exc}); pick another with --port") from None
-    config = WebConfig(host=host, port=port)
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # before the URL is printed: early clients queue instead of being refused
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot serve the cockpit on {host}:{port} ({exc}); pick another with --port") from None
+    config = WebConfig(host=host, port=int(sock.getsockname()[1]))
     catalog = open_catalog(settings=settings)
     try:
         app = create_app(config, catalog=catalog, settings=settings)
         echo(f"cockpit: {config.url}/cockpit/  (REST API {config.url}/api/v1/docs; Ctrl-C stops)")
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it shut down on
-            uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run()
+            uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
         echo("cockpit stopped")
     finally:
         catalog.close()
