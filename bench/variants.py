@@ -6,8 +6,9 @@
 2. Starts a real SeaweedFS on loopback and puts the reference and both FASTQ.gz files in it.
 3. Per run (--runs): baseline ``call_sequential`` (one process: one mapping pass with mappy,
    one sorted BAM, one ``bcftools mpileup | call``) and ours ``call_variants`` with the local
-   executor (--workers, 4 read batches per worker, regions of genome/8 bases), both reading
-   from S3 and writing their VCF.gz to S3; the records must be identical.
+   executor (--workers, --batches-per-worker read batches per worker (8), the genome cut
+   into --regions regions (16)), both reading from S3 and writing their VCF.gz to S3; the
+   records must be identical.
 4. Prints per-stage times, the speed-up (median and spread over the runs), CPU seconds, the
    shuffle's bytes through the store per input byte and the truth-set recall/precision, and
    extrapolates tasks and shuffle bytes to a 100 GB run.
@@ -62,6 +63,8 @@ def main() -> None:
     parser.add_argument("--genome-mb", type=float, default=5.0, help="genome size (Mbp)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batches-per-worker", type=int, default=8, help="read batches (map tasks) per worker")
+    parser.add_argument("--regions", type=int, default=16, help="genome regions (call tasks)")
     parser.add_argument("--quick", action="store_true", help="200,000 pairs on 1 Mbp (shared, loaded machines)")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "variants-bench")
     args = parser.parse_args()
@@ -80,7 +83,7 @@ def main() -> None:
         )
     names = ["reference.fa", "reads_1.fastq.gz", "reads_2.fastq.gz", "truth.vcf"]
     input_bytes = sum((folder / n).stat().st_size for n in names[1:3])
-    batches, region_size = 4 * args.workers, max(genome // 8, 1)
+    batches, region_size = args.batches_per_worker * args.workers, max(genome // args.regions, 1)
 
     base_times: list[float] = []
     ours_times: list[float] = []
