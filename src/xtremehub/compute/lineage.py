@@ -60,11 +60,17 @@ MAX_SLICES = 256
 
 @dataclass(frozen=True)
 class ReadRef:
-    """An object a job read: its URL, which slices of it, and their byte ranges (empty: all of it)."""
+    """An object a job read: its URL, which slices of it, and their byte ranges (empty: all of it).
+
+    ``version``: the content version read, when the reader knows it (a stream's cut, as
+    :meth:`~xtremehub.streams.controller.model.StreamCut.to_json`); the catalog records the
+    input against that version.
+    """
 
     url: str
     slices: tuple[str, ...] = ()
     byte_ranges: tuple[tuple[int, int], ...] = ()
+    version: str | None = None
 
 
 @dataclass(frozen=True)
