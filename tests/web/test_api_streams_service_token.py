@@ -28,7 +28,7 @@ from xtremehub.streams import StreamManager
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
 from xtremehub.web import WebConfig, create_app
 
-SECRET = "web-service-secret-0123456789"  # noqa: S105 - a test secret
+SECRET = "web-service-secret-0123456789"  # a test secret
 LIFETIME = 4  # seconds: short, so that the tests see the service token expire and renewed
 
 #: The stream server's policies: admins do anything, the web service reads everything.

@@ -6,8 +6,8 @@ With no option it serves the embedded catalog (``<home>/catalog.db``), the strea
 ``--oidc-issuer`` turns bearer tokens on, ``--policy`` authorises each request with Cedar
 policies, ``--audit-log`` records every decision. ``--streams tcp://...`` of a stream server
 that requires tokens needs the web server's own credential: ``--streams-client-id`` and
-``--streams-client-secret-file`` (client credentials at the issuer) or ``--streams-token-file``. Settings: options > ``XHUB_WEB_*`` >
-the ``[web]`` table of the config file (see :mod:`xtremehub.web.config`).
+``--streams-client-secret-file`` (client credentials at the issuer) or ``--streams-token-file``.
+Settings: options > ``XHUB_WEB_*`` > the ``[web]`` table of the config file (see :mod:`xtremehub.web.config`).
 
 Example:
     >>> from click.testing import CliRunner
