@@ -26,7 +26,6 @@ keeps the samples coming); ``average_bytes_per_second`` is the total over the st
 Example:
     >>> import tempfile
     >>> from xtremehub.config import Settings
-from xtremehub.errors import AuthenticationFailed, ServerUnavailable
     >>> with StreamSource(tempfile.mkdtemp(), Settings()) as source:
     ...     source.manager.create_scope("lab")
     ...     source.scopes()
