@@ -19,7 +19,7 @@ not inputs, when the job wrote them.
 Example:
     >>> from xtremehub.compute.partitioner import ObjectPart
     >>> reads_of([((ObjectPart("s3://lab/a.csv", 0, 2, (0, 99), 200),), {})])
-    (ReadRef(url='s3://lab/a.csv', slices=('part 0/2',), byte_ranges=((0, 100),)),)
+    (ReadRef(url='s3://lab/a.csv', slices=('part 0/2',), byte_ranges=((0, 100),), version=None),)
 """
 
 from __future__ import annotations
