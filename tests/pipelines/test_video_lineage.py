@@ -16,21 +16,10 @@ from xtremehub.catalog.store.catalog import SqlCatalog
 from xtremehub.errors import InvalidStreamArgument
 from xtremehub.pipelines.video import TestPattern, VideoWriter, export_key_frames
 from xtremehub.streams import StreamManager
-from xtremehub.streams.server import serve_background
 
 GOP = 5
 T0 = 1_000_000_000
 STEP = 40_000_000  # 25 fps
-
-
-@pytest.fixture(params=["embedded", "server"])
-def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamManager]:
-    with StreamManager.embedded(tmp_path / "streams") as embedded:
-        if request.param == "embedded":
-            yield embedded
-            return
-        with serve_background(embedded.store, embedded.controller) as server, StreamManager(server.url) as remote:
-            yield remote
 
 
 @pytest.fixture
