@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -13,23 +11,11 @@ from xtremehub.errors import CorruptData, InvalidStreamArgument
 from xtremehub.pipelines.video import LiveVideo, TestPattern, VideoHistory, VideoWriter
 from xtremehub.pipelines.video.framing import KEY_FRAME, decode_frame, encode_frame
 from xtremehub.streams import StreamManager
-from xtremehub.streams.server import serve_background
 
 GOP = 10
 
 
 frame_number = TestPattern.read_number
-
-
-@pytest.fixture(params=["embedded", "server"])
-def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StreamManager]:
-    """The same tests on an embedded store and through a stream server on loopback."""
-    with StreamManager.embedded(tmp_path / "streams") as embedded:
-        if request.param == "embedded":
-            yield embedded
-            return
-        with serve_background(embedded.store, embedded.controller) as server, StreamManager(server.url) as remote:
-            yield remote
 
 
 def record(manager: StreamManager, frames: int, *, camera: str = "cam0") -> list[tuple[bytes, bool, int]]:

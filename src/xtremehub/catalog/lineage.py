@@ -34,6 +34,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import uuid
@@ -46,7 +47,7 @@ from xtremehub.catalog.extract import extract
 from xtremehub.catalog.model import Dataset, DatasetKind, Distribution, InputRef, JobRecord
 from xtremehub.compute.lineage import JobLineage, ReadRef
 from xtremehub.config import Settings, default_settings
-from xtremehub.errors import ConnectorError, ObjectNotFound
+from xtremehub.errors import ConnectorError, Forbidden, ObjectNotFound
 
 if TYPE_CHECKING:
     from xtremehub.catalog.api import CatalogAPI
@@ -87,10 +88,11 @@ class CatalogLineage:
         for ref in job.reads:
             ds = self._input(ref, job.owner)
             if ds is not None:
-                slices = (*ref.slices, *(f"bytes {a}-{b}" for a, b in ref.byte_ranges))
+                version, note = self._version_of(ds, ref, job.owner)
+                slices = (*ref.slices, *(f"bytes {a}-{b}" for a, b in ref.byte_ranges), *note)
                 old = inputs.get(ds.id)
                 merged = (*old.slices, *slices) if old else slices
-                inputs[ds.id] = InputRef(ds.id, ds.latest_version, tuple(dict.fromkeys(merged)))
+                inputs[ds.id] = InputRef(ds.id, version, tuple(dict.fromkeys(merged)))
         outputs = []
         for url, size in job.writes:
             if "/.xhub/" in url:
@@ -124,13 +126,31 @@ class CatalogLineage:
                 return found
         if url.startswith("xhub-stream://"):
             return self.catalog.register(
-                url, actor=owner, kind="stream", facts={}, source_version="unversioned",
-                distributions=(Distribution(url, "stream"),),
+                url, actor=owner, kind="stream", facts=_stream_facts(url, ref.version),
+                source_version=ref.version or "unversioned", distributions=(Distribution(url, "stream"),),
             )  # fmt: skip
         for candidate in candidates[:-1]:
             if storage.exists(candidate, settings=self.settings):
                 return self._register(candidate, owner, "object", None)
         return self._register(url, owner, "object", None)
+
+    def _version_of(self, ds: Dataset, ref: ReadRef, owner: str) -> tuple[int, tuple[str, ...]]:
+        """The version of ``ds`` the job read: the one of ``ref.version`` (a stream cut), added
+        when new; else the latest. Returns it and a slice note when the cut could not be a version."""
+        if ref.version is None or ds.kind != "stream":
+            return ds.latest_version, ()
+        for version in self.catalog.versions(ds.id):
+            if version.source_version == ref.version:
+                return version.number, ()
+        try:
+            ds = self.catalog.register(
+                ds.url, actor=owner, kind="stream", facts=_stream_facts(ds.url, ref.version),
+                source_version=ref.version, distributions=(Distribution(ds.url, "stream"),),
+            )  # fmt: skip
+        except Forbidden as exc:  # someone else's stream: keep the cut with the input instead
+            log.info("lineage: no new version of %s for %s (%s); the cut stays with the input", ds.url, owner, exc)
+            return ds.latest_version, (f"cut {ref.version}",)
+        return ds.latest_version, ()
 
     def _register(self, url: str, owner: str, kind: DatasetKind, size: int | None) -> Dataset | None:
         """Register ``url`` with its connector facts, or (no connector) with its size and etag."""
@@ -157,6 +177,16 @@ class CatalogLineage:
         )  # fmt: skip
 
 
+def _stream_facts(url: str, cut: str | None) -> dict[str, Any]:
+    """What a stream read at ``cut`` says of itself: scope, stream and each segment's end offset."""
+    scope, _, stream = url.removeprefix("xhub-stream://").partition("/")
+    facts: dict[str, Any] = {"scope": scope, "stream": stream}
+    if cut is not None:
+        positions = json.loads(cut).get("positions", {})
+        facts.update(end_cut=positions, bytes=sum(int(v) for v in positions.values()))
+    return facts
+
+
 def from_settings(settings: Settings) -> CatalogLineage:
     """The lineage sink of the configured catalog (``[catalog] url``), for ``XHUB_CATALOG_LINEAGE=1``."""
     from xtremehub.catalog import open_catalog
@@ -168,7 +198,7 @@ def record_run(
     catalog: CatalogAPI,
     function: str,
     *,
-    inputs: Sequence[str],
+    inputs: Sequence[str | ReadRef],
     outputs: Sequence[str],
     owner: str,
     started: datetime,
@@ -180,7 +210,9 @@ def record_run(
     """Record a whole pipeline run as one job: ``inputs`` (URLs read) -> ``outputs`` (URLs written).
 
     For pipelines whose outputs are written by the driver (a merged VCF, a results table) rather
-    than by one executor job; the outputs become ``derived`` datasets linked to the inputs.
+    than by one executor job; the outputs become ``derived`` datasets linked to the inputs. An
+    input is a URL, or a :class:`~xtremehub.compute.lineage.ReadRef` with the slices read and the
+    version (a stream's cut, ``StreamCut.to_json()``: the stream's dataset gets a version per cut).
 
     Example:
         >>> import tempfile
@@ -204,7 +236,7 @@ def record_run(
         status=status,
         parameters=dict(parameters or {}),
         telemetry=dict(telemetry or {}),
-        reads=tuple(ReadRef(url) for url in inputs),
+        reads=tuple(ref if isinstance(ref, ReadRef) else ReadRef(ref) for ref in inputs),
         writes=writes,
     )
     return CatalogLineage(catalog, settings=settings).record_lineage(lineage)

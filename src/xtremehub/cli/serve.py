@@ -4,8 +4,10 @@ With no option it serves the embedded catalog (``<home>/catalog.db``), the strea
 ``<home>/streams`` and the jobs of ``<home>/optimizer/telemetry.sqlite`` on
 ``http://127.0.0.1:8000`` to the local single user (no token); it prints its URL first.
 ``--oidc-issuer`` turns bearer tokens on, ``--policy`` authorises each request with Cedar
-policies, ``--audit-log`` records every decision. Settings: options > ``XHUB_WEB_*`` >
-the ``[web]`` table of the config file (see :mod:`xtremehub.web.config`).
+policies, ``--audit-log`` records every decision. ``--streams tcp://...`` of a stream server
+that requires tokens needs the web server's own credential: ``--streams-client-id`` and
+``--streams-client-secret-file`` (client credentials at the issuer) or ``--streams-token-file``.
+Settings: options > ``XHUB_WEB_*`` > the ``[web]`` table of the config file (see :mod:`xtremehub.web.config`).
 
 Example:
     >>> from click.testing import CliRunner
@@ -38,6 +40,20 @@ log = logging.getLogger(__name__)
 @click.option("--port", type=int, help="TCP port (default 8000); 0 picks a free one.")
 @click.option("--catalog", "catalog_url", help="Catalog database URL (default: [catalog] url or <home>/catalog.db).")
 @click.option("--streams", help="Stream server URL (tcp://...) or data directory (default <home>/streams).")
+@click.option(
+    "--streams-client-id",
+    help="The web server's client id at the OpenID Provider (client credentials), for a stream server needing tokens.",
+)
+@click.option(
+    "--streams-client-secret-file",
+    type=click.Path(dir_okay=False),
+    help="File holding that client's secret (read at each token request).",
+)
+@click.option(
+    "--streams-token-file",
+    type=click.Path(dir_okay=False),
+    help="Instead: a file holding the stream-server token (or xhub login's token.json), read at each connection.",
+)
 @click.option("--oidc-issuer", help="Require bearer tokens from this OpenID Provider (its issuer URL).")
 @click.option("--oidc-audience", help="The audience tokens must carry (default xtremehub).")
 @click.option("--policy", "policies", multiple=True, help="Cedar policy directory or URL (repeatable).")
@@ -56,6 +72,9 @@ def serve(
     port: int | None,
     catalog_url: str | None,
     streams: str | None,
+    streams_client_id: str | None,
+    streams_client_secret_file: str | None,
+    streams_token_file: str | None,
     oidc_issuer: str | None,
     oidc_audience: str | None,
     policies: tuple[str, ...],
@@ -76,6 +95,9 @@ def serve(
             port=port,
             catalog=catalog_url,
             streams=streams,
+            streams_client_id=streams_client_id,
+            streams_client_secret_file=streams_client_secret_file,
+            streams_token_file=streams_token_file,
             oidc_issuer=oidc_issuer,
             oidc_audience=oidc_audience,
             policy=policies,
@@ -103,7 +125,10 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
     settings.home.mkdir(parents=True, exist_ok=True)
     catalog = open_catalog(config.catalog, settings=settings, audit=audit)
     try:
-        app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
+        try:
+            app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
         family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -489,6 +489,8 @@ class FunctionExecutor:
         reduce_job = self._new_job(reduce_function, timeout, extra_env, retries)
         futures = FuturesList(map_futures)
         futures.executor = self
+        if self.lineage is not None:  # before any reducer call can be built (the map may be done already)
+            self.lineage.expect(reduce_job.job_id, after=map_job.job_id)
         for index, group in enumerate(groups.values()):
             futures.append(
                 self._chain(
@@ -498,6 +500,8 @@ class FunctionExecutor:
                     lambda results: self._with_injected(reduce_function, expand_args((results,), extra_args_reduce), 0),
                 )
             )
+        if self.lineage is not None:
+            self.lineage.submitted(reduce_job, [], futures[len(map_futures) :], after=map_job.job_id)
         self.last_call = "map_reduce"
         return futures
 
@@ -542,6 +546,8 @@ class FunctionExecutor:
                 return
             try:
                 args, kwargs = build([f.result() for f in inputs])  # reading them drops them from the executor
+                if self.lineage is not None:
+                    self.lineage.chained_call(job.job_id, args, kwargs)
                 call = Call(job.job_id, index, args, kwargs)
                 with self._lock:
                     self._tracked[(job.job_id, index)] = _Tracked(job, call, future)

@@ -19,7 +19,7 @@ not inputs, when the job wrote them.
 Example:
     >>> from xtremehub.compute.partitioner import ObjectPart
     >>> reads_of([((ObjectPart("s3://lab/a.csv", 0, 2, (0, 99), 200),), {})])
-    (ReadRef(url='s3://lab/a.csv', slices=('part 0/2',), byte_ranges=((0, 100),)),)
+    (ReadRef(url='s3://lab/a.csv', slices=('part 0/2',), byte_ranges=((0, 100),), version=None),)
 """
 
 from __future__ import annotations
@@ -60,11 +60,17 @@ MAX_SLICES = 256
 
 @dataclass(frozen=True)
 class ReadRef:
-    """An object a job read: its URL, which slices of it, and their byte ranges (empty: all of it)."""
+    """An object a job read: its URL, which slices of it, and their byte ranges (empty: all of it).
+
+    ``version``: the content version read, when the reader knows it (a stream's cut, as
+    :meth:`~xtremehub.streams.controller.model.StreamCut.to_json`); the catalog records the
+    input against that version.
+    """
 
     url: str
     slices: tuple[str, ...] = ()
     byte_ranges: tuple[tuple[int, int], ...] = ()
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,8 @@ class _Trace:
     started: datetime
     futures: list[Any]
     remaining: int
+    after: str | None = None  # a chained job (map_reduce's reducer): the job whose results it takes
+    inherited: tuple[ReadRef, ...] = ()  # that job's reads, for when its results name no object
 
 
 class LineageTracer:
@@ -239,14 +247,29 @@ class LineageTracer:
         self.sink, self.owner, self.measure_code = sink, owner, measure_code
         self._traces: dict[str, _Trace] = {}
         self._ready: list[str] = []
+        # chained jobs: the arguments each call was built with (known only once the upstream job is done)
+        self._late: dict[str, list[tuple[tuple[Any, ...], Mapping[str, Any]]]] = {}
+        # upstream job id -> its recorded reads, kept for the chained job that inherits them
+        self._upstream: dict[str, tuple[ReadRef, ...] | None] = {}
         self._lock = threading.Lock()
         #: what the sink returned for each recorded job, in order (a catalog: its JobRecord)
         self.records: list[Any] = []
 
     def submitted(
-        self, job: Any, arg_sets: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]], futures: Sequence[Any]
+        self,
+        job: Any,
+        arg_sets: Sequence[tuple[tuple[Any, ...], Mapping[str, Any]]],
+        futures: Sequence[Any],
+        *,
+        after: str | None = None,
     ) -> None:
-        """Trace ``job`` (its calls' ``arg_sets`` were submitted as ``futures``)."""
+        """Trace ``job`` (its calls' ``arg_sets`` were submitted as ``futures``).
+
+        ``after``: ``job`` is chained on the results of that (traced) job, as ``map_reduce``'s
+        reducer is: its calls' arguments are only known once those results are, so ``arg_sets``
+        is empty and each call reports its arguments through :meth:`chained_call` (announce the
+        job first with :meth:`expect`, before any of its calls can be built).
+        """
         from datetime import UTC
 
         trace = _Trace(
@@ -258,11 +281,25 @@ class LineageTracer:
             datetime.now(tz=UTC),
             list(futures),
             len(futures),
+            after,
         )
         with self._lock:
             self._traces[job.job_id] = trace
         for future in futures:
             future.add_done_callback(lambda _f, job_id=job.job_id: self._settled(job_id))
+
+    def expect(self, job_id: str, *, after: str) -> None:
+        """Announce a job chained on ``after``'s results (see :meth:`submitted`)."""
+        with self._lock:
+            self._late.setdefault(job_id, [])
+            self._upstream.setdefault(after, None)
+
+    def chained_call(self, job_id: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+        """The arguments one call of an expected chained job was built with (ignored for other jobs)."""
+        with self._lock:
+            calls = self._late.get(job_id)
+            if calls is not None:
+                calls.append((args, kwargs))
 
     def _settled(self, job_id: str) -> None:
         with self._lock:
@@ -278,13 +315,31 @@ class LineageTracer:
             traces = [self._traces.pop(job_id) for job_id in ready]
         out = []
         for trace in traces:
+            if trace.after is not None:
+                self._resolve_chained(trace)
             lineage = self._lineage_of(trace)
+            with self._lock:
+                if lineage.job_id in self._upstream:
+                    self._upstream[lineage.job_id] = lineage.reads
             try:
                 out.append(self.sink.record_lineage(lineage))
             except Exception:  # the job's results stay deliverable; the lineage failure is logged
                 log.exception("lineage of job %s could not be recorded", lineage.job_id)
         self.records += out
         return out
+
+    def _resolve_chained(self, trace: _Trace) -> None:
+        """A chained job's reads and parameters, now that its calls' arguments are known.
+
+        It read what its arguments name (the objects the upstream job's results point at, its
+        intermediate outputs); when they name none (in-memory results), it inherits the upstream
+        job's inputs, so its outputs still trace back to the data. ``after_job`` names the upstream job.
+        """
+        with self._lock:
+            late = self._late.pop(trace.job.job_id, [])
+            upstream = self._upstream.pop(str(trace.after), None) or ()
+        trace.reads, trace.inherited = reads_of(late), upstream
+        trace.parameters = {**_parameters(trace.job, late), "calls": len(trace.futures), "after_job": trace.after}
 
     def _lineage_of(self, trace: _Trace) -> JobLineage:
         from dataclasses import asdict
@@ -302,7 +357,7 @@ class LineageTracer:
             for url, size in getattr(outcome, "written", ()) or ():
                 writes[url] = size
         failed = any(f._exception is not None for f in trace.futures)
-        reads = tuple(r for r in trace.reads if not _is_output(r.url, writes))
+        reads = tuple(r for r in trace.reads if not _is_output(r.url, writes)) or trace.inherited
         return JobLineage(
             job_id=trace.job.job_id,
             function=trace.function,

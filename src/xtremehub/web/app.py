@@ -71,7 +71,8 @@ class WebContext:
             if self.stream_source is None:
                 from xtremehub.web.streams import StreamSource
 
-                self.stream_source = StreamSource(self.config.streams, self.settings)
+                token = self.config.stream_credential()  # the service's own, only to connect
+                self.stream_source = StreamSource(self.config.streams, self.settings, token=token)
                 self._closers.append(self.stream_source.close)
             return self.stream_source
 
@@ -119,7 +120,8 @@ def create_app(
         jobs: a ready :class:`~xtremehub.web.jobs.JobsSource` (default: from settings).
 
     Raises:
-        ConfigError: security on without a validator, or an authorizer with security off.
+        ConfigError: security on without a validator, an authorizer with security off, or a
+            stream-server service credential with security on and no authorizer.
     """
     from xtremehub.errors import ConfigError
 
@@ -127,6 +129,11 @@ def create_app(
         raise ConfigError("security is on but no token validator was given (set oidc_issuer)")
     if authorizer is not None and validator is None:
         raise ConfigError("an authorizer needs token validation: without identities no request is authorised")
+    if config.security and authorizer is None and config.stream_credential() is not None:
+        raise ConfigError(
+            "a stream-server service credential needs web policies (web.policy): without them every valid "
+            "token could see every stream the service may read"
+        )
     gate = Gate.local() if validator is None else Gate(validator, authorizer or AllowAuthenticated())
     context = WebContext(config, catalog, settings, gate, stream_source=streams, jobs_source=jobs)
 

@@ -14,6 +14,10 @@ variables > the ``[web]`` table of the config file > defaults::
     audit_log = "/var/log/xhub/audit.jsonl"
     catalog = "sqlite:////data/xhub/catalog.sqlite"
     streams = "tcp://127.0.0.1:9090"    # a stream server, or a data directory (embedded)
+    # the web server's own credential at a stream server that requires tokens (one of):
+    streams_client_id = "xhub-web"      # client-credentials grant at oidc_issuer, renewed before expiry
+    streams_client_secret_file = "/etc/xhub/web-client-secret"
+    # streams_token_file = "/run/xhub/token"   # a token kept current by someone else (or xhub login's token.json)
 
 CORS is deliberately absent: the cockpit is served by the same origin, and no other origin is
 allowed to call the API from a browser.
@@ -43,6 +47,9 @@ from xtremehub.errors import ConfigError
 
 __all__ = ["API_PREFIX", "WebConfig"]
 
+#: URL schemes of a stream server (anything else in ``streams`` is an embedded store's data directory).
+STREAM_SERVER_SCHEMES = ("tcp://", "tls://", "nats://")
+
 #: Every API route lives under this versioned prefix (the OpenAPI document at ``<prefix>/openapi.json``).
 API_PREFIX = "/api/v1"
 
@@ -66,6 +73,12 @@ class WebConfig:
         catalog: the catalog's database URL (None: the embedded SQLite under the data home).
         streams: ``tcp://`` stream server URL or a data directory of an embedded store
             (None: ``<home>/streams``, opened on first use).
+        streams_client_id, streams_client_secret_file: the web server's service credential at a
+            stream server requiring tokens: a client-credentials grant at ``oidc_issuer``, renewed
+            before expiry. It only opens the connection: every request is still authorised for
+            its caller by this server (see :mod:`xtremehub.web.streams`).
+        streams_token_file: instead, a file holding the service token (or ``xhub login``'s
+            ``token.json``), read at every (re)connection.
         telemetry_db: the optimizer's telemetry store (None: ``<home>/optimizer/telemetry.sqlite``).
         search_max_length: longest accepted search text (characters).
         page_max: largest page size of a listing.
@@ -85,6 +98,9 @@ class WebConfig:
     audit_log: str | None = None
     catalog: str | None = None
     streams: str | None = None
+    streams_client_id: str | None = None
+    streams_client_secret_file: str | None = None
+    streams_token_file: str | None = None
     telemetry_db: str | None = None
     search_max_length: int = 1000
     page_max: int = 200
@@ -104,9 +120,35 @@ class WebConfig:
             raise ConfigError("web.security needs web.oidc_issuer: tokens from which provider?")
         if self.policy and not self.security:
             raise ConfigError("web.policy needs web.security (tokens): without identities no request is authorised")
+        if self.streams_client_id or self.streams_client_secret_file or self.streams_token_file:
+            if not (self.streams or "").startswith(STREAM_SERVER_SCHEMES):
+                raise ConfigError(
+                    "web.streams_client_id/streams_token_file: a service credential is for a stream server "
+                    f"(streams = tcp://...), not {self.streams or 'the embedded store'}"
+                )
+            try:
+                self.stream_credential()
+            except ConfigError as exc:
+                raise ConfigError(f"web.streams_*: {exc}") from None
         for name in ("search_max_length", "page_max", "preview_max_bytes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"web.{name} must be at least 1")
+
+    def stream_credential(self) -> Any:
+        """The service's token provider at the stream server (None: connect without a token).
+
+        Example:
+            >>> WebConfig(streams="tcp://127.0.0.1:9090", streams_token_file="/run/xhub/token").stream_credential()
+            TokenFile('/run/xhub/token')
+        """
+        from xtremehub.security.service_token import service_token
+
+        return service_token(
+            issuer=self.oidc_issuer,
+            client_id=self.streams_client_id,
+            secret_file=self.streams_client_secret_file,
+            token_file=self.streams_token_file,
+        )
 
     @property
     def url(self) -> str:

@@ -6,6 +6,18 @@ The manager is a stream server (``tcp://host:port``) or an embedded store on a d
 serves is :class:`~xtremehub.errors.DataDirLocked` (HTTP 503: point ``streams`` at that
 server's URL instead).
 
+**A stream server that requires tokens.** The web server connects with its own service
+credential (``[web] streams_client_id`` + ``streams_client_secret_file``: the client-credentials
+grant at ``oidc_issuer``, renewed before expiry; or ``streams_token_file``), asked again at every
+(re)connection, so an expired token is replaced without a restart. The service token only opens
+the connection: every API route and cockpit page first authorises its *caller* (the bearer token
+of the request, against the web server's Cedar policies) for the scope or stream it shows, and
+only then asks the stream server. A caller therefore sees at most what the web policies allow
+them, and nothing the service itself may not read; the service's wider reach never passes to a
+caller. With security on, a service credential needs web policies (``create_app`` refuses
+"every valid token may do everything" then); with security off the one local user sees what the
+service sees (loopback only).
+
 The write rate of a stream is measured from the bytes it holds: every time a rate is asked for,
 the total length of the stream's segments is sampled, and the rate is the growth since the
 oldest sample of the last :attr:`StreamSource.window` seconds (the cockpit, refreshing live,
@@ -30,7 +42,10 @@ from collections.abc import Callable
 from typing import Any
 
 from xtremehub.config import Settings
+from xtremehub.errors import AuthenticationFailed, ServerUnavailable
+from xtremehub.security.identity import TokenSource
 from xtremehub.streams import StreamManager
+from xtremehub.web.config import STREAM_SERVER_SCHEMES
 
 __all__ = ["StreamSource"]
 
@@ -42,6 +57,8 @@ class StreamSource:
         location: ``tcp://`` server URL, or a data directory (None: ``<home>/streams``).
         settings: storage settings of the embedded store's LTS.
         manager: an open manager to use instead (the caller closes it).
+        token: the service's token (a provider, asked at every connection) for a stream server
+            that requires one.
         window: seconds of samples a write rate is computed over.
         clock: time source (tests).
     """
@@ -54,8 +71,10 @@ class StreamSource:
         manager: StreamManager | None = None,
         window: float = 60.0,
         clock: Callable[[], float] = time.time,
+        token: TokenSource | None = None,
     ) -> None:
         self.location = location or str(settings.home / "streams")
+        self.token = token
         self.settings = settings
         self.window = window
         self._clock = clock
@@ -74,11 +93,22 @@ class StreamSource:
     def manager(self) -> StreamManager:
         with self._lock:
             if self._manager is None:
-                if self.location.startswith(("tcp://", "tls://", "nats://")):
-                    self._manager = StreamManager(self.location)
+                if self.location.startswith(STREAM_SERVER_SCHEMES):
+                    self._manager = self._connect()
                 else:
                     self._manager = StreamManager.embedded(self.location, settings=self.settings)
             return self._manager
+
+    def _connect(self) -> StreamManager:
+        """The stream server, with the service token; its refusal is the server's problem (503),
+        not the caller's: the caller's own token was valid."""
+        try:
+            return StreamManager(self.location, token=self.token)
+        except AuthenticationFailed as exc:
+            hint = "" if self.token is not None else ": give the web server a credential ([web] streams_client_id)"
+            raise ServerUnavailable(
+                f"stream server {self.location} refused the web server's credential{hint} ({exc})"
+            ) from None
 
     def close(self) -> None:
         with self._lock:

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 from xtremehub.pipelines.video.codec import FrameDecoder, TestPattern
+from xtremehub.pipelines.video.export import KeyFrameExport, export_key_frames
 from xtremehub.pipelines.video.framing import FrameHeader, IndexRecord, decode_frame, encode_frame
 from xtremehub.pipelines.video.reader import DecodedFrame, LiveVideo, VideoFrame, VideoHistory
 from xtremehub.pipelines.video.writer import VideoWriter
@@ -31,6 +32,7 @@ __all__ = [
     "FrameDecoder",
     "FrameHeader",
     "IndexRecord",
+    "KeyFrameExport",
     "LiveVideo",
     "TestPattern",
     "VideoFrame",
@@ -38,4 +40,5 @@ __all__ = [
     "VideoWriter",
     "decode_frame",
     "encode_frame",
+    "export_key_frames",
 ]
