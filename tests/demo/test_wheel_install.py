@@ -41,9 +41,12 @@ def test_the_wheel_without_extras_installs_and_runs_the_demo_parts_it_can(tmp_pa
          timeout=600, cwd=tmp_path)  # fmt: skip
     (wheel,) = (tmp_path / "dist").glob("xtremehub-*.whl")
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", venv], env=env, timeout=300, cwd=tmp_path)
+    # --without-pip and pip --python: the installing pip is the test environment's, so the venv skips
+    # ensurepip (bootstrapping a pip of its own takes seconds, minutes on a loaded machine).
+    _run([sys.executable, "-m", "venv", "--without-pip", venv], env=env, timeout=300, cwd=tmp_path)
     python = venv / "bin" / "python"
-    _run([python, "-m", "pip", "install", "-q", wheel], env=env, timeout=1200, cwd=tmp_path)
+    _run([sys.executable, "-m", "pip", "--python", python, "install", "-q", wheel], env=env, timeout=1200,
+         cwd=tmp_path)  # fmt: skip
 
     probe = "import importlib.util as u; print([m for m in ('laspy', 'lazrs', 'ray') if u.find_spec(m)])"
     assert _run([python, "-c", probe], env=env, timeout=60, cwd=tmp_path).stdout.strip() == "[]"

@@ -247,7 +247,7 @@ def test_a_crashing_action_is_a_typed_error_and_the_service_keeps_serving(eph_se
 
 def test_a_slow_action_never_blocks_other_keys(eph_settings: Settings) -> None:
     b = bucket()
-    limits = ActionLimits(timeout=20, concurrency=2)
+    limits = ActionLimits(timeout=12, concurrency=2)  # the test waits for it: as short as the checks allow
     actions.register(f"xhub-eph://{b}/slow/", on_write=sleepy, limits=limits, settings=eph_settings)
     actions.register(f"xhub-eph://{b}/up/", on_write=upper, settings=eph_settings)
     storage.put(f"xhub-eph://{b}/up/warm", b"w", settings=eph_settings)  # a worker for the fast action exists
@@ -274,7 +274,7 @@ def test_a_slow_action_never_blocks_other_keys(eph_settings: Settings) -> None:
     fast_action = time.monotonic() - t0
     assert storage.get(f"xhub-eph://{b}/up/k", settings=eph_settings) == b"FAST"
     assert all(t.is_alive() for t in slow)  # done while the slow ones are still running: they waited for none
-    assert time.monotonic() - started < 20
+    assert time.monotonic() - started < 12
     assert plain < 10.0, plain  # 20 writes and reads (milliseconds each, seconds on a saturated 2-CPU machine)
     assert fast_action < 10.0, fast_action
     for t in slow:

@@ -98,15 +98,16 @@ def test_compat_text_output_is_the_seeds_text(testdata: Path, tmp_path: Path) ->
 
 
 @pytest.mark.slow
-def test_outputs_identical_for_1_2_7_tasks_and_on_dask(testdata: Path, tmp_path: Path) -> None:
+@pytest.mark.dask
+def test_outputs_identical_for_1_2_7_tasks_and_on_dask(testdata: Path, tmp_path: Path, dask_client: Any) -> None:
     files, labels = _inputs(testdata)
     trees = {}
-    for tasks in (1, 2, 7):
-        with FunctionExecutor("local", workers=2) as fexec:
+    with FunctionExecutor("local", workers=2) as fexec:  # one pool for the three runs
+        for tasks in (1, 2, 7):
             report = run_mdr(files, labels, str(tmp_path / f"t{tasks}"), tasks=tasks, executor=fexec)
-        assert report.tiles_computed == 15
-        trees[tasks] = _tree(tmp_path / f"t{tasks}")
-    with FunctionExecutor("dask", workers=2) as fexec:
+            assert report.tiles_computed == 15
+            trees[tasks] = _tree(tmp_path / f"t{tasks}")
+    with FunctionExecutor("dask", client=dask_client) as fexec:  # the session's LocalCluster (tests/conftest.py)
         run_mdr(files, labels, str(tmp_path / "dask"), tasks=3, executor=fexec)
     trees[0] = _tree(tmp_path / "dask")
     assert len(trees[1]) == 15 * 2 + 5 + 5  # text, Parquet per tile; calls per file; run.json, merged
@@ -134,10 +135,11 @@ def test_restart_recomputes_only_missing_tiles(testdata: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_planted_interaction_ranks_first(tmp_path: Path) -> None:
-    cohort = generate_cohort(str(tmp_path / "in"), n_patients=1000, snps_per_file=500, n_files=4, seed=11)
+    # 1000 SNPs in 4 files (all 10 file-pair tiles, 2 tasks): the scale itself is bench/mdr_epistasis.py's
+    cohort = generate_cohort(str(tmp_path / "in"), n_patients=1000, snps_per_file=250, n_files=4, seed=11)
     config = MDRConfig(text_tolerance=2.0)  # seed-style text only for candidate pairs, as the seed does
     report = run_mdr(list(cohort.files), cohort.labels, str(tmp_path / "out"), tasks=2, config=config)
-    assert report.pairs == 2000 * 1999 // 2
+    assert report.pairs == 1000 * 999 // 2
     best = report.top[0]
     assert (best["snp1"], best["snp2"]) == cohort.planted
     assert best["mean"] < 0.35 < report.top[1]["mean"]

@@ -143,10 +143,23 @@ _FROM_PACKAGE = [
     "ProcessError",
     "current_process",
     "parent_process",
-    "active_children",
     "set_executable",
     "freeze_support",
 ]
+
+
+def _active_children() -> list[multiprocessing.process.BaseProcess]:
+    """``xtremehub.multiprocessing.active_children()`` less the workers of the Dask clusters that this
+    test process runs (tests/conftest.py's ``dask_client``, :func:`_dask_context`'s): their nannies start
+    them as multiprocessing children of this process, but they are the engines' processes, not the
+    tests'. The vendored ``ManagerMixin.tearDownClass`` waits 5 s for "only the manager process" to be
+    left, which these long-lived workers never let happen.
+    """
+    return [p for p in xmp.active_children() if p.name != _DASK_NANNY_WORKER]
+
+
+#: The name distributed's Nanny gives the worker processes it starts.
+_DASK_NANNY_WORKER = "Dask Worker process (from Nanny)"
 
 
 class _Shim(types.ModuleType):
@@ -159,6 +172,8 @@ class _Shim(types.ModuleType):
     def __getattr__(self, name: str) -> Any:
         if name in _FROM_CONTEXT:
             return getattr(self._context(), name)
+        if name == "active_children":
+            return _active_children
         if name in _FROM_PACKAGE:
             return getattr(xmp, name)
         return getattr(multiprocessing, name)
@@ -266,7 +281,7 @@ def _processes_mixin(module: types.ModuleType, context: Callable[[], xmp.Context
         "connection": multiprocessing.connection,
         "current_process": staticmethod(xmp.current_process),
         "parent_process": staticmethod(xmp.parent_process),
-        "active_children": staticmethod(xmp.active_children),
+        "active_children": staticmethod(_active_children),
         "set_executable": staticmethod(xmp.set_executable),
     }
     for name in _FROM_CONTEXT:
