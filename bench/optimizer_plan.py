@@ -20,7 +20,7 @@ fitted on 3 weeks and tested on the 4th (MAE per horizon), then static, reactive
 forecast-driven scaling replayed through the simulator: 30 s tasks, hourly windows, the per-task
 overhead measured in part 1, a start-up of max(measured, 60 s) (a cold cloud worker), SLO 300 s.
 
-Run:  .venv/bin/python bench/optimizer_plan.py [--rounds 3] [--csv-mb 24] [--fastq-mb 24] [--plots docs/img]
+Run:  .venv/bin/python bench/optimizer_plan.py [--rounds 3] [--csv-mb 24] [--fastq-mb 24] [--plots docs/images]
       [--backend local|dask]
       (--quick: 1 round, 16 MB inputs, a smaller grid)
 Target (issue 20): auto plan within 10 % of the grid-search optimum, better than the default.
@@ -66,7 +66,7 @@ from xtremehub.optimizer import (
     measure_backend,
     simulate,
 )
-from xtremehub.optimizer.planner import function_name
+from xtremehub.optimizer.planner import completion_time, function_name
 
 WORKERS = 2
 CALIBRATION = (2, 4, 8, 16, 32)
@@ -116,8 +116,8 @@ def fastq_job(settings: Settings, size_mb: int) -> Job:
         result = fexec.get_result(fs)
         wall = time.perf_counter() - t0
         assert sum(r["reads"] for r in result) == ds.manifest["reads"]
-        n = len(parts[slices])
-        return wall, list(fs), [total // n] * n
+        reads = ds.manifest["reads"]  # the bytes each slice owns (its reads' share; slices snap to checkpoints)
+        return wall, list(fs), [round(total * p.count / reads) for p in parts[slices]]
 
     return Job("fastq", read_stats, total, run)
 
@@ -205,8 +205,8 @@ def report(job: Job, plan: Any, planner: Planner) -> dict[str, Any]:
     if model is not None:
         for r in grid:
             if r["workers"] == plan.workers:
-                d = model.duration.predict(job.total_bytes / r["slices"]).mean + plan.profile.per_task_s
-                predicted[r["slices"]] = plan.profile.startup_s + -(-r["slices"] // r["workers"]) * d
+                n, w = np.array([float(r["slices"])]), np.array([float(r["workers"])])
+                predicted[r["slices"]] = float(completion_time(model, plan.profile, job.total_bytes, n, w)[0])
     return {"rows": rows, "plan": plan.to_dict(), "best": best, "auto": auto, "predicted": predicted}
 
 
