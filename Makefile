@@ -124,7 +124,7 @@ bench-web: $(VENV)/.installed-bench
 	$(BIN)/python bench/web_api.py
 
 bench-optimizer: $(VENV)/.installed-bench
-	$(BIN)/python bench/optimizer_plan.py --plots docs/img
+	$(BIN)/python bench/optimizer_plan.py --plots docs/images
 
 bench-backends: $(VENV)/.installed-bench
 	$(BIN)/python bench/backends_overhead.py

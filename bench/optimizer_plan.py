@@ -10,17 +10,19 @@ single-threaded worker processes; 2 workers max), in one run:
 
 For each job the cost model is learnt from five calibration maps (2, 4, 8, 16 and 32 slices on 2
 workers), the backend's overheads are measured with no-op maps, and the planner (objective:
-time) chooses slices and workers (1 or 2). Then, interleaved over ``--rounds`` rounds, the
-bench times the auto plan, the planner's first-run default (2 slices per worker), the
-executor's default (one slice: the object as a whole) and every grid point (slices x workers).
-Worker-seconds = workers x wall (the pool is held for the whole map).
+time) chooses slices and workers (1 or 2). Then, interleaved over ``--rounds`` rounds (in a new
+seeded order each round), the bench times the auto plan, the planner's first-run default (2 slices
+per worker), the executor's default (one slice: the object as a whole) and every grid point
+(slices x workers). Worker-seconds = workers x wall (the pool is held for the whole map). The
+same configuration measured under several labels (the auto plan is often also a grid point) is
+also ranked on all its samples pooled ("All samples of a configuration pooled").
 
 Part 2, the simulator: generated workloads (4 weeks of hourly windows, 3 seeds), forecasters
 fitted on 3 weeks and tested on the 4th (MAE per horizon), then static, reactive and
 forecast-driven scaling replayed through the simulator: 30 s tasks, hourly windows, the per-task
 overhead measured in part 1, a start-up of max(measured, 60 s) (a cold cloud worker), SLO 300 s.
 
-Run:  .venv/bin/python bench/optimizer_plan.py [--rounds 3] [--csv-mb 24] [--fastq-mb 24] [--plots docs/img]
+Run:  .venv/bin/python bench/optimizer_plan.py [--rounds 3] [--csv-mb 24] [--fastq-mb 24] [--plots docs/images]
       [--backend local|dask]
       (--quick: 1 round, 16 MB inputs, a smaller grid)
 Target (issue 20): auto plan within 10 % of the grid-search optimum, better than the default.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import statistics
 import tempfile
 import time
@@ -66,7 +69,7 @@ from xtremehub.optimizer import (
     measure_backend,
     simulate,
 )
-from xtremehub.optimizer.planner import function_name
+from xtremehub.optimizer.planner import completion_time, function_name
 
 WORKERS = 2
 CALIBRATION = (2, 4, 8, 16, 32)
@@ -116,8 +119,8 @@ def fastq_job(settings: Settings, size_mb: int) -> Job:
         result = fexec.get_result(fs)
         wall = time.perf_counter() - t0
         assert sum(r["reads"] for r in result) == ds.manifest["reads"]
-        n = len(parts[slices])
-        return wall, list(fs), [total // n] * n
+        reads = ds.manifest["reads"]  # the bytes each slice owns (its reads' share; slices snap to checkpoints)
+        return wall, list(fs), [round(total * p.count / reads) for p in parts[slices]]
 
     return Job("fastq", read_stats, total, run)
 
@@ -158,18 +161,18 @@ def bench_jobs(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
         default = Planner(TelemetryStore(), profile=profile).plan(name, job.total_bytes, workers=WORKERS)
         print(f"\n## {job.name}: {job.total_bytes / 1e6:.0f} MB on {args.backend}\n")
         print(plan.explain())
-        for _ in range(args.rounds):
+        for rnd in range(args.rounds):
             for w in (1, 2):
+                runs = [("grid", n) for n in grid]
+                runs += [("auto", plan.slices)] if w == plan.workers else []
+                runs += [("default", default.slices)] if w == default.workers else []
+                runs += [("executor default", 1)] if w == WORKERS else []
+                # a new order each round (seeded): no configuration always runs first after the warm-up
+                random.Random(rnd * 10 + w).shuffle(runs)
                 with executor(w) as fexec:
                     job.run(fexec, w)  # start the workers, warm imports and caches
-                    if w == plan.workers:
-                        timed(job, fexec, "auto", plan.slices, w)
-                    if w == default.workers:
-                        timed(job, fexec, "default", default.slices, w)
-                    if w == WORKERS:
-                        timed(job, fexec, "executor default", 1, w)
-                    for n in grid:
-                        timed(job, fexec, "grid", n, w)
+                    for label, n in runs:
+                        timed(job, fexec, label, n, w)
         out[job.name] = report(job, plan, planner)
     return out
 
@@ -182,7 +185,9 @@ def report(job: Job, plan: Any, planner: Planner) -> dict[str, Any]:
     rows = []
     for (label, n, w), ts in sorted(job.times.items(), key=lambda kv: (kv[0][0] != "auto", kv[0])):
         med, spread = _med(ts)
-        rows.append({"label": label, "slices": n, "workers": w, "wall": med, "spread": spread, "ws": w * med})
+        rows.append(
+            {"label": label, "slices": n, "workers": w, "wall": med, "spread": spread, "ws": w * med, "samples": ts}
+        )
     grid = [r for r in rows if r["label"] == "grid"]
     best = min(grid, key=lambda r: r["wall"])
     best_ws = min(grid, key=lambda r: r["ws"])
@@ -200,14 +205,36 @@ def report(job: Job, plan: Any, planner: Planner) -> dict[str, Any]:
             f"| {tag} | {r['slices']} x {r['workers']} | {r['wall']:.2f} s (±{r['spread'] / 2:.2f}) | "
             f"{r['ws']:.2f} | {r['wall'] / best['wall']:.2f}x |"
         )
+    # The same slices x workers measured under several labels (auto, default, grid) is one configuration:
+    # the median of all its samples ranks configurations with less noise than one row's 3 samples.
+    pooled: dict[tuple[int, int], list[float]] = {}
+    for (_, n, w), ts in job.times.items():
+        pooled.setdefault((n, w), []).extend(ts)
+    configs = {k: statistics.median(v) for k, v in pooled.items()}
+    key = (auto["slices"], auto["workers"])
+    grid_keys = {(r["slices"], r["workers"]) for r in grid}
+    best_key = min(grid_keys, key=configs.__getitem__)
+    print(
+        f"\nAll samples of a configuration pooled: auto {key[0]} x {key[1]} {configs[key]:.2f} s "
+        f"({len(pooled[key])} samples), grid best {best_key[0]} x {best_key[1]} {configs[best_key]:.2f} s "
+        f"({len(pooled[best_key])} samples): {configs[key] / configs[best_key]:.2f}x"
+    )
     model = planner.model_for(function_name(job.function))
     predicted = {}
     if model is not None:
         for r in grid:
             if r["workers"] == plan.workers:
-                d = model.duration.predict(job.total_bytes / r["slices"]).mean + plan.profile.per_task_s
-                predicted[r["slices"]] = plan.profile.startup_s + -(-r["slices"] // r["workers"]) * d
-    return {"rows": rows, "plan": plan.to_dict(), "best": best, "auto": auto, "predicted": predicted}
+                n, w = np.array([float(r["slices"])]), np.array([float(r["workers"])])
+                predicted[r["slices"]] = float(completion_time(model, plan.profile, job.total_bytes, n, w)[0])
+    return {
+        "rows": rows,
+        "plan": plan.to_dict(),
+        "best": best,
+        "auto": auto,
+        "predicted": predicted,
+        "pooled": {f"{n}x{w}": ts for (n, w), ts in pooled.items()},
+        "pooled_ratio": configs[key] / configs[best_key],
+    }
 
 
 def bench_simulator(task_s: float, profile: BackendProfile) -> dict[str, Any]:

@@ -127,3 +127,14 @@ def test_a_redefined_main_function_runs_its_new_body(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:3] == ["[1, 2]", "[-1, -2]", "[11, 12]"]
+
+
+@pytest.mark.parametrize("calls", [2, 3])
+def test_few_calls_spread_over_idle_workers(calls: int) -> None:
+    """Two or three calls on two idle workers: both workers get one (they once all went to the first)."""
+    with FunctionExecutor(workers=2) as fexec:
+        fexec.get_result(fexec.map(square, range(4)))  # workers started
+        for _ in range(3):
+            fs = fexec.map(square, range(calls))
+            fexec.get_result(fs)
+            assert len({f.stats["worker"] for f in fs}) == 2

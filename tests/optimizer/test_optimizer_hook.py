@@ -41,12 +41,19 @@ def test_plan_auto_slices_and_learns(tmp_path: Path) -> None:
         second = fexec.map(count_lines, str(data), plan=planner)
         assert sum(fexec.get_result(second)) == 100_000
         _wait_learned(planner, name, 8)
+        # every call so far had the same size: the planner explores a slicing 4x finer (8 per worker)
         third = fexec.map(count_lines, str(data), plan=planner)
         assert sum(fexec.get_result(third)) == 100_000
-        plan = third.plan  # type: ignore[attr-defined]
+        assert third.plan.source == "explore"  # type: ignore[attr-defined]
+        assert len(third) == third.plan.slices == 16  # type: ignore[attr-defined]
+        assert "exploring" in third.plan.explain()  # type: ignore[attr-defined]
+        _wait_learned(planner, name, 24)
+        fourth = fexec.map(count_lines, str(data), plan=planner)
+        assert sum(fexec.get_result(fourth)) == 100_000
+        plan = fourth.plan  # type: ignore[attr-defined]
         assert plan.source == "model"
         assert plan.workers == 2
-        assert len(third) == plan.slices
+        assert len(fourth) == plan.slices
     store = TelemetryStore()
     assert store.load(tmp_path / "tel") >= 8
     assert name in store.functions()  # the plan sidecar named the function

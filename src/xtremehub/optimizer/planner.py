@@ -4,7 +4,13 @@ For ``n`` slices of an input of ``B`` bytes on ``w`` workers the planner predict
 
 - per-slice time ``d(n) = duration(B / n) + per_task`` (the cost model's line plus the
   backend's measured per-task overhead),
-- completion time ``T = startup + ceil(n / w) * d(n)`` (waves of ``w`` slices),
+- completion time ``T = startup + ceil(n / w) * d(n) + tail(n, w)`` (waves of ``w`` slices), where
+  ``tail = spread * e(min(n, w)) * duration(B / n)`` is how late the slowest call of the last
+  wave ends: ``spread`` is the model's held-out relative error of a call's duration (calls of
+  equal size do not take equal time: a busy core, a cold cache, slices cut at checkpoints) and
+  ``e(m)`` the expected largest of ``m`` standard normal deviates (0 for one worker, 0.59 for
+  two: Blom's approximation); smaller slices shorten the tail, each slice adds its fixed cost
+  (the line's intercept and ``per_task``),
 - cost ``W = w * T`` worker-seconds (workers are held for the whole job),
 - peak memory per worker: the upper end of the cost model's interval of ``peak_rss(B / n)``,
 
@@ -15,6 +21,10 @@ same inputs always give the same plan.
 A function with fewer than :data:`~xtremehub.optimizer.costmodel.MIN_RUNS` successful
 calls recorded gets the **default plan**: every available worker, two slices per worker
 (no slice below ``min_slice_bytes``). Its calls are recorded, so later plans use a model.
+While the recorded calls span less than a factor :data:`EXPLORE_RATIO` of input sizes, a
+line's intercept (the fixed cost of a call) cannot be told from its slope, so the planner
+**explores**: of ``w``, ``2 w``, ``4 w`` and ``8 w`` slices it takes the count whose slice
+size is farthest from every size seen (source ``"explore"``); then it plans from the model.
 
 Example:
     >>> planner = Planner(profile=BackendProfile("local", workers=4, startup_s=0.0, per_task_s=0.01))
@@ -29,6 +39,7 @@ import inspect
 import logging
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,11 +59,13 @@ if TYPE_CHECKING:
     from xtremehub.compute.futures import FuturesList, ResponseFuture
 
 __all__ = [
+    "EXPLORE_RATIO",
     "BackendProfile",
     "Candidate",
     "Objective",
     "Plan",
     "Planner",
+    "completion_time",
     "default_planner",
     "function_name",
     "measure_backend",
@@ -60,6 +73,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The planner explores other slicings until the recorded input sizes span this factor.
+EXPLORE_RATIO = 4.0
 
 
 def function_name(func: Callable[..., Any]) -> str:
@@ -175,7 +191,7 @@ class Plan:
             f"  backend {self.profile.name}: {self.profile.workers} workers available, start-up "
             f"{self.profile.startup_s:.3f}s, per-task overhead {self.profile.per_task_s * 1e3:.1f} ms",
         ]
-        if self.source == "model":
+        if self.source != "default":
             lines.append(
                 f"  predicted: {self.predicted_time:.2f}s, {self.predicted_worker_seconds:.2f} worker-s, "
                 f"peak {self.predicted_peak_rss / 2**20:.0f} MiB per worker (upper bound)"
@@ -264,11 +280,16 @@ class Planner:
         profile = self.profile or BackendProfile("local", os.cpu_count() or 1)
         if workers is not None:
             profile = replace(profile, workers=workers)
+        explore = model is None
         model = model or self.model_for(name)
         max_n = max(1, min(self.max_slices, total_bytes // self.min_slice_bytes))
         if model is None:
             return self._default_plan(name, total_bytes, profile, max_n)
-        return self._model_plan(name, total_bytes, profile, max_n, model, fixed_workers)
+        only = None
+        if explore:
+            sizes = self.store.observations(name).input_bytes
+            only = _exploration(sizes[sizes > 0], total_bytes, profile.workers, max_n)
+        return self._model_plan(name, total_bytes, profile, max_n, model, fixed_workers, only)
 
     def _default_plan(self, name: str, total_bytes: int, profile: BackendProfile, max_n: int) -> Plan:
         slices = max(1, min(2 * profile.workers, max_n))
@@ -289,12 +310,19 @@ class Planner:
         )
 
     def _model_plan(
-        self, name: str, total_bytes: int, profile: BackendProfile, max_n: int, model: CostModel, fixed: bool
+        self,
+        name: str,
+        total_bytes: int,
+        profile: BackendProfile,
+        max_n: int,
+        model: CostModel,
+        fixed: bool,
+        only: int | None = None,
     ) -> Plan:
         n = np.arange(1, max_n + 1, dtype=np.float64)
         size = total_bytes / n
-        d, peak = _line(model.duration, size, 0.0), _line(model.peak_rss, size, model.peak_rss.half_width)
-        d = d + profile.per_task_s
+        peak = _line(model.peak_rss, size, model.peak_rss.half_width)
+        spread = duration_spread(model)
         feasible = peak <= self.memory_limit if self.memory_limit is not None else np.ones_like(n, dtype=bool)
         if not feasible.any():
             smallest = size[-1]
@@ -305,10 +333,14 @@ class Planner:
             )
         w_range = np.array([profile.workers] if fixed else range(1, profile.workers + 1), dtype=np.float64)
         nn, ww = np.meshgrid(n, w_range, indexing="ij")
-        t = profile.startup_s + np.ceil(nn / ww) * d[:, None]
+        t = completion_time(model, profile, total_bytes, nn, ww)
         ws = ww * t
         score = self.objective.time_weight * t + self.objective.cost_weight * ws
         score[~feasible, :] = np.inf
+        explored = False
+        if only is not None and feasible[only - 1]:
+            score[np.arange(max_n) != only - 1, :] = np.inf
+            explored = True
         # deterministic: smallest score, then fewest workers, then fewest slices (rounded to 1e-9 s)
         keys = np.lexsort((nn.ravel(), ww.ravel(), np.round(score.ravel(), 9)))
         cands = [
@@ -327,8 +359,14 @@ class Planner:
         bound = "" if self.memory_limit is None else f"; memory allows >= {int(n[feasible][0])} slices"
         reason = (
             f"minimises {self.objective} over 1..{max_n} slices x "
-            f"{'exactly ' if fixed else '1..'}{profile.workers} workers{bound}"
+            f"{'exactly ' if fixed else '1..'}{profile.workers} workers{bound}; "
+            f"spread of call durations {spread:.0%} (the last wave's tail)"
         )
+        if explored:
+            reason = (
+                f"exploring: the recorded calls span less than {EXPLORE_RATIO:g}x in input size, too narrow to "
+                f"tell a call's fixed cost from its cost per byte; {best.slices} slices give a new size"
+            )
         return Plan(
             name,
             total_bytes,
@@ -338,7 +376,7 @@ class Planner:
             best.worker_seconds,
             best.peak_rss,
             self.objective,
-            "model",
+            "explore" if explored else "model",
             profile,
             self.memory_limit,
             model,
@@ -398,6 +436,55 @@ def _line(fit: LineFit, size: FloatArray, extra: float) -> FloatArray:
     """Vectorised ``fit.predict(size).mean (+ extra)``, clipped at 0 (records unknown here: 0)."""
     out: FloatArray = np.maximum(0.0, fit.intercept + fit.coef[0] * size) + extra
     return out
+
+
+def completion_time(
+    model: CostModel, profile: BackendProfile, total_bytes: float, slices: FloatArray, workers: FloatArray
+) -> FloatArray:
+    """Predicted seconds of ``total_bytes`` in ``slices`` equal slices on ``workers`` (see the module doc).
+
+    Example:
+        >>> import numpy as np
+        >>> from xtremehub.optimizer.store import Observations
+        >>> x = np.repeat([1e6, 4e6, 1.6e7], 4)
+        >>> obs = Observations("f", x, None, 0.01 + 1e-8 * x, 1e-8 * x, 5e7 + 0 * x, ("local",) * 12)
+        >>> m = fit_cost_model(obs)
+        >>> t = completion_time(m, BackendProfile("local", 2), 1.6e8, np.array([2.0, 8.0]), np.array([2.0, 2.0]))
+        >>> [round(float(v), 3) for v in t]  # 0.01 s and 5 ms per slice: 4 waves cost 3 x 15 ms more
+        [0.815, 0.86]
+    """
+    call = _line(model.duration, total_bytes / slices, 0.0)
+    tail = duration_spread(model) * _expected_max(np.minimum(slices, workers)) * call
+    out: FloatArray = profile.startup_s + np.ceil(slices / workers) * (call + profile.per_task_s) + tail
+    return out
+
+
+def duration_spread(model: CostModel) -> float:
+    """The relative spread of a call's duration around its line: the held-out MAPE, at most 1."""
+    mape = model.duration.heldout_mape
+    return min(1.0, mape) if math.isfinite(mape) else 0.0
+
+
+_NORMAL = statistics.NormalDist()
+
+
+def _expected_max(m: FloatArray) -> FloatArray:
+    """Expected largest of ``m`` standard normal deviates (Blom: ``inv_cdf((m - 0.375) / (m + 0.25))``)."""
+    ks = m.astype(np.int64)
+    table = {int(k): _NORMAL.inv_cdf((k - 0.375) / (k + 0.25)) for k in np.unique(ks)}
+    out: FloatArray = np.vectorize(table.__getitem__, otypes=[np.float64])(ks)
+    return out
+
+
+def _exploration(sizes: FloatArray, total_bytes: int, workers: int, max_n: int) -> int | None:
+    """The slice count to try next while the recorded sizes span less than :data:`EXPLORE_RATIO`."""
+    if sizes.size == 0 or total_bytes <= 0 or sizes.max() >= EXPLORE_RATIO * sizes.min():
+        return None
+    logs = np.log(np.unique(sizes))
+    options = sorted({min(max_n, workers * k) for k in (1, 2, 4, 8)})
+    distance = [float(np.min(np.abs(math.log(total_bytes / k) - logs))) for k in options]
+    best = options[int(np.argmax(distance))]  # the first of equals: the fewest slices
+    return best if max(distance) > math.log(2) - 1e-9 else None
 
 
 _DEFAULT: Planner | None = None

@@ -466,16 +466,22 @@ class LocalBackend(Backend):
         with self._lock:
             if self._stopped:
                 return
-            for w in self._workers:
-                while self._pending and w.kill_reason is None and self._accepts(w):
-                    head_job = self._jobs.get(self._pending[0].job_id)
-                    size = 1 if head_job is not None and head_job.timeout is not None else self._batch_size(head_job)
-                    if w.calls_left is not None:
-                        size = min(size, w.calls_left)
-                    batch = [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
-                    if not self._send(w, batch):
-                        self._pending.extendleft(reversed(batch))
-                        break
+            # Two passes: every idle worker gets a batch before any worker is sent a second one
+            # (else two calls on two idle workers both went to the first and ran in series).
+            for idle_only in (True, False):
+                for w in self._workers:
+                    while self._pending and w.kill_reason is None and self._accepts(w):
+                        if idle_only and w.inflight:
+                            break
+                        head_job = self._jobs.get(self._pending[0].job_id)
+                        timed = head_job is not None and head_job.timeout is not None
+                        size = 1 if timed else self._batch_size(head_job)
+                        if w.calls_left is not None:
+                            size = min(size, w.calls_left)
+                        batch = [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
+                        if not self._send(w, batch):
+                            self._pending.extendleft(reversed(batch))
+                            break
 
     def _accepts(self, w: _Worker) -> bool:
         """Keep about two batches queued at each worker so it never waits for the dispatcher."""
