@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["AheadReader", "RangeSource"]
 
 _PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
-_FIRST = 256 * 1024  # the first part after a start or seek; each next one doubles, up to _PART
 _AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
 _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while streaming on
 
@@ -26,15 +25,13 @@ _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while st
 class RangeSource:
     """Sequential reader over ``[start, ...)`` of an object that fetches on demand.
 
-    The planned range ``[start, planned_end)`` is read in parts of up to 4 MiB, the
-    next ``_AHEAD`` parts always being fetched in background threads while the caller
+    The planned range ``[start, planned_end)`` is read in parts of 4 MiB, the next
+    ``_AHEAD`` parts always being fetched in background threads while the caller
     works on the current one (so fetching overlaps decompression, and memory stays
-    bounded however long the range). The first part is small (256 KiB) and the next
-    ones double, so the caller starts working after a short GET rather than a 4 MiB one.
-    Reads past the plan fetch small increments, so a slice whose last record
-    straddles the plan costs little extra. ``fetched`` counts the bytes requested;
-    ``settings`` are the storage settings to read with (default: this process's).
-    :meth:`close` drops what is still in flight.
+    bounded however long the range). Reads past the plan fetch small increments,
+    so a slice whose last record straddles the plan costs little extra. ``fetched``
+    counts the bytes requested; ``settings`` are the storage settings to read with
+    (default: this process's). :meth:`close` drops what is still in flight.
 
     Example:
         >>> from xtremehub import storage
@@ -53,7 +50,6 @@ class RangeSource:
         self._more = _MORE
         self._ahead: deque[tuple[int, int, Future[bytes]]] = deque()  # (start, end, part) in order from pos
         self._next = start  # where the next part to request starts
-        self._part = _FIRST  # size of the next part to request
         self._pool: ThreadPoolExecutor | None = None
 
     def read(self) -> bytes:
@@ -82,8 +78,7 @@ class RangeSource:
     def _request(self) -> None:
         """Keep ``_AHEAD`` parts of the plan (at least the one at ``pos``) in flight."""
         while len(self._ahead) < max(1, _AHEAD) and self._next < self._planned_end:
-            start, end = self._next, min(self._next + self._part, self._planned_end)
-            self._part = min(2 * self._part, _PART)
+            start, end = self._next, min(self._next + _PART, self._planned_end)
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-range-ahead")
             self._ahead.append((start, end, self._pool.submit(self._store.get_range, self._key, start, end)))
@@ -95,7 +90,6 @@ class RangeSource:
         if pos != self.pos:
             self._drop()
             self._next = pos
-            self._part = _FIRST
         self.pos = pos
 
     def peek(self, pos: int, n: int) -> bytes:
