@@ -11,7 +11,13 @@
    the same object; with --static-baseline also the static partitioning users do by hand
    (decompress, split into --slices plain files, upload).
 5. Scan: all --slices slices read on the local executor (--workers) from S3;
-   aggregate decompressed throughput = uncompressed bytes / wall time.
+   aggregate decompressed throughput = uncompressed bytes / wall time; how the slices
+   spread over the workers (start lag, gaps between tasks, tail, busy share) and the CPU
+   seconds of the workers, of SeaweedFS and of this process during the scan.
+   Ceilings without S3 (``--no-ceiling`` skips them): --workers processes inflating
+   --workers parts of the local file with ISA-L and counting newlines (no records), our
+   slice reader on the same slices from the local file, and rapidgzip alone (one thread,
+   local file, no record scan), the floor of the one-pass preprocessing.
 6. Per-slice breakdown (median of --breakdown slices, in this process): fetch (the
    slice's compressed range from S3), inflate (from memory) and record validation
    (the slice's records from memory, minus inflate), and inflate with each installed
