@@ -11,7 +11,13 @@
    the same object; with --static-baseline also the static partitioning users do by hand
    (decompress, split into --slices plain files, upload).
 5. Scan: all --slices slices read on the local executor (--workers) from S3;
-   aggregate decompressed throughput = uncompressed bytes / wall time.
+   aggregate decompressed throughput = uncompressed bytes / wall time; how the slices
+   spread over the workers (start lag, gaps between tasks, tail, busy share) and the CPU
+   seconds of the workers, of SeaweedFS and of this process during the scan.
+   Ceilings without S3 (``--no-ceiling`` skips them): --workers processes inflating
+   --workers parts of the local file with ISA-L and counting newlines (no records), our
+   slice reader on the same slices from the local file, and rapidgzip alone (one thread,
+   local file, no record scan), the floor of the one-pass preprocessing.
 6. Per-slice breakdown (median of --breakdown slices, in this process): fetch (the
    slice's compressed range from S3), inflate (from memory) and record validation
    (the slice's records from memory, minus inflate), and inflate with each installed
@@ -27,6 +33,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import io
+import itertools
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -34,8 +43,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from seaweed_object import object_on_seaweedfs
 from xtremehub import FunctionExecutor, storage
@@ -58,14 +70,103 @@ print(n)
 """
 
 
-def scan_slice(data_slice: FASTQGZipSlice) -> tuple[int, int, int]:
-    """Map function: read every record of one slice; (reads, decompressed bytes, compressed bytes fetched)."""
+@dataclasses.dataclass(frozen=True)
+class Scanned:
+    """What one slice's map call reports: counts, and when and where it ran."""
+
+    reads: int
+    nbytes: int  # decompressed bytes of its records
+    fetched: int  # compressed bytes fetched
+    pid: int
+    start: float  # time.monotonic() (one clock for all processes on Linux)
+    end: float
+    cpu: float  # CPU seconds of the worker process during the call (its fetch threads too)
+
+
+def scan_slice(data_slice: FASTQGZipSlice) -> Scanned:
+    """Map function: read every record of one slice."""
+    t0, c0 = time.monotonic(), time.process_time()
     src = RangeSource(data_slice.url, data_slice.object_size, data_slice.checkpoint.byte_offset, data_slice.planned_end)
     nbytes = reads = 0
     for chunk in data_slice._blocks(src):
         nbytes += len(chunk)
         reads += chunk.count(b"\n") // 4
-    return reads, nbytes, src.fetched
+    return Scanned(reads, nbytes, src.fetched, os.getpid(), t0, time.monotonic(), time.process_time() - c0)
+
+
+def inflate_count(part: tuple[FASTQGZipSlice, int | None]) -> int:
+    """Ceiling map function: inflate from a slice's checkpoint up to uncompressed offset ``stop``
+    (``None``: the end) and count the newlines; no record work."""
+    s, stop = part
+    todo = None if stop is None else stop - s.checkpoint.uncompressed
+    n = 0
+    with decoded(s.url, s.object_size, s.checkpoint, s.planned_end, gz=True) as text:
+        for chunk in text:
+            if todo is not None and len(chunk) >= todo:
+                return n + chunk.count(b"\n", 0, todo)
+            n += chunk.count(b"\n")
+            todo = None if todo is None else todo - len(chunk)
+    return n
+
+
+def timeline(results: list[Scanned], t0: float, t1: float) -> dict[str, float]:
+    """How the slices spread over the workers: start lag, per-task gaps, tail, busy share, CPU."""
+    by_pid: dict[int, list[Scanned]] = {}
+    for r in results:
+        by_pid.setdefault(r.pid, []).append(r)
+    gaps = [b.start - a.end for rs in by_pid.values() for a, b in itertools.pairwise(sorted(rs, key=lambda r: r.start))]
+    busy = sum(r.end - r.start for r in results)
+    return {
+        "workers": len(by_pid),
+        "tasks per worker": max(len(rs) for rs in by_pid.values()),
+        "start lag": min(r.start for r in results) - t0,
+        "gap median": statistics.median(gaps) if gaps else 0.0,
+        "gaps total": sum(gaps),
+        "tail": t1 - max(r.end for r in results),
+        "busy share": busy / (len(by_pid) * (t1 - t0)),
+        "task median": statistics.median(r.end - r.start for r in results),
+        "worker cpu": sum(r.cpu for r in results),
+    }
+
+
+def local_ceiling(slices: list[FASTQGZipSlice], local: Path, workers: int) -> dict[str, float]:
+    """No S3: ``workers`` processes on the local file, (a) ISA-L inflate + newline count of
+    ``workers`` equal parts cut at checkpoints (the ceiling of the cores), (b) our slice reader
+    on the same slices as the scan. Returns seconds and the lines (a) counted."""
+    ctx = multiprocessing.get_context("spawn")
+    here = [dataclasses.replace(s, url=str(local)) for s in slices]
+    firsts = here[:: -(-len(here) // workers)]
+    parts = [(s, nxt.checkpoint.uncompressed) for s, nxt in itertools.pairwise(firsts)] + [(firsts[-1], None)]
+    out: dict[str, float] = {}
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        list(pool.map(inflate_count, [(s, s.checkpoint.uncompressed + 1) for s in here[:workers]]))  # start, import
+        t0 = time.perf_counter()
+        out["lines"] = sum(pool.map(inflate_count, parts))
+        out["isal halves"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        list(pool.map(scan_slice, here))
+        out["ours local"] = time.perf_counter() - t0
+    return out
+
+
+def rapidgzip_local(local: Path) -> float | str:
+    """Seconds for rapidgzip (one thread, as ``preprocess()`` runs it) to inflate the local file
+    and export its index: the floor of the one-pass preprocessing without S3 and record scan."""
+    try:
+        import rapidgzip
+    except ImportError:
+        return "skipped: rapidgzip is not installed"
+    t0 = time.perf_counter()
+    with rapidgzip.RapidgzipFile(str(local), parallelization=1, chunk_size=1 << 20) as gz:
+        while gz.read(4 << 20):
+            pass
+        gz.export_index(io.BytesIO())
+    return time.perf_counter() - t0
+
+
+def weed_cpu() -> float:
+    """CPU seconds used so far by the SeaweedFS server this process started."""
+    return sum(sum(p.cpu_times()[:2]) for p in psutil.Process().children(recursive=True) if p.name().startswith("weed"))
 
 
 def static_partition_baseline(local: Path, slices: int, reads: int, bucket_url: str, settings: Any) -> float:
@@ -177,6 +278,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--breakdown", type=int, default=8, help="slices timed phase by phase (0: none)")
     parser.add_argument("--static-baseline", action="store_true", help="also time the split+upload baseline")
+    parser.add_argument(
+        "--no-ceiling", dest="ceiling", action="store_false", help="skip the local-file runs without S3 (the ceiling)"
+    )
     parser.add_argument("--quick", action="store_true", help="128 MiB and 16 slices")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "xhub-bench")
     args = parser.parse_args()
@@ -213,12 +317,19 @@ def main() -> None:
         slices = co.partition(partition_reads_batches, num_batches=args.slices)
         with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
             fexec.get_result(fexec.map(scan_slice, slices[:2]))  # start workers, warm the page cache
-            t0 = time.perf_counter()
-            results = fexec.get_result(fexec.map(scan_slice, slices))
-            ours_scan = time.perf_counter() - t0
-        assert sum(r[0] for r in results) == reads
-        assert sum(r[1] for r in results) == uncompressed
-        fetched = sum(r[2] for r in results)
+            weed0, driver0 = weed_cpu(), time.process_time()
+            t0 = time.monotonic()
+            results: list[Scanned] = fexec.get_result(fexec.map(scan_slice, slices))
+            t1 = time.monotonic()
+            ours_scan = t1 - t0
+            weed, driver = weed_cpu() - weed0, time.process_time() - driver0
+        assert sum(r.reads for r in results) == reads
+        assert sum(r.nbytes for r in results) == uncompressed
+        fetched = sum(r.fetched for r in results)
+        spread = timeline(results, t0, t1)
+        ceiling = local_ceiling(slices, local, args.workers) if args.ceiling else {}
+        floor = rapidgzip_local(local) if args.ceiling else "skipped"
+        assert ceiling.get("lines", 4 * reads) == 4 * reads, (ceiling, reads)
         parts = breakdown(slices, local, settings, args.breakdown) if args.breakdown else {}
         base_pre = 0.0
         if args.static_baseline:
@@ -236,6 +347,20 @@ def main() -> None:
         f"{isal_tp:5.0f} MiB/s | ours from S3: {ours_scan:6.2f}s {ours_tp:5.0f} MiB/s | "
         f"ratio {ours_tp / base_tp:.2f}x gzip, {ours_tp / isal_tp:.2f}x ISA-L"
     )
+    print(
+        f"scan spread: {spread['workers']:.0f} workers x {spread['tasks per worker']:.0f} tasks of "
+        f"{spread['task median'] * 1e3:.0f} ms (median); start lag {spread['start lag'] * 1e3:.0f} ms, "
+        f"gaps between tasks {spread['gap median'] * 1e3:.1f} ms median ({spread['gaps total'] * 1e3:.0f} ms in all), "
+        f"tail {spread['tail'] * 1e3:.0f} ms, workers busy {spread['busy share']:.0%} | CPU s: workers "
+        f"{spread['worker cpu']:.2f}, SeaweedFS {weed:.2f}, driver {driver:.2f}"
+    )
+    if ceiling:
+        halves, local_scan = (uncompressed / ceiling[k] / MiB for k in ("isal halves", "ours local"))
+        print(
+            f"no S3, {args.workers} processes on the local file: ISA-L inflate + count of {args.workers} equal parts "
+            f"{halves:5.0f} MiB/s ({halves / isal_tp:.2f}x one ISA-L process) | ours, same {args.slices} slices "
+            f"{local_scan:5.0f} MiB/s ({local_scan / isal_tp:.2f}x)"
+        )
     if isinstance(dataplug, str):
         print(f"preprocess ours: {ours_pre:6.2f}s | Dataplug {dataplug}")
     else:
@@ -243,6 +368,11 @@ def main() -> None:
         exact = "" if dp_lines == 4 * reads else f" (Dataplug counted {dp_lines:,} lines, not {4 * reads:,})"
         ratio = ours_pre / dp_time
         print(f"preprocess ours: {ours_pre:6.2f}s | Dataplug: {dp_time:6.2f}s | ours/Dataplug {ratio:.2f}x{exact}")
+    if not isinstance(floor, str):
+        print(
+            f"preprocess floor without S3 and record scan: rapidgzip one thread on the local file {floor:6.2f}s"
+            + ("" if isinstance(dataplug, str) else f" ({floor / dataplug[0]:.2f}x Dataplug)")
+        )
     if args.static_baseline:
         print(f"preprocess static split+upload: {base_pre:6.2f}s | ours/static {ours_pre / base_pre:.0%}")
     if parts:
