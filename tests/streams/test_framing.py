@@ -54,4 +54,5 @@ def test_reads_fed_before_the_events_are_taken_give_the_same_events() -> None:
         out.append(event)
     assert [(payload, key) for _, _, key, payload in out] == events
     assert all(type(payload) is bytes for *_, payload in out)
-    assert decoder.buffered == 0 and decoder.offset == len(blob)
+    assert decoder.buffered == 0
+    assert decoder.offset == len(blob)
