@@ -36,3 +36,23 @@ def test_a_frame_claiming_more_than_8_mib_is_corrupt_data() -> None:
     decoder.feed(HEADER.pack(9 * 1024 * 1024, 0xFFFF) + b"x")
     with pytest.raises(CorruptData, match="over the 8 MiB maximum"):
         decoder.next_event()
+
+
+def test_reads_fed_before_the_events_are_taken_give_the_same_events() -> None:
+    """Several reads fed back to back (whole frames, then split ones, kept as views) cut the same events."""
+    rng = random.Random(7)
+    events = [(rng.randbytes(rng.choice([0, 3, 900, 40_000])), rng.choice([None, "key"])) for _ in range(40)]
+    blob = b"".join(encode_event(data, key) for data, key in events)
+    decoder, i = EventDecoder("s/st/0.#epoch.0", 0), 0
+    while i < len(blob):
+        n = rng.choice([1, 6, 50, 5000, 60_000])
+        decoder.feed(blob[i : i + n])
+        i += n
+    assert decoder.buffered == len(blob)
+    out = []
+    while (event := decoder.next_event()) is not None:
+        out.append(event)
+    assert [(payload, key) for _, _, key, payload in out] == events
+    assert all(type(payload) is bytes for *_, payload in out)
+    assert decoder.buffered == 0
+    assert decoder.offset == len(blob)

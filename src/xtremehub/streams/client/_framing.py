@@ -55,44 +55,40 @@ class EventDecoder:
     """Cuts frames out of the bytes of one segment read from ``offset`` on.
 
     Reads are kept as they come (no copy into a growing buffer) and each payload is one slice
-    of them; only the bytes of an event split across reads are joined.
+    of them: one copy per payload, also for an event split across reads (its pieces are kept
+    as views and joined once).
     """
 
     def __init__(self, segment: str, offset: int) -> None:
         self.segment = segment
         #: Segment offset of the first byte not yet returned as part of an event.
         self.offset = offset
-        self._carry = b""  # the start of an event whose rest is in later reads
+        self._carry: list[memoryview] = []  # the start of an event whose rest is in later reads
+        self._carried = 0
         self._buf = b""
         self._pos = 0
 
     @property
     def buffered(self) -> int:
         """Bytes received but not yet returned."""
-        return len(self._carry) + len(self._buf) - self._pos
+        return self._carried + len(self._buf) - self._pos
 
     def feed(self, data: bytes) -> None:
         """Add the next bytes of the segment."""
         if self._pos < len(self._buf):
-            self._carry += self._buf[self._pos :]
+            self._carry.append(memoryview(self._buf)[self._pos :])
+            self._carried += len(self._carry[-1])
         self._buf, self._pos = bytes(data), 0
 
     def next_event(self) -> tuple[int, int, str | None, bytes] | None:
         """``(offset, next offset, routing key, payload)`` of the next whole event, or None."""
         if self._carry:
-            head = self._carry + self._buf[self._pos : self._pos + HEADER.size]
-            total = self._frame_size(head, 0)
-            if total is None or self.buffered < total:
-                return None
-            take = total - len(self._carry)
-            frame, pos = self._carry + self._buf[self._pos : self._pos + take], 0
-            self._carry, self._pos = b"", self._pos + take
-        else:
-            frame, pos = self._buf, self._pos
-            total = self._frame_size(frame, pos)
-            if total is None or len(frame) - pos < total:
-                return None
-            self._pos = pos + total
+            return self._next_split_event()
+        frame, pos = self._buf, self._pos
+        total = self._frame_size(frame, pos)
+        if total is None or len(frame) - pos < total:
+            return None
+        self._pos = pos + total
         size, key_len = HEADER.unpack_from(frame, pos)
         at = pos + HEADER.size
         key = None if key_len == _NO_KEY else frame[at : at + key_len].decode("utf-8")
@@ -100,6 +96,34 @@ class EventDecoder:
         start = self.offset
         self.offset += total
         return start, self.offset, key, payload
+
+    def _next_split_event(self) -> tuple[int, int, str | None, bytes] | None:
+        """The next event when it starts in the carried bytes of earlier reads."""
+        if self.buffered < HEADER.size:
+            return None
+        pieces = [*self._carry, memoryview(self._buf)[self._pos :]]
+        total = self._frame_size(_span(pieces, 0, HEADER.size), 0)
+        if total is None or self.buffered < total:
+            return None
+        size, key_len = HEADER.unpack(_span(pieces, 0, HEADER.size))
+        key = None if key_len == _NO_KEY else _span(pieces, HEADER.size, HEADER.size + key_len).decode("utf-8")
+        payload = _span(pieces, total - size, total)
+        self._consume(total)
+        start = self.offset
+        self.offset += total
+        return start, self.offset, key, payload
+
+    def _consume(self, n: int) -> None:
+        """Drop the first ``n`` bytes: carried pieces first, then from the current read."""
+        carry = self._carry
+        while carry and n >= len(carry[0]):
+            n -= len(carry[0])
+            self._carried -= len(carry.pop(0))
+        if carry:
+            carry[0] = carry[0][n:]
+            self._carried -= n
+        else:
+            self._pos += n
 
     def _frame_size(self, buf: bytes, pos: int) -> int | None:
         """Length of the frame starting at ``pos`` (None while its header is incomplete)."""
@@ -111,3 +135,15 @@ class EventDecoder:
                 self.segment, self.offset, f"frame claims {size} bytes, over the 8 MiB maximum", "segment"
             )
         return int(HEADER.size + (0 if key_len == _NO_KEY else key_len) + size)
+
+
+def _span(pieces: list[memoryview], start: int, end: int) -> bytes:
+    """Bytes ``[start, end)`` of the concatenation of ``pieces`` (one copy)."""
+    out: list[memoryview] = []
+    for piece in pieces:
+        if end <= 0:
+            break
+        if start < len(piece):
+            out.append(piece[max(start, 0) : end])
+        start, end = start - len(piece), end - len(piece)
+    return b"".join(out)

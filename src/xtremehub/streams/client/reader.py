@@ -16,8 +16,6 @@ later repositions the group exactly after what that state holds.
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import logging
 import math
 import time
@@ -58,10 +56,8 @@ READ_SIZE = 1 << 20
 #: Largest read: a reader catching up (historical reads, often from LTS) doubles its read size
 #: after every full read up to this, so that one request fetches many LTS parts concurrently.
 MAX_READ_SIZE = 16 << 20
-#: Reads fetched ahead (in the background) per reader, for segments it is catching up on.
+#: Reads fetched ahead (in the background) per reader, one per segment it is catching up on.
 MAX_PREFETCH = 6
-#: Reads fetched ahead of one segment's cursor, each of the cursor's read size.
-PREFETCH_DEPTH = 3
 #: Longest single wait on one segment while others may have data.
 POLL_WAIT = 0.05
 #: Shortest and longest pause between two looks at a pending checkpoint (growing by half each time).
@@ -109,8 +105,8 @@ class _Cursor:
         self.read_offset = offset
         self.read_size = READ_SIZE
         self.ended = False
-        #: Reads ``(offset, size, future)`` started in the background while catching up, in order.
-        self.ahead: collections.deque[tuple[int, int, Future[ReadResult]]] = collections.deque()
+        #: The next read ``(offset, size, future)``, started in the background while catching up.
+        self.ahead: tuple[int, int, Future[ReadResult]] | None = None
 
     @property
     def delivered(self) -> int:
@@ -323,17 +319,13 @@ class EventStreamReader:
         return None
 
     def _read_into(self, cursor: _Cursor, wait: float) -> None:
-        result, requested = None, cursor.read_size
-        while cursor.ahead and result is None:
-            at, size, future = cursor.ahead.popleft()
-            if at != cursor.read_offset:
-                future.cancel()  # started after a read that then came back short: not needed
-                continue
-            with contextlib.suppress(Exception):  # failed or stale (the segment changed): read it now
-                result, requested = future.result(), size
+        ahead = self._read_ahead(cursor)
         try:
-            if result is None:
-                result = self._store.read(cursor.segment, cursor.read_offset, cursor.read_size, wait=wait)
+            if ahead is None:
+                requested = cursor.read_size
+                result = self._store.read(cursor.segment, cursor.read_offset, requested, wait=wait)
+            else:
+                result, requested = ahead
         except SegmentTruncated:
             start = self._store.info(cursor.segment).start_offset
             log.warning(
@@ -345,33 +337,50 @@ class EventStreamReader:
         except SegmentNotFound:  # deleted by truncation: nothing left to read in it
             cursor.ended = True
             return
+        got = len(result.data)
         cursor.decoder.feed(result.data)
-        cursor.read_offset += len(result.data)
+        cursor.read_offset += got
         cursor.ended = result.end_of_segment
-        # Behind the tail (a full read): read more at once next time, and start that read now,
-        # in the background, while the application works on these events. At the tail: small reads.
-        full = len(result.data) >= requested
-        if full:
+        # Behind the tail (a full read, or one of at least READ_SIZE: the store may serve a big
+        # read from one LTS part): read more at once next time, and start that read now, in the
+        # background, while the application works on these events. At the tail: small reads.
+        if got >= requested:
             cursor.read_size = min(cursor.read_size * 2, MAX_READ_SIZE)
-        elif len(result.data) < READ_SIZE:  # at the tail (a read cut short by the store keeps its size)
+        elif got < READ_SIZE:  # at the tail (a read cut short by the store keeps its size)
             cursor.read_size = READ_SIZE
-        if not full:
-            while cursor.ahead:  # they assumed this read would be full: misaligned now
-                cursor.ahead.popleft()[2].cancel()
-        elif not cursor.ended:
+        if got >= min(requested, READ_SIZE) and not cursor.ended:
             self._prefetch(cursor)
 
+    def _read_ahead(self, cursor: _Cursor) -> tuple[ReadResult, int] | None:
+        """The read started ahead at the cursor's offset and its size, if it succeeded with data."""
+        if cursor.ahead is None:
+            return None
+        at, size, future = cursor.ahead
+        cursor.ahead = None
+        if at != cursor.read_offset:  # the cursor moved (truncation): not needed
+            future.cancel()
+            return None
+        try:
+            result = future.result()
+        except Exception:  # failed or stale (the segment changed): read it now
+            return None
+        if not result.data and not result.end_of_segment:
+            return None  # nothing yet: read now, waiting at the tail as the caller asked
+        return result, size
+
     def _prefetch(self, cursor: _Cursor) -> None:
-        """Keep up to ``PREFETCH_DEPTH`` reads of this segment (``MAX_PREFETCH`` in all) in flight."""
+        """Start the cursor's next read in the background (one per cursor, ``MAX_PREFETCH`` in all).
+
+        One read ahead, at the offset where the last one ended, always lines up with what the
+        store returns (it may return less than asked); a store that reads further ahead by
+        itself (the segment store's LTS read-ahead) keeps more in flight.
+        """
         if self._prefetcher is None:
             self._prefetcher = ThreadPoolExecutor(MAX_PREFETCH, thread_name_prefix=f"xhub-reader-{self.name}")
-        in_flight = sum(len(c.ahead) for c in self._cursors.values())
-        at = cursor.ahead[-1][0] + cursor.ahead[-1][1] if cursor.ahead else cursor.read_offset
-        while len(cursor.ahead) < PREFETCH_DEPTH and in_flight < MAX_PREFETCH:
-            size = cursor.read_size
-            cursor.ahead.append((at, size, self._prefetcher.submit(self._store.read, cursor.segment, at, size)))
-            at += size
-            in_flight += 1
+        if cursor.ahead is not None or sum(c.ahead is not None for c in self._cursors.values()) >= MAX_PREFETCH:
+            return
+        at, size = cursor.read_offset, cursor.read_size
+        cursor.ahead = (at, size, self._prefetcher.submit(self._store.read, cursor.segment, at, size))
 
 
 class SegmentSlice:

@@ -69,8 +69,12 @@ class SegmentStoreConfig:
     #: Backoff after an LTS failure: first delay and cap (doubles in between).
     lts_retry_initial: float = 0.5
     lts_retry_max: float = 30.0
-    #: Concurrent ranged GETs for historical reads, and the size of each range.
+    #: Size of each ranged GET of historical reads (LTS objects are read in parts of this size).
     lts_read_part_size: int = 8 * MiB
+    #: Parts fetched ahead of a reader that reads a segment in order (0: none), and the bytes all
+    #: such parts may hold together (in flight or fetched, not yet read); see :mod:`.readahead`.
+    lts_read_ahead: int = 8
+    lts_read_ahead_budget: int = 256 * MiB
     #: Default back-pressure timeout for appends that give none (``None``: wait forever).
     backpressure_timeout: float | None = 30.0
     #: Encryption at rest: WAL files (AES-256-CTR, see :mod:`.walcipher`) and LTS chunks (an
@@ -84,7 +88,7 @@ class SegmentStoreConfig:
             object.__setattr__(self, "lts_url", f"{self.data_dir / 'lts'}/")
         elif not self.lts_url.endswith("/"):
             object.__setattr__(self, "lts_url", self.lts_url + "/")
-        for name in ("memory_budget", "disk_budget"):
+        for name in ("memory_budget", "disk_budget", "lts_read_ahead", "lts_read_ahead_budget"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"segment store {name} must be >= 0, not {getattr(self, name)}")
         for name in ("wal_file_size", "group_commit_bytes", "max_append_size", "lts_chunk_size", "lts_read_part_size"):

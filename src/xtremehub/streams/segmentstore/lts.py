@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 from xtremehub.config import Settings
-from xtremehub.errors import ObjectNotFound
+from xtremehub.errors import ObjectNotFound, TruncatedData
 from xtremehub.storage import open_store
 
 __all__ = ["ChunkStore"]
@@ -75,9 +75,24 @@ class ChunkStore:
         step = self.part_size
         parts = [(key, pos, min(pos + step, end)) for key, start, end in pieces for pos in range(start, end, step)]
         if len(parts) == 1:
-            key, start, end = parts[0]
-            return self.store.get_range(key, start, end)
-        return b"".join(self._pool.map(lambda p: self.store.get_range(*p), parts))
+            return self.get_part(*parts[0])
+        return b"".join(self._pool.map(lambda p: self.get_part(*p), parts))
+
+    def get_part(self, key: str, start: int, end: int) -> bytes:
+        """Bytes ``[start, end)`` of one chunk object (one ranged GET).
+
+        Raises :class:`~xtremehub.errors.TruncatedData` naming the object and the offset where
+        its bytes stop when it holds fewer (a chunk object cut short or replaced).
+        """
+        data = self.store.get_range(key, start, end)
+        if len(data) != end - start:
+            raise TruncatedData(
+                self.store.url(key),
+                start + len(data),
+                f"LTS chunk holds {len(data)} of bytes {start}-{end} (truncated or replaced)",
+                "object",
+            )
+        return data
 
     def delete(self, key: str) -> None:
         """Delete an object; a missing one is fine (deletes are retried)."""

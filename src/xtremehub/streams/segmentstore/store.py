@@ -32,10 +32,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
+from typing import NamedTuple
 
 from xtremehub.errors import (
     EventTooLarge,
@@ -62,6 +64,7 @@ from xtremehub.streams.segmentstore.core import StoreCore
 from xtremehub.streams.segmentstore.lock import DataDirLock
 from xtremehub.streams.segmentstore.lts import ChunkStore
 from xtremehub.streams.segmentstore.ops import AppendOp, BatchOutcomes, EventSlot
+from xtremehub.streams.segmentstore.readahead import Part, ReadAhead, part_at, parts_after
 from xtremehub.streams.segmentstore.recovery import recover
 from xtremehub.streams.segmentstore.state import Segment
 from xtremehub.streams.segmentstore.tierhost import StoreTieringHost
@@ -89,6 +92,7 @@ class SegmentStore(SegmentStoreContract):
             wal = WalFiles(config.wal_dir, fsync=config.fsync, cipher=_wal_cipher(config))
             self._core = StoreCore(config, wal, cache, recover(wal, config.data_dir))
             self.chunks = ChunkStore(config.lts_store_url, config.lts_settings, part_size=config.lts_read_part_size)
+            self._ahead = ReadAhead(self.chunks, depth=config.lts_read_ahead, budget=config.lts_read_ahead_budget)
         except BaseException:
             self._dirlock.release()
             raise
@@ -173,7 +177,6 @@ class SegmentStore(SegmentStoreContract):
         if max_length <= 0:
             raise InvalidOffset(f"segment {segment!r}: max_length must be > 0, not {max_length}")
         deadline = time.monotonic() + wait
-        lts_pieces: list[tuple[str, int, int]] = []
         with self._core.cond:
             while True:
                 self._core.check_open()
@@ -190,22 +193,61 @@ class SegmentStore(SegmentStoreContract):
                 if remaining <= 0:
                     return ReadResult(segment, offset, b"")
                 self._core.cond.wait(remaining)
-            pieces, lts_pieces, end = self._collect(seg, offset, min(seg.length, offset + max_length))
-            at_end = seg.sealed and end == seg.length
+            if not seg.extents[seg.find(offset)].in_wal and self._ahead.in_order(segment, offset):
+                plan = self._plan_in_order(seg, offset, max_length)
+            else:
+                plan = None
+                pieces, lts_pieces, end = self._collect(seg, offset, min(seg.length, offset + max_length))
+                at_end = seg.sealed and end == seg.length
+                ahead = self._parts_after(seg, end) if lts_pieces and max_length >= self.chunks.part_size else []
             cid = seg.cid
+        if plan is not None:
+            return self._read_in_order(segment, offset, cid, plan)
         if lts_pieces:
-            try:
+            self._ahead.prefetch(ahead)
+            with self._lts_errors(segment, offset, cid):
                 data = self.chunks.read(lts_pieces)
-            except ObjectNotFound:
-                with self._core.lock:  # deleted or truncated while we read: say which
-                    seg = self._core.state.get(segment)
-                    if seg.cid != cid:
-                        raise SegmentNotFound(f"segment {segment!r} was deleted while reading") from None
-                    if offset < seg.start:
-                        raise self._truncated(segment, offset, seg.start) from None
-                raise
+            self._ahead.read_to(segment, end)
             return ReadResult(segment, offset, data, end_of_segment=at_end)
         return ReadResult(segment, offset, b"".join(pieces), end_of_segment=at_end)
+
+    def _plan_in_order(self, seg: Segment, offset: int, max_length: int) -> _InOrder:
+        """What a read in order at ``offset`` (in LTS) reads: from one part; and the parts after it."""
+        ext = seg.extents[seg.find(offset)]
+        at = ext.pos + offset - ext.offset
+        part = part_at(key=ext.key, pos=ext.pos, length=ext.length, at=at, part_size=self.chunks.part_size)
+        n = min(part.end - at, max_length)
+        ahead = self._parts_after(seg, offset + part.end - at)
+        return _InOrder(part, at - part.start, n, seg.sealed and offset + n == seg.length, ahead)
+
+    def _read_in_order(self, segment: str, offset: int, cid: str, plan: _InOrder) -> ReadResult:
+        """Read ``plan``: the part's bytes without a copy when the read covers all of them."""
+        self._ahead.prefetch(plan.ahead)
+        part, skip, n = plan.part, plan.skip, plan.length
+        with self._lts_errors(segment, offset, cid):
+            data = self._ahead.get(part, last=part.start + skip + n == part.end)
+        if skip or n != len(data):
+            data = data[skip : skip + n]
+        self._ahead.read_to(segment, offset + n)
+        return ReadResult(segment, offset, data, end_of_segment=plan.at_end)
+
+    def _parts_after(self, seg: Segment, offset: int) -> list[Part]:
+        """The parts to fetch ahead of a reader in order that has read ``seg`` up to ``offset``."""
+        return [part for _, part in parts_after(seg, offset, self._ahead.depth, self.chunks.part_size)]
+
+    @contextlib.contextmanager
+    def _lts_errors(self, segment: str, offset: int, cid: str) -> Iterator[None]:
+        """An LTS object missing while we read: say whether the segment was deleted or truncated."""
+        try:
+            yield
+        except ObjectNotFound:
+            with self._core.lock:
+                seg = self._core.state.get(segment)
+                if seg.cid != cid:
+                    raise SegmentNotFound(f"segment {segment!r} was deleted while reading") from None
+                if offset < seg.start:
+                    raise self._truncated(segment, offset, seg.start) from None
+            raise
 
     @staticmethod
     def _truncated(segment: str, offset: int, start: int) -> SegmentTruncated:
@@ -288,6 +330,7 @@ class SegmentStore(SegmentStoreContract):
         self._engine.wake_all()
         self._tierer.stop()
         self._engine.stop()
+        self._ahead.close()
         self.chunks.close()
         with self._engine.commit_lock, core.lock:  # a caller may still be committing its own operation
             core.cache.clear()
@@ -329,6 +372,16 @@ class SegmentStore(SegmentStoreContract):
         return EventTooLarge(
             f"segment {segment!r}: append of {size} bytes exceeds the maximum of {self.config.max_append_size}"
         )
+
+
+class _InOrder(NamedTuple):
+    """A read in order from LTS: ``length`` bytes from ``skip`` in ``part``; ``ahead`` to prefetch."""
+
+    part: Part
+    skip: int
+    length: int
+    at_end: bool
+    ahead: list[Part]
 
 
 def _wal_cipher(config: SegmentStoreConfig) -> WalCipher | None:
