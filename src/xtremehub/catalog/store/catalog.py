@@ -107,6 +107,9 @@ class SqlCatalog(access.AccessRequests):
         self.url: str = engine.url.render_as_string(hide_password=True)
         #: Search counts per catalog generation (:mod:`xtremehub.catalog.store.counts`).
         self.counts = CountCache()
+        #: Totals are exact up to this many matches, facet counts over at most this many.
+        self.total_limit = TOTAL_LIMIT
+        self.facet_limit = FACET_LIMIT
 
     def __repr__(self) -> str:
         return f"SqlCatalog({self.url!r})"
@@ -412,7 +415,7 @@ class SqlCatalog(access.AccessRequests):
             if self._dialect == "postgresql":  # the page, the generation and the counts: one snapshot
                 conn.execution_options(isolation_level="REPEATABLE READ")
             generation = conn.execute(_GENERATION).scalar_one()
-            key = (generation, found.key)
+            key = (generation, self.total_limit, self.facet_limit, found.key)
             counts = self.counts.get(key)
             if counts is None:
                 counts = self._count(conn, found)
@@ -443,12 +446,13 @@ class SqlCatalog(access.AccessRequests):
             counted = conn.execute(stored_counts_statement()).all()
             total, lower = 0, False
         else:
-            counted = conn.execute(facet_statement(*found.shape, self._dialect), found.params).all()
+            params = {**found.params, "q_facet_limit": self.facet_limit, "q_count_limit": self.total_limit + 1}
+            counted = conn.execute(facet_statement(*found.shape, self._dialect), params).all()
             if found.text and not found.facets and found.visible is None:
-                total, lower = int(conn.execute(fts_count_statement(self._dialect), found.params).scalar_one()), False
+                total, lower = int(conn.execute(fts_count_statement(self._dialect), params).scalar_one()), False
             else:
-                total = int(conn.execute(count_statement(*found.shape, self._dialect), found.params).scalar_one())
-                total, lower = (TOTAL_LIMIT, True) if total > TOTAL_LIMIT else (total, False)
+                total = int(conn.execute(count_statement(*found.shape, self._dialect), params).scalar_one())
+                total, lower = (self.total_limit, True) if total > self.total_limit else (total, False)
         facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
         sampled = 0
         for facet, value, count in counted:
@@ -462,7 +466,7 @@ class SqlCatalog(access.AccessRequests):
             facet: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
             for facet, values in facets.items()
         }
-        return Counts(total, lower, top, not found.everything and sampled >= FACET_LIMIT and total > sampled)
+        return Counts(total, lower, top, not found.everything and sampled >= self.facet_limit and total > sampled)
 
     # -- lineage --------------------------------------------------------------------------------
 

@@ -83,6 +83,14 @@ def make_engine(url: str) -> Any:
         sa.event.listen(engine, "connect", _on_connect)
         sa.event.listen(engine, "begin", _on_begin)
 
+        class _Hinted(engine.dialect.statement_compiler):  # type: ignore[name-defined,misc]
+            """Renders ``Select.with_hint(table, "INDEXED BY ix", "sqlite")`` after the table name."""
+
+            def get_from_hint_text(self, table: Any, text: str | None) -> str | None:
+                return text
+
+        engine.dialect.statement_compiler = _Hinted
+
         return engine
     try:
         import psycopg  # noqa: F401

@@ -74,6 +74,8 @@ _WORD = re.compile(r"[^\W_]+")
 _FACET_COLUMNS = {"format": datasets.c.format, "owner": datasets.c.owner, "licence": datasets.c.licence}
 _FACET_COLUMNS["kind"] = datasets.c.kind
 _FTS = sa.table(FTS_TABLE, sa.column("rowid"), sa.column("rank"))
+_LISTING = "ix_datasets_listing"
+_MODIFIED = "ix_datasets_modified"
 
 
 def words(text: str) -> list[str]:
@@ -239,16 +241,19 @@ def items_statement(
     """
     order = (datasets.c.modified.desc(), datasets.c.pk.desc())
     keys = sa.select(datasets.c.pk).where(*_conditions(text, facets, visible, dialect)).order_by(*order)
-    if walk_modified and dialect == "sqlite":
-        keys = keys.with_hint(datasets, "INDEXED BY ix_datasets_modified", "sqlite")
+    if text:
+        keys = keys.with_hint(datasets, f"INDEXED BY {_MODIFIED if walk_modified else _LISTING}", "sqlite")
     keys = keys.limit(sa.bindparam("q_limit", type_=sa.Integer)).offset(sa.bindparam("q_offset", type_=sa.Integer))
     return sa.select(datasets).where(datasets.c.pk.in_(keys.scalar_subquery())).order_by(*order)
 
 
 @functools.lru_cache(maxsize=256)
 def count_statement(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> Any:
-    """SELECT count(*) of the matches, counting at most ``TOTAL_LIMIT + 1`` of them."""
-    some = sa.select(sa.literal(1)).where(*_conditions(text, facets, visible, dialect)).limit(TOTAL_LIMIT + 1)
+    """SELECT count(*) of the matches, counting at most ``q_count_limit`` (the total limit + 1)."""
+    some = sa.select(sa.literal(1)).select_from(datasets).where(*_conditions(text, facets, visible, dialect))
+    some = some.limit(sa.bindparam("q_count_limit", type_=sa.Integer))
+    if text:
+        some = some.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
     return sa.select(sa.func.count()).select_from(some.subquery())
 
 
@@ -263,14 +268,12 @@ def fts_count_statement(dialect: str) -> Any:
 
 @functools.lru_cache(maxsize=256)
 def facet_statement(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> Any:
-    """One SELECT of (facet, value, count) rows over the first :data:`FACET_LIMIT` matches."""
-    matched = (
-        sa.select(datasets.c.pk, *_FACET_COLUMNS.values())
-        .where(*_conditions(text, facets, visible, dialect))
-        .limit(FACET_LIMIT)
-        .cte("matched")
-        .prefix_with("MATERIALIZED")
-    )
+    """One SELECT of (facet, value, count) rows over the first ``q_facet_limit`` matches, with
+    ``('', None, how many matches were counted)``."""
+    found = sa.select(datasets.c.pk, *_FACET_COLUMNS.values()).where(*_conditions(text, facets, visible, dialect))
+    if text:  # SQLite: read the matches' facet values from the narrow index, not the wide rows
+        found = found.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
+    matched = found.limit(sa.bindparam("q_facet_limit", type_=sa.Integer)).cte("matched").prefix_with("MATERIALIZED")
     parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:
         col = matched.c[facet]
