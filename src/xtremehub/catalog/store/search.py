@@ -179,10 +179,9 @@ def visible_sql(cond: Condition) -> Any:
     """``cond`` (over a dataset's id, owner, kind and tags) as a SQL condition on ``datasets``.
 
     Example:
-        >>> print(visible_sql(residual.AnyOf((residual.AttrIs("owner", "ann"), residual.TagIs("open")))))
-        datasets.owner = :owner_1 OR (EXISTS (SELECT :param_1 AS anon_1
-        FROM dataset_tags
-        WHERE dataset_tags.dataset_pk = datasets.pk AND dataset_tags.tag = :tag_1))
+        >>> ann_not_x = residual.AllOf((residual.AttrIs("owner", "ann"), residual.Not(residual.IdIn(frozenset("x")))))
+        >>> print(visible_sql(ann_not_x))
+        datasets.owner = :owner_1 AND (datasets.id NOT IN (__[POSTCOMPILE_id_1]))
     """
     if isinstance(cond, residual.Const):
         return sa.true() if cond.value else sa.false()
@@ -191,13 +190,22 @@ def visible_sql(cond: Condition) -> Any:
     if isinstance(cond, residual.AttrIs):
         return datasets.c[cond.attr] == cond.value
     if isinstance(cond, residual.TagIs):
-        return sa.exists(
-            sa.select(sa.literal(1)).where(dataset_tags.c.dataset_pk == datasets.c.pk, dataset_tags.c.tag == cond.tag)
-        )
+        return _has_tag((cond.tag,))
     if isinstance(cond, residual.Not):
         return sa.not_(visible_sql(cond.item))
-    parts = [visible_sql(c) for c in cond.items]
-    return sa.and_(*parts) if isinstance(cond, residual.AllOf) else sa.or_(*parts)
+    if isinstance(cond, residual.AllOf):
+        return sa.and_(*(visible_sql(c) for c in cond.items))
+    # one probe of the dataset's tags for all the tags an 'or' names (containsAny), not one each
+    tags = tuple(c.tag for c in cond.items if isinstance(c, residual.TagIs))
+    rest = [visible_sql(c) for c in cond.items if not isinstance(c, residual.TagIs)]
+    return sa.or_(*rest, *([_has_tag(tags)] if tags else []))
+
+
+def _has_tag(tags: tuple[str, ...]) -> Any:
+    """The dataset carries one of ``tags`` (one index probe: ``(dataset_pk, tag)`` is the key)."""
+    found = dataset_tags.c.tag == tags[0] if len(tags) == 1 else dataset_tags.c.tag.in_(sorted(tags))
+    probe = sa.select(sa.literal(1)).where(dataset_tags.c.dataset_pk == datasets.c.pk, found)
+    return sa.exists(probe.correlate(datasets))
 
 
 def _conditions(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> list[Any]:
