@@ -13,13 +13,22 @@ each backend:
 * search: a fixed mix of queries, each a full ``Catalog.search`` call (page of 20, total and
   the five facet counts): one common word, a rare word pair, two words, a word with a facet
   filter, facet-only browsing, and the empty query (every dataset, all facets). Each query is
-  timed call by call (``perf_counter_ns``) after one warm-up pass; p50/p95 per kind and overall;
-* baseline in the same run: the same text queries answered by ``LIKE '%word%'`` over the
-  search documents (what a catalog without a full-text index does), ratio of medians.
+  timed call by call (``perf_counter_ns``) after one warm-up pass; p50/p95 per kind and overall,
+  three ways: **cold** (the count cache emptied before every call: what a query costs the
+  first time after a write), **cached** (the same queries again, nothing written in between),
+  and **secured** (security on: the REST API's ``visible_search`` with a Cedar policy set, the
+  caller's listing condition computed by partial evaluation on every call, the cache emptied,
+  and each dataset of the page decided by Cedar);
+* baselines in the same run, on the same databases: the search as it was before
+  (``bench/catalog_baseline.py``: exact counts over every match; with security on, every
+  match decided by Cedar: the first query of each kind, once, its result also checked against
+  the new secured search), and the same text
+  queries answered by ``LIKE '%word%'`` over the search documents (no full-text index).
 
 PostgreSQL runs on a server started for the run (``xtremehub.testing.postgres``, fsync off).
 
 Run:  .venv/bin/python bench/catalog.py [--quick] [--datasets 100000] [--register 2000] [--rounds 3]
+
 """
 
 from __future__ import annotations
@@ -37,12 +46,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import catalog_baseline
 from xtremehub.catalog import SearchQuery, open_catalog
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.catalog.store.schema import dataset_tags, dataset_versions, datasets
 from xtremehub.catalog.store.search import search_doc, words
 from xtremehub.config import Settings
+from xtremehub.security.authz import AccessRequest, Action, Resource
+from xtremehub.security.identity import Identity
+from xtremehub.security.policy import CedarAuthorizer, PolicyConfig
 from xtremehub.testing.postgres import PostgresServer
+from xtremehub.web.auth import Gate
+from xtremehub.web.dataset_rules import dataset_attributes, visible_search
 
 FORMATS = ("fastq.gz", "vcf.gz", "imzml", "laz", "cog", "csv")
 INSTRUMENTS = ("NovaSeq", "MiSeq", "HiSeq", "PacBio", "Orbitrap", "timsTOF", "Riegl", "Sentinel2")
@@ -274,22 +289,78 @@ def like_baseline(cat: SqlCatalog, text: str) -> Callable[[], Any]:
     return run
 
 
+#: The policies of the secured runs: analysts read datasets carrying one of 40 tags (of 120) and
+#: their own; nobody reads an embargoed tag's datasets but their owner; a reader sees ~35%.
+POLICIES = """
+@id("discover") permit(principal, action == XHub::Action::"read", resource == XHub::Dataset::"*");
+@id("own") permit(principal, action == XHub::Action::"read", resource is XHub::Dataset)
+  when { resource.owner == "user003" && principal == XHub::User::"user003" };
+@id("analysts") permit(principal in XHub::Role::"analyst", action == XHub::Action::"read", resource is XHub::Dataset)
+  when { resource has tags && resource.tags.containsAny(TAGS) };
+@id("embargo") forbid(principal, action == XHub::Action::"read", resource is XHub::Dataset)
+  when { resource.tags.contains(EMBARGO) }
+  unless { resource.owner == "user003" && principal == XHub::User::"user003" };
+"""
+
+
+def secured(home: Path, synth: Synth) -> tuple[Gate, Identity, Callable[[Any], bool]]:
+    """A Cedar gate, the reader, and the per-dataset decision the REST API makes."""
+    where = home / "bench-policies"
+    where.mkdir(exist_ok=True)
+    tags = "[" + ", ".join(f'"{t}"' for t in synth.tags[:40]) + "]"
+    (where / "bench.cedar").write_text(POLICIES.replace("TAGS", tags).replace("EMBARGO", f'"{synth.tags[7]}"'))
+    authz = CedarAuthorizer(PolicyConfig(sources=(str(where),), reload_interval=0))
+    gate = Gate(None, authz)
+    reader = Identity("user003", roles=frozenset({"analyst"}))
+
+    def may_read(d: Any) -> bool:
+        resource = Resource("dataset", d.id, dataset_attributes(d))
+        return authz.decide(AccessRequest(reader, Action.READ, resource)).allowed
+
+    return gate, reader, may_read
+
+
 def backend(name: str, url: str, home: Path, args: argparse.Namespace, synth: Synth) -> dict[str, Any]:
     cat = open_catalog(url, settings=Settings(home=home))
     reg, ver = register_one_by_one(cat, synth, 0, args.register)
     load_s = bulk_load(cat, synth, args.register, args.datasets)
     total = cat.search(SearchQuery(limit=1)).total
     qs = queries(synth, args.queries)
+    gate, reader, may_read = secured(home, synth)
+
+    def cold(q: SearchQuery) -> Any:
+        cat.counts.clear()
+        return cat.search(q)
+
+    def secured_search(q: SearchQuery) -> Any:
+        cat.counts.clear()
+        return visible_search(cat.search, q, may_read, gate.readable(reader, "dataset"))
+
+    def old(q: SearchQuery) -> Any:
+        return catalog_baseline.search(cat._engine, q)
+
     for kind_qs in qs.values():  # warm-up pass
         for q in kind_qs[:3]:
-            cat.search(q)
+            cold(q)
+            old(q)
+            secured_search(q)
     rounds: list[dict[str, list[float]]] = []
-    for _ in range(args.rounds):
+    checks: list[str] = []
+    for n in range(args.rounds):
         per: dict[str, list[float]] = {}
         for kind, kind_qs in qs.items():
-            per[kind] = timed([lambda q=q: cat.search(q) for q in kind_qs])
+            per[f"{kind}|cold"] = timed([lambda q=q: cold(q) for q in kind_qs])
+            per[f"{kind}|cached"] = timed([lambda q=q: cat.search(q) for q in kind_qs])
+            per[f"{kind}|secured"] = timed([lambda q=q: secured_search(q) for q in kind_qs])
+            per[f"{kind}|before"] = timed([lambda q=q: old(q) for q in kind_qs])
+            if n == 0:  # the old secured search decides every match: one query per kind, checked too
+                q = kind_qs[0]
+                t0 = time.perf_counter_ns()
+                exact = catalog_baseline.visible_search(old, q, may_read)
+                per[f"{kind}|before secured"] = [(time.perf_counter_ns() - t0) / 1e6]
+                checks.append(check(kind, secured_search(q), exact))
         text_qs = qs["one word"][: args.queries // 2] + qs["two words"][: args.queries // 2]
-        per["fts text"] = timed([lambda q=q: cat.search(SearchQuery(text=q.text, limit=20)) for q in text_qs])
+        per["fts text"] = timed([lambda q=q: cold(SearchQuery(text=q.text, limit=20)) for q in text_qs])
         per["LIKE text"] = timed([like_baseline(cat, q.text) for q in text_qs])
         rounds.append(per)
     cat.close()
@@ -300,7 +371,16 @@ def backend(name: str, url: str, home: Path, args: argparse.Namespace, synth: Sy
         "bulk": (args.datasets - args.register) / load_s,
         "total": total,
         "rounds": rounds,
+        "checks": "; ".join(checks),
     }
+
+
+def check(kind: str, fast: Any, exact: Any) -> str:
+    """Whether the secured search (listing condition) agrees with Cedar deciding every match."""
+    same = fast.total == exact.total or (fast.total_is_lower_bound and exact.total >= fast.total)
+    ids = [d.id for d in fast.items] == [d.id for d in exact.items]
+    lower = "+" if fast.total_is_lower_bound else ""
+    return f"{kind}: {fast.total}{lower} vs {exact.total} {'ok' if same and ids else 'DIFFERENT'}"
 
 
 def main() -> None:
@@ -335,26 +415,36 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['name']} | {r['register']:.0f} | {r['version']:.0f} | {r['bulk']:.0f} | {r['total']} |")
-    kinds = list(results[0]["rounds"][0])
+    kinds = [k for k in results[0]["rounds"][0] if "|" in k]
+    classes = list(dict.fromkeys(k.split("|")[0] for k in kinds))
+    ways = list(dict.fromkeys(k.split("|")[1] for k in kinds))
     print(
         "\n| search (ms): median (min-max) over rounds | "
         + " | ".join(f"{r['name']} p50 | {r['name']} p95" for r in results)
         + " |"
     )
     print("|---|" + "---:|" * (2 * len(results)))
-    for kind in [*kinds, "all search() calls"]:
+    for way in ways:
+        for kind in [*classes, "all search() calls"]:
+            cells = []
+            for r in results:
+                for p in (50, 95):
+                    have = [rd for rd in r["rounds"] if any(k.endswith("|" + way) for k in rd)]
+                    if kind == "all search() calls":
+                        vals = [pct([v for c in classes for v in rd.get(f"{c}|{way}", [])], p) for rd in have]
+                    else:
+                        vals = [pct(rd[f"{kind}|{way}"], p) for rd in have if f"{kind}|{way}" in rd]
+                    cells.append(f"{statistics.median(vals):.1f} ({min(vals):.1f}-{max(vals):.1f})" if vals else "")
+            print(f"| {kind}, {way} | " + " | ".join(cells) + " |")
+    for kind in ("fts text", "LIKE text"):
         cells = []
         for r in results:
             for p in (50, 95):
-                if kind == "all search() calls":
-                    vals = [
-                        pct([v for k in kinds if k not in ("fts text", "LIKE text") for v in rd[k]], p)
-                        for rd in r["rounds"]
-                    ]
-                else:
-                    vals = [pct(rd[kind], p) for rd in r["rounds"]]
+                vals = [pct(rd[kind], p) for rd in r["rounds"]]
                 cells.append(f"{statistics.median(vals):.1f} ({min(vals):.1f}-{max(vals):.1f})")
         print(f"| {kind} | " + " | ".join(cells) + " |")
+    for r in results:
+        print(f"\n{r['name']} secured totals vs Cedar on every match: {r['checks']}")
     print()
     for r in results:
         fts = statistics.median(pct(rd["fts text"], 50) for rd in r["rounds"])

@@ -22,7 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from xtremehub.security.residual import Condition
 
 __all__ = [
     "AccessRequestStatus",
@@ -228,20 +231,36 @@ class DataAccessRequest:
 
 @dataclass(frozen=True)
 class SearchQuery:
-    """Full text plus facet filters (values within a facet OR, facets AND), paginated."""
+    """Full text plus facet filters (values within a facet OR, facets AND), paginated.
+
+    ``visible``: only datasets for which this condition (over id, owner, kind and tags) holds
+    count and are listed; the REST API sets it from the caller's policies
+    (:meth:`~xtremehub.security.policy.CedarAuthorizer.readable`). None: every dataset.
+    """
 
     text: str = ""
     filters: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     limit: int = 20
     offset: int = 0
+    visible: Condition | None = None
 
 
 @dataclass(frozen=True)
 class SearchPage:
-    """One page of results, the total count and the facet counts over all matches."""
+    """One page of results, the total count and the facet counts over the matches.
+
+    Attributes:
+        total: how many datasets match; with ``total_is_lower_bound``, at least that many
+            (counting stopped there, as Elasticsearch's ``track_total_hits``).
+        facets: per facet, the most frequent values and their counts; with
+            ``facets_are_lower_bounds`` they were counted over the first matches only (each
+            count is at least what is shown).
+    """
 
     items: tuple[Dataset, ...]
     total: int
     limit: int
     offset: int
     facets: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    total_is_lower_bound: bool = False
+    facets_are_lower_bounds: bool = False

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
     from xtremehub.security.audit_verify import VerifyReport
     from xtremehub.security.authz import AccessRequest, Authorizer, Decision
+    from xtremehub.security.residual import Condition
 
 __all__ = [
     "GENESIS",
@@ -504,6 +505,17 @@ class Audited:
         if not decision.allowed:
             raise forbidden(request, decision)
         return decision
+
+    def readable(self, request: AccessRequest) -> Condition:
+        """The inner authorizer's listing condition (see ``CedarAuthorizer.readable``); not a decision,
+        so not recorded: every resource finally shown is decided (and recorded) one by one."""
+        from xtremehub.security.residual import Untranslatable
+
+        inner = getattr(self.authorizer, "readable", None)
+        if inner is None:
+            raise Untranslatable(f"{type(self.authorizer).__name__} has no listing condition")
+        cond: Condition = inner(request)
+        return cond
 
 
 def forbidden(request: AccessRequest, decision: Decision) -> Forbidden:

@@ -77,6 +77,7 @@ if TYPE_CHECKING:
 
     from xtremehub.security.audit import AuditLog
     from xtremehub.security.authz import Authorizer
+    from xtremehub.security.residual import Condition
 
 __all__ = [
     "DEFAULT_DENY",
@@ -188,6 +189,10 @@ def compile_policies(snapshots: Sequence[PolicySnapshot]) -> _Compiled:
 
 def _policy_order(item: tuple[str, object]) -> int:
     return int(item[0].removeprefix("policy") or 0)
+
+
+def _cedar_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _uid(kind: str, name: str) -> dict[str, str]:
@@ -410,6 +415,41 @@ class CedarAuthorizer:
         if not decision.allowed:
             raise forbidden(request, decision)
         return decision
+
+    def readable(self, request: AccessRequest) -> Condition:
+        """The resources of ``request.resource.kind`` that ``request`` (its name ignored) is allowed
+        on, as a :data:`~xtremehub.security.residual.Condition` (Cedar partial evaluation with the
+        resource unknown; see :mod:`xtremehub.security.residual`).
+
+        Raises:
+            Untranslatable: the policies say something about such resources that a condition
+                cannot (the caller then decides resource by resource).
+        """
+        from xtremehub.security.residual import Const, Untranslatable, allowed
+
+        self._maybe_reload()
+        compiled = self._compiled
+        cedar_request, entities = request_to_cedar(request, self._zone)
+        resource = cedar_request.pop("resource")
+        if not isinstance(resource, dict):
+            raise Untranslatable(f"unknown resource kind {request.resource.kind!r}")
+        principal = cedar_request["principal"]
+        action = cedar_request["action"]
+        assert isinstance(principal, dict)
+        assert isinstance(action, dict)
+        if any(ord(c) < 32 for c in principal["id"]):
+            raise Untranslatable("a subject with control characters")
+        cedar_request["principal"] = f"{principal['type']}::{_cedar_string(principal['id'])}"
+        cedar_request["action"] = f"{action['type']}::{_cedar_string(action['id'])}"
+        result = self._cedar.is_authorized_partial(cedar_request, compiled.policies, entities[:1])
+        errors = result.diagnostics.errors if hasattr(result.diagnostics, "errors") else []
+        if errors:
+            raise Untranslatable(f"partial evaluation failed: {errors}")
+        if result.decision.name == "Allow":
+            return Const(True)
+        if result.decision.name == "Deny":
+            return Const(False)
+        return allowed(result.residuals, str(resource["type"]))
 
     def reload(self, *, force: bool = False) -> bool:
         """Re-read the sources if a file changed (``force``: always); True if the policies changed.

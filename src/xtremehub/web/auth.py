@@ -33,6 +33,7 @@ from fastapi import Depends, Request
 from xtremehub.errors import AuthenticationFailed
 from xtremehub.security.authz import AccessRequest, Action, Authorizer, Decision, Resource
 from xtremehub.security.identity import Identity, TokenValidator
+from xtremehub.security.residual import Condition, Const, Untranslatable
 
 __all__ = ["LOCAL_USER", "AllowAuthenticated", "Caller", "Gate", "bearer_token", "caller"]
 
@@ -51,6 +52,10 @@ class AllowAuthenticated:
 
     def check(self, request: AccessRequest) -> Decision:
         return self.decide(request)
+
+    def readable(self, request: AccessRequest) -> Condition:
+        """Every resource (see :meth:`Gate.readable`)."""
+        return Const(True)
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,22 @@ class Gate:
     def allowed(self, identity: Identity, action: Action, resource: Resource) -> bool:
         """Whether ``identity`` may do ``action`` on ``resource`` (no exception)."""
         return self.authorizer.decide(AccessRequest(identity, action, resource)).allowed
+
+    def readable(self, identity: Identity, kind: str) -> Condition | None:
+        """Which resources of ``kind`` ``identity`` may read, as one condition over their id and
+        attributes (the policies partially evaluated, :mod:`xtremehub.security.residual`), for a
+        store to filter listings with; None when the authorizer cannot say it exactly (then
+        the caller decides resource by resource).
+        """
+        readable = getattr(self.authorizer, "readable", None)
+        if readable is None:
+            return None
+        try:
+            cond: Condition = readable(AccessRequest(identity, Action.READ, Resource(kind, "*")))
+        except Untranslatable as exc:
+            log.info("listing %s for %s resource by resource: %s", kind, identity.subject, exc)
+            return None
+        return cond
 
 
 def bearer_token(request: Request) -> str | None:

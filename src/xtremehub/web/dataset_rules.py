@@ -6,9 +6,11 @@ lineage node, a cockpit page. Its *data* (the object, prefix or stream its URL n
 separate resource (:func:`data_resource`): reading the metadata never lets the server read
 the data with its own credentials on the caller's behalf.
 
-Search results are filtered per dataset with the same decision as a GET
-(:func:`visible_search`); with a policy in force the total and the facet counts are computed
-over the datasets the caller may see, so they do not reveal hidden ones.
+Search results hold only datasets the same decision as a GET allows (:func:`visible_search`):
+the caller's policies, partially evaluated into one condition over a dataset's id, owner,
+kind and tags, filter the catalog's query, so that the total and the facet counts are over
+the datasets the caller may see (they do not reveal hidden ones) at the cost of one search;
+the policy engine still decides every dataset of the returned page.
 
 Example:
     >>> data_resource("prefix", "s3://lab/run9/"), data_resource("stream", "xhub-stream://h:1/s")
@@ -17,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -25,12 +28,15 @@ from xtremehub.catalog.model import FACETS, Dataset, SearchPage, SearchQuery
 from xtremehub.catalog.store.limits import MAX_LIMIT
 from xtremehub.errors import Forbidden
 from xtremehub.security.authz import Action, Resource
+from xtremehub.security.residual import Condition, conditions_text
 
 if TYPE_CHECKING:
     from xtremehub.security.identity import Identity
     from xtremehub.web.auth import Gate
 
 __all__ = ["MAX_FACET_VALUES", "check_approval", "data_resource", "dataset_attributes", "grants_data", "visible_search"]
+
+log = logging.getLogger(__name__)
 
 #: Values kept per facet (the most frequent), as the catalog's own search does.
 MAX_FACET_VALUES = 50
@@ -69,23 +75,41 @@ def check_approval(gate: Gate, identity: Identity, ds: Dataset, requester: str) 
 
 
 def visible_search(
-    search: Callable[[SearchQuery], SearchPage], query: SearchQuery, may_read: Callable[[Dataset], bool] | None
+    search: Callable[[SearchQuery], SearchPage],
+    query: SearchQuery,
+    may_read: Callable[[Dataset], bool] | None,
+    readable: Condition | None = None,
 ) -> SearchPage:
     """The page of ``query`` holding only datasets ``may_read`` allows, and counts over those.
 
     ``may_read`` None (security off: the single local user sees everything): the catalog's page
-    as it is. Otherwise every match is judged (in chunks of the catalog's largest page), so
-    ``total`` and ``facets`` count only visible datasets.
+    as it is. ``readable`` (the caller's policies as a condition, :meth:`Gate.readable`): the
+    catalog filters by it, so the page, the total and the facet counts are over readable
+    datasets only and cost what an unfiltered search does; ``may_read`` (the policy engine)
+    still decides each dataset of the page, and one it denies is left out (never shown). Without
+    a condition (policies a condition cannot express): every match is decided, in chunks of the
+    catalog's largest page (whose counts the catalog caches, not recomputed per chunk), and the
+    counts are made here.
     """
     if may_read is None:
         return search(query)
+    if readable is not None:
+        page = search(replace(query, visible=readable))
+        items = tuple(d for d in page.items if may_read(d))
+        if len(items) != len(page.items):
+            log.warning(
+                "the policy engine denied %d datasets its listing condition allowed: %s",
+                len(page.items) - len(items),
+                conditions_text(readable),
+            )
+        return replace(page, items=items)
     visible: list[Dataset] = []
     offset = 0
     while True:
         chunk = search(replace(query, limit=MAX_LIMIT, offset=offset))
         visible += [d for d in chunk.items if may_read(d)]
         offset += len(chunk.items)
-        if not chunk.items or offset >= chunk.total:
+        if not chunk.items or len(chunk.items) < MAX_LIMIT:
             break
     counts: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
     for d in visible:

@@ -187,13 +187,19 @@ class VersionOut(_Out):
 
 
 class SearchPageOut(_Out):
-    """One page of results, the total count and the facet counts over all matches."""
+    """One page of results, the total count and the facet counts over the matches."""
 
     items: list[DatasetOut]
-    total: int
+    total: int = Field(description="how many datasets match (at least this many with total_is_lower_bound)")
     limit: int
     offset: int
     facets: dict[str, dict[str, int]] = {}
+    total_is_lower_bound: bool = Field(
+        False, description="counting stopped at total (10,000): more datasets match, as '10,000+'"
+    )
+    facets_are_lower_bounds: bool = Field(
+        False, description="the facet counts are over the first 2,000 matches only: each is at least this"
+    )
     next: str | None = Field(None, description="the next page's URL, if there is one")
 
 
@@ -296,5 +302,7 @@ def page_out(page: SearchPage, next_url: str | None) -> SearchPageOut:
         limit=page.limit,
         offset=page.offset,
         facets={k: dict(v) for k, v in page.facets.items()},
+        total_is_lower_bound=page.total_is_lower_bound,
+        facets_are_lower_bounds=page.facets_are_lower_bounds,
         next=next_url,
     )

@@ -47,17 +47,31 @@ from xtremehub.catalog.model import (
 )
 from xtremehub.catalog.store import access, limits, rows
 from xtremehub.catalog.store.access import policy_file
+from xtremehub.catalog.store.counts import CountCache, Counts
 from xtremehub.catalog.store.engine import WRITE, catalog_errors
 from xtremehub.catalog.store.schema import (
     access_requests,
+    catalog_state,
     dataset_tags,
     dataset_versions,
     datasets,
+    facet_counts,
     job_inputs,
     job_outputs,
     jobs,
 )
-from xtremehub.catalog.store.search import facet_statement, items_statement, parameters, search_doc
+from xtremehub.catalog.store.search import (
+    FACET_LIMIT,
+    TOTAL_LIMIT,
+    Plan,
+    count_statement,
+    facet_statement,
+    fts_count_statement,
+    items_statement,
+    plan,
+    search_doc,
+    stored_counts_statement,
+)
 from xtremehub.config import Settings
 from xtremehub.errors import DatasetNotFound, Forbidden, InvalidMetadata, PreconditionFailed
 
@@ -69,6 +83,9 @@ _KINDS = ("object", "prefix", "stream", "derived")
 _UPDATE_BY_PK = sa.update(datasets).where(datasets.c.pk == sa.bindparam("b_pk"))
 MAX_DEPTH = 50
 MAX_FACET_VALUES = 50
+_GENERATION = sa.select(catalog_state.c.generation).where(catalog_state.c.id == 1)
+_SIZE = sa.select(facet_counts.c.count).where(facet_counts.c.facet == "", facet_counts.c.value == "")
+_BUMP = sa.update(catalog_state).where(catalog_state.c.id == 1).values(generation=catalog_state.c.generation + 1)
 
 
 class SqlCatalog(access.AccessRequests):
@@ -88,6 +105,11 @@ class SqlCatalog(access.AccessRequests):
         self._audit = audit
         self._dialect: str = engine.dialect.name
         self.url: str = engine.url.render_as_string(hide_password=True)
+        #: Search counts per catalog generation (:mod:`xtremehub.catalog.store.counts`).
+        self.counts = CountCache()
+        #: Totals are exact up to this many matches, facet counts over at most this many.
+        self.total_limit = TOTAL_LIMIT
+        self.facet_limit = FACET_LIMIT
 
     def __repr__(self) -> str:
         return f"SqlCatalog({self.url!r})"
@@ -112,6 +134,10 @@ class SqlCatalog(access.AccessRequests):
     @contextlib.contextmanager
     def _write(self) -> Iterator[Any]:
         with catalog_errors(self.url), self._engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
+            if self._dialect == "postgresql":
+                # Take the generation row first: writers queue here (as SQLite's BEGIN IMMEDIATE
+                # makes them) instead of deadlocking on the facet counts their triggers update.
+                conn.execute(_BUMP)
             yield conn
 
     def _audited(self, actor: str, action: str, resource: str, **detail: Any) -> None:
@@ -382,23 +408,65 @@ class SqlCatalog(access.AccessRequests):
         return tuple(rows.version(r, dataset_id) for r in found)
 
     def search(self, query: SearchQuery) -> SearchPage:
-        """One page of datasets matching the text and filters, the total and the facet counts."""
-        shape, params = parameters(query, self._dialect)
+        """One page of datasets matching the text, filters and ``visible``, the total and the
+        facet counts (bounded and cached, see :mod:`xtremehub.catalog.store.search`)."""
+        found = plan(query, self._dialect)
         with self._read() as conn:
-            items = tuple(rows.dataset(r) for r in conn.execute(items_statement(*shape, self._dialect), params))
-            counted = conn.execute(facet_statement(*shape, self._dialect), params).all()
-        total = 0
+            if self._dialect == "postgresql":  # the page, the generation and the counts: one snapshot
+                conn.execution_options(isolation_level="REPEATABLE READ")
+            generation = conn.execute(_GENERATION).scalar_one()
+            key = (generation, self.total_limit, self.facet_limit, found.key)
+            counts = self.counts.get(key)
+            if counts is None:
+                counts = self._count(conn, found)
+                self.counts.put(key, counts)
+            walk = (
+                self._dialect == "sqlite"
+                and found.text
+                and counts.total**2 >= (query.offset + query.limit) * self._size(conn)
+            )
+            statement = items_statement(*found.shape, self._dialect, walk)
+            items = tuple(rows.dataset(r) for r in conn.execute(statement, found.params))
+        return SearchPage(
+            items=items,
+            total=counts.total,
+            limit=query.limit,
+            offset=query.offset,
+            facets=counts.facets,
+            total_is_lower_bound=counts.total_is_lower_bound,
+            facets_are_lower_bounds=counts.facets_are_lower_bounds,
+        )
+
+    def _size(self, conn: Any) -> int:
+        """How many datasets the catalog holds (kept by the database, one indexed row)."""
+        return int(conn.execute(_SIZE).scalar() or 0)
+
+    def _count(self, conn: Any, found: Plan) -> Counts:
+        if found.everything:  # kept by the database on every write: exact and read, not counted
+            counted = conn.execute(stored_counts_statement()).all()
+            total, lower = 0, False
+        else:
+            params = {**found.params, "q_facet_limit": self.facet_limit, "q_count_limit": self.total_limit + 1}
+            counted = conn.execute(facet_statement(*found.shape, self._dialect), params).all()
+            if found.text and not found.facets and found.visible is None:
+                total, lower = int(conn.execute(fts_count_statement(self._dialect), params).scalar_one()), False
+            else:
+                total = int(conn.execute(count_statement(*found.shape, self._dialect), params).scalar_one())
+                total, lower = (self.total_limit, True) if total > self.total_limit else (total, False)
         facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
+        sampled = 0
         for facet, value, count in counted:
             if facet == "":
-                total = int(count)
+                sampled = int(count)
+                if found.everything:
+                    total = sampled
             elif value is not None:
                 facets[facet][str(value)] = int(count)
         top = {
             facet: dict(sorted(values.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_FACET_VALUES])
             for facet, values in facets.items()
         }
-        return SearchPage(items=items, total=total, limit=query.limit, offset=query.offset, facets=top)
+        return Counts(total, lower, top, not found.everything and sampled >= self.facet_limit and total > sampled)
 
     # -- lineage --------------------------------------------------------------------------------
 

@@ -18,9 +18,11 @@ __all__ = [
     "FTS_TABLE",
     "PG_FTS_INDEX",
     "access_requests",
+    "catalog_state",
     "dataset_tags",
     "dataset_versions",
     "datasets",
+    "facet_counts",
     "job_inputs",
     "job_outputs",
     "jobs",
@@ -66,6 +68,16 @@ datasets = sa.Table(
 )
 sa.Index("ix_datasets_kind", datasets.c.kind)
 sa.Index("ix_datasets_modified", datasets.c.modified)
+#: Narrow copy of what search orders and counts by, read instead of the wide rows (migration 0002).
+sa.Index(
+    "ix_datasets_listing",
+    datasets.c.pk,
+    datasets.c.modified,
+    datasets.c.kind,
+    datasets.c.owner,
+    datasets.c.format,
+    datasets.c.licence,
+)
 
 dataset_tags = sa.Table(
     "dataset_tags",
@@ -135,4 +147,22 @@ access_requests = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("policy_id", sa.String(128), nullable=True),
     sa.Index("ix_access_requests_dataset_pk", "dataset_pk"),
+)
+
+#: One row (``id`` 1): the catalog's generation, incremented by the database (triggers of
+#: migration 0002) in every transaction that changes ``datasets`` or ``dataset_tags``.
+catalog_state = sa.Table(
+    "catalog_state",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("generation", sa.BigInteger, nullable=False),
+)
+
+#: How many datasets have each facet value (``('', '')``: how many datasets), kept by triggers.
+facet_counts = sa.Table(
+    "facet_counts",
+    metadata,
+    sa.Column("facet", sa.String(16), primary_key=True),
+    sa.Column("value", sa.String(256), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
 )

@@ -7,7 +7,22 @@ words the same way and every word must match (AND). Only words reach the databas
 ``NEAR``, ``OR``, ``--`` and the like in the query are ordinary characters, never operators.
 
 Facets (format, owner, tag, licence, kind): values within one facet OR, facets AND; the counts
-are over all matches (every filter applied), in one query with the total.
+are over the matches (every filter applied). What a search costs stays bounded however many
+datasets match (as in mature search engines):
+
+* the page is the first ``limit`` keys in ``(modified, pk)`` order, then those rows only: a
+  broad match walks the ``modified`` index and stops after the page (no sort of every match);
+* the total is exact up to :data:`TOTAL_LIMIT` matches (Elasticsearch's ``track_total_hits``);
+  beyond it the page says ``total_is_lower_bound``. A text-only query counts its full-text
+  matches exactly (the index knows them), whatever their number;
+* the facet counts are over the first :data:`FACET_LIMIT` matches; beyond, the page says
+  ``facets_are_lower_bounds`` (each count is at least what is shown);
+* the empty query reads the counts the database keeps on every write (``facet_counts``), exact;
+* counts are cached per catalog *generation* (:mod:`.counts`): any write moves it, so a cached
+  count is never older than the catalog the search reads.
+
+``visible`` (a :data:`~xtremehub.security.residual.Condition`, from the caller's policies)
+restricts the matches, the total and the counts to datasets the caller may read.
 
 Example:
     >>> words("Lungs CT: s3://lab/Reads.fastq.gz -- OR 1=1; DROP")
@@ -21,24 +36,46 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from xtremehub.catalog.model import FACETS, SearchQuery
 from xtremehub.catalog.store import limits
-from xtremehub.catalog.store.schema import FTS_TABLE, dataset_tags, datasets
+from xtremehub.catalog.store.schema import FTS_TABLE, dataset_tags, datasets, facet_counts
 from xtremehub.errors import InvalidMetadata
+from xtremehub.security import residual
+from xtremehub.security.residual import Condition
 
-__all__ = ["MAX_DOC", "facet_statement", "items_statement", "parameters", "search_doc", "words"]
+__all__ = [
+    "FACET_LIMIT",
+    "MAX_DOC",
+    "TOTAL_LIMIT",
+    "Plan",
+    "count_statement",
+    "facet_statement",
+    "fts_count_statement",
+    "items_statement",
+    "plan",
+    "search_doc",
+    "stored_counts_statement",
+    "words",
+]
 
 #: Characters of a dataset's search document kept (facts beyond it are not searchable).
 MAX_DOC = 100_000
 MAX_QUERY_WORDS = 32
+#: Totals are exact up to this many matches (then a lower bound), as ``track_total_hits``.
+TOTAL_LIMIT = 10_000
+#: Facet counts are over at most this many matches (then lower bounds).
+FACET_LIMIT = 2_000
 _WORD = re.compile(r"[^\W_]+")
 _FACET_COLUMNS = {"format": datasets.c.format, "owner": datasets.c.owner, "licence": datasets.c.licence}
 _FACET_COLUMNS["kind"] = datasets.c.kind
 _FTS = sa.table(FTS_TABLE, sa.column("rowid"), sa.column("rank"))
+_LISTING = "ix_datasets_listing"
+_MODIFIED = "ix_datasets_modified"
 
 
 def words(text: str) -> list[str]:
@@ -99,7 +136,79 @@ def _check(query: SearchQuery) -> tuple[list[str], dict[str, tuple[str, ...]]]:
     return found, {k: v for k, v in filters.items() if v}
 
 
-def _conditions(text: bool, facets: frozenset[str], dialect: str) -> list[Any]:
+@dataclass(frozen=True)
+class Plan:
+    """A checked query: what its statements need (``shape``), and their bound parameters.
+
+    ``key`` identifies its counts (not its page): the cache key with the catalog generation.
+    """
+
+    text: bool
+    facets: frozenset[str]
+    visible: Condition | None
+    params: Mapping[str, Any]
+    key: tuple[Any, ...]
+
+    @property
+    def shape(self) -> tuple[bool, frozenset[str], Condition | None]:
+        return self.text, self.facets, self.visible
+
+    @property
+    def everything(self) -> bool:
+        """No text, no filter, nothing hidden: the counts are the stored ones."""
+        return not self.text and not self.facets and self.visible is None
+
+
+def plan(query: SearchQuery, dialect: str) -> Plan:
+    """Check ``query`` and bind its parameters for ``dialect``."""
+    found, filters = _check(query)
+    params: dict[str, Any] = {"q_limit": query.limit, "q_offset": query.offset}
+    if found:
+        # Words hold letters and digits only: each is one quoted FTS5 string / one tsquery lexeme.
+        params["q_text"] = " ".join(f'"{w}"' for w in found) if dialect == "sqlite" else " & ".join(found)
+    for facet, values in filters.items():
+        params[f"f_{facet}"] = list(values)
+    visible = query.visible
+    if visible == residual.Const(True):
+        visible = None  # everything is visible: the same as no restriction (and the same counts)
+    key = (tuple(found), tuple(sorted((f, tuple(sorted(v))) for f, v in filters.items())), visible)
+    return Plan(bool(found), frozenset(filters), visible, params, key)
+
+
+def visible_sql(cond: Condition) -> Any:
+    """``cond`` (over a dataset's id, owner, kind and tags) as a SQL condition on ``datasets``.
+
+    Example:
+        >>> ann_not_x = residual.AllOf((residual.AttrIs("owner", "ann"), residual.Not(residual.IdIn(frozenset("x")))))
+        >>> print(visible_sql(ann_not_x))
+        datasets.owner = :owner_1 AND (datasets.id NOT IN (__[POSTCOMPILE_id_1]))
+    """
+    if isinstance(cond, residual.Const):
+        return sa.true() if cond.value else sa.false()
+    if isinstance(cond, residual.IdIn):
+        return datasets.c.id.in_(sorted(cond.ids)) if cond.ids else sa.false()
+    if isinstance(cond, residual.AttrIs):
+        return datasets.c[cond.attr] == cond.value
+    if isinstance(cond, residual.TagIs):
+        return _has_tag((cond.tag,))
+    if isinstance(cond, residual.Not):
+        return sa.not_(visible_sql(cond.item))
+    if isinstance(cond, residual.AllOf):
+        return sa.and_(*(visible_sql(c) for c in cond.items))
+    # one probe of the dataset's tags for all the tags an 'or' names (containsAny), not one each
+    tags = tuple(c.tag for c in cond.items if isinstance(c, residual.TagIs))
+    rest = [visible_sql(c) for c in cond.items if not isinstance(c, residual.TagIs)]
+    return sa.or_(*rest, *([_has_tag(tags)] if tags else []))
+
+
+def _has_tag(tags: tuple[str, ...]) -> Any:
+    """The dataset carries one of ``tags`` (one index probe: ``(dataset_pk, tag)`` is the key)."""
+    found = dataset_tags.c.tag == tags[0] if len(tags) == 1 else dataset_tags.c.tag.in_(sorted(tags))
+    probe = sa.select(sa.literal(1)).where(dataset_tags.c.dataset_pk == datasets.c.pk, found)
+    return sa.exists(probe.correlate(datasets))
+
+
+def _conditions(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> list[Any]:
     """WHERE conditions with bound parameters ``q_text`` and ``f_<facet>`` (expanding lists)."""
     conds: list[Any] = []
     if text:
@@ -107,14 +216,15 @@ def _conditions(text: bool, facets: frozenset[str], dialect: str) -> list[Any]:
             match = sa.literal_column(FTS_TABLE).op("MATCH")(sa.bindparam("q_text", type_=sa.String))
             conds.append(datasets.c.pk.in_(sa.select(_FTS.c.rowid).where(match)))
         else:
-            query = sa.func.to_tsquery(sa.literal_column("'simple'"), sa.bindparam("q_text", type_=sa.String))
-            conds.append(_tsvector().op("@@")(query))
+            conds.append(_tsvector().op("@@")(_tsquery()))
     for facet in sorted(facets):
         values: Any = sa.bindparam(f"f_{facet}", expanding=True)
         if facet == "tag":
             conds.append(datasets.c.pk.in_(sa.select(dataset_tags.c.dataset_pk).where(dataset_tags.c.tag.in_(values))))
         else:
             conds.append(_FACET_COLUMNS[facet].in_(values))
+    if visible is not None:
+        conds.append(visible_sql(visible))
     return conds
 
 
@@ -123,56 +233,68 @@ def _tsvector() -> Any:
     return sa.func.to_tsvector(sa.literal_column("'simple'"), datasets.c.search_doc)
 
 
-def parameters(query: SearchQuery, dialect: str) -> tuple[tuple[bool, frozenset[str]], dict[str, Any]]:
-    """The checked query's shape (which statements it needs) and its bound parameters."""
-    found, filters = _check(query)
-    params: dict[str, Any] = {"q_limit": query.limit, "q_offset": query.offset}
-    if found:
-        # Words hold letters and digits only: each is one quoted FTS5 string / one tsquery lexeme.
-        params["q_text"] = " ".join(f'"{w}"' for w in found) if dialect == "sqlite" else " & ".join(found)
-    for facet, values in filters.items():
-        params[f"f_{facet}"] = list(values)
-    return (bool(found), frozenset(filters)), params
+def _tsquery() -> Any:
+    return sa.func.to_tsquery(sa.literal_column("'simple'"), sa.bindparam("q_text", type_=sa.String))
 
 
 @functools.lru_cache(maxsize=256)
-def items_statement(text: bool, facets: frozenset[str], dialect: str) -> Any:
-    """SELECT of one page of matching datasets (newest modified first), built once per shape."""
-    stmt = sa.select(datasets).where(*_conditions(text, facets, dialect))
-    stmt = stmt.order_by(datasets.c.modified.desc(), datasets.c.pk.desc())
-    return stmt.limit(sa.bindparam("q_limit", type_=sa.Integer)).offset(sa.bindparam("q_offset", type_=sa.Integer))
+def items_statement(
+    text: bool, facets: frozenset[str], visible: Condition | None, dialect: str, walk_modified: bool = False
+) -> Any:
+    """SELECT of one page of matching datasets (newest modified first), built once per shape.
 
-
-@functools.lru_cache(maxsize=256)
-def facet_statement(text: bool, facets: frozenset[str], dialect: str) -> Any:
-    """One SELECT of (facet, value, count) rows over all matches, with ('', None, total).
-
-    With neither text nor filters each count is a GROUP BY over its own index (no scan of the
-    rows); otherwise over the matches, computed once (a materialised CTE).
+    The page's keys are found first (an index-only ordering), then only their rows are read.
+    ``walk_modified`` (SQLite, a broad text match): walk the ``modified`` index newest first and
+    keep the matches, instead of sorting every match.
     """
-    tag = dataset_tags.c.tag
-    if not text and not facets:
-        parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(datasets)]
-        for facet, column in _FACET_COLUMNS.items():
-            parts.append(sa.select(sa.literal(facet), sa.cast(column, sa.String), sa.func.count()).group_by(column))
-        parts.append(sa.select(sa.literal("tag"), tag, sa.func.count()).group_by(tag))
-        return sa.union_all(*parts)
-    matched = (
-        sa.select(datasets.c.pk, datasets.c.tags, *_FACET_COLUMNS.values())
-        .where(*_conditions(text, facets, dialect))
-        .cte("matched")
-        .prefix_with("MATERIALIZED")
-    )
-    parts = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
+    order = (datasets.c.modified.desc(), datasets.c.pk.desc())
+    keys = sa.select(datasets.c.pk).where(*_conditions(text, facets, visible, dialect)).order_by(*order)
+    if text:
+        keys = keys.with_hint(datasets, f"INDEXED BY {_MODIFIED if walk_modified else _LISTING}", "sqlite")
+    keys = keys.limit(sa.bindparam("q_limit", type_=sa.Integer)).offset(sa.bindparam("q_offset", type_=sa.Integer))
+    return sa.select(datasets).where(datasets.c.pk.in_(keys.scalar_subquery())).order_by(*order)
+
+
+@functools.lru_cache(maxsize=256)
+def count_statement(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> Any:
+    """SELECT count(*) of the matches, counting at most ``q_count_limit`` (the total limit + 1)."""
+    some = sa.select(sa.literal(1)).select_from(datasets).where(*_conditions(text, facets, visible, dialect))
+    some = some.limit(sa.bindparam("q_count_limit", type_=sa.Integer))
+    if text:
+        some = some.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
+    return sa.select(sa.func.count()).select_from(some.subquery())
+
+
+@functools.lru_cache(maxsize=4)
+def fts_count_statement(dialect: str) -> Any:
+    """SELECT count(*) of the full-text matches alone (exact: the index holds them)."""
+    if dialect == "sqlite":
+        match = sa.literal_column(FTS_TABLE).op("MATCH")(sa.bindparam("q_text", type_=sa.String))
+        return sa.select(sa.func.count()).select_from(_FTS).where(match)
+    return sa.select(sa.func.count()).select_from(datasets).where(_tsvector().op("@@")(_tsquery()))
+
+
+@functools.lru_cache(maxsize=256)
+def facet_statement(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> Any:
+    """One SELECT of (facet, value, count) rows over the first ``q_facet_limit`` matches, with
+    ``('', None, how many matches were counted)``."""
+    found = sa.select(datasets.c.pk, *_FACET_COLUMNS.values()).where(*_conditions(text, facets, visible, dialect))
+    if text:  # SQLite: read the matches' facet values from the narrow index, not the wide rows
+        found = found.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
+    matched = found.limit(sa.bindparam("q_facet_limit", type_=sa.Integer)).cte("matched").prefix_with("MATERIALIZED")
+    parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:
         col = matched.c[facet]
         parts.append(sa.select(sa.literal(facet), sa.cast(col, sa.String), sa.func.count()).group_by(col))
-    # Tags of the matches from their JSON list (a scan of the matches only, not of every tag row).
-    elements = sa.func.json_each if dialect == "sqlite" else sa.func.json_array_elements_text
-    each = elements(matched.c.tags).table_valued("value").alias("each_tag")
+    tag = dataset_tags.c.tag
     parts.append(
-        sa.select(sa.literal("tag"), each.c.value, sa.func.count())
-        .select_from(matched.join(each, sa.true()))
-        .group_by(each.c.value)
+        sa.select(sa.literal("tag"), tag, sa.func.count())
+        .where(dataset_tags.c.dataset_pk.in_(sa.select(matched.c.pk)))
+        .group_by(tag)
     )
     return sa.union_all(*parts)
+
+
+def stored_counts_statement() -> Any:
+    """SELECT (facet, value, count) of the counts the database keeps (``('', '')``: the total)."""
+    return sa.select(facet_counts.c.facet, facet_counts.c.value, facet_counts.c.count).where(facet_counts.c.count > 0)

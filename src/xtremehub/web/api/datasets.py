@@ -80,10 +80,11 @@ def search(
         if values
     }
     may_read = (lambda d: who.can(Action.READ, "dataset", d.id, dataset_attributes(d))) if who.gate.secured else None
+    readable = who.gate.readable(who.identity, "dataset") if who.gate.secured else None
     query = SearchQuery(text=q, filters=filters, limit=limit, offset=offset)
-    page = visible_search(ctx.catalog.search, query, may_read)
+    page = visible_search(ctx.catalog.search, query, may_read, readable)
     next_url = None
-    if offset + limit < page.total:
+    if offset + limit < page.total or (page.total_is_lower_bound and len(page.items) == limit):
         params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
         params += [("limit", str(limit)), ("offset", str(offset + limit))]
         next_url = f"{request.url.path}?{urllib.parse.urlencode(params)}"

@@ -99,10 +99,13 @@ def datasets(
         query = SearchQuery(
             text=q, filters={k: v for k, v in filters.items() if v}, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
         )
-        result = visible_search(who.catalog.search, query, _reader(who))
+        readable = who.context.gate.readable(who.identity, "dataset") if who.context.gate.secured else None
+        result = visible_search(who.catalog.search, query, _reader(who), readable)
         items, total, facets = list(result.items), result.total, result.facets
+        total_lower, facets_lower = result.total_is_lower_bound, result.facets_are_lower_bounds
     except CatalogError as exc:  # a search the catalog refuses (too long, bad filter): say why
         error, items, total, facets = str(exc), [], 0, {}
+        total_lower = facets_lower = False
     pages = max(1, -(-total // PAGE_SIZE))
     facet_links = {
         name: [
@@ -115,6 +118,8 @@ def datasets(
         "q": q,
         "items": items,
         "total": total,
+        "total_lower": total_lower,
+        "facets_lower": facets_lower,
         "page_no": page_no,
         "pages": pages,
         "facets": facet_links,

@@ -1,0 +1,160 @@
+"""Search counts at scale: kept by the database, cached per generation, bounded with a flag, filtered
+by a listing condition; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from xtremehub.catalog import DatasetPatch, SearchQuery
+from xtremehub.catalog.store import SqlCatalog
+from xtremehub.catalog.store.engine import make_engine
+from xtremehub.security.residual import AllOf, AnyOf, AttrIs, Const, IdIn, Not, TagIs, evaluate
+
+OWNERS = ("ann", "bob", "cy")
+
+
+def _fill(cat: SqlCatalog, n: int = 30) -> None:
+    for i in range(n):
+        cat.register(
+            f"s3://counts/d{i:03d}.fq",
+            actor=OWNERS[i % 3],
+            title=f"run {i} {'lung' if i % 2 else 'liver'}",
+            tags=[f"t{i % 4}", *(["rare"] if i % 10 == 0 else [])],
+            licence=("CC0-1.0", "CC-BY-4.0", None)[i % 3],
+            format="fastq" if i % 5 else "vcf",
+            facts={"reads": i},
+            source_version="e1",
+        )
+
+
+def _exact(cat: SqlCatalog, query: SearchQuery, keep: Callable[..., bool] = lambda d: True) -> tuple[int, dict]:
+    """Total and facet counts by reading every match (what the store must agree with)."""
+    items = []
+    offset = 0
+    while True:
+        page = cat.search(SearchQuery(text=query.text, filters=query.filters, limit=1000, offset=offset))
+        items += page.items
+        offset += 1000
+        if len(page.items) < 1000:
+            break
+    kept = [d for d in items if keep(d)]
+    counts: dict[str, Counter[str]] = {f: Counter() for f in ("format", "owner", "tag", "licence", "kind")}
+    for d in kept:
+        for facet, values in (("format", [d.format]), ("owner", [d.owner]), ("tag", d.tags),
+                              ("licence", [d.licence]), ("kind", [d.kind])):  # fmt: skip
+            counts[facet].update(v for v in values if v is not None)
+    return len(kept), {f: dict(c) for f, c in counts.items()}
+
+
+def test_empty_query_counts_are_kept_by_every_write(fresh_catalog: SqlCatalog) -> None:
+    cat = fresh_catalog
+    _fill(cat)
+    ds = cat.find_by_url("s3://counts/d001.fq")
+    assert ds is not None
+    cat.update(ds.id, DatasetPatch(tags=("t9", "new"), licence="MIT"), actor="bob", if_match=ds.etag)
+    again = cat.register(ds.url, actor=ds.owner, format="vcf", facts={"reads": 2}, source_version="e2")
+    gone = cat.find_by_url("s3://counts/d002.fq")
+    assert gone is not None
+    cat.delete(gone.id, actor="cy", if_match=gone.etag)
+    page = cat.search(SearchQuery())
+    total, facets = _exact(cat, SearchQuery(text="run"))  # every dataset matches "run": counted row by row
+    assert page.total == total == 29
+    assert {f: dict(v) for f, v in page.facets.items()} == facets
+    assert page.facets["tag"]["new"] == 1
+    assert page.facets["licence"]["MIT"] == 1
+    assert again.format == "vcf"
+    assert page.facets["format"]["vcf"] == facets["format"]["vcf"]
+    assert not page.total_is_lower_bound
+    assert not page.facets_are_lower_bounds
+
+
+def test_a_write_between_two_identical_searches_changes_the_counts(
+    fresh_catalog: SqlCatalog, catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    cat = fresh_catalog
+    _fill(cat, 12)
+    for query in (SearchQuery(text="lung"), SearchQuery(filters={"owner": ("ann",)}), SearchQuery()):
+        before = cat.search(query)
+        assert cat.search(query) == before  # the second one from the cache
+        cat.register(f"s3://counts/more-{len(query.text)}-{len(query.filters)}.fq", actor="ann",
+                     title="lung more", tags=["fresh"], facts={}, source_version="x")  # fmt: skip
+        after = cat.search(query)
+        assert after.total == before.total + 1
+        assert after.facets["tag"].get("fresh", 0) == before.facets["tag"].get("fresh", 0) + 1
+    # a writer with its own engine and cache (as another process): the generation is in the database
+    query = SearchQuery(text="lung")
+    before = cat.search(query)
+    writer = SqlCatalog(make_engine(cat._engine.url.render_as_string(hide_password=False)), settings=cat._settings)
+    try:
+        ds = writer.find_by_url("s3://counts/d001.fq")
+        assert ds is not None
+        writer.update(ds.id, DatasetPatch(tags=("elsewhere",)), actor="bob", if_match=ds.etag)
+    finally:
+        writer.close()
+    after = cat.search(query)
+    assert after.facets["tag"].get("elsewhere") == 1
+    assert after.total == before.total
+
+
+def test_total_and_facets_past_their_limits_say_so(fresh_catalog: SqlCatalog) -> None:
+    cat = fresh_catalog
+    _fill(cat)
+    cat.total_limit, cat.facet_limit = 7, 5
+    filtered = cat.search(SearchQuery(text="run", filters={"format": ("fastq",)}, limit=3))
+    assert filtered.total == 7
+    assert filtered.total_is_lower_bound
+    assert filtered.facets_are_lower_bounds
+    assert sum(filtered.facets["format"].values()) == 5
+    assert len(filtered.items) == 3
+    text_only = cat.search(SearchQuery(text="run"))  # the full-text index counts exactly
+    assert text_only.total == 30
+    assert not text_only.total_is_lower_bound
+    assert text_only.facets_are_lower_bounds
+    few = cat.search(SearchQuery(text="rare"))
+    assert few.total == 3
+    assert not few.total_is_lower_bound
+    assert not few.facets_are_lower_bounds
+    everything = cat.search(SearchQuery())  # kept by the database: exact at any size
+    assert everything.total == 30
+    assert not everything.total_is_lower_bound
+    assert not everything.facets_are_lower_bounds
+    # the page is right past the limits: newest first, every match reachable
+    seen = [d.id for o in range(0, 40, 4) for d in cat.search(SearchQuery(text="run", limit=4, offset=o)).items]
+    assert len(seen) == len(set(seen)) == 30
+
+
+CONDITIONS = [
+    Const(True),
+    Const(False),
+    AttrIs("owner", "ann"),
+    Not(TagIs("t1")),
+    AnyOf((AttrIs("owner", "bob"), TagIs("rare"))),
+    AllOf((AnyOf((TagIs("t0"), TagIs("t2"))), Not(AttrIs("owner", "cy")), AttrIs("kind", "object"))),
+    IdIn(frozenset()),
+]
+
+
+@pytest.mark.parametrize("cond", CONDITIONS, ids=lambda c: type(c).__name__)
+@pytest.mark.parametrize("text", ["", "lung"])
+def test_listing_condition_filters_page_total_and_facets(fresh_catalog: SqlCatalog, cond: object, text: str) -> None:
+    cat = fresh_catalog
+    _fill(cat, 24)
+    if isinstance(cond, IdIn):  # a few named datasets
+        cond = IdIn(frozenset(d.id for d in cat.search(SearchQuery(limit=5)).items))
+
+    def keep(d: object) -> bool:
+        return evaluate(cond, d.id, {"owner": d.owner, "kind": d.kind, "tags": list(d.tags)})  # type: ignore[arg-type, attr-defined]
+
+    total, facets = _exact(cat, SearchQuery(text=text), keep)
+    page = cat.search(SearchQuery(text=text, visible=cond, limit=4))  # type: ignore[arg-type]
+    assert page.total == total
+    assert {f: dict(v) for f, v in page.facets.items()} == facets
+    listed = [
+        d for o in range(0, 30, 4) for d in cat.search(SearchQuery(text=text, visible=cond, limit=4, offset=o)).items
+    ]  # type: ignore[arg-type]
+    assert len(listed) == total == len({d.id for d in listed})
+    assert all(keep(d) for d in listed)
