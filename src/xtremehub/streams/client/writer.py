@@ -40,7 +40,8 @@ from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFoun
 from xtremehub.streams.client._framing import encode_event, key_point
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import SegmentRange
-from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentBatch, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendResult, SegmentBatch, SegmentStoreContract
+from xtremehub.streams.segmentstore.runs import RunOutcome
 
 __all__ = ["EventPointer", "EventStreamWriter", "Router", "WriterConfig"]
 
@@ -126,7 +127,7 @@ class _Pending:
     number: int = -1
     segment: str = ""
     #: The batch that carries this event (None while queued) and the event's place in it.
-    sent: Future[list[AppendOutcome]] | None = field(default=None, repr=False)
+    sent: Future[RunOutcome] | None = field(default=None, repr=False)
     index: int = 0
 
     def error(self) -> BaseException | None:
@@ -135,13 +136,12 @@ class _Pending:
         exc = self.sent.exception()
         if exc is not None:
             return exc
-        outcome = self.sent.result()[self.index]
-        return outcome if isinstance(outcome, Exception) else None
+        return self.sent.result().error(self.index)
 
     def result(self) -> AppendResult:
         """Wait for the event's acknowledgement; raises why it was refused."""
         assert self.sent is not None
-        outcome = self.sent.result()[self.index]
+        outcome = self.sent.result().outcome(self.index)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -218,7 +218,7 @@ class EventStreamWriter:
         self._ready = False
         self._callers = 0
         self._unanswered = 0  # batches sent whose callback has not finished
-        self._awaited: Future[list[AppendOutcome]] | None = None  # the batch a caller waits for
+        self._awaited: Future[RunOutcome] | None = None  # the batch a caller waits for
         self._sender: threading.Thread | None = None
         self._stop_sender = False
         self._recovering = threading.Event()
@@ -401,11 +401,11 @@ class EventStreamWriter:
         with self._signal:
             self._unanswered += len(flights)
         try:
-            answers = self._store.append_batches(batches, writer_id=self.writer_id)
+            answers = self._store.append_runs(batches, writer_id=self.writer_id)
         except Exception as exc:  # refused at once (back pressure, closed store): settled like refused batches
             answers = []
             for _ in flights:
-                refused: Future[list[AppendOutcome]] = Future()
+                refused: Future[RunOutcome] = Future()
                 refused.set_exception(exc)
                 answers.append(refused)
         for flight, sent in zip(flights, answers, strict=True):
@@ -413,17 +413,19 @@ class EventStreamWriter:
                 p.sent = sent
             sent.add_done_callback(functools.partial(self._answered, flight))
 
-    def _answered(self, flight: _Flight, sent: Future[list[AppendOutcome]]) -> None:
+    def _answered(self, flight: _Flight, sent: Future[RunOutcome]) -> None:
         """Store callback (on the store's or connection's thread: never block, never take the writer lock)."""
         exc = sent.exception()
         refused: list[BaseException] = [] if exc is None else [exc]
         if exc is None:
-            for p, outcome in zip(flight.events, sent.result(), strict=True):
-                if isinstance(outcome, Exception):
-                    refused.append(outcome)
+            run = sent.result()
+            segment, errors = run.segment, run.errors
+            for i, (p, offset, length) in enumerate(zip(flight.events, run.offsets, run.lengths, strict=True)):
+                if errors and i in errors:
+                    refused.append(errors[i])
                     continue
                 try:  # noqa: SIM105 (per event: a suppress() object costs more than try)
-                    p.future.set_result(EventPointer(outcome.segment, outcome.offset, outcome.length))
+                    p.future.set_result(EventPointer(segment, offset, length))
                 except InvalidStateError:
                     pass
         if any(isinstance(e, _RESEND) for e in refused):
