@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFound, SegmentSealed, StreamError
 from xtremehub.streams.client._framing import encode_event, key_point
+from xtremehub.streams.client.eventfuture import EventFuture, EventPointer, settle_run
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import SegmentRange
 from xtremehub.streams.segmentstore.contract import AppendResult, SegmentBatch, SegmentStoreContract
@@ -84,15 +85,6 @@ class WriterConfig:
             raise InvalidStreamArgument(f"writer config: batch_bytes and batch_events must be >= 1, not {self}")
 
 
-@dataclass(frozen=True, slots=True)
-class EventPointer:
-    """Where a written event is stored."""
-
-    segment: str
-    offset: int
-    length: int
-
-
 def _settle(future: Future[EventPointer], result: AppendResult) -> None:
     """Resolve a writer's future once (the acknowledgement callback and the drain may race)."""
     if future.done():  # the common case for the drain: cheaper than the InvalidStateError path
@@ -122,7 +114,7 @@ class Router:
 class _Pending:
     frame: bytes
     point: float
-    future: Future[EventPointer]
+    future: EventFuture
     #: Event number, given when the event is sent (-1 before).
     number: int = -1
     segment: str = ""
@@ -212,6 +204,8 @@ class EventStreamWriter:
         # Answers arrive on the store's (or connection's) thread, which never takes the writer lock:
         # it sets _ready and wakes the caller waiting in _drain, or, when no call of the application
         # is running (_callers == 0), the background sender, which sends what queued up meanwhile.
+        #: Shared by the futures of this writer's events (one condition, not one per event).
+        self._settled = threading.Condition()
         self._signal = threading.Lock()
         self._answer_cond = threading.Condition(self._signal)
         self._idle_cond = threading.Condition(self._signal)
@@ -267,7 +261,7 @@ class EventStreamWriter:
                     self._drain()
                 if self._ready:
                     self._pump()
-                pending = _Pending(frame, point, Future())
+                pending = _Pending(frame, point, EventFuture(self._settled))
                 self._pending.append(pending)
                 self._queue(pending)
                 if time.monotonic() - self._last_report >= self.config.report_interval:
@@ -283,7 +277,7 @@ class EventStreamWriter:
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            pending = _Pending(frame, point, Future(), self._next_number)
+            pending = _Pending(frame, point, EventFuture(self._settled), self._next_number)
             self._next_number += 1
             result = self._append_with_retries(pending, time.monotonic() + self.config.retry_timeout)
             counts = self._traffic.setdefault(result.segment, [0, 0])
@@ -419,15 +413,15 @@ class EventStreamWriter:
         refused: list[BaseException] = [] if exc is None else [exc]
         if exc is None:
             run = sent.result()
-            segment, errors = run.segment, run.errors
-            for i, (p, offset, length) in enumerate(zip(flight.events, run.offsets, run.lengths, strict=True)):
-                if errors and i in errors:
-                    refused.append(errors[i])
-                    continue
-                try:  # noqa: SIM105 (per event: a suppress() object costs more than try)
-                    p.future.set_result(EventPointer(segment, offset, length))
-                except InvalidStateError:
-                    pass
+            events = flight.events
+            if len(run) != len(events):
+                refused.append(StreamError(f"store answered {len(run)} outcomes for a batch of {len(events)} events"))
+            elif run.ok:
+                settle_run(self._settled, [p.future for p in events], run, range(len(events)))
+            else:
+                refused.extend(run.errors.values())
+                stored = [i for i in range(len(events)) if i not in run.errors]
+                settle_run(self._settled, [p.future for p in events], run, stored)
         if any(isinstance(e, _RESEND) for e in refused):
             flight.lane.blocked = True  # before ``answered``: the lane sends nothing more until the re-send
         flight.answered = True
