@@ -162,6 +162,11 @@ class RemoteSegmentStore(SegmentStoreContract):
 
         for index, batch in enumerate(batches):
             events = batch.events
+            if not events:
+                empty: Future[RunOutcome] = Future()
+                empty.set_result(RunOutcome(batch.segment, [], []))
+                pieces[index].append(empty)
+                continue
             if size + sum(map(len, events)) + len(events) * _BATCH_EVENT_OVERHEAD + 64 <= limit and (
                 count + len(events) <= MAX_BATCH_EVENTS
             ):  # the common case: the whole batch fits in this frame
