@@ -21,7 +21,8 @@ from xtremehub.errors import BackPressure
 from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.client._framing import key_point
 from xtremehub.streams.client.writer import EventStreamWriter, WriterConfig
-from xtremehub.streams.segmentstore.contract import AppendOutcome, SegmentBatch
+from xtremehub.streams.segmentstore.contract import AppendOutcome, SegmentBatch, runs_via_batches
+from xtremehub.streams.segmentstore.runs import RunOutcome
 
 
 class HeldStore:
@@ -46,6 +47,11 @@ class HeldStore:
                 futures.append(future)
             self.arrived.notify_all()
         return futures
+
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        return runs_via_batches(self, batches, writer_id=writer_id, timeout=timeout)  # type: ignore[arg-type]
 
     def wait_held(self, n: int) -> None:
         with self.arrived:

@@ -156,3 +156,37 @@ def test_kill9_at_random_points_keeps_every_acknowledged_event_exactly_once(serv
         numbers = sorted(int(e.rsplit("-", 1)[1]) for e in seen if e.startswith(f"{wid}-"))
         assert numbers == list(range(len(numbers))), f"{wid}: gaps in its events"
         assert len(numbers) >= len(events)
+
+
+@pytest.mark.slow
+def test_batch_acknowledged_as_a_run_survives_kill9_once(server_process: ServerProcess) -> None:
+    """A batch acknowledged through APPEND_BATCH (one run) is on disk after ``kill -9``; re-sent, it is a duplicate."""
+    from xtremehub.streams.remote import RemoteSegmentStore
+    from xtremehub.streams.segmentstore.contract import SegmentBatch
+
+    url = server_process.start()
+    events = [f"event-{i:03d}".encode() for i in range(200)]
+    store = RemoteSegmentStore(url)
+    try:
+        store.create_segment("k/s/0")
+        (run,) = store.append_runs([SegmentBatch("k/s/0", events, 10)], writer_id="w")
+        acked = run.result(timeout=60)
+        assert acked.ok
+        assert acked.offsets == [i * 9 for i in range(200)]
+        assert not acked.duplicates
+    finally:
+        store.close()
+    server_process.kill9()
+    assert server_process.start() == url
+    store = RemoteSegmentStore(url)
+    try:
+        assert store.read("k/s/0", 0, 1 << 20).data == b"".join(events)
+        (again,) = store.append_runs([SegmentBatch("k/s/0", [*events[150:], b"new"], 160)], writer_id="w")
+        outcome = again.result(timeout=60)
+        assert sorted(outcome.duplicates) == list(range(50)), outcome  # the stored prefix
+        assert outcome.offsets[:50] == [199 * 9] * 50
+        assert outcome.offsets[50] == 200 * 9
+        assert store.info("k/s/0").length == 200 * 9 + 3
+        assert store.writer_event_number("k/s/0", "w") == 210
+    finally:
+        store.close()

@@ -38,9 +38,11 @@ from dataclasses import dataclass, field
 
 from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFound, SegmentSealed, StreamError
 from xtremehub.streams.client._framing import encode_event, key_point
+from xtremehub.streams.client.eventfuture import EventFuture, EventPointer, settle_run
 from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.controller.model import SegmentRange
-from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentBatch, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import AppendResult, SegmentBatch, SegmentStoreContract
+from xtremehub.streams.segmentstore.runs import RunOutcome
 
 __all__ = ["EventPointer", "EventStreamWriter", "Router", "WriterConfig"]
 
@@ -83,15 +85,6 @@ class WriterConfig:
             raise InvalidStreamArgument(f"writer config: batch_bytes and batch_events must be >= 1, not {self}")
 
 
-@dataclass(frozen=True, slots=True)
-class EventPointer:
-    """Where a written event is stored."""
-
-    segment: str
-    offset: int
-    length: int
-
-
 def _settle(future: Future[EventPointer], result: AppendResult) -> None:
     """Resolve a writer's future once (the acknowledgement callback and the drain may race)."""
     if future.done():  # the common case for the drain: cheaper than the InvalidStateError path
@@ -121,12 +114,12 @@ class Router:
 class _Pending:
     frame: bytes
     point: float
-    future: Future[EventPointer]
+    future: EventFuture
     #: Event number, given when the event is sent (-1 before).
     number: int = -1
     segment: str = ""
     #: The batch that carries this event (None while queued) and the event's place in it.
-    sent: Future[list[AppendOutcome]] | None = field(default=None, repr=False)
+    sent: Future[RunOutcome] | None = field(default=None, repr=False)
     index: int = 0
 
     def error(self) -> BaseException | None:
@@ -135,13 +128,12 @@ class _Pending:
         exc = self.sent.exception()
         if exc is not None:
             return exc
-        outcome = self.sent.result()[self.index]
-        return outcome if isinstance(outcome, Exception) else None
+        return self.sent.result().error(self.index)
 
     def result(self) -> AppendResult:
         """Wait for the event's acknowledgement; raises why it was refused."""
         assert self.sent is not None
-        outcome = self.sent.result()[self.index]
+        outcome = self.sent.result().outcome(self.index)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -212,13 +204,15 @@ class EventStreamWriter:
         # Answers arrive on the store's (or connection's) thread, which never takes the writer lock:
         # it sets _ready and wakes the caller waiting in _drain, or, when no call of the application
         # is running (_callers == 0), the background sender, which sends what queued up meanwhile.
+        #: Shared by the futures of this writer's events (one condition, not one per event).
+        self._settled = threading.Condition()
         self._signal = threading.Lock()
         self._answer_cond = threading.Condition(self._signal)
         self._idle_cond = threading.Condition(self._signal)
         self._ready = False
         self._callers = 0
         self._unanswered = 0  # batches sent whose callback has not finished
-        self._awaited: Future[list[AppendOutcome]] | None = None  # the batch a caller waits for
+        self._awaited: Future[RunOutcome] | None = None  # the batch a caller waits for
         self._sender: threading.Thread | None = None
         self._stop_sender = False
         self._recovering = threading.Event()
@@ -267,7 +261,7 @@ class EventStreamWriter:
                     self._drain()
                 if self._ready:
                     self._pump()
-                pending = _Pending(frame, point, Future())
+                pending = _Pending(frame, point, EventFuture(self._settled))
                 self._pending.append(pending)
                 self._queue(pending)
                 if time.monotonic() - self._last_report >= self.config.report_interval:
@@ -283,7 +277,7 @@ class EventStreamWriter:
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            pending = _Pending(frame, point, Future(), self._next_number)
+            pending = _Pending(frame, point, EventFuture(self._settled), self._next_number)
             self._next_number += 1
             result = self._append_with_retries(pending, time.monotonic() + self.config.retry_timeout)
             counts = self._traffic.setdefault(result.segment, [0, 0])
@@ -401,11 +395,11 @@ class EventStreamWriter:
         with self._signal:
             self._unanswered += len(flights)
         try:
-            answers = self._store.append_batches(batches, writer_id=self.writer_id)
+            answers = self._store.append_runs(batches, writer_id=self.writer_id)
         except Exception as exc:  # refused at once (back pressure, closed store): settled like refused batches
             answers = []
             for _ in flights:
-                refused: Future[list[AppendOutcome]] = Future()
+                refused: Future[RunOutcome] = Future()
                 refused.set_exception(exc)
                 answers.append(refused)
         for flight, sent in zip(flights, answers, strict=True):
@@ -413,19 +407,21 @@ class EventStreamWriter:
                 p.sent = sent
             sent.add_done_callback(functools.partial(self._answered, flight))
 
-    def _answered(self, flight: _Flight, sent: Future[list[AppendOutcome]]) -> None:
+    def _answered(self, flight: _Flight, sent: Future[RunOutcome]) -> None:
         """Store callback (on the store's or connection's thread: never block, never take the writer lock)."""
         exc = sent.exception()
         refused: list[BaseException] = [] if exc is None else [exc]
         if exc is None:
-            for p, outcome in zip(flight.events, sent.result(), strict=True):
-                if isinstance(outcome, Exception):
-                    refused.append(outcome)
-                    continue
-                try:  # noqa: SIM105 (per event: a suppress() object costs more than try)
-                    p.future.set_result(EventPointer(outcome.segment, outcome.offset, outcome.length))
-                except InvalidStateError:
-                    pass
+            run = sent.result()
+            events = flight.events
+            if len(run) != len(events):
+                refused.append(StreamError(f"store answered {len(run)} outcomes for a batch of {len(events)} events"))
+            elif run.ok:
+                settle_run(self._settled, [p.future for p in events], run, range(len(events)))
+            else:
+                refused.extend(run.errors.values())
+                stored = [i for i in range(len(events)) if i not in run.errors]
+                settle_run(self._settled, [p.future for p in events], run, stored)
         if any(isinstance(e, _RESEND) for e in refused):
             flight.lane.blocked = True  # before ``answered``: the lane sends nothing more until the re-send
         flight.answered = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -19,6 +20,7 @@ from xtremehub.streams.segmentstore.contract import (
     check_batches,
     when_all,
 )
+from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.wire import DEFAULT_MAX_FRAME, MAX_BATCH_EVENTS, STORE_TARGET, MessageType, decode_error
 
 __all__ = ["STORE_RETRIABLE", "RemoteSegmentStore", "remote_call"]
@@ -126,12 +128,26 @@ class RemoteSegmentStore(SegmentStoreContract):
         ``timeout`` has nothing to bound here (the call never blocks; the server applies back
         pressure and answers ``BackPressure`` after its own timeout).
         """
+        runs = self.append_runs(batches, writer_id=writer_id, timeout=timeout)
+        return [when_all([run], lambda done: done[0].result().outcomes()) for run in runs]
+
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        """:meth:`append_batches` answered with one :class:`~..segmentstore.runs.RunOutcome` per batch.
+
+        The answer's offsets, duplicates and errors become the run as decoded: no object per event.
+        """
         check_batches(batches, writer_id)
         single = len(batches) == 1 and len(batches[0].events) == 1  # a lone (large) event: the plain APPEND
         if single or int(self.connection.server_info.get("version", 1)) < 2:
-            return super().append_batches(batches, writer_id=writer_id)
+            per_event = SegmentStoreContract.append_batches(self, batches, writer_id=writer_id)
+            return [
+                when_all([f], functools.partial(_run_of, b.segment, [len(e) for e in b.events]))
+                for f, b in zip(per_event, batches, strict=True)
+            ]
         limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
-        pieces: list[list[Future[list[AppendOutcome]]]] = [[] for _ in batches]
+        pieces: list[list[Future[RunOutcome]]] = [[] for _ in batches]
         frame: list[tuple[int, list[Any]]] = []  # (batch index, [segment, first number, events])
         size = count = 0
 
@@ -145,13 +161,29 @@ class RemoteSegmentStore(SegmentStoreContract):
             size = count = 0
 
         for index, batch in enumerate(batches):
+            events = batch.events
+            if not events:
+                empty: Future[RunOutcome] = Future()
+                empty.set_result(RunOutcome(batch.segment, [], []))
+                pieces[index].append(empty)
+                continue
+            if size + sum(map(len, events)) + len(events) * _BATCH_EVENT_OVERHEAD + 64 <= limit and (
+                count + len(events) <= MAX_BATCH_EVENTS
+            ):  # the common case: the whole batch fits in this frame
+                plain = list(events) if all(type(e) is bytes for e in events) else [bytes(e) for e in events]
+                frame.append((index, [batch.segment, batch.first_event_number, plain]))
+                size += sum(map(len, events)) + len(events) * _BATCH_EVENT_OVERHEAD + len(batch.segment) + 5
+                count += len(events)
+                continue
             part: list[Any] | None = None
-            for i, data in enumerate(batch.events):
+            for i, data in enumerate(events):
                 if len(data) > limit:
                     send()  # the refusal must come after the events before it
                     part = None
-                    refused: Future[list[AppendOutcome]] = Future()
-                    refused.set_result([self._too_large(batch.segment, len(data))])
+                    refused: Future[RunOutcome] = Future()
+                    refused.set_result(
+                        RunOutcome.refused(batch.segment, [len(data)], self._too_large(batch.segment, len(data)))
+                    )
                     pieces[index].append(refused)
                     continue
                 if size + len(data) + _BATCH_EVENT_OVERHEAD > limit or count >= MAX_BATCH_EVENTS:
@@ -168,27 +200,23 @@ class RemoteSegmentStore(SegmentStoreContract):
         send()
         return [p[0] if len(p) == 1 else when_all(p, _concatenate) for p in pieces]
 
-    def _send_batches(self, writer_id: str | None, parts: list[list[Any]]) -> Future[list[list[AppendOutcome]]]:
+    def _send_batches(self, writer_id: str | None, parts: list[list[Any]]) -> Future[list[RunOutcome]]:
         """Send one APPEND_BATCH of ``[segment, first event number, events]`` parts."""
         codec = self.connection.codec
 
-        def decode(msg_type: MessageType | int, payload: bytes) -> list[list[AppendOutcome]]:
+        def decode(msg_type: MessageType | int, payload: bytes) -> list[RunOutcome]:
             if msg_type != MessageType.APPENDED_BATCH:
                 raise ProtocolError(f"expected APPENDED_BATCH, got message type {int(msg_type)}")
             answer = codec.decode(payload)
             if not isinstance(answer, list) or len(answer) != len(parts):
                 raise ProtocolError(f"APPENDED_BATCH does not answer the {len(parts)} batches sent")
-            out: list[list[AppendOutcome]] = []
+            out: list[RunOutcome] = []
             for (segment, _, events), (offsets, duplicates, errors) in zip(parts, answer, strict=True):
                 if len(offsets) != len(events):
                     raise ProtocolError(f"APPENDED_BATCH with {len(offsets)} outcomes for {len(events)} events")
-                dup = set(duplicates)
-                out.append(
-                    [
-                        decode_error(errors[i]) if i in errors else AppendResult(segment, at, len(events[i]), i in dup)
-                        for i, at in enumerate(offsets)
-                    ]
-                )
+                failed = {int(i): decode_error(e) for i, e in errors.items()} if errors else {}
+                dup = frozenset(duplicates) if duplicates else ()
+                out.append(RunOutcome(segment, offsets, list(map(len, events)), dup, failed))
             return out
 
         payload = codec.encode([writer_id, parts])
@@ -243,11 +271,13 @@ class RemoteSegmentStore(SegmentStoreContract):
             self.connection.close()
 
 
-def _split(request: Future[list[list[AppendOutcome]]], count: int) -> list[Future[list[AppendOutcome]]]:
-    """One future per batch of a request answered with ``count`` batches' outcomes."""
-    parts: list[Future[list[AppendOutcome]]] = [Future() for _ in range(count)]
+def _split(request: Future[list[RunOutcome]], count: int) -> list[Future[RunOutcome]]:
+    """One future per batch of a request answered with ``count`` batches' runs."""
+    if count == 1:
+        return [when_all([request], lambda done: done[0].result()[0])]
+    parts: list[Future[RunOutcome]] = [Future() for _ in range(count)]
 
-    def answered(done: Future[list[list[AppendOutcome]]]) -> None:
+    def answered(done: Future[list[RunOutcome]]) -> None:
         exc = done.exception()
         for k, part in enumerate(parts):
             if exc is not None:
@@ -259,6 +289,10 @@ def _split(request: Future[list[list[AppendOutcome]]], count: int) -> list[Futur
     return parts
 
 
-def _concatenate(parts: Sequence[Future[list[AppendOutcome]]]) -> list[AppendOutcome]:
-    """The outcomes of several partial batches, in order; raises as the first part that failed."""
-    return [outcome for part in parts for outcome in part.result()]
+def _concatenate(parts: Sequence[Future[RunOutcome]]) -> RunOutcome:
+    """The run of several partial batches, in order; raises as the first part that failed."""
+    return RunOutcome.concat([part.result() for part in parts])
+
+
+def _run_of(segment: str, lengths: list[int], done: Sequence[Future[list[AppendOutcome]]]) -> RunOutcome:
+    return RunOutcome.of(segment, done[0].result(), lengths)

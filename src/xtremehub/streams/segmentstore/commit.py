@@ -31,14 +31,21 @@ from xtremehub.errors import ConditionalCheckFailed, InvalidOffset, SegmentNotFo
 from xtremehub.streams.segmentstore.admission import Admission
 from xtremehub.streams.segmentstore.contract import AppendResult
 from xtremehub.streams.segmentstore.core import StoreCore
-from xtremehub.streams.segmentstore.ops import AppendOp, ControlOp
+from xtremehub.streams.segmentstore.ops import AppendOp, ControlOp, RunOp
+from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.segmentstore.state import Extent
 from xtremehub.streams.segmentstore.tiering import Tierer
-from xtremehub.streams.segmentstore.wal import RecordType, encode_append, encode_control
+from xtremehub.streams.segmentstore.wal import RecordType, encode_append_parts, encode_control, event_headers
 
 __all__ = ["CommitEngine"]
 
 log = logging.getLogger(__name__)
+
+#: An accepted append: the op, its segment offset, how many events of a run are duplicates
+#: (a prefix) and the offset they are reported at.
+_Accepted = tuple[AppendOp | RunOp, int, int, int]
+#: A settled append: the op and its outcome (an error, or its result).
+_Done = tuple[AppendOp | RunOp, AppendResult | RunOutcome | BaseException]
 
 
 class CommitEngine:
@@ -55,7 +62,7 @@ class CommitEngine:
         # Queued operations, committed in order by whoever holds ``_commit_lock``: the commit
         # thread, or a caller of a synchronous operation that finds it free (it then commits its
         # own operation and everything queued before it, saving two thread hand-offs).
-        self._pending: collections.deque[AppendOp | ControlOp] = collections.deque()
+        self._pending: collections.deque[AppendOp | RunOp | ControlOp] = collections.deque()
         self._pending_cond = threading.Condition(threading.Lock())
         # Re-entrant: a future's done-callback, run by the committing thread, may append again.
         self.commit_lock = threading.RLock()
@@ -118,8 +125,8 @@ class CommitEngine:
             if self._pending:
                 self._pending_cond.notify()
 
-    def enqueue_batch(self, ops: list[AppendOp], size: int) -> None:
-        """Queue the events of one batch together, for the commit thread (``size`` bytes admitted)."""
+    def enqueue_batch(self, ops: list[RunOp], size: int) -> None:
+        """Queue the runs of one call together, for the commit thread (``size`` bytes admitted)."""
         with self._pending_cond:
             if self._stopping:
                 self._admission.release(size)
@@ -149,17 +156,18 @@ class CommitEngine:
             if not self._pending:
                 return False
             first = self._pending.popleft()
-            batch: list[AppendOp] = []
-            if isinstance(first, AppendOp):
+            batch: list[AppendOp | RunOp] = []
+            if not isinstance(first, ControlOp):
                 batch.append(first)
-                size = len(first.data)
-                while self._pending and (size < self._core.config.group_commit_bytes or batch[-1].more):
+                size = first.size
+                limit = self._core.config.group_commit_bytes
+                while self._pending and (size < limit or (isinstance(batch[-1], RunOp) and batch[-1].more)):
                     nxt = self._pending[0]
-                    if not isinstance(nxt, AppendOp):
+                    if isinstance(nxt, ControlOp):
                         break
                     self._pending.popleft()
                     batch.append(nxt)
-                    size += len(nxt.data)
+                    size += nxt.size
         if isinstance(first, ControlOp):
             self._run(first.future, functools.partial(self._commit_control, first))
             return True
@@ -195,17 +203,45 @@ class CommitEngine:
         self.wake_all()
 
     # -- appends --------------------------------------------------------------------------
-    def _validate(
-        self, batch: list[AppendOp]
-    ) -> tuple[dict[str, list[tuple[AppendOp, int]]], list[tuple[AppendOp, AppendResult | BaseException]]]:
-        """Accepted appends per segment (with their offsets, in order) and the refused or duplicate ones."""
+    def _validate(self, batch: list[AppendOp | RunOp]) -> tuple[dict[str, list[_Accepted]], list[_Done]]:
+        """Accepted appends per segment (with their offsets, in order) and the refused or duplicate ones.
+
+        A run's duplicates are a prefix of it (its numbers are consecutive): the events whose
+        number is not above the writer's last stored one; the rest is accepted or refused whole.
+        """
         state = self._core.state  # only the holder of commit_lock mutates it: reads need no lock
         shadow_len: dict[str, int] = {}
         shadow_writers: dict[tuple[str, str], list[int]] = {}
-        accepted: dict[str, list[tuple[AppendOp, int]]] = {}
-        done: list[tuple[AppendOp, AppendResult | BaseException]] = []
+        accepted: dict[str, list[_Accepted]] = {}
+        done: list[_Done] = []
         for op in batch:
             seg = state.segments.get(op.segment)
+            if isinstance(op, RunOp):
+                count = len(op.events)
+                if seg is None:
+                    missing = SegmentNotFound(f"segment {op.segment!r} does not exist")
+                    done.append((op, RunOutcome.refused(op.segment, op.lengths, missing)))
+                    continue
+                length = shadow_len.get(op.segment, seg.length)
+                dups, at = 0, -1
+                if op.writer_id is not None and op.first is not None:
+                    last = shadow_writers.get((op.segment, op.writer_id)) or seg.writers.get(op.writer_id)
+                    if last is not None and op.first <= last[0]:
+                        dups, at = min(count, last[0] - op.first + 1), last[1]
+                if dups == count:
+                    done.append((op, RunOutcome.contiguous(op.segment, length, op.lengths, dups, at)))
+                    continue
+                if seg.sealed:
+                    sealed = SegmentSealed(f"segment {op.segment!r} is sealed")
+                    done.append((op, RunOutcome.refused(op.segment, op.lengths, sealed, duplicates=dups, at=at)))
+                    continue
+                stored = op.size if not dups else sum(op.lengths[dups:])
+                if op.writer_id is not None and op.first is not None:
+                    last_at = length + stored - op.lengths[-1]
+                    shadow_writers[(op.segment, op.writer_id)] = [op.first + count - 1, last_at]
+                accepted.setdefault(op.segment, []).append((op, length, dups, at))
+                shadow_len[op.segment] = length + stored
+                continue
             if seg is None:
                 done.append((op, SegmentNotFound(f"segment {op.segment!r} does not exist")))
                 continue
@@ -226,26 +262,39 @@ class CommitEngine:
                 continue
             if op.writer_id is not None and op.event_number is not None:
                 shadow_writers[(op.segment, op.writer_id)] = [op.event_number, length]
-            accepted.setdefault(op.segment, []).append((op, length))
+            accepted.setdefault(op.segment, []).append((op, length, 0, -1))
             shadow_len[op.segment] = length + len(op.data)
         return accepted, done
 
-    def _commit_appends(self, batch: list[AppendOp]) -> None:
+    def _commit_appends(self, batch: list[AppendOp | RunOp]) -> None:
         """One group commit: one APPEND record per segment, one writev, one fdatasync."""
         core = self._core
         accepted, done = self._validate(batch)
-        records: list[tuple[str, int, int, list[tuple[AppendOp, int]]]] = []  # segment, start (relative), data_at, ops
+        # segment, record start (relative), data position in the record, its bytes, its appends
+        records: list[tuple[str, int, int, bytes, list[_Accepted]]] = []
         pieces: list[bytes | memoryview] = []
         rel = start = 0
-        for segment, ops in accepted.items():
-            record, data_at = encode_append(
-                segment, ops[0][1], [(op.writer_id, op.event_number, op.data) for op, _ in ops]
-            )
-            records.append((segment, rel, data_at, ops))
-            pieces.extend(record)
-            rel += data_at + sum(len(op.data) for op, _ in ops)
+        for segment, items in accepted.items():
+            parts: list[tuple[bytes, int]] = []
+            datas: list[bytes] = []
+            for op, _, dups, _ in items:
+                if isinstance(op, RunOp):
+                    events = op.events[dups:] if dups else op.events
+                    lengths = op.lengths[dups:] if dups else op.lengths
+                    first = None if op.first is None else op.first + dups
+                    parts.append((event_headers(op.writer_id, first, lengths), len(events)))
+                    datas.extend(events)
+                else:
+                    parts.append((event_headers(op.writer_id, op.event_number, [len(op.data)]), 1))
+                    datas.append(op.data)
+            data = datas[0] if len(datas) == 1 else b"".join(datas)
+            head, data_at = encode_append_parts(segment, items[0][1], parts, data)
+            records.append((segment, rel, data_at, data, items))
+            pieces.append(head)
+            pieces.append(data)
+            rel += data_at + len(data)
         if pieces:
-            error: BaseException | None = None
+            error: Exception | None = None
             if core.failed is not None:
                 error = StoreClosed(f"segment store stopped after a disk error: {core.failed}")
             else:
@@ -256,25 +305,42 @@ class CommitEngine:
                     self._disk_failed(exc)
                     error = exc
             if error is not None:
-                done.extend((op, error) for *_, ops in records for op, _ in ops)
+                for *_, items in records:
+                    for op, _, dups, at in items:
+                        if isinstance(op, RunOp):
+                            refused = RunOutcome.refused(op.segment, op.lengths, error, duplicates=dups, at=at)
+                            done.append((op, refused))
+                        else:
+                            done.append((op, error))
                 records = []
         state = core.state
         with core.cond:
             file_id = core.wal.current
-            for segment, rel_pos, data_at, ops in records:
-                events = [(op.writer_id, op.event_number, len(op.data)) for op, _ in ops]
-                ext = state.apply_append(segment, ops[0][1], events, file_id=file_id, pos=start + rel_pos + data_at)
-                core.cache.add(ext, ops[0][0].data if len(ops) == 1 else b"".join(op.data for op, _ in ops))
-                done.extend((op, AppendResult(segment, offset, len(op.data))) for op, offset in ops)
+            for segment, rel_pos, data_at, data, items in records:
+                writers: dict[str, list[int]] = {}
+                for op, offset, dups, at in items:
+                    if isinstance(op, RunOp):
+                        run = RunOutcome.contiguous(segment, offset, op.lengths, dups, at)
+                        if op.writer_id is not None and op.first is not None:
+                            writers[op.writer_id] = [op.first + len(op.events) - 1, run.offsets[-1]]
+                        done.append((op, run))
+                    else:
+                        if op.writer_id is not None and op.event_number is not None:
+                            writers[op.writer_id] = [op.event_number, offset]
+                        done.append((op, AppendResult(segment, offset, len(op.data))))
+                ext = state.apply_extent(
+                    segment, items[0][1], len(data), writers, file_id=file_id, pos=start + rel_pos + data_at
+                )
+                core.cache.add(ext, data)
             core.cond.notify_all()
         if state.untiered * 2 >= core.config.lts_chunk_size:
             self._tierer.nudge()
-        self._admission.release(sum(len(op.data) for op in batch))
+        self._admission.release(sum(op.size for op in batch))
         for op, outcome in done:
             if isinstance(outcome, BaseException):
                 op.future.set_exception(outcome)
             else:
-                op.future.set_result(outcome)
+                op.future.set_result(outcome)  # type: ignore[arg-type]
         if core.failed is None and core.wal.size >= core.config.wal_file_size:
             try:
                 self._roll()

@@ -30,14 +30,18 @@ Guarantees every implementation gives:
 
 from __future__ import annotations
 
+import functools
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from xtremehub.errors import BackPressure, InvalidOffset
+
+if TYPE_CHECKING:
+    from xtremehub.streams.segmentstore.runs import RunOutcome
 
 __all__ = [
     "AppendOutcome",
@@ -49,6 +53,7 @@ __all__ = [
     "StoreStats",
     "check_batches",
     "gather_outcomes",
+    "runs_via_batches",
     "when_all",
 ]
 
@@ -242,6 +247,18 @@ class SegmentStoreContract(ABC):
             results.append(gather_outcomes(futures))
         return results
 
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        """:meth:`append_batches` answered with one :class:`~.runs.RunOutcome` per batch.
+
+        The same appends, order, durability and per-event outcomes; only the answer's form
+        differs (offsets in a list, no object per event), which the embedded store, the
+        stream server and the remote store produce without per-event Python objects. This
+        default converts the answers of :meth:`append_batches`.
+        """
+        return runs_via_batches(self, batches, writer_id=writer_id, timeout=timeout)
+
     @abstractmethod
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         """Read up to ``max_length`` bytes at ``offset`` from cache, local disk or LTS.
@@ -339,6 +356,31 @@ def when_all(futures: Sequence[Future[T]], combine: Callable[[Sequence[Future[T]
     for future in futures:
         future.add_done_callback(one_done)
     return combined
+
+
+def runs_via_batches(
+    store: SegmentStoreContract,
+    batches: Sequence[SegmentBatch],
+    *,
+    writer_id: str | None = None,
+    timeout: float | None = None,
+) -> list[Future[RunOutcome]]:
+    """``store.append_batches`` answered as :meth:`SegmentStoreContract.append_runs` answers.
+
+    For stores and wrappers whose batches go through ``append_batches`` (fault injection in tests).
+    """
+    futures = store.append_batches(batches, writer_id=writer_id, timeout=timeout)
+    out: list[Future[RunOutcome]] = []
+    for batch, future in zip(batches, futures, strict=True):
+        run = functools.partial(_run_of, batch.segment, [len(e) for e in batch.events])
+        out.append(when_all([future], run))
+    return out
+
+
+def _run_of(segment: str, lengths: list[int], done: Sequence[Future[list[AppendOutcome]]]) -> RunOutcome:
+    from xtremehub.streams.segmentstore.runs import RunOutcome
+
+    return RunOutcome.of(segment, done[0].result(), lengths)
 
 
 def gather_outcomes(futures: Sequence[Future[AppendResult]]) -> Future[list[AppendOutcome]]:

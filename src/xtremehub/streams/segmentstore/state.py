@@ -210,6 +210,21 @@ class StoreState:
         seg.length = at
         return ext
 
+    def apply_extent(
+        self, name: str, offset: int, length: int, writers: dict[str, list[int]], *, file_id: int, pos: int
+    ) -> Extent:
+        """A committed record's ``length`` bytes from ``offset``; ``writers`` maps each writer in it
+        to ``[last event number, offset of that event]`` (what :meth:`apply_append` leaves)."""
+        seg = self.get(name)
+        assert offset == seg.length, f"append to {name} at {offset}, length is {seg.length}"
+        seg.writers.update(writers)
+        ext = Extent(offset, length, file_id=file_id, pos=pos)
+        if length:
+            seg.add_extent(ext)
+            self._count(ext, +1)
+        seg.length = offset + length
+        return ext
+
     def apply_seal(self, name: str) -> int:
         seg = self.get(name)
         seg.sealed = True

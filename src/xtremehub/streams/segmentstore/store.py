@@ -59,13 +59,15 @@ from xtremehub.streams.segmentstore.contract import (
     SegmentStoreContract,
     StoreStats,
     check_batches,
+    when_all,
 )
 from xtremehub.streams.segmentstore.core import StoreCore
 from xtremehub.streams.segmentstore.lock import DataDirLock
 from xtremehub.streams.segmentstore.lts import ChunkStore
-from xtremehub.streams.segmentstore.ops import AppendOp, BatchOutcomes, EventSlot
+from xtremehub.streams.segmentstore.ops import AppendOp, RunOp
 from xtremehub.streams.segmentstore.readahead import Part, ReadAhead, part_at, parts_after
 from xtremehub.streams.segmentstore.recovery import recover
+from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.segmentstore.state import Segment
 from xtremehub.streams.segmentstore.tierhost import StoreTieringHost
 from xtremehub.streams.segmentstore.tiering import Tierer
@@ -150,28 +152,63 @@ class SegmentStore(SegmentStoreContract):
         call blocks, then raises :class:`~xtremehub.errors.BackPressure` after ``timeout``
         (default ``config.backpressure_timeout``; ``0``: at once, without blocking).
         """
+        runs = self.append_runs(batches, writer_id=writer_id, timeout=timeout)
+        return [when_all([run], lambda done: done[0].result().outcomes()) for run in runs]
+
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        """:meth:`append_batches` with one :class:`~.runs.RunOutcome` per batch (the hot path).
+
+        Each batch is one queued operation; the group commit validates, writes and settles it
+        as a whole (its duplicates are a prefix of it), without a Python object per event.
+        """
         check_batches(batches, writer_id)
-        results: list[Future[list[AppendOutcome]]] = []
-        ops: list[AppendOp] = []
+        results: list[Future[RunOutcome]] = []
+        ops: list[RunOp] = []
         size = 0
+        limit = self.config.max_append_size
         for batch in batches:
-            outcomes = BatchOutcomes(len(batch.events))
-            results.append(outcomes.future)
-            first = batch.first_event_number
-            for i, data in enumerate(batch.events):
-                slot = EventSlot(outcomes, i)
-                if len(data) > self.config.max_append_size:
-                    slot.set_exception(self._too_large(batch.segment, len(data)))
-                    continue
-                number = None if first is None else first + i
-                ops.append(AppendOp(batch.segment, bytes(data), writer_id, number, None, slot, more=True))
-                size += len(data)
+            events = batch.events if isinstance(batch.events, list) else list(batch.events)
+            lengths = list(map(len, events))
+            if max(lengths, default=0) > limit:  # refused alone: the events around it still go
+                results.append(self._runs_around_large(batch, events, lengths, writer_id, ops))
+            else:
+                op = RunOp(batch.segment, events, lengths, sum(lengths), writer_id, batch.first_event_number, more=True)
+                ops.append(op)
+                results.append(op.future)
         if ops:
+            size = sum(op.size for op in ops)
             ops[-1].more = False
             timeout = self.config.backpressure_timeout if timeout is None else timeout
             self._admission.admit(ops[0].segment, size, timeout)
             self._engine.enqueue_batch(ops, size)
         return results
+
+    def _runs_around_large(
+        self, batch: SegmentBatch, events: list[bytes], lengths: list[int], writer_id: str | None, ops: list[RunOp]
+    ) -> Future[RunOutcome]:
+        """A batch holding events over the size limit: runs of the others, each large one refused alone."""
+        parts: list[Future[RunOutcome]] = []
+        first = batch.first_event_number
+        i = 0
+        while i < len(events):
+            if lengths[i] > self.config.max_append_size:
+                refused: Future[RunOutcome] = Future()
+                too_large = self._too_large(batch.segment, lengths[i])
+                refused.set_result(RunOutcome.refused(batch.segment, [lengths[i]], too_large))
+                parts.append(refused)
+                i += 1
+                continue
+            j = i
+            while j < len(events) and lengths[j] <= self.config.max_append_size:
+                j += 1
+            number = None if first is None else first + i
+            op = RunOp(batch.segment, events[i:j], lengths[i:j], sum(lengths[i:j]), writer_id, number, more=True)
+            ops.append(op)
+            parts.append(op.future)
+            i = j
+        return when_all(parts, lambda done: RunOutcome.concat([f.result() for f in done]))
 
     def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> ReadResult:
         if max_length <= 0:

@@ -26,6 +26,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import json
 import logging
 import os
@@ -43,7 +45,17 @@ from xtremehub.errors import CorruptData
 if TYPE_CHECKING:
     from xtremehub.streams.segmentstore.walcipher import WalCipher
 
-__all__ = ["AppendRecord", "Record", "RecordType", "WalFiles", "decode_append", "encode_append", "encode_control"]
+__all__ = [
+    "AppendRecord",
+    "Record",
+    "RecordType",
+    "WalFiles",
+    "decode_append",
+    "encode_append",
+    "encode_append_parts",
+    "encode_control",
+    "event_headers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,17 +116,48 @@ def encode_append(
     ``events`` are ``(writer id, event number, data)``; their bytes follow each other in the
     record, so they become one contiguous run of the segment.
     """
+    parts = [(event_headers(wid, number, [len(data)]), 1) for wid, number, data in events]
+    data = b"".join(data for _, _, data in events)
+    head, data_at = encode_append_parts(name, offset, parts, data)
+    return [head, data], data_at
+
+
+@functools.lru_cache(maxsize=64)
+def _headers_of(writer_id: bytes) -> struct.Struct:
+    """The per-event header of one writer's events: ``APPEND_EVENT`` followed by its id."""
+    return struct.Struct(f"<HqQ{len(writer_id)}s")
+
+
+def event_headers(writer_id: str | None, first: int | None, lengths: Sequence[int]) -> bytes:
+    """The per-event headers of consecutive events of one writer (numbers from ``first``; None: none).
+
+    Packed in C (``map`` over a precompiled struct): no Python loop per event.
+
+    Example:
+        >>> event_headers("w", 7, [3, 2]) == APPEND_EVENT.pack(1, 7, 3) + b"w" + APPEND_EVENT.pack(1, 8, 2) + b"w"
+        True
+    """
+    count = len(lengths)
+    if writer_id is None or first is None:
+        return b"".join(map(APPEND_EVENT.pack, itertools.repeat(0, count), itertools.repeat(-1, count), lengths))
+    bwid = writer_id.encode()
+    pack = _headers_of(bwid).pack
+    numbers = range(first, first + count)
+    return b"".join(map(pack, itertools.repeat(len(bwid), count), numbers, lengths, itertools.repeat(bwid, count)))
+
+
+def encode_append_parts(name: str, offset: int, parts: Sequence[tuple[bytes, int]], data: bytes) -> tuple[bytes, int]:
+    """The head of an ``APPEND`` record (header, name, the events' headers) and where ``data`` starts.
+
+    ``parts`` are ``(event headers, event count)`` (from :func:`event_headers`) in order;
+    ``data`` is all the events' bytes, written right after the head.
+    """
     bname = name.encode()
-    parts = [APPEND_FIXED.pack(len(bname), len(events), offset), bname]
-    for writer_id, event_number, data in events:
-        bwid = b"" if writer_id is None else writer_id.encode()
-        parts.append(APPEND_EVENT.pack(len(bwid), -1 if event_number is None else event_number, len(data)))
-        parts.append(bwid)
-    prefix = b"".join(parts)
-    datas = [data for _, _, data in events]
-    payload_len = len(prefix) + sum(len(d) for d in datas)
-    header = HEADER.pack(_crc(payload_len, RecordType.APPEND, (prefix, *datas)), payload_len, RecordType.APPEND)
-    return [header + prefix, *datas], HEADER.size + len(prefix)
+    count = sum(n for _, n in parts)
+    prefix = b"".join([APPEND_FIXED.pack(len(bname), count, offset), bname, *(h for h, _ in parts)])
+    payload_len = len(prefix) + len(data)
+    header = HEADER.pack(_crc(payload_len, RecordType.APPEND, (prefix, data)), payload_len, RecordType.APPEND)
+    return header + prefix, HEADER.size + len(prefix)
 
 
 def decode_append(payload: memoryview) -> AppendRecord:

@@ -26,13 +26,13 @@ from xtremehub import __version__
 from xtremehub.errors import AuthenticationFailed, BackPressure, ProtocolError, SecurityError
 from xtremehub.security.authz import Action
 from xtremehub.streams.segmentstore.contract import (
-    AppendOutcome,
     AppendResult,
     ReadResult,
     SegmentBatch,
     SegmentStoreContract,
     when_all,
 )
+from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.server.access import ConnectionAccess, request_access, segment_resource
 from xtremehub.streams.server.dispatch import Dispatcher
 from xtremehub.streams.wire import (
@@ -62,30 +62,19 @@ _WAIT_SLICE = 0.5
 
 
 class _BatchAnswer:
-    """The per-event outcomes of one APPEND_BATCH (one list per segment batch), answered as one APPENDED_BATCH."""
+    """The per-event outcomes of one APPEND_BATCH (one run per segment batch), answered as one APPENDED_BATCH."""
 
-    __slots__ = ("batches",)
+    __slots__ = ("runs",)
 
-    def __init__(self, batches: list[list[AppendOutcome]]) -> None:
-        self.batches = batches
+    def __init__(self, runs: list[RunOutcome]) -> None:
+        self.runs = runs
 
     def payload(self) -> list[list[Any]]:
         """Per batch ``[offsets, duplicate indexes, {index: error}]``; a refused event's offset is -1."""
-        answer: list[list[Any]] = []
-        for outcomes in self.batches:
-            offsets: list[int] = []
-            duplicates: list[int] = []
-            errors: dict[int, dict[str, str]] = {}
-            for i, outcome in enumerate(outcomes):
-                if isinstance(outcome, AppendResult):
-                    offsets.append(outcome.offset)
-                    if outcome.duplicate:
-                        duplicates.append(i)
-                else:
-                    offsets.append(-1)
-                    errors[i] = encode_error(outcome)
-            answer.append([offsets, duplicates, errors])
-        return answer
+        return [
+            [run.offsets, list(run.duplicates), {i: encode_error(e) for i, e in run.errors.items()}]
+            for run in self.runs
+        ]
 
 
 #: Queued for the feeder: the loop future to resolve, the store call, and how to wrap its result.
@@ -319,28 +308,29 @@ class ClientConnection:
 
     def _append_batches(
         self, batches: list[SegmentBatch], writer_id: str | None, *, timeout: float | None = None
-    ) -> Future[list[list[AppendOutcome]]]:
+    ) -> Future[list[RunOutcome]]:
         """All batches of a frame in one store call; when the store refuses them whole, each event gets the error.
 
         With ``timeout=0`` (from the event loop) back pressure raises, so that the feeder thread
         takes the frame and waits.
         """
         try:
-            futures = self._store.append_batches(batches, writer_id=writer_id, timeout=timeout)
+            futures = self._store.append_runs(batches, writer_id=writer_id, timeout=timeout)
         except BackPressure as exc:
             if timeout == 0:
                 raise
             return self._refused(batches, exc)
         except Exception as exc:  # StoreClosed...: every event's outcome
             return self._refused(batches, exc)
-        counts = [len(batch.events) for batch in batches]
-        return when_all(futures, lambda done: [_per_event(f, n) for f, n in zip(done, counts, strict=True)])
+        if len(futures) == 1:
+            return when_all(futures, lambda done: [_run(done[0], batches[0])])
+        return when_all(futures, lambda done: [_run(f, b) for f, b in zip(done, batches, strict=True)])
 
     @staticmethod
-    def _refused(batches: list[SegmentBatch], exc: BaseException | None) -> Future[list[list[AppendOutcome]]]:
+    def _refused(batches: list[SegmentBatch], exc: BaseException | None) -> Future[list[RunOutcome]]:
         error = exc if isinstance(exc, Exception) else ProtocolError(f"append interrupted: {exc!r}")
-        refused: Future[list[list[AppendOutcome]]] = Future()
-        refused.set_result([[error] * len(batch.events) for batch in batches])
+        refused: Future[list[RunOutcome]] = Future()
+        refused.set_result([RunOutcome.refused(b.segment, [len(e) for e in b.events], error) for b in batches])
         return refused
 
     def _queue_append(self, call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
@@ -548,10 +538,10 @@ def _fields(request: Any, count: int, what: str) -> list[Any]:
     return request
 
 
-def _per_event(future: Future[list[AppendOutcome]], count: int) -> list[AppendOutcome]:
+def _run(future: Future[RunOutcome], batch: SegmentBatch) -> RunOutcome:
     """A batch's outcomes; when the batch failed as a whole, its error for each event."""
     exc = future.exception()
     if exc is None:
         return future.result()
     error = exc if isinstance(exc, Exception) else ProtocolError(f"append interrupted: {exc!r}")
-    return [error] * count
+    return RunOutcome.refused(batch.segment, [len(e) for e in batch.events], error)

@@ -8,7 +8,14 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TypeVar
 
-from xtremehub.streams.segmentstore.contract import AppendOutcome, AppendResult, SegmentBatch, SegmentStoreContract
+from xtremehub.streams.segmentstore.contract import (
+    AppendOutcome,
+    AppendResult,
+    SegmentBatch,
+    SegmentStoreContract,
+    runs_via_batches,
+)
+from xtremehub.streams.segmentstore.runs import RunOutcome
 
 T = TypeVar("T")
 
@@ -45,6 +52,12 @@ class FlakyAcks:
         if self._count % self._every:
             return inner
         return [self._lose(f, len(b.events)) for f, b in zip(inner, batches, strict=True)]
+
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        """The runs of :meth:`append_batches` (so that writers see the lost acknowledgements)."""
+        return runs_via_batches(self, batches, writer_id=writer_id, timeout=timeout)  # type: ignore[arg-type]
 
     def _maybe_lose(self, inner: Future[T], events: int) -> Future[T]:
         self._count += 1
@@ -89,6 +102,12 @@ class HeldAcks:
             outer: list[Future[list[AppendOutcome]]] = [Future() for _ in inner]
             self._held.extend(zip(inner, outer, strict=True))
             return outer
+
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        """The runs of :meth:`append_batches` (so that writers see the held acknowledgements)."""
+        return runs_via_batches(self, batches, writer_id=writer_id, timeout=timeout)  # type: ignore[arg-type]
 
     def release(self) -> None:
         """Deliver the held acknowledgements and stop holding new ones."""
