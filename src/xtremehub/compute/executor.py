@@ -574,7 +574,7 @@ class FunctionExecutor:
         if isinstance(iterdata, str | os.PathLike):
             iterdata = [os.fspath(iterdata)]
         items = list(iterdata)
-        if self._backend.name == "local" and self._eph_service is None:
+        if self._backend.name == "local" and self._eph_service is None and not _scalars_only(items):
             self._eph_service = ephemeral_autostart(items, self.settings)
         urls: list[str] | None = None
         if wants_obj and items and all(isinstance(i, str) for i in items):
@@ -1006,6 +1006,20 @@ def _chained_futures(iterdata: Any) -> list[ResponseFuture] | None:
 
 #: Items that :func:`expand_args` unpacks (or that become an ``obj`` keyword).
 _EXPANDED = (dict, tuple, ObjectPart)
+#: Argument types that hold no URL and always pickle (the common ``map`` over numbers).
+_SCALAR_TYPES = frozenset({int, float, bool, complex, type(None)})
+
+
+def _scalars_only(items: list[Any]) -> bool:
+    """Whether every item is a number (or ``None``): one pass at C speed, no per-item Python code.
+
+    Example:
+        >>> _scalars_only(list(range(3))), _scalars_only([1, "xhub-eph://a/b"])
+        (True, False)
+    """
+    return set(map(type, items)) <= _SCALAR_TYPES
+
+
 #: Parameters the executor fills (see ``_with_injected``).
 _INJECTED = frozenset({"id", "storage"})
 
