@@ -680,7 +680,7 @@ class FunctionExecutor:
             batch = batches.get(call.job_id)
             if batch is not None:  # per call: keep this lean
                 i = call.call_id
-                if batch.settled(i):
+                if batch.results[i] is not None if batch.futures is None else batch.settled(i):
                     continue  # answered already (the first answer counts)
                 attempts = batch.attempts[i] + 1
                 if isinstance(result, BaseException) or not result.ok:
