@@ -13,6 +13,7 @@ import pytest
 
 from xtremehub import FunctionExecutor, storage
 from xtremehub.compute.summary import JobSummary
+from xtremehub.compute.task import Outcome, run_calls
 from xtremehub.compute.telemetry import SCHEMA_VERSION, TaskTelemetry
 from xtremehub.config import Settings, TelemetrySettings, use_process_settings
 from xtremehub.errors import ConfigError, MissingDependency, WorkerDied
@@ -291,3 +292,46 @@ def test_every_store_is_counted_including_third_party_ones() -> None:
 def _reset_process_settings() -> Iterator[None]:
     yield
     use_process_settings(None)
+
+
+def spin(seconds: float) -> float:
+    """Burn CPU for ``seconds`` of process time (module level: run in this process by run_calls)."""
+    deadline = time.process_time() + seconds
+    while time.process_time() < deadline:
+        pass
+    return seconds
+
+
+def test_short_calls_share_telemetry_windows_and_long_ones_are_alone() -> None:
+    windows: list[list[tuple[object, ...]]] = []
+    calls = [("j", 0, (0.05,), {}, 0)] + [("j", i, (0.0,), {}, 0) for i in range(1, 201)]
+    run_calls(calls, lambda job: spin, "w", windows.append)
+    outcomes = [Outcome._make(o) for w in windows for o in w]
+    assert [o.call_id for o in outcomes] == list(range(201))  # every call, in order
+    assert all(o.ok for o in outcomes)
+    first = windows[0]
+    assert len(first) == 1  # a call of 50 ms that opened its window is measured alone
+    long = Outcome._make(first[0])
+    assert long.cpu_user + long.cpu_system >= 0.04
+    assert long.peak_rss > 0
+    assert len(windows) < 100  # 200 calls of microseconds: a few windows, not one per call
+    for window in windows[1:]:
+        rows = [Outcome._make(o) for o in window]
+        assert len({o.peak_rss for o in rows}) == 1  # the window's peak, for each of its calls
+        assert all(o.cpu_user >= 0 and o.cpu_system >= 0 and o.start <= o.end for o in rows)
+
+
+def test_a_new_job_closes_the_window_and_unknown_jobs_fail_with_a_reason() -> None:
+    windows: list[list[tuple[object, ...]]] = []
+    funcs: dict[str, object] = {"a": abs}
+
+    def function_of(job_id: str) -> object:
+        return funcs.get(job_id) or (KeyError(job_id), "unknown job")
+
+    run_calls(
+        [("a", 0, (-1,), {}, 0), ("b", 0, (-2,), {}, 1), ("a", 1, (-3,), {}, 0)], function_of, "w", windows.append
+    )  # type: ignore[arg-type]
+    assert [[o[0] for o in w] for w in windows] == [["a"], ["b"], ["a"]]
+    failed = Outcome._make(windows[1][0])
+    assert (failed.ok, failed.error_type, failed.attempt) == (False, "builtins.KeyError", 1)
+    assert failed.error_message == "unknown job: 'b'"

@@ -580,7 +580,7 @@ class FunctionExecutor:
         if isinstance(iterdata, str | os.PathLike):
             iterdata = [os.fspath(iterdata)]
         items = list(iterdata)
-        if self._backend.name == "local" and self._eph_service is None:
+        if self._backend.name == "local" and self._eph_service is None and not _scalars_only(items):
             self._eph_service = ephemeral_autostart(items, self.settings)
         urls: list[str] | None = None
         if wants_obj and items and all(isinstance(i, str) for i in items):
@@ -686,7 +686,7 @@ class FunctionExecutor:
             batch = batches.get(call.job_id)
             if batch is not None:  # per call: keep this lean
                 i = call.call_id
-                if batch.settled(i):
+                if batch.results[i] is not None if batch.futures is None else batch.settled(i):
                     continue  # answered already (the first answer counts)
                 attempts = batch.attempts[i] + 1
                 if isinstance(result, BaseException) or not result.ok:
@@ -1012,6 +1012,20 @@ def _chained_futures(iterdata: Any) -> list[ResponseFuture] | None:
 
 #: Items that :func:`expand_args` unpacks (or that become an ``obj`` keyword).
 _EXPANDED = (dict, tuple, ObjectPart)
+#: Argument types that hold no URL and always pickle (the common ``map`` over numbers).
+_SCALAR_TYPES = frozenset({int, float, bool, complex, type(None)})
+
+
+def _scalars_only(items: list[Any]) -> bool:
+    """Whether every item is a number (or ``None``): one pass at C speed, no per-item Python code.
+
+    Example:
+        >>> _scalars_only(list(range(3))), _scalars_only([1, "xhub-eph://a/b"])
+        (True, False)
+    """
+    return set(map(type, items)) <= _SCALAR_TYPES
+
+
 #: Parameters the executor fills (see ``_with_injected``).
 _INJECTED = frozenset({"id", "storage"})
 

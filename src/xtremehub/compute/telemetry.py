@@ -1,7 +1,7 @@
 """Task telemetry: one versioned record per finished call, and where records are written.
 
 Each call's figures are measured on the worker by
-:func:`~xtremehub.compute.task.run_call` (so every backend reports them) and
+:func:`~xtremehub.compute.task.run_calls` (so every backend reports them) and
 completed by the executor with what only it knows (submit time, backend,
 attempts). ``future.telemetry`` gives the record of one call,
 ``fexec.job_summary()`` a table of all of them. The schema is described field
@@ -62,11 +62,15 @@ class TaskTelemetry:
         submit: when the executor submitted the call.
         start: when the worker started the last attempt (``None``: never ran to an answer).
         end: when that attempt ended (``None`` likewise).
-        cpu_user: user CPU seconds the worker process spent in the call.
+        cpu_user: user CPU seconds the worker process spent in the call: measured per telemetry
+            window (:func:`~xtremehub.compute.task.run_calls`), the call's own when it ran alone
+            in its window (any call of 100 us or more that opened it), else the window's CPU
+            split among its calls by wall time (calls of a few microseconds, run back to back).
         cpu_system: system CPU seconds likewise.
-        peak_rss: peak resident set size in bytes while the call ran (on Linux the call's own
-            peak: the high-water mark is reset before each call; elsewhere the worker process's
-            peak so far, an upper bound).
+        peak_rss: peak resident set size in bytes during the call's telemetry window (on Linux
+            the window's own peak: the high-water mark is reset when a window opens, so the
+            call's own peak when it ran alone, an upper bound of it otherwise; elsewhere the
+            worker process's peak so far, an upper bound).
         bytes_read: bytes read through the storage layer (any store) during the call.
         bytes_written: bytes written through the storage layer during the call.
         attempts: how many times the call ran (1 without retries).

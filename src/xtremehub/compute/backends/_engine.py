@@ -7,7 +7,7 @@ every secret stripped (:func:`ship_settings`); credentials are filled in from th
 worker's own ``XHUB_*``/``AWS_*`` environment and config file
 (:func:`worker_settings`), so ``s3://`` URLs resolve on the worker exactly as on
 the client and no secret is ever pickled. Each call runs through
-:func:`~xtremehub.compute.task.run_call`, so every backend reports the same
+:func:`~xtremehub.compute.task.run_calls`, so every backend reports the same
 :class:`~xtremehub.compute.task.Outcome` (result or exception, remote traceback,
 timings and resource use).
 
@@ -50,7 +50,7 @@ import cloudpickle
 
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
 from xtremehub.compute.backends.outcomes import failed_outcome, pack_outcomes, unpack_outcomes
-from xtremehub.compute.task import Call, Outcome, dumps, run_call
+from xtremehub.compute.task import Call, Outcome, dumps, run_calls
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ComputeError, ExecutorClosed, TaskTimeout, WorkerDied
 from xtremehub.storage.access import complete
@@ -146,12 +146,10 @@ def run_remote(
     except BaseException as exc:
         reason = "the worker could not load the function or its settings"
         return [failed_outcome(c.job_id, c.call_id, exc, reason, worker) for c in calls]
-    outcomes = []
-    usage = None
-    for call in calls:
-        outcome, usage = run_call(func, call, worker, usage)
-        outcomes.append(outcome)
-    return outcomes
+    got: list[tuple[Any, ...]] = []
+    fields = ((c.job_id, c.call_id, c.args, c.kwargs, c.attempt) for c in calls)
+    run_calls(fields, lambda _: func, worker, got.extend)
+    return [Outcome._make(o) for o in got]
 
 
 def pickle_calls(calls: Sequence[Call]) -> list[bytes]:

@@ -20,9 +20,8 @@ Example:
 from __future__ import annotations
 
 import pickle
-import time
 
-from xtremehub.compute.task import Outcome, dumps
+from xtremehub.compute.task import Outcome, failed_fields
 
 __all__ = ["failed_outcome", "pack_outcomes", "unpack_outcomes"]
 
@@ -33,23 +32,7 @@ def failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, n
     The exception is pickled when possible (the caller then re-raises it as
     itself); ``reason`` says why the call could not run.
     """
-    now = time.time()
-    try:
-        payload = dumps(exc)
-    except Exception:
-        payload = b""
-    return Outcome(
-        job_id,
-        call_id,
-        False,
-        payload,
-        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-        error_message=f"{reason}: {exc}",
-        remote_traceback=f"{reason}: {type(exc).__name__}: {exc}\n",
-        start=now,
-        end=now,
-        worker=name,
-    )
+    return Outcome._make(failed_fields(job_id, call_id, exc, reason, name))
 
 
 def pack_outcomes(outcomes: list[Outcome]) -> bytes:
