@@ -50,3 +50,33 @@ def test_upgrade_from_empty_check_and_downgrade(catalog_factory: Callable[[Path]
     with open_catalog(url.render_as_string(hide_password=False), settings=made._settings) as again:
         again.register("s3://lab/x.fq", actor="alice", facts={"reads": 1}, source_version="e1")
         assert again.search(SearchQuery(text="reads")).total == 1  # full text works after re-upgrade
+
+
+def test_the_generation_never_repeats_across_a_downgrade_and_re_upgrade(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    """Search counts are cached per generation: a re-created counter must not meet old numbers."""
+    read = sa.text("SELECT generation FROM catalog_state WHERE id = 1")
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        cat.register("s3://lab/g.fq", actor="alice", facts={"reads": 1}, source_version="e1")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            before = conn.execute(read).scalar_one()
+            command.downgrade(alembic_config(conn), "-1")
+        migrate(engine)
+        with engine.begin() as conn:
+            reseeded = conn.execute(read).scalar_one()
+    finally:
+        engine.dispose()
+    assert reseeded > before
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        again.register("s3://lab/h.fq", actor="alice", facts={"reads": 2}, source_version="e1")
+        assert again.search(SearchQuery()).total == 2  # the kept counts were rebuilt from the tables
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            assert conn.execute(read).scalar_one() > reseeded
+    finally:
+        engine.dispose()

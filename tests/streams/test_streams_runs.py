@@ -183,3 +183,23 @@ def test_pipelined_events_keep_their_order_per_key_through_the_server(tmp_path: 
     for p in pointers:
         by_segment.setdefault(p.segment, []).append(p.offset)
     assert all(offsets == sorted(set(offsets)) for offsets in by_segment.values())  # distinct, in write order
+
+
+def test_appended_events_are_copied_before_the_call_returns(tmp_path: Path) -> None:
+    """The commit thread joins the events later: a caller reusing its list or a bytearray
+    after the call must not change what is stored (a reviewer found both acknowledged as lost)."""
+    config = SegmentStoreConfig(data_dir=tmp_path / "d", group_commit_delay=0.05)
+    with SegmentStore(config) as store:
+        store.create_segment("s")
+        events: list[bytes] = [b"0123456789", b"abcdefghij"]
+        futures = store.append_runs([SegmentBatch("s", events, 0)], writer_id="w")
+        events.clear()  # reused at once, while the group commit still waits
+        run = futures[0].result(timeout=30)
+        assert run.ok
+        assert run.offsets == [0, 10]
+        buffer = bytearray(b"AAAA")
+        more = store.append_many("s", [buffer])
+        buffer[:] = b"ZZZZ"
+        assert more.result(timeout=30)
+        assert store.info("s").length == 24
+        assert store.read("s", 0, 100).data == b"0123456789abcdefghijAAAA"

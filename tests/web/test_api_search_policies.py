@@ -46,6 +46,15 @@ UNTRANSLATABLE = (
   when { resource has owner && resource.owner like "b*" };
 """
 )
+#: A tag compared with another attribute has no listing condition either (it once became "never").
+ATTRIBUTE_VS_ATTRIBUTE = (
+    TRANSLATABLE
+    + """
+@id("self-tagged") forbid(principal, action == XHub::Action::"read", resource is XHub::Dataset)
+  when { resource has tags && resource has owner && resource.tags.contains(resource.owner) }
+  unless { principal in XHub::Role::"admin" };
+"""
+)
 CALLERS = [
     ("ann",),
     ("bob", "analyst"),
@@ -65,7 +74,11 @@ def _fill(catalog: SqlCatalog) -> dict[str, str]:
             actor=("ann", "bob", "cy", "bert")[i % 4],
             kind="stream" if i % 9 == 0 else "object",
             title=f"dataset {i}",
-            tags=[f"t{i % 3}", *(["embargo"] if i % 5 == 0 else [])],
+            tags=[
+                f"t{i % 3}",
+                *(["embargo"] if i % 5 == 0 else []),
+                *([("ann", "bob", "cy", "bert")[i % 4]] if i % 7 == 0 else []),  # tagged with its owner
+            ],
             facts={},
             source_version="1",
         )
@@ -74,12 +87,16 @@ def _fill(catalog: SqlCatalog) -> dict[str, str]:
     return named
 
 
-@pytest.fixture(params=["translatable", "untranslatable"])
+@pytest.fixture(params=["translatable", "untranslatable", "attribute-vs-attribute"])
 def policy_client(
     request: pytest.FixtureRequest, tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer
 ) -> Iterator[tuple[TestClient, CedarAuthorizer, str]]:
     named = _fill(catalog)
-    text = TRANSLATABLE if request.param == "translatable" else UNTRANSLATABLE
+    text = {
+        "translatable": TRANSLATABLE,
+        "untranslatable": UNTRANSLATABLE,
+        "attribute-vs-attribute": ATTRIBUTE_VS_ATTRIBUTE,
+    }[str(request.param)]
     for name, ds_id in named.items():
         text = text.replace(name, ds_id)
     policies = tmp_path / "pol"
@@ -139,9 +156,12 @@ def test_the_listing_condition_is_used_when_it_can_be(policy_client: tuple[TestC
     _, authorizer, which = policy_client
     gate = Gate(None, authorizer)
     runner = gate.readable(Identity("eve", roles=frozenset({"runner"})), "dataset")
-    assert (runner is None) == (which == "untranslatable")  # 'like' cannot be a condition: decided one by one
-    assert gate.readable(Identity("cy"), "dataset") is not None  # the 'like' policy is not cy's: a condition
-    assert gate.readable(Identity("dee", roles=frozenset({"admin"})), "dataset") == Const(True)
+    assert (runner is None) == (which != "translatable")  # 'like', attribute vs attribute: decided one by one
+    cy = gate.readable(Identity("cy"), "dataset")
+    assert (cy is None) == (which == "attribute-vs-attribute")  # the 'like' policy is not cy's: a condition
+    admin = gate.readable(Identity("dee", roles=frozenset({"admin"})), "dataset")
+    # the untranslatable 'when' is met before the 'unless' that exempts admins: decided one by one (safe)
+    assert admin == (None if which == "attribute-vs-attribute" else Const(True))
 
 
 def test_a_page_item_the_engine_denies_is_never_shown(catalog: SqlCatalog) -> None:

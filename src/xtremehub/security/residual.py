@@ -253,14 +253,18 @@ class _Translator:
     def contains(self, op: str, left: object, right: object) -> Condition:
         if isinstance(left, _Attr) and left.name == "tags":
             if op == "contains":
-                if not isinstance(right, str):
-                    return Const(False)
-                return TagIs(right)
+                if isinstance(right, str):
+                    return TagIs(right)
+                if isinstance(right, int | bool | _Entity | _Set):
+                    return Const(False)  # a literal that is no string is never among the tags
+                raise Untranslatable(f"contains with {right!r}")  # e.g. another attribute
             if not isinstance(right, _Set) or not all(isinstance(v, str) for v in right.items):
                 raise Untranslatable(f"{op} with {right!r}")
             tags = tuple(TagIs(str(v)) for v in right.items)
             return AllOf(tags) if op == "containsAll" else AnyOf(tags)
         if op == "contains" and right == _RESOURCE and isinstance(left, _Set):
+            if any(isinstance(v, _Attr) for v in left.items):
+                raise Untranslatable(f"contains over {left!r}")
             if not all(isinstance(v, _Entity) for v in left.items):
                 return Const(False)
             return self.member(_RESOURCE, left)

@@ -14,6 +14,8 @@ from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.client._framing import HEADER
 from xtremehub.streams.client.reader import EventRead, EventStreamReader
 from xtremehub.streams.segmentstore import SegmentStore, SegmentStoreConfig
+from xtremehub.streams.segmentstore.lts import ChunkStore
+from xtremehub.streams.segmentstore.readahead import Part, ReadAhead
 from xtremehub.testing.seaweedfs import SeaweedFS
 from xtremehub.testing.segmentstore import wait_until
 
@@ -74,6 +76,22 @@ def test_reads_in_order_come_in_parts_within_the_budget_and_hold_nothing_at_the_
         assert max(held) <= SMALL["lts_read_ahead_budget"]
         assert max(held) > 0  # parts were fetched ahead
         assert ahead.held == 0  # every part fetched ahead was read, none left behind
+
+
+def test_parts_kept_after_short_reads_stay_within_the_budget() -> None:
+    """Many in-order readers that each stop inside a part: what stays held keeps to the budget
+    (a reviewer saw 50 such reads hold 200 bytes with a budget of 16); the data stays right."""
+    lts = ChunkStore("mem://xhub-test-ahead-budget/p/", part_size=4)
+    try:
+        lts.put_chunk("p/c", [bytes(range(200))])
+        ahead = ReadAhead(lts, depth=2, budget=16)
+        for k in range(0, 200, 4):
+            assert ahead.get(Part("p/c", k, k + 4), last=False) == bytes(range(k, k + 4))
+            assert ahead.held <= 16
+        assert ahead.get(Part("p/c", 196, 200)) == bytes(range(196, 200))  # held or fetched again
+        ahead.close()
+    finally:
+        lts.close()
 
 
 def test_a_chunk_cut_short_in_a_prefetched_range_is_a_typed_error_naming_it(tmp_path: Path) -> None:

@@ -155,6 +155,8 @@ class ReadAhead:
                 raise
         if last:
             self._drop(part, held)
+        else:
+            self._keep_within_budget(part, held)
         return data
 
     def prefetch(self, parts: Iterable[Part]) -> None:
@@ -209,6 +211,19 @@ class ReadAhead:
 
     def _release(self, part: Part) -> None:
         self.held -= self._parts.pop(part).size
+
+    def _keep_within_budget(self, part: Part, held: _Held) -> None:
+        """After a read that stops inside ``part``: keep it only within the budget, dropping the
+        fetched parts asked for least recently first (a reader that went away), then ``part``."""
+        with self._lock:
+            self._expire()
+            while self.held > self.budget:
+                victim = next((p for p, h in self._parts.items() if h.future.done() and p != part), None)
+                if victim is None:
+                    if self._parts.get(part) is held:
+                        self._release(part)  # the next read fetches it again
+                    return
+                self._release(victim)
 
     def _expire(self) -> None:
         """Drop fetched parts nobody asked for in ``ttl`` seconds (a reader that went away)."""

@@ -169,7 +169,11 @@ class SegmentStore(SegmentStoreContract):
         size = 0
         limit = self.config.max_append_size
         for batch in batches:
-            events = batch.events if isinstance(batch.events, list) else list(batch.events)
+            # A snapshot: the caller may reuse its list (or change a bytearray) once we return,
+            # but the events are joined later, on the commit thread. bytes are kept as they are.
+            events = list(batch.events)
+            if not all(type(e) is bytes for e in events):
+                events = [bytes(e) for e in events]
             lengths = list(map(len, events))
             if max(lengths, default=0) > limit:  # refused alone: the events around it still go
                 results.append(self._runs_around_large(batch, events, lengths, writer_id, ops))

@@ -15,6 +15,8 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,7 +25,17 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-_BUMP = "UPDATE catalog_state SET generation = generation + 1;"
+# Generations never repeat, also across a downgrade and re-upgrade or a restored copy of the
+# database (a server's count cache keys on them): each bump moves to at least the current time in
+# microseconds since the epoch, and the first one is seeded from the clock.
+_SQLITE_BUMP = (
+    "UPDATE catalog_state SET generation = "
+    "max(generation + 1, CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER));"
+)
+_PG_BUMP = (
+    "UPDATE catalog_state SET generation = "
+    "GREATEST(generation + 1, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint);"
+)
 _UPSERT = "ON CONFLICT (facet, value) DO UPDATE SET count = facet_counts.count + excluded.count"
 
 
@@ -44,13 +56,13 @@ def _sqlite_tag(row: str, sign: int) -> str:
 
 
 _SQLITE_TRIGGERS = {
-    "datasets_counts_insert": f"AFTER INSERT ON datasets BEGIN {_sqlite_delta('new', 1)} {_BUMP} END",
-    "datasets_counts_delete": f"AFTER DELETE ON datasets BEGIN {_sqlite_delta('old', -1)} {_BUMP} END",
+    "datasets_counts_insert": f"AFTER INSERT ON datasets BEGIN {_sqlite_delta('new', 1)} {_SQLITE_BUMP} END",
+    "datasets_counts_delete": f"AFTER DELETE ON datasets BEGIN {_sqlite_delta('old', -1)} {_SQLITE_BUMP} END",
     "datasets_counts_update": (
-        f"AFTER UPDATE ON datasets BEGIN {_sqlite_delta('old', -1)} {_sqlite_delta('new', 1)} {_BUMP} END"
+        f"AFTER UPDATE ON datasets BEGIN {_sqlite_delta('old', -1)} {_sqlite_delta('new', 1)} {_SQLITE_BUMP} END"
     ),
-    "dataset_tags_counts_insert": f"AFTER INSERT ON dataset_tags BEGIN {_sqlite_tag('new', 1)} {_BUMP} END",
-    "dataset_tags_counts_delete": f"AFTER DELETE ON dataset_tags BEGIN {_sqlite_tag('old', -1)} {_BUMP} END",
+    "dataset_tags_counts_insert": f"AFTER INSERT ON dataset_tags BEGIN {_sqlite_tag('new', 1)} {_SQLITE_BUMP} END",
+    "dataset_tags_counts_delete": f"AFTER DELETE ON dataset_tags BEGIN {_sqlite_tag('old', -1)} {_SQLITE_BUMP} END",
 }
 
 
@@ -71,7 +83,9 @@ def _pg_tags(rows: str, sign: str) -> str:
 
 
 def _pg_function(name: str, body: str) -> str:
-    return f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} {_BUMP} RETURN NULL; END $$"
+    return (
+        f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} {_PG_BUMP} RETURN NULL; END $$"
+    )
 
 
 _PG_FUNCTIONS = {
@@ -116,7 +130,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("facet", "value", name="pk_facet_counts"),
     )
     op.create_index("ix_datasets_listing", "datasets", ["pk", "modified", "kind", "owner", "format", "licence"])
-    op.execute("INSERT INTO catalog_state (id, generation) VALUES (1, 1)")
+    state = sa.table("catalog_state", sa.column("id", sa.Integer), sa.column("generation", sa.BigInteger))
+    op.execute(state.insert().values(id=1, generation=time.time_ns() // 1000))
     op.execute(_FILL)
     if op.get_bind().dialect.name == "sqlite":
         for name, body in _SQLITE_TRIGGERS.items():
