@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +130,18 @@ def test_a_redefined_main_function_runs_its_new_body(tmp_path: Path) -> None:
     assert result.stdout.split("\n")[:3] == ["[1, 2]", "[-1, -2]", "[11, 12]"]
 
 
+def _nap_square(x: int) -> int:
+    time.sleep(0.05)
+    return x * x
+
+
 @pytest.mark.parametrize("calls", [2, 3])
 def test_few_calls_spread_over_idle_workers(calls: int) -> None:
-    """Two or three calls on two idle workers: both workers get one (they once all went to the first)."""
+    """Two or three calls of 50 ms on two idle workers: both workers get one (they once all went
+    to the first). Calls of microseconds are batched onto one worker on purpose (one message)."""
     with FunctionExecutor(workers=2) as fexec:
-        fexec.get_result(fexec.map(square, range(4)))  # workers started
+        fexec.get_result(fexec.map(_nap_square, range(4)))  # workers started, durations known
         for _ in range(3):
-            fs = fexec.map(square, range(calls))
+            fs = fexec.map(_nap_square, range(calls))
             fexec.get_result(fs)
             assert len({f.stats["worker"] for f in fs}) == 2
