@@ -6,8 +6,8 @@ virtual table ``dataset_fts`` on SQLite, a GIN expression index over ``datasets.
 on PostgreSQL (both made by the migration, both outside this metadata).
 
 Example:
-    >>> sorted(metadata.tables)[:3]
-    ['access_requests', 'dataset_tags', 'dataset_versions']
+    >>> sorted(metadata.tables)[:4]
+    ['access_requests', 'catalog_state', 'dataset_tags', 'dataset_versions']
 """
 
 from __future__ import annotations
