@@ -6,7 +6,10 @@ Measures, through the network on 127.0.0.1 (every server a separate process):
     publishes awaiting their acks, Redis pipelines of WINDOW XADDs);
   * acknowledgement latency p50/p95/p99 at a video-like load: STREAMS streams, each 30 frames/s
     of ~500 KB (15 MB/s per stream), one writer per stream, paced;
-  * end-to-end latency writer -> tail reader (ours), 1 KiB events at 200/s.
+  * end-to-end latency writer -> tail reader (ours), 1 KiB events at 200/s;
+  * the floor of the video cells: the same paced frames appended by ``write`` + ``fdatasync``
+    to one file per stream, and to one shared file a frame at a time; no server (the disk alone,
+    in the same run).
 
 Durability as configured (printed with the results):
   * ours: acknowledged after fsync of the write-ahead log (group commit);
@@ -21,6 +24,7 @@ reason (install them yourself with `apt-get install -y nats-server redis-server`
     .venv/bin/python bench/streams_server.py --quick    # ~1.5 s per cell
     .venv/bin/python bench/streams_server.py --quick --load        # + video with 2 busy neighbours
     .venv/bin/python bench/streams_server.py --quick --sizes 1024  # only the 1 KiB cells
+    .venv/bin/python bench/streams_server.py --quick --video-only --load  # only the video cells
 
 Every throughput cell also prints the CPU time per event of the client process (this one,
 all threads) and of the server process: on a shared machine that is steadier than ev/s.
@@ -447,6 +451,54 @@ class Nats:
         return asyncio.run(main())
 
 
+# -- the disk alone ---------------------------------------------------------------------------
+@contextmanager
+def disk_floor(tmp: Path) -> Iterator[tuple[Any, str]]:
+    yield DiskFloor(tmp, shared=False), ""
+
+
+@contextmanager
+def log_floor(tmp: Path) -> Iterator[tuple[Any, str]]:
+    yield DiskFloor(tmp, shared=True), ""
+
+
+class DiskFloor:
+    """The video cells without a server: frames appended with ``write`` + ``fdatasync``, to one
+    file per stream (fsyncs in parallel), or to one shared file, one frame at a time (a log
+    without group commit, as ours and Redis's AOF keep one): the floor of any store
+    acknowledging after fsync on this disk."""
+
+    def __init__(self, tmp: Path, *, shared: bool) -> None:
+        self.tmp, self.shared = tmp, shared
+        where = "one shared file, a lock around each" if shared else "one file per stream"
+        self.name = f"disk alone, {'one log' if shared else 'file per stream'}"
+        self.durability = f"write + fdatasync of every frame, {where}; no server, no network"
+        self.n = 0
+
+    def video(self, seconds: float) -> list[float]:
+        self.n += 1
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        fds = [os.open(self.tmp / f"v{self.n}-{0 if self.shared else s}", flags, 0o600) for s in range(STREAMS)]
+        frame = os.urandom(FRAME)
+        lock = threading.Lock()
+
+        def send(s: int, i: int) -> Callable[[], None]:
+            if self.shared:
+                with lock:
+                    os.write(fds[s], frame)
+                    os.fdatasync(fds[s])
+            else:
+                os.write(fds[s], frame)
+                os.fdatasync(fds[s])
+            return lambda: None
+
+        try:
+            return Paced.run(STREAMS, seconds, send)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
 # -- the run ----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -465,10 +517,11 @@ def main() -> None:
     parser.add_argument(
         "--sizes", default=",".join(str(s) for s in SIZES), help="event sizes in bytes, comma-separated"
     )
+    parser.add_argument("--video-only", action="store_true", help="only the video cells (no throughput cells)")
     args = parser.parse_args()
     cell = 1.5 if args.quick else 4.0
     video_seconds = 4.0 if args.quick else 10.0
-    sizes = tuple(int(x) for x in args.sizes.split(","))
+    sizes = () if args.video_only else tuple(int(x) for x in args.sizes.split(","))
     base = Path(tempfile.mkdtemp(prefix="server-bench-", dir="/tmp"))
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at start; cells of {cell:.1f} s, window {WINDOW}")
@@ -476,6 +529,7 @@ def main() -> None:
     peers: list[tuple[str, Callable[[Path], Any]]] = [("ours", lambda p: None)]
     if not args.no_peers:
         peers += [("nats", nats_server), ("redis", redis_server)]
+    peers += [("disk", disk_floor), ("log", log_floor)]
     try:
         for key, opener in peers:
             tmp = base / key
@@ -490,7 +544,7 @@ def main() -> None:
                 else:
                     system = handle[0]
                 print(f"-- {system.name} ({system.durability})", flush=True)
-                row = measure(key, system, sizes, cell, video_seconds, args.load)
+                row = measure(key, system, () if key in ("disk", "log") else sizes, cell, video_seconds, args.load)
                 results[key] = row
             shutil.rmtree(tmp, ignore_errors=True)
     finally:
@@ -575,7 +629,7 @@ def report(results: dict[str, dict[str, Any]], sizes: tuple[int, ...]) -> None:
             continue
         print(f"\n| {label} | p50 | p95 | p99 | our p95 / theirs | our p99 / theirs |")
         print("|---|---:|---:|---:|---:|---:|")
-        for k in ["ours", *others]:
+        for k in ["ours", *others, *(k for k in ("disk", "log") if k in results)]:
             p50, p95, p99 = results[k][field]
             ratio = "| |" if k == "ours" else f"| {ours[field][1] / p95:.2f}x | {ours[field][2] / p99:.2f}x |"
             print(f"| {results[k]['name']} | {p50:.2f} | {p95:.2f} | {p99:.2f} {ratio}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from xtremehub.errors import AccessDenied, InvalidRange, ObjectNotFound, StorageError
 from xtremehub.storage.base import ObjectInfo, PutSource, Store
 from xtremehub.storage.chunks import iter_chunks
+from xtremehub.storage.writeback import write_in_steps
 
 __all__ = ["LocalStore"]
 
@@ -25,7 +26,10 @@ class LocalStore(Store):
     """Keys are ``/``-separated paths below ``root``; URLs are absolute paths.
 
     Writes go to a temporary file in the same directory, are fsynced and then
-    renamed, so a reader never sees a half-written object.
+    renamed, so a reader never sees a half-written object. Large objects reach the disk in
+    1 MiB steps as they are written (:mod:`~xtremehub.storage.writeback`), so that an fsync
+    of another file meanwhile (a stream store's write-ahead log) does not wait behind the
+    whole object.
 
     Example:
         >>> import tempfile
@@ -98,9 +102,7 @@ class LocalStore(Store):
 
     def put(self, key: str, data: PutSource) -> ObjectInfo:
         with self._os_errors(key), self._atomic_file(key) as tmp, open(tmp, "wb") as fh:
-            for chunk in iter_chunks(data):
-                fh.write(chunk)
-            fh.flush()
+            write_in_steps(fh, iter_chunks(data))
             os.fsync(fh.fileno())
         return self.head(key)
 

@@ -34,6 +34,7 @@ from urllib.parse import quote
 from xtremehub.config import Settings
 from xtremehub.errors import ObjectNotFound, TruncatedData
 from xtremehub.storage import open_store
+from xtremehub.storage._local import LocalStore
 
 __all__ = ["ChunkStore"]
 
@@ -52,6 +53,12 @@ class ChunkStore:
             self.prefix += "/"
         self.part_size = part_size
         self._pool = ThreadPoolExecutor(min(self.store.max_concurrency, 16), thread_name_prefix="xhub-lts-read")
+
+    @property
+    def upload_concurrency(self) -> int:
+        """Chunks to write at once: one into a local directory, whose fsyncs share the disk with
+        the write-ahead log (several at once make one burst that stalls the log's fsyncs), else 4."""
+        return 1 if isinstance(self.store, LocalStore) else 4
 
     def _segment_dir(self, name: str, cid: str) -> str:
         return f"{self.prefix}segments/{quote(name, safe='')}/{cid}/"

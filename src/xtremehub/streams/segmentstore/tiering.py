@@ -72,7 +72,7 @@ class Tierer:
         self._deletes: list[str] = []
         self._deletes_lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="xhub-segstore-tier", daemon=True)
-        self._uploads = ThreadPoolExecutor(4, thread_name_prefix="xhub-segstore-upload")
+        self._uploads = ThreadPoolExecutor(host.chunks.upload_concurrency, thread_name_prefix="xhub-segstore-upload")
         #: (segment, creation id, run offset) -> when that untiered run was first seen
         self._first_seen: dict[tuple[str, str, int], float] = {}
         self._last_nudge = 0.0

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import ssl
 import sys
@@ -151,6 +152,9 @@ def serve(
         server = StreamServer(manager.store, manager.controller, config)
 
         def started(srv: StreamServer) -> None:
+            # What startup made (modules, config, the store's state) leaves the collector's scans:
+            # full collections, which stop every serving thread, then walk only what serving makes.
+            gc.freeze()
             click.echo(f"xhub streams: serving {data} on {srv.url}")
             sys.stdout.flush()
 
