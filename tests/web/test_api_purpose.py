@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import bearer
+from conftest import bearer, with_usage_policies
 from xtremehub import storage
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.config import Settings
 from xtremehub.security.issuer import EmbeddedIssuer
-from xtremehub.security.oidc import OIDCConfig, OIDCValidator
-from xtremehub.security.policy import PolicyConfig, build_authorizer
-from xtremehub.web import WebConfig, create_app
 
 #: Everyone may search; curators do everything; nobody else reads a dataset without a usage policy.
 POLICIES = """
@@ -31,16 +28,7 @@ URL = "mem://clinic/cohort.csv"
 def app_client(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer) -> Iterator[TestClient]:
     """Security on: :data:`POLICIES` plus the usage policies approvals write (re-read at the next decision)."""
     storage.put(URL, b"id,age\n1,54\n2,61\n")
-    policies = tmp_path / "pol"
-    policies.mkdir()
-    (policies / "web.cedar").write_text(POLICIES)
-    usage = tmp_path / "catalog-home" / "policies"
-    usage.mkdir(exist_ok=True)
-    authorizer = build_authorizer(PolicyConfig(sources=(str(policies), str(usage)), reload_interval=0.001))
-    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
-    config = WebConfig(security=True, oidc_issuer=issuer.url)
-    app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
-    with TestClient(app, base_url="http://127.0.0.1") as c:
+    with with_usage_policies(tmp_path, settings, catalog, issuer, POLICIES, reload_interval=0.001) as c:
         yield c
 
 
