@@ -75,5 +75,29 @@ def secured(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: Emb
         yield c
 
 
+def with_usage_policies(
+    tmp_path: Path,
+    settings: Settings,
+    catalog: SqlCatalog,
+    issuer: EmbeddedIssuer,
+    policies: str,
+    *,
+    reload_interval: float = 0,
+) -> TestClient:
+    """A secured app deciding with ``policies`` plus the usage policies the catalog's approvals
+    write (under ``tmp_path/catalog-home/policies``; re-read after ``reload_interval`` seconds, 0: never).
+    Use it as a context manager."""
+    where = tmp_path / "pol"
+    where.mkdir()
+    (where / "web.cedar").write_text(policies)
+    usage = tmp_path / "catalog-home" / "policies"
+    usage.mkdir(exist_ok=True)
+    authorizer = build_authorizer(PolicyConfig(sources=(str(where), str(usage)), reload_interval=reload_interval))
+    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
+    config = WebConfig(security=True, oidc_issuer=issuer.url)
+    app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
+    return TestClient(app, base_url="http://127.0.0.1")
+
+
 def bearer(issuer: EmbeddedIssuer, subject: str, *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issuer.issue(subject, roles=list(roles))}"}

@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import bearer
+from conftest import bearer, with_usage_policies
 from xtremehub import storage
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.config import Settings
 from xtremehub.security.issuer import EmbeddedIssuer
-from xtremehub.security.oidc import OIDCConfig, OIDCValidator
-from xtremehub.security.policy import PolicyConfig, build_authorizer
 from xtremehub.web import WebConfig, create_app
 
 #: mallory may write datasets and read their metadata, not the lab's objects.
@@ -36,16 +34,7 @@ SECRET = "mem://secret/patients.csv"
 def app_client(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer) -> Iterator[TestClient]:
     """Security on, the review's policies plus the usage policies approvals write."""
     storage.put(SECRET, b"name,diagnosis\nalice,cancer\nbob,flu\n")
-    policies = tmp_path / "pol"
-    policies.mkdir()
-    (policies / "web.cedar").write_text(POLICIES)
-    usage = tmp_path / "catalog-home" / "policies"
-    usage.mkdir(exist_ok=True)
-    authorizer = build_authorizer(PolicyConfig(sources=(str(policies), str(usage)), reload_interval=0))
-    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
-    config = WebConfig(security=True, oidc_issuer=issuer.url)
-    app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
-    with TestClient(app, base_url="http://127.0.0.1") as c:
+    with with_usage_policies(tmp_path, settings, catalog, issuer, POLICIES) as c:
         yield c
 
 

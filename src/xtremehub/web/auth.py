@@ -10,6 +10,10 @@ names the action and resource (``dataset``, ``object``, ``scope`` or ``stream``,
 engine defines them, see ``docs/security.md``). Without policies every valid token may do
 everything (as the stream server does).
 
+A request may state its purpose of use in the ``X-XHub-Purpose`` header: every decision of
+the request is then taken with ``context.purpose`` set to it, which is what the usage policy
+of an approved access request asks for (without the header a request has no purpose).
+
 Security off (the embedded default, on loopback): no token is read; every request is made by
 the local single user :data:`LOCAL_USER` with role ``admin``, and every action is allowed.
 
@@ -28,20 +32,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
-from xtremehub.errors import AuthenticationFailed
+from xtremehub.catalog.store.limits import MAX_PURPOSE
+from xtremehub.errors import AuthenticationFailed, InvalidMetadata
 from xtremehub.security.authz import AccessRequest, Action, Authorizer, Decision, Resource
 from xtremehub.security.identity import Identity, TokenValidator
 from xtremehub.security.residual import Condition, Const, Untranslatable
 
-__all__ = ["LOCAL_USER", "AllowAuthenticated", "Caller", "Gate", "bearer_token", "caller"]
+__all__ = [
+    "LOCAL_USER",
+    "PURPOSE_HEADER",
+    "AllowAuthenticated",
+    "Caller",
+    "Gate",
+    "bearer_token",
+    "caller",
+    "stated_purpose",
+]
 
 log = logging.getLogger(__name__)
 
 #: The identity of every request when security is off: one local user with every right.
 LOCAL_USER = Identity(subject="local", roles=frozenset({"admin"}), issuer="xhub-local")
 _MAX_TOKEN = 16 * 1024
+#: The request header that states the purpose of use (``context.purpose`` of its decisions).
+PURPOSE_HEADER = "X-XHub-Purpose"
 
 
 class AllowAuthenticated:
@@ -94,21 +110,21 @@ class Gate:
         """The decision, or :class:`~xtremehub.errors.Forbidden` (403) when it is a denial."""
         return self.authorizer.check(AccessRequest(identity, action, resource, purpose=purpose))
 
-    def allowed(self, identity: Identity, action: Action, resource: Resource) -> bool:
-        """Whether ``identity`` may do ``action`` on ``resource`` (no exception)."""
-        return self.authorizer.decide(AccessRequest(identity, action, resource)).allowed
+    def allowed(self, identity: Identity, action: Action, resource: Resource, *, purpose: str | None = None) -> bool:
+        """Whether ``identity`` may do ``action`` on ``resource`` for ``purpose`` (no exception)."""
+        return self.authorizer.decide(AccessRequest(identity, action, resource, purpose=purpose)).allowed
 
-    def readable(self, identity: Identity, kind: str) -> Condition | None:
-        """Which resources of ``kind`` ``identity`` may read, as one condition over their id and
-        attributes (the policies partially evaluated, :mod:`xtremehub.security.residual`), for a
-        store to filter listings with; None when the authorizer cannot say it exactly (then
+    def readable(self, identity: Identity, kind: str, *, purpose: str | None = None) -> Condition | None:
+        """Which resources of ``kind`` ``identity`` may read for ``purpose``, as one condition over
+        their id and attributes (the policies partially evaluated, :mod:`xtremehub.security.residual`),
+        for a store to filter listings with; None when the authorizer cannot say it exactly (then
         the caller decides resource by resource).
         """
         readable = getattr(self.authorizer, "readable", None)
         if readable is None:
             return None
         try:
-            cond: Condition = readable(AccessRequest(identity, Action.READ, Resource(kind, "*")))
+            cond: Condition = readable(AccessRequest(identity, Action.READ, Resource(kind, "*"), purpose=purpose))
         except Untranslatable as exc:
             log.info("listing %s for %s resource by resource: %s", kind, identity.subject, exc)
             return None
@@ -134,10 +150,17 @@ def bearer_token(request: Request) -> str | None:
 
 @dataclass(frozen=True)
 class Caller:
-    """The identity of a request and the gate that authorises what it does."""
+    """The identity of a request, the purpose it states and the gate that authorises what it does.
+
+    ``purpose`` comes from the request's :data:`PURPOSE_HEADER` (None without one): every
+    decision of the request is taken for it, so that a usage policy an approved access
+    request wrote (``when { context.purpose == "..." }``) applies to the requests that state
+    that purpose, on the dataset's page, in search and on its data, and to no other.
+    """
 
     identity: Identity
     gate: Gate
+    purpose: str | None = None
 
     @property
     def subject(self) -> str:
@@ -145,18 +168,57 @@ class Caller:
 
     def may(self, action: Action, kind: str, name: str, attributes: Mapping[str, object] | None = None) -> Decision:
         """Authorise ``action`` on resource ``kind:name`` (403 when denied)."""
-        return self.gate.authorize(self.identity, action, Resource(kind, name, dict(attributes or {})))
+        return self.gate.authorize(
+            self.identity, action, Resource(kind, name, dict(attributes or {})), purpose=self.purpose
+        )
 
     def can(self, action: Action, kind: str, name: str, attributes: Mapping[str, object] | None = None) -> bool:
         """Whether the action would be allowed (for filtering listings)."""
-        return self.gate.allowed(self.identity, action, Resource(kind, name, dict(attributes or {})))
+        return self.gate.allowed(
+            self.identity, action, Resource(kind, name, dict(attributes or {})), purpose=self.purpose
+        )
+
+    def readable(self, kind: str) -> Condition | None:
+        """The caller's readable resources of ``kind`` as a condition (:meth:`Gate.readable`)."""
+        return self.gate.readable(self.identity, kind, purpose=self.purpose)
 
 
-def caller(request: Request) -> Caller:
+def stated_purpose(value: str | None) -> str | None:
+    """A stated purpose of use, trimmed; None when empty.
+
+    Raises:
+        InvalidMetadata: longer than an access request's purpose may be, or with control characters.
+
+    Example:
+        >>> stated_purpose("  lung cancer research "), stated_purpose("  ")
+        ('lung cancer research', None)
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > MAX_PURPOSE:
+        raise InvalidMetadata(PURPOSE_HEADER, f"{len(value)} characters; at most {MAX_PURPOSE}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidMetadata(PURPOSE_HEADER, "control characters are not allowed")
+    return value or None
+
+
+def caller(
+    request: Request,
+    purpose: Annotated[
+        str | None,
+        Header(
+            alias=PURPOSE_HEADER,
+            max_length=MAX_PURPOSE,
+            description="the purpose of use this request is made for (usage policies of approved access "
+            "requests apply only to requests stating their purpose)",
+        ),
+    ] = None,
+) -> Caller:
     """FastAPI dependency: authenticate the request (401 without a valid token)."""
     gate: Gate = request.app.state.xhub.gate
     identity = gate.authenticate(bearer_token(request) if gate.secured else None)
-    return Caller(identity, gate)
+    return Caller(identity, gate, stated_purpose(purpose))
 
 
 #: Annotated parameter type: ``who: CallerDep`` in an endpoint authenticates its request.

@@ -80,7 +80,7 @@ def search(
         if values
     }
     may_read = (lambda d: who.can(Action.READ, "dataset", d.id, dataset_attributes(d))) if who.gate.secured else None
-    readable = who.gate.readable(who.identity, "dataset") if who.gate.secured else None
+    readable = who.readable("dataset") if who.gate.secured else None
     query = SearchQuery(text=q, filters=filters, limit=limit, offset=offset)
     page = visible_search(ctx.catalog.search, query, may_read, readable)
     next_url = None

@@ -99,7 +99,7 @@ def datasets(
         query = SearchQuery(
             text=q, filters={k: v for k, v in filters.items() if v}, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
         )
-        readable = who.context.gate.readable(who.identity, "dataset") if who.context.gate.secured else None
+        readable = who.readable("dataset") if who.context.gate.secured else None
         result = visible_search(who.catalog.search, query, _reader(who), readable)
         items, total, facets = list(result.items), result.total, result.facets
         total_lower, facets_lower = result.total_is_lower_bound, result.facets_are_lower_bounds

@@ -93,6 +93,7 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     """Render ``template`` with ``context`` plus ``request`` and ``viewer`` (the identity, if known)."""
     context.setdefault("viewer", getattr(request.state, "cockpit_viewer", None))
     context.setdefault("secured", bool(getattr(request.state, "cockpit_secured", False)))
+    context.setdefault("purpose", getattr(request.state, "cockpit_purpose", None) or "")
     html = environment().get_template(template).render(request=request, **context)
     return HTMLResponse(html, status_code=status_code, headers=_SECURITY_HEADERS)
 

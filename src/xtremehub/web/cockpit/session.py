@@ -7,6 +7,11 @@ cookie that scripts cannot read (``HttpOnly``) and that other sites' pages never
 (``SameSite=Strict``, which is also what protects the cockpit's forms from cross-site
 requests); ``Secure`` when served over https. A page asked for without a valid token
 redirects to the login page. The password is never stored or logged.
+
+The viewer may state a purpose of use (the header's form, ``POST /cockpit/purpose``; kept in
+a cookie like the session's): every decision of their pages is then taken for it, as the
+API's ``X-XHub-Purpose`` header does, so that a dataset an approved access request lets them
+read for that purpose appears in their search and opens.
 """
 
 from __future__ import annotations
@@ -18,17 +23,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from xtremehub.errors import AuthenticationFailed, ConfigError
+from xtremehub.errors import AuthenticationFailed, ConfigError, InvalidMetadata
 from xtremehub.security.identity import Identity
 from xtremehub.security.login import request_token
 from xtremehub.security.oidc import fetch_json
+from xtremehub.web.auth import stated_purpose
 from xtremehub.web.cockpit.render import page
 
-__all__ = ["COOKIE", "LoginRequired", "Viewer", "ViewerDep", "router", "viewer"]
+__all__ = ["COOKIE", "PURPOSE_COOKIE", "LoginRequired", "Viewer", "ViewerDep", "router", "viewer"]
 
 log = logging.getLogger(__name__)
 
 COOKIE = "xhub_session"
+#: The cookie holding the viewer's stated purpose of use.
+PURPOSE_COOKIE = "xhub_purpose"
 CLIENT_ID = "xhub-cli"
 _MAX_TOKEN = 16 * 1024
 
@@ -56,9 +64,11 @@ def login_redirect(request: Request, exc: Exception) -> Response:
 class Viewer:
     """The identity looking at a page, and the app's gate (to authorise what it does)."""
 
-    def __init__(self, identity: Identity, context: Any) -> None:
+    def __init__(self, identity: Identity, context: Any, purpose: str | None = None) -> None:
         self.identity = identity
         self.context = context
+        #: the stated purpose of use every decision of the page is taken for (None: none)
+        self.purpose = purpose
 
     @property
     def subject(self) -> str:
@@ -71,13 +81,19 @@ class Viewer:
     def can(self, action: Any, kind: str, name: str, /, **attributes: object) -> bool:
         from xtremehub.security.authz import Resource
 
-        return bool(self.context.gate.allowed(self.identity, action, Resource(kind, name, attributes)))
+        return bool(
+            self.context.gate.allowed(self.identity, action, Resource(kind, name, attributes), purpose=self.purpose)
+        )
 
     def must(self, action: Any, kind: str, name: str, /, **attributes: object) -> None:
         """Raise :class:`~xtremehub.errors.Forbidden` (403) unless allowed."""
         from xtremehub.security.authz import Resource
 
-        self.context.gate.authorize(self.identity, action, Resource(kind, name, attributes))
+        self.context.gate.authorize(self.identity, action, Resource(kind, name, attributes), purpose=self.purpose)
+
+    def readable(self, kind: str) -> Any:
+        """The viewer's readable resources of ``kind`` as a condition (``Gate.readable``)."""
+        return self.context.gate.readable(self.identity, kind, purpose=self.purpose)
 
 
 def _safe_next(target: str) -> str:
@@ -104,7 +120,12 @@ def viewer(request: Request) -> Viewer:
         except AuthenticationFailed:
             raise LoginRequired(_safe_next(here)) from None
     request.state.cockpit_viewer = identity
-    return Viewer(identity, context)
+    try:
+        purpose = stated_purpose(request.cookies.get(PURPOSE_COOKIE)) if gate.secured else None
+    except InvalidMetadata:
+        purpose = None  # a cookie this server did not write: no purpose
+    request.state.cockpit_purpose = purpose
+    return Viewer(identity, context, purpose)
 
 
 ViewerDep = Annotated[Viewer, Depends(viewer)]
@@ -179,4 +200,25 @@ def login_submit(
 def logout() -> RedirectResponse:
     response = RedirectResponse("/cockpit/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(PURPOSE_COOKIE, path="/")
+    return response
+
+
+@router.post("/cockpit/purpose")
+def set_purpose(
+    request: Request,
+    who: ViewerDep,
+    purpose: Annotated[str, Form(max_length=2048)] = "",
+    next: Annotated[str, Form(max_length=2048)] = "/cockpit/",
+) -> RedirectResponse:
+    """State (or, empty, drop) the purpose of use the viewer's pages are decided for."""
+    stated = stated_purpose(purpose)  # 400 when too long or with control characters
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    if stated is None:
+        response.delete_cookie(PURPOSE_COOKIE, path="/")
+    else:
+        response.set_cookie(
+            PURPOSE_COOKIE, stated, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        )
+    log.info("cockpit: %s states purpose %r", who.subject, stated)
     return response
