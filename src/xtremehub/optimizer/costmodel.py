@@ -22,8 +22,9 @@ the interval's residuals come from the clamped line, so it still covers at its r
 The **spread** of a call's duration is measured within maps: the relative residuals of the
 duration line (``observed / predicted - 1``) minus their mean over the calls of the same job
 (which removes what differs between runs: a busier machine, the line's misfit at that slice
-size), their variance per job, averaged over jobs with at least two calls (each map weighs
-the same), square-rooted. It is how unequal calls of one map are, which sets how late the last
+size), root-mean-squared with the squared predicted duration as weight (the timer jitter of
+a 5 ms call says little about how unequal 2 s calls are); see :func:`within_job_spread`.
+It is how unequal calls of one map are, which sets how late the last
 wave ends (the planner's tail term); the held-out error of the line also holds the run-to-run
 noise and overstates it.
 
@@ -205,15 +206,18 @@ def within_job_spread(
 ) -> tuple[float, int] | None:
     """Relative spread of ``y`` around ``fit`` among calls of the same job, and the jobs it used.
 
-    Per job: the variance (``ddof=1``) of ``y / predicted - 1``; the spread is the square
-    root of its mean over the jobs with at least two calls (``None`` if there are none).
+    Per call the relative residual ``y / predicted - 1`` less its job's mean (what differs
+    between runs); the spread is the root of their mean square weighted by the squared
+    predicted duration (the seconds a deviation costs: a 10 % deviation of a 2 s call matters,
+    the timer jitter of a 5 ms call does not), with ``n / (n - 1)`` per job of ``n`` calls for
+    the job's mean taken out. Jobs of one call are skipped; ``None`` if no job has two.
 
     Example:
         >>> import numpy as np
         >>> fit = LineFit("duration", 0.0, (1.0,), 0.0, 0.9, 0.0, 0.0, 4)
-        >>> x = np.array([[1.0], [1.0], [2.0], [2.0]])
+        >>> x = np.array([[1.0], [1.0], [1.0], [1.0]])
         >>> # job a: 0.9 and 1.1 (±10 %); job b: both 50 % slower, equal: a run-to-run shift, no spread
-        >>> s, jobs = within_job_spread(fit, x, np.array([0.9, 1.1, 3.0, 3.0]), ("a", "a", "b", "b"))
+        >>> s, jobs = within_job_spread(fit, x, np.array([0.9, 1.1, 1.5, 1.5]), ("a", "a", "b", "b"))
         >>> round(s, 3), jobs
         (0.1, 2)
     """
@@ -222,10 +226,20 @@ def within_job_spread(
     pred = np.maximum(fit.intercept + features @ np.asarray(fit.coef), 1e-12)
     rel = y / pred - 1.0
     names = np.asarray(jobs)
-    variances = [float(np.var(rel[names == j], ddof=1)) for j in dict.fromkeys(jobs) if np.sum(names == j) >= 2]
-    if not variances:
+    num = den = 0.0
+    used = 0
+    for job in dict.fromkeys(jobs):
+        idx = names == job
+        n = int(idx.sum())
+        if n < 2:
+            continue
+        weight = pred[idx] ** 2
+        num += float(np.sum(weight * (rel[idx] - rel[idx].mean()) ** 2))
+        den += float(np.sum(weight)) * (n - 1) / n
+        used += 1
+    if not used or den <= 0:
         return None
-    return math.sqrt(float(np.mean(variances))), len(variances)
+    return math.sqrt(num / den), used
 
 
 def fit_cost_model(obs: Observations, *, coverage: float = 0.9, robust: bool = True, seed: int = 0) -> CostModel:
