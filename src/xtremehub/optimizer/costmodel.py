@@ -21,12 +21,13 @@ the interval's residuals come from the clamped line, so it still covers at its r
 
 The **spread** of a call's duration is measured within maps: the relative residuals of the
 duration line (``observed / predicted - 1``) minus their mean over the calls of the same job
-(which removes what differs between runs: a busier machine, the line's misfit at that slice
-size), root-mean-squared with the squared predicted duration as weight (the timer jitter of
-a 5 ms call says little about how unequal 2 s calls are); see :func:`within_job_spread`.
-It is how unequal calls of one map are, which sets how late the last
-wave ends (the planner's tail term); the held-out error of the line also holds the run-to-run
-noise and overstates it.
+that ran on the same worker (which removes what differs between runs, a busier machine or the
+line's misfit at that slice size, and what stays with a worker for the whole map, a core
+shared with another process, which more slices do not even out), root-mean-squared with the
+squared predicted duration as weight (the timer jitter of a 5 ms call says little about how
+unequal 2 s calls are); see :func:`within_job_spread`. It is how unequal the calls of one map
+are, which sets how late the last wave ends (the planner's tail term); the held-out error of
+the line also holds the run-to-run noise and overstates it.
 
 Example:
     >>> import numpy as np
@@ -180,15 +181,16 @@ class CostModel:
     peak_rss: LineFit
     uses_records: bool = False
     backends: tuple[str, ...] = field(default=())
-    #: relative spread of a call's duration within a map (see the module doc); None: no job had 2 calls
+    #: relative spread of a call's duration within a map and worker (module doc); None: no 2 such calls
     duration_spread: float | None = None
     spread_jobs: int = 0  # jobs (maps) the spread was measured on
 
     def explain(self) -> str:
         spread = (
-            f"  spread of call durations within a map: {self.duration_spread:.1%} ({self.spread_jobs} maps)"
+            f"  spread of call durations within a map (same worker): {self.duration_spread:.1%} "
+            f"({self.spread_jobs} maps)"
             if self.duration_spread is not None
-            else "  spread of call durations within a map: unknown (no map with 2 calls recorded)"
+            else "  spread of call durations within a map: unknown (no map with 2 calls on one worker recorded)"
         )
         return "\n".join(
             [
@@ -202,15 +204,21 @@ class CostModel:
 
 
 def within_job_spread(
-    fit: LineFit, features: FloatArray, y: FloatArray, jobs: tuple[str, ...]
+    fit: LineFit,
+    features: FloatArray,
+    y: FloatArray,
+    jobs: tuple[str, ...],
+    workers: tuple[str, ...] = (),
 ) -> tuple[float, int] | None:
     """Relative spread of ``y`` around ``fit`` among calls of the same job, and the jobs it used.
 
-    Per call the relative residual ``y / predicted - 1`` less its job's mean (what differs
-    between runs); the spread is the root of their mean square weighted by the squared
-    predicted duration (the seconds a deviation costs: a 10 % deviation of a 2 s call matters,
-    the timer jitter of a 5 ms call does not), with ``n / (n - 1)`` per job of ``n`` calls for
-    the job's mean taken out. Jobs of one call are skipped; ``None`` if no job has two.
+    Calls are grouped by job and, when ``workers`` is given, by the worker that ran them (a
+    worker slow for the whole map is not a spread that more slices even out). Per call the
+    relative residual ``y / predicted - 1`` less its group's mean; the spread is the root of
+    their mean square weighted by the squared predicted duration (the seconds a deviation
+    costs: a 10 % deviation of a 2 s call matters, the timer jitter of a 5 ms call does not),
+    with ``n / (n - 1)`` per group of ``n`` calls for the group's mean taken out. Groups of
+    one call are skipped; ``None`` if no group has two.
 
     Example:
         >>> import numpy as np
@@ -225,21 +233,23 @@ def within_job_spread(
         return None
     pred = np.maximum(fit.intercept + features @ np.asarray(fit.coef), 1e-12)
     rel = y / pred - 1.0
-    names = np.asarray(jobs)
+    keys = list(zip(jobs, workers, strict=True)) if len(workers) == len(jobs) else [(j, "") for j in jobs]
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
     num = den = 0.0
-    used = 0
-    for job in dict.fromkeys(jobs):
-        idx = names == job
-        n = int(idx.sum())
-        if n < 2:
+    used: set[str] = set()
+    for (job, _), members in groups.items():
+        if len(members) < 2:
             continue
+        idx = np.asarray(members)
         weight = pred[idx] ** 2
         num += float(np.sum(weight * (rel[idx] - rel[idx].mean()) ** 2))
-        den += float(np.sum(weight)) * (n - 1) / n
-        used += 1
+        den += float(np.sum(weight)) * (len(members) - 1) / len(members)
+        used.add(job)
     if not used or den <= 0:
         return None
-    return math.sqrt(num / den), used
+    return math.sqrt(num / den), len(used)
 
 
 def fit_cost_model(obs: Observations, *, coverage: float = 0.9, robust: bool = True, seed: int = 0) -> CostModel:
@@ -264,7 +274,7 @@ def fit_cost_model(obs: Observations, *, coverage: float = 0.9, robust: bool = T
         return fit_line(x, y, target=target, coverage=coverage, robust=robust, seed=seed)
 
     duration = line(obs.duration, "duration")
-    spread = within_job_spread(duration, _design(x), obs.duration, obs.job)
+    spread = within_job_spread(duration, _design(x), obs.duration, obs.job, obs.worker)
     return CostModel(
         obs.function,
         duration,
