@@ -9,7 +9,7 @@ single-threaded worker processes; 2 workers max), in one run:
   FASTQ.gz, sliced by the FASTQ.gz connector (``partition_reads_batches``).
 
 For each job the cost model is learnt from five calibration maps (2, 4, 8, 16 and 32 slices on 2
-workers), the backend's overheads are measured with no-op maps, and the planner (objective:
+workers, after a warm-up map that is not recorded, as the timed runs have), the backend's overheads are measured with no-op maps, and the planner (objective:
 time) chooses slices and workers (1 or 2). Then, interleaved over ``--rounds`` rounds (in a new
 seeded order each round), the bench times the auto plan, the planner's first-run default (2 slices
 per worker), the executor's default (one slice: the object as a whole) and every grid point
@@ -129,6 +129,7 @@ def learn(planner: Planner, job: Job, fexec: FunctionExecutor) -> None:
     name = function_name(job.function)
     before = len(planner.store.observations(name))
     expected = before
+    job.run(fexec, WORKERS)  # warm the workers (imports, caches) as before the timed runs; not recorded
     for slices in CALIBRATION:
         _, fs, sizes = job.run(fexec, slices)
         planner.learn(name, fs, sizes)

@@ -71,3 +71,38 @@ def test_too_few_runs_is_a_typed_error() -> None:
         fit_cost_model(store.observations("f"))
     with pytest.raises(OptimizerError, match="coverage"):
         fit_line(np.arange(10.0), np.arange(10.0), coverage=1.5)
+
+
+def _negative_intercept_data(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Big calls slower per byte than small ones (a loaded machine): the free line's intercept is < 0."""
+    x = rng.uniform(1e7, 1e8, n)
+    return x, -0.1 + 3e-8 * x + rng.normal(0, 0.05, n)
+
+
+def test_a_negative_intercept_is_clamped_at_zero() -> None:
+    rng = np.random.default_rng(7)
+    x, y = _negative_intercept_data(rng, 200)
+    free = np.polyfit(x, y, 1)
+    assert free[1] < -0.05  # what an unconstrained fit says: every call saves 0.1 s
+    fit = fit_line(x, y)
+    assert fit.clamped
+    assert not fit.through_origin
+    assert fit.intercept == 0.0
+    # the constrained least-squares slope (through the origin) is sum(xy) / sum(x^2)
+    assert fit.coef[0] == pytest.approx(float(x @ y / (x @ x)), rel=0.02)
+    assert "intercept clamped at 0" in fit.describe("s")
+    assert not fit_line(x, y + 0.2).clamped  # a positive intercept is kept as fitted
+
+
+@pytest.mark.parametrize("coverage", [0.8, 0.9])
+def test_clamped_intervals_still_cover_at_the_stated_rate(coverage: float) -> None:
+    hits = []
+    for seed in range(25):
+        rng = np.random.default_rng(100 + seed)
+        x, y = _negative_intercept_data(rng, 60)
+        fit = fit_line(x, y, coverage=coverage, seed=seed)
+        assert fit.clamped
+        xt, yt = _negative_intercept_data(rng, 200)
+        preds = [fit.predict(v) for v in xt]
+        hits.append(np.mean([p.low <= v <= p.high for p, v in zip(preds, yt, strict=True)]))
+    assert coverage - 0.02 <= float(np.mean(hits)) <= coverage + 0.08

@@ -35,6 +35,7 @@ def parse_size(text: str) -> int:
 @click.option("--objective", default="time", show_default=True, help="time, cost or mix:<cost weight 0..1>.")
 @click.option("--memory-limit", default=None, help="Memory per worker, e.g. 512MiB.")
 @click.option("--per-task-ms", type=float, default=5.0, show_default=True, help="Backend overhead per task.")
+@click.option("--per-job-ms", type=float, default=0.0, show_default=True, help="Backend overhead per map.")
 @click.option("--startup-s", type=float, default=0.0, show_default=True, help="Backend start-up time.")
 @click.pass_obj
 def plan_command(
@@ -46,6 +47,7 @@ def plan_command(
     objective: str,
     memory_limit: str | None,
     per_task_ms: float,
+    per_job_ms: float,
     startup_s: float,
 ) -> None:
     """Plan a map of FUNCTION (module.qualname) over INPUT_SIZE (bytes, 2GB, or a path/URL to size)."""
@@ -63,7 +65,7 @@ def plan_command(
     store = TelemetryStore()
     if directory or settings.telemetry.dir:
         store.load(telemetry_dir(settings, directory))
-    profile = BackendProfile("local", workers or os.cpu_count() or 1, startup_s, per_task_ms / 1e3)
+    profile = BackendProfile("local", workers or os.cpu_count() or 1, startup_s, per_task_ms / 1e3, per_job_ms / 1e3)
     planner = Planner(
         store, profile=profile, objective=objective, memory_limit=parse_size(memory_limit) if memory_limit else None
     )

@@ -4,13 +4,16 @@ For ``n`` slices of an input of ``B`` bytes on ``w`` workers the planner predict
 
 - per-slice time ``d(n) = duration(B / n) + per_task`` (the cost model's line plus the
   backend's measured per-task overhead),
-- completion time ``T = startup + ceil(n / w) * d(n) + tail(n, w)`` (waves of ``w`` slices), where
+- completion time ``T = startup + per_job + ceil(n / w) * d(n) + tail(n, w)`` (waves of ``w``
+  slices; ``per_job`` is the backend's fixed cost of a map whatever its size), where
   ``tail = spread * e(min(n, w)) * duration(B / n)`` is how late the slowest call of the last
-  wave ends: ``spread`` is the model's held-out relative error of a call's duration (calls of
-  equal size do not take equal time: a busy core, a cold cache, slices cut at checkpoints) and
-  ``e(m)`` the expected largest of ``m`` standard normal deviates (0 for one worker, 0.59 for
-  two: Blom's approximation); smaller slices shorten the tail, each slice adds its fixed cost
-  (the line's intercept and ``per_task``),
+  wave ends: ``spread`` is the relative spread of call durations within a map (the cost
+  model's :attr:`~xtremehub.optimizer.costmodel.CostModel.duration_spread`; calls of equal
+  size do not take equal time: a busy core, a cold cache, slices cut at checkpoints; the
+  line's held-out MAPE when no map had two calls) and ``e(m)`` the expected largest of ``m``
+  standard normal deviates (0 for one worker, 0.59 for two: Blom's approximation); smaller
+  slices shorten the tail, each slice adds its fixed cost (the line's intercept, never below
+  0, and ``per_task``),
 - cost ``W = w * T`` worker-seconds (workers are held for the whole job),
 - peak memory per worker: the upper end of the cost model's interval of ``peak_rss(B / n)``,
 
@@ -92,6 +95,7 @@ class BackendProfile:
     workers: int
     startup_s: float = 0.0
     per_task_s: float = 0.005
+    per_job_s: float = 0.0  # fixed cost of a map (submitting, collecting), whatever its number of calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +193,8 @@ class Plan:
             f"on {self.workers} workers ({self.source})",
             f"  input {self.total_bytes / 1e6:.1f} MB; objective {self.objective}; memory limit per worker {mem}",
             f"  backend {self.profile.name}: {self.profile.workers} workers available, start-up "
-            f"{self.profile.startup_s:.3f}s, per-task overhead {self.profile.per_task_s * 1e3:.1f} ms",
+            f"{self.profile.startup_s:.3f}s, per-task overhead {self.profile.per_task_s * 1e3:.2f} ms, "
+            f"per-job overhead {self.profile.per_job_s * 1e3:.1f} ms",
         ]
         if self.source != "default":
             lines.append(
@@ -360,7 +365,9 @@ class Planner:
         reason = (
             f"minimises {self.objective} over 1..{max_n} slices x "
             f"{'exactly ' if fixed else '1..'}{profile.workers} workers{bound}; "
-            f"spread of call durations {spread:.0%} (the last wave's tail)"
+            f"spread of call durations {spread:.0%} "
+            f"{'within a map' if model.duration_spread is not None else '(held-out MAPE: no map of 2 calls)'} "
+            "(the last wave's tail)"
         )
         if explored:
             reason = (
@@ -455,14 +462,19 @@ def completion_time(
     """
     call = _line(model.duration, total_bytes / slices, 0.0)
     tail = duration_spread(model) * _expected_max(np.minimum(slices, workers)) * call
-    out: FloatArray = profile.startup_s + np.ceil(slices / workers) * (call + profile.per_task_s) + tail
+    fixed = profile.startup_s + profile.per_job_s
+    out: FloatArray = fixed + np.ceil(slices / workers) * (call + profile.per_task_s) + tail
     return out
 
 
 def duration_spread(model: CostModel) -> float:
-    """The relative spread of a call's duration around its line: the held-out MAPE, at most 1."""
-    mape = model.duration.heldout_mape
-    return min(1.0, mape) if math.isfinite(mape) else 0.0
+    """The relative spread of a call's duration within a map, at most 1.
+
+    The cost model's :attr:`~xtremehub.optimizer.costmodel.CostModel.duration_spread` (measured
+    among calls of the same job); the duration line's held-out MAPE when no job had two calls.
+    """
+    value = model.duration_spread if model.duration_spread is not None else model.duration.heldout_mape
+    return min(1.0, value) if math.isfinite(value) else 0.0
 
 
 _NORMAL = statistics.NormalDist()
@@ -503,24 +515,37 @@ def _noop(x: int) -> int:
     return x
 
 
-def measure_backend(fexec: FunctionExecutor, calls_per_worker: int = 4) -> BackendProfile:
-    """Measure start-up and per-task overhead of ``fexec``'s backend with no-op calls (cached).
+def measure_backend(fexec: FunctionExecutor, calls_per_worker: int = 4, repeats: int = 3) -> BackendProfile:
+    """Measure start-up, per-job and per-task overhead of ``fexec``'s backend with no-op maps (cached).
 
-    Start-up is the extra time of the first job (starting the workers); the per-task
-    overhead is the wall time of a second job divided by its waves of calls.
+    Start-up is the extra time of the first map (starting the workers). Then maps of one
+    wave (one call per worker) and of ``calls_per_worker`` waves run ``repeats`` times each,
+    alternating; from the fastest of each kind (noise only adds), each extra wave costs
+    ``per_task = (T_waves - T_one) / (calls_per_worker - 1)`` and what is left of the one-wave
+    map is the per-job cost (submitting the map, collecting its results), which does not
+    grow with the number of slices: ``per_job = T_one - per_task``. Both are at least 0.
     """
+    if calls_per_worker < 2 or repeats < 1:
+        raise ConfigError("measure_backend needs calls_per_worker >= 2 and repeats >= 1")
     workers = max(1, int(fexec.backend.workers or 1))
     key = (fexec.backend.name, workers)
     if key in _PROFILES:
         return _PROFILES[key]
-    k = calls_per_worker * workers
-    walls = []
-    for _ in range(2):
+
+    def wall(calls: int) -> float:
         t0 = time.perf_counter()
-        fexec.get_result(fexec.map(_noop, list(range(k))))
-        walls.append(time.perf_counter() - t0)
-    waves = math.ceil(k / workers)
-    profile = BackendProfile(fexec.backend.name, workers, max(0.0, walls[0] - walls[1]), walls[1] / waves)
+        fexec.get_result(fexec.map(_noop, list(range(calls))))
+        return time.perf_counter() - t0
+
+    first = wall(calls_per_worker * workers)
+    one, many = [], []
+    for _ in range(repeats):
+        one.append(wall(workers))
+        many.append(wall(calls_per_worker * workers))
+    per_task = max(0.0, (min(many) - min(one)) / (calls_per_worker - 1))
+    per_job = max(0.0, min(one) - per_task)
+    profile = BackendProfile(fexec.backend.name, workers, max(0.0, first - min(many)), per_task, per_job)
+    log.info("backend %s, %d workers: %s", fexec.backend.name, workers, profile)
     _PROFILES[key] = profile
     return profile
 

@@ -135,6 +135,8 @@ class Observations:
     cpu: npt.NDArray[np.float64]
     peak_rss: npt.NDArray[np.float64]
     backend: tuple[str, ...]
+    job: tuple[str, ...] = ()  # the job (map) of each call; empty when unknown
+    worker: tuple[str, ...] = ()  # the worker that ran each call; empty when unknown
 
     def __len__(self) -> int:
         return len(self.duration)
@@ -329,14 +331,14 @@ class TelemetryStore:
     def observations(self, function: str, backend: str | None = None) -> Observations:
         """Successful calls of ``function`` (optionally on one backend) with a measured duration."""
         sql = (
-            "SELECT input_bytes, records, duration, cpu, peak_rss, backend FROM calls "
+            "SELECT input_bytes, records, duration, cpu, peak_rss, backend, job_id, COALESCE(worker, '') FROM calls "
             "WHERE function = ? AND status = 'success' AND duration IS NOT NULL"
         )
         args: tuple[str, ...] = (function,)
         if backend:
             sql, args = sql + " AND backend = ?", (function, backend)
         rows = self._db.execute(sql + " ORDER BY job_id, call_id", args).fetchall()
-        col = list(zip(*rows, strict=True)) if rows else [()] * 6
+        col = list(zip(*rows, strict=True)) if rows else [()] * 8
         recs = col[1]
         return Observations(
             function,
@@ -346,4 +348,6 @@ class TelemetryStore:
             np.asarray(col[3], dtype=np.float64),
             np.asarray(col[4], dtype=np.float64),
             tuple(col[5]),
+            tuple(col[6]),
+            tuple(col[7]),
         )
