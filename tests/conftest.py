@@ -26,20 +26,11 @@ TESTDATA = Path(__file__).resolve().parent / "data"  # copied with SOURCES.md, l
 collect_ignore_glob = ["*conftest.py"]  # fnmatch: "*" also matches "/", so every level
 
 
-def _discard(server: SeaweedFS) -> None:
-    """SIGKILL a session server at the end: its data is thrown away, and ``stop()``'s SIGTERM would
-    only add a 2 s wait (weed takes far longer to honour it) before the same SIGKILL."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.process.pid, signal.SIGKILL)
-    server.process.wait()
-
-
 @pytest.fixture(scope="session")
 def seaweedfs() -> Iterator[SeaweedFS]:
     """A real SeaweedFS S3 server for the whole session."""
     with SeaweedFS.start() as server:
         yield server
-        _discard(server)
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +72,6 @@ def seaweedfs_second() -> Iterator[SeaweedFS]:
     with SeaweedFS.start(admin=SECOND_ADMIN) as server:
         S3Store(SECOND_BUCKET, server.settings().s3).create_bucket()
         yield server
-        _discard(server)
 
 
 @pytest.fixture(scope="session")

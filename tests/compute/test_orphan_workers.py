@@ -88,19 +88,31 @@ def test_no_worker_outlives_its_program(how: str, tmp_path: Path) -> None:
 
 ENGINE_PROGRAM = textwrap.dedent(
     """
-    import sys, time
+    import pathlib, sys, time
     import psutil
     from xtremehub import FunctionExecutor
 
-    def work(x):
+    def work(x, started):
+        pathlib.Path(started, str(x)).touch()  # this task runs in one of the engine's workers
         time.sleep(60)
         return x
 
+    def children():
+        return sorted(p.pid for p in psutil.Process().children(recursive=True))
+
     if __name__ == "__main__":
+        started = sys.argv[2]
         fexec = FunctionExecutor(sys.argv[1], workers=2)  # the backend starts its own engine here
-        fexec.map(work, range(2))
-        time.sleep(5)
-        print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+        fexec.map(work, range(2), extra_args=(started,))
+        deadline = time.monotonic() + 120
+        while len(list(pathlib.Path(started).iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # both tasks are running: the engine and its workers are up
+        pids, since = children(), time.monotonic()
+        while time.monotonic() - since < 1.0 and time.monotonic() < deadline:
+            time.sleep(0.1)  # ... and no helper process started for a second
+            if children() != pids:
+                pids, since = children(), time.monotonic()
+        print(" ".join(map(str, pids)), flush=True)
         time.sleep(120)
     """
 )
@@ -113,10 +125,16 @@ def test_no_engine_process_outlives_a_killed_program(backend: str, tmp_path: Pat
     """Dask's LocalCluster workers watch their nanny; Ray's agents do not, so the backend reaps them."""
     script = tmp_path / "program.py"
     script.write_text(ENGINE_PROGRAM)
+    started = tmp_path / "started"
+    started.mkdir()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
     pids: list[int] = []
     with subprocess.Popen(
-        [sys.executable, str(script), backend], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+        [sys.executable, str(script), backend, str(started)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     ) as program:
         try:
             assert program.stdout is not None

@@ -13,8 +13,9 @@ from xtremehub.ephemeral.service import ServiceProcess
 from xtremehub.state.client import reset_clients
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def state_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    """One node service for every shared-state test module (each names its objects apart)."""
     settings = Settings(home=tmp_path_factory.mktemp("state-home"))
     with ServiceProcess.start(TierConfig(memory_limit="64MiB"), settings) as proc:
         yield proc
