@@ -43,7 +43,7 @@ import sqlalchemy as sa
 
 from xtremehub.catalog.model import FACETS, SearchQuery
 from xtremehub.catalog.store import limits
-from xtremehub.catalog.store.schema import FTS_TABLE, dataset_tags, datasets, facet_counts
+from xtremehub.catalog.store.schema import FTS_TABLE, PG_TSV_COLUMN, dataset_tags, datasets, facet_counts
 from xtremehub.errors import InvalidMetadata
 from xtremehub.security import residual
 from xtremehub.security.residual import Condition
@@ -229,8 +229,8 @@ def _conditions(text: bool, facets: frozenset[str], visible: Condition | None, d
 
 
 def _tsvector() -> Any:
-    # Spelled exactly as the GIN expression index is, so that PostgreSQL uses it.
-    return sa.func.to_tsvector(sa.literal_column("'simple'"), datasets.c.search_doc)
+    # The stored vector (migration 0003), which the GIN index covers: never recomputed per row.
+    return sa.literal_column(f"{datasets.name}.{PG_TSV_COLUMN}")
 
 
 def _tsquery() -> Any:
@@ -243,12 +243,18 @@ def items_statement(
 ) -> Any:
     """SELECT of one page of matching datasets (newest modified first), built once per shape.
 
-    The page's keys are found first (an index-only ordering), then only their rows are read.
-    ``walk_modified`` (SQLite, a broad text match): walk the ``modified`` index newest first and
-    keep the matches, instead of sorting every match.
+    SQLite: the page's keys are found first (an index-only ordering), then only their rows are
+    read; ``walk_modified`` (a broad text match): walk the ``modified`` index newest first and
+    keep the matches, instead of sorting every match. PostgreSQL: one ``ORDER BY ... LIMIT``
+    over the rows (its planner chooses between walking ``modified`` and sorting the matches;
+    the keys-first form made it sort every facet match).
     """
     order = (datasets.c.modified.desc(), datasets.c.pk.desc())
-    keys = sa.select(datasets.c.pk).where(*_conditions(text, facets, visible, dialect)).order_by(*order)
+    where = _conditions(text, facets, visible, dialect)
+    if dialect != "sqlite":
+        page = sa.select(datasets).where(*where).order_by(*order)
+        return page.limit(sa.bindparam("q_limit", type_=sa.Integer)).offset(sa.bindparam("q_offset", type_=sa.Integer))
+    keys = sa.select(datasets.c.pk).where(*where).order_by(*order)
     if text:
         keys = keys.with_hint(datasets, f"INDEXED BY {_MODIFIED if walk_modified else _LISTING}", "sqlite")
     keys = keys.limit(sa.bindparam("q_limit", type_=sa.Integer)).offset(sa.bindparam("q_offset", type_=sa.Integer))
