@@ -213,7 +213,7 @@ def _has_tag(tags: tuple[str, ...], dialect: str) -> Any:
     if dialect == "postgresql":
         names = sa.cast(sa.literal(sorted(tags), ARRAY(sa.Text)), ARRAY(sa.Text))
         return sa.cast(datasets.c.tags, JSONB).op("?|", is_comparison=True)(names)
-    tag = sa.literal_column(f"+{dataset_tags.name}.{dataset_tags.c.tag.name}")  # unindexed: compared
+    tag: Any = sa.literal_column(f"+{dataset_tags.name}.{dataset_tags.c.tag.name}")  # unindexed: compared
     found = tag == tags[0] if len(tags) == 1 else tag.in_(sorted(tags))
     probe = sa.select(sa.literal(1)).select_from(dataset_tags).where(dataset_tags.c.dataset_pk == datasets.c.pk, found)
     return sa.exists(probe.correlate(datasets))
