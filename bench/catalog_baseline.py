@@ -4,7 +4,8 @@
 Every search: the page (``LIMIT``/``OFFSET`` over the full rows), then the total and the five
 facet counts computed exactly over every match (tags from the JSON column of each match). With
 security on, :func:`visible_search` pages through every match (each page recomputing those
-counts) and asks the policy engine about each match.
+counts) and asks the policy engine about each match. One change: on PostgreSQL its text match
+reads the stored vector of migration 0003 (the expression index it used is gone with 0003).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 
 from xtremehub.catalog.model import FACETS, Dataset, SearchPage, SearchQuery
 from xtremehub.catalog.store import rows
-from xtremehub.catalog.store.schema import FTS_TABLE, dataset_tags, datasets
+from xtremehub.catalog.store.schema import FTS_TABLE, PG_TSV_COLUMN, dataset_tags, datasets
 from xtremehub.catalog.store.search import plan
 
 __all__ = ["search", "visible_search"]
@@ -36,7 +37,8 @@ def _conditions(text: bool, facets: frozenset[str], dialect: str) -> list[Any]:
             conds.append(datasets.c.pk.in_(sa.select(_FTS.c.rowid).where(match)))
         else:
             query = sa.func.to_tsquery(sa.literal_column("'simple'"), sa.bindparam("q_text", type_=sa.String))
-            conds.append(sa.func.to_tsvector(sa.literal_column("'simple'"), datasets.c.search_doc).op("@@")(query))
+            # 0003 replaced the expression index by the stored column: the same vector, indexed
+            conds.append(sa.literal_column(f"datasets.{PG_TSV_COLUMN}").op("@@")(query))
     for facet in sorted(facets):
         values: Any = sa.bindparam(f"f_{facet}", expanding=True)
         if facet == "tag":

@@ -16,7 +16,7 @@ from xtremehub.catalog.store.engine import alembic_config, migrate
 from xtremehub.catalog.store.schema import metadata
 
 TABLES = set(metadata.tables)
-NEWEST = {"catalog_state", "facet_counts"}  # what the newest revision (0002) adds
+SEARCH_COUNTS = {"catalog_state", "facet_counts"}  # what revision 0002 adds
 
 
 def _tables(engine: sa.Engine) -> set[str]:
@@ -40,8 +40,12 @@ def test_upgrade_from_empty_check_and_downgrade(catalog_factory: Callable[[Path]
             assert MigrationContext.configure(conn).get_current_revision() == heads[0]
             command.check(cfg)  # raises when the models and the migrated database differ
         with engine.begin() as conn:
-            command.downgrade(alembic_config(conn), "-1")  # the newest revision goes back down
-        assert _tables(engine) == TABLES - NEWEST | {"alembic_version"}
+            command.downgrade(alembic_config(conn), "0002")  # 0003: PostgreSQL's stored tsvector goes
+        assert _tables(engine) == TABLES | {"alembic_version"}
+        assert "search_tsv" not in {c["name"] for c in sa.inspect(engine).get_columns("datasets")}
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        assert _tables(engine) == TABLES - SEARCH_COUNTS | {"alembic_version"}
         with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "base")
         assert _tables(engine) <= {"alembic_version"}
@@ -64,7 +68,7 @@ def test_the_generation_never_repeats_across_a_downgrade_and_re_upgrade(
     try:
         with engine.begin() as conn:
             before = conn.execute(read).scalar_one()
-            command.downgrade(alembic_config(conn), "-1")
+            command.downgrade(alembic_config(conn), "0001")  # catalog_state goes
         migrate(engine)
         with engine.begin() as conn:
             reseeded = conn.execute(read).scalar_one()

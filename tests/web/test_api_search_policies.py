@@ -169,3 +169,41 @@ def test_a_page_item_the_engine_denies_is_never_shown(catalog: SqlCatalog) -> No
     page = visible_search(catalog.search, SearchQuery(limit=10), lambda d: d.owner != "ann", Const(True))
     assert page.items
     assert all(d.owner != "ann" for d in page.items)
+
+
+UNGUARDED_FORBID = """
+@id("discover") permit(principal, action == XHub::Action::"read", resource == XHub::Dataset::"*");
+@id("all") permit(principal, action == XHub::Action::"read", resource is XHub::Dataset);
+@id("embargo") forbid(principal, action == XHub::Action::"read", resource is XHub::Dataset)
+  when { GUARD resource.tags.contains("embargo") };
+"""
+
+
+@pytest.mark.parametrize("guard", ["", "resource has tags &&"], ids=["unguarded", "guarded"])
+def test_an_unguarded_forbid_on_tags_fails_closed_for_search(
+    tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer, guard: str
+) -> None:
+    """The discovery resource ``Dataset::"*"`` has no ``tags``: an unguarded forbid errors on it,
+    and an erroring forbid denies (fail closed), so every search is 403 until it is guarded."""
+    _fill(catalog)
+    policies = tmp_path / "pol"
+    policies.mkdir()
+    (policies / "p.cedar").write_text(UNGUARDED_FORBID.replace("GUARD", guard))
+    authorizer = CedarAuthorizer(PolicyConfig(sources=(str(policies),), reload_interval=0))
+    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
+    app = create_app(
+        WebConfig(security=True, oidc_issuer=issuer.url),
+        catalog=catalog,
+        settings=settings,
+        validator=validator,
+        authorizer=authorizer,
+    )
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        r = client.get("/api/v1/datasets?q=dataset", headers=bearer(issuer, "bob"))
+    if guard:
+        assert r.status_code == 200, r.text
+        assert r.json()["items"]
+        assert all("embargo" not in d["tags"] for d in r.json()["items"])
+    else:
+        assert r.status_code == 403, r.text
+        assert "embargo" in r.text  # the failing policy is named

@@ -2,8 +2,9 @@
 
 Alembic migrations (``migrations/versions``) create exactly these tables; a test checks that
 ``alembic check`` finds no difference. Full-text search lives beside the tables: an FTS5
-virtual table ``dataset_fts`` on SQLite, a GIN expression index over ``datasets.search_doc``
-on PostgreSQL (both made by the migration, both outside this metadata).
+virtual table ``dataset_fts`` on SQLite; on PostgreSQL a stored generated ``tsvector`` column
+``datasets.search_tsv`` (``to_tsvector('simple', search_doc)``, migration 0003) with a GIN index
+(both made by the migrations, both outside this metadata).
 
 Example:
     >>> sorted(metadata.tables)[:4]
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 __all__ = [
     "FTS_TABLE",
     "PG_FTS_INDEX",
+    "PG_TSV_COLUMN",
     "access_requests",
     "catalog_state",
     "dataset_tags",
@@ -31,8 +33,10 @@ __all__ = [
 
 #: SQLite FTS5 table over ``datasets.search_doc`` (rowid = ``datasets.pk``).
 FTS_TABLE = "dataset_fts"
-#: PostgreSQL GIN index over ``to_tsvector('simple', search_doc)``.
-PG_FTS_INDEX = "ix_datasets_search_doc_fts"
+#: PostgreSQL: ``datasets.search_tsv``, ``to_tsvector('simple', search_doc)`` stored (generated).
+PG_TSV_COLUMN = "search_tsv"
+#: PostgreSQL GIN index over :data:`PG_TSV_COLUMN`.
+PG_FTS_INDEX = "ix_datasets_search_tsv"
 
 metadata = sa.MetaData(
     naming_convention={

@@ -6,17 +6,19 @@ from typing import Any
 
 from alembic import context
 
-from xtremehub.catalog.store.schema import FTS_TABLE, PG_FTS_INDEX, metadata
+from xtremehub.catalog.store.schema import FTS_TABLE, PG_FTS_INDEX, PG_TSV_COLUMN, metadata
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Leave the full-text machinery (FTS5 shadow tables, the GIN expression index) out of comparisons."""
+    """Leave the full-text machinery (FTS5 shadow tables, the tsvector column and its GIN index) out of comparisons."""
     if name is None:
         return True
     if type_ == "table":
         return not name.startswith(FTS_TABLE) and name != "alembic_version"
     if type_ == "index":
         return name != PG_FTS_INDEX
+    if type_ == "column":
+        return not (name == PG_TSV_COLUMN and parent_names.get("table_name") == "datasets")
     return True
 
 

@@ -1,0 +1,98 @@
+"""The full-text index follows every write: register, new version, update, delete, and a bulk
+INSERT that bypasses the store (PostgreSQL: the stored ``search_tsv`` column of migration 0003;
+SQLite: the FTS5 table), and migration 0003 fills and removes the column on a populated catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+
+from xtremehub.catalog import DatasetPatch, SearchQuery, open_catalog
+from xtremehub.catalog.store import SqlCatalog
+from xtremehub.catalog.store.engine import alembic_config, migrate
+from xtremehub.catalog.store.schema import datasets
+
+
+def _hits(cat: SqlCatalog, text: str) -> list[str]:
+    return [d.id for d in cat.search(SearchQuery(text=text)).items]
+
+
+def _vectors_in_step(cat: SqlCatalog) -> None:
+    """PostgreSQL: every row's stored vector is the vector of its search document."""
+    if cat._dialect != "postgresql":
+        return
+    with cat._engine.connect() as conn:
+        stale = conn.exec_driver_sql(
+            "SELECT count(*) FROM datasets WHERE search_tsv IS DISTINCT FROM to_tsvector('simple', search_doc)"
+        ).scalar_one()
+    assert stale == 0
+
+
+def test_the_index_follows_register_update_and_delete(fresh_catalog: SqlCatalog) -> None:
+    cat = fresh_catalog
+    ds = cat.register("s3://ft/a.fq", actor="ann", title="zebrafish brain", facts={"reads": 1}, source_version="e1")
+    other = cat.register("s3://ft/b.fq", actor="ann", title="mouse liver", facts={"reads": 2}, source_version="e1")
+    _vectors_in_step(cat)
+    assert _hits(cat, "zebrafish") == [ds.id]
+    ds = cat.register(ds.url, actor="ann", facts={"reads": 5, "instrument": "orbitrap"}, source_version="e2")
+    assert _hits(cat, "orbitrap") == [ds.id]  # the new version's facts are searchable
+    ds = cat.update(ds.id, DatasetPatch(title="medaka gut", tags=("fish",)), actor="ann", if_match=ds.etag)
+    _vectors_in_step(cat)
+    assert _hits(cat, "zebrafish") == []
+    assert _hits(cat, "medaka fish") == [ds.id]
+    cat.delete(ds.id, actor="ann", if_match=ds.etag)
+    _vectors_in_step(cat)
+    assert _hits(cat, "medaka") == []
+    assert _hits(cat, "mouse liver") == [other.id]
+
+
+def test_a_bulk_insert_outside_the_store_is_searchable(fresh_catalog: SqlCatalog) -> None:
+    cat = fresh_catalog
+    seed = cat.register("s3://ft/seed.fq", actor="ann", facts={"reads": 1}, source_version="e1")
+    with cat._engine.connect() as conn:
+        row = dict(conn.execute(sa.select(datasets).where(datasets.c.id == seed.id)).one()._mapping)
+    rows = []
+    for i in range(3):
+        rows.append(
+            {**row, "pk": row["pk"] + 1 + i, "id": f"bulk{i}", "url": f"s3://ft/bulk{i}", "search_doc": f"bulk word{i}"}
+        )
+    with cat._engine.begin() as conn:
+        conn.execute(sa.insert(datasets), rows)
+    _vectors_in_step(cat)
+    assert _hits(cat, "word1") == ["bulk1"]
+    assert cat.search(SearchQuery(text="bulk")).total == 3
+
+
+def test_migration_0003_up_and_down_on_a_populated_catalog(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        ds = cat.register("s3://ft/c.fq", actor="ann", title="axolotl limb", facts={"reads": 1}, source_version="e1")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("datasets")}
+        assert "search_tsv" not in columns
+        if engine.dialect.name == "postgresql":  # 0002's expression index is back and answers
+            assert "ix_datasets_search_doc_fts" in {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
+            with engine.connect() as conn:
+                found = conn.exec_driver_sql(
+                    "SELECT id FROM datasets WHERE to_tsvector('simple', search_doc) @@ to_tsquery('simple', 'axolotl')"
+                ).scalars()
+                assert list(found) == [ds.id]
+        migrate(engine)
+        if engine.dialect.name == "postgresql":
+            indexes = {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
+            assert "search_tsv" in {c["name"] for c in sa.inspect(engine).get_columns("datasets")}
+            assert "ix_datasets_search_tsv" in indexes
+            assert "ix_datasets_search_doc_fts" not in indexes
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        _vectors_in_step(again)  # filled for the rows that existed before the column
+        assert _hits(again, "axolotl limb") == [ds.id]
