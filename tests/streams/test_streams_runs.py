@@ -203,3 +203,29 @@ def test_appended_events_are_copied_before_the_call_returns(tmp_path: Path) -> N
         assert more.result(timeout=30)
         assert store.info("s").length == 24
         assert store.read("s", 0, 100).data == b"0123456789abcdefghijAAAA"
+
+
+def test_parts_of_a_multi_batch_request_share_one_condition_and_settle_together() -> None:
+    import concurrent.futures as cf
+
+    from xtremehub.streams.remote.store import _split
+
+    request: cf.Future[list[RunOutcome]] = cf.Future()
+    parts = _split(request, 3)
+    called: list[str] = []
+    parts[1].add_done_callback(lambda f: called.append(f.result().segment))
+    waited: list[str] = []
+    waiter = threading.Thread(target=lambda: waited.append(parts[2].result(timeout=10).segment))
+    waiter.start()
+    with pytest.raises(cf.TimeoutError):
+        parts[0].result(timeout=0.05)
+    request.set_result([RunOutcome.contiguous(s, 0, [1]) for s in "abc"])
+    waiter.join()
+    assert called == ["b"]
+    assert waited == ["c"]
+    assert [p.result().segment for p in parts] == ["a", "b", "c"]
+    assert not cf.wait(parts, timeout=1).not_done
+    failed: cf.Future[list[RunOutcome]] = cf.Future()
+    parts = _split(failed, 2)
+    failed.set_exception(ConnectionError("lost"))
+    assert [type(p.exception()).__name__ for p in parts] == ["ConnectionError", "ConnectionError"]

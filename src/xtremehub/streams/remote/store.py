@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any
 
 from xtremehub.errors import EventTooLarge, ProtocolError
@@ -154,9 +156,12 @@ class RemoteSegmentStore(SegmentStoreContract):
         def send() -> None:
             nonlocal size, count
             if frame:
-                request = self._send_batches(writer_id, [part for _, part in frame])
-                for (index, _), piece in zip(frame, _split(request, len(frame)), strict=True):
-                    pieces[index].append(piece)
+                if len(frame) == 1:  # the request's own future is the batch's (no future chained to it)
+                    pieces[frame[0][0]].append(self._send_batches(writer_id, [frame[0][1]], single=True))
+                else:
+                    request = self._send_batches(writer_id, [part for _, part in frame])
+                    for (index, _), piece in zip(frame, _split(request, len(frame)), strict=True):
+                        pieces[index].append(piece)
             frame.clear()
             size = count = 0
 
@@ -200,11 +205,14 @@ class RemoteSegmentStore(SegmentStoreContract):
         send()
         return [p[0] if len(p) == 1 else when_all(p, _concatenate) for p in pieces]
 
-    def _send_batches(self, writer_id: str | None, parts: list[list[Any]]) -> Future[list[RunOutcome]]:
-        """Send one APPEND_BATCH of ``[segment, first event number, events]`` parts."""
+    def _send_batches(self, writer_id: str | None, parts: list[list[Any]], *, single: bool = False) -> Future[Any]:
+        """Send one APPEND_BATCH of ``[segment, first event number, events]`` parts.
+
+        The future resolves with the list of the parts' runs, or with the one run when ``single``.
+        """
         codec = self.connection.codec
 
-        def decode(msg_type: MessageType | int, payload: bytes) -> list[RunOutcome]:
+        def decode(msg_type: MessageType | int, payload: bytes) -> RunOutcome | list[RunOutcome]:
             if msg_type != MessageType.APPENDED_BATCH:
                 raise ProtocolError(f"expected APPENDED_BATCH, got message type {int(msg_type)}")
             answer = codec.decode(payload)
@@ -217,7 +225,7 @@ class RemoteSegmentStore(SegmentStoreContract):
                 failed = {int(i): decode_error(e) for i, e in errors.items()} if errors else {}
                 dup = frozenset(duplicates) if duplicates else ()
                 out.append(RunOutcome(segment, offsets, list(map(len, events)), dup, failed))
-            return out
+            return out[0] if single else out
 
         payload = codec.encode([writer_id, parts])
         # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
@@ -271,11 +279,42 @@ class RemoteSegmentStore(SegmentStoreContract):
             self.connection.close()
 
 
+_OVER = (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED)
+
+
+class _PartFuture(Future[RunOutcome]):
+    """The future of one batch of a multi-batch request: all of them share one condition.
+
+    A plain ``Future`` makes a ``Condition`` and its ``RLock`` each; the parts of one request
+    are settled together, by one callback, so one condition serves them all. The shared
+    condition may wake a waiter for another part, hence the waits for this one's state.
+    """
+
+    def __init__(self, condition: threading.Condition) -> None:  # no super().__init__: no condition of its own
+        self._condition = condition
+        self._state = PENDING
+        self._result: Any = None
+        self._exception: BaseException | None = None
+        self._waiters: list[Any] = []
+        self._done_callbacks: list[Any] = []
+
+    def _wait(self, timeout: float | None) -> None:
+        with self._condition:
+            self._condition.wait_for(lambda: self._state in _OVER, timeout)
+
+    def result(self, timeout: float | None = None) -> RunOutcome:
+        self._wait(timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._wait(timeout)
+        return super().exception(0)
+
+
 def _split(request: Future[list[RunOutcome]], count: int) -> list[Future[RunOutcome]]:
     """One future per batch of a request answered with ``count`` batches' runs."""
-    if count == 1:
-        return [when_all([request], lambda done: done[0].result()[0])]
-    parts: list[Future[RunOutcome]] = [Future() for _ in range(count)]
+    condition = threading.Condition()
+    parts: list[Future[RunOutcome]] = [_PartFuture(condition) for _ in range(count)]
 
     def answered(done: Future[list[RunOutcome]]) -> None:
         exc = done.exception()

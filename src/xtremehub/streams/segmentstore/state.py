@@ -72,7 +72,7 @@ class Extent:
 class Segment:
     """One segment's durable state."""
 
-    __slots__ = ("cid", "extents", "length", "merged", "name", "sealed", "start", "starts", "writers")
+    __slots__ = ("cid", "extents", "length", "merged", "name", "sealed", "start", "starts", "wal_bytes", "writers")
 
     def __init__(self, name: str, cid: str) -> None:
         self.name = name
@@ -87,6 +87,18 @@ class Segment:
         self.merged: dict[str, int] = {}
         self.extents: list[Extent] = []
         self.starts: list[int] = []
+        #: Bytes of this segment's extents that are in the WAL (kept by :class:`StoreState`), so
+        #: that the tierer skips segments with nothing to tier without walking their extents.
+        self.wal_bytes = 0
+
+    def first_wal(self) -> int:
+        """Index of the first extent in the WAL (``len(extents)`` when none): walks the LTS prefix only."""
+        if not self.wal_bytes:
+            return len(self.extents)
+        for i, ext in enumerate(self.extents):
+            if ext.in_wal:
+                return i
+        return len(self.extents)
 
     @property
     def tiered_length(self) -> int:
@@ -172,15 +184,16 @@ class StoreState:
             seg = Segment.from_json(item)
             state.segments[seg.name] = seg
             for ext in seg.extents:
-                state._count(ext, +1)
+                state._count(seg, ext, +1)
         return state
 
-    def _count(self, ext: Extent, sign: int) -> None:
+    def _count(self, seg: Segment, ext: Extent, sign: int) -> None:
         if ext.in_wal:
             self.refs[ext.file_id] += sign
             if self.refs[ext.file_id] <= 0:
                 del self.refs[ext.file_id]
             self.untiered += sign * ext.length
+            seg.wal_bytes += sign * ext.length
 
     # -- transitions ----------------------------------------------------------------------
     def apply_create(self, name: str, cid: str) -> None:
@@ -206,7 +219,7 @@ class StoreState:
         ext = Extent(offset, at - offset, file_id=file_id, pos=pos)
         if ext.length:
             seg.add_extent(ext)
-            self._count(ext, +1)
+            self._count(seg, ext, +1)
         seg.length = at
         return ext
 
@@ -221,7 +234,7 @@ class StoreState:
         ext = Extent(offset, length, file_id=file_id, pos=pos)
         if length:
             seg.add_extent(ext)
-            self._count(ext, +1)
+            self._count(seg, ext, +1)
         seg.length = offset + length
         return ext
 
@@ -237,6 +250,7 @@ class StoreState:
         for ext in src.extents:
             ext.offset += delta  # the extent objects move (cached bytes stay attached)
             tgt.add_extent(ext)
+        tgt.wal_bytes += src.wal_bytes
         at = tgt.length
         tgt.length += src.length - src.start
         tgt.merged[source] = at
@@ -256,14 +270,14 @@ class StoreState:
         dropped = seg.extents[:keep]
         del seg.extents[:keep], seg.starts[:keep]
         for ext in dropped:
-            self._count(ext, -1)
+            self._count(seg, ext, -1)
         self.garbage_keys.update(ext.key for ext in dropped if not ext.in_wal)
         return dropped
 
     def apply_delete(self, name: str) -> Segment:
         seg = self.segments.pop(name)
         for ext in seg.extents:
-            self._count(ext, -1)
+            self._count(seg, ext, -1)
         # Its own directory, and the chunks of merged sources it holds (in their directories).
         self.dead_segments.add((name, seg.cid))
         self.garbage_keys.update(ext.key for ext in seg.extents if not ext.in_wal)
@@ -292,5 +306,5 @@ class StoreState:
         seg.extents[i:j] = [Extent(offset, length, key=key, pos=0)]
         seg.starts[i:j] = [offset]
         for ext in replaced:
-            self._count(ext, -1)
+            self._count(seg, ext, -1)
         return True, replaced

@@ -8,6 +8,7 @@ other change.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from xtremehub.streams.segmentstore.commit import CommitEngine
@@ -28,22 +29,38 @@ class StoreTieringHost:
         self._engine = engine
         self.chunks = chunks
 
-    def untiered_runs(self, max_bytes: int) -> list[tuple[Segment, list[Extent]]]:
-        """For each segment, its first run of contiguous WAL extents (up to ``max_bytes``)."""
-        runs = []
+    def untiered_heads(self) -> list[tuple[Segment, int, int]]:
+        """``(segment, offset of its first WAL extent, its WAL bytes)`` for each segment with bytes to tier.
+
+        Cheap enough for every pass (called up to ``1 / MIN_NUDGE_GAP`` times a second under
+        the store lock): segments with nothing in the WAL are skipped on their byte count, the
+        others walk their LTS prefix only (one extent per chunk), never their WAL extents.
+        """
+        heads = []
         with self._core.lock:
             for seg in self._core.state.segments.values():
-                run: list[Extent] = []
-                size = 0
-                for ext in seg.extents:
-                    if ext.in_wal and (not run or (ext.offset == run[-1].end and size + ext.length <= max_bytes)):
-                        run.append(ext)
-                        size += ext.length
-                    elif run:
-                        break
-                if run:
-                    runs.append((seg, run))
-        return runs
+                if seg.wal_bytes:
+                    i = seg.first_wal()
+                    if i < len(seg.extents):
+                        heads.append((seg, seg.extents[i].offset, seg.wal_bytes))
+        return heads
+
+    def untiered_run(self, seg: Segment, max_bytes: int) -> list[Extent]:
+        """The segment's first run of contiguous WAL extents (up to ``max_bytes``; empty when none)."""
+        with self._core.lock:
+            run: list[Extent] = []
+            extents = seg.extents
+            i = seg.first_wal()
+            if i >= len(extents):
+                return run
+            run.append(extents[i])
+            end, size = extents[i].end, extents[i].length
+            for ext in itertools.islice(extents, i + 1, None):
+                if not ext.in_wal or ext.offset != end or size + ext.length > max_bytes:
+                    break
+                run.append(ext)
+                end, size = ext.end, size + ext.length
+            return run
 
     def untiered_bytes(self) -> int:
         return self._core.state.untiered

@@ -41,7 +41,9 @@ class TieringHost(Protocol):
 
     chunks: ChunkStore
 
-    def untiered_runs(self, max_bytes: int) -> list[tuple[Segment, list[Extent]]]: ...
+    def untiered_heads(self) -> list[tuple[Segment, int, int]]: ...
+
+    def untiered_run(self, seg: Segment, max_bytes: int) -> list[Extent]: ...
 
     def untiered_bytes(self) -> int: ...
 
@@ -136,7 +138,7 @@ class Tierer:
         self._run_deletes()
         total = 0
         while not self._stop.is_set():
-            runs = self._due(self.host.untiered_runs(self.config.lts_chunk_size))
+            runs = self._due(self.host.untiered_heads())
             if not runs:
                 break
             moved = sum(self._uploads.map(lambda r: self._tier_run(*r), runs))  # segments upload concurrently
@@ -146,22 +148,28 @@ class Tierer:
         self.host.reclaim_wal()
         return total
 
-    def _due(self, runs: list[tuple[Segment, list[Extent]]]) -> list[tuple[Segment, list[Extent]]]:
-        """The runs to tier now (see ``SegmentStoreConfig.lts_flush_delay``)."""
+    def _due(self, heads: list[tuple[Segment, int, int]]) -> list[tuple[Segment, list[Extent]]]:
+        """The runs to tier now (see ``SegmentStoreConfig.lts_flush_delay``).
+
+        Decided on each segment's WAL byte count (a run is at most that long), so that only
+        the runs that go now are walked extent by extent.
+        """
         now = time.monotonic()
         pressure = self.host.untiered_bytes() * 2 >= self.config.memory_budget
         seen, due = {}, []
-        for seg, run in runs:
-            key = (seg.name, seg.cid, run[0].offset)
+        chunk = self.config.lts_chunk_size
+        for seg, offset, wal_bytes in heads:
+            key = (seg.name, seg.cid, offset)
             seen[key] = self._first_seen.get(key, now)
-            size = run[-1].end - run[0].offset
             if (
                 pressure
                 or seg.sealed
-                or size * 2 >= self.config.lts_chunk_size
+                or min(wal_bytes, chunk) * 2 >= chunk
                 or now - seen[key] >= self.config.lts_flush_delay
             ):
-                due.append((seg, run))
+                run = self.host.untiered_run(seg, chunk)
+                if run:
+                    due.append((seg, run))
         self._first_seen = seen
         return due
 

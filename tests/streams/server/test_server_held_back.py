@@ -1,0 +1,107 @@
+"""A writer's appends refused for back pressure are not overtaken by its later ones on the connection.
+
+A writer may have several appends to one segment in flight. If the store refused the first for
+back pressure (nothing written) and then stored the second, re-sending the first would be
+taken for a duplicate (its numbers are below the writer's last stored one) and lost; so the
+server refuses the later ones too until the refused one is re-sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+from server_test_store import DictSegmentStore
+
+from xtremehub.errors import BackPressure
+from xtremehub.streams.remote.store import RemoteSegmentStore
+from xtremehub.streams.segmentstore.contract import SegmentBatch
+from xtremehub.streams.segmentstore.runs import RunOutcome
+from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
+
+
+class PressuredStore(DictSegmentStore):
+    """Refuses the next ``refuse`` appends for back pressure (after the server's wait, not from the loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refuse = 0
+
+    def _pressure(self, timeout: float | None) -> None:
+        if self.refuse:
+            if timeout != 0:
+                self.refuse -= 1
+            raise BackPressure("test: budget exhausted")
+
+    def append_runs(
+        self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
+    ) -> list[Future[RunOutcome]]:
+        self._pressure(timeout)
+        return super().append_runs(batches, writer_id=writer_id, timeout=timeout)
+
+    def append_async(self, segment: str, data: bytes, *, timeout: float | None = None, **kw: Any) -> Future[Any]:  # type: ignore[override]
+        self._pressure(timeout)
+        return super().append_async(segment, data, **kw)
+
+
+@pytest.fixture
+def pressured() -> Iterator[tuple[PressuredStore, StreamServer]]:
+    store = PressuredStore()
+    with serve_background(store, config=ServerConfig(shutdown_grace=5.0)) as server:
+        yield store, server
+
+
+def _send(
+    client: RemoteSegmentStore, segment: str, events: list[bytes], first: int, writer: str = "w"
+) -> Future[RunOutcome]:
+    return client.append_runs([SegmentBatch(segment, events, first)], writer_id=writer)[0]
+
+
+def _refused_for_pressure(run: RunOutcome) -> bool:
+    return len(run.errors) == len(run.offsets) and all(isinstance(e, BackPressure) for e in run.errors.values())
+
+
+def test_later_batches_wait_for_the_refused_one(pressured: tuple[PressuredStore, StreamServer]) -> None:
+    store, server = pressured
+    client = RemoteSegmentStore(server.url)
+    try:
+        client.create_segment("s")
+        client.create_segment("t")
+        store.refuse = 1
+        a = _send(client, "s", [b"a0", b"a1"], 0)
+        b = _send(client, "s", [b"b2", b"b3"], 2)  # in flight behind a
+        other = _send(client, "s", [b"x0"], 0, writer="v")  # another writer is not held
+        t = _send(client, "t", [b"t4"], 4)  # nor is this writer on another segment
+        assert _refused_for_pressure(a.result(10))
+        assert _refused_for_pressure(b.result(10)), "b must not overtake the refused a"
+        assert other.result(10).ok
+        assert t.result(10).ok
+        held = _send(client, "s", [b"c4"], 4).result(10)  # still held: a was not re-sent
+        assert _refused_for_pressure(held)
+        assert _send(client, "s", [b"a0", b"a1"], 0).result(10).ok  # the re-send lifts the hold
+        assert _send(client, "s", [b"b2", b"b3"], 2).result(10).ok
+        assert _send(client, "s", [b"c4"], 4).result(10).ok
+        assert bytes(store.data["s"]) == b"x0a0a1b2b3c4"
+        assert store.writers[("s", "w")] == 4
+    finally:
+        client.close()
+
+
+def test_a_lone_append_refused_holds_back_later_ones_too(pressured: tuple[PressuredStore, StreamServer]) -> None:
+    store, server = pressured
+    client = RemoteSegmentStore(server.url)
+    try:
+        client.create_segment("s")
+        store.refuse = 1
+        lone = client.append_async("s", b"e7", writer_id="w", event_number=7)  # the plain APPEND
+        later = _send(client, "s", [b"e8", b"e9"], 8)
+        with pytest.raises(BackPressure):
+            lone.result(10)
+        assert _refused_for_pressure(later.result(10))
+        assert client.append_async("s", b"e7", writer_id="w", event_number=7).result(10).duplicate is False
+        assert _send(client, "s", [b"e8", b"e9"], 8).result(10).ok
+        assert bytes(store.data["s"]) == b"e7e8e9"
+    finally:
+        client.close()
