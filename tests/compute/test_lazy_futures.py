@@ -66,7 +66,7 @@ def test_large_results_are_not_kept_but_their_size_is(fexec: FunctionExecutor) -
     assert [len(v) for v in fexec.get_result(futures)] == [KEPT_PAYLOAD * 4 + x for x in range(3)]
     rows = sorted((r for r in fexec.job_summary().rows if r.job_id == job_id), key=lambda r: r.call_id)
     assert [r.result_size > KEPT_PAYLOAD * 4 + i for i, r in enumerate(rows)] == [True] * 3
-    assert all(len(o.payload) == 0 for o in futures.batch.results)
+    assert all(len(futures.batch.outcome(i).payload) == 0 for i in range(3))
     assert [len(f.result()) for f in futures] == [KEPT_PAYLOAD * 4 + x for x in range(3)]
     assert futures[2].stats["result_size"] == rows[2].result_size
 
