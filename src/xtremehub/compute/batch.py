@@ -264,7 +264,7 @@ class CallBatch:
             else:
                 kept.append(o)
             i += 1
-        if any(isinstance(v, _MAYBE_FUTURES) for v in values):
+        if any(issubclass(t, _MAYBE_FUTURES) for t in set(map(type, values))):  # per type, not per value
             from xtremehub.compute.futures import nested_futures
 
             if any(nested_futures(v) is not None for v in values):

@@ -35,6 +35,7 @@ import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -409,8 +410,9 @@ class LocalBackend(Backend):
             self._jobs[job.job_id] = job
             self._pending.append(_Span(job.job_id, items, 0, len(items)))
             self._npending += len(items)
+        # No wake-up of the dispatcher thread (which submit does): a span has no time limit and
+        # is never unsendable, so what is not sent here is sent when a worker answers.
         self._dispatch()
-        self._wake()
 
     def processes(self) -> list[Any]:
         """The worker processes (``multiprocessing`` process objects) right now."""
@@ -449,6 +451,10 @@ class LocalBackend(Backend):
 
     # -- the dispatcher thread ------------------------------------------------------------
     def _loop(self) -> None:
+        # One poll object, registered again only when the workers change (a selector per wait,
+        # as multiprocessing.connection.wait makes, cost more than receiving a message).
+        poller, polled = select.poll(), list[_Worker]()
+        handles: dict[int, tuple[str, _Worker | None]] = {}
         try:
             while True:
                 with self._lock:
@@ -461,13 +467,21 @@ class LocalBackend(Backend):
                         unsendable, self._unsendable = self._unsendable, []
                     assert self._report is not None
                     self._report(list(unsendable))
-                handles: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
-                for w in self._workers:
-                    handles[w.conn] = ("conn", w)
-                    handles[w.process.sentinel] = ("dead", w)
-                ready = mpc.wait(list(handles), timeout=self._next_deadline())
-                for handle in ready:
-                    kind, worker = handles[handle]
+                if polled != self._workers:
+                    poller, polled = select.poll(), list(self._workers)
+                    handles = {self._wake_r: ("wake", None)}
+                    for w in polled:  # (fds of workers gone may be reused: a fresh poll object each time)
+                        handles[w.conn.fileno()] = ("conn", w)
+                        handles[w.process.sentinel] = ("dead", w)
+                    for fd in handles:
+                        poller.register(fd, select.POLLIN)
+                timeout = self._next_deadline()
+                try:
+                    ready = poller.poll(None if timeout is None else timeout * 1000)
+                except InterruptedError:  # pragma: no cover - retried by Python itself since 3.5
+                    ready = []
+                for fd, _ in ready:
+                    kind, worker = handles[fd]
                     if kind == "wake":
                         with contextlib.suppress(BlockingIOError, OSError):
                             while os.read(self._wake_r, 4096):
@@ -720,7 +734,8 @@ class LocalBackend(Backend):
         blob = dumps(piece.items[piece.start : piece.stop])  # pickled when submitted: they still can be
         if w.inflight and len(blob) > _PREFETCH_LIMIT:
             return False
-        job_id = piece.job_id
+        # Read before sending: once sent, the dispatcher thread moves ``piece.start`` as answers come.
+        job_id, first, count = piece.job_id, piece.start, len(piece)
         was_idle = not w.inflight
         w.inflight.append(piece)
         w.last_batch = 1
@@ -731,15 +746,15 @@ class LocalBackend(Backend):
                 jobs = {job_id: self._function_blobs(self._jobs[job_id])}
                 w.conn.send_bytes(pickle.dumps(("jobs", jobs), protocol=pickle.HIGHEST_PROTOCOL))
                 w.jobs.add(job_id)
-            message = ("items", job_id, piece.start, blob, len(piece))
+            message = ("items", job_id, first, blob, count)
             w.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
         except (OSError, EOFError):
             w.inflight.pop()
             return False
         if w.calls_left is not None:
-            w.calls_left -= len(piece)
+            w.calls_left -= count
         if was_idle and self._started is not None:
-            self._started(piece.call(piece.start))
+            self._started(piece.call(first))
         return True
 
     @staticmethod
