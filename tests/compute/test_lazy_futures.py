@@ -6,12 +6,13 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from xtremehub import FunctionExecutor
 from xtremehub.compute import FuturesList, ResponseFuture
-from xtremehub.compute.batch import KEPT_PAYLOAD
+from xtremehub.compute.batch import KEPT_PAYLOAD, OutcomeBlock
 from xtremehub.errors import TaskError
 
 
@@ -66,7 +67,7 @@ def test_large_results_are_not_kept_but_their_size_is(fexec: FunctionExecutor) -
     assert [len(v) for v in fexec.get_result(futures)] == [KEPT_PAYLOAD * 4 + x for x in range(3)]
     rows = sorted((r for r in fexec.job_summary().rows if r.job_id == job_id), key=lambda r: r.call_id)
     assert [r.result_size > KEPT_PAYLOAD * 4 + i for i, r in enumerate(rows)] == [True] * 3
-    assert all(len(o.payload) == 0 for o in futures.batch.results)
+    assert all(len(futures.batch.outcome(i).payload) == 0 for i in range(3))
     assert [len(f.result()) for f in futures] == [KEPT_PAYLOAD * 4 + x for x in range(3)]
     assert futures[2].stats["result_size"] == rows[2].result_size
 
@@ -161,3 +162,35 @@ def test_futures_made_by_another_thread_during_get_result(fexec: FunctionExecuto
         assert [f.result() for f in made] == [x * x for x in range(200)]
         assert all(f.done and not f.ready for f in made)
     assert not [f for f in fexec.futures if f.job_id == batch.job_id]
+
+
+def test_plain_items_settle_as_blocks_of_columns(fexec: FunctionExecutor) -> None:
+    futures = fexec.map(square, range(300))
+    batch = futures.batch
+    assert fexec.get_result(futures) == [x * x for x in range(300)]
+    # the local backend's fast path: slots refer to the column blocks the workers sent
+    assert all(isinstance(r, OutcomeBlock) for r in batch.results)
+    outcome = batch.outcome(123)
+    assert (outcome.job_id, outcome.call_id, outcome.ok, outcome.attempt) == (batch.job_id, 123, True, 0)
+    assert outcome.start <= outcome.end
+    assert outcome.worker.startswith("local-")
+    rows = {r.call_id: r for r in fexec.job_summary().rows if r.job_id == batch.job_id}
+    assert sorted(rows) == list(range(300))
+    assert rows[123].attempts == 1
+    assert rows[123].result_size > 0
+
+
+def test_a_failure_among_plain_items_is_retried_from_its_span(tmp_path: Path) -> None:
+    marker = tmp_path / "failed-once"
+
+    def fails_once_on_five(x: int) -> int:
+        if x == 5 and not marker.exists():
+            marker.write_text("x")
+            raise ValueError("first try")
+        return -x
+
+    with FunctionExecutor(max_workers=2, retries=1, progress=False) as fe:
+        assert fe.get_result(fe.map(fails_once_on_five, range(40))) == [-x for x in range(40)]
+        rows = {r.call_id: r for r in fe.job_summary().rows}
+    assert rows[5].attempts == 2
+    assert rows[4].attempts == 1

@@ -6,8 +6,11 @@ A :class:`CallBatch` holds what the futures would hold, one list entry per call:
 the outcome (or the error that stopped the call) and the attempt count. The
 executor settles slots as outcomes arrive and ``get_result`` of the untouched
 :class:`~xtremehub.compute.futures.FuturesList` delivers the values straight from
-the slots. The per-call futures are created (:meth:`CallBatch.materialize`) the
-first time anyone asks for one (indexing or iterating the list, ``fexec.futures``,
+the slots. Outcomes of the local backend's fast path arrive as an :class:`OutcomeBlock` (the
+columns of many calls' outcomes, as a worker sent them): every slot of those calls then
+refers to the one block, and an :class:`~xtremehub.compute.task.Outcome` is built only
+for a call someone looks at (:meth:`CallBatch.outcome`). The per-call futures are created
+(:meth:`CallBatch.materialize`) the first time anyone asks for one (indexing or iterating the list, ``fexec.futures``,
 ``wait``, a failed call, a result that holds futures), already in the state the slots
 record; from then on the batch settles the futures instead of its slots, and
 everything behaves exactly as with futures made up front.
@@ -31,7 +34,7 @@ from typing import Any
 from xtremehub.compute.futures import ResponseFuture, Signal, remote_exception, settle_future
 from xtremehub.compute.task import Outcome, without_payload
 
-__all__ = ["KEPT_PAYLOAD", "BatchTelemetry", "CallBatch"]
+__all__ = ["KEPT_PAYLOAD", "BatchTelemetry", "CallBatch", "OutcomeBlock"]
 
 #: A delivered result's pickled bytes are kept for telemetry up to this size (they cost no
 #: more than the record itself); larger ones are dropped, their size kept.
@@ -41,12 +44,55 @@ KEPT_PAYLOAD = 256
 _MAYBE_FUTURES = (list, tuple, ResponseFuture)
 
 
+class OutcomeBlock:
+    """The outcomes of calls ``first .. first + n - 1`` of one job, as columns (one tuple per
+    :class:`~xtremehub.compute.task.Outcome` field, one item per call).
+
+    Example:
+        >>> block = OutcomeBlock(5, list(zip(Outcome("j", 5, True, b"a"), Outcome("j", 6, True, b"b"))))
+        >>> len(block), block.outcome(6).payload, block.outcome(6).call_id
+        (2, b'b', 6)
+    """
+
+    __slots__ = ("cols", "first")
+
+    def __init__(self, first: int, cols: list[tuple[Any, ...]]) -> None:
+        self.first, self.cols = first, cols
+
+    def __len__(self) -> int:
+        return len(self.cols[1])
+
+    def outcome(self, i: int) -> Outcome:
+        """Call ``i``'s outcome."""
+        k = i - self.first
+        return tuple.__new__(Outcome, [c[k] for c in self.cols])
+
+    def payloads(self) -> tuple[bytes, ...]:
+        payloads: tuple[bytes, ...] = self.cols[3]
+        return payloads
+
+    def trimmed(self, sizes: dict[int, int]) -> OutcomeBlock:
+        """This block with the payloads longer than :data:`KEPT_PAYLOAD` emptied (their sizes into ``sizes``)."""
+        payloads = self.payloads()
+        if all(len(p) <= KEPT_PAYLOAD for p in payloads):
+            return self
+        first = self.first
+        sizes.update((first + k, len(p)) for k, p in enumerate(payloads) if len(p) > KEPT_PAYLOAD)
+        cols = list(self.cols)
+        cols[3] = tuple(p if len(p) <= KEPT_PAYLOAD else b"" for p in payloads)
+        return OutcomeBlock(first, cols)
+
+
+def _outcome_of(result: Outcome | OutcomeBlock, i: int) -> Outcome:
+    return result.outcome(i) if type(result) is OutcomeBlock else result  # type: ignore[return-value]
+
+
 class BatchTelemetry:
     """What ``job_summary`` keeps of a delivered batch: the telemetry sources of its calls."""
 
     __slots__ = ("attempts", "backend", "job_id", "outcomes", "sizes", "submit")
 
-    def __init__(self, batch: CallBatch, outcomes: list[Outcome], sizes: dict[int, int]) -> None:
+    def __init__(self, batch: CallBatch, outcomes: list[Outcome | OutcomeBlock], sizes: dict[int, int]) -> None:
         self.job_id, self.backend, self.submit = batch.job_id, batch.backend, batch.submit
         self.attempts, self.outcomes, self.sizes = batch.attempts, outcomes, sizes
 
@@ -54,7 +100,7 @@ class BatchTelemetry:
         """One :func:`~xtremehub.compute.futures.telemetry_record` source per call."""
         job_id, backend, submit, sizes = self.job_id, self.backend, self.submit, self.sizes
         return [
-            (job_id, i, backend, submit, a, o, None, sizes.get(i, 0))
+            (job_id, i, backend, submit, a, _outcome_of(o, i), None, sizes.get(i, 0))
             for i, (a, o) in enumerate(zip(self.attempts, self.outcomes, strict=True))
         ]
 
@@ -96,7 +142,7 @@ class CallBatch:
     ) -> None:
         self.job, self.job_id, self.n, self.signal = job, job_id, n, signal
         self.backend, self.submit, self.on_read = backend, submit, on_read
-        self.results: list[Outcome | BaseException | None] = [None] * n
+        self.results: list[Outcome | OutcomeBlock | BaseException | None] = [None] * n
         self.attempts = [0] * n
         self.left = n  # calls not settled yet
         self.errors = 0  # calls settled with an error
@@ -129,6 +175,28 @@ class CallBatch:
             self.errors += 1
         return None
 
+    def settle_block(self, block: OutcomeBlock) -> bool:
+        """Record the successful outcomes of ``block``'s calls, none of them settled yet, in one go
+        (the caller does not hold ``signal``; waiters are woken). ``False`` (and nothing recorded)
+        when the futures exist or a call of the block has its result already: the caller then
+        settles them one by one."""
+        first = block.first
+        stop = first + len(block)
+        with self.signal:
+            results = self.results
+            if self.futures is not None or results[first:stop].count(None) != stop - first:
+                return False
+            results[first:stop] = [block] * (stop - first)
+            self.attempts[first:stop] = [a + 1 for a in self.attempts[first:stop]]
+            self.left -= stop - first
+            self.signal.notify_all()
+        return True
+
+    def outcome(self, i: int) -> Outcome | BaseException | None:
+        """Call ``i``'s outcome (or the error that stopped it), ``None`` while it has none."""
+        result = self.results[i]
+        return result.outcome(i) if isinstance(result, OutcomeBlock) else result
+
     def settled(self, i: int) -> bool:
         """Call ``i`` has its final result (read by the one thread that settles)."""
         futures = self.futures
@@ -150,7 +218,7 @@ class CallBatch:
 
     def _future(self, i: int) -> ResponseFuture:
         f = ResponseFuture(self.job_id, i, self.signal, backend=self.backend, submit=self.submit, on_read=self.on_read)
-        result = self.results[i]
+        result = self.outcome(i)
         if result is None:
             if i in self.started:
                 f._mark_running()
@@ -177,20 +245,30 @@ class CallBatch:
         if self.values is not None:
             return list(self.values), None
         results: list[Any] = self.results
-        values = [pickle.loads(o.payload) for o in results]
-        if any(isinstance(v, _MAYBE_FUTURES) for v in values):
-            from xtremehub.compute.futures import nested_futures
-
-            if any(nested_futures(v) is not None for v in values):
-                return None
+        values: list[Any] = []
         sizes: dict[int, int] = {}
-        kept: list[Outcome] = []
-        for i, o in enumerate(results):
+        kept: list[Outcome | OutcomeBlock] = []
+        loads, i, n = pickle.loads, 0, self.n
+        while i < n:
+            o = results[i]
+            if type(o) is OutcomeBlock:  # a block's calls are settled together: i is its first call
+                payloads = o.payloads()[i - o.first :]
+                values += map(loads, payloads)
+                kept += [o.trimmed(sizes)] * len(payloads)
+                i += len(payloads)
+                continue
+            values.append(loads(o.payload))
             if len(o.payload) > KEPT_PAYLOAD:
                 sizes[i] = len(o.payload)
                 kept.append(without_payload(o))
             else:
                 kept.append(o)
+            i += 1
+        if any(issubclass(t, _MAYBE_FUTURES) for t in set(map(type, values))):  # per type, not per value
+            from xtremehub.compute.futures import nested_futures
+
+            if any(nested_futures(v) is not None for v in values):
+                return None
         with self.signal:
             if self.futures is not None:
                 return None

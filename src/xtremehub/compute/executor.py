@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from xtremehub.compute.backends import Backend, Job, create_backend
-from xtremehub.compute.batch import BatchTelemetry, CallBatch
+from xtremehub.compute.batch import BatchTelemetry, CallBatch, OutcomeBlock
 from xtremehub.compute.futures import (
     ALL_COMPLETED,
     ALWAYS,
@@ -201,6 +201,8 @@ class FunctionExecutor:
         if not self._started:
             with self._lock:
                 if not self._started:
+                    if hasattr(self._backend, "submit_items"):  # the local backend's fast path (see map)
+                        self._backend.report_block = self._on_report_block  # type: ignore[attr-defined]
                     self._backend.start(self.settings, self._on_report, self._on_started)
                     self._started = True
 
@@ -350,6 +352,24 @@ class FunctionExecutor:
         log.debug("job %s: %d calls submitted to %s", job_id, len(calls), self._backend.name)
         return FuturesList.of_batch(self, batch)
 
+    def _submit_items(self, job: Job, items: list[Any]) -> FuturesList:
+        """:meth:`_submit_batch` for calls on one plain argument each, handed to the backend as the
+        list of items (``submit_items``): no per-call object on the way to the workers."""
+        self._ensure_started()
+        job_id = job.job_id
+        batch = CallBatch(job, job_id, len(items), self._signal, self._backend.name, time.time(), self._forget)
+        self._batches[job_id] = batch
+        if items:
+            try:
+                self._backend.submit_items(job, items)  # type: ignore[attr-defined]
+            except BaseException:
+                del self._batches[job_id]  # nothing was queued (see _submit)
+                raise
+        with self._lock:
+            self._futures[id(batch)] = batch
+        log.debug("job %s: %d calls submitted to %s", job_id, len(items), self._backend.name)
+        return FuturesList.of_batch(self, batch)
+
     def _materialize(self, batch: CallBatch) -> list[ResponseFuture]:
         """Make ``batch``'s futures; those not delivered take its place among the executor's futures."""
         made = batch.materialize()
@@ -438,6 +458,14 @@ class FunctionExecutor:
                 raise ConfigError("extra_args cannot be given when chaining: each call gets one earlier result")
             return self._submit_chained(job, map_function, chained)
         items = self._prepare_items(map_function, map_iterdata, obj_chunk_size, obj_chunk_number, obj_newline)
+        if (
+            job.timeout is None
+            and hasattr(self._backend, "submit_items")
+            and self.settings.telemetry.dir is None
+            and self.lineage is None
+            and self._plain(map_function, items, extra_args)
+        ):
+            return self._submit_items(job, items)
         return self._submit(job, self._arg_sets(map_function, items, extra_args))
 
     def map_reduce(
@@ -601,6 +629,13 @@ class FunctionExecutor:
             raise ConfigError("obj_chunk_size/obj_chunk_number need object URLs and a function with an 'obj' parameter")
         return items
 
+    @staticmethod
+    def _plain(func: Callable[..., Any], items: list[Any], extra_args: Any) -> bool:
+        """Whether each item is its call's one positional argument (nothing to expand or inject)."""
+        if extra_args is not None or _parameters(func) & _INJECTED:
+            return False
+        return _scalars_only(items) or not any(isinstance(item, _EXPANDED) for item in items)
+
     def _arg_sets(
         self, func: Callable[..., Any], items: list[Any], extra_args: Any
     ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
@@ -713,6 +748,21 @@ class FunctionExecutor:
             for batch, _, _, _ in slots:
                 if batch.left == 0:
                     batches.pop(batch.job_id, None)
+
+    def _on_report_block(self, job_id: str, block: OutcomeBlock, call_of: Callable[[int], Call]) -> None:
+        """Outcomes of consecutive calls of one job, as columns (the local backend's fast path).
+
+        All successful and their job's futures not made: settled into the batch's slots in one
+        go, no per-call object. Otherwise (a failure to retry or raise, futures to settle) one
+        by one as :meth:`_on_report` does, with each call rebuilt by ``call_of(call_id)``.
+        """
+        batch = self._batches.get(job_id)
+        if batch is not None and False not in block.cols[2] and batch.settle_block(block):
+            if batch.left == 0:
+                self._batches.pop(job_id, None)
+            return
+        first = block.first
+        self._on_report([(call_of(first + k), block.outcome(first + k)) for k in range(len(block))])
 
     def _retry(self, call: Call, result: Outcome | BaseException, job: Job, attempts: int) -> bool:
         """Submit call again if it failed and may be retried (``attempts`` it has made so far)."""

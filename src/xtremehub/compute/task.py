@@ -283,6 +283,9 @@ def run_calls(
         [(0, True, ''), (1, False, 'builtins.TypeError')]
     """
     getrusage, now, io = resource.getrusage, time.time, iostats.COUNTERS
+    # Each call's objects written are what it appended to this list (read per call: starting and
+    # stopping the listing per call cost more than a call of a few microseconds).
+    writes = iostats.start_writes()
     window: list[tuple[OutcomeFields, OutcomeFields]] = []  # the open window's outcomes, CPU/RSS left out
     durations: list[float] = []
     usage0 = getrusage(resource.RUSAGE_SELF)
@@ -292,7 +295,9 @@ def run_calls(
     func: Callable[..., Any] | tuple[BaseException, str] = abs
 
     def close() -> None:
-        nonlocal usage0, opened
+        nonlocal usage0, opened, writes
+        if iostats.writes_list() is not writes:  # a call started (or stopped) a listing of its own
+            writes = iostats.start_writes()
         usage1 = getrusage(resource.RUSAGE_SELF)
         user, system = usage1.ru_utime - usage0.ru_utime, usage1.ru_stime - usage0.ru_stime
         peak = usage1.ru_maxrss * _MAXRSS_UNIT
@@ -312,13 +317,12 @@ def run_calls(
                 close()
             job = job_id
             func = function_of(job_id)
-        read0, written0 = io.read, io.written
-        iostats.start_writes()
+        read0, written0, listed = io.read, io.written, len(writes)
         start = now()
         tail: OutcomeFields
         if isinstance(func, tuple):
             fields = failed_fields(job_id, call_id, *func, worker)
-            head, tail = fields[:11], (0, 0, attempt, iostats.stop_writes())
+            head, tail = fields[:11], (0, 0, attempt, ())
         else:
             ok, error_type, error_message, remote_tb = True, "", "", ""
             try:
@@ -332,7 +336,8 @@ def run_calls(
             except BaseException as exc:
                 ok, error_type, error_message, remote_tb, payload = False, *_describe(exc)
             head = (job_id, call_id, ok, payload, error_type, error_message, remote_tb, start, now(), worker, HOST)
-            tail = (io.read - read0, io.written - written0, attempt, iostats.stop_writes())
+            written = tuple(writes[listed:]) if len(writes) > listed else ()
+            tail = (io.read - read0, io.written - written0, attempt, written)
         window.append((head, tail))
         duration = head[8] - start
         durations.append(duration)
@@ -340,6 +345,7 @@ def run_calls(
             close()
     if window:
         close()
+    iostats.stop_writes()
 
 
 def failed_fields(job_id: str, call_id: int, error: BaseException, reason: str, worker: str) -> OutcomeFields:

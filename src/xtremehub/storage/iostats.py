@@ -27,7 +27,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
-__all__ = ["COUNTERS", "IOCounters", "IOSnapshot", "counted", "snapshot", "start_writes", "stop_writes"]
+__all__ = [
+    "COUNTERS",
+    "IOCounters",
+    "IOSnapshot",
+    "counted",
+    "snapshot",
+    "start_writes",
+    "stop_writes",
+    "writes_list",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -61,13 +70,23 @@ def snapshot() -> IOSnapshot:
     return IOSnapshot(COUNTERS.read, COUNTERS.written)
 
 
-def start_writes() -> None:
+def start_writes() -> list[tuple[str, int]]:
     """Start listing the objects this thread writes (``(url, size)``), until :func:`stop_writes`.
 
     Compute workers list each task's writes (lineage: which objects a job wrote). Per thread,
     unlike the byte counters: a task's writes are those made by the thread that runs it.
+    Returns the list the writes are appended to: a worker running many short tasks reads each
+    task's part of it (what was appended meanwhile) instead of starting and stopping per task.
     """
-    _inside.written = []
+    written: list[tuple[str, int]] = []
+    _inside.written = written
+    return written
+
+
+def writes_list() -> list[tuple[str, int]] | None:
+    """The list :func:`start_writes` installed on this thread (``None`` when not listing)."""
+    written: list[tuple[str, int]] | None = getattr(_inside, "written", None)
+    return written
 
 
 def stop_writes() -> tuple[tuple[str, int], ...]:
@@ -75,7 +94,7 @@ def stop_writes() -> tuple[tuple[str, int], ...]:
 
     Example:
         >>> from xtremehub import storage
-        >>> start_writes()
+        >>> _ = start_writes()
         >>> _ = storage.put("mem://iostats/out.txt", b"123")
         >>> stop_writes()
         (('mem://iostats/out.txt', 3),)

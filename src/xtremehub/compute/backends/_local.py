@@ -12,12 +12,16 @@ runs past its job's time limit has its worker killed and is reported as
 
 Wire protocol (parent → worker, pickled tuples over a pipe):
 ``("jobs", {job_id: cloudpickled_function})``, ``("calls", [(job_id, call_id)],
-pickled_batch)``, ``("forget", [job_id])``, ``("stop",)``; worker → parent: a
-pickled list of outcomes. A batch of calls travels as one pickle of plain tuples
-``(job_id, call_id, args, kwargs, attempt)`` and outcomes as plain tuples (the
-fields of :class:`~xtremehub.compute.task.Outcome`): for calls of a few
-microseconds, pickling one object per call (or a named tuple, whose pickling
-runs Python code per object) cost more than the calls themselves.
+pickled_batch)``, ``("items", job_id, first_call_id, pickled_items, count)``,
+``("forget", [job_id])``, ``("stop",)``; worker → parent: the outcomes of
+consecutive calls as columns (a pickled list with one tuple per field of
+:class:`~xtremehub.compute.task.Outcome`). A batch of calls travels as one pickle
+of plain tuples ``(job_id, call_id, args, kwargs, attempt)``; the calls of a
+``map`` whose items are each the one argument of their call travel as a slice of
+the items list (``submit_items``: no per-call object on the parent's side, from
+submission to the outcomes, which the executor keeps as the columns that came).
+For calls of a few microseconds, pickling one object per call (or a named tuple,
+whose pickling runs Python code per object) cost more than the calls themselves.
 """
 
 from __future__ import annotations
@@ -31,13 +35,14 @@ import multiprocessing as mp
 import multiprocessing.connection as mpc
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +51,8 @@ import cloudpickle
 from xtremehub.compute.backends import _pickling  # noqa: F401 - Pipe ends travel as arguments
 from xtremehub.compute.backends._orphans import exit_with_owner
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
-from xtremehub.compute.backends.outcomes import failed_outcome, pack_outcomes, unpack_outcomes
+from xtremehub.compute.backends.outcomes import failed_outcome
+from xtremehub.compute.batch import OutcomeBlock
 from xtremehub.compute.task import Call, CallFields, Outcome, OutcomeFields, dumps, run_calls
 from xtremehub.config import Settings, use_process_settings
 from xtremehub.errors import ExecutorClosed, TaskTimeout, WorkerDied
@@ -82,10 +88,10 @@ def _worker_main(conn: mpc.Connection, settings: Settings, name: str, options: _
         except (EOFError, OSError):
             return  # parent is gone
         kind = message[0]
-        if kind == "calls":
-            _run_batch(conn, funcs, message[1], message[2], name)
+        if kind in ("calls", "items"):
+            ran = _run_batch(conn, funcs, message, name)
             if calls_left is not None:
-                calls_left -= len(message[1])
+                calls_left -= ran
                 if calls_left <= 0:
                     _flush_and_exit()  # maxtasksperchild: the parent starts a fresh worker
         elif kind == "jobs":
@@ -139,21 +145,30 @@ def _load(by_reference: bytes | None, by_value: bytes) -> Any:
     return cloudpickle.loads(by_value)
 
 
+def _pack(outcomes: list[OutcomeFields]) -> bytes:
+    """Outcomes (each the fields of an :class:`Outcome`) as one pickle of columns: the parent keeps them so."""
+    return pickle.dumps(list(zip(*outcomes, strict=True)), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _run_batch(
-    conn: mpc.Connection,
-    funcs: dict[str, Callable[..., Any] | BaseException],
-    ids: list[tuple[str, int]],
-    blob: bytes,
-    name: str,
-) -> None:
-    try:
-        calls: list[CallFields] = pickle.loads(blob)  # the batch: one pickle of plain tuples
-    except BaseException as exc:
-        failed = [
-            failed_outcome(job_id, call_id, exc, "arguments could not be unpickled", name) for job_id, call_id in ids
-        ]
-        conn.send_bytes(pack_outcomes(failed))
-        return
+    conn: mpc.Connection, funcs: dict[str, Callable[..., Any] | BaseException], message: tuple[Any, ...], name: str
+) -> int:
+    """Run the calls of a ``calls`` or ``items`` message, sending their outcomes; returns how many."""
+    calls: Iterable[CallFields]
+    if message[0] == "items":
+        _, job_id, first, blob, count = message
+        try:
+            items = pickle.loads(blob)  # the calls' arguments, one each
+        except BaseException as exc:
+            return _unpickling_failed(conn, [(job_id, first + k) for k in range(count)], exc, name)
+        calls = ((job_id, first + k, (item,), {}, 0) for k, item in enumerate(items))
+    else:
+        _, ids, blob = message
+        try:
+            calls = pickle.loads(blob)  # the batch: one pickle of plain tuples
+        except BaseException as exc:
+            return _unpickling_failed(conn, ids, exc, name)
+        count = len(ids)
     pending: list[OutcomeFields] = []
     last_flush = time.monotonic()
 
@@ -171,12 +186,19 @@ def _run_batch(
         pending += outcomes
         now = time.monotonic()
         if now - last_flush >= _FLUSH_SECONDS:
-            conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
+            conn.send_bytes(_pack(pending))
             pending, last_flush = [], now
 
     run_calls(calls, function_of, name, emit)
     if pending:
-        conn.send_bytes(pickle.dumps(pending, protocol=pickle.HIGHEST_PROTOCOL))
+        conn.send_bytes(_pack(pending))
+    return int(count)
+
+
+def _unpickling_failed(conn: mpc.Connection, ids: list[tuple[str, int]], exc: BaseException, name: str) -> int:
+    reason = "arguments could not be unpickled"
+    conn.send_bytes(_pack([tuple(failed_outcome(job_id, call_id, exc, reason, name)) for job_id, call_id in ids]))
+    return len(ids)
 
 
 def _dump_calls(calls: Sequence[Call]) -> bytes:
@@ -200,12 +222,61 @@ def _numbers_only(calls: Sequence[Call]) -> bool:
 # ---------------------------------------------------------------------------------------
 # parent side
 # ---------------------------------------------------------------------------------------
+class _Span:
+    """Calls ``start .. stop - 1`` of one job, call ``i`` on the one argument ``items[i]``.
+
+    What ``submit_items`` queues, and what a worker is sent in one ``items`` message; while in
+    flight, ``start`` moves past the calls answered. A :class:`Call` is made only when a call
+    needs one (reported started, retried, failed, its worker died).
+
+    Example:
+        >>> span = _Span("j", ["a", "b", "c"], 0, 3)
+        >>> piece = span.take(2)
+        >>> (piece.start, piece.stop, len(span)), span.call(2)
+        ((0, 2, 1), Call(job_id='j', call_id=2, args=('c',), kwargs={}, attempt=0))
+    """
+
+    __slots__ = ("items", "job_id", "start", "stop")
+
+    def __init__(self, job_id: str, items: list[Any], start: int, stop: int) -> None:
+        self.job_id, self.items, self.start, self.stop = job_id, items, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    @property
+    def call_id(self) -> int:
+        """The first call not sent (queued) or not answered (in flight)."""
+        return self.start
+
+    def call(self, i: int) -> Call:
+        return Call(self.job_id, i, (self.items[i],), {})
+
+    def calls(self) -> list[Call]:
+        return [self.call(i) for i in range(self.start, self.stop)]
+
+    def take(self, n: int) -> _Span:
+        """The first ``n`` calls, as a span of their own, taken off this one."""
+        piece = _Span(self.job_id, self.items, self.start, min(self.start + n, self.stop))
+        self.start = piece.stop
+        return piece
+
+
+def _head_call(entry: Call | _Span) -> Call:
+    return entry if isinstance(entry, Call) else entry.call(entry.start)
+
+
+def _expand(entries: Iterable[Call | _Span]) -> list[Call]:
+    """Queued or in-flight entries as one :class:`Call` each (for the rare paths: deaths, shutdown)."""
+    return [c for e in entries for c in ([e] if isinstance(e, Call) else e.calls())]
+
+
 @dataclass(eq=False)
 class _Worker:
     process: Any  # multiprocessing.process.BaseProcess
     conn: mpc.Connection
     name: str
-    inflight: deque[Call] = field(default_factory=deque)
+    inflight: deque[Call | _Span] = field(default_factory=deque)
     jobs: set[str] = field(default_factory=set)
     head_since: float = 0.0
     last_batch: int = 1
@@ -243,7 +314,8 @@ class LocalBackend(Backend):
         self._start_method = start_method
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._pending: deque[Call] = deque()  # pickled a batch at a time, as they are sent
+        self._pending: deque[Call | _Span] = deque()  # pickled a batch at a time, as they are sent
+        self._npending = 0  # calls in _pending (a span holds many)
         self._unsendable: list[tuple[Call, BaseException]] = []  # reported by the dispatcher thread
         self._jobs: dict[str, Job] = {}
         self._call_seconds: dict[str, float] = {}
@@ -257,6 +329,8 @@ class LocalBackend(Backend):
         self._started: StartedFn | None = None
         self._settings: Settings | None = None
         self._wake_r, self._wake_w = -1, -1
+        #: set by the executor before ``start``: takes the outcomes of ``submit_items`` calls as columns
+        self.report_block: Callable[[str, OutcomeBlock, Callable[[int], Call]], None] | None = None
 
     @property
     def workers(self) -> int:
@@ -312,10 +386,33 @@ class LocalBackend(Backend):
                 raise ExecutorClosed("the local backend is shut down")
             self._jobs[job.job_id] = job
             self._pending.extend(calls)
+            self._npending += len(calls)
         # Hand idle workers their first batch from this thread: waiting for the dispatcher
         # thread would cost up to a GIL switch interval (5 ms) while the caller keeps running.
         self._dispatch()
         self._wake()
+
+    def submit_items(self, job: Job, items: list[Any]) -> None:
+        """Queue calls ``0 .. len(items) - 1`` of ``job``, call ``i`` on the one argument ``items[i]``.
+
+        The same as :meth:`submit` of ``Call(job.job_id, i, (item,), {})`` for each item, without
+        an object per call; their outcomes go to :attr:`report_block` (set by the executor), as
+        the columns the workers send.
+        """
+        if self.report_block is None:
+            self.submit(job, [Call(job.job_id, i, (item,), {}) for i, item in enumerate(items)])
+            return
+        if not _NUMBER_TYPES.issuperset(map(type, items)):
+            dumps(items)  # an argument that cannot be pickled raises here (see submit)
+        with self._lock:
+            if self._closing:
+                raise ExecutorClosed("the local backend is shut down")
+            self._jobs[job.job_id] = job
+            self._pending.append(_Span(job.job_id, items, 0, len(items)))
+            self._npending += len(items)
+        # No wake-up of the dispatcher thread (which submit does): a span has no time limit and
+        # is never unsendable, so what is not sent here is sent when a worker answers.
+        self._dispatch()
 
     def processes(self) -> list[Any]:
         """The worker processes (``multiprocessing`` process objects) right now."""
@@ -354,6 +451,10 @@ class LocalBackend(Backend):
 
     # -- the dispatcher thread ------------------------------------------------------------
     def _loop(self) -> None:
+        # One poll object, registered again only when the workers change (a selector per wait,
+        # as multiprocessing.connection.wait makes, cost more than receiving a message).
+        poller, polled = select.poll(), list[_Worker]()
+        handles: dict[int, tuple[str, _Worker | None]] = {}
         try:
             while True:
                 with self._lock:
@@ -366,13 +467,21 @@ class LocalBackend(Backend):
                         unsendable, self._unsendable = self._unsendable, []
                     assert self._report is not None
                     self._report(list(unsendable))
-                handles: dict[Any, tuple[str, _Worker | None]] = {self._wake_r: ("wake", None)}
-                for w in self._workers:
-                    handles[w.conn] = ("conn", w)
-                    handles[w.process.sentinel] = ("dead", w)
-                ready = mpc.wait(list(handles), timeout=self._next_deadline())
-                for handle in ready:
-                    kind, worker = handles[handle]
+                if polled != self._workers:
+                    poller, polled = select.poll(), list(self._workers)
+                    handles = {self._wake_r: ("wake", None)}
+                    for w in polled:  # (fds of workers gone may be reused: a fresh poll object each time)
+                        handles[w.conn.fileno()] = ("conn", w)
+                        handles[w.process.sentinel] = ("dead", w)
+                    for fd in handles:
+                        poller.register(fd, select.POLLIN)
+                timeout = self._next_deadline()
+                try:
+                    ready = poller.poll(None if timeout is None else timeout * 1000)
+                except InterruptedError:  # pragma: no cover - retried by Python itself since 3.5
+                    ready = []
+                for fd, _ in ready:
+                    kind, worker = handles[fd]
                     if kind == "wake":
                         with contextlib.suppress(BlockingIOError, OSError):
                             while os.read(self._wake_r, 4096):
@@ -391,36 +500,80 @@ class LocalBackend(Backend):
 
     def _receive(self, w: _Worker) -> None:
         try:
-            outcomes = unpack_outcomes(w.conn.recv_bytes())
+            cols = pickle.loads(w.conn.recv_bytes())
         except (EOFError, OSError):
             self._on_death(w)
             return
         assert self._report is not None
-        reports: list[tuple[Call, Outcome | BaseException]] = []
-        inflight = w.inflight
-        for outcome in outcomes:
-            head = inflight[0] if inflight else None
-            if head is not None and head.call_id == outcome.call_id and head.job_id == outcome.job_id:
-                reports.append((inflight.popleft(), outcome))  # the normal case: answers come in order
-                continue
-            # Defensive: never drop an answer (its future would wait forever).
-            match = next((c for c in w.inflight if (c.job_id, c.call_id) == (outcome.job_id, outcome.call_id)), None)
-            if match is None:
-                log.error("unexpected outcome %s/%s from %s", outcome.job_id, outcome.call_id, w.name)
-                continue
-            w.inflight.remove(match)
-            reports.append((match, outcome))
-        if outcomes:
-            # Running mean of call durations per job, for batch sizing.
-            job_id = outcomes[0].job_id
-            sample = outcomes[:16]  # enough for a mean; this thread's time is the job's time
-            mean = sum(o.end - o.start for o in sample) / len(sample)
-            old = self._call_seconds.get(job_id)
-            self._call_seconds[job_id] = mean if old is None else (old + mean) / 2
-        self._report(reports)
+        self._take(w, cols)
         w.head_since = time.monotonic()
         if w.inflight and self._started is not None:
-            self._started(w.inflight[0])
+            self._started(_head_call(w.inflight[0]))
+
+    def _take(self, w: _Worker, cols: list[tuple[Any, ...]]) -> None:
+        """Match a message of outcomes (columns) to ``w``'s calls in flight and report them."""
+        if not cols:
+            return
+        call_ids = cols[1]
+        n = len(call_ids)
+        self._learn_duration(cols)
+        head = w.inflight[0] if w.inflight else None
+        if (
+            type(head) is _Span
+            and self.report_block is not None
+            and call_ids[0] == head.start
+            and len(head) >= n
+            and call_ids[-1] == head.start + n - 1
+            and cols[0].count(head.job_id) == n
+        ):
+            # the fast path: answers to the calls of an ``items`` message, in order (as workers run them)
+            head.start += n
+            if not len(head):
+                w.inflight.popleft()
+            self.report_block(head.job_id, OutcomeBlock(call_ids[0], cols), head.call)
+            return
+        assert self._report is not None
+        reports: list[tuple[Call, Outcome | BaseException]] = []
+        for fields in zip(*cols, strict=True):
+            outcome = tuple.__new__(Outcome, fields)
+            call = self._match(w, outcome)
+            if call is None:
+                log.error("unexpected outcome %s/%s from %s", outcome.job_id, outcome.call_id, w.name)
+                continue
+            reports.append((call, outcome))
+        self._report(reports)
+
+    @staticmethod
+    def _match(w: _Worker, outcome: Outcome) -> Call | None:
+        """Take the call in flight on ``w`` that ``outcome`` answers off its queue."""
+        inflight = w.inflight
+        job_id, call_id = outcome.job_id, outcome.call_id
+        head = inflight[0] if inflight else None
+        if head is not None and head.call_id == call_id and head.job_id == job_id:
+            if isinstance(head, Call):  # the normal case: answers come in order
+                inflight.popleft()
+                return head
+            call = head.call(call_id)
+            head.start += 1
+            if not len(head):
+                inflight.popleft()
+            return call
+        # Defensive: never drop an answer (its future would wait forever).
+        calls = _expand(inflight)
+        match = next((c for c in calls if (c.job_id, c.call_id) == (job_id, call_id)), None)
+        if match is not None:
+            calls.remove(match)
+            inflight.clear()
+            inflight.extend(calls)
+        return match
+
+    def _learn_duration(self, cols: list[tuple[Any, ...]]) -> None:
+        """Running mean of call durations per job, for batch sizing."""
+        starts, ends = cols[7][:16], cols[8][:16]  # enough for a mean; this thread's time is the job's time
+        mean = (sum(ends) - sum(starts)) / len(starts)
+        job_id = cols[0][0]
+        old = self._call_seconds.get(job_id)
+        self._call_seconds[job_id] = mean if old is None else (old + mean) / 2
 
     def _on_death(self, w: _Worker) -> None:
         # Outcomes the worker sent before dying are still valid: take them first.
@@ -428,22 +581,17 @@ class LocalBackend(Backend):
         reports: list[tuple[Call, Outcome | BaseException]] = []
         with contextlib.suppress(EOFError, OSError):
             while w.conn.poll():
-                outcomes = unpack_outcomes(w.conn.recv_bytes())
-                for outcome in outcomes:
-                    if w.inflight and (w.inflight[0].job_id, w.inflight[0].call_id) == (
-                        outcome.job_id,
-                        outcome.call_id,
-                    ):
-                        reports.append((w.inflight.popleft(), outcome))
+                self._take(w, pickle.loads(w.conn.recv_bytes()))
         w.process.join(timeout=5)
         code = w.process.exitcode
         with self._lock:  # submitters dispatch too: take the worker out before looking at its calls
             self._workers.remove(w)
             w.conn.close()
-            inflight = list(w.inflight)
+            inflight = _expand(w.inflight)
             w.inflight.clear()
             # innocent bystanders go back first (they were pickled once already: they still can be)
             self._pending.extendleft(reversed(inflight[1:]))
+            self._npending += len(inflight[1:])
         if inflight:
             culprit = inflight[0]
             error = w.kill_reason or WorkerDied(
@@ -495,15 +643,36 @@ class LocalBackend(Backend):
                     while self._pending and w.kill_reason is None and self._accepts(w):
                         if idle_only and w.inflight:
                             break
-                        head_job = self._jobs.get(self._pending[0].job_id)
+                        head = self._pending[0]
+                        head_job = self._jobs.get(head.job_id)
                         timed = head_job is not None and head_job.timeout is not None
                         size = 1 if timed else self._batch_size(head_job)
                         if w.calls_left is not None:
                             size = min(size, w.calls_left)
-                        batch = [self._pending.popleft() for _ in range(min(size, len(self._pending)))]
+                        if type(head) is _Span:
+                            piece = head.take(size)
+                            if not len(head):
+                                self._pending.popleft()
+                            self._npending -= len(piece)
+                            if not self._send_items(w, piece):
+                                self._pending.appendleft(piece)
+                                self._npending += len(piece)
+                                break
+                            continue
+                        batch = self._take_calls(size)
                         if not self._send(w, batch):
                             self._pending.extendleft(reversed(batch))
+                            self._npending += len(batch)
                             break
+
+    def _take_calls(self, size: int) -> list[Call]:
+        """Up to ``size`` queued calls, up to the next span (the caller holds the lock)."""
+        pending = self._pending
+        batch: list[Call] = []
+        while pending and len(batch) < size and type(pending[0]) is Call:
+            batch.append(pending.popleft())  # type: ignore[arg-type]
+        self._npending -= len(batch)
+        return batch
 
     def _accepts(self, w: _Worker) -> bool:
         """Keep about two batches queued at each worker so it never waits for the dispatcher."""
@@ -514,13 +683,13 @@ class LocalBackend(Backend):
         head_job = self._jobs.get(self._pending[0].job_id)
         if head_job is not None and head_job.timeout is not None:
             return False  # a timed call is never queued behind another one
-        return len(w.inflight) < 2 * w.last_batch
+        return len(w.inflight) < 2 * w.last_batch  # a span in flight counts as one batch (last_batch 1)
 
     def _batch_size(self, job: Job | None) -> int:
         chunksize = job.extra.get("chunksize") if job is not None else None
         if chunksize:
             return int(chunksize)
-        guided = math.ceil(len(self._pending) / (len(self._workers) * 4))
+        guided = math.ceil(self._npending / (len(self._workers) * 4))
         # Very short calls: a batch should hold ~_MIN_BATCH_SECONDS of work, or the
         # round trips to the dispatcher cost more than the calls themselves.
         mean = self._call_seconds.get(job.job_id) if job is not None else None
@@ -560,6 +729,34 @@ class LocalBackend(Backend):
             self._started(batch[0])
         return True
 
+    def _send_items(self, w: _Worker, piece: _Span) -> bool:
+        """:meth:`_send` for the calls of a span: one ``items`` message with their arguments."""
+        blob = dumps(piece.items[piece.start : piece.stop])  # pickled when submitted: they still can be
+        if w.inflight and len(blob) > _PREFETCH_LIMIT:
+            return False
+        # Read before sending: once sent, the dispatcher thread moves ``piece.start`` as answers come.
+        job_id, first, count = piece.job_id, piece.start, len(piece)
+        was_idle = not w.inflight
+        w.inflight.append(piece)
+        w.last_batch = 1
+        if was_idle:
+            w.head_since = time.monotonic()
+        try:
+            if job_id not in w.jobs:
+                jobs = {job_id: self._function_blobs(self._jobs[job_id])}
+                w.conn.send_bytes(pickle.dumps(("jobs", jobs), protocol=pickle.HIGHEST_PROTOCOL))
+                w.jobs.add(job_id)
+            message = ("items", job_id, first, blob, count)
+            w.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        except (OSError, EOFError):
+            w.inflight.pop()
+            return False
+        if w.calls_left is not None:
+            w.calls_left -= count
+        if was_idle and self._started is not None:
+            self._started(piece.call(first))
+        return True
+
     @staticmethod
     def _function_blobs(job: Job) -> tuple[bytes | None, bytes]:
         blobs = job.extra.get("_local_blobs")
@@ -591,9 +788,10 @@ class LocalBackend(Backend):
                 w.process.join()
             w.conn.close()
         with self._lock:
-            leftovers = [*self._pending] + [c for w in self._workers for c in w.inflight]
+            leftovers = _expand(self._pending) + [c for w in self._workers for c in _expand(w.inflight)]
             unsendable, self._unsendable = self._unsendable, []
             self._pending.clear()
+            self._npending = 0
             self._workers.clear()
         reports: list[tuple[Call, Outcome | BaseException]] = list(unsendable)
         reports += [
