@@ -9,11 +9,12 @@ single-threaded worker processes; 2 workers max), in one run:
   FASTQ.gz, sliced by the FASTQ.gz connector (``partition_reads_batches``).
 
 For each job the cost model is learnt from five calibration maps (2, 4, 8, 16 and 32 slices on 2
-workers, after a warm-up map that is not recorded, as the timed runs have), the backend's overheads are measured with no-op maps, and the planner (objective:
-time) chooses slices and workers (1 or 2). Then, interleaved over ``--rounds`` rounds (in a new
-seeded order each round), the bench times the auto plan, the planner's first-run default (2 slices
-per worker), the executor's default (one slice: the object as a whole) and every grid point
-(slices x workers). Worker-seconds = workers x wall (the pool is held for the whole map). The
+workers, after a warm-up map that is not recorded, as the timed runs have), the backend's
+overheads are measured with no-op maps, and the planner (objective: time) chooses slices and
+workers (1 or 2). Then, interleaved over ``--rounds`` rounds (in a new seeded order each round),
+the bench times the auto plan, the planner's first-run default (2 slices per worker), the
+executor's default (one slice: the object as a whole) and every grid point (slices x workers).
+Worker-seconds = workers x wall (the pool is held for the whole map). The
 same configuration measured under several labels (the auto plan is often also a grid point) is
 also ranked on all its samples pooled ("All samples of a configuration pooled").
 
