@@ -143,7 +143,7 @@ def aligned(chunks: Iterator[bytes], shift: int) -> Iterator[bytes | memoryview]
         n = head + len(chunk)  # bytes of this round: the carried one, then the chunk
         words = np.zeros(n // 8 + 2, dtype="<u8")  # room for the n bytes and a zero word after
         raw = words.view(np.uint8)
-        if head:
+        if prev is not None:
             raw[0] = prev
         raw[head:n] = np.frombuffer(chunk, dtype=np.uint8)
         prev = int(raw[n - 1])
