@@ -123,8 +123,10 @@ class RawInflater:
 def aligned(chunks: Iterator[bytes], shift: int) -> Iterator[bytes | memoryview]:
     """Re-align a bit stream that starts ``shift`` bits into its first byte.
 
-    One NumPy pass per chunk and no copy of the input: output byte ``j`` is the 8 bits
-    from bit ``shift`` of input byte ``j`` on (deflate reads bits from the low end).
+    Output byte ``j`` is the 8 bits from bit ``shift`` of input byte ``j`` on (deflate
+    reads bits from the low end). The stream is shifted 64 bits at a time (the chunk,
+    behind the last byte of the previous one, viewed as little-endian words): three
+    NumPy passes over an eighth as many elements as bytes.
 
     Example:
         >>> b"".join(aligned(iter([b"\\x10\\x32", b"\\x54"]), 4))
@@ -137,14 +139,16 @@ def aligned(chunks: Iterator[bytes], shift: int) -> Iterator[bytes | memoryview]
     for chunk in chunks:
         if not chunk:
             continue
-        a = np.frombuffer(chunk, dtype=np.uint8)
-        out = np.left_shift(a, 8 - shift)  # uint8: the bits shifted out drop, as they must
-        out[1:] |= a[:-1] >> shift
-        if prev is None:
-            yield out.data[1:]
-        else:
-            out[0] |= prev >> shift
-            yield out.data
-        prev = int(a[-1])
+        head = 0 if prev is None else 1
+        n = head + len(chunk)  # bytes of this round: the carried one, then the chunk
+        words = np.zeros(n // 8 + 2, dtype="<u8")  # room for the n bytes and a zero word after
+        raw = words.view(np.uint8)
+        if prev is not None:
+            raw[0] = prev
+        raw[head:n] = np.frombuffer(chunk, dtype=np.uint8)
+        prev = int(raw[n - 1])
+        out = np.right_shift(words[:-1], np.uint64(shift))
+        out |= np.left_shift(words[1:], np.uint64(64 - shift))
+        yield out.view(np.uint8).data[: n - 1]  # the last byte needs the next chunk's first
     if prev is not None:
         yield bytes([prev >> shift])

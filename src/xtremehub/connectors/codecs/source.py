@@ -19,6 +19,7 @@ __all__ = ["AheadReader", "RangeSource"]
 
 _PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
 _AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
+_BEHIND = 2  # parts an AheadReader keeps behind the one being read (rapidgzip seeks back)
 _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while streaming on
 
 
@@ -116,26 +117,33 @@ class RangeSource:
 class AheadReader(io.RawIOBase):
     """A read-only, seekable file object over a whole object, fetched ahead part by part.
 
-    For a library that wants a file (rapidgzip): sequential reads are served from
-    :class:`RangeSource` parts that were fetched in the background; a seek outside the
-    current part starts fetching at the new position.
+    For a library that wants a file (rapidgzip): the object is read in aligned parts of
+    4 MiB, each fetched once by one ranged GET. The parts after the one being read are
+    fetched in the background (:data:`_AHEAD` of them), and the last :data:`_BEHIND`
+    parts are kept, because rapidgzip seeks back a little all the time (its block
+    finder re-reads up to a few MiB behind where it decodes): a seek into a kept or
+    requested part costs nothing, only one elsewhere fetches. So memory stays at
+    ``1 + _AHEAD + _BEHIND`` parts and a sequential consumer fetches each byte once
+    (``fetched`` counts the bytes requested).
 
     Example:
         >>> from xtremehub import storage
         >>> _ = storage.put("mem://rs/y", b"0123456789")
         >>> with AheadReader("mem://rs/y", 10) as fh:
         ...     _ = fh.seek(3)
-        ...     fh.read(4), fh.tell()
-        (b'3456', 7)
+        ...     fh.read(4), fh.tell(), fh.seek(1), fh.read(2), fh.fetched
+        (b'3456', 7, 1, b'12', 10)
     """
 
-    def __init__(self, url: str, size: int, *, settings: Settings | None = None) -> None:
+    def __init__(self, url: str, size: int, *, settings: Settings | None = None, part: int = _PART) -> None:
         super().__init__()
-        self._src = RangeSource(url, size, 0, size, settings=settings)
-        self._size = size
-        self._buf = b""
-        self._buf_start = 0  # object offset of _buf[0]
+        self.url, self._size, self._part = url, size, part
+        self._store, self._key = open_store(url, settings)
+        self._parts: dict[int, Future[bytes]] = {}  # part number -> its bytes
+        self._pool: ThreadPoolExecutor | None = None
         self._pos = 0
+        self._front = 0  # the furthest part read (unless the reader jumped back further than _BEHIND)
+        self.fetched = 0
 
     def readable(self) -> bool:
         return True
@@ -149,25 +157,47 @@ class AheadReader(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         self._pos = max(0, base + offset)
-        if not self._buf_start <= self._pos <= self._buf_start + len(self._buf):
-            self._buf, self._buf_start = b"", self._pos
-            self._src.seek(self._pos)
         return self._pos
+
+    def _fetch(self, k: int) -> Future[bytes]:
+        if (part := self._parts.get(k)) is None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-ahead-reader")
+            start, end = k * self._part, min(self._size, (k + 1) * self._part)
+            part = self._parts[k] = self._pool.submit(self._store.get_range, self._key, start, end)
+            self.fetched += end - start
+        return part
 
     def readinto(self, b: WriteableBuffer) -> int:
         view = memoryview(b).cast("B")
-        at = self._pos - self._buf_start
-        if at >= len(self._buf):
-            if self._pos >= self._size:
-                return 0
-            if self._src.pos != self._pos:
-                self._src.seek(self._pos)
-            self._buf, self._buf_start, at = self._src.read(), self._pos, 0
-        n = min(len(view), len(self._buf) - at)
-        view[:n] = self._buf[at : at + n]
+        if self._pos >= self._size or not len(view):
+            return 0
+        k, at = divmod(self._pos, self._part)
+        last = (self._size - 1) // self._part
+        # the window follows the furthest part read: reading back a little keeps what lies ahead
+        front = k if k > self._front or k < self._front - _BEHIND else self._front
+        self._front = front
+        for stale in [j for j in self._parts if not front - _BEHIND <= j <= front + _AHEAD]:
+            self._parts.pop(stale).cancel()
+        data = self._fetch(k).result()
+        for j in range(front + 1, min(last, front + _AHEAD) + 1):
+            self._fetch(j)
+        expected = min(self._size, (k + 1) * self._part) - k * self._part
+        if len(data) != expected:  # the object is shorter than its size said: changed or cut
+            raise TruncatedData(
+                self.url, k * self._part + len(data), f"object ends early (expected {self._size} bytes)", "object"
+            )
+        n = min(len(view), len(data) - at)
+        view[:n] = memoryview(data)[at : at + n]
         self._pos += n
         return n
 
     def close(self) -> None:
-        self._src.close()
+        """Stop fetching (parts already on the wire finish in the background)."""
+        for part in self._parts.values():
+            part.cancel()
+        self._parts.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
         super().close()

@@ -9,8 +9,9 @@ first read at or after it. A slice starts at a checkpoint, skips to its first
 read, and reads exactly its reads, fetching only the compressed bytes it needs.
 
 With rapidgzip installed (the ``gzip`` extra), ``preprocess()`` inflates the object
-once in the calling process and validates the reads as the text passes
-(:class:`FastqStream`, overlapped with the inflation). Otherwise, or should that
+once (in a child process for objects of 64 MiB and more, in a thread below) and
+validates the reads in the calling process as the text passes (:class:`FastqStream`,
+overlapped with the inflation). Otherwise, or should that
 pass fail, the two-pass route runs: checkpoints with indexed_gzip, then the spans
 scanned serially or, given a :class:`~xtremehub.FunctionExecutor`, in parallel.
 

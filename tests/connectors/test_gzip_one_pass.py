@@ -1,0 +1,96 @@
+"""The one-pass preprocessing (rapidgzip) in a child process and its file object over ranged GETs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from xtremehub import storage
+from xtremehub.config import Settings
+from xtremehub.connectors import CloudObject
+from xtremehub.connectors.codecs import gzip_stream
+from xtremehub.connectors.codecs.source import AheadReader
+from xtremehub.connectors.genomics import FASTQGZip, partition_reads_batches
+from xtremehub.errors import CorruptData
+
+SPACING = 64 * 1024
+
+
+def _index(url: str, settings: Settings | None = None) -> tuple[dict[str, object], dict[str, object], bytes]:
+    co = CloudObject.from_path(FASTQGZip, url, spacing=SPACING, settings=settings).preprocess(force=True)
+    attributes = {k: v for k, v in co.index.attributes.items() if k != "preprocess_seconds"}
+    return attributes, co.index.data, co.index.blob
+
+
+@pytest.mark.parametrize("name", ["Illimina1.8.fq.gz", "multimember_pigz.fastq.gz"])
+def test_child_process_pass_indexes_exactly_like_the_thread(
+    testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    url = str(tmp_path / name)
+    Path(url).write_bytes((testdata / "fastq" / name).read_bytes())
+    children = []
+    real = gzip_stream._in_child
+
+    def spy(job: object, scan: object) -> bytes | None:
+        children.append(real(job, scan))  # type: ignore[arg-type]
+        return children[-1]
+
+    monkeypatch.setattr(gzip_stream, "_in_child", spy)
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    in_child = _index(url)
+    assert children  # the child ran...
+    assert children[0] is not None  # ... and sent its index
+    monkeypatch.setenv("XHUB_GZIP_CHILD", "0")
+    assert _index(url) == in_child
+    assert len(children) == 1  # the second run stayed in this process
+
+
+def test_child_process_pass_reads_s3_with_the_objects_settings(
+    testdata: Path, s3_root: str, s3_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = s3_root + "one-pass.fq.gz"
+    storage.put(url, (testdata / "fastq" / "Illimina1.8.fq.gz").read_bytes(), settings=s3_settings)
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    attributes, _, _ = _index(url, s3_settings)
+    co = CloudObject.from_path(FASTQGZip, url, spacing=SPACING, settings=s3_settings).preprocess()
+    slices = co.partition(partition_reads_batches, num_batches=3)
+    assert sum(s.num_reads for s in slices) == attributes["num_reads"] > 0
+
+
+def test_child_process_pass_on_corrupt_data_falls_back_and_names_the_object(
+    testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = bytearray((testdata / "fastq" / "Illimina1.8.fq.gz").read_bytes())
+    for i in range(400_000, 400_064):
+        raw[i] ^= 0xFF
+    url = str(tmp_path / "bad.fq.gz")
+    Path(url).write_bytes(bytes(raw))
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    with pytest.raises(CorruptData) as info:
+        CloudObject.from_path(FASTQGZip, url, spacing=SPACING).preprocess()
+    assert url in str(info.value)
+
+
+def test_ahead_reader_serves_back_seeks_without_fetching_twice() -> None:
+    data = random.Random(3).randbytes(100_000)
+    storage.put("mem://ahead/x", data)
+    with AheadReader("mem://ahead/x", len(data), part=4096) as fh:
+        pos = 0
+        rnd = random.Random(4)
+        while pos < len(data):
+            back = max(0, pos - rnd.randint(0, 8000))  # up to two parts behind, like rapidgzip
+            fh.seek(back)
+            near = fh.read(100)  # a raw read stops at the end of a part
+            assert near == data[back : back + len(near)]
+            assert near
+            fh.seek(pos)
+            got = fh.read(3000)
+            assert got == data[pos : pos + len(got)]
+            assert got
+            pos += len(got)
+        assert fh.fetched == len(data)
+        fh.seek(0)  # far back: fetched again, and still right
+        assert fh.read(10) == data[:10]
+        assert fh.fetched == len(data) + 3 * 4096  # that part and the two after it
