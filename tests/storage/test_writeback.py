@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
+from xtremehub.errors import StorageError
 from xtremehub.storage import writeback
 from xtremehub.storage._local import LocalStore
 from xtremehub.streams.segmentstore.lts import ChunkStore
@@ -51,3 +54,35 @@ def test_chunks_go_to_a_local_directory_one_at_a_time(tmp_path: Path) -> None:
     finally:
         local.close()
         memory.close()
+
+
+def test_a_failed_writeback_fails_the_put_and_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error of a step is raised (the kernel reports it once: a later fsync would succeed)."""
+
+    def eio(fd: int, offset: int, length: int, flags: int) -> int:
+        ctypes.set_errno(errno.EIO)
+        return -1
+
+    monkeypatch.setattr(writeback, "_SYNC_FILE_RANGE", eio)
+    store = LocalStore(tmp_path)
+    with pytest.raises(StorageError, match="writeback of bytes 0-1048576 failed"):
+        store.put("a/chunk", [os.urandom(700_000) for _ in range(3)])
+    assert not store.exists("a/chunk")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == []  # no temporary file left
+
+
+def test_an_unsupported_writeback_turns_into_plain_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def enosys(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.append(offset)
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    monkeypatch.setattr(writeback, "_SYNC_FILE_RANGE", enosys)
+    store = LocalStore(tmp_path)
+    data = os.urandom(3_000_000)
+    assert store.put("b", data).size == len(data)
+    assert store.get("b") == data
+    assert calls == [0]  # tried once, then plain writes
+    assert writeback._SYNC_FILE_RANGE is None

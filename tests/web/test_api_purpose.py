@@ -4,6 +4,7 @@ search, opens, and previews its data for the approved purpose only."""
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from conftest import bearer, with_usage_policies
 from xtremehub import storage
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.config import Settings
-from xtremehub.security.issuer import EmbeddedIssuer
+from xtremehub.security.issuer import EmbeddedIssuer, IssuerConfig, UserEntry, hash_secret
 
 #: Everyone may search; curators do everything; nobody else reads a dataset without a usage policy.
 POLICIES = """
@@ -99,3 +100,36 @@ def test_the_cockpit_decides_for_the_purpose_the_viewer_states(
     r = app_client.post("/cockpit/purpose", data={"purpose": "", "next": "//evil.example/"}, follow_redirects=False)
     assert r.headers["location"] == "/cockpit/"
     assert app_client.get(f"/cockpit/datasets/{ds_id}").status_code == 403
+
+
+def test_a_purpose_outside_latin_1_travels_percent_encoded(
+    app_client: TestClient, issuer: EmbeddedIssuer, catalog: SqlCatalog
+) -> None:
+    ds_id = _approved(app_client, issuer, catalog, "研究 für Lunge")
+    bob = bearer(issuer, "bob")
+    encoded = urllib.parse.quote("研究 für Lunge", safe="")
+    assert app_client.get(f"/api/v1/datasets/{ds_id}", headers={**bob, "X-XHub-Purpose": encoded}).status_code == 200
+    bad = app_client.get(f"/api/v1/datasets/{ds_id}", headers={**bob, "X-XHub-Purpose": "%FF%FE"})
+    assert bad.status_code == 422
+    assert "UTF-8" in bad.text
+    app_client.cookies.set("xhub_session", bob["Authorization"].split()[1])
+    r = app_client.post("/cockpit/purpose", data={"purpose": "研究 für Lunge", "next": "/cockpit/datasets?q=x"})
+    assert r.status_code == 200  # followed to the search page, its query kept
+    assert r.url.query == b"q=x"
+    assert 'value="研究 für Lunge"' in r.text
+    assert app_client.get(f"/cockpit/datasets/{ds_id}").status_code == 200
+
+
+def test_logging_in_drops_the_previous_viewers_purpose(tmp_path: Path, settings: Settings, catalog: SqlCatalog) -> None:
+    users = {"bob": UserEntry("bob", password_hash=hash_secret("pw", rounds=4))}
+    with (
+        EmbeddedIssuer(IssuerConfig(audience="xtremehub", users=users)) as own,
+        with_usage_policies(tmp_path, settings, catalog, own, POLICIES) as client,
+    ):
+        client.cookies.set("xhub_purpose", "alice%27s%20study")  # left by the previous viewer
+        form = {"username": "bob", "password": "pw", "next": "/cockpit/"}
+        r = client.post("/cockpit/login", data=form, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        cookies = r.headers.get_list("set-cookie")
+        assert any(c.startswith("xhub_session=") for c in cookies)
+        assert any(c.startswith("xhub_purpose=") and "Max-Age=0" in c for c in cookies), cookies

@@ -22,7 +22,9 @@ Example:
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from typing import BinaryIO
@@ -51,15 +53,30 @@ def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _SYNC_FILE_RANGE = _sync_file_range()
+#: Errors that say the call is not available here (not a failed write): steps become plain writes.
+_UNSUPPORTED = frozenset({errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP, errno.EPERM})
 
 
 def write_back(fd: int, offset: int, length: int) -> None:
     """Write ``[offset, offset + length)`` of ``fd`` to the disk and wait (no-op without ``sync_file_range``).
 
     Not a durability point (no metadata, no device cache flush): the caller still fsyncs.
+
+    Raises:
+        OSError: the writeback failed (an I/O error). It must not be swallowed: the kernel
+            reports a write error once per file, so the caller's later ``fsync`` would succeed
+            with pages lost. Where the call is not supported (a filesystem or a sandbox
+            refusing it) the steps become plain writes for the rest of the process.
     """
-    if _SYNC_FILE_RANGE is not None and _SYNC_FILE_RANGE(fd, offset, length, _WAIT_WRITE_WAIT) != 0:
-        log.debug("sync_file_range failed (errno %d); the final fsync writes the rest", ctypes.get_errno())
+    global _SYNC_FILE_RANGE
+    if _SYNC_FILE_RANGE is None or _SYNC_FILE_RANGE(fd, offset, length, _WAIT_WRITE_WAIT) == 0:
+        return
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED:
+        log.info("sync_file_range unsupported here (%s): large local writes are plain writes", os.strerror(code))
+        _SYNC_FILE_RANGE = None
+        return
+    raise OSError(code, f"writeback of bytes {offset}-{offset + length} failed: {os.strerror(code)}")
 
 
 def write_in_steps(fh: BinaryIO, chunks: Iterable[bytes], *, step: int = WRITEBACK_STEP) -> int:

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
@@ -184,18 +185,25 @@ class Caller:
 
 
 def stated_purpose(value: str | None) -> str | None:
-    """A stated purpose of use, trimmed; None when empty.
+    """A stated purpose of use: percent-decoded (UTF-8), trimmed; None when empty.
+
+    HTTP header values and cookies carry Latin-1 at most, so a purpose with other characters
+    travels percent-encoded (``urllib.parse.quote``); a ``%`` not followed by two hex digits
+    stays as it is.
 
     Raises:
         InvalidMetadata: longer than an access request's purpose may be, or with control characters.
 
     Example:
-        >>> stated_purpose("  lung cancer research "), stated_purpose("  ")
-        ('lung cancer research', None)
+        >>> stated_purpose("  lung cancer research "), stated_purpose("  "), stated_purpose("%E7%A0%94%E7%A9%B6")
+        ('lung cancer research', None, '研究')
     """
     if value is None:
         return None
-    value = value.strip()
+    try:
+        value = urllib.parse.unquote(value, errors="strict").strip() if "%" in value else value.strip()
+    except UnicodeDecodeError:
+        raise InvalidMetadata(PURPOSE_HEADER, "percent-encoded bytes that are not UTF-8") from None
     if len(value) > MAX_PURPOSE:
         raise InvalidMetadata(PURPOSE_HEADER, f"{len(value)} characters; at most {MAX_PURPOSE}")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
@@ -209,9 +217,9 @@ def caller(
         str | None,
         Header(
             alias=PURPOSE_HEADER,
-            max_length=MAX_PURPOSE,
             description="the purpose of use this request is made for (usage policies of approved access "
-            "requests apply only to requests stating their purpose)",
+            f"requests apply only to requests stating their purpose); at most {MAX_PURPOSE} characters, "
+            "percent-encoded UTF-8 for characters outside ASCII",
         ),
     ] = None,
 ) -> Caller:

@@ -58,7 +58,8 @@ class ChunkStore:
     def upload_concurrency(self) -> int:
         """Chunks to write at once: one into a local directory, whose fsyncs share the disk with
         the write-ahead log (several at once make one burst that stalls the log's fsyncs), else 4."""
-        return 1 if isinstance(self.store, LocalStore) else 4
+        base = getattr(self.store, "inner", self.store)  # an encrypted store writes through its inner one
+        return 1 if isinstance(base, LocalStore) else 4
 
     def _segment_dir(self, name: str, cid: str) -> str:
         return f"{self.prefix}segments/{quote(name, safe='')}/{cid}/"

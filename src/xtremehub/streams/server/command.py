@@ -154,6 +154,7 @@ def serve(
         def started(srv: StreamServer) -> None:
             # What startup made (modules, config, the store's state) leaves the collector's scans:
             # full collections, which stop every serving thread, then walk only what serving makes.
+            gc.collect()  # startup's cyclic garbage is freed, not frozen for the life of the process
             gc.freeze()
             click.echo(f"xhub streams: serving {data} on {srv.url}")
             sys.stdout.flush()

@@ -184,6 +184,7 @@ def login_submit(
         )
     log.info("cockpit login: %s", identity.subject)
     response = RedirectResponse(target, status_code=303)
+    response.delete_cookie(PURPOSE_COOKIE, path="/")  # a purpose is stated by whoever logs in, not inherited
     response.set_cookie(
         COOKIE,
         token,
@@ -217,8 +218,13 @@ def set_purpose(
     if stated is None:
         response.delete_cookie(PURPOSE_COOKIE, path="/")
     else:
-        response.set_cookie(
-            PURPOSE_COOKIE, stated, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+        response.set_cookie(  # percent-encoded: a cookie carries Latin-1 at most
+            PURPOSE_COOKIE,
+            urllib.parse.quote(stated, safe=""),
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
         )
     log.info("cockpit: %s states purpose %r", who.subject, stated)
     return response
