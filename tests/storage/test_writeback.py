@@ -86,3 +86,23 @@ def test_an_unsupported_writeback_turns_into_plain_writes(tmp_path: Path, monkey
     assert store.get("b") == data
     assert calls == [0]  # tried once, then plain writes
     assert writeback._SYNC_FILE_RANGE is None
+
+
+def test_puts_and_copies_are_durable_with_their_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file is fsynced before its rename and the directory after it (else a crash can lose it)."""
+    from xtremehub.storage import _local
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append("dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(_local.os, "fsync", spy)
+    store = LocalStore(tmp_path)
+    store.put("a/x", b"data")
+    assert synced == ["file", "dir"]
+    store.copy("a/x", "b/y")
+    assert synced == ["file", "dir", "file", "dir"]
+    assert store.get("b/y") == b"data"

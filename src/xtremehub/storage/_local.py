@@ -22,6 +22,19 @@ __all__ = ["LocalStore"]
 _TMP_PREFIX = ".xhub-tmp-"
 
 
+def _fsync_directory(path: Path) -> None:
+    """Make the entries of directory ``path`` durable (a rename into it); a no-op where directories
+    cannot be opened (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - not POSIX
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalStore(Store):
     """Keys are ``/``-separated paths below ``root``; URLs are absolute paths.
 
@@ -88,6 +101,7 @@ class LocalStore(Store):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_directory(target.parent)  # the rename itself survives a crash
 
     def get(self, key: str) -> bytes:
         with self._os_errors(key):
@@ -153,4 +167,6 @@ class LocalStore(Store):
     def copy(self, src: str, dst: str) -> ObjectInfo:
         with self._os_errors(src), self._atomic_file(dst) as tmp:
             shutil.copyfile(self._path(src), tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         return self.head(dst)
