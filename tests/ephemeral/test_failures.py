@@ -160,9 +160,9 @@ def test_persistency_tier_down_while_spilling(tmp_path: Path) -> None:
                 spilled = {i.key for i in storage.list("s3://eph-persist/tier/b/", settings=s3)}
                 assert len(spilled) >= len(blobs) - 4
             finally:
-                restarted.stop()
+                restarted.stop(graceful=False)  # its data is not needed again
     finally:
-        server.stop()
+        server.stop(graceful=False)  # its data is not needed again
 
 
 def test_missing_object_after_restart_is_object_not_found(tmp_path: Path) -> None:

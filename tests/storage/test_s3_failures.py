@@ -223,7 +223,7 @@ def test_server_stopped_mid_test_is_storage_unavailable() -> None:
         assert storage.get_range(url, 10, 20, settings=settings) == data[10:20]
         assert [i.key for i in storage.list(f"s3://{bucket}/dir/", settings=settings)] == ["dir/object.bin"]
 
-        server.stop()
+        server.stop(graceful=False)  # its data is not needed again
         assert server.process.poll() is not None
 
         operations: list[tuple[str, Callable[[], object]]] = [
@@ -236,7 +236,7 @@ def test_server_stopped_mid_test_is_storage_unavailable() -> None:
             prefix = f"s3://{bucket}/dir/" if name == "list" else url
             _assert_unavailable(operation, prefix, limit=30.0)
     finally:
-        server.stop()
+        server.stop(graceful=False)  # its data is not needed again
 
 
 def test_nothing_listening_is_storage_unavailable_quickly() -> None:

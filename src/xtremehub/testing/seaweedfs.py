@@ -196,16 +196,23 @@ class SeaweedFS:
                 time.sleep(0.2)
         raise StorageUnavailable(self.endpoint_url, f"SeaweedFS not ready after {timeout:.0f}s")
 
-    def stop(self) -> None:
-        """Stop the server at once (SIGKILL) and remove its data directory if we made it.
+    def stop(self, *, graceful: bool | None = None) -> None:
+        """Stop the server and remove its data directory if we made it.
 
-        SIGKILL, not SIGTERM: weed takes ~25 s to honour SIGTERM (its filer keeps re-dialling its
-        peers), so a polite stop only added a wait before the same SIGKILL. Nothing acknowledged is
-        lost: weed writes its volumes and filer store with plain ``write`` calls, which the kernel
-        keeps once the process is gone, so a server restarted on the same ``data_dir`` (outage
-        tests) serves every object the killed one had acknowledged.
+        ``graceful`` (the default when the caller gave the ``data_dir``: a server started again
+        on it, as outage tests do): SIGTERM, then SIGKILL after 2 s. Weed takes ~25 s to honour SIGTERM (its
+        filer keeps re-dialling its peers), but those 2 s let it finish writes in progress: a
+        server killed at once was seen to come back with a chunk written just before cut short.
+        Not ``graceful`` (the default for a data directory made here, thrown away): SIGKILL at once.
         """
+        if graceful is None:
+            graceful = not self._owns_dir
         if self.process.poll() is None:
+            if graceful:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=2)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()

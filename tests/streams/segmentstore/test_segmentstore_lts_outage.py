@@ -118,7 +118,7 @@ def test_lts_outage_buffers_throttles_and_recovers(tmp_path: Path) -> None:
         with SegmentStore(config) as store:
             assert _read_all(store, "video") == b"".join(_event(i) for i in range(n))
     finally:
-        server.stop()
+        server.stop(graceful=False)  # its data is not needed again
 
 
 def _lts_keys(store: S3Store) -> set[str]:
@@ -171,4 +171,4 @@ def test_lts_deletes_pending_at_a_restart_are_not_leaked(tmp_path: Path) -> None
             assert _read_all(store, "cut", 15 * EVENT) == b"".join(_event(i) for i in range(15, 20))
             assert store.stats().untiered_bytes == 0
     finally:
-        server.stop()
+        server.stop(graceful=False)  # its data is not needed again

@@ -194,4 +194,4 @@ def test_lts_unreachable_in_the_middle_of_a_read_is_a_typed_error_then_reads_res
         assert sorted(n for ns in per_key.values() for n in ns) == list(range(200))  # each once
         assert all(ns == sorted(ns) for ns in per_key.values())  # in order per key
     finally:
-        server.stop()
+        server.stop(graceful=False)  # its data is not needed again
