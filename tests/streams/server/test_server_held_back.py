@@ -8,6 +8,8 @@ server refuses the later ones too until the refused one is re-sent.
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -16,6 +18,7 @@ import pytest
 from server_test_store import DictSegmentStore
 
 from xtremehub.errors import BackPressure
+from xtremehub.streams.remote.connection import ClientConfig
 from xtremehub.streams.remote.store import RemoteSegmentStore
 from xtremehub.streams.segmentstore.contract import SegmentBatch
 from xtremehub.streams.segmentstore.runs import RunOutcome
@@ -103,5 +106,57 @@ def test_a_lone_append_refused_holds_back_later_ones_too(pressured: tuple[Pressu
         assert client.append_async("s", b"e7", writer_id="w", event_number=7).result(10).duplicate is False
         assert _send(client, "s", [b"e8", b"e9"], 8).result(10).ok
         assert bytes(store.data["s"]) == b"e7e8e9"
+    finally:
+        client.close()
+
+
+def _reconnected(client: RemoteSegmentStore, old: object) -> None:
+    deadline = time.monotonic() + 10
+    while client.connection._sock in (None, old):
+        assert time.monotonic() < deadline, "the client did not reconnect"
+        time.sleep(0.01)
+
+
+def _resend_refused(client: RemoteSegmentStore, sent: list[tuple[list[bytes], int, Future[RunOutcome]]]) -> None:
+    """What a writer does: re-send, in order, every batch from the first one refused on."""
+    refused = False
+    for events, first, future in sent:
+        run = future.result(10)
+        refused = refused or not run.ok
+        if refused:
+            again = _send(client, "s", events, first).result(10)
+            assert again.ok, again.errors
+
+
+@pytest.mark.parametrize("path", ["resent_after_reconnect", "sent_on_the_new_connection"])
+def test_a_refused_append_is_not_overtaken_across_a_reconnect(
+    pressured: tuple[PressuredStore, StreamServer], path: str
+) -> None:
+    """The hold lives on the server's connection; after a reconnect the client keeps it.
+
+    ``resent_after_reconnect``: the later batch was in flight when the connection broke and is
+    re-sent automatically on the new one. ``sent_on_the_new_connection``: it leaves after the
+    reconnect. Either way it must not be stored before the refused batch's re-send.
+    """
+    store, server = pressured
+    client = RemoteSegmentStore(server.url, ClientConfig(reconnect_timeout=10))
+    try:
+        client.create_segment("s")
+        store.refuse = 1
+        a = _send(client, "s", [b"a0", b"a1"], 0)
+        assert _refused_for_pressure(a.result(10))
+        old = client.connection._sock
+        assert old is not None
+        if path == "resent_after_reconnect":
+            old.shutdown(socket.SHUT_WR)  # b's frame cannot leave: re-sent after the reconnect
+            b = _send(client, "s", [b"b2", b"b3"], 2)
+        else:
+            old.shutdown(socket.SHUT_RDWR)
+            _reconnected(client, old)
+            b = _send(client, "s", [b"b2", b"b3"], 2)
+        b.exception(10)
+        _resend_refused(client, [([b"a0", b"a1"], 0, a), ([b"b2", b"b3"], 2, b)])
+        assert bytes(store.data["s"]) == b"a0a1b2b3", "an acknowledged event was lost or stored twice"
+        assert store.writers[("s", "w")] == 3
     finally:
         client.close()
