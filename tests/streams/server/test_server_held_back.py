@@ -122,8 +122,9 @@ def _resend_refused(client: RemoteSegmentStore, sent: list[tuple[list[bytes], in
     """What a writer does: re-send, in order, every batch from the first one refused on."""
     refused = False
     for events, first, future in sent:
-        run = future.result(10)
-        refused = refused or not run.ok
+        error = future.exception(10)
+        assert error is None or isinstance(error, BackPressure), error
+        refused = refused or error is not None or not future.result().ok
         if refused:
             again = _send(client, "s", events, first).result(10)
             assert again.ok, again.errors
