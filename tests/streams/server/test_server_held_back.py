@@ -8,7 +8,9 @@ server refuses the later ones too until the refused one is re-sent.
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -162,3 +164,108 @@ def test_a_refused_append_is_not_overtaken_across_a_reconnect(
         assert store.writers[("s", "w")] == 3
     finally:
         client.close()
+
+
+class Relay:
+    """A TCP relay in front of the server: holds the bytes going one way, or cuts the connection."""
+
+    def __init__(self, target: str) -> None:
+        self._target = int(target.rsplit(":", 1)[1])
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._held: dict[str, list[tuple[socket.socket, bytes]] | None] = {"up": None, "down": None}
+        self._pairs: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._pairs += [client, upstream]
+            for way, src, dst in (("up", client, upstream), ("down", upstream, client)):
+                threading.Thread(target=self._pump, args=(way, src, dst), daemon=True).start()
+
+    def _pump(self, way: str, src: socket.socket, dst: socket.socket) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            with self._lock:
+                held = self._held[way]
+                if data and held is not None:
+                    held.append((dst, data))
+                    continue
+                try:
+                    if not data:
+                        dst.shutdown(socket.SHUT_RDWR)
+                        return
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+    def hold(self, way: str) -> None:
+        with self._lock:
+            self._held[way] = []
+
+    def release(self, way: str) -> None:
+        with self._lock:
+            for dst, data in self._held[way] or []:
+                dst.sendall(data)
+            self._held[way] = None
+
+    def cut(self) -> None:
+        """Close every connection; held bytes are lost, new connections pass."""
+        with self._lock:
+            self._held = {"up": None, "down": None}
+            for sock in self._pairs:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._pairs.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+
+
+@pytest.mark.parametrize("resent_before_the_cut", [False, True])
+def test_appends_in_flight_when_the_connection_breaks_are_not_resent_out_of_order(
+    pressured: tuple[PressuredStore, StreamServer], resent_before_the_cut: bool
+) -> None:
+    """b left before a's refusal came back; the connection breaks before b reaches the server.
+
+    The automatic re-send of b on the new connection would store it before a's re-send (also in
+    flight when ``resent_before_the_cut``, sent after b): b is refused instead, to be re-sent in order.
+    """
+    store, server = pressured
+    relay = Relay(server.url)
+    client = RemoteSegmentStore(relay.url, ClientConfig(reconnect_timeout=10))
+    try:
+        client.create_segment("s")
+        relay.hold("down")
+        store.refuse = 1
+        a = _send(client, "s", [b"a0", b"a1"], 0)
+        deadline = time.monotonic() + 10
+        while store.refuse:  # a reached the store and was refused; its answer waits in the relay
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        relay.hold("up")
+        b = _send(client, "s", [b"b2", b"b3"], 2)  # stays in the relay
+        relay.release("down")
+        assert _refused_for_pressure(a.result(10))
+        sent = [([b"a0", b"a1"], 0, a), ([b"b2", b"b3"], 2, b)]
+        if resent_before_the_cut:
+            sent = [([b"a0", b"a1"], 0, _send(client, "s", [b"a0", b"a1"], 0)), sent[1]]  # stays in the relay
+        relay.cut()
+        assert isinstance(b.exception(10), BackPressure)
+        _resend_refused(client, sent)
+        assert bytes(store.data["s"]) == b"a0a1b2b3", "an acknowledged event was lost or stored twice"
+    finally:
+        client.close()
+        relay.close()
