@@ -32,7 +32,7 @@ class WriterOrder:
 
     Example:
         >>> order = WriterOrder()
-        >>> order.answered([("w", "s", 0)], None, BackPressure("full"))
+        >>> order.hold(WriterOrder.refused([("w", "s", 0)], None, BackPressure("full")))
         >>> order.check([("w", "s", 2)]) is not None  # would overtake event 0
         True
         >>> order.check([("w", "s", 0)]) is None  # the re-send lifts the hold
@@ -65,17 +65,28 @@ class WriterOrder:
                 self._floor.pop((writer, segment), None)
         return None
 
-    def answered(self, lanes: Sequence[Lane], result: Any, error: BaseException | None) -> None:
-        """Note the answer (decoded ``result`` or ``error``) to an append of ``lanes``."""
+    @staticmethod
+    def refused(lanes: Sequence[Lane], result: Any, error: BaseException | None) -> list[Lane]:
+        """The places refused for back pressure by an answer (decoded ``result`` or ``error``) to ``lanes``.
+
+        Needs no lock: the caller takes it for :meth:`hold` only when this is not empty (rare).
+        """
         if isinstance(error, BackPressure):
-            self._hold(lanes)
-            return
+            return list(lanes)
+        out: list[Lane] = []
         runs = result if isinstance(result, list) else [result]
         for (writer, segment, first), run in zip(lanes, runs, strict=False):
             if isinstance(run, RunOutcome) and run.errors:
                 refused = [i for i, e in run.errors.items() if isinstance(e, BackPressure)]
                 if refused:
-                    self._hold([(writer, segment, first + min(refused))])
+                    out.append((writer, segment, first + min(refused)))
+        return out
+
+    def hold(self, lanes: Iterable[Lane]) -> None:
+        """These appends were refused for back pressure: later ones of their writer wait for their re-send."""
+        for writer, segment, first in lanes:
+            key = (writer, segment)
+            self._floor[key] = min(first, self._floor.get(key, first))
 
     def withdraw(self, pending: Iterable[tuple[int, Sequence[Lane]]]) -> list[int]:
         """At a reconnect: the request ids (of ``(id, lanes)`` in sending order) not to re-send.
@@ -93,15 +104,10 @@ class WriterOrder:
                 withdrawn.extend(lanes)
             for writer, segment, first in lanes:
                 later[(writer, segment)] = min(first, later.get((writer, segment), first))
-        self._hold(withdrawn)
+        self.hold(withdrawn)
         return out
 
     def _overtakes(self, lane: Lane, later: dict[tuple[str, str], int]) -> bool:
         writer, segment, first = lane
         floor = min(self._floor.get((writer, segment), first), later.get((writer, segment), first))
         return first > floor
-
-    def _hold(self, lanes: Iterable[Lane]) -> None:
-        for writer, segment, first in lanes:
-            key = (writer, segment)
-            self._floor[key] = min(first, self._floor.get(key, first))

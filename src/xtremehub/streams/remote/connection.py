@@ -331,9 +331,10 @@ class Connection:
                 result, error = pending.decode(msg_type, payload), None
         except Exception as exc:  # a bad answer fails this request only
             error = exc
-        if pending.lanes:  # before the future's callbacks: a writer re-sends from them
+        refused = WriterOrder.refused(pending.lanes, result, error) if pending.lanes else None
+        if refused:  # before the future's callbacks: a writer re-sends from them
             with self._lock:
-                self._order.answered(pending.lanes, result, error)
+                self._order.hold(refused)
         if error is not None:
             pending.future.set_exception(error)
         else:
