@@ -8,6 +8,10 @@ server refuses the later ones too until the refused one is re-sent.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
@@ -16,6 +20,7 @@ import pytest
 from server_test_store import DictSegmentStore
 
 from xtremehub.errors import BackPressure
+from xtremehub.streams.remote.connection import ClientConfig
 from xtremehub.streams.remote.store import RemoteSegmentStore
 from xtremehub.streams.segmentstore.contract import SegmentBatch
 from xtremehub.streams.segmentstore.runs import RunOutcome
@@ -59,7 +64,15 @@ def _send(
     return client.append_runs([SegmentBatch(segment, events, first)], writer_id=writer)[0]
 
 
-def _refused_for_pressure(run: RunOutcome) -> bool:
+def _refused_for_pressure(answer: Future[RunOutcome] | RunOutcome) -> bool:
+    """Every event refused for back pressure: by the server (a run of errors), or by the client at once
+    (the request's ``BackPressure``: it knew the server would refuse it, or it could not be re-sent)."""
+    if isinstance(answer, Future):
+        error = answer.exception(10)
+        if error is not None:
+            return isinstance(error, BackPressure)
+        answer = answer.result()
+    run = answer
     return len(run.errors) == len(run.offsets) and all(isinstance(e, BackPressure) for e in run.errors.values())
 
 
@@ -74,8 +87,8 @@ def test_later_batches_wait_for_the_refused_one(pressured: tuple[PressuredStore,
         b = _send(client, "s", [b"b2", b"b3"], 2)  # in flight behind a
         other = _send(client, "s", [b"x0"], 0, writer="v")  # another writer is not held
         t = _send(client, "t", [b"t4"], 4)  # nor is this writer on another segment
-        assert _refused_for_pressure(a.result(10))
-        assert _refused_for_pressure(b.result(10)), "b must not overtake the refused a"
+        assert _refused_for_pressure(a)
+        assert _refused_for_pressure(b), "b must not overtake the refused a"
         assert other.result(10).ok
         assert t.result(10).ok
         held = _send(client, "s", [b"c4"], 4).result(10)  # still held: a was not re-sent
@@ -99,9 +112,168 @@ def test_a_lone_append_refused_holds_back_later_ones_too(pressured: tuple[Pressu
         later = _send(client, "s", [b"e8", b"e9"], 8)
         with pytest.raises(BackPressure):
             lone.result(10)
-        assert _refused_for_pressure(later.result(10))
+        assert _refused_for_pressure(later)
         assert client.append_async("s", b"e7", writer_id="w", event_number=7).result(10).duplicate is False
         assert _send(client, "s", [b"e8", b"e9"], 8).result(10).ok
         assert bytes(store.data["s"]) == b"e7e8e9"
     finally:
         client.close()
+
+
+def _dropped(client: RemoteSegmentStore, old: object) -> None:
+    """Wait until the client gave up the broken socket (it reconnects at the next request)."""
+    deadline = time.monotonic() + 10
+    while client.connection._sock is old:
+        assert time.monotonic() < deadline, "the client did not notice the broken connection"
+        time.sleep(0.01)
+
+
+def _resend_refused(client: RemoteSegmentStore, sent: list[tuple[list[bytes], int, Future[RunOutcome]]]) -> None:
+    """What a writer does: re-send, in order, every batch from the first one refused on."""
+    refused = False
+    for events, first, future in sent:
+        error = future.exception(10)
+        assert error is None or isinstance(error, BackPressure), error
+        refused = refused or error is not None or not future.result().ok
+        if refused:
+            again = _send(client, "s", events, first).result(10)
+            assert again.ok, again.errors
+
+
+@pytest.mark.parametrize("path", ["resent_after_reconnect", "sent_on_the_new_connection"])
+def test_a_refused_append_is_not_overtaken_across_a_reconnect(
+    pressured: tuple[PressuredStore, StreamServer], path: str
+) -> None:
+    """The hold lives on the server's connection; after a reconnect the client keeps it.
+
+    ``resent_after_reconnect``: the later batch was in flight when the connection broke and is
+    re-sent automatically on the new one. ``sent_on_the_new_connection``: it leaves after the
+    reconnect. Either way it must not be stored before the refused batch's re-send.
+    """
+    store, server = pressured
+    client = RemoteSegmentStore(server.url, ClientConfig(reconnect_timeout=10))
+    try:
+        client.create_segment("s")
+        store.refuse = 1
+        a = _send(client, "s", [b"a0", b"a1"], 0)
+        assert _refused_for_pressure(a)
+        old = client.connection._sock
+        assert old is not None
+        if path == "resent_after_reconnect":
+            old.shutdown(socket.SHUT_WR)  # b's frame cannot leave: re-sent after the reconnect
+            b = _send(client, "s", [b"b2", b"b3"], 2)
+        else:
+            old.shutdown(socket.SHUT_RDWR)
+            _dropped(client, old)
+            b = _send(client, "s", [b"b2", b"b3"], 2)
+        b.exception(10)
+        _resend_refused(client, [([b"a0", b"a1"], 0, a), ([b"b2", b"b3"], 2, b)])
+        assert bytes(store.data["s"]) == b"a0a1b2b3", "an acknowledged event was lost or stored twice"
+        assert store.writers[("s", "w")] == 3
+    finally:
+        client.close()
+
+
+class Relay:
+    """A TCP relay in front of the server: holds the bytes going one way, or cuts the connection."""
+
+    def __init__(self, target: str) -> None:
+        self._target = int(target.rsplit(":", 1)[1])
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._held: dict[str, list[tuple[socket.socket, bytes]] | None] = {"up": None, "down": None}
+        self._pairs: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            with self._lock:
+                self._pairs += [client, upstream]
+            for way, src, dst in (("up", client, upstream), ("down", upstream, client)):
+                threading.Thread(target=self._pump, args=(way, src, dst), daemon=True).start()
+
+    def _pump(self, way: str, src: socket.socket, dst: socket.socket) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            with self._lock:
+                held = self._held[way]
+                if data and held is not None:
+                    held.append((dst, data))
+                    continue
+                try:
+                    if not data:
+                        dst.shutdown(socket.SHUT_RDWR)
+                        return
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+    def hold(self, way: str) -> None:
+        with self._lock:
+            self._held[way] = []
+
+    def release(self, way: str) -> None:
+        with self._lock:
+            for dst, data in self._held[way] or []:
+                dst.sendall(data)
+            self._held[way] = None
+
+    def cut(self) -> None:
+        """Close every connection; held bytes are lost, new connections pass."""
+        with self._lock:
+            self._held = {"up": None, "down": None}
+            for sock in self._pairs:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self._pairs.clear()
+
+    def close(self) -> None:
+        self._listener.close()
+        self.cut()
+
+
+@pytest.mark.parametrize("resent_before_the_cut", [False, True])
+def test_appends_in_flight_when_the_connection_breaks_are_not_resent_out_of_order(
+    pressured: tuple[PressuredStore, StreamServer], resent_before_the_cut: bool
+) -> None:
+    """b left before a's refusal came back; the connection breaks before b reaches the server.
+
+    The automatic re-send of b on the new connection would store it before a's re-send (also in
+    flight when ``resent_before_the_cut``, sent after b): b is refused instead, to be re-sent in order.
+    """
+    store, server = pressured
+    relay = Relay(server.url)
+    client = RemoteSegmentStore(relay.url, ClientConfig(reconnect_timeout=10))
+    try:
+        client.create_segment("s")
+        relay.hold("down")
+        store.refuse = 1
+        a = _send(client, "s", [b"a0", b"a1"], 0)
+        deadline = time.monotonic() + 10
+        while store.refuse:  # a reached the store and was refused; its answer waits in the relay
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        relay.hold("up")
+        b = _send(client, "s", [b"b2", b"b3"], 2)  # stays in the relay
+        relay.release("down")
+        assert _refused_for_pressure(a)
+        sent = [([b"a0", b"a1"], 0, a), ([b"b2", b"b3"], 2, b)]
+        if resent_before_the_cut:
+            sent = [([b"a0", b"a1"], 0, _send(client, "s", [b"a0", b"a1"], 0)), sent[1]]  # stays in the relay
+        relay.cut()
+        assert isinstance(b.exception(10), BackPressure)
+        _resend_refused(client, sent)
+        assert bytes(store.data["s"]) == b"a0a1b2b3", "an acknowledged event was lost or stored twice"
+    finally:
+        client.close()
+        relay.close()

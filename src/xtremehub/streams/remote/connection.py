@@ -8,7 +8,9 @@ restarted, network cut), the reader thread reconnects with backoff for up to
 request, every pending request that is safe to repeat: reads, lookups, idempotent calls and
 appends that carry a writer id and event number (the store recognises a re-sent event it
 already stored and acknowledges it as a duplicate, so retries are exactly-once). Other
-pending requests fail with :class:`~xtremehub.errors.ServerUnavailable`.
+pending requests fail with :class:`~xtremehub.errors.ServerUnavailable`. An append that would
+then overtake an earlier one of its writer refused for back pressure is refused for back
+pressure instead of re-sent (see :mod:`._order`): the writer re-sends them in order.
 """
 
 from __future__ import annotations
@@ -19,15 +21,16 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from ssl import SSLContext
 from typing import Any, TypeVar
 
 from xtremehub import __version__
-from xtremehub.errors import AuthenticationFailed, ProtocolError, SecurityError, ServerUnavailable
+from xtremehub.errors import AuthenticationFailed, BackPressure, ProtocolError, SecurityError, ServerUnavailable
 from xtremehub.security.identity import TokenSource, current_token
+from xtremehub.streams.remote._order import Lane, WriterOrder
 from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -122,12 +125,14 @@ def connect(
 
 
 class _Pending:
-    __slots__ = ("decode", "frame", "future", "renewed", "retriable")
+    __slots__ = ("decode", "frame", "future", "lanes", "renewed", "retriable")
 
-    def __init__(self, frame: bytes, decode: Decoder, retriable: bool) -> None:
+    def __init__(self, frame: bytes, decode: Decoder, retriable: bool, lanes: tuple[Lane, ...] = ()) -> None:
         self.frame = frame
         self.decode = decode
         self.retriable = retriable
+        #: A numbered append's places in its writer's order (see :class:`WriterOrder`).
+        self.lanes = lanes
         #: Refused unexecuted because the token expired, kept to be re-sent once after reconnecting.
         self.renewed = False
         self.future: Future[Any] = Future()
@@ -148,6 +153,7 @@ class Connection:
         self._outbox: list[bytes] = []
         self._sending = False
         self._closed = False
+        self._order = WriterOrder()  # under _lock
         self.server_info: dict[str, Any] = {}
         self._ssl = self.config.ssl_context()
         with self._lock:
@@ -159,15 +165,27 @@ class Connection:
         return f"tcp://{self.host}:{self.port}"
 
     # -- requests --------------------------------------------------------------------------
-    def request(self, msg_type: MessageType, payload: bytes, decode: Decoder, *, retriable: bool) -> Future[Any]:
-        """Send one request; the future resolves with ``decode(answer type, answer payload)``."""
+    def request(
+        self, msg_type: MessageType, payload: bytes, decode: Decoder, *, retriable: bool, lanes: Sequence[Lane] = ()
+    ) -> Future[Any]:
+        """Send one request; the future resolves with ``decode(answer type, answer payload)``.
+
+        ``lanes``: a numbered append's ``(writer id, segment, first event number)`` per batch; such
+        an append is refused at once (``BackPressure``, nothing sent) while it would overtake an
+        earlier one of its writer refused for back pressure and not yet re-sent.
+        """
         with self._lock:
             if self._closed:
                 raise ServerUnavailable(f"{self.url}: client closed")
+            held = self._order.check(lanes) if lanes else None
+            if held is not None:
+                refused: Future[Any] = Future()
+                refused.set_exception(held)
+                return refused
             self._ensure_connected(retry=retriable)
             rid = self._next_id
             self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
-            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable)
+            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable, tuple(lanes))
             self._pending[rid] = pending
             self._outbox.append(pending.frame)
             if self._sending:  # the thread sending now takes our frame along
@@ -302,17 +320,25 @@ class Connection:
             if msg_type == MessageType.ERROR:
                 log.warning("%s: error frame for no request: %r", self.url, self.codec.decode(payload))
             return
+        result: Any = None
         try:
             if msg_type == MessageType.ERROR:
-                error = decode_error(self.codec.decode(payload))
-                if self._renew(rid, pending, error):
+                refusal = decode_error(self.codec.decode(payload))
+                if self._renew(rid, pending, refusal):
                     return
-                pending.future.set_exception(error)
+                error: Exception | None = refusal
             else:
-                pending.future.set_result(pending.decode(msg_type, payload))
+                result, error = pending.decode(msg_type, payload), None
         except Exception as exc:  # a bad answer fails this request only
-            if not pending.future.done():
-                pending.future.set_exception(exc)
+            error = exc
+        refused = WriterOrder.refused(pending.lanes, result, error) if pending.lanes else None
+        if refused:  # before the future's callbacks: a writer re-sends from them
+            with self._lock:
+                self._order.hold(refused)
+        if error is not None:
+            pending.future.set_exception(error)
+        else:
+            pending.future.set_result(result)
 
     def _renew(self, rid: int, pending: _Pending, error: Exception) -> bool:
         """Keep a request refused for an expired token, to re-send it with a fresh one.
@@ -332,6 +358,7 @@ class Connection:
     def _recover(self, old: socket.socket) -> bool:
         """Reconnect and re-send what can be re-sent; False when this reader thread should end."""
         lost: Exception = ServerUnavailable(f"{self.url}: connection lost")
+        held: list[Future[Any]] = []
         with self._lock:
             old.close()
             if self._sock is old:
@@ -351,12 +378,18 @@ class Connection:
                     self._sock = sock
                     resumed = True
                     self._outbox.clear()
+                    ordered = [(rid, self._pending[rid].lanes) for rid in sorted(self._pending)]
+                    withdrawn = self._order.withdraw([(rid, lanes) for rid, lanes in ordered if lanes])
+                    if withdrawn:
+                        log.info("%s: %d appends would overtake a refused one: refused", self.url, len(withdrawn))
+                        held.extend(self._pending.pop(rid).future for rid in withdrawn)
                     try:
                         for rid in sorted(self._pending):
                             sock.sendall(self._pending[rid].frame)
                     except OSError:
                         _shutdown(sock)
         _fail(failed, lost)
+        _fail(held, BackPressure(f"{self.url}: reconnected after an append of its writer was refused; resend in order"))
         return resumed
 
     def _take_pending(self, which: Callable[[_Pending], bool]) -> list[Future[Any]]:

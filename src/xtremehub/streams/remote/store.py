@@ -118,7 +118,8 @@ class RemoteSegmentStore(SegmentStoreContract):
         payload = self.connection.codec.encode([segment, bytes(data), writer_id, event_number, expected_offset])
         # A re-sent append is exactly-once only when the store can recognise it (writer id + number).
         retriable = writer_id is not None and event_number is not None
-        return self.connection.request(MessageType.APPEND, payload, decode, retriable=retriable)
+        lanes = [] if writer_id is None or event_number is None else [(writer_id, segment, event_number)]
+        return self.connection.request(MessageType.APPEND, payload, decode, retriable=retriable, lanes=lanes)
 
     def append_batches(
         self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
@@ -229,7 +230,10 @@ class RemoteSegmentStore(SegmentStoreContract):
 
         payload = codec.encode([writer_id, parts])
         # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
-        return self.connection.request(MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None)
+        lanes = [] if writer_id is None else [(writer_id, segment, first) for segment, first, _ in parts]
+        return self.connection.request(
+            MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None, lanes=lanes
+        )
 
     @staticmethod
     def _too_large(segment: str, size: int) -> EventTooLarge:
