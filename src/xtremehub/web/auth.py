@@ -59,6 +59,9 @@ LOCAL_USER = Identity(subject="local", roles=frozenset({"admin"}), issuer="xhub-
 _MAX_TOKEN = 16 * 1024
 #: The request header that states the purpose of use (``context.purpose`` of its decisions).
 PURPOSE_HEADER = "X-XHub-Purpose"
+#: Longest header value: a purpose of ``MAX_PURPOSE`` characters, each percent-encoded (up to 12
+#: characters for a 4-byte UTF-8 character); the decoded purpose is then held to ``MAX_PURPOSE``.
+_MAX_PURPOSE_ENCODED = 12 * MAX_PURPOSE
 
 
 class AllowAuthenticated:
@@ -217,6 +220,7 @@ def caller(
         str | None,
         Header(
             alias=PURPOSE_HEADER,
+            max_length=_MAX_PURPOSE_ENCODED,
             description="the purpose of use this request is made for (usage policies of approved access "
             f"requests apply only to requests stating their purpose); at most {MAX_PURPOSE} characters, "
             "percent-encoded UTF-8 for characters outside ASCII",
