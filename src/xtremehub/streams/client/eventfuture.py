@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
+from concurrent.futures._base import FINISHED, PENDING
 from dataclasses import dataclass
-from typing import Any
 
 from xtremehub.streams.segmentstore.runs import RunOutcome
+from xtremehub.streams.sharedfuture import SharedConditionFuture
 
 __all__ = ["EventFuture", "EventPointer", "settle_run"]
-
-_OVER = (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,22 +41,12 @@ class EventPointer:
     length: int
 
 
-class EventFuture(Future[EventPointer]):
+class EventFuture(SharedConditionFuture[EventPointer]):
     """A ``Future`` sharing its writer's condition; its result is built from its batch's run on demand."""
 
-    def __init__(self, condition: threading.Condition) -> None:  # no super().__init__: no condition of its own
-        self._condition = condition
-        self._state = PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
+    def __init__(self, condition: threading.Condition) -> None:
+        super().__init__(condition)
         self._index = 0
-
-    def _wait(self, timeout: float | None) -> None:
-        # The condition is shared: a wake-up may be for another event, so wait for this one's state.
-        with self._condition:
-            self._condition.wait_for(lambda: self._state in _OVER, timeout)
 
     def result(self, timeout: float | None = None) -> EventPointer:
         self._wait(timeout)
@@ -69,10 +56,6 @@ class EventFuture(Future[EventPointer]):
                 i = self._index
                 self._result = EventPointer(run.segment, run.offsets[i], run.lengths[i])
         return super().result(0)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._wait(timeout)
-        return super().exception(0)
 
 
 def settle_run(

@@ -6,7 +6,6 @@ import functools
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, PENDING
 from typing import Any
 
 from xtremehub.errors import EventTooLarge, ProtocolError
@@ -23,6 +22,7 @@ from xtremehub.streams.segmentstore.contract import (
     when_all,
 )
 from xtremehub.streams.segmentstore.runs import RunOutcome
+from xtremehub.streams.sharedfuture import SharedConditionFuture
 from xtremehub.streams.wire import DEFAULT_MAX_FRAME, MAX_BATCH_EVENTS, STORE_TARGET, MessageType, decode_error
 
 __all__ = ["STORE_RETRIABLE", "RemoteSegmentStore", "remote_call"]
@@ -283,42 +283,10 @@ class RemoteSegmentStore(SegmentStoreContract):
             self.connection.close()
 
 
-_OVER = (FINISHED, CANCELLED, CANCELLED_AND_NOTIFIED)
-
-
-class _PartFuture(Future[RunOutcome]):
-    """The future of one batch of a multi-batch request: all of them share one condition.
-
-    A plain ``Future`` makes a ``Condition`` and its ``RLock`` each; the parts of one request
-    are settled together, by one callback, so one condition serves them all. The shared
-    condition may wake a waiter for another part, hence the waits for this one's state.
-    """
-
-    def __init__(self, condition: threading.Condition) -> None:  # no super().__init__: no condition of its own
-        self._condition = condition
-        self._state = PENDING
-        self._result: Any = None
-        self._exception: BaseException | None = None
-        self._waiters: list[Any] = []
-        self._done_callbacks: list[Any] = []
-
-    def _wait(self, timeout: float | None) -> None:
-        with self._condition:
-            self._condition.wait_for(lambda: self._state in _OVER, timeout)
-
-    def result(self, timeout: float | None = None) -> RunOutcome:
-        self._wait(timeout)
-        return super().result(0)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._wait(timeout)
-        return super().exception(0)
-
-
 def _split(request: Future[list[RunOutcome]], count: int) -> list[Future[RunOutcome]]:
     """One future per batch of a request answered with ``count`` batches' runs."""
-    condition = threading.Condition()
-    parts: list[Future[RunOutcome]] = [_PartFuture(condition) for _ in range(count)]
+    condition = threading.Condition()  # the parts are settled together: one condition serves them all
+    parts: list[Future[RunOutcome]] = [SharedConditionFuture(condition) for _ in range(count)]
 
     def answered(done: Future[list[RunOutcome]]) -> None:
         exc = done.exception()
