@@ -200,6 +200,9 @@ class EventStreamWriter:
         self._closed = False
         #: Set (without the lock) when a batch was refused: the next call settles it first.
         self._failure = False
+        #: The first refusal settled on an event's future since the last flush: the next flush raises
+        #: it, also when the events were settled before it (by a later write or the re-send thread).
+        self._unreported: BaseException | None = None
         self._queued = 0  # events in lanes, not sent yet
         # Answers arrive on the store's (or connection's) thread, which never takes the writer lock:
         # it sets _ready and wakes the caller waiting in _drain, or, when no call of the application
@@ -293,6 +296,9 @@ class EventStreamWriter:
             futures = [p.future for p in self._pending]
             self._drain()
             self._report()
+            refusal, self._unreported = self._unreported, None
+        if refusal is not None:
+            raise refusal
         for future in futures:
             future.result()
 
@@ -502,10 +508,16 @@ class EventStreamWriter:
                 continue
             except StreamError as exc:
                 self._pending.pop(0)
-                head.future.set_exception(exc)
+                self._refuse(head, exc)
                 continue
             self._pending.pop(0)
             _settle(head.future, result)
+
+    def _refuse(self, p: _Pending, exc: BaseException) -> None:
+        """Settle ``p`` as refused; the next :meth:`flush` raises the first such refusal."""
+        p.future.set_exception(exc)
+        if self._unreported is None:
+            self._unreported = exc
 
     def _resend_all(self, cause: BaseException) -> None:
         """Wait for everything in flight, then re-send every refused or queued event synchronously, in order."""
@@ -533,7 +545,7 @@ class EventStreamWriter:
                     remaining.append(p)
                     continue
                 if not isinstance(error, _RESEND):
-                    p.future.set_exception(error)
+                    self._refuse(p, error)
                     continue
             else:
                 p.number = self._next_number
@@ -541,7 +553,7 @@ class EventStreamWriter:
             try:
                 result = self._append_with_retries(p, deadline)
             except (StreamError, ConnectionError) as exc:
-                p.future.set_exception(exc)
+                self._refuse(p, exc)
                 continue
             _settle(p.future, result)
         kept = {id(p) for p in remaining}
