@@ -10,7 +10,7 @@ appends that carry a writer id and event number (the store recognises a re-sent 
 already stored and acknowledges it as a duplicate, so retries are exactly-once). Other
 pending requests fail with :class:`~xtremehub.errors.ServerUnavailable`. An append that would
 then overtake an earlier one of its writer refused for back pressure is refused for back
-pressure instead of re-sent (see :mod:`._order`): the writer re-sends them in order.
+pressure instead of re-sent (see :mod:`xtremehub.streams.writerorder`): the writer re-sends them in order.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from typing import Any, TypeVar
 from xtremehub import __version__
 from xtremehub.errors import AuthenticationFailed, BackPressure, ProtocolError, SecurityError, ServerUnavailable
 from xtremehub.security.identity import TokenSource, current_token
-from xtremehub.streams.remote._order import Lane, WriterOrder
 from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -42,6 +41,7 @@ from xtremehub.streams.wire import (
     decode_header,
     encode_frame,
 )
+from xtremehub.streams.writerorder import Lane, WriterOrder
 
 __all__ = ["ClientConfig", "Connection", "connect", "parse_tcp_url"]
 

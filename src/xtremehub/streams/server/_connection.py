@@ -49,6 +49,7 @@ from xtremehub.streams.wire import (
     encode_error,
     encode_frame,
 )
+from xtremehub.streams.writerorder import Lane, WriterOrder
 
 if TYPE_CHECKING:
     from xtremehub.streams.server._server import ServerConfig
@@ -122,7 +123,7 @@ class ClientConnection:
         #: (writer id, segment) -> the lowest event number of this connection's appends refused
         #: for back pressure; later numbered appends above it are refused too, until it is re-sent
         #: (see :meth:`_held_back`). Touched only where appends start (loop or feeder, never both).
-        self._held: dict[tuple[str, str], int] = {}
+        self._held = WriterOrder()  # appends refused for back pressure, per (writer, segment)
         self.peer = str(writer.get_extra_info("peername"))
         #: The caller's identity and checks; None while security is off (or before HELLO).
         self.access: ConnectionAccess | None = None
@@ -323,7 +324,7 @@ class ClientConnection:
         """One APPEND: the store's ``append_async``, held back like :meth:`_append_batches`."""
         numbered = type(writer_id) is str and type(event_number) is int
         if numbered and self._held:
-            held = self._held_back(writer_id, [(segment, event_number)])
+            held = self._held.check([(writer_id, segment, event_number)])
             if held is not None:
                 refused: Future[AppendResult] = Future()
                 refused.set_exception(held)
@@ -339,7 +340,7 @@ class ClientConnection:
             )
         except BackPressure:
             if numbered and timeout != 0:
-                self._hold(writer_id, [(segment, event_number)])
+                self._held.hold([(writer_id, segment, event_number)])
             raise
 
     def _append_batches(
@@ -351,7 +352,7 @@ class ClientConnection:
         takes the frame and waits.
         """
         if writer_id is not None and self._held:
-            held = self._held_back(writer_id, [(b.segment, b.first_event_number) for b in batches])
+            held = self._held.check(_lanes(writer_id, batches))
             if held is not None:
                 return self._refused(batches, held)
         try:
@@ -360,43 +361,13 @@ class ClientConnection:
             if timeout == 0:
                 raise
             if writer_id is not None:
-                self._hold(writer_id, [(b.segment, b.first_event_number) for b in batches])
+                self._held.hold(_lanes(writer_id, batches))
             return self._refused(batches, exc)
         except Exception as exc:  # StoreClosed...: every event's outcome
             return self._refused(batches, exc)
         if len(futures) == 1:
             return when_all(futures, lambda done: [_run(done[0], batches[0])])
         return when_all(futures, lambda done: [_run(f, b) for f, b in zip(done, batches, strict=True)])
-
-    def _hold(self, writer_id: str, parts: list[tuple[str, int | None]]) -> None:
-        """Appends of ``writer_id`` from these ``(segment, first event number)`` on were refused for back pressure."""
-        for segment, first in parts:
-            if first is not None:
-                key = (writer_id, segment)
-                self._held[key] = min(first, self._held.get(key, first))
-
-    def _held_back(self, writer_id: str, parts: list[tuple[str, int | None]]) -> BackPressure | None:
-        """Refuse (for back pressure) an append that would overtake an earlier refused one of its writer.
-
-        A writer may have several appends to a segment in flight on this connection. When the
-        store refuses one for back pressure (nothing written), a later one must not be stored
-        before it is re-sent: the store drops an event whose number is not above its writer's
-        last stored one, so the re-sent events would count as duplicates and be lost. So the
-        later ones are refused too (the writer re-sends them all, in order); an append at or
-        below the refused number is that re-send and lifts the hold.
-        """
-        for segment, first in parts:
-            floor = self._held.get((writer_id, segment))
-            if floor is not None and first is not None and first > floor:
-                self._hold(writer_id, parts)
-                return BackPressure(
-                    f"segment {segment!r}: event {floor} of writer {writer_id!r} was refused for back pressure; "
-                    f"event {first} may not overtake it (nothing was written, retry later)"
-                )
-        for segment, first in parts:
-            if first is not None and self._held.get((writer_id, segment), first) >= first:
-                self._held.pop((writer_id, segment), None)
-        return None
 
     @staticmethod
     def _refused(batches: list[SegmentBatch], exc: BaseException | None) -> Future[list[RunOutcome]]:
@@ -608,6 +579,11 @@ def _fields(request: Any, count: int, what: str) -> list[Any]:
     if not isinstance(request, list) or len(request) != count:
         raise ProtocolError(f"{what}: payload must be an array of {count} fields")
     return request
+
+
+def _lanes(writer_id: str, batches: list[SegmentBatch]) -> list[Lane]:
+    """The numbered batches' places in their writer's order (:mod:`xtremehub.streams.writerorder`)."""
+    return [(writer_id, b.segment, b.first_event_number) for b in batches if b.first_event_number is not None]
 
 
 def _run(future: Future[RunOutcome], batch: SegmentBatch) -> RunOutcome:

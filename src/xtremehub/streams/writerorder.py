@@ -1,14 +1,15 @@
-"""Keep a writer's appends to a segment in event-number order across reconnects (client side).
+"""Keep a writer's appends to a segment in event-number order (the server's and the client's record).
 
 A writer may have several numbered appends to one segment in flight. When the store refuses one
 for back pressure (nothing written), a later one must not be stored before its re-send: the
 store drops an event whose number is not above its writer's last stored one, so the re-sent
-events would count as duplicates and be lost. The server holds the later ones back, but only on
-the connection that saw the refusal; after a reconnect it knows nothing of it. So the client
-keeps the same record (:class:`WriterOrder`): an append above a refused one is refused at once
-(for back pressure, nothing sent) until the refused one is re-sent, and on a reconnect the
-pending appends that would overtake an earlier one of their writer are withdrawn (refused for
-back pressure) instead of re-sent automatically; the writer re-sends them in order.
+events would count as duplicates and be lost. Both ends keep the same record
+(:class:`WriterOrder`): the stream server per connection (a later append is refused for back
+pressure until the refused one is re-sent), and the client's connection, since after a reconnect
+the server knows nothing of a refusal: there an append above a refused one is refused at once
+(nothing sent), and on a reconnect the pending appends that would overtake an earlier one of
+their writer are withdrawn (refused for back pressure) instead of re-sent automatically; the
+writer re-sends them in order.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ Lane = tuple[str, str, int]
 class WriterOrder:
     """Per (writer, segment): the lowest event number refused for back pressure and not yet re-sent.
 
-    Not thread-safe: the connection calls it under its lock.
+    Not thread-safe: the connection calls it under its lock (the server: on its event loop).
 
     Example:
         >>> order = WriterOrder()
@@ -46,19 +47,25 @@ class WriterOrder:
     def __init__(self) -> None:
         self._floor: dict[tuple[str, str], int] = {}
 
-    def check(self, lanes: Sequence[Lane]) -> BackPressure | None:
-        """Before sending: the refusal of an append that would overtake a refused one, else None.
+    def __bool__(self) -> bool:
+        """Whether any append is held back (the common case, nothing, costs one test)."""
+        return bool(self._floor)
 
-        An append at or below the refused number is its re-send and lifts the hold (as on the server).
+    def check(self, lanes: Sequence[Lane]) -> BackPressure | None:
+        """Before sending (storing): the refusal of an append that would overtake a refused one, else None.
+
+        A refused append's other lanes are held too (their events are re-sent with it). An append
+        at or below the refused number is its re-send and lifts the hold.
         """
         if not self._floor:
             return None
         for writer, segment, first in lanes:
             floor = self._floor.get((writer, segment))
             if floor is not None and first > floor:
+                self.hold(lanes)
                 return BackPressure(
                     f"segment {segment!r}: event {floor} of writer {writer!r} was refused for back pressure; "
-                    f"event {first} may not overtake it (nothing was sent, retry later)"
+                    f"event {first} may not overtake it (nothing was written, retry later)"
                 )
         for writer, segment, first in lanes:
             if self._floor.get((writer, segment), first) >= first:
