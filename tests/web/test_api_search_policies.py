@@ -99,10 +99,19 @@ def policy_client(
     }[str(request.param)]
     for name, ds_id in named.items():
         text = text.replace(name, ds_id)
-    policies = tmp_path / "pol"
-    policies.mkdir()
-    (policies / "p.cedar").write_text(text)
-    authorizer = CedarAuthorizer(PolicyConfig(sources=(str(policies),), reload_interval=0))
+    c, authorizer = _app(tmp_path, settings, catalog, issuer, text)
+    with c:
+        yield c, authorizer, str(request.param)
+
+
+def _app(
+    tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer, policies: str
+) -> tuple[TestClient, CedarAuthorizer]:
+    """A secured app deciding with Cedar ``policies`` only (enter the client to start it)."""
+    where = tmp_path / "pol"
+    where.mkdir()
+    (where / "p.cedar").write_text(policies)
+    authorizer = CedarAuthorizer(PolicyConfig(sources=(str(where),), reload_interval=0))
     validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
     app = create_app(
         WebConfig(security=True, oidc_issuer=issuer.url),
@@ -111,8 +120,7 @@ def policy_client(
         validator=validator,
         authorizer=authorizer,
     )
-    with TestClient(app, base_url="http://127.0.0.1") as c:
-        yield c, authorizer, str(request.param)
+    return TestClient(app, base_url="http://127.0.0.1"), authorizer
 
 
 @pytest.mark.parametrize("caller", CALLERS, ids="-".join)
@@ -186,19 +194,8 @@ def test_an_unguarded_forbid_on_tags_fails_closed_for_search(
     """The discovery resource ``Dataset::"*"`` has no ``tags``: an unguarded forbid errors on it,
     and an erroring forbid denies (fail closed), so every search is 403 until it is guarded."""
     _fill(catalog)
-    policies = tmp_path / "pol"
-    policies.mkdir()
-    (policies / "p.cedar").write_text(UNGUARDED_FORBID.replace("GUARD", guard))
-    authorizer = CedarAuthorizer(PolicyConfig(sources=(str(policies),), reload_interval=0))
-    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
-    app = create_app(
-        WebConfig(security=True, oidc_issuer=issuer.url),
-        catalog=catalog,
-        settings=settings,
-        validator=validator,
-        authorizer=authorizer,
-    )
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    app, _ = _app(tmp_path, settings, catalog, issuer, UNGUARDED_FORBID.replace("GUARD", guard))
+    with app as client:
         r = client.get("/api/v1/datasets?q=dataset", headers=bearer(issuer, "bob"))
     if guard:
         assert r.status_code == 200, r.text
