@@ -194,3 +194,18 @@ def test_a_failure_among_plain_items_is_retried_from_its_span(tmp_path: Path) ->
         rows = {r.call_id: r for r in fe.job_summary().rows}
     assert rows[5].attempts == 2
     assert rows[4].attempts == 1
+
+
+def test_map_each_passes_items_as_they_are(fexec: FunctionExecutor) -> None:
+    items = [(1, 2), {"a": 1}, "s3://not/cut", [4, 5], None]
+    futures = fexec.map_each(repr, items)
+    batch = futures.batch
+    assert fexec.get_result(futures) == [repr(i) for i in items]  # no tuple/dict expanded, no URL cut
+    assert batch is not None
+    assert batch.futures is None
+    assert all(isinstance(r, OutcomeBlock) for r in batch.results)  # the items path: blocks of columns
+
+
+def test_map_each_failure_raises_like_map(fexec: FunctionExecutor) -> None:
+    with pytest.raises(ValueError, match="no 3"):
+        fexec.get_result(fexec.map_each(fails_on_three, range(6)))

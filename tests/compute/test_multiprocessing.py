@@ -116,6 +116,32 @@ def test_async_results(pool: xmp.Pool) -> None:
     assert got[-1] == "late"
 
 
+def test_map_results_are_read_without_a_future_per_task(pool: xmp.Pool) -> None:
+    r = pool.map_async(cube, range(200))
+    assert r.get(timeout=60) == [x**3 for x in range(200)]
+    assert r.ready()
+    assert r.successful()
+    assert r.get() == [x**3 for x in range(200)]  # again: the same list
+    batch = getattr(r._futures, "batch", None)
+    if pool.executor.backend.name == "local":  # the local backend reads the outcomes from the batch
+        assert batch is not None
+        assert batch.futures is None
+    s = pool.starmap_async(add, [(i, i) for i in range(50)])
+    s.wait(timeout=60)
+    assert s.ready()
+    assert s.successful()
+    assert s.get() == [2 * i for i in range(50)]
+    # a tuple item of map is one argument, as in the standard library
+    assert pool.map(len, [(1, 2, 3), (), {"a": 1}]) == [3, 0, 1]
+    slow = pool.starmap_async(sleep_and_return, [("x", 1.0)])
+    assert not slow.ready()
+    with pytest.raises(std_mp.TimeoutError):
+        slow.get(timeout=0.05)
+    with pytest.raises(ValueError, match="not ready"):
+        slow.successful()
+    assert slow.get(timeout=60) == ["x"]
+
+
 def test_errors_propagate_with_their_type(pool: xmp.Pool) -> None:
     with pytest.raises(ValueError, match="bad item 3"):
         pool.starmap(fail_on, [(i, 3) for i in range(6)])

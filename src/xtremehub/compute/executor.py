@@ -608,8 +608,7 @@ class FunctionExecutor:
         if isinstance(iterdata, str | os.PathLike):
             iterdata = [os.fspath(iterdata)]
         items = list(iterdata)
-        if self._backend.name == "local" and self._eph_service is None and not _scalars_only(items):
-            self._eph_service = ephemeral_autostart(items, self.settings)
+        self._autostart_ephemeral(items)
         urls: list[str] | None = None
         if wants_obj and items and all(isinstance(i, str) for i in items):
             urls = items
@@ -628,6 +627,33 @@ class FunctionExecutor:
         if chunk_size is not None or chunk_number is not None:
             raise ConfigError("obj_chunk_size/obj_chunk_number need object URLs and a function with an 'obj' parameter")
         return items
+
+    def _autostart_ephemeral(self, items: list[Any]) -> None:
+        """Start an ephemeral node service for the local backend when ``items`` name ``xhub-eph://`` URLs."""
+        if self._backend.name == "local" and self._eph_service is None and not _scalars_only(items):
+            self._eph_service = ephemeral_autostart(items, self.settings)
+
+    def map_each(self, func: Callable[..., Any], items: Iterable[Any], chunksize: int | None = None) -> FuturesList:
+        """Run ``func(item)`` once per item, each item its call's one argument *as it is*.
+
+        Unlike :meth:`map`, a tuple or dict item is not expanded, an object URL is not cut
+        into parts and nothing is injected: the standard library's ``Pool.map`` semantics
+        (:class:`xtremehub.multiprocessing.Pool` calls this). On the local backend the
+        items travel as one list per worker batch, without a per-call object.
+
+        Example:
+            >>> from xtremehub import FunctionExecutor
+            >>> with FunctionExecutor(max_workers=1) as fexec:
+            ...     fexec.map_each(len, [(1, 2), {"a": 1}, "abc"]).get_result()
+            [2, 1, 3]
+        """
+        self.last_call = "map"
+        job = self._new_job(func, None, chunksize=chunksize)
+        values = list(items)
+        self._autostart_ephemeral(values)
+        if hasattr(self._backend, "submit_items") and self.settings.telemetry.dir is None and self.lineage is None:
+            return self._submit_items(job, values)
+        return self._submit(job, [((item,), {}) for item in values])
 
     @staticmethod
     def _plain(func: Callable[..., Any], items: list[Any], extra_args: Any) -> bool:

@@ -35,7 +35,7 @@ from typing import Any
 from xtremehub.compute.backends import Backend
 from xtremehub.compute.backends._local import LocalBackend
 from xtremehub.compute.executor import FunctionExecutor
-from xtremehub.compute.futures import ResponseFuture
+from xtremehub.compute.futures import FuturesList, ResponseFuture
 from xtremehub.config import Settings, default_settings
 
 __all__ = ["AsyncResult", "IMapIterator", "Pool"]
@@ -82,6 +82,13 @@ class PoolFunction:
                 _initialized.add(self.token)
 
 
+class _Starred(PoolFunction):
+    """A :class:`PoolFunction` called with one tuple of positional arguments (``starmap``)."""
+
+    def __call__(self, args: tuple[Any, ...]) -> Any:
+        return super().__call__(*args)
+
+
 class _Applied(PoolFunction):
     """A :class:`PoolFunction` called with ``(args, kwargs)`` (``apply_async``)."""
 
@@ -103,7 +110,13 @@ def _outcome(future: ResponseFuture) -> tuple[Any, BaseException | None]:
 
 
 class AsyncResult:
-    """The result of ``apply_async``/``map_async``/``starmap_async`` (as in the standard library)."""
+    """The result of ``apply_async``/``map_async``/``starmap_async`` (as in the standard library).
+
+    Without callbacks, the result of a ``map`` on the local backend reads its calls'
+    outcomes from the executor's batch (:meth:`FunctionExecutor.map_each`): no future is
+    made per call unless a call fails (then the first failure by position is raised, with
+    its remote traceback, as the standard library does).
+    """
 
     def __init__(
         self,
@@ -116,6 +129,11 @@ class AsyncResult:
         self._futures, self._single = futures, single
         self._callback, self._error_callback = callback, error_callback
         self._event = threading.Event()
+        batched = isinstance(futures, FuturesList) and futures.batch is not None
+        #: the lazy list of a map whose outcomes are read from its batch (no callbacks to run)
+        self._batched: FuturesList | None = futures if batched and callback is error_callback is None else None  # type: ignore[assignment]
+        if self._batched is not None:
+            return
         self._lock = threading.Lock()
         self._remaining = len(futures)
         if not futures:
@@ -148,16 +166,36 @@ class AsyncResult:
         values = [_outcome(f)[0] for f in self._futures]
         return values[0] if self._single else values
 
+    def _batch(self) -> Any:
+        """The executor's batch of a map read from it, while its futures are not made; else ``None``."""
+        lazy = self._batched
+        batch = None if lazy is None else lazy.batch
+        return batch if batch is not None and batch.futures is None else None
+
     def ready(self) -> bool:
-        return self._event.is_set()
+        if self._batched is None:
+            return self._event.is_set()
+        batch = self._batch()
+        return batch.left == 0 if batch is not None else all(f.done for f in self._futures)
 
     def wait(self, timeout: float | None = None) -> None:
-        self._event.wait(timeout)
+        lazy = self._batched
+        if lazy is None:
+            self._event.wait(timeout)
+            return
+        batch = self._batch()
+        if batch is not None:
+            lazy.executor._signal.wait_until(lambda: batch.left == 0 or batch.futures is not None, timeout)
+        if not self.ready():  # the futures were made meanwhile (another thread looked at the list)
+            lazy.executor.wait(list(self._futures), throw_except=False, timeout=timeout)
 
     def successful(self) -> bool:
         """Whether the call(s) succeeded; ``ValueError`` if not ready yet (as in the standard library)."""
         if not self.ready():
             raise ValueError(f"{self!r} not ready")
+        batch = self._batch()
+        if batch is not None:
+            return batch.errors == 0  # type: ignore[no-any-return]
         return self._first_exception() is None
 
     def get(self, timeout: float | None = None) -> Any:
@@ -168,6 +206,12 @@ class AsyncResult:
         self.wait(timeout)
         if not self.ready():
             raise multiprocessing.TimeoutError(f"result not ready after {timeout}s")
+        batch = self._batch()
+        if batch is not None and batch.errors == 0:
+            assert self._batched is not None
+            values = self._batched.executor._deliver_batch(batch, True, None, False)
+            if values is not None:  # else: a result holds futures, or they were made: read them
+                return values[0] if self._single else values
         error = self._first_exception()
         if error is not None:
             raise error
@@ -312,8 +356,9 @@ class Pool:
         self._check_running()
         if chunksize is not None and chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize}")
-        arg_sets = [tuple(item) for item in items] if star else [(item,) for item in items]
-        return list(self._executor.map(self._function(func), arg_sets, chunksize=chunksize))
+        if star:
+            return self._executor.map_each(self._function(func, _Starred), [tuple(i) for i in items], chunksize)
+        return self._executor.map_each(self._function(func), items, chunksize)
 
     def apply_async(
         self,
