@@ -30,8 +30,6 @@ class TestDaskExecutor(ExecutorTests, BackendChecks):
 
 
 def test_a_client_object_selects_the_dask_backend_and_stays_open(dask_client: Any) -> None:
-    # the session's cluster may still be restarting a worker that an earlier test killed
-    dask_client.wait_for_workers(2, timeout=120)
     with FunctionExecutor(dask_client) as fexec:
         assert fexec.backend.name == "dask"
         assert fexec.get_result(fexec.map(square, range(5), chunksize=2)) == [0, 1, 4, 9, 16]
