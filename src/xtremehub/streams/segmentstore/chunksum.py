@@ -3,10 +3,11 @@
 A chunk object is written once and then read in ranges (ranged GETs of read-ahead parts and
 of random reads), so one checksum over the whole object could only be checked by reading all
 of it. Instead the tierer cuts each chunk into *blocks* of ``block`` bytes (the last one
-shorter) and records one CRC32C (Castagnoli, hardware-accelerated by ``google-crc32c``) per
-block where the chunk's metadata lives: the WAL's ``TIERED`` record and checkpoints (so
-recovery keeps them) and the segment's ``metadata.json`` in LTS (so the stream history
-reader, which reads LTS without the store, checks them too). A read fetches the blocks that
+shorter) and records one CRC32C (Castagnoli; the ``crc32c`` package computes it with the
+CPU's CRC instructions, on memory views without copies and outside the GIL) per block where
+the chunk's metadata lives: the WAL's ``TIERED`` record and checkpoints (so recovery keeps
+them) and the segment's ``metadata.json`` in LTS (so the stream history reader, which reads
+LTS without the store, checks them too). A read fetches the blocks that
 cover the bytes it wants (read-ahead parts are block-aligned, so they fetch nothing extra),
 checks each, and hands out only verified bytes; a block whose bytes differ, or an object that
 is shorter or longer than written, raises :class:`~xtremehub.errors.ChecksumMismatch` naming
@@ -46,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import google_crc32c
+import crc32c
 
 from xtremehub.errors import ChecksumMismatch, InvalidRange
 from xtremehub.storage.base import Store
@@ -84,7 +85,7 @@ class ChunkSums:
             pos = 0
             while pos < len(piece):
                 take = min(block - filled, len(piece) - pos)
-                crc = google_crc32c.extend(crc, piece[pos : pos + take] if take != len(piece) else piece)
+                crc = crc32c.crc32c(memoryview(piece)[pos : pos + take] if take != len(piece) else piece, crc)
                 pos, filled = pos + take, filled + take
                 if filled == block:
                     out += struct.pack(">I", crc)
@@ -112,11 +113,11 @@ class ChunkSums:
                 url=url,
                 offset=start + len(data),
             )
+        view = memoryview(data)
         for pos in range(start, end, self.block):
-            piece = data[pos - start : pos - start + self.block] if len(data) > self.block else data
-            i = pos // self.block
-            (want,) = struct.unpack_from(">I", self.sums, 4 * i)
-            got = google_crc32c.value(piece)
+            piece = view[pos - start : pos - start + self.block]
+            (want,) = struct.unpack_from(">I", self.sums, 4 * (pos // self.block))
+            got = crc32c.crc32c(piece)
             if got != want:
                 raise ChecksumMismatch(
                     f"{url}: bytes {pos}-{pos + len(piece)} of the LTS chunk fail their CRC32C check "
