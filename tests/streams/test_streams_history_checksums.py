@@ -25,6 +25,16 @@ def _payload(n: int) -> bytes:
     return json.dumps({"n": n}).encode() + b" " * 1000
 
 
+def _sealed_stream(m: StreamManager, count: int) -> None:
+    """Stream ``lab/s`` (one segment) with ``count`` events, sealed."""
+    m.create_scope("lab")
+    m.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(1))
+    with m.create_writer("lab", "s") as writer:
+        for n in range(count):
+            writer.write_event(_payload(n), "k")
+    m.seal_stream("lab", "s")
+
+
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
 def history(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[list[StreamSlice], Store]:
     """The slices of a sealed one-segment stream of 300 events, and the LTS store they read."""
@@ -34,12 +44,7 @@ def history(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[list[Stream
         settings = request.getfixturevalue("s3_default")  # the process settings: the store's and the reader's
         lts = request.getfixturevalue("s3_root")
     with StreamManager.embedded(tmp_path / "data", lts, **options) as m:
-        m.create_scope("lab")
-        m.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(1))
-        with m.create_writer("lab", "s") as writer:
-            for n in range(300):
-                writer.write_event(_payload(n), "k")
-        m.seal_stream("lab", "s")
+        _sealed_stream(m, 300)
         slices = StreamHistory(m, "lab", "s", lts, settings=settings, wait=30).partition(CHUNK)
     store, _ = open_store(lts, settings)
     return slices, store
@@ -97,12 +102,7 @@ def test_chunks_listed_without_checksums_read_unverified(tmp_path: Path) -> None
     """Metadata written by a version without checksums: the history still reads (unverified)."""
     lts = f"{tmp_path / 'lts'}/"
     with StreamManager.embedded(tmp_path / "data", lts, lts_flush_delay=0.0, lts_chunk_size=CHUNK) as m:
-        m.create_scope("lab")
-        m.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(1))
-        with m.create_writer("lab", "s") as writer:
-            for n in range(100):
-                writer.write_event(_payload(n), "k")
-        m.seal_stream("lab", "s")
+        _sealed_stream(m, 100)
         history = StreamHistory(m, "lab", "s", lts, wait=30)
         for meta in Path(lts).rglob("metadata.json"):
             body = json.loads(meta.read_text())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_segmentstore_readahead import PART, SMALL  # small chunks; the checksum block is PART too
 
 from xtremehub.config import Settings
 from xtremehub.errors import ChecksumMismatch, IntegrityError, ObjectNotFound
@@ -21,16 +22,6 @@ from xtremehub.streams.segmentstore.state import Extent, StoreState
 from xtremehub.streams.wire.codec import decode_error, encode_error
 from xtremehub.testing.segmentstore import wait_until
 
-PART = 16 * 1024  # so the checksum block is 16 KiB too
-SMALL = {
-    "tiering_interval": 0.05,
-    "lts_flush_delay": 0.0,
-    "lts_chunk_size": 64 * 1024,
-    "wal_file_size": 256 * 1024,
-    "lts_read_part_size": PART,
-    "lts_read_ahead": 4,
-    "lts_read_ahead_budget": 6 * PART,
-}
 SEGMENT = "sc/st/0.#epoch.0"
 EVENTS = 30
 
