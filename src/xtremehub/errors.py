@@ -51,6 +51,7 @@ most also derive from the builtin exception a Python user would reach for, so
     │   ├── KeyReleaseDenied        (PermissionError)  identity, purpose, code or nonce refused
     │   ├── StalePolicy             (ValueError)   a policy update not based on the current version
     │   ├── IntegrityError          (ValueError)   ciphertext tampered, reordered, truncated or swapped
+    │   │   └── ChecksumMismatch                   a plaintext LTS chunk changed, cut short or replaced
     │   └── AuditLogTampered        (ValueError)   an audit record edited, removed or reordered
     ├── StateError                                 shared objects of xtremehub.state
     │   ├── StateUnavailable        (ConnectionError)  node service unreachable, or gone with its objects
@@ -112,6 +113,7 @@ __all__ = [
     "CheckpointFailed",
     "CheckpointNotFound",
     "CheckpointTimeout",
+    "ChecksumMismatch",
     "ComputeError",
     "ConditionalCheckFailed",
     "ConfigError",
@@ -541,6 +543,36 @@ class StalePolicy(SecurityError, ValueError):
 class IntegrityError(SecurityError, ValueError):
     """Encrypted data failed authentication: tampered, reordered, truncated, or another
     object's ciphertext; the message names the object and chunk."""
+
+
+class ChecksumMismatch(IntegrityError):
+    """A plaintext LTS chunk object's bytes differ from the checksums written with it (a bit
+    flip, an object cut short, grown or replaced); the message names the segment when known,
+    the object and the offset.
+
+    Attributes:
+        url: the chunk object.
+        offset: the object byte offset of the failing block (or where a short object ends).
+        segment: the segment read, and ``segment_offset`` the segment offset of ``offset``
+            (``""`` and ``-1`` when the reader does not know them).
+    """
+
+    def __init__(self, message: str, *, url: str = "", offset: int = -1, segment: str = "", segment_offset: int = -1):
+        super().__init__(message)
+        self.url, self.offset, self.segment, self.segment_offset = url, offset, segment, segment_offset
+
+    def __reduce__(self) -> tuple[object, ...]:
+        fields = {
+            "url": self.url,
+            "offset": self.offset,
+            "segment": self.segment,
+            "segment_offset": self.segment_offset,
+        }
+        return (_rebuild_checksum_mismatch, (str(self), fields))
+
+
+def _rebuild_checksum_mismatch(message: str, fields: dict[str, object]) -> ChecksumMismatch:
+    return ChecksumMismatch(message, **fields)  # type: ignore[arg-type]
 
 
 class AuditLogTampered(SecurityError, ValueError):

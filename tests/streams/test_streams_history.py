@@ -11,7 +11,7 @@ import pytest
 
 from xtremehub import FunctionExecutor, storage
 from xtremehub.config import Settings
-from xtremehub.errors import CorruptData, InvalidStreamArgument
+from xtremehub.errors import ChecksumMismatch, CorruptData, InvalidStreamArgument
 from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.history import HistoryEvent, StreamHistory, StreamSlice
 
@@ -106,9 +106,9 @@ def test_a_damaged_chunk_is_a_clear_error(scaled: tuple[StreamManager, str]) -> 
     key = slices[0].pieces[0][0]
     path = Path("/", key)  # the local LTS store's keys are paths below /
     path.write_bytes(path.read_bytes()[:-3])  # a chunk object cut short
-    with pytest.raises(CorruptData, match=r"LTS chunk .* holds") as info:
+    with pytest.raises(ChecksumMismatch, match=r"LTS chunk holds .* truncated") as info:
         slices[0].get()
-    assert info.value.url == slices[0].segment
+    assert info.value.segment == slices[0].segment
 
 
 def test_history_on_s3_lts_read_by_workers(tmp_path: Path, s3_root: str, s3_default: Settings) -> None:

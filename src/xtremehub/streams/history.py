@@ -10,7 +10,12 @@ per-key order within a slice (a slice is one run of one segment).
 Why chunk boundaries are event boundaries: writers append whole framed events, tiering moves
 whole appends into a chunk (it never splits one), and cuts and truncation points are event
 boundaries. A slice checks it anyway: its events must end exactly at its end, otherwise
-:class:`~xtremehub.errors.CorruptData` names the segment and offset.
+:class:`~xtremehub.errors.CorruptData` names the segment and offset. Every chunk range is
+verified against the chunk's CRC32C checksums listed in the segment's LTS metadata (see
+:mod:`~xtremehub.streams.segmentstore.chunksum`): a chunk object changed, cut short or replaced
+raises :class:`~xtremehub.errors.ChecksumMismatch`, a deleted one
+:class:`~xtremehub.errors.ObjectNotFound`, both naming the segment, the object and the offset.
+Chunks written before checksums existed are read unverified.
 
 Arrow views (:meth:`StreamSlice.to_arrow`, :meth:`StreamHistory.to_arrow`) give one row per
 event (routing key, segment, offset, payload, plus the columns a user decoder returns), so
@@ -45,10 +50,11 @@ from urllib.parse import quote
 
 from xtremehub.config import Settings
 from xtremehub.connectors.base import DataSlice
-from xtremehub.errors import CorruptData, InvalidStreamArgument, ObjectNotFound
+from xtremehub.errors import ChecksumMismatch, CorruptData, InvalidStreamArgument, ObjectNotFound
 from xtremehub.storage.access import StoreAccess
 from xtremehub.streams.client._framing import EventDecoder
 from xtremehub.streams.controller.model import StreamCut, StreamEncryption
+from xtremehub.streams.segmentstore.chunksum import ChunkSums, read_verified
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -84,6 +90,8 @@ class StreamSlice(DataSlice):
         encryption: the stream's wrapped data key when it is encrypted (events are decrypted in
             the worker, after the KEK is released to it through ``keys``).
         keys: a key-source URL (no secret in it) for ``encryption``.
+        sums: the checksums of each piece's chunk (None: written before checksums, unverified);
+            empty: none known.
     """
 
     lts_url: str
@@ -94,6 +102,7 @@ class StreamSlice(DataSlice):
     access: StoreAccess
     encryption: StreamEncryption | None = None
     keys: str | None = None
+    sums: tuple[ChunkSums | None, ...] = ()
 
     @property
     def nbytes(self) -> int:
@@ -103,8 +112,22 @@ class StreamSlice(DataSlice):
     def iter_chunks(self) -> Iterator[bytes]:
         store, _ = self.access.open(self.lts_url)
         position = self.start
-        for key, lo, hi in self.pieces:
-            data = store.get_range(key, lo, hi)
+        for i, (key, lo, hi) in enumerate(self.pieces):
+            sums = self.sums[i] if i < len(self.sums) else None
+            where = f"segment {self.segment!r} offset {position}"
+            try:
+                data = store.get_range(key, lo, hi) if sums is None else read_verified(store, key, lo, hi, sums)
+            except ObjectNotFound as exc:
+                raise ObjectNotFound(exc.url, f"LTS chunk of {where} is missing ({exc.detail})") from exc
+            except ChecksumMismatch as exc:
+                at = position + exc.offset - lo
+                raise ChecksumMismatch(
+                    f"segment {self.segment!r} offset {at}: {exc}",
+                    url=exc.url,
+                    offset=exc.offset,
+                    segment=self.segment,
+                    segment_offset=at,
+                ) from exc
             if len(data) != hi - lo:
                 raise CorruptData(
                     self.segment, position, f"LTS chunk {key} holds {len(data)} of bytes {lo}-{hi}", "segment"
@@ -226,8 +249,8 @@ class StreamHistory:
                     )
                 time.sleep(0.05)
 
-    def _chunks(self, segment: str, lo: int, hi: int) -> list[tuple[int, int, str]]:
-        """``(offset, length, key)`` of the segment's LTS chunks, from its metadata object."""
+    def _chunks(self, segment: str, lo: int, hi: int) -> list[tuple[int, int, str, ChunkSums | None]]:
+        """``(offset, length, key, checksums)`` of the segment's LTS chunks, from its metadata object."""
         store, prefix = self.access.open(self.lts_url)
         if prefix and not prefix.endswith("/"):
             prefix += "/"
@@ -237,7 +260,13 @@ class StreamHistory:
             if info.key.endswith("/metadata.json"):
                 try:
                     body = json.loads(store.get(info.key))
-                    chunks = sorted((int(c["offset"]), int(c["length"]), str(c["key"])) for c in body["chunks"])
+                    chunks = sorted(
+                        (
+                            (int(c["offset"]), int(c["length"]), str(c["key"]), ChunkSums.from_json(c.get("sums")))
+                            for c in body["chunks"]
+                        ),
+                        key=lambda c: c[0],
+                    )
                 except (ValueError, KeyError, TypeError) as exc:  # an encrypting store's LTS: lts_store_url
                     detail = f"not LTS segment metadata ({type(exc).__name__}: {exc})"
                     raise CorruptData(store.url(info.key), 0, detail, "uncompressed") from None
@@ -255,19 +284,29 @@ class StreamHistory:
         slices: list[StreamSlice] = []
         for segment, lo, hi in self.ranges:
             pieces: list[tuple[str, int, int]] = []
+            sums: list[ChunkSums | None] = []
             first = lo
-            for offset, length, key in self._chunks(segment, lo, hi):
+            for offset, length, key, chunk_sums in self._chunks(segment, lo, hi):
                 a, b = max(lo, offset), min(hi, offset + length)
                 if a >= b:
                     continue
                 pieces.append((key, a - offset, b - offset))
+                sums.append(chunk_sums)
                 if b - first >= bytes_per_slice or b == hi:
                     slices.append(
                         StreamSlice(
-                            self.lts_url, segment, first, b, tuple(pieces), self.access, self.encryption, self.keys
+                            self.lts_url,
+                            segment,
+                            first,
+                            b,
+                            tuple(pieces),
+                            self.access,
+                            self.encryption,
+                            self.keys,
+                            tuple(sums),
                         )
                     )
-                    pieces, first = [], b
+                    pieces, sums, first = [], [], b
         return slices
 
     def to_arrow(self, decoder: PayloadDecoder | None = None) -> pa.Table:
@@ -280,10 +319,10 @@ class StreamHistory:
         return sum(hi - lo for _, lo, hi in self.ranges)
 
 
-def _covers(chunks: Sequence[tuple[int, int, str]], lo: int, hi: int) -> bool:
+def _covers(chunks: Sequence[tuple[int, int, str, ChunkSums | None]], lo: int, hi: int) -> bool:
     """Whether contiguous chunks cover ``[lo, hi)``."""
     pos = lo
-    for offset, length, _ in chunks:
+    for offset, length, *_ in chunks:
         if offset <= pos < offset + length:
             pos = offset + length
     return pos >= hi or lo == hi

@@ -1,5 +1,6 @@
 """LTS read-ahead of in-order readers: part-sized reads, bounded memory, and typed errors (a chunk
-cut short in a prefetched range, a damaged frame, LTS unreachable in the middle of a read)."""
+cut short in a prefetched range, a damaged chunk under a reader, LTS unreachable in the middle of
+a read)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xtremehub.errors import CorruptData, StorageUnavailable, TruncatedData
+from xtremehub.errors import ChecksumMismatch, StorageUnavailable
 from xtremehub.storage._s3 import S3Store
 from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.client._framing import HEADER
@@ -101,18 +102,19 @@ def test_a_chunk_cut_short_in_a_prefetched_range_is_a_typed_error_naming_it(tmp_
         victim = chunks[3]
         victim.write_bytes(victim.read_bytes()[:-100])
         data = bytearray()
-        with pytest.raises(TruncatedData) as info:
+        with pytest.raises(ChecksumMismatch) as info:
             _read_from(store, data)
         assert info.value.url.endswith(victim.name)
-        assert "LTS chunk holds" in str(info.value)
-        assert info.value.offset_kind == "object"
+        assert "truncated" in str(info.value)
+        assert info.value.offset == victim.stat().st_size  # where its bytes stop now
+        assert info.value.segment == "s"
         assert data == expected[: len(data)]  # everything before it was delivered intact
         # the failure is not kept: asking again fetches again and fails the same way
-        with pytest.raises(TruncatedData):
+        with pytest.raises(ChecksumMismatch):
             _read_from(store, data)
 
 
-def test_a_damaged_frame_read_ahead_is_reported_by_the_reader_with_its_offset(tmp_path: Path) -> None:
+def test_a_damaged_frame_read_ahead_is_a_checksum_mismatch_for_the_reader_with_its_offset(tmp_path: Path) -> None:
     lts = f"{tmp_path / 'lts'}/"
     options = {k: v for k, v in SMALL.items() if k != "tiering_interval"}
     with StreamManager.embedded(tmp_path / "data", lts, **options) as m:  # type: ignore[arg-type]
@@ -130,15 +132,18 @@ def test_a_damaged_frame_read_ahead_is_reported_by_the_reader_with_its_offset(tm
         raw = bytearray(chunk.read_bytes())
         raw[damaged - int(chunk.stem) : damaged - int(chunk.stem) + 4] = (0xFFFFFFFF).to_bytes(4, "big")
         chunk.write_bytes(bytes(raw))
+        block = int(chunk.stem) + (damaged - int(chunk.stem)) // PART * PART  # segment offset of its checksum block
         got: list[EventRead] = []
         with (
             m.create_reader_group("g", "sc", ["st"]).create_reader("r") as reader,
-            pytest.raises(CorruptData) as info,
+            pytest.raises(ChecksumMismatch) as info,
         ):
             _read_events(reader, got, 60)
-        assert [e.data for e in got] == [_event(i) for i in range(40)]  # every event before the damage, in order
-        assert info.value.url == segment
-        assert info.value.offset == damaged
+        # every event before the damaged block, in order; nothing of the damaged block
+        assert [e.data for e in got] == [_event(i) for i in range(block // frame)]
+        assert info.value.segment == segment
+        assert info.value.segment_offset == block
+        assert info.value.url.endswith(chunk.name)
 
 
 @pytest.mark.s3

@@ -29,6 +29,7 @@ from typing import Any
 
 from xtremehub.errors import ConditionalCheckFailed, InvalidOffset, SegmentNotFound, SegmentSealed, StoreClosed
 from xtremehub.streams.segmentstore.admission import Admission
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.contract import AppendResult
 from xtremehub.streams.segmentstore.core import StoreCore
 from xtremehub.streams.segmentstore.ops import AppendOp, ControlOp, RunOp
@@ -417,7 +418,12 @@ class CommitEngine:
             self._write_control(RecordType.TIERED, body, sync=False)
             with core.cond:
                 applied, replaced = state.apply_tiered(
-                    body["name"], body["cid"], body["offset"], body["length"], body["key"]
+                    body["name"],
+                    body["cid"],
+                    body["offset"],
+                    body["length"],
+                    body["key"],
+                    ChunkSums.from_json(body.get("sums")),
                 )
                 for ext in replaced:
                     core.cache.drop(ext)

@@ -5,8 +5,9 @@ Layout under the LTS URL prefix::
     segments/<quoted segment name>/<creation id>/<start offset, 20 digits>.chunk
     segments/<quoted segment name>/<creation id>/metadata.json
 
-The metadata object lists the segment's chunks (offset, length, key); it is written after
-each chunk, so it never names a chunk that is not there. The store's own record of tiered
+The metadata object lists the segment's chunks (offset, length, key, and the chunk's
+per-block CRC32C checksums, see :mod:`.chunksum`); it is written after each chunk, so it
+never names a chunk that is not there. The store's own record of tiered
 chunks is the WAL (``TIERED`` records and checkpoints); the LTS metadata lets an operator or
 a disaster-recovery tool find a segment's bytes from LTS alone.
 
@@ -15,8 +16,8 @@ Example:
     >>> key = lts.chunk_key("scope/stream/0.#epoch.0", "c1", 0)
     >>> key
     'prefix/segments/scope%2Fstream%2F0.%23epoch.0/c1/00000000000000000000.chunk'
-    >>> lts.put_chunk(key, [b"01234", b"56789"])
-    >>> lts.read([(key, 2, 5), (key, 7, 9)])
+    >>> sums = lts.put_chunk(key, [b"01234", b"56789"])
+    >>> lts.read([(key, 2, 5, sums), (key, 7, 9, sums)])
     b'23478'
     >>> lts.close()
 """
@@ -24,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 from collections.abc import Sequence
@@ -35,6 +37,7 @@ from xtremehub.config import Settings
 from xtremehub.errors import ObjectNotFound, TruncatedData
 from xtremehub.storage import open_store
 from xtremehub.storage._local import LocalStore
+from xtremehub.streams.segmentstore.chunksum import ChunkSums, block_size, read_verified
 
 __all__ = ["ChunkStore"]
 
@@ -52,6 +55,8 @@ class ChunkStore:
         if self.prefix and not self.prefix.endswith("/"):
             self.prefix += "/"
         self.part_size = part_size
+        #: Checksum block of the chunks written here (see :mod:`.chunksum`).
+        self.block = block_size(part_size)
         self._pool = ThreadPoolExecutor(min(self.store.max_concurrency, 16), thread_name_prefix="xhub-lts-read")
 
     @property
@@ -70,28 +75,63 @@ class ChunkStore:
     def metadata_key(self, name: str, cid: str) -> str:
         return f"{self._segment_dir(name, cid)}metadata.json"
 
-    def put_chunk(self, key: str, pieces: Sequence[bytes]) -> None:
-        """Write one chunk object from its pieces (the store writes them without joining when it can)."""
+    def put_chunk(self, key: str, pieces: Sequence[bytes]) -> ChunkSums:
+        """Write one chunk object from its pieces (the store writes them without joining when it
+        can); returns its checksums, which readers verify it with."""
+        sums = ChunkSums.of(pieces, self.block)
         self.store.put(key, pieces)
+        return sums
 
     def put_metadata(self, name: str, cid: str, chunks: list[list[Any]]) -> None:
-        body = {"name": name, "cid": cid, "chunks": [{"offset": c[0], "length": c[1], "key": c[2]} for c in chunks]}
+        """Write the segment's metadata object: ``chunks`` are ``[offset, length, key, sums or None]``."""
+        listed = []
+        for offset, length, key, sums in chunks:
+            item: dict[str, Any] = {"offset": offset, "length": length, "key": key}
+            if sums is not None:
+                item["sums"] = sums.to_json()
+            listed.append(item)
+        body = {"name": name, "cid": cid, "chunks": listed}
         self.store.put(self.metadata_key(name, cid), json.dumps(body).encode())
 
-    def read(self, pieces: Sequence[tuple[str, int, int]]) -> bytes:
-        """The bytes of ``(key, start, end)`` pieces, concatenated; fetched concurrently in parts."""
+    def read(self, pieces: Sequence[tuple[str, int, int, ChunkSums | None]]) -> bytes:
+        """The bytes of ``(key, start, end, sums)`` pieces, concatenated; fetched concurrently in
+        parts aligned to the part size (so that only a piece's ends fetch extra checksum blocks).
+
+        A part that fails (damaged, missing, LTS unreachable) ends the read short: the verified
+        parts before it are returned, and a read from there on gets the error; it is raised
+        when it is the first part.
+        """
         step = self.part_size
-        parts = [(key, pos, min(pos + step, end)) for key, start, end in pieces for pos in range(start, end, step)]
+        parts = []
+        for key, start, end, sums in pieces:
+            bounds = [start, *range(start - start % step + step, end, step), end]
+            parts += [(key, a, b, sums) for a, b in itertools.pairwise(bounds)]
         if len(parts) == 1:
             return self.get_part(*parts[0])
-        return b"".join(self._pool.map(lambda p: self.get_part(*p), parts))
+        fetches = [self._pool.submit(self.get_part, *p) for p in parts]
+        done: list[bytes] = []
+        try:
+            for fetch in fetches:
+                done.append(fetch.result())
+        except Exception:
+            if not done:
+                raise
+        finally:
+            for fetch in fetches:
+                fetch.cancel()
+        return b"".join(done)
 
-    def get_part(self, key: str, start: int, end: int) -> bytes:
-        """Bytes ``[start, end)`` of one chunk object (one ranged GET).
+    def get_part(self, key: str, start: int, end: int, sums: ChunkSums | None = None) -> bytes:
+        """Bytes ``[start, end)`` of one chunk object (one ranged GET), verified with ``sums``.
 
-        Raises :class:`~xtremehub.errors.TruncatedData` naming the object and the offset where
-        its bytes stop when it holds fewer (a chunk object cut short or replaced).
+        Raises :class:`~xtremehub.errors.ChecksumMismatch` naming the object and offset when
+        the bytes differ from ``sums`` (see :func:`.chunksum.read_verified`). A chunk without
+        checksums (written by an older version) is read unverified; it raises
+        :class:`~xtremehub.errors.TruncatedData` naming the object and the offset where its
+        bytes stop when it holds fewer (a chunk object cut short or replaced).
         """
+        if sums is not None:
+            return read_verified(self.store, key, start, end, sums)
         data = self.store.get_range(key, start, end)
         if len(data) != end - start:
             raise TruncatedData(

@@ -9,20 +9,22 @@ serves each read from one part without copying when the read covers the whole pa
 parts held (in flight or fetched, not yet read) stay within ``budget`` bytes; a part is
 dropped once a read reached its end, or after ``ttl`` seconds nobody asked for it.
 
-A failed GET is not kept: the read that asks for the part gets the typed error (for example
-:class:`~xtremehub.errors.StorageUnavailable` or :class:`~xtremehub.errors.TruncatedData`)
-and the next read fetches it again.
+A part carries its chunk's checksums (:mod:`.chunksum`); a fetched part is verified before
+anyone reads it. A failed GET or check is not kept: the read that asks for the part fetches it again
+and gets the typed error of that fetch (for example :class:`~xtremehub.errors.StorageUnavailable`,
+:class:`~xtremehub.errors.ChecksumMismatch` or :class:`~xtremehub.errors.ObjectNotFound`),
+never a failure of an earlier fetch ahead; the next read fetches it again.
 
 Example:
     >>> from xtremehub.streams.segmentstore.lts import ChunkStore
     >>> lts = ChunkStore("mem://xhub-doc-ahead/p/", part_size=4)
-    >>> lts.put_chunk("p/c", [b"0123456789"])
+    >>> sums = lts.put_chunk("p/c", [b"0123456789"])
     >>> ahead = ReadAhead(lts, depth=2, budget=100)
-    >>> ahead.prefetch([Part("p/c", 4, 8), Part("p/c", 8, 10)])
-    >>> ahead.get(Part("p/c", 0, 4)), ahead.get(Part("p/c", 4, 8)), ahead.held <= 100
+    >>> ahead.prefetch([Part("p/c", 4, 8, sums), Part("p/c", 8, 10, sums)])
+    >>> ahead.get(Part("p/c", 0, 4, sums)), ahead.get(Part("p/c", 4, 8, sums)), ahead.held <= 100
     (b'0123', b'4567', True)
-    >>> part_at(key="p/c", pos=0, length=10, at=5, part_size=4)
-    Part(key='p/c', start=4, end=8)
+    >>> part_at(key="p/c", pos=0, length=10, at=5, part_size=4, sums=sums).end
+    8
     >>> ahead.close(); lts.close()
 """
 
@@ -37,6 +39,7 @@ from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 from xtremehub.errors import StoreClosed
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.lts import ChunkStore
 from xtremehub.streams.segmentstore.state import Segment
 
@@ -49,17 +52,18 @@ _POSITIONS = 4096
 
 
 class Part(NamedTuple):
-    """Bytes ``[start, end)`` of the LTS object ``key``."""
+    """Bytes ``[start, end)`` of the LTS object ``key`` (with ``sums``, its checksums, or None)."""
 
     key: str
     start: int
     end: int
+    sums: ChunkSums | None = None
 
 
-def part_at(*, key: str, pos: int, length: int, at: int, part_size: int) -> Part:
+def part_at(*, key: str, pos: int, length: int, at: int, part_size: int, sums: ChunkSums | None = None) -> Part:
     """The part holding object byte ``at`` of the extent stored at ``[pos, pos + length)`` of ``key``."""
     aligned = at - at % part_size
-    return Part(key, max(pos, aligned), min(pos + length, aligned + part_size))
+    return Part(key, max(pos, aligned), min(pos + length, aligned + part_size), sums)
 
 
 def parts_after(seg: Segment, offset: int, count: int, part_size: int) -> Iterator[tuple[int, Part]]:
@@ -72,10 +76,15 @@ def parts_after(seg: Segment, offset: int, count: int, part_size: int) -> Iterat
             return
         at = ext.pos + max(offset - ext.offset, 0)
         while count > 0 and at < ext.pos + ext.length:
-            part = part_at(key=ext.key, pos=ext.pos, length=ext.length, at=at, part_size=part_size)
+            part = part_at(key=ext.key, pos=ext.pos, length=ext.length, at=at, part_size=part_size, sums=ext.sums)
             yield ext.offset + (part.start - ext.pos), part
             at, count = part.end, count - 1
         i += 1
+
+
+def _failed(future: Future[bytes]) -> bool:
+    """Whether ``future`` is a GET that completed with an error."""
+    return future.done() and not future.cancelled() and future.exception() is not None
 
 
 class _Held:
@@ -131,6 +140,9 @@ class ReadAhead:
             with self._lock:
                 self._check_open()
                 held = self._parts.get(part)
+                if held is not None and _failed(held.future):  # a stale failure: LTS may be back, or repaired
+                    self._release(part)
+                    held = None
                 # not held, or its GET still queued behind others: fetch it now, in this thread
                 mine = held is None or held.future.cancel()
                 if mine:
@@ -194,7 +206,7 @@ class ReadAhead:
 
     def _fetch(self, part: Part, future: Future[bytes]) -> None:
         try:
-            data = self.chunks.get_part(part.key, part.start, part.end)
+            data = self.chunks.get_part(part.key, part.start, part.end, part.sums)
         except BaseException as exc:
             future.set_exception(exc)
         else:

@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.state import StoreState
 from xtremehub.streams.segmentstore.wal import Record, RecordType, WalFiles, decode_append, decode_control
 
@@ -60,7 +61,8 @@ def replay(state: StoreState, record: Record) -> None:
     elif record.rtype == RecordType.DELETE:
         state.apply_delete(body["name"])
     elif record.rtype == RecordType.TIERED:
-        state.apply_tiered(body["name"], body["cid"], body["offset"], body["length"], body["key"])
+        sums = ChunkSums.from_json(body.get("sums"))  # none in records of older versions
+        state.apply_tiered(body["name"], body["cid"], body["offset"], body["length"], body["key"], sums)
 
 
 def delete_unreferenced(

@@ -26,6 +26,7 @@ from collections import Counter
 from typing import Any
 
 from xtremehub.errors import SegmentNotFound
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 
 __all__ = ["Extent", "Segment", "StoreState"]
 
@@ -33,10 +34,18 @@ __all__ = ["Extent", "Segment", "StoreState"]
 class Extent:
     """A run of a segment's bytes: ``[offset, offset + length)``, in a WAL file or an LTS object."""
 
-    __slots__ = ("data", "file_id", "key", "length", "offset", "pos")
+    __slots__ = ("data", "file_id", "key", "length", "offset", "pos", "sums")
 
     def __init__(
-        self, offset: int, length: int, *, file_id: int = -1, pos: int = 0, key: str = "", data: bytes | None = None
+        self,
+        offset: int,
+        length: int,
+        *,
+        file_id: int = -1,
+        pos: int = 0,
+        key: str = "",
+        data: bytes | None = None,
+        sums: ChunkSums | None = None,
     ) -> None:
         self.offset = offset
         self.length = length
@@ -47,6 +56,8 @@ class Extent:
         self.key = key
         #: Cached bytes (tail cache) or None.
         self.data = data
+        #: Checksums of the LTS object (None for a WAL extent, or a chunk written before them).
+        self.sums = sums
 
     @property
     def in_wal(self) -> bool:
@@ -57,12 +68,14 @@ class Extent:
         return self.offset + self.length
 
     def to_json(self) -> list[Any]:
-        return [self.offset, self.length, self.file_id, self.pos, self.key]
+        item = [self.offset, self.length, self.file_id, self.pos, self.key]
+        return item if self.sums is None else [*item, self.sums.to_json()]
 
     @classmethod
     def from_json(cls, item: list[Any]) -> Extent:
-        offset, length, file_id, pos, key = item
-        return cls(int(offset), int(length), file_id=int(file_id), pos=int(pos), key=str(key))
+        offset, length, file_id, pos, key = item[:5]
+        sums = ChunkSums.from_json(item[5]) if len(item) > 5 else None  # none in older checkpoints
+        return cls(int(offset), int(length), file_id=int(file_id), pos=int(pos), key=str(key), sums=sums)
 
     def __repr__(self) -> str:
         where = f"wal={self.file_id}@{self.pos}" if self.in_wal else f"lts={self.key}@{self.pos}"
@@ -283,8 +296,10 @@ class StoreState:
         self.garbage_keys.update(ext.key for ext in seg.extents if not ext.in_wal)
         return seg
 
-    def apply_tiered(self, name: str, cid: str, offset: int, length: int, key: str) -> tuple[bool, list[Extent]]:
-        """Replace the WAL extents ``[offset, offset + length)`` by one LTS extent.
+    def apply_tiered(
+        self, name: str, cid: str, offset: int, length: int, key: str, sums: ChunkSums | None = None
+    ) -> tuple[bool, list[Extent]]:
+        """Replace the WAL extents ``[offset, offset + length)`` by one LTS extent (``sums``: its checksums).
 
         A no-op (returns ``(False, [])``) when the segment was deleted, re-created, merged away
         or truncated into that range since the chunk was written.
@@ -303,7 +318,7 @@ class StoreState:
         if covered != offset + length or i >= len(seg.extents) or seg.extents[i].offset != offset:
             return False, []
         replaced = seg.extents[i:j]
-        seg.extents[i:j] = [Extent(offset, length, key=key, pos=0)]
+        seg.extents[i:j] = [Extent(offset, length, key=key, pos=0, sums=sums)]
         seg.starts[i:j] = [offset]
         for ext in replaced:
             self._count(seg, ext, -1)

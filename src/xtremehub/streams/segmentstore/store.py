@@ -40,6 +40,7 @@ from concurrent.futures import Future
 from typing import NamedTuple
 
 from xtremehub.errors import (
+    ChecksumMismatch,
     EventTooLarge,
     InvalidOffset,
     ObjectNotFound,
@@ -48,6 +49,7 @@ from xtremehub.errors import (
 )
 from xtremehub.streams.segmentstore.admission import Admission
 from xtremehub.streams.segmentstore.cache import TailCache
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.commit import CommitEngine
 from xtremehub.streams.segmentstore.config import SegmentStoreConfig
 from xtremehub.streams.segmentstore.contract import (
@@ -247,16 +249,18 @@ class SegmentStore(SegmentStoreContract):
         if lts_pieces:
             self._ahead.prefetch(ahead)
             with self._lts_errors(segment, offset, cid):
-                data = self.chunks.read(lts_pieces)
-            self._ahead.read_to(segment, end)
-            return ReadResult(segment, offset, data, end_of_segment=at_end)
+                data = self.chunks.read(lts_pieces)  # short when a part after the first failed
+            self._ahead.read_to(segment, offset + len(data))
+            return ReadResult(segment, offset, data, end_of_segment=at_end and offset + len(data) == end)
         return ReadResult(segment, offset, b"".join(pieces), end_of_segment=at_end)
 
     def _plan_in_order(self, seg: Segment, offset: int, max_length: int) -> _InOrder:
         """What a read in order at ``offset`` (in LTS) reads: from one part; and the parts after it."""
         ext = seg.extents[seg.find(offset)]
         at = ext.pos + offset - ext.offset
-        part = part_at(key=ext.key, pos=ext.pos, length=ext.length, at=at, part_size=self.chunks.part_size)
+        part = part_at(
+            key=ext.key, pos=ext.pos, length=ext.length, at=at, part_size=self.chunks.part_size, sums=ext.sums
+        )
         n = min(part.end - at, max_length)
         ahead = self._parts_after(seg, offset + part.end - at)
         return _InOrder(part, at - part.start, n, seg.sealed and offset + n == seg.length, ahead)
@@ -278,26 +282,47 @@ class SegmentStore(SegmentStoreContract):
 
     @contextlib.contextmanager
     def _lts_errors(self, segment: str, offset: int, cid: str) -> Iterator[None]:
-        """An LTS object missing while we read: say whether the segment was deleted or truncated."""
+        """LTS errors of a read at ``offset``, naming the segment: an object missing because the
+        segment was deleted or truncated meanwhile, else missing from LTS; a chunk failing its
+        checksums (with the segment offset of the bad bytes)."""
         try:
             yield
-        except ObjectNotFound:
+        except ObjectNotFound as exc:
             with self._core.lock:
                 seg = self._core.state.get(segment)
                 if seg.cid != cid:
                     raise SegmentNotFound(f"segment {segment!r} was deleted while reading") from None
                 if offset < seg.start:
                     raise self._truncated(segment, offset, seg.start) from None
-            raise
+            raise ObjectNotFound(
+                exc.url, f"LTS chunk of segment {segment!r} read at offset {offset} is missing ({exc.detail})"
+            ) from exc
+        except ChecksumMismatch as exc:
+            at = self._segment_offset(segment, exc.url, exc.offset)
+            where = f"segment {segment!r} offset {at if at >= 0 else offset}"
+            raise ChecksumMismatch(
+                f"{where}: {exc}", url=exc.url, offset=exc.offset, segment=segment, segment_offset=at
+            ) from exc
+
+    def _segment_offset(self, segment: str, url: str, at: int) -> int:
+        """The offset in ``segment`` of byte ``at`` of the LTS object at ``url`` (-1 if it holds none)."""
+        with self._core.lock:
+            seg = self._core.state.segments.get(segment)
+            for ext in seg.extents if seg is not None else ():
+                if not ext.in_wal and ext.pos <= at <= ext.pos + ext.length and self.chunks.store.url(ext.key) == url:
+                    return ext.offset + at - ext.pos
+        return -1
 
     @staticmethod
     def _truncated(segment: str, offset: int, start: int) -> SegmentTruncated:
         return SegmentTruncated(f"segment {segment!r}: offset {offset} is below its start {start}")
 
-    def _collect(self, seg: Segment, offset: int, end: int) -> tuple[list[bytes], list[tuple[str, int, int]], int]:
+    def _collect(
+        self, seg: Segment, offset: int, end: int
+    ) -> tuple[list[bytes], list[tuple[str, int, int, ChunkSums | None]], int]:
         """Bytes ``[offset, end)`` from cache/WAL, or the LTS pieces for them (never both); returns where it stopped."""
         local: list[bytes] = []
-        remote: list[tuple[str, int, int]] = []
+        remote: list[tuple[str, int, int, ChunkSums | None]] = []
         pos, i = offset, seg.find(offset)
         while pos < end and i < len(seg.extents):
             ext = seg.extents[i]
@@ -312,7 +337,7 @@ class SegmentStore(SegmentStoreContract):
             else:
                 if local:
                     break
-                remote.append((ext.key, ext.pos + skip, ext.pos + skip + n))
+                remote.append((ext.key, ext.pos + skip, ext.pos + skip + n, ext.sums))
             pos += n
             i += 1
         return local, remote, pos

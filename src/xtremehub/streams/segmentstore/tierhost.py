@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.commit import CommitEngine
 from xtremehub.streams.segmentstore.core import StoreCore
 from xtremehub.streams.segmentstore.lts import ChunkStore
@@ -85,10 +86,11 @@ class StoreTieringHost:
 
     def lts_chunks(self, seg: Segment) -> list[list[Any]]:
         with self._core.lock:
-            return [[e.offset, e.length, e.key] for e in seg.extents if not e.in_wal]
+            return [[e.offset, e.length, e.key, e.sums] for e in seg.extents if not e.in_wal]
 
-    def commit_tiered(self, seg: Segment, offset: int, length: int, key: str) -> bool:
+    def commit_tiered(self, seg: Segment, offset: int, length: int, key: str, sums: ChunkSums) -> bool:
         body = {"name": seg.name, "cid": seg.cid, "offset": offset, "length": length, "key": key}
+        body["sums"] = sums.to_json()  # kept by the WAL and checkpoints: readers verify the chunk
         return bool(self._engine.control(RecordType.TIERED, body))
 
     def reclaim_wal(self) -> int:

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from xtremehub.errors import StorageError, StoreClosed
+from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.config import SegmentStoreConfig
 from xtremehub.streams.segmentstore.lts import ChunkStore
 from xtremehub.streams.segmentstore.state import Extent, Segment
@@ -51,7 +52,7 @@ class TieringHost(Protocol):
 
     def lts_chunks(self, seg: Segment) -> list[list[Any]]: ...
 
-    def commit_tiered(self, seg: Segment, offset: int, length: int, key: str) -> bool: ...
+    def commit_tiered(self, seg: Segment, offset: int, length: int, key: str, sums: ChunkSums) -> bool: ...
 
     def reclaim_wal(self) -> int: ...
 
@@ -179,10 +180,10 @@ class Tierer:
             return 0
         offset, length = run[0].offset, sum(len(p) for p in pieces)
         key = self.host.chunks.chunk_key(seg.name, seg.cid, offset)
-        self.host.chunks.put_chunk(key, pieces)
-        chunks = [c for c in self.host.lts_chunks(seg) if c[0] != offset] + [[offset, length, key]]
-        self.host.chunks.put_metadata(seg.name, seg.cid, sorted(chunks))
-        if not self.host.commit_tiered(seg, offset, length, key):
+        sums = self.host.chunks.put_chunk(key, pieces)
+        chunks = [c for c in self.host.lts_chunks(seg) if c[0] != offset] + [[offset, length, key, sums]]
+        self.host.chunks.put_metadata(seg.name, seg.cid, sorted(chunks, key=lambda c: c[0]))
+        if not self.host.commit_tiered(seg, offset, length, key, sums):
             self.delete_later([key])  # the segment was deleted, merged or truncated meanwhile
             return 0
         return length
