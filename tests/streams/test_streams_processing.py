@@ -78,7 +78,7 @@ class Producer(threading.Thread):
                 start = time.monotonic()
                 while not self.halt.is_set():
                     due = int((time.monotonic() - start) * self.rate) + 1
-                    while self.written < due:
+                    while self.written < due and not self.halt.is_set():  # a slow machine falls behind
                         key = f"k{self.written % KEYS}"
                         text = f"{key}:{self.written // KEYS}"
                         self.acks[text] = writer.write_event(text.encode(), routing_key=key)
@@ -90,7 +90,8 @@ class Producer(threading.Thread):
 
     def finish(self) -> int:
         self.halt.set()
-        self.join(30)
+        self.join(120)
+        assert not self.is_alive(), "the producer did not stop (flush() blocked?)"
         assert self.error is None, self.error
         refused = {text: ack.exception() for text, ack in self.acks.items() if ack.exception() is not None}
         assert not refused, refused
