@@ -19,7 +19,10 @@ APPEND_BATCH frame, one group commit, one WAL record per segment). A queue of 64
 leaves at once (large events gain little from waiting), and a batch holds at most
 ``batch_bytes`` and ``batch_events``. Event numbers are given when a batch leaves, so the
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
-keeps its own future and its own outcome.
+keeps its own future and its own outcome. Each batch also names the number of the lane's
+previous event (``SegmentBatch.previous_event_number``): the store refuses it
+(``EventNumberGap``) while that event is not stored, so a batch never overtakes an earlier one
+refused for back pressure, whatever the connection; refused events are re-sent in number order.
 """
 
 from __future__ import annotations
