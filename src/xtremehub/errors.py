@@ -74,6 +74,7 @@ most also derive from the builtin exception a Python user would reach for, so
         ├── InvalidOffset           (ValueError)   offset past the end of a segment
         ├── StoreClosed             (RuntimeError) segment store closed or refusing writes
         ├── BackPressure            (TimeoutError) memory and disk budgets exhausted
+        │   └── EventNumberGap                     an earlier event of the writer is not stored yet
         ├── ProtocolError           (ValueError)   malformed frame on the wire
         ├── InvalidStreamArgument   (ValueError)   bad name, policy, cut or position
         ├── ReaderGroupNotFound     (LookupError)
@@ -122,6 +123,7 @@ __all__ = [
     "DataDirLocked",
     "DatasetNotFound",
     "DuplicateSequence",
+    "EventNumberGap",
     "EventTooLarge",
     "ExecutorClosed",
     "Forbidden",
@@ -630,6 +632,17 @@ class BackPressure(StreamError, TimeoutError):
     """Memory and disk budgets are exhausted while LTS is unreachable; nothing was written.
 
     Retry later: the store accepts appends again as soon as the backlog moves to LTS.
+    """
+
+
+class EventNumberGap(BackPressure):
+    """A writer's append would be stored before an earlier event it sent to that segment; nothing was written.
+
+    The append named the writer's previous event number on the segment
+    (``SegmentBatch.previous_event_number``) and the store holds a lower one: the earlier
+    append was refused (say, for back pressure) or has not arrived yet. Stored first, the later
+    one would make the earlier one's re-send count as a duplicate (lost). Re-send the refused
+    events in event-number order (the stream writer does).
     """
 
 

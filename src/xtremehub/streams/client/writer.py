@@ -19,7 +19,10 @@ APPEND_BATCH frame, one group commit, one WAL record per segment). A queue of 64
 leaves at once (large events gain little from waiting), and a batch holds at most
 ``batch_bytes`` and ``batch_events``. Event numbers are given when a batch leaves, so the
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
-keeps its own future and its own outcome.
+keeps its own future and its own outcome. Each batch also names the number of the lane's
+previous event (``SegmentBatch.previous_event_number``): the store refuses it
+(``EventNumberGap``) while that event is not stored, so a batch never overtakes an earlier one
+refused for back pressure, whatever the connection; refused events are re-sent in number order.
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ class _Pending:
 class _Lane:
     """One segment's events waiting to be sent, and its batches in flight (guarded by the writer lock)."""
 
-    __slots__ = ("blocked", "flights", "queued", "queued_bytes", "segment")
+    __slots__ = ("blocked", "flights", "last", "queued", "queued_bytes", "segment")
 
     def __init__(self, segment: str) -> None:
         self.segment = segment
@@ -151,6 +154,10 @@ class _Lane:
         self.flights: list[_Flight] = []
         #: A batch was refused in a way that re-sends it: later events wait for that re-send (order).
         self.blocked = False
+        #: The number of the last event sent in a batch of this lane since the last re-send (None:
+        #: none): the next batch names it, so the store refuses that batch while the event is not
+        #: stored (refused, or overtaken after a reconnect) rather than let it overtake.
+        self.last: int | None = None
 
     def busy(self) -> bool:
         """True while ``_BATCHES_IN_FLIGHT`` batches are unanswered or a refused batch awaits its re-send."""
@@ -395,7 +402,8 @@ class EventStreamWriter:
                 flight = _Flight(lane, events)
                 lane.flights.append(flight)
                 flights.append(flight)
-                batches.append(SegmentBatch(lane.segment, [p.frame for p in events], first))
+                batches.append(SegmentBatch(lane.segment, [p.frame for p in events], first, lane.last))
+                lane.last = first + count - 1
         if not batches:
             return
         with self._signal:
@@ -527,7 +535,9 @@ class EventStreamWriter:
             while self._unanswered:
                 self._answer_cond.wait()
         for lane in self._lanes.values():
-            lane.queued, lane.queued_bytes, lane.blocked, lane.flights = [], 0, False, []
+            # The re-send below goes one event at a time (nothing can overtake), unchecked: an event
+            # given up for good leaves a gap on purpose, and the next batch follows the re-send.
+            lane.queued, lane.queued_bytes, lane.blocked, lane.flights, lane.last = [], 0, False, [], None
         self._queued = 0
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)

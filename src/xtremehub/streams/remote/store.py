@@ -19,11 +19,19 @@ from xtremehub.streams.segmentstore.contract import (
     SegmentStoreContract,
     StoreStats,
     check_batches,
+    gather_outcomes,
     when_all,
 )
 from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.sharedfuture import SharedConditionFuture
-from xtremehub.streams.wire import DEFAULT_MAX_FRAME, MAX_BATCH_EVENTS, STORE_TARGET, MessageType, decode_error
+from xtremehub.streams.wire import (
+    DEFAULT_MAX_FRAME,
+    MAX_BATCH_EVENTS,
+    PREVIOUS_NUMBER_VERSION,
+    STORE_TARGET,
+    MessageType,
+    decode_error,
+)
 
 __all__ = ["STORE_RETRIABLE", "RemoteSegmentStore", "remote_call"]
 
@@ -104,6 +112,20 @@ class RemoteSegmentStore(SegmentStoreContract):
     ) -> Future[AppendResult]:
         # ``timeout`` has nothing to bound here: the call never blocks, the server applies back
         # pressure and answers BackPressure after its own timeout.
+        return self._append_one(segment, data, writer_id, event_number, expected_offset)
+
+    def _append_one(
+        self,
+        segment: str,
+        data: bytes,
+        writer_id: str | None,
+        event_number: int | None,
+        expected_offset: int | None,
+        previous: int | None = None,
+    ) -> Future[AppendResult]:
+        """One APPEND; with ``previous`` (the writer's previous event number, protocol version 3) the
+        server refuses it with ``EventNumberGap`` while the store holds a lower number."""
+
         def decode(msg_type: MessageType | int, payload: bytes) -> AppendResult:
             if msg_type != MessageType.APPENDED:
                 raise ProtocolError(f"expected APPENDED, got message type {int(msg_type)}")
@@ -115,7 +137,10 @@ class RemoteSegmentStore(SegmentStoreContract):
             failed: Future[AppendResult] = Future()
             failed.set_exception(self._too_large(segment, len(data)))
             return failed
-        payload = self.connection.codec.encode([segment, bytes(data), writer_id, event_number, expected_offset])
+        fields = [segment, bytes(data), writer_id, event_number, expected_offset]
+        if previous is not None and self._previous_numbers():
+            fields.append(previous)
+        payload = self.connection.codec.encode(fields)
         # A re-sent append is exactly-once only when the store can recognise it (writer id + number).
         retriable = writer_id is not None and event_number is not None
         lanes = [] if writer_id is None or event_number is None else [(writer_id, segment, event_number)]
@@ -143,6 +168,14 @@ class RemoteSegmentStore(SegmentStoreContract):
         """
         check_batches(batches, writer_id)
         single = len(batches) == 1 and len(batches[0].events) == 1  # a lone (large) event: the plain APPEND
+        if single and batches[0].previous_event_number is not None:
+            lone = batches[0]
+            outcome = self._append_one(
+                lone.segment, lone.events[0], writer_id, lone.first_event_number, None, lone.previous_event_number
+            )
+            return [
+                when_all([gather_outcomes([outcome])], functools.partial(_run_of, lone.segment, [len(lone.events[0])]))
+            ]
         if single or int(self.connection.server_info.get("version", 1)) < 2:
             per_event = SegmentStoreContract.append_batches(self, batches, writer_id=writer_id)
             return [
@@ -151,8 +184,9 @@ class RemoteSegmentStore(SegmentStoreContract):
             ]
         limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
         pieces: list[list[Future[RunOutcome]]] = [[] for _ in batches]
-        frame: list[tuple[int, list[Any]]] = []  # (batch index, [segment, first number, events])
+        frame: list[tuple[int, list[Any]]] = []  # (batch index, [segment, first number, events(, previous)])
         size = count = 0
+        numbers_previous = self._previous_numbers()
 
         def send() -> None:
             nonlocal size, count
@@ -177,11 +211,17 @@ class RemoteSegmentStore(SegmentStoreContract):
                 count + len(events) <= MAX_BATCH_EVENTS
             ):  # the common case: the whole batch fits in this frame
                 plain = list(events) if all(type(e) is bytes for e in events) else [bytes(e) for e in events]
-                frame.append((index, [batch.segment, batch.first_event_number, plain]))
+                if batch.previous_event_number is not None and numbers_previous:
+                    frame.append((index, [batch.segment, batch.first_event_number, plain, batch.previous_event_number]))
+                else:
+                    frame.append((index, [batch.segment, batch.first_event_number, plain]))
                 size += sum(map(len, events)) + len(events) * _BATCH_EVENT_OVERHEAD + len(batch.segment) + 5
                 count += len(events)
                 continue
             part: list[Any] | None = None
+            # Each part names the number of the batch's last event sent before it (a split batch's
+            # parts go in separate frames); an event refused here for its size is not one of them.
+            previous = batch.previous_event_number if numbers_previous else None
             for i, data in enumerate(events):
                 if len(data) > limit:
                     send()  # the refusal must come after the events before it
@@ -197,17 +237,23 @@ class RemoteSegmentStore(SegmentStoreContract):
                     part = None
                 if part is None:
                     first = None if batch.first_event_number is None else batch.first_event_number + i
-                    part = [batch.segment, first, []]
+                    part = [batch.segment, first, []] if previous is None else [batch.segment, first, [], previous]
                     frame.append((index, part))
                     size += len(batch.segment) + _BATCH_EVENT_OVERHEAD
+                if previous is not None:
+                    previous = part[1] + len(part[2])
                 part[2].append(bytes(data))
                 size += len(data) + _BATCH_EVENT_OVERHEAD
                 count += 1
         send()
         return [p[0] if len(p) == 1 else when_all(p, _concatenate) for p in pieces]
 
+    def _previous_numbers(self) -> bool:
+        """Whether the server takes the writer's previous event number with an append (protocol version 3)."""
+        return int(self.connection.server_info.get("version", 1)) >= PREVIOUS_NUMBER_VERSION
+
     def _send_batches(self, writer_id: str | None, parts: list[list[Any]], *, single: bool = False) -> Future[Any]:
-        """Send one APPEND_BATCH of ``[segment, first event number, events]`` parts.
+        """Send one APPEND_BATCH of ``[segment, first event number, events(, previous event number)]`` parts.
 
         The future resolves with the list of the parts' runs, or with the one run when ``single``.
         """
@@ -220,7 +266,7 @@ class RemoteSegmentStore(SegmentStoreContract):
             if not isinstance(answer, list) or len(answer) != len(parts):
                 raise ProtocolError(f"APPENDED_BATCH does not answer the {len(parts)} batches sent")
             out: list[RunOutcome] = []
-            for (segment, _, events), (offsets, duplicates, errors) in zip(parts, answer, strict=True):
+            for (segment, _, events, *_), (offsets, duplicates, errors) in zip(parts, answer, strict=True):
                 if len(offsets) != len(events):
                     raise ProtocolError(f"APPENDED_BATCH with {len(offsets)} outcomes for {len(events)} events")
                 failed = {int(i): decode_error(e) for i, e in errors.items()} if errors else {}
@@ -230,7 +276,7 @@ class RemoteSegmentStore(SegmentStoreContract):
 
         payload = codec.encode([writer_id, parts])
         # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
-        lanes = [] if writer_id is None else [(writer_id, segment, first) for segment, first, _ in parts]
+        lanes = [] if writer_id is None else [(writer_id, part[0], part[1]) for part in parts]
         return self.connection.request(
             MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None, lanes=lanes
         )

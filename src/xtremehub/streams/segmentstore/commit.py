@@ -27,7 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from xtremehub.errors import ConditionalCheckFailed, InvalidOffset, SegmentNotFound, SegmentSealed, StoreClosed
+from xtremehub.errors import (
+    ConditionalCheckFailed,
+    EventNumberGap,
+    InvalidOffset,
+    SegmentNotFound,
+    SegmentSealed,
+    StoreClosed,
+)
 from xtremehub.streams.segmentstore.admission import Admission
 from xtremehub.streams.segmentstore.chunksum import ChunkSums
 from xtremehub.streams.segmentstore.contract import AppendResult
@@ -229,6 +236,9 @@ class CommitEngine:
                     last = shadow_writers.get((op.segment, op.writer_id)) or seg.writers.get(op.writer_id)
                     if last is not None and op.first <= last[0]:
                         dups, at = min(count, last[0] - op.first + 1), last[1]
+                    if op.previous is not None and (last is None or last[0] < op.previous):
+                        done.append((op, RunOutcome.refused(op.segment, op.lengths, _gap(op, last))))
+                        continue
                 if dups == count:
                     done.append((op, RunOutcome.contiguous(op.segment, length, op.lengths, dups, at)))
                     continue
@@ -463,3 +473,12 @@ class CommitEngine:
     def _roll(self) -> None:
         self._core.wal.roll(self._core.state.checkpoint())
         self._tierer.wake()  # reclaims WAL files and prepares the next one, off the commit path
+
+
+def _gap(op: RunOp, last: list[int] | None) -> EventNumberGap:
+    """Why ``op`` is refused: the segment holds an earlier number of its writer than the one it follows."""
+    held = "none" if last is None else str(last[0])
+    return EventNumberGap(
+        f"segment {op.segment!r}: writer {op.writer_id!r} sent event {op.first} after event {op.previous},"
+        f" but the last event of it stored is {held}; nothing was written, re-send the earlier events first"
+    )

@@ -79,11 +79,19 @@ class SegmentBatch:
     """Events for one segment in :meth:`SegmentStoreContract.append_batches`.
 
     With a writer id, event ``i`` carries number ``first_event_number + i``.
+    ``previous_event_number`` (optional, with a writer id) is the number of the writer's event
+    sent to this segment just before this batch: a store that keeps writer numbers (the
+    embedded one, and the stream server in front of it) refuses the whole batch with
+    :class:`~xtremehub.errors.EventNumberGap` (nothing written) while the number it holds for
+    the writer is lower, i.e. while that earlier event is not stored (refused for back
+    pressure, or not arrived). So a batch never overtakes an earlier one whose re-send would
+    then count as a duplicate. ``None``: no check (a re-send in order, or the first batch).
     """
 
     segment: str
     events: Sequence[bytes]
     first_event_number: int | None = None
+    previous_event_number: int | None = None
 
 
 #: One event's outcome in :meth:`SegmentStoreContract.append_many`: where it landed, or why not.
@@ -316,10 +324,17 @@ class SegmentStoreContract(ABC):
 
 
 def check_batches(batches: Sequence[SegmentBatch], writer_id: str | None) -> None:
-    """``InvalidOffset`` unless every batch has a first event number exactly when there is a writer id."""
+    """``InvalidOffset`` unless every batch has a first event number exactly when there is a writer id
+    (and a previous event number, if any, below it)."""
     for batch in batches:
         if (writer_id is None) != (batch.first_event_number is None):
             raise InvalidOffset(f"segment {batch.segment!r}: writer_id and first_event_number must be given together")
+        previous = batch.previous_event_number
+        if previous is not None and (batch.first_event_number is None or not previous < batch.first_event_number):
+            raise InvalidOffset(
+                f"segment {batch.segment!r}: previous_event_number {previous} must be below"
+                f" first_event_number {batch.first_event_number}"
+            )
 
 
 def when_all(futures: Sequence[Future[T]], combine: Callable[[Sequence[Future[T]]], R]) -> Future[R]:

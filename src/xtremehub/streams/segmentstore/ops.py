@@ -52,6 +52,9 @@ class RunOp:
     future: Future[RunOutcome] = field(default_factory=Future)
     #: True for every run of one ``append_runs`` call but its last: the call is committed whole.
     more: bool = False
+    #: The writer's event number sent before this run (``SegmentBatch.previous_event_number``):
+    #: the run is refused (``EventNumberGap``) while the segment holds a lower one. None: no check.
+    previous: int | None = None
 
 
 @dataclass(slots=True)

@@ -181,6 +181,7 @@ class SegmentStore(SegmentStoreContract):
                 results.append(self._runs_around_large(batch, events, lengths, writer_id, ops))
             else:
                 op = RunOp(batch.segment, events, lengths, sum(lengths), writer_id, batch.first_event_number, more=True)
+                op.previous = batch.previous_event_number
                 ops.append(op)
                 results.append(op.future)
         if ops:
@@ -211,6 +212,8 @@ class SegmentStore(SegmentStoreContract):
                 j += 1
             number = None if first is None else first + i
             op = RunOp(batch.segment, events[i:j], lengths[i:j], sum(lengths[i:j]), writer_id, number, more=True)
+            if not parts:  # the batch's first run checks the previous batch; the others follow it in order
+                op.previous = batch.previous_event_number
             ops.append(op)
             parts.append(op.future)
             i = j

@@ -18,7 +18,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -41,6 +41,7 @@ from xtremehub.streams.wire import (
     MAGIC,
     MAX_BATCH_EVENTS,
     MESSAGE_VERSION,
+    PREVIOUS_NUMBER_VERSION,
     SUPPORTED_VERSIONS,
     FrameHeader,
     MessageType,
@@ -270,11 +271,19 @@ class ClientConnection:
 
     # -- requests --------------------------------------------------------------------------
     def _append(self, request: Any) -> asyncio.Future[Any]:
+        previous = None
+        if isinstance(request, list) and len(request) == 6 and self._numbers_previous():
+            previous = request.pop()  # (version 3) the writer's previous event number on the segment
         segment, data, writer_id, event_number, expected_offset = _fields(request, 5, "APPEND")
         if not isinstance(segment, str) or not isinstance(data, bytes):
             raise ProtocolError("APPEND: segment must be a string and data bytes")
         if self.access is not None:
             self.access.authorize(Action.WRITE, segment_resource(segment))
+        if previous is not None:
+            if type(writer_id) is not str or type(event_number) is not int or expected_offset is not None:
+                raise ProtocolError("APPEND: a previous event number needs writer_id and event_number only")
+            batch = [_batch(segment, event_number, [data], previous, "APPEND")]
+            return self._queue_append(functools.partial(self._append_after, batch, writer_id), None)
         call = functools.partial(
             self._append_one,
             segment,
@@ -294,7 +303,11 @@ class ClientConnection:
         batches: list[SegmentBatch] = []
         count = 0
         for part in parts:
-            segment, first, events = _fields(part, 3, "APPEND_BATCH batch")
+            previous = None
+            if isinstance(part, list) and len(part) == 4 and self._numbers_previous():
+                segment, first, events, previous = part  # (version 3) the writer's previous number
+            else:
+                segment, first, events = _fields(part, 3, "APPEND_BATCH batch")
             if not isinstance(segment, str) or not isinstance(events, list) or not events:
                 raise ProtocolError("APPEND_BATCH: segment must be a string and events a non-empty array")
             if not all(type(event) is bytes for event in events):
@@ -303,7 +316,10 @@ class ClientConnection:
             if numbered != (writer_id is not None) or (not numbered and first is not None):
                 raise ProtocolError("APPEND_BATCH: writer_id (a string) and first_event_number (>= 0) go together")
             count += len(events)
-            batches.append(SegmentBatch(segment, events, first))
+            if previous is None:
+                batches.append(SegmentBatch(segment, events, first))
+            else:
+                batches.append(_batch(segment, first, events, previous, "APPEND_BATCH"))
         if count > MAX_BATCH_EVENTS:
             raise ProtocolError(f"APPEND_BATCH: {count} events, more than the limit of {MAX_BATCH_EVENTS}")
         if self.access is not None:
@@ -342,6 +358,16 @@ class ClientConnection:
             if numbered and timeout != 0:
                 self._held.hold([(writer_id, segment, event_number)])
             raise
+
+    def _numbers_previous(self) -> bool:
+        """Whether the negotiated version lets appends carry the writer's previous event number."""
+        return self._version is not None and self._version >= PREVIOUS_NUMBER_VERSION
+
+    def _append_after(
+        self, batches: list[SegmentBatch], writer_id: str, *, timeout: float | None = None
+    ) -> Future[AppendResult]:
+        """An APPEND naming its previous event number: a one-event batch (the store checks the gap)."""
+        return when_all([self._append_batches(batches, writer_id, timeout=timeout)], _lone_outcome)
 
     def _append_batches(
         self, batches: list[SegmentBatch], writer_id: str | None, *, timeout: float | None = None
@@ -579,6 +605,21 @@ def _fields(request: Any, count: int, what: str) -> list[Any]:
     if not isinstance(request, list) or len(request) != count:
         raise ProtocolError(f"{what}: payload must be an array of {count} fields")
     return request
+
+
+def _batch(segment: str, first: Any, events: list[bytes], previous: Any, what: str) -> SegmentBatch:
+    """A numbered batch naming the writer's previous event number (checked: ``0 <= previous < first``)."""
+    if type(previous) is not int or type(first) is not int or not 0 <= previous < first:
+        raise ProtocolError(f"{what}: previous event number {previous!r} must be an integer in [0, {first!r})")
+    return SegmentBatch(segment, events, first, previous)
+
+
+def _lone_outcome(done: Sequence[Future[list[RunOutcome]]]) -> AppendResult:
+    """The outcome of a one-event batch as an APPEND's: its result, or its error raised."""
+    outcome = done[0].result()[0].outcome(0)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _lanes(writer_id: str, batches: list[SegmentBatch]) -> list[Lane]:

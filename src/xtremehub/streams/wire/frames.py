@@ -35,6 +35,7 @@ __all__ = [
     "MAGIC",
     "MAX_BATCH_EVENTS",
     "MESSAGE_VERSION",
+    "PREVIOUS_NUMBER_VERSION",
     "PROTOCOL_VERSION",
     "STORE_TARGET",
     "SUPPORTED_VERSIONS",
@@ -44,10 +45,16 @@ __all__ = [
     "encode_frame",
 ]
 
-#: Version of the frame layout and message set this code speaks (2: adds APPEND_BATCH).
-PROTOCOL_VERSION = 2
-#: Versions this code can negotiate in HELLO (newest first); version 1 peers keep working.
-SUPPORTED_VERSIONS = (2, 1)
+#: Version of the frame layout and message set this code speaks (2: adds APPEND_BATCH; 3: adds
+#: the optional previous event number to APPEND and to each APPEND_BATCH batch, see
+#: ``PREVIOUS_NUMBER_VERSION``).
+PROTOCOL_VERSION = 3
+#: Versions this code can negotiate in HELLO (newest first); version 1 and 2 peers keep working.
+SUPPORTED_VERSIONS = (3, 2, 1)
+#: The negotiated version from which APPEND may carry a 6th field and an APPEND_BATCH batch a
+#: 4th: the writer's previous event number on the segment (the store refuses a gap). The frames
+#: keep the version of their message type (a version 2 frame with one more field).
+PREVIOUS_NUMBER_VERSION = 3
 #: Most events one APPEND_BATCH may carry (a client splits larger batches).
 MAX_BATCH_EVENTS = 65536
 #: First bytes of every HELLO payload, so a stray client (HTTP, Redis...) is told apart at once.
