@@ -16,15 +16,24 @@ from server_test_store import DictSegmentStore
 from xtremehub.errors import (
     BackPressure,
     ConditionalCheckFailed,
+    EventTooLarge,
     ProtocolError,
     SegmentNotFound,
     SegmentSealed,
     ServerUnavailable,
 )
 from xtremehub.streams.remote import ClientConfig, RemoteSegmentStore
-from xtremehub.streams.segmentstore.contract import AppendResult
+from xtremehub.streams.segmentstore.contract import AppendResult, SegmentBatch
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
-from xtremehub.streams.wire import HEADER_SIZE, MAX_BATCH_EVENTS, MessageType, WireCodec, decode_header, encode_frame
+from xtremehub.streams.wire import (
+    DEFAULT_MAX_FRAME,
+    HEADER_SIZE,
+    MAX_BATCH_EVENTS,
+    MessageType,
+    WireCodec,
+    decode_header,
+    encode_frame,
+)
 
 CODEC = WireCodec.default()
 HELLO = CODEC.encode({"magic": "XHUB", "versions": [1], "client": "raw-test", "auth": {"scheme": "none", "token": ""}})
@@ -354,6 +363,28 @@ def test_append_batch_on_the_wire(
     ((offsets, duplicates, errors),) = body  # type: ignore[misc]
     assert (offsets, duplicates) == ([-1, -1], [])
     assert [errors[i]["error"] for i in (0, 1)] == ["SegmentSealed", "SegmentSealed"]
+
+
+def test_a_lone_event_is_one_append_answered_as_its_run(
+    dict_server: StreamServer, dict_store: DictSegmentStore
+) -> None:
+    """``append_runs`` of one event: a plain APPEND whose answer, or refusal, is the batch's run."""
+    client = RemoteSegmentStore(dict_server.url)
+    try:
+        client.create_segment("s/l")
+        (stored,) = client.append_runs([SegmentBatch("s/l", [b"abc"], 3)], writer_id="w")
+        run = stored.result(10)
+        assert (list(run.offsets), list(run.lengths), run.ok, list(run.duplicates)) == ([0], [3], True, [])
+        (again,) = client.append_runs([SegmentBatch("s/l", [b"abc"], 3)], writer_id="w")
+        assert list(again.result(10).duplicates) == [0]  # a re-send is recognised, not stored twice
+        client.seal("s/l")
+        (sealed,) = client.append_runs([SegmentBatch("s/l", [b"d"], 4)], writer_id="w")
+        assert isinstance(sealed.result(10).error(0), SegmentSealed)  # the event's outcome, not the future's
+        (large,) = client.append_runs([SegmentBatch("s/l", [bytes(DEFAULT_MAX_FRAME)], 5)], writer_id="w")
+        assert isinstance(large.result(10).error(0), EventTooLarge)  # refused before sending
+        assert bytes(dict_store.data["s/l"]) == b"abc"
+    finally:
+        client.close()
 
 
 @pytest.mark.parametrize(

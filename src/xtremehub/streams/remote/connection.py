@@ -125,11 +125,20 @@ def connect(
 
 
 class _Pending:
-    __slots__ = ("decode", "frame", "future", "lanes", "renewed", "retriable")
+    __slots__ = ("decode", "frame", "future", "lanes", "refuse", "renewed", "retriable")
 
-    def __init__(self, frame: bytes, decode: Decoder, retriable: bool, lanes: tuple[Lane, ...] = ()) -> None:
+    def __init__(
+        self,
+        frame: bytes,
+        decode: Decoder,
+        retriable: bool,
+        lanes: tuple[Lane, ...] = (),
+        refuse: Callable[[Exception], Any] | None = None,
+    ) -> None:
         self.frame = frame
         self.decode = decode
+        #: Turns the server's refusal (an ERROR answer) into the result, when the caller wants it so.
+        self.refuse = refuse
         self.retriable = retriable
         #: A numbered append's places in its writer's order (see :class:`WriterOrder`).
         self.lanes = lanes
@@ -166,13 +175,22 @@ class Connection:
 
     # -- requests --------------------------------------------------------------------------
     def request(
-        self, msg_type: MessageType, payload: bytes, decode: Decoder, *, retriable: bool, lanes: Sequence[Lane] = ()
+        self,
+        msg_type: MessageType,
+        payload: bytes,
+        decode: Decoder,
+        *,
+        retriable: bool,
+        lanes: Sequence[Lane] = (),
+        refuse: Callable[[Exception], Any] | None = None,
     ) -> Future[Any]:
         """Send one request; the future resolves with ``decode(answer type, answer payload)``.
 
         ``lanes``: a numbered append's ``(writer id, segment, first event number)`` per batch; such
         an append is refused at once (``BackPressure``, nothing sent) while it would overtake an
-        earlier one of its writer refused for back pressure and not yet re-sent.
+        earlier one of its writer refused for back pressure and not yet re-sent. ``refuse``: such a
+        refusal, or the server's (an ERROR answer), resolves the future with ``refuse(error)``
+        instead of failing it.
         """
         with self._lock:
             if self._closed:
@@ -180,12 +198,15 @@ class Connection:
             held = self._order.check(lanes) if lanes else None
             if held is not None:
                 refused: Future[Any] = Future()
-                refused.set_exception(held)
+                if refuse is not None:
+                    refused.set_result(refuse(held))
+                else:
+                    refused.set_exception(held)
                 return refused
             self._ensure_connected(retry=retriable)
             rid = self._next_id
             self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
-            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable, tuple(lanes))
+            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable, tuple(lanes), refuse)
             self._pending[rid] = pending
             self._outbox.append(pending.frame)
             if self._sending:  # the thread sending now takes our frame along
@@ -327,6 +348,8 @@ class Connection:
                 if self._renew(rid, pending, refusal):
                     return
                 error: Exception | None = refusal
+                if pending.refuse is not None:
+                    result, error = pending.refuse(refusal), None
             else:
                 result, error = pending.decode(msg_type, payload), None
         except Exception as exc:  # a bad answer fails this request only

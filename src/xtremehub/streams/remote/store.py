@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
 from xtremehub.errors import EventTooLarge, ProtocolError
-from xtremehub.streams.remote.connection import ClientConfig, Connection, connect
+from xtremehub.streams.remote.connection import ClientConfig, Connection, Decoder, connect
 from xtremehub.streams.segmentstore.contract import (
     AppendOutcome,
     AppendResult,
@@ -19,7 +19,6 @@ from xtremehub.streams.segmentstore.contract import (
     SegmentStoreContract,
     StoreStats,
     check_batches,
-    gather_outcomes,
     when_all,
 )
 from xtremehub.streams.segmentstore.runs import RunOutcome
@@ -43,6 +42,8 @@ STORE_RETRIABLE = frozenset({"info", "writer_event_number", "seal", "merge", "tr
 APPEND_OVERHEAD = 64 * 1024
 #: MessagePack framing of one event inside an APPEND_BATCH (bin 32 header).
 _BATCH_EVENT_OVERHEAD = 5
+#: The duplicates of a one-event run whose event was already stored.
+_DUPLICATE = (0,)
 
 
 def remote_call(conn: Connection, target: str, method: str, args: list[Any], *, retriable: bool) -> Any:
@@ -112,39 +113,71 @@ class RemoteSegmentStore(SegmentStoreContract):
     ) -> Future[AppendResult]:
         # ``timeout`` has nothing to bound here: the call never blocks, the server applies back
         # pressure and answers BackPressure after its own timeout.
-        return self._append_one(segment, data, writer_id, event_number, expected_offset)
-
-    def _append_one(
-        self,
-        segment: str,
-        data: bytes,
-        writer_id: str | None,
-        event_number: int | None,
-        expected_offset: int | None,
-        previous: int | None = None,
-    ) -> Future[AppendResult]:
-        """One APPEND; with ``previous`` (the writer's previous event number, protocol version 3) the
-        server refuses it with ``EventNumberGap`` while the store holds a lower number."""
-
         def decode(msg_type: MessageType | int, payload: bytes) -> AppendResult:
             if msg_type != MessageType.APPENDED:
                 raise ProtocolError(f"expected APPENDED, got message type {int(msg_type)}")
             offset, length, duplicate = self.connection.codec.decode(payload)
             return AppendResult(segment, offset, length, duplicate)
 
-        limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
-        if len(data) > limit:
+        if len(data) > self._append_limit():
             failed: Future[AppendResult] = Future()
             failed.set_exception(self._too_large(segment, len(data)))
             return failed
-        fields = [segment, bytes(data), writer_id, event_number, expected_offset]
+        return self._send_append(segment, data, writer_id, event_number, expected_offset, decode)
+
+    def _append_limit(self) -> int:
+        """The largest event one frame carries."""
+        return int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
+
+    def _send_append(
+        self,
+        segment: str,
+        data: bytes,
+        writer_id: str | None,
+        event_number: int | None,
+        expected_offset: int | None,
+        decode: Decoder,
+        refuse: Callable[[Exception], Any] | None = None,
+        previous: int | None = None,
+    ) -> Future[Any]:
+        """Send one APPEND; its future resolves with ``decode(answer)`` (or ``refuse(the server's refusal)``).
+
+        With ``previous`` (the writer's previous event number on the segment, protocol version 3)
+        the server refuses it with ``EventNumberGap`` while the store holds a lower number.
+        """
+        event = data if type(data) is bytes else bytes(data)
+        fields = [segment, event, writer_id, event_number, expected_offset]
         if previous is not None and self._previous_numbers():
             fields.append(previous)
         payload = self.connection.codec.encode(fields)
         # A re-sent append is exactly-once only when the store can recognise it (writer id + number).
         retriable = writer_id is not None and event_number is not None
         lanes = [] if writer_id is None or event_number is None else [(writer_id, segment, event_number)]
-        return self.connection.request(MessageType.APPEND, payload, decode, retriable=retriable, lanes=lanes)
+        return self.connection.request(
+            MessageType.APPEND, payload, decode, retriable=retriable, lanes=lanes, refuse=refuse
+        )
+
+    def _append_run(self, batch: SegmentBatch, writer_id: str | None) -> Future[RunOutcome]:
+        """A batch of one event as a plain APPEND whose answer decodes straight into the run (one future)."""
+        segment, data = batch.segment, batch.events[0]
+        lengths = [len(data)]
+        if lengths[0] > self._append_limit():
+            refused: Future[RunOutcome] = Future()
+            refused.set_result(RunOutcome.refused(segment, lengths, self._too_large(segment, lengths[0])))
+            return refused
+        codec = self.connection.codec
+
+        def decode(msg_type: MessageType | int, payload: bytes) -> RunOutcome:
+            if msg_type != MessageType.APPENDED:
+                raise ProtocolError(f"expected APPENDED, got message type {int(msg_type)}")
+            offset, _, duplicate = codec.decode(payload)
+            return RunOutcome(segment, [offset], lengths, _DUPLICATE if duplicate else ())
+
+        def refuse(error: Exception) -> RunOutcome:  # the server refused the event: its outcome, as in a batch
+            return RunOutcome.refused(segment, lengths, error)
+
+        number, previous = batch.first_event_number, batch.previous_event_number
+        return self._send_append(segment, data, writer_id, number, None, decode, refuse, previous)
 
     def append_batches(
         self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
@@ -167,22 +200,15 @@ class RemoteSegmentStore(SegmentStoreContract):
         The answer's offsets, duplicates and errors become the run as decoded: no object per event.
         """
         check_batches(batches, writer_id)
-        single = len(batches) == 1 and len(batches[0].events) == 1  # a lone (large) event: the plain APPEND
-        if single and batches[0].previous_event_number is not None:
-            lone = batches[0]
-            outcome = self._append_one(
-                lone.segment, lone.events[0], writer_id, lone.first_event_number, None, lone.previous_event_number
-            )
-            return [
-                when_all([gather_outcomes([outcome])], functools.partial(_run_of, lone.segment, [len(lone.events[0])]))
-            ]
-        if single or int(self.connection.server_info.get("version", 1)) < 2:
+        if len(batches) == 1 and len(batches[0].events) == 1:  # a lone event: the plain APPEND
+            return [self._append_run(batches[0], writer_id)]
+        if int(self.connection.server_info.get("version", 1)) < 2:
             per_event = SegmentStoreContract.append_batches(self, batches, writer_id=writer_id)
             return [
                 when_all([f], functools.partial(_run_of, b.segment, [len(e) for e in b.events]))
                 for f, b in zip(per_event, batches, strict=True)
             ]
-        limit = int(self.connection.server_info.get("max_frame", DEFAULT_MAX_FRAME)) - APPEND_OVERHEAD
+        limit = self._append_limit()
         pieces: list[list[Future[RunOutcome]]] = [[] for _ in batches]
         frame: list[tuple[int, list[Any]]] = []  # (batch index, [segment, first number, events(, previous)])
         size = count = 0

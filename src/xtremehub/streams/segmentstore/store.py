@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -75,6 +76,7 @@ from xtremehub.streams.segmentstore.tierhost import StoreTieringHost
 from xtremehub.streams.segmentstore.tiering import Tierer
 from xtremehub.streams.segmentstore.wal import RecordType, WalFiles
 from xtremehub.streams.segmentstore.walcipher import WalCipher
+from xtremehub.streams.sharedfuture import SharedConditionFuture
 
 __all__ = ["SegmentStore"]
 
@@ -170,6 +172,8 @@ class SegmentStore(SegmentStoreContract):
         ops: list[RunOp] = []
         size = 0
         limit = self.config.max_append_size
+        # The runs of one call are committed together: their futures share one condition.
+        condition = threading.Condition() if len(batches) > 1 else None
         for batch in batches:
             # A snapshot: the caller may reuse its list (or change a bytearray) once we return,
             # but the events are joined later, on the commit thread. bytes are kept as they are.
@@ -180,7 +184,9 @@ class SegmentStore(SegmentStoreContract):
             if max(lengths, default=0) > limit:  # refused alone: the events around it still go
                 results.append(self._runs_around_large(batch, events, lengths, writer_id, ops))
             else:
-                op = RunOp(batch.segment, events, lengths, sum(lengths), writer_id, batch.first_event_number, more=True)
+                future: Future[RunOutcome] = Future() if condition is None else SharedConditionFuture(condition)
+                number = batch.first_event_number
+                op = RunOp(batch.segment, events, lengths, sum(lengths), writer_id, number, future, more=True)
                 op.previous = batch.previous_event_number
                 ops.append(op)
                 results.append(op.future)

@@ -13,7 +13,6 @@ pool, tail reads with a wait in a second pool so they never starve the others.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import threading
@@ -35,6 +34,7 @@ from xtremehub.streams.segmentstore.contract import (
 from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.server.access import ConnectionAccess, request_access, segment_resource
 from xtremehub.streams.server.dispatch import Dispatcher
+from xtremehub.streams.server.handoff import LoopHandoff
 from xtremehub.streams.wire import (
     CONTROLLER_TARGET,
     HEADER_SIZE,
@@ -71,6 +71,13 @@ class _BatchAnswer:
     def __init__(self, runs: list[RunOutcome]) -> None:
         self.runs = runs
 
+    @classmethod
+    def of(cls, batches: list[SegmentBatch], futures: list[Future[RunOutcome]] | Future[RunOutcome]) -> _BatchAnswer:
+        """The answer from the batches' settled futures; a batch failed as a whole gives each event its error."""
+        if not isinstance(futures, list):  # the call failed before it queued anything
+            futures = [futures] * len(batches)
+        return cls([_run(f, b) for f, b in zip(futures, batches, strict=True)])
+
     def payload(self) -> list[list[Any]]:
         """Per batch ``[offsets, duplicate indexes, {index: error}]``; a refused event's offset is -1."""
         return [
@@ -79,8 +86,12 @@ class _BatchAnswer:
         ]
 
 
+#: What a store append call returned: a future (APPEND) or one per batch (APPEND_BATCH).
+_Started = Future[Any] | list[Future[Any]]
+#: Turns what a store append call returned, once settled, into the answer (None: the future's own result).
+_Wrap = Callable[[Any], Any]
 #: Queued for the feeder: the loop future to resolve, the store call, and how to wrap its result.
-_FeedItem = tuple[asyncio.Future[Any], Callable[..., Future[Any]], Callable[[Any], Any] | None]
+_FeedItem = tuple[asyncio.Future[Any], Callable[..., Any], _Wrap | None]
 
 
 class ClientConnection:
@@ -98,6 +109,7 @@ class ClientConnection:
         calls: ThreadPoolExecutor,
         waits: ThreadPoolExecutor,
         appender: ThreadPoolExecutor,
+        handoff: LoopHandoff | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -118,9 +130,8 @@ class ClientConnection:
         self._feed_lock = threading.Lock()
         self._feed_queue: list[_FeedItem] = []
         self._feed_scheduled = False
-        self._settle_lock = threading.Lock()
-        self._settle_queue: list[tuple[asyncio.Future[Any], Future[Any], Callable[[Any], Any] | None]] = []
-        self._settle_scheduled = False
+        #: Settled appends reach the loop through it (shared by the server's connections).
+        self._handoff = handoff or LoopHandoff(self._loop)
         #: (writer id, segment) -> the lowest event number of this connection's appends refused
         #: for back pressure; later numbered appends above it are refused too, until it is re-sent
         #: (see :meth:`_held_back`). Touched only where appends start (loop or feeder, never both).
@@ -325,7 +336,8 @@ class ClientConnection:
         if self.access is not None:
             for resource in {segment_resource(batch.segment) for batch in batches}:
                 self.access.authorize(Action.WRITE, resource)
-        return self._queue_append(functools.partial(self._append_batches, batches, writer_id), _BatchAnswer)
+        answer = functools.partial(_BatchAnswer.of, batches)
+        return self._queue_append(functools.partial(self._append_batches, batches, writer_id), answer)
 
     def _append_one(
         self,
@@ -367,42 +379,33 @@ class ClientConnection:
         self, batches: list[SegmentBatch], writer_id: str, *, timeout: float | None = None
     ) -> Future[AppendResult]:
         """An APPEND naming its previous event number: a one-event batch (the store checks the gap)."""
-        return when_all([self._append_batches(batches, writer_id, timeout=timeout)], _lone_outcome)
+        return when_all(self._append_batches(batches, writer_id, timeout=timeout), _lone_outcome)
 
     def _append_batches(
         self, batches: list[SegmentBatch], writer_id: str | None, *, timeout: float | None = None
-    ) -> Future[list[RunOutcome]]:
-        """All batches of a frame in one store call; when the store refuses them whole, each event gets the error.
+    ) -> list[Future[RunOutcome]]:
+        """All batches of a frame in one store call: one future per batch (a refused batch's settled).
 
         With ``timeout=0`` (from the event loop) back pressure raises, so that the feeder thread
-        takes the frame and waits.
+        takes the frame and waits. A batch failed as a whole gives each of its events the error
+        (:meth:`_BatchAnswer.of`).
         """
         if writer_id is not None and self._held:
             held = self._held.check(_lanes(writer_id, batches))
             if held is not None:
-                return self._refused(batches, held)
+                return _refused(len(batches), held)
         try:
-            futures = self._store.append_runs(batches, writer_id=writer_id, timeout=timeout)
+            return self._store.append_runs(batches, writer_id=writer_id, timeout=timeout)
         except BackPressure as exc:
             if timeout == 0:
                 raise
             if writer_id is not None:
                 self._held.hold(_lanes(writer_id, batches))
-            return self._refused(batches, exc)
+            return _refused(len(batches), exc)
         except Exception as exc:  # StoreClosed...: every event's outcome
-            return self._refused(batches, exc)
-        if len(futures) == 1:
-            return when_all(futures, lambda done: [_run(done[0], batches[0])])
-        return when_all(futures, lambda done: [_run(f, b) for f, b in zip(done, batches, strict=True)])
+            return _refused(len(batches), exc)
 
-    @staticmethod
-    def _refused(batches: list[SegmentBatch], exc: BaseException | None) -> Future[list[RunOutcome]]:
-        error = exc if isinstance(exc, Exception) else ProtocolError(f"append interrupted: {exc!r}")
-        refused: Future[list[RunOutcome]] = Future()
-        refused.set_result([RunOutcome.refused(b.segment, [len(e) for e in b.events], error) for b in batches])
-        return refused
-
-    def _queue_append(self, call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None) -> asyncio.Future[Any]:
+    def _queue_append(self, call: Callable[..., Any], wrap: _Wrap | None) -> asyncio.Future[Any]:
         """Queue ``call`` (a store append taking ``timeout``) in arrival order; the loop future gets its result."""
         done: asyncio.Future[Any] = self._loop.create_future()
         with self._feed_lock:
@@ -415,9 +418,7 @@ class ClientConnection:
         self._appender.submit(self._feed)
         return done
 
-    def _queue_now(
-        self, done: asyncio.Future[Any], call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None
-    ) -> bool:
+    def _queue_now(self, done: asyncio.Future[Any], call: Callable[..., Any], wrap: _Wrap | None) -> bool:
         """Queue an append in the store from the event loop when that cannot block.
 
         False under back pressure (the budgets are exhausted): the append then goes through the
@@ -430,18 +431,36 @@ class ClientConnection:
             return False
         return True
 
-    def _start(
-        self, done: asyncio.Future[Any], call: Callable[..., Future[Any]], wrap: Callable[[Any], Any] | None, **kw: Any
-    ) -> None:
-        """Start a store append and route its outcome to ``done``; with ``timeout=0``, ``BackPressure`` is raised."""
+    def _start(self, done: asyncio.Future[Any], call: Callable[..., Any], wrap: _Wrap | None, **kw: Any) -> None:
+        """Start a store append and route its outcome to ``done``; with ``timeout=0``, ``BackPressure`` is raised.
+
+        ``call`` returns a future, or (APPEND_BATCH) a list of them: ``done`` is settled once all
+        are, from ``wrap(list)`` (counted down here: no future chained to them).
+        """
         try:
-            future: Future[Any] = call(**kw)
+            started: Future[Any] | list[Future[Any]] = call(**kw)
         except Exception as exc:
             if isinstance(exc, BackPressure) and kw.get("timeout") == 0:
                 raise  # from the event loop: the feeder thread takes it and may wait
-            future = Future()
-            future.set_exception(exc)
-        future.add_done_callback(functools.partial(self._completed, done, wrap))
+            started = Future()
+            started.set_exception(exc)
+        if not isinstance(started, list):
+            started.add_done_callback(functools.partial(self._completed, done, wrap))
+        elif len(started) == 1:
+            started[0].add_done_callback(lambda _: self._completed(done, wrap, started))
+        else:
+            left = [len(started)]
+            lock = threading.Lock()
+
+            def one_done(_: Future[Any]) -> None:
+                with lock:
+                    left[0] -= 1
+                    if left[0]:
+                        return
+                self._completed(done, wrap, started)
+
+            for future in started:
+                future.add_done_callback(one_done)
 
     def _feed(self) -> None:
         """On the server's one feeder thread: pass queued appends to the store in arrival order.
@@ -458,28 +477,9 @@ class ClientConnection:
             for done, call, wrap in batch:
                 self._start(done, call, wrap)
 
-    def _completed(self, done: asyncio.Future[Any], wrap: Callable[[Any], Any] | None, future: Future[Any]) -> None:
-        """From the store's commit thread: hand a finished append to the loop, one wake-up per batch."""
-        with self._settle_lock:
-            self._settle_queue.append((done, future, wrap))
-            if self._settle_scheduled:
-                return
-            self._settle_scheduled = True
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            self._loop.call_soon_threadsafe(self._settle)
-
-    def _settle(self) -> None:
-        with self._settle_lock:
-            batch, self._settle_queue = self._settle_queue, []
-            self._settle_scheduled = False
-        for done, future, wrap in batch:
-            if done.done():
-                continue
-            exc = future.exception()
-            if exc is not None:
-                done.set_exception(exc)
-            else:
-                done.set_result(future.result() if wrap is None else wrap(future.result()))
+    def _completed(self, done: asyncio.Future[Any], wrap: _Wrap | None, future: _Started) -> None:
+        """From the store's commit thread: hand a finished append to the loop (one wake-up per commit)."""
+        self._handoff.call(_settle, done, future, wrap)
 
     def _read(self, request: Any) -> asyncio.Future[Any]:
         segment, offset, max_length, wait = _fields(request, 4, "READ")
@@ -614,9 +614,9 @@ def _batch(segment: str, first: Any, events: list[bytes], previous: Any, what: s
     return SegmentBatch(segment, events, first, previous)
 
 
-def _lone_outcome(done: Sequence[Future[list[RunOutcome]]]) -> AppendResult:
+def _lone_outcome(done: Sequence[Future[RunOutcome]]) -> AppendResult:
     """The outcome of a one-event batch as an APPEND's: its result, or its error raised."""
-    outcome = done[0].result()[0].outcome(0)
+    outcome = done[0].result().outcome(0)
     if isinstance(outcome, Exception):
         raise outcome
     return outcome
@@ -625,6 +625,31 @@ def _lone_outcome(done: Sequence[Future[list[RunOutcome]]]) -> AppendResult:
 def _lanes(writer_id: str, batches: list[SegmentBatch]) -> list[Lane]:
     """The numbered batches' places in their writer's order (:mod:`xtremehub.streams.writerorder`)."""
     return [(writer_id, b.segment, b.first_event_number) for b in batches if b.first_event_number is not None]
+
+
+def _settle(done: asyncio.Future[Any], future: _Started, wrap: _Wrap | None) -> None:
+    """On the loop: resolve a request's loop future from its settled store append."""
+    if done.done():
+        return
+    if wrap is not None:
+        done.set_result(wrap(future))
+        return
+    assert not isinstance(future, list)
+    exc = future.exception()
+    if exc is not None:
+        done.set_exception(exc)
+    else:
+        done.set_result(future.result())
+
+
+def _refused(count: int, exc: BaseException) -> list[Future[RunOutcome]]:
+    """``count`` batches refused as a whole with ``exc`` (:meth:`_BatchAnswer.of` gives each event the error)."""
+    refused: list[Future[RunOutcome]] = []
+    for _ in range(count):
+        future: Future[RunOutcome] = Future()
+        future.set_exception(exc)
+        refused.append(future)
+    return refused
 
 
 def _run(future: Future[RunOutcome], batch: SegmentBatch) -> RunOutcome:

@@ -20,6 +20,7 @@ from xtremehub.streams.controller.contract import ControllerContract
 from xtremehub.streams.segmentstore.contract import SegmentStoreContract
 from xtremehub.streams.server._connection import ClientConnection
 from xtremehub.streams.server.dispatch import Dispatcher
+from xtremehub.streams.server.handoff import LoopHandoff
 from xtremehub.streams.wire import CONTROLLER_TARGET, DEFAULT_MAX_FRAME, STORE_TARGET, WireCodec
 
 __all__ = ["ServerConfig", "StreamServer", "serve_background"]
@@ -119,6 +120,7 @@ class StreamServer:
         self._waits = ThreadPoolExecutor(self.config.wait_threads, thread_name_prefix="xhub-stream-wait")
         self._appender = ThreadPoolExecutor(1, thread_name_prefix="xhub-stream-append")
         self._server: asyncio.Server | None = None
+        self._handoff: LoopHandoff | None = None  # made by start(), on the loop
         self._connections: dict[ClientConnection, asyncio.Task[None]] = {}
         self.port = 0
 
@@ -136,6 +138,7 @@ class StreamServer:
         self.config.check_security()
         if self.config.insecure and not is_loopback_host(self.config.host):
             log.warning("stream server on %s is INSECURE: no authentication or TLS required", self.config.host)
+        self._handoff = LoopHandoff(asyncio.get_running_loop())
         self._server = await asyncio.start_server(
             self._accept, self.config.host, self.config.port, ssl=self.config.ssl, limit=1 << 20
         )
@@ -153,6 +156,7 @@ class StreamServer:
             calls=self._calls,
             waits=self._waits,
             appender=self._appender,
+            handoff=self._handoff,
         )
         task = asyncio.current_task()
         assert task is not None

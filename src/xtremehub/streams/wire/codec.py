@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import threading
 import types
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -35,6 +36,8 @@ from xtremehub.errors import ProtocolError, StreamError, XHubError
 __all__ = ["WireCodec", "decode_error", "encode_error"]
 
 _EXT_TUPLE = 1
+#: A thread's packer before its first use.
+_FRESH = object()
 _EXT_DATACLASS = 2
 
 # Builtins a contract method may raise on bad arguments: re-raised as themselves on the client.
@@ -53,6 +56,7 @@ class WireCodec:
 
     def __init__(self, modules: Iterable[types.ModuleType]) -> None:
         self._classes: dict[str, type[Any]] = {}
+        self._local = threading.local()  # each thread's reusable packer (see encode)
         for module in modules:
             for name in getattr(module, "__all__", ()):
                 obj = getattr(module, name)
@@ -77,8 +81,26 @@ class WireCodec:
         return frozenset(self._classes)
 
     def encode(self, value: object) -> bytes:
-        """Pack ``value``; ``TypeError`` for values outside plain data and known dataclasses."""
-        return msgpack.packb(value, default=self._default_hook, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
+        """Pack ``value``; ``TypeError`` for values outside plain data and known dataclasses.
+
+        Each thread reuses one ``msgpack.Packer`` (``packb`` makes one per call, which costs as
+        much as packing a small frame); a nested call (from the default hook, for a tuple or a
+        dataclass) packs with its own, and a failed pack drops the thread's packer.
+        """
+        local = self._local
+        packer: Any = getattr(local, "packer", _FRESH)
+        if packer is None:  # the thread's packer is busy with the value holding this one
+            return msgpack.packb(value, default=self._default_hook, strict_types=True, use_bin_type=True)  # type: ignore[no-any-return]
+        if packer is _FRESH:
+            packer = msgpack.Packer(default=self._default_hook, strict_types=True, use_bin_type=True)
+        local.packer = None
+        try:
+            data: bytes = packer.pack(value)
+        except BaseException:
+            del local.packer
+            raise
+        local.packer = packer
+        return data
 
     def decode(self, payload: bytes) -> Any:
         """Unpack a payload; ``ProtocolError`` when it is not valid for this codec."""
