@@ -15,7 +15,8 @@ datasets match (as in mature search engines):
 * the total is exact up to :data:`TOTAL_LIMIT` matches (Elasticsearch's ``track_total_hits``);
   beyond it the page says ``total_is_lower_bound``. A text-only query counts its full-text
   matches exactly (the index knows them), whatever their number;
-* the facet counts are over the first :data:`FACET_LIMIT` matches; beyond, the page says
+* the facet counts are over the first :data:`FACET_LIMIT` matches in key (registration)
+  order, the same sample on every call and on both backends; beyond, the page says
   ``facets_are_lower_bounds`` (each count is at least what is shown);
 * the empty query reads the counts the database keeps on every write (``facet_counts``), exact;
 * counts are cached per catalog *generation* (:mod:`.counts`): any write moves it, so a cached
@@ -23,6 +24,11 @@ datasets match (as in mature search engines):
 
 ``visible`` (a :data:`~xtremehub.security.residual.Condition`, from the caller's policies)
 restricts the matches, the total and the counts to datasets the caller may read.
+
+On PostgreSQL every statement matches, orders and counts on ``dataset_search`` (migration
+0004): one narrow row per dataset (keys, facet values, tags as ``text[]``, the vector out of
+line), kept by a trigger, so counting and sampling matches read few, dense pages; the page's
+``datasets`` rows are then read by key.
 
 Example:
     >>> words("Lungs CT: s3://lab/Reads.fastq.gz -- OR 1=1; DROP")
