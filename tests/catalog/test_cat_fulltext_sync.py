@@ -142,19 +142,3 @@ def test_migration_0004_up_and_down_on_a_populated_catalog(
         page = again.search(SearchQuery(text="tardigrade", filters={"tag": ("t2",)}))
         assert [d.id for d in page.items] == [ds.id]
         assert page.facets["tag"] == {"t1": 1, "t2": 1}
-
-
-def test_postgres_keeps_the_vector_out_of_the_side_rows(fresh_catalog: SqlCatalog) -> None:
-    """PostgreSQL: the side table's vector lives in TOAST (dense rows, see migration 0004)."""
-    cat = fresh_catalog
-    text = " ".join(f"w{i}" for i in range(300))  # a ~3 kB vector
-    ds = cat.register("s3://ft/long.fq", actor="ann", description=text, facts={"n": 1}, source_version="e1")
-    assert _hits(cat, "w299 w7") == [ds.id]
-    if cat._dialect != "postgresql":
-        return
-    with cat._engine.connect() as conn:
-        toast = conn.exec_driver_sql("SELECT reltoastrelid::regclass FROM pg_class WHERE relname = 'dataset_search'")
-        chunks = conn.exec_driver_sql(f"SELECT count(DISTINCT chunk_id) FROM {toast.scalar_one()}").scalar_one()
-        row = conn.exec_driver_sql("SELECT pg_relation_size('dataset_search')").scalar_one()
-    assert chunks == 1  # the vector, moved out of line
-    assert row == 8192  # one page holds the row

@@ -318,10 +318,7 @@ def facet_statement(text: bool, facets: frozenset[str], visible: Condition | Non
     found = sa.select(*columns, *([table.c.tags] if pg else [])).where(*_conditions(text, facets, visible, dialect))
     if text:  # SQLite: read the matches' facet values from the narrow index (in key order), not the wide rows
         found = found.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
-    # PostgreSQL, text: ``pk + 0`` keeps the sample off the key index (walking it would test, and
-    # so read from TOAST, every row's vector): the GIN bitmap, then the first keys of its matches.
-    key = table.c.pk + 0 if pg and text else table.c.pk
-    found = found.order_by(key).limit(sa.bindparam("q_facet_limit", type_=sa.Integer))
+    found = found.order_by(table.c.pk).limit(sa.bindparam("q_facet_limit", type_=sa.Integer))
     matched = found.cte("matched").prefix_with("MATERIALIZED")
     parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:

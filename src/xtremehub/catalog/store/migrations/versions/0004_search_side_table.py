@@ -7,16 +7,10 @@ answers no index-only scan), and so did the facet counts over their first 2,000.
 
 Now ``dataset_search`` holds, per dataset, only what search filters, orders and counts by: the
 key, id, kind, owner, format, licence, modified, the tags as ``text[]`` (GIN: the tag filter and
-the listing condition of a secured search test the row's own array) and the vector. The vector
-(~700 bytes) lives out of line in the TOAST table, which a match never reads (the GIN index
-decides ``@@`` without a recheck): ~42 rows share a heap page instead of ~9, so counting the
-~17,000 matches of a common word reads ~2,400 pages instead of ~9,700 (measured at 100,000).
-
-PostgreSQL moves values out of line only for rows over ~2 kB (``TOAST_TUPLE_THRESHOLD``);
-``toast_tuple_target = 128`` then sets how far. So each row carries ``filler``, 2,100 spaces by
-default (storage ``MAIN``: compressed to ~30 bytes, kept in line): every insert is over the
-threshold, the toaster runs and moves the vector (storage ``EXTERNAL``) out; an update of a row
-that holds an out-of-line value runs it again. The tags (storage ``MAIN``) stay in line.
+the listing condition of a secured search test the row's own array) and the vector. The table
+keeps its rows under 128 bytes (``toast_tuple_target``): the vector (storage ``EXTERNAL``) lives
+out of line in the TOAST table, which a match never reads (the GIN index decides ``@@`` without
+a recheck), so ~60 rows share a page and counting or sampling matches reads few, dense pages.
 
 A row trigger on ``datasets`` keeps it (insert, any update; a delete cascades), so every writer,
 also a bulk load with plain INSERTs, keeps it right, as the stored column did. The stored
@@ -69,13 +63,10 @@ def upgrade() -> None:
         " pk integer PRIMARY KEY REFERENCES datasets (pk) ON DELETE CASCADE,"
         " id varchar(64) NOT NULL, kind varchar(16) NOT NULL, owner varchar(256) NOT NULL,"
         " format varchar(64), licence varchar(256), modified timestamptz NOT NULL,"
-        " tags text[] NOT NULL, search_tsv tsvector NOT NULL,"
-        " filler text NOT NULL DEFAULT repeat(' ', 2100)"
+        " tags text[] NOT NULL, search_tsv tsvector NOT NULL"
         ") WITH (toast_tuple_target = 128)"
     )
     op.execute("ALTER TABLE dataset_search ALTER COLUMN search_tsv SET STORAGE EXTERNAL")
-    op.execute("ALTER TABLE dataset_search ALTER COLUMN tags SET STORAGE MAIN")
-    op.execute("ALTER TABLE dataset_search ALTER COLUMN filler SET STORAGE MAIN")
     op.execute(f"INSERT INTO dataset_search ({_COLUMNS}) SELECT {_FROM_ROW.format(r='d')} FROM datasets d")  # noqa: S608
     op.execute("CREATE INDEX ix_dataset_search_tsv ON dataset_search USING gin (search_tsv)")
     op.execute("CREATE INDEX ix_dataset_search_tags ON dataset_search USING gin (tags)")
