@@ -26,9 +26,9 @@ datasets match (as in mature search engines):
 restricts the matches, the total and the counts to datasets the caller may read.
 
 On PostgreSQL every statement matches, orders and counts on ``dataset_search`` (migration
-0004): one narrow row per dataset (keys, facet values, tags as ``text[]``, the vector out of
-line), kept by a trigger, so counting and sampling matches read few, dense pages; the page's
-``datasets`` rows are then read by key.
+0004): one row per dataset with only keys, facet values, tags (``text[]``) and the vector, kept
+by a trigger, so counting and sampling matches read ~9 rows a page instead of ~5 and no JSON;
+the page's ``datasets`` rows are then read by key.
 
 Example:
     >>> words("Lungs CT: s3://lab/Reads.fastq.gz -- OR 1=1; DROP")
