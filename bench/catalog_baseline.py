@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from xtremehub.catalog.model import FACETS, Dataset, SearchPage, SearchQuery
 from xtremehub.catalog.store import rows
-from xtremehub.catalog.store.schema import FTS_TABLE, PG_TSV_COLUMN, dataset_tags, datasets
+from xtremehub.catalog.store.schema import FTS_TABLE, dataset_search, dataset_tags, datasets
 from xtremehub.catalog.store.search import plan
 
 __all__ = ["search", "visible_search"]
@@ -37,8 +37,10 @@ def _conditions(text: bool, facets: frozenset[str], dialect: str) -> list[Any]:
             conds.append(datasets.c.pk.in_(sa.select(_FTS.c.rowid).where(match)))
         else:
             query = sa.func.to_tsquery(sa.literal_column("'simple'"), sa.bindparam("q_text", type_=sa.String))
-            # 0003 replaced the expression index by the stored column: the same vector, indexed
-            conds.append(sa.literal_column(f"datasets.{PG_TSV_COLUMN}").op("@@")(query))
+            # 0003 replaced the expression index by a stored vector, 0004 moved it to the side
+            # table: the same vector, indexed, matched by key
+            matched = sa.select(dataset_search.c.pk).where(dataset_search.c.search_tsv.op("@@")(query))
+            conds.append(datasets.c.pk.in_(matched))
     for facet in sorted(facets):
         values: Any = sa.bindparam(f"f_{facet}", expanding=True)
         if facet == "tag":

@@ -1,6 +1,7 @@
 """The full-text index follows every write: register, new version, update, delete, and a bulk
-INSERT that bypasses the store (PostgreSQL: the stored ``search_tsv`` column of migration 0003;
-SQLite: the FTS5 table), and migration 0003 fills and removes the column on a populated catalog."""
+INSERT that bypasses the store (PostgreSQL: the side table ``dataset_search`` of migration 0004,
+kept by a trigger; SQLite: the FTS5 table), and migrations 0003 and 0004 fill and remove what
+they add on a populated catalog."""
 
 from __future__ import annotations
 
@@ -20,15 +21,22 @@ def _hits(cat: SqlCatalog, text: str) -> list[str]:
     return [d.id for d in cat.search(SearchQuery(text=text)).items]
 
 
+_STALE = (
+    "SELECT count(*) FROM datasets d FULL JOIN dataset_search s ON s.pk = d.pk WHERE d.pk IS NULL OR s.pk IS NULL"
+    " OR (s.id, s.kind, s.owner, s.modified) IS DISTINCT FROM (d.id, d.kind, d.owner, d.modified)"
+    " OR (s.format, s.licence) IS DISTINCT FROM (d.format, d.licence)"
+    " OR s.tags IS DISTINCT FROM ARRAY(SELECT json_array_elements_text(d.tags))"
+    " OR s.search_tsv IS DISTINCT FROM to_tsvector('simple', d.search_doc)"
+)
+
+
 def _vectors_in_step(cat: SqlCatalog) -> None:
-    """PostgreSQL: every row's stored vector is the vector of its search document."""
+    """PostgreSQL: every dataset has one side row (and no other row has one), with the dataset's
+    keys, facet values, tags and the vector of its search document."""
     if cat._dialect != "postgresql":
         return
     with cat._engine.connect() as conn:
-        stale = conn.exec_driver_sql(
-            "SELECT count(*) FROM datasets WHERE search_tsv IS DISTINCT FROM to_tsvector('simple', search_doc)"
-        ).scalar_one()
-    assert stale == 0
+        assert conn.exec_driver_sql(_STALE).scalar_one() == 0
 
 
 def test_the_index_follows_register_update_and_delete(fresh_catalog: SqlCatalog) -> None:
@@ -85,14 +93,52 @@ def test_migration_0003_up_and_down_on_a_populated_catalog(
                     "SELECT id FROM datasets WHERE to_tsvector('simple', search_doc) @@ to_tsquery('simple', 'axolotl')"
                 ).scalars()
                 assert list(found) == [ds.id]
-        migrate(engine)
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0003")
         if engine.dialect.name == "postgresql":
             indexes = {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
             assert "search_tsv" in {c["name"] for c in sa.inspect(engine).get_columns("datasets")}
             assert "ix_datasets_search_tsv" in indexes
             assert "ix_datasets_search_doc_fts" not in indexes
+        migrate(engine)  # 0004: the vector moves to the side table, filled from the rows there
+        if engine.dialect.name == "postgresql":
+            assert "search_tsv" not in {c["name"] for c in sa.inspect(engine).get_columns("datasets")}
+            assert "dataset_search" in sa.inspect(engine).get_table_names()
     finally:
         engine.dispose()
     with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
         _vectors_in_step(again)  # filled for the rows that existed before the column
         assert _hits(again, "axolotl limb") == [ds.id]
+
+
+def test_migration_0004_up_and_down_on_a_populated_catalog(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        ds = cat.register(
+            "s3://ft/d.fq", actor="ann", title="tardigrade gut", tags=("t1", "t2"), facts={"n": 1}, source_version="e1"
+        )
+        cat.register("s3://ft/e.fq", actor="bob", title="tardigrade", facts={"reads": 3}, source_version="e1")
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+        assert "dataset_search" not in sa.inspect(engine).get_table_names()
+        if engine.dialect.name == "postgresql":  # 0003's stored column is back, filled, and answers
+            with engine.connect() as conn:
+                found = conn.exec_driver_sql(
+                    "SELECT id FROM datasets WHERE search_tsv @@ to_tsquery('simple', 'tardigrade & gut')"
+                ).scalars()
+                assert list(found) == [ds.id]
+        with engine.begin() as conn:  # a write while the side table is gone: the upgrade copies it
+            conn.execute(sa.update(datasets).where(datasets.c.id == ds.id).values(search_doc="tardigrade gut moss"))
+        migrate(engine)
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        _vectors_in_step(again)
+        assert _hits(again, "tardigrade moss") == [ds.id]
+        page = again.search(SearchQuery(text="tardigrade", filters={"tag": ("t2",)}))
+        assert [d.id for d in page.items] == [ds.id]
+        assert page.facets["tag"] == {"t1": 1, "t2": 1}

@@ -40,6 +40,9 @@ def test_upgrade_from_empty_check_and_downgrade(catalog_factory: Callable[[Path]
             assert MigrationContext.configure(conn).get_current_revision() == heads[0]
             command.check(cfg)  # raises when the models and the migrated database differ
         with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")  # 0004: PostgreSQL's search side table goes
+        assert "dataset_search" not in sa.inspect(engine).get_table_names()
+        with engine.begin() as conn:
             command.downgrade(alembic_config(conn), "0002")  # 0003: PostgreSQL's stored tsvector goes
         assert _tables(engine) == TABLES | {"alembic_version"}
         assert "search_tsv" not in {c["name"] for c in sa.inspect(engine).get_columns("datasets")}

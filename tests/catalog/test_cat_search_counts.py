@@ -158,3 +158,35 @@ def test_listing_condition_filters_page_total_and_facets(fresh_catalog: SqlCatal
     ]  # type: ignore[arg-type]
     assert len(listed) == total == len({d.id for d in listed})
     assert all(keep(d) for d in listed)
+
+
+@pytest.mark.parametrize(
+    ("query", "owners", "tags"),
+    [
+        (SearchQuery(text="run"), {"ann": 2, "bob": 2, "cy": 1}, {"t0": 2, "t1": 1, "t2": 1, "t3": 1, "rare": 1}),
+        (
+            SearchQuery(filters={"format": ("fastq",)}),
+            {"ann": 2, "bob": 2, "cy": 1},
+            {"t1": 1, "t2": 2, "t3": 1, "t0": 1},
+        ),
+    ],
+    ids=["text", "facet"],
+)
+def test_lower_bound_facets_count_the_first_matches_by_key_on_every_call(
+    fresh_catalog: SqlCatalog, query: SearchQuery, owners: dict[str, int], tags: dict[str, int]
+) -> None:
+    """Past the facet limit the counts are over the first matches in key (registration) order:
+    the same numbers on every call, on both backends, whatever was modified since."""
+    cat = fresh_catalog
+    _fill(cat)
+    cat.facet_limit = 5
+    first = cat.search(query)
+    assert first.facets_are_lower_bounds
+    assert first.facets["owner"] == owners
+    assert first.facets["tag"] == tags
+    late = cat.search(SearchQuery(text="run 29")).items[0]
+    cat.update(late.id, DatasetPatch(description="touched"), actor="cy", if_match=late.etag)  # now the newest
+    for _ in range(3):
+        cat.counts.clear()
+        again = cat.search(query)
+        assert (again.facets["owner"], again.facets["tag"]) == (owners, tags)

@@ -3,8 +3,9 @@
 Alembic migrations (``migrations/versions``) create exactly these tables; a test checks that
 ``alembic check`` finds no difference. Full-text search lives beside the tables: an FTS5
 virtual table ``dataset_fts`` on SQLite; on PostgreSQL a stored generated ``tsvector`` column
-``datasets.search_tsv`` (``to_tsvector('simple', search_doc)``, migration 0003) with a GIN index
-(both made by the migrations, both outside this metadata).
+``dataset_search`` (migration 0004): per dataset its key, facet values, tags (``text[]``) and
+``search_tsv`` (``to_tsvector('simple', search_doc)``), kept by a trigger, with GIN indexes (both
+made by the migrations, both outside this metadata).
 
 Example:
     >>> sorted(metadata.tables)[:4]
@@ -14,13 +15,16 @@ Example:
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY, TSVECTOR
 
 __all__ = [
     "FTS_TABLE",
     "PG_FTS_INDEX",
+    "PG_SEARCH_TABLE",
     "PG_TSV_COLUMN",
     "access_requests",
     "catalog_state",
+    "dataset_search",
     "dataset_tags",
     "dataset_versions",
     "datasets",
@@ -35,8 +39,10 @@ __all__ = [
 FTS_TABLE = "dataset_fts"
 #: PostgreSQL: ``datasets.search_tsv``, ``to_tsvector('simple', search_doc)`` stored (generated).
 PG_TSV_COLUMN = "search_tsv"
-#: PostgreSQL GIN index over :data:`PG_TSV_COLUMN`.
+#: PostgreSQL GIN index over :data:`PG_TSV_COLUMN` (migration 0003, dropped by 0004).
 PG_FTS_INDEX = "ix_datasets_search_tsv"
+#: PostgreSQL: the narrow side table search reads (migration 0004, kept by a trigger on ``datasets``).
+PG_SEARCH_TABLE = "dataset_search"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -169,4 +175,20 @@ facet_counts = sa.Table(
     sa.Column("facet", sa.String(16), primary_key=True),
     sa.Column("value", sa.String(256), primary_key=True),
     sa.Column("count", sa.Integer, nullable=False),
+)
+
+#: PostgreSQL only (migration 0004, outside :data:`metadata`): what search filters, orders and
+#: counts by, one narrow row per dataset, written by a trigger on ``datasets`` (never by the store).
+dataset_search = sa.Table(
+    PG_SEARCH_TABLE,
+    sa.MetaData(),
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(256), nullable=False),
+    sa.Column("format", sa.String(64), nullable=True),
+    sa.Column("licence", sa.String(256), nullable=True),
+    sa.Column("modified", _TS, nullable=False),
+    sa.Column("tags", ARRAY(sa.Text), nullable=False),
+    sa.Column(PG_TSV_COLUMN, TSVECTOR, nullable=False),
 )
