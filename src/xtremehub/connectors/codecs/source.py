@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["AheadReader", "RangeSource"]
 
 _PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
+_PIECE = 1024 * 1024  # one read of a streamed range (stores with ``streams_ranges``)
 _AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
 _BEHIND = 2  # parts an AheadReader keeps behind the one being read (rapidgzip seeks back)
 _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while streaming on
@@ -29,7 +31,10 @@ class RangeSource:
     The planned range ``[start, planned_end)`` is read in parts of 4 MiB, the next
     ``_AHEAD`` parts always being fetched in background threads while the caller
     works on the current one (so fetching overlaps decompression, and memory stays
-    bounded however long the range). Reads past the plan fetch small increments,
+    bounded however long the range). From a store that streams ranges (S3:
+    ``streams_ranges``) it is instead one request for the whole planned range, read
+    1 MiB at a time: the server sends on into the socket's buffers while the
+    caller decompresses, without a thread. Reads past the plan fetch small increments,
     so a slice whose last record straddles the plan costs little extra. ``fetched``
     counts the bytes requested; ``settings`` are the storage settings to read with
     (default: this process's). :meth:`close` drops what is still in flight.
@@ -52,12 +57,15 @@ class RangeSource:
         self._ahead: deque[tuple[int, int, Future[bytes]]] = deque()  # (start, end, part) in order from pos
         self._next = start  # where the next part to request starts
         self._pool: ThreadPoolExecutor | None = None
+        self._stream: Generator[bytes, None, None] | None = None  # the planned range from pos, streamed
 
     def read(self) -> bytes:
         """The next block of bytes, or ``b""`` at the end of the object."""
         if self.pos >= self.size:
             return b""
-        if self.pos < self._planned_end:
+        if self.pos < self._planned_end and self._store.streams_ranges:
+            data = self._streamed()
+        elif self.pos < self._planned_end:
             self._request()
             start, end, part = self._ahead.popleft()
             data = part.result()
@@ -74,6 +82,21 @@ class RangeSource:
             self.fetched += len(data)
         self.pos += len(data)
         self._next = max(self._next, self.pos)
+        return data
+
+    def _streamed(self) -> bytes:
+        """The next piece of the planned range, from one streamed request."""
+        if self._stream is None:
+            self._stream = self._store.iter_range(self._key, self.pos, self._planned_end, piece=_PIECE)
+            self.fetched += self._planned_end - self.pos
+        data = next(self._stream, b"")
+        if not data:  # the object is shorter than its size said: changed or cut
+            self._drop()
+            raise TruncatedData(
+                self.url, self.pos, f"object ends before byte {self._planned_end} (size said {self.size})", "object"
+            )
+        if self.pos + len(data) >= self._planned_end:
+            self._drop()  # all read: the request is done
         return data
 
     def _request(self) -> None:
@@ -102,6 +125,9 @@ class RangeSource:
         return data
 
     def _drop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         for _, _, part in self._ahead:
             part.cancel()
         self._ahead.clear()
