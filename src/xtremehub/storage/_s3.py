@@ -290,6 +290,8 @@ class S3Store(Store):
             while True:
                 with s3_errors(url, f"GET {rng}"):
                     data = body.read(piece)
+                    while data and len(data) < piece and (more := body.read(piece - len(data))):
+                        data += more  # whole pieces, as the contract says
                 if not data:
                     return
                 count_read(len(data))

@@ -155,7 +155,8 @@ class Store(ABC):
         return self._get_range(key, rng.start, rng.end)
 
     def iter_range(self, key: str, start: int, end: int, *, piece: int = 1 << 20) -> Generator[bytes, None, None]:
-        """Bytes ``[start, end)`` of an object as consecutive pieces of at most ``piece`` bytes.
+        """Bytes ``[start, end)`` of an object as consecutive pieces of ``piece`` bytes (the last may
+        be shorter).
 
         Ends early (fewer bytes in all) if the object is shorter. This default fetches
         one ranged GET per piece; a store that can stream (``streams_ranges``, S3) sends

@@ -150,7 +150,11 @@ class AheadReader(io.RawIOBase):
     finder re-reads up to a few MiB behind where it decodes): a seek into a kept or
     requested part costs nothing, only one elsewhere fetches. So memory stays at
     ``1 + _AHEAD + _BEHIND`` parts and a sequential consumer fetches each byte once
-    (``fetched`` counts the bytes requested).
+    (``fetched`` counts the bytes requested). From a store that streams ranges (S3:
+    ``streams_ranges``) the parts come instead, in order, from one request to the end
+    of the object, read a part at a time when needed (the server sends on into the
+    socket's buffers meanwhile; a thread would not help, since rapidgzip holds the
+    GIL while it decodes); a part off that order is one ranged GET.
 
     Example:
         >>> from xtremehub import storage
@@ -170,6 +174,8 @@ class AheadReader(io.RawIOBase):
         self._pos = 0
         self._front = 0  # the furthest part read (unless the reader jumped back further than _BEHIND)
         self.fetched = 0
+        self._stream: Generator[bytes, None, None] | None = None  # parts from _stream_next on, streamed
+        self._stream_next = 0
 
     def readable(self) -> bool:
         return True
@@ -185,8 +191,24 @@ class AheadReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+    def _streamed(self, k: int) -> Future[bytes]:
+        """Part ``k`` read from the stream (started, or restarted, at ``k`` unless it is next there)."""
+        start = k * self._part
+        if self._stream is None or k != self._stream_next:
+            if self._stream is not None:
+                self._stream.close()
+            self._stream = self._store.iter_range(self._key, start, self._size, piece=self._part)
+        self._stream_next = k + 1
+        data = next(self._stream, b"")
+        self.fetched += len(data)
+        part = self._parts[k] = Future()
+        part.set_result(data)
+        return part
+
     def _fetch(self, k: int) -> Future[bytes]:
-        if (part := self._parts.get(k)) is None:
+        if (part := self._parts.get(k)) is None and self._store.streams_ranges:
+            return self._streamed(k)
+        if part is None:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-ahead-reader")
             start, end = k * self._part, min(self._size, (k + 1) * self._part)
@@ -206,7 +228,7 @@ class AheadReader(io.RawIOBase):
         for stale in [j for j in self._parts if not front - _BEHIND <= j <= front + _AHEAD]:
             self._parts.pop(stale).cancel()
         data = self._fetch(k).result()
-        for j in range(front + 1, min(last, front + _AHEAD) + 1):
+        for j in range(front + 1, min(last, front + _AHEAD) + 1) if not self._store.streams_ranges else ():
             self._fetch(j)
         expected = min(self._size, (k + 1) * self._part) - k * self._part
         if len(data) != expected:  # the object is shorter than its size said: changed or cut
@@ -220,6 +242,9 @@ class AheadReader(io.RawIOBase):
 
     def close(self) -> None:
         """Stop fetching (parts already on the wire finish in the background)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         for part in self._parts.values():
             part.cancel()
         self._parts.clear()

@@ -1,0 +1,73 @@
+"""The child side of the one pass: the object piped in (seekable back a little), the index thinned."""
+
+from __future__ import annotations
+
+import io
+import random
+import threading
+from multiprocessing import Pipe
+from pathlib import Path
+
+import pytest
+import rapidgzip
+
+from xtremehub.connectors.codecs import gzip_stream
+from xtremehub.connectors.codecs.gzip_index import parse_gzidx
+
+
+@pytest.mark.parametrize("name", ["Illimina1.8.fq.gz", "multimember_pigz.fastq.gz", "sample.fastq.bgz"])
+@pytest.mark.parametrize("spacing", [64 * 1024, 1024 * 1024])
+def test_thinned_index_parses_exactly_like_the_whole_one(testdata: Path, name: str, spacing: int) -> None:
+    raw = (testdata / "fastq" / name).read_bytes()
+    with rapidgzip.RapidgzipFile(io.BytesIO(raw), parallelization=1, chunk_size=16 * 1024) as gz:
+        while gz.read(1 << 20):
+            pass
+        out = io.BytesIO()
+        gz.export_index(out)
+    blob = out.getvalue()
+    thin = gzip_stream.thin_gzidx(blob, spacing)
+    assert parse_gzidx(thin, "x", spacing) == parse_gzidx(blob, "x", spacing)
+    assert len(thin) < len(blob)
+    assert gzip_stream.thin_gzidx(b"not an index", spacing) == b"not an index"
+
+
+def test_pipe_reader_serves_reads_and_back_seeks_from_the_pieces_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gzip_stream, "_PART", 4096)
+    data = random.Random(5).randbytes(50_000)
+    recv, send = Pipe(duplex=False)
+
+    def sender() -> None:  # as the parent's sender thread: blocks while the pipe is full
+        for at in range(0, len(data), 4096):
+            send.send_bytes(data[at : at + 4096])
+        send.send_bytes(b"")
+
+    threading.Thread(target=sender, daemon=True).start()
+    fh = gzip_stream._PipeReader(recv, len(data))
+    assert fh.seek(0, io.SEEK_END) == len(data)
+    pos, rnd = 0, random.Random(6)
+    while pos < len(data):
+        back = max(0, pos - rnd.randint(0, 8000))  # within the two parts kept behind
+        fh.seek(back)
+        near = fh.read(100)
+        assert near == data[back : back + len(near)]
+        assert near
+        fh.seek(pos)
+        got = fh.read(3000)
+        assert got == data[pos : pos + len(got)]
+        assert got
+        pos += len(got)
+    assert fh.read(10) == b""
+    fh.seek(0)
+    with pytest.raises(OSError, match="parts behind"):
+        fh.read(10)
+
+
+def test_pipe_reader_reports_an_object_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(gzip_stream, "_PART", 4096)
+    recv, send = Pipe(duplex=False)
+    send.send_bytes(b"x" * 4096)
+    send.send_bytes(b"")
+    fh = gzip_stream._PipeReader(recv, 10_000)
+    assert fh.read(5000) == b"x" * 4096
+    with pytest.raises(OSError, match="ends at byte 4096 of 10000"):
+        fh.read(10)
