@@ -1,4 +1,5 @@
-"""The child side of the one pass: the object piped in (seekable back a little), the index thinned."""
+"""The one pass's readers: the object piped into the child (seekable back a little), the index thinned
+there, and the parent-side reader streaming parts from S3."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from pathlib import Path
 import pytest
 import rapidgzip
 
+from xtremehub import storage
+from xtremehub.config import Settings
 from xtremehub.connectors.codecs import gzip_stream
 from xtremehub.connectors.codecs.gzip_index import parse_gzidx
+from xtremehub.connectors.codecs.source import AheadReader
 
 
 @pytest.mark.parametrize("name", ["Illimina1.8.fq.gz", "multimember_pigz.fastq.gz", "sample.fastq.bgz"])
@@ -71,3 +75,26 @@ def test_pipe_reader_reports_an_object_cut_short(monkeypatch: pytest.MonkeyPatch
     assert fh.read(5000) == b"x" * 4096
     with pytest.raises(OSError, match="ends at byte 4096 of 10000"):
         fh.read(10)
+
+
+def test_ahead_reader_on_s3_streams_parts_and_serves_back_seeks(s3_root: str, s3_settings: Settings) -> None:
+    data = random.Random(8).randbytes(100_000)
+    url = s3_root + "ahead-streamed.bin"
+    storage.put(url, data, settings=s3_settings)
+    with AheadReader(url, len(data), settings=s3_settings, part=4096) as fh:
+        pos, rnd = 0, random.Random(9)
+        while pos < len(data):
+            back = max(0, pos - rnd.randint(0, 8000))  # up to two parts behind, like rapidgzip
+            fh.seek(back)
+            near = fh.read(100)
+            assert near == data[back : back + len(near)]
+            assert near
+            fh.seek(pos)
+            got = fh.read(3000)
+            assert got == data[pos : pos + len(got)]
+            assert got
+            pos += len(got)
+        assert fh.fetched == len(data)  # each byte once, from one streamed request
+        fh.seek(0)  # far back: a new request from there, and still right
+        assert fh.read(10) == data[:10]
+        assert fh.fetched == len(data) + 4096
