@@ -48,18 +48,7 @@ def test_pipe_reader_serves_reads_and_back_seeks_from_the_pieces_sent(monkeypatc
     threading.Thread(target=sender, daemon=True).start()
     fh = gzip_stream._PipeReader(recv, len(data))
     assert fh.seek(0, io.SEEK_END) == len(data)
-    pos, rnd = 0, random.Random(6)
-    while pos < len(data):
-        back = max(0, pos - rnd.randint(0, 8000))  # within the two parts kept behind
-        fh.seek(back)
-        near = fh.read(100)
-        assert near == data[back : back + len(near)]
-        assert near
-        fh.seek(pos)
-        got = fh.read(3000)
-        assert got == data[pos : pos + len(got)]
-        assert got
-        pos += len(got)
+    _read_with_back_seeks(fh, data, 6)
     assert fh.read(10) == b""
     fh.seek(0)
     with pytest.raises(OSError, match="parts behind"):
@@ -82,19 +71,20 @@ def test_ahead_reader_on_s3_streams_parts_and_serves_back_seeks(s3_root: str, s3
     url = s3_root + "ahead-streamed.bin"
     storage.put(url, data, settings=s3_settings)
     with AheadReader(url, len(data), settings=s3_settings, part=4096) as fh:
-        pos, rnd = 0, random.Random(9)
-        while pos < len(data):
-            back = max(0, pos - rnd.randint(0, 8000))  # up to two parts behind, like rapidgzip
-            fh.seek(back)
-            near = fh.read(100)
-            assert near == data[back : back + len(near)]
-            assert near
-            fh.seek(pos)
-            got = fh.read(3000)
-            assert got == data[pos : pos + len(got)]
-            assert got
-            pos += len(got)
+        _read_with_back_seeks(fh, data, 9)
         assert fh.fetched == len(data)  # each byte once, from one streamed request
         fh.seek(0)  # far back: a new request from there, and still right
         assert fh.read(10) == data[:10]
         assert fh.fetched == len(data) + 4096
+
+
+def _read_with_back_seeks(fh: io.RawIOBase, data: bytes, seed: int) -> None:
+    """Read ``fh`` through, seeking back up to two 4 KiB parts before each read, like rapidgzip."""
+    pos, rnd = 0, random.Random(seed)
+    while pos < len(data):
+        for at, n in ((max(0, pos - rnd.randint(0, 8000)), 100), (pos, 3000)):
+            fh.seek(at)
+            got = fh.read(n)
+            assert got
+            assert got == data[at : at + len(got)]
+        pos += len(got)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from xtremehub.connectors.codecs.source import AheadReader
+from xtremehub.connectors.codecs.source import AheadReader, SeekableReader
 from xtremehub.errors import XHubError
 
 if TYPE_CHECKING:  # not imported at run time: the child process needs neither them nor NumPy
@@ -323,31 +323,16 @@ def _reap(proc: subprocess.Popen[bytes], sender: threading.Thread) -> None:
         sender.join()
 
 
-class _PipeReader(io.RawIOBase):
+class _PipeReader(SeekableReader):
     """Child side: the object as the parent pipes it, seekable back over the last
     :data:`_BEHIND` parts (rapidgzip seeks back up to about a chunk, 1.2 MiB measured,
     and to the end only to learn the size)."""
 
     def __init__(self, conn: Connection, size: int) -> None:
-        super().__init__()
-        self._conn, self._size = conn, size
+        super().__init__(size)
+        self._conn = conn
         self._parts: dict[int, bytes] = {}
         self._received = 0  # parts received so far
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def readinto(self, b: Any) -> int:
         view = memoryview(b).cast("B")

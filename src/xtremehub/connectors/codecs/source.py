@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from xtremehub.config import Settings
 
-__all__ = ["AheadReader", "RangeSource"]
+__all__ = ["AheadReader", "RangeSource", "SeekableReader"]
 
 _PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
 _PIECE = 1024 * 1024  # one read of a streamed range (stores with ``streams_ranges``)
@@ -140,7 +140,37 @@ class RangeSource:
             self._pool = None
 
 
-class AheadReader(io.RawIOBase):
+class SeekableReader(io.RawIOBase):
+    """The position half of a read-only file object over ``size`` bytes: subclasses read at
+    ``_pos`` in ``readinto`` (a seek only moves the position; past the end reads nothing).
+
+    Example:
+        >>> fh = SeekableReader(10)
+        >>> fh.seek(-3, io.SEEK_END), fh.seek(1, io.SEEK_CUR), fh.tell()
+        (7, 8, 8)
+    """
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+
+class AheadReader(SeekableReader):
     """A read-only, seekable file object over a whole object, fetched ahead part by part.
 
     For a library that wants a file (rapidgzip): the object is read in aligned parts of
@@ -166,30 +196,15 @@ class AheadReader(io.RawIOBase):
     """
 
     def __init__(self, url: str, size: int, *, settings: Settings | None = None, part: int = _PART) -> None:
-        super().__init__()
-        self.url, self._size, self._part = url, size, part
+        super().__init__(size)
+        self.url, self._part = url, part
         self._store, self._key = open_store(url, settings)
         self._parts: dict[int, Future[bytes]] = {}  # part number -> its bytes
         self._pool: ThreadPoolExecutor | None = None
-        self._pos = 0
         self._front = 0  # the furthest part read (unless the reader jumped back further than _BEHIND)
         self.fetched = 0
         self._stream: Generator[bytes, None, None] | None = None  # parts from _stream_next on, streamed
         self._stream_next = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
-        self._pos = max(0, base + offset)
-        return self._pos
 
     def _streamed(self, k: int) -> Future[bytes]:
         """Part ``k`` read from the stream (started, or restarted, at ``k`` unless it is next there)."""
