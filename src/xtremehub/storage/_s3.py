@@ -15,7 +15,7 @@ import contextlib
 import functools
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from xtremehub.config import S3Settings
@@ -30,6 +30,7 @@ from xtremehub.errors import (
 )
 from xtremehub.storage.base import ByteRange, ObjectInfo, PutSource, Store
 from xtremehub.storage.chunks import iter_chunks
+from xtremehub.storage.iostats import count_read
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -205,13 +206,15 @@ class _ChunkReader(io.RawIOBase):
 
 
 class S3Store(Store):
-    """One bucket of an S3-compatible service.
+    """One bucket of an S3-compatible service (ranges stream: one GET each, see :meth:`iter_range`).
 
     Example:
         >>> from xtremehub.config import S3Settings
         >>> S3Store("reads", S3Settings(endpoint_url="http://127.0.0.1:8333")).url("a/b.fq.gz")
         's3://reads/a/b.fq.gz'
     """
+
+    streams_ranges = True
 
     def __init__(self, bucket: str, settings: S3Settings) -> None:
         self.bucket = bucket
@@ -267,6 +270,34 @@ class S3Store(Store):
             if start == size:
                 return b""  # S3 answers 416 for a range starting at the end; we say "empty"
             raise InvalidRange(self.url(key), f"{rng} starts past the end (size {size})") from exc.__cause__
+
+    def iter_range(self, key: str, start: int, end: int, *, piece: int = 1 << 20) -> Generator[bytes, None, None]:
+        """One ranged GET for ``[start, end)``, its body read ``piece`` bytes at a time (see
+        :meth:`Store.iter_range`): SeaweedFS measured about 4 ms of CPU per GET on this
+        project's bench machine, so a slice read in one request instead of 4 MiB parts saves it."""
+        if end <= start:
+            return
+        url, rng = self.url(key), ByteRange(start, end)
+        try:
+            with s3_errors(url, f"GET {rng}"):
+                body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
+        except InvalidRange as exc:
+            size = self.head(key).size
+            if start == size:
+                return
+            raise InvalidRange(url, f"{rng} starts past the end (size {size})") from exc.__cause__
+        try:
+            while True:
+                with s3_errors(url, f"GET {rng}"):
+                    data = body.read(piece)
+                    while data and len(data) < piece and (more := body.read(piece - len(data))):
+                        data += more  # whole pieces, as the contract says
+                if not data:
+                    return
+                count_read(len(data))
+                yield data
+        finally:
+            body.close()
 
     def put(self, key: str, data: PutSource) -> ObjectInfo:
         from boto3.s3.transfer import TransferConfig

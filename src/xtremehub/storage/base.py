@@ -15,11 +15,11 @@ from __future__ import annotations
 import builtins
 import io
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from xtremehub.errors import InvalidRange
 from xtremehub.storage.iostats import counted
@@ -82,6 +82,8 @@ class Store(ABC):
 
     #: Concurrency used by :meth:`get_ranges`.
     max_concurrency: int = 16
+    #: Whether :meth:`iter_range` streams a range with one request (else one request per piece).
+    streams_ranges: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # The one place where every store's traffic is counted (task telemetry).
@@ -151,6 +153,30 @@ class Store(ABC):
                 raise InvalidRange(self.url(key), f"{rng} starts past the end of the object")
             return b""
         return self._get_range(key, rng.start, rng.end)
+
+    def iter_range(self, key: str, start: int, end: int, *, piece: int = 1 << 20) -> Generator[bytes, None, None]:
+        """Bytes ``[start, end)`` of an object as consecutive pieces of ``piece`` bytes (the last may
+        be shorter).
+
+        Ends early (fewer bytes in all) if the object is shorter. This default fetches
+        one ranged GET per piece; a store that can stream (``streams_ranges``, S3) sends
+        one request for the whole range and reads its body piece by piece, so memory
+        stays at one piece (plus the socket's buffers) and the server answers once.
+        Close the iterator to stop early.
+
+        Example:
+            >>> from xtremehub.storage import open_store
+            >>> store, key = open_store("mem://doc/pieces.txt")
+            >>> _ = store.put(key, b"hello world")
+            >>> list(store.iter_range(key, 2, 100, piece=4))
+            [b'llo ', b'worl', b'd']
+        """
+        for at in range(start, end, piece):
+            data = self.get_range(key, at, min(end, at + piece))
+            if data:
+                yield data
+            if len(data) < min(end, at + piece) - at:
+                return
 
     def get_ranges(self, key: str, ranges: Sequence[ByteRange | tuple[int, int]]) -> builtins.list[bytes]:
         """Many ranges of one object at once, fetched concurrently; results in input order."""

@@ -31,6 +31,7 @@ __all__ = [
     "COUNTERS",
     "IOCounters",
     "IOSnapshot",
+    "count_read",
     "counted",
     "snapshot",
     "start_writes",
@@ -102,6 +103,12 @@ def stop_writes() -> tuple[tuple[str, int], ...]:
     written: list[tuple[str, int]] | None = getattr(_inside, "written", None)
     _inside.written = None
     return tuple(written or ())
+
+
+def count_read(nbytes: int) -> None:
+    """Count ``nbytes`` read by a store method that is not wrapped by :func:`counted` (a stream)."""
+    if not getattr(_inside, "active", False):
+        _add(nbytes, 0)
 
 
 def _add(read: int, written: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections import deque
+from collections.abc import Generator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -15,9 +16,10 @@ if TYPE_CHECKING:
 
     from xtremehub.config import Settings
 
-__all__ = ["AheadReader", "RangeSource"]
+__all__ = ["AheadReader", "RangeSource", "SeekableReader"]
 
 _PART = 4 * 1024 * 1024  # size of one ranged GET of the planned range
+_PIECE = 1024 * 1024  # one read of a streamed range (stores with ``streams_ranges``)
 _AHEAD = 2  # parts in flight ahead of the reader: memory stays at (1 + _AHEAD) parts
 _BEHIND = 2  # parts an AheadReader keeps behind the one being read (rapidgzip seeks back)
 _MORE = 16 * 1024  # first increment past the plan; doubles up to _PART while streaming on
@@ -29,7 +31,10 @@ class RangeSource:
     The planned range ``[start, planned_end)`` is read in parts of 4 MiB, the next
     ``_AHEAD`` parts always being fetched in background threads while the caller
     works on the current one (so fetching overlaps decompression, and memory stays
-    bounded however long the range). Reads past the plan fetch small increments,
+    bounded however long the range). From a store that streams ranges (S3:
+    ``streams_ranges``) it is instead one request for the whole planned range, read
+    1 MiB at a time: the server sends on into the socket's buffers while the
+    caller decompresses, without a thread. Reads past the plan fetch small increments,
     so a slice whose last record straddles the plan costs little extra. ``fetched``
     counts the bytes requested; ``settings`` are the storage settings to read with
     (default: this process's). :meth:`close` drops what is still in flight.
@@ -52,12 +57,15 @@ class RangeSource:
         self._ahead: deque[tuple[int, int, Future[bytes]]] = deque()  # (start, end, part) in order from pos
         self._next = start  # where the next part to request starts
         self._pool: ThreadPoolExecutor | None = None
+        self._stream: Generator[bytes, None, None] | None = None  # the planned range from pos, streamed
 
     def read(self) -> bytes:
         """The next block of bytes, or ``b""`` at the end of the object."""
         if self.pos >= self.size:
             return b""
-        if self.pos < self._planned_end:
+        if self.pos < self._planned_end and self._store.streams_ranges:
+            data = self._streamed()
+        elif self.pos < self._planned_end:
             self._request()
             start, end, part = self._ahead.popleft()
             data = part.result()
@@ -74,6 +82,21 @@ class RangeSource:
             self.fetched += len(data)
         self.pos += len(data)
         self._next = max(self._next, self.pos)
+        return data
+
+    def _streamed(self) -> bytes:
+        """The next piece of the planned range, from one streamed request."""
+        if self._stream is None:
+            self._stream = self._store.iter_range(self._key, self.pos, self._planned_end, piece=_PIECE)
+            self.fetched += self._planned_end - self.pos
+        data = next(self._stream, b"")
+        if not data:  # the object is shorter than its size said: changed or cut
+            self._drop()
+            raise TruncatedData(
+                self.url, self.pos, f"object ends before byte {self._planned_end} (size said {self.size})", "object"
+            )
+        if self.pos + len(data) >= self._planned_end:
+            self._drop()  # all read: the request is done
         return data
 
     def _request(self) -> None:
@@ -102,6 +125,9 @@ class RangeSource:
         return data
 
     def _drop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         for _, _, part in self._ahead:
             part.cancel()
         self._ahead.clear()
@@ -114,36 +140,20 @@ class RangeSource:
             self._pool = None
 
 
-class AheadReader(io.RawIOBase):
-    """A read-only, seekable file object over a whole object, fetched ahead part by part.
-
-    For a library that wants a file (rapidgzip): the object is read in aligned parts of
-    4 MiB, each fetched once by one ranged GET. The parts after the one being read are
-    fetched in the background (:data:`_AHEAD` of them), and the last :data:`_BEHIND`
-    parts are kept, because rapidgzip seeks back a little all the time (its block
-    finder re-reads up to a few MiB behind where it decodes): a seek into a kept or
-    requested part costs nothing, only one elsewhere fetches. So memory stays at
-    ``1 + _AHEAD + _BEHIND`` parts and a sequential consumer fetches each byte once
-    (``fetched`` counts the bytes requested).
+class SeekableReader(io.RawIOBase):
+    """The position half of a read-only file object over ``size`` bytes: subclasses read at
+    ``_pos`` in ``readinto`` (a seek only moves the position; past the end reads nothing).
 
     Example:
-        >>> from xtremehub import storage
-        >>> _ = storage.put("mem://rs/y", b"0123456789")
-        >>> with AheadReader("mem://rs/y", 10) as fh:
-        ...     _ = fh.seek(3)
-        ...     fh.read(4), fh.tell(), fh.seek(1), fh.read(2), fh.fetched
-        (b'3456', 7, 1, b'12', 10)
+        >>> fh = SeekableReader(10)
+        >>> fh.seek(-3, io.SEEK_END), fh.seek(1, io.SEEK_CUR), fh.tell()
+        (7, 8, 8)
     """
 
-    def __init__(self, url: str, size: int, *, settings: Settings | None = None, part: int = _PART) -> None:
+    def __init__(self, size: int) -> None:
         super().__init__()
-        self.url, self._size, self._part = url, size, part
-        self._store, self._key = open_store(url, settings)
-        self._parts: dict[int, Future[bytes]] = {}  # part number -> its bytes
-        self._pool: ThreadPoolExecutor | None = None
+        self._size = size
         self._pos = 0
-        self._front = 0  # the furthest part read (unless the reader jumped back further than _BEHIND)
-        self.fetched = 0
 
     def readable(self) -> bool:
         return True
@@ -159,8 +169,61 @@ class AheadReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
+
+class AheadReader(SeekableReader):
+    """A read-only, seekable file object over a whole object, fetched ahead part by part.
+
+    For a library that wants a file (rapidgzip): the object is read in aligned parts of
+    4 MiB, each fetched once by one ranged GET. The parts after the one being read are
+    fetched in the background (:data:`_AHEAD` of them), and the last :data:`_BEHIND`
+    parts are kept, because rapidgzip seeks back a little all the time (its block
+    finder re-reads up to a few MiB behind where it decodes): a seek into a kept or
+    requested part costs nothing, only one elsewhere fetches. So memory stays at
+    ``1 + _AHEAD + _BEHIND`` parts and a sequential consumer fetches each byte once
+    (``fetched`` counts the bytes requested). From a store that streams ranges (S3:
+    ``streams_ranges``) the parts come instead, in order, from one request to the end
+    of the object, read a part at a time when needed (the server sends on into the
+    socket's buffers meanwhile; a thread would not help, since rapidgzip holds the
+    GIL while it decodes); a part off that order is one ranged GET.
+
+    Example:
+        >>> from xtremehub import storage
+        >>> _ = storage.put("mem://rs/y", b"0123456789")
+        >>> with AheadReader("mem://rs/y", 10) as fh:
+        ...     _ = fh.seek(3)
+        ...     fh.read(4), fh.tell(), fh.seek(1), fh.read(2), fh.fetched
+        (b'3456', 7, 1, b'12', 10)
+    """
+
+    def __init__(self, url: str, size: int, *, settings: Settings | None = None, part: int = _PART) -> None:
+        super().__init__(size)
+        self.url, self._part = url, part
+        self._store, self._key = open_store(url, settings)
+        self._parts: dict[int, Future[bytes]] = {}  # part number -> its bytes
+        self._pool: ThreadPoolExecutor | None = None
+        self._front = 0  # the furthest part read (unless the reader jumped back further than _BEHIND)
+        self.fetched = 0
+        self._stream: Generator[bytes, None, None] | None = None  # parts from _stream_next on, streamed
+        self._stream_next = 0
+
+    def _streamed(self, k: int) -> Future[bytes]:
+        """Part ``k`` read from the stream (started, or restarted, at ``k`` unless it is next there)."""
+        start = k * self._part
+        if self._stream is None or k != self._stream_next:
+            if self._stream is not None:
+                self._stream.close()
+            self._stream = self._store.iter_range(self._key, start, self._size, piece=self._part)
+        self._stream_next = k + 1
+        data = next(self._stream, b"")
+        self.fetched += len(data)
+        part = self._parts[k] = Future()
+        part.set_result(data)
+        return part
+
     def _fetch(self, k: int) -> Future[bytes]:
-        if (part := self._parts.get(k)) is None:
+        if (part := self._parts.get(k)) is None and self._store.streams_ranges:
+            return self._streamed(k)
+        if part is None:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(_AHEAD, thread_name_prefix="xhub-ahead-reader")
             start, end = k * self._part, min(self._size, (k + 1) * self._part)
@@ -180,7 +243,7 @@ class AheadReader(io.RawIOBase):
         for stale in [j for j in self._parts if not front - _BEHIND <= j <= front + _AHEAD]:
             self._parts.pop(stale).cancel()
         data = self._fetch(k).result()
-        for j in range(front + 1, min(last, front + _AHEAD) + 1):
+        for j in range(front + 1, min(last, front + _AHEAD) + 1) if not self._store.streams_ranges else ():
             self._fetch(j)
         expected = min(self._size, (k + 1) * self._part) - k * self._part
         if len(data) != expected:  # the object is shorter than its size said: changed or cut
@@ -194,6 +257,9 @@ class AheadReader(io.RawIOBase):
 
     def close(self) -> None:
         """Stop fetching (parts already on the wire finish in the background)."""
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
         for part in self._parts.values():
             part.cancel()
         self._parts.clear()

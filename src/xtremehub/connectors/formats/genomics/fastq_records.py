@@ -88,41 +88,40 @@ class FastqRecords:
         raise TruncatedData(self.url, self.offset, f"the data ends inside FASTQ record {self.records}", "uncompressed")
 
     def _take(self, data: bytes, ends: np.ndarray) -> RecordBlock:
-        """Validate the records of ``data`` (``ends``: its newline positions, four per record)."""
+        """Validate the records of ``data`` (``ends``: its newline positions, four per record).
+
+        Per record, from the four newline positions alone (a handful of NumPy passes over
+        arrays of one element per record, none over the text): the header starts with
+        ``@``, the third line with ``+``, and sequence and quality have the same length,
+        a ``\r`` before a newline not counted (an empty line's byte before its newline is
+        the previous newline, so it never counts as one).
+        """
         arr = np.frombuffer(data, dtype=np.uint8)
-        starts = np.empty_like(ends)
-        starts[0] = 0
-        starts[1:] = ends[:-1] + 1
-        starts4 = starts.reshape(-1, 4)
-        ends4 = ends.reshape(-1, 4)
-        seq_len = _without_cr(arr, starts4[:, 1], ends4[:, 1])
-        qual_len = _without_cr(arr, starts4[:, 3], ends4[:, 3])
-        bad = (arr[starts4[:, 0]] != ord("@")) | (arr[starts4[:, 2]] != ord("+")) | (seq_len != qual_len)
+        e = ends.reshape(-1, 4)
+        head = np.empty(len(e), dtype=ends.dtype)  # where each record's header line starts
+        head[0] = 0
+        head[1:] = e[:-1, 3] + 1
+        seq_len = e[:, 1] - e[:, 0] - 1 - (arr[e[:, 1] - 1] == 13)
+        qual_len = e[:, 3] - e[:, 2] - 1 - (arr[e[:, 3] - 1] == 13)
+        bad = (arr[head] != ord("@")) | (arr[e[:, 1] + 1] != ord("+")) | (seq_len != qual_len)
         if bad.any():
             i = int(np.argmax(bad))
-            self._raise(arr, starts4[i], seq_len[i], qual_len[i], self.records + i)
-        block = RecordBlock(data, self.offset + starts4[:, 0], int(seq_len.sum()), self.records, seq_len)
-        self.records += len(starts4)
+            self._raise(arr, int(head[i]), int(e[i, 1]) + 1, int(seq_len[i]), int(qual_len[i]), self.records + i)
+        block = RecordBlock(data, self.offset + head, int(seq_len.sum()), self.records, seq_len)
+        self.records += len(e)
         self.bases += block.bases
         self.offset += len(data)
         return block
 
-    def _raise(self, arr: np.ndarray, starts: np.ndarray, seq_len: int, qual_len: int, record: int) -> None:
-        at = self.offset + int(starts[0])
-        if arr[starts[0]] != ord("@"):
+    def _raise(self, arr: np.ndarray, head: int, plus: int, seq_len: int, qual_len: int, record: int) -> None:
+        at = self.offset + head
+        if arr[head] != ord("@"):
             detail = f"FASTQ record {record} does not start with '@'"
-        elif arr[starts[2]] != ord("+"):
+        elif arr[plus] != ord("+"):
             detail = f"FASTQ record {record} has no '+' separator line"
         else:
             detail = f"FASTQ record {record} has {seq_len} bases but {qual_len} quality values"
         raise MalformedRecord(self.url, at, detail, "uncompressed")
-
-
-def _without_cr(arr: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    """Lengths of lines ``[start, end)`` not counting a ``\r`` before the newline (CRLF files)."""
-    cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
-    lengths: np.ndarray = ends - starts - cr
-    return lengths
 
 
 def first_record_start(data: bytes, after: int = 0) -> int:
