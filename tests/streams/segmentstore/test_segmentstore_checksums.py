@@ -68,6 +68,7 @@ def _flip(data: bytes) -> bytes:
 DAMAGE: dict[str, tuple[Callable[[bytes], bytes], Callable[[bytes], int]]] = {
     "flipped": (_flip, lambda d: (len(d) // 2 + 7) // PART * PART),
     "truncated": (lambda d: d[:-100], lambda d: len(d) - 100),
+    "cut-at-a-block": (lambda d: d[: len(d) // 2 // PART * PART], lambda d: len(d) // 2 // PART * PART),
     "replaced": (lambda d: bytes(reversed(d)), lambda d: 0),
     "grown": (lambda d: d + b"more", len),
 }
@@ -198,5 +199,23 @@ def test_random_reads_fetch_only_the_blocks_they_need(tmp_path: Path) -> None:
         with pytest.raises(ChecksumMismatch) as info:
             lts.read([("c", 3 * PART, len(data), sums)])
         assert info.value.offset == 3 * PART
+    finally:
+        lts.close()
+
+
+def test_a_chunk_cut_at_a_block_boundary_is_never_a_short_or_spliced_read(tmp_path: Path) -> None:
+    lts = ChunkStore(f"{tmp_path}/lts/", part_size=PART)
+    try:
+        a, b = b"A" * (4 * PART), b"B" * (4 * PART)
+        sums_a, sums_b = lts.put_chunk("a", [a]), lts.put_chunk("b", [b])
+        lts.store.put("a", a[: 2 * PART])  # cut exactly at a block boundary
+        with pytest.raises(ChecksumMismatch) as info:
+            lts.read([("a", 3 * PART, 4 * PART, sums_a)])  # wholly past the cut: not an empty read
+        assert info.value.offset == 3 * PART  # the first byte asked for that is not there
+        assert "holds no bytes from" in str(info.value)
+        both = lts.read([("a", 0, 4 * PART, sums_a), ("b", 0, 4 * PART, sums_b)])
+        assert both == a[: 2 * PART]  # stops before the cut: b's bytes never stand at a's offsets
+        with pytest.raises(ChecksumMismatch):
+            lts.read([("a", 2 * PART, 4 * PART, sums_a), ("b", 0, 4 * PART, sums_b)])
     finally:
         lts.close()

@@ -156,5 +156,13 @@ def read_verified(store: Store, key: str, start: int, end: int, sums: ChunkSums)
             url=store.url(key),
             offset=sums.length,
         )
+    if len(data) < hi - lo:  # cut short (at a block boundary too, or before ``lo``): never a short read
+        held = f"ends at byte {lo + len(data)}" if data else f"holds no bytes from {lo} on"
+        raise ChecksumMismatch(
+            f"{store.url(key)}: the LTS chunk {held}, it was {sums.length} bytes when written "
+            f"(truncated): bytes {lo}-{hi} were asked for",
+            url=store.url(key),
+            offset=lo + len(data),
+        )
     sums.check(data, lo, store.url(key))
     return data if (lo, hi) == (start, end) else data[start - lo : end - lo]
