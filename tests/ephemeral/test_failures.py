@@ -44,14 +44,22 @@ def test_service_killed_mid_write(tmp_path: Path, local: bool, monkeypatch: pyte
         assert client.relocate("b", "safe") == ["xhub-eph://b/safe.bin"]
         client.put("b", "victim.bin", b"old complete version")
         client.relocate("b", "victim")
-        started = threading.Event()
+        started, killed = threading.Event(), threading.Event()
+        chunk = os.urandom(256 * 1024)
 
         def slow_chunks() -> Iterator[bytes]:
+            # Writes on until the service is killed, then two chunks more, then ends: the write spans
+            # the kill (a same-node writer only finds out at its commit; writing on to 400 chunks took
+            # seconds, minutes on a loaded machine, and showed nothing more).
+            after_kill = 0
             for i in range(400):
                 if i == 2:
                     started.set()
-                time.sleep(0.01)
-                yield os.urandom(256 * 1024)
+                if killed.wait(0.01):
+                    after_kill += 1
+                    if after_kill > 2:
+                        return
+                yield chunk
 
         errors: list[BaseException] = []
 
@@ -65,7 +73,9 @@ def test_service_killed_mid_write(tmp_path: Path, local: bool, monkeypatch: pyte
         thread.start()
         assert started.wait(10)
         proc.stop(kill=True)  # SIGKILL while the object is half written
+        killed.set()
         thread.join(30)
+        assert not thread.is_alive()
         assert len(errors) == 1
         assert isinstance(errors[0], StorageError)  # StorageUnavailable: the connection was lost
     finally:

@@ -68,6 +68,9 @@ _MAX_HEADER = 1 << 20
 _AUTH_FRAME = 4096  # the handshake frames are small: nothing larger is read before authentication
 _NONCE = 32
 _AUTH_TIMEOUT = 30.0
+#: How often a server thread checks for :meth:`RpcServer.stop` (socketserver's default, 0.5 s,
+#: made every stop of an embedded service wait that long).
+_STOP_POLL = 0.05
 
 _KEYS: dict[str, bytes] = {}  # address -> authkey, for this process's clients
 _KEYS_LOCK = threading.Lock()
@@ -317,7 +320,9 @@ class RpcServer:
 
     def start(self) -> None:
         """Serve in a background thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="xhub-eph-rpc", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": _STOP_POLL}, name="xhub-eph-rpc", daemon=True
+        )
         self._thread.start()
 
     def serve_forever(self) -> None:

@@ -55,6 +55,9 @@ from xtremehub.errors import AuthenticationFailed, ConfigError
 __all__ = ["ClientEntry", "EmbeddedIssuer", "IssuerConfig", "SigningKeys", "UserEntry", "hash_secret"]
 
 log = logging.getLogger(__name__)
+#: How often the server thread checks for :meth:`stop` (socketserver's default, 0.5 s, made every
+#: stop wait that long).
+_STOP_POLL = 0.05
 
 
 def hash_secret(secret: str, *, rounds: int = 12) -> str:
@@ -250,7 +253,9 @@ class EmbeddedIssuer:
 
     def start(self) -> None:
         """Serve HTTP in a background thread."""
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="xhub-issuer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": _STOP_POLL}, name="xhub-issuer", daemon=True
+        )
         self._thread.start()
         log.info("embedded issuer serving %s", self.url)
 

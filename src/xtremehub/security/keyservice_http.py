@@ -56,6 +56,9 @@ __all__ = ["KeyServer", "is_loopback"]
 log = logging.getLogger(__name__)
 _MAX_BODY = 64 * 1024
 _IDLE = 60.0
+#: How often the server thread checks for :meth:`stop` (socketserver's default, 0.5 s, made every
+#: stop wait that long).
+_STOP_POLL = 0.05
 
 
 def is_loopback(host: str) -> bool:
@@ -242,7 +245,9 @@ class KeyServer:
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def start(self) -> KeyServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="xhub-keys", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": _STOP_POLL}, name="xhub-keys", daemon=True
+        )
         self._thread.start()
         log.info("key service listening on %s (%s)", self.url, "TLS" if self.tls else "plain HTTP, loopback")
         return self
