@@ -133,8 +133,13 @@ def test_map_results_are_read_without_a_future_per_task(pool: xmp.Pool) -> None:
     assert s.get() == [2 * i for i in range(50)]
     # a tuple item of map is one argument, as in the standard library
     assert pool.map(len, [(1, 2, 3), (), {"a": 1}]) == [3, 0, 1]
-    slow = pool.starmap_async(sleep_and_return, [("x", 1.0)])
+    slow = pool.starmap_async(sleep_and_return, [("x", 2.0)])
     assert not slow.ready()
+    t0 = time.monotonic()
+    slow.wait(timeout=0.2)
+    assert time.monotonic() - t0 < 1.5  # waits its timeout once (not twice), not the call's 2 s
+    if pool.executor.backend.name == "local":
+        assert getattr(slow._futures, "batch", None) is not None  # and made no future
     with pytest.raises(std_mp.TimeoutError):
         slow.get(timeout=0.05)
     with pytest.raises(ValueError, match="not ready"):

@@ -80,6 +80,25 @@ def test_an_oversize_event_inside_a_checked_batch_leaves_no_gap_for_the_rest(tmp
         assert store.read("s", 0, 100).data == b"a0b1d3"
 
 
+def test_runs_after_an_oversize_event_are_checked_too(tmp_path: Path) -> None:
+    """Events 2-3 not stored: a batch [4, too large, 6] naming 3 stores nothing, 6 included (else
+    the re-send of 2-3 would be acknowledged as duplicates and never stored)."""
+    with _store(tmp_path, max_append_size=4) as store:
+        store.create_segment("s")
+        assert store.append_runs([SegmentBatch("s", [b"a0", b"a1"], 0)], writer_id="w")[0].result(10).ok
+        run = store.append_runs([SegmentBatch("s", [b"b4", b"too large", b"b6"], 4, 3)], writer_id="w")[0].result(10)
+        assert isinstance(run.errors[0], EventNumberGap)
+        assert isinstance(run.errors[1], EventTooLarge)
+        assert isinstance(run.errors[2], EventNumberGap)
+        lead = store.append_runs([SegmentBatch("s", [b"too large", b"c8"], 7, 6)], writer_id="w")[0].result(10)
+        assert isinstance(lead.errors[1], EventNumberGap)  # a batch starting with a large event: checked
+        assert store.writer_event_number("s", "w") == 1
+        resent = store.append_runs([SegmentBatch("s", [b"a2", b"a3"], 2, 1)], writer_id="w")[0].result(10)
+        assert resent.ok
+        assert not resent.duplicates
+        assert store.read("s", 0, 100).data == b"a0a1a2a3"
+
+
 def test_a_previous_number_must_be_below_the_first(tmp_path: Path) -> None:
     with _store(tmp_path) as store:
         store.create_segment("s")

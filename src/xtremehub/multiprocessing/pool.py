@@ -26,6 +26,7 @@ import multiprocessing
 import multiprocessing.pool
 import queue
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -183,11 +184,15 @@ class AsyncResult:
         if lazy is None:
             self._event.wait(timeout)
             return
+        deadline = None if timeout is None else time.monotonic() + timeout
         batch = self._batch()
         if batch is not None:
             lazy.executor._signal.wait_until(lambda: batch.left == 0 or batch.futures is not None, timeout)
-        if not self.ready():  # the futures were made meanwhile (another thread looked at the list)
-            lazy.executor.wait(list(self._futures), throw_except=False, timeout=timeout)
+            if batch.futures is None:
+                return  # done, or the time is up
+        # the futures were made (another thread looked at the list): wait for them, in the time left
+        left = None if deadline is None else max(0.0, deadline - time.monotonic())
+        lazy.executor.wait(list(self._futures), throw_except=False, timeout=left)
 
     def successful(self) -> bool:
         """Whether the call(s) succeeded; ``ValueError`` if not ready yet (as in the standard library)."""
@@ -195,7 +200,9 @@ class AsyncResult:
             raise ValueError(f"{self!r} not ready")
         batch = self._batch()
         if batch is not None:
-            return batch.errors == 0  # type: ignore[no-any-return]
+            with batch.signal:  # ``left`` and ``errors`` change together under it
+                if batch.futures is None:
+                    return batch.errors == 0  # type: ignore[no-any-return]
         return self._first_exception() is None
 
     def get(self, timeout: float | None = None) -> Any:

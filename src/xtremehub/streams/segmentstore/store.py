@@ -204,6 +204,7 @@ class SegmentStore(SegmentStoreContract):
         """A batch holding events over the size limit: runs of the others, each large one refused alone."""
         parts: list[Future[RunOutcome]] = []
         first = batch.first_event_number
+        previous = batch.previous_event_number  # each run names the last event of the run before it
         i = 0
         while i < len(events):
             if lengths[i] > self.config.max_append_size:
@@ -218,8 +219,11 @@ class SegmentStore(SegmentStoreContract):
                 j += 1
             number = None if first is None else first + i
             op = RunOp(batch.segment, events[i:j], lengths[i:j], sum(lengths[i:j]), writer_id, number, more=True)
-            if not parts:  # the batch's first run checks the previous batch; the others follow it in order
-                op.previous = batch.previous_event_number
+            # The first run checks the previous batch, each later one the run before it (a refused
+            # large event is never stored, so it is skipped): a run is never stored past a gap.
+            op.previous = previous
+            if number is not None:
+                previous = number + (j - i) - 1
             ops.append(op)
             parts.append(op.future)
             i = j

@@ -21,12 +21,14 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 __all__ = ["LoopHandoff"]
+
+log = logging.getLogger(__name__)
 
 
 class LoopHandoff:
@@ -47,12 +49,19 @@ class LoopHandoff:
             if self._scheduled:
                 return
             self._scheduled = True
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        try:
             self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # the loop is closed: nobody waits any more
+            with self._lock:
+                self._queue.clear()
+                self._scheduled = False
 
     def _run(self) -> None:
         with self._lock:
             batch, self._queue = self._queue, []
             self._scheduled = False
         for fn, args in batch:
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:  # one connection's failure must not drop the others' answers
+                log.exception("stream server: a queued call on the event loop failed")

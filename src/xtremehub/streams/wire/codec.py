@@ -38,6 +38,8 @@ __all__ = ["WireCodec", "decode_error", "encode_error"]
 _EXT_TUPLE = 1
 #: A thread's packer before its first use.
 _FRESH = object()
+#: Frames up to this size leave the thread's packer for the next frame (see ``WireCodec.encode``).
+_KEEP_PACKER_BELOW = 1 << 20
 _EXT_DATACLASS = 2
 
 # Builtins a contract method may raise on bad arguments: re-raised as themselves on the client.
@@ -85,7 +87,7 @@ class WireCodec:
 
         Each thread reuses one ``msgpack.Packer`` (``packb`` makes one per call, which costs as
         much as packing a small frame); a nested call (from the default hook, for a tuple or a
-        dataclass) packs with its own, and a failed pack drops the thread's packer.
+        dataclass) packs with its own, and a failed pack or a frame over 1 MiB drops the thread's packer.
         """
         local = self._local
         packer: Any = getattr(local, "packer", _FRESH)
@@ -99,7 +101,9 @@ class WireCodec:
         except BaseException:
             del local.packer
             raise
-        local.packer = packer
+        # A packer keeps the largest buffer it ever grew (a 32 MiB frame: 64 MiB per thread for
+        # good): after a large frame the thread starts again with a fresh one.
+        local.packer = packer if len(data) <= _KEEP_PACKER_BELOW else _FRESH
         return data
 
     def decode(self, payload: bytes) -> Any:
