@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import uuid
 from collections.abc import Iterator, Mapping
@@ -100,11 +101,19 @@ def s3_root(s3_bucket: str) -> str:
     return f"s3://{s3_bucket}/{uuid.uuid4().hex[:12]}/"
 
 
-@pytest.fixture
-def testdata() -> Path:
-    """The real files under tests/data (see tests/data/SOURCES.md); a missing folder is a failure."""
+@pytest.fixture(scope="session")
+def _testdata_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert TESTDATA.is_dir(), f"test data missing at {TESTDATA}: the repository carries it in tests/data"
-    return TESTDATA
+    copy = tmp_path_factory.mktemp("testdata") / "data"
+    shutil.copytree(TESTDATA, copy, ignore=shutil.ignore_patterns(".xhub"))
+    return copy
+
+
+@pytest.fixture
+def testdata(_testdata_copy: Path) -> Path:
+    """The real files under tests/data (see tests/data/SOURCES.md), copied once per session, so
+    that indexes the connectors write beside them (``.xhub/``) never land in the checkout."""
+    return _testdata_copy
 
 
 @pytest.fixture
