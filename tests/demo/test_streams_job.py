@@ -22,7 +22,7 @@ from xtremehub.demo.streams_job import (
     read_history,
     run_streams_demo,
 )
-from xtremehub.errors import ConfigError, MalformedRecord
+from xtremehub.errors import ChecksumMismatch, ConfigError, MalformedRecord
 from xtremehub.streams import StreamManager
 
 
@@ -188,7 +188,9 @@ def test_runs_twice_on_the_same_home(tmp_path: Path) -> None:
 
 
 def test_a_frame_corrupted_in_lts_is_caught_by_the_historical_read(tmp_path: Path) -> None:
-    """Flip one payload byte of the first frame in its LTS chunk: the read back reports that frame, nothing else."""
+    """Flip one payload byte of the first frame in its LTS chunk: the historical read fails on the
+    chunk's checksum, naming the segment and the chunk object, before any damaged frame is delivered
+    (the frames' own checksums, checked by the verifier, are the second line: see above)."""
     config = StreamsDemoConfig(seconds=0.5, cameras=1, fps=10, frame_bytes=(5000, 5000), sensors=2, sensor_rate=20)
     report = run_streams_demo(Settings(home=tmp_path), config)
     assert report.ok, report.summary()
@@ -201,11 +203,13 @@ def test_a_frame_corrupted_in_lts_is_caught_by_the_historical_read(tmp_path: Pat
     verifier = RecordVerifier("video", "camera", "frame")
     verifier.expect({0: 5})
     stats = StreamStats("video")
-    with StreamManager.embedded(report.data_dir, report.lts_url) as manager:
+    with (
+        StreamManager.embedded(report.data_dir, report.lts_url) as manager,
+        pytest.raises(ChecksumMismatch) as info,
+    ):
         read_history(manager, "video", verifier, stats, time.monotonic() + 30, group_name="after-corruption")
-    assert stats.history_events == 5  # the event framing is intact: every frame still arrives ...
-    assert verifier.corrupt == 1  # ... but one fails its checksum
-    assert verifier.missing() == 1
-    assert verifier.duplicates == 0
-    assert verifier.in_order
-    assert "checksum mismatch (source 0, seq 0)" in verifier.problems[0]
+    assert info.value.segment is not None
+    assert info.value.segment.startswith(f"{SCOPE}/video/")
+    assert info.value.segment_offset == 0  # the first block of the chunk holds the flipped byte
+    assert first.name in str(info.value)
+    assert verifier.corrupt == 0  # nothing damaged reached the application

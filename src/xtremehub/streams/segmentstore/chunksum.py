@@ -157,10 +157,9 @@ def read_verified(store: Store, key: str, start: int, end: int, sums: ChunkSums)
             offset=sums.length,
         )
     if len(data) < hi - lo:  # cut short (at a block boundary too, or before ``lo``): never a short read
-        held = f"ends at byte {lo + len(data)}" if data else f"holds no bytes from {lo} on"
         raise ChecksumMismatch(
-            f"{store.url(key)}: the LTS chunk {held}, it was {sums.length} bytes when written "
-            f"(truncated): bytes {lo}-{hi} were asked for",
+            f"{store.url(key)}: the LTS chunk holds {len(data)} bytes from {lo}, not {hi - lo} "
+            f"(it was {sums.length} bytes when written: truncated)",
             url=store.url(key),
             offset=lo + len(data),
         )
