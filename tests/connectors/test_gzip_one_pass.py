@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 from pathlib import Path
 
@@ -94,3 +95,64 @@ def test_ahead_reader_serves_back_seeks_without_fetching_twice() -> None:
         fh.seek(0)  # far back: fetched again, and still right
         assert fh.read(10) == data[:10]
         assert fh.fetched == len(data) + 3 * 4096  # that part and the two after it
+
+
+class _CountingScan:
+    """The smallest record scan: counts the text it is fed (the one pass needs nothing else here)."""
+
+    def __init__(self) -> None:
+        self.fed = 0
+
+    def announce(self, offsets: object) -> None:
+        pass
+
+    def feed(self, chunk: bytes) -> None:
+        self.fed += len(chunk)
+
+    def finish(self) -> None:
+        pass
+
+    def first_record(self, offset: int) -> tuple[int, int | None, None]:
+        return 0, None, None
+
+
+@pytest.mark.parametrize("child", [True, False], ids=["child", "thread"])
+def test_one_pass_of_an_object_shorter_than_its_size_fails_naming_where_it_ends(
+    testdata: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, child: bool
+) -> None:
+    """The object changed or was cut between reading its size and streaming it: both routes say so
+    (the child's used to index the shorter object as if whole)."""
+    data = (testdata / "fastq" / "multimember_pigz.fastq.gz").read_bytes()
+    url = str(tmp_path / "short.fq.gz")
+    Path(url).write_bytes(data)
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    monkeypatch.setenv("XHUB_GZIP_CHILD", "1" if child else "0")
+    with pytest.raises(gzip_stream.StreamPassFailed, match=rf"object ends early \(expected {len(data) + 3} bytes\)"):
+        gzip_stream.checkpoints_and_records(url, len(data) + 3, _CountingScan(), spacing=SPACING)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def big_fastq_gz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~20 MB of FASTQ.gz (five 4 MiB parts to the child), made once."""
+    path = tmp_path_factory.mktemp("one-pass") / "big.fq.gz"
+    rng = random.Random(18)
+    with gzip.open(path, "wb", compresslevel=1) as fh:
+        for _ in range(14):
+            seq = rng.randbytes(5_000_000).translate(bytes.maketrans(bytes(range(256)), b"ACGT" * 64))
+            fh.write(b"".join(b"@r\n%s\n+\n%s\n" % (seq[i : i + 100], b"I" * 100) for i in range(0, len(seq), 100)))
+    return path
+
+
+def test_child_process_pass_with_parallel_decoding_reads_back_within_its_window(
+    big_fastq_gz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rapidgzip decoding on 16 threads seeks back further than two parts: the child keeps enough
+    (before, the pass failed and fell back to two passes, doubling the work)."""
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    size = big_fastq_gz.stat().st_size
+    assert size > 4 * gzip_stream._PART
+    monkeypatch.setenv("XHUB_GZIP_THREADS", "16")
+    scan = _CountingScan()
+    result = gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
+    assert scan.fed == len(gzip.decompress(big_fastq_gz.read_bytes()))
+    assert len(result.points) > 1

@@ -88,3 +88,28 @@ def _read_with_back_seeks(fh: io.RawIOBase, data: bytes, seed: int) -> None:
             assert got
             assert got == data[at : at + len(got)]
         pos += len(got)
+
+
+def test_pipe_reader_reports_a_short_last_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object cut inside its last part (not at a part boundary) is an error, not an early end of file."""
+    monkeypatch.setattr(gzip_stream, "_PART", 4096)
+    recv, send = Pipe(duplex=False)
+    send.send_bytes(b"x" * 4096)
+    send.send_bytes(b"y" * 1000)
+    send.send_bytes(b"")
+    fh = gzip_stream._PipeReader(recv, 10_000)
+    assert fh.read(6000) == b"x" * 4096
+    assert fh.read(6000) == b"y" * 1000
+    with pytest.raises(OSError, match="ends at byte 5096 of 10000"):
+        fh.read(10)
+
+
+def test_the_child_keeps_enough_parts_behind_for_parallel_decoding() -> None:
+    def job(parallel: int, chunk: int) -> gzip_stream._Job:
+        return gzip_stream._Job("x", 1 << 30, None, chunk, parallel, 8 * chunk)
+
+    part = gzip_stream._PART
+    assert gzip_stream._behind(job(1, part // 4)) == gzip_stream._BEHIND
+    # rapidgzip's prefetch runs ahead by up to ``parallel`` chunks and reads back: keep twice that
+    assert gzip_stream._behind(job(16, part // 4)) * part >= 2 * 16 * (part // 4)
+    assert gzip_stream._behind(job(8, part)) * part >= 2 * 8 * part

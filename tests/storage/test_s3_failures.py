@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import hashlib
 import io
 import pickle
 import random
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -441,3 +445,121 @@ def test_every_boto3_call_is_inside_the_boundary() -> None:
     ]
     boundary = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "s3_errors")
     assert all(boundary.lineno < line <= (boundary.end_lineno or 0) for line in broad), broad
+
+
+# --------------------------------------------------------------------------- a stream broken mid-body
+
+
+class _CuttingProxy:
+    """A TCP proxy on loopback in front of the real SeaweedFS that breaks the first ``cuts``
+    responses longer than ``after`` bytes: it forwards ``after`` bytes of the answer, then
+    closes both sides (what a connection reset or a dying load balancer does mid-body).
+    Not a mock: the requests and answers are SeaweedFS's own, only the connection is cut."""
+
+    def __init__(self, upstream: str, after: int, cuts: int) -> None:
+        parts = urlsplit(upstream)
+        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self._after, self._left, self._lock = after, cuts, threading.Lock()
+        self.cut = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self._upstream)
+            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if answers and sent + len(data) > self._after:
+                    with self._lock:
+                        cut, self._left = self._left > 0, self._left - 1
+                    if cut:
+                        dst.sendall(data[: self._after - sent])
+                        self.cut += 1
+                        break
+                    self._after = 1 << 62  # cuts used up: forward the rest untouched
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def _through(proxy: _CuttingProxy, settings: Settings) -> Settings:
+    return settings.replace(s3=dataclasses.replace(settings.s3, endpoint_url=proxy.url))
+
+
+def test_a_streamed_range_broken_mid_body_resumes_where_it_broke(
+    s3_root: str, s3_settings: Settings, big: bytes
+) -> None:
+    """``iter_range`` reads a whole range from one GET; a connection cut mid-body is resumed with a
+    new GET from the first byte not yet handed out: the bytes are exact, none twice, none missing."""
+    url = s3_root + "streamed-cut.bin"
+    storage.put(url, big, settings=s3_settings)
+    proxy = _CuttingProxy(s3_settings.s3.endpoint_url or "", after=3 * MiB + 777, cuts=2)
+    try:
+        store, key = storage.open_store(url, _through(proxy, s3_settings))
+        got = b"".join(store.iter_range(key, 100, SIZE - 5, piece=MiB))
+    finally:
+        proxy.close()
+    assert proxy.cut == 2  # both breaks happened...
+    assert sha256(got) == sha256(big[100 : SIZE - 5])  # ...and the bytes are exactly the range
+
+
+def test_a_streamed_range_that_keeps_breaking_is_unavailable_naming_the_byte(
+    s3_root: str, s3_settings: Settings, big: bytes
+) -> None:
+    url = s3_root + "streamed-cut-always.bin"
+    storage.put(url, big, settings=s3_settings)
+    settings = s3_settings.replace(s3=dataclasses.replace(s3_settings.s3, max_retries=1))
+    proxy = _CuttingProxy(s3_settings.s3.endpoint_url or "", after=2 * MiB, cuts=1000)
+    try:
+        store, key = storage.open_store(url, _through(proxy, settings))
+        pieces = store.iter_range(key, 0, SIZE, piece=MiB)
+        with pytest.raises(StorageUnavailable, match=r"at byte \d+") as info:
+            for _ in pieces:
+                pass
+    finally:
+        proxy.close()
+    assert url in str(info.value)
+    assert proxy.cut >= 2  # the first GET and one resume
+
+
+def test_a_range_source_reads_on_after_a_broken_stream(s3_root: str, s3_settings: Settings, big: bytes) -> None:
+    """A slice's reader whose stream broke beyond the store's resumes asks again from where it was
+    (before, the dead stream stayed and the next read called the object cut short)."""
+    from xtremehub.connectors.codecs.source import RangeSource
+
+    url = s3_root + "range-source-cut.bin"
+    storage.put(url, big, settings=s3_settings)
+    settings = s3_settings.replace(s3=dataclasses.replace(s3_settings.s3, max_retries=0))
+    proxy = _CuttingProxy(s3_settings.s3.endpoint_url or "", after=2 * MiB + 5, cuts=1)
+    try:
+        source = RangeSource(url, SIZE, 0, SIZE, settings=_through(proxy, settings))
+        got = bytearray()
+
+        def drain() -> None:
+            while data := source.read():
+                got.extend(data)
+
+        with pytest.raises(StorageUnavailable):
+            drain()
+        drain()  # the application retries: the reader goes on from where it was
+    finally:
+        proxy.close()
+    assert bytes(got) == big

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import os
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ from xtremehub.errors import (
 from xtremehub.storage.base import ByteRange, ObjectInfo, PutSource, Store
 from xtremehub.storage.chunks import iter_chunks
 from xtremehub.storage.iostats import count_read
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -65,6 +68,7 @@ _CODES: dict[str, type[StorageError]] = {
     "ConnectTimeoutError": StorageUnavailable,
     "HTTPClientError": StorageUnavailable,  # read timeouts, closed connections, broken streams
     "ConnectionError": StorageUnavailable,  # botocore's (proxy, SSL) and the builtin one
+    "IncompleteReadError": StorageUnavailable,  # a body that ended before its Content-Length
     "BotoCoreError": StorageError,
     "OSError": StorageError,  # e.g. reading the caller's file object during an upload
 }
@@ -274,30 +278,48 @@ class S3Store(Store):
     def iter_range(self, key: str, start: int, end: int, *, piece: int = 1 << 20) -> Generator[bytes, None, None]:
         """One ranged GET for ``[start, end)``, its body read ``piece`` bytes at a time (see
         :meth:`Store.iter_range`): SeaweedFS measured about 4 ms of CPU per GET on this
-        project's bench machine, so a slice read in one request instead of 4 MiB parts saves it."""
+        project's bench machine, so a slice read in one request instead of 4 MiB parts saves it.
+
+        botocore retries the request, not the reading of its body: a connection that breaks
+        mid-body is resumed here with a new GET from the first byte not yet handed out (up to
+        ``max_retries`` times, each conditional on the first answer's ETag, so a replaced
+        object fails instead of splicing two versions); the error names the byte it broke at.
+        """
         if end <= start:
             return
-        url, rng = self.url(key), ByteRange(start, end)
-        try:
-            with s3_errors(url, f"GET {rng}"):
-                body = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")["Body"]
-        except InvalidRange as exc:
-            size = self.head(key).size
-            if start == size:
-                return
-            raise InvalidRange(url, f"{rng} starts past the end (size {size})") from exc.__cause__
-        try:
-            while True:
+        url, pos, etag, resumes = self.url(key), start, "", 0
+        while True:
+            rng = ByteRange(pos, end)
+            try:
+                same: dict[str, Any] = {"IfMatch": etag} if etag else {}  # a resume reads the same version
                 with s3_errors(url, f"GET {rng}"):
-                    data = body.read(piece)
-                    while data and len(data) < piece and (more := body.read(piece - len(data))):
-                        data += more  # whole pieces, as the contract says
-                if not data:
+                    resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes={pos}-{end - 1}", **same)
+            except InvalidRange as exc:
+                size = self.head(key).size
+                if pos == size:
                     return
-                count_read(len(data))
-                yield data
-        finally:
-            body.close()
+                raise InvalidRange(url, f"{rng} starts past the end (size {size})") from exc.__cause__
+            etag, body = etag or str(resp.get("ETag", "")), resp["Body"]
+            try:
+                while True:
+                    try:
+                        with s3_errors(url, f"GET {ByteRange(start, end)}, at byte {pos}"):
+                            data = body.read(piece)
+                            while data and len(data) < piece and (more := body.read(piece - len(data))):
+                                data += more  # whole pieces, as the contract says
+                    except StorageUnavailable:
+                        if resumes >= self.settings.max_retries:
+                            raise
+                        resumes += 1
+                        _log.info("%s: the GET broke at byte %d of [%d, %d); resuming there", url, pos, start, end)
+                        break
+                    if not data:
+                        return
+                    pos += len(data)
+                    count_read(len(data))
+                    yield data
+            finally:
+                body.close()
 
     def put(self, key: str, data: PutSource) -> ObjectInfo:
         from boto3.s3.transfer import TransferConfig

@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from xtremehub.connectors.codecs.source import AheadReader, SeekableReader
-from xtremehub.errors import XHubError
+from xtremehub.errors import TruncatedData, XHubError
 
 if TYPE_CHECKING:  # not imported at run time: the child process needs neither them nor NumPy
     from xtremehub.config import Settings
@@ -110,13 +110,14 @@ def checkpoints_and_records(
         blob = _in_child(job, scan) if _child_fits(url, size) else None
         if blob is None:
             blob = _in_thread(job, scan)
+        trailer = _trailer(url, size, settings)
     except StreamPassFailed:
         raise
     except XHubError as exc:
         raise StreamPassFailed(f"{url}: {exc}") from exc
     except Exception as exc:  # rapidgzip raises plain RuntimeError/ValueError on bad data
         raise StreamPassFailed(f"{url}: rapidgzip could not read the object ({exc})") from exc
-    return parse_gzidx(blob, url, spacing, trailer=_trailer(url, size, settings))
+    return parse_gzidx(blob, url, spacing, trailer=trailer)
 
 
 #: compressed bytes from which the one pass inflates in a child process (below: a thread;
@@ -298,16 +299,22 @@ def _send_object(job: _Job, out: Connection, failed: list[BaseException]) -> Non
     """Sender thread: the object's bytes to the child, :data:`_PART` bytes per message, then ``b""``."""
     from xtremehub.storage import open_store
 
+    sent = 0
     try:
         store, key = open_store(job.url, job.settings)
         with contextlib.closing(store.iter_range(key, 0, job.size, piece=_PART)) as pieces:
             for piece in pieces:
                 out.send_bytes(piece)
+                sent += len(piece)
+        if sent != job.size:  # changed or cut since its size was read: no end marker, the child fails
+            raise TruncatedData(job.url, sent, f"object ends early (expected {job.size} bytes)", "object")
         out.send_bytes(b"")
     except XHubError as exc:
         failed.append(exc)
     except OSError:
         pass  # the child stopped reading (it failed or was stopped)
+    except Exception as exc:  # a bug or an unwrapped vendor error: reported with its cause, not as the child's EOF
+        failed.append(exc)
     finally:
         out.close()
 
@@ -323,14 +330,21 @@ def _reap(proc: subprocess.Popen[bytes], sender: threading.Thread) -> None:
         sender.join()
 
 
+def _behind(job: _Job) -> int:
+    """Parts the child keeps behind: :data:`_BEHIND`, or more where rapidgzip decodes in parallel
+    (its prefetch runs up to ``parallel`` chunks ahead of the part it hands out, then reads back)."""
+    return max(_BEHIND, -(-2 * job.parallel * job.chunk_size // _PART) + 1)
+
+
 class _PipeReader(SeekableReader):
     """Child side: the object as the parent pipes it, seekable back over the last
     :data:`_BEHIND` parts (rapidgzip seeks back up to about a chunk, 1.2 MiB measured,
     and to the end only to learn the size)."""
 
-    def __init__(self, conn: Connection, size: int) -> None:
+    def __init__(self, conn: Connection, size: int, behind: int = _BEHIND) -> None:
         super().__init__(size)
         self._conn = conn
+        self._behind = behind
         self._parts: dict[int, bytes] = {}
         self._received = 0  # parts received so far
 
@@ -344,11 +358,13 @@ class _PipeReader(SeekableReader):
             if not data:
                 raise OSError(f"the object ends at byte {self._received * _PART} of {self._size}")
             self._parts[self._received] = data
-            self._parts.pop(self._received - _BEHIND - 1, None)
+            self._parts.pop(self._received - self._behind - 1, None)
             self._received += 1
         if (part := self._parts.get(k)) is None:
-            raise OSError(f"cannot read back at byte {self._pos}: more than {_BEHIND} parts behind")
+            raise OSError(f"cannot read back at byte {self._pos}: more than {self._behind} parts behind")
         n = max(0, min(len(view), len(part) - at))
+        if n == 0:  # a short part before the size: the object ended early
+            raise OSError(f"the object ends at byte {k * _PART + len(part)} of {self._size}")
         view[:n] = memoryview(part)[at : at + n]
         self._pos += n
         return n
@@ -366,7 +382,7 @@ def _child_main() -> None:
         conn.send_bytes(chunk)
 
     try:
-        blob = _inflate(job, _PipeReader(source, job.size), put, lambda: False)
+        blob = _inflate(job, _PipeReader(source, job.size, _behind(job)), put, lambda: False)
     except BrokenPipeError:
         return  # the parent stopped reading
     except BaseException as exc:  # reported to the parent, which falls back to two passes

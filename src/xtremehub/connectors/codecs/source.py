@@ -89,7 +89,11 @@ class RangeSource:
         if self._stream is None:
             self._stream = self._store.iter_range(self._key, self.pos, self._planned_end, piece=_PIECE)
             self.fetched += self._planned_end - self.pos
-        data = next(self._stream, b"")
+        try:
+            data = next(self._stream, b"")
+        except BaseException:
+            self._stream = None  # a dead stream: the next read asks again from ``pos``
+            raise
         if not data:  # the object is shorter than its size said: changed or cut
             self._drop()
             raise TruncatedData(
@@ -213,8 +217,12 @@ class AheadReader(SeekableReader):
             if self._stream is not None:
                 self._stream.close()
             self._stream = self._store.iter_range(self._key, start, self._size, piece=self._part)
+        try:
+            data = next(self._stream, b"")
+        except BaseException:
+            self._stream = None  # a dead stream: the next read of part ``k`` asks again
+            raise
         self._stream_next = k + 1
-        data = next(self._stream, b"")
         self.fetched += len(data)
         part = self._parts[k] = Future()
         part.set_result(data)
