@@ -152,12 +152,9 @@ def environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-#: Lithops's localhost backend as every Lithops test runs it: functions in local processes started
-#: per call. Lithops learns that calls finished by polling its storage, every
-#: ``monitoring_interval`` seconds (2 by default, then 1/5 of it while results keep coming): 0.1 s
-#: here, or each map waits up to 2 s after its last call returned.
+#: Lithops's localhost backend as every Lithops test runs it: functions in local processes started per call.
 LITHOPS_LOCALHOST: dict[str, Any] = {
-    "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None, "monitoring_interval": 0.1},
+    "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
     "localhost": {"worker_processes": 2, "runtime": sys.executable},
 }
 
