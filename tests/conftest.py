@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import shutil
 import signal
+import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -148,6 +150,19 @@ def environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+#: Lithops's localhost backend as every Lithops test runs it: functions in local processes started per call.
+LITHOPS_LOCALHOST: dict[str, Any] = {
+    "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
+    "localhost": {"worker_processes": 2, "runtime": sys.executable},
+}
+
+
+@pytest.fixture
+def lithops_config() -> dict[str, Any]:
+    """A copy of :data:`LITHOPS_LOCALHOST` for one test (Lithops completes the dict it is given)."""
+    return copy.deepcopy(LITHOPS_LOCALHOST)
 
 
 @pytest.fixture(scope="session")

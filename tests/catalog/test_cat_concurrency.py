@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from xtremehub.catalog import DatasetPatch, SearchQuery
@@ -17,15 +16,16 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 N = 8
 
 _UPDATER = """
-import sys, time
+import sys
 from pathlib import Path
 from xtremehub.catalog import DatasetPatch, open_catalog
 from xtremehub.config import Settings
 from xtremehub.errors import PreconditionFailed
-url, ds, etag, start, who = sys.argv[1:6]
-with open_catalog(url, settings=Settings(home=Path(sys.argv[6])), upgrade=False) as cat:
-    cat.get(ds)  # connected and migrated before the start line
-    time.sleep(max(0.0, float(start) - time.time()))
+url, ds, etag, who = sys.argv[1:5]
+with open_catalog(url, settings=Settings(home=Path(sys.argv[5])), upgrade=False) as cat:
+    cat.get(ds)  # connected and migrated before the start signal
+    print("ready", flush=True)
+    sys.stdin.readline()  # the start signal: every updater is ready
     try:
         cat.update(ds, DatasetPatch(title="by " + who), actor=who, if_match=etag)
         print("won")
@@ -61,11 +61,11 @@ def test_threads_one_winner_per_etag(fresh_catalog: SqlCatalog) -> None:
 def test_processes_one_winner_per_etag(fresh_catalog: SqlCatalog, tmp_path: Path) -> None:
     ds = fresh_catalog.register("s3://lab/shared.fq", actor="alice", facts={}, source_version="e1")
     url = fresh_catalog._engine.url.render_as_string(hide_password=False)
-    start = time.time() + 4.0
     env = {**os.environ, "PYTHONPATH": SRC}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", _UPDATER, url, ds.id, ds.etag, str(start), f"p{i}", str(tmp_path)],
+            [sys.executable, "-c", _UPDATER, url, ds.id, ds.etag, f"p{i}", str(tmp_path)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -73,6 +73,13 @@ def test_processes_one_winner_per_etag(fresh_catalog: SqlCatalog, tmp_path: Path
         )
         for i in range(3)
     ]
+    for p in procs:  # all connected, then all started at once
+        assert p.stdout is not None
+        assert p.stdout.readline().strip() == "ready", p.communicate(timeout=120)[1]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
     outcomes = []
     for p in procs:
         out, err = p.communicate(timeout=120)

@@ -33,6 +33,21 @@ def test_help_lists_command_groups(runner: CliRunner) -> None:
         assert command in sub.output
 
 
+def test_a_command_imports_only_its_own_module() -> None:
+    """``xhub eph serve`` (started by executors and tests) loads no stream, security or catalog code."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from xtremehub.cli import COMMANDS, cli\n"
+        "assert CliRunner().invoke(cli, ['eph', 'serve', '--help']).exit_code == 0\n"
+        "loaded = {m.split(':')[0] for m in COMMANDS.values()} & set(sys.modules)\n"
+        "heavy = [m for m in ('xtremehub.streams', 'xtremehub.security', 'xtremehub.catalog') if m in sys.modules]\n"
+        "print(sorted(loaded), heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip() == "['xtremehub.cli.eph'] []"
+
+
 def test_storage_roundtrip_local(runner: CliRunner, tmp_path: Path) -> None:
     src = tmp_path / "input.txt"
     src.write_bytes(b"hello\nworld\n")

@@ -1,21 +1,5 @@
-"""Engines for the backend tests: Lithops's localhost configuration.
+"""Engines for the backend tests.
 
-The Ray and Dask engines (``ray_engine``, ``dask_client``) live in tests/conftest.py, shared
-with the security tests that release keys inside workers.
+The Ray, Dask and Lithops engines (``ray_engine``, ``dask_client``, ``lithops_config``) live in
+tests/conftest.py, shared with the pipeline, state and security tests.
 """
-
-from __future__ import annotations
-
-import sys
-from typing import Any
-
-import pytest
-
-
-@pytest.fixture(scope="session")
-def lithops_config() -> dict[str, Any]:
-    """Lithops's localhost backend: functions run in local processes started per call."""
-    return {
-        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-        "localhost": {"worker_processes": 2, "runtime": sys.executable},
-    }

@@ -120,7 +120,7 @@ def test_futures_pickle_with_their_result_not_their_lock(fexec: FunctionExecutor
     future.result()
     copy = pickle.loads(pickle.dumps(future))
     assert (copy.done, copy.error, copy.result()) == (True, False, 42)
-    slow = fexec.call_async(time.sleep, 2)
+    slow = fexec.call_async(time.sleep, 0.5)  # unfinished when pickled; the teardown waits for it
     with pytest.raises(TypeError, match="unfinished future"):
         pickle.dumps(slow)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,15 +205,13 @@ class _Serial:
 
 @pytest.mark.slow
 @pytest.mark.lithops
-def test_lithops_localhost_writes_the_same_files(testdata: Path, tmp_path: Path) -> None:
+def test_lithops_localhost_writes_the_same_files(
+    testdata: Path, tmp_path: Path, lithops_config: dict[str, Any]
+) -> None:
     """The seed's own engine (Lithops, localhost backend) behind our executor: same output files."""
     files, labels = _inputs(testdata)
-    config = {
-        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-        "localhost": {"worker_processes": 2, "runtime": sys.executable},
-    }
     run_mdr(files[:3], labels, str(tmp_path / "local"), tasks=1)
-    with FunctionExecutor("lithops", config=config) as fexec:
+    with FunctionExecutor("lithops", config=lithops_config) as fexec:
         report = run_mdr(files[:3], labels, str(tmp_path / "lithops"), tasks=3, executor=fexec)
     assert report.tiles_computed == 6
     assert _tree(tmp_path / "lithops") == _tree(tmp_path / "local")

@@ -225,14 +225,8 @@ def test_empty_database_and_bad_settings(tmp_path: Path) -> None:
 
 @pytest.mark.lithops
 @pytest.mark.slow
-def test_lithops_localhost_gives_identical_table(planted: str, sequential: Any) -> None:
-    import sys
-
-    config = {
-        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-        "localhost": {"worker_processes": 2, "runtime": sys.executable},
-    }
-    with FunctionExecutor("lithops", config=config, progress=False) as fexec:
+def test_lithops_localhost_gives_identical_table(planted: str, sequential: Any, lithops_config: dict[str, Any]) -> None:
+    with FunctionExecutor("lithops", config=lithops_config, progress=False) as fexec:
         result = annotate(planted, DATABASE, config=CONFIG, executor=fexec, partitions=3)
     pd.testing.assert_frame_equal(result.table, sequential.table)
 

@@ -7,7 +7,6 @@ import itertools
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -298,14 +297,10 @@ def test_ray_gives_identical_calls(
 @pytest.mark.lithops
 @pytest.mark.slow
 def test_lithops_localhost_gives_identical_calls(
-    sim: SimulatedRun, sequential: tuple[Any, list[str]], tmp_path: Path
+    sim: SimulatedRun, sequential: tuple[Any, list[str]], tmp_path: Path, lithops_config: dict[str, Any]
 ) -> None:
-    config = {  # as tests/compute/conftest.py's lithops_config: functions in local processes per call
-        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-        "localhost": {"worker_processes": 2, "runtime": sys.executable},
-    }
     out = str(tmp_path / "calls.vcf.gz")
-    with FunctionExecutor("lithops", config=config, progress=False) as executor:
+    with FunctionExecutor("lithops", config=lithops_config, progress=False) as executor:
         call_variants(sim.reads_urls, sim.reference_url, out, executor=executor, read_batches=3, region_size=10_000)
     assert vcf_records(out) == sequential[1]
 

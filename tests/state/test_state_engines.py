@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
@@ -46,10 +45,6 @@ def test_handles_on_dask_workers(address: str, dask_client: Any) -> None:
 
 
 @pytest.mark.lithops
-def test_handles_on_lithops_localhost_workers(address: str) -> None:
-    config = {
-        "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-        "localhost": {"worker_processes": 2, "runtime": sys.executable},
-    }
-    with FunctionExecutor("lithops", config=config) as fexec:
+def test_handles_on_lithops_localhost_workers(address: str, lithops_config: dict[str, Any]) -> None:
+    with FunctionExecutor("lithops", config=lithops_config) as fexec:
         _workload(fexec, address, "lithops")

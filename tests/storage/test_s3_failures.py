@@ -263,6 +263,44 @@ def test_nothing_listening_is_storage_unavailable_quickly() -> None:
     _assert_unavailable(lambda: list(storage.list("s3://nowhere/", settings=settings)), "s3://nowhere/", limit=10.0)
 
 
+@pytest.mark.parametrize("retries", [0, 1])
+def test_max_retries_is_the_number_of_retries(retries: int) -> None:
+    """A server that drops every connection: ``max_retries=N`` makes N + 1 attempts, no more."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    attempts = 0
+    stop = threading.Event()
+
+    def drop_connections() -> None:
+        nonlocal attempts
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            attempts += 1
+            connection.close()
+
+    thread = threading.Thread(target=drop_connections)
+    thread.start()
+    try:
+        s3 = S3Settings(
+            endpoint_url=f"http://127.0.0.1:{listener.getsockname()[1]}",
+            region="us-east-1",
+            access_key_id=ADMIN_KEY,
+            secret_access_key=ADMIN_SECRET,
+            addressing_style="path",
+            max_retries=retries,
+        )
+        with pytest.raises(StorageUnavailable):
+            storage.head("s3://dropped/key.bin", settings=Settings(s3=s3))
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+    assert attempts == retries + 1
+
+
 # --------------------------------------------------------------------------- cross-store copy
 
 

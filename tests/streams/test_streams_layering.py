@@ -46,8 +46,10 @@ def test_server_entry_point_runs_without_loading_the_cli() -> None:
 
 
 def test_xhub_streams_serve_is_the_server_command() -> None:
+    import click
+
     from xtremehub.cli import cli
     from xtremehub.streams.server.command import serve
 
-    group = cli.commands["streams"]
+    group = cli.get_command(click.Context(cli), "streams")
     assert getattr(group, "commands", {})["serve"] is serve

@@ -27,7 +27,8 @@ class TestStreamsOnS3LTS(StreamStoreTests):
 
 def test_events_reach_s3_and_read_back_after_reopen(tmp_path: Path, s3_root: str, s3_default: Settings) -> None:
     payloads = [bytes([i]) * 10_000 for i in range(50)]
-    with StreamManager.embedded(tmp_path / "data", lts=s3_root) as manager:
+    # lts_flush_delay=0: the last, partly filled chunks tier at once rather than after 5 s
+    with StreamManager.embedded(tmp_path / "data", lts=s3_root, lts_flush_delay=0.0) as manager:
         manager.create_scope("lab")
         manager.create_stream("lab", "frames", scaling_policy=ScalingPolicy.fixed(2))
         with manager.create_writer("lab", "frames") as writer:

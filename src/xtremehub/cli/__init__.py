@@ -9,8 +9,10 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,45 @@ from xtremehub.errors import XHubError
 
 __all__ = ["cli", "main"]
 
+#: Every command: its name and where it is defined ("module:attribute"). Each module is imported
+#: when its command runs (or ``--help`` lists them all), so ``xhub eph serve`` or ``xhub storage
+#: cat`` start without loading the stream, security, catalog and pipeline modules first.
+COMMANDS: Mapping[str, str] = {
+    "audit": "xtremehub.cli.audit:audit_group",
+    "auth": "xtremehub.cli.auth:auth_group",
+    "catalog": "xtremehub.cli.catalog:catalog_group",
+    "demo": "xtremehub.cli.demo:demo",
+    "eph": "xtremehub.cli.eph:eph_group",
+    "keys": "xtremehub.cli.keys:keys_group",
+    "login": "xtremehub.cli.auth:login_command",
+    "mdr": "xtremehub.cli.mdr:mdr_group",
+    "metaspace": "xtremehub.cli.metaspace:metaspace_group",
+    "plan": "xtremehub.cli.plan:plan_command",
+    "policy": "xtremehub.cli.policy:policy_group",
+    "security": "xtremehub.cli.security:security_group",
+    "serve": "xtremehub.cli.serve:serve",
+    "storage": "xtremehub.cli.storage:storage_group",
+    "streams": "xtremehub.cli.streams:streams_group",
+    "telemetry": "xtremehub.cli.telemetry:telemetry_group",
+    "variants": "xtremehub.cli.variants:variants_group",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class _LazyGroup(click.Group):
+    """A group whose commands (:data:`COMMANDS`) are imported when first looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, _, attribute = COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), attribute)
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="xhub")
 @click.option(
     "--config",
@@ -53,46 +92,6 @@ def cli(ctx: click.Context, config_file: Path | None, home: Path | None, verbose
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     ctx.obj = settings
-
-
-def _register() -> None:
-    from xtremehub.cli.audit import audit_group
-    from xtremehub.cli.auth import auth_group, login_command
-    from xtremehub.cli.catalog import catalog_group
-    from xtremehub.cli.demo import demo
-    from xtremehub.cli.eph import eph_group
-    from xtremehub.cli.keys import keys_group
-    from xtremehub.cli.mdr import mdr_group
-    from xtremehub.cli.metaspace import metaspace_group
-    from xtremehub.cli.plan import plan_command
-    from xtremehub.cli.policy import policy_group
-    from xtremehub.cli.security import security_group
-    from xtremehub.cli.serve import serve
-    from xtremehub.cli.storage import storage_group
-    from xtremehub.cli.streams import streams_group
-    from xtremehub.cli.telemetry import telemetry_group
-    from xtremehub.cli.variants import variants_group
-
-    cli.add_command(storage_group)
-    cli.add_command(demo)
-    cli.add_command(streams_group)
-    cli.add_command(mdr_group)
-    cli.add_command(metaspace_group)
-    cli.add_command(audit_group)
-    cli.add_command(policy_group)
-    cli.add_command(keys_group)
-    cli.add_command(security_group)
-    cli.add_command(telemetry_group)
-    cli.add_command(plan_command)
-    cli.add_command(auth_group)
-    cli.add_command(login_command)
-    cli.add_command(variants_group)
-    cli.add_command(eph_group)
-    cli.add_command(catalog_group)
-    cli.add_command(serve)
-
-
-_register()
 
 
 def main() -> None:

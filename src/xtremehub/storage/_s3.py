@@ -167,7 +167,9 @@ def _client(settings: S3Settings, pid: int) -> S3Client:
     config = Config(
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
-        retries={"max_attempts": settings.max_retries + 1, "mode": "standard"},
+        # total_max_attempts counts the first attempt; botocore's "max_attempts" key counts retries
+        # only, so max_attempts=max_retries + 1 made one retry more than asked (one at max_retries=0)
+        retries={"total_max_attempts": settings.max_retries + 1, "mode": "standard"},
         max_pool_connections=max(settings.max_concurrency, 10),
         s3={"addressing_style": settings.addressing_style},
         signature_version="s3v4",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,6 @@ BACKENDS = [
     pytest.param("ray", marks=pytest.mark.ray),
     pytest.param("lithops", marks=[pytest.mark.lithops, pytest.mark.slow]),
 ]
-LITHOPS_LOCALHOST = {  # as tests/compute/conftest.py's lithops_config: processes started per call
-    "lithops": {"backend": "localhost", "storage": "localhost", "log_level": None},
-    "localhost": {"worker_processes": 2, "runtime": sys.executable},
-}
 DATA_KEYS = [bytes([i]) * 32 for i in range(6)]
 
 
@@ -66,7 +61,7 @@ def executor(request: pytest.FixtureRequest) -> Iterator[FunctionExecutor]:
     if backend == "local":
         fexec = FunctionExecutor("local", workers=2, settings=Settings(), progress=False)
     elif backend == "lithops":
-        fexec = FunctionExecutor("lithops", config=LITHOPS_LOCALHOST, progress=False)
+        fexec = FunctionExecutor("lithops", config=request.getfixturevalue("lithops_config"), progress=False)
     elif backend == "dask":
         fexec = FunctionExecutor("dask", client=request.getfixturevalue("dask_client"), progress=False)
     else:

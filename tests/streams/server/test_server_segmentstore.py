@@ -22,6 +22,7 @@ from xtremehub.testing.segmentstore import MakeStore, SegmentStoreTests
 # Same small sizes as the embedded suite, so a few hundred kilobytes exercise rolls and tiering.
 FAST = {
     "tiering_interval": 0.05,
+    "lts_flush_delay": 0.0,
     "lts_chunk_size": 64 * 1024,
     "wal_file_size": 256 * 1024,
     "lts_read_part_size": 16 * 1024,
