@@ -9,6 +9,7 @@ Every acknowledged event is stored once, in order.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from collections.abc import Iterator
@@ -82,7 +83,7 @@ def _event(i: int) -> bytes:
 
 @pytest.mark.parametrize("in_flight", [0, 16])
 def test_a_writer_goes_on_after_giving_up_an_event(
-    pressed: tuple[StreamManager, StreamServer, Path], in_flight: int
+    pressed: tuple[StreamManager, StreamServer, Path], in_flight: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     embedded, server, lts = pressed
     manager = StreamManager(server.url)
@@ -109,10 +110,13 @@ def test_a_writer_goes_on_after_giving_up_an_event(
 
         _lts_up(embedded, lts)
         later = [_event(100 + i) for i in range(5)]
-        for data in later:
-            writer.write_event(data, routing_key="k")
-        writer.flush()  # raised BackPressure for good before the fix: the writer stayed blocked
-        writer.close()
+        with caplog.at_level(logging.INFO, logger="xtremehub.streams.client.writer"):
+            for data in later:
+                writer.write_event(data, routing_key="k")
+            writer.flush()  # raised BackPressure for good before the fix: the writer stayed blocked
+            writer.close()
+        resends = [r.getMessage() for r in caplog.records if "re-sending" in r.getMessage()]
+        assert not resends, f"the next batch named an event given up as its previous one: {resends}"
         assert _stored(embedded) == acknowledged + later, "an acknowledged event was lost, doubled or reordered"
     finally:
         manager.close()
