@@ -567,10 +567,10 @@ class EventStreamWriter:
                 self._refuse(p, exc)
                 continue
             _settle(p.future, result)
-            lane = self._lanes.get(result.segment)
-            if lane is None:
-                lane = self._lanes[result.segment] = _Lane(result.segment)
-            lane.last = p.number if lane.last is None else max(lane.last, p.number)
+            into = self._lanes.get(result.segment)
+            if into is None:
+                into = self._lanes[result.segment] = _Lane(result.segment)
+            into.last = p.number if into.last is None else max(into.last, p.number)
         kept = {id(p) for p in remaining}
         self._pending = [p for p in self._pending if id(p) in kept]  # stored ones, in write order
 
