@@ -10,7 +10,6 @@ Every acknowledged event is stored once, in order.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -53,14 +52,15 @@ def pressed(tmp_path: Path) -> Iterator[tuple[StreamManager, StreamServer, Path]
 
 
 def _lts_down(lts: Path) -> None:
-    """LTS unreachable: its directory is a file, every chunk upload fails."""
-    shutil.rmtree(lts, ignore_errors=True)
+    """LTS unreachable: its directory is moved away and a file takes its place (every upload fails)."""
+    lts.mkdir(exist_ok=True)
+    lts.rename(lts.with_name("lts.away"))
     lts.write_bytes(b"not a directory")
 
 
 def _lts_up(embedded: StreamManager, lts: Path) -> None:
     lts.unlink()
-    lts.mkdir()
+    lts.with_name("lts.away").rename(lts)
     deadline = time.monotonic() + 30
     while embedded.store.stats().untiered_bytes:
         assert time.monotonic() < deadline, "the backlog did not reach LTS"
