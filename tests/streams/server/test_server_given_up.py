@@ -70,7 +70,10 @@ def _lts_up(embedded: StreamManager, lts: Path) -> None:
 def _stored(embedded: StreamManager) -> list[bytes]:
     (segment,) = embedded.get_stream("lab", "s").active_segments
     decoder = EventDecoder(segment.name, 0)
-    decoder.feed(embedded.store.read(segment.name, 0, 1 << 20).data)
+    offset = 0
+    while data := embedded.store.read(segment.name, offset, 1 << 20).data:  # one tier per read
+        decoder.feed(data)
+        offset += len(data)
     events = []
     while (event := decoder.next_event()) is not None:
         events.append(event[3])
