@@ -57,6 +57,30 @@ def test_a_batch_after_an_event_not_stored_is_refused_whole(tmp_path: Path) -> N
         assert store.read("s", 0, 100).data == b"xa0a1b2b3c9"
 
 
+def test_a_lone_append_after_an_event_not_stored_is_refused(tmp_path: Path) -> None:
+    """``append_async(previous_event_number=)``: the same check for one event, without a batch."""
+    with _store(tmp_path) as store:
+        store.create_segment("s")
+        gap = store.append_async("s", b"e2", writer_id="w", event_number=2, previous_event_number=1)
+        with pytest.raises(EventNumberGap, match="event 2 after event 1"):
+            gap.result(10)
+        assert store.info("s").length == 0
+        assert store.writer_event_number("s", "w") is None
+        assert not store.append_async("s", b"e1", writer_id="w", event_number=1).result(10).duplicate
+        stored = store.append_async("s", b"e2", writer_id="w", event_number=2, previous_event_number=1).result(10)
+        assert not stored.duplicate
+        again = store.append_async("s", b"e2", writer_id="w", event_number=2, previous_event_number=1).result(10)
+        assert again.duplicate, "a re-sent event naming its previous one is acknowledged as before"
+        # In one group commit, an event naming the one queued just before it follows it.
+        third = store.append_async("s", b"e3", writer_id="w", event_number=3)
+        fourth = store.append_async("s", b"e4", writer_id="w", event_number=4, previous_event_number=3)
+        assert not third.result(10).duplicate
+        assert not fourth.result(10).duplicate
+        with pytest.raises(InvalidOffset):
+            store.append_async("s", b"e5", writer_id="w", event_number=5, previous_event_number=5)
+        assert store.read("s", 0, 100).data == b"e1e2e3e4"
+
+
 def test_the_check_survives_a_restart(tmp_path: Path) -> None:
     """The writer's numbers come back from the WAL: a gap is still a gap after a restart."""
     with _store(tmp_path) as store:

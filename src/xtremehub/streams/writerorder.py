@@ -10,6 +10,12 @@ the server knows nothing of a refusal: there an append above a refused one is re
 (nothing sent), and on a reconnect the pending appends that would overtake an earlier one of
 their writer are withdrawn (refused for back pressure) instead of re-sent automatically; the
 writer re-sends them in order.
+
+Both ends keep it only on connections of protocol version 2: from version 3 on, numbered
+appends name their writer's previous event number on the segment and the store refuses one
+that would overtake an event not stored (``EventNumberGap``), on any connection. There a hold
+would only harm: an event the writer gives up for good (retries exhausted) is never re-sent,
+and every later append of its writer to that segment would be refused for good too.
 """
 
 from __future__ import annotations

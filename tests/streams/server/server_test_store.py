@@ -9,7 +9,13 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future
 
-from xtremehub.errors import ConditionalCheckFailed, SegmentNotFound, SegmentSealed, SegmentTruncated
+from xtremehub.errors import (
+    ConditionalCheckFailed,
+    EventNumberGap,
+    SegmentNotFound,
+    SegmentSealed,
+    SegmentTruncated,
+)
 from xtremehub.streams.segmentstore.contract import (
     AppendResult,
     ReadResult,
@@ -58,9 +64,23 @@ class DictSegmentStore(SegmentStoreContract):
             self.cond.notify_all()
             return AppendResult(segment, offset, len(data))
 
-    def append_async(self, segment, data, *, writer_id=None, event_number=None, expected_offset=None, timeout=None):  # type: ignore[no-untyped-def]
+    def append_async(  # type: ignore[no-untyped-def]
+        self,
+        segment,
+        data,
+        *,
+        writer_id=None,
+        event_number=None,
+        expected_offset=None,
+        timeout=None,
+        previous_event_number=None,
+    ):
         future: Future[AppendResult] = Future()
         try:
+            if previous_event_number is not None:
+                last = self.writers.get((segment, writer_id))
+                if last is None or last < previous_event_number:  # (then it is no duplicate either)
+                    raise EventNumberGap(f"{segment}: event {event_number} after {previous_event_number}, last {last}")
             future.set_result(
                 self.append(
                     segment, data, writer_id=writer_id, event_number=event_number, expected_offset=expected_offset

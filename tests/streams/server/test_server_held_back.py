@@ -4,6 +4,11 @@ A writer may have several appends to one segment in flight. If the store refused
 back pressure (nothing written) and then stored the second, re-sending the first would be
 taken for a duplicate (its numbers are below the writer's last stored one) and lost; so the
 server refuses the later ones too until the refused one is re-sent.
+
+These holds serve clients of protocol version 2 (the tests negotiate it): from version 3 on an
+append names its writer's previous event number and the store refuses a gap itself
+(``test_server_event_gap.py``), so neither end holds anything back
+(:func:`test_version_3_connections_hold_nothing_back`).
 """
 
 from __future__ import annotations
@@ -52,7 +57,8 @@ class PressuredStore(DictSegmentStore):
 
 
 @pytest.fixture
-def pressured() -> Iterator[tuple[PressuredStore, StreamServer]]:
+def pressured(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[PressuredStore, StreamServer]]:
+    monkeypatch.setattr("xtremehub.streams.remote.connection.SUPPORTED_VERSIONS", (2, 1))  # a version 2 client
     store = PressuredStore()
     with serve_background(store, config=ServerConfig(shutdown_grace=5.0)) as server:
         yield store, server
@@ -80,6 +86,7 @@ def test_later_batches_wait_for_the_refused_one(pressured: tuple[PressuredStore,
     store, server = pressured
     client = RemoteSegmentStore(server.url)
     try:
+        assert client.connection.server_info["version"] == 2
         client.create_segment("s")
         client.create_segment("t")
         store.refuse = 1
@@ -277,3 +284,25 @@ def test_appends_in_flight_when_the_connection_breaks_are_not_resent_out_of_orde
     finally:
         client.close()
         relay.close()
+
+
+def test_version_3_connections_hold_nothing_back() -> None:
+    """A refused append holds back nothing on a version 3 connection, on the server nor in the client:
+    a writer that gives it up goes on (a later append naming an event not stored is the store's
+    to refuse, with ``EventNumberGap``; this store keeps no such check, so it is stored)."""
+    store = PressuredStore()
+    with serve_background(store, config=ServerConfig(shutdown_grace=5.0)) as server:
+        client = RemoteSegmentStore(server.url)
+        try:
+            assert client.connection.server_info["version"] == 3
+            client.create_segment("s")
+            store.refuse = 1
+            a = _send(client, "s", [b"a0", b"a1"], 0)
+            assert _refused_for_pressure(a)
+            lone = client.append_async("s", b"e2", writer_id="w", event_number=2)  # the plain APPEND
+            assert lone.result(10).duplicate is False
+            assert _send(client, "s", [b"b3", b"b4"], 3).result(10).ok
+            assert bytes(store.data["s"]) == b"e2b3b4"
+            assert not client.connection._order
+        finally:
+            client.close()

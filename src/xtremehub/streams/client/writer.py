@@ -536,7 +536,8 @@ class EventStreamWriter:
                 self._answer_cond.wait()
         for lane in self._lanes.values():
             # The re-send below goes one event at a time (nothing can overtake), unchecked: an event
-            # given up for good leaves a gap on purpose, and the next batch follows the re-send.
+            # given up for good leaves a gap on purpose. The next batch of a segment names the last
+            # event the re-send stored there (never one given up: that would be a spurious gap).
             lane.queued, lane.queued_bytes, lane.blocked, lane.flights, lane.last = [], 0, False, [], None
         self._queued = 0
         deadline = time.monotonic() + self.config.retry_timeout
@@ -566,6 +567,10 @@ class EventStreamWriter:
                 self._refuse(p, exc)
                 continue
             _settle(p.future, result)
+            into = self._lanes.get(result.segment)
+            if into is None:
+                into = self._lanes[result.segment] = _Lane(result.segment)
+            into.last = p.number if into.last is None else max(into.last, p.number)
         kept = {id(p) for p in remaining}
         self._pending = [p for p in self._pending if id(p) in kept]  # stored ones, in write order
 

@@ -339,7 +339,9 @@ class JetStreamSegmentStore(SegmentStoreContract):
         event_number: int | None = None,
         expected_offset: int | None = None,
         timeout: float | None = None,
+        previous_event_number: int | None = None,
     ) -> Future[AppendResult]:
+        # ``previous_event_number`` is not checked, as for batches: this backend has no gap check.
         if self._closed:
             raise StoreClosed(f"{BACKEND}: the segment store is closed")
         if (writer_id is None) != (event_number is None):

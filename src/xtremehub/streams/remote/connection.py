@@ -11,6 +11,9 @@ already stored and acknowledges it as a duplicate, so retries are exactly-once).
 pending requests fail with :class:`~xtremehub.errors.ServerUnavailable`. An append that would
 then overtake an earlier one of its writer refused for back pressure is refused for back
 pressure instead of re-sent (see :mod:`xtremehub.streams.writerorder`): the writer re-sends them in order.
+That record is kept for servers of protocol version 2 only: from version 3 on, appends name their
+writer's previous event number and the store itself refuses one that would overtake a refused
+event (``EventNumberGap``), so an event the writer gives up for good holds nothing back.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
     MAGIC,
+    PREVIOUS_NUMBER_VERSION,
     SUPPORTED_VERSIONS,
     MessageType,
     WireCodec,
@@ -163,6 +167,8 @@ class Connection:
         self._sending = False
         self._closed = False
         self._order = WriterOrder()  # under _lock
+        #: Whether appends are kept in their writers' order here (a server of protocol version 2).
+        self._ordered = True
         self.server_info: dict[str, Any] = {}
         self._ssl = self.config.ssl_context()
         with self._lock:
@@ -195,7 +201,7 @@ class Connection:
         with self._lock:
             if self._closed:
                 raise ServerUnavailable(f"{self.url}: client closed")
-            held = self._order.check(lanes) if lanes else None
+            held = self._order.check(lanes) if lanes and self._ordered else None
             if held is not None:
                 refused: Future[Any] = Future()
                 if refuse is not None:
@@ -303,6 +309,9 @@ class Connection:
             if msg_type != MessageType.HELLO_OK:
                 raise ProtocolError(f"{self.url}: expected HELLO_OK, got message type {int(msg_type)}")
             self.server_info = self.codec.decode(payload)
+            self._ordered = int(self.server_info.get("version", 1)) < PREVIOUS_NUMBER_VERSION
+            if not self._ordered:
+                self._order = WriterOrder()  # the store checks every writer's order from now on
             sock.settimeout(None)
         except BaseException:
             sock.close()
@@ -354,7 +363,7 @@ class Connection:
                 result, error = pending.decode(msg_type, payload), None
         except Exception as exc:  # a bad answer fails this request only
             error = exc
-        refused = WriterOrder.refused(pending.lanes, result, error) if pending.lanes else None
+        refused = WriterOrder.refused(pending.lanes, result, error) if pending.lanes and self._ordered else None
         if refused:  # before the future's callbacks: a writer re-sends from them
             with self._lock:
                 self._order.hold(refused)
@@ -402,7 +411,9 @@ class Connection:
                     resumed = True
                     self._outbox.clear()
                     ordered = [(rid, self._pending[rid].lanes) for rid in sorted(self._pending)]
-                    withdrawn = self._order.withdraw([(rid, lanes) for rid, lanes in ordered if lanes])
+                    withdrawn = (
+                        self._order.withdraw([(rid, lanes) for rid, lanes in ordered if lanes]) if self._ordered else []
+                    )
                     if withdrawn:
                         log.info("%s: %d appends would overtake a refused one: refused", self.url, len(withdrawn))
                         held.extend(self._pending.pop(rid).future for rid in withdrawn)

@@ -110,6 +110,7 @@ class RemoteSegmentStore(SegmentStoreContract):
         event_number: int | None = None,
         expected_offset: int | None = None,
         timeout: float | None = None,
+        previous_event_number: int | None = None,
     ) -> Future[AppendResult]:
         # ``timeout`` has nothing to bound here: the call never blocks, the server applies back
         # pressure and answers BackPressure after its own timeout.
@@ -123,7 +124,9 @@ class RemoteSegmentStore(SegmentStoreContract):
             failed: Future[AppendResult] = Future()
             failed.set_exception(self._too_large(segment, len(data)))
             return failed
-        return self._send_append(segment, data, writer_id, event_number, expected_offset, decode)
+        return self._send_append(
+            segment, data, writer_id, event_number, expected_offset, decode, previous=previous_event_number
+        )
 
     def _append_limit(self) -> int:
         """The largest event one frame carries."""

@@ -237,7 +237,8 @@ class CommitEngine:
                     if last is not None and op.first <= last[0]:
                         dups, at = min(count, last[0] - op.first + 1), last[1]
                     if op.previous is not None and (last is None or last[0] < op.previous):
-                        done.append((op, RunOutcome.refused(op.segment, op.lengths, _gap(op, last))))
+                        gap = _gap(op.segment, op.writer_id, op.first, op.previous, last)
+                        done.append((op, RunOutcome.refused(op.segment, op.lengths, gap)))
                         continue
                 if dups == count:
                     done.append((op, RunOutcome.contiguous(op.segment, length, op.lengths, dups, at)))
@@ -263,6 +264,9 @@ class CommitEngine:
                 last = shadow_writers.get((op.segment, op.writer_id)) or seg.writers.get(op.writer_id)
                 if last is not None and op.event_number <= last[0]:
                     done.append((op, AppendResult(op.segment, last[1], len(op.data), duplicate=True)))
+                    continue
+                if op.previous is not None and (last is None or last[0] < op.previous):
+                    done.append((op, _gap(op.segment, op.writer_id, op.event_number, op.previous, last)))
                     continue
             if seg.sealed:
                 done.append((op, SegmentSealed(f"segment {op.segment!r} is sealed")))
@@ -475,10 +479,11 @@ class CommitEngine:
         self._tierer.wake()  # reclaims WAL files and prepares the next one, off the commit path
 
 
-def _gap(op: RunOp, last: list[int] | None) -> EventNumberGap:
-    """Why ``op`` is refused: the segment holds an earlier number of its writer than the one it follows."""
+def _gap(segment: str, writer_id: str, first: int, previous: int, last: list[int] | None) -> EventNumberGap:
+    """Why an append of ``writer_id`` (from event ``first``, sent after event ``previous``) is
+    refused: the segment holds an earlier number of its writer than the one it follows."""
     held = "none" if last is None else str(last[0])
     return EventNumberGap(
-        f"segment {op.segment!r}: writer {op.writer_id!r} sent event {op.first} after event {op.previous},"
+        f"segment {segment!r}: writer {writer_id!r} sent event {first} after event {previous},"
         f" but the last event of it stored is {held}; nothing was written, re-send the earlier events first"
     )

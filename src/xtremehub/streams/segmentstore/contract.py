@@ -169,6 +169,7 @@ class SegmentStoreContract(ABC):
         event_number: int | None = None,
         expected_offset: int | None = None,
         timeout: float | None = None,
+        previous_event_number: int | None = None,
     ) -> Future[AppendResult]:
         """Like :meth:`append` but returns at once; concurrent appends share one fsync.
 
@@ -176,7 +177,9 @@ class SegmentStoreContract(ABC):
         mixes ``append_async`` and ``append``). Under back pressure (both budgets exhausted)
         the call itself blocks, and raises ``BackPressure`` after ``timeout`` seconds (default:
         the store's configured timeout; ``0`` raises at once instead of blocking, for callers
-        such as an event loop that must not block).
+        such as an event loop that must not block). ``previous_event_number`` (with a writer id
+        and event number, below it) is checked like :attr:`SegmentBatch.previous_event_number`:
+        ``EventNumberGap`` while the store holds a lower number for the writer.
         """
 
     def append_many(

@@ -29,6 +29,9 @@ class AppendOp:
     event_number: int | None
     expected_offset: int | None
     future: Future[AppendResult] = field(default_factory=Future)
+    #: The writer's event number sent before this one (``previous_event_number``): the append is
+    #: refused (``EventNumberGap``) while the segment holds a lower one. None: no check.
+    previous: int | None = None
 
     @property
     def size(self) -> int:

@@ -136,14 +136,19 @@ class SegmentStore(SegmentStoreContract):
         event_number: int | None = None,
         expected_offset: int | None = None,
         timeout: float | None = None,
+        previous_event_number: int | None = None,
     ) -> Future[AppendResult]:
         """Queue an append; the future resolves once it is durable.
 
         Returns at once unless the budgets are exhausted (LTS down): then it blocks like
         :meth:`append` and raises :class:`~xtremehub.errors.BackPressure` after ``timeout``
-        (default ``config.backpressure_timeout``; ``0``: at once, without blocking).
+        (default ``config.backpressure_timeout``; ``0``: at once, without blocking). With
+        ``previous_event_number`` the future fails with :class:`~xtremehub.errors.EventNumberGap`
+        (nothing written) while the segment holds a lower number of the writer.
         """
-        return self._submit_append(segment, data, writer_id, event_number, expected_offset, timeout, lead=False)
+        return self._submit_append(
+            segment, data, writer_id, event_number, expected_offset, timeout, lead=False, previous=previous_event_number
+        )
 
     def append_batches(
         self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
@@ -436,15 +441,21 @@ class SegmentStore(SegmentStoreContract):
         timeout: float | None,
         *,
         lead: bool,
+        previous: int | None = None,
     ) -> Future[AppendResult]:
         data = bytes(data)
         if len(data) > self.config.max_append_size:
             raise self._too_large(segment, len(data))
         if (writer_id is None) != (event_number is None):
             raise InvalidOffset(f"segment {segment!r}: writer_id and event_number must be given together")
+        if previous is not None and (event_number is None or not previous < event_number):
+            raise InvalidOffset(
+                f"segment {segment!r}: previous_event_number {previous} must be below the event number {event_number}"
+            )
         self._admission.admit(segment, len(data), self.config.backpressure_timeout if timeout is None else timeout)
         future: Future[AppendResult] = Future()
-        self._engine.enqueue(AppendOp(segment, data, writer_id, event_number, expected_offset, future), lead=lead)
+        op = AppendOp(segment, data, writer_id, event_number, expected_offset, future, previous)
+        self._engine.enqueue(op, lead=lead)
         return future
 
     def _too_large(self, segment: str, size: int) -> EventTooLarge:

@@ -17,7 +17,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,7 +29,6 @@ from xtremehub.streams.segmentstore.contract import (
     ReadResult,
     SegmentBatch,
     SegmentStoreContract,
-    when_all,
 )
 from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.server.access import ConnectionAccess, request_access, segment_resource
@@ -133,9 +132,11 @@ class ClientConnection:
         #: Settled appends reach the loop through it (shared by the server's connections).
         self._handoff = handoff or LoopHandoff(self._loop)
         #: (writer id, segment) -> the lowest event number of this connection's appends refused
-        #: for back pressure; later numbered appends above it are refused too, until it is re-sent
-        #: (see :meth:`_held_back`). Touched only where appends start (loop or feeder, never both).
-        self._held = WriterOrder()  # appends refused for back pressure, per (writer, segment)
+        #: for back pressure; later numbered appends above it are refused too, until it is re-sent.
+        #: Only for clients of protocol version 2 (None from version 3 on: their appends name the
+        #: writer's previous event number and the store refuses a gap itself, so an event given up
+        #: for good blocks nothing). Touched only where appends start (loop or feeder, never both).
+        self._held: WriterOrder | None = WriterOrder()
         self.peer = str(writer.get_extra_info("peername"))
         #: The caller's identity and checks; None while security is off (or before HELLO).
         self.access: ConnectionAccess | None = None
@@ -248,6 +249,8 @@ class ClientConnection:
             self._send_error(rid, exc, fatal=True)
             return False
         self._version = max(common)
+        if self._version >= PREVIOUS_NUMBER_VERSION:
+            self._held = None
         answer = {
             "magic": MAGIC.decode(),
             "version": self._version,
@@ -293,8 +296,7 @@ class ClientConnection:
         if previous is not None:
             if type(writer_id) is not str or type(event_number) is not int or expected_offset is not None:
                 raise ProtocolError("APPEND: a previous event number needs writer_id and event_number only")
-            batch = [_batch(segment, event_number, [data], previous, "APPEND")]
-            return self._queue_append(functools.partial(self._append_after, batch, writer_id), None)
+            _batch(segment, event_number, [data], previous, "APPEND")  # checks the numbers
         call = functools.partial(
             self._append_one,
             segment,
@@ -302,6 +304,7 @@ class ClientConnection:
             writer_id=writer_id,
             event_number=event_number,
             expected_offset=expected_offset,
+            previous=previous,
         )
         return self._queue_append(call, None)
 
@@ -347,17 +350,29 @@ class ClientConnection:
         writer_id: Any,
         event_number: Any,
         expected_offset: Any,
+        previous: int | None = None,
         timeout: float | None = None,
     ) -> Future[AppendResult]:
-        """One APPEND: the store's ``append_async``, held back like :meth:`_append_batches`."""
+        """One APPEND: the store's ``append_async`` (checking ``previous``, the writer's previous event
+        number, when given), held back like :meth:`_append_batches` for a version 2 client."""
         numbered = type(writer_id) is str and type(event_number) is int
-        if numbered and self._held:
-            held = self._held.check([(writer_id, segment, event_number)])
+        held_back = self._held
+        if numbered and held_back:
+            held = held_back.check([(writer_id, segment, event_number)])
             if held is not None:
                 refused: Future[AppendResult] = Future()
                 refused.set_exception(held)
                 return refused
         try:
+            if previous is not None:
+                return self._store.append_async(
+                    segment,
+                    data,
+                    writer_id=writer_id,
+                    event_number=event_number,
+                    timeout=timeout,
+                    previous_event_number=previous,
+                )
             return self._store.append_async(
                 segment,
                 data,
@@ -367,19 +382,13 @@ class ClientConnection:
                 timeout=timeout,
             )
         except BackPressure:
-            if numbered and timeout != 0:
-                self._held.hold([(writer_id, segment, event_number)])
+            if numbered and timeout != 0 and held_back is not None:
+                held_back.hold([(writer_id, segment, event_number)])
             raise
 
     def _numbers_previous(self) -> bool:
         """Whether the negotiated version lets appends carry the writer's previous event number."""
         return self._version is not None and self._version >= PREVIOUS_NUMBER_VERSION
-
-    def _append_after(
-        self, batches: list[SegmentBatch], writer_id: str, *, timeout: float | None = None
-    ) -> Future[AppendResult]:
-        """An APPEND naming its previous event number: a one-event batch (the store checks the gap)."""
-        return when_all(self._append_batches(batches, writer_id, timeout=timeout), _lone_outcome)
 
     def _append_batches(
         self, batches: list[SegmentBatch], writer_id: str | None, *, timeout: float | None = None
@@ -390,8 +399,9 @@ class ClientConnection:
         takes the frame and waits. A batch failed as a whole gives each of its events the error
         (:meth:`_BatchAnswer.of`).
         """
-        if writer_id is not None and self._held:
-            held = self._held.check(_lanes(writer_id, batches))
+        held_back = self._held
+        if writer_id is not None and held_back:
+            held = held_back.check(_lanes(writer_id, batches))
             if held is not None:
                 return _refused(len(batches), held)
         try:
@@ -399,8 +409,8 @@ class ClientConnection:
         except BackPressure as exc:
             if timeout == 0:
                 raise
-            if writer_id is not None:
-                self._held.hold(_lanes(writer_id, batches))
+            if writer_id is not None and held_back is not None:
+                held_back.hold(_lanes(writer_id, batches))
             return _refused(len(batches), exc)
         except Exception as exc:  # StoreClosed...: every event's outcome
             return _refused(len(batches), exc)
@@ -612,14 +622,6 @@ def _batch(segment: str, first: Any, events: list[bytes], previous: Any, what: s
     if type(previous) is not int or type(first) is not int or not 0 <= previous < first:
         raise ProtocolError(f"{what}: previous event number {previous!r} must be an integer in [0, {first!r})")
     return SegmentBatch(segment, events, first, previous)
-
-
-def _lone_outcome(done: Sequence[Future[RunOutcome]]) -> AppendResult:
-    """The outcome of a one-event batch as an APPEND's: its result, or its error raised."""
-    outcome = done[0].result().outcome(0)
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
 
 
 def _lanes(writer_id: str, batches: list[SegmentBatch]) -> list[Lane]:
