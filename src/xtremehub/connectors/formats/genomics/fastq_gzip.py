@@ -59,7 +59,7 @@ __all__ = [
     "scan_span",
 ]
 
-DEFAULT_SPACING = 8 * 1024 * 1024  # uncompressed bytes between checkpoints (~0.5 % index)
+DEFAULT_SPACING = 3 * 1024 * 1024  # uncompressed bytes between checkpoints (~0.35 % index)
 
 
 @dataclass(frozen=True, kw_only=True)
