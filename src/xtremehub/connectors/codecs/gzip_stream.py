@@ -118,17 +118,24 @@ def _chunk_size(spacing: int) -> int:
     """rapidgzip's chunk size for checkpoints ``spacing`` apart.
 
     rapidgzip offers a checkpoint at the end of each piece of about ``chunk_size``
-    decompressed bytes (smaller at the end of its compressed chunks). Pieces of 4/3 of
-    the spacing keep nearly every point and the gaps under twice the spacing, and big
-    chunks are cheap: on 1 GiB of FASTQ one thread decodes in 2.5 CPU s with 4 MiB
-    chunks, 3.1 s with 1 MiB (each chunk costs rapidgzip a block search and a decode
-    without its window).
+    decompressed bytes (smaller at the end of its compressed chunks; for BGZF about
+    ``chunk_size`` compressed). From spacings of :data:`_BIG_SPACING` up, pieces of 4/3
+    of the spacing (at most 4 MiB) keep nearly every point, and big pieces are cheap: on
+    1 GiB of FASTQ one thread decodes in 2.3-2.5 CPU s with 4 MiB pieces, 3.1 s with
+    1 MiB (each piece costs rapidgzip a block search and a decode without its window).
+    Below, pieces of an eighth of the spacing keep points about ``spacing`` apart, as zran does.
 
     Example:
-        >>> _chunk_size(3 * 1024 * 1024) == 4 * 1024 * 1024, _chunk_size(3 * 1024)
-        (True, 16384)
+        >>> _chunk_size(3 * 1024 * 1024) == 4 * 1024 * 1024, _chunk_size(256 * 1024)
+        (True, 32768)
     """
-    return max(16 * 1024, min(4 * 1024 * 1024, spacing * 4 // 3))
+    if spacing >= _BIG_SPACING:
+        return min(4 * 1024 * 1024, spacing * 4 // 3)
+    return max(16 * 1024, spacing // 8)
+
+
+#: spacings from which rapidgzip's pieces are as big as the spacing allows
+_BIG_SPACING = 1024 * 1024
 
 
 #: compressed bytes from which the one pass inflates in a child process (below: a thread;
