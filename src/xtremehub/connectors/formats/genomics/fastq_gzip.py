@@ -264,7 +264,7 @@ class FASTQGZip(Format):
 
     Args:
         spacing: uncompressed bytes between gzip checkpoints (smaller: finer
-            partitions and a bigger index; at least 64 KiB, default 8 MiB).
+            partitions and a bigger index; at least 64 KiB, default 3 MiB).
 
     ``preprocess()`` without an executor runs serially in the calling process.
     """
