@@ -135,7 +135,7 @@ def parse_gzidx(blob: bytes, url: str, spacing: int, *, trailer: bytes | None = 
         # zran adds a final point at the end of the data; we keep exactly one end marker.
         if points and (uncmp >= _usize or uncmp - points[-1].uncompressed < spacing):
             continue
-        window = zlib.compress(blob[window_at : window_at + wsize], 6) if has_window else b""
+        window = zlib.compress(blob[window_at : window_at + wsize], 1) if has_window else b""
         points.append(Checkpoint(cmp_offset * 8 - bits, uncmp, window))
     if trailer is not None and members <= 1 and len(trailer) == 4:
         members = 1 + (struct.unpack("<I", trailer)[0] != _usize % (1 << 32))

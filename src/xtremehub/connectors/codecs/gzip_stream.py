@@ -18,22 +18,21 @@ back to the classic two-pass route, whose errors name the object and offset.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
-import io
 import logging
 import os
 import queue
-import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from xtremehub.connectors.codecs.source import AheadReader, SeekableReader
+from xtremehub.connectors.codecs import gzip_child
+from xtremehub.connectors.codecs.gzip_child import thin_gzidx
+from xtremehub.connectors.codecs.source import AheadReader
 from xtremehub.errors import TruncatedData, XHubError
 
 if TYPE_CHECKING:  # not imported at run time: the child process needs neither them nor NumPy
@@ -45,8 +44,7 @@ __all__ = ["StreamPassFailed", "StreamScan", "available", "checkpoints_and_recor
 
 S = TypeVar("S")
 log = logging.getLogger(__name__)
-_READ = 4 * 1024 * 1024  # decompressed bytes per read
-_AHEAD = 2  # pieces of text inflated ahead of the record scan (in a thread; a pipe's own buffer with a child)
+_AHEAD = 2  # pieces of text inflated ahead of the record scan
 _PART = 4 * 1024 * 1024  # compressed bytes per message to the child
 _BEHIND = 2  # parts the child keeps behind the one it reads
 _PIPE_SIZE = 1024 * 1024  # the child's pipe (default 64 KiB: 64 wake-ups of both processes per 4 MiB piece)
@@ -95,17 +93,14 @@ def checkpoints_and_records(
     rapidgzip holds the GIL while it decodes, so in a thread of this process it would take
     turns with the record scan instead of overlapping it (measured: a busy Python thread
     slows it 2-10x). An object of at least :data:`PROCESS_MIN` bytes that another process
-    can open (not ``mem://``) is therefore inflated by a child process (``python -m`` this
-    module, no re-import of the caller's ``__main__``) to which this process pipes the
-    object and which pipes the text back; smaller ones, or where no child can start, in a
-    thread.
+    can open (not ``mem://``) is therefore inflated by a child process (the script
+    :mod:`~xtremehub.connectors.codecs.gzip_child`, no re-import of the caller's
+    ``__main__``) to which this process pipes the object and which pipes the text back;
+    smaller ones, or where no child can start, in a thread.
     """
     from xtremehub.connectors.codecs.gzip_index import parse_gzidx
 
-    # rapidgzip offers a checkpoint about every chunk of compressed data; chunks of an
-    # eighth of the spacing let us keep points about ``spacing`` apart, as zran does.
-    chunk_size = max(16 * 1024, min(4 * 1024 * 1024, spacing // 8))
-    job = _Job(url, size, settings, chunk_size, int(os.environ.get("XHUB_GZIP_THREADS", "1")), spacing)
+    job = _Job(url, size, settings, _chunk_size(spacing), int(os.environ.get("XHUB_GZIP_THREADS", "1")), spacing)
     try:
         blob = _in_child(job, scan) if _child_fits(url, size) else None
         if blob is None:
@@ -118,6 +113,30 @@ def checkpoints_and_records(
     except Exception as exc:  # rapidgzip raises plain RuntimeError/ValueError on bad data
         raise StreamPassFailed(f"{url}: rapidgzip could not read the object ({exc})") from exc
     return parse_gzidx(blob, url, spacing, trailer=trailer)
+
+
+def _chunk_size(spacing: int) -> int:
+    """rapidgzip's chunk size for checkpoints ``spacing`` apart.
+
+    rapidgzip offers a checkpoint at the end of each piece of about ``chunk_size``
+    decompressed bytes (smaller at the end of its compressed chunks; for BGZF about
+    ``chunk_size`` compressed). From spacings of :data:`_BIG_SPACING` up, pieces of 4/3
+    of the spacing (at most 4 MiB) keep nearly every point, and big pieces are cheap: on
+    1 GiB of FASTQ one thread decodes in 2.3-2.5 CPU s with 4 MiB pieces, 3.1 s with
+    1 MiB (each piece costs rapidgzip a block search and a decode without its window).
+    Below, pieces of an eighth of the spacing keep points about ``spacing`` apart, as zran does.
+
+    Example:
+        >>> _chunk_size(3 * 1024 * 1024) == 4 * 1024 * 1024, _chunk_size(256 * 1024)
+        (True, 32768)
+    """
+    if spacing >= _BIG_SPACING:
+        return min(4 * 1024 * 1024, spacing * 4 // 3)
+    return max(16 * 1024, spacing // 8)
+
+
+#: spacings from which rapidgzip's pieces are as big as the spacing allows
+_BIG_SPACING = 1024 * 1024
 
 
 #: compressed bytes from which the one pass inflates in a child process (below: a thread;
@@ -144,65 +163,6 @@ def _child_fits(url: str, size: int) -> bool:
     )
 
 
-def _inflate(job: _Job, raw: io.RawIOBase, put: Callable[[list[int], bytes], None], stop: Callable[[], bool]) -> bytes:
-    """rapidgzip over the object read from ``raw``: ``put(new checkpoint offsets, text)`` per
-    piece, an empty piece last; returns the exported index (thinned for ``job.spacing``)."""
-    import rapidgzip
-
-    blob = io.BytesIO()
-    announced = 0
-    gz = rapidgzip.RapidgzipFile(raw, parallelization=job.parallel, chunk_size=job.chunk_size)
-    try:
-        while not stop():
-            chunk = gz.read(_READ)
-            offsets = sorted(gz.available_block_offsets().values())
-            put(offsets[announced:], chunk)
-            announced = len(offsets)
-            if not chunk:
-                gz.export_index(blob)
-                break
-    finally:
-        gz.close()
-    return thin_gzidx(blob.getvalue(), job.spacing)
-
-
-def thin_gzidx(blob: bytes, spacing: int) -> bytes:
-    """A ``GZIDX`` index without the points :func:`~xtremehub.connectors.codecs.gzip_index.parse_gzidx`
-    would drop for ``spacing``: the same checkpoints and member count parsed from it, a fraction of
-    the bytes to pipe (rapidgzip exports a point with its 32 KiB window per chunk, 34 MiB for 1 GiB
-    of FASTQ). Kept: the points ``parse_gzidx`` keeps, and every window-less point at a byte
-    boundary before the end (the member starts it counts). Anything unexpected is returned as is.
-
-    Example:
-        >>> import struct
-        >>> head = b"GZIDX" + bytes([1, 0]) + struct.pack("<QQIII", 50, 300, 0, 2, 3)
-        >>> points = [struct.pack("<QQBB", c, u, 0, w) for c, u, w in ((10, 0, 0), (20, 100, 1), (30, 250, 1))]
-        >>> thin = thin_gzidx(head + b"".join(points) + b"abcd", 200)
-        >>> struct.unpack_from("<I", thin, 31)[0], thin[-2:]
-        (2, b'cd')
-    """
-    if blob[:5] != b"GZIDX" or len(blob) < 35 or blob[5] != 1:
-        return blob
-    csize, usize, zspacing, wsize, npoints = struct.unpack_from("<QQIII", blob, 7)
-    view = memoryview(blob)
-    points: list[bytes | memoryview] = []
-    windows: list[bytes | memoryview] = []
-    window_at, last = 35 + 18 * npoints, -1
-    for k in range(npoints):
-        at = 35 + 18 * k
-        _, uncmp, bits, has_window = struct.unpack_from("<QQBB", blob, at)
-        window = view[window_at : window_at + wsize] if has_window else b""
-        window_at += len(window)
-        kept = last < 0 or not (uncmp >= usize or uncmp - last < spacing)
-        if kept:
-            last = uncmp
-        if kept or (not has_window and bits == 0 and uncmp < usize):
-            points.append(view[at : at + 18])
-            windows.append(window)
-    head = struct.pack("<QQIII", csize, usize, zspacing, wsize, len(points))
-    return b"".join([view[:7], head, *points, *windows])
-
-
 def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:
     """The pass with rapidgzip in a thread of this process; at most :data:`_AHEAD` pieces wait."""
     pieces: queue.Queue[tuple[list[int], bytes] | BaseException | bytes] = queue.Queue(_AHEAD)
@@ -211,7 +171,15 @@ def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:
     def inflate() -> None:
         try:
             with AheadReader(job.url, job.size, settings=job.settings) as raw:
-                pieces.put(_inflate(job, raw, lambda offsets, chunk: pieces.put((offsets, chunk)), stop.is_set))
+                blob = gzip_child.inflate(
+                    raw,
+                    chunk_size=job.chunk_size,
+                    parallel=job.parallel,
+                    spacing=job.spacing,
+                    put=lambda offsets, chunk: pieces.put((offsets, chunk)),
+                    stop=stop.is_set,
+                )
+                pieces.put(blob)
         except BaseException as exc:  # handed to the scanning thread
             pieces.put(exc)
 
@@ -252,7 +220,7 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-S", gzip_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
     except OSError as exc:
         log.info("no child process for the one pass (%s); inflating in a thread", exc)
@@ -268,18 +236,19 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
     proc.stdin.close()
     failed: list[BaseException] = []
     sender = threading.Thread(target=_send_object, args=(job, out, failed), name="xhub-gzip-send", daemon=True)
+    messages: queue.Queue[tuple[str, Any, bytes]] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+    receiver = threading.Thread(target=_receive, args=(conn, messages, stop), name="xhub-gzip-recv", daemon=True)
     done = False
     try:
-        out.send(dataclasses.replace(job, settings=None))
+        out.send((job.size, job.chunk_size, job.parallel, job.spacing, _PART, _behind(job)))
         sender.start()
+        receiver.start()
         while True:
-            try:
-                kind, payload = conn.recv()
-                if kind == "text":
-                    _take(scan, payload, conn.recv_bytes())
-                    continue
-            except EOFError:
-                kind, payload = "error", "the inflating process ended early"
+            kind, payload, text = messages.get()
+            if kind == "text":
+                _take(scan, payload, text)
+                continue
             if kind == "index":
                 done = True
                 return bytes(payload)
@@ -288,11 +257,36 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
                 raise StreamPassFailed(f"{job.url}: {failed[0]}") from failed[0]
             raise StreamPassFailed(f"{job.url}: rapidgzip could not read the object ({payload})")
     finally:
-        conn.close()  # a child still writing gets a broken pipe and ends
+        stop.set()
+        if not done:  # a child still working is not needed any more (its pipes break, it ends)
+            with contextlib.suppress(OSError):
+                proc.kill()
+        while receiver.is_alive():  # let it finish its put
+            with contextlib.suppress(queue.Empty):
+                messages.get(timeout=0.1)
+        conn.close()
         if done:  # its work is done: let it exit (interpreter shutdown) while the index is finished here
             threading.Thread(target=_reap, args=(proc, sender), name="xhub-gzip-reap", daemon=True).start()
         else:
             _reap(proc, sender)
+
+
+def _receive(conn: Connection, messages: queue.Queue[tuple[str, Any, bytes]], stop: threading.Event) -> None:
+    """Receiver thread: the child's messages as ``(kind, payload, text)``, until one that is not text.
+
+    A thread, so that the child writes its next piece while this process scans the last
+    one (through the pipe's 1 MiB alone it would wait for the scan of each piece).
+    """
+    try:
+        while not stop.is_set():
+            kind, payload = conn.recv()
+            messages.put((kind, payload, conn.recv_bytes() if kind == "text" else b""))
+            if kind != "text":
+                return
+    except (EOFError, OSError):
+        messages.put(("error", "the inflating process ended early", b""))
+    except BaseException as exc:  # e.g. a message that does not unpickle: the scan must not wait for ever
+        messages.put(("error", f"unreadable message from the inflating process ({type(exc).__name__}: {exc})", b""))
 
 
 def _send_object(job: _Job, out: Connection, failed: list[BaseException]) -> None:
@@ -336,61 +330,11 @@ def _behind(job: _Job) -> int:
     return max(_BEHIND, -(-2 * job.parallel * job.chunk_size // _PART) + 1)
 
 
-class _PipeReader(SeekableReader):
-    """Child side: the object as the parent pipes it, seekable back over the last
-    :data:`_BEHIND` parts (rapidgzip seeks back up to about a chunk, 1.2 MiB measured,
-    and to the end only to learn the size)."""
+class _PipeReader(gzip_child.PipeReader):
+    """The child's :class:`~xtremehub.connectors.codecs.gzip_child.PipeReader`, parts of :data:`_PART` bytes."""
 
     def __init__(self, conn: Connection, size: int, behind: int = _BEHIND) -> None:
-        super().__init__(size)
-        self._conn = conn
-        self._behind = behind
-        self._parts: dict[int, bytes] = {}
-        self._received = 0  # parts received so far
-
-    def readinto(self, b: Any) -> int:
-        view = memoryview(b).cast("B")
-        if self._pos >= self._size or not len(view):
-            return 0
-        k, at = divmod(self._pos, _PART)
-        while self._received <= k:
-            data = self._conn.recv_bytes()
-            if not data:
-                raise OSError(f"the object ends at byte {self._received * _PART} of {self._size}")
-            self._parts[self._received] = data
-            self._parts.pop(self._received - self._behind - 1, None)
-            self._received += 1
-        if (part := self._parts.get(k)) is None:
-            raise OSError(f"cannot read back at byte {self._pos}: more than {self._behind} parts behind")
-        n = max(0, min(len(view), len(part) - at))
-        if n == 0:  # a short part before the size: the object ended early
-            raise OSError(f"the object ends at byte {k * _PART + len(part)} of {self._size}")
-        view[:n] = memoryview(part)[at : at + n]
-        self._pos += n
-        return n
-
-
-def _child_main() -> None:
-    """Entry of the child process: the job from stdin, messages to (a copy of) stdout."""
-    conn = Connection(os.dup(1), readable=False)
-    os.dup2(2, 1)  # stray prints must not mix into the messages
-    source = Connection(os.dup(0), writable=False)
-    job: _Job = source.recv()
-
-    def put(offsets: list[int], chunk: bytes) -> None:
-        conn.send(("text", offsets))
-        conn.send_bytes(chunk)
-
-    try:
-        blob = _inflate(job, _PipeReader(source, job.size, _behind(job)), put, lambda: False)
-    except BrokenPipeError:
-        return  # the parent stopped reading
-    except BaseException as exc:  # reported to the parent, which falls back to two passes
-        with contextlib.suppress(OSError):
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("index", blob))
-    conn.close()
+        super().__init__(conn, size, part=_PART, behind=behind)
 
 
 def _trailer(url: str, size: int, settings: Settings | None) -> bytes:
@@ -398,7 +342,3 @@ def _trailer(url: str, size: int, settings: Settings | None) -> bytes:
     from xtremehub import storage
 
     return storage.get_range(url, max(0, size - 4), size, settings=settings)
-
-
-if __name__ == "__main__":
-    _child_main()

@@ -59,7 +59,7 @@ __all__ = [
     "scan_span",
 ]
 
-DEFAULT_SPACING = 8 * 1024 * 1024  # uncompressed bytes between checkpoints (~0.5 % index)
+DEFAULT_SPACING = 3 * 1024 * 1024  # uncompressed bytes between checkpoints (~0.35 % index)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,7 +264,7 @@ class FASTQGZip(Format):
 
     Args:
         spacing: uncompressed bytes between gzip checkpoints (smaller: finer
-            partitions and a bigger index; at least 64 KiB, default 8 MiB).
+            partitions and a bigger index; at least 64 KiB, default 3 MiB).
 
     ``preprocess()`` without an executor runs serially in the calling process.
     """
