@@ -61,6 +61,7 @@ __all__ = [
     "TOTAL_LIMIT",
     "Plan",
     "count_statement",
+    "counts_total",
     "facet_statement",
     "fts_count_statement",
     "items_statement",
@@ -307,20 +308,40 @@ def fts_count_statement(dialect: str) -> Any:
     return sa.select(sa.func.count()).select_from(dataset_search).where(_matches())
 
 
+def counts_total(text: bool, dialect: str) -> bool:
+    """Whether :func:`facet_statement` also counts every match (row ``('*', None, total)``):
+    PostgreSQL with text, where one bitmap scan of the GIN index's matches yields both."""
+    return text and dialect == "postgresql"
+
+
 @functools.lru_cache(maxsize=256)
 def facet_statement(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> Any:
     """One SELECT of (facet, value, count) rows over the first ``q_facet_limit`` matches in key
     order (the same sample on every call and on both backends), with ``('', None, how many
-    matches were counted)``. PostgreSQL counts tags from the sampled rows' own ``tags`` array."""
+    matches were counted)``. PostgreSQL counts tags from the sampled rows' own ``tags`` array.
+
+    PostgreSQL with text (:func:`counts_total`): the matches are read once (``hits``: the rows
+    the GIN index names, a bitmap scan, ~one heap visit per match), counted whole (``('*',
+    None, total)``: exact) and the sample is their first ``q_facet_limit`` in key order (a sort
+    in memory), instead of a count and a sample each visiting the matches (or walking the key
+    index and testing every row's vector until the sample is full).
+    """
     table = _table(dialect)
     columns = [table.c.pk, *(table.c[f] for f in _FACET_COLUMNS)]
     pg = dialect == "postgresql"
     found = sa.select(*columns, *([table.c.tags] if pg else [])).where(*_conditions(text, facets, visible, dialect))
     if text:  # SQLite: read the matches' facet values from the narrow index (in key order), not the wide rows
         found = found.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
-    found = found.order_by(table.c.pk).limit(sa.bindparam("q_facet_limit", type_=sa.Integer))
+    extra: list[Any] = []
+    if counts_total(text, dialect):
+        hits = found.cte("hits").prefix_with("MATERIALIZED")
+        found = sa.select(hits).order_by(hits.c.pk)
+        extra.append(sa.select(sa.literal("*"), sa.null(), sa.func.count()).select_from(hits))
+    else:
+        found = found.order_by(table.c.pk)
+    found = found.limit(sa.bindparam("q_facet_limit", type_=sa.Integer))
     matched = found.cte("matched").prefix_with("MATERIALIZED")
-    parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
+    parts: list[Any] = [*extra, sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:
         col = matched.c[facet]
         parts.append(sa.select(sa.literal(facet), sa.cast(col, sa.String), sa.func.count()).group_by(col))
