@@ -448,14 +448,13 @@ class SqlCatalog(access.AccessRequests):
             total, lower = 0, False
         else:
             params = {**found.params, "q_facet_limit": self.facet_limit, "q_count_limit": self.total_limit + 1}
-            every = counts_total(found.text, self._dialect)  # PostgreSQL: one read of the matches for both
-            if every:
+            if self._dialect == "postgresql" and found.text:  # the GIN index's matches, never every vector
                 conn.exec_driver_sql(planner.setting_sql("count"))
             counted = conn.execute(facet_statement(*found.shape, self._dialect), params).all()
             text_only = found.text and not found.facets and found.visible is None
-            if every:
+            if counts_total(*found.shape, self._dialect):  # the same read of the matches as the sample
                 total = next(int(count) for facet, _, count in counted if facet == "*")
-            elif text_only:
+            elif text_only:  # SQLite: FTS5 counts from its index
                 total = int(conn.execute(fts_count_statement(self._dialect), params).scalar_one())
             else:
                 total = int(conn.execute(count_statement(*found.shape, self._dialect), params).scalar_one())

@@ -308,10 +308,12 @@ def fts_count_statement(dialect: str) -> Any:
     return sa.select(sa.func.count()).select_from(dataset_search).where(_matches())
 
 
-def counts_total(text: bool, dialect: str) -> bool:
-    """Whether :func:`facet_statement` also counts every match (row ``('*', None, total)``):
-    PostgreSQL with text, where one bitmap scan of the GIN index's matches yields both."""
-    return text and dialect == "postgresql"
+def counts_total(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> bool:
+    """Whether :func:`facet_statement` also counts the matches (a row ``('*', None, total)``):
+    a query with text but a text-only one on SQLite (whose total FTS5 counts from its index
+    alone). Without text, a count (:func:`count_statement`) and a sample apart measured faster
+    (the count stops after the total limit in any order; PostgreSQL scans the heap for it)."""
+    return text and (dialect == "postgresql" or bool(facets) or visible is not None)
 
 
 @functools.lru_cache(maxsize=256)
@@ -320,11 +322,13 @@ def facet_statement(text: bool, facets: frozenset[str], visible: Condition | Non
     order (the same sample on every call and on both backends), with ``('', None, how many
     matches were counted)``. PostgreSQL counts tags from the sampled rows' own ``tags`` array.
 
-    PostgreSQL with text (:func:`counts_total`): the matches are read once (``hits``: the rows
-    the GIN index names, a bitmap scan, ~one heap visit per match), counted whole (``('*',
-    None, total)``: exact) and the sample is their first ``q_facet_limit`` in key order (a sort
-    in memory), instead of a count and a sample each visiting the matches (or walking the key
-    index and testing every row's vector until the sample is full).
+    With :func:`counts_total`, the matches are read once for both the total and the sample:
+    ``hits`` are the matches, counted (``('*', None, n)``), and the sample is their first
+    ``q_facet_limit`` in key order, instead of a count and a sample each testing the matches
+    (each test of a listing condition probes the dataset's tags). PostgreSQL with text:
+    ``hits`` are every row the GIN index names (a bitmap scan, one heap visit per match; the
+    exact total), the sample sorted in memory. Otherwise ``hits`` are the first
+    ``q_count_limit`` matches in key order (the total limit + 1: a capped count).
     """
     table = _table(dialect)
     columns = [table.c.pk, *(table.c[f] for f in _FACET_COLUMNS)]
@@ -333,7 +337,9 @@ def facet_statement(text: bool, facets: frozenset[str], visible: Condition | Non
     if text:  # SQLite: read the matches' facet values from the narrow index (in key order), not the wide rows
         found = found.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
     extra: list[Any] = []
-    if counts_total(text, dialect):
+    if counts_total(text, facets, visible, dialect):
+        if not (pg and text):
+            found = found.order_by(table.c.pk).limit(sa.bindparam("q_count_limit", type_=sa.Integer))
         hits = found.cte("hits").prefix_with("MATERIALIZED")
         found = sa.select(hits).order_by(hits.c.pk)
         extra.append(sa.select(sa.literal("*"), sa.null(), sa.func.count()).select_from(hits))
