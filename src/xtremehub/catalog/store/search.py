@@ -29,6 +29,8 @@ On PostgreSQL every statement matches, orders and counts on ``dataset_search`` (
 0004): one row per dataset with only keys, facet values, tags (``text[]``) and the vector, kept
 by a trigger, so counting and sampling matches read ~9 rows a page instead of ~5 and no JSON;
 the page's ``datasets`` rows are then read by key.
+A query with text reads its GIN matches once for its total and facet sample, and its page
+walks the ``modified`` index or sorts the matches as the counted total says (:mod:`.planner`).
 
 Example:
     >>> words("Lungs CT: s3://lab/Reads.fastq.gz -- OR 1=1; DROP")
