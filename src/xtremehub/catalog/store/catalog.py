@@ -414,9 +414,8 @@ class SqlCatalog(access.AccessRequests):
         found = plan(query, self._dialect)
         pg = self._dialect == "postgresql"
         with self._read() as conn:
-            if pg:  # the page, the generation and the counts: one snapshot; plans per word (.planner)
+            if pg:  # the page, the generation and the counts: one snapshot
                 conn.execution_options(isolation_level="REPEATABLE READ")
-                conn.exec_driver_sql(planner.CUSTOM_PLANS)
             generation = conn.execute(_GENERATION).scalar_one()
             key = (generation, self.total_limit, self.facet_limit, found.key)
             counts = self.counts.get(key)
@@ -424,7 +423,7 @@ class SqlCatalog(access.AccessRequests):
                 counts = self._count(conn, found)
                 self.counts.put(key, counts)
             walk = found.text and planner.walks_modified(counts.total, query.offset + query.limit, self._size(conn))
-            if pg and found.text:
+            if pg and found.text:  # plans per word, chosen by the counted total (.planner)
                 conn.exec_driver_sql(planner.setting_sql("walk" if walk else "sort"))
             statement = items_statement(*found.shape, self._dialect, walk and not pg)
             items = tuple(rows.dataset(r) for r in conn.execute(statement, found.params))

@@ -12,14 +12,15 @@ at 100,000 datasets (EXPLAIN ANALYZE in bench/README.md, "Catalog: search and re
   the cached counts) and decides as SQLite's search does (:func:`walks_modified`).
 
 Settings are ``SET LOCAL`` (this transaction only, the pooled connection gets them back at its
-end) and only for queries with text: a filter-only or empty search keeps the planner's own
-choices. ``plan_cache_mode = force_custom_plan`` for every search: psycopg prepares a
-statement run 5 times, and a generic plan (the same for every word) would drop the choice.
+end), one statement per stage, and only for queries with text: a filter-only or empty search
+keeps the planner's own choices and costs no extra round trip. Each stage also sets
+``plan_cache_mode = force_custom_plan``: psycopg prepares a statement run 5 times, and a
+generic plan (the same for every word) would ignore the word's selectivity.
 
 Example:
     >>> walks_modified(17_000, 20, 100_000), walks_modified(300, 20, 100_000)
     (True, False)
-    >>> setting_sql("walk").count("'off'"), setting_sql("walk").startswith("SELECT set_config('enable_seqscan'")
+    >>> setting_sql("walk").count("'off'"), setting_sql("walk").startswith("SELECT set_config('plan_cache_mode'")
     (2, True)
 """
 
@@ -27,14 +28,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["CUSTOM_PLANS", "Stage", "setting_sql", "walks_modified"]
+__all__ = ["Stage", "setting_sql", "walks_modified"]
 
 #: What a search statement needs: counting text matches, its page walking ``modified``, its
 #: page sorting the matches.
 Stage = Literal["count", "walk", "sort"]
-
-#: Every statement of the search transaction planned for its own parameters (the word).
-CUSTOM_PLANS = "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)"
 
 _SETTINGS: dict[Stage, tuple[tuple[str, str], ...]] = {
     # the GIN index names the matches: visit only those rows (bitmap), never test every vector
@@ -48,7 +46,8 @@ _SETTINGS: dict[Stage, tuple[tuple[str, str], ...]] = {
 
 def setting_sql(stage: Stage) -> str:
     """One statement setting the planner for ``stage`` until the transaction ends."""
-    return "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in _SETTINGS[stage])
+    settings = (("plan_cache_mode", "force_custom_plan"), *_SETTINGS[stage])  # planned for this word
+    return "SELECT " + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in settings)
 
 
 def walks_modified(total: int, last: int, size: int) -> bool:
