@@ -26,7 +26,7 @@ _STALE = (
     " OR (s.id, s.kind, s.owner, s.modified) IS DISTINCT FROM (d.id, d.kind, d.owner, d.modified)"
     " OR (s.format, s.licence) IS DISTINCT FROM (d.format, d.licence)"
     " OR s.tags IS DISTINCT FROM ARRAY(SELECT json_array_elements_text(d.tags))"
-    " OR s.search_tsv IS DISTINCT FROM to_tsvector('simple', d.search_doc)"
+    " OR s.search_tsv IS DISTINCT FROM strip(to_tsvector('simple', d.search_doc))"
 )
 
 
@@ -142,3 +142,40 @@ def test_migration_0004_up_and_down_on_a_populated_catalog(
         page = again.search(SearchQuery(text="tardigrade", filters={"tag": ("t2",)}))
         assert [d.id for d in page.items] == [ds.id]
         assert page.facets["tag"] == {"t1": 1, "t2": 1}
+
+
+def test_migration_0005_strips_positions_and_downgrade_restores_them(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    """PostgreSQL's vectors carry no word positions after 0005 (search never reads them), and
+    every write keeps them so; downgrading to 0004 recomputes them with positions."""
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        ds = cat.register("s3://ft/f.fq", actor="ann", title="rotifer rotifer gut", facts={}, source_version="e1")
+    engine = sa.create_engine(url)
+    positions = "SELECT count(*) FROM dataset_search WHERE search_tsv IS DISTINCT FROM strip(search_tsv)"
+    try:
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql(positions).scalar_one() == 0
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0004")
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql(positions).scalar_one() == 1  # recomputed with positions
+                same = (
+                    "SELECT s.search_tsv = to_tsvector('simple', d.search_doc)"
+                    " FROM dataset_search s JOIN datasets d USING (pk)"
+                )
+                assert conn.exec_driver_sql(same).scalar_one()
+        with engine.begin() as conn:  # a write under 0004's trigger (positions), then upgrade again
+            conn.execute(sa.update(datasets).where(datasets.c.id == ds.id).values(search_doc="rotifer gut moss"))
+        migrate(engine)
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        _vectors_in_step(again)  # stripped, in step with the rows
+        assert _hits(again, "rotifer moss") == [ds.id]
+        updated = again.update(ds.id, DatasetPatch(title="bdelloid"), actor="ann", if_match=again.get(ds.id).etag)
+        _vectors_in_step(again)  # the trigger strips what it writes
+        assert _hits(again, "bdelloid") == [updated.id]

@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from xtremehub.catalog import DatasetPatch, SearchQuery
-from xtremehub.catalog.store import SqlCatalog
+from xtremehub.catalog.store import SqlCatalog, planner
 from xtremehub.catalog.store.engine import make_engine
 from xtremehub.security.residual import AllOf, AnyOf, AttrIs, Const, IdIn, Not, TagIs, evaluate
 
@@ -190,3 +191,44 @@ def test_lower_bound_facets_count_the_first_matches_by_key_on_every_call(
         cat.counts.clear()
         again = cat.search(query)
         assert (again.facets["owner"], again.facets["tag"]) == (owners, tags)
+
+
+def test_page_plan_follows_the_counted_total_and_settings_last_one_search(fresh_catalog: SqlCatalog) -> None:
+    """A broad text match's page walks the ``modified`` index, a narrow one's sorts its matches
+    (on PostgreSQL: planner settings chosen by the counted total, SET LOCAL); both give the
+    same pages as reading every match, and the settings end with the search's transaction."""
+    cat = fresh_catalog
+    _fill(cat)
+    issued: list[str] = []
+
+    def _seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        issued.append(statement)
+
+    sa.event.listen(cat._engine, "before_cursor_execute", _seen)
+    try:
+        for text, walks in (("run", True), ("rare", False)):  # 30 of 30 matches, 3 of 30
+            assert planner.walks_modified(30 if walks else 3, 4, 30) is walks
+            issued.clear()
+            pages = [cat.search(SearchQuery(text=text, limit=4, offset=o)).items for o in range(0, 32, 4)]
+            listed = [d.id for page in pages for d in page]
+            chosen = sum(s in (planner.setting_sql("walk"), planner.setting_sql("sort")) for s in issued)
+            every = cat.search(SearchQuery(text=text, limit=1000)).items  # one page: sorted, never walked
+            assert listed == [d.id for d in every]
+            assert len(every) == (30 if walks else 3)
+            if cat._dialect == "postgresql":
+                assert planner.setting_sql("walk" if walks else "sort") in issued
+                assert planner.setting_sql("count") in issued  # the total and sample from the GIN matches
+                assert chosen == len(pages)  # every page's plan chosen, for its word
+    finally:
+        sa.event.remove(cat._engine, "before_cursor_execute", _seen)
+    if cat._dialect == "postgresql":  # SET LOCAL: a pooled connection is back to the defaults
+        with cat._engine.connect() as conn:
+            shown = [conn.exec_driver_sql(f"SHOW {name}").scalar_one() for name in
+                     ("enable_seqscan", "enable_bitmapscan", "enable_indexscan", "plan_cache_mode")]  # fmt: skip
+        assert shown == ["on", "on", "on", "auto"]
+    # a text query with a listing condition past the total limit: capped, as on every backend
+    cat.total_limit = 5
+    secured = cat.search(SearchQuery(text="run", visible=Not(TagIs("t1"))))
+    assert (secured.total, secured.total_is_lower_bound) == (5, True)
+    exact = cat.search(SearchQuery(text="run"))  # text only: exact past the limit
+    assert (exact.total, exact.total_is_lower_bound) == (30, False)

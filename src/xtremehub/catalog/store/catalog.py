@@ -45,7 +45,7 @@ from xtremehub.catalog.model import (
     SearchPage,
     SearchQuery,
 )
-from xtremehub.catalog.store import access, limits, rows
+from xtremehub.catalog.store import access, limits, planner, rows
 from xtremehub.catalog.store.access import policy_file
 from xtremehub.catalog.store.counts import CountCache, Counts
 from xtremehub.catalog.store.engine import WRITE, catalog_errors
@@ -65,6 +65,7 @@ from xtremehub.catalog.store.search import (
     TOTAL_LIMIT,
     Plan,
     count_statement,
+    counts_total,
     facet_statement,
     fts_count_statement,
     items_statement,
@@ -411,8 +412,9 @@ class SqlCatalog(access.AccessRequests):
         """One page of datasets matching the text, filters and ``visible``, the total and the
         facet counts (bounded and cached, see :mod:`xtremehub.catalog.store.search`)."""
         found = plan(query, self._dialect)
+        pg = self._dialect == "postgresql"
         with self._read() as conn:
-            if self._dialect == "postgresql":  # the page, the generation and the counts: one snapshot
+            if pg:  # the page, the generation and the counts: one snapshot
                 conn.execution_options(isolation_level="REPEATABLE READ")
             generation = conn.execute(_GENERATION).scalar_one()
             key = (generation, self.total_limit, self.facet_limit, found.key)
@@ -420,12 +422,10 @@ class SqlCatalog(access.AccessRequests):
             if counts is None:
                 counts = self._count(conn, found)
                 self.counts.put(key, counts)
-            walk = (
-                self._dialect == "sqlite"
-                and found.text
-                and counts.total**2 >= (query.offset + query.limit) * self._size(conn)
-            )
-            statement = items_statement(*found.shape, self._dialect, walk)
+            walk = found.text and planner.walks_modified(counts.total, query.offset + query.limit, self._size(conn))
+            if pg and found.text:  # plans per word, chosen by the counted total (.planner)
+                conn.exec_driver_sql(planner.setting_sql("walk" if walk else "sort"))
+            statement = items_statement(*found.shape, self._dialect, walk and not pg)
             items = tuple(rows.dataset(r) for r in conn.execute(statement, found.params))
         return SearchPage(
             items=items,
@@ -447,15 +447,23 @@ class SqlCatalog(access.AccessRequests):
             total, lower = 0, False
         else:
             params = {**found.params, "q_facet_limit": self.facet_limit, "q_count_limit": self.total_limit + 1}
+            if self._dialect == "postgresql" and found.text:  # the GIN index's matches, never every vector
+                conn.exec_driver_sql(planner.setting_sql("count"))
             counted = conn.execute(facet_statement(*found.shape, self._dialect), params).all()
-            if found.text and not found.facets and found.visible is None:
-                total, lower = int(conn.execute(fts_count_statement(self._dialect), params).scalar_one()), False
+            text_only = found.text and not found.facets and found.visible is None
+            if counts_total(*found.shape, self._dialect):  # the same read of the matches as the sample
+                total = next(int(count) for facet, _, count in counted if facet == "*")
+            elif text_only:  # SQLite: FTS5 counts from its index
+                total = int(conn.execute(fts_count_statement(self._dialect), params).scalar_one())
             else:
                 total = int(conn.execute(count_statement(*found.shape, self._dialect), params).scalar_one())
-                total, lower = (self.total_limit, True) if total > self.total_limit else (total, False)
+            # a text-only total is exact (the index knows it); any other is exact up to the limit
+            total, lower = (self.total_limit, True) if total > self.total_limit and not text_only else (total, False)
         facets: dict[str, dict[str, int]] = {facet: {} for facet in FACETS}
         sampled = 0
         for facet, value, count in counted:
+            if facet == "*":
+                continue
             if facet == "":
                 sampled = int(count)
                 if found.everything:

@@ -4,8 +4,9 @@ Alembic migrations (``migrations/versions``) create exactly these tables; a test
 ``alembic check`` finds no difference. Full-text search lives beside the tables: an FTS5
 virtual table ``dataset_fts`` on SQLite; on PostgreSQL a stored generated ``tsvector`` column
 ``dataset_search`` (migration 0004): per dataset its key, facet values, tags (``text[]``) and
-``search_tsv`` (``to_tsvector('simple', search_doc)``), kept by a trigger, with GIN indexes (both
-made by the migrations, both outside this metadata).
+``search_tsv`` (``strip(to_tsvector('simple', search_doc))``: no word positions, migration
+0005), kept by a trigger, with GIN indexes (both made by the migrations, both outside this
+metadata).
 
 Example:
     >>> sorted(metadata.tables)[:4]

@@ -29,6 +29,8 @@ On PostgreSQL every statement matches, orders and counts on ``dataset_search`` (
 0004): one row per dataset with only keys, facet values, tags (``text[]``) and the vector, kept
 by a trigger, so counting and sampling matches read ~9 rows a page instead of ~5 and no JSON;
 the page's ``datasets`` rows are then read by key.
+A query with text reads its GIN matches once for its total and facet sample, and its page
+walks the ``modified`` index or sorts the matches as the counted total says (:mod:`.planner`).
 
 Example:
     >>> words("Lungs CT: s3://lab/Reads.fastq.gz -- OR 1=1; DROP")
@@ -61,6 +63,7 @@ __all__ = [
     "TOTAL_LIMIT",
     "Plan",
     "count_statement",
+    "counts_total",
     "facet_statement",
     "fts_count_statement",
     "items_statement",
@@ -307,20 +310,46 @@ def fts_count_statement(dialect: str) -> Any:
     return sa.select(sa.func.count()).select_from(dataset_search).where(_matches())
 
 
+def counts_total(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> bool:
+    """Whether :func:`facet_statement` also counts the matches (a row ``('*', None, total)``):
+    a query with text but a text-only one on SQLite (whose total FTS5 counts from its index
+    alone). Without text, a count (:func:`count_statement`) and a sample apart measured faster
+    (the count stops after the total limit in any order; PostgreSQL scans the heap for it)."""
+    return text and (dialect == "postgresql" or bool(facets) or visible is not None)
+
+
 @functools.lru_cache(maxsize=256)
 def facet_statement(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> Any:
     """One SELECT of (facet, value, count) rows over the first ``q_facet_limit`` matches in key
     order (the same sample on every call and on both backends), with ``('', None, how many
-    matches were counted)``. PostgreSQL counts tags from the sampled rows' own ``tags`` array."""
+    matches were counted)``. PostgreSQL counts tags from the sampled rows' own ``tags`` array.
+
+    With :func:`counts_total`, the matches are read once for both the total and the sample:
+    ``hits`` are the matches, counted (``('*', None, n)``), and the sample is their first
+    ``q_facet_limit`` in key order, instead of a count and a sample each testing the matches
+    (each test of a listing condition probes the dataset's tags). PostgreSQL with text:
+    ``hits`` are every row the GIN index names (a bitmap scan, one heap visit per match; the
+    exact total), the sample sorted in memory. Otherwise ``hits`` are the first
+    ``q_count_limit`` matches in key order (the total limit + 1: a capped count).
+    """
     table = _table(dialect)
     columns = [table.c.pk, *(table.c[f] for f in _FACET_COLUMNS)]
     pg = dialect == "postgresql"
     found = sa.select(*columns, *([table.c.tags] if pg else [])).where(*_conditions(text, facets, visible, dialect))
     if text:  # SQLite: read the matches' facet values from the narrow index (in key order), not the wide rows
         found = found.with_hint(datasets, f"INDEXED BY {_LISTING}", "sqlite")
-    found = found.order_by(table.c.pk).limit(sa.bindparam("q_facet_limit", type_=sa.Integer))
+    extra: list[Any] = []
+    if counts_total(text, facets, visible, dialect):
+        if not (pg and text):
+            found = found.order_by(table.c.pk).limit(sa.bindparam("q_count_limit", type_=sa.Integer))
+        hits = found.cte("hits").prefix_with("MATERIALIZED")
+        found = sa.select(hits).order_by(hits.c.pk)
+        extra.append(sa.select(sa.literal("*"), sa.null(), sa.func.count()).select_from(hits))
+    else:
+        found = found.order_by(table.c.pk)
+    found = found.limit(sa.bindparam("q_facet_limit", type_=sa.Integer))
     matched = found.cte("matched").prefix_with("MATERIALIZED")
-    parts: list[Any] = [sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
+    parts: list[Any] = [*extra, sa.select(sa.literal(""), sa.null(), sa.func.count()).select_from(matched)]
     for facet in _FACET_COLUMNS:
         col = matched.c[facet]
         parts.append(sa.select(sa.literal(facet), sa.cast(col, sa.String), sa.func.count()).group_by(col))
