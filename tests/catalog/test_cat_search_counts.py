@@ -232,3 +232,19 @@ def test_page_plan_follows_the_counted_total_and_settings_last_one_search(fresh_
     assert (secured.total, secured.total_is_lower_bound) == (5, True)
     exact = cat.search(SearchQuery(text="run"))  # text only: exact past the limit
     assert (exact.total, exact.total_is_lower_bound) == (30, False)
+
+
+def test_a_total_limit_below_the_facet_limit_leaves_the_facet_sample_whole(fresh_catalog: SqlCatalog) -> None:
+    """The matches a capped total reads also feed the facet sample: a total limit below the facet
+    limit must not shrink the sample (facets stay exact, and the same on both backends)."""
+    cat = fresh_catalog
+    _fill(cat)
+    cat.total_limit, cat.facet_limit = 5, 2000
+    query = SearchQuery(text="run", filters={"format": ("fastq",)})
+    page = cat.search(query)
+    assert (page.total, page.total_is_lower_bound) == (5, True)
+    assert not page.facets_are_lower_bounds
+    total, facets = _exact(cat, query, lambda d: d.format == "fastq")
+    assert total == 24
+    assert page.facets["tag"] == facets["tag"]
+    assert page.facets["owner"] == facets["owner"]

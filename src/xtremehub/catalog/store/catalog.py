@@ -446,7 +446,9 @@ class SqlCatalog(access.AccessRequests):
             counted = conn.execute(stored_counts_statement()).all()
             total, lower = 0, False
         else:
-            params = {**found.params, "q_facet_limit": self.facet_limit, "q_count_limit": self.total_limit + 1}
+            # the matches read for a capped total also feed the facet sample: never fewer than it takes
+            count_limit = max(self.total_limit + 1, self.facet_limit)
+            params = {**found.params, "q_facet_limit": self.facet_limit, "q_count_limit": count_limit}
             if self._dialect == "postgresql" and found.text:  # the GIN index's matches, never every vector
                 conn.exec_driver_sql(planner.setting_sql("count"))
             counted = conn.execute(facet_statement(*found.shape, self._dialect), params).all()

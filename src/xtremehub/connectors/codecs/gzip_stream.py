@@ -159,7 +159,10 @@ def _child_fits(url: str, size: int) -> bool:
     from xtremehub.storage.registry import split_url
 
     return (
-        size >= PROCESS_MIN and os.environ.get("XHUB_GZIP_CHILD", "1") != "0" and split_url(url)[0] in _SHARED_SCHEMES
+        size >= PROCESS_MIN
+        and os.environ.get("XHUB_GZIP_CHILD", "1") != "0"
+        and split_url(url)[0] in _SHARED_SCHEMES
+        and os.path.isfile(gzip_child.__file__)  # a zipped install has no script to run: a thread
     )
 
 

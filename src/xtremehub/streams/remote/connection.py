@@ -129,7 +129,7 @@ def connect(
 
 
 class _Pending:
-    __slots__ = ("decode", "frame", "future", "lanes", "refuse", "renewed", "retriable")
+    __slots__ = ("checked", "decode", "frame", "future", "lanes", "refuse", "renewed", "retriable")
 
     def __init__(
         self,
@@ -148,6 +148,9 @@ class _Pending:
         self.lanes = lanes
         #: Refused unexecuted because the token expired, kept to be re-sent once after reconnecting.
         self.renewed = False
+        #: Encoded for a server of protocol 3 (it names its writer's previous event numbers, so the
+        #: store checks its order); False for a frame encoded for a version 2 server.
+        self.checked = False
         self.future: Future[Any] = Future()
 
 
@@ -189,6 +192,7 @@ class Connection:
         retriable: bool,
         lanes: Sequence[Lane] = (),
         refuse: Callable[[Exception], Any] | None = None,
+        checked: bool = False,
     ) -> Future[Any]:
         """Send one request; the future resolves with ``decode(answer type, answer payload)``.
 
@@ -213,6 +217,7 @@ class Connection:
             rid = self._next_id
             self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
             pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable, tuple(lanes), refuse)
+            pending.checked = checked
             self._pending[rid] = pending
             self._outbox.append(pending.frame)
             if self._sending:  # the thread sending now takes our frame along
@@ -411,9 +416,13 @@ class Connection:
                     resumed = True
                     self._outbox.clear()
                     ordered = [(rid, self._pending[rid].lanes) for rid in sorted(self._pending)]
-                    withdrawn = (
-                        self._order.withdraw([(rid, lanes) for rid, lanes in ordered if lanes]) if self._ordered else []
-                    )
+                    if self._ordered:  # a version 2 server: what would overtake a refused append waits
+                        withdrawn = self._order.withdraw([(rid, lanes) for rid, lanes in ordered if lanes])
+                    else:  # protocol 3 now: appends encoded for a version 2 server name no previous
+                        # event number, so neither this server nor its store could keep them in their
+                        # writer's order (one stored above a refused one makes the re-send a duplicate):
+                        # all are refused for back pressure and the writer re-sends them, numbered
+                        withdrawn = [rid for rid, lanes in ordered if lanes and not self._pending[rid].checked]
                     if withdrawn:
                         log.info("%s: %d appends would overtake a refused one: refused", self.url, len(withdrawn))
                         held.extend(self._pending.pop(rid).future for rid in withdrawn)
@@ -423,7 +432,13 @@ class Connection:
                     except OSError:
                         _shutdown(sock)
         _fail(failed, lost)
-        _fail(held, BackPressure(f"{self.url}: reconnected after an append of its writer was refused; resend in order"))
+        _fail(
+            held,
+            BackPressure(
+                f"{self.url}: reconnected; an append that could overtake an earlier refused one of its writer "
+                "was not re-sent (resend in order)"
+            ),
+        )
         return resumed
 
     def _take_pending(self, which: Callable[[_Pending], bool]) -> list[Future[Any]]:

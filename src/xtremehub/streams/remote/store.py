@@ -150,14 +150,15 @@ class RemoteSegmentStore(SegmentStoreContract):
         """
         event = data if type(data) is bytes else bytes(data)
         fields = [segment, event, writer_id, event_number, expected_offset]
-        if previous is not None and self._previous_numbers():
+        checked = self._previous_numbers()  # the store checks this writer's order on its own
+        if previous is not None and checked:
             fields.append(previous)
         payload = self.connection.codec.encode(fields)
         # A re-sent append is exactly-once only when the store can recognise it (writer id + number).
         retriable = writer_id is not None and event_number is not None
         lanes = [] if writer_id is None or event_number is None else [(writer_id, segment, event_number)]
         return self.connection.request(
-            MessageType.APPEND, payload, decode, retriable=retriable, lanes=lanes, refuse=refuse
+            MessageType.APPEND, payload, decode, retriable=retriable, lanes=lanes, refuse=refuse, checked=checked
         )
 
     def _append_run(self, batch: SegmentBatch, writer_id: str | None) -> Future[RunOutcome]:
@@ -221,9 +222,11 @@ class RemoteSegmentStore(SegmentStoreContract):
             nonlocal size, count
             if frame:
                 if len(frame) == 1:  # the request's own future is the batch's (no future chained to it)
-                    pieces[frame[0][0]].append(self._send_batches(writer_id, [frame[0][1]], single=True))
+                    pieces[frame[0][0]].append(
+                        self._send_batches(writer_id, [frame[0][1]], single=True, checked=numbers_previous)
+                    )
                 else:
-                    request = self._send_batches(writer_id, [part for _, part in frame])
+                    request = self._send_batches(writer_id, [part for _, part in frame], checked=numbers_previous)
                     for (index, _), piece in zip(frame, _split(request, len(frame)), strict=True):
                         pieces[index].append(piece)
             frame.clear()
@@ -281,10 +284,13 @@ class RemoteSegmentStore(SegmentStoreContract):
         """Whether the server takes the writer's previous event number with an append (protocol version 3)."""
         return int(self.connection.server_info.get("version", 1)) >= PREVIOUS_NUMBER_VERSION
 
-    def _send_batches(self, writer_id: str | None, parts: list[list[Any]], *, single: bool = False) -> Future[Any]:
+    def _send_batches(
+        self, writer_id: str | None, parts: list[list[Any]], *, single: bool = False, checked: bool = False
+    ) -> Future[Any]:
         """Send one APPEND_BATCH of ``[segment, first event number, events(, previous event number)]`` parts.
 
         The future resolves with the list of the parts' runs, or with the one run when ``single``.
+        ``checked``: encoded for a server of protocol 3, whose store checks each writer's order.
         """
         codec = self.connection.codec
 
@@ -307,7 +313,7 @@ class RemoteSegmentStore(SegmentStoreContract):
         # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
         lanes = [] if writer_id is None else [(writer_id, part[0], part[1]) for part in parts]
         return self.connection.request(
-            MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None, lanes=lanes
+            MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None, lanes=lanes, checked=checked
         )
 
     @staticmethod
