@@ -416,8 +416,12 @@ class Connection:
                     resumed = True
                     self._outbox.clear()
                     ordered = [(rid, self._pending[rid].lanes) for rid in sorted(self._pending)]
-                    if self._ordered:  # a version 2 server: what would overtake a refused append waits
+                    if self._ordered:  # a version 2 server: what would overtake a refused append waits,
+                        # and what was encoded for protocol 3 (fields it does not know) is encoded again
                         withdrawn = self._order.withdraw([(rid, lanes) for rid, lanes in ordered if lanes])
+                        encoded_for_3 = [rid for rid, lanes in ordered if lanes and self._pending[rid].checked]
+                        self._order.hold([lane for rid in encoded_for_3 for lane in self._pending[rid].lanes])
+                        withdrawn = sorted({*withdrawn, *encoded_for_3})
                     else:  # protocol 3 now: appends encoded for a version 2 server name no previous
                         # event number, so neither this server nor its store could keep them in their
                         # writer's order (one stored above a refused one makes the re-send a duplicate):
