@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from xtremehub.catalog import DatasetPatch, SearchQuery
+from xtremehub.catalog import DatasetPatch, SearchQuery, open_catalog
 from xtremehub.catalog.store import SqlCatalog, planner
 from xtremehub.catalog.store.engine import make_engine
+from xtremehub.config import Settings
 from xtremehub.security.residual import AllOf, AnyOf, AttrIs, Const, IdIn, Not, TagIs, evaluate
 
 OWNERS = ("ann", "bob", "cy")
@@ -248,3 +249,45 @@ def test_a_total_limit_below_the_facet_limit_leaves_the_facet_sample_whole(fresh
     assert total == 24
     assert page.facets["tag"] == facets["tag"]
     assert page.facets["owner"] == facets["owner"]
+
+
+def test_sqlite_listing_condition_naming_ids_reads_only_the_listing_index(tmp_path: Path) -> None:
+    """SQLite: a listing condition naming dataset ids (Cedar's ``resource == Dataset::"..."``) is
+    tested on the key the listing index holds (the named keys are found once by the unique
+    ``id`` index), so counting and sampling text matches never reads a wide ``datasets`` row."""
+    from xtremehub.catalog.store.search import count_statement, facet_statement
+
+    cat = open_catalog(f"sqlite:///{tmp_path / 'c.db'}", settings=Settings(home=tmp_path))
+    _fill(cat, 12)
+    named = cat.search(SearchQuery(limit=2)).items
+    cond = AnyOf((TagIs("rare"), IdIn(frozenset(d.id for d in named)), AttrIs("owner", "ann")))
+    plans: list[str] = []
+
+    def explain(conn: object, cursor: object, statement: str, params: object, context: object, many: bool) -> tuple:
+        return "EXPLAIN QUERY PLAN " + statement, params
+
+    params = {"q_text": '"run"', "q_count_limit": 10_001, "q_facet_limit": 2_000}
+    sa.event.listen(cat._engine, "before_cursor_execute", explain, retval=True)
+    try:
+        with cat._engine.connect() as conn:
+            for statement in (
+                facet_statement(True, frozenset(), cond, "sqlite"),
+                count_statement(True, frozenset(), cond, "sqlite"),
+            ):
+                plans += [str(row[3]) for row in conn.execute(statement, params)]
+    finally:
+        sa.event.remove(cat._engine, "before_cursor_execute", explain)
+    reads = [p for p in plans if p.startswith(("SEARCH datasets", "SCAN datasets"))]
+    assert reads, plans
+    assert all("COVERING INDEX ix_datasets_listing" in p for p in reads), plans
+    assert any(p.startswith("SEARCH named USING COVERING INDEX") for p in plans), plans
+    # and the same datasets as the condition decides
+    page = cat.search(SearchQuery(text="run", visible=cond, limit=50))
+    expected = {
+        d.id
+        for d in cat.search(SearchQuery(text="run", limit=50)).items
+        if d.id in {n.id for n in named} or d.owner == "ann" or "rare" in d.tags
+    }
+    assert {d.id for d in page.items} == expected
+    assert page.total == len(expected)
+    cat.close()
