@@ -210,8 +210,10 @@ def test_parts_of_a_multi_batch_request_share_one_condition_and_settle_together(
 
     from xtremehub.streams.remote.store import _split
 
+    condition = threading.Condition()  # the remote store's, shared by all its append_runs futures
     request: cf.Future[list[RunOutcome]] = cf.Future()
-    parts = _split(request, 3)
+    parts = _split(request, 3, condition)
+    assert all(p._condition is condition for p in parts)
     called: list[str] = []
     parts[1].add_done_callback(lambda f: called.append(f.result().segment))
     waited: list[str] = []
@@ -226,6 +228,6 @@ def test_parts_of_a_multi_batch_request_share_one_condition_and_settle_together(
     assert [p.result().segment for p in parts] == ["a", "b", "c"]
     assert not cf.wait(parts, timeout=1).not_done
     failed: cf.Future[list[RunOutcome]] = cf.Future()
-    parts = _split(failed, 2)
+    parts = _split(failed, 2, condition)
     failed.set_exception(ConnectionError("lost"))
     assert [type(p.exception()).__name__ for p in parts] == ["ConnectionError", "ConnectionError"]

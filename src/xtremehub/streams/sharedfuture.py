@@ -38,6 +38,15 @@ class SharedConditionFuture(Future[_T]):
         self._waiters: list[Any] = []
         self._done_callbacks: list[Any] = []
 
+    def done(self) -> bool:
+        """Whether settled or cancelled, read without the shared condition.
+
+        States only move forward and ``_state`` is assigned after the result, so a settled state
+        read here stays true; taking the condition (shared, so contended with the thread settling
+        a whole batch) cost more than the rest of a writer's per-event bookkeeping.
+        """
+        return self._state in _OVER
+
     def _wait(self, timeout: float | None) -> None:
         # The condition is shared: a wake-up may be for another future, so wait for this one's state.
         with self._condition:

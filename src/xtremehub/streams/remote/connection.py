@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from xtremehub import __version__
 from xtremehub.errors import AuthenticationFailed, BackPressure, ProtocolError, SecurityError, ServerUnavailable
 from xtremehub.security.identity import TokenSource, current_token
+from xtremehub.streams.sharedfuture import SharedConditionFuture
 from xtremehub.streams.wire import (
     DEFAULT_MAX_FRAME,
     HEADER_SIZE,
@@ -138,6 +139,7 @@ class _Pending:
         retriable: bool,
         lanes: tuple[Lane, ...] = (),
         refuse: Callable[[Exception], Any] | None = None,
+        condition: threading.Condition | None = None,
     ) -> None:
         self.frame = frame
         self.decode = decode
@@ -151,7 +153,8 @@ class _Pending:
         #: Encoded for a server of protocol 3 (it names its writer's previous event numbers, so the
         #: store checks its order); False for a frame encoded for a version 2 server.
         self.checked = False
-        self.future: Future[Any] = Future()
+        #: A future of its own condition, or sharing ``condition`` (no ``Condition`` and ``RLock`` made per request).
+        self.future: Future[Any] = Future() if condition is None else SharedConditionFuture(condition)
 
 
 class Connection:
@@ -193,6 +196,7 @@ class Connection:
         lanes: Sequence[Lane] = (),
         refuse: Callable[[Exception], Any] | None = None,
         checked: bool = False,
+        condition: threading.Condition | None = None,
     ) -> Future[Any]:
         """Send one request; the future resolves with ``decode(answer type, answer payload)``.
 
@@ -200,7 +204,9 @@ class Connection:
         an append is refused at once (``BackPressure``, nothing sent) while it would overtake an
         earlier one of its writer refused for back pressure and not yet re-sent. ``refuse``: such a
         refusal, or the server's (an ERROR answer), resolves the future with ``refuse(error)``
-        instead of failing it.
+        instead of failing it. ``condition``: the future shares it (a
+        :class:`~xtremehub.streams.sharedfuture.SharedConditionFuture`) instead of making its own;
+        for requests whose futures nobody blocks on (a wake-up of the condition wakes all its waiters).
         """
         with self._lock:
             if self._closed:
@@ -216,7 +222,7 @@ class Connection:
             self._ensure_connected(retry=retriable)
             rid = self._next_id
             self._next_id = rid + 1 if rid < 0xFFFFFFFF else 1
-            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable, tuple(lanes), refuse)
+            pending = _Pending(encode_frame(msg_type, rid, payload), decode, retriable, tuple(lanes), refuse, condition)
             pending.checked = checked
             self._pending[rid] = pending
             self._outbox.append(pending.frame)

@@ -79,6 +79,9 @@ class RemoteSegmentStore(SegmentStoreContract):
         self, url: str | Connection, config: ClientConfig | None = None, *, own_connection: bool | None = None
     ) -> None:
         self.connection, self._owns = connect(url, config, own_connection)
+        #: Shared by the futures of :meth:`append_runs` (requests and their batches' parts): a writer
+        #: settles them from callbacks and never blocks on them, so one condition serves them all.
+        self._runs = threading.Condition()
 
     def _call(self, method: str, *args: Any) -> Any:
         return remote_call(self.connection, STORE_TARGET, method, list(args), retriable=method in STORE_RETRIABLE)
@@ -142,6 +145,7 @@ class RemoteSegmentStore(SegmentStoreContract):
         decode: Decoder,
         refuse: Callable[[Exception], Any] | None = None,
         previous: int | None = None,
+        condition: threading.Condition | None = None,
     ) -> Future[Any]:
         """Send one APPEND; its future resolves with ``decode(answer)`` (or ``refuse(the server's refusal)``).
 
@@ -158,7 +162,14 @@ class RemoteSegmentStore(SegmentStoreContract):
         retriable = writer_id is not None and event_number is not None
         lanes = [] if writer_id is None or event_number is None else [(writer_id, segment, event_number)]
         return self.connection.request(
-            MessageType.APPEND, payload, decode, retriable=retriable, lanes=lanes, refuse=refuse, checked=checked
+            MessageType.APPEND,
+            payload,
+            decode,
+            retriable=retriable,
+            lanes=lanes,
+            refuse=refuse,
+            checked=checked,
+            condition=condition,
         )
 
     def _append_run(self, batch: SegmentBatch, writer_id: str | None) -> Future[RunOutcome]:
@@ -181,7 +192,7 @@ class RemoteSegmentStore(SegmentStoreContract):
             return RunOutcome.refused(segment, lengths, error)
 
         number, previous = batch.first_event_number, batch.previous_event_number
-        return self._send_append(segment, data, writer_id, number, None, decode, refuse, previous)
+        return self._send_append(segment, data, writer_id, number, None, decode, refuse, previous, self._runs)
 
     def append_batches(
         self, batches: Sequence[SegmentBatch], *, writer_id: str | None = None, timeout: float | None = None
@@ -227,7 +238,7 @@ class RemoteSegmentStore(SegmentStoreContract):
                     )
                 else:
                     request = self._send_batches(writer_id, [part for _, part in frame], checked=numbers_previous)
-                    for (index, _), piece in zip(frame, _split(request, len(frame)), strict=True):
+                    for (index, _), piece in zip(frame, _split(request, len(frame), self._runs), strict=True):
                         pieces[index].append(piece)
             frame.clear()
             size = count = 0
@@ -313,7 +324,13 @@ class RemoteSegmentStore(SegmentStoreContract):
         # Re-sent after a reconnect only when the store can recognise it (writer id + numbers).
         lanes = [] if writer_id is None else [(writer_id, part[0], part[1]) for part in parts]
         return self.connection.request(
-            MessageType.APPEND_BATCH, payload, decode, retriable=writer_id is not None, lanes=lanes, checked=checked
+            MessageType.APPEND_BATCH,
+            payload,
+            decode,
+            retriable=writer_id is not None,
+            lanes=lanes,
+            checked=checked,
+            condition=self._runs,
         )
 
     @staticmethod
@@ -364,9 +381,8 @@ class RemoteSegmentStore(SegmentStoreContract):
             self.connection.close()
 
 
-def _split(request: Future[list[RunOutcome]], count: int) -> list[Future[RunOutcome]]:
-    """One future per batch of a request answered with ``count`` batches' runs."""
-    condition = threading.Condition()  # the parts are settled together: one condition serves them all
+def _split(request: Future[list[RunOutcome]], count: int, condition: threading.Condition) -> list[Future[RunOutcome]]:
+    """One future per batch of a request answered with ``count`` batches' runs (sharing ``condition``)."""
     parts: list[Future[RunOutcome]] = [SharedConditionFuture(condition) for _ in range(count)]
 
     def answered(done: Future[list[RunOutcome]]) -> None:
