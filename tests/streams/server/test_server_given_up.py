@@ -118,8 +118,10 @@ def test_a_writer_goes_on_after_giving_up_an_event(
                 writer.write_event(data, routing_key="k")
             writer.flush()  # raised BackPressure for good before the fix: the writer stayed blocked
             writer.close()
-        resends = [r.getMessage() for r in caplog.records if "re-sending" in r.getMessage()]
-        assert not resends, f"the next batch named an event given up as its previous one: {resends}"
+        # a re-send after plain back pressure is legitimate (5 KB against a 4 KB budget can press
+        # again under load); one after a gap means a batch named a given-up event as its previous
+        gaps = [r.getMessage() for r in caplog.records if "re-sending" in r.getMessage() and "Gap" in r.getMessage()]
+        assert not gaps, f"the next batch named an event given up as its previous one: {gaps}"
         assert _stored(embedded) == acknowledged + later, "an acknowledged event was lost, doubled or reordered"
     finally:
         manager.close()
