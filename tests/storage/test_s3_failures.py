@@ -217,12 +217,15 @@ def _assert_unavailable(operation: Callable[[], object], url_prefix: str, limit:
 def test_server_stopped_mid_test_is_storage_unavailable() -> None:
     server = SeaweedFS.start()  # a private server: stopping the session one would break other tests
     try:
+        # Setting up uses patient settings: a fresh SeaweedFS sometimes takes seconds over its
+        # first write (it allocates a volume), which is not what this test is about.
+        patient = server.settings(timeout=30.0, max_retries=2)
         settings = server.settings(timeout=2.0, max_retries=1)
         bucket = "xhub-outage"
-        S3Store(bucket, settings.s3).create_bucket()
+        S3Store(bucket, patient.s3).create_bucket()
         url = f"s3://{bucket}/dir/object.bin"
         data = b"0123456789" * 1000
-        storage.put(url, data, settings=settings)
+        storage.put(url, data, settings=patient)
         assert storage.get(url, settings=settings) == data
         assert storage.get_range(url, 10, 20, settings=settings) == data[10:20]
         assert [i.key for i in storage.list(f"s3://{bucket}/dir/", settings=settings)] == ["dir/object.bin"]
