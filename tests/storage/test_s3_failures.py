@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -33,6 +32,7 @@ from xtremehub.errors import (
 from xtremehub.storage._memory import MemoryStore
 from xtremehub.storage._s3 import S3Store, s3_errors
 from xtremehub.testing.seaweedfs import ADMIN_KEY, ADMIN_SECRET, SeaweedFS, free_port
+from xtremehub.testing.tcprelay import TcpRelay, Way
 
 pytestmark = pytest.mark.s3
 
@@ -491,54 +491,33 @@ def test_every_boto3_call_is_inside_the_boundary() -> None:
 # --------------------------------------------------------------------------- a stream broken mid-body
 
 
-class _CuttingProxy:
-    """A TCP proxy on loopback in front of the real SeaweedFS that breaks the first ``cuts``
-    responses longer than ``after`` bytes: it forwards ``after`` bytes of the answer, then
-    closes both sides (what a connection reset or a dying load balancer does mid-body).
-    Not a mock: the requests and answers are SeaweedFS's own, only the connection is cut."""
+class _CuttingProxy(TcpRelay):
+    """A relay in front of the real SeaweedFS that breaks the first ``cuts`` responses longer
+    than ``after`` bytes: it forwards ``after`` bytes of the answer, then closes both sides (what
+    a connection reset or a dying load balancer does mid-body). Not a mock: the requests and
+    answers are SeaweedFS's own, only the connection is cut."""
 
     def __init__(self, upstream: str, after: int, cuts: int) -> None:
         parts = urlsplit(upstream)
-        self._upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._after, self._left, self._lock = after, cuts, threading.Lock()
-        self.cut = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(parts.hostname or "127.0.0.1", parts.port or 80)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._after, self._left = after, cuts
+        self.cut_answers = 0
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(self._upstream)
-            threading.Thread(target=self._pipe, args=(client, server, False), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(server, client, True), daemon=True).start()
-
-    def _pipe(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+    def pump(self, way: Way, src: socket.socket, dst: socket.socket) -> None:
         sent = 0
-        try:
-            while data := src.recv(65536):
-                if answers and sent + len(data) > self._after:
-                    with self._lock:
-                        cut, self._left = self._left > 0, self._left - 1
-                    if cut:
-                        dst.sendall(data[: self._after - sent])
-                        self.cut += 1
-                        break
-                    self._after = 1 << 62  # cuts used up: forward the rest untouched
-                dst.sendall(data)
-                sent += len(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-
-    def close(self) -> None:
-        self._listener.close()
+        while data := src.recv(65536):
+            if way == "down" and sent + len(data) > self._after:
+                with self.lock:
+                    cut, self._left = self._left > 0, self._left - 1
+                if cut:
+                    dst.sendall(data[: self._after - sent])
+                    self.cut_answers += 1
+                    self.close_both(src, dst)
+                    return
+                self._after = 1 << 62  # cuts used up: forward the rest untouched
+            dst.sendall(data)
+            sent += len(data)
 
 
 def _through(proxy: _CuttingProxy, settings: Settings) -> Settings:
@@ -558,7 +537,7 @@ def test_a_streamed_range_broken_mid_body_resumes_where_it_broke(
         got = b"".join(store.iter_range(key, 100, SIZE - 5, piece=MiB))
     finally:
         proxy.close()
-    assert proxy.cut == 2  # both breaks happened...
+    assert proxy.cut_answers == 2  # both breaks happened...
     assert sha256(got) == sha256(big[100 : SIZE - 5])  # ...and the bytes are exactly the range
 
 
@@ -578,7 +557,7 @@ def test_a_streamed_range_that_keeps_breaking_is_unavailable_naming_the_byte(
     finally:
         proxy.close()
     assert url in str(info.value)
-    assert proxy.cut >= 2  # the first GET and one resume
+    assert proxy.cut_answers >= 2  # the first GET and one resume
 
 
 def test_a_range_source_reads_on_after_a_broken_stream(s3_root: str, s3_settings: Settings, big: bytes) -> None:

@@ -13,9 +13,7 @@ append names its writer's previous event number and the store refuses a gap itse
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -30,6 +28,7 @@ from xtremehub.streams.remote.store import RemoteSegmentStore
 from xtremehub.streams.segmentstore.contract import SegmentBatch
 from xtremehub.streams.segmentstore.runs import RunOutcome
 from xtremehub.streams.server import ServerConfig, StreamServer, serve_background
+from xtremehub.testing.tcprelay import TcpRelay, Way
 
 
 class PressuredStore(DictSegmentStore):
@@ -181,72 +180,38 @@ def test_a_refused_append_is_not_overtaken_across_a_reconnect(
         client.close()
 
 
-class Relay:
-    """A TCP relay in front of the server: holds the bytes going one way, or cuts the connection."""
+class Relay(TcpRelay):
+    """A relay in front of the server: holds the bytes going one way, or cuts the connection."""
 
     def __init__(self, target: str) -> None:
-        self._target = int(target.rsplit(":", 1)[1])
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"tcp://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self._held: dict[str, list[tuple[socket.socket, bytes]] | None] = {"up": None, "down": None}
-        self._pairs: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__("127.0.0.1", int(target.rsplit(":", 1)[1]))
+        self.url = f"tcp://127.0.0.1:{self.port}"
+        self._held: dict[Way, list[tuple[socket.socket, bytes]] | None] = {"up": None, "down": None}
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self._target))
-            with self._lock:
-                self._pairs += [client, upstream]
-            for way, src, dst in (("up", client, upstream), ("down", upstream, client)):
-                threading.Thread(target=self._pump, args=(way, src, dst), daemon=True).start()
-
-    def _pump(self, way: str, src: socket.socket, dst: socket.socket) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            with self._lock:
+    def pump(self, way: Way, src: socket.socket, dst: socket.socket) -> None:
+        while data := src.recv(65536):
+            with self.lock:
                 held = self._held[way]
-                if data and held is not None:
+                if held is not None:
                     held.append((dst, data))
                     continue
-                try:
-                    if not data:
-                        dst.shutdown(socket.SHUT_RDWR)
-                        return
-                    dst.sendall(data)
-                except OSError:
-                    return
+                dst.sendall(data)
 
-    def hold(self, way: str) -> None:
-        with self._lock:
+    def hold(self, way: Way) -> None:
+        with self.lock:
             self._held[way] = []
 
-    def release(self, way: str) -> None:
-        with self._lock:
+    def release(self, way: Way) -> None:
+        with self.lock:
             for dst, data in self._held[way] or []:
                 dst.sendall(data)
             self._held[way] = None
 
     def cut(self) -> None:
         """Close every connection; held bytes are lost, new connections pass."""
-        with self._lock:
+        with self.lock:
             self._held = {"up": None, "down": None}
-            for sock in self._pairs:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            self._pairs.clear()
-
-    def close(self) -> None:
-        self._listener.close()
-        self.cut()
+        super().cut()
 
 
 @pytest.mark.parametrize("resent_before_the_cut", [False, True])
