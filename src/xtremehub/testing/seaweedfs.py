@@ -82,6 +82,8 @@ class SeaweedFS:
     _owns_dir: bool = field(default=True, repr=False)
     #: the read/write identity's access key and secret
     admin: tuple[str, str] = field(default=(ADMIN_KEY, ADMIN_SECRET), repr=False)
+    #: the master's HTTP port (its ``/dir/status`` tells whether a volume server has joined)
+    master_port: int | None = field(default=None, repr=False)
 
     @property
     def endpoint_url(self) -> str:
@@ -172,7 +174,7 @@ class SeaweedFS:
         logfile = open(root / "weed.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
         logfile.close()
-        server = cls(ports["s3"], root, process, owns, admin)
+        server = cls(ports["s3"], root, process, owns, admin, ports["master"])
         try:
             server._wait_ready(ready_timeout)
         except BaseException:
@@ -182,19 +184,41 @@ class SeaweedFS:
         return server
 
     def _wait_ready(self, timeout: float) -> None:
+        """Wait until S3 answers and the master knows a volume server with room: ready to write.
+
+        S3 answers ~3 s after the start, but the volume server's first heartbeat can race the
+        master's leader election; the next one comes 5 s later, and a write before it waits
+        for it. Waiting here makes that delay part of the start, not of a test's first write.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 tail = (self.data_dir / "weed.log").read_text(errors="replace")[-2000:]
                 raise StorageUnavailable(self.endpoint_url, f"weed exited early:\n{tail}")
-            try:
-                urllib.request.urlopen(self.endpoint_url + "/status", timeout=1)  # noqa: S310 - our http URL
+            if self._s3_answers() and self._has_room():
                 return
-            except urllib.error.HTTPError:
-                return  # any HTTP answer (403 for anonymous) means S3 is serving
-            except OSError:
-                time.sleep(0.2)
+            time.sleep(0.1)
         raise StorageUnavailable(self.endpoint_url, f"SeaweedFS not ready after {timeout:.0f}s")
+
+    def _s3_answers(self) -> bool:
+        try:
+            urllib.request.urlopen(self.endpoint_url + "/status", timeout=1)  # noqa: S310 - our http URL
+        except urllib.error.HTTPError:
+            return True  # any HTTP answer (403 for anonymous) means S3 is serving
+        except OSError:
+            return False
+        return True
+
+    def _has_room(self) -> bool:
+        if self.master_port is None:
+            return True
+        url = f"http://127.0.0.1:{self.master_port}/dir/status"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as answer:
+                topology = json.load(answer).get("Topology") or {}
+        except (OSError, ValueError):
+            return False
+        return int(topology.get("Free") or 0) > 0
 
     def stop(self, *, graceful: bool | None = None) -> None:
         """Stop the server and remove its data directory if we made it.
