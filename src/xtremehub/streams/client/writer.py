@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, InvalidStateError, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFound, SegmentSealed, StreamError
 from xtremehub.streams.client._framing import encode_event, key_point
@@ -62,6 +62,7 @@ _BATCHES_IN_FLIGHT = 1
 _SEND_AT = 64 * 1024
 #: Seconds the background sender waits for work before it ends (started again when needed).
 _SENDER_IDLE = 1.0
+_KEYLESS = -1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +114,24 @@ class Router:
         return self.segments[max(0, bisect.bisect_right(self._lows, point) - 1)]
 
 
-@dataclass(slots=True)
-class _Pending:
-    frame: bytes
-    point: float
-    future: EventFuture
-    #: Event number, given when the event is sent (-1 before).
-    number: int = -1
-    segment: str = ""
-    #: The batch that carries this event (None while queued) and the event's place in it.
-    sent: Future[RunOutcome] | None = field(default=None, repr=False)
-    index: int = 0
+class _Pending(EventFuture):
+    """One event: the future returned for it and what the writer keeps about it until it is settled.
+
+    One object per event (the future is the writer's record too); :meth:`release` drops the
+    event's bytes once the writer is done with it, so an application keeping futures keeps no frames.
+    """
+
+    __slots__ = ("frame", "number", "point", "segment", "sent")
+
+    def __init__(self, condition: threading.Condition, frame: bytes, point: float, number: int = -1) -> None:
+        super().__init__(condition)
+        self.frame = frame
+        self.point = point
+        #: Event number, given when the event is sent (-1 before).
+        self.number = number
+        self.segment = ""
+        #: The batch that carries this event (None while queued); the event's place in it is ``_index``.
+        self.sent: Future[RunOutcome] | None = None
 
     def error(self) -> BaseException | None:
         """Why the sent event was refused (None when stored); call once ``sent`` is done."""
@@ -131,15 +139,19 @@ class _Pending:
         exc = self.sent.exception()
         if exc is not None:
             return exc
-        return self.sent.result().error(self.index)
+        return self.sent.result().error(self._index)
 
-    def result(self) -> AppendResult:
+    def stored(self) -> AppendResult:
         """Wait for the event's acknowledgement; raises why it was refused."""
         assert self.sent is not None
-        outcome = self.sent.result().outcome(self.index)
+        outcome = self.sent.result().outcome(self._index)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+    def release(self) -> None:
+        """The writer is done with the event (settled and dropped from its pending list)."""
+        self.frame, self.sent = b"", None
 
 
 class _Lane:
@@ -204,6 +216,9 @@ class EventStreamWriter:
         self._lock = threading.RLock()
         self._pending: list[_Pending] = []
         self._lanes: dict[str, _Lane] = {}
+        self._sticky: _Lane | None = None
+        #: Queued bytes at which a lane sends even while its batch is in flight.
+        self._send_at = min(_SEND_AT, self.config.batch_bytes)
         self._closed = False
         #: Set (without the lock) when a batch was refused: the next call settles it first.
         self._failure = False
@@ -256,14 +271,13 @@ class EventStreamWriter:
         ``SegmentSealed`` when the stream is sealed.
         """
         frame = encode_event(data, routing_key)
-        point = key_point(routing_key) if routing_key is not None else random.random()
+        point = key_point(routing_key) if routing_key is not None else _KEYLESS
         if not self.config.max_in_flight:
             return self._write_now(frame, point)
         with self._lock:
-            # ``_calling`` written out: this is the per-event path (a generator context manager
-            # costs as much as the rest of the bookkeeping here)
-            with self._signal:
-                self._callers += 1
+            # ``_calling`` written out, and without ``_signal``: only holders of the writer lock
+            # change ``_callers`` (see ``_left_call``); this is the per-event path
+            self._callers += 1
             try:
                 if self._closed:
                     raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
@@ -271,7 +285,7 @@ class EventStreamWriter:
                     self._drain()
                 if self._ready:
                     self._pump()
-                pending = _Pending(frame, point, EventFuture(self._settled))
+                pending = _Pending(self._settled, frame, point)
                 self._pending.append(pending)
                 self._queue(pending)
                 if time.monotonic() - self._last_report >= self.config.report_interval:
@@ -280,27 +294,28 @@ class EventStreamWriter:
                     self._drain(keep=self.config.max_in_flight)
             finally:
                 self._left_call()
-        return pending.future
+        return pending
 
     def _write_now(self, frame: bytes, point: float) -> Future[EventPointer]:
         """The synchronous path: one durable append (re-routed and retried as needed), then return."""
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            pending = _Pending(frame, point, EventFuture(self._settled), self._next_number)
+            pending = _Pending(self._settled, frame, point, self._next_number)
             self._next_number += 1
             result = self._append_with_retries(pending, time.monotonic() + self.config.retry_timeout)
             counts = self._traffic.setdefault(result.segment, [0, 0])
             counts[0] += 1
             counts[1] += len(frame)
             self._maybe_report()
-        _settle(pending.future, result)
-        return pending.future
+        pending.release()
+        _settle(pending, result)
+        return pending
 
     def flush(self) -> None:
         """Block until every event written so far is durable; raises the first refusal among them."""
         with self._lock, self._calling():
-            futures = [p.future for p in self._pending]
+            futures: list[Future[EventPointer]] = list(self._pending)
             self._drain()
             self._report()
             refusal, self._unreported = self._unreported, None
@@ -334,17 +349,25 @@ class EventStreamWriter:
     @contextlib.contextmanager
     def _calling(self) -> Iterator[None]:
         """Mark a call of the application (under the writer lock): answers wake it, not the sender."""
-        with self._signal:
-            self._callers += 1
+        self._callers += 1
         try:
             yield
         finally:
             self._left_call()
 
     def _left_call(self) -> None:
-        """End of a call of the application: hand queued events to the background sender."""
+        """End of a call of the application (under the writer lock): hand queued events to the sender.
+
+        ``_callers`` changes only under the writer lock, so it needs no ``_signal`` here. An answer
+        sets ``_ready`` and then reads ``_callers`` (under ``_signal``); this writes ``_callers`` and
+        then reads ``_ready``: one of the two sees the other's write, so either the answer wakes
+        the sender or this does. With a sender running and no answer ready (the common case of a
+        call leaving events queued) there is nothing to do and no lock to take.
+        """
+        self._callers -= 1
+        if self._callers or not self._queued or (self._sender is not None and not self._ready):
+            return
         with self._signal:
-            self._callers -= 1
             if not self._callers and self._queued:
                 if self._sender is None and not self._stop_sender:
                     self._sender = threading.Thread(
@@ -356,27 +379,31 @@ class EventStreamWriter:
 
     def _queue(self, pending: _Pending) -> None:
         """Route an event to its segment's lane; send the lane now unless a batch of it is in flight."""
-        segment = self._router.pick(pending.point).name
-        pending.segment = segment
-        lane = self._lanes.get(segment)
-        if lane is None:
-            lane = self._lanes[segment] = _Lane(segment)
+        if pending.point == _KEYLESS:
+            lane = self._sticky
+            if lane is None:
+                lane = self._sticky = self._lane(self._router.pick(random.random()).name)
+        else:
+            lane = self._lane(self._router.pick(pending.point).name)
+        pending.segment = lane.segment
         lane.queued.append(pending)
         lane.queued_bytes += len(pending.frame)
         self._queued += 1
-        counts = self._traffic.setdefault(segment, [0, 0])
-        counts[0] += 1
-        counts[1] += len(pending.frame)
-        full = (
-            lane.queued_bytes >= min(_SEND_AT, self.config.batch_bytes) or len(lane.queued) >= self.config.batch_events
-        )
+        full = lane.queued_bytes >= self._send_at or len(lane.queued) >= self.config.batch_events
         if not lane.busy() or (full and not lane.blocked):
             self._send_lanes([lane])
 
+    def _lane(self, segment: str) -> _Lane:
+        lane = self._lanes.get(segment)
+        if lane is None:
+            lane = self._lanes[segment] = _Lane(segment)
+        return lane
+
     def _pump(self) -> None:
         """Send the queued events of every lane whose batches were answered (under the lock)."""
-        with self._signal:
-            self._ready = False
+        # Cleared before the lanes are looked at, so no lock: an answer sets ``_ready`` after
+        # marking its flight answered, and a flight marked before this is seen below.
+        self._ready = False
         if self._queued:
             self._send_lanes([lane for lane in self._lanes.values() if lane.queued and not lane.busy()])
 
@@ -386,19 +413,27 @@ class EventStreamWriter:
         flights: list[_Flight] = []
         for lane in lanes:
             while lane.queued:
-                size, count = 0, 0
-                for p in lane.queued:
-                    if count and (size + len(p.frame) > self.config.batch_bytes or count >= self.config.batch_events):
-                        break
-                    size += len(p.frame)
-                    count += 1
-                events, lane.queued = lane.queued[:count], lane.queued[count:]
+                if lane.queued_bytes <= self.config.batch_bytes and len(lane.queued) <= self.config.batch_events:
+                    events, lane.queued, size, count = lane.queued, [], lane.queued_bytes, len(lane.queued)
+                else:
+                    size, count, most = 0, 0, self.config.batch_events
+                    for p in lane.queued:
+                        if count and (size + len(p.frame) > self.config.batch_bytes or count >= most):
+                            break
+                        size += len(p.frame)
+                        count += 1
+                    events, lane.queued = lane.queued[:count], lane.queued[count:]
+                counts = self._traffic.setdefault(lane.segment, [0, 0])
+                counts[0] += count
+                counts[1] += size
+                if count > 1 and lane is self._sticky:
+                    self._sticky = None
                 lane.queued_bytes -= size
                 self._queued -= count
                 first = self._next_number
                 self._next_number += count
                 for i, p in enumerate(events):
-                    p.number, p.index = first + i, i
+                    p.number, p._index = first + i, i
                 flight = _Flight(lane, events)
                 lane.flights.append(flight)
                 flights.append(flight)
@@ -431,11 +466,11 @@ class EventStreamWriter:
             if len(run) != len(events):
                 refused.append(StreamError(f"store answered {len(run)} outcomes for a batch of {len(events)} events"))
             elif run.ok:
-                settle_run(self._settled, [p.future for p in events], run, range(len(events)))
+                settle_run(self._settled, events, run, range(len(events)))
             else:
                 refused.extend(run.errors.values())
                 stored = [i for i in range(len(events)) if i not in run.errors]
-                settle_run(self._settled, [p.future for p in events], run, stored)
+                settle_run(self._settled, events, run, stored)
         if any(isinstance(e, _RESEND) for e in refused):
             flight.lane.blocked = True  # before ``answered``: the lane sends nothing more until the re-send
         flight.answered = True
@@ -501,8 +536,9 @@ class EventStreamWriter:
         """Settle the oldest pending events until at most ``keep`` remain, re-sending refused ones in order."""
         while len(self._pending) > keep:  # (``_resend_all`` replaces the list)
             head = self._pending[0]
-            if head.future.done():  # settled by its batch's answer (refusals are settled only below)
+            if head.done():  # settled by its batch's answer (refusals are settled only below)
                 del self._pending[0]
+                head.release()
                 continue
             if head.sent is None:  # still queued: everything sent before it in its lane was answered
                 self._pump()
@@ -510,7 +546,7 @@ class EventStreamWriter:
                     self._send_lanes([self._lanes[head.segment]])
             self._wait_answer(head)
             try:
-                result = head.result()
+                result = head.stored()
             except _RESEND as exc:
                 self._resend_all(exc)
                 continue
@@ -519,11 +555,13 @@ class EventStreamWriter:
                 self._refuse(head, exc)
                 continue
             self._pending.pop(0)
-            _settle(head.future, result)
+            head.release()
+            _settle(head, result)
 
     def _refuse(self, p: _Pending, exc: BaseException) -> None:
         """Settle ``p`` as refused; the next :meth:`flush` raises the first such refusal."""
-        p.future.set_exception(exc)
+        p.release()
+        p.set_exception(exc)
         if self._unreported is None:
             self._unreported = exc
 
@@ -540,6 +578,7 @@ class EventStreamWriter:
             # event the re-send stored there (never one given up: that would be a spurious gap).
             lane.queued, lane.queued_bytes, lane.blocked, lane.flights, lane.last = [], 0, False, [], None
         self._queued = 0
+        self._sticky = None
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)
         remaining: list[_Pending] = []
@@ -566,7 +605,8 @@ class EventStreamWriter:
             except (StreamError, ConnectionError) as exc:
                 self._refuse(p, exc)
                 continue
-            _settle(p.future, result)
+            p.release()
+            _settle(p, result)
             into = self._lanes.get(result.segment)
             if into is None:
                 into = self._lanes[result.segment] = _Lane(result.segment)
@@ -577,7 +617,7 @@ class EventStreamWriter:
     def _append_with_retries(self, p: _Pending, deadline: float) -> AppendResult:
         delay = 0.01
         while True:
-            segment = self._router.pick(p.point).name
+            segment = self._router.pick(random.random() if p.point == _KEYLESS else p.point).name
             try:
                 return self._store.append(segment, p.frame, writer_id=self.writer_id, event_number=p.number)
             except (SegmentSealed, SegmentNotFound):
@@ -597,6 +637,7 @@ class EventStreamWriter:
         if [s.name for s in active] == [s.name for s in self._router.segments]:
             time.sleep(0.01)  # the scale is between sealing and publishing its successors
         self._router = Router(active)
+        self._sticky = None
         log.debug("writer %s: %s sealed, now routing over %s", self.writer_id, sealed, [s.name for s in active])
 
     def _maybe_report(self) -> None:
