@@ -19,10 +19,15 @@ APPEND_BATCH frame, one group commit, one WAL record per segment). A queue of 64
 leaves at once (large events gain little from waiting), and a batch holds at most
 ``batch_bytes`` and ``batch_events``. Event numbers are given when a batch leaves, so the
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
-keeps its own future and its own outcome. Each batch also names the number of the lane's
-previous event (``SegmentBatch.previous_event_number``): the store refuses it
-(``EventNumberGap``) while that event is not stored, so a batch never overtakes an earlier one
-refused for back pressure, whatever the connection; refused events are re-sent in number order.
+keeps its own future and its own outcome (the future is the writer's record of the event too:
+one object per event). Events without a routing key have no order to keep: they all go to one
+lane picked at random (the *sticky* lane) until a batch of them leaves it, then to another
+picked at random, so they queue up into one batch instead of spreading one by one over every
+segment (per batch, the client, the server and the WAL each pay more than per event). Each
+batch also names the number of the lane's previous event (``SegmentBatch.previous_event_number``):
+the store refuses it (``EventNumberGap``) while that event is not stored, so a batch never
+overtakes an earlier one refused for back pressure, whatever the connection; refused events are
+re-sent in number order.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ _BATCHES_IN_FLIGHT = 1
 _SEND_AT = 64 * 1024
 #: Seconds the background sender waits for work before it ends (started again when needed).
 _SENDER_IDLE = 1.0
+#: The key point of an event without a routing key (it goes to the sticky lane; a re-send picks at random).
 _KEYLESS = -1.0
 
 
@@ -216,7 +222,12 @@ class EventStreamWriter:
         self._lock = threading.RLock()
         self._pending: list[_Pending] = []
         self._lanes: dict[str, _Lane] = {}
+        #: The lane of events without a key, until a batch of them leaves it (None: pick one at random).
         self._sticky: _Lane | None = None
+        #: The sticky lane whose batch left last: while it is in flight, the next sticky lane waits for it.
+        self._left: _Lane | None = None
+        #: Events without a key queued at which the sticky lane leaves although the previous one is in flight.
+        self._half = max(1, self.config.max_in_flight // 2)
         #: Queued bytes at which a lane sends even while its batch is in flight.
         self._send_at = min(_SEND_AT, self.config.batch_bytes)
         self._closed = False
@@ -378,7 +389,14 @@ class EventStreamWriter:
                     self._idle_cond.notify()
 
     def _queue(self, pending: _Pending) -> None:
-        """Route an event to its segment's lane; send the lane now unless a batch of it is in flight."""
+        """Route an event to its segment's lane; send the lane now unless a batch of it is in flight.
+
+        The sticky lane of events without a key (another one than the last) also waits while
+        the batch that last left a sticky lane is in flight, until half the writer's window queued
+        up: sent at once, alone, an event would take a round trip and a group commit of its own,
+        and the window would alternate batches of one event and of all the others; batches of up
+        to half the window, leaving in turn, keep it full. The answer's pump sends the lane.
+        """
         if pending.point == _KEYLESS:
             lane = self._sticky
             if lane is None:
@@ -386,14 +404,30 @@ class EventStreamWriter:
         else:
             lane = self._lane(self._router.pick(pending.point).name)
         pending.segment = lane.segment
-        lane.queued.append(pending)
+        queued = lane.queued
+        queued.append(pending)
         lane.queued_bytes += len(pending.frame)
         self._queued += 1
-        full = lane.queued_bytes >= self._send_at or len(lane.queued) >= self.config.batch_events
-        if not lane.busy() or (full and not lane.blocked):
+        if lane.busy():
+            full = lane.queued_bytes >= self._send_at or len(queued) >= self.config.batch_events
+            if full and not lane.blocked:
+                self._send_lanes([lane])
+        elif not self._holds(lane):
             self._send_lanes([lane])
 
+    def _holds(self, lane: _Lane) -> bool:
+        """Whether ``lane`` (not busy) waits for the batch that left the sticky lane before it (see ``_queue``)."""
+        left = self._left
+        return (
+            lane is self._sticky
+            and left is not None
+            and left is not lane
+            and len(lane.queued) < self._half
+            and left.busy()
+        )
+
     def _lane(self, segment: str) -> _Lane:
+        """The lane of ``segment`` (made on first use)."""
         lane = self._lanes.get(segment)
         if lane is None:
             lane = self._lanes[segment] = _Lane(segment)
@@ -405,7 +439,9 @@ class EventStreamWriter:
         # marking its flight answered, and a flight marked before this is seen below.
         self._ready = False
         if self._queued:
-            self._send_lanes([lane for lane in self._lanes.values() if lane.queued and not lane.busy()])
+            self._send_lanes(
+                [lane for lane in self._lanes.values() if lane.queued and not lane.busy() and not self._holds(lane)]
+            )
 
     def _send_lanes(self, lanes: list[_Lane]) -> None:
         """Send the queued events of ``lanes`` in one store call, as batches numbered now, consecutively."""
@@ -426,8 +462,8 @@ class EventStreamWriter:
                 counts = self._traffic.setdefault(lane.segment, [0, 0])
                 counts[0] += count
                 counts[1] += size
-                if count > 1 and lane is self._sticky:
-                    self._sticky = None
+                if lane is self._sticky:  # the next events without a key go to another lane
+                    self._sticky, self._left = None, lane
                 lane.queued_bytes -= size
                 self._queued -= count
                 first = self._next_number
@@ -578,7 +614,7 @@ class EventStreamWriter:
             # event the re-send stored there (never one given up: that would be a spurious gap).
             lane.queued, lane.queued_bytes, lane.blocked, lane.flights, lane.last = [], 0, False, [], None
         self._queued = 0
-        self._sticky = None
+        self._sticky = self._left = None
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)
         remaining: list[_Pending] = []
@@ -637,7 +673,7 @@ class EventStreamWriter:
         if [s.name for s in active] == [s.name for s in self._router.segments]:
             time.sleep(0.01)  # the scale is between sealing and publishing its successors
         self._router = Router(active)
-        self._sticky = None
+        self._sticky = self._left = None
         log.debug("writer %s: %s sealed, now routing over %s", self.writer_id, sealed, [s.name for s in active])
 
     def _maybe_report(self) -> None:
