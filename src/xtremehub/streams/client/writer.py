@@ -400,7 +400,7 @@ class EventStreamWriter:
         if pending.point == _KEYLESS:
             lane = self._sticky
             if lane is None:
-                lane = self._sticky = self._lane(self._router.pick(random.random()).name)
+                lane = self._sticky = self._pick_sticky()
         else:
             lane = self._lane(self._router.pick(pending.point).name)
         pending.segment = lane.segment
@@ -425,6 +425,19 @@ class EventStreamWriter:
             and len(lane.queued) < self._half
             and left.busy()
         )
+
+    def _pick_sticky(self) -> _Lane:
+        """A lane for the next events without a key: a segment at random (weighted by its share of
+        the key space, as a random key would pick it), another than the one whose batch just left
+        (events sent there would queue behind that batch instead of leaving in turn with it)."""
+        segments = self._router.segments
+        left = self._left
+        if left is not None and len(segments) > 1:
+            segments = [s for s in segments if s.name != left.segment] or segments
+        if len(segments) == 1:
+            return self._lane(segments[0].name)
+        (segment,) = random.choices(segments, weights=[s.key_high - s.key_low for s in segments])
+        return self._lane(segment.name)
 
     def _lane(self, segment: str) -> _Lane:
         """The lane of ``segment`` (made on first use)."""
