@@ -380,13 +380,23 @@ class EventStreamWriter:
             return
         with self._signal:
             if not self._callers and self._queued:
-                if self._sender is None and not self._stop_sender:
-                    self._sender = threading.Thread(
-                        target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
-                    )
-                    self._sender.start()
-                elif self._ready:
-                    self._idle_cond.notify()
+                self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        """Under ``_signal``, with events queued and no call running: notify the sender, or start it.
+
+        The sender ends after ``_SENDER_IDLE`` seconds without queued events, reading ``_queued``
+        without the writer lock, so it may end just as a call leaves events queued without
+        taking ``_signal`` (see ``_left_call``): the next answer then starts a new one here.
+        """
+        if self._sender is None:
+            if not self._stop_sender:
+                self._sender = threading.Thread(
+                    target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
+                )
+                self._sender.start()
+        elif self._ready:
+            self._idle_cond.notify()
 
     def _queue(self, pending: _Pending) -> None:
         """Route an event to its segment's lane; send the lane now unless a batch of it is in flight.
@@ -536,8 +546,8 @@ class EventStreamWriter:
                 # answered, queued events may leave, or everything is answered (_resend_all).
                 if sent is self._awaited or self._queued or not self._unanswered:
                     self._answer_cond.notify_all()
-            else:
-                self._idle_cond.notify()
+            elif self._queued:
+                self._wake_sender()
 
     def _send_loop(self) -> None:
         """Send queued events when batches are answered while the application is not calling the writer.
