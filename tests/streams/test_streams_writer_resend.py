@@ -1,4 +1,4 @@
-"""A writer with events in flight re-sends refused events in event-number order.
+"""A writer with events in flight re-sends refused events in event-number order; keyless events batch on one lane.
 
 Lanes (one per segment) number their batches when they leave, so write order across lanes is
 not number order. After a scale seals the segments, the refused events are re-sent to the
@@ -124,3 +124,49 @@ def test_back_pressure_on_one_batch_loses_and_duplicates_nothing(tmp_path: Path)
         reader.reader_offline()
         assert sorted(got) == [b"x1", b"x2", b"y1"], got  # each exactly once
         assert got.index(b"x1") < got.index(b"x2")
+
+
+def test_events_without_a_key_queue_on_one_lane_behind_the_batch_in_flight(tmp_path: Path) -> None:
+    """Keyless events stick to one lane: while the batch that left before is in flight they wait
+    (up to half the window) and then leave together, as one batch to one segment; each is stored once."""
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(4))
+        store = HeldStore(manager.store)
+        writer = EventStreamWriter(manager.controller, store, "lab", "s", config=WriterConfig(max_in_flight=16))
+        futures = [writer.write_event(b"e0")]  # nothing in flight: sent at once, alone (held)
+        store.wait_held(1)
+        futures += [writer.write_event(b"e%d" % i) for i in range(1, 6)]  # wait behind e0's batch
+        time.sleep(0.1)
+        assert len(store.held) == 1, [len(b.events) for b, _, _ in store.held]
+        store.release(0)  # e0's answer: the background sender sends the five together
+        store.wait_held(2)
+        assert [len(store.held[1][0].events)] == [5]
+        futures += [writer.write_event(b"e%d" % i) for i in range(6, 14)]  # half the window: leave at 8
+        store.wait_held(3)
+        assert [len(b.events) for b, _, _ in store.held] == [1, 5, 8]
+        store.release(1)
+        store.release(2)
+        writer.close()
+        pointers = [f.result(timeout=10) for f in futures]
+        assert len({p.segment for p in pointers[1:6]}) == 1
+        assert len({p.segment for p in pointers[6:14]}) == 1
+        reader = manager.create_reader_group("g", "lab", ["s"]).create_reader("r")
+        got = []
+        while (event := reader.read_next(timeout=0.5)) is not None:
+            got.append(event.data)
+        reader.reader_offline()
+        assert sorted(got) == sorted(b"e%d" % i for i in range(14)), got  # each exactly once
+
+
+def test_events_without_a_key_still_spread_over_every_segment(tmp_path: Path) -> None:
+    """The sticky lane changes after each batch, picked at random: a writer's keyless events reach every segment."""
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(4))
+        with manager.create_writer("lab", "s", max_in_flight=8) as writer:
+            futures = [writer.write_event(b"x" * 100) for _ in range(2000)]
+        segments = [f.result().segment for f in futures]
+        active = {s.name for s in manager.get_stream("lab", "s").active_segments}
+        assert set(segments) == active
+        assert min(segments.count(name) for name in active) > 100, {n: segments.count(n) for n in active}

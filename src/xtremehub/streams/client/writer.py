@@ -19,10 +19,15 @@ APPEND_BATCH frame, one group commit, one WAL record per segment). A queue of 64
 leaves at once (large events gain little from waiting), and a batch holds at most
 ``batch_bytes`` and ``batch_events``. Event numbers are given when a batch leaves, so the
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
-keeps its own future and its own outcome. Each batch also names the number of the lane's
-previous event (``SegmentBatch.previous_event_number``): the store refuses it
-(``EventNumberGap``) while that event is not stored, so a batch never overtakes an earlier one
-refused for back pressure, whatever the connection; refused events are re-sent in number order.
+keeps its own future and its own outcome (the future is the writer's record of the event too:
+one object per event). Events without a routing key have no order to keep: they all go to one
+lane picked at random (the *sticky* lane) until a batch of them leaves it, then to another
+picked at random, so they queue up into one batch instead of spreading one by one over every
+segment (per batch, the client, the server and the WAL each pay more than per event). Each
+batch also names the number of the lane's previous event (``SegmentBatch.previous_event_number``):
+the store refuses it (``EventNumberGap``) while that event is not stored, so a batch never
+overtakes an earlier one refused for back pressure, whatever the connection; refused events are
+re-sent in number order.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, InvalidStateError, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xtremehub.errors import BackPressure, InvalidStreamArgument, SegmentNotFound, SegmentSealed, StreamError
 from xtremehub.streams.client._framing import encode_event, key_point
@@ -62,6 +67,8 @@ _BATCHES_IN_FLIGHT = 1
 _SEND_AT = 64 * 1024
 #: Seconds the background sender waits for work before it ends (started again when needed).
 _SENDER_IDLE = 1.0
+#: The key point of an event without a routing key (it goes to the sticky lane; a re-send picks at random).
+_KEYLESS = -1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,17 +120,24 @@ class Router:
         return self.segments[max(0, bisect.bisect_right(self._lows, point) - 1)]
 
 
-@dataclass(slots=True)
-class _Pending:
-    frame: bytes
-    point: float
-    future: EventFuture
-    #: Event number, given when the event is sent (-1 before).
-    number: int = -1
-    segment: str = ""
-    #: The batch that carries this event (None while queued) and the event's place in it.
-    sent: Future[RunOutcome] | None = field(default=None, repr=False)
-    index: int = 0
+class _Pending(EventFuture):
+    """One event: the future returned for it and what the writer keeps about it until it is settled.
+
+    One object per event (the future is the writer's record too); :meth:`release` drops the
+    event's bytes once the writer is done with it, so an application keeping futures keeps no frames.
+    """
+
+    __slots__ = ("frame", "number", "point", "segment", "sent")
+
+    def __init__(self, condition: threading.Condition, frame: bytes, point: float, number: int = -1) -> None:
+        super().__init__(condition)
+        self.frame = frame
+        self.point = point
+        #: Event number, given when the event is sent (-1 before).
+        self.number = number
+        self.segment = ""
+        #: The batch that carries this event (None while queued); the event's place in it is ``_index``.
+        self.sent: Future[RunOutcome] | None = None
 
     def error(self) -> BaseException | None:
         """Why the sent event was refused (None when stored); call once ``sent`` is done."""
@@ -131,15 +145,19 @@ class _Pending:
         exc = self.sent.exception()
         if exc is not None:
             return exc
-        return self.sent.result().error(self.index)
+        return self.sent.result().error(self._index)
 
-    def result(self) -> AppendResult:
+    def stored(self) -> AppendResult:
         """Wait for the event's acknowledgement; raises why it was refused."""
         assert self.sent is not None
-        outcome = self.sent.result().outcome(self.index)
+        outcome = self.sent.result().outcome(self._index)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
+
+    def release(self) -> None:
+        """The writer is done with the event (settled and dropped from its pending list)."""
+        self.frame, self.sent = b"", None
 
 
 class _Lane:
@@ -204,6 +222,14 @@ class EventStreamWriter:
         self._lock = threading.RLock()
         self._pending: list[_Pending] = []
         self._lanes: dict[str, _Lane] = {}
+        #: The lane of events without a key, until a batch of them leaves it (None: pick one at random).
+        self._sticky: _Lane | None = None
+        #: The sticky lane whose batch left last: while it is in flight, the next sticky lane waits for it.
+        self._left: _Lane | None = None
+        #: Events without a key queued at which the sticky lane leaves although the previous one is in flight.
+        self._half = max(1, self.config.max_in_flight // 2)
+        #: Queued bytes at which a lane sends even while its batch is in flight.
+        self._send_at = min(_SEND_AT, self.config.batch_bytes)
         self._closed = False
         #: Set (without the lock) when a batch was refused: the next call settles it first.
         self._failure = False
@@ -256,14 +282,13 @@ class EventStreamWriter:
         ``SegmentSealed`` when the stream is sealed.
         """
         frame = encode_event(data, routing_key)
-        point = key_point(routing_key) if routing_key is not None else random.random()
+        point = key_point(routing_key) if routing_key is not None else _KEYLESS
         if not self.config.max_in_flight:
             return self._write_now(frame, point)
         with self._lock:
-            # ``_calling`` written out: this is the per-event path (a generator context manager
-            # costs as much as the rest of the bookkeeping here)
-            with self._signal:
-                self._callers += 1
+            # ``_calling`` written out, and without ``_signal``: only holders of the writer lock
+            # change ``_callers`` (see ``_left_call``); this is the per-event path
+            self._callers += 1
             try:
                 if self._closed:
                     raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
@@ -271,7 +296,7 @@ class EventStreamWriter:
                     self._drain()
                 if self._ready:
                     self._pump()
-                pending = _Pending(frame, point, EventFuture(self._settled))
+                pending = _Pending(self._settled, frame, point)
                 self._pending.append(pending)
                 self._queue(pending)
                 if time.monotonic() - self._last_report >= self.config.report_interval:
@@ -280,27 +305,28 @@ class EventStreamWriter:
                     self._drain(keep=self.config.max_in_flight)
             finally:
                 self._left_call()
-        return pending.future
+        return pending
 
     def _write_now(self, frame: bytes, point: float) -> Future[EventPointer]:
         """The synchronous path: one durable append (re-routed and retried as needed), then return."""
         with self._lock:
             if self._closed:
                 raise StreamError(f"writer {self.writer_id} on {self.scope}/{self.stream} is closed")
-            pending = _Pending(frame, point, EventFuture(self._settled), self._next_number)
+            pending = _Pending(self._settled, frame, point, self._next_number)
             self._next_number += 1
             result = self._append_with_retries(pending, time.monotonic() + self.config.retry_timeout)
             counts = self._traffic.setdefault(result.segment, [0, 0])
             counts[0] += 1
             counts[1] += len(frame)
             self._maybe_report()
-        _settle(pending.future, result)
-        return pending.future
+        pending.release()
+        _settle(pending, result)
+        return pending
 
     def flush(self) -> None:
         """Block until every event written so far is durable; raises the first refusal among them."""
         with self._lock, self._calling():
-            futures = [p.future for p in self._pending]
+            futures: list[Future[EventPointer]] = list(self._pending)
             self._drain()
             self._report()
             refusal, self._unreported = self._unreported, None
@@ -334,51 +360,111 @@ class EventStreamWriter:
     @contextlib.contextmanager
     def _calling(self) -> Iterator[None]:
         """Mark a call of the application (under the writer lock): answers wake it, not the sender."""
-        with self._signal:
-            self._callers += 1
+        self._callers += 1
         try:
             yield
         finally:
             self._left_call()
 
     def _left_call(self) -> None:
-        """End of a call of the application: hand queued events to the background sender."""
+        """End of a call of the application (under the writer lock): hand queued events to the sender.
+
+        ``_callers`` changes only under the writer lock, so it needs no ``_signal`` here. An answer
+        sets ``_ready`` and then reads ``_callers`` (under ``_signal``); this writes ``_callers`` and
+        then reads ``_ready``: one of the two sees the other's write, so either the answer wakes
+        the sender or this does. With a sender running and no answer ready (the common case of a
+        call leaving events queued) there is nothing to do and no lock to take.
+        """
+        self._callers -= 1
+        if self._callers or not self._queued or (self._sender is not None and not self._ready):
+            return
         with self._signal:
-            self._callers -= 1
             if not self._callers and self._queued:
-                if self._sender is None and not self._stop_sender:
-                    self._sender = threading.Thread(
-                        target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
-                    )
-                    self._sender.start()
-                elif self._ready:
-                    self._idle_cond.notify()
+                self._wake_sender()
+
+    def _wake_sender(self) -> None:
+        """Under ``_signal``, with events queued and no call running: notify the sender, or start it.
+
+        The sender ends after ``_SENDER_IDLE`` seconds without queued events, reading ``_queued``
+        without the writer lock, so it may end just as a call leaves events queued without
+        taking ``_signal`` (see ``_left_call``): the next answer then starts a new one here.
+        """
+        if self._sender is None:
+            if not self._stop_sender:
+                self._sender = threading.Thread(
+                    target=self._send_loop, name=f"xhub-writer-{self.writer_id}-send", daemon=True
+                )
+                self._sender.start()
+        elif self._ready:
+            self._idle_cond.notify()
 
     def _queue(self, pending: _Pending) -> None:
-        """Route an event to its segment's lane; send the lane now unless a batch of it is in flight."""
-        segment = self._router.pick(pending.point).name
-        pending.segment = segment
+        """Route an event to its segment's lane; send the lane now unless a batch of it is in flight.
+
+        The sticky lane of events without a key (another one than the last) also waits while
+        the batch that last left a sticky lane is in flight, until half the writer's window queued
+        up: sent at once, alone, an event would take a round trip and a group commit of its own,
+        and the window would alternate batches of one event and of all the others; batches of up
+        to half the window, leaving in turn, keep it full. The answer's pump sends the lane.
+        """
+        if pending.point == _KEYLESS:
+            lane = self._sticky
+            if lane is None:
+                lane = self._sticky = self._pick_sticky()
+        else:
+            lane = self._lane(self._router.pick(pending.point).name)
+        pending.segment = lane.segment
+        queued = lane.queued
+        queued.append(pending)
+        lane.queued_bytes += len(pending.frame)
+        self._queued += 1
+        if lane.busy():
+            full = lane.queued_bytes >= self._send_at or len(queued) >= self.config.batch_events
+            if full and not lane.blocked:
+                self._send_lanes([lane])
+        elif not self._holds(lane):
+            self._send_lanes([lane])
+
+    def _holds(self, lane: _Lane) -> bool:
+        """Whether ``lane`` (not busy) waits for the batch that left the sticky lane before it (see ``_queue``)."""
+        left = self._left
+        return (
+            lane is self._sticky
+            and left is not None
+            and left is not lane
+            and len(lane.queued) < self._half
+            and left.busy()
+        )
+
+    def _pick_sticky(self) -> _Lane:
+        """A lane for the next events without a key: a segment at random (weighted by its share of
+        the key space, as a random key would pick it), another than the one whose batch just left
+        (events sent there would queue behind that batch instead of leaving in turn with it)."""
+        segments = self._router.segments
+        left = self._left
+        if left is not None and len(segments) > 1:
+            segments = [s for s in segments if s.name != left.segment] or segments
+        if len(segments) == 1:
+            return self._lane(segments[0].name)
+        (segment,) = random.choices(segments, weights=[s.key_high - s.key_low for s in segments])
+        return self._lane(segment.name)
+
+    def _lane(self, segment: str) -> _Lane:
+        """The lane of ``segment`` (made on first use)."""
         lane = self._lanes.get(segment)
         if lane is None:
             lane = self._lanes[segment] = _Lane(segment)
-        lane.queued.append(pending)
-        lane.queued_bytes += len(pending.frame)
-        self._queued += 1
-        counts = self._traffic.setdefault(segment, [0, 0])
-        counts[0] += 1
-        counts[1] += len(pending.frame)
-        full = (
-            lane.queued_bytes >= min(_SEND_AT, self.config.batch_bytes) or len(lane.queued) >= self.config.batch_events
-        )
-        if not lane.busy() or (full and not lane.blocked):
-            self._send_lanes([lane])
+        return lane
 
     def _pump(self) -> None:
         """Send the queued events of every lane whose batches were answered (under the lock)."""
-        with self._signal:
-            self._ready = False
+        # Cleared before the lanes are looked at, so no lock: an answer sets ``_ready`` after
+        # marking its flight answered, and a flight marked before this is seen below.
+        self._ready = False
         if self._queued:
-            self._send_lanes([lane for lane in self._lanes.values() if lane.queued and not lane.busy()])
+            self._send_lanes(
+                [lane for lane in self._lanes.values() if lane.queued and not lane.busy() and not self._holds(lane)]
+            )
 
     def _send_lanes(self, lanes: list[_Lane]) -> None:
         """Send the queued events of ``lanes`` in one store call, as batches numbered now, consecutively."""
@@ -386,19 +472,27 @@ class EventStreamWriter:
         flights: list[_Flight] = []
         for lane in lanes:
             while lane.queued:
-                size, count = 0, 0
-                for p in lane.queued:
-                    if count and (size + len(p.frame) > self.config.batch_bytes or count >= self.config.batch_events):
-                        break
-                    size += len(p.frame)
-                    count += 1
-                events, lane.queued = lane.queued[:count], lane.queued[count:]
+                if lane.queued_bytes <= self.config.batch_bytes and len(lane.queued) <= self.config.batch_events:
+                    events, lane.queued, size, count = lane.queued, [], lane.queued_bytes, len(lane.queued)
+                else:
+                    size, count, most = 0, 0, self.config.batch_events
+                    for p in lane.queued:
+                        if count and (size + len(p.frame) > self.config.batch_bytes or count >= most):
+                            break
+                        size += len(p.frame)
+                        count += 1
+                    events, lane.queued = lane.queued[:count], lane.queued[count:]
+                counts = self._traffic.setdefault(lane.segment, [0, 0])
+                counts[0] += count
+                counts[1] += size
+                if lane is self._sticky:  # the next events without a key go to another lane
+                    self._sticky, self._left = None, lane
                 lane.queued_bytes -= size
                 self._queued -= count
                 first = self._next_number
                 self._next_number += count
                 for i, p in enumerate(events):
-                    p.number, p.index = first + i, i
+                    p.number, p._index = first + i, i
                 flight = _Flight(lane, events)
                 lane.flights.append(flight)
                 flights.append(flight)
@@ -431,11 +525,11 @@ class EventStreamWriter:
             if len(run) != len(events):
                 refused.append(StreamError(f"store answered {len(run)} outcomes for a batch of {len(events)} events"))
             elif run.ok:
-                settle_run(self._settled, [p.future for p in events], run, range(len(events)))
+                settle_run(self._settled, events, run, range(len(events)))
             else:
                 refused.extend(run.errors.values())
                 stored = [i for i in range(len(events)) if i not in run.errors]
-                settle_run(self._settled, [p.future for p in events], run, stored)
+                settle_run(self._settled, events, run, stored)
         if any(isinstance(e, _RESEND) for e in refused):
             flight.lane.blocked = True  # before ``answered``: the lane sends nothing more until the re-send
         flight.answered = True
@@ -452,8 +546,8 @@ class EventStreamWriter:
                 # answered, queued events may leave, or everything is answered (_resend_all).
                 if sent is self._awaited or self._queued or not self._unanswered:
                     self._answer_cond.notify_all()
-            else:
-                self._idle_cond.notify()
+            elif self._queued:
+                self._wake_sender()
 
     def _send_loop(self) -> None:
         """Send queued events when batches are answered while the application is not calling the writer.
@@ -501,8 +595,9 @@ class EventStreamWriter:
         """Settle the oldest pending events until at most ``keep`` remain, re-sending refused ones in order."""
         while len(self._pending) > keep:  # (``_resend_all`` replaces the list)
             head = self._pending[0]
-            if head.future.done():  # settled by its batch's answer (refusals are settled only below)
+            if head.done():  # settled by its batch's answer (refusals are settled only below)
                 del self._pending[0]
+                head.release()
                 continue
             if head.sent is None:  # still queued: everything sent before it in its lane was answered
                 self._pump()
@@ -510,7 +605,7 @@ class EventStreamWriter:
                     self._send_lanes([self._lanes[head.segment]])
             self._wait_answer(head)
             try:
-                result = head.result()
+                result = head.stored()
             except _RESEND as exc:
                 self._resend_all(exc)
                 continue
@@ -519,11 +614,13 @@ class EventStreamWriter:
                 self._refuse(head, exc)
                 continue
             self._pending.pop(0)
-            _settle(head.future, result)
+            head.release()
+            _settle(head, result)
 
     def _refuse(self, p: _Pending, exc: BaseException) -> None:
         """Settle ``p`` as refused; the next :meth:`flush` raises the first such refusal."""
-        p.future.set_exception(exc)
+        p.release()
+        p.set_exception(exc)
         if self._unreported is None:
             self._unreported = exc
 
@@ -540,6 +637,7 @@ class EventStreamWriter:
             # event the re-send stored there (never one given up: that would be a spurious gap).
             lane.queued, lane.queued_bytes, lane.blocked, lane.flights, lane.last = [], 0, False, [], None
         self._queued = 0
+        self._sticky = self._left = None
         deadline = time.monotonic() + self.config.retry_timeout
         log.info("writer %s: re-sending refused events after %s", self.writer_id, type(cause).__name__)
         remaining: list[_Pending] = []
@@ -566,7 +664,8 @@ class EventStreamWriter:
             except (StreamError, ConnectionError) as exc:
                 self._refuse(p, exc)
                 continue
-            _settle(p.future, result)
+            p.release()
+            _settle(p, result)
             into = self._lanes.get(result.segment)
             if into is None:
                 into = self._lanes[result.segment] = _Lane(result.segment)
@@ -577,7 +676,7 @@ class EventStreamWriter:
     def _append_with_retries(self, p: _Pending, deadline: float) -> AppendResult:
         delay = 0.01
         while True:
-            segment = self._router.pick(p.point).name
+            segment = self._router.pick(random.random() if p.point == _KEYLESS else p.point).name
             try:
                 return self._store.append(segment, p.frame, writer_id=self.writer_id, event_number=p.number)
             except (SegmentSealed, SegmentNotFound):
@@ -597,6 +696,7 @@ class EventStreamWriter:
         if [s.name for s in active] == [s.name for s in self._router.segments]:
             time.sleep(0.01)  # the scale is between sealing and publishing its successors
         self._router = Router(active)
+        self._sticky = self._left = None
         log.debug("writer %s: %s sealed, now routing over %s", self.writer_id, sealed, [s.name for s in active])
 
     def _maybe_report(self) -> None:
