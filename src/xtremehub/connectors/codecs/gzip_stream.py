@@ -3,11 +3,12 @@
 The classic preprocessing inflates a gzip object twice: once for the checkpoints
 (indexed_gzip) and once more, span by span, to count the records. Here rapidgzip
 inflates the object once (in a child process from the bytes this process fetches
-with one streamed GET and pipes to it; in a thread from ranged GETs fetched ahead by
-:class:`AheadReader`), and the decompressed stream goes straight into a format's :class:`StreamScan`,
-which validates and counts records as they pass. rapidgzip tells which
-uncompressed offsets will be checkpoints (``available_block_offsets``), usually
-before the text gets there; the scan notes the first record at or after each.
+with one streamed GET and pipes to it, the text coming back through buffers shared with
+the child; in a thread from ranged GETs fetched ahead by :class:`AheadReader`), and the
+decompressed stream goes straight into a format's :class:`StreamScan`, which validates
+and counts records as they pass. rapidgzip tells which uncompressed offsets will be
+checkpoints (``available_block_offsets``), usually before the text gets there; the
+scan notes the first record at or after each.
 At the end rapidgzip exports its index (indexed_gzip's ``GZIDX`` format), read
 like indexed_gzip's (:func:`~xtremehub.connectors.codecs.gzip_index.parse_gzidx`).
 
@@ -99,8 +100,9 @@ def checkpoints_and_records(
     slows it 2-10x). An object of at least :data:`PROCESS_MIN` bytes that another process
     can open (not ``mem://``) is therefore inflated by a child process (the script
     :mod:`~xtremehub.connectors.codecs.gzip_child`, no re-import of the caller's
-    ``__main__``) to which this process pipes the object and which pipes the text back;
-    smaller ones, or where no child can start, in a thread.
+    ``__main__``) to which this process pipes the object and which hands the text back in
+    buffers shared with this process; smaller ones, or where no child (or no shared memory)
+    can start, in a thread.
     """
     from xtremehub.connectors.codecs.gzip_index import parse_gzidx
 
@@ -278,7 +280,8 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
                 piece = text[at : at + n]
                 _take(scan, offsets, piece)
                 piece.release()
-                os.write(credits, b"s")  # never blocks: at most _SLOTS bytes are ever unread
+                with contextlib.suppress(BrokenPipeError):  # a child that ended: its last message says why
+                    os.write(credits, b"s")  # never blocks: at most _SLOTS bytes are ever unread
                 continue
             if message[0] == "index":
                 done = True
