@@ -159,15 +159,17 @@ def local_ceiling(slices: list[FASTQGZipSlice], local: Path, workers: int) -> di
 
 
 def rapidgzip_local(local: Path) -> float | str:
-    """Seconds for rapidgzip (one thread, as ``preprocess()`` runs it) to inflate the local file
-    and export its index: the floor of the one-pass preprocessing without S3 and record scan."""
+    """Seconds for rapidgzip (one thread, 4 MiB pieces read into one reused buffer, as ``preprocess()``
+    runs it for FASTQ.gz) to inflate the local file and export its index: the floor of the one-pass
+    preprocessing without S3 and record scan."""
     try:
         import rapidgzip
     except ImportError:
         return "skipped: rapidgzip is not installed"
     t0 = time.perf_counter()
-    with rapidgzip.RapidgzipFile(str(local), parallelization=1, chunk_size=1 << 20) as gz:
-        while gz.read(4 << 20):
+    buffer = memoryview(bytearray(4 << 20))
+    with rapidgzip.RapidgzipFile(str(local), parallelization=1, chunk_size=4 << 20) as gz:
+        while gz.readinto(buffer):
             pass
         gz.export_index(io.BytesIO())
     return time.perf_counter() - t0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import random
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import pytest
 from xtremehub import storage
 from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
-from xtremehub.connectors.codecs import gzip_stream
+from xtremehub.connectors.codecs import gzip_child, gzip_stream
 from xtremehub.connectors.codecs.source import AheadReader
 from xtremehub.connectors.genomics import FASTQGZip, partition_reads_batches
 from xtremehub.errors import CorruptData
@@ -156,3 +158,32 @@ def test_child_process_pass_with_parallel_decoding_reads_back_within_its_window(
     result = gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
     assert scan.fed == len(gzip.decompress(big_fastq_gz.read_bytes()))
     assert len(result.points) > 1
+
+
+class _HashingScan(_CountingScan):
+    """Hashes the text it is fed; slow on its first pieces, so the child fills every shared buffer and waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.digest = hashlib.sha256()
+
+    def feed(self, chunk: bytes) -> None:
+        if self.fed < 3 * gzip_child.READ:
+            time.sleep(0.05)
+        super().feed(chunk)
+        self.digest.update(chunk)
+
+
+def test_child_process_pass_hands_over_the_text_intact_through_its_reused_buffers(
+    big_fastq_gz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child writes the text into a few buffers shared with this process and reuses each only once
+    this process has scanned it: the text fed to the scan is the object's, byte for byte."""
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    text = gzip.decompress(big_fastq_gz.read_bytes())
+    assert len(text) > 4 * gzip_stream._SLOTS * gzip_child.READ  # the ring goes round several times
+    scan = _HashingScan()
+    size = big_fastq_gz.stat().st_size
+    gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
+    assert scan.fed == len(text)
+    assert scan.digest.digest() == hashlib.sha256(text).digest()

@@ -4,9 +4,10 @@ there, and the parent-side reader streaming parts from S3."""
 from __future__ import annotations
 
 import io
+import os
 import random
 import threading
-from multiprocessing import Pipe
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,15 +36,15 @@ def test_thinned_index_parses_exactly_like_the_whole_one(testdata: Path, name: s
     assert gzip_stream.thin_gzidx(b"not an index", spacing) == b"not an index"
 
 
-def test_pipe_reader_serves_reads_and_back_seeks_from_the_pieces_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipe_reader_serves_reads_and_back_seeks_from_bytes_sent(monkeypatch: pytest.MonkeyPatch, pipe: _Pipe) -> None:
     monkeypatch.setattr(gzip_stream, "_PART", 4096)
     data = random.Random(5).randbytes(50_000)
-    recv, send = Pipe(duplex=False)
+    recv, send = pipe
 
     def sender() -> None:  # as the parent's sender thread: blocks while the pipe is full
-        for at in range(0, len(data), 4096):
-            send.send_bytes(data[at : at + 4096])
-        send.send_bytes(b"")
+        for at in range(0, len(data), 3000):  # writes need not line up with the parts
+            send.write(data[at : at + 3000])
+        send.close()
 
     threading.Thread(target=sender, daemon=True).start()
     fh = gzip_stream._PipeReader(recv, len(data))
@@ -55,11 +56,11 @@ def test_pipe_reader_serves_reads_and_back_seeks_from_the_pieces_sent(monkeypatc
         fh.read(10)
 
 
-def test_pipe_reader_reports_an_object_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipe_reader_reports_an_object_cut_short(monkeypatch: pytest.MonkeyPatch, pipe: _Pipe) -> None:
     monkeypatch.setattr(gzip_stream, "_PART", 4096)
-    recv, send = Pipe(duplex=False)
-    send.send_bytes(b"x" * 4096)
-    send.send_bytes(b"")
+    recv, send = pipe
+    send.write(b"x" * 4096)
+    send.close()
     fh = gzip_stream._PipeReader(recv, 10_000)
     assert fh.read(5000) == b"x" * 4096
     with pytest.raises(OSError, match="ends at byte 4096 of 10000"):
@@ -78,6 +79,17 @@ def test_ahead_reader_on_s3_streams_parts_and_serves_back_seeks(s3_root: str, s3
         assert fh.fetched == len(data) + 4096
 
 
+_Pipe = tuple[io.FileIO, io.FileIO]
+
+
+@pytest.fixture
+def pipe() -> Iterator[_Pipe]:
+    """An OS pipe: the child's stdin and the parent's end of it (raw bytes, as the object is sent)."""
+    r, w = os.pipe()
+    with io.FileIO(r, "rb") as recv, io.FileIO(w, "wb") as send:
+        yield recv, send
+
+
 def _read_with_back_seeks(fh: io.RawIOBase, data: bytes, seed: int) -> None:
     """Read ``fh`` through, seeking back up to two 4 KiB parts before each read, like rapidgzip."""
     pos, rnd = 0, random.Random(seed)
@@ -90,13 +102,13 @@ def _read_with_back_seeks(fh: io.RawIOBase, data: bytes, seed: int) -> None:
         pos += len(got)
 
 
-def test_pipe_reader_reports_a_short_last_part(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipe_reader_reports_a_short_last_part(monkeypatch: pytest.MonkeyPatch, pipe: _Pipe) -> None:
     """An object cut inside its last part (not at a part boundary) is an error, not an early end of file."""
     monkeypatch.setattr(gzip_stream, "_PART", 4096)
-    recv, send = Pipe(duplex=False)
-    send.send_bytes(b"x" * 4096)
-    send.send_bytes(b"y" * 1000)
-    send.send_bytes(b"")
+    recv, send = pipe
+    send.write(b"x" * 4096)
+    send.write(b"y" * 1000)
+    send.close()
     fh = gzip_stream._PipeReader(recv, 10_000)
     assert fh.read(6000) == b"x" * 4096
     assert fh.read(6000) == b"y" * 1000

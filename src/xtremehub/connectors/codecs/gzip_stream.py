@@ -3,11 +3,12 @@
 The classic preprocessing inflates a gzip object twice: once for the checkpoints
 (indexed_gzip) and once more, span by span, to count the records. Here rapidgzip
 inflates the object once (in a child process from the bytes this process fetches
-with one streamed GET and pipes to it; in a thread from ranged GETs fetched ahead by
-:class:`AheadReader`), and the decompressed stream goes straight into a format's :class:`StreamScan`,
-which validates and counts records as they pass. rapidgzip tells which
-uncompressed offsets will be checkpoints (``available_block_offsets``), usually
-before the text gets there; the scan notes the first record at or after each.
+with one streamed GET and pipes to it, the text coming back through buffers shared with
+the child; in a thread from ranged GETs fetched ahead by :class:`AheadReader`), and the
+decompressed stream goes straight into a format's :class:`StreamScan`, which validates
+and counts records as they pass. rapidgzip tells which uncompressed offsets will be
+checkpoints (``available_block_offsets``), usually before the text gets there; the
+scan notes the first record at or after each.
 At the end rapidgzip exports its index (indexed_gzip's ``GZIDX`` format), read
 like indexed_gzip's (:func:`~xtremehub.connectors.codecs.gzip_index.parse_gzidx`).
 
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
+import mmap
 import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 _AHEAD = 2  # pieces of text inflated ahead of the record scan
 _PART = 4 * 1024 * 1024  # compressed bytes per message to the child
 _BEHIND = 2  # parts the child keeps behind the one it reads
+_SLOTS = _AHEAD + 2  # text buffers shared with the child: the one it fills, the one scanned, _AHEAD between
 _PIPE_SIZE = 1024 * 1024  # the child's pipe (default 64 KiB: 64 wake-ups of both processes per 4 MiB piece)
 
 
@@ -62,8 +67,8 @@ class StreamScan(Protocol[S]):
         """Uncompressed offsets (increasing) where checkpoints may be; raise
         :class:`StreamPassFailed` for one the scan has gone too far past to place."""
 
-    def feed(self, chunk: bytes) -> None:
-        """The next piece of the text."""
+    def feed(self, chunk: bytes | memoryview) -> None:
+        """The next piece of the text (a buffer reused once this returns: keep no view of it)."""
 
     def finish(self) -> SpanResult[S]:
         """End of the text: the totals (count and the format's statistics) as one result."""
@@ -95,8 +100,9 @@ def checkpoints_and_records(
     slows it 2-10x). An object of at least :data:`PROCESS_MIN` bytes that another process
     can open (not ``mem://``) is therefore inflated by a child process (the script
     :mod:`~xtremehub.connectors.codecs.gzip_child`, no re-import of the caller's
-    ``__main__``) to which this process pipes the object and which pipes the text back;
-    smaller ones, or where no child can start, in a thread.
+    ``__main__``) to which this process pipes the object and which hands the text back in
+    buffers shared with this process; smaller ones, or where no child (or no shared memory)
+    can start, in a thread.
     """
     from xtremehub.connectors.codecs.gzip_index import parse_gzidx
 
@@ -168,7 +174,7 @@ def _child_fits(url: str, size: int) -> bool:
 
 def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:
     """The pass with rapidgzip in a thread of this process; at most :data:`_AHEAD` pieces wait."""
-    pieces: queue.Queue[tuple[list[int], bytes] | BaseException | bytes] = queue.Queue(_AHEAD)
+    pieces: queue.Queue[tuple[list[int], memoryview] | BaseException | bytes] = queue.Queue(_AHEAD)
     stop = threading.Event()
 
     def inflate() -> None:
@@ -179,6 +185,7 @@ def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:
                     chunk_size=job.chunk_size,
                     parallel=job.parallel,
                     spacing=job.spacing,
+                    buffer=lambda: memoryview(bytearray(gzip_child.READ)),  # a new one each: the scan may lag
                     put=lambda offsets, chunk: pieces.put((offsets, chunk)),
                     stop=stop.is_set,
                 )
@@ -202,7 +209,7 @@ def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:
         worker.join()
 
 
-def _take(scan: StreamScan[Any], offsets: list[int], chunk: bytes) -> None:
+def _take(scan: StreamScan[Any], offsets: list[int], chunk: bytes | memoryview) -> None:
     if offsets:
         scan.announce(offsets)
     if chunk:
@@ -212,22 +219,41 @@ def _take(scan: StreamScan[Any], offsets: list[int], chunk: bytes) -> None:
 def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
     """The pass with rapidgzip in a child process: this process fetches the object (one
     streamed request where the store streams ranges) and pipes it to the child's stdin
-    (the job, then pieces of :data:`_PART` bytes, then an empty one); the child pipes back
-    pickled ``("text", offsets)`` then the raw text, ..., ``("index", blob)`` or
-    ``("error", why)``. ``None`` when no child could start.
+    (the pickled job, then the object's bytes, raw); the child inflates
+    into a ring of :data:`_SLOTS` text buffers in memory shared with this process and pipes
+    back pickled ``("text", offsets, slot, length)``, ..., ``("index", blob)`` or
+    ``("error", why)``; this process returns each slot once scanned (one byte on a pipe),
+    so the child runs up to :data:`_SLOTS` - 1 pieces ahead. ``None`` when no child could start.
 
     The fetching happens here, in a thread, because this process mostly waits for text
     while the child, which decodes, is the one that sets the pace: the child needs
-    neither an S3 client (nor its start-up) nor the storage settings.
+    neither an S3 client (nor its start-up) nor the storage settings. The text is not
+    piped: 1.4 GB of pipe writes per GiB of FASTQ cost the child 0.2-0.3 CPU s, and this
+    process as much to read them.
     """
+    try:
+        ring_fd = _shared_fd(_SLOTS * gzip_child.READ)
+    except OSError as exc:
+        log.info("no shared memory for the one pass (%s); inflating in a thread", exc)
+        return None
+    credits_read, credits = os.pipe()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
+        ring = mmap.mmap(ring_fd, _SLOTS * gzip_child.READ)
         proc = subprocess.Popen(
-            [sys.executable, "-S", gzip_child.__file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-S", gzip_child.__file__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            pass_fds=(ring_fd, credits_read),
         )
     except OSError as exc:
         log.info("no child process for the one pass (%s); inflating in a thread", exc)
+        os.close(credits)
         return None
+    finally:
+        os.close(ring_fd)
+        os.close(credits_read)
     assert proc.stdin is not None
     assert proc.stdout is not None
     for pipe in (proc.stdin, proc.stdout):
@@ -235,38 +261,43 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
             fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     conn = Connection(os.dup(proc.stdout.fileno()), writable=False)
     proc.stdout.close()
-    out = Connection(os.dup(proc.stdin.fileno()), readable=False)
+    out = io.FileIO(os.dup(proc.stdin.fileno()), "wb")  # the pickled job, then the object's bytes, raw
     proc.stdin.close()
     failed: list[BaseException] = []
     sender = threading.Thread(target=_send_object, args=(job, out, failed), name="xhub-gzip-send", daemon=True)
-    messages: queue.Queue[tuple[str, Any, bytes]] = queue.Queue(_AHEAD)
-    stop = threading.Event()
-    receiver = threading.Thread(target=_receive, args=(conn, messages, stop), name="xhub-gzip-recv", daemon=True)
+    text = memoryview(ring)
     done = False
     try:
-        out.send((job.size, job.chunk_size, job.parallel, job.spacing, _PART, _behind(job)))
+        ring_job = (ring_fd, _SLOTS, credits_read)
+        with Connection(os.dup(out.fileno()), readable=False) as jobs:
+            jobs.send((job.size, job.chunk_size, job.parallel, job.spacing, _PART, _behind(job), *ring_job))
         sender.start()
-        receiver.start()
         while True:
-            kind, payload, text = messages.get()
-            if kind == "text":
-                _take(scan, payload, text)
+            message = _receive(conn)
+            if message[0] == "text":
+                _, offsets, slot, n = message
+                at = slot * gzip_child.READ
+                piece = text[at : at + n]
+                _take(scan, offsets, piece)
+                piece.release()
+                with contextlib.suppress(BrokenPipeError):  # a child that ended: its last message says why
+                    os.write(credits, b"s")  # never blocks: at most _SLOTS bytes are ever unread
                 continue
-            if kind == "index":
+            if message[0] == "index":
                 done = True
-                return bytes(payload)
+                return bytes(message[1])
             sender.join(timeout=10)
             if failed:  # the fetch failed (a storage error): say that, not what it did to the child
                 raise StreamPassFailed(f"{job.url}: {failed[0]}") from failed[0]
-            raise StreamPassFailed(f"{job.url}: rapidgzip could not read the object ({payload})")
+            raise StreamPassFailed(f"{job.url}: rapidgzip could not read the object ({message[1]})")
     finally:
-        stop.set()
+        os.close(credits)
+        text.release()
+        with contextlib.suppress(BufferError):  # a view still held (a scan that kept one): freed with it
+            ring.close()
         if not done:  # a child still working is not needed any more (its pipes break, it ends)
             with contextlib.suppress(OSError):
                 proc.kill()
-        while receiver.is_alive():  # let it finish its put
-            with contextlib.suppress(queue.Empty):
-                messages.get(timeout=0.1)
         conn.close()
         if done:  # its work is done: let it exit (interpreter shutdown) while the index is finished here
             threading.Thread(target=_reap, args=(proc, sender), name="xhub-gzip-reap", daemon=True).start()
@@ -274,26 +305,37 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
             _reap(proc, sender)
 
 
-def _receive(conn: Connection, messages: queue.Queue[tuple[str, Any, bytes]], stop: threading.Event) -> None:
-    """Receiver thread: the child's messages as ``(kind, payload, text)``, until one that is not text.
-
-    A thread, so that the child writes its next piece while this process scans the last
-    one (through the pipe's 1 MiB alone it would wait for the scan of each piece).
-    """
+def _shared_fd(size: int) -> int:
+    """A file descriptor of ``size`` bytes of memory to share with a child (Linux: ``memfd``;
+    elsewhere an unlinked temporary file), inheritable by ``pass_fds``."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("xhub-gzip-text")
+    else:
+        fd, path = tempfile.mkstemp(prefix="xhub-gzip-text-")
+        os.unlink(path)
     try:
-        while not stop.is_set():
-            kind, payload = conn.recv()
-            messages.put((kind, payload, conn.recv_bytes() if kind == "text" else b""))
-            if kind != "text":
-                return
+        os.ftruncate(fd, size)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _receive(conn: Connection) -> tuple[Any, ...]:
+    """The child's next message; its end or an unreadable message as an ``("error", why)`` one."""
+    try:
+        message = conn.recv()
     except (EOFError, OSError):
-        messages.put(("error", "the inflating process ended early", b""))
-    except BaseException as exc:  # e.g. a message that does not unpickle: the scan must not wait for ever
-        messages.put(("error", f"unreadable message from the inflating process ({type(exc).__name__}: {exc})", b""))
+        return ("error", "the inflating process ended early")
+    except Exception as exc:  # e.g. a message that does not unpickle: the scan must not wait for ever
+        return ("error", f"unreadable message from the inflating process ({type(exc).__name__}: {exc})")
+    if not isinstance(message, tuple) or not message:
+        return ("error", f"unexpected message from the inflating process ({message!r:.80})")
+    return message
 
 
-def _send_object(job: _Job, out: Connection, failed: list[BaseException]) -> None:
-    """Sender thread: the object's bytes to the child, :data:`_PART` bytes per message, then ``b""``."""
+def _send_object(job: _Job, out: io.RawIOBase, failed: list[BaseException]) -> None:
+    """Sender thread: the object's ``size`` bytes to the child, raw (fetched :data:`_PART` bytes at a time)."""
     from xtremehub.storage import open_store
 
     sent = 0
@@ -301,11 +343,12 @@ def _send_object(job: _Job, out: Connection, failed: list[BaseException]) -> Non
         store, key = open_store(job.url, job.settings)
         with contextlib.closing(store.iter_range(key, 0, job.size, piece=_PART)) as pieces:
             for piece in pieces:
-                out.send_bytes(piece)
+                view = memoryview(piece)[: job.size - sent]
+                while view:
+                    view = view[out.write(view) or 0 :]
                 sent += len(piece)
-        if sent != job.size:  # changed or cut since its size was read: no end marker, the child fails
+        if sent != job.size:  # changed or cut since its size was read: the child finds the stream short and fails
             raise TruncatedData(job.url, sent, f"object ends early (expected {job.size} bytes)", "object")
-        out.send_bytes(b"")
     except XHubError as exc:
         failed.append(exc)
     except OSError:
@@ -336,8 +379,8 @@ def _behind(job: _Job) -> int:
 class _PipeReader(gzip_child.PipeReader):
     """The child's :class:`~xtremehub.connectors.codecs.gzip_child.PipeReader`, parts of :data:`_PART` bytes."""
 
-    def __init__(self, conn: Connection, size: int, behind: int = _BEHIND) -> None:
-        super().__init__(conn, size, part=_PART, behind=behind)
+    def __init__(self, pipe: io.RawIOBase, size: int, behind: int = _BEHIND) -> None:
+        super().__init__(pipe, size, part=_PART, behind=behind)
 
 
 def _trailer(url: str, size: int, settings: Settings | None) -> bytes:

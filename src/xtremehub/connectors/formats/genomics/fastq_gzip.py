@@ -40,7 +40,12 @@ from xtremehub.connectors.codecs.gzip_stream import StreamPassFailed
 from xtremehub.connectors.codecs.record_index import RecordIndex, index_records
 from xtremehub.connectors.codecs.record_slice import RecordSlice
 from xtremehub.connectors.codecs.spans import Span, SpanResult
-from xtremehub.connectors.formats.genomics.fastq_records import FastqRecords, RecordBlock, first_record_start
+from xtremehub.connectors.formats.genomics.fastq_records import (
+    FastqRecords,
+    RecordBlock,
+    first_record_start,
+    header_name,
+)
 from xtremehub.errors import ConfigError, MalformedRecord, TruncatedData
 
 if TYPE_CHECKING:
@@ -95,7 +100,7 @@ class FASTQGZipSlice(RecordSlice):
             if remaining < len(starts):
                 data, starts = data[: int(starts[remaining] - starts[0])], starts[:remaining]
             remaining -= len(starts)
-            return data
+            return data if isinstance(data, bytes) else bytes(data)  # bytes here: fed from the slice's bytes
 
         with self.text(source) as chunks:
             for chunk in chunks:
@@ -178,14 +183,14 @@ class FastqStream:
             else:
                 raise StreamPassFailed(f"{self.url}: checkpoint at {x} announced after the scan passed it")
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         for block in self._records.feed(chunk):
             self._block(block)
 
     def _block(self, block: RecordBlock) -> None:
         starts = block.starts
         if block.first_record == 0 and not self._first_name:
-            self._first_name = block.data[1 : block.data.index(b"\n")].rstrip(b"\r").split(b" ")[0].decode()
+            self._first_name = header_name(block.data)
         if self._pending and self._pending[0] <= starts[-1]:
             k = bisect.bisect_right(self._pending, int(starts[-1]))
             due, self._pending = self._pending[:k], self._pending[k:]
@@ -247,8 +252,7 @@ def scan_span(span: Span) -> SpanResult[FastqStats]:
                 if n and first_start is None:
                     first_start = int(block.starts[0])
                     if span.first:
-                        header = block.data[1 : block.data.index(b"\n")].rstrip(b"\r")
-                        first_name = header.split(b" ")[0].decode()
+                        first_name = header_name(block.data)
                 count += n
                 bases += int(block.seq_lengths[owned].sum())
                 at_end = at_end or bool((block.starts == span.end).any())

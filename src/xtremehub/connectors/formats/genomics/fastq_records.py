@@ -22,7 +22,7 @@ import numpy as np
 
 from xtremehub.errors import MalformedRecord, TruncatedData
 
-__all__ = ["FastqRecords", "RecordBlock", "first_record_start"]
+__all__ = ["FastqRecords", "RecordBlock", "first_record_start", "header_name"]
 
 _NONE = np.zeros(0, dtype=np.intp)
 
@@ -31,7 +31,7 @@ _NONE = np.zeros(0, dtype=np.intp)
 class RecordBlock:
     """A run of whole records: their text, absolute start offsets, base count, first number."""
 
-    data: bytes
+    data: bytes | memoryview  # a memoryview where the text was fed as one (the one pass's shared buffers)
     starts: np.ndarray  # absolute uncompressed offsets of the records' '@' lines
     bases: int
     first_record: int
@@ -49,12 +49,14 @@ class FastqRecords:
         self._carry = b""  # the start of an incomplete record
         self._carry_nl = _NONE  # newline positions in the carry (fewer than four)
 
-    def feed(self, chunk: bytes) -> list[RecordBlock]:
+    def feed(self, chunk: bytes | memoryview) -> list[RecordBlock]:
         """The whole records completed by ``chunk``, as one block (none if no record ends in it).
 
         The newlines are found in ``chunk`` itself; its bytes are copied once, into the
         block (together with the carried start of the first record), and not at all when
-        the chunk holds whole records only.
+        the chunk holds whole records only. Nothing of ``chunk`` is kept past the call but
+        the blocks returned (the incomplete record at its end is copied), so a caller may
+        reuse a buffer it fed once it is done with those blocks.
         """
         carry, carry_nl = self._carry, self._carry_nl
         nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
@@ -65,13 +67,14 @@ class FastqRecords:
             return []
         used = 4 * complete - len(carry_nl)  # newlines of this chunk that end whole records
         end = int(nl[used - 1]) + 1
+        data: bytes | memoryview
         if carry:
             data = carry + memoryview(chunk)[:end]
             ends = np.concatenate((carry_nl, nl[:used] + len(carry)))
         else:
             data = chunk if end == len(chunk) else chunk[:end]
             ends = nl[:used]
-        self._carry = chunk[end:]
+        self._carry = bytes(chunk[end:])  # no copy of a bytes slice; a view's bytes may be reused
         self._carry_nl = nl[used:] - end
         return [self._take(data, ends)]
 
@@ -87,7 +90,7 @@ class FastqRecords:
             return [self._take(tail + b"\n", ends)]
         raise TruncatedData(self.url, self.offset, f"the data ends inside FASTQ record {self.records}", "uncompressed")
 
-    def _take(self, data: bytes, ends: np.ndarray) -> RecordBlock:
+    def _take(self, data: bytes | memoryview, ends: np.ndarray) -> RecordBlock:
         """Validate the records of ``data`` (``ends``: its newline positions, four per record).
 
         Per record, from the four newline positions alone (a handful of NumPy passes over
@@ -122,6 +125,17 @@ class FastqRecords:
         else:
             detail = f"FASTQ record {record} has {seq_len} bases but {qual_len} quality values"
         raise MalformedRecord(self.url, at, detail, "uncompressed")
+
+
+def header_name(data: bytes | memoryview) -> str:
+    """The read name of the record at the start of ``data`` (its header up to the first space).
+
+    Example:
+        >>> header_name(memoryview(b"@r1 x=1\\r\\nAC\\n+\\nII\\n"))
+        'r1'
+    """
+    text = data if isinstance(data, bytes) else bytes(data)
+    return text[1 : text.index(b"\n")].rstrip(b"\r").split(b" ")[0].decode()
 
 
 def first_record_start(data: bytes, after: int = 0) -> int:
