@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import os
 import random
+import signal
+import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from xtremehub import storage
@@ -187,3 +193,95 @@ def test_child_process_pass_hands_over_the_text_intact_through_its_reused_buffer
     gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
     assert scan.fed == len(text)
     assert scan.digest.digest() == hashlib.sha256(text).digest()
+
+
+class _KeepingScan(_CountingScan):
+    """A scan that wrongly keeps a view of a piece of text it was fed (a slice, or a NumPy array)."""
+
+    def __init__(self, keep: str) -> None:
+        super().__init__()
+        self.keep = keep
+        self.kept: list[object] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if self.fed >= gzip_child.READ and not self.kept:
+            view = memoryview(chunk)[:16]
+            self.at = self.fed  # where the kept bytes are in the text
+            self.kept.append(np.frombuffer(view, dtype=np.uint8) if self.keep == "numpy" else view)
+        super().feed(chunk)
+
+
+@pytest.mark.parametrize("keep", ["slice", "numpy"])
+def test_child_process_pass_stops_when_the_scan_keeps_a_view_of_a_shared_buffer(
+    big_fastq_gz: Path, monkeypatch: pytest.MonkeyPatch, keep: str
+) -> None:
+    """The child reuses each text buffer once it is handed back: a scan still holding a view of one
+    would see its text change underneath. The pass stops instead (index_records then falls back to
+    two passes), and what the scan kept still reads the text it was given."""
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    scan = _KeepingScan(keep)
+    size = big_fastq_gz.stat().st_size
+    with pytest.raises(gzip_stream.StreamPassFailed, match="kept a view of a text buffer"):
+        gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
+    text = gzip.decompress(big_fastq_gz.read_bytes())
+    assert bytes(scan.kept[0]) == text[scan.at : scan.at + 16]  # not overwritten by a later piece
+
+
+def _spy_children(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """The child processes the one pass starts, as they start."""
+    started: list[subprocess.Popen[bytes]] = []
+    real = subprocess.Popen
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        started.append(real(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(gzip_stream.subprocess, "Popen", popen)
+    return started
+
+
+def test_child_process_pass_without_memfd_shares_an_unlinked_file(
+    big_fastq_gz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where ``memfd_create`` is missing or refused, the shared buffers are an unlinked temporary
+    file: the text still arrives intact, through the child (not the thread route)."""
+
+    def refused(name: str) -> int:
+        raise OSError(errno.ENOSYS, "memfd_create refused")
+
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    monkeypatch.setattr(os, "memfd_create", refused)
+    children = _spy_children(monkeypatch)
+    scan = _HashingScan()
+    size = big_fastq_gz.stat().st_size
+    gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
+    text = gzip.decompress(big_fastq_gz.read_bytes())
+    assert len(children) == 1
+    assert scan.digest.digest() == hashlib.sha256(text).digest()
+
+
+class _StoppingScan(_CountingScan):
+    """Stops (SIGSTOP) the inflating child at its first piece: a child that hangs without dying."""
+
+    def __init__(self, children: list[subprocess.Popen[bytes]]) -> None:
+        super().__init__()
+        self.children = children
+
+    def feed(self, chunk: bytes) -> None:
+        if not self.fed:
+            os.kill(self.children[0].pid, signal.SIGSTOP)
+        super().feed(chunk)
+
+
+def test_a_child_that_stops_answering_is_given_up_not_waited_for(
+    big_fastq_gz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    monkeypatch.setattr(gzip_stream, "_IDLE", 1.0)
+    children = _spy_children(monkeypatch)
+    size = big_fastq_gz.stat().st_size
+    started = time.monotonic()
+    with pytest.raises(gzip_stream.StreamPassFailed, match="no word from the inflating process"):
+        gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, _StoppingScan(children), spacing=8 << 20)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 30
+    assert children[0].wait(timeout=10) == -signal.SIGKILL  # stopped, then killed: nothing left behind

@@ -53,6 +53,7 @@ _PART = 4 * 1024 * 1024  # compressed bytes per message to the child
 _BEHIND = 2  # parts the child keeps behind the one it reads
 _SLOTS = _AHEAD + 2  # text buffers shared with the child: the one it fills, the one scanned, _AHEAD between
 _PIPE_SIZE = 1024 * 1024  # the child's pipe (default 64 KiB: 64 wake-ups of both processes per 4 MiB piece)
+_IDLE = 120.0  # seconds without a message from the child after which the pass gives up (it sends one per piece)
 
 
 class StreamPassFailed(Exception):
@@ -68,7 +69,9 @@ class StreamScan(Protocol[S]):
         :class:`StreamPassFailed` for one the scan has gone too far past to place."""
 
     def feed(self, chunk: bytes | memoryview) -> None:
-        """The next piece of the text (a buffer reused once this returns: keep no view of it)."""
+        """The next piece of the text: a buffer reused once this returns, so keep no view of it
+        (copy what must outlive the call). In a child pass a kept view stops the pass, which
+        then falls back to two passes; in a thread pass each piece is a new buffer."""
 
     def finish(self) -> SpanResult[S]:
         """End of the text: the totals (count and the format's statistics) as one result."""
@@ -239,7 +242,6 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
     credits_read, credits = os.pipe()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
-        ring = mmap.mmap(ring_fd, _SLOTS * gzip_child.READ)
         proc = subprocess.Popen(
             [sys.executable, "-S", gzip_child.__file__],
             stdin=subprocess.PIPE,
@@ -247,39 +249,40 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
             env=env,
             pass_fds=(ring_fd, credits_read),
         )
-    except OSError as exc:
-        log.info("no child process for the one pass (%s); inflating in a thread", exc)
+    except BaseException as exc:
         os.close(credits)
+        os.close(ring_fd)
+        if not isinstance(exc, OSError):
+            raise
+        log.info("no child process for the one pass (%s); inflating in a thread", exc)
         return None
     finally:
-        os.close(ring_fd)
         os.close(credits_read)
-    assert proc.stdin is not None
-    assert proc.stdout is not None
-    for pipe in (proc.stdin, proc.stdout):
-        with contextlib.suppress(AttributeError, OSError):  # Linux: fewer wake-ups per piece
-            fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-    conn = Connection(os.dup(proc.stdout.fileno()), writable=False)
-    proc.stdout.close()
-    out = io.FileIO(os.dup(proc.stdin.fileno()), "wb")  # the pickled job, then the object's bytes, raw
-    proc.stdin.close()
-    failed: list[BaseException] = []
-    sender = threading.Thread(target=_send_object, args=(job, out, failed), name="xhub-gzip-send", daemon=True)
-    text = memoryview(ring)
+    sender: threading.Thread | None = None
+    out: io.FileIO | None = None
+    conn: Connection | None = None
     done = False
     try:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        for pipe in (proc.stdin, proc.stdout):
+            with contextlib.suppress(AttributeError, OSError):  # Linux: fewer wake-ups per piece
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+        conn = Connection(os.dup(proc.stdout.fileno()), writable=False)
+        proc.stdout.close()
+        out = io.FileIO(os.dup(proc.stdin.fileno()), "wb")  # the pickled job, then the object's bytes, raw
+        proc.stdin.close()
+        failed: list[BaseException] = []
+        sender = threading.Thread(target=_send_object, args=(job, out, failed), name="xhub-gzip-send", daemon=True)
         ring_job = (ring_fd, _SLOTS, credits_read)
         with Connection(os.dup(out.fileno()), readable=False) as jobs:
             jobs.send((job.size, job.chunk_size, job.parallel, job.spacing, _PART, _behind(job), *ring_job))
         sender.start()
         while True:
-            message = _receive(conn)
+            message = _receive(conn, proc)
             if message[0] == "text":
                 _, offsets, slot, n = message
-                at = slot * gzip_child.READ
-                piece = text[at : at + n]
-                _take(scan, offsets, piece)
-                piece.release()
+                _scan_slot(job.url, scan, offsets, ring_fd, slot, n)
                 with contextlib.suppress(BrokenPipeError):  # a child that ended: its last message says why
                     os.write(credits, b"s")  # never blocks: at most _SLOTS bytes are ever unread
                 continue
@@ -292,25 +295,53 @@ def _in_child(job: _Job, scan: StreamScan[Any]) -> bytes | None:
             raise StreamPassFailed(f"{job.url}: rapidgzip could not read the object ({message[1]})")
     finally:
         os.close(credits)
-        text.release()
-        with contextlib.suppress(BufferError):  # a view still held (a scan that kept one): freed with it
-            ring.close()
+        os.close(ring_fd)
         if not done:  # a child still working is not needed any more (its pipes break, it ends)
             with contextlib.suppress(OSError):
                 proc.kill()
-        conn.close()
+        if conn is not None:
+            conn.close()
+        if out is not None and (sender is None or sender.ident is None):
+            out.close()  # the sender never started: nobody else closes it
         if done:  # its work is done: let it exit (interpreter shutdown) while the index is finished here
             threading.Thread(target=_reap, args=(proc, sender), name="xhub-gzip-reap", daemon=True).start()
         else:
             _reap(proc, sender)
 
 
+def _scan_slot(url: str, scan: StreamScan[Any], offsets: list[int], fd: int, slot: int, n: int) -> None:
+    """Feed ``scan`` the ``n`` bytes of text in shared buffer ``slot``, mapped read-only for this piece only.
+
+    The child writes the slot again once it is handed back, so nothing may still see it then:
+    the mapping is closed before, and a scan that kept a view of the text (a slice, a NumPy
+    array over it) makes that fail. The pass then stops (the caller falls back to two passes)
+    rather than let the text change under what the scan kept.
+    """
+    if not n:
+        _take(scan, offsets, b"")
+        return
+    text = mmap.mmap(fd, n, offset=slot * gzip_child.READ, access=mmap.ACCESS_READ)
+    view = memoryview(text)
+    try:
+        _take(scan, offsets, view)
+    except BaseException:
+        with contextlib.suppress(BufferError):  # a view still held: the mapping goes with it
+            view.release()
+            text.close()
+        raise
+    try:
+        view.release()
+        text.close()
+    except BufferError as exc:
+        raise StreamPassFailed(f"{url}: the record scan kept a view of a text buffer the child is to reuse") from exc
+
+
 def _shared_fd(size: int) -> int:
     """A file descriptor of ``size`` bytes of memory to share with a child (Linux: ``memfd``;
     elsewhere an unlinked temporary file), inheritable by ``pass_fds``."""
-    if hasattr(os, "memfd_create"):
+    try:
         fd = os.memfd_create("xhub-gzip-text")
-    else:
+    except (AttributeError, OSError):  # not Linux, or refused (a seccomp profile): a file nobody else sees
         fd, path = tempfile.mkstemp(prefix="xhub-gzip-text-")
         os.unlink(path)
     try:
@@ -321,12 +352,18 @@ def _shared_fd(size: int) -> int:
     return fd
 
 
-def _receive(conn: Connection) -> tuple[Any, ...]:
-    """The child's next message; its end or an unreadable message as an ``("error", why)`` one."""
+def _receive(conn: Connection, proc: subprocess.Popen[bytes]) -> tuple[Any, ...]:
+    """The child's next message; its end, silence for :data:`_IDLE` seconds (a stopped or stuck
+    child) or an unreadable message as an ``("error", why)`` one."""
     try:
+        if not conn.poll(_IDLE):
+            return ("error", f"no word from the inflating process in {_IDLE:.0f} s")
         message = conn.recv()
     except (EOFError, OSError):
-        return ("error", "the inflating process ended early")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=1)
+        status = "" if proc.returncode is None else f", exit status {proc.returncode}"
+        return ("error", f"the inflating process ended early{status}")
     except Exception as exc:  # e.g. a message that does not unpickle: the scan must not wait for ever
         return ("error", f"unreadable message from the inflating process ({type(exc).__name__}: {exc})")
     if not isinstance(message, tuple) or not message:
@@ -359,15 +396,16 @@ def _send_object(job: _Job, out: io.RawIOBase, failed: list[BaseException]) -> N
         out.close()
 
 
-def _reap(proc: subprocess.Popen[bytes], sender: threading.Thread) -> None:
-    """Wait for the child to exit (killed after 10 s), then for the sender thread."""
+def _reap(proc: subprocess.Popen[bytes], sender: threading.Thread | None) -> None:
+    """Wait for the child to exit (killed after 10 s), then for the sender thread (which ends at
+    its next write to the dead child's pipe; a stalled storage read ends with its timeout)."""
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-    if sender.ident is not None:
-        sender.join()
+    if sender is not None and sender.ident is not None:
+        sender.join(timeout=30)
 
 
 def _behind(job: _Job) -> int:
