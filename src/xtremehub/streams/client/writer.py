@@ -67,7 +67,8 @@ _BATCHES_IN_FLIGHT = 1
 _SEND_AT = 64 * 1024
 #: Seconds the background sender waits for work before it ends (started again when needed).
 _SENDER_IDLE = 1.0
-#: The key point of an event without a routing key (it goes to the sticky lane; a re-send picks at random).
+#: The key point of an event without a routing key until it is queued (it goes to the sticky lane and
+#: gets a point of that lane's segment, so that a re-send goes there or to its successor).
 _KEYLESS = -1.0
 
 
@@ -155,6 +156,10 @@ class _Pending(EventFuture):
             raise outcome
         return outcome
 
+    def cancel(self) -> bool:
+        """An event handed to the writer cannot be taken back: always False (as for a running call)."""
+        return False
+
     def release(self) -> None:
         """The writer is done with the event (settled and dropped from its pending list)."""
         self.frame, self.sent = b"", None
@@ -224,6 +229,8 @@ class EventStreamWriter:
         self._lanes: dict[str, _Lane] = {}
         #: The lane of events without a key, until a batch of them leaves it (None: pick one at random).
         self._sticky: _Lane | None = None
+        #: The key range of the sticky lane's segment (its events get points in it).
+        self._sticky_range = (0.0, 1.0)
         #: The sticky lane whose batch left last: while it is in flight, the next sticky lane waits for it.
         self._left: _Lane | None = None
         #: Events without a key queued at which the sticky lane leaves although the previous one is in flight.
@@ -284,7 +291,7 @@ class EventStreamWriter:
         frame = encode_event(data, routing_key)
         point = key_point(routing_key) if routing_key is not None else _KEYLESS
         if not self.config.max_in_flight:
-            return self._write_now(frame, point)
+            return self._write_now(frame, random.random() if routing_key is None else point)
         with self._lock:
             # ``_calling`` written out, and without ``_signal``: only holders of the writer lock
             # change ``_callers`` (see ``_left_call``); this is the per-event path
@@ -411,6 +418,10 @@ class EventStreamWriter:
             lane = self._sticky
             if lane is None:
                 lane = self._sticky = self._pick_sticky()
+            # a point of the lane's segment: a re-send goes there (or to its successor), never to a
+            # segment that may hold higher numbers of this writer (the store would drop it as a duplicate)
+            low, high = self._sticky_range
+            pending.point = low + random.random() * (high - low)
         else:
             lane = self._lane(self._router.pick(pending.point).name)
         pending.segment = lane.segment
@@ -419,7 +430,11 @@ class EventStreamWriter:
         lane.queued_bytes += len(pending.frame)
         self._queued += 1
         if lane.busy():
-            full = lane.queued_bytes >= self._send_at or len(queued) >= self.config.batch_events
+            full = (
+                lane.queued_bytes >= self._send_at
+                or len(queued) >= self.config.batch_events
+                or (lane is self._sticky and len(queued) >= self._half)
+            )
             if full and not lane.blocked:
                 self._send_lanes([lane])
         elif not self._holds(lane):
@@ -432,21 +447,18 @@ class EventStreamWriter:
             lane is self._sticky
             and left is not None
             and left is not lane
-            and len(lane.queued) < self._half
+            and len(lane.queued) < min(self._half, self.config.batch_events)
+            and lane.queued_bytes < self._send_at
             and left.busy()
         )
 
     def _pick_sticky(self) -> _Lane:
-        """A lane for the next events without a key: a segment at random (weighted by its share of
-        the key space, as a random key would pick it), another than the one whose batch just left
-        (events sent there would queue behind that batch instead of leaving in turn with it)."""
+        """A lane for the next events without a key: a segment at random, weighted by its share of
+        the key space (as a random key would pick it; the shares drive auto-scaling). The one whose
+        batch just left may come again: its events then leave at half the window (see ``_queue``)."""
         segments = self._router.segments
-        left = self._left
-        if left is not None and len(segments) > 1:
-            segments = [s for s in segments if s.name != left.segment] or segments
-        if len(segments) == 1:
-            return self._lane(segments[0].name)
         (segment,) = random.choices(segments, weights=[s.key_high - s.key_low for s in segments])
+        self._sticky_range = (segment.key_low, segment.key_high)
         return self._lane(segment.name)
 
     def _lane(self, segment: str) -> _Lane:
@@ -664,6 +676,10 @@ class EventStreamWriter:
             except (StreamError, ConnectionError) as exc:
                 self._refuse(p, exc)
                 continue
+            if p.sent is None:  # never sent in a batch: not counted yet
+                counts = self._traffic.setdefault(result.segment, [0, 0])
+                counts[0] += 1
+                counts[1] += len(p.frame)
             p.release()
             _settle(p, result)
             into = self._lanes.get(result.segment)
@@ -676,7 +692,7 @@ class EventStreamWriter:
     def _append_with_retries(self, p: _Pending, deadline: float) -> AppendResult:
         delay = 0.01
         while True:
-            segment = self._router.pick(random.random() if p.point == _KEYLESS else p.point).name
+            segment = self._router.pick(p.point).name
             try:
                 return self._store.append(segment, p.frame, writer_id=self.writer_id, event_number=p.number)
             except (SegmentSealed, SegmentNotFound):
