@@ -18,7 +18,9 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from xtremehub.errors import BackPressure
+import pytest
+
+from xtremehub.errors import BackPressure, StreamError
 from xtremehub.streams import ScalingPolicy, StreamManager
 from xtremehub.streams.client._framing import key_point
 from xtremehub.streams.client.writer import EventStreamWriter, WriterConfig
@@ -295,3 +297,26 @@ def test_big_keyless_events_leave_at_once_while_a_sticky_batch_is_in_flight(tmp_
             store.release(i)
         writer.close()
         assert all(f.result(timeout=10) is not None for f in futures)
+
+
+def test_a_refusal_handled_does_not_make_every_later_write_wait(tmp_path: Path) -> None:
+    """An event refused for good (not for back pressure) is settled with its error; after that the
+    writer is back to pipelining: a later write does not wait for the answers of earlier ones
+    (before, the refusal flag stayed up and every write drained the whole window first)."""
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s", scaling_policy=ScalingPolicy.fixed(1))
+        store = HeldStore(manager.store)
+        writer = EventStreamWriter(manager.controller, store, "lab", "s", config=WriterConfig(max_in_flight=16))
+        refused = writer.write_event(b"e1", routing_key="k")
+        store.wait_held(1)
+        store.held[0][2].set_exception(StreamError("test: refused for good"))
+        assert isinstance(refused.exception(timeout=10), StreamError)
+        writer.write_event(b"e2", routing_key="k")  # handles the refusal first, then sent: held
+        store.wait_held(2)
+        done = threading.Event()
+        threading.Thread(target=lambda: (writer.write_event(b"e3", routing_key="k"), done.set()), daemon=True).start()
+        assert done.wait(5), "a write waited for the answer of an earlier batch"
+        store.release(1)
+        with pytest.raises(StreamError, match="refused for good"):  # the refusal, reported once
+            writer.close()

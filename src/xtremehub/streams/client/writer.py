@@ -594,14 +594,23 @@ class EventStreamWriter:
                 self._pump()
 
     def _recover(self) -> None:
-        """Re-send refused events even when the application only waits on its futures."""
-        try:
-            with self._lock, self._calling():
-                self._drain()
-        except Exception:  # the futures carry the failures; keep the thread quiet
-            log.debug("writer %s: background re-send failed", self.writer_id, exc_info=True)
-        finally:
+        """Re-send refused events even when the application only waits on its futures.
+
+        A refusal answered after the drain let go of the writer lock but before ``_recovering``
+        is cleared starts no thread of its own (it saw this one): this one looks again after
+        clearing (``_answered`` sets ``_failure`` before it reads ``_recovering``, this clears
+        ``_recovering`` before it reads ``_failure``, so one of the two sees the other).
+        """
+        while True:
+            try:
+                with self._lock, self._calling():
+                    self._drain()
+            except Exception:  # the futures carry the failures; keep the thread quiet
+                log.debug("writer %s: background re-send failed", self.writer_id, exc_info=True)
             self._recovering.clear()
+            if not self._failure or self._recovering.is_set():
+                return
+            self._recovering.set()
 
     def _drain(self, keep: int = 0) -> None:
         """Settle the oldest pending events until at most ``keep`` remain, re-sending refused ones in order."""
@@ -628,6 +637,8 @@ class EventStreamWriter:
             self._pending.pop(0)
             head.release()
             _settle(head, result)
+        if not self._pending:  # everything answered and handled: no refusal waits any more
+            self._failure = False
 
     def _refuse(self, p: _Pending, exc: BaseException) -> None:
         """Settle ``p`` as refused; the next :meth:`flush` raises the first such refusal."""
