@@ -285,3 +285,31 @@ def test_a_child_that_stops_answering_is_given_up_not_waited_for(
         gzip_stream.checkpoints_and_records(str(big_fastq_gz), size, _StoppingScan(children), spacing=8 << 20)  # type: ignore[arg-type]
     assert time.monotonic() - started < 30
     assert children[0].wait(timeout=10) == -signal.SIGKILL  # stopped, then killed: nothing left behind
+
+
+def test_one_pass_reads_a_bgzf_object_of_many_parts_in_a_thread(
+    big_fastq_gz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rapidgzip indexes BGZF from its block headers, reading ahead and back over the whole object,
+    which the child, fed the object once in order, cannot serve: a BGZF object goes to the thread
+    route at once (before, the child failed on every BGZF object of more than three parts, and
+    preprocessing fell back to two passes after a wasted partial one)."""
+    import pysam  # reference tool (test extra): writes BGZF as bgzip does
+
+    text = gzip.decompress(big_fastq_gz.read_bytes())
+    path = tmp_path / "big.fq.bgz"
+    with pysam.BGZFile(str(path), "wb") as fh:
+        fh.write(text)
+    size = path.stat().st_size
+    assert size > 4 * gzip_stream._PART
+    monkeypatch.setattr(gzip_stream, "PROCESS_MIN", 0)
+    children = _spy_children(monkeypatch)
+    scan = _HashingScan()
+    result = gzip_stream.checkpoints_and_records(str(path), size, scan, spacing=8 << 20)  # type: ignore[arg-type]
+    assert children == []  # no child started
+    assert scan.digest.digest() == hashlib.sha256(text).digest()
+    assert len(result.points) > 1
+    plain = _HashingScan()  # a plain gzip object of the same text still goes through the child
+    gzip_stream.checkpoints_and_records(str(big_fastq_gz), big_fastq_gz.stat().st_size, plain, spacing=8 << 20)  # type: ignore[arg-type]
+    assert len(children) == 1
+    assert plain.digest.digest() == scan.digest.digest()

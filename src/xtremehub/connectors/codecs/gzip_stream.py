@@ -111,7 +111,7 @@ def checkpoints_and_records(
 
     job = _Job(url, size, settings, _chunk_size(spacing), int(os.environ.get("XHUB_GZIP_THREADS", "1")), spacing)
     try:
-        blob = _in_child(job, scan) if _child_fits(url, size) else None
+        blob = _in_child(job, scan) if _child_fits(url, size) and not _is_bgzf(url, settings) else None
         if blob is None:
             blob = _in_thread(job, scan)
         trailer = _trailer(url, size, settings)
@@ -173,6 +173,20 @@ def _child_fits(url: str, size: int) -> bool:
         and split_url(url)[0] in _SHARED_SCHEMES
         and os.path.isfile(gzip_child.__file__)  # a zipped install has no script to run: a thread
     )
+
+
+def _is_bgzf(url: str, settings: Settings | None) -> bool:
+    """Whether the object starts with a BGZF block (a gzip member with a ``BC`` extra field).
+
+    rapidgzip indexes a BGZF object from its block headers, reading ahead through the whole
+    object and back again, which a child fed the object once, in order, cannot serve (it
+    failed on every BGZF object of more than three parts): such objects are inflated in a
+    thread, which reads by ranged GETs where it needs to.
+    """
+    from xtremehub import storage
+
+    head = storage.get_range(url, 0, 18, settings=settings)
+    return len(head) >= 16 and head[:2] == b"\x1f\x8b" and bool(head[3] & 4) and head[12:14] == b"BC"
 
 
 def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:
