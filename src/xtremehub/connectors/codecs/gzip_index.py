@@ -37,7 +37,7 @@ from xtremehub.connectors.codecs.inflate import RawInflater, aligned, error_type
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
 
-__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from", "parse_gzidx"]
+__all__ = ["Checkpoint", "CheckpointScan", "build_checkpoints", "inflate_from", "is_bgzf", "parse_gzidx"]
 
 _GZIP_MAGIC = b"\x1f\x8b\x08"
 WINDOW = 32768
@@ -63,6 +63,17 @@ class CheckpointScan:
 
     points: list[Checkpoint]
     member_starts: int
+
+
+def is_bgzf(head: bytes) -> bool:
+    """Whether ``head`` (an object's first 18 bytes) starts a BGZF block: a gzip member whose
+    extra field holds the ``BC`` subfield (``bgzip``, htslib).
+
+    Example:
+        >>> is_bgzf(bytes.fromhex("1f8b08040000000000ff0600424302001b00")), is_bgzf(b"\\x1f\\x8b\\x08\\x00")
+        (True, False)
+    """
+    return len(head) >= 16 and head[:2] == b"\x1f\x8b" and bool(head[3] & 4) and head[12:14] == b"BC"
 
 
 def build_checkpoints(fileobj: BinaryIO, url: str, *, spacing: int) -> CheckpointScan:

@@ -176,7 +176,7 @@ def _child_fits(url: str, size: int) -> bool:
 
 
 def _is_bgzf(url: str, settings: Settings | None) -> bool:
-    """Whether the object starts with a BGZF block (a gzip member with a ``BC`` extra field).
+    """Whether the object is BGZF (:func:`~xtremehub.connectors.codecs.gzip_index.is_bgzf` of its head).
 
     rapidgzip indexes a BGZF object from its block headers, reading ahead through the whole
     object and back again, which a child fed the object once, in order, cannot serve (it
@@ -184,9 +184,9 @@ def _is_bgzf(url: str, settings: Settings | None) -> bool:
     thread, which reads by ranged GETs where it needs to.
     """
     from xtremehub import storage
+    from xtremehub.connectors.codecs.gzip_index import is_bgzf
 
-    head = storage.get_range(url, 0, 18, settings=settings)
-    return len(head) >= 16 and head[:2] == b"\x1f\x8b" and bool(head[3] & 4) and head[12:14] == b"BC"
+    return is_bgzf(storage.get_range(url, 0, 18, settings=settings))
 
 
 def _in_thread(job: _Job, scan: StreamScan[Any]) -> bytes:

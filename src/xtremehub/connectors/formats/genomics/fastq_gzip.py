@@ -36,6 +36,7 @@ import numpy as np
 
 from xtremehub import storage
 from xtremehub.connectors.base import Format, Index, Strategy
+from xtremehub.connectors.codecs.gzip_index import is_bgzf
 from xtremehub.connectors.codecs.gzip_stream import StreamPassFailed
 from xtremehub.connectors.codecs.record_index import RecordIndex, index_records
 from xtremehub.connectors.codecs.record_slice import RecordSlice
@@ -297,14 +298,13 @@ class FASTQGZip(Format):
             settings=co.settings,
             stream=FastqStream,
         )
-        bgzf = len(head) >= 16 and head[3] & 4 and head[12:14] == b"BC"
         members = records.gzip_members
         attributes = {
             "num_reads": records.num_records,
             "num_bases": sum(r.stats.bases for r in results),
             "uncompressed_size": records.text_size,
             "compressed_size": co.size,
-            "gzip_flavour": "bgzf" if bgzf else ("multi-member" if members > 1 else "single-member"),
+            "gzip_flavour": "bgzf" if is_bgzf(head) else ("multi-member" if members > 1 else "single-member"),
             "checkpoints": len(records.table),
             "spacing": self.spacing,
             "first_read": results[0].stats.first_name if results else "",
