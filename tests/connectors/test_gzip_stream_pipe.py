@@ -16,6 +16,7 @@ import rapidgzip
 from xtremehub import storage
 from xtremehub.config import Settings
 from xtremehub.connectors.codecs import gzip_stream
+from xtremehub.connectors.codecs.gzip_child import PipeReader
 from xtremehub.connectors.codecs.gzip_index import parse_gzidx
 from xtremehub.connectors.codecs.source import AheadReader
 
@@ -36,8 +37,7 @@ def test_thinned_index_parses_exactly_like_the_whole_one(testdata: Path, name: s
     assert gzip_stream.thin_gzidx(b"not an index", spacing) == b"not an index"
 
 
-def test_pipe_reader_serves_reads_and_back_seeks_from_bytes_sent(monkeypatch: pytest.MonkeyPatch, pipe: _Pipe) -> None:
-    monkeypatch.setattr(gzip_stream, "_PART", 4096)
+def test_pipe_reader_serves_reads_and_back_seeks_from_bytes_sent(pipe: _Pipe) -> None:
     data = random.Random(5).randbytes(50_000)
     recv, send = pipe
 
@@ -47,7 +47,7 @@ def test_pipe_reader_serves_reads_and_back_seeks_from_bytes_sent(monkeypatch: py
         send.close()
 
     threading.Thread(target=sender, daemon=True).start()
-    fh = gzip_stream._PipeReader(recv, len(data))
+    fh = PipeReader(recv, len(data), part=4096, behind=gzip_stream._BEHIND)
     assert fh.seek(0, io.SEEK_END) == len(data)
     _read_with_back_seeks(fh, data, 6)
     assert fh.read(10) == b""
@@ -56,12 +56,11 @@ def test_pipe_reader_serves_reads_and_back_seeks_from_bytes_sent(monkeypatch: py
         fh.read(10)
 
 
-def test_pipe_reader_reports_an_object_cut_short(monkeypatch: pytest.MonkeyPatch, pipe: _Pipe) -> None:
-    monkeypatch.setattr(gzip_stream, "_PART", 4096)
+def test_pipe_reader_reports_an_object_cut_short(pipe: _Pipe) -> None:
     recv, send = pipe
     send.write(b"x" * 4096)
     send.close()
-    fh = gzip_stream._PipeReader(recv, 10_000)
+    fh = PipeReader(recv, 10_000, part=4096, behind=gzip_stream._BEHIND)
     assert fh.read(5000) == b"x" * 4096
     with pytest.raises(OSError, match="ends at byte 4096 of 10000"):
         fh.read(10)
@@ -102,14 +101,13 @@ def _read_with_back_seeks(fh: io.RawIOBase, data: bytes, seed: int) -> None:
         pos += len(got)
 
 
-def test_pipe_reader_reports_a_short_last_part(monkeypatch: pytest.MonkeyPatch, pipe: _Pipe) -> None:
+def test_pipe_reader_reports_a_short_last_part(pipe: _Pipe) -> None:
     """An object cut inside its last part (not at a part boundary) is an error, not an early end of file."""
-    monkeypatch.setattr(gzip_stream, "_PART", 4096)
     recv, send = pipe
     send.write(b"x" * 4096)
     send.write(b"y" * 1000)
     send.close()
-    fh = gzip_stream._PipeReader(recv, 10_000)
+    fh = PipeReader(recv, 10_000, part=4096, behind=gzip_stream._BEHIND)
     assert fh.read(6000) == b"x" * 4096
     assert fh.read(6000) == b"y" * 1000
     with pytest.raises(OSError, match="ends at byte 5096 of 10000"):

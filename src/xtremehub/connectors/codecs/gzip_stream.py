@@ -428,13 +428,6 @@ def _behind(job: _Job) -> int:
     return max(_BEHIND, -(-2 * job.parallel * job.chunk_size // _PART) + 1)
 
 
-class _PipeReader(gzip_child.PipeReader):
-    """The child's :class:`~xtremehub.connectors.codecs.gzip_child.PipeReader`, parts of :data:`_PART` bytes."""
-
-    def __init__(self, pipe: io.RawIOBase, size: int, behind: int = _BEHIND) -> None:
-        super().__init__(pipe, size, part=_PART, behind=behind)
-
-
 def _trailer(url: str, size: int, settings: Settings | None) -> bytes:
     """The last 4 bytes (a gzip member's uncompressed size modulo 2**32)."""
     from xtremehub import storage
