@@ -21,8 +21,8 @@ leaves at once (large events gain little from waiting), and a batch holds at mos
 events of a batch carry consecutive numbers and every segment sees increasing ones. Each event
 keeps its own future and its own outcome (the future is the writer's record of the event too:
 one object per event). Events without a routing key have no order to keep: they all go to one
-lane picked at random (the *sticky* lane) until a batch of them leaves it, then to another
-picked at random, so they queue up into one batch instead of spreading one by one over every
+lane picked at random (the *sticky* lane) until a batch of them leaves it, then to one picked
+again, so they queue up into one batch instead of spreading one by one over every
 segment (per batch, the client, the server and the WAL each pay more than per event). Each
 batch also names the number of the lane's previous event (``SegmentBatch.previous_event_number``):
 the store refuses it (``EventNumberGap``) while that event is not stored, so a batch never
@@ -408,7 +408,7 @@ class EventStreamWriter:
     def _queue(self, pending: _Pending) -> None:
         """Route an event to its segment's lane; send the lane now unless a batch of it is in flight.
 
-        The sticky lane of events without a key (another one than the last) also waits while
+        The sticky lane of events without a key, when it is not the last one, also waits while
         the batch that last left a sticky lane is in flight, until half the writer's window queued
         up: sent at once, alone, an event would take a round trip and a group commit of its own,
         and the window would alternate batches of one event and of all the others; batches of up
@@ -497,7 +497,7 @@ class EventStreamWriter:
                 counts = self._traffic.setdefault(lane.segment, [0, 0])
                 counts[0] += count
                 counts[1] += size
-                if lane is self._sticky:  # the next events without a key go to another lane
+                if lane is self._sticky:  # the next events without a key go to a lane picked again
                     self._sticky, self._left = None, lane
                 lane.queued_bytes -= size
                 self._queued -= count
@@ -605,8 +605,10 @@ class EventStreamWriter:
             try:
                 with self._lock, self._calling():
                     self._drain()
-            except Exception:  # the futures carry the failures; keep the thread quiet
+            except Exception:  # the futures carry the failures; keep the thread quiet (and do not retry)
                 log.debug("writer %s: background re-send failed", self.writer_id, exc_info=True)
+                self._recovering.clear()
+                return
             self._recovering.clear()
             if not self._failure or self._recovering.is_set():
                 return
