@@ -202,7 +202,8 @@ class SeaweedFS:
 
     def _s3_answers(self) -> bool:
         try:
-            urllib.request.urlopen(self.endpoint_url + "/status", timeout=1)  # noqa: S310 - our http URL
+            with urllib.request.urlopen(self.endpoint_url + "/status", timeout=1):  # noqa: S310 - our http URL
+                pass
         except urllib.error.HTTPError:
             return True  # any HTTP answer (403 for anonymous) means S3 is serving
         except OSError:
