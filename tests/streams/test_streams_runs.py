@@ -231,3 +231,26 @@ def test_parts_of_a_multi_batch_request_share_one_condition_and_settle_together(
     parts = _split(failed, 2, condition)
     failed.set_exception(ConnectionError("lost"))
     assert [type(p.exception()).__name__ for p in parts] == ["ConnectionError", "ConnectionError"]
+
+
+def test_a_written_event_future_shows_only_the_future_api(tmp_path: Path) -> None:
+    """The future ``write_event`` returns is also the writer's record of the event; the writer's
+    own bookkeeping (dropping the frame, reading the outcome) must not be callable as public API."""
+    with StreamManager.embedded(tmp_path / "data") as manager:
+        manager.create_scope("lab")
+        manager.create_stream("lab", "s")
+        with manager.create_writer("lab", "s") as writer:
+            future = writer.write_event(b"x")
+            pointer = future.result(timeout=30)
+        assert isinstance(future, EventFuture)
+        public = {name for name in dir(future) if not name.startswith("_")}
+        assert public <= {name for name in dir(Future) if not name.startswith("_")} | {
+            "frame",
+            "number",
+            "point",
+            "segment",
+            "sent",
+        }
+        assert not {"release", "stored", "error"} & public
+        assert future.cancel() is False
+        assert pointer.segment.startswith("lab/s/")

@@ -124,7 +124,7 @@ class Router:
 class _Pending(EventFuture):
     """One event: the future returned for it and what the writer keeps about it until it is settled.
 
-    One object per event (the future is the writer's record too); :meth:`release` drops the
+    One object per event (the future is the writer's record too); :meth:`_release` drops the
     event's bytes once the writer is done with it, so an application keeping futures keeps no frames.
     """
 
@@ -140,7 +140,7 @@ class _Pending(EventFuture):
         #: The batch that carries this event (None while queued); the event's place in it is ``_index``.
         self.sent: Future[RunOutcome] | None = None
 
-    def error(self) -> BaseException | None:
+    def _refusal(self) -> BaseException | None:
         """Why the sent event was refused (None when stored); call once ``sent`` is done."""
         assert self.sent is not None
         exc = self.sent.exception()
@@ -148,7 +148,7 @@ class _Pending(EventFuture):
             return exc
         return self.sent.result().error(self._index)
 
-    def stored(self) -> AppendResult:
+    def _stored(self) -> AppendResult:
         """Wait for the event's acknowledgement; raises why it was refused."""
         assert self.sent is not None
         outcome = self.sent.result().outcome(self._index)
@@ -160,7 +160,7 @@ class _Pending(EventFuture):
         """An event handed to the writer cannot be taken back: always False (as for a running call)."""
         return False
 
-    def release(self) -> None:
+    def _release(self) -> None:
         """The writer is done with the event (settled and dropped from its pending list)."""
         self.frame, self.sent = b"", None
 
@@ -326,7 +326,7 @@ class EventStreamWriter:
             counts[0] += 1
             counts[1] += len(frame)
             self._maybe_report()
-        pending.release()
+        pending._release()
         _settle(pending, result)
         return pending
 
@@ -620,7 +620,7 @@ class EventStreamWriter:
             head = self._pending[0]
             if head.done():  # settled by its batch's answer (refusals are settled only below)
                 del self._pending[0]
-                head.release()
+                head._release()
                 continue
             if head.sent is None:  # still queued: everything sent before it in its lane was answered
                 self._pump()
@@ -628,7 +628,7 @@ class EventStreamWriter:
                     self._send_lanes([self._lanes[head.segment]])
             self._wait_answer(head)
             try:
-                result = head.stored()
+                result = head._stored()
             except _RESEND as exc:
                 self._resend_all(exc)
                 continue
@@ -637,14 +637,14 @@ class EventStreamWriter:
                 self._refuse(head, exc)
                 continue
             self._pending.pop(0)
-            head.release()
+            head._release()
             _settle(head, result)
         if not self._pending:  # everything answered and handled: no refusal waits any more
             self._failure = False
 
     def _refuse(self, p: _Pending, exc: BaseException) -> None:
         """Settle ``p`` as refused; the next :meth:`flush` raises the first such refusal."""
-        p.release()
+        p._release()
         p.set_exception(exc)
         if self._unreported is None:
             self._unreported = exc
@@ -674,7 +674,7 @@ class EventStreamWriter:
         sent = sorted((p for p in self._pending if p.sent is not None), key=lambda p: p.number)
         for p in sent + [p for p in self._pending if p.sent is None]:
             if p.sent is not None:
-                error = p.error()
+                error = p._refusal()
                 if error is None:
                     remaining.append(p)
                     continue
@@ -693,7 +693,7 @@ class EventStreamWriter:
                 counts = self._traffic.setdefault(result.segment, [0, 0])
                 counts[0] += 1
                 counts[1] += len(p.frame)
-            p.release()
+            p._release()
             _settle(p, result)
             into = self._lanes.get(result.segment)
             if into is None:
