@@ -9,8 +9,9 @@ multi-member (pigz, concatenated) and BGZF files are all handled the same way.
 
 The index is built by indexed_gzip (zran) in one sequential pass; we read its
 documented export format (``GZIDX``). To resume at bit offset ``8*B + s`` we
-shift the compressed bytes by ``s`` bits (NumPy) and run a raw-deflate
-``zlib.decompressobj`` preset with the window, then continue member by member.
+run a raw-deflate decompressor preset with the window on the bytes from ``B`` on,
+behind empty deflate blocks that end at bit ``s`` of byte ``B``
+(:func:`~xtremehub.connectors.codecs.inflate.from_bit`), then continue member by member.
 
 Example:
     >>> import gzip, io
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import BinaryIO
 
-from xtremehub.connectors.codecs.inflate import RawInflater, aligned, error_types, inflater
+from xtremehub.connectors.codecs.inflate import RawInflater, error_types, from_bit, inflater
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
 
@@ -172,33 +173,29 @@ def inflate_from(src: RangeSource, point: Checkpoint, *, lib: ModuleType | None 
         yield from _inflate_members(src, start_byte, lib)
         return
     dec = RawInflater(lib, zlib.decompress(point.window) if point.window else b"")
+    prefix, stream = from_bit(_chunks(src), shift)  # stream byte prefix + j is object byte start_byte + j
     try:
-        for chunk in aligned(_chunks(src), shift):
+        for chunk in stream:
             yield from dec.feed(chunk)
             if dec.eof:
                 break
     except error_types() as exc:
-        raise CorruptData(src.url, start_byte + dec.given, f"corrupt deflate data ({exc})") from exc
+        raise CorruptData(src.url, start_byte + max(0, dec.given - prefix), f"corrupt deflate data ({exc})") from exc
     if not dec.eof:
         raise TruncatedData(src.url, src.size, "gzip member ends before its end-of-stream marker")
     out = dec.flush()
     if out:
         yield out
-    # Where did this member's deflate data end? Only to within 8 bits (we fed whole
-    # shifted bytes), so try both possible trailer positions and keep the one
-    # followed by another gzip member or by the end of the object.
-    consumed = dec.consumed
-    lo = point.bit_offset + 8 * (consumed - 1)
-    candidates = sorted({-(-(lo + 1) // 8), -(-(lo + 8) // 8)})
-    for trailer in candidates:
-        nxt = trailer + 8
-        if nxt >= src.size:
-            return
-        if src.peek(nxt, 3) == _GZIP_MAGIC:
-            src.seek(nxt)
-            yield from _inflate_members(src, nxt, lib)
-            return
-    raise CorruptData(src.url, candidates[0], "no gzip member follows the end of a deflate stream")
+    # This member's deflate data ends in the last byte the inflater consumed; its 8-byte
+    # trailer follows. Then another gzip member or the end of the object.
+    nxt = start_byte + dec.consumed - prefix + 8
+    if nxt >= src.size:
+        return
+    if src.peek(nxt, 3) == _GZIP_MAGIC:
+        src.seek(nxt)
+        yield from _inflate_members(src, nxt, lib)
+        return
+    raise CorruptData(src.url, nxt - 8, "no gzip member follows the end of a deflate stream")
 
 
 def _inflate_members(src: RangeSource, pos: int, lib: ModuleType) -> Iterator[bytes]:

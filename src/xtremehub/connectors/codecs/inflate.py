@@ -8,8 +8,9 @@ measured by ``bench/fastq_gzip.py``); ``XHUB_INFLATER`` in the environment
 overrides the default (for benchmarks).
 
 Deflate blocks are not byte-aligned, and none of these Python bindings can start
-mid-byte. :func:`aligned` re-aligns the compressed stream by ``shift`` bits
-(NumPy, one pass, piece by piece). :class:`RawInflater` feeds the inflater at
+mid-byte. :func:`from_bit` puts empty deflate blocks in front of the compressed
+stream that end exactly where it starts (:func:`bit_prefix`), so the bytes are
+inflated as they come, never shifted or copied. :class:`RawInflater` feeds the inflater at
 most :data:`FEED` compressed bytes at a time and takes at most :data:`OUT` bytes
 of output per call, so memory stays bounded whatever the compression ratio.
 
@@ -32,9 +33,7 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any, Protocol
 
-import numpy as np
-
-__all__ = ["FEED", "OUT", "PREFERRED", "RawInflater", "aligned", "inflater"]
+__all__ = ["FEED", "OUT", "PREFERRED", "RawInflater", "bit_prefix", "from_bit", "inflater"]
 
 #: compressed bytes handed to the inflater per call
 FEED = 256 * 1024
@@ -120,35 +119,80 @@ class RawInflater:
         return self._dec.flush()
 
 
-def aligned(chunks: Iterator[bytes], shift: int) -> Iterator[bytes | memoryview]:
-    """Re-align a bit stream that starts ``shift`` bits into its first byte.
+#: bits of an empty, non-final fixed-Huffman block: BFINAL 0, BTYPE 01, end-of-block (7 zero bits)
+_FIXED_EMPTY = ((0, 1), (1, 2), (0, 7))
+#: order in which a dynamic block lists the code lengths of its code-length code (RFC 1951, 3.2.7)
+_CL_ORDER = (16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15)
+#: bits of an empty, non-final dynamic block, 95 of them (an odd count, 7 modulo 8): 257 literal/length
+#: codes, 2 distance codes, 19 code-length codes of which ``1`` and ``18`` have one bit each; literal 0
+#: and end-of-block one bit each, 255 zeros between them (``18`` twice: 138 and 117), both distances
+#: one bit; then the end-of-block. All three codes are complete, so every inflater takes it.
+_DYNAMIC_EMPTY = (
+    *((0, 1), (2, 2), (0, 5), (1, 5), (15, 4)),
+    *((1 if sym in (1, 18) else 0, 3) for sym in _CL_ORDER),
+    *((0, 1), (1, 1), (127, 7), (1, 1), (106, 7), (0, 1), (0, 1), (0, 1), (1, 1)),
+)
 
-    Output byte ``j`` is the 8 bits from bit ``shift`` of input byte ``j`` on (deflate
-    reads bits from the low end). The stream is shifted 64 bits at a time (the chunk,
-    behind the last byte of the previous one, viewed as little-endian words): three
-    NumPy passes over an eighth as many elements as bytes.
+
+def bit_prefix(shift: int) -> tuple[bytes, int]:
+    """Empty deflate blocks ``8 * k + shift`` bits long: ``(their first k bytes, their last shift bits)``.
+
+    Deflate blocks are not byte-aligned, and none of the inflaters' Python bindings can
+    start mid-byte. Instead of shifting the whole compressed stream, :func:`from_bit` puts
+    these blocks in front of it: they produce no output (so the preset window stays the
+    history) and end exactly at bit ``shift`` of the stream's first byte, whose low
+    ``shift`` bits they take. Empty fixed blocks are 10 bits (2 modulo 8) and the empty
+    dynamic block 95 (7 modulo 8), so every ``shift`` has a combination.
 
     Example:
-        >>> b"".join(aligned(iter([b"\\x10\\x32", b"\\x54"]), 4))
-        b'!C\\x05'
+        >>> bit_prefix(0), bit_prefix(2), bit_prefix(4), len(bit_prefix(7)[0]), bit_prefix(7)[1]
+        ((b'', 0), (b'\\x02', 0), (b'\\x02\\x08', 0), 11, 70)
+    """
+    if not 0 <= shift < 8:
+        raise ValueError(f"shift must be in [0, 8), not {shift}")
+    fields: list[tuple[int, int]] = []
+    length = 0
+    if shift % 2:
+        fields += _DYNAMIC_EMPTY
+        length = 7
+    while length != shift:
+        fields += _FIXED_EMPTY
+        length = (length + 2) % 8
+    value = nbits = 0
+    for field, width in fields:
+        value |= field << nbits
+        nbits += width
+    k = nbits // 8
+    return value.to_bytes(k + 1, "little")[:k], value >> (8 * k)
+
+
+def from_bit(chunks: Iterator[bytes], shift: int) -> tuple[int, Iterator[bytes | memoryview]]:
+    """A raw-deflate stream that starts ``shift`` bits into its first byte, made byte-aligned.
+
+    Returns ``(k, stream)``: ``stream`` is :func:`bit_prefix` (``k`` bytes) followed by the
+    chunks, the first byte's low ``shift`` bits replaced by the prefix's last bits; the
+    compressed bytes are handed on as they come, not copied (byte ``k + j`` of the stream is
+    byte ``j`` of the input). Feed it to a raw inflater preset with the window.
+
+    Example:
+        >>> import zlib
+        >>> c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        >>> raw = c.compress(b"ACGT" * 1000) + c.flush()
+        >>> shifted = (int.from_bytes(raw, "little") << 5).to_bytes(len(raw) + 1, "little")
+        >>> k, stream = from_bit(iter([shifted[:7], shifted[7:]]), 5)
+        >>> zlib.decompressobj(-15).decompress(b"".join(stream)) == b"ACGT" * 1000, k
+        (True, 15)
     """
     if shift == 0:
-        yield from chunks
-        return
-    prev: int | None = None
+        return 0, iter(chunks)
+    head, low = bit_prefix(shift)
+    return len(head), _prefixed(chunks, head, low, shift)
+
+
+def _prefixed(chunks: Iterator[bytes], head: bytes, low: int, shift: int) -> Iterator[bytes | memoryview]:
     for chunk in chunks:
-        if not chunk:
-            continue
-        head = 0 if prev is None else 1
-        n = head + len(chunk)  # bytes of this round: the carried one, then the chunk
-        words = np.zeros(n // 8 + 2, dtype="<u8")  # room for the n bytes and a zero word after
-        raw = words.view(np.uint8)
-        if prev is not None:
-            raw[0] = prev
-        raw[head:n] = np.frombuffer(chunk, dtype=np.uint8)
-        prev = int(raw[n - 1])
-        out = np.right_shift(words[:-1], np.uint64(shift))
-        out |= np.left_shift(words[1:], np.uint64(64 - shift))
-        yield out.view(np.uint8).data[: n - 1]  # the last byte needs the next chunk's first
-    if prev is not None:
-        yield bytes([prev >> shift])
+        if chunk:
+            yield head + bytes([chunk[0] & (0xFF << shift) & 0xFF | low])
+            yield memoryview(chunk)[1:]
+            break
+    yield from chunks
