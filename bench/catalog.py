@@ -18,7 +18,7 @@ each backend:
   first time after a write), **cached** (the same queries again, nothing written in between),
   and **secured** (security on: the REST API's ``visible_search`` with a Cedar policy set, the
   caller's listing condition computed by partial evaluation on every call, the cache emptied,
-  and each dataset of the page decided by Cedar);
+  and the page's datasets decided by Cedar in one batch, as the REST API decides them);
 * baselines in the same run, on the same databases: the search as it was before
   (``bench/catalog_baseline.py``: exact counts over every match; with security on, every
   match decided by Cedar: the first query of each kind, once, its result also checked against
