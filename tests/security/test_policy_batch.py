@@ -137,10 +137,44 @@ def test_a_policy_reading_a_named_entity_keeps_decisions_alone(tmp_path: Path) -
     [
         'permit(principal, action, resource) when { XHub::Object::"s3://a/b" in resource };',
         'permit(principal, action, resource) when { XHub::Dataset::"x" has owner };',
+        # indirect reads a review found (batched, a fail-closed forbid turned into an allow)
+        'permit(principal, action, resource) when { (if 1 > 0 then XHub::Dataset::"x" else resource).owner == "a" };',
+        'permit(principal, action, resource) when { {e: XHub::Dataset::"x"}.e.owner == "a" };',
+        'permit(principal, action, resource) when { XHub::Key::"x#1" is XHub::Key in XHub::Dataset::"x" };',
+        'forbid(principal, action, resource) when { (if resource is XHub::Dataset then XHub::Dataset::"k" '
+        'else resource).owner != "sec" };',
     ],
 )
 def test_named_entity_lookups_are_found(tmp_path: Path, policy: str) -> None:
     assert not _authz(tmp_path, policy)._compiled.batchable
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        'permit(principal, action, resource == XHub::Dataset::"*");',
+        'permit(principal, action, resource) when { resource == XHub::Dataset::"x" '
+        '|| XHub::Dataset::"y" != resource };',
+        'permit(principal, action, resource) when { resource in XHub::Project::"p" };',
+        'permit(principal, action, resource) when { action in [XHub::Action::"read", XHub::Action::"list"] };',
+        'permit(principal, action, resource) when { [XHub::Dataset::"a", XHub::Dataset::"b"].contains(resource) };',
+    ],
+)
+def test_entity_literals_that_are_only_compared_keep_the_batch(tmp_path: Path, policy: str) -> None:
+    assert _authz(tmp_path, policy)._compiled.batchable
+
+
+def test_entities_that_differ_only_as_true_and_1_are_not_merged(tmp_path: Path) -> None:
+    """Python's ``True == 1`` must not make two different entities of one uid count as the same."""
+    authz = _authz(tmp_path, "permit(principal, action, resource) when { resource.approved == true };")
+    assert authz._compiled.batchable
+    requests = [
+        AccessRequest(BOB, Action.READ, _dataset("d-same", "ann", approved=True)),
+        AccessRequest(BOB, Action.READ, _dataset("d-same", "ann", approved=1)),
+    ]
+    alone = [authz.decide(r) for r in requests]
+    assert [d.allowed for d in alone] == [True, False]
+    assert authz.decide_batch(requests) == alone
 
 
 def test_an_audited_batch_records_each_decision_as_one_by_one(tmp_path: Path) -> None:

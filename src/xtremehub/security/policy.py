@@ -191,27 +191,61 @@ def compile_policies(snapshots: Sequence[PolicySnapshot]) -> _Compiled:
     return _Compiled(policies, reasons, effects, tuple(snapshots), batchable)
 
 
-#: Cedar operators whose left operand, a named entity, is looked up in the request's entities.
-_ENTITY_LOOKUPS = frozenset({".", "has", "in", "getTag", "hasTag"})
+#: Operators that only compare an entity literal operand (no attribute, tag or ancestor lookup of it).
+_COMPARES = frozenset({"==", "!="})
+#: Operators whose right operand is only compared (``x in E``: the ancestors of ``x`` are read, not E's).
+_COMPARES_RIGHT = frozenset({"in", "contains"})
+#: Set operators whose set literal operand's entity elements are only compared, by side.
+_SET_RIGHT = frozenset({"in", "containsAll", "containsAny"})
+_SET_LEFT = frozenset({"contains", "containsAll", "containsAny"})
 
 
 def _reads_named_entity(node: object) -> bool:
-    """Whether a policy (its JSON form) reads a named entity's attributes, tags or ancestors.
+    """Whether a policy (its JSON form) may read a named entity's attributes, tags or ancestors.
 
     Such a policy could see a different entity list when requests are decided together (another
-    request's resource entity), so it keeps their decisions one by one.
+    request's resource entity), so it keeps their decisions one by one. The test is an
+    allow-list: an entity literal is safe only where it is compared (an operand of ``==`` or
+    ``!=``, the right operand of ``in`` or ``contains``, an element of a set literal compared by
+    ``in``/``contains``/``containsAll``/``containsAny``); anywhere else (``.attr``, ``has``,
+    ``is``, the left of ``in``, inside ``if``, a record, a call) the policy is not batched.
     """
     if isinstance(node, list):
         return any(_reads_named_entity(item) for item in node)
     if not isinstance(node, dict):
         return False
+    if "__entity" in node:
+        return True
     for key, value in node.items():
-        if key in _ENTITY_LOOKUPS and isinstance(value, dict):
-            left = value.get("left")
-            if isinstance(left, dict) and isinstance(left.get("Value"), dict) and "__entity" in left["Value"]:
+        if isinstance(value, dict) and key in _COMPARES | _COMPARES_RIGHT | _SET_LEFT:
+            for side in ("left", "right"):
+                if side in value and not _compared_only(key, side, value[side]) and _reads_named_entity(value[side]):
+                    return True
+            if _reads_named_entity({k: v for k, v in value.items() if k not in ("left", "right")}):
                 return True
-        if _reads_named_entity(value):
+        elif _reads_named_entity(value):
             return True
+    return False
+
+
+def _entity_literal(node: object) -> bool:
+    return (
+        isinstance(node, dict)
+        and set(node) == {"Value"}
+        and isinstance(node["Value"], dict)
+        and "__entity" in node["Value"]
+    )
+
+
+def _compared_only(op: str, side: str, operand: object) -> bool:
+    """Whether ``operand``, the ``side`` operand of ``op``, is an entity literal (or a set literal of
+    entity literals and safe expressions) that ``op`` only compares."""
+    if _entity_literal(operand):
+        return op in _COMPARES or (side == "right" and op in _COMPARES_RIGHT)
+    is_set = isinstance(operand, dict) and set(operand) == {"Set"} and isinstance(operand["Set"], list)
+    if is_set and ((side == "right" and op in _SET_RIGHT) or (side == "left" and op in _SET_LEFT)):
+        assert isinstance(operand, dict)
+        return all(_entity_literal(e) or not _reads_named_entity(e) for e in operand["Set"])
     return False
 
 
@@ -428,7 +462,8 @@ class CedarAuthorizer:
             for entity in entities:
                 assert isinstance(entity, dict)
                 key = json.dumps(entity["uid"], sort_keys=True)
-                if shared.setdefault(key, entity) != entity:
+                # compared as JSON: Python's == holds True == 1, which Cedar tells apart
+                if json.dumps(shared.setdefault(key, entity), sort_keys=True) != json.dumps(entity, sort_keys=True):
                     consistent = False
         if not consistent or len(batch) < 2:
             return [
