@@ -18,7 +18,7 @@ each backend:
   first time after a write), **cached** (the same queries again, nothing written in between),
   and **secured** (security on: the REST API's ``visible_search`` with a Cedar policy set, the
   caller's listing condition computed by partial evaluation on every call, the cache emptied,
-  and each dataset of the page decided by Cedar);
+  and the page's datasets decided by Cedar in one batch, as the REST API decides them);
 * baselines in the same run, on the same databases: the search as it was before
   (``bench/catalog_baseline.py``: exact counts over every match; with security on, every
   match decided by Cedar: the first query of each kind, once, its result also checked against
@@ -57,7 +57,7 @@ from xtremehub.security.identity import Identity
 from xtremehub.security.policy import CedarAuthorizer, PolicyConfig
 from xtremehub.testing.postgres import PostgresServer
 from xtremehub.web.auth import Gate
-from xtremehub.web.dataset_rules import dataset_attributes, visible_search
+from xtremehub.web.dataset_rules import dataset_attributes, dataset_resource, visible_search
 
 FORMATS = ("fastq.gz", "vcf.gz", "imzml", "laz", "cog", "csv")
 INSTRUMENTS = ("NovaSeq", "MiSeq", "HiSeq", "PacBio", "Orbitrap", "timsTOF", "Riegl", "Sentinel2")
@@ -304,7 +304,7 @@ POLICIES = """
 
 
 def secured(home: Path, synth: Synth) -> tuple[Gate, Identity, Callable[[Any], bool]]:
-    """A Cedar gate, the reader, and the per-dataset decision the REST API makes."""
+    """A Cedar gate, the reader, and one dataset's decision (main's ``visible_search`` took it)."""
     where = home / "bench-policies"
     where.mkdir(exist_ok=True)
     tags = "[" + ", ".join(f'"{t}"' for t in synth.tags[:40]) + "]"
@@ -332,9 +332,12 @@ def backend(name: str, url: str, home: Path, args: argparse.Namespace, synth: Sy
         cat.counts.clear()
         return cat.search(q)
 
+    def read_page(page: Any) -> list[bool]:  # as the REST API decides a page: in one batch
+        return gate.allowed_each(reader, Action.READ, [dataset_resource(d) for d in page])
+
     def secured_search(q: SearchQuery) -> Any:
         cat.counts.clear()
-        return visible_search(cat.search, q, may_read, gate.readable(reader, "dataset"))
+        return visible_search(cat.search, q, read_page, gate.readable(reader, "dataset"))
 
     def old(q: SearchQuery) -> Any:
         return catalog_baseline.search(cat._engine, q)

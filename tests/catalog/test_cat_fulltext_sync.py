@@ -1,7 +1,7 @@
 """The full-text index follows every write: register, new version, update, delete, and a bulk
 INSERT that bypasses the store (PostgreSQL: the side table ``dataset_search`` of migration 0004,
-kept by a trigger; SQLite: the FTS5 table), and migrations 0003 and 0004 fill and remove what
-they add on a populated catalog."""
+kept by a trigger, with the tags' ids of 0006; SQLite: the FTS5 table), and migrations 0003 to
+0006 fill and remove what they add on a populated catalog."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from alembic import command
 from xtremehub.catalog import DatasetPatch, SearchQuery, open_catalog
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.catalog.store.engine import alembic_config, migrate
-from xtremehub.catalog.store.schema import datasets
+from xtremehub.catalog.store.schema import dataset_tags, datasets
+from xtremehub.security import residual
 
 
 def _hits(cat: SqlCatalog, text: str) -> list[str]:
@@ -27,12 +28,16 @@ _STALE = (
     " OR (s.format, s.licence) IS DISTINCT FROM (d.format, d.licence)"
     " OR s.tags IS DISTINCT FROM ARRAY(SELECT json_array_elements_text(d.tags))"
     " OR s.search_tsv IS DISTINCT FROM strip(to_tsvector('simple', d.search_doc))"
+    " OR cardinality(s.tag_ids) <> cardinality(s.tags) OR s.tag_ids IS DISTINCT FROM ARRAY("
+    "SELECT n.id FROM unnest(s.tags) WITH ORDINALITY AS e(tag, i) JOIN dataset_search_tags n ON n.tag = e.tag"
+    " ORDER BY e.i)"
 )
 
 
 def _vectors_in_step(cat: SqlCatalog) -> None:
     """PostgreSQL: every dataset has one side row (and no other row has one), with the dataset's
-    keys, facet values, tags and the vector of its search document."""
+    keys, facet values, tags, the ids of its tags (every one named in the dictionary, in the
+    tags' order) and the vector of its search document."""
     if cat._dialect != "postgresql":
         return
     with cat._engine.connect() as conn:
@@ -179,3 +184,84 @@ def test_migration_0005_strips_positions_and_downgrade_restores_them(
         updated = again.update(ds.id, DatasetPatch(title="bdelloid"), actor="ann", if_match=again.get(ds.id).etag)
         _vectors_in_step(again)  # the trigger strips what it writes
         assert _hits(again, "bdelloid") == [updated.id]
+
+
+def _tag_names(cat: SqlCatalog) -> list[str]:
+    with cat._engine.connect() as conn:
+        return list(conn.exec_driver_sql("SELECT tag FROM dataset_search_tags ORDER BY id").scalars())
+
+
+def _tagged(cat: SqlCatalog, *tags: str) -> list[str]:
+    return sorted(d.id for d in cat.search(SearchQuery(filters={"tag": tags}, limit=100)).items)
+
+
+def test_tag_ids_follow_new_changed_and_removed_tags(fresh_catalog: SqlCatalog) -> None:
+    """PostgreSQL's ``tag_ids`` (0006) hold the ids of each row's tags through every write, new
+    tags join the dictionary once, and the tag filter and a listing condition test the ids."""
+    cat = fresh_catalog
+    a = cat.register("s3://ft/ta.fq", actor="ann", tags=("reef", "coral"), facts={"n": 1}, source_version="e1")
+    b = cat.register("s3://ft/tb.fq", actor="bob", tags=("coral",), facts={"n": 2}, source_version="e1")
+    c = cat.register("s3://ft/tc.fq", actor="bob", facts={"n": 3}, source_version="e1")
+    _vectors_in_step(cat)
+    assert _tagged(cat, "coral") == sorted([a.id, b.id])
+    a = cat.update(a.id, DatasetPatch(tags=("kelp", "reef", "kelp2")), actor="ann", if_match=a.etag)
+    c = cat.update(c.id, DatasetPatch(title="untagged, renamed"), actor="bob", if_match=c.etag)  # tags untouched
+    b = cat.register(b.url, actor="bob", facts={"n": 5}, source_version="e2")  # a new version, same tags
+    _vectors_in_step(cat)
+    assert _tagged(cat, "coral") == [b.id]
+    assert _tagged(cat, "kelp", "coral") == sorted([a.id, b.id])
+    assert _tagged(cat, "unknown") == []
+    cat.update(b.id, DatasetPatch(tags=()), actor="bob", if_match=b.etag)
+    cat.delete(a.id, actor="ann", if_match=a.etag)
+    _vectors_in_step(cat)
+    assert _tagged(cat, "coral") == []
+    assert _tagged(cat, "kelp") == []
+    visible = residual.AnyOf((residual.TagIs("reef"), residual.IdIn(frozenset({c.id}))))
+    assert [d.id for d in cat.search(SearchQuery(visible=visible)).items] == [c.id]
+    if cat._dialect == "postgresql":  # each name once (the first dataset's two, then the update's new two)
+        assert _tag_names(cat) == ["coral", "reef", "kelp", "kelp2"]
+
+
+def test_migration_0006_up_and_down_on_a_populated_catalog(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        ds = cat.register(
+            "s3://ft/g.fq", actor="ann", title="nudibranch", tags=("sea", "slug"), facts={}, source_version="e1"
+        )
+        other = cat.register(
+            "s3://ft/h.fq", actor="bob", title="nudibranch", tags=("sea",), facts={}, source_version="e1"
+        )
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0005")
+        assert "dataset_search_tags" not in sa.inspect(engine).get_table_names()
+        if engine.dialect.name == "postgresql":
+            assert "tag_ids" not in {c["name"] for c in sa.inspect(engine).get_columns("dataset_search")}
+        with engine.begin() as conn:  # writes under 0005's trigger: a changed tag and a new dataset
+            conn.execute(sa.update(datasets).where(datasets.c.id == other.id).values(tags=["sea", "anemone"]))
+            pk = conn.execute(sa.select(datasets.c.pk).where(datasets.c.id == other.id)).scalar_one()
+            conn.execute(sa.insert(dataset_tags).values(dataset_pk=pk, tag="anemone"))  # as the store writes both
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                tags = conn.exec_driver_sql(f"SELECT tags FROM dataset_search WHERE id = '{other.id}'").scalar_one()
+                assert tags == ["sea", "anemone"]  # 0005's trigger keeps the side table without ids
+        migrate(engine)
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                names = conn.exec_driver_sql("SELECT tag FROM dataset_search_tags ORDER BY id").scalars()
+                assert list(names) == ["anemone", "sea", "slug"]  # filled by name
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        _vectors_in_step(again)
+        assert _tagged(again, "anemone") == [other.id]
+        assert _tagged(again, "slug", "anemone") == sorted([ds.id, other.id])
+        page = again.search(SearchQuery(text="nudibranch", filters={"tag": ("sea",)}))
+        assert page.total == 2
+        assert page.facets["tag"] == {"sea": 2, "slug": 1, "anemone": 1}
+        again.register("s3://ft/i.fq", actor="cy", tags=("whelk",), facts={}, source_version="e1")
+        _vectors_in_step(again)  # the trigger of 0006 again: a new tag joins the dictionary
+        assert len(_tagged(again, "whelk")) == 1

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from xtremehub.security.identity import Identity
 
-__all__ = ["AccessRequest", "Action", "Authorizer", "Decision", "Resource"]
+__all__ = ["AccessRequest", "Action", "Authorizer", "BatchAuthorizer", "Decision", "Resource", "decide_each"]
 
 
 class Action(enum.StrEnum):
@@ -75,3 +75,21 @@ class Authorizer(Protocol):
     def decide(self, request: AccessRequest) -> Decision: ...
 
     def check(self, request: AccessRequest) -> Decision: ...
+
+
+@runtime_checkable
+class BatchAuthorizer(Authorizer, Protocol):
+    """An authorizer that decides many requests at once (a page of search results).
+
+    ``decide_batch(requests)`` returns what ``decide`` returns for each, in order, with the
+    same records (an audited authorizer records each decision as ``decide`` would).
+    """
+
+    def decide_batch(self, requests: Sequence[AccessRequest]) -> list[Decision]: ...
+
+
+def decide_each(authorizer: Authorizer, requests: Sequence[AccessRequest]) -> list[Decision]:
+    """The decision of each of ``requests``, in order: in one batch when ``authorizer`` offers it."""
+    if isinstance(authorizer, BatchAuthorizer):
+        return authorizer.decide_batch(requests)
+    return [authorizer.decide(request) for request in requests]

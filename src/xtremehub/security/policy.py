@@ -133,6 +133,9 @@ class _Compiled:
     reasons: Mapping[str, str]  # policy id -> its @reason, if any
     effects: Mapping[str, str]  # policy id -> permit/forbid
     snapshots: tuple[PolicySnapshot, ...]
+    #: no policy reads a named entity (``XHub::Dataset::"x".owner``, ``XHub::Object::"y" in ...``):
+    #: requests may then share one entity list (see :meth:`CedarAuthorizer.decide_batch`)
+    batchable: bool = True
 
     @property
     def digest(self) -> str:
@@ -184,7 +187,66 @@ def compile_policies(snapshots: Sequence[PolicySnapshot]) -> _Compiled:
         policies = cedar.PolicySet.from_json_str(json.dumps(est_all))
     except ValueError as exc:  # pragma: no cover - each file parsed above
         raise ConfigError(f"policy set {[s.source for s in snapshots]}: {exc}") from None
-    return _Compiled(policies, reasons, effects, tuple(snapshots))
+    batchable = not any(_reads_named_entity(policy) for policy in static.values())
+    return _Compiled(policies, reasons, effects, tuple(snapshots), batchable)
+
+
+#: Operators that only compare an entity literal operand (no attribute, tag or ancestor lookup of it).
+_COMPARES = frozenset({"==", "!="})
+#: Operators whose right operand is only compared (``x in E``: the ancestors of ``x`` are read, not E's).
+_COMPARES_RIGHT = frozenset({"in", "contains"})
+#: Set operators whose set literal operand's entity elements are only compared, by side.
+_SET_RIGHT = frozenset({"in", "containsAll", "containsAny"})
+_SET_LEFT = frozenset({"contains", "containsAll", "containsAny"})
+
+
+def _reads_named_entity(node: object) -> bool:
+    """Whether a policy (its JSON form) may read a named entity's attributes, tags or ancestors.
+
+    Such a policy could see a different entity list when requests are decided together (another
+    request's resource entity), so it keeps their decisions one by one. The test is an
+    allow-list: an entity literal is safe only where it is compared (an operand of ``==`` or
+    ``!=``, the right operand of ``in`` or ``contains``, an element of a set literal compared by
+    ``in``/``contains``/``containsAll``/``containsAny``); anywhere else (``.attr``, ``has``,
+    ``is``, the left of ``in``, inside ``if``, a record, a call) the policy is not batched.
+    """
+    if isinstance(node, list):
+        return any(_reads_named_entity(item) for item in node)
+    if not isinstance(node, dict):
+        return False
+    if "__entity" in node:
+        return True
+    for key, value in node.items():
+        if isinstance(value, dict) and key in _COMPARES | _COMPARES_RIGHT | _SET_LEFT:
+            for side in ("left", "right"):
+                if side in value and not _compared_only(key, side, value[side]) and _reads_named_entity(value[side]):
+                    return True
+            if _reads_named_entity({k: v for k, v in value.items() if k not in ("left", "right")}):
+                return True
+        elif _reads_named_entity(value):
+            return True
+    return False
+
+
+def _entity_literal(node: object) -> bool:
+    return (
+        isinstance(node, dict)
+        and set(node) == {"Value"}
+        and isinstance(node["Value"], dict)
+        and "__entity" in node["Value"]
+    )
+
+
+def _compared_only(op: str, side: str, operand: object) -> bool:
+    """Whether ``operand``, the ``side`` operand of ``op``, is an entity literal (or a set literal of
+    entity literals and safe expressions) that ``op`` only compares."""
+    if _entity_literal(operand):
+        return op in _COMPARES or (side == "right" and op in _COMPARES_RIGHT)
+    is_set = isinstance(operand, dict) and set(operand) == {"Set"} and isinstance(operand["Set"], list)
+    if is_set and ((side == "right" and op in _SET_RIGHT) or (side == "left" and op in _SET_LEFT)):
+        assert isinstance(operand, dict)
+        return all(_entity_literal(e) or not _reads_named_entity(e) for e in operand["Set"])
+    return False
 
 
 def _policy_order(item: tuple[str, object]) -> int:
@@ -376,17 +438,56 @@ class CedarAuthorizer:
     def decide(self, request: AccessRequest) -> Decision:
         """Permit or deny ``request``; the decision names the deciding policy (or ``default-deny``)."""
         self._maybe_reload()
+        return self._decide_alone(self._compiled, request)
+
+    def decide_batch(self, requests: Sequence[AccessRequest]) -> list[Decision]:
+        """:meth:`decide` of each of ``requests``, in order, with one Cedar evaluation for them all.
+
+        The decisions are those :meth:`decide` gives one by one: the requests share one entity
+        list only when their entities agree (the same principal; a resource named twice with the
+        same attributes) and no policy reads a named entity; otherwise each is decided alone.
+        """
+        self._maybe_reload()
         compiled = self._compiled
+        decisions: list[Decision | None] = [None] * len(requests)
+        batch: list[tuple[int, dict[str, object]]] = []
+        shared: dict[str, object] = {}  # entity uid (as JSON) -> the entity
+        consistent = compiled.batchable
+        for i, request in enumerate(requests):
+            cedar_request, entities = request_to_cedar(request, self._zone)
+            if cedar_request["resource"] is None:
+                decisions[i] = _refused(request)
+                continue
+            batch.append((i, cedar_request))
+            for entity in entities:
+                assert isinstance(entity, dict)
+                key = json.dumps(entity["uid"], sort_keys=True)
+                # compared as JSON: Python's == holds True == 1, which Cedar tells apart
+                if json.dumps(shared.setdefault(key, entity), sort_keys=True) != json.dumps(entity, sort_keys=True):
+                    consistent = False
+        if not consistent or len(batch) < 2:
+            return [
+                d if d is not None else self._decide_alone(compiled, r)
+                for d, r in zip(decisions, requests, strict=True)
+            ]
+        results = self._cedar.is_authorized_batch([r for _, r in batch], compiled.policies, list(shared.values()))
+        for (i, _), result in zip(batch, results, strict=True):
+            # a request with evaluation errors is decided alone: its messages (and an entity that
+            # does not parse) are then its own
+            alone = bool(result.diagnostics.errors)
+            decisions[i] = (
+                self._decide_alone(compiled, requests[i]) if alone else self._decision(compiled, requests[i], result)
+            )
+        return [d for d in decisions if d is not None]
+
+    def _decide_alone(self, compiled: _Compiled, request: AccessRequest) -> Decision:
         cedar_request, entities = request_to_cedar(request, self._zone)
         if cedar_request["resource"] is None:
-            kind = request.resource.kind
-            why = (
-                "'.' and '..' path segments are refused"
-                if kind in ("object", "prefix", "bucket")
-                else f"unknown resource kind {kind!r}"
-            )
-            return Decision(False, f"{why} (deny)", DEFAULT_DENY)
-        result = self._cedar.is_authorized(cedar_request, compiled.policies, entities)
+            return _refused(request)
+        return self._decision(compiled, request, self._cedar.is_authorized(cedar_request, compiled.policies, entities))
+
+    def _decision(self, compiled: _Compiled, request: AccessRequest, result: Any) -> Decision:
+        """The decision Cedar's ``result`` for ``request`` is, failing closed on a forbid that errs."""
         diagnostics = result.diagnostics
         ids = sorted(diagnostics.reasons)
         # first lines only: an entity-parse error goes on to dump the request's entities
@@ -504,6 +605,17 @@ class CedarAuthorizer:
         texts = [compiled.reasons[i] for i in ids if i in compiled.reasons]
         names = ", ".join(ids)
         return f"{verb} {names}: {'; '.join(texts)}" if texts else f"{verb} {names}"
+
+
+def _refused(request: AccessRequest) -> Decision:
+    """The denial of a request whose resource cannot be named to Cedar."""
+    kind = request.resource.kind
+    why = (
+        "'.' and '..' path segments are refused"
+        if kind in ("object", "prefix", "bucket")
+        else f"unknown resource kind {kind!r}"
+    )
+    return Decision(False, f"{why} (deny)", DEFAULT_DENY)
 
 
 def build_authorizer(config: PolicyConfig, audit: AuditLog | None = None) -> Authorizer:

@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -34,7 +34,15 @@ if TYPE_CHECKING:
     from xtremehub.security.identity import Identity
     from xtremehub.web.auth import Gate
 
-__all__ = ["MAX_FACET_VALUES", "check_approval", "data_resource", "dataset_attributes", "grants_data", "visible_search"]
+__all__ = [
+    "MAX_FACET_VALUES",
+    "check_approval",
+    "data_resource",
+    "dataset_attributes",
+    "dataset_resource",
+    "grants_data",
+    "visible_search",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +53,11 @@ MAX_FACET_VALUES = 50
 def dataset_attributes(ds: Dataset) -> dict[str, object]:
     """The attributes a dataset is judged by: ``owner``, ``kind`` and ``tags``."""
     return {"owner": ds.owner, "kind": ds.kind, "tags": list(ds.tags)}
+
+
+def dataset_resource(ds: Dataset) -> Resource:
+    """The resource ``ds`` is judged as: ``dataset`` named by its id, with :func:`dataset_attributes`."""
+    return Resource("dataset", ds.id, dataset_attributes(ds))
 
 
 def data_resource(kind: str, url: str) -> tuple[str, str]:
@@ -77,25 +90,26 @@ def check_approval(gate: Gate, identity: Identity, ds: Dataset, requester: str) 
 def visible_search(
     search: Callable[[SearchQuery], SearchPage],
     query: SearchQuery,
-    may_read: Callable[[Dataset], bool] | None,
+    may_read: Callable[[Sequence[Dataset]], Sequence[bool]] | None,
     readable: Condition | None = None,
 ) -> SearchPage:
     """The page of ``query`` holding only datasets ``may_read`` allows, and counts over those.
 
-    ``may_read`` None (security off: the single local user sees everything): the catalog's page
-    as it is. ``readable`` (the caller's policies as a condition, :meth:`Gate.readable`): the
-    catalog filters by it, so the page, the total and the facet counts are over readable
-    datasets only and cost what an unfiltered search does; ``may_read`` (the policy engine)
-    still decides each dataset of the page, and one it denies is left out (never shown). Without
-    a condition (policies a condition cannot express): every match is decided, in chunks of the
-    catalog's largest page (whose counts the catalog caches, not recomputed per chunk), and the
-    counts are made here.
+    ``may_read`` decides a sequence of datasets at once (one answer each, in order: the policy
+    engine deciding a page in one batch, :meth:`Gate.allowed_each`); None (security off: the
+    single local user sees everything): the catalog's page as it is. ``readable`` (the caller's
+    policies as a condition, :meth:`Gate.readable`): the catalog filters by it, so the page, the
+    total and the facet counts are over readable datasets only and cost what an unfiltered
+    search does; ``may_read`` still decides each dataset of the page, and one it denies is left
+    out (never shown). Without a condition (policies a condition cannot express): every match is
+    decided, in chunks of the catalog's largest page (whose counts the catalog caches, not
+    recomputed per chunk), and the counts are made here.
     """
     if may_read is None:
         return search(query)
     if readable is not None:
         page = search(replace(query, visible=readable))
-        items = tuple(d for d in page.items if may_read(d))
+        items = _allowed(page.items, may_read)
         if len(items) != len(page.items):
             log.warning(
                 "the policy engine denied %d datasets its listing condition allowed: %s",
@@ -107,7 +121,7 @@ def visible_search(
     offset = 0
     while True:
         chunk = search(replace(query, limit=MAX_LIMIT, offset=offset))
-        visible += [d for d in chunk.items if may_read(d)]
+        visible += _allowed(chunk.items, may_read)
         offset += len(chunk.items)
         if not chunk.items or len(chunk.items) < MAX_LIMIT:
             break
@@ -129,3 +143,12 @@ def visible_search(
     }
     items = tuple(visible[query.offset : query.offset + query.limit])
     return SearchPage(items=items, total=len(visible), limit=query.limit, offset=query.offset, facets=facets)
+
+
+def _allowed(
+    datasets: Sequence[Dataset], may_read: Callable[[Sequence[Dataset]], Sequence[bool]]
+) -> tuple[Dataset, ...]:
+    """The datasets ``may_read`` allows, in order (none asked about when there are none)."""
+    if not datasets:
+        return ()
+    return tuple(d for d, allowed in zip(datasets, may_read(datasets), strict=True) if allowed)

@@ -5,7 +5,8 @@ Alembic migrations (``migrations/versions``) create exactly these tables; a test
 virtual table ``dataset_fts`` on SQLite; on PostgreSQL a stored generated ``tsvector`` column
 ``dataset_search`` (migration 0004): per dataset its key, facet values, tags (``text[]``) and
 ``search_tsv`` (``strip(to_tsvector('simple', search_doc))``: no word positions, migration
-0005), kept by a trigger, with GIN indexes (both made by the migrations, both outside this
+0005) and ``tag_ids`` (the tags' ids in the dictionary ``dataset_search_tags``, migration 0006),
+kept by a trigger, with GIN indexes (both made by the migrations, both outside this
 metadata).
 
 Example:
@@ -22,10 +23,12 @@ __all__ = [
     "FTS_TABLE",
     "PG_FTS_INDEX",
     "PG_SEARCH_TABLE",
+    "PG_TAG_TABLE",
     "PG_TSV_COLUMN",
     "access_requests",
     "catalog_state",
     "dataset_search",
+    "dataset_search_tags",
     "dataset_tags",
     "dataset_versions",
     "datasets",
@@ -44,6 +47,8 @@ PG_TSV_COLUMN = "search_tsv"
 PG_FTS_INDEX = "ix_datasets_search_tsv"
 #: PostgreSQL: the narrow side table search reads (migration 0004, kept by a trigger on ``datasets``).
 PG_SEARCH_TABLE = "dataset_search"
+#: PostgreSQL: the tag dictionary whose ids ``dataset_search.tag_ids`` holds (migration 0006).
+PG_TAG_TABLE = "dataset_search_tags"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -191,5 +196,15 @@ dataset_search = sa.Table(
     sa.Column("licence", sa.String(256), nullable=True),
     sa.Column("modified", _TS, nullable=False),
     sa.Column("tags", ARRAY(sa.Text), nullable=False),
+    sa.Column("tag_ids", ARRAY(sa.Integer), nullable=False),  # the ids of ``tags`` (migration 0006)
     sa.Column(PG_TSV_COLUMN, TSVECTOR, nullable=False),
+)
+
+#: PostgreSQL only (migration 0006, outside :data:`metadata`): each tag name once, with its id;
+#: the trigger adds a dataset's new tags.
+dataset_search_tags = sa.Table(
+    PG_TAG_TABLE,
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tag", sa.Text, nullable=False, unique=True),
 )

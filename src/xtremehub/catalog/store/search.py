@@ -52,7 +52,14 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from xtremehub.catalog.model import FACETS, SearchQuery
 from xtremehub.catalog.store import limits
-from xtremehub.catalog.store.schema import FTS_TABLE, dataset_search, dataset_tags, datasets, facet_counts
+from xtremehub.catalog.store.schema import (
+    FTS_TABLE,
+    dataset_search,
+    dataset_search_tags,
+    dataset_tags,
+    datasets,
+    facet_counts,
+)
 from xtremehub.errors import InvalidMetadata
 from xtremehub.security import residual
 from xtremehub.security.residual import Condition
@@ -196,8 +203,9 @@ def visible_sql(cond: Condition, dialect: str = "sqlite") -> Any:
     A tag test reads the row's own tags, never a set of all datasets with a tag (which
     PostgreSQL would hash whole, ~85,000 entries for 40 tags, to show a page of 20): on SQLite
     one seek of ``dataset_tags`` by the dataset's key, its few tags then compared with the
-    names (``+tag``: not one index seek per name); on PostgreSQL the row's ``tags`` array
-    (``&&``, GIN-indexed, no sub-plan). Both hold the same tags as ``dataset_tags``.
+    names (``+tag``: not one index seek per name); on PostgreSQL the row's ``tag_ids`` array
+    (``&&`` against the names' ids, looked up once per statement; GIN-indexed). Both hold the
+    same tags as ``dataset_tags``.
 
     Example:
         >>> ann_not_x = residual.AllOf((residual.AttrIs("owner", "ann"), residual.Not(residual.IdIn(frozenset("x")))))
@@ -237,11 +245,18 @@ def _id_in(ids: frozenset[str], dialect: str) -> Any:
 def _has_tag(tags: tuple[str, ...], dialect: str) -> Any:
     """The dataset carries one of ``tags``, tested on the row (see :func:`visible_sql`)."""
     if dialect == "postgresql":
-        return dataset_search.c.tags.overlap(sa.cast(sa.literal(sorted(tags), ARRAY(sa.Text)), ARRAY(sa.Text)))
+        return _has_tag_id(dataset_search_tags.c.tag.in_(sorted(tags)))
     tag: Any = sa.literal_column(f"+{dataset_tags.name}.{dataset_tags.c.tag.name}")  # unindexed: compared
     found = tag == tags[0] if len(tags) == 1 else tag.in_(sorted(tags))
     probe = sa.select(sa.literal(1)).select_from(dataset_tags).where(dataset_tags.c.dataset_pk == datasets.c.pk, found)
     return sa.exists(probe.correlate(datasets))
+
+
+def _has_tag_id(named: Any) -> Any:
+    """PostgreSQL: the row's ``tag_ids`` (GIN) overlap the ids of the tags ``named`` selects from
+    the dictionary (an InitPlan: looked up once per statement; integers compared per row)."""
+    ids = sa.select(dataset_search_tags.c.id).where(named).scalar_subquery()
+    return dataset_search.c.tag_ids.overlap(sa.func.array(ids, type_=ARRAY(sa.Integer)))
 
 
 def _conditions(text: bool, facets: frozenset[str], visible: Condition | None, dialect: str) -> list[Any]:
@@ -257,7 +272,7 @@ def _conditions(text: bool, facets: frozenset[str], visible: Condition | None, d
     for facet in sorted(facets):
         values: Any = sa.bindparam(f"f_{facet}", expanding=True)
         if facet == "tag" and dialect == "postgresql":  # the row's own tags (GIN), no sub-plan
-            conds.append(table.c.tags.overlap(sa.bindparam("f_tag", type_=ARRAY(sa.Text))))
+            conds.append(_has_tag_id(dataset_search_tags.c.tag == sa.any_(sa.bindparam("f_tag", type_=ARRAY(sa.Text)))))
         elif facet == "tag":
             conds.append(datasets.c.pk.in_(sa.select(dataset_tags.c.dataset_pk).where(dataset_tags.c.tag.in_(values))))
         else:

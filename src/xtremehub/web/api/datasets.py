@@ -22,7 +22,7 @@ from xtremehub.errors import InvalidMetadata
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.auth import Caller, CallerDep
-from xtremehub.web.dataset_rules import data_resource, dataset_attributes, visible_search
+from xtremehub.web.dataset_rules import data_resource, dataset_attributes, dataset_resource, visible_search
 from xtremehub.web.problems import HTTPProblem
 from xtremehub.web.schemas import (
     LINE,
@@ -79,7 +79,9 @@ def search(
         for name, values in (("format", format), ("owner", owner), ("tag", tag), ("licence", licence), ("kind", kind))
         if values
     }
-    may_read = (lambda d: who.can(Action.READ, "dataset", d.id, dataset_attributes(d))) if who.gate.secured else None
+    may_read = (
+        (lambda page: who.can_each(Action.READ, [dataset_resource(d) for d in page])) if who.gate.secured else None
+    )
     readable = who.readable("dataset") if who.gate.secured else None
     query = SearchQuery(text=q, filters=filters, limit=limit, offset=offset)
     page = visible_search(ctx.catalog.search, query, may_read, readable)

@@ -16,7 +16,7 @@ import logging
 import threading
 import urllib.parse
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -27,7 +27,7 @@ from xtremehub.errors import CatalogError, DatasetNotFound, PreviewUnavailable
 from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import flatten_facts, page
 from xtremehub.web.cockpit.session import Viewer, ViewerDep
-from xtremehub.web.dataset_rules import data_resource, dataset_attributes, visible_search
+from xtremehub.web.dataset_rules import data_resource, dataset_attributes, dataset_resource, visible_search
 from xtremehub.web.previews import PreviewConfig, csv_head_html, lineage_svg, preview_kind, preview_png
 from xtremehub.web.urls import checked_url
 
@@ -100,7 +100,7 @@ def datasets(
             text=q, filters={k: v for k, v in filters.items() if v}, limit=PAGE_SIZE, offset=(page_no - 1) * PAGE_SIZE
         )
         readable = who.readable("dataset") if who.context.gate.secured else None
-        result = visible_search(who.catalog.search, query, _reader(who), readable)
+        result = visible_search(who.catalog.search, query, _page_reader(who), readable)
         items, total, facets = list(result.items), result.total, result.facets
         total_lower, facets_lower = result.total_is_lower_bound, result.facets_are_lower_bounds
     except CatalogError as exc:  # a search the catalog refuses (too long, bad filter): say why
@@ -138,6 +138,13 @@ def _reader(who: Viewer) -> Callable[[Dataset], bool] | None:
     if not who.context.gate.secured:
         return None
     return lambda d: who.can(Action.READ, "dataset", d.id, **dataset_attributes(d))
+
+
+def _page_reader(who: Viewer) -> Callable[[Sequence[Dataset]], list[bool]] | None:
+    """Which datasets of a page the viewer may read, decided together (None: security off)."""
+    if not who.context.gate.secured:
+        return None
+    return lambda page: who.can_each(Action.READ, [dataset_resource(d) for d in page])
 
 
 def _dataset(who: Viewer, dataset_id: str) -> Dataset:

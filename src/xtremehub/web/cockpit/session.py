@@ -85,6 +85,11 @@ class Viewer:
             self.context.gate.allowed(self.identity, action, Resource(kind, name, attributes), purpose=self.purpose)
         )
 
+    def can_each(self, action: Any, resources: Any) -> list[bool]:
+        """:meth:`can` for each of ``resources`` (``Resource`` s), decided together."""
+        allowed: list[bool] = self.context.gate.allowed_each(self.identity, action, resources, purpose=self.purpose)
+        return allowed
+
     def must(self, action: Any, kind: str, name: str, /, **attributes: object) -> None:
         """Raise :class:`~xtremehub.errors.Forbidden` (403) unless allowed."""
         from xtremehub.security.authz import Resource

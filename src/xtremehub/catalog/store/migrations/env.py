@@ -6,15 +6,23 @@ from typing import Any
 
 from alembic import context
 
-from xtremehub.catalog.store.schema import FTS_TABLE, PG_FTS_INDEX, PG_SEARCH_TABLE, PG_TSV_COLUMN, metadata
+from xtremehub.catalog.store.schema import (
+    FTS_TABLE,
+    PG_FTS_INDEX,
+    PG_SEARCH_TABLE,
+    PG_TAG_TABLE,
+    PG_TSV_COLUMN,
+    metadata,
+)
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    """Leave the full-text machinery (FTS5 shadow tables, PostgreSQL's search side table) out of comparisons."""
+    """Leave the full-text machinery (FTS5 shadow tables, PostgreSQL's search side table and its
+    tag dictionary) out of comparisons."""
     if name is None:
         return True
     if type_ == "table":
-        return not name.startswith(FTS_TABLE) and name not in ("alembic_version", PG_SEARCH_TABLE)
+        return not name.startswith(FTS_TABLE) and name not in ("alembic_version", PG_SEARCH_TABLE, PG_TAG_TABLE)
     if type_ == "index":
         return name != PG_FTS_INDEX
     if type_ == "column":
