@@ -112,3 +112,50 @@ def test_bad_data_after_a_mid_byte_checkpoint_raises_typed_errors(name: str) -> 
         inflate(member + b"not gzip at all")
     assert info.value.offset == len(member) - 8
     storage.delete(url)
+
+
+@pytest.mark.parametrize("name", INFLATERS)
+def test_the_end_of_the_object_after_a_mid_byte_checkpoint(name: str) -> None:
+    """A trailer cut short is ``TruncatedData`` (it passed silently when the end was only known to
+    the bit); zero padding after the last member is read as gzip reads it."""
+    text = _fastq(6000, 6)
+    member = gzip.compress(text, mtime=0)
+    url = "mem://inflate-from-bit/end.fq.gz"
+    points = build_checkpoints(io.BytesIO(member), url, spacing=64 * 1024).points
+    point = next(p for p in points if p.window and p.bit_offset % 8)
+    lib = inflater(name)
+
+    def inflate(blob: bytes) -> bytes:
+        storage.put(url, blob)
+        return b"".join(inflate_from(RangeSource(url, len(blob), point.byte_offset, len(blob)), point, lib=lib))
+
+    for cut in (1, 4, 7):
+        with pytest.raises(TruncatedData, match="trailer") as info:
+            inflate(member[:-cut])
+        assert url in str(info.value)
+    padded = member + bytes(1000)
+    assert gzip.decompress(padded) == text
+    assert inflate(padded) == text[point.uncompressed :]
+    with pytest.raises(CorruptData, match="no gzip member follows"):
+        inflate(member + bytes(1000) + b"x")
+    storage.delete(url)
+
+
+@pytest.mark.parametrize("name", INFLATERS)
+def test_stored_blocks_after_a_mid_byte_checkpoint(name: str) -> None:
+    """Stored (uncompressed) blocks start on a byte boundary counted from the stream's start: the
+    prefix keeps that alignment, where shifting the bytes broke it ("invalid block")."""
+    rng = random.Random(7)
+    parts = [_fastq(300, 8), rng.randbytes(70_000), _fastq(300, 9), rng.randbytes(70_000), _fastq(300, 10)]
+    text = b"".join(parts)
+    member = gzip.compress(text, compresslevel=6, mtime=0)
+    url = "mem://inflate-from-bit/stored.gz"
+    storage.put(url, member)
+    points = build_checkpoints(io.BytesIO(member), url, spacing=16 * 1024).points[:-1]
+    mid = [p for p in points if p.window and p.bit_offset % 8]
+    assert mid, "no mid-byte checkpoint to test"
+    lib = inflater(name)
+    for point in points:
+        src = RangeSource(url, len(member), point.byte_offset, len(member))
+        assert b"".join(inflate_from(src, point, lib=lib)) == text[point.uncompressed :], point.bit_offset
+    storage.delete(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +83,56 @@ def test_a_reader_catching_up_reads_big_and_ahead_and_loses_nothing(manager: Str
     # ... so 8 MB took far fewer requests than 1 MiB reads would (8 + the tail polls).
     big = [s for s in store.sizes if s > READ_SIZE]
     assert len(big) >= 2
+
+
+class GatedReads(CountingReads):
+    """Reads of ``slow`` after its first byte wait until ``gate`` opens (at most ``limit`` seconds):
+    a segment whose LTS reads lag behind the others'."""
+
+    def __init__(self, inner: Any, slow: str, limit: float) -> None:
+        super().__init__(inner)
+        self.slow, self.limit, self.gate = slow, limit, threading.Event()
+
+    def read(self, segment: str, offset: int, max_length: int, *, wait: float = 0.0) -> Any:
+        if segment == self.slow and offset > 0:
+            self.gate.wait(self.limit)
+        return super().read(segment, offset, max_length, wait=wait)
+
+
+def test_a_reader_catching_up_takes_the_segment_whose_read_came_back_first(tmp_path: Path) -> None:
+    """While one segment's read ahead is slow, the reader delivers the other segments' events
+    instead of waiting for it (before: it waited whenever the slow segment's turn came)."""
+    with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600) as manager:
+        manager.create_scope("cu")
+        manager.create_stream("cu", "s", scaling_policy=ScalingPolicy.fixed(2))
+        with manager.create_writer("cu", "s", max_in_flight=32) as writer:
+            for i in range(EVENTS):
+                writer.write_event(_payload(i % 2, i // 2), routing_key=f"key-{i % 2}")
+            writer.flush()
+        segments = manager.store.list_segments("cu/s/")
+        assert len(segments) == 2
+        manager.create_reader_group("g", "cu", ["s"])
+        limit = 30.0
+        store = GatedReads(manager.store, segments[0], limit)
+        group = ReaderGroup(manager.controller, store, "cu", "g")
+        counts = dict.fromkeys(segments, 0)
+        with group.create_reader("r") as reader:
+            fast_total = manager.store.info(segments[1]).length
+            fast_read = 0
+            started = time.monotonic()
+            while fast_read < fast_total:
+                event = reader.read_next(timeout=limit)
+                assert event is not None
+                counts[event.position.segment] += 1
+                if event.position.segment == segments[1]:
+                    fast_read = event.position.next_offset
+            took = time.monotonic() - started
+            assert not store.gate.is_set()
+            store.gate.set()
+            while sum(counts.values()) < EVENTS:
+                event = reader.read_next(timeout=limit)
+                assert event is not None, "events missing"
+                counts[event.position.segment] += 1
+        # every event of the fast segment came while the slow one's read was still held back
+        assert took < limit / 2, f"the reader waited for the slow segment ({took:.1f} s)"
+        assert sum(counts.values()) == EVENTS

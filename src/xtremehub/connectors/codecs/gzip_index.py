@@ -189,13 +189,24 @@ def inflate_from(src: RangeSource, point: Checkpoint, *, lib: ModuleType | None 
     # This member's deflate data ends in the last byte the inflater consumed; its 8-byte
     # trailer follows. Then another gzip member or the end of the object.
     nxt = start_byte + dec.consumed - prefix + 8
-    if nxt >= src.size:
+    if nxt > src.size:
+        raise TruncatedData(src.url, src.size, f"the gzip trailer at {nxt - 8} is cut short")
+    if nxt == src.size:
         return
-    if src.peek(nxt, 3) == _GZIP_MAGIC:
+    head = src.peek(nxt, 3)
+    if head == _GZIP_MAGIC:
         src.seek(nxt)
         yield from _inflate_members(src, nxt, lib)
         return
+    if not head.strip(b"\x00") and _zeros_to_end(src, nxt):
+        return  # zero padding after the last member (as gzip and _inflate_members accept)
     raise CorruptData(src.url, nxt - 8, "no gzip member follows the end of a deflate stream")
+
+
+def _zeros_to_end(src: RangeSource, pos: int) -> bool:
+    """Whether every byte of the object from ``pos`` on is zero (read in blocks, stopping at the first other)."""
+    src.seek(pos)
+    return all(not block.strip(b"\x00") for block in _chunks(src))
 
 
 def _inflate_members(src: RangeSource, pos: int, lib: ModuleType) -> Iterator[bytes]:

@@ -20,7 +20,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from xtremehub.errors import (
@@ -306,8 +306,15 @@ class EventStreamReader:
         return cursors[self._turn :] + cursors[: self._turn]
 
     def _fetch(self, wait: float) -> EventRead | None:
-        """Read more bytes; with ``wait`` > 0 only from one segment, waiting at its tail."""
+        """Read more bytes; with ``wait`` > 0 only from one segment, waiting at its tail.
+
+        Without waiting at a tail, segments whose read started ahead has finished go first:
+        a reader catching up on several segments takes whichever data came back first instead
+        of waiting for one segment's read while another's is ready.
+        """
         cursors = self._rotation()
+        if wait == 0:
+            cursors = self._ready_first(cursors)
         for cursor in cursors[:1] if wait > 0 else cursors:
             self._read_into(cursor, wait)
             event = self._event(cursor)
@@ -317,6 +324,22 @@ class EventStreamReader:
                 self._completed[cursor.segment] = cursor.delivered
                 del self._cursors[cursor.segment]
         return None
+
+    @staticmethod
+    def _ready_first(cursors: list[_Cursor]) -> list[_Cursor]:
+        """``cursors`` with those whose read ahead is done first (order kept otherwise); when
+        every cursor has a read ahead and none is done, after the first of them is."""
+        flights = [c.ahead[2] for c in cursors if c.ahead is not None]
+        if not flights:
+            return cursors
+        if len(flights) == len(cursors) and not any(f.done() for f in flights):
+            wait(flights, return_when=FIRST_COMPLETED)
+        done = [c.ahead is not None and c.ahead[2].done() for c in cursors]
+        if all(done) or not any(done):
+            return cursors
+        return [c for c, d in zip(cursors, done, strict=True) if d] + [
+            c for c, d in zip(cursors, done, strict=True) if not d
+        ]
 
     def _read_into(self, cursor: _Cursor, wait: float) -> None:
         ahead = self._read_ahead(cursor)
