@@ -54,14 +54,19 @@ def _payload(key: int, seq: int) -> bytes:
     return (f"{key}:{seq}:".encode() * EVENT)[:EVENT]
 
 
-def test_a_reader_catching_up_reads_big_and_ahead_and_loses_nothing(manager: StreamManager) -> None:
+def _fill(manager: StreamManager, keys: int) -> None:
+    """Stream cu/s in two segments with EVENTS events over ``keys`` routing keys, and group g on it."""
     manager.create_scope("cu")
     manager.create_stream("cu", "s", scaling_policy=ScalingPolicy.fixed(2))
     with manager.create_writer("cu", "s", max_in_flight=32) as writer:
         for i in range(EVENTS):
-            writer.write_event(_payload(i % 3, i // 3), routing_key=f"key-{i % 3}")
+            writer.write_event(_payload(i % keys, i // keys), routing_key=f"key-{i % keys}")
         writer.flush()
     manager.create_reader_group("g", "cu", ["s"])
+
+
+def test_a_reader_catching_up_reads_big_and_ahead_and_loses_nothing(manager: StreamManager) -> None:
+    _fill(manager, 3)
     store = CountingReads(manager.store)
     group = ReaderGroup(manager.controller, store, "cu", "g")
 
@@ -103,15 +108,9 @@ def test_a_reader_catching_up_takes_the_segment_whose_read_came_back_first(tmp_p
     """While one segment's read ahead is slow, the reader delivers the other segments' events
     instead of waiting for it (before: it waited whenever the slow segment's turn came)."""
     with StreamManager.embedded(tmp_path / "data", maintenance_interval=3600) as manager:
-        manager.create_scope("cu")
-        manager.create_stream("cu", "s", scaling_policy=ScalingPolicy.fixed(2))
-        with manager.create_writer("cu", "s", max_in_flight=32) as writer:
-            for i in range(EVENTS):
-                writer.write_event(_payload(i % 2, i // 2), routing_key=f"key-{i % 2}")
-            writer.flush()
+        _fill(manager, 2)
         segments = manager.store.list_segments("cu/s/")
         assert len(segments) == 2
-        manager.create_reader_group("g", "cu", ["s"])
         limit = 30.0
         store = GatedReads(manager.store, segments[0], limit)
         group = ReaderGroup(manager.controller, store, "cu", "g")
