@@ -9,11 +9,12 @@ import io
 import itertools
 import random
 import zlib
+from collections.abc import Callable
 
 import pytest
 
 from xtremehub import storage
-from xtremehub.connectors.codecs.gzip_index import build_checkpoints, inflate_from
+from xtremehub.connectors.codecs.gzip_index import Checkpoint, build_checkpoints, inflate_from
 from xtremehub.connectors.codecs.inflate import PREFERRED, RawInflater, bit_prefix, from_bit, inflater
 from xtremehub.connectors.codecs.source import RangeSource
 from xtremehub.errors import CorruptData, TruncatedData
@@ -84,10 +85,9 @@ def test_inflate_from_every_checkpoint_of_two_members(name: str) -> None:
     storage.delete(url)
 
 
-@pytest.mark.parametrize("name", INFLATERS)
-def test_bad_data_after_a_mid_byte_checkpoint_raises_typed_errors(name: str) -> None:
-    member = gzip.compress(_fastq(6000, 5), mtime=0)
-    url = "mem://inflate-from-bit/bad.fq.gz"
+def _from_mid_byte(member: bytes, url: str, name: str) -> tuple[Checkpoint, Callable[[bytes], bytes]]:
+    """The first mid-byte checkpoint of ``member``'s index, and a function inflating a ``blob``
+    (stored at ``url``) from it with the inflater ``name``."""
     points = build_checkpoints(io.BytesIO(member), url, spacing=64 * 1024).points
     point = next(p for p in points if p.window and p.bit_offset % 8)
     lib = inflater(name)
@@ -96,6 +96,14 @@ def test_bad_data_after_a_mid_byte_checkpoint_raises_typed_errors(name: str) -> 
         storage.put(url, blob)
         return b"".join(inflate_from(RangeSource(url, len(blob), point.byte_offset, len(blob)), point, lib=lib))
 
+    return point, inflate
+
+
+@pytest.mark.parametrize("name", INFLATERS)
+def test_bad_data_after_a_mid_byte_checkpoint_raises_typed_errors(name: str) -> None:
+    member = gzip.compress(_fastq(6000, 5), mtime=0)
+    url = "mem://inflate-from-bit/bad.fq.gz"
+    point, inflate = _from_mid_byte(member, url, name)
     # a block of the reserved type 3 right at the checkpoint (a block boundary)
     bad = bytearray(member)
     for bit in (point.bit_offset + 1, point.bit_offset + 2):
@@ -121,14 +129,7 @@ def test_the_end_of_the_object_after_a_mid_byte_checkpoint(name: str) -> None:
     text = _fastq(6000, 6)
     member = gzip.compress(text, mtime=0)
     url = "mem://inflate-from-bit/end.fq.gz"
-    points = build_checkpoints(io.BytesIO(member), url, spacing=64 * 1024).points
-    point = next(p for p in points if p.window and p.bit_offset % 8)
-    lib = inflater(name)
-
-    def inflate(blob: bytes) -> bytes:
-        storage.put(url, blob)
-        return b"".join(inflate_from(RangeSource(url, len(blob), point.byte_offset, len(blob)), point, lib=lib))
-
+    point, inflate = _from_mid_byte(member, url, name)
     for cut in (1, 4, 7):
         with pytest.raises(TruncatedData, match="trailer") as info:
             inflate(member[:-cut])
