@@ -449,10 +449,12 @@ class CedarAuthorizer:
         """
         self._maybe_reload()
         compiled = self._compiled
+        if not compiled.batchable:  # decided one by one anyway: no request converted twice
+            return [self._decide_alone(compiled, request) for request in requests]
         decisions: list[Decision | None] = [None] * len(requests)
         batch: list[tuple[int, dict[str, object]]] = []
         shared: dict[str, object] = {}  # entity uid (as JSON) -> the entity
-        consistent = compiled.batchable
+        consistent = True
         for i, request in enumerate(requests):
             cedar_request, entities = request_to_cedar(request, self._zone)
             if cedar_request["resource"] is None:
