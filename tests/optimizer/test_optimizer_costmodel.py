@@ -63,6 +63,40 @@ def test_same_size_calls_give_a_line_through_the_origin() -> None:
     assert fit.predict(8e6).mean == pytest.approx(4.0)
 
 
+def test_sizes_that_barely_differ_fit_without_a_solver_failure() -> None:
+    """Six demo runs' peak RSS: inputs 2.5e6 bytes apart by 2 (CI, stop 28: L-BFGS-B gave up)."""
+    a, b = 2535318.2370924, 2535320.54649348
+    x = np.array([a, b, b, b, b, a])
+    y = x - a + 36708.39199529  # one extra byte in, one extra byte of RSS
+    fit = fit_line(x, y, target="peak_rss")
+    # the free slope is 1 with an intercept of -2.5e6: clamped to the line through the origin
+    assert fit.clamped
+    ratios = y / x  # a line through the origin has its rate between the runs' own rates
+    assert ratios.min() <= fit.coef[0] <= ratios.max()
+    shifted = fit_line(x - 2535318.0, y)  # the same data near 0: the free fit is kept, slope 1
+    assert not shifted.clamped
+    assert shifted.coef[0] == pytest.approx(1.0, rel=1e-3)
+    assert shifted.predict(1.0).mean == pytest.approx(36708.39199529 + 1.0 - 0.2370924, abs=0.01)
+
+
+def test_a_huber_solver_failure_falls_back_to_least_squares(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Simulated: no data known to us still makes L-BFGS-B give up after the scaling fix."""
+    from sklearn.linear_model import HuberRegressor
+
+    def give_up(self: HuberRegressor, *args: object, **kwargs: object) -> HuberRegressor:
+        raise ValueError("HuberRegressor convergence failed: l-BFGS-b solver terminated with ABNORMAL")
+
+    monkeypatch.setattr(HuberRegressor, "fit", give_up)
+    x = np.linspace(1e6, 1e7, 12)
+    with caplog.at_level("WARNING", logger="xtremehub.optimizer.costmodel"):
+        fit = fit_line(x, 0.5 + 2e-7 * x)
+    assert fit.intercept == pytest.approx(0.5)
+    assert fit.coef[0] == pytest.approx(2e-7)
+    assert "using least squares" in caplog.text
+
+
 def test_too_few_runs_is_a_typed_error() -> None:
     store = TelemetryStore()
     rows, sizes = synthetic_calls(MIN_RUNS - 1)

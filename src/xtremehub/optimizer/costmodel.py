@@ -42,6 +42,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -57,6 +58,8 @@ __all__ = ["MIN_RUNS", "CostModel", "LineFit", "Prediction", "fit_cost_model", "
 MIN_RUNS = 6
 
 FloatArray = npt.NDArray[np.float64]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +127,37 @@ def _regress_once(
 ) -> tuple[float, FloatArray]:
     from sklearn.linear_model import HuberRegressor, LinearRegression
 
-    scale = features.std(axis=0)
-    flat = scale == 0
-    scale[flat] = np.abs(features[:, flat]).mean(axis=0) if flat.any() else 1.0
+    if through_origin:
+        # no intercept, so no shift: scale by the root mean square, which puts a column near 1
+        # even when its values barely vary (a spread of 2 on values of 2.5e6 made z ~ 1e6)
+        shift, y_shift = np.zeros(features.shape[1]), 0.0
+        scale = np.sqrt(np.mean(features**2, axis=0))
+        y_scale = float(np.sqrt(np.mean(y**2)))
+    else:
+        # an intercept absorbs any shift of x or y exactly (same loss), so centre, then scale
+        shift, y_shift = features.mean(axis=0), float(np.mean(y))
+        scale = features.std(axis=0)
+        y_scale = float(np.std(y))
     scale[scale == 0] = 1.0
-    y_scale = float(np.std(y)) or float(np.mean(np.abs(y))) or 1.0
-    z, yz = features / scale, y / y_scale
+    y_scale = y_scale or 1.0
+    z, yz = (features - shift) / scale, (y - y_shift) / y_scale
+    use_huber = robust and (huber_through_origin or not through_origin)
     model = (
         HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=2000, fit_intercept=not through_origin)
-        if robust and (huber_through_origin or not through_origin)
+        if use_huber
         else LinearRegression(fit_intercept=not through_origin)
     )
-    model.fit(z, yz)
+    try:
+        model.fit(z, yz)
+    except ValueError as exc:  # L-BFGS-B gave up: a plan from least squares beats no plan
+        if not use_huber:
+            raise
+        log.warning("Huber fit did not converge (%s); using least squares", exc)
+        model = LinearRegression(fit_intercept=not through_origin).fit(z, yz)
     coef = np.asarray(model.coef_, dtype=np.float64) / scale * y_scale
-    return float(model.intercept_) * y_scale if not through_origin else 0.0, coef
+    if through_origin:
+        return 0.0, coef
+    return float(model.intercept_) * y_scale + y_shift - float(shift @ coef), coef
 
 
 def fit_line(
