@@ -195,6 +195,40 @@ def test_policy_updates_and_audit_log_in_s3(s3_root: str, s3_settings: object, t
     assert [r["subject"] for r in recs if r["action"] == "add"] == ["admin", "policy-loader"]
 
 
+def test_policy_storage_down_keeps_the_policies_in_force(
+    s3_root: str, s3_settings: object, seaweedfs: object, audit: AuditLog, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Automatic reloads from S3 during an outage: decisions go on with the last policies read."""
+    import dataclasses
+
+    from xtremehub.config import Settings
+    from xtremehub.testing.seaweedfs import SeaweedFS
+    from xtremehub.testing.tcprelay import TcpRelay
+
+    assert isinstance(s3_settings, Settings)
+    assert isinstance(seaweedfs, SeaweedFS)
+    url = s3_root + "policies-outage/"
+    PolicyStore(url, settings=s3_settings).update(
+        {"a.cedar": ALLOW_ALICE}, base=PolicyStore(url, settings=s3_settings).load().digest
+    )
+    host, port = seaweedfs.settings().s3.endpoint_url.rsplit("//", 1)[1].rsplit(":", 1)  # type: ignore[union-attr]
+    relay = TcpRelay(host, int(port))  # the authorizer reaches S3 through it; closing it is the outage
+    s3 = dataclasses.replace(
+        s3_settings.s3, endpoint_url=f"http://127.0.0.1:{relay.port}", connect_timeout=1.0, max_retries=0
+    )
+    settings = dataclasses.replace(s3_settings, s3=s3)
+    authz = CedarAuthorizer(PolicyConfig(sources=(url,), reload_interval=0.01, settings=settings), audit=audit)
+    assert authz.decide(request()).policy_id == "alice-read"
+    relay.close()
+    time.sleep(0.05)
+    with caplog.at_level("ERROR", logger="xtremehub.security.policy"):
+        decision = authz.decide(request())  # reloads first: the listing fails
+    assert decision.allowed
+    assert decision.policy_id == "alice-read"
+    assert "policy sources unreachable, previous policies stay in force" in caplog.text
+    assert not authz.decide(request(Action.WRITE)).allowed  # still the same policies: deny by default
+
+
 def test_concurrent_updates_from_processes_one_wins(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -67,7 +67,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from xtremehub.config import Settings
-from xtremehub.errors import ConfigError, MissingDependency
+from xtremehub.errors import ConfigError, MissingDependency, StorageError
 from xtremehub.security.audit import forbidden
 from xtremehub.security.authz import AccessRequest, Decision
 from xtremehub.security.policy_store import PolicySnapshot, PolicyStore
@@ -106,7 +106,8 @@ class PolicyConfig:
         sources: directories or storage URL prefixes holding ``*.cedar`` files (a directory under
             version control, ``s3://governance/policies/``, ...), all merged into one policy set.
         reload_interval: seconds between checks for changed policy files (one listing per
-            source, done by the deciding thread); 0 turns automatic reloading off.
+            source, done by the deciding thread); 0 turns automatic reloading off. A check that
+            cannot reach a source (storage down) logs an error and keeps the policies in force.
         timezone: IANA zone of ``context.hour`` and ``context.weekday``.
         settings: storage settings for the sources.
     """
@@ -601,6 +602,8 @@ class CedarAuthorizer:
             self.reload()
         except ConfigError as exc:
             log.error("policy reload refused, previous policies stay in force: %s", exc)
+        except StorageError as exc:  # as OPA keeps its last bundle: an outage is not a policy change
+            log.error("policy sources unreachable, previous policies stay in force: %s", exc)
 
     @staticmethod
     def _why(compiled: _Compiled, ids: Sequence[str], verb: str) -> str:

@@ -97,6 +97,10 @@ class TcpRelay:
 
     def close(self) -> None:
         """Stop accepting and break every connection."""
+        # close() alone leaves the accepting thread blocked in accept() on the same socket, which
+        # goes on accepting; shutdown wakes it (EINVAL) and the port then refuses connections
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self.cut()
 
