@@ -25,7 +25,10 @@
    inflater (ISA-L, zlib-ng, zlib; ``XHUB_INFLATER``).
 7. Bytes fetched by all slices / object size, and index size / object size.
 
-Run:  .venv/bin/python bench/fastq_gzip.py [--mb 1024] [--slices 64] [--workers 2] [--quick]
+With ``--rounds R`` steps 2, 4 and 5 run R times in turn (gzip, ISA-L, Dataplug, ours, scan; the
+machine's speed drifts between minutes) and each ratio is reported per round and as the median.
+
+Run:  .venv/bin/python bench/fastq_gzip.py [--mb 1024] [--slices 64] [--workers 2] [--rounds 3] [--quick]
       (or ``make bench-fastq``; --quick: 128 MiB, 16 slices)
 """
 
@@ -292,6 +295,9 @@ def main() -> None:
     parser.add_argument(
         "--no-ceiling", dest="ceiling", action="store_false", help="skip the local-file runs without S3 (the ceiling)"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="baselines, preprocess and scan this many times, interleaved (medians)"
+    )
     parser.add_argument("--quick", action="store_true", help="128 MiB and 16 slices")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "xhub-bench")
     args = parser.parse_args()
@@ -306,38 +312,60 @@ def main() -> None:
         print(f"generated {local} in {time.perf_counter() - t0:.0f}s")
     size = local.stat().st_size
 
-    t0 = time.perf_counter()
-    lines = subprocess.run(f"gzip -dc {local} | wc -l", shell=True, check=True, capture_output=True, text=True)
-    base_scan = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    isal_lines = subprocess.run([sys.executable, "-c", ISAL_COUNT, str(local)], check=True, capture_output=True)
-    isal_scan = time.perf_counter() - t0
-    assert int(isal_lines.stdout) == int(lines.stdout), (isal_lines.stdout, lines.stdout)
-
+    rounds: list[dict[str, float]] = []
     with object_on_seaweedfs(local, "reads.fastq.gz") as (url, settings):
-        dataplug = dataplug_preprocess(url, settings)
-        t0 = time.perf_counter()  # a fresh executor: its start-up counts, as a user's would
-        with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as pre_exec:
-            co = CloudObject.from_path(FASTQGZip, url, settings=settings).preprocess(pre_exec, force=True)
-        ours_pre = time.perf_counter() - t0
-        reads = int(co["num_reads"])
-        uncompressed = int(co["uncompressed_size"])
-        assert 4 * reads == int(lines.stdout.strip()), (reads, lines.stdout)
-        index_size = storage.head(co.metadata_url, settings=settings).size
+        for number in range(1, args.rounds + 1):
+            # baselines and ours one after the other in every round: the machine's speed drifts
+            # by up to 30 % between runs, so each round's ratios compare neighbours
+            t0 = time.perf_counter()
+            lines = subprocess.run(f"gzip -dc {local} | wc -l", shell=True, check=True, capture_output=True, text=True)
+            base_scan = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            isal_lines = subprocess.run([sys.executable, "-c", ISAL_COUNT, str(local)], check=True, capture_output=True)
+            isal_scan = time.perf_counter() - t0
+            assert int(isal_lines.stdout) == int(lines.stdout), (isal_lines.stdout, lines.stdout)
 
-        slices = co.partition(partition_reads_batches, num_batches=args.slices)
-        with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
-            fexec.get_result(fexec.map(scan_slice, slices[:2]))  # start workers, warm the page cache
-            weed0, driver0 = weed_cpu(), time.process_time()
-            t0 = time.monotonic()
-            results: list[Scanned] = fexec.get_result(fexec.map(scan_slice, slices))
-            t1 = time.monotonic()
-            ours_scan = t1 - t0
-            weed, driver = weed_cpu() - weed0, time.process_time() - driver0
-        assert sum(r.reads for r in results) == reads
-        assert sum(r.nbytes for r in results) == uncompressed
+            dataplug = dataplug_preprocess(url, settings)
+            t0 = time.perf_counter()  # a fresh executor: its start-up counts, as a user's would
+            with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as pre_exec:
+                co = CloudObject.from_path(FASTQGZip, url, settings=settings).preprocess(pre_exec, force=True)
+            ours_pre = time.perf_counter() - t0
+            reads = int(co["num_reads"])
+            uncompressed = int(co["uncompressed_size"])
+            assert 4 * reads == int(lines.stdout.strip()), (reads, lines.stdout)
+            index_size = storage.head(co.metadata_url, settings=settings).size
+
+            slices = co.partition(partition_reads_batches, num_batches=args.slices)
+            with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
+                fexec.get_result(fexec.map(scan_slice, slices[:2]))  # start workers, warm the page cache
+                weed0, driver0 = weed_cpu(), time.process_time()
+                t0 = time.monotonic()
+                results: list[Scanned] = fexec.get_result(fexec.map(scan_slice, slices))
+                t1 = time.monotonic()
+                ours_scan = t1 - t0
+                weed, driver = weed_cpu() - weed0, time.process_time() - driver0
+            assert sum(r.reads for r in results) == reads
+            assert sum(r.nbytes for r in results) == uncompressed
+            spread = timeline(results, t0, t1)
+            measured = {
+                "gzip": base_scan / ours_scan,
+                "isal": isal_scan / ours_scan,
+                "cpu": spread["worker cpu"],
+                "weed": weed,
+            }
+            if not isinstance(dataplug, str):
+                measured["dataplug"] = ours_pre / dataplug[0]
+            rounds.append(measured)
+            if args.rounds > 1:
+                vs_dataplug = "" if isinstance(dataplug, str) else f" / Dataplug {dataplug[0]:.2f}s"
+                print(
+                    f"round {number}: scan {ours_scan:.2f}s, gzip -dc | wc -l {base_scan:.2f}s, ISA-L {isal_scan:.2f}s"
+                    f" -> {measured['gzip']:.2f}x gzip, {measured['isal']:.2f}x ISA-L | preprocess {ours_pre:.2f}s"
+                    f"{vs_dataplug} | CPU s workers {spread['worker cpu']:.2f}, SeaweedFS {weed:.2f}; "
+                    f"load {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
         fetched = sum(r.fetched for r in results)
-        spread = timeline(results, t0, t1)
         ceiling = local_ceiling(slices, local, args.workers) if args.ceiling else {}
         floor = rapidgzip_local(local) if args.ceiling else "skipped"
         assert ceiling.get("lines", 4 * reads) == 4 * reads, (ceiling, reads)
@@ -346,6 +374,17 @@ def main() -> None:
         if args.static_baseline:
             base_pre = static_partition_baseline(local, args.slices, reads, "s3://bench/", settings)
 
+    if args.rounds > 1:
+
+        def summary(key: str) -> str:
+            values = [r[key] for r in rounds]
+            return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
+
+        print(
+            f"median of {args.rounds} rounds (min-max): scan/gzip {summary('gzip')}, scan/ISA-L {summary('isal')}"
+            + (f", preprocess/Dataplug {summary('dataplug')}" if all("dataplug" in r for r in rounds) else "")
+            + "; the lines below are the last round's"
+        )
     base_tp = uncompressed / base_scan / MiB
     isal_tp = uncompressed / isal_scan / MiB
     ours_tp = uncompressed / ours_scan / MiB
