@@ -14,9 +14,11 @@ from fastapi.testclient import TestClient
 from xtremehub.catalog import open_catalog
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.config import Settings
+from xtremehub.errors import HistoryNotTiered
 from xtremehub.streams import StreamManager
 from xtremehub.testing.postgres import PostgresServer
 from xtremehub.web import WebConfig, create_app
+from xtremehub.web.problems import status_of
 from xtremehub.web.streams import StreamSource
 
 STREAM = "xhub-stream://lab/sensors"
@@ -54,6 +56,7 @@ def test_a_stream_registers_with_its_facts_and_a_version_per_cut(
     assert "xhub-stream://lab/absent" in missing.json()["detail"]
     assert client.post("/api/v1/datasets", json={"url": "xhub-stream://lab"}).status_code == 400
     assert client.post("/api/v1/datasets", json={"url": STREAM, "kind": "prefix"}).status_code == 422
+    assert status_of(HistoryNotTiered("lab/sensors/0: bytes up to 9 are not all in LTS yet")) == 503  # retry later
 
 
 def test_missing_and_changing_objects_are_refused_and_nothing_is_kept(

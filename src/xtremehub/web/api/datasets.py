@@ -27,13 +27,7 @@ from xtremehub.catalog.extract import Extracted
 from xtremehub.catalog.model import Dataset, DatasetPatch, SearchQuery
 from xtremehub.catalog.streams import StreamStore, dataset_kind, is_stream_url
 from xtremehub.config import Settings
-from xtremehub.errors import (
-    AccessDenied,
-    InvalidMetadata,
-    ObjectNotFound,
-    StorageUnavailable,
-    UnsupportedURL,
-)
+from xtremehub.errors import InvalidMetadata, ObjectNotFound, StorageError
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.auth import Caller, CallerDep
@@ -166,12 +160,15 @@ def register(body: DatasetCreate, request: Request, response: Response, who: Cal
 def must_exist(url: str, settings: Settings) -> None:
     """Refuse (:class:`~xtremehub.errors.ObjectNotFound`, 404) an object its store says does not
     exist. When the server cannot look (no credential for that store, store unreachable, a scheme
-    it has no store for) the description is registered as given: the caller may read the data."""
+    it has no store for, a web URL: the server does not probe the web for a description) the
+    description is registered as given: the caller may read the data."""
+    if url.startswith(("http://", "https://")):
+        return
     try:
         storage.head(url, settings=settings)
     except ObjectNotFound as exc:
         raise _not_found(url, exc) from exc
-    except (AccessDenied, StorageUnavailable, UnsupportedURL) as exc:
+    except StorageError as exc:  # refused, unreachable, unknown scheme, a path the OS refuses
         log.info("registering %s as described: its existence cannot be checked here (%s)", url, type(exc).__name__)
 
 
