@@ -11,8 +11,8 @@ import pytest
 from xtremehub.catalog import SearchQuery
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.catalog.streams import StreamStore
-from xtremehub.config import Settings
-from xtremehub.errors import HistoryNotTiered, InvalidMetadata, StreamNotFound, UnsupportedURL
+from xtremehub.config import CatalogSettings, Settings
+from xtremehub.errors import DataDirLocked, HistoryNotTiered, InvalidMetadata, StreamNotFound, UnsupportedURL
 from xtremehub.streams import StreamManager
 
 URL = "xhub-stream://lab/sensors"
@@ -66,4 +66,7 @@ def test_a_given_manager_and_bytes_not_yet_in_lts(tmp_path: Path, sensor_events:
             StreamStore(settings, manager=manager, wait=0.2).extract(URL)
     with StreamManager.embedded(tmp_path / "held", lts_flush_delay=0.0, tiering_interval=0.05) as manager:
         found = StreamStore(settings, manager=lambda: manager).extract(URL)  # a factory, as a web server gives
+        held = Settings(home=tmp_path, catalog=CatalogSettings(streams=str(tmp_path / "held")))
+        with pytest.raises(DataDirLocked, match=r"point \[catalog\] streams at the stream server"):
+            StreamStore(held).extract(URL)  # the configured store is open here: not opened twice
     assert (found.format, found.facts["events"]) == ("stream", 5)

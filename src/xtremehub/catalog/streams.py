@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 
 from xtremehub.catalog.model import DatasetKind
 from xtremehub.config import Settings
-from xtremehub.errors import ConfigError, InvalidMetadata, ScopeNotFound, StreamNotFound, UnsupportedURL
+from xtremehub.errors import ConfigError, DataDirLocked, InvalidMetadata, ScopeNotFound, StreamNotFound, UnsupportedURL
 
 if TYPE_CHECKING:
     from xtremehub.catalog.extract import Extracted
@@ -162,10 +162,13 @@ class StreamStore:
             return
         if not Path(location).is_dir():  # nothing there: do not create an empty store
             raise StreamNotFound(f"{url}: no such stream (no stream store at {location})")
-        # flushed to LTS at once: a history read here needs the newest bytes there
-        with StreamManager.embedded(
-            location, lts, settings=self.settings, lts_flush_delay=0.0, tiering_interval=0.05
-        ) as manager:
+        try:  # flushed to LTS at once: a history read here needs the newest bytes there
+            manager = StreamManager.embedded(
+                location, lts, settings=self.settings, lts_flush_delay=0.0, tiering_interval=0.05
+            )
+        except DataDirLocked as exc:
+            raise DataDirLocked(f"{exc}; point [catalog] streams at the stream server that has it open") from exc
+        with manager:
             yield manager, lts or _own_lts(manager)
 
 
