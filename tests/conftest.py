@@ -210,3 +210,47 @@ def dask_client(seaweedfs: SeaweedFS, second_endpoint_config: Path) -> Iterator[
     yield client
     client.close()
     cluster.close()
+
+
+def write_sensor_events(target: Path | Any, count: int, *, start: int = 0) -> None:
+    """Write ``count`` events to the stream ``lab/sensors`` (created when missing) of an embedded
+    store: ``target`` is its data directory (opened, flushed to LTS at once, closed) or an open
+    :class:`~xtremehub.streams.StreamManager`."""
+    from xtremehub.streams import StreamManager
+
+    with contextlib.ExitStack() as stack:
+        if isinstance(target, StreamManager):
+            manager = target
+        else:
+            manager = stack.enter_context(StreamManager.embedded(target, lts_flush_delay=0.0, tiering_interval=0.05))
+        manager.create_scope("lab")
+        manager.create_stream("lab", "sensors")
+        with manager.create_writer("lab", "sensors") as writer:
+            for i in range(start, start + count):
+                writer.write_event(f"reading-{i:05d}".encode(), routing_key=f"s{i % 3}")
+
+
+@pytest.fixture
+def sensor_events() -> Any:
+    """:func:`write_sensor_events`, for tests of any directory (a fixture: conftest is not imported)."""
+    return write_sensor_events
+
+
+@pytest.fixture
+def rewrite_during_facts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """While the facts of a CSV are read from its index, another writer replaces the object
+    (the catalog's extraction then finds it changed: ``StaleIndex``). Lists the URLs rewritten."""
+    from xtremehub import storage
+    from xtremehub.catalog import facts as facts_module
+
+    rewritten: list[str] = []
+    original = facts_module.FACTS["csv"]
+
+    def facts_then_rewrite(co: Any) -> dict[str, Any]:
+        out = original(co)
+        storage.put(co.url, b"a,b\n9,9\n9,9\n9,9\n9,9\n", settings=co.settings)
+        rewritten.append(co.url)
+        return out
+
+    monkeypatch.setitem(facts_module.FACTS, "csv", facts_then_rewrite)
+    return rewritten

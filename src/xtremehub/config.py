@@ -27,6 +27,8 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     admins = ["alice"]                # subjects that may decide any access request
     policies = "s3://governance/policies/"  # where approved access requests become usage policies
     lineage = true                    # XHUB_CATALOG_LINEAGE=1: every executor records job lineage
+    streams = "tcp://streams.example:9090"  # what xhub-stream:// URLs name; default <home>/streams
+    streams_lts = "s3://streams/lts/" # that store's LTS (needed with a tcp:// server)
 
     [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
     keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
@@ -188,6 +190,11 @@ class CatalogSettings:
     policies: str | None = None
     #: every FunctionExecutor records job lineage in this catalog (``XHUB_CATALOG_LINEAGE=1``)
     lineage: bool = False
+    #: the stream store ``xhub-stream://<scope>/<stream>`` URLs name: a stream server
+    #: (``tcp://host:port``) or an embedded store's data directory (None: ``<home>/streams``)
+    streams: str | None = None
+    #: that store's long-term storage URL (None: the embedded store's default; a server needs it)
+    streams_lts: str | None = None
 
     def __post_init__(self) -> None:
         admins: object = self.admins

@@ -77,6 +77,7 @@ most also derive from the builtin exception a Python user would reach for, so
         │   └── EventNumberGap                     an earlier event of the writer is not stored yet
         ├── ProtocolError           (ValueError)   malformed frame on the wire
         ├── InvalidStreamArgument   (ValueError)   bad name, policy, cut or position
+        │   └── HistoryNotTiered    (TimeoutError) bytes before a cut not all in LTS yet: retry later
         ├── ReaderGroupNotFound     (LookupError)
         ├── ReaderGroupReset                       the group was reset: recreate the reader
         ├── CheckpointNotFound      (LookupError)
@@ -127,6 +128,7 @@ __all__ = [
     "EventTooLarge",
     "ExecutorClosed",
     "Forbidden",
+    "HistoryNotTiered",
     "InfeasiblePlan",
     "IntegrityError",
     "InvalidAction",
@@ -666,6 +668,10 @@ class StoreClosed(StreamError, RuntimeError):
 
 class InvalidStreamArgument(StreamError, ValueError):
     """A bad scope/stream/reader-group name, scaling or retention policy, stream cut or position."""
+
+
+class HistoryNotTiered(InvalidStreamArgument, TimeoutError):
+    """A stream's bytes before a cut did not all reach long-term storage within the wait: retry later."""
 
 
 class ReaderGroupNotFound(StreamError, LookupError):

@@ -80,3 +80,14 @@ def test_lineage_and_access_requests(xhub, fresh_catalog: SqlCatalog, tmp_path: 
     assert revoked["status"] == "revoked"
     assert not (tmp_path / "policies" / f"access-{req['id']}.cedar").exists()
     assert json.loads(xhub("requests", "--requester", "carol", "--json"))[0]["status"] == "revoked"
+
+
+def test_add_a_stream_registers_its_facts_and_a_new_cut(xhub, tmp_path: Path, sensor_events) -> None:  # type: ignore[no-untyped-def]
+    sensor_events(tmp_path / "streams", 30)  # --home tmp_path: the store `xhub streams` uses
+    ds = json.loads(xhub("add", "xhub-stream://lab/sensors", "--json"))
+    assert (ds["kind"], ds["format"], ds["facts"]["events"], ds["latest_version"]) == ("stream", "stream", 30, 1)
+    sensor_events(tmp_path / "streams", 5, start=30)
+    line = xhub("add", "xhub-stream://lab/sensors")
+    assert line.startswith(f"{ds['id']}  v2  stream"), line
+    assert json.loads(xhub("show", ds["id"], "--json"))["facts"]["events"] == 35
+    assert "xhub-stream://lab/gone: no such stream" in xhub("add", "xhub-stream://lab/gone", ok=False)

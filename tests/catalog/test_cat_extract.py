@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from xtremehub import storage
-from xtremehub.catalog import facts as facts_module
 from xtremehub.catalog.extract import extract, extract_stream, stream_url
 from xtremehub.config import Settings
 from xtremehub.connectors import CloudObject
@@ -211,22 +210,6 @@ def test_path_traversal_is_refused(url: str) -> None:
         extract(url)
     assert isinstance(caught.value, UnsupportedURL)
     assert caught.value.url == url
-
-
-@pytest.fixture
-def rewrite_during_facts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """While the facts of a CSV are read from its index, another writer replaces the object."""
-    rewritten: list[str] = []
-    original = facts_module.FACTS["csv"]
-
-    def facts_then_rewrite(co: CloudObject) -> dict[str, Any]:
-        out = original(co)
-        storage.put(co.url, b"a,b\n9,9\n9,9\n9,9\n9,9\n", settings=co.settings)
-        rewritten.append(co.url)
-        return out
-
-    monkeypatch.setitem(facts_module.FACTS, "csv", facts_then_rewrite)
-    return rewritten
 
 
 def test_object_rewritten_during_extraction_is_stale(tmp_path: Path, rewrite_during_facts: list[str]) -> None:

@@ -56,7 +56,9 @@ class CatalogAPI(Protocol):
         A new version of a URL someone else registered needs ``admin`` in ``roles`` (or a
         ``[catalog] admins`` entry); a ``kind`` other than the registered one is refused.
 
-        ``facts``/``source_version`` None: the connector indexes the object and extracts them.
+        ``facts``/``source_version`` None: the connector indexes the object and extracts them
+        (an ``xhub-stream://<scope>/<stream>`` URL: the facts of the stream's history up to its
+        tail cut, see :mod:`xtremehub.catalog.streams`; a stream URL is a ``stream`` dataset).
         """
         ...
 

@@ -50,7 +50,7 @@ from urllib.parse import quote
 
 from xtremehub.config import Settings
 from xtremehub.connectors.base import DataSlice
-from xtremehub.errors import ChecksumMismatch, CorruptData, InvalidStreamArgument, ObjectNotFound
+from xtremehub.errors import ChecksumMismatch, CorruptData, HistoryNotTiered, InvalidStreamArgument, ObjectNotFound
 from xtremehub.storage.access import StoreAccess
 from xtremehub.streams.client._framing import EventDecoder
 from xtremehub.streams.controller.model import StreamCut, StreamEncryption
@@ -243,7 +243,7 @@ class StreamHistory:
         for segment, _, hi in self.ranges:
             while (tiered := manager.store.info(segment).tiered_length) < hi:
                 if time.monotonic() >= deadline:
-                    raise InvalidStreamArgument(
+                    raise HistoryNotTiered(
                         f"{segment}: bytes up to {hi} are not all in LTS yet ({tiered} are); "
                         "seal the stream, use an earlier cut, or pass wait= seconds"
                     )

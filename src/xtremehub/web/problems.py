@@ -15,7 +15,8 @@ stale ``If-Match`` etag (a lost update refused)                        412
 request body over the limit                                            413
 unknown fields, bad values, too-long strings, unsupported data         422
 ``If-Match`` missing on an update                                      428
-catalog database, object store or stream server unreachable            503
+catalog database, object store or stream server unreachable; a stream  503
+history not in long-term storage yet
 =====================================================================  ======
 
 The body never carries a token: messages of security errors never hold one, and any
@@ -43,11 +44,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from xtremehub import errors as e
 
-__all__ = ["PROBLEM_JSON", "HTTPProblem", "install_handlers", "problem", "scrub", "status_of"]
+__all__ = ["CATALOG_UNAVAILABLE", "PROBLEM_JSON", "HTTPProblem", "install_handlers", "problem", "scrub", "status_of"]
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+#: What a caller is told while the catalog's database is away (no host, port or database name).
+CATALOG_UNAVAILABLE = "the catalog database cannot be reached right now; try again in a moment"
 _TYPE_BASE = "https://xtremehub.dev/problems/"
 
 #: First match wins: more specific classes come before their bases.
@@ -73,6 +76,7 @@ _STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (e.UnsupportedURL, 400),
     (e.InvalidRange, 400),
     (e.PluginNotFound, 400),
+    (e.HistoryNotTiered, 503),
     (e.InvalidStreamArgument, 400),
     (e.CatalogUnavailable, 503),
     (e.StorageUnavailable, 503),
@@ -175,6 +179,8 @@ def install_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, scrub(str(exc)))
         detail = str(exc) if status < 500 or status in (501, 503) else "internal error"
+        if isinstance(exc, e.CatalogUnavailable):  # the log has the database's address, the caller does not
+            detail = CATALOG_UNAVAILABLE
         return problem(status, detail, instance=request.url.path, kind=_kind(exc), headers=headers)
 
     async def http_problem(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,7 @@ from xtremehub.catalog.store.engine import make_engine, migrate, resolve_url
 from xtremehub.config import Settings, default_settings
 
 if TYPE_CHECKING:
+    from xtremehub.catalog.streams import StreamStore
     from xtremehub.security.audit import AuditLog
     from xtremehub.security.policy_store import PolicyStore
 
@@ -27,6 +28,7 @@ def open_catalog(
     policy_store: PolicyStore | None = None,
     audit: AuditLog | None = None,
     upgrade: bool = True,
+    streams: StreamStore | None = None,
 ) -> SqlCatalog:
     """Open (creating and migrating as needed) the catalog at ``url``.
 
@@ -38,6 +40,8 @@ def open_catalog(
             ``[catalog] policies`` or ``<home>/policies/``.
         audit: every change is appended to it when given.
         upgrade: run the migrations to the newest revision (the default).
+        streams: where ``xhub-stream://`` URLs are read (default: ``[catalog] streams``, see
+            :mod:`xtremehub.catalog.streams`).
 
     Raises:
         CatalogUnavailable: the database cannot be reached.
@@ -51,4 +55,4 @@ def open_catalog(
         except BaseException:
             engine.dispose()
             raise
-    return SqlCatalog(engine, settings=settings, policy_store=policy_store, audit=audit)
+    return SqlCatalog(engine, settings=settings, policy_store=policy_store, audit=audit, streams=streams)

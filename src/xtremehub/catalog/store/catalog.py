@@ -73,6 +73,7 @@ from xtremehub.catalog.store.search import (
     search_doc,
     stored_counts_statement,
 )
+from xtremehub.catalog.streams import StreamStore, dataset_kind, is_stream_url
 from xtremehub.config import Settings
 from xtremehub.errors import DatasetNotFound, Forbidden, InvalidMetadata, PreconditionFailed
 
@@ -99,9 +100,12 @@ class SqlCatalog(access.AccessRequests):
         settings: Settings,
         policy_store: Any = None,
         audit: Any = None,
+        streams: StreamStore | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
+        #: Where ``xhub-stream://`` URLs are read when they are registered without facts.
+        self.streams = streams or StreamStore(settings)
         self._policy_store = policy_store
         self._audit = audit
         self._dialect: str = engine.dialect.name
@@ -176,6 +180,7 @@ class SqlCatalog(access.AccessRequests):
         actor = limits.subject("actor", actor)
         if kind not in _KINDS:
             raise InvalidMetadata("kind", f"must be one of {', '.join(_KINDS)}, not {kind!r}")
+        kind = dataset_kind(url, kind)  # a stream URL is a stream
         if kind == "prefix" and not url.endswith("/"):
             url += "/"  # a prefix is listed, and granted (``Prefix::"<url>/"``), with its slash
         from xtremehub.catalog.extract import check_url
@@ -184,7 +189,10 @@ class SqlCatalog(access.AccessRequests):
         if facts is None or source_version is None:
             from xtremehub.catalog.extract import extract
 
-            found = extract(url, settings=self._settings, format=format)
+            if is_stream_url(url):
+                found = self.streams.extract(url)
+            else:
+                found = extract(url, settings=self._settings, format=format)
             facts = found.facts if facts is None else facts
             source_version = source_version or found.source_version
             format = format or found.format

@@ -7,18 +7,27 @@ act on ``Dataset::"*"`` (read, write), the rest on ``Dataset::"<id>"`` with the 
 lists only the datasets the caller may read. Registering also reads the data (the ``object``
 or ``stream`` resource of its URL, for every kind), since the server reads it with its own
 credentials; registering a URL that is already registered writes that dataset.
+
+Registering by URL alone extracts the facts (an ``xhub-stream://<scope>/<stream>`` URL: from the
+stream store this server shows, :func:`stream_facts`); registering with ``facts`` still asks the
+object's store whether it exists (:func:`must_exist`: 404 when it does not).
 """
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import Field
 
+from xtremehub import storage
+from xtremehub.catalog.extract import Extracted
 from xtremehub.catalog.model import Dataset, DatasetPatch, SearchQuery
-from xtremehub.errors import InvalidMetadata
+from xtremehub.catalog.streams import StreamStore, dataset_kind, is_stream_url
+from xtremehub.config import Settings
+from xtremehub.errors import InvalidMetadata, ObjectNotFound, StorageError
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.auth import Caller, CallerDep
@@ -36,6 +45,8 @@ from xtremehub.web.schemas import (
     version_out,
 )
 from xtremehub.web.urls import checked_url
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DatasetId", "dataset_for", "router"]
 
@@ -100,36 +111,79 @@ def register(body: DatasetCreate, request: Request, response: Response, who: Cal
     Registering a URL that is already registered adds a version when its content changed.
     """
     url = checked_url(body.url)
-    if body.kind == "prefix" and not url.endswith("/"):
+    kind = dataset_kind(url, body.kind)  # a stream URL is a stream
+    if kind == "prefix" and not url.endswith("/"):
         url += "/"  # as the catalog registers (and grants) a prefix
     who.may(Action.WRITE, "dataset", "*")
-    who.may(Action.READ, *data_resource(body.kind, url))  # every kind: the server reads the data
+    who.may(Action.READ, *data_resource(kind, url))  # every kind: the server reads the data
     roles = set(who.identity.roles)
     known = context(request).catalog.find_by_url(url)
     if known is not None:  # a new version of a registered dataset: write on that dataset
         dataset_for(request, who, known.id, Action.WRITE)
         roles.add("admin")  # the policy lets this caller write it
+    facts, source_version, title, fmt = body.facts, body.source_version, body.title, body.format
+    distributions = tuple(d.to_model() for d in body.distributions)
+    if is_stream_url(url) and (facts is None or source_version is None):  # read from the server's stream store
+        found = stream_facts(request, url)
+        facts = dict(found.facts) if facts is None else facts
+        source_version = source_version or found.source_version
+        distributions = distributions or found.distributions
+        title = title or found.title
+        fmt = fmt or found.format
+    elif facts is not None and source_version is not None and kind in ("object", "derived"):
+        must_exist(url, context(request).settings)  # described, not read: but not a description of nothing
     try:
         ds = context(request).catalog.register(
             url,
             actor=who.subject,
-            kind=body.kind,
-            title=body.title,
+            kind=kind,
+            title=title,
             description=body.description,
             tags=tuple(body.tags),
             licence=body.licence,
-            format=body.format,
-            facts=body.facts,
-            distributions=tuple(d.to_model() for d in body.distributions),
-            source_version=body.source_version,
+            format=fmt,
+            facts=facts,
+            distributions=distributions,
+            source_version=source_version,
             health=body.health.to_model() if body.health else None,
             roles=sorted(roles),
         )
     except NotImplementedError as exc:
         raise HTTPProblem(501, f"extracting facts is not available here: {exc}; give 'facts'") from exc
+    except ObjectNotFound as exc:
+        raise _not_found(url, exc) from exc
     set_etag(response, ds.etag)
     response.headers["Location"] = f"{request.url.path}/{urllib.parse.quote(ds.id, safe='')}"
     return dataset_out(ds)
+
+
+def must_exist(url: str, settings: Settings) -> None:
+    """Refuse (:class:`~xtremehub.errors.ObjectNotFound`, 404) an object its store says does not
+    exist. When the server cannot look (no credential for that store, store unreachable, a scheme
+    it has no store for, a web URL: the server does not probe the web for a description) the
+    description is registered as given: the caller may read the data."""
+    if url.startswith(("http://", "https://")):
+        return
+    try:
+        storage.head(url, settings=settings)
+    except ObjectNotFound as exc:
+        raise _not_found(url, exc) from exc
+    except StorageError as exc:  # refused, unreachable, unknown scheme, a path the OS refuses
+        log.info("registering %s as described: its existence cannot be checked here (%s)", url, type(exc).__name__)
+
+
+def _not_found(url: str, exc: ObjectNotFound) -> ObjectNotFound:
+    """The 404 of a registration, naming the URL as the caller gave it (a store may name a path)."""
+    return exc if exc.url == url else ObjectNotFound(url, f"nothing to register ({exc})")
+
+
+def stream_facts(request: Request, url: str) -> Extracted:
+    """The facts of the stream ``url`` from the stream store this server shows (``[web] streams``),
+    whose LTS is its own (embedded) or ``[catalog] streams_lts``."""
+    ctx = context(request)
+    source = ctx.streams()
+    store = StreamStore(ctx.settings, manager=lambda: source.manager, lts_url=ctx.settings.catalog.streams_lts)
+    return store.extract(url)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut, summary="One dataset (ETag: its record's version)")

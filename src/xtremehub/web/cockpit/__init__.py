@@ -13,6 +13,7 @@ that forbids inline scripts, so HTML in a description or a tag is shown as text.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,12 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from xtremehub.errors import XHubError
+from xtremehub.errors import CatalogUnavailable, XHubError
 from xtremehub.web.cockpit import access, datasets, jobs, session, streams
 from xtremehub.web.cockpit.render import page
 from xtremehub.web.cockpit.session import LoginRequired, login_redirect
 
 __all__ = ["STATIC", "router", "setup"]
+
+log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -44,6 +47,10 @@ def home() -> RedirectResponse:
 
 _Handler = Callable[[Request, Exception], Response | Awaitable[Response]]
 
+#: What a page says when the catalog, or something else it needs, is away (503): never an address.
+_CATALOG_AWAY = "The catalog cannot be reached right now. Try again in a moment."
+_SERVICE_AWAY = "A service this page needs cannot be reached right now. Try again in a moment."
+
 
 def _html_errors(api_handler: _Handler | None, status_of: Callable[[Exception], int]) -> _Handler:
     """Errors of cockpit pages as an HTML page (same status); the API keeps its problem+json."""
@@ -58,7 +65,14 @@ def _html_errors(api_handler: _Handler | None, status_of: Callable[[Exception], 
                 message = "; ".join(
                     f"{'.'.join(str(part) for part in err['loc'][1:])}: {err['msg']}" for err in exc.errors()[:5]
                 )
-            return page(request, "error.html", status_code=status, title=title, message=message)
+            if status == 503:  # plain words: the log has the addresses, the page does not
+                log.warning("%s %s: %s: %s", request.method, path, type(exc).__name__, exc)
+                title = "Temporarily unavailable"
+                message = _CATALOG_AWAY if isinstance(exc, CatalogUnavailable) else _SERVICE_AWAY
+            shown = page(request, "error.html", status_code=status, title=title, message=message)
+            if status == 503:
+                shown.headers["Retry-After"] = "5"
+            return shown
         answer = api_handler(request, exc)
         return await answer if isinstance(answer, Awaitable) else answer
 

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from xtremehub.catalog.model import DataAccessRequest
-from xtremehub.errors import CatalogError, Forbidden
+from xtremehub.errors import CatalogError, CatalogUnavailable, Forbidden
 from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import page
 from xtremehub.web.cockpit.session import ViewerDep
@@ -46,6 +46,8 @@ def request_access(
         who.catalog.request_access(
             dataset_id, actor=who.subject, purpose=purpose, expires=datetime.now(UTC) + timedelta(days=days)
         )
+    except CatalogUnavailable:
+        raise  # a 503 page
     except CatalogError as exc:
         return page(request, "error.html", status_code=400, title="Request refused", message=str(exc))
     return RedirectResponse(f"/cockpit/datasets/{urllib.parse.quote(dataset_id, safe='')}?requested=1", status_code=303)
@@ -66,6 +68,8 @@ def access_page(request: Request, who: ViewerDep, status: str = "") -> HTMLRespo
             try:
                 d = who.catalog.get(r.dataset_id)
                 owners[r.dataset_id], titles[r.dataset_id] = d.owner, d.title
+            except CatalogUnavailable:
+                raise
             except CatalogError:
                 owners[r.dataset_id], titles[r.dataset_id] = "", r.dataset_id
     admin = "admin" in who.identity.roles
@@ -98,6 +102,8 @@ def decide(
             reason=reason,
             roles=sorted(who.identity.roles),
         )
+    except CatalogUnavailable:
+        raise
     except (CatalogError, Forbidden) as exc:
         return page(
             request,

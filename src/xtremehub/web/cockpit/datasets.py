@@ -23,7 +23,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from xtremehub.catalog.model import FACETS, Dataset, LineageGraph, SearchQuery
-from xtremehub.errors import CatalogError, DatasetNotFound, PreviewUnavailable
+from xtremehub.errors import CatalogError, CatalogUnavailable, DatasetNotFound, PreviewUnavailable
 from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import flatten_facts, page
 from xtremehub.web.cockpit.session import Viewer, ViewerDep
@@ -103,6 +103,8 @@ def datasets(
         result = visible_search(who.catalog.search, query, _page_reader(who), readable)
         items, total, facets = list(result.items), result.total, result.facets
         total_lower, facets_lower = result.total_is_lower_bound, result.facets_are_lower_bounds
+    except CatalogUnavailable:
+        raise  # a 503 page, not "0 datasets"
     except CatalogError as exc:  # a search the catalog refuses (too long, bad filter): say why
         error, items, total, facets = str(exc), [], 0, {}
         total_lower = facets_lower = False
@@ -187,6 +189,8 @@ def dataset_page(request: Request, who: ViewerDep, dataset_id: str) -> HTMLRespo
             if graph.edges
             else ""
         )
+    except CatalogUnavailable:
+        raise
     except CatalogError as exc:
         log.warning("lineage of %s: %s", dataset.id, exc)
         svg = ""
