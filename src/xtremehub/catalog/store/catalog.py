@@ -103,6 +103,7 @@ class SqlCatalog(access.AccessRequests):
         self._engine = engine
         self._settings = settings
         self._policy_store = policy_store
+        self._policy_listeners = []
         self._audit = audit
         self._dialect: str = engine.dialect.name
         self.url: str = engine.url.render_as_string(hide_password=True)
