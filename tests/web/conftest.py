@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from xtremehub.catalog import open_catalog
 from xtremehub.catalog.store import SqlCatalog
+from xtremehub.cli.serve import security
 from xtremehub.config import CatalogSettings, Settings
 from xtremehub.security.issuer import EmbeddedIssuer, IssuerConfig
 from xtremehub.security.oidc import OIDCConfig, OIDCValidator
@@ -76,25 +77,16 @@ def secured(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: Emb
 
 
 def with_usage_policies(
-    tmp_path: Path,
-    settings: Settings,
-    catalog: SqlCatalog,
-    issuer: EmbeddedIssuer,
-    policies: str,
-    *,
-    reload_interval: float = 0,
+    tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer, policies: str
 ) -> TestClient:
-    """A secured app deciding with ``policies`` plus the usage policies the catalog's approvals
-    write (under ``tmp_path/catalog-home/policies``; re-read after ``reload_interval`` seconds, 0: never).
-    Use it as a context manager."""
+    """A secured app deciding with ``policies`` as ``xhub serve --policy`` does (:func:`security`): the
+    usage policies the catalog's approvals write (``tmp_path/catalog-home/policies``) are read too,
+    re-read at once after an approval or revocation. Use it as a context manager."""
     where = tmp_path / "pol"
     where.mkdir()
     (where / "web.cedar").write_text(policies)
-    usage = tmp_path / "catalog-home" / "policies"
-    usage.mkdir(exist_ok=True)
-    authorizer = build_authorizer(PolicyConfig(sources=(str(where), str(usage)), reload_interval=reload_interval))
-    validator = OIDCValidator(OIDCConfig(issuer=issuer.url, audience="xtremehub"))
-    config = WebConfig(security=True, oidc_issuer=issuer.url)
+    config = WebConfig(security=True, oidc_issuer=issuer.url, policy=(str(where),))
+    validator, authorizer = security(config, Settings(home=tmp_path / "catalog-home"))
     app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
     return TestClient(app, base_url="http://127.0.0.1")
 

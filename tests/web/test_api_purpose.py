@@ -27,9 +27,9 @@ URL = "mem://clinic/cohort.csv"
 
 @pytest.fixture
 def app_client(tmp_path: Path, settings: Settings, catalog: SqlCatalog, issuer: EmbeddedIssuer) -> Iterator[TestClient]:
-    """Security on: :data:`POLICIES` plus the usage policies approvals write (re-read at the next decision)."""
+    """Security on: :data:`POLICIES` plus the usage policies approvals write (applied at once)."""
     storage.put(URL, b"id,age\n1,54\n2,61\n")
-    with with_usage_policies(tmp_path, settings, catalog, issuer, POLICIES, reload_interval=0.001) as c:
+    with with_usage_policies(tmp_path, settings, catalog, issuer, POLICIES) as c:
         yield c
 
 

@@ -8,13 +8,18 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from conftest import bearer
+from xtremehub.catalog import open_catalog
+from xtremehub.config import Settings
 from xtremehub.errors import ConfigError
 from xtremehub.security.issuer import EmbeddedIssuer
 from xtremehub.web import WebConfig
@@ -75,6 +80,51 @@ def test_serve_with_an_issuer_needs_tokens(tmp_path: Path, issuer: EmbeddedIssue
     }
 
 
+def test_serve_applies_approved_access_requests(tmp_path: Path, issuer: EmbeddedIssuer) -> None:
+    """Approvals become usage policies the server decides with: at once when approved through it,
+    within the reload interval when another process approves; only for the purpose, until expiry."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.cedar").write_text(
+        '@id("discover") permit(principal, action == XHub::Action::"read", resource == XHub::Dataset::"*");\n'
+        '@id("curate") permit(principal in XHub::Role::"curator", action, resource);\n'
+    )
+    bob, dave, carol = bearer(issuer, "bob"), bearer(issuer, "dave"), bearer(issuer, "carol", "curator")
+    with (
+        served(tmp_path, "--oidc-issuer", issuer.url, "--policy", str(policies)) as url,
+        httpx.Client(base_url=url) as http,
+    ):
+        body = {"url": "s3://clinic/cohort.csv", "facts": {}, "source_version": "1"}
+        made = http.post("/api/v1/datasets", json=body, headers=carol)
+        assert made.status_code == 201, made.text
+        path = f"/api/v1/datasets/{made.json()['id']}"
+
+        def status(who: dict[str, str], purpose: str | None) -> int:
+            return http.get(path, headers={**who, **({"X-XHub-Purpose": purpose} if purpose else {})}).status_code
+
+        expires = datetime.now(UTC) + timedelta(seconds=5)
+        asked = http.post(
+            f"{path}/access-requests", json={"purpose": "study", "expires": expires.isoformat()}, headers=bob
+        )
+        assert asked.status_code == 201, asked.text
+        assert status(bob, "study") == 403
+        approve = {**carol, "If-Match": asked.headers["etag"]}
+        assert http.post(f"/api/v1/access-requests/{asked.json()['id']}/approve", headers=approve).status_code == 200
+        assert [status(bob, p) for p in ("study", None, "marketing")] == [200, 403, 403]  # at once
+
+        # another process (the CLI, a second server) approves: seen within the reload interval (2 s)
+        other = http.post(f"{path}/access-requests", json={"purpose": "audit"}, headers=dave).json()
+        with open_catalog(None, settings=Settings(home=tmp_path / "home")) as catalog:
+            catalog.decide(other["id"], approve=True, actor="carol", if_match=other["etag"])
+        deadline = time.monotonic() + 10
+        while status(dave, "audit") != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status(dave, "audit") == 200
+
+        time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.05)
+        assert status(bob, "study") == 403  # expired
+
+
 def test_serve_refuses_a_public_address_without_tokens(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
@@ -104,3 +154,17 @@ def test_config_precedence_args_env_file(tmp_path: Path) -> None:
     from xtremehub.config import Settings
 
     assert str(Settings.load(config_file=file, env={}).home) == "/tmp/x"  # the [web] table is ours, not an error
+
+
+def test_serve_decides_with_the_catalog_policy_store_once(tmp_path: Path, issuer: EmbeddedIssuer) -> None:
+    from xtremehub.cli.serve import security
+    from xtremehub.security.policy import CedarAuthorizer
+
+    web, usage = str(tmp_path / "web"), str(tmp_path / "home" / "policies")
+    settings = Settings(home=tmp_path / "home")
+    for given, expected in (((web,), (web, usage)), ((web, usage + "/"), (web, usage + "/"))):
+        _, authorizer = security(WebConfig(security=True, oidc_issuer=issuer.url, policy=given), settings)
+        assert isinstance(authorizer, CedarAuthorizer)
+        assert authorizer.config.sources == expected
+    assert security(WebConfig(security=True, oidc_issuer=issuer.url), settings)[1] is None  # no --policy
+    assert security(WebConfig(), settings) == (None, None)

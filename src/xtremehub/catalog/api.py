@@ -9,7 +9,7 @@ gone raises :class:`~xtremehub.errors.CatalogUnavailable` and leaves nothing hal
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -105,5 +105,10 @@ class CatalogAPI(Protocol):
     def access_requests(
         self, *, dataset_id: str | None = None, requester: str | None = None, status: str | None = None
     ) -> Sequence[DataAccessRequest]: ...
+
+    def on_policy_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each usage policy this catalog writes or removes; returns the
+        unsubscribe function (an app reloads its authorizer so, applying an approval at once)."""
+        ...
 
     def close(self) -> None: ...

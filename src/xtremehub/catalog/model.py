@@ -134,6 +134,17 @@ class Dataset:
     facts: Mapping[str, Any] = field(default_factory=dict)
     health: HealthFields | None = None
 
+    @property
+    def key_name(self) -> str:
+        """The dataset's name at the key service: its catalog id (a valid key-service dataset name).
+
+        The key service keeps the dataset's KEK and key policy under this name; a job reading the
+        dataset's encrypted data asks for ``Resource("key", key_name)``, which lies inside
+        ``XHub::Dataset::"<id>"``, so an approved access request (a usage policy on the dataset)
+        permits the release for its purpose until its expiry.
+        """
+        return self.id
+
 
 @dataclass(frozen=True)
 class DatasetPatch:

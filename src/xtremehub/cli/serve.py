@@ -4,7 +4,10 @@ With no option it serves the embedded catalog (``<home>/catalog.db``), the strea
 ``<home>/streams`` and the jobs of ``<home>/optimizer/telemetry.sqlite`` on
 ``http://127.0.0.1:8000`` to the local single user (no token); it prints its URL first.
 ``--oidc-issuer`` turns bearer tokens on, ``--policy`` authorises each request with Cedar
-policies, ``--audit-log`` records every decision. ``--streams tcp://...`` of a stream server
+policies (together with the usage policies approved access requests write to the catalog's
+policy store, ``[catalog] policies`` or ``<home>/policies``: re-read every 2 seconds, and at once
+after an approval or revocation through this server), ``--audit-log`` records every decision.
+``--streams tcp://...`` of a stream server
 that requires tokens needs the web server's own credential: ``--streams-client-id`` and
 ``--streams-client-secret-file`` (client credentials at the issuer) or ``--streams-token-file``.
 Settings: options > ``XHUB_WEB_*`` > the ``[web]`` table of the config file (see :mod:`xtremehub.web.config`).
@@ -18,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -30,7 +34,7 @@ from xtremehub.config import Settings
 from xtremehub.errors import ConfigError
 from xtremehub.security._net import is_loopback_host
 
-__all__ = ["serve"]
+__all__ = ["security", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +125,7 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
     from xtremehub.web import create_app
 
     audit = _audit(config.audit_log, audit_key or settings.home / "audit.key")
-    validator, authorizer = _security(config, audit)
+    validator, authorizer = security(config, settings, audit)
     settings.home.mkdir(parents=True, exist_ok=True)
     catalog = open_catalog(config.catalog, settings=settings, audit=audit)
     try:
@@ -164,13 +168,32 @@ def _audit(location: str | None, key: Path) -> Any:
     return AuditLog(AuditConfig(location=location, signing_key=key))
 
 
-def _security(config: Any, audit: Any) -> tuple[Any, Any]:
-    """The token validator and the authorizer of ``config`` (None, None: security off)."""
+def security(config: Any, settings: Settings, audit: Any = None) -> tuple[Any, Any]:
+    """The token validator and the authorizer ``xhub serve`` runs with (None, None: security off).
+
+    The authorizer decides with the ``config.policy`` sources plus the catalog's usage-policy
+    source (:func:`~xtremehub.catalog.store.access.usage_policy_source` of ``settings``), where
+    approved access requests become policies; without ``config.policy`` there is none (every valid
+    token may do everything, approvals change nothing).
+    """
     if not config.security:
         return None, None
+    from xtremehub.catalog.store.access import usage_policy_source
     from xtremehub.security.oidc import OIDCConfig, OIDCValidator
     from xtremehub.security.policy import PolicyConfig, build_authorizer
 
     validator = OIDCValidator(OIDCConfig(issuer=config.oidc_issuer, audience=config.oidc_audience))
-    authorizer = build_authorizer(PolicyConfig(sources=config.policy), audit) if config.policy else None
-    return validator, authorizer
+    if not config.policy:
+        return validator, None
+    sources = tuple(config.policy)
+    usage = usage_policy_source(settings)
+    if _normal(usage) not in {_normal(s) for s in sources}:
+        sources += (usage,)
+    return validator, build_authorizer(PolicyConfig(sources=sources, settings=settings), audit)
+
+
+def _normal(source: str) -> str:
+    """A policy source compared with another: local paths absolute, without a trailing ``/``."""
+    if "://" in source and not source.startswith("file://"):
+        return source.rstrip("/")
+    return os.path.abspath(source.removeprefix("file://")).rstrip("/")

@@ -517,6 +517,15 @@ class Audited:
             raise forbidden(request, decision)
         return decision
 
+    def reload(self, *, force: bool = False) -> bool:
+        """Re-read the inner authorizer's policies (see ``CedarAuthorizer.reload``; its policy
+        changes are audited there); False when it cannot reload."""
+        from xtremehub.security.authz import ReloadableAuthorizer
+
+        if not isinstance(self.authorizer, ReloadableAuthorizer):
+            return False
+        return self.authorizer.reload(force=force)
+
     def readable(self, request: AccessRequest) -> Condition:
         """The inner authorizer's listing condition (see ``CedarAuthorizer.readable``); not a decision,
         so not recorded: every resource finally shown is decided (and recorded) one by one."""

@@ -17,7 +17,16 @@ from typing import Protocol, runtime_checkable
 
 from xtremehub.security.identity import Identity
 
-__all__ = ["AccessRequest", "Action", "Authorizer", "BatchAuthorizer", "Decision", "Resource", "decide_each"]
+__all__ = [
+    "AccessRequest",
+    "Action",
+    "Authorizer",
+    "BatchAuthorizer",
+    "Decision",
+    "ReloadableAuthorizer",
+    "Resource",
+    "decide_each",
+]
 
 
 class Action(enum.StrEnum):
@@ -86,6 +95,19 @@ class BatchAuthorizer(Authorizer, Protocol):
     """
 
     def decide_batch(self, requests: Sequence[AccessRequest]) -> list[Decision]: ...
+
+
+@runtime_checkable
+class ReloadableAuthorizer(Authorizer, Protocol):
+    """An authorizer whose policies can be re-read on demand (the Cedar policy engine).
+
+    ``reload(force=True)`` re-reads every policy source now, without waiting for the reload
+    interval; it returns whether the policies changed and raises
+    :class:`~xtremehub.errors.ConfigError` (policies that do not parse; the previous ones stay in
+    force) or :class:`~xtremehub.errors.StorageError` (a source unreachable).
+    """
+
+    def reload(self, *, force: bool = False) -> bool: ...
 
 
 def decide_each(authorizer: Authorizer, requests: Sequence[AccessRequest]) -> list[Decision]:

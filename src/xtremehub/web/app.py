@@ -35,7 +35,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from xtremehub import __version__
 from xtremehub.catalog.api import CatalogAPI
 from xtremehub.config import Settings
-from xtremehub.security.authz import Authorizer
+from xtremehub.security.authz import Authorizer, ReloadableAuthorizer
 from xtremehub.security.identity import TokenValidator
 from xtremehub.web.auth import AllowAuthenticated, Gate
 from xtremehub.web.config import API_PREFIX, WebConfig
@@ -115,7 +115,9 @@ def create_app(
         validator: checks bearer tokens; needed when ``config.security`` (``xhub serve`` builds an
             :class:`~xtremehub.security.oidc.OIDCValidator` from ``config.oidc_issuer``).
         authorizer: decides every request (``build_authorizer`` of the policy engine); None with
-            security on: every valid token may do everything.
+            security on: every valid token may do everything. One that can reload
+            (:class:`~xtremehub.security.authz.ReloadableAuthorizer`) re-reads its policies each
+            time the catalog writes or removes a usage policy (an approval applies at once).
         streams: a ready :class:`~xtremehub.web.streams.StreamSource` (default: from ``config.streams``).
         jobs: a ready :class:`~xtremehub.web.jobs.JobsSource` (default: from settings).
 
@@ -157,8 +159,24 @@ def create_app(
         app.include_router(router, prefix=API_PREFIX)
     _mount_cockpit(app)
     _document_if_match(app)
+    if isinstance(authorizer, ReloadableAuthorizer) and catalog is not None:
+        context._closers.append(catalog.on_policy_change(_reloader(authorizer)))
     app.router.add_event_handler("shutdown", context.close)
     return app
+
+
+def _reloader(authorizer: ReloadableAuthorizer) -> Callable[[], None]:
+    """What the catalog calls after it changed a usage policy: re-read the policies now."""
+
+    def reload() -> None:
+        from xtremehub.errors import ConfigError, StorageError
+
+        try:
+            authorizer.reload(force=True)
+        except (ConfigError, StorageError) as exc:  # the timed reload retries; keep what is in force
+            log.error("policies not reloaded after a usage-policy change: %s", exc)
+
+    return reload
 
 
 def _document_if_match(app: FastAPI) -> None:

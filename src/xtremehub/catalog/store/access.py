@@ -1,12 +1,21 @@
 """Access requests: ask to use a dataset for a purpose; the owner (or an admin) decides.
 
 Approval writes a Cedar *usage policy* into the security policy store
-(:class:`~xtremehub.security.policy_store.PolicyStore`): a file ``access-<request>.cedar``
-permitting the requester to ``read`` the dataset (``XHub::Dataset::"<id>"``) and its object or
-prefix URL, only for the stated purpose (``context.purpose``) and only before the expiry
-(``context.now``). Rejecting a pending request writes nothing; revoking an approved one removes
-the file. The decision and the policy change are one step: if the policy cannot be written the
-request stays pending, and a policy whose request could not be saved is removed again.
+(:class:`~xtremehub.security.policy_store.PolicyStore` at :func:`usage_policy_source`): a file
+``access-<request>.cedar`` permitting the requester to ``read`` the dataset and what is inside it
+(``resource in XHub::Dataset::"<id>"``: the catalog record and the dataset's key,
+``XHub::Key::"<id>"`` / ``"<id>#<version>"``) and its object or prefix URL, only for the stated
+purpose (``context.purpose``) and only before the expiry (``context.now``). Rejecting a pending
+request writes nothing; revoking an approved one removes the file. The decision and the policy
+change are one step: if the policy cannot be written the request stays pending, and a policy
+whose request could not be saved is removed again. Listeners registered with
+:meth:`AccessRequests.on_policy_change` (an app's authorizer) are told after each change, so the
+process that wrote a policy applies it at once; others see it at their next reload.
+
+The key service names a catalog dataset's key by the catalog id: the key service's dataset of
+catalog dataset ``ds-3f9a0c2e41d7b855`` is ``ds-3f9a0c2e41d7b855`` (see
+:attr:`~xtremehub.catalog.model.Dataset.key_name`), so a release of its key
+(``read`` on ``Resource("key", "<id>")`` for the job's purpose) is permitted by the approval.
 
 Example:
     >>> from datetime import datetime, timezone
@@ -14,7 +23,7 @@ Example:
     ...                    datetime(2027, 1, 1, tzinfo=timezone.utc), "bob"))  # doctest: +NORMALIZE_WHITESPACE
     @id("access-ar-1")
     @reason("access request ar-1 approved by bob: carol reads ds-1 for research until 2027-01-01T00:00:00Z")
-    permit(principal == XHub::User::"carol", action == XHub::Action::"read", resource == XHub::Dataset::"ds-1")
+    permit(principal == XHub::User::"carol", action == XHub::Action::"read", resource in XHub::Dataset::"ds-1")
     when { context.purpose == "research" && context.now < datetime("2027-01-01T00:00:00Z") };
     @id("access-ar-1-data")
     @reason("access request ar-1 approved by bob: carol reads ds-1 for research until 2027-01-01T00:00:00Z")
@@ -26,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,7 +46,7 @@ from xtremehub.catalog.store import limits, rows
 from xtremehub.catalog.store.schema import access_requests, datasets
 from xtremehub.errors import DatasetNotFound, Forbidden, InvalidMetadata, PreconditionFailed, StalePolicy
 
-__all__ = ["DEFAULT_TERM", "AccessRequests", "policy_file", "usage_policy"]
+__all__ = ["DEFAULT_TERM", "AccessRequests", "policy_file", "usage_policy", "usage_policy_source"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,19 @@ def _stamp(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def usage_policy_source(settings: Any) -> str:
+    """Where approvals write their usage policies: ``[catalog] policies``, else ``<home>/policies``.
+
+    A server deciding with policies reads this source too (``xhub serve`` adds it to ``--policy``).
+
+    Example:
+        >>> from xtremehub.config import Settings
+        >>> usage_policy_source(Settings(home="/srv/xhub"))
+        '/srv/xhub/policies'
+    """
+    return str(settings.catalog.policies or settings.home / "policies")
+
+
 def policy_file(request_id: str) -> str:
     """The policy file an approved request writes."""
     return f"access-{request_id}.cedar"
@@ -72,7 +94,7 @@ def usage_policy(
     head = f'permit(principal == XHub::User::{_cedar(requester)}, action == XHub::Action::"read", '
     when = f'when {{ context.purpose == {_cedar(purpose)} && context.now < datetime("{_stamp(expires)}") }};'
     out = [
-        f'@id("access-{request_id}")\n@reason({reason})\n{head}resource == XHub::Dataset::{_cedar(dataset_id)})\n{when}'
+        f'@id("access-{request_id}")\n@reason({reason})\n{head}resource in XHub::Dataset::{_cedar(dataset_id)})\n{when}'
     ]
     if kind in ("object", "prefix", "derived") and "://" in url:
         from xtremehub.security.policy import object_name
@@ -95,6 +117,7 @@ class AccessRequests:
 
     _settings: Any
     _policy_store: Any
+    _policy_listeners: list[Callable[[], None]]
 
     # provided by SqlCatalog
     def _read(self) -> contextlib.AbstractContextManager[Any]:  # pragma: no cover - overridden
@@ -270,8 +293,7 @@ class AccessRequests:
         if self._policy_store is None:
             from xtremehub.security.policy_store import PolicyStore
 
-            where = self._settings.catalog.policies or str(self._settings.home / "policies")
-            self._policy_store = PolicyStore(where, settings=self._settings)
+            self._policy_store = PolicyStore(usage_policy_source(self._settings), settings=self._settings)
         return self._policy_store
 
     def _write_policy(self, changes: dict[str, str | None], actor: str) -> None:
@@ -279,10 +301,26 @@ class AccessRequests:
         for attempt in range(5):
             try:
                 store.update(changes, base=store.load().digest, subject=actor)
-                return
+                break
             except StalePolicy:  # another writer changed the set in between: re-read and retry
                 if attempt == 4:
                     raise
+        for listener in tuple(self._policy_listeners):
+            try:
+                listener()
+            except Exception:  # the policy is written; a listener's failure must not undo the decision
+                log.exception("a usage-policy listener failed after %s", ", ".join(sorted(changes)))
+
+    def on_policy_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` after each usage-policy change this catalog writes (approve, revoke,
+        delete); returns the function that unsubscribes it. An app applies approvals at once so."""
+        self._policy_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._policy_listeners.remove(listener)
+
+        return unsubscribe
 
     def access_requests(
         self, *, dataset_id: str | None = None, requester: str | None = None, status: str | None = None

@@ -107,6 +107,7 @@ class SqlCatalog(access.AccessRequests):
         #: Where ``xhub-stream://`` URLs are read when they are registered without facts.
         self.streams = streams or StreamStore(settings)
         self._policy_store = policy_store
+        self._policy_listeners = []
         self._audit = audit
         self._dialect: str = engine.dialect.name
         self.url: str = engine.url.render_as_string(hide_password=True)
