@@ -27,6 +27,7 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     admins = ["alice"]                # subjects that may decide any access request
     policies = "s3://governance/policies/"  # where approved access requests become usage policies
     lineage = true                    # XHUB_CATALOG_LINEAGE=1: every executor records job lineage
+    audit_log = "s3://audit/catalog/" # default <home>/audit/catalog.log; "off": no audit log
 
     [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
     keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
@@ -176,11 +177,18 @@ class CatalogSettings:
     embedded default ``<home>/catalog.db``. ``admins``: subjects allowed to decide any access
     request (besides the dataset's owner). ``policies``: the policy source (directory or storage
     prefix) where approved access requests are written as Cedar usage policies; ``None``:
-    ``<home>/policies/``.
+    ``<home>/policies/``. ``audit_log``: the hash-chained audit log (a file, or a storage prefix
+    ending in ``/``) of every catalog change, access request and decision; ``None``:
+    ``<home>/audit/catalog.log``; ``"off"``: none. Its checkpoints are signed with
+    ``<home>/audit.key`` (created if missing).
 
     Example:
         >>> CatalogSettings(admins="alice, bob").admins
         ('alice', 'bob')
+        >>> CatalogSettings().audit_location(Path("/data/xhub"))
+        '/data/xhub/audit/catalog.log'
+        >>> CatalogSettings(audit_log="off").audit_location(Path("/data/xhub")) is None
+        True
     """
 
     url: str | None = None
@@ -188,6 +196,13 @@ class CatalogSettings:
     policies: str | None = None
     #: every FunctionExecutor records job lineage in this catalog (``XHUB_CATALOG_LINEAGE=1``)
     lineage: bool = False
+    audit_log: str | None = None
+
+    def audit_location(self, home: Path) -> str | None:
+        """Where catalog changes and decisions are audited (None: auditing turned off)."""
+        if self.audit_log is None:
+            return str(home / "audit" / "catalog.log")
+        return None if self.audit_log.strip().lower() == "off" else self.audit_log
 
     def __post_init__(self) -> None:
         admins: object = self.admins

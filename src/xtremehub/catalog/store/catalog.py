@@ -99,8 +99,10 @@ class SqlCatalog(access.AccessRequests):
         settings: Settings,
         policy_store: Any = None,
         audit: Any = None,
+        owns_audit: bool = False,
     ) -> None:
         self._engine = engine
+        self._own_audit = audit if owns_audit else None  # opened for this catalog: closed with it
         self._settings = settings
         self._policy_store = policy_store
         self._audit = audit
@@ -122,8 +124,11 @@ class SqlCatalog(access.AccessRequests):
         self.close()
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the audit log :func:`open_catalog` opened)."""
         self._engine.dispose()
+        if self._own_audit is not None:
+            self._own_audit.close()
+            self._own_audit = None
 
     # -- transactions ---------------------------------------------------------------------------
 
