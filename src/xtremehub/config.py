@@ -29,6 +29,7 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     lineage = true                    # XHUB_CATALOG_LINEAGE=1: every executor records job lineage
     streams = "tcp://streams.example:9090"  # what xhub-stream:// URLs name; default <home>/streams
     streams_lts = "s3://streams/lts/" # that store's LTS (needed with a tcp:// server)
+    audit_log = "s3://audit/catalog/" # default <home>/audit/catalog.log; "off": no audit log
 
     [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
     keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
@@ -178,11 +179,18 @@ class CatalogSettings:
     embedded default ``<home>/catalog.db``. ``admins``: subjects allowed to decide any access
     request (besides the dataset's owner). ``policies``: the policy source (directory or storage
     prefix) where approved access requests are written as Cedar usage policies; ``None``:
-    ``<home>/policies/``.
+    ``<home>/policies/``. ``audit_log``: the hash-chained audit log (a file, or a storage prefix
+    ending in ``/``) of every catalog change, access request and decision; ``None``:
+    ``<home>/audit/catalog.log``; ``"off"``: none. Its checkpoints are signed with
+    ``<home>/audit.key`` (created if missing).
 
     Example:
         >>> CatalogSettings(admins="alice, bob").admins
         ('alice', 'bob')
+        >>> CatalogSettings().audit_location(Path("/data/xhub"))
+        '/data/xhub/audit/catalog.log'
+        >>> CatalogSettings(audit_log="off").audit_location(Path("/data/xhub")) is None
+        True
     """
 
     url: str | None = None
@@ -195,6 +203,13 @@ class CatalogSettings:
     streams: str | None = None
     #: that store's long-term storage URL (None: the embedded store's default; a server needs it)
     streams_lts: str | None = None
+    audit_log: str | None = None
+
+    def audit_location(self, home: Path) -> str | None:
+        """Where catalog changes and decisions are audited (None: auditing turned off)."""
+        if self.audit_log is None:
+            return str(home / "audit" / "catalog.log")
+        return None if self.audit_log.strip().lower() == "off" else self.audit_log
 
     def __post_init__(self) -> None:
         admins: object = self.admins

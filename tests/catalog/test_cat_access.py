@@ -10,7 +10,6 @@ import pytest
 
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.errors import DatasetNotFound, Forbidden, InvalidMetadata, PreconditionFailed
-from xtremehub.security.audit import AuditConfig, AuditLog
 from xtremehub.security.authz import AccessRequest, Action, Resource
 from xtremehub.security.identity import Identity
 from xtremehub.security.policy import PolicyConfig, build_authorizer
@@ -112,17 +111,14 @@ def test_a_failed_policy_write_leaves_the_request_pending(catalog_factory, tmp_p
 
 
 def test_everything_is_audited(catalog_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    log = AuditLog(AuditConfig(location=str(tmp_path / "audit.jsonl"), signing_key=tmp_path / "audit.key"))
-    with catalog_factory(tmp_path) as cat:
-        cat._audit = log
+    with catalog_factory(tmp_path) as cat:  # nothing configured: the log under its home
         ds = cat.register(URL, actor="alice", facts={}, source_version="e1")
         cat.register(URL, actor="alice", facts={}, source_version="e2")
         req = cat.request_access(ds.id, actor="carol", purpose="research")
         with pytest.raises(Forbidden):
             cat.decide(req.id, approve=True, actor="mallory", if_match=req.etag)
         cat.decide(req.id, approve=True, actor="alice", if_match=req.etag)
-    log.close()
-    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "audit" / "catalog.log").read_text().splitlines()]
     seen = [(r["subject"], r["action"]) for r in records if r.get("kind") == "catalog"]
     assert seen == [
         ("alice", "register"),

@@ -11,6 +11,9 @@ from click.testing import CliRunner
 from xtremehub.catalog import InputRef, JobRecord
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.cli import cli
+from xtremehub.security.audit import read_lines
+from xtremehub.security.audit_signing import load_public_key
+from xtremehub.security.audit_verify import verify_log
 
 
 @pytest.fixture
@@ -80,6 +83,40 @@ def test_lineage_and_access_requests(xhub, fresh_catalog: SqlCatalog, tmp_path: 
     assert revoked["status"] == "revoked"
     assert not (tmp_path / "policies" / f"access-{req['id']}.cedar").exists()
     assert json.loads(xhub("requests", "--requester", "carol", "--json"))[0]["status"] == "revoked"
+
+    # nothing configured: every command above was audited in <home>/audit/catalog.log, signed
+    log = tmp_path / "audit" / "catalog.log"
+    records = [json.loads(line) for _, line in read_lines(str(log))]
+    done = [(r["subject"], r["action"]) for r in records if r["kind"] == "catalog"]
+    assert done == [
+        ("alice", "register"),
+        ("alice", "register"),
+        ("alice", "record-job"),  # the fixture's catalog, same home: one log
+        ("carol", "request-access"),
+        ("carol", "decide-access-denied"),
+        ("alice", "approve-access"),
+        ("alice", "revoke-access"),
+    ]
+    report = verify_log(str(log), public_key=load_public_key(tmp_path / "audit.key.pub"))
+    assert report.ok
+    assert report.uncovered == 0  # every command's catalog closed its log with a checkpoint
+
+
+def test_the_audit_log_is_configurable_and_can_be_off(
+    fresh_catalog: SqlCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = fresh_catalog._engine.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("XHUB_CONFIG", str(tmp_path / "no-config.toml"))
+    runner = CliRunner()
+    home = tmp_path / "cli-home"
+    add = ["--home", str(home), "catalog", "--catalog", url, "--as", "alice", "add", "s3://lab/a", "--facts", "{}"]
+    monkeypatch.setenv("XHUB_CATALOG_AUDIT_LOG", str(tmp_path / "elsewhere.log"))
+    assert runner.invoke(cli, add).exit_code == 0
+    assert next(json.loads(line)["action"] for _, line in read_lines(str(tmp_path / "elsewhere.log"))) == "register"
+    monkeypatch.setenv("XHUB_CATALOG_AUDIT_LOG", "off")
+    assert runner.invoke(cli, [*add[:-3], "s3://lab/b", "--facts", "{}"]).exit_code == 0
+    assert not (home / "audit").exists()  # off: not the default log either
+    assert sum(1 for _ in read_lines(str(tmp_path / "elsewhere.log"))) == 2  # register + closing checkpoint
 
 
 def test_add_a_stream_registers_its_facts_and_a_new_cut(xhub, tmp_path: Path, sensor_events) -> None:  # type: ignore[no-untyped-def]

@@ -6,6 +6,7 @@ import ast
 import csv
 import dataclasses
 import io
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,9 @@ from xtremehub.catalog.store.catalog import SqlCatalog
 from xtremehub.compute.lineage import JobLineage, LineageSink
 from xtremehub.config import CatalogSettings, default_settings
 from xtremehub.connectors import CloudObject
+from xtremehub.security.audit import read_lines
+from xtremehub.security.audit_signing import load_public_key
+from xtremehub.security.audit_verify import verify_log
 
 
 @pytest.fixture
@@ -171,11 +175,18 @@ def test_a_failed_job_is_recorded_as_failed() -> None:
 
 def test_the_setting_turns_lineage_on_for_the_configured_catalog(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'configured.db'}"
-    settings = dataclasses.replace(default_settings(), catalog=CatalogSettings(url=url, lineage=True))
+    home = tmp_path / "home"
+    settings = dataclasses.replace(default_settings(), home=home, catalog=CatalogSettings(url=url, lineage=True))
     out = tmp_path / "x.csv"
     with FunctionExecutor(backend="local", workers=1, settings=settings, owner="dave") as fexec:
         fexec.get_result(fexec.call_async(storage.put, (str(out), b"a,b\n1,2\n")))
-    with open_catalog(url) as cat:
+    # the executor closed the catalog it opened, and with it the audit log (a final checkpoint)
+    log = str(home / "audit" / "catalog.log")
+    assert verify_log(log, public_key=load_public_key(home / "audit.key.pub")).uncovered == 0
+    assert ("dave", "record-job") in [
+        (r["subject"], r["action"]) for r in map(json.loads, (x for _, x in read_lines(log)))
+    ]
+    with open_catalog(url, settings=settings) as cat:
         found = cat.find_by_url(normalize_url(str(out)))
         assert found is not None
         assert (found.kind, found.owner, found.facts["rows"]) == ("derived", "dave", 1)

@@ -82,6 +82,12 @@ class CatalogLineage:
     def __repr__(self) -> str:
         return f"CatalogLineage({self.catalog!r})"
 
+    def close(self) -> None:
+        """Close the catalog (the executor calls it only for the catalog it opened from settings)."""
+        close = getattr(self.catalog, "close", None)
+        if close is not None:
+            close()
+
     def record_lineage(self, job: JobLineage) -> JobRecord:
         """Register the job's inputs and outputs and record the job; returns the stored record."""
         inputs: dict[str, InputRef] = {}

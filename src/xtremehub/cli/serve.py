@@ -6,7 +6,9 @@ With no option it serves the embedded catalog (``<home>/catalog.db``), the strea
 ``--oidc-issuer`` turns bearer tokens on, ``--policy`` authorises each request with Cedar
 policies (together with the usage policies approved access requests write to the catalog's
 policy store, ``[catalog] policies`` or ``<home>/policies``: re-read every 2 seconds, and at once
-after an approval or revocation through this server), ``--audit-log`` records every decision.
+after an approval or revocation through this server); every decision and catalog change is
+recorded in the hash-chained audit log (``--audit-log``, default the catalog's ``[catalog] audit_log``:
+``<home>/audit/catalog.log``).
 ``--streams tcp://...`` of a stream server
 that requires tokens needs the web server's own credential: ``--streams-client-id`` and
 ``--streams-client-secret-file`` (client credentials at the issuer) or ``--streams-token-file``.
@@ -61,7 +63,10 @@ log = logging.getLogger(__name__)
 @click.option("--oidc-issuer", help="Require bearer tokens from this OpenID Provider (its issuer URL).")
 @click.option("--oidc-audience", help="The audience tokens must carry (default xtremehub).")
 @click.option("--policy", "policies", multiple=True, help="Cedar policy directory or URL (repeatable).")
-@click.option("--audit-log", help="Append every authorisation decision to this hash-chained audit log.")
+@click.option(
+    "--audit-log",
+    help="Hash-chained audit log of every decision and catalog change (default <home>/audit/catalog.log).",
+)
 @click.option(
     "--audit-key",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -124,7 +129,9 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
     from xtremehub.catalog import open_catalog
     from xtremehub.web import create_app
 
-    audit = _audit(config.audit_log, audit_key or settings.home / "audit.key")
+    # --audit-log, else the catalog's configured log (default <home>/audit/catalog.log)
+    location = config.audit_log or settings.catalog.audit_location(settings.home)
+    audit = _audit(location, audit_key or settings.home / "audit.key", settings)
     validator, authorizer = security(config, settings, audit)
     settings.home.mkdir(parents=True, exist_ok=True)
     catalog = open_catalog(config.catalog, settings=settings, audit=audit)
@@ -160,12 +167,14 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
             audit.close()
 
 
-def _audit(location: str | None, key: Path) -> Any:
+def _audit(location: str | None, key: Path, settings: Settings) -> Any:
     if not location:
         return None
-    from xtremehub.security.audit import AuditConfig, AuditLog
+    from xtremehub.security.audit import AuditConfig, AuditLog, is_store_location
 
-    return AuditLog(AuditConfig(location=location, signing_key=key))
+    if not is_store_location(location):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    return AuditLog(AuditConfig(location=location, signing_key=key, settings=settings))
 
 
 def security(config: Any, settings: Settings, audit: Any = None) -> tuple[Any, Any]:

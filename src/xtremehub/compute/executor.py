@@ -215,6 +215,7 @@ class FunctionExecutor:
             self._backend.shutdown(wait=wait)
         if self.lineage is not None:
             self.lineage.flush()
+            self.lineage.close()
         if self._telemetry_writer is not None:
             self._telemetry_writer.close()
         if self._eph_service is not None:

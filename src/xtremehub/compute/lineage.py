@@ -241,10 +241,11 @@ class LineageTracer:
         measure_code: take :func:`xtremehub.security.attest.measure` of each job's function.
     """
 
-    def __init__(self, sink: LineageSink, owner: str, *, measure_code: bool = True) -> None:
+    def __init__(self, sink: LineageSink, owner: str, *, measure_code: bool = True, owns_sink: bool = False) -> None:
         import threading
 
         self.sink, self.owner, self.measure_code = sink, owner, measure_code
+        self._owns_sink = owns_sink  # opened from the settings: closed with the executor
         self._traces: dict[str, _Trace] = {}
         self._ready: list[str] = []
         # chained jobs: the arguments each call was built with (known only once the upstream job is done)
@@ -307,6 +308,12 @@ class LineageTracer:
             trace.remaining -= 1
             if trace.remaining == 0:
                 self._ready.append(job_id)
+
+    def close(self) -> None:
+        """Close the sink when it was opened for this tracer (the configured catalog)."""
+        close = getattr(self.sink, "close", None) if self._owns_sink else None
+        if close is not None:
+            close()
 
     def flush(self) -> list[Any]:
         """Send every job whose calls have all settled to the sink; returns what the sink returned."""
@@ -389,9 +396,7 @@ def lineage_tracer(catalog: object | None, owner: str | None, settings: Any) -> 
     import getpass
 
     if catalog is not None:
-        sink = as_sink(catalog)
-    elif getattr(getattr(settings, "catalog", None), "lineage", False):
-        sink = LINEAGE_SINKS.load("settings")(settings)
-    else:
-        return None
-    return LineageTracer(sink, owner or getpass.getuser())
+        return LineageTracer(as_sink(catalog), owner or getpass.getuser())
+    if getattr(getattr(settings, "catalog", None), "lineage", False):
+        return LineageTracer(LINEAGE_SINKS.load("settings")(settings), owner or getpass.getuser(), owns_sink=True)
+    return None

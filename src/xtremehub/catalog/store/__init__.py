@@ -7,6 +7,7 @@ returns a :class:`~xtremehub.catalog.store.catalog.SqlCatalog`.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xtremehub.catalog.store.catalog import SqlCatalog
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from xtremehub.security.audit import AuditLog
     from xtremehub.security.policy_store import PolicyStore
 
-__all__ = ["SqlCatalog", "open_catalog"]
+__all__ = ["SqlCatalog", "configured_audit_log", "open_catalog"]
 
 
 def open_catalog(
@@ -38,7 +39,10 @@ def open_catalog(
         settings: where ``home``, the configured URL, the admins and the policy source come from.
         policy_store: where approved access requests become usage policies; None:
             ``[catalog] policies`` or ``<home>/policies/``.
-        audit: every change is appended to it when given.
+        audit: where every change, access request and decision is appended; None: the
+            configured log (``[catalog] audit_log``, default ``<home>/audit/catalog.log``, signed
+            with ``<home>/audit.key``), opened here and closed with the catalog; none when that
+            setting is ``"off"``.
         upgrade: run the migrations to the newest revision (the default).
         streams: where ``xhub-stream://`` URLs are read (default: ``[catalog] streams``, see
             :mod:`xtremehub.catalog.streams`).
@@ -55,4 +59,38 @@ def open_catalog(
         except BaseException:
             engine.dispose()
             raise
-    return SqlCatalog(engine, settings=settings, policy_store=policy_store, audit=audit, streams=streams)
+    own = audit is None
+    if own:
+        try:
+            audit = configured_audit_log(settings)
+        except BaseException:
+            engine.dispose()
+            raise
+    return SqlCatalog(
+        engine, settings=settings, policy_store=policy_store, audit=audit, owns_audit=own, streams=streams
+    )
+
+
+def configured_audit_log(settings: Settings) -> AuditLog | None:
+    """The catalog's audit log as ``settings`` configure it (None: ``audit_log = "off"``).
+
+    Example:
+        >>> import tempfile
+        >>> from xtremehub.config import CatalogSettings
+        >>> home = Path(tempfile.mkdtemp())
+        >>> log = configured_audit_log(Settings(home=home))
+        >>> log.location == str(home / "audit" / "catalog.log")
+        True
+        >>> log.close()
+        >>> configured_audit_log(Settings(home=home, catalog=CatalogSettings(audit_log="off"))) is None
+        True
+    """
+    location = settings.catalog.audit_location(settings.home)
+    if location is None:
+        return None
+    from xtremehub.security.audit import AuditConfig, AuditLog, is_store_location
+
+    if not is_store_location(location):
+        Path(location).parent.mkdir(parents=True, exist_ok=True)
+    config = AuditConfig(location=location, signing_key=settings.home / "audit.key", settings=settings)
+    return AuditLog(config)

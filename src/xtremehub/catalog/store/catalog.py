@@ -101,8 +101,10 @@ class SqlCatalog(access.AccessRequests):
         policy_store: Any = None,
         audit: Any = None,
         streams: StreamStore | None = None,
+        owns_audit: bool = False,
     ) -> None:
         self._engine = engine
+        self._own_audit = audit if owns_audit else None  # opened for this catalog: closed with it
         self._settings = settings
         #: Where ``xhub-stream://`` URLs are read when they are registered without facts.
         self.streams = streams or StreamStore(settings)
@@ -127,8 +129,11 @@ class SqlCatalog(access.AccessRequests):
         self.close()
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the audit log :func:`open_catalog` opened)."""
         self._engine.dispose()
+        if self._own_audit is not None:
+            self._own_audit.close()
+            self._own_audit = None
 
     # -- transactions ---------------------------------------------------------------------------
 
