@@ -173,6 +173,35 @@ def test_a_failed_job_is_recorded_as_failed() -> None:
     assert job.writes == ()
 
 
+def fails_at_length(x: int) -> int:
+    """Fails on every odd call, with a traceback longer than a record keeps."""
+    if x % 2:
+        raise ValueError(f"odd <{x}> " + "x" * 20_000)
+    return x
+
+
+def test_failed_calls_keep_their_remote_tracebacks_bounded() -> None:
+    recorder = Recorder()
+    with FunctionExecutor(backend="local", workers=2, catalog=recorder, retries=0) as fexec:
+        fexec.get_result(fexec.map(fails_on_two, [1, 2, 3]), throw_except=False)
+        fexec.get_result(fexec.map(fails_at_length, range(50)), throw_except=False)
+    short, long = recorder.jobs
+    (failure,) = short.telemetry["failed_calls"]
+    assert (failure["call_id"], failure["error_type"], failure["message"]) == (1, "builtins.ValueError", "two")
+    assert "in fails_on_two" in failure["remote_traceback"]
+    assert failure["remote_traceback"].rstrip().endswith("ValueError: two")
+    assert (failure["traceback_omitted"], failure["attempts"], short.telemetry["failed_calls_omitted"]) == (0, 1, 0)
+    kept = long.telemetry["failed_calls"]
+    assert [f["call_id"] for f in kept] == list(range(1, 41, 2))  # the first 20 of 25
+    assert long.telemetry["failed_calls_omitted"] == 5
+    for f in kept:
+        assert f["message"].startswith(f"odd <{f['call_id']}> xxx")
+        assert len(json.dumps(f["message"])) <= 1000
+        assert len(json.dumps(f["remote_traceback"])) <= 8000
+        assert f["traceback_omitted"] > 12_000
+        assert f["remote_traceback"].endswith("xxx\n")
+
+
 def test_the_setting_turns_lineage_on_for_the_configured_catalog(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'configured.db'}"
     home = tmp_path / "home"

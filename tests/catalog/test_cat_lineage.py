@@ -100,3 +100,12 @@ def test_recording_a_job_again_replaces_it(fresh_catalog: SqlCatalog, chain: dic
     assert [r.dataset_id for r in fresh_catalog.get_job("qc").inputs] == [chain["raw.fq"]]
     down = fresh_catalog.lineage(chain["x.bam"], direction="down", depth=3)
     assert "qc" not in {j.job_id for j in down.jobs}
+
+
+def test_list_jobs_keeps_the_most_recent_oldest_first(fresh_catalog: SqlCatalog, chain: dict[str, str]) -> None:
+    later = JobRecord("later", "pipelines.report", "alice", T1, T1, inputs=(InputRef(chain["x.vcf"], 1, ()),))
+    fresh_catalog.record_job(later)
+    assert [j.job_id for j in fresh_catalog.list_jobs()] == ["align", "call", "qc", "later"]
+    assert fresh_catalog.list_jobs(limit=2) == [fresh_catalog.get_job("qc"), fresh_catalog.get_job("later")]
+    with pytest.raises(InvalidMetadata, match="limit"):
+        fresh_catalog.list_jobs(limit=0)

@@ -47,7 +47,10 @@ def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: SqlC
         one = client.get("/api/v1/jobs/a-M000").json()
         assert one["stats"]["tasks"] == 6
         assert one["stats"]["failures"] == 1
-        assert one["failures"] == [{"call_id": 2, "worker": "w0", "error_type": "builtins.ValueError", "attempts": 1}]
+        assert one["failures"] == [
+            {"call_id": 2, "worker": "w0", "error_type": "builtins.ValueError", "attempts": 1, "message": "",
+             "remote_traceback": "", "traceback_omitted": 0}
+        ]  # fmt: skip
         assert one["record"] is None
         rows = client.get("/api/v1/jobs/b-M001/telemetry").json()
         assert [r["bytes_read"] for r in rows] == [1000, 2000, 3000]

@@ -184,10 +184,8 @@ def test_jobs_pages_show_plots_and_failures(tmp_path: Path, catalog: Any) -> Non
     _telemetry(home)
     t = datetime(2026, 12, 6, tzinfo=UTC)
     tb = 'Traceback (most recent call last):\n  File "job.py", line 3\nValueError: <b>bad</b> record'
-    catalog.record_job(
-        JobRecord("ex1-M0", "pipelines.demo.count", "alice", t, t, status="failed",
-                  telemetry={"failures": [{"call_id": 3, "error_type": "builtins.ValueError", "traceback": tb}]})
-    )  # fmt: skip
+    failed = {"failed_calls": [{"call_id": 3, "error_type": "builtins.ValueError", "remote_traceback": tb}]}
+    catalog.record_job(JobRecord("ex1-M0", "pipelines.demo.count", "alice", t, t, status="failed", telemetry=failed))
     app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=home))
     with TestClient(app, base_url="http://127.0.0.1") as c:
         listing = c.get("/cockpit/jobs")

@@ -79,6 +79,10 @@ class CatalogAPI(Protocol):
 
     def get_job(self, job_id: str) -> JobRecord: ...
 
+    def list_jobs(self, *, limit: int = 1000) -> Sequence[JobRecord]:
+        """The ``limit`` (1..10,000) most recently started jobs, oldest first."""
+        ...
+
     def lineage(
         self, dataset_id: str, *, direction: Literal["up", "down", "both"] = "both", depth: int = 5
     ) -> LineageGraph: ...

@@ -85,7 +85,9 @@ class JobLineage:
         status: ``succeeded`` when every call did, else ``failed``.
         code_measurement: :func:`xtremehub.security.attest.measure` of the function, when it could be taken.
         parameters: JSON-able parameters (call count, timeout, chunk size, constant arguments).
-        telemetry: the job's telemetry aggregates (calls, seconds, CPU, bytes read/written, peak RSS).
+        telemetry: the job's telemetry aggregates (calls, seconds, CPU, bytes read/written, peak RSS)
+            and, when calls failed, the first of them with their remote tracebacks
+            (``failed_calls``, ``failed_calls_omitted``: see :mod:`xtremehub.compute.failures`).
         reads: the objects read, by URL, with the slices.
         writes: ``(url, size)`` of the objects written.
     """
@@ -352,10 +354,15 @@ class LineageTracer:
         from dataclasses import asdict
         from datetime import UTC
 
+        from xtremehub.compute.failures import OMITTED_KEY, TELEMETRY_KEY, failures_of
         from xtremehub.compute.summary import JobStats
 
         rows = [t for t in (f.telemetry for f in trace.futures) if t is not None]
         stats = asdict(JobStats.of(trace.job.job_id, rows)) if rows else {}
+        failures, omitted = failures_of(trace.futures)
+        if failures:
+            stats[TELEMETRY_KEY] = [f.to_json() for f in failures]
+            stats[OMITTED_KEY] = omitted
         ends = [t.end for t in rows if t.end]
         finished = datetime.fromtimestamp(max(ends), tz=UTC) if ends else datetime.now(tz=UTC)
         writes: dict[str, int] = {}

@@ -82,7 +82,7 @@ class WebContext:
             if self.jobs_source is None:
                 from xtremehub.web.jobs import JobsSource
 
-                self.jobs_source = JobsSource(self.settings, self.config.telemetry_db)
+                self.jobs_source = JobsSource(self.settings, self.config.telemetry_db, catalog=self.catalog)
                 self._closers.append(self.jobs_source.close)
             return self.jobs_source
 

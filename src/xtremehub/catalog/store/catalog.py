@@ -548,10 +548,20 @@ class SqlCatalog(access.AccessRequests):
             raise DatasetNotFound(job_id, "job")
         return found[0]
 
+    def list_jobs(self, *, limit: int = 1000) -> list[JobRecord]:
+        """The ``limit`` (1..10,000) most recently started jobs, oldest first."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidMetadata("limit", f"must be 1..10000, not {limit}")
+        newest = sa.select(jobs.c.job_id).order_by(jobs.c.started.desc(), jobs.c.job_id.desc()).limit(limit)
+        with self._read() as conn:
+            return self._jobs(conn, list(conn.execute(newest).scalars()))
+
     def _jobs(self, conn: Any, job_ids: Sequence[str]) -> list[JobRecord]:
         if not job_ids:
             return []
-        found = conn.execute(sa.select(jobs).where(jobs.c.job_id.in_(job_ids)).order_by(jobs.c.started)).all()
+        found = conn.execute(
+            sa.select(jobs).where(jobs.c.job_id.in_(job_ids)).order_by(jobs.c.started, jobs.c.job_id)
+        ).all()
         ins = conn.execute(
             sa.select(job_inputs.c.job_id, datasets.c.id, job_inputs.c.version, job_inputs.c.slices)
             .join(datasets, datasets.c.pk == job_inputs.c.dataset_pk)

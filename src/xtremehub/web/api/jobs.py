@@ -1,8 +1,9 @@
 """Jobs: the list, one job's summary, its telemetry rows, and its timeline and histogram plots.
 
-Jobs come from :class:`~xtremehub.web.jobs.JobsSource` (the optimizer's telemetry store and the
-telemetry directory). Every job endpoint is authorised as ``read`` on the ``object`` holding
-the telemetry (the telemetry directory as a prefix, or the store's file).
+Jobs come from :class:`~xtremehub.web.jobs.JobsSource` (the optimizer's telemetry store, the
+telemetry directory and the catalog's job records). Every job endpoint is authorised as ``read``
+on the ``object`` holding the telemetry (the telemetry directory as a prefix, or the store's
+file). A job only the catalog knows has no telemetry rows and no plots (404).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
 from xtremehub.compute.summary import JobStats
-from xtremehub.errors import DatasetNotFound
 from xtremehub.optimizer.store import JobRow
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
@@ -29,19 +29,29 @@ JobId = Annotated[str, Path(min_length=1, max_length=200, pattern=LINE)]
 
 
 class FailureOut(BaseModel):
+    """A failed call; ``message`` and ``remote_traceback`` as the catalog's record keeps them ('' when
+    it has none): the traceback's end, ``traceback_omitted`` characters left out of its start."""
+
     call_id: int
     worker: str
     error_type: str
     attempts: int
+    message: str = ""
+    remote_traceback: str = ""
+    traceback_omitted: int = 0
 
 
 class JobSummaryOut(BaseModel):
-    """The executor's aggregates, the failed calls, and the catalog's lineage record if any."""
+    """The executor's aggregates, the failed calls, and the catalog's lineage record if any.
+
+    ``failures_omitted``: failed calls not listed (a job known only to the catalog keeps the first 20).
+    """
 
     job_id: str
     function: str
     stats: JobStats
     failures: list[FailureOut]
+    failures_omitted: int = 0
     record: JobRecordOut | None = None
 
 
@@ -74,35 +84,27 @@ def _jobs(request: Request, who: Caller) -> Any:
     return source
 
 
-@router.get("", response_model=list[JobRow], summary="Jobs with telemetry, oldest first")
+@router.get("", response_model=list[JobRow], summary="Jobs with telemetry, then those only the catalog knows")
 def list_jobs(request: Request, who: CallerDep) -> list[JobRow]:
     return list(_jobs(request, who).list_jobs())
 
 
 @router.get("/{job_id}", response_model=JobSummaryOut, summary="One job's summary, failures and lineage record")
 def job_summary(job_id: JobId, request: Request, who: CallerDep) -> JobSummaryOut:
-    source = _jobs(request, who)
-    rows = source.rows(job_id)
-    try:
-        record: JobRecordOut | None = job_out(context(request).catalog.get_job(job_id))
-    except DatasetNotFound:
-        record = None
+    job = _jobs(request, who).job(job_id)
     return JobSummaryOut(
         job_id=job_id,
-        function=source.function(job_id),
-        stats=JobStats.of(job_id, rows),
-        failures=[
-            FailureOut(call_id=r.call_id, worker=r.worker, error_type=r.error_type, attempts=r.attempts)
-            for r in rows
-            if r.status != "success"
-        ],
-        record=record,
+        function=job.function,
+        stats=job.stats,
+        failures=[FailureOut(**f.to_json()) for f in job.failures],
+        failures_omitted=job.failures_omitted,
+        record=job_out(job.record) if job.record is not None else None,
     )
 
 
 @router.get("/{job_id}/telemetry", response_model=list[TelemetryRowOut], summary="One record per call")
 def telemetry(job_id: JobId, request: Request, who: CallerDep) -> list[TelemetryRowOut]:
-    rows = _jobs(request, who).rows(job_id)
+    rows = _jobs(request, who).job(job_id).rows
     out = []
     for r in rows:
         data = dataclasses.asdict(r)
