@@ -23,7 +23,10 @@ each backend:
   (``bench/catalog_baseline.py``: exact counts over every match; with security on, every
   match decided by Cedar: the first query of each kind, once, its result also checked against
   the new secured search), and the same text
-  queries answered by ``LIKE '%word%'`` over the search documents (no full-text index).
+  queries answered by ``LIKE '%word%'`` over the search documents (no full-text index);
+* DCAT-AP 3 export (``--dcat N``, 0 skips it): the whole catalog as Turtle and as JSON-LD
+  (``export_catalog``: seconds and size), and ``N`` datasets one by one with their versions (as
+  ``GET /api/v1/datasets/{id}/dcat`` exports them; p50/p95).
 
 PostgreSQL runs on a server started for the run (``xtremehub.testing.postgres``, fsync off).
 
@@ -48,6 +51,7 @@ import sqlalchemy as sa
 
 import catalog_baseline
 from xtremehub.catalog import SearchQuery, open_catalog
+from xtremehub.catalog.dcat import export_catalog, export_dataset
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.catalog.store.schema import dataset_tags, dataset_versions, datasets
 from xtremehub.catalog.store.search import search_doc, words
@@ -366,8 +370,10 @@ def backend(name: str, url: str, home: Path, args: argparse.Namespace, synth: Sy
         per["fts text"] = timed([lambda q=q: cold(SearchQuery(text=q.text, limit=20)) for q in text_qs])
         per["LIKE text"] = timed([like_baseline(cat, q.text) for q in text_qs])
         rounds.append(per)
+    dcat = export_times(cat, args.dcat) if args.dcat else {}
     cat.close()
     return {
+        "dcat": dcat,
         "name": name,
         "register": reg,
         "version": ver,
@@ -376,6 +382,21 @@ def backend(name: str, url: str, home: Path, args: argparse.Namespace, synth: Sy
         "rounds": rounds,
         "checks": "; ".join(checks),
     }
+
+
+def export_times(cat: SqlCatalog, sample: int) -> dict[str, Any]:
+    """Seconds and bytes of the whole catalog as DCAT-AP 3 (Turtle, JSON-LD), and per-dataset
+    export times (p50/p95 ms over ``sample`` datasets, versions read as the REST API reads them)."""
+    out: dict[str, Any] = {}
+    for fmt in ("turtle", "jsonld"):
+        t0 = time.perf_counter()
+        text = export_catalog(cat, format=fmt)
+        out[fmt] = (time.perf_counter() - t0, len(text.encode()))
+        del text
+    some = cat.search(SearchQuery(limit=min(sample, 200))).items
+    one = timed([lambda d=d: export_dataset(d, cat.versions(d.id), format="turtle") for d in some])
+    out["one"] = (pct(one, 50), pct(one, 95))
+    return out
 
 
 def check(kind: str, fast: Any, exact: Any) -> str:
@@ -394,6 +415,12 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=40, help="queries per kind")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--backends", default="sqlite,postgres")
+    ap.add_argument(
+        "--dcat",
+        type=int,
+        default=100,
+        help="time the DCAT-AP export of the whole catalog and of this many datasets (0: skip)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.datasets, args.register, args.rounds, args.queries = 10_000, 500, 1, 20
@@ -446,6 +473,15 @@ def main() -> None:
                 vals = [pct(rd[kind], p) for rd in r["rounds"]]
                 cells.append(f"{statistics.median(vals):.1f} ({min(vals):.1f}-{max(vals):.1f})")
         print(f"| {kind} | " + " | ".join(cells) + " |")
+    for r in results:
+        if r["dcat"]:
+            (ttl_s, ttl_b), (js_s, js_b), (p50, p95) = r["dcat"]["turtle"], r["dcat"]["jsonld"], r["dcat"]["one"]
+            print(
+                f"\n{r['name']} DCAT-AP 3 export of all {r['total']} datasets: "
+                f"Turtle {ttl_s:.1f} s ({ttl_b / 2**20:.0f} MiB), "
+                f"JSON-LD {js_s:.1f} s ({js_b / 2**20:.0f} MiB); one dataset (Turtle, with its versions) "
+                f"p50 {p50:.1f} / p95 {p95:.1f} ms"
+            )
     for r in results:
         print(f"\n{r['name']} secured totals vs Cedar on every match: {r['checks']}")
     print()

@@ -29,7 +29,7 @@ The config file is TOML, found at ``$XHUB_CONFIG`` or ``~/.config/xtremehub/conf
     lineage = true                    # XHUB_CATALOG_LINEAGE=1: every executor records job lineage
     streams = "tcp://streams.example:9090"  # what xhub-stream:// URLs name; default <home>/streams
     streams_lts = "s3://streams/lts/" # that store's LTS (needed with a tcp:// server)
-    audit_log = "s3://audit/catalog/" # default <home>/audit/catalog.log; "off": no audit log
+    audit_log = "/var/log/xhub/catalog.log"  # default <home>/audit/catalog.log; "off": none
 
     [encryption]                      # XHUB_ENCRYPTION_<FIELD>: enc+<scheme>:// stores
     keys = "file:///etc/xhub/keyring.json"  # where KEKs come from (a URL, never a key)
@@ -179,8 +179,8 @@ class CatalogSettings:
     embedded default ``<home>/catalog.db``. ``admins``: subjects allowed to decide any access
     request (besides the dataset's owner). ``policies``: the policy source (directory or storage
     prefix) where approved access requests are written as Cedar usage policies; ``None``:
-    ``<home>/policies/``. ``audit_log``: the hash-chained audit log (a file, or a storage prefix
-    ending in ``/``) of every catalog change, access request and decision; ``None``:
+    ``<home>/policies/``. ``audit_log``: the hash-chained audit log (a local file: every process
+    that opens the catalog appends to it) of every catalog change, access request and decision; ``None``:
     ``<home>/audit/catalog.log``; ``"off"``: none. Its checkpoints are signed with
     ``<home>/audit.key`` (created if missing).
 
@@ -218,6 +218,11 @@ class CatalogSettings:
         if not isinstance(admins, list | tuple) or not all(isinstance(a, str) for a in admins):
             raise ConfigError(f"catalog.admins must be a list of subjects, not {self.admins!r}")
         object.__setattr__(self, "admins", tuple(admins))
+        if self.audit_log is not None and "://" in self.audit_log:
+            raise ConfigError(
+                f"catalog.audit_log must be a local file, not {self.audit_log!r}: every process that opens "
+                "the catalog appends to it (a file is locked per append; a storage prefix has one writer)"
+            )
         if self.url is not None and not self.url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
             raise ConfigError(f"catalog.url must be a sqlite:/// or postgresql:// URL, not {self.url!r}")
 

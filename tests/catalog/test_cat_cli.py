@@ -117,6 +117,11 @@ def test_the_audit_log_is_configurable_and_can_be_off(
     assert runner.invoke(cli, [*add[:-3], "s3://lab/b", "--facts", "{}"]).exit_code == 0
     assert not (home / "audit").exists()  # off: not the default log either
     assert sum(1 for _ in read_lines(str(tmp_path / "elsewhere.log"))) == 2  # register + closing checkpoint
+    # a storage prefix has one writer; every process opening the catalog would be one: refused
+    monkeypatch.setenv("XHUB_CATALOG_AUDIT_LOG", "s3://audit/catalog/")
+    refused = runner.invoke(cli, [*add[:-3], "s3://lab/c", "--facts", "{}"])
+    assert refused.exit_code != 0
+    assert "catalog.audit_log must be a local file" in refused.output + str(refused.exception)
 
 
 def test_add_a_stream_registers_its_facts_and_a_new_cut(xhub, tmp_path: Path, sensor_events) -> None:  # type: ignore[no-untyped-def]

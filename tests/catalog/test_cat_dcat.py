@@ -125,6 +125,21 @@ def test_the_whole_catalog_conforms_in_jsonld_and_turtle(
         assert len(list(g.objects(catalogs[0], DCAT.dataset))) == len(FILES)
 
 
+def test_the_catalog_in_turtle_is_the_catalog_graph(entries: list[tuple[Dataset, list[DatasetVersion]]]) -> None:
+    """Turtle is written dataset by dataset (rdflib's writer is superlinear): the same RDF graph."""
+    from rdflib.compare import isomorphic
+
+    from xtremehub.catalog.dcat import catalog_graph, serialize
+
+    publisher = Publisher("Lab data office", homepage="https://lab.example/", email="data@lab.example")
+    joined = Graph().parse(data=export_catalog(entries, format="turtle", publisher=publisher), format="turtle")  # type: ignore[arg-type]
+    whole = Graph().parse(data=serialize(catalog_graph(entries, publisher=publisher), "turtle"), format="turtle")
+    for g in (joined, whole):  # each export stamps its own time
+        g.remove((URIRef("urn:xtremehub:catalog/"), DCTERMS.modified, None))
+    assert len(joined) == len(whole) > 100
+    assert isomorphic(joined, whole)
+
+
 def test_versions_distributions_checksums_keywords(
     entries: list[tuple[Dataset, list[DatasetVersion]]],
 ) -> None:

@@ -280,3 +280,40 @@ def test_signing_key_file_is_private(tmp_path: Path, key: Path) -> None:
     with pytest.raises(ConfigError, match=r"audit\.key: not an unencrypted PEM private key") as info:
         AuditLog(AuditConfig(location=str(tmp_path / "b.log"), signing_key=key))
     assert "not a key" not in str(info.value)
+
+
+def test_a_log_closed_without_records_signs_nothing(tmp_path: Path, key: Path) -> None:
+    """Every reader of the catalog opens its log: only a writer adds a checkpoint on close."""
+    write_log(tmp_path / "a.log", key, n=3)
+    before = lines(tmp_path / "a.log")
+    for _ in range(3):
+        AuditLog(AuditConfig(location=str(tmp_path / "a.log"), signing_key=key)).close()
+    assert lines(tmp_path / "a.log") == before
+    log = AuditLog(AuditConfig(location=str(tmp_path / "a.log"), signing_key=key))
+    log.append("decision", subject="a", action="read", resource="dataset:d", decision="allow")
+    log.close()
+    after = [json.loads(line) for line in lines(tmp_path / "a.log")]
+    assert [r["kind"] for r in after[len(before) :]] == ["decision", "checkpoint"]
+    assert verify_log(str(tmp_path / "a.log"), public_key=load_public_key(key.with_name(key.name + ".pub"))).ok
+
+
+def _key_id_of(path: str) -> str:
+    from xtremehub.security.audit_signing import key_id, load_or_create_signing_key
+
+    return key_id(load_or_create_signing_key(Path(path)).public_key())
+
+
+def test_processes_creating_the_signing_key_at_once_share_one(tmp_path: Path) -> None:
+    """Every first open of a catalog in a home creates its key: racing processes agree on one."""
+    import multiprocessing
+
+    from xtremehub.security.audit_signing import key_id
+
+    for trial in range(10):
+        path = tmp_path / f"home{trial}" / "audit.key"
+        with multiprocessing.get_context("fork").Pool(6) as pool:
+            ids = pool.map(_key_id_of, [str(path)] * 6)
+        assert len(set(ids)) == 1, ids
+        assert key_id(load_public_key(path.with_name("audit.key.pub"))) == ids[0]
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert sorted(p.name for p in path.parent.iterdir()) == ["audit.key", "audit.key.pub"]  # no temp files

@@ -66,6 +66,14 @@ def test_previews_and_approvals_need_the_data(
     r = app_client.post(f"/api/v1/access-requests/{rid}/approve", headers={**h, "If-Match": etag})
     assert r.status_code == 403
     assert "own request" in r.text
+    # a dataset whose approval grants no data (a stream): still never one's own (it covers the key)
+    cam = catalog.register("xhub-stream://lab/cam", actor="mallory", kind="stream", facts={}, source_version="1")
+    r = app_client.post(f"/api/v1/datasets/{cam.id}/access-requests", json={"purpose": "x"}, headers=h)
+    r = app_client.post(
+        f"/api/v1/access-requests/{r.json()['id']}/approve", headers={**h, "If-Match": r.headers["etag"]}
+    )
+    assert r.status_code == 403
+    assert "own request" in r.text
     assert not list((tmp_path / "catalog-home" / "policies").glob("access-*"))
     # the owner (mallory) may not grant carol what mallory cannot read
     r = app_client.post(

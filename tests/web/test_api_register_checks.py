@@ -18,6 +18,7 @@ from xtremehub.errors import HistoryNotTiered
 from xtremehub.streams import StreamManager
 from xtremehub.testing.postgres import PostgresServer
 from xtremehub.web import WebConfig, create_app
+from xtremehub.web.dataset_rules import data_resource
 from xtremehub.web.problems import status_of
 from xtremehub.web.streams import StreamSource
 
@@ -56,6 +57,11 @@ def test_a_stream_registers_with_its_facts_and_a_version_per_cut(
     assert "xhub-stream://lab/absent" in missing.json()["detail"]
     assert client.post("/api/v1/datasets", json={"url": "xhub-stream://lab"}).status_code == 400
     assert client.post("/api/v1/datasets", json={"url": STREAM, "kind": "prefix"}).status_code == 422
+    # review: "stream" claimed for an object made the server judge (and read) it as a stream
+    claimed = client.post("/api/v1/datasets", json={"url": "mem://lab/secret/patients.csv", "kind": "stream"})
+    assert claimed.status_code == 422, claimed.text
+    assert "not a stream URL" in claimed.json()["detail"]
+    assert data_resource("stream", "mem://lab/secret/patients.csv") == ("object", "mem://lab/secret/patients.csv")
     assert status_of(HistoryNotTiered("lab/sensors/0: bytes up to 9 are not all in LTS yet")) == 503  # retry later
 
 
@@ -77,6 +83,20 @@ def test_missing_and_changing_objects_are_refused_and_nothing_is_kept(
     assert client.get("/api/v1/datasets").json()["total"] == 0  # nothing half-registered
     described = client.post("/api/v1/datasets", json={"url": f"file://{present}", "facts": {}, "source_version": "1"})
     assert described.status_code == 201, described.text  # it exists: described as given
+
+
+def test_described_web_objects_are_not_probed(client: TestClient) -> None:
+    """The existence check never reaches out to a caller-chosen web host (enc+http too)."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(0.3)
+        port = listener.getsockname()[1]
+        for url in (f"http://127.0.0.1:{port}/a.csv", f"enc+http://127.0.0.1:{port}/b.csv"):
+            r = client.post("/api/v1/datasets", json={"url": url, "facts": {}, "source_version": "1"})
+            assert r.status_code == 201, r.text
+        with pytest.raises(TimeoutError):
+            listener.accept()  # nobody connected
 
 
 def _text(html: str) -> str:

@@ -70,7 +70,7 @@ def _fill(catalog: SqlCatalog) -> dict[str, str]:
     named = {}
     for i in range(26):
         ds = catalog.register(
-            f"s3://pol/d{i:02d}.csv",
+            f"xhub-stream://pol/d{i:02d}" if i % 9 == 0 else f"s3://pol/d{i:02d}.csv",
             actor=("ann", "bob", "cy", "bert")[i % 4],
             kind="stream" if i % 9 == 0 else "object",
             title=f"dataset {i}",

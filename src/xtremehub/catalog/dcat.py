@@ -393,4 +393,51 @@ def export_catalog(
     """The whole catalog (a :class:`CatalogAPI`, or ``(dataset, versions)`` pairs) as DCAT-AP 3."""
     jobs: dict[str, JobRecord] = dict(options.pop("jobs", None) or {})
     entries = _catalog_entries(cast("CatalogAPI", source), jobs) if hasattr(source, "search") else source
+    if format == "turtle":
+        return _catalog_turtle(entries, publisher=publisher, jobs=jobs, **options)
     return serialize(catalog_graph(entries, publisher=publisher, jobs=jobs, **options), format)
+
+
+def _catalog_turtle(
+    entries: Iterable[tuple[Dataset, Sequence[DatasetVersion]]],
+    *,
+    publisher: Publisher | None,
+    jobs: Mapping[str, JobRecord],
+    base: str = "urn:xtremehub:catalog",
+    **options: Any,
+) -> str:
+    """:func:`catalog_graph` as Turtle, in time linear in the datasets.
+
+    rdflib's Turtle writer takes time that grows faster than the graph (10,000 datasets: 762 s
+    as one graph), so each dataset is written as a graph of its own (its blank nodes are its
+    own; shared IRIs such as its agents are repeated, the same triples) and the documents are
+    joined under one prefix list: the same RDF graph as the whole catalog written at once.
+    """
+    publisher = publisher or Publisher()
+    head = catalog_graph((), publisher=publisher, base=base, jobs=jobs, **options)
+    catalog = _Builder(head, base, publisher).iri("")
+    documents: list[str] = []
+    for ds, versions in entries:
+        g = _bind(Graph())
+        head.add((catalog, DCAT.dataset, _Builder(g, base, publisher).dataset(ds, versions, jobs.get(ds.id))))
+        documents.append(g.serialize(format="turtle"))
+    return _join_turtle([head.serialize(format="turtle"), *documents])
+
+
+def _join_turtle(documents: Sequence[str]) -> str:
+    """One Turtle document of ``documents``: their ``@prefix`` lines (the leading block each
+    writer emits) once, then their statements. Refuses (``ValueError``) a prefix bound to two
+    namespaces (rdflib names unbound ones ``ns1``, ``ns2``, ... per document)."""
+    prefixes: dict[str, str] = {}
+    bodies: list[str] = []
+    for text in documents:
+        lines = text.split("\n")
+        n = 0
+        while n < len(lines) and lines[n].startswith("@prefix "):
+            name, iri = lines[n].split(None, 2)[1:3]
+            if prefixes.setdefault(name, iri) != iri:
+                raise ValueError(f"Turtle prefix {name} bound to {prefixes[name]} and {iri}")
+            n += 1
+        bodies.append("\n".join(lines[n:]).strip())
+    head = "\n".join(f"@prefix {name} {iri}" for name, iri in prefixes.items())
+    return head + "\n\n" + "\n\n".join(b for b in bodies if b) + "\n"

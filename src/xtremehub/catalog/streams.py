@@ -21,6 +21,10 @@ Example:
     ('lab', 'sensors')
     >>> dataset_kind("xhub-stream://lab/sensors", "object"), dataset_kind("s3://lab/a.csv", "object")
     ('stream', 'object')
+    >>> dataset_kind("s3://lab/a.csv", "stream")
+    Traceback (most recent call last):
+    ...
+    xtremehub.errors.InvalidMetadata: kind: s3://lab/a.csv is not a stream URL (xhub-stream://<scope>/<stream>)
     >>> split_stream_url("xhub-stream://lab")
     Traceback (most recent call last):
     ...
@@ -70,8 +74,14 @@ def split_stream_url(url: str) -> tuple[str, str]:
 
 def dataset_kind(url: str, kind: DatasetKind) -> DatasetKind:
     """The kind ``url`` is registered as: a stream URL is a ``stream`` (also when ``object``, the
-    default, is given); ``prefix`` or ``derived`` for a stream URL is :class:`InvalidMetadata`."""
-    if not is_stream_url(url) or kind == "stream":
+    default, is given); ``prefix`` or ``derived`` for a stream URL, and ``stream`` for any other
+    URL, are :class:`InvalidMetadata` (a ``stream`` is judged as a stream: calling an object one
+    would judge, and extract, the object under the stream's rules)."""
+    if not is_stream_url(url):
+        if kind == "stream":
+            raise InvalidMetadata("kind", f"{url} is not a stream URL (xhub-stream://<scope>/<stream>)")
+        return kind
+    if kind == "stream":
         return kind
     if kind == "object":
         return "stream"

@@ -248,6 +248,7 @@ class LineageTracer:
 
         self.sink, self.owner, self.measure_code = sink, owner, measure_code
         self._owns_sink = owns_sink  # opened from the settings: closed with the executor
+        self._closed = False
         self._traces: dict[str, _Trace] = {}
         self._ready: list[str] = []
         # chained jobs: the arguments each call was built with (known only once the upstream job is done)
@@ -306,20 +307,41 @@ class LineageTracer:
 
     def _settled(self, job_id: str) -> None:
         with self._lock:
-            trace = self._traces[job_id]
+            trace = self._traces.get(job_id)
+            if trace is None or trace.remaining <= 0:  # already found settled by flush (and maybe sent)
+                return
             trace.remaining -= 1
             if trace.remaining == 0:
                 self._ready.append(job_id)
 
     def close(self) -> None:
-        """Close the sink when it was opened for this tracer (the configured catalog)."""
-        close = getattr(self.sink, "close", None) if self._owns_sink else None
+        """Close the sink when it was opened for this tracer (the configured catalog); then later
+        flushes record nothing into it (jobs still running when the executor closed without waiting).
+        A sink given by the caller stays open and keeps receiving."""
+        if not self._owns_sink:
+            return
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            unsent = len(self._traces)
+        if unsent:
+            log.warning("lineage of %d job(s) still running at close is not recorded", unsent)
+        close = getattr(self.sink, "close", None)
         if close is not None:
             close()
 
     def flush(self) -> list[Any]:
         """Send every job whose calls have all settled to the sink; returns what the sink returned."""
         with self._lock:
+            if self._closed:
+                return []
+            # done-callbacks run after the waiters wake: a job whose futures are all done is
+            # settled even when its callbacks have not run yet (get_result then sees its lineage)
+            for job_id, trace in self._traces.items():
+                if trace.remaining > 0 and all(f.done for f in trace.futures):
+                    trace.remaining = 0
+                    self._ready.append(job_id)
             ready, self._ready = self._ready, []
             traces = [self._traces.pop(job_id) for job_id in ready]
         out = []

@@ -308,6 +308,7 @@ class AuditLog:
         )
         self._last_checkpoint = time.monotonic()
         self._checkpoint_hash = ""  # hash of the last checkpoint record this log wrote
+        self._appended = False  # whether this instance appended a record (else close signs nothing)
         self._closed = False
 
     def __repr__(self) -> str:
@@ -370,6 +371,7 @@ class AuditLog:
                 lines.append(line)
                 checkpoints.append(side)
             self._sink.write(lines, last, checkpoints)
+            self._appended = True
         return record
 
     def record_decision(
@@ -416,11 +418,15 @@ class AuditLog:
         return verify_log(self.location, public_key=self.public_key, settings=self.config.settings)
 
     def close(self) -> None:
-        """Write a final checkpoint and close the files (idempotent)."""
+        """Write a final checkpoint (when this log appended records) and close the files (idempotent).
+
+        A log opened and closed without a record (a catalog only read) signs nothing.
+        """
         if self._closed:
             return
         with self._sink.locked() as (seq, prev):
-            if prev != self._checkpoint_hash:  # else the last record is our checkpoint already
+            # else nothing of ours to cover, or the last record is our checkpoint already
+            if self._appended and prev != self._checkpoint_hash:
                 line, side, last = self._checkpoint_lines(seq, prev)
                 self._sink.write([line], last, [side])
         self._closed = True

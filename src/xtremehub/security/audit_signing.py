@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -74,13 +75,27 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
         pem = key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pem)
-        public_path(path).write_bytes(
-            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        )
-        return key
+        # written whole under a private name, then linked into place: a process opening the same
+        # home at the same moment either wins the link or loads the winner's complete file
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        else:
+            public = key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            pub_fd, pub_tmp = tempfile.mkstemp(prefix=f".{path.name}.pub.", dir=path.parent)
+            with os.fdopen(pub_fd, "wb") as fh:
+                fh.write(public)
+            os.chmod(pub_tmp, 0o644)
+            os.replace(pub_tmp, public_path(path))
+            return key
+        finally:
+            os.unlink(tmp)
     try:
         loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (ValueError, TypeError):

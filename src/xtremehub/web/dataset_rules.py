@@ -61,8 +61,12 @@ def dataset_resource(ds: Dataset) -> Resource:
 
 
 def data_resource(kind: str, url: str) -> tuple[str, str]:
-    """The resource (kind, name) whose ``read`` a dataset of ``kind`` at ``url`` needs."""
-    if kind == "stream":
+    """The resource (kind, name) whose ``read`` a dataset of ``kind`` at ``url`` needs: decided by
+    the URL (an ``xhub-stream://`` URL is a stream, anything else an object), never by the
+    ``kind`` a caller claims."""
+    from xtremehub.catalog.streams import is_stream_url
+
+    if is_stream_url(url):
         return "stream", url.split("://", 1)[-1].strip("/")
     return "object", url
 
@@ -75,13 +79,15 @@ def grants_data(ds: Dataset) -> bool:
 def check_approval(gate: Gate, identity: Identity, ds: Dataset, requester: str) -> None:
     """Refuse (:class:`~xtremehub.errors.Forbidden`) an approval that grants more than the approver has.
 
-    An approval of a data grant needs the approver to ``read`` (or ``admin``) the data
-    themselves, and an approver who is not an ``admin`` may not approve their own request.
+    An approver who is not an ``admin`` may not approve their own request (whatever the dataset:
+    an approval covers what is inside it, its key too), and an approval of a data grant needs
+    the approver to ``read`` (or ``admin``) the data themselves.
     """
+    if requester == identity.subject and "admin" not in identity.roles:
+        # every approval covers what is inside the dataset (its key too): never one's own
+        raise Forbidden(f"{identity.subject} may not approve their own request for {ds.id}")
     if not grants_data(ds):
         return
-    if requester == identity.subject and "admin" not in identity.roles:
-        raise Forbidden(f"{identity.subject} may not approve their own request for the data of {ds.id}")
     resource = Resource(*data_resource(ds.kind, ds.url))
     if not (gate.allowed(identity, Action.READ, resource) or gate.allowed(identity, Action.ADMIN, resource)):
         raise Forbidden(f"{identity.subject} may not grant {ds.url}: they may not read it themselves")

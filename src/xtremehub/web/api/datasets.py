@@ -27,7 +27,7 @@ from xtremehub.catalog.extract import Extracted
 from xtremehub.catalog.model import Dataset, DatasetPatch, SearchQuery
 from xtremehub.catalog.streams import StreamStore, dataset_kind, is_stream_url
 from xtremehub.config import Settings
-from xtremehub.errors import InvalidMetadata, ObjectNotFound, StorageError
+from xtremehub.errors import InvalidMetadata, ObjectNotFound, XHubError
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, IfMatch, context, require_if_match, set_etag
 from xtremehub.web.auth import Caller, CallerDep
@@ -162,13 +162,13 @@ def must_exist(url: str, settings: Settings) -> None:
     exist. When the server cannot look (no credential for that store, store unreachable, a scheme
     it has no store for, a web URL: the server does not probe the web for a description) the
     description is registered as given: the caller may read the data."""
-    if url.startswith(("http://", "https://")):
+    if url.lower().removeprefix("enc+").startswith(("http://", "https://")):  # enc+http(s): the web too
         return
     try:
         storage.head(url, settings=settings)
     except ObjectNotFound as exc:
         raise _not_found(url, exc) from exc
-    except StorageError as exc:  # refused, unreachable, unknown scheme, a path the OS refuses
+    except XHubError as exc:  # refused, unreachable, unknown scheme, no encryption set up, ...
         log.info("registering %s as described: its existence cannot be checked here (%s)", url, type(exc).__name__)
 
 
