@@ -168,3 +168,19 @@ def test_serve_decides_with_the_catalog_policy_store_once(tmp_path: Path, issuer
         assert authorizer.config.sources == expected
     assert security(WebConfig(security=True, oidc_issuer=issuer.url), settings)[1] is None  # no --policy
     assert security(WebConfig(), settings) == (None, None)
+
+
+def test_serve_with_a_broken_policy_says_so_in_one_line(tmp_path: Path) -> None:
+    """A policy that does not parse: a one-line error naming the file, no traceback."""
+    from click.testing import CliRunner
+
+    from xtremehub.cli import cli
+
+    (tmp_path / "pol").mkdir()
+    (tmp_path / "pol" / "broken.cedar").write_text("permit(principal, action, resource")
+    args = ["--home", str(tmp_path / "home"), "serve", "--port", "0", "--oidc-issuer", "http://127.0.0.1:9"]
+    result = CliRunner().invoke(cli, [*args, "--policy", str(tmp_path / "pol")])
+    assert result.exit_code == 1, result.output
+    assert "Error:" in result.output
+    assert "broken.cedar" in result.output
+    assert "Traceback" not in result.output

@@ -132,11 +132,12 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
     # --audit-log, else the catalog's configured log (default <home>/audit/catalog.log)
     location = config.audit_log or settings.catalog.audit_location(settings.home)
     audit = _audit(location, audit_key or settings.home / "audit.key", settings)
-    validator, authorizer = security(config, settings, audit)
-    settings.home.mkdir(parents=True, exist_ok=True)
-    catalog = open_catalog(config.catalog, settings=settings, audit=audit)
+    catalog = None
     try:
-        try:
+        try:  # bad policies, settings or a catalog that cannot be opened: a message, not a traceback
+            validator, authorizer = security(config, settings, audit)
+            settings.home.mkdir(parents=True, exist_ok=True)
+            catalog = open_catalog(config.catalog, settings=settings, audit=audit)
             app = create_app(config, catalog=catalog, settings=settings, validator=validator, authorizer=authorizer)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
@@ -162,7 +163,8 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
         finally:
             signal.signal(signal.SIGTERM, previous)
     finally:
-        catalog.close()
+        if catalog is not None:
+            catalog.close()
         if audit is not None:
             audit.close()
 
