@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.compute.telemetry import TaskTelemetry
-from xtremehub.config import Settings, TelemetrySettings
+from xtremehub.config import S3Settings, Settings, TelemetrySettings
 from xtremehub.optimizer.store import TelemetryStore
 from xtremehub.streams import StreamManager
 from xtremehub.web import WebConfig, create_app
@@ -159,7 +159,24 @@ def test_unreachable_backends_are_503_with_retry_after(tmp_path: Path, catalog: 
         assert r.status_code == 503, r.text
         assert r.headers["retry-after"] == "5"
         assert r.headers["content-type"] == "application/problem+json"
-        assert str(port) in r.json()["detail"]
+        assert str(port) not in r.json()["detail"]  # an internal endpoint: in the server's log only
+        assert "stream server cannot be reached" in r.json()["detail"]
+        overview = client.get("/cockpit/streams")
+        assert "cannot be reached right now" in overview.text
+        assert str(port) not in overview.text
+        one = client.get("/cockpit/streams/lab/sensors")
+        assert one.status_code == 503
+        assert str(port) not in one.text
+    s3 = S3Settings(
+        endpoint_url=f"http://127.0.0.1:{port}", access_key_id="k", secret_access_key="s",
+        addressing_style="path", connect_timeout=1.0, max_retries=0,
+    )  # fmt: skip
+    app = create_app(WebConfig(), catalog=catalog, settings=Settings(home=tmp_path, s3=s3))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        r = client.get("/api/v1/objects/preview", params={"url": "s3://lab/reads.csv"})
+        assert r.status_code == 503, r.text
+        assert r.json()["detail"].startswith("s3://lab/reads.csv: its storage cannot be reached")
+        assert str(port) not in r.json()["detail"]
     locked = StreamManager.embedded(tmp_path / "owned")  # another owner of the data directory
     try:
         config = WebConfig(streams=str(tmp_path / "owned"))

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 #: What a caller is told while the catalog's database is away (no host, port or database name).
 CATALOG_UNAVAILABLE = "the catalog database cannot be reached right now; try again in a moment"
+STREAMS_UNAVAILABLE = "the stream server cannot be reached right now; try again in a moment"
 _TYPE_BASE = "https://xtremehub.dev/problems/"
 
 #: First match wins: more specific classes come before their bases.
@@ -179,8 +180,13 @@ def install_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, scrub(str(exc)))
         detail = str(exc) if status < 500 or status in (501, 503) else "internal error"
-        if isinstance(exc, e.CatalogUnavailable):  # the log has the database's address, the caller does not
+        # the log has the address of what is down, the caller does not (an internal endpoint)
+        if isinstance(exc, e.CatalogUnavailable):
             detail = CATALOG_UNAVAILABLE
+        elif isinstance(exc, e.StorageUnavailable):
+            detail = f"{exc.url}: its storage cannot be reached right now; try again in a moment"
+        elif isinstance(exc, e.ServerUnavailable):  # a refusal may say what to configure, without the address
+            detail = getattr(exc, "public_detail", STREAMS_UNAVAILABLE)
         return problem(status, detail, instance=request.url.path, kind=_kind(exc), headers=headers)
 
     async def http_problem(request: Request, exc: Exception) -> JSONResponse:

@@ -106,9 +106,10 @@ class StreamSource:
             return StreamManager(self.location, token=self.token)
         except AuthenticationFailed as exc:
             hint = "" if self.token is not None else ": give the web server a credential ([web] streams_client_id)"
-            raise ServerUnavailable(
-                f"stream server {self.location} refused the web server's credential{hint} ({exc})"
-            ) from None
+            why = f"refused the web server's credential{hint}"
+            refused = ServerUnavailable(f"stream server {self.location} {why} ({exc})")
+            refused.public_detail = f"the stream server {why}"  # type: ignore[attr-defined]
+            raise refused from None
 
     def close(self) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from xtremehub.errors import StreamError, XHubError
+from xtremehub.errors import ServerUnavailable, StreamError, XHubError
 from xtremehub.security.authz import Action
 from xtremehub.web.cockpit.render import page
 from xtremehub.web.cockpit.session import Viewer, ViewerDep
@@ -71,8 +71,9 @@ def _overview(request: Request, who: Viewer) -> dict[str, Any]:
     try:
         source = _source(request)
         scopes = source.scopes()
-    except (XHubError, OSError) as exc:
-        return {"error": f"the stream store cannot be opened: {exc}", "scopes": [], "backlog": None}
+    except (XHubError, OSError) as exc:  # its address is in the log, not on the page
+        log.warning("stream store: %s: %s", type(exc).__name__, exc)
+        return {"error": "the stream store cannot be reached right now", "scopes": [], "backlog": None}
     out = []
     for scope in scopes:
         if not who.can(Action.READ, "scope", scope):
@@ -128,6 +129,12 @@ def stream_page(request: Request, who: ViewerDep, scope: str, stream: str) -> HT
         described = source.describe(scope, stream)
         rate = source.write_rate(scope, stream)
         backlog = source.backlog(scope, stream)
+    except ServerUnavailable as exc:
+        log.warning("stream store: %s", exc)
+        return page(
+            request, "error.html", status_code=503, title="Streams unavailable",
+            message="The stream server cannot be reached right now. Try again in a moment.",
+        )  # fmt: skip
     except StreamError as exc:
         return page(request, "error.html", status_code=404, title="No such stream", message=str(exc))
     _HISTORY.add(f"{scope}/{stream}", float(rate["sampled_at"]), rate["bytes_per_second"])
