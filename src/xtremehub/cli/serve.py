@@ -172,10 +172,8 @@ def run(config: Any, settings: Settings, *, audit_key: Path | None = None) -> No
 def _audit(location: str | None, key: Path, settings: Settings) -> Any:
     if not location:
         return None
-    from xtremehub.security.audit import AuditConfig, AuditLog, is_store_location
+    from xtremehub.security.audit import AuditConfig, AuditLog
 
-    if not is_store_location(location):
-        Path(location).parent.mkdir(parents=True, exist_ok=True)
     return AuditLog(AuditConfig(location=location, signing_key=key, settings=settings))
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from xtremehub.catalog.model import FACETS, Dataset, SearchPage, SearchQuery
 from xtremehub.catalog.store.limits import MAX_LIMIT
+from xtremehub.catalog.streams import is_stream_url
 from xtremehub.errors import Forbidden
 from xtremehub.security.authz import Action, Resource
 from xtremehub.security.residual import Condition, conditions_text
@@ -64,8 +65,6 @@ def data_resource(kind: str, url: str) -> tuple[str, str]:
     """The resource (kind, name) whose ``read`` a dataset of ``kind`` at ``url`` needs: decided by
     the URL (an ``xhub-stream://`` URL is a stream, anything else an object), never by the
     ``kind`` a caller claims."""
-    from xtremehub.catalog.streams import is_stream_url
-
     if is_stream_url(url):
         return "stream", url.split("://", 1)[-1].strip("/")
     return "object", url

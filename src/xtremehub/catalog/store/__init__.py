@@ -7,7 +7,6 @@ returns a :class:`~xtremehub.catalog.store.catalog.SqlCatalog`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xtremehub.catalog.store.catalog import SqlCatalog
@@ -76,6 +75,7 @@ def configured_audit_log(settings: Settings) -> AuditLog | None:
 
     Example:
         >>> import tempfile
+        >>> from pathlib import Path
         >>> from xtremehub.config import CatalogSettings
         >>> home = Path(tempfile.mkdtemp())
         >>> log = configured_audit_log(Settings(home=home))
@@ -88,9 +88,6 @@ def configured_audit_log(settings: Settings) -> AuditLog | None:
     location = settings.catalog.audit_location(settings.home)
     if location is None:
         return None
-    from xtremehub.security.audit import AuditConfig, AuditLog, is_store_location
+    from xtremehub.security.audit import AuditConfig, AuditLog
 
-    if not is_store_location(location):
-        Path(location).parent.mkdir(parents=True, exist_ok=True)
-    config = AuditConfig(location=location, signing_key=settings.home / "audit.key", settings=settings)
-    return AuditLog(config)
+    return AuditLog(AuditConfig(location=location, signing_key=settings.home / "audit.key", settings=settings))
