@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gzip
 import io
 import itertools
@@ -95,14 +96,19 @@ class Scanned:
     cpu: float  # CPU seconds of the worker process during the call (its fetch threads too)
 
 
-def scan_slice(data_slice: FASTQGZipSlice) -> Scanned:
-    """Map function: read every record of one slice."""
+def scan_slice(data_slice: FASTQGZipSlice, recount: bool = False) -> Scanned:
+    """Map function: read every record of one slice and count its reads.
+
+    The reads are counted from the record blocks (``len(block)``, as a user of
+    ``iter_blocks()`` would), or with ``recount`` by counting the text's newlines again
+    (the map function of the runs before 2026-12-07 evening).
+    """
     t0, c0 = time.monotonic(), time.process_time()
     src = RangeSource(data_slice.url, data_slice.object_size, data_slice.checkpoint.byte_offset, data_slice.planned_end)
     nbytes = reads = 0
-    for chunk in data_slice._blocks(src):
-        nbytes += len(chunk)
-        reads += newlines(chunk) // 4
+    for block in data_slice._blocks(src):
+        nbytes += len(block.data)
+        reads += newlines(block.data) // 4 if recount else len(block)
     return Scanned(reads, nbytes, src.fetched, os.getpid(), t0, time.monotonic(), time.process_time() - c0)
 
 
@@ -246,7 +252,7 @@ def breakdown(slices: list[FASTQGZipSlice], local: Path, settings: Any, sample: 
             src.close()
         mem = dataclasses.replace(s, url=mem_url)
         t0 = time.perf_counter()
-        text = sum(len(c) for c in mem._blocks(_mem_source(mem)))
+        text = sum(len(b.data) for b in mem._blocks(_mem_source(mem)))
         whole = time.perf_counter() - t0
         need = text + (s.record_start - s.checkpoint.uncompressed) + 1
         infl = _inflate(mem, need)
@@ -298,6 +304,12 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="baselines, preprocess and scan this many times, interleaved (medians)"
     )
+    parser.add_argument(
+        "--count",
+        choices=("blocks", "newlines"),
+        default="blocks",
+        help="how the scan's map function counts reads: len() of the record blocks, or the text's newlines again",
+    )
     parser.add_argument("--quick", action="store_true", help="128 MiB and 16 slices")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "xhub-bench")
     args = parser.parse_args()
@@ -337,10 +349,11 @@ def main() -> None:
 
             slices = co.partition(partition_reads_batches, num_batches=args.slices)
             with FunctionExecutor(workers=args.workers, settings=settings, progress=False) as fexec:
-                fexec.get_result(fexec.map(scan_slice, slices[:2]))  # start workers, warm the page cache
+                scan = functools.partial(scan_slice, recount=args.count == "newlines")
+                fexec.get_result(fexec.map(scan, slices[:2]))  # start workers, warm the page cache
                 weed0, driver0 = weed_cpu(), time.process_time()
                 t0 = time.monotonic()
-                results: list[Scanned] = fexec.get_result(fexec.map(scan_slice, slices))
+                results: list[Scanned] = fexec.get_result(fexec.map(scan, slices))
                 t1 = time.monotonic()
                 ours_scan = t1 - t0
                 weed, driver = weed_cpu() - weed0, time.process_time() - driver0

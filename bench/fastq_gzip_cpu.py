@@ -52,7 +52,7 @@ class InProcess:
 def _text(s: FASTQGZipSlice) -> list[bytes]:
     """The slice's text as the record layer gets it (the inflater's pieces from ``record_start``), up
     to the end of its last record."""
-    need = sum(len(block) for block in s._blocks(_mem_source(s)))
+    need = sum(len(block.data) for block in s._blocks(_mem_source(s)))
     chunks: list[bytes] = []
     with s.text(_mem_source(s)) as text:
         for chunk in text:
@@ -90,7 +90,7 @@ def slice_parts(slices: Sequence[FASTQGZipSlice], sample: int, reps: int) -> tup
         text.append(sum(len(c) for c in chunks))
         upto = sum(len(c) for c in chunks) + s.record_start - s.checkpoint.uncompressed
         runs: dict[str, Callable[[], object]] = {
-            "slice path: records + newline count": lambda s=s: [newlines(b) for b in s._blocks(_mem_source(s))],
+            "slice path: records + newline count": lambda s=s: [newlines(b.data) for b in s._blocks(_mem_source(s))],
             "inflate alone": lambda s=s, upto=upto: _inflate(s, upto),
             "record layer (FastqRecords.feed)": lambda s=s, chunks=chunks: _records(s, chunks),
             "  of which newline positions": lambda chunks=chunks: [

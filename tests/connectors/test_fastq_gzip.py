@@ -72,6 +72,28 @@ def test_records_match_pysam(testdata: Path, tmp_path: Path) -> None:
     assert [(h.split(b" ")[0].decode(), s.decode(), q.decode()) for h, s, q in ours] == theirs
 
 
+@pytest.mark.parametrize("name", FILES)
+def test_record_blocks_hold_each_slices_reads_with_offsets_and_lengths(testdata: Path, tmp_path: Path, name: str) -> None:
+    """``iter_blocks()`` against pysam: per block, its reads, their offsets in the text and their lengths."""
+    path = testdata / "fastq" / name
+    co = CloudObject.from_path(FASTQGZip, str(path), metadata_url=str(tmp_path / "i"), spacing=SPACING).preprocess()
+    with pysam.FastxFile(str(path)) as fh:
+        theirs = [len(r.sequence) for r in fh]
+    text = gzip.decompress(path.read_bytes())
+    lengths: list[int] = []
+    for s in co.partition(partition_reads_batches, num_batches=7):  # slices start and end inside blocks
+        blocks = list(s.iter_blocks())
+        assert sum(len(b) for b in blocks) == s.num_reads
+        assert b"".join(b.data for b in blocks) == s.get()
+        for b in blocks:
+            assert b.first_record == len(lengths)  # the file's number of its first read
+            assert all(text[int(o) : int(o) + 1] == b"@" for o in b.starts)
+            assert text[int(b.starts[0]) : int(b.starts[0]) + len(b.data)] == b.data
+            assert b.bases == int(b.seq_lengths.sum())
+            lengths += b.seq_lengths.tolist()
+    assert lengths == theirs
+
+
 def test_slices_are_small_picklable_and_carry_no_whole_index(testdata: Path, tmp_path: Path) -> None:
     co = CloudObject.from_path(
         FASTQGZip, str(testdata / "fastq" / "Illimina1.8.fq.gz"), metadata_url=str(tmp_path / "i"), spacing=SPACING
@@ -192,7 +214,7 @@ def test_compressed_bytes_fetched_stay_close_to_object_size(testdata: Path, tmp_
     fetched = 0
     for s in slices:
         src = RangeSource(s.url, s.object_size, s.checkpoint.byte_offset, s.planned_end)
-        assert b"".join(s._blocks(src)) == s.get()
+        assert b"".join(b.data for b in s._blocks(src)) == s.get()
         fetched += src.fetched
     # 15 checkpoints for 8 slices: boundaries that cannot snap to a checkpoint decode up to
     # one spacing twice; with many checkpoints per slice (big files) see bench/ (<= 1.05).

@@ -37,6 +37,10 @@ class RecordBlock:
     first_record: int
     seq_lengths: np.ndarray  # bases of each record
 
+    def __len__(self) -> int:
+        """The number of records in the block."""
+        return len(self.starts)
+
 
 class FastqRecords:
     """Incremental splitter/validator: ``feed()`` chunks, get :class:`RecordBlock` s back."""
