@@ -11,9 +11,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade "pip>=24"
 
-# Re-install whenever the dependency declarations change.
+# Re-install whenever the dependency declarations or the C source change.
+CSRC := src/xtremehub/connectors/codecs/_bytescan.c
 # The demo also reads point clouds and rasters and writes Parquet: the `demo` extra.
-$(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml setup.py constraints.txt | $(BIN)/python
 	$(PIP) install --quiet -c constraints.txt -e '.[demo]'
 	touch $@
 
@@ -22,6 +23,9 @@ $(VENV)/.installed-run: pyproject.toml constraints.txt | $(BIN)/python
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
 # The variant-calling tests compare with the Debian minimap2 | samtools | bcftools command line.
 SYSTEM_DEPS := mpiexec:openmpi-bin
+# pip builds the one C module (xtremehub.connectors.codecs._bytescan, setup.py) with gcc; the tests
+# check that it is built (without a compiler the package falls back to NumPy, slower).
+SYSTEM_DEPS += gcc:gcc
 SYSTEM_DEPS += mpicc:libopenmpi-dev
 # The security tests run the npm oidc-provider (an independent OpenID Provider) with node.
 SYSTEM_DEPS += node:nodejs
@@ -57,11 +61,11 @@ OIDC_PROVIDER := tests/oidc_provider
 $(OIDC_PROVIDER)/node_modules/.package-lock.json: $(OIDC_PROVIDER)/package.json $(OIDC_PROVIDER)/package-lock.json | system-deps
 	npm ci --prefix $(OIDC_PROVIDER) --no-audit --no-fund --loglevel=error
 
-$(VENV)/.installed-test: pyproject.toml constraints.txt $(OIDC_PROVIDER)/node_modules/.package-lock.json | $(BIN)/python system-deps
+$(VENV)/.installed-test: pyproject.toml setup.py $(CSRC) constraints.txt $(OIDC_PROVIDER)/node_modules/.package-lock.json | $(BIN)/python system-deps
 	$(PIP) install --quiet -c constraints.txt -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
-$(VENV)/.installed-bench: pyproject.toml constraints.txt | $(BIN)/python system-deps
+$(VENV)/.installed-bench: pyproject.toml setup.py $(CSRC) constraints.txt | $(BIN)/python system-deps
 	$(PIP) install --quiet -c constraints.txt -e '.[test,bench]'
 	touch $@ $(VENV)/.installed-test $(VENV)/.installed-run
 

@@ -73,7 +73,7 @@ def test_records_match_pysam(testdata: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", FILES)
-def test_record_blocks_hold_each_slices_reads_with_offsets_and_lengths(testdata: Path, tmp_path: Path, name: str) -> None:
+def test_record_blocks_hold_the_reads_with_offsets_and_lengths(testdata: Path, tmp_path: Path, name: str) -> None:
     """``iter_blocks()`` against pysam: per block, its reads, their offsets in the text and their lengths."""
     path = testdata / "fastq" / name
     co = CloudObject.from_path(FASTQGZip, str(path), metadata_url=str(tmp_path / "i"), spacing=SPACING).preprocess()

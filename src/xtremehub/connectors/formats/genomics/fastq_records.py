@@ -1,5 +1,8 @@
 """Whole FASTQ records from a stream of text chunks, validated with NumPy (no per-line Python).
 
+The newlines are found by :func:`~xtremehub.connectors.codecs.byte_positions.byte_positions`
+(compiled ``memchr``, or NumPy), the records checked with NumPy on four positions each.
+
 Records are the standard four lines: ``@header``, sequence, ``+[header]``, quality,
 with sequence and quality of equal length (a ``\r`` before a newline, as in files
 with Windows line endings, is not a base). A quality line may start with ``@``
@@ -20,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xtremehub.connectors.codecs.byte_positions import byte_positions
 from xtremehub.errors import MalformedRecord, TruncatedData
 
 __all__ = ["FastqRecords", "RecordBlock", "first_record_start", "header_name"]
@@ -63,7 +67,7 @@ class FastqRecords:
         reuse a buffer it fed once it is done with those blocks.
         """
         carry, carry_nl = self._carry, self._carry_nl
-        nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+        nl = byte_positions(chunk, 10)
         complete = (len(carry_nl) + len(nl)) // 4
         if complete == 0:
             self._carry = carry + chunk

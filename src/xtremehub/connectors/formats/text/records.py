@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from xtremehub.connectors.codecs.byte_positions import byte_positions
 from xtremehub.errors import ConfigError, MalformedRecord
 from xtremehub.storage.access import PROCESS_DEFAULTS, StoreAccess
 
@@ -155,7 +156,7 @@ def scan_block(
     crs = int(np.count_nonzero(chunk == _CR))
     # A CR followed by LF begins a CRLF terminator (the LF ends it); any other CR ends a record.
     if crs and crs != np.count_nonzero((with_next[:-1] == _CR) & (with_next[1:] == _LF)):
-        cr = _positions(chunk, _CR)
+        cr = byte_positions(chunk, _CR)
         after = np.minimum(cr + i0 + 1, len(arr) - 1)
         lone = (arr[after] != _LF) | (cr + i0 + 1 >= len(arr))
         ends = np.sort(np.concatenate([ends, cr[lone]]))
@@ -194,18 +195,12 @@ def scan_block(
     return ChunkScan(lo, hi, state(False) if False in states else None, state(True) if True in states else None)
 
 
-def _positions(arr: npt.NDArray[np.uint8], byte: int) -> npt.NDArray[np.intp]:
-    """Sorted positions of ``byte`` in ``arr``, found 1 MiB at a time (3x faster: the masks stay in cache)."""
-    parts = [np.flatnonzero(arr[at : at + _BLOCK] == byte) + at for at in range(0, len(arr), _BLOCK)]
-    return np.concatenate(parts) if parts else _NONE
-
-
 def _quotes_and_newlines(
     arr: npt.NDArray[np.uint8], quote: int | None
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Positions of quotes and of LFs in ``arr``, and how many quotes precede each LF; 1 MiB at a time."""
     if quote is None:
-        lf = _positions(arr, _LF)
+        lf = byte_positions(arr, _LF)
         return _NONE, lf, np.zeros(len(lf), dtype=np.intp)
     quotes, lfs, before = [], [], []
     seen = 0
