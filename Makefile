@@ -14,7 +14,7 @@ $(BIN)/python:
 # Re-install whenever the dependency declarations or the C source change.
 CSRC := src/xtremehub/connectors/codecs/_bytescan.c
 # The demo also reads point clouds and rasters and writes Parquet: the `demo` extra.
-$(VENV)/.installed-run: pyproject.toml setup.py constraints.txt | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml setup.py $(CSRC) constraints.txt | $(BIN)/python
 	$(PIP) install --quiet -c constraints.txt -e '.[demo]'
 	touch $@
 
@@ -23,7 +23,8 @@ $(VENV)/.installed-run: pyproject.toml setup.py constraints.txt | $(BIN)/python
 # The MDR epistasis tests launch Open MPI's mpiexec, and mpi4py (the `hpc` extra) builds against it.
 # The variant-calling tests compare with the Debian minimap2 | samtools | bcftools command line.
 SYSTEM_DEPS := mpiexec:openmpi-bin
-# pip builds the one C module (xtremehub.connectors.codecs._bytescan, setup.py) with gcc; the tests
+# pip builds the one C module (xtremehub.connectors.codecs._bytescan, setup.py) with gcc and
+# Python's headers (pyenv/python.org builds ship them; Debian's python3 needs python3-dev); the tests
 # check that it is built (without a compiler the package falls back to NumPy, slower).
 SYSTEM_DEPS += gcc:gcc
 SYSTEM_DEPS += mpicc:libopenmpi-dev
@@ -165,6 +166,7 @@ bench-catalog: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find src -name "*.so" -delete
 
 bench-fastq: $(VENV)/.installed-bench
 	$(BIN)/python bench/fastq_gzip.py

@@ -11,7 +11,7 @@ from xtremehub.connectors.codecs import byte_positions as bp
 def test_the_compiled_scanner_is_built() -> None:
     assert bp.COMPILED, (
         "xtremehub.connectors.codecs._bytescan is not built (no C compiler at install): "
-        "`make test` installs gcc; or apt-get install gcc, then pip install -e ."
+        "`make test` installs gcc; it also needs Python's headers (Debian: python3-dev), then pip install -e ."
     )
 
 
@@ -34,6 +34,29 @@ def test_any_byte_in_any_buffer_from_an_offset(byte: int) -> None:
     view = memoryview(bytes(data))[2:]  # a view that does not start at its buffer's start
     assert bp.byte_positions(view, byte).tolist() == [1, 14, 37]
     assert bp.byte_positions(data, byte).tolist() == [3, 16, 39]
+
+
+def test_bytes_of_any_shape_are_counted_as_bytes() -> None:
+    grid = np.full((100, 40), 10, dtype=np.uint8)
+    assert bp.byte_positions(grid, 10).tolist() == list(range(4000))
+    words = np.zeros(5, dtype=np.uint64)
+    words[2] = 0x0A00
+    assert bp.byte_positions(words, 10).tolist() == bp.numpy_byte_positions(words, 10).tolist() == [17]
+    assert bp.byte_positions(memoryview(grid.tobytes()).cast("Q"), 10).tolist() == list(range(4000))
+    for bad in (-1, 256):
+        for find in (bp.byte_positions, bp.numpy_byte_positions):
+            with pytest.raises(ValueError, match="0-255"):
+                find(b"abc", bad)
+    with pytest.raises(ValueError, match="contiguous"):
+        bp.byte_positions(grid[:, ::2], 10)
+
+
+def test_few_hits_keep_no_spare_room_and_dense_ones_are_all_found() -> None:
+    sparse = bp.byte_positions(b"x" * 1_000_000 + b"\n", 10)
+    assert sparse.tolist() == [1_000_000]
+    assert sparse.base is None or sparse.base.nbytes < 1_000  # not a view of a 250 KB buffer
+    dense = bytes(np.tile(np.frombuffer(b"ab\n", dtype=np.uint8), 100_000))  # one hit per 3 bytes
+    assert bp.byte_positions(dense, 10).tolist() == list(range(2, 300_000, 3))
 
 
 def test_the_compiled_call_rejects_bad_arguments() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import itertools
@@ -92,6 +93,13 @@ def test_record_blocks_hold_the_reads_with_offsets_and_lengths(testdata: Path, t
             assert b.bases == int(b.seq_lengths.sum())
             lengths += b.seq_lengths.tolist()
     assert lengths == theirs
+
+
+def test_a_slice_of_no_reads_yields_nothing(testdata: Path, tmp_path: Path) -> None:
+    path = testdata / "fastq" / "Illimina1.8.fq.gz"
+    co = CloudObject.from_path(FASTQGZip, str(path), metadata_url=str(tmp_path / "i"), spacing=SPACING).preprocess()
+    empty = dataclasses.replace(co.partition(partition_reads_batches, num_batches=3)[1], count=0)
+    assert (list(empty.iter_blocks()), list(empty.iter_chunks()), empty.get()) == ([], [], b"")
 
 
 def test_slices_are_small_picklable_and_carry_no_whole_index(testdata: Path, tmp_path: Path) -> None:

@@ -50,20 +50,38 @@ _SPARSE = 32  # first guess at the bytes per hit (FASTQ and CSV lines are longer
 
 def numpy_byte_positions(data: Bytes, byte: int) -> npt.NDArray[np.intp]:
     """:func:`byte_positions` with NumPy alone (the fallback, and the reference in tests)."""
-    return np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == byte)
+    return np.flatnonzero(np.frombuffer(_flat(data, byte), dtype=np.uint8) == byte)
 
 
 def byte_positions(data: Bytes, byte: int) -> npt.NDArray[np.intp]:
-    """Offsets of every ``byte`` (0-255) in ``data``, ascending, as an ``intp`` array."""
+    """Offsets of every ``byte`` (0-255) in ``data``'s bytes, ascending, as an ``intp`` array.
+
+    ``data`` is read as its bytes, whatever its shape or item size (a 2-D array, a
+    buffer of 8-byte items): offsets count bytes. A non-contiguous buffer is refused.
+    """
+    view = _flat(data, byte)
     if _scan is None:
-        return numpy_byte_positions(data, byte)
-    out = np.empty(len(data) // _SPARSE + 16, dtype=np.intp)
-    count, resume = _scan(data, byte, out, 0)
-    if resume == len(data):
-        return out[:count]
+        return numpy_byte_positions(view, byte)
+    size = view.nbytes
+    out = np.empty(size // _SPARSE + 16, dtype=np.intp)
+    count, resume = _scan(view, byte, out, 0)
+    if resume == size:
+        return out[:count] if 2 * count >= len(out) else out[:count].copy()  # keep no unused room alive
     parts = [out[:count]]
-    while resume < len(data):  # denser than guessed: go on with room for every byte left
-        more = np.empty(len(data) - resume, dtype=np.intp)
-        count, resume = _scan(data, byte, more, resume)
+    while resume < size:  # denser than guessed: size the rest from the density seen so far
+        more = np.empty(min(size - resume, (size - resume) * sum(map(len, parts)) // resume + 16), dtype=np.intp)
+        count, resume = _scan(view, byte, more, resume)
         parts.append(more[:count])
     return np.concatenate(parts)
+
+
+def _flat(data: Bytes, byte: int) -> memoryview:
+    """``data`` as a 1-D view of bytes; ``byte`` checked (0-255)."""
+    if not 0 <= byte <= 255:
+        raise ValueError(f"byte must be 0-255, not {byte}")
+    view = data.data if isinstance(data, np.ndarray) else memoryview(data)
+    if view.ndim == 1 and view.itemsize == 1:
+        return view
+    if not view.c_contiguous:
+        raise ValueError("byte_positions needs a contiguous buffer")
+    return view.cast("B")

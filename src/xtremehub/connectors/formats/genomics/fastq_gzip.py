@@ -103,6 +103,8 @@ class FASTQGZipSlice(RecordSlice):
             if remaining < len(starts):
                 data = data[: int(starts[remaining] - starts[0])]
                 starts, lengths = starts[:remaining], lengths[:remaining]
+            if not len(starts):  # a slice of no reads yields nothing
+                return None
             remaining -= len(starts)
             text = data if isinstance(data, bytes) else bytes(data)  # bytes here: fed from the slice's bytes
             if len(starts) == len(block.starts):
@@ -130,7 +132,8 @@ class FASTQGZipSlice(RecordSlice):
         number of reads, and ``block.data`` its text (bytes), so counting reads or bases,
         or a read-length histogram, needs no Python loop per read. Every read was
         checked (``@`` header, ``+`` line, as many quality values as bases) before its
-        block is yielded; memory stays bounded by one block.
+        block is yielded; memory stays bounded by one block. A file whose last line has
+        no newline gets one in its last block's ``data``.
 
         Example:
             >>> s = FASTQGZipSlice(...)                                     # doctest: +SKIP
