@@ -118,6 +118,40 @@ def exit_hard(code: int) -> None:
     os._exit(code)
 
 
+def kill_task_process(marker: str | None = None) -> str:
+    """Kills the process that started this one and everything in its process group, this one too
+    (on Lithops localhost: the task process that runs the call, and the call's own process).
+
+    With ``marker``: only the first time (it creates ``marker``); afterwards returns ``"survived"``.
+    Refuses unless this process's session leader is its parent (Lithops starts each task process in
+    a session of its own): the process group of any other worker may be the test's own.
+    """
+    if marker is not None:
+        path = Path(marker)
+        if path.exists():
+            return "survived"
+        path.write_text("killed once")
+    _refuse_unless_parent_leads_session()
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+    return "not reached"
+
+
+def kill_parent_and_linger(pid_file: str, seconds: float = 60.0) -> None:
+    """Kills the process that started this one, leaves this one's pid in ``pid_file``, sleeps ``seconds``.
+
+    Refuses as :func:`kill_task_process` does (the parent of another worker may be the test itself).
+    """
+    _refuse_unless_parent_leads_session()
+    Path(pid_file).write_text(str(os.getpid()))
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(seconds)
+
+
+def _refuse_unless_parent_leads_session() -> None:
+    if os.getsid(0) != os.getppid():
+        raise RuntimeError("this process's parent does not lead its session: it is not a task process to kill")
+
+
 def with_id(x: int, id: int) -> tuple[int, int]:
     return (id, x)
 

@@ -11,8 +11,13 @@ credentials from their own environment or configuration.
 Lithops enforces per-call time limits itself (``map(timeout=...)`` kills the
 function), reported as :class:`~xtremehub.errors.TaskTimeout`; a function process
 that is killed or exits is reported as :class:`~xtremehub.errors.WorkerDied`
-with the signal or exit code Lithops observed. Lithops cannot cancel an
-activation once invoked: closing without waiting abandons what still runs.
+with the signal or exit code Lithops observed. On the localhost backend, a task
+process (Lithops's runner) that dies before reporting, which Lithops itself only
+logs, is noticed by :class:`~xtremehub.compute.backends._lithops_watch.LocalhostWatch`:
+its calls fail with :class:`~xtremehub.errors.WorkerDied` a second after the death
+instead of waiting forever, and a live call is never failed however long it runs.
+Lithops cannot cancel an activation once invoked: closing without waiting abandons
+what still runs.
 
 Example (needs the ``lithops`` extra)::
 
@@ -32,6 +37,7 @@ from typing import Any
 import lithops
 
 from xtremehub.compute.backends._engine import EngineBackend, Polled, run_remote
+from xtremehub.compute.backends._lithops_watch import ActivationLost, LocalhostWatch
 from xtremehub.compute.backends.base import Job
 from xtremehub.compute.task import Call
 from xtremehub.config import Settings
@@ -82,12 +88,14 @@ class LithopsBackend(EngineBackend):
         self._config = config
         self._executor_options = executor_options
         self._lexec: Any = None
+        self._watch: LocalhostWatch | None = None
 
     def _connect(self, settings: Settings) -> int:
         if self._given is not None:
             self._lexec = self._given
         else:
             self._lexec = lithops.FunctionExecutor(config=self._config, **self._executor_options)
+        self._watch = LocalhostWatch.attach(self._lexec)
         config = getattr(self._lexec, "config", None) or self._config or {}
         local = config.get("localhost", {}) if config.get("lithops", {}).get("backend") == "localhost" else {}
         return self._n or int(local.get("worker_processes") or 0)
@@ -107,10 +115,10 @@ class LithopsBackend(EngineBackend):
 
     def _poll(self, handles: list[Hashable], timeout: float) -> Polled:
         finished = [f for f in handles if _finished(f)]
-        if not finished:
+        done: Polled = list(self._watch.lost(handles, _finished)) if self._watch is not None else []
+        if not finished and not done:
             time.sleep(timeout)
             return []
-        done: Polled = []
         for future in finished:
             f: Any = future
             try:
@@ -137,8 +145,11 @@ class LithopsBackend(EngineBackend):
             except Exception as exc:
                 log.debug("Lithops clean-up failed: %s", exc)
         self._lexec = None
+        self._watch = None
 
     def _engine_error(self, exc: BaseException, key: str, job: Job) -> BaseException | None:
+        if isinstance(exc, ActivationLost):
+            return WorkerDied(f"the Lithops task process running call {key} {exc.how}")
         message = str(exc)  # Lithops reports limits and deaths only in its messages
         if isinstance(exc, TimeoutError) and "maximum time" in message:
             return TaskTimeout(f"call {key} ran longer than its {job.timeout:g}s limit on Lithops; it was stopped")

@@ -51,7 +51,7 @@ import cloudpickle
 from xtremehub.compute.backends import _pickling  # noqa: F401 - Pipe ends travel as arguments
 from xtremehub.compute.backends._orphans import exit_with_owner
 from xtremehub.compute.backends.base import Backend, Job, ReportFn, StartedFn
-from xtremehub.compute.backends.outcomes import failed_outcome
+from xtremehub.compute.backends.outcomes import describe_exit, failed_outcome
 from xtremehub.compute.batch import OutcomeBlock
 from xtremehub.compute.task import Call, CallFields, Outcome, OutcomeFields, dumps, run_calls
 from xtremehub.config import Settings, use_process_settings
@@ -595,12 +595,12 @@ class LocalBackend(Backend):
         if inflight:
             culprit = inflight[0]
             error = w.kill_reason or WorkerDied(
-                f"worker {w.name} died ({_describe_exit(code)}) while running call "
+                f"worker {w.name} died ({describe_exit(code)}) while running call "
                 f"{culprit.job_id}/{culprit.call_id:05d}"
             )
             reports.append((culprit, error))
         if inflight or w.calls_left is None or w.calls_left > 0:
-            log.warning("worker %s exited (%s)", w.name, _describe_exit(code))
+            log.warning("worker %s exited (%s)", w.name, describe_exit(code))
         if not self._closing or self._drain:
             replacement = self._spawn()
             with self._lock:
@@ -799,16 +799,3 @@ class LocalBackend(Backend):
         ]
         if self._report is not None and reports:
             self._report(reports)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = ": possibly out of memory" if -code == signal.SIGKILL else ""
-        return f"killed by {name}{hint}"
-    return f"exit code {code}"

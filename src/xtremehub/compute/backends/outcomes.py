@@ -9,21 +9,27 @@ Outcomes travel back from workers packed (:func:`pack_outcomes`): one pickle of 
 tuples, because a named tuple pickles and unpickles through Python code per object,
 which for calls of a few microseconds costs more than the calls.
 
+A worker process that died is described the same way by every backend that sees its
+exit code (:func:`describe_exit`).
+
 Example:
     >>> unpack_outcomes(pack_outcomes([Outcome("job-1", 0, True, b"")]))[0].ok
     True
     >>> outcome = failed_outcome("job-1", 3, KeyError("job-1"), "unknown job", "worker-0")
     >>> outcome.ok, outcome.call_id, outcome.error_message
     (False, 3, "unknown job: 'job-1'")
+    >>> describe_exit(-9), describe_exit(3)
+    ('killed by SIGKILL: possibly out of memory', 'exit code 3')
 """
 
 from __future__ import annotations
 
 import pickle
+import signal
 
 from xtremehub.compute.task import Outcome, failed_fields
 
-__all__ = ["failed_outcome", "pack_outcomes", "unpack_outcomes"]
+__all__ = ["describe_exit", "failed_outcome", "pack_outcomes", "unpack_outcomes"]
 
 
 def failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, name: str) -> Outcome:
@@ -33,6 +39,20 @@ def failed_outcome(job_id: str, call_id: int, exc: BaseException, reason: str, n
     itself); ``reason`` says why the call could not run.
     """
     return Outcome._make(failed_fields(job_id, call_id, exc, reason, name))
+
+
+def describe_exit(code: int | None) -> str:
+    """How a worker process ended, from its exit code (negative: the signal that killed it)."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = ": possibly out of memory" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"
 
 
 def pack_outcomes(outcomes: list[Outcome]) -> bytes:
