@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-variants bench-streams-scaling bench-streams-nats bench-ephemeral bench-ephemeral-actions bench-web bench-catalog bench-state clean
+.PHONY: system-deps bench-mdr bench-metaspace demo test lint typecheck bench-storage bench-executor bench-csv bench-cog bench-imzml bench-laz bench-streams-store bench-streams bench-streams-server bench-streams-historical bench-streams-checkpoints bench-backends bench-video bench-optimizer bench-security bench-fastq bench-seaweedfs bench-variants bench-streams-scaling bench-streams-nats bench-ephemeral bench-ephemeral-actions bench-web bench-catalog bench-state clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -170,3 +170,6 @@ clean:
 
 bench-fastq: $(VENV)/.installed-bench
 	$(BIN)/python bench/fastq_gzip.py
+
+bench-seaweedfs: $(VENV)/.installed-bench
+	$(BIN)/python bench/seaweed_serving.py --floor

@@ -26,6 +26,9 @@
    inflater (ISA-L, zlib-ng, zlib; ``XHUB_INFLATER``).
 7. Bytes fetched by all slices / object size, and index size / object size.
 
+``--weed-flags="..."`` adds flags to ``weed server``'s (deployment settings, e.g. ``-filer.maxMB=1``;
+``bench/seaweed_serving.py`` compares them on the server's CPU alone).
+
 With ``--rounds R`` steps 2, 4 and 5 run R times in turn (gzip, ISA-L, Dataplug, ours, scan; the
 machine's speed drifts between minutes) and each ratio is reported per round and as the median.
 
@@ -312,6 +315,7 @@ def main() -> None:
         help="how the scan's map function counts reads: len() of the record blocks, or the text's newlines again",
     )
     parser.add_argument("--quick", action="store_true", help="128 MiB and 16 slices")
+    parser.add_argument("--weed-flags", default="", help="extra 'weed server' flags, space-separated")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "xhub-bench")
     args = parser.parse_args()
     if args.quick:
@@ -326,7 +330,7 @@ def main() -> None:
     size = local.stat().st_size
 
     rounds: list[dict[str, float]] = []
-    with object_on_seaweedfs(local, "reads.fastq.gz") as (url, settings):
+    with object_on_seaweedfs(local, "reads.fastq.gz", weed_flags=args.weed_flags.split()) as (url, settings):
         for number in range(1, args.rounds + 1):
             # baselines and ours one after the other in every round: the machine's speed drifts
             # by up to 30 % between runs, so each round's ratios compare neighbours

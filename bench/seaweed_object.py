@@ -14,11 +14,12 @@ from xtremehub.testing.seaweedfs import SeaweedFS
 
 @contextmanager
 def files_on_seaweedfs(
-    *local: Path, keys: Sequence[str] | None = None, bucket: str = "bench"
+    *local: Path, keys: Sequence[str] | None = None, bucket: str = "bench", weed_flags: Sequence[str] = ()
 ) -> Iterator[tuple[list[str], Settings]]:
-    """Start SeaweedFS, make it this process's (and its workers') store, upload each file (under
-    its own name, or the matching ``keys``); yield ``(urls, settings)``."""
-    with SeaweedFS.start() as server:
+    """Start SeaweedFS (with ``weed_flags`` added to ``weed server``'s), make it this process's (and
+    its workers') store, upload each file (under its own name, or the matching ``keys``); yield
+    ``(urls, settings)``."""
+    with SeaweedFS.start(extra_args=weed_flags) as server:
         settings = server.settings(timeout=120)
         use_process_settings(settings)
         try:
@@ -33,7 +34,9 @@ def files_on_seaweedfs(
 
 
 @contextmanager
-def object_on_seaweedfs(local: Path, key: str, bucket: str = "bench") -> Iterator[tuple[str, Settings]]:
+def object_on_seaweedfs(
+    local: Path, key: str, bucket: str = "bench", weed_flags: Sequence[str] = ()
+) -> Iterator[tuple[str, Settings]]:
     """Start SeaweedFS, make it this process's store, upload ``local`` as ``key``; yield ``(url, settings)``."""
-    with files_on_seaweedfs(local, keys=[key], bucket=bucket) as (urls, settings):
+    with files_on_seaweedfs(local, keys=[key], bucket=bucket, weed_flags=weed_flags) as (urls, settings):
         yield urls[0], settings

@@ -25,6 +25,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +85,8 @@ class SeaweedFS:
     admin: tuple[str, str] = field(default=(ADMIN_KEY, ADMIN_SECRET), repr=False)
     #: the master's HTTP port (its ``/dir/status`` tells whether a volume server has joined)
     master_port: int | None = field(default=None, repr=False)
+    #: the filer's HTTP port (``GET /buckets/<bucket>/<key>?metadata=true`` shows an object's chunks)
+    filer_port: int | None = field(default=None, repr=False)
 
     @property
     def endpoint_url(self) -> str:
@@ -123,12 +126,15 @@ class SeaweedFS:
         ready_timeout: float = 60.0,
         s3_port: int | None = None,
         admin: tuple[str, str] = (ADMIN_KEY, ADMIN_SECRET),
+        extra_args: Sequence[str] = (),
     ) -> SeaweedFS:
         """Start a server on free loopback ports and wait until S3 answers.
 
         Give the ``data_dir`` and ``s3_port`` of a stopped server to restart it with its data
         at the same endpoint (outage tests); ``admin`` (access key, secret) to give a second
-        server credentials of its own.
+        server credentials of its own; ``extra_args`` to add ``weed server`` flags (e.g.
+        ``["-filer.maxMB=1"]``, as ``bench/seaweed_serving.py`` compares deployment settings;
+        a flag given twice takes its last value).
         """
         owns = data_dir is None
         root = Path(tempfile.mkdtemp(prefix="xhub-seaweedfs-")) if data_dir is None else data_dir
@@ -170,11 +176,12 @@ class SeaweedFS:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             f"-s3.config={root / 's3.json'}",
+            *extra_args,
         ]
         logfile = open(root / "weed.log", "wb")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
         logfile.close()
-        server = cls(ports["s3"], root, process, owns, admin, ports["master"])
+        server = cls(ports["s3"], root, process, owns, admin, ports["master"], ports["filer"])
         try:
             server._wait_ready(ready_timeout)
         except BaseException:
