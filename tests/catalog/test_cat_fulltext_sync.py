@@ -265,3 +265,58 @@ def test_migration_0006_up_and_down_on_a_populated_catalog(
         again.register("s3://ft/i.fq", actor="cy", tags=("whelk",), facts={}, source_version="e1")
         _vectors_in_step(again)  # the trigger of 0006 again: a new tag joins the dictionary
         assert len(_tagged(again, "whelk")) == 1
+
+
+def test_migration_0007_up_and_down_keeps_secured_search_results(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    """0007 (SQLite: the listing index with each row's tags) on a populated catalog: down drops
+    it, up makes it again (with statistics when the catalog has them) and every secured search
+    (text and not, tags with quotes and accents) finds what it found before."""
+    odd = 'é"q, x'  # a tag whose JSON text is escaped: json_each must decode it to compare
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        for i in range(12):
+            cat.register(
+                f"s3://ft/m{i}.fq",
+                actor=("ann", "bob")[i % 2],
+                title=f"mussel {i}",
+                tags=(f"t{i % 3}", *([odd] if i % 4 == 0 else [])),
+                facts={},
+                source_version="e1",
+            )
+    conds = (
+        residual.AnyOf((residual.TagIs(odd), residual.AttrIs("owner", "bob"))),
+        residual.AllOf(
+            (residual.AnyOf((residual.TagIs("t0"), residual.TagIs("t1"))), residual.Not(residual.TagIs(odd)))
+        ),
+    )
+    queries = [SearchQuery(text=t, visible=c, limit=50) for c in conds for t in ("", "mussel")]
+
+    def results(cat: SqlCatalog) -> list[tuple[list[str], int, dict[str, dict[str, int]]]]:
+        cat.counts.clear()
+        pages = [cat.search(q) for q in queries]
+        return [([d.id for d in p.items], p.total, {f: dict(v) for f, v in p.facets.items()}) for p in pages]
+
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        before = results(again)
+    assert [r[1] for r in before] == [9, 9, 6, 6]  # odd tag or bob: 3 + 6; t0 or t1 (8) less 2 odd
+    sqlite = url.get_backend_name() == "sqlite"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0006")
+        assert "ix_datasets_listing_tags" not in {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
+        if sqlite:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        migrate(engine)
+        if sqlite:
+            assert "ix_datasets_listing_tags" in {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
+            with engine.connect() as conn:
+                stat = "SELECT count(*) FROM sqlite_stat1 WHERE idx = 'ix_datasets_listing_tags'"
+                assert conn.exec_driver_sql(stat).scalar_one() == 1
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        assert results(again) == before

@@ -25,6 +25,7 @@ __all__ = [
     "PG_SEARCH_TABLE",
     "PG_TAG_TABLE",
     "PG_TSV_COLUMN",
+    "SQLITE_LISTING_INDEX",
     "access_requests",
     "catalog_state",
     "dataset_search",
@@ -49,6 +50,9 @@ PG_FTS_INDEX = "ix_datasets_search_tsv"
 PG_SEARCH_TABLE = "dataset_search"
 #: PostgreSQL: the tag dictionary whose ids ``dataset_search.tag_ids`` holds (migration 0006).
 PG_TAG_TABLE = "dataset_search_tags"
+#: SQLite: ``ix_datasets_listing`` with the row's ``tags`` (JSON) as its last column, what search
+#: counts, samples and tests listing conditions on (migration 0007, outside :data:`metadata`).
+SQLITE_LISTING_INDEX = "ix_datasets_listing_tags"
 
 metadata = sa.MetaData(
     naming_convention={
