@@ -1,7 +1,7 @@
 """The full-text index follows every write: register, new version, update, delete, and a bulk
 INSERT that bypasses the store (PostgreSQL: the side table ``dataset_search`` of migration 0004,
-kept by a trigger, with the tags' ids of 0006; SQLite: the FTS5 table), and migrations 0003 to
-0006 fill and remove what they add on a populated catalog."""
+kept by a trigger, with the tags' ids of 0006 and the vectors out of line since 0008; SQLite: the
+FTS5 table), and migrations 0003 to 0008 fill and remove what they add on a populated catalog."""
 
 from __future__ import annotations
 
@@ -320,3 +320,56 @@ def test_migration_0007_up_and_down_keeps_secured_search_results(
         engine.dispose()
     with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
         assert results(again) == before
+
+
+def _out_of_line(engine: sa.Engine) -> tuple[int, int]:
+    """PostgreSQL: (side-table rows, distinct values in its TOAST relation): the vectors out of
+    line when both are equal (each row's vector a value of its own there, nothing else is)."""
+    with engine.connect() as conn:
+        toast = conn.exec_driver_sql(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'dataset_search'::regclass"
+        ).scalar_one()
+        rows = conn.exec_driver_sql("SELECT count(*) FROM dataset_search").scalar_one()
+        values = conn.exec_driver_sql(f"SELECT count(DISTINCT chunk_id) FROM {toast}").scalar_one()
+    return rows, values
+
+
+def test_migration_0008_moves_the_vectors_out_of_line_and_back(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    """PostgreSQL's vectors are stored out of line after 0008 (the rows search counts and samples
+    are narrow), for the rows it rewrites and for every later insert and update of a search
+    document; an update that keeps the document keeps the vector; search finds the same; down
+    to 0007 the vectors are back in line and the pad column gone; up again out of line."""
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        ds = cat.register("s3://ft/j.fq", actor="ann", title="tardigrade moss", facts={}, source_version="e1")
+        cat.register("s3://ft/k.fq", actor="bob", title="tardigrade lichen", facts={}, source_version="e1")
+    pg = url.get_backend_name() == "postgresql"
+    engine = sa.create_engine(url)
+    try:
+        if pg:
+            assert _out_of_line(engine) == (2, 2)
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0007")
+        if pg:
+            assert _out_of_line(engine) == (2, 0)
+            assert "toast_pad" not in {c["name"] for c in sa.inspect(engine).get_columns("dataset_search")}
+        with engine.begin() as conn:  # a write under 0007's trigger (the vector in line)
+            conn.execute(sa.update(datasets).where(datasets.c.id == ds.id).values(search_doc="tardigrade moss rain"))
+        migrate(engine)
+        if pg:
+            assert _out_of_line(engine) == (2, 2)
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        _vectors_in_step(again)
+        assert _hits(again, "tardigrade rain") == [ds.id]
+        again.register("s3://ft/l.fq", actor="cy", title="tardigrade sand", facts={}, source_version="e1")
+        ds = again.update(ds.id, DatasetPatch(title="water bear"), actor="ann", if_match=again.get(ds.id).etag)
+        again.update(ds.id, DatasetPatch(licence="CC-BY-4.0"), actor="ann", if_match=ds.etag)  # same document
+        _vectors_in_step(again)
+        if pg:
+            assert _out_of_line(again._engine) == (3, 3)  # the old vector of the updated row is dead
+        assert _hits(again, "water bear") == [ds.id]
+        assert again.search(SearchQuery(text="tardigrade")).total == 2

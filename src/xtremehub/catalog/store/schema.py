@@ -5,9 +5,9 @@ Alembic migrations (``migrations/versions``) create exactly these tables; a test
 virtual table ``dataset_fts`` on SQLite; on PostgreSQL a stored generated ``tsvector`` column
 ``dataset_search`` (migration 0004): per dataset its key, facet values, tags (``text[]``) and
 ``search_tsv`` (``strip(to_tsvector('simple', search_doc))``: no word positions, migration
-0005) and ``tag_ids`` (the tags' ids in the dictionary ``dataset_search_tags``, migration 0006),
-kept by a trigger, with GIN indexes (both made by the migrations, both outside this
-metadata).
+0005; stored out of line since migration 0008, see its ``toast_pad``) and ``tag_ids`` (the tags'
+ids in the dictionary ``dataset_search_tags``, migration 0006), kept by a trigger, with GIN
+indexes (both made by the migrations, both outside this metadata).
 
 Example:
     >>> sorted(metadata.tables)[:4]
@@ -201,7 +201,10 @@ dataset_search = sa.Table(
     sa.Column("modified", _TS, nullable=False),
     sa.Column("tags", ARRAY(sa.Text), nullable=False),
     sa.Column("tag_ids", ARRAY(sa.Integer), nullable=False),  # the ids of ``tags`` (migration 0006)
-    sa.Column(PG_TSV_COLUMN, TSVECTOR, nullable=False),
+    sa.Column(PG_TSV_COLUMN, TSVECTOR, nullable=False),  # out of line (TOAST) since migration 0008
+    # 2,100 spaces written with every new vector (a default): long enough for PostgreSQL to toast
+    # the row, whose vector it then moves out of line; stored compressed in the row (migration 0008)
+    sa.Column("toast_pad", sa.Text, nullable=False),
 )
 
 #: PostgreSQL only (migration 0006, outside :data:`metadata`): each tag name once, with its id;
