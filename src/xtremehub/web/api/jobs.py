@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel
 
+from xtremehub.catalog.model import JobRecord
+from xtremehub.compute.failures import OMITTED_KEY, TELEMETRY_KEY
 from xtremehub.compute.summary import JobStats
 from xtremehub.optimizer.store import JobRow
 from xtremehub.security.authz import Action
@@ -45,6 +47,9 @@ class JobSummaryOut(BaseModel):
     """The executor's aggregates, the failed calls, and the catalog's lineage record if any.
 
     ``failures_omitted``: failed calls not listed (a job known only to the catalog keeps the first 20).
+    The record's ``telemetry`` here leaves out what ``failures`` and ``failures_omitted`` show
+    (the summary's ``failed_calls`` and ``failed_calls_omitted``); a record elsewhere (lineage)
+    keeps them.
     """
 
     job_id: str
@@ -98,8 +103,15 @@ def job_summary(job_id: JobId, request: Request, who: CallerDep) -> JobSummaryOu
         stats=job.stats,
         failures=[FailureOut(**f.to_json()) for f in job.failures],
         failures_omitted=job.failures_omitted,
-        record=job_out(job.record) if job.record is not None else None,
+        record=_record_out(job.record) if job.record is not None else None,
     )
+
+
+def _record_out(record: JobRecord) -> JobRecordOut:
+    """The job's record without the failed calls in its telemetry summary (listed once, above it)."""
+    out = job_out(record)
+    telemetry = {k: v for k, v in out.telemetry.items() if k not in (TELEMETRY_KEY, OMITTED_KEY)}
+    return out.model_copy(update={"telemetry": telemetry})
 
 
 @router.get("/{job_id}/telemetry", response_model=list[TelemetryRowOut], summary="One record per call")
