@@ -9,9 +9,10 @@ file). A job only the catalog knows has no telemetry rows and no plots (404).
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from xtremehub.catalog.model import JobRecord
@@ -21,6 +22,7 @@ from xtremehub.optimizer.store import JobRow
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
 from xtremehub.web.auth import Caller, CallerDep
+from xtremehub.web.jobs import JobsSource
 from xtremehub.web.schemas import LINE, JobRecordOut, job_out
 
 __all__ = ["router"]
@@ -90,8 +92,28 @@ def _jobs(request: Request, who: Caller) -> Any:
 
 
 @router.get("", response_model=list[JobRow], summary="Jobs with telemetry, then those only the catalog knows")
-def list_jobs(request: Request, who: CallerDep) -> list[JobRow]:
-    return list(_jobs(request, who).list_jobs())
+def list_jobs(
+    request: Request,
+    response: Response,
+    who: CallerDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[JobRow]:
+    """Without ``limit`` and ``offset``: every job with telemetry, then the catalog's latest 1,000
+    it alone knows (oldest first). With them, one page of the same order over all of the
+    catalog's jobs: ``X-Total-Count`` says how many jobs there are, and a ``Link`` header
+    (``rel="next"``) gives the next page's URL, if there is one (as ``next`` in a dataset search)."""
+    source: JobsSource = _jobs(request, who)
+    if limit is None and offset == 0:
+        return list(source.list_jobs())
+    limit = limit or 1000
+    rows, total = source.page(limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(total)
+    if offset + limit < total:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
+        params += [("limit", str(limit)), ("offset", str(offset + limit))]
+        response.headers["Link"] = f'<{request.url.path}?{urllib.parse.urlencode(params)}>; rel="next"'
+    return rows
 
 
 @router.get("/{job_id}", response_model=JobSummaryOut, summary="One job's summary, failures and lineage record")
