@@ -13,8 +13,9 @@ table keeps its 8,449 pages). So each row is written with ``toast_pad``: 2,100 s
 default), stored ``MAIN``: it makes every written row long enough to be toasted, and the toaster
 then (``toast_tuple_target = 512``) moves the vector (``STORAGE EXTERNAL``: uncompressed, out of
 line) and compresses the pad in place (~35 bytes). The other variable-length columns are
-``MAIN`` so that the toaster never moves them (a row over 512 bytes after that compresses them
-in place). The rows become ~230 bytes (2,823 pages instead of 8,449 at 100,000 datasets).
+``MAIN`` so that the toaster leaves them in the row (a row still over 512 bytes after that
+compresses them in place; only a row over ~8 kB moves them out). The rows become ~230 bytes
+(2,925 pages instead of 8,449 at 100,000 datasets).
 
 What reads the vector now reads it from TOAST: a page that walks the ``modified`` index tests
 ``@@`` on each row it passes (the planner walks only when the counted total makes that a few
@@ -27,8 +28,8 @@ keeps the search document keeps the vector's TOAST pointer.
 
 Upgrade rewrites the side table (a copy, ``TRUNCATE``, the rows inserted again: 7-8 s at 100,000
 datasets, the indexes filled as it goes, the GIN indexes' pending lists then merged). Downgrade:
-0006's trigger function and settings, the pad dropped and the rows written again with their
-vectors in line.
+0006's trigger function (0007 changes SQLite only) and column settings, the pad dropped and the
+rows written again with their vectors in line.
 
 Revision ID: 0008
 Revises: 0007
