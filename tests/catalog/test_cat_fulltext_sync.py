@@ -1,7 +1,7 @@
 """The full-text index follows every write: register, new version, update, delete, and a bulk
 INSERT that bypasses the store (PostgreSQL: the side table ``dataset_search`` of migration 0004,
-kept by a trigger, with the tags' ids of 0006; SQLite: the FTS5 table), and migrations 0003 to
-0006 fill and remove what they add on a populated catalog."""
+kept by a trigger, with the tags' ids of 0006 and the vectors out of line since 0008; SQLite: the
+FTS5 table), and migrations 0003 to 0008 fill and remove what they add on a populated catalog."""
 
 from __future__ import annotations
 
@@ -265,3 +265,111 @@ def test_migration_0006_up_and_down_on_a_populated_catalog(
         again.register("s3://ft/i.fq", actor="cy", tags=("whelk",), facts={}, source_version="e1")
         _vectors_in_step(again)  # the trigger of 0006 again: a new tag joins the dictionary
         assert len(_tagged(again, "whelk")) == 1
+
+
+def test_migration_0007_up_and_down_keeps_secured_search_results(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    """0007 (SQLite: the listing index with each row's tags) on a populated catalog: down drops
+    it, up makes it again (with statistics when the catalog has them) and every secured search
+    (text and not, tags with quotes and accents) finds what it found before."""
+    odd = 'é"q, x'  # a tag whose JSON text is escaped: json_each must decode it to compare
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        for i in range(12):
+            cat.register(
+                f"s3://ft/m{i}.fq",
+                actor=("ann", "bob")[i % 2],
+                title=f"mussel {i}",
+                tags=(f"t{i % 3}", *([odd] if i % 4 == 0 else [])),
+                facts={},
+                source_version="e1",
+            )
+    conds = (
+        residual.AnyOf((residual.TagIs(odd), residual.AttrIs("owner", "bob"))),
+        residual.AllOf(
+            (residual.AnyOf((residual.TagIs("t0"), residual.TagIs("t1"))), residual.Not(residual.TagIs(odd)))
+        ),
+    )
+    queries = [SearchQuery(text=t, visible=c, limit=50) for c in conds for t in ("", "mussel")]
+
+    def results(cat: SqlCatalog) -> list[tuple[list[str], int, dict[str, dict[str, int]]]]:
+        cat.counts.clear()
+        pages = [cat.search(q) for q in queries]
+        return [([d.id for d in p.items], p.total, {f: dict(v) for f, v in p.facets.items()}) for p in pages]
+
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        before = results(again)
+    assert [r[1] for r in before] == [9, 9, 6, 6]  # odd tag or bob: 3 + 6; t0 or t1 (8) less 2 odd
+    sqlite = url.get_backend_name() == "sqlite"
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0006")
+        assert "ix_datasets_listing_tags" not in {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
+        if sqlite:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("ANALYZE")
+        migrate(engine)
+        if sqlite:
+            assert "ix_datasets_listing_tags" in {i["name"] for i in sa.inspect(engine).get_indexes("datasets")}
+            with engine.connect() as conn:
+                stat = "SELECT count(*) FROM sqlite_stat1 WHERE idx = 'ix_datasets_listing_tags'"
+                assert conn.exec_driver_sql(stat).scalar_one() == 1
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        assert results(again) == before
+
+
+def _out_of_line(engine: sa.Engine) -> tuple[int, int]:
+    """PostgreSQL: (side-table rows, distinct values in its TOAST relation): the vectors out of
+    line when both are equal (each row's vector a value of its own there, nothing else is)."""
+    with engine.connect() as conn:
+        toast = conn.exec_driver_sql(
+            "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'dataset_search'::regclass"
+        ).scalar_one()
+        rows = conn.exec_driver_sql("SELECT count(*) FROM dataset_search").scalar_one()
+        values = conn.exec_driver_sql(f"SELECT count(DISTINCT chunk_id) FROM {toast}").scalar_one()
+    return rows, values
+
+
+def test_migration_0008_moves_the_vectors_out_of_line_and_back(
+    catalog_factory: Callable[[Path], SqlCatalog], tmp_path: Path
+) -> None:
+    """PostgreSQL's vectors are stored out of line after 0008 (the rows search counts and samples
+    are narrow), for the rows it rewrites and for every later insert and update of a search
+    document; an update that keeps the document keeps the vector; search finds the same; down
+    to 0007 the vectors are back in line and the pad column gone; up again out of line."""
+    with catalog_factory(tmp_path) as cat:
+        url, settings = cat._engine.url, cat._settings
+        ds = cat.register("s3://ft/j.fq", actor="ann", title="tardigrade moss", facts={}, source_version="e1")
+        cat.register("s3://ft/k.fq", actor="bob", title="tardigrade lichen", facts={}, source_version="e1")
+    pg = url.get_backend_name() == "postgresql"
+    engine = sa.create_engine(url)
+    try:
+        if pg:
+            assert _out_of_line(engine) == (2, 2)
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0007")
+        if pg:
+            assert _out_of_line(engine) == (2, 0)
+            assert "toast_pad" not in {c["name"] for c in sa.inspect(engine).get_columns("dataset_search")}
+        with engine.begin() as conn:  # a write under 0007's trigger (the vector in line)
+            conn.execute(sa.update(datasets).where(datasets.c.id == ds.id).values(search_doc="tardigrade moss rain"))
+        migrate(engine)
+        if pg:
+            assert _out_of_line(engine) == (2, 2)
+    finally:
+        engine.dispose()
+    with open_catalog(url.render_as_string(hide_password=False), settings=settings) as again:
+        _vectors_in_step(again)
+        assert _hits(again, "tardigrade rain") == [ds.id]
+        again.register("s3://ft/l.fq", actor="cy", title="tardigrade sand", facts={}, source_version="e1")
+        ds = again.update(ds.id, DatasetPatch(title="water bear"), actor="ann", if_match=again.get(ds.id).etag)
+        again.update(ds.id, DatasetPatch(licence="CC-BY-4.0"), actor="ann", if_match=ds.etag)  # same document
+        _vectors_in_step(again)
+        if pg:
+            assert _out_of_line(again._engine) == (3, 3)  # the old vector of the updated row is dead
+        assert _hits(again, "water bear") == [ds.id]
+        assert again.search(SearchQuery(text="tardigrade")).total == 2

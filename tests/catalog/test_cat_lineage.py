@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -109,3 +109,21 @@ def test_list_jobs_keeps_the_most_recent_oldest_first(fresh_catalog: SqlCatalog,
     assert fresh_catalog.list_jobs(limit=2) == [fresh_catalog.get_job("qc"), fresh_catalog.get_job("later")]
     with pytest.raises(InvalidMetadata, match="limit"):
         fresh_catalog.list_jobs(limit=0)
+
+
+def test_job_page_in_start_order_leaving_out_the_excluded(fresh_catalog: SqlCatalog) -> None:
+    """``job_page``: jobs oldest first, a page of them from an offset, the count in that order,
+    the jobs named in ``exclude`` left out of both."""
+    for i in range(5):  # started j4 first, j0 last
+        fresh_catalog.record_job(JobRecord(f"j{i}", "pipelines.step", "alice", T0 - timedelta(minutes=i), T1))
+    page, total = fresh_catalog.job_page(limit=2, offset=1)
+    assert ([j.job_id for j in page], total) == (["j3", "j2"], 5)
+    page, total = fresh_catalog.job_page(limit=10, exclude=["j3", "not-a-job"])
+    assert ([j.job_id for j in page], total) == (["j4", "j2", "j1", "j0"], 4)
+    page, total = fresh_catalog.job_page(limit=3, offset=4)
+    assert ([j.job_id for j in page], total) == (["j0"], 5)
+    assert fresh_catalog.job_page(limit=0) == ([], 5)
+    with pytest.raises(InvalidMetadata):
+        fresh_catalog.job_page(limit=10_001)
+    with pytest.raises(InvalidMetadata):
+        fresh_catalog.job_page(limit=1, offset=-1)

@@ -291,3 +291,49 @@ def test_sqlite_listing_condition_naming_ids_reads_only_the_listing_index(tmp_pa
     assert {d.id for d in page.items} == expected
     assert page.total == len(expected)
     cat.close()
+
+
+def test_sqlite_listing_condition_tests_tags_on_the_listing_index(tmp_path: Path) -> None:
+    """SQLite: a listing condition's tag tests read the row's tags from the listing index entry
+    (``ix_datasets_listing_tags``, migration 0007: ``json_each`` of its ``tags``), never a seek of
+    ``dataset_tags`` per row, and text matches drive the count (``dataset_fts`` scanned first, in
+    key order, no temporary set of keys); the datasets are those the condition decides, tags
+    with quotes and accents included."""
+    from xtremehub.catalog.store.search import count_statement
+
+    cat = open_catalog(f"sqlite:///{tmp_path / 'c.db'}", settings=Settings(home=tmp_path))
+    _fill(cat, 12)
+    odd = 'ü"x, y'
+    ds = cat.search(SearchQuery(text="run", limit=3)).items
+    for d in ds[:2]:
+        cat.update(d.id, DatasetPatch(tags=(*d.tags, odd)), actor=d.owner, if_match=d.etag)
+    cond = AllOf((AnyOf((TagIs("t1"), TagIs(odd), AttrIs("owner", "cy"))), Not(TagIs("rare"))))
+    plans: list[str] = []
+
+    def explain(conn: object, cursor: object, statement: str, params: object, context: object, many: bool) -> tuple:
+        return "EXPLAIN QUERY PLAN " + statement, params
+
+    sa.event.listen(cat._engine, "before_cursor_execute", explain, retval=True)
+    try:
+        with cat._engine.connect() as conn:
+            statement = count_statement(True, frozenset(), cond, "sqlite")
+            plans += [str(row[3]) for row in conn.execute(statement, {"q_text": '"run"', "q_count_limit": 10_001})]
+    finally:
+        sa.event.remove(cat._engine, "before_cursor_execute", explain)
+    assert not [p for p in plans if "dataset_tags" in p], plans
+    reads = [p for p in plans if p.startswith(("SCAN", "SEARCH"))]
+    assert reads[0].startswith("SCAN dataset_fts"), plans  # the matches drive the join
+    assert reads[1] == "SEARCH datasets USING COVERING INDEX ix_datasets_listing_tags (pk=?)", plans
+    assert not [p for p in plans if p.startswith("LIST SUBQUERY") and "dataset_fts" in p], plans
+
+    def keep(d: object) -> bool:
+        return evaluate(cond, d.id, {"owner": d.owner, "kind": d.kind, "tags": list(d.tags)})  # type: ignore[attr-defined]
+
+    everything = cat.search(SearchQuery(text="run", limit=50)).items
+    page = cat.search(SearchQuery(text="run", visible=cond, limit=50))
+    assert [d.id for d in page.items] == [d.id for d in everything if keep(d)]
+    with_odd = sum(odd in d.tags for d in page.items)
+    assert with_odd == 1  # the other one carries "rare": hidden
+    assert page.total == len(page.items)
+    assert page.facets["tag"].get(odd) == with_odd
+    cat.close()

@@ -39,6 +39,9 @@ def _assert_served(client: TestClient, job_id: str, *, telemetry: bool) -> None:
     assert f"ValueError: {MARK}" in failure["remote_traceback"]
     assert one.json()["stats"]["tasks"] == 3
     assert one.json()["record"]["status"] == "failed"
+    summary = one.json()["record"]["telemetry"]
+    assert "failed_calls" not in summary  # listed once, as "failures"
+    assert summary["failures"] == 1  # the rest of the summary stays
     rows = client.get(f"/api/v1/jobs/{job_id}/telemetry").json()
     assert [r["status"] for r in rows] == (["success", "error", "success"] if telemetry else [])
     assert client.get(f"/api/v1/jobs/{job_id}/plots/timeline.png").status_code == (200 if telemetry else 404)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from xtremehub.catalog import JobRecord
 from xtremehub.catalog.store import SqlCatalog
 from xtremehub.compute.telemetry import TaskTelemetry
 from xtremehub.config import S3Settings, Settings, TelemetrySettings
@@ -25,6 +27,47 @@ def _rows(job: str, n: int, failed: int = -1) -> list[TaskTelemetry]:
                       end=100.3 + 0.1 * i, bytes_read=1000 * (i + 1))
         for i in range(n)
     ]  # fmt: skip
+
+
+def test_jobs_list_in_pages(tmp_path: Path, catalog: SqlCatalog) -> None:
+    """``limit``/``offset`` page through the jobs list's order (telemetry jobs, then every job
+    only the catalog knows, oldest first), with ``X-Total-Count`` and a ``Link`` to the next page;
+    without them the list is as before."""
+    home = tmp_path / "home"
+    (home / "optimizer").mkdir(parents=True)
+    with TelemetryStore(home / "optimizer" / "telemetry.sqlite") as store:
+        store.add(_rows("a-M000", 2), function="demo.scan")
+    tdir = tmp_path / "telemetry"
+    tdir.mkdir()
+    (tdir / "b-M001.jsonl").write_text("\n".join(r.to_json() for r in _rows("b-M001", 3)) + "\n")
+    t0 = datetime(2026, 12, 7, 10, tzinfo=UTC)
+    for i, job_id in enumerate(("c0", "b-M001", "c1", "c2")):  # b-M001: in the telemetry too, named here
+        catalog.record_job(
+            JobRecord(job_id, f"pipelines.{job_id}", "alice", t0 + timedelta(minutes=i), t0 + timedelta(hours=1))
+        )
+    settings = Settings(home=home, telemetry=TelemetrySettings(dir=str(tdir)))
+    with TestClient(create_app(WebConfig(), catalog=catalog, settings=settings), base_url="http://127.0.0.1") as client:
+        everything = client.get("/api/v1/jobs")
+        assert [(j["job_id"], j["function"]) for j in everything.json()] == [
+            ("a-M000", "demo.scan"), ("b-M001", "pipelines.b-M001"), ("c0", "pipelines.c0"),
+            ("c1", "pipelines.c1"), ("c2", "pipelines.c2"),
+        ]  # fmt: skip
+        assert "Link" not in everything.headers
+        seen, url, links = [], "/api/v1/jobs?limit=2", []
+        while url:
+            page = client.get(url)
+            assert page.status_code == 200, page.text
+            assert page.headers["X-Total-Count"] == "5"
+            seen.append(page.json())
+            link = page.headers.get("Link")
+            url = link.split(";")[0].strip("<>") if link else ""
+            links.append(url)
+        assert [[j["job_id"] for j in p] for p in seen] == [["a-M000", "b-M001"], ["c0", "c1"], ["c2"]]
+        assert links == ["/api/v1/jobs?limit=2&offset=2", "/api/v1/jobs?limit=2&offset=4", ""]
+        assert [j for p in seen for j in p] == everything.json()
+        assert client.get("/api/v1/jobs?offset=3").json() == everything.json()[3:]  # limit 1,000
+        assert client.get("/api/v1/jobs?limit=0").status_code == 422
+        assert client.get("/api/v1/jobs?limit=1001").status_code == 422
 
 
 def test_jobs_from_the_store_and_the_telemetry_dir(tmp_path: Path, catalog: SqlCatalog) -> None:

@@ -83,6 +83,13 @@ class CatalogAPI(Protocol):
         """The ``limit`` (1..10,000) most recently started jobs, oldest first."""
         ...
 
+    def job_page(
+        self, *, limit: int, offset: int = 0, exclude: Collection[str] = ()
+    ) -> tuple[Sequence[JobRecord], int]:
+        """Jobs in the order they started (oldest first), leaving out ``exclude``: the ``limit``
+        (0..10,000) from ``offset`` on, and how many jobs there are in that order."""
+        ...
+
     def lineage(
         self, dataset_id: str, *, direction: Literal["up", "down", "both"] = "both", depth: int = 5
     ) -> LineageGraph: ...

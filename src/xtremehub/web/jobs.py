@@ -148,6 +148,24 @@ class JobsSource:
         known = {r.job_id for r in rows}
         return rows + [_row_of(record) for job_id, record in records.items() if job_id not in known]
 
+    def page(self, *, limit: int, offset: int = 0) -> tuple[list[JobRow], int]:
+        """Every job in :meth:`list_jobs`'s order, but all of the catalog's (oldest first), not
+        only its latest :data:`MAX_CATALOG_JOBS`: the ``limit`` (1..10,000) from ``offset`` on, and
+        how many jobs there are."""
+        rows = self._telemetry_jobs()
+        page = rows[offset : offset + limit]
+        if self.catalog is None:
+            return page, len(rows)
+        known = [r.job_id for r in rows]
+        records, more = self.catalog.job_page(limit=limit - len(page), offset=max(0, offset - len(rows)), exclude=known)
+        page = [self._named(r) if r.function == "unknown" else r for r in page]
+        return page + [_row_of(record) for record in records], len(rows) + more
+
+    def _named(self, row: JobRow) -> JobRow:
+        """A telemetry job whose file names no function, with its catalog record's, if any."""
+        record = self.record(row.job_id)
+        return dataclasses.replace(row, function=record.function) if record is not None else row
+
     def _telemetry_jobs(self) -> list[JobRow]:
         rows: list[JobRow] = []
         store = self._store()

@@ -556,6 +556,20 @@ class SqlCatalog(access.AccessRequests):
         with self._read() as conn:
             return self._jobs(conn, list(conn.execute(newest).scalars()))
 
+    def job_page(self, *, limit: int, offset: int = 0, exclude: Collection[str] = ()) -> tuple[list[JobRecord], int]:
+        """Jobs in the order they started (oldest first), leaving out ``exclude``: the ``limit``
+        (0..10,000) from ``offset`` on, and how many jobs there are in that order."""
+        if not 0 <= limit <= 10_000:
+            raise InvalidMetadata("limit", f"must be 0..10000, not {limit}")
+        if offset < 0:
+            raise InvalidMetadata("offset", f"must be >= 0, not {offset}")
+        kept = [jobs.c.job_id.not_in(sorted(set(exclude)))] if exclude else []
+        count = sa.select(sa.func.count()).select_from(jobs).where(*kept)
+        ids = sa.select(jobs.c.job_id).where(*kept).order_by(jobs.c.started, jobs.c.job_id).limit(limit).offset(offset)
+        with self._read() as conn:
+            total = conn.execute(count).scalar_one()
+            return (self._jobs(conn, list(conn.execute(ids).scalars())) if limit else []), total
+
     def _jobs(self, conn: Any, job_ids: Sequence[str]) -> list[JobRecord]:
         if not job_ids:
             return []

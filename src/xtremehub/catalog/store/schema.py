@@ -5,9 +5,9 @@ Alembic migrations (``migrations/versions``) create exactly these tables; a test
 virtual table ``dataset_fts`` on SQLite; on PostgreSQL a stored generated ``tsvector`` column
 ``dataset_search`` (migration 0004): per dataset its key, facet values, tags (``text[]``) and
 ``search_tsv`` (``strip(to_tsvector('simple', search_doc))``: no word positions, migration
-0005) and ``tag_ids`` (the tags' ids in the dictionary ``dataset_search_tags``, migration 0006),
-kept by a trigger, with GIN indexes (both made by the migrations, both outside this
-metadata).
+0005; stored out of line since migration 0008, see its ``toast_pad``) and ``tag_ids`` (the tags'
+ids in the dictionary ``dataset_search_tags``, migration 0006), kept by a trigger, with GIN
+indexes (both made by the migrations, both outside this metadata).
 
 Example:
     >>> sorted(metadata.tables)[:4]
@@ -25,6 +25,7 @@ __all__ = [
     "PG_SEARCH_TABLE",
     "PG_TAG_TABLE",
     "PG_TSV_COLUMN",
+    "SQLITE_LISTING_INDEX",
     "access_requests",
     "catalog_state",
     "dataset_search",
@@ -49,6 +50,9 @@ PG_FTS_INDEX = "ix_datasets_search_tsv"
 PG_SEARCH_TABLE = "dataset_search"
 #: PostgreSQL: the tag dictionary whose ids ``dataset_search.tag_ids`` holds (migration 0006).
 PG_TAG_TABLE = "dataset_search_tags"
+#: SQLite: ``ix_datasets_listing`` with the row's ``tags`` (JSON) as its last column, what search
+#: counts, samples and tests listing conditions on (migration 0007, outside :data:`metadata`).
+SQLITE_LISTING_INDEX = "ix_datasets_listing_tags"
 
 metadata = sa.MetaData(
     naming_convention={
@@ -197,7 +201,10 @@ dataset_search = sa.Table(
     sa.Column("modified", _TS, nullable=False),
     sa.Column("tags", ARRAY(sa.Text), nullable=False),
     sa.Column("tag_ids", ARRAY(sa.Integer), nullable=False),  # the ids of ``tags`` (migration 0006)
-    sa.Column(PG_TSV_COLUMN, TSVECTOR, nullable=False),
+    sa.Column(PG_TSV_COLUMN, TSVECTOR, nullable=False),  # out of line (TOAST) since migration 0008
+    # 2,100 spaces written with every new vector (a default): long enough for PostgreSQL to toast
+    # the row, whose vector it then moves out of line; stored compressed in the row (migration 0008)
+    sa.Column("toast_pad", sa.Text, nullable=False),
 )
 
 #: PostgreSQL only (migration 0006, outside :data:`metadata`): each tag name once, with its id;

@@ -9,16 +9,20 @@ file). A job only the catalog knows has no telemetry rows and no plots (404).
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel
 
+from xtremehub.catalog.model import JobRecord
+from xtremehub.compute.failures import OMITTED_KEY, TELEMETRY_KEY
 from xtremehub.compute.summary import JobStats
 from xtremehub.optimizer.store import JobRow
 from xtremehub.security.authz import Action
 from xtremehub.web.api._common import PROBLEM_RESPONSES, context
 from xtremehub.web.auth import Caller, CallerDep
+from xtremehub.web.jobs import JobsSource
 from xtremehub.web.schemas import LINE, JobRecordOut, job_out
 
 __all__ = ["router"]
@@ -45,6 +49,9 @@ class JobSummaryOut(BaseModel):
     """The executor's aggregates, the failed calls, and the catalog's lineage record if any.
 
     ``failures_omitted``: failed calls not listed (a job known only to the catalog keeps the first 20).
+    The record's ``telemetry`` here leaves out what ``failures`` and ``failures_omitted`` show
+    (the summary's ``failed_calls`` and ``failed_calls_omitted``); a record elsewhere (lineage)
+    keeps them.
     """
 
     job_id: str
@@ -85,8 +92,28 @@ def _jobs(request: Request, who: Caller) -> Any:
 
 
 @router.get("", response_model=list[JobRow], summary="Jobs with telemetry, then those only the catalog knows")
-def list_jobs(request: Request, who: CallerDep) -> list[JobRow]:
-    return list(_jobs(request, who).list_jobs())
+def list_jobs(
+    request: Request,
+    response: Response,
+    who: CallerDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000)] = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[JobRow]:
+    """Without ``limit`` and ``offset``: every job with telemetry, then the catalog's latest 1,000
+    it alone knows (oldest first). With them, one page of the same order over all of the
+    catalog's jobs: ``X-Total-Count`` says how many jobs there are, and a ``Link`` header
+    (``rel="next"``) gives the next page's URL, if there is one (as ``next`` in a dataset search)."""
+    source: JobsSource = _jobs(request, who)
+    if limit is None and offset == 0:
+        return list(source.list_jobs())
+    limit = limit or 1000
+    rows, total = source.page(limit=limit, offset=offset)
+    response.headers["X-Total-Count"] = str(total)
+    if offset + limit < total:
+        params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("offset", "limit")]
+        params += [("limit", str(limit)), ("offset", str(offset + limit))]
+        response.headers["Link"] = f'<{request.url.path}?{urllib.parse.urlencode(params)}>; rel="next"'
+    return rows
 
 
 @router.get("/{job_id}", response_model=JobSummaryOut, summary="One job's summary, failures and lineage record")
@@ -98,8 +125,15 @@ def job_summary(job_id: JobId, request: Request, who: CallerDep) -> JobSummaryOu
         stats=job.stats,
         failures=[FailureOut(**f.to_json()) for f in job.failures],
         failures_omitted=job.failures_omitted,
-        record=job_out(job.record) if job.record is not None else None,
+        record=_record_out(job.record) if job.record is not None else None,
     )
+
+
+def _record_out(record: JobRecord) -> JobRecordOut:
+    """The job's record without the failed calls in its telemetry summary (listed once, above it)."""
+    out = job_out(record)
+    telemetry = {k: v for k, v in out.telemetry.items() if k not in (TELEMETRY_KEY, OMITTED_KEY)}
+    return out.model_copy(update={"telemetry": telemetry})
 
 
 @router.get("/{job_id}/telemetry", response_model=list[TelemetryRowOut], summary="One record per call")

@@ -12,19 +12,20 @@ from xtremehub.catalog.store.schema import (
     PG_SEARCH_TABLE,
     PG_TAG_TABLE,
     PG_TSV_COLUMN,
+    SQLITE_LISTING_INDEX,
     metadata,
 )
 
 
 def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
     """Leave the full-text machinery (FTS5 shadow tables, PostgreSQL's search side table and its
-    tag dictionary) out of comparisons."""
+    tag dictionary, SQLite's listing index with tags) out of comparisons."""
     if name is None:
         return True
     if type_ == "table":
         return not name.startswith(FTS_TABLE) and name not in ("alembic_version", PG_SEARCH_TABLE, PG_TAG_TABLE)
     if type_ == "index":
-        return name != PG_FTS_INDEX
+        return name not in (PG_FTS_INDEX, SQLITE_LISTING_INDEX)
     if type_ == "column":
         return not (name == PG_TSV_COLUMN and parent_names.get("table_name") == "datasets")
     return True
