@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -149,3 +150,79 @@ def test_an_approval_past_its_expiry_reads_as_expired(fresh_catalog: SqlCatalog,
     revoked = fresh_catalog.decide(req.id, approve=False, actor="alice", if_match=approved.etag)  # clean-up still works
     assert revoked.status == "revoked"
     assert not (tmp_path / "policies" / f"access-{req.id}.cedar").exists()
+
+
+def test_an_approved_stream_is_readable_for_its_purpose_until_revoked(
+    fresh_catalog: SqlCatalog, tmp_path: Path
+) -> None:
+    ds = fresh_catalog.register("xhub-stream://icu/monitor-3", actor="alice", facts={}, source_version="c1")
+    assert ds.kind == "stream"
+    policies, now = tmp_path / "policies", datetime.now(UTC)
+    stream = Resource("stream", "icu/monitor-3")
+    req = fresh_catalog.request_access(ds.id, actor="carol", purpose="sepsis study")
+    done = fresh_catalog.decide(req.id, approve=True, actor="alice", if_match=req.etag)
+    assert _allowed(policies, "carol", "sepsis study", now, stream)
+    assert _allowed(policies, "carol", "sepsis study", now, Resource("key", ds.key_name))
+    assert not _allowed(policies, "carol", "marketing", now, stream)
+    assert done.expires is not None
+    assert not _allowed(policies, "carol", "sepsis study", done.expires + timedelta(seconds=1), stream)
+    # the stream only: not its scope, not the scope's other streams
+    assert not _allowed(policies, "carol", "sepsis study", now, Resource("stream", "icu/monitor-4"))
+    assert not _allowed(policies, "carol", "sepsis study", now, Resource("scope", "icu"))
+    fresh_catalog.decide(req.id, approve=False, actor="alice", if_match=done.etag)
+    assert not _allowed(policies, "carol", "sepsis study", now, stream)
+
+
+def test_listeners_hear_of_a_policy_only_after_its_decision_committed(
+    fresh_catalog: SqlCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An authorizer reloads when the decision is visible to everyone; a decision that fails to
+    commit never puts its policy in force (the listener never sees the file)."""
+    ds = fresh_catalog.register(URL, actor="alice", facts={}, source_version="e1")
+    req = fresh_catalog.request_access(ds.id, actor="carol", purpose="research")
+    policy = tmp_path / "policies" / f"access-{req.id}.cedar"
+    heard: list[tuple[str, bool]] = []
+    fresh_catalog.on_policy_change(
+        lambda: heard.append((fresh_catalog.get_access_request(req.id).status, policy.exists()))
+    )
+
+    from xtremehub.catalog.store import access
+
+    real = access.rows.access_request
+    calls: list[int] = []
+
+    def fail_once(*args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("the commit failed")
+        return real(*args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(access.rows, "access_request", fail_once)  # after the policy is written, before commit
+        with pytest.raises(RuntimeError, match="commit failed"):
+            fresh_catalog.decide(req.id, approve=True, actor="alice", if_match=req.etag)
+    assert not policy.exists()
+    assert fresh_catalog.get_access_request(req.id).status == "pending"
+    assert heard == [("pending", False)]  # told after the policy was taken back, never while it was there
+    heard.clear()
+
+    done = fresh_catalog.decide(req.id, approve=True, actor="alice", if_match=req.etag)
+    assert heard == [("approved", True)]
+    fresh_catalog.decide(req.id, approve=False, actor="alice", if_match=done.etag)
+    assert heard == [("approved", True), ("revoked", False)]
+
+
+def test_a_listener_that_fails_leaves_the_decision_committed(
+    fresh_catalog: SqlCatalog, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = fresh_catalog.register(URL, actor="alice", facts={}, source_version="e1")
+    req = fresh_catalog.request_access(ds.id, actor="carol", purpose="research")
+
+    def broken() -> None:
+        raise ValueError("reload broke")
+
+    fresh_catalog.on_policy_change(broken)
+    done = fresh_catalog.decide(req.id, approve=True, actor="alice", if_match=req.etag)
+    assert done.status == fresh_catalog.get_access_request(req.id).status == "approved"
+    assert (tmp_path / "policies" / f"access-{req.id}.cedar").exists()
+    assert "a usage-policy listener failed" in caplog.text

@@ -133,3 +133,44 @@ def test_add_a_stream_registers_its_facts_and_a_new_cut(xhub, tmp_path: Path, se
     assert line.startswith(f"{ds['id']}  v2  stream"), line
     assert json.loads(xhub("show", ds["id"], "--json"))["facts"]["events"] == 35
     assert "xhub-stream://lab/gone: no such stream" in xhub("add", "xhub-stream://lab/gone", ok=False)
+
+
+@pytest.mark.parametrize(
+    "web",
+    [
+        'oidc_issuer = "https://idp.example"',
+        'security = true\noidc_issuer = "https://idp.example"\npolicy = "/etc/xhub/policies"',
+    ],
+)
+def test_with_identities_configured_the_cli_neither_impersonates_nor_decides(
+    fresh_catalog: SqlCatalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, web: str
+) -> None:
+    """``--as`` and ``--role`` are labels, not authentication: where tokens and policies decide
+    (``[web]``), the CLI acts only as the login name and leaves decisions to the REST API."""
+    import getpass
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"[web]\n{web}\n")
+    monkeypatch.setenv("XHUB_CONFIG", str(config))
+    url = fresh_catalog._engine.url.render_as_string(hide_password=False)
+    login = getpass.getuser()
+    ds = fresh_catalog.register("s3://lab/secret.csv", actor=login, facts={}, source_version="1")
+    req = fresh_catalog.request_access(ds.id, actor="mallory", purpose="x")
+    runner = CliRunner()
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(cli, ["--home", str(tmp_path), "catalog", "--catalog", url, *args])
+        return result.exit_code, result.output
+
+    code, out = run("--as", "mallory", "request", ds.id, "--purpose", "y")
+    assert code != 0
+    assert "acts only as the login name" in out
+    for args in (("--as", login, "approve", req.id), ("approve", req.id, "--role", "admin"), ("reject", req.id)):
+        code, out = run(*args)
+        assert code != 0, args
+        assert "decide access requests through the REST API" in out
+    assert fresh_catalog.get_access_request(req.id).status == "pending"
+    assert not list((tmp_path / "policies").glob("access-*"))
+    code, out = run("requests", "--json")  # reading is what the database allows
+    assert code == 0, out
+    assert json.loads(out)[0]["id"] == req.id

@@ -15,7 +15,7 @@ from xtremehub.config import Settings
 from xtremehub.security.issuer import EmbeddedIssuer
 from xtremehub.web import WebConfig, create_app
 
-#: mallory may write datasets and read their metadata, not the lab's objects.
+#: mallory may write datasets and read their metadata, not the lab's objects (nor their keys).
 POLICIES = """
 @id("discover") permit(principal, action == XHub::Action::"read", resource == XHub::Dataset::"*");
 @id("meta") permit(principal, action == XHub::Action::"read", resource is XHub::Dataset);
@@ -24,6 +24,7 @@ POLICIES = """
 @id("curate") permit(principal in XHub::Role::"curator", action, resource is XHub::Dataset);
 @id("lab") permit(principal in XHub::Role::"lab", action == XHub::Action::"read",
                   resource in XHub::Bucket::"mem://secret");
+@id("lab-keys") permit(principal in XHub::Role::"lab", action == XHub::Action::"read", resource is XHub::Key);
 @id("embargo") forbid(principal, action, resource is XHub::Dataset)
                when { resource has tags && resource.tags.contains("embargo") };
 """

@@ -4,6 +4,15 @@ The catalog is the configured one (``--catalog URL`` > ``XHUB_CATALOG_URL`` > ``
 > ``<home>/catalog.db``). The acting user is ``--as`` (default: the login name). Every command
 prints a short text form, or JSON with ``--json``.
 
+Trust: the CLI is a direct client of the catalog database and the usage-policy store. It has no
+authenticated identity: ``--as``, ``--role`` and the login name (from the environment) are labels
+for the audit log, and whoever can run it against a catalog can change its rows and policy files
+directly anyway. That fits the local single-user installation (as ``xhub serve`` without tokens).
+Where identities and policies are configured (``[web] oidc_issuer``/``security`` or ``[web]
+policy``, what ``xhub serve`` decides with), the CLI refuses to act as anyone but the login name
+(``--as``) and refuses to approve or reject (``--role`` included): decisions go through the REST API
+or the cockpit, which check the approver's token and rights.
+
 Example:
     >>> from click.testing import CliRunner
     >>> out = CliRunner().invoke(catalog_group, ["--help"]).output
@@ -54,9 +63,21 @@ def plain(value: Any) -> Any:
 
 
 class _Ctx:
-    def __init__(self, settings: Settings, url: str | None, actor: str) -> None:
+    def __init__(self, settings: Settings, url: str | None, actor: str, config_file: Path | None) -> None:
         self.settings, self.url, self.actor = settings, url, actor
+        self._config_file = config_file
         self._catalog: Any = None
+        self._secured: bool | None = None
+
+    @property
+    def secured(self) -> bool:
+        """Whether this installation decides with identities and policies (``[web]`` security or policy)."""
+        if self._secured is None:
+            from xtremehub.web.config import WebConfig
+
+            web = WebConfig.load(config_file=self._config_file if self._config_file is not None else "default")
+            self._secured = web.security or bool(web.policy)
+        return self._secured
 
     def catalog(self) -> Any:
         if self._catalog is None:
@@ -77,7 +98,13 @@ class _Ctx:
 def catalog_group(ctx: click.Context, url: str | None, actor: str | None) -> None:
     """The data catalog: datasets, versions, search, lineage and access requests."""
     settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.load()
-    state = _Ctx(settings, url, actor or getpass.getuser())
+    login = getpass.getuser()
+    state = _Ctx(settings, url, actor or login, ctx.find_root().params.get("config_file"))
+    if actor is not None and actor != login and state.secured:
+        raise click.ClickException(
+            f"--as {actor}: identities and policies are configured ([web] oidc_issuer or policy), so the catalog "
+            f"CLI acts only as the login name ({login}); act as another user through the REST API or the cockpit"
+        )
     ctx.obj = state
     ctx.call_on_close(state.close)
 
@@ -271,6 +298,12 @@ def request(state: _Ctx, dataset_id: str, purpose: str, expires: str | None) -> 
 
 
 def _decide(state: _Ctx, request_id: str, approve: bool, reason: str, roles: tuple[str, ...]) -> tuple[Any, list[str]]:
+    if state.secured:
+        raise click.ClickException(
+            "identities and policies are configured ([web] oidc_issuer or policy): decide access requests "
+            "through the REST API or the cockpit, which check the approver's token and rights (the data and "
+            "its key); the catalog CLI has no authenticated identity"
+        )
     cat = state.catalog()
     current = cat.get_access_request(request_id)
     r = cat.decide(request_id, approve=approve, actor=state.actor, if_match=current.etag, reason=reason, roles=roles)

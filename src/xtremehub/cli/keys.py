@@ -64,10 +64,10 @@ def _jsonl_sink(path: Path) -> AuditSink:
 @click.pass_context
 def keys_group(ctx: click.Context, directory: Path | None) -> None:
     """The key service: KEKs per dataset, released to workers whose identity, purpose and code are allowed."""
+    settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.load(config_file=None)
     if directory is None:
-        settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.load(config_file=None)
         directory = settings.home / "keys"
-    ctx.obj = {"dir": directory}
+    ctx.obj = {"dir": directory, "settings": settings}
 
 
 @keys_group.command("master-key")
@@ -143,6 +143,13 @@ def measure_command(function: str) -> None:
     multiple=True,
     help="Role that may change policies and rotate KEKs remotely (repeat).",
 )
+@click.option(
+    "--policy",
+    "policies",
+    multiple=True,
+    help="Cedar policy directory or URL (repeatable), with the catalog's usage policies: they decide "
+    "who and purpose of each release and remote administration, instead of the key-policy lists.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -155,14 +162,31 @@ def serve(
     audit_log: Path | None,
     job_token_ttl: float,
     admin_roles: tuple[str, ...],
+    policies: tuple[str, ...],
 ) -> None:
-    """Serve the key service over HTTPS until interrupted; the first line printed names the URL."""
+    """Serve the key service over HTTPS until interrupted; the first line printed names the URL.
+
+    With ``--policy`` the releases and remote administration are decided as ``xhub serve
+    --policy`` decides requests: by those Cedar policies together with the usage policies that
+    approved catalog access requests write (``[catalog] policies`` or ``<home>/policies``, re-read
+    every 2 seconds), so an approval releases the dataset's key (``read`` on ``key:<dataset id>``)
+    for its purpose until it expires or is revoked. The key policies' code measurements still
+    apply; their subject, role and purpose lists do not (nor ``--admin-role``).
+    """
     if mtls and tls_dir is None:
         raise ConfigError("--mtls needs --tls-dir")
+    if policies and admin_roles:
+        raise ConfigError("--admin-role is for key services without --policy: the policies decide administration")
     token_validator: TokenValidator | None = _load_object(validator)() if validator else None
+    authorizer = None
+    if policies:
+        from xtremehub.cli.serve import policy_authorizer
+
+        authorizer = policy_authorizer(policies, ctx.find_object(dict)["settings"])  # type: ignore[index]
     service = _service(
         ctx,
         validator=token_validator,
+        authorizer=authorizer,
         audit=_jsonl_sink(audit_log) if audit_log is not None else None,
         job_token_ttl=job_token_ttl,
         admin_roles=admin_roles,
@@ -173,7 +197,8 @@ def serve(
         if mtls:
             tls["client_ca"] = tls_dir / "ca.pem"
     server = KeyServer(service, host, port, insecure=insecure, **tls)
-    click.echo(f"xhub keys: serving {service.store.directory} on {server.url}{' (mutual TLS)' if mtls else ''}")
+    mode = (" (mutual TLS)" if mtls else "") + (" (policies)" if authorizer is not None else "")
+    click.echo(f"xhub keys: serving {service.store.directory} on {server.url}{mode}")
     sys.stdout.flush()
 
     def stop(signum: int, frame: object) -> None:

@@ -27,8 +27,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -36,7 +37,10 @@ from xtremehub.config import Settings
 from xtremehub.errors import ConfigError
 from xtremehub.security._net import is_loopback_host
 
-__all__ = ["security", "serve"]
+if TYPE_CHECKING:
+    from xtremehub.security.authz import Authorizer
+
+__all__ = ["policy_authorizer", "security", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -187,18 +191,32 @@ def security(config: Any, settings: Settings, audit: Any = None) -> tuple[Any, A
     """
     if not config.security:
         return None, None
-    from xtremehub.catalog.store.access import usage_policy_source
     from xtremehub.security.oidc import OIDCConfig, OIDCValidator
-    from xtremehub.security.policy import PolicyConfig, build_authorizer
 
     validator = OIDCValidator(OIDCConfig(issuer=config.oidc_issuer, audience=config.oidc_audience))
     if not config.policy:
         return validator, None
-    sources = tuple(config.policy)
+    return validator, policy_authorizer(config.policy, settings, audit)
+
+
+def policy_authorizer(policies: Sequence[str], settings: Settings, audit: Any = None) -> Authorizer:
+    """The Cedar authorizer of ``--policy`` (``xhub serve``, ``xhub keys serve``): ``policies`` plus
+    the catalog's usage-policy source (:func:`~xtremehub.catalog.store.access.usage_policy_source`
+    of ``settings``), where approved access requests become policies; re-read every 2 seconds.
+
+    Raises:
+        ConfigError: no policy source given, or policies that do not parse.
+    """
+    from xtremehub.catalog.store.access import usage_policy_source
+    from xtremehub.security.policy import PolicyConfig, build_authorizer
+
+    if not policies:
+        raise ConfigError("no policy source given")
+    sources = tuple(policies)
     usage = usage_policy_source(settings)
     if _normal(usage) not in {_normal(s) for s in sources}:
         sources += (usage,)
-    return validator, build_authorizer(PolicyConfig(sources=sources, settings=settings), audit)
+    return build_authorizer(PolicyConfig(sources=sources, settings=settings), audit)
 
 
 def _normal(source: str) -> str:

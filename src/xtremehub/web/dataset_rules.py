@@ -25,6 +25,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from xtremehub.catalog.model import FACETS, Dataset, SearchPage, SearchQuery
+from xtremehub.catalog.store.access import granted_data
 from xtremehub.catalog.store.limits import MAX_LIMIT
 from xtremehub.catalog.streams import is_stream_url
 from xtremehub.errors import Forbidden
@@ -71,25 +72,41 @@ def data_resource(kind: str, url: str) -> tuple[str, str]:
 
 
 def grants_data(ds: Dataset) -> bool:
-    """Whether approving access to ``ds`` also grants its data (the usage policy's second rule)."""
-    return ds.kind in ("object", "prefix", "derived") and "://" in ds.url
+    """Whether approving access to ``ds`` also grants its data (the usage policy's second rule:
+    its object, prefix or stream, :func:`~xtremehub.catalog.store.access.granted_data`)."""
+    return granted_data(ds.kind, ds.url) is not None
 
 
-def check_approval(gate: Gate, identity: Identity, ds: Dataset, requester: str) -> None:
+def check_approval(gate: Gate, identity: Identity, ds: Dataset, requester: str, *, purpose: str | None) -> None:
     """Refuse (:class:`~xtremehub.errors.Forbidden`) an approval that grants more than the approver has.
 
-    An approver who is not an ``admin`` may not approve their own request (whatever the dataset:
-    an approval covers what is inside it, its key too), and an approval of a data grant needs
-    the approver to ``read`` (or ``admin``) the data themselves.
+    An approver who is not an ``admin`` (the identity's role) may not approve their own request
+    (whatever the dataset: an approval covers what is inside it, its key too), and must be able to
+    use what the approval grants, for the request's ``purpose``: ``read`` (or ``admin``) the
+    dataset's data (its object, prefix or stream) and release its key (``read`` on
+    ``Resource("key", ds.key_name)``, what the key service asks; ``admin`` of a key changes its key
+    policy, it releases nothing), for every kind of dataset. An ``admin`` approves without these
+    checks.
     """
-    if requester == identity.subject and "admin" not in identity.roles:
+    if "admin" in identity.roles:
+        return
+    if requester == identity.subject:
         # every approval covers what is inside the dataset (its key too): never one's own
         raise Forbidden(f"{identity.subject} may not approve their own request for {ds.id}")
-    if not grants_data(ds):
-        return
-    resource = Resource(*data_resource(ds.kind, ds.url))
-    if not (gate.allowed(identity, Action.READ, resource) or gate.allowed(identity, Action.ADMIN, resource)):
+
+    def usable(resource: Resource) -> bool:
+        return gate.allowed(identity, Action.READ, resource, purpose=purpose) or gate.allowed(
+            identity, Action.ADMIN, resource, purpose=purpose
+        )
+
+    granted = granted_data(ds.kind, ds.url)
+    if granted is not None and not usable(Resource(*granted)):
         raise Forbidden(f"{identity.subject} may not grant {ds.url}: they may not read it themselves")
+    if not gate.allowed(identity, Action.READ, Resource("key", ds.key_name), purpose=purpose):  # its release
+        raise Forbidden(
+            f"{identity.subject} may not grant the key of {ds.id}: they may not release it themselves"
+            + (f" (for {purpose!r})" if purpose else "")
+        )
 
 
 def visible_search(

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import xtremehub
 from xtremehub.errors import AuthenticationFailed
 from xtremehub.security.attest import measure
 from xtremehub.security.identity import Identity
@@ -87,3 +95,49 @@ def genomes_policy(**changes: Any) -> KeyPolicy:
         "measurements": frozenset({measure(allowed_task)}),
     }
     return KeyPolicy(**{**base, **changes})
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """The environment of an ``xhub`` subprocess: this source tree, the test master key, a home in
+    ``tmp_path/home`` and no config file."""
+    src = str(Path(xtremehub.__file__).resolve().parents[1])
+    return {
+        **os.environ,
+        "PYTHONPATH": src,
+        "XHUB_MASTER_KEY": MASTER.hex(),
+        "XHUB_HOME": str(tmp_path / "home"),
+        "XHUB_CONFIG": str(tmp_path / "none.toml"),
+    }
+
+
+@dataclass
+class ServedKeys:
+    """A running ``xhub keys serve``: its first line, its URL; ``stderr`` and ``returncode`` once stopped."""
+
+    line: str
+    url: str
+    stderr: str = ""
+    returncode: int | None = None
+
+
+@contextlib.contextmanager
+def keys_serve(keys_dir: Path, *options: str, env: dict[str, str], expect: str = "") -> Iterator[ServedKeys]:
+    """``xhub keys --dir KEYS_DIR serve --port 0 OPTIONS`` in a subprocess until the block ends
+    (then SIGTERM); its first line must hold ``expect``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from xtremehub.cli import main; main()", "keys", "--dir", str(keys_dir),
+         "serve", "--port", "0", *options],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    served = ServedKeys("", "")
+    try:
+        assert proc.stdout is not None
+        served.line = proc.stdout.readline()
+        if " on " not in served.line or expect not in served.line:
+            raise AssertionError(served.line + (proc.stderr.read() if proc.stderr else ""))
+        served.url = served.line.split(" on ")[1].split()[0]
+        yield served
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, served.stderr = proc.communicate(timeout=30)
+        served.returncode = proc.returncode

@@ -6,11 +6,7 @@ import base64
 import dataclasses
 import json
 import logging
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -19,9 +15,17 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from keyrelease_support import MASTER, OUTSIDER, RESEARCHER, EdDSAIssuer, allowed_task, other_task
+from keyrelease_support import (
+    MASTER,
+    OUTSIDER,
+    RESEARCHER,
+    EdDSAIssuer,
+    allowed_task,
+    cli_env,
+    keys_serve,
+    other_task,
+)
 
-import xtremehub
 from xtremehub.cli import cli
 from xtremehub.errors import AuthenticationFailed, ConfigError, Forbidden, KeyReleaseDenied, StalePolicy
 from xtremehub.security.attest import measure
@@ -135,19 +139,8 @@ def test_plain_http_only_on_loopback_unless_insecure(service: KeyService) -> Non
         assert keys.unwrap("genomes", keys.wrap("genomes", DATA_KEY)) == DATA_KEY
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    src = str(Path(xtremehub.__file__).resolve().parents[1])
-    return {
-        **os.environ,
-        "PYTHONPATH": src,
-        "XHUB_MASTER_KEY": MASTER.hex(),
-        "XHUB_HOME": str(tmp_path / "home"),
-        "XHUB_CONFIG": str(tmp_path / "none.toml"),
-    }
-
-
 def test_the_cli_creates_rotates_and_serves_with_mutual_tls(tmp_path: Path, pki: PKIFiles) -> None:
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     runner = CliRunner()
 
     def invoke(*args) -> Any:
@@ -168,16 +161,9 @@ def test_the_cli_creates_rotates_and_serves_with_mutual_tls(tmp_path: Path, pki:
     assert "not based on the current policy" in str(refused.exception)
     assert invoke("rotate", "genomes").output == "dataset genomes: KEK version 2\n"
     audit_log = tmp_path / "audit.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from xtremehub.cli import main; main()", "keys", "--dir", str(tmp_path / "k"),
-         "serve", "--port", "0", "--tls-dir", str(pki.directory), "--mtls", "--audit-log", str(audit_log)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert "(mutual TLS)" in line, line + (proc.stderr.read() if proc.stderr else "")
-        url = line.split(" on ")[1].split()[0]
+    options = ("--tls-dir", str(pki.directory), "--mtls", "--audit-log", str(audit_log))
+    with keys_serve(tmp_path / "k", *options, env=env, expect="(mutual TLS)") as served:
+        url = served.url
         assert url.startswith("https://127.0.0.1:")
         service = KeyService(tmp_path / "k", MasterKey(MASTER))
         client = KeyClient(url, ca_file=pki.ca_cert, cert_file=pki.client_cert, key_file=pki.client_key)
@@ -186,13 +172,10 @@ def test_the_cli_creates_rotates_and_serves_with_mutual_tls(tmp_path: Path, pki:
         assert blob[4:8] == (2).to_bytes(4, "big")
         assert keys.unwrap("genomes", blob) == DATA_KEY
         client.close()
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 0, err
+    assert served.returncode == 0, served.stderr
     records = [json.loads(line) for line in audit_log.read_text().splitlines()]
     assert [r["outcome"] for r in records if r["event"] == "key.release"] == ["allow"]
-    assert MASTER.hex() not in err
+    assert MASTER.hex() not in served.stderr
 
 
 def test_measure_command_prints_the_measurement() -> None:

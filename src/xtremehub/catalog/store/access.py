@@ -4,13 +4,20 @@ Approval writes a Cedar *usage policy* into the security policy store
 (:class:`~xtremehub.security.policy_store.PolicyStore` at :func:`usage_policy_source`): a file
 ``access-<request>.cedar`` permitting the requester to ``read`` the dataset and what is inside it
 (``resource in XHub::Dataset::"<id>"``: the catalog record and the dataset's key,
-``XHub::Key::"<id>"`` / ``"<id>#<version>"``) and its object or prefix URL, only for the stated
+``XHub::Key::"<id>"`` / ``"<id>#<version>"``) and its data (object, prefix or stream), only for the stated
 purpose (``context.purpose``) and only before the expiry (``context.now``). Rejecting a pending
 request writes nothing; revoking an approved one removes the file. The decision and the policy
 change are one step: if the policy cannot be written the request stays pending, and a policy
 whose request could not be saved is removed again. Listeners registered with
-:meth:`AccessRequests.on_policy_change` (an app's authorizer) are told after each change, so the
-process that wrote a policy applies it at once; others see it at their next reload.
+:meth:`AccessRequests.on_policy_change` (an app's authorizer) are told after each change has
+committed (never inside the transaction: a rolled-back decision never puts a policy in force, and
+a listener that fails is logged and cannot undo a committed one), so the process that wrote a
+policy applies it at once; others see it at their next reload.
+
+A stream dataset's approval grants ``read`` on its stream (``resource ==
+XHub::Stream::"<scope>/<stream>"``, what the stream server and the REST API ask for a stream's
+segments, cuts and pages); an object, prefix or derived dataset's grants its object or prefix
+(:func:`granted_data`).
 
 The key service names a catalog dataset's key by the catalog id: the key service's dataset of
 catalog dataset ``ds-3f9a0c2e41d7b855`` is ``ds-3f9a0c2e41d7b855`` (see
@@ -44,9 +51,17 @@ import sqlalchemy as sa
 from xtremehub.catalog.model import DataAccessRequest
 from xtremehub.catalog.store import limits, rows
 from xtremehub.catalog.store.schema import access_requests, datasets
+from xtremehub.catalog.streams import is_stream_url, split_stream_url
 from xtremehub.errors import DatasetNotFound, Forbidden, InvalidMetadata, PreconditionFailed, StalePolicy
 
-__all__ = ["DEFAULT_TERM", "AccessRequests", "policy_file", "usage_policy", "usage_policy_source"]
+__all__ = [
+    "DEFAULT_TERM",
+    "AccessRequests",
+    "granted_data",
+    "policy_file",
+    "usage_policy",
+    "usage_policy_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +98,32 @@ def policy_file(request_id: str) -> str:
     return f"access-{request_id}.cedar"
 
 
+def granted_data(kind: str, url: str) -> tuple[str, str] | None:
+    """The data an approval of a dataset of ``kind`` at ``url`` grants besides the dataset and its
+    key: ``("stream", "<scope>/<stream>")`` for a stream URL (decided by the URL, never by a
+    claimed kind), ``("object" | "prefix", name)`` for an object, prefix or derived dataset with a
+    URL (the name the policy engine judges it by: ``file://`` URLs become paths), else None.
+
+    Raises:
+        InvalidMetadata: a URL with ``.`` or ``..`` segments (a policy on it would not hold).
+
+    Example:
+        >>> granted_data("stream", "xhub-stream://lab/cam"), granted_data("prefix", "s3://lab/run9")
+        (('stream', 'lab/cam'), ('prefix', 's3://lab/run9/'))
+    """
+    if is_stream_url(url):
+        scope, stream = split_stream_url(url)
+        return "stream", f"{scope}/{stream}"
+    if kind not in ("object", "prefix", "derived") or "://" not in url:
+        return None
+    from xtremehub.security.policy import object_name
+
+    name = object_name(url if kind != "prefix" or url.endswith("/") else url + "/")
+    if name is None:
+        raise InvalidMetadata("url", f"{url}: '.' and '..' segments are refused in a usage policy")
+    return ("prefix" if kind == "prefix" else "object"), name
+
+
 def usage_policy(
     request_id: str, dataset_id: str, url: str, kind: str, requester: str, purpose: str, expires: datetime, by: str
 ) -> str:
@@ -96,18 +137,11 @@ def usage_policy(
     out = [
         f'@id("access-{request_id}")\n@reason({reason})\n{head}resource in XHub::Dataset::{_cedar(dataset_id)})\n{when}'
     ]
-    if kind in ("object", "prefix", "derived") and "://" in url:
-        from xtremehub.security.policy import object_name
-
-        # the name the policy engine judges the object by (file:// URLs become paths)
-        name = object_name(url if kind != "prefix" or url.endswith("/") else url + "/")
-        if name is None:
-            raise InvalidMetadata("url", f"{url}: '.' and '..' segments are refused in a usage policy")
-        data = (
-            f"resource in XHub::Prefix::{_cedar(name)}"
-            if kind == "prefix"
-            else f"resource == XHub::Object::{_cedar(name)}"
-        )
+    granted = granted_data(kind, url)
+    if granted is not None:
+        entity = {"stream": "Stream", "prefix": "Prefix", "object": "Object"}[granted[0]]
+        test = "in" if granted[0] == "prefix" else "=="
+        data = f"resource {test} XHub::{entity}::{_cedar(granted[1])}"
         out.append(f'@id("access-{request_id}-data")\n@reason({reason})\n{head}{data})\n{when}')
     return "\n".join(out) + "\n"
 
@@ -232,10 +266,20 @@ class AccessRequests:
                     self._write_policy({policy_name: text}, actor)
                 result = rows.access_request(self._request_row(conn, row.id), row.dataset_id)
         except BaseException:
-            if policy_name is not None:  # the decision was not saved: take the policy back
-                with contextlib.suppress(Exception):
+            if policy_name is not None:  # the decision was not saved: take the policy back (if written)
+                try:
                     self._write_policy({policy_name: None}, actor)
+                except Exception:
+                    log.exception(
+                        "access request %s was not approved; its usage policy %s could not be taken back",
+                        request_id,
+                        policy_name,
+                    )
+                # a timed reload may have read the file meanwhile: re-read without it now
+                self._policy_changed((policy_name,))
             raise
+        if policy_name is not None:  # committed: the processes' authorizers apply it now
+            self._policy_changed((policy_name,))
         self._audited(
             actor,
             "approve-access" if approve else "reject-access",
@@ -253,12 +297,18 @@ class AccessRequests:
         """Withdraw an approved request: its usage policy is removed (owner or admin only)."""
         actor = limits.subject("actor", actor)
         reason = limits.text("reason", reason, limits.MAX_PURPOSE)
-        with self._write() as conn:
-            row = self._checked(conn, request_id, actor, if_match, roles, "approved")
-            values = {"status": "revoked", "decided_by": actor, "decided_at": rows.now(), "etag": rows.new_etag()}
-            self._set(conn, row, if_match, {**values, "reason": reason or row.reason})
-            self._write_policy({policy_file(row.id): None}, actor)
-            result = rows.access_request(self._request_row(conn, row.id), row.dataset_id)
+        removed = False
+        try:
+            with self._write() as conn:
+                row = self._checked(conn, request_id, actor, if_match, roles, "approved")
+                values = {"status": "revoked", "decided_by": actor, "decided_at": rows.now(), "etag": rows.new_etag()}
+                self._set(conn, row, if_match, {**values, "reason": reason or row.reason})
+                self._write_policy({policy_file(row.id): None}, actor)
+                removed = True
+                result = rows.access_request(self._request_row(conn, row.id), row.dataset_id)
+        finally:
+            if removed:  # committed or not, the policy is gone: no authorizer keeps it in force
+                self._policy_changed((policy_file(row.id),))
         self._audited(
             actor, "revoke-access", f"dataset:{result.dataset_id}", request=result.id, policy=result.policy_id
         )
@@ -305,11 +355,16 @@ class AccessRequests:
             except StalePolicy:  # another writer changed the set in between: re-read and retry
                 if attempt == 4:
                     raise
+
+    def _policy_changed(self, names: Collection[str]) -> None:
+        """Tell the listeners that the usage policies ``names`` changed: called after the decision
+        committed (never inside its transaction, so that a decision that is rolled back never puts
+        a policy in force, and a listener's failure cannot undo a committed one)."""
         for listener in tuple(self._policy_listeners):
             try:
                 listener()
-            except Exception:  # the policy is written; a listener's failure must not undo the decision
-                log.exception("a usage-policy listener failed after %s", ", ".join(sorted(changes)))
+            except Exception:  # the decision is committed: log, the listener keeps its last good policies
+                log.exception("a usage-policy listener failed after %s", ", ".join(sorted(names)))
 
     def on_policy_change(self, listener: Callable[[], None]) -> Callable[[], None]:
         """Call ``listener`` after each usage-policy change this catalog writes (approve, revoke,

@@ -409,6 +409,8 @@ class SqlCatalog(access.AccessRequests):
                 raise PreconditionFailed(dataset_id, if_match, "(changed)")
             if granted:  # the usage policies of its approved requests go with it, as a revoke removes them
                 self._write_policy({policy_file(g.id): None for g in granted}, actor)
+        if granted:
+            self._policy_changed([policy_file(g.id) for g in granted])
         self._audited(actor, "delete", f"dataset:{dataset_id}", url=row.url, policies_removed=len(granted))
 
     def versions(self, dataset_id: str) -> Sequence[DatasetVersion]:

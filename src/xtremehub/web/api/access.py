@@ -97,7 +97,8 @@ def _decide(
         dataset_for(request, who, req.dataset_id, Action.ADMIN)  # raises the policy's Forbidden
         roles.add("admin")  # the policy lets this caller administer the dataset
     if approve:
-        check_approval(who.gate, who.identity, context(request).catalog.get(req.dataset_id), req.requester)
+        ds = context(request).catalog.get(req.dataset_id)
+        check_approval(who.gate, who.identity, ds, req.requester, purpose=req.purpose)
     decided = context(request).catalog.decide(
         request_id, approve=approve, actor=who.subject, if_match=etag, reason=reason, roles=sorted(roles)
     )

@@ -6,7 +6,8 @@
   decides one; a stale ``etag`` (someone decided meanwhile) is refused, never overwritten.
 
 An approval becomes a usage policy in the security policy engine (the catalog does that); an
-approval of a data grant needs the approver to read the data, and only an admin approves their
+approval needs the approver to read the data (object, prefix or stream) and to release the
+dataset's key themselves, for the request's purpose, and only an admin approves their
 own request (:func:`~xtremehub.web.dataset_rules.check_approval`, as the API). Forms are
 protected from cross-site posting by the ``SameSite=Strict`` session cookie and, with security
 off too, by :class:`~xtremehub.web.origin.SameOrigin`.
@@ -93,7 +94,8 @@ def decide(
     try:
         if decision == "approve":
             req = who.catalog.get_access_request(request_id)
-            check_approval(who.context.gate, who.identity, who.catalog.get(req.dataset_id), req.requester)
+            ds = who.catalog.get(req.dataset_id)
+            check_approval(who.context.gate, who.identity, ds, req.requester, purpose=req.purpose)
         decided = who.catalog.decide(
             request_id,
             approve=decision == "approve",
