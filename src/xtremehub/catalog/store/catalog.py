@@ -395,22 +395,27 @@ class SqlCatalog(access.AccessRequests):
     def delete(self, dataset_id: str, *, actor: str, if_match: str) -> None:
         """Remove the dataset with its versions, tags, lineage links and access requests."""
         actor = limits.subject("actor", actor)
-        with self._write() as conn:
-            row = self._row(conn, dataset_id)
-            if row.etag != if_match:
-                raise PreconditionFailed(dataset_id, if_match, row.etag)
-            granted = conn.execute(
-                sa.select(access_requests.c.id).where(
-                    access_requests.c.dataset_pk == row.pk, access_requests.c.status == "approved"
-                )
-            ).all()
-            done = conn.execute(sa.delete(datasets).where(datasets.c.pk == row.pk, datasets.c.etag == if_match))
-            if done.rowcount != 1:
-                raise PreconditionFailed(dataset_id, if_match, "(changed)")
-            if granted:  # the usage policies of its approved requests go with it, as a revoke removes them
-                self._write_policy({policy_file(g.id): None for g in granted}, actor)
-        if granted:
-            self._policy_changed([policy_file(g.id) for g in granted])
+        removed: list[str] = []
+        try:
+            with self._write() as conn:
+                row = self._row(conn, dataset_id)
+                if row.etag != if_match:
+                    raise PreconditionFailed(dataset_id, if_match, row.etag)
+                granted = conn.execute(
+                    sa.select(access_requests.c.id).where(
+                        access_requests.c.dataset_pk == row.pk, access_requests.c.status == "approved"
+                    )
+                ).all()
+                done = conn.execute(sa.delete(datasets).where(datasets.c.pk == row.pk, datasets.c.etag == if_match))
+                if done.rowcount != 1:
+                    raise PreconditionFailed(dataset_id, if_match, "(changed)")
+                if granted:  # the usage policies of its approved requests go with it, as a revoke removes them
+                    names = [policy_file(g.id) for g in granted]
+                    self._write_policy(dict.fromkeys(names), actor)
+                    removed = names
+        finally:
+            if removed:  # committed or not, the policies are gone: no authorizer keeps them in force
+                self._policy_changed(removed)
         self._audited(actor, "delete", f"dataset:{dataset_id}", url=row.url, policies_removed=len(granted))
 
     def versions(self, dataset_id: str) -> Sequence[DatasetVersion]:
@@ -565,12 +570,12 @@ class SqlCatalog(access.AccessRequests):
             raise InvalidMetadata("limit", f"must be 0..10000, not {limit}")
         if offset < 0:
             raise InvalidMetadata("offset", f"must be >= 0, not {offset}")
-        kept = [jobs.c.job_id.not_in(sorted(set(exclude)))] if exclude else []
-        count = sa.select(sa.func.count()).select_from(jobs).where(*kept)
-        ids = sa.select(jobs.c.job_id).where(*kept).order_by(jobs.c.started, jobs.c.job_id).limit(limit).offset(offset)
+        left_out = set(exclude)  # filtered here: a NOT IN of every id would exceed SQLite's variables
+        ordered = sa.select(jobs.c.job_id).order_by(jobs.c.started, jobs.c.job_id)
         with self._read() as conn:
-            total = conn.execute(count).scalar_one()
-            return (self._jobs(conn, list(conn.execute(ids).scalars())) if limit else []), total
+            kept = [job_id for job_id in conn.execute(ordered).scalars() if job_id not in left_out]
+            chosen = kept[offset : offset + limit]
+            return (self._jobs(conn, chosen) if chosen else []), len(kept)
 
     def _jobs(self, conn: Any, job_ids: Sequence[str]) -> list[JobRecord]:
         if not job_ids:
