@@ -59,7 +59,6 @@ __all__ = [
 _LF, _CR = ord("\n"), ord("\r")
 _EXACT_BLOCK = 16 * 1024 * 1024
 _NONE = np.zeros(0, dtype=np.intp)
-_BLOCK = 1 << 20  # bytes compared at a time: the masks stay in the CPU cache
 
 
 @dataclass(frozen=True)
@@ -198,22 +197,12 @@ def scan_block(
 def _quotes_and_newlines(
     arr: npt.NDArray[np.uint8], quote: int | None
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Positions of quotes and of LFs in ``arr``, and how many quotes precede each LF; 1 MiB at a time."""
+    """Positions of quotes and of LFs in ``arr``, and how many quotes precede each LF."""
+    lf = byte_positions(arr, _LF)
     if quote is None:
-        lf = byte_positions(arr, _LF)
         return _NONE, lf, np.zeros(len(lf), dtype=np.intp)
-    quotes, lfs, before = [], [], []
-    seen = 0
-    for at in range(0, len(arr), _BLOCK):
-        block = arr[at : at + _BLOCK]
-        q, lf = np.flatnonzero(block == quote), np.flatnonzero(block == _LF)
-        quotes.append(q + at)
-        lfs.append(lf + at)
-        before.append(np.searchsorted(q, lf) + seen)
-        seen += len(q)
-    if not lfs:
-        return _NONE, _NONE, _NONE
-    return np.concatenate(quotes), np.concatenate(lfs), np.concatenate(before)
+    quotes = byte_positions(arr, quote)
+    return quotes, lf, np.searchsorted(quotes, lf)
 
 
 def scan_chunk(
